@@ -1,0 +1,148 @@
+//! One side of an order book: price levels in a vector sorted so that the best price is at the
+//! end (new levels mostly appear near the touch, so inserts move few elements), each level a FIFO
+//! of orders linked through their slots.
+
+use crate::ids::{Price, Side};
+use crate::orders::{NIL, Orders};
+
+/// One price level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Level {
+    pub price: Price,
+    /// Sum of the open quantity (lots) of its orders.
+    pub total: u64,
+    /// Oldest order (matched first).
+    pub head: u32,
+    /// Newest order.
+    pub tail: u32,
+}
+
+/// One side of a book.
+#[derive(Clone, Debug)]
+pub(crate) struct BookSide {
+    side: Side,
+    /// Bids ascending, asks descending: the best level is last.
+    levels: Vec<Level>,
+    capacity: usize,
+}
+
+impl BookSide {
+    pub fn new(side: Side, capacity: u32) -> BookSide {
+        BookSide {
+            side,
+            levels: Vec::with_capacity(capacity as usize),
+            capacity: capacity as usize,
+        }
+    }
+
+    /// Position of `price`, or where it would be inserted.
+    #[inline]
+    fn search(&self, price: Price) -> Result<usize, usize> {
+        match self.side {
+            Side::Buy => self.levels.binary_search_by(|l| l.price.cmp(&price)),
+            Side::Sell => self.levels.binary_search_by(|l| price.cmp(&l.price)),
+        }
+    }
+
+    /// Whether an order at `price` could be added without exceeding the level capacity.
+    pub fn has_room_for(&self, price: Price) -> bool {
+        self.levels.len() < self.capacity || self.search(price).is_ok()
+    }
+
+    #[inline]
+    pub fn best(&self) -> Option<&Level> {
+        self.levels.last()
+    }
+
+    #[inline]
+    pub fn best_mut(&mut self) -> Option<&mut Level> {
+        self.levels.last_mut()
+    }
+
+    /// Levels from best to worst.
+    pub fn iter_best_first(&self) -> impl Iterator<Item = &Level> {
+        self.levels.iter().rev()
+    }
+
+    /// Appends the order in `slot` at the tail of its price level, creating the level.
+    /// The caller checked `has_room_for`.
+    pub fn push(&mut self, orders: &mut Orders, slot: u32) {
+        let (price, qty) = {
+            let o = orders.get(slot);
+            (o.price, o.qty.0)
+        };
+        debug_assert!(qty > 0);
+        let index = match self.search(price) {
+            Ok(i) => i,
+            Err(i) => {
+                assert!(self.levels.len() < self.capacity, "book side full");
+                self.levels.insert(
+                    i,
+                    Level {
+                        price,
+                        total: 0,
+                        head: NIL,
+                        tail: NIL,
+                    },
+                );
+                i
+            }
+        };
+        let level = &mut self.levels[index];
+        let tail = level.tail;
+        {
+            let o = orders.get_mut(slot);
+            o.prev = tail;
+            o.next = NIL;
+        }
+        if tail == NIL {
+            level.head = slot;
+        } else {
+            orders.get_mut(tail).next = slot;
+        }
+        level.tail = slot;
+        level.total += qty;
+    }
+
+    /// Unlinks the order in `slot` from its level (removing the level if it empties).
+    pub fn unlink(&mut self, orders: &mut Orders, slot: u32) {
+        let (price, qty, prev, next) = {
+            let o = orders.get(slot);
+            (o.price, o.qty.0, o.prev, o.next)
+        };
+        // Invariant: a resting order's price level exists until its last order leaves it (only
+        // `unlink` removes levels); the engine never passes a non-resting order here.
+        let Ok(index) = self.search(price) else {
+            unreachable!("resting order's level is missing");
+        };
+        let level = &mut self.levels[index];
+        if prev == NIL {
+            level.head = next;
+        } else {
+            orders.get_mut(prev).next = next;
+        }
+        if next == NIL {
+            level.tail = prev;
+        } else {
+            orders.get_mut(next).prev = prev;
+        }
+        assert!(level.total >= qty);
+        level.total -= qty;
+        if level.head == NIL {
+            debug_assert_eq!(level.total, 0);
+            self.levels.remove(index);
+        }
+    }
+
+    /// Lowers the level total after the order at `price` shrank by `qty` lots in place.
+    pub fn reduce(&mut self, price: Price, qty: u64) {
+        // Invariant: a resting order's price level exists until its last order leaves it (only
+        // `unlink` removes levels); the engine never passes a non-resting order here.
+        let Ok(index) = self.search(price) else {
+            unreachable!("resting order's level is missing");
+        };
+        let level = &mut self.levels[index];
+        assert!(level.total >= qty);
+        level.total -= qty;
+    }
+}

@@ -1,0 +1,293 @@
+//! Commands: everything that can change the engine's state. Each carries the sequencer's timestamp
+//! so the engine never reads a clock; replaying the same commands yields the same events.
+
+use crate::ids::{
+    AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, OrderId, Price, Qty, Side,
+    TimestampNs, WithdrawalId,
+};
+
+/// One sequenced command.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct Command {
+    /// When the sequencer accepted it; feeds rate limits, never used for ordering.
+    pub ts: TimestampNs,
+    /// What to do.
+    pub kind: CommandKind,
+}
+
+/// What a command asks for.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[non_exhaustive]
+pub enum CommandKind {
+    /// Place an order.
+    NewOrder(NewOrder),
+    /// Cancel one order of the account.
+    Cancel {
+        /// Whose order.
+        account: AccountId,
+        /// Which order.
+        target: OrderRef,
+    },
+    /// Change the price and/or quantity of a resting order. A price change or a size increase
+    /// loses time priority; a size decrease keeps it.
+    CancelReplace(CancelReplace),
+    /// Cancel every open order of an account, optionally only in one market and/or side.
+    MassCancel {
+        /// Whose orders.
+        account: AccountId,
+        /// Only this market.
+        market: Option<MarketId>,
+        /// Only this side.
+        side: Option<Side>,
+    },
+    /// Register a currency so balances in it may exist.
+    CurrencyAdd {
+        /// The dense id.
+        currency: CurrencyId,
+    },
+    /// Credit a confirmed deposit.
+    Deposit {
+        /// Credited account.
+        account: AccountId,
+        /// Currency deposited.
+        currency: CurrencyId,
+        /// Amount, in minor units.
+        amount: Amount,
+        /// The wallet service's id, for traceability.
+        deposit: DepositId,
+    },
+    /// Move funds from available to held for a withdrawal being processed.
+    WithdrawalHold {
+        /// Account withdrawing.
+        account: AccountId,
+        /// Currency withdrawn.
+        currency: CurrencyId,
+        /// Amount, in minor units.
+        amount: Amount,
+        /// Unique among pending withdrawals.
+        withdrawal: WithdrawalId,
+    },
+    /// The withdrawal left the exchange: the held funds are gone.
+    WithdrawalSettle {
+        /// Which pending withdrawal.
+        withdrawal: WithdrawalId,
+    },
+    /// The withdrawal failed or was cancelled: the held funds return to available.
+    WithdrawalRelease {
+        /// Which pending withdrawal.
+        withdrawal: WithdrawalId,
+    },
+    /// Add a market.
+    MarketAdd(MarketSpec),
+    /// Change a market's risk parameters (tick and lot sizes never change).
+    MarketUpdate(MarketUpdate),
+    /// Stop accepting new orders in a market; cancels still work.
+    MarketHalt {
+        /// Which market.
+        market: MarketId,
+    },
+    /// Resume a halted market.
+    MarketResume {
+        /// Which market.
+        market: MarketId,
+    },
+    /// Turn an account's kill switch on (cancel all its orders and refuse new ones) or off.
+    KillSwitch {
+        /// Which account.
+        account: AccountId,
+        /// On or off.
+        on: bool,
+    },
+    /// Set the maker/taker fee rates of one tier in one market.
+    FeeScheduleUpdate {
+        /// Which market.
+        market: MarketId,
+        /// Which tier (`0..MAX_FEE_TIERS`).
+        tier: u8,
+        /// Fee rates.
+        rates: FeeRates,
+    },
+    /// Put an account in a fee tier.
+    AccountFeeTier {
+        /// Which account.
+        account: AccountId,
+        /// Which tier (`0..MAX_FEE_TIERS`).
+        tier: u8,
+    },
+}
+
+/// An order by the engine's id or by the client's id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum OrderRef {
+    /// The engine's id.
+    Id(OrderId),
+    /// The client's id (unique per account among live orders).
+    Client(ClientOrderId),
+}
+
+/// A new order.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct NewOrder {
+    /// Who places it.
+    pub account: AccountId,
+    /// Where.
+    pub market: MarketId,
+    /// The client's id for it.
+    pub client_order_id: ClientOrderId,
+    /// Buy or sell.
+    pub side: Side,
+    /// Limit, market, stop.
+    pub kind: OrderKind,
+    /// How long it lives.
+    pub tif: TimeInForce,
+    /// What to do when it would trade with the same account.
+    pub stp: SelfTradePrevention,
+}
+
+/// The order types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[non_exhaustive]
+pub enum OrderKind {
+    /// Trade at `price` or better.
+    Limit {
+        /// Limit price.
+        price: Price,
+        /// Quantity.
+        qty: Qty,
+    },
+    /// Trade now at the best prices, within the market's protection band; never rests.
+    Market {
+        /// By quantity, or (buy only) by quote budget.
+        size: MarketSize,
+    },
+    /// A limit order that enters the book when the last trade price reaches `trigger`.
+    StopLimit {
+        /// Buy: last >= trigger; sell: last <= trigger.
+        trigger: Price,
+        /// Limit price once triggered.
+        price: Price,
+        /// Quantity.
+        qty: Qty,
+    },
+    /// A market order sent when the last trade price reaches `trigger`.
+    StopMarket {
+        /// Buy: last >= trigger; sell: last <= trigger.
+        trigger: Price,
+        /// By quantity (sell), or by quote budget (buy).
+        size: MarketSize,
+    },
+}
+
+/// How big a market order is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub enum MarketSize {
+    /// A quantity of base lots.
+    Qty(Qty),
+    /// Spend at most this much quote (buy only).
+    QuoteBudget(Amount),
+}
+
+/// Time in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[non_exhaustive]
+pub enum TimeInForce {
+    /// Rests until filled or cancelled.
+    Gtc,
+    /// Immediate or cancel: trades what it can now, the rest is cancelled.
+    Ioc,
+    /// Fill or kill: trades all now or is rejected without trading.
+    Fok,
+    /// Good till cancelled, but rejected if any part would trade on entry.
+    PostOnly,
+}
+
+/// Self-trade prevention: what happens when an order would trade with its own account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[non_exhaustive]
+pub enum SelfTradePrevention {
+    /// Cancel the incoming order's remainder.
+    CancelNewest,
+    /// Cancel the resting order and keep matching.
+    CancelOldest,
+    /// Cancel both.
+    CancelBoth,
+}
+
+/// A cancel-replace.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct CancelReplace {
+    /// Whose order.
+    pub account: AccountId,
+    /// Which order.
+    pub target: OrderRef,
+    /// New limit price; `None` keeps it.
+    pub new_price: Option<Price>,
+    /// New open (remaining) quantity.
+    pub new_qty: Qty,
+}
+
+/// Maker and taker fee rates in parts per million of the amount received.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+pub struct FeeRates {
+    /// Charged to the resting side.
+    pub maker_ppm: u32,
+    /// Charged to the incoming side.
+    pub taker_ppm: u32,
+}
+
+/// A new market.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MarketSpec {
+    /// Dense id.
+    pub market: MarketId,
+    /// What is bought and sold.
+    pub base: CurrencyId,
+    /// What it is priced in.
+    pub quote: CurrencyId,
+    /// Base minor units in one lot.
+    pub base_per_lot: u64,
+    /// Quote minor units that one lot costs per tick of price.
+    pub quote_per_tick_lot: u64,
+    /// Risk parameters.
+    pub risk: MarketRisk,
+    /// Tier-0 fees (other tiers start equal and change with `FeeScheduleUpdate`).
+    pub fees: FeeRates,
+}
+
+/// A market's risk parameters.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+pub struct MarketRisk {
+    /// Highest acceptable price.
+    pub max_price: Price,
+    /// Largest quantity of one order.
+    pub max_qty: Qty,
+    /// Largest notional (quote minor units) of one order.
+    pub max_notional: Amount,
+    /// Orders more than this many basis points away from the reference price are rejected;
+    /// market orders trade no further than this from it.
+    pub band_bps: u32,
+    /// Reference price until the first trade (then the last trade price is used).
+    pub reference_price: Price,
+}
+
+/// A change of a market's risk parameters.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct MarketUpdate {
+    /// Which market.
+    pub market: MarketId,
+    /// New risk parameters.
+    pub risk: MarketRisk,
+}

@@ -1,0 +1,1434 @@
+//! The state machine: `apply(command, events)`. Each handler first validates everything that can
+//! fail (no state touched), then executes steps that cannot fail. So a rejected command changes
+//! nothing and emits exactly one `Rejected` event.
+
+use std::collections::BTreeMap;
+
+use crate::command::{
+    CancelReplace, Command, CommandKind, MarketSize, MarketSpec, MarketUpdate, NewOrder, OrderKind,
+    OrderRef, SelfTradePrevention, TimeInForce,
+};
+use crate::config::EngineConfig;
+use crate::event::{CancelReason, Event, RejectReason};
+use crate::ids::{
+    AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, OrderId, Price, Qty, Side,
+    WithdrawalId,
+};
+use crate::ledger::{Ledger, LedgerError};
+use crate::market::{MAX_FEE_PPM, MAX_FEE_TIERS, Market, StopEntry};
+use crate::orders::{Kind, NIL, Order, OrderState, Orders};
+use crate::risk::{AccountRisk, take_token};
+
+/// Balance cells one command usually changes, at most, before the touched list compacts.
+const TOUCHED_CAPACITY: usize = 4_096;
+
+/// Pending stops per market side: enough for real use, bounded so a flood is rejected.
+pub(crate) const STOPS_PER_SIDE: u32 = 16_384;
+
+/// A withdrawal whose funds are held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PendingWithdrawal {
+    pub account: AccountId,
+    pub currency: CurrencyId,
+    pub amount: u64,
+}
+
+/// The matching engine, pre-trade risk and ledger of one shard.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) config: EngineConfig,
+    pub(crate) ledger: Ledger,
+    pub(crate) accounts: Vec<AccountRisk>,
+    pub(crate) markets: Vec<Option<Box<Market>>>,
+    pub(crate) orders: Orders,
+    pub(crate) withdrawals: BTreeMap<WithdrawalId, PendingWithdrawal>,
+    /// Sequence of the next order id (see `Orders` for the id layout).
+    pub(crate) next_order_seq: u64,
+    pub(crate) next_trade_id: u64,
+    pub(crate) commands_applied: u64,
+    /// Cells changed by the current command, possibly repeated (for `Balance` events, which are
+    /// emitted once per cell in (account, currency) order).
+    touched: Vec<(AccountId, CurrencyId)>,
+}
+
+/// Why the incoming order stopped matching.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MatchEnd {
+    Filled,
+    NoMoreLiquidity,
+    SelfTrade,
+    BudgetExhausted,
+}
+
+impl Engine {
+    /// Creates an empty engine with everything allocated for `config`'s limits.
+    pub fn new(config: EngineConfig) -> Result<Engine, &'static str> {
+        config.validate()?;
+        Ok(Engine {
+            ledger: Ledger::new(config.max_accounts, config.max_currencies),
+            accounts: vec![AccountRisk::default(); config.max_accounts as usize],
+            markets: (0..config.max_markets).map(|_| None).collect(),
+            orders: Orders::new(config.max_orders, config.max_accounts),
+            withdrawals: BTreeMap::new(),
+            next_order_seq: 1,
+            next_trade_id: 1,
+            commands_applied: 0,
+            touched: Vec::with_capacity(TOUCHED_CAPACITY),
+            config,
+        })
+    }
+
+    /// The limits this engine was created with.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// How many commands were applied (accepted or rejected).
+    pub fn commands_applied(&self) -> u64 {
+        self.commands_applied
+    }
+
+    /// Applies one command, appending its events to `out`.
+    pub fn apply(&mut self, command: &Command, out: &mut Vec<Event>) {
+        self.commands_applied += 1;
+        let start = out.len();
+        let ts = command.ts.0;
+        let result = match &command.kind {
+            CommandKind::NewOrder(order) => self.new_order(ts, order, out),
+            CommandKind::Cancel { account, target } => self.cancel(*account, *target, out),
+            CommandKind::CancelReplace(replace) => self.cancel_replace(ts, replace, out),
+            CommandKind::MassCancel {
+                account,
+                market,
+                side,
+            } => self.mass_cancel(*account, *market, *side, out),
+            CommandKind::CurrencyAdd { currency } => self.currency_add(*currency, out),
+            CommandKind::Deposit {
+                account,
+                currency,
+                amount,
+                deposit,
+            } => self.deposit(*account, *currency, *amount, *deposit, out),
+            CommandKind::WithdrawalHold {
+                account,
+                currency,
+                amount,
+                withdrawal,
+            } => self.withdrawal_hold(*account, *currency, *amount, *withdrawal, out),
+            CommandKind::WithdrawalSettle { withdrawal } => {
+                self.withdrawal_finish(*withdrawal, true, out)
+            }
+            CommandKind::WithdrawalRelease { withdrawal } => {
+                self.withdrawal_finish(*withdrawal, false, out)
+            }
+            CommandKind::MarketAdd(spec) => self.market_add(spec, out),
+            CommandKind::MarketUpdate(update) => self.market_update(update, out),
+            CommandKind::MarketHalt { market } => self.market_halt(*market, true, out),
+            CommandKind::MarketResume { market } => self.market_halt(*market, false, out),
+            CommandKind::KillSwitch { account, on } => self.kill_switch(*account, *on, out),
+            CommandKind::FeeScheduleUpdate {
+                market,
+                tier,
+                rates,
+            } => self.fee_schedule_update(*market, *tier, *rates, out),
+            CommandKind::AccountFeeTier { account, tier } => {
+                self.account_fee_tier(*account, *tier, out)
+            }
+        };
+        match result {
+            Ok(()) => self.emit_balances(out),
+            Err(reason) => {
+                // Negative space: a rejected command emitted and touched nothing.
+                debug_assert_eq!(out.len(), start, "rejected command emitted events");
+                debug_assert!(self.touched.is_empty(), "rejected command touched balances");
+                out.push(Event::Rejected { reason });
+            }
+        }
+        debug_assert!(
+            self.ledger.check_totals().is_ok(),
+            "ledger conservation broken"
+        );
+    }
+
+    // ---- lookups shared by handlers ----
+
+    fn check_account(&self, account: AccountId) -> Result<(), RejectReason> {
+        if account.0 < self.config.max_accounts {
+            Ok(())
+        } else {
+            Err(RejectReason::UnknownAccount)
+        }
+    }
+
+    fn check_currency(&self, currency: CurrencyId) -> Result<(), RejectReason> {
+        if currency.0 >= self.config.max_currencies {
+            return Err(RejectReason::CurrencyOutOfRange);
+        }
+        if !self.ledger.is_registered(currency) {
+            return Err(RejectReason::UnknownCurrency);
+        }
+        Ok(())
+    }
+
+    /// The checks every deposit and withdrawal shares: account, currency, non-zero amount.
+    fn check_funds(
+        &self,
+        account: AccountId,
+        currency: CurrencyId,
+        amount: Amount,
+    ) -> Result<(), RejectReason> {
+        self.check_account(account)?;
+        self.check_currency(currency)?;
+        if amount.0 == 0 {
+            return Err(RejectReason::ZeroAmount);
+        }
+        Ok(())
+    }
+
+    fn market(&self, market: MarketId) -> Result<&Market, RejectReason> {
+        self.markets
+            .get(market.0 as usize)
+            .and_then(|m| m.as_deref())
+            .ok_or(RejectReason::UnknownMarket)
+    }
+
+    #[inline]
+    fn market_mut(&mut self, market: MarketId) -> &mut Market {
+        match self.markets[market.0 as usize].as_deref_mut() {
+            Some(m) => m,
+            None => unreachable!("market checked by the caller"),
+        }
+    }
+
+    /// The slot of an account's live order.
+    fn find_order(&self, account: AccountId, target: OrderRef) -> Result<u32, RejectReason> {
+        let slot = match target {
+            OrderRef::Id(id) => self.orders.find_id(id),
+            OrderRef::Client(client) => self.orders.find_client(account, client),
+        };
+        match slot {
+            Some(slot) if self.orders.get(slot).account == account => Ok(slot),
+            _ => Err(RejectReason::UnknownOrder),
+        }
+    }
+
+    #[inline]
+    fn touch(&mut self, account: AccountId, currency: CurrencyId) {
+        if !self.config.balance_events {
+            return;
+        }
+        if self.touched.last() == Some(&(account, currency)) {
+            return;
+        }
+        if self.touched.len() == self.touched.capacity() {
+            // A long sweep: compact in place before growing (growth only past this many
+            // distinct cells in one command).
+            self.touched.sort_unstable();
+            self.touched.dedup();
+        }
+        self.touched.push((account, currency));
+    }
+
+    fn emit_balances(&mut self, out: &mut Vec<Event>) {
+        // Small (a few cells for most commands): sorting is cheaper than a per-cell mark table.
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        for &(account, currency) in &self.touched {
+            let b = self.ledger.get(account, currency);
+            out.push(Event::Balance {
+                account,
+                currency,
+                available: Amount(b.available),
+                locked: Amount(b.locked),
+            });
+        }
+        self.touched.clear();
+    }
+
+    fn check_rate(&self, account: AccountId, ts: u64) -> Result<Option<(u64, u64)>, RejectReason> {
+        if self.config.order_rate_per_sec == 0 {
+            return Ok(None);
+        }
+        let risk = &self.accounts[account.0 as usize];
+        take_token(
+            risk,
+            ts,
+            self.config.order_rate_per_sec,
+            self.config.order_burst,
+        )
+        .map(Some)
+        .ok_or(RejectReason::RateLimited)
+    }
+
+    fn commit_rate(&mut self, account: AccountId, bucket: Option<(u64, u64)>) {
+        if let Some((tokens_nano, refilled_ns)) = bucket {
+            let risk = &mut self.accounts[account.0 as usize];
+            risk.tokens_nano = tokens_nano;
+            risk.refilled_ns = refilled_ns;
+        }
+    }
+
+    // ---- orders ----
+
+    fn new_order(
+        &mut self,
+        ts: u64,
+        o: &NewOrder,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_account(o.account)?;
+        let market = self.market(o.market)?;
+        if market.halted {
+            return Err(RejectReason::MarketHalted);
+        }
+        let risk = self.accounts[o.account.0 as usize];
+        if risk.kill_switch {
+            return Err(RejectReason::KillSwitchActive);
+        }
+        let parsed = parse_order(market, o)?;
+        if self
+            .orders
+            .find_client(o.account, o.client_order_id)
+            .is_some()
+        {
+            return Err(RejectReason::DuplicateClientOrderId);
+        }
+        if risk.open_orders >= self.config.max_open_orders_per_account {
+            return Err(RejectReason::TooManyOpenOrders);
+        }
+        if self.orders.is_full() || self.next_order_seq > self.orders.seq_max() {
+            return Err(RejectReason::OrderCapacity);
+        }
+        let is_stop = matches!(parsed.kind, Kind::StopLimit | Kind::StopMarket { .. });
+        if is_stop {
+            if market.stops_full(o.side) {
+                return Err(RejectReason::OrderCapacity);
+            }
+            if market.stop_reached(o.side, parsed.trigger) {
+                return Err(RejectReason::StopWouldTriggerNow);
+            }
+        } else {
+            let rests = parsed.kind == Kind::Limit
+                && matches!(o.tif, TimeInForce::Gtc | TimeInForce::PostOnly);
+            // Conservative: a new level must fit even if the order might fill completely.
+            if rests && !market.own_ref(o.side).has_room_for(parsed.price) {
+                return Err(RejectReason::BookFull);
+            }
+            if o.tif == TimeInForce::PostOnly && market.crosses(o.side, parsed.price) {
+                return Err(RejectReason::PostOnlyWouldTake);
+            }
+            if o.tif == TimeInForce::Fok
+                && !fok_fillable(
+                    market,
+                    &self.orders,
+                    o.side,
+                    parsed.price,
+                    parsed.qty,
+                    o.account,
+                    o.stp,
+                )
+            {
+                return Err(RejectReason::FokNotFillable);
+            }
+        }
+        let spend = spend_currency(market, o.side);
+        if self.ledger.get(o.account, spend).available < parsed.lock {
+            return Err(RejectReason::InsufficientBalance);
+        }
+        let bucket = self.check_rate(o.account, ts)?;
+
+        // ---- execute: nothing below fails ----
+        let market_id = o.market;
+        self.commit_rate(o.account, bucket);
+        let locked = self.ledger.lock(o.account, spend, parsed.lock);
+        debug_assert!(locked.is_ok());
+        self.touch(o.account, spend);
+        let id = self.orders.next_id(self.next_order_seq);
+        self.next_order_seq += 1;
+        let slot = self.orders.insert(Order {
+            id,
+            account: o.account,
+            market: market_id,
+            client_order_id: o.client_order_id,
+            side: o.side,
+            kind: parsed.kind,
+            tif: o.tif,
+            stp: o.stp,
+            state: if is_stop {
+                OrderState::PendingStop
+            } else {
+                OrderState::Taking
+            },
+            price: parsed.price,
+            trigger: parsed.trigger,
+            qty: parsed.qty,
+            locked: parsed.lock,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+        });
+        self.accounts[o.account.0 as usize].open_orders += 1;
+        out.push(Event::OrderAccepted {
+            order: id,
+            account: o.account,
+            market: market_id,
+            client_order_id: o.client_order_id,
+            side: o.side,
+            price: parsed.price,
+            qty: parsed.qty,
+        });
+        if is_stop {
+            let entry = StopEntry {
+                trigger: parsed.trigger,
+                id: id.0,
+                slot,
+            };
+            self.market_mut(market_id).push_stop(o.side, entry);
+            return Ok(());
+        }
+        self.take(slot, out);
+        self.run_stops(market_id, out);
+        Ok(())
+    }
+
+    /// Matches the order in `slot` as the incoming order, then rests, fills or cancels it.
+    fn take(&mut self, slot: u32, out: &mut Vec<Event>) {
+        let end = self.match_taker(slot, out);
+        let order = *self.orders.get(slot);
+        let done = match order.kind {
+            Kind::Market { budget: true } => order.locked == 0,
+            _ => order.qty.0 == 0,
+        };
+        if done || end == MatchEnd::Filled {
+            self.finish(slot, None, out);
+            return;
+        }
+        let rests = order.kind == Kind::Limit
+            && matches!(order.tif, TimeInForce::Gtc | TimeInForce::PostOnly)
+            && end == MatchEnd::NoMoreLiquidity;
+        if rests {
+            self.rest(slot, out);
+            return;
+        }
+        let reason = match end {
+            MatchEnd::SelfTrade => CancelReason::SelfTrade,
+            MatchEnd::BudgetExhausted => CancelReason::BudgetExhausted,
+            MatchEnd::Filled | MatchEnd::NoMoreLiquidity => CancelReason::Unfilled,
+        };
+        self.finish(slot, Some(reason), out);
+    }
+
+    /// Puts a taking limit order into the book, releasing any lock above what its rest needs.
+    fn rest(&mut self, slot: u32, out: &mut Vec<Event>) {
+        let order = *self.orders.get(slot);
+        debug_assert_eq!(order.state, OrderState::Taking);
+        let market = self.market_mut(order.market);
+        let needed = match order.side {
+            Side::Buy => market.quote_amount(order.price, order.qty),
+            Side::Sell => market.base_amount(order.qty),
+        };
+        let spend = spend_currency(market, order.side);
+        assert!(order.locked >= needed, "resting order under-locked");
+        let excess = order.locked - needed;
+        {
+            let o = self.orders.get_mut(slot);
+            o.locked = needed;
+            o.state = OrderState::Resting;
+        }
+        let market = match self.markets[order.market.0 as usize].as_deref_mut() {
+            Some(m) => m,
+            None => unreachable!("order's market exists"),
+        };
+        market.own(order.side).push(&mut self.orders, slot);
+        if excess > 0 {
+            self.ledger.unlock(order.account, spend, excess);
+            self.touch(order.account, spend);
+        }
+        out.push(Event::OrderRested {
+            order: order.id,
+            market: order.market,
+            side: order.side,
+            price: order.price,
+            qty: order.qty,
+        });
+    }
+
+    /// Removes an order that is not in the book (filled, or cancelled with `reason`), releasing
+    /// its remaining lock.
+    fn finish(&mut self, slot: u32, reason: Option<CancelReason>, out: &mut Vec<Event>) {
+        let order = self.orders.remove(slot);
+        debug_assert_ne!(order.state, OrderState::Resting);
+        let spend = match self.market(order.market) {
+            Ok(market) => spend_currency(market, order.side),
+            Err(_) => unreachable!("order's market exists"),
+        };
+        if order.locked > 0 {
+            self.ledger.unlock(order.account, spend, order.locked);
+            self.touch(order.account, spend);
+        }
+        let risk = &mut self.accounts[order.account.0 as usize];
+        assert!(risk.open_orders > 0);
+        risk.open_orders -= 1;
+        match reason {
+            None => out.push(Event::OrderFilled {
+                order: order.id,
+                account: order.account,
+                client_order_id: order.client_order_id,
+            }),
+            Some(reason) => out.push(Event::OrderCancelled {
+                order: order.id,
+                account: order.account,
+                client_order_id: order.client_order_id,
+                market: order.market,
+                side: order.side,
+                price: if order.state == OrderState::PendingStop {
+                    Price(0)
+                } else {
+                    order.price
+                },
+                remaining: order.qty,
+                reason,
+            }),
+        }
+    }
+
+    /// Cancels a live order wherever it is (book or pending stops).
+    fn cancel_slot(&mut self, slot: u32, reason: CancelReason, out: &mut Vec<Event>) {
+        let order = *self.orders.get(slot);
+        let market = match self.markets[order.market.0 as usize].as_deref_mut() {
+            Some(m) => m,
+            None => unreachable!("order's market exists"),
+        };
+        match order.state {
+            OrderState::Resting => {
+                market.own(order.side).unlink(&mut self.orders, slot);
+                // Out of the book now; `finish` still reports the price it rested at.
+                self.orders.get_mut(slot).state = OrderState::Taking;
+            }
+            OrderState::PendingStop => market.remove_stop(order.side, order.trigger, order.id.0),
+            OrderState::Taking => unreachable!("cancel of the incoming order"),
+        }
+        self.finish(slot, Some(reason), out);
+    }
+
+    /// The matching loop: trades the order in `slot` against the opposite side, best price first,
+    /// oldest first within a price, at the resting order's price.
+    fn match_taker(&mut self, slot: u32, out: &mut Vec<Event>) -> MatchEnd {
+        // Every iteration removes or fills a resting order, or ends: bounded by the live orders.
+        let bound = self.orders.live() as usize + 1;
+        for _ in 0..bound {
+            let taker = *self.orders.get(slot);
+            let market = match self.markets[taker.market.0 as usize].as_deref() {
+                Some(m) => m,
+                None => unreachable!("order's market exists"),
+            };
+            let budget = matches!(taker.kind, Kind::Market { budget: true });
+            if !budget && taker.qty.0 == 0 {
+                return MatchEnd::Filled;
+            }
+            if budget && taker.locked == 0 {
+                return MatchEnd::Filled;
+            }
+            let Some(level) = market.opposite_ref(taker.side).best() else {
+                return MatchEnd::NoMoreLiquidity;
+            };
+            let price = level.price;
+            let crosses = match taker.side {
+                Side::Buy => price <= taker.price,
+                Side::Sell => price >= taker.price,
+            };
+            if !crosses {
+                return MatchEnd::NoMoreLiquidity;
+            }
+            let maker_slot = level.head;
+            let maker = *self.orders.get(maker_slot);
+            if maker.account == taker.account {
+                match taker.stp {
+                    SelfTradePrevention::CancelNewest => return MatchEnd::SelfTrade,
+                    SelfTradePrevention::CancelOldest => {
+                        self.cancel_slot(maker_slot, CancelReason::SelfTrade, out);
+                        continue;
+                    }
+                    SelfTradePrevention::CancelBoth => {
+                        self.cancel_slot(maker_slot, CancelReason::SelfTrade, out);
+                        return MatchEnd::SelfTrade;
+                    }
+                }
+            }
+            let qty = if budget {
+                let affordable = crate::market::lots_for_budget(
+                    taker.locked,
+                    price,
+                    market.spec.quote_per_tick_lot,
+                );
+                affordable.min(maker.qty.0)
+            } else {
+                taker.qty.0.min(maker.qty.0)
+            };
+            if qty == 0 {
+                return MatchEnd::BudgetExhausted;
+            }
+            self.execute(slot, maker_slot, price, Qty(qty), out);
+        }
+        unreachable!("matching loop exceeded its bound")
+    }
+
+    /// One trade: settles both sides in the ledger, updates both orders and the level.
+    fn execute(
+        &mut self,
+        taker_slot: u32,
+        maker_slot: u32,
+        price: Price,
+        qty: Qty,
+        out: &mut Vec<Event>,
+    ) {
+        let taker = *self.orders.get(taker_slot);
+        let maker = *self.orders.get(maker_slot);
+        let maker_tier = self.accounts[maker.account.0 as usize].fee_tier as usize;
+        let taker_tier = self.accounts[taker.account.0 as usize].fee_tier as usize;
+        let market = match self.markets[taker.market.0 as usize].as_deref_mut() {
+            Some(m) => m,
+            None => unreachable!("order's market exists"),
+        };
+        let base = market.base_amount(qty);
+        let quote = market.quote_amount(price, qty);
+        let (base_ccy, quote_ccy) = (market.spec.base, market.spec.quote);
+        let maker_ppm = market.fees[maker_tier].maker_ppm;
+        let taker_ppm = market.fees[taker_tier].taker_ppm;
+        let (buyer, seller, buyer_ppm, seller_ppm) = match taker.side {
+            Side::Buy => (taker, maker, taker_ppm, maker_ppm),
+            Side::Sell => (maker, taker, maker_ppm, taker_ppm),
+        };
+        let buyer_fee = crate::market::fee(base, buyer_ppm);
+        let seller_fee = crate::market::fee(quote, seller_ppm);
+        market.last_price = Some(price);
+        // The maker is the head of the best opposite level.
+        if let Some(level) = market.opposite(taker.side).best_mut() {
+            debug_assert_eq!(level.head, maker_slot);
+            level.total -= qty.0;
+        }
+        self.ledger
+            .transfer_locked(buyer.account, seller.account, quote_ccy, quote, seller_fee);
+        self.ledger
+            .transfer_locked(seller.account, buyer.account, base_ccy, base, buyer_fee);
+        self.touch(buyer.account, quote_ccy);
+        self.touch(seller.account, quote_ccy);
+        self.touch(seller.account, base_ccy);
+        self.touch(buyer.account, base_ccy);
+        let (buyer_slot, seller_slot) = match taker.side {
+            Side::Buy => (taker_slot, maker_slot),
+            Side::Sell => (maker_slot, taker_slot),
+        };
+        {
+            let b = self.orders.get_mut(buyer_slot);
+            assert!(b.locked >= quote, "buyer under-locked");
+            b.locked -= quote;
+        }
+        {
+            let s = self.orders.get_mut(seller_slot);
+            assert!(s.locked >= base, "seller under-locked");
+            s.locked -= base;
+        }
+        self.orders.get_mut(maker_slot).qty.0 -= qty.0;
+        if !matches!(taker.kind, Kind::Market { budget: true }) {
+            self.orders.get_mut(taker_slot).qty.0 -= qty.0;
+        }
+        let trade = crate::ids::TradeId(self.next_trade_id);
+        self.next_trade_id += 1;
+        let (maker_fee, taker_fee) = match taker.side {
+            Side::Buy => (seller_fee, buyer_fee),
+            Side::Sell => (buyer_fee, seller_fee),
+        };
+        out.push(Event::Trade(crate::event::Trade {
+            trade,
+            market: taker.market,
+            price,
+            qty,
+            taker_side: taker.side,
+            maker_order: maker.id,
+            taker_order: taker.id,
+            maker_account: maker.account,
+            taker_account: taker.account,
+            base_amount: Amount(base),
+            quote_amount: Amount(quote),
+            maker_fee: Amount(maker_fee),
+            taker_fee: Amount(taker_fee),
+        }));
+        if self.orders.get(maker_slot).qty.0 == 0 {
+            let market = match self.markets[taker.market.0 as usize].as_deref_mut() {
+                Some(m) => m,
+                None => unreachable!("order's market exists"),
+            };
+            market
+                .opposite(taker.side)
+                .unlink(&mut self.orders, maker_slot);
+            // A resting order is locked for exactly its remaining quantity at its price.
+            debug_assert_eq!(self.orders.get(maker_slot).locked, 0);
+            self.orders.get_mut(maker_slot).state = OrderState::Taking;
+            self.finish(maker_slot, None, out);
+        }
+    }
+
+    /// Triggers the pending stops the last trade price has reached, in trigger then time order.
+    fn run_stops(&mut self, market_id: MarketId, out: &mut Vec<Event>) {
+        let market = self.market_mut(market_id);
+        // Each stop triggers at most once and none are added meanwhile: bounded by their count.
+        let bound = market.buy_stops.len() + market.sell_stops.len();
+        for _ in 0..bound {
+            let market = self.market_mut(market_id);
+            let Some(entry) = market.pop_reached_stop() else {
+                return;
+            };
+            let order = *self.orders.get(entry.slot);
+            debug_assert_eq!(order.state, OrderState::PendingStop);
+            out.push(Event::StopTriggered {
+                order: order.id,
+                market: market_id,
+            });
+            let market = self.market_mut(market_id);
+            match order.kind {
+                Kind::StopLimit => {
+                    let (low, high) = market.band();
+                    let ok = order.price >= low
+                        && order.price <= high
+                        && market.own_ref(order.side).has_room_for(order.price)
+                        && !(order.tif == TimeInForce::PostOnly
+                            && market.crosses(order.side, order.price));
+                    let o = self.orders.get_mut(entry.slot);
+                    o.state = OrderState::Taking;
+                    if !ok {
+                        o.price = Price(0);
+                        self.finish(entry.slot, Some(CancelReason::StopRejected), out);
+                        continue;
+                    }
+                    o.kind = Kind::Limit;
+                }
+                Kind::StopMarket { budget } => {
+                    let protection = market.protection_price(order.side);
+                    let o = self.orders.get_mut(entry.slot);
+                    o.state = OrderState::Taking;
+                    o.kind = Kind::Market { budget };
+                    o.price = protection;
+                }
+                Kind::Limit | Kind::Market { .. } => {
+                    unreachable!("pending stop of a non-stop kind")
+                }
+            }
+            self.take(entry.slot, out);
+        }
+    }
+
+    fn cancel(
+        &mut self,
+        account: AccountId,
+        target: OrderRef,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_account(account)?;
+        let slot = self.find_order(account, target)?;
+        self.cancel_slot(slot, CancelReason::Requested, out);
+        Ok(())
+    }
+
+    fn mass_cancel(
+        &mut self,
+        account: AccountId,
+        market: Option<MarketId>,
+        side: Option<Side>,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_account(account)?;
+        if let Some(m) = market {
+            self.market(m)?;
+        }
+        let count = self.cancel_all(account, market, side, CancelReason::MassCancel, out);
+        out.push(Event::MassCancelled { account, count });
+        Ok(())
+    }
+
+    /// Cancels the account's orders matching the filters, oldest first; returns how many.
+    fn cancel_all(
+        &mut self,
+        account: AccountId,
+        market: Option<MarketId>,
+        side: Option<Side>,
+        reason: CancelReason,
+        out: &mut Vec<Event>,
+    ) -> u32 {
+        let mut count = 0;
+        let mut slot = self.orders.account_head(account);
+        // Bounded by the account's open orders: each step advances along its list.
+        let bound = self.accounts[account.0 as usize].open_orders;
+        for _ in 0..bound {
+            if slot == NIL {
+                break;
+            }
+            let order = *self.orders.get(slot);
+            let next = order.acct_next;
+            if market.is_none_or(|m| m == order.market) && side.is_none_or(|s| s == order.side) {
+                self.cancel_slot(slot, reason, out);
+                count += 1;
+            }
+            slot = next;
+        }
+        debug_assert_eq!(slot, NIL, "account list longer than its open-order count");
+        count
+    }
+
+    fn cancel_replace(
+        &mut self,
+        ts: u64,
+        r: &CancelReplace,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_account(r.account)?;
+        let slot = self.find_order(r.account, r.target)?;
+        let order = *self.orders.get(slot);
+        if order.state != OrderState::Resting || order.kind != Kind::Limit {
+            return Err(RejectReason::InvalidReplace);
+        }
+        let market = self.market(order.market)?;
+        if market.halted {
+            return Err(RejectReason::MarketHalted);
+        }
+        if self.accounts[r.account.0 as usize].kill_switch {
+            return Err(RejectReason::KillSwitchActive);
+        }
+        let price = r.new_price.unwrap_or(order.price);
+        let qty = r.new_qty;
+        if qty.0 == 0 {
+            return Err(RejectReason::ZeroQty);
+        }
+        if qty > market.risk.max_qty {
+            return Err(RejectReason::QtyTooLarge);
+        }
+        if price.0 == 0 || price > market.risk.max_price {
+            return Err(RejectReason::InvalidPrice);
+        }
+        if price == order.price && qty == order.qty {
+            return Err(RejectReason::InvalidReplace);
+        }
+        if price != order.price {
+            let (low, high) = market.band();
+            if price < low || price > high {
+                return Err(RejectReason::PriceOutOfBand);
+            }
+        }
+        if market.quote_amount(price, qty) > market.risk.max_notional.0 {
+            return Err(RejectReason::NotionalTooLarge);
+        }
+        let keeps_priority = price == order.price && qty < order.qty;
+        if !keeps_priority {
+            // The order leaves its level first, so only a different price needs a new level.
+            let own = market.own_ref(order.side);
+            if price != order.price && !own.has_room_for(price) {
+                return Err(RejectReason::BookFull);
+            }
+            if order.tif == TimeInForce::PostOnly && market.crosses(order.side, price) {
+                return Err(RejectReason::PostOnlyWouldTake);
+            }
+        }
+        let spend = spend_currency(market, order.side);
+        let needed = match order.side {
+            Side::Buy => market.quote_amount(price, qty),
+            Side::Sell => market.base_amount(qty),
+        };
+        if needed > order.locked
+            && self.ledger.get(r.account, spend).available < needed - order.locked
+        {
+            return Err(RejectReason::InsufficientBalance);
+        }
+        let bucket = self.check_rate(r.account, ts)?;
+
+        // ---- execute ----
+        self.commit_rate(r.account, bucket);
+        if needed > order.locked {
+            let locked = self.ledger.lock(r.account, spend, needed - order.locked);
+            debug_assert!(locked.is_ok());
+        } else if needed < order.locked {
+            self.ledger.unlock(r.account, spend, order.locked - needed);
+        }
+        if needed != order.locked {
+            self.touch(r.account, spend);
+        }
+        let event = Event::OrderReplaced {
+            order: order.id,
+            account: order.account,
+            market: order.market,
+            side: order.side,
+            old_price: order.price,
+            old_qty: order.qty,
+            price,
+            qty,
+            priority_kept: keeps_priority,
+        };
+        let market_id = order.market;
+        if keeps_priority {
+            self.market_mut(market_id)
+                .own(order.side)
+                .reduce(order.price, order.qty.0 - qty.0);
+            let o = self.orders.get_mut(slot);
+            o.qty = qty;
+            o.locked = needed;
+            out.push(event);
+            return Ok(());
+        }
+        let market = match self.markets[market_id.0 as usize].as_deref_mut() {
+            Some(m) => m,
+            None => unreachable!("order's market exists"),
+        };
+        market.own(order.side).unlink(&mut self.orders, slot);
+        {
+            let o = self.orders.get_mut(slot);
+            o.price = price;
+            o.qty = qty;
+            o.locked = needed;
+            o.state = OrderState::Taking;
+        }
+        out.push(event);
+        // A new price may cross: the order takes like a new one, then rests what is left.
+        self.take(slot, out);
+        self.run_stops(market_id, out);
+        Ok(())
+    }
+
+    // ---- funds ----
+
+    fn currency_add(
+        &mut self,
+        currency: CurrencyId,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        if currency.0 >= self.config.max_currencies {
+            return Err(RejectReason::CurrencyOutOfRange);
+        }
+        if self.ledger.is_registered(currency) {
+            return Err(RejectReason::CurrencyExists);
+        }
+        self.ledger.register(currency);
+        out.push(Event::CurrencyAdded { currency });
+        Ok(())
+    }
+
+    fn deposit(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyId,
+        amount: Amount,
+        deposit: DepositId,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_funds(account, currency, amount)?;
+        self.ledger
+            .deposit(account, currency, amount)
+            .map_err(|e| match e {
+                LedgerError::Overflow => RejectReason::AmountOverflow,
+                LedgerError::Insufficient => RejectReason::InsufficientBalance,
+            })?;
+        self.touch(account, currency);
+        out.push(Event::Deposited {
+            account,
+            currency,
+            amount,
+            deposit,
+        });
+        Ok(())
+    }
+
+    fn withdrawal_hold(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyId,
+        amount: Amount,
+        withdrawal: WithdrawalId,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_funds(account, currency, amount)?;
+        if self.withdrawals.contains_key(&withdrawal) {
+            return Err(RejectReason::DuplicateWithdrawal);
+        }
+        if self.withdrawals.len() >= self.config.max_pending_withdrawals as usize {
+            return Err(RejectReason::WithdrawalCapacity);
+        }
+        self.ledger
+            .lock(account, currency, amount.0)
+            .map_err(|_| RejectReason::InsufficientBalance)?;
+        self.touch(account, currency);
+        self.withdrawals.insert(
+            withdrawal,
+            PendingWithdrawal {
+                account,
+                currency,
+                amount: amount.0,
+            },
+        );
+        out.push(Event::WithdrawalHeld {
+            withdrawal,
+            account,
+            currency,
+            amount,
+        });
+        Ok(())
+    }
+
+    fn withdrawal_finish(
+        &mut self,
+        withdrawal: WithdrawalId,
+        settle: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        let w = self
+            .withdrawals
+            .remove(&withdrawal)
+            .ok_or(RejectReason::UnknownWithdrawal)?;
+        let (account, currency, amount) = (w.account, w.currency, Amount(w.amount));
+        if settle {
+            self.ledger.withdraw_locked(account, currency, w.amount);
+            out.push(Event::WithdrawalSettled {
+                withdrawal,
+                account,
+                currency,
+                amount,
+            });
+        } else {
+            self.ledger.unlock(account, currency, w.amount);
+            out.push(Event::WithdrawalReleased {
+                withdrawal,
+                account,
+                currency,
+                amount,
+            });
+        }
+        self.touch(account, currency);
+        Ok(())
+    }
+
+    // ---- markets and accounts ----
+
+    fn market_add(&mut self, spec: &MarketSpec, out: &mut Vec<Event>) -> Result<(), RejectReason> {
+        let Some(entry) = self.markets.get(spec.market.0 as usize) else {
+            return Err(RejectReason::InvalidMarketSpec);
+        };
+        if entry.is_some() {
+            return Err(RejectReason::MarketExists);
+        }
+        self.check_currency(spec.base)?;
+        self.check_currency(spec.quote)?;
+        if !Market::validate_spec(spec) {
+            return Err(RejectReason::InvalidMarketSpec);
+        }
+        let stops = STOPS_PER_SIDE.min(self.config.max_orders);
+        self.markets[spec.market.0 as usize] = Some(Box::new(Market::new(
+            spec.clone(),
+            self.config.max_levels_per_side,
+            stops,
+        )));
+        out.push(Event::MarketAdded {
+            market: spec.market,
+        });
+        Ok(())
+    }
+
+    fn market_update(
+        &mut self,
+        u: &MarketUpdate,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        let market = self.market(u.market)?;
+        if !Market::validate_risk(
+            market.spec.base_per_lot,
+            market.spec.quote_per_tick_lot,
+            &u.risk,
+        ) {
+            return Err(RejectReason::InvalidMarketSpec);
+        }
+        // Resting orders were accepted under the old limits; the new max price and quantity must
+        // still bound every amount they can produce, so they may only be raised.
+        if u.risk.max_price < market.risk.max_price || u.risk.max_qty < market.risk.max_qty {
+            return Err(RejectReason::InvalidMarketSpec);
+        }
+        self.market_mut(u.market).risk = u.risk;
+        out.push(Event::MarketUpdated {
+            market: u.market,
+            risk: u.risk,
+        });
+        Ok(())
+    }
+
+    fn market_halt(
+        &mut self,
+        market: MarketId,
+        halt: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.market(market)?;
+        self.market_mut(market).halted = halt;
+        out.push(if halt {
+            Event::MarketHalted { market }
+        } else {
+            Event::MarketResumed { market }
+        });
+        Ok(())
+    }
+
+    fn kill_switch(
+        &mut self,
+        account: AccountId,
+        on: bool,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_account(account)?;
+        self.accounts[account.0 as usize].kill_switch = on;
+        if on {
+            let count = self.cancel_all(account, None, None, CancelReason::KillSwitch, out);
+            out.push(Event::MassCancelled { account, count });
+        }
+        out.push(Event::KillSwitchSet { account, on });
+        Ok(())
+    }
+
+    fn fee_schedule_update(
+        &mut self,
+        market: MarketId,
+        tier: u8,
+        rates: crate::command::FeeRates,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.market(market)?;
+        if tier as usize >= MAX_FEE_TIERS
+            || rates.maker_ppm > MAX_FEE_PPM
+            || rates.taker_ppm > MAX_FEE_PPM
+        {
+            return Err(RejectReason::InvalidFee);
+        }
+        self.market_mut(market).fees[tier as usize] = rates;
+        out.push(Event::FeeScheduleUpdated {
+            market,
+            tier,
+            rates,
+        });
+        Ok(())
+    }
+
+    fn account_fee_tier(
+        &mut self,
+        account: AccountId,
+        tier: u8,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.check_account(account)?;
+        if tier as usize >= MAX_FEE_TIERS {
+            return Err(RejectReason::InvalidFee);
+        }
+        self.accounts[account.0 as usize].fee_tier = tier;
+        out.push(Event::AccountFeeTierSet { account, tier });
+        Ok(())
+    }
+}
+
+/// A new order after parsing: everything the engine stores about it, and what it locks.
+struct ParsedOrder {
+    kind: Kind,
+    price: Price,
+    trigger: Price,
+    qty: Qty,
+    lock: u64,
+}
+
+/// Parses an order against its market: type/time-in-force combinations, sizes, prices, band,
+/// notional. Pure: reads the market only.
+fn parse_order(market: &Market, o: &NewOrder) -> Result<ParsedOrder, RejectReason> {
+    let risk = &market.risk;
+    let check_qty = |qty: Qty| -> Result<(), RejectReason> {
+        if qty.0 == 0 {
+            Err(RejectReason::ZeroQty)
+        } else if qty > risk.max_qty {
+            Err(RejectReason::QtyTooLarge)
+        } else {
+            Ok(())
+        }
+    };
+    let check_price = |price: Price| -> Result<(), RejectReason> {
+        if price.0 == 0 || price > risk.max_price {
+            Err(RejectReason::InvalidPrice)
+        } else {
+            Ok(())
+        }
+    };
+    let limit_lock = |price: Price, qty: Qty| -> Result<u64, RejectReason> {
+        let notional = market.quote_amount(price, qty);
+        if notional > risk.max_notional.0 {
+            return Err(RejectReason::NotionalTooLarge);
+        }
+        Ok(match o.side {
+            Side::Buy => notional,
+            Side::Sell => market.base_amount(qty),
+        })
+    };
+    let market_lock =
+        |size: MarketSize, protection: Price| -> Result<(Qty, bool, u64), RejectReason> {
+            match (size, o.side) {
+                (MarketSize::Qty(qty), _) => {
+                    check_qty(qty)?;
+                    Ok((qty, false, limit_lock(protection, qty)?))
+                }
+                (MarketSize::QuoteBudget(budget), Side::Buy) => {
+                    if budget.0 == 0 {
+                        return Err(RejectReason::ZeroAmount);
+                    }
+                    if budget > risk.max_notional {
+                        return Err(RejectReason::NotionalTooLarge);
+                    }
+                    Ok((Qty::ZERO, true, budget.0))
+                }
+                (MarketSize::QuoteBudget(_), Side::Sell) => Err(RejectReason::InvalidMarketSize),
+            }
+        };
+    match o.kind {
+        OrderKind::Limit { price, qty } => {
+            check_qty(qty)?;
+            check_price(price)?;
+            let (low, high) = market.band();
+            if price < low || price > high {
+                return Err(RejectReason::PriceOutOfBand);
+            }
+            let lock = limit_lock(price, qty)?;
+            Ok(ParsedOrder {
+                kind: Kind::Limit,
+                price,
+                trigger: Price(0),
+                qty,
+                lock,
+            })
+        }
+        OrderKind::Market { size } => {
+            if o.tif != TimeInForce::Ioc {
+                return Err(RejectReason::InvalidOrderType);
+            }
+            let protection = market.protection_price(o.side);
+            let (qty, budget, lock) = market_lock(size, protection)?;
+            Ok(ParsedOrder {
+                kind: Kind::Market { budget },
+                price: protection,
+                trigger: Price(0),
+                qty,
+                lock,
+            })
+        }
+        OrderKind::StopLimit {
+            trigger,
+            price,
+            qty,
+        } => {
+            if o.tif == TimeInForce::Fok {
+                return Err(RejectReason::InvalidOrderType);
+            }
+            check_qty(qty)?;
+            check_price(price)?;
+            check_price(trigger)?;
+            let lock = limit_lock(price, qty)?;
+            Ok(ParsedOrder {
+                kind: Kind::StopLimit,
+                price,
+                trigger,
+                qty,
+                lock,
+            })
+        }
+        OrderKind::StopMarket { trigger, size } => {
+            if o.tif != TimeInForce::Ioc {
+                return Err(RejectReason::InvalidOrderType);
+            }
+            check_price(trigger)?;
+            // A stop-market buy's worst price is unknown until it triggers, so it must be sized
+            // by a quote budget that bounds what it can spend.
+            if o.side == Side::Buy && matches!(size, MarketSize::Qty(_)) {
+                return Err(RejectReason::InvalidMarketSize);
+            }
+            let (qty, budget, lock) = market_lock(size, risk.max_price)?;
+            Ok(ParsedOrder {
+                kind: Kind::StopMarket { budget },
+                price: Price(0),
+                trigger,
+                qty,
+                lock,
+            })
+        }
+    }
+}
+
+/// The currency an order on `side` spends (and locks).
+#[inline]
+fn spend_currency(market: &Market, side: Side) -> CurrencyId {
+    match side {
+        Side::Buy => market.spec.quote,
+        Side::Sell => market.spec.base,
+    }
+}
+
+/// Whether a fill-or-kill order would fill completely, given self-trade prevention.
+fn fok_fillable(
+    market: &Market,
+    orders: &Orders,
+    side: Side,
+    limit: Price,
+    qty: Qty,
+    account: AccountId,
+    stp: SelfTradePrevention,
+) -> bool {
+    let mut needed = qty.0;
+    for level in market.opposite_ref(side).iter_best_first() {
+        let crosses = match side {
+            Side::Buy => level.price <= limit,
+            Side::Sell => level.price >= limit,
+        };
+        if !crosses {
+            return false;
+        }
+        let mut slot = level.head;
+        // Bounded by the live orders: each step advances along the level.
+        for _ in 0..=orders.live() {
+            if slot == NIL {
+                break;
+            }
+            let maker = orders.get(slot);
+            if maker.account == account {
+                if stp != SelfTradePrevention::CancelOldest {
+                    return false;
+                }
+            } else {
+                needed = needed.saturating_sub(maker.qty.0);
+                if needed == 0 {
+                    return true;
+                }
+            }
+            slot = maker.next;
+        }
+    }
+    false
+}
+
+/// Read-only views for gateways, tests and snapshots.
+impl Engine {
+    /// A balance.
+    pub fn balance(&self, account: AccountId, currency: CurrencyId) -> crate::ledger::Balance {
+        self.ledger.get(account, currency)
+    }
+
+    /// The ledger (totals, audit).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// A live order by id.
+    pub fn order(&self, id: OrderId) -> Option<OrderView> {
+        self.orders.find_id(id).map(|slot| self.view(slot))
+    }
+
+    /// A live order by client id.
+    pub fn order_by_client(&self, account: AccountId, client: ClientOrderId) -> Option<OrderView> {
+        self.orders
+            .find_client(account, client)
+            .map(|slot| self.view(slot))
+    }
+
+    fn view(&self, slot: u32) -> OrderView {
+        let o = self.orders.get(slot);
+        OrderView {
+            id: o.id,
+            account: o.account,
+            market: o.market,
+            client_order_id: o.client_order_id,
+            side: o.side,
+            price: o.price,
+            trigger: o.trigger,
+            qty: o.qty,
+            locked: Amount(o.locked),
+            pending_stop: o.state == OrderState::PendingStop,
+        }
+    }
+
+    /// Aggregated levels of one side, best first, at most `limit` of them.
+    pub fn depth(&self, market: MarketId, side: Side, limit: usize) -> Vec<(Price, Qty)> {
+        match self.market(market) {
+            Ok(m) => m
+                .own_ref(side)
+                .iter_best_first()
+                .take(limit)
+                .map(|l| (l.price, Qty(l.total)))
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Orders of one side in priority order (best price, oldest first).
+    pub fn book_orders(&self, market: MarketId, side: Side) -> Vec<OrderView> {
+        let mut views = Vec::new();
+        if let Ok(m) = self.market(market) {
+            for level in m.own_ref(side).iter_best_first() {
+                let mut slot = level.head;
+                while slot != NIL {
+                    views.push(self.view(slot));
+                    slot = self.orders.get(slot).next;
+                }
+            }
+        }
+        views
+    }
+
+    /// Last trade price of a market.
+    pub fn last_price(&self, market: MarketId) -> Option<Price> {
+        self.market(market).ok().and_then(|m| m.last_price)
+    }
+
+    /// Number of live orders (resting and pending stops).
+    pub fn live_orders(&self) -> u32 {
+        self.orders.live()
+    }
+
+    /// A market's specification as last added or updated.
+    pub fn market_spec(&self, market: MarketId) -> Option<&MarketSpec> {
+        self.market(market).ok().map(|m| &m.spec)
+    }
+
+    /// Ids of the markets that exist.
+    pub fn market_ids(&self) -> Vec<MarketId> {
+        (0..self.markets.len())
+            .filter(|&i| self.markets[i].is_some())
+            .map(|i| MarketId(i as u32))
+            .collect()
+    }
+
+    /// Open orders of an account (resting and pending stops).
+    pub fn open_orders(&self, account: AccountId) -> u32 {
+        self.accounts
+            .get(account.0 as usize)
+            .map_or(0, |a| a.open_orders)
+    }
+}
+
+/// A live order as seen from outside.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OrderView {
+    /// Engine's id.
+    pub id: OrderId,
+    /// Owner.
+    pub account: AccountId,
+    /// Market.
+    pub market: MarketId,
+    /// Client's id.
+    pub client_order_id: ClientOrderId,
+    /// Side.
+    pub side: Side,
+    /// Limit price.
+    pub price: Price,
+    /// Stop trigger (0 if not a stop).
+    pub trigger: Price,
+    /// Open quantity.
+    pub qty: Qty,
+    /// Funds locked for it.
+    pub locked: Amount,
+    /// Waiting for its trigger.
+    pub pending_stop: bool,
+}

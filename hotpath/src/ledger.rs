@@ -1,0 +1,276 @@
+//! The balances ledger: available and locked amounts per (account, currency) in a dense table
+//! allocated up front, plus per-currency totals that make the conservation invariant cheap to
+//! check after every command.
+//!
+//! Invariant, per currency: sum(available + locked) + fees = deposits - withdrawals. The running
+//! sums are kept in step with every mutation; `audit` recomputes them from the table.
+
+use crate::ids::{AccountId, Amount, CurrencyId};
+
+/// One balance cell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Balance {
+    /// Free to trade or withdraw.
+    pub available: u64,
+    /// Held by open orders and pending withdrawals.
+    pub locked: u64,
+}
+
+/// Per-currency totals.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CurrencyTotals {
+    /// Registered with `CurrencyAdd`.
+    pub registered: bool,
+    /// Everything ever deposited.
+    pub deposited: u128,
+    /// Everything ever withdrawn (settled).
+    pub withdrawn: u128,
+    /// Fees collected into the fee account.
+    pub fees: u128,
+    /// Running sum of `available` over accounts.
+    pub available: u128,
+    /// Running sum of `locked` over accounts.
+    pub locked: u128,
+}
+
+/// The ledger's failure to move funds; the engine maps it to a reject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LedgerError {
+    /// Not enough available.
+    Insufficient,
+    /// A balance would exceed `u64::MAX`.
+    Overflow,
+}
+
+/// A broken invariant found by `audit`: a bug, never the result of input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("ledger invariant broken for currency {currency}: {what}")]
+pub struct InvariantViolation {
+    /// Currency concerned.
+    pub currency: CurrencyId,
+    /// What disagreed.
+    pub what: String,
+}
+
+/// The dense balances table.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    currencies: u16,
+    cells: Vec<Balance>,
+    totals: Vec<CurrencyTotals>,
+}
+
+impl Ledger {
+    /// Allocates `accounts * currencies` cells.
+    pub fn new(accounts: u32, currencies: u16) -> Ledger {
+        let cells = accounts as usize * currencies as usize;
+        Ledger {
+            currencies,
+            cells: vec![Balance::default(); cells],
+            totals: vec![CurrencyTotals::default(); currencies as usize],
+        }
+    }
+
+    #[inline]
+    fn index(&self, account: AccountId, currency: CurrencyId) -> usize {
+        debug_assert!(currency.0 < self.currencies);
+        account.0 as usize * self.currencies as usize + currency.0 as usize
+    }
+
+    /// The balance of one cell.
+    #[inline]
+    pub fn get(&self, account: AccountId, currency: CurrencyId) -> Balance {
+        self.cells[self.index(account, currency)]
+    }
+
+    /// Per-currency totals.
+    pub fn totals(&self, currency: CurrencyId) -> CurrencyTotals {
+        self.totals[currency.0 as usize]
+    }
+
+    /// Whether the currency was registered.
+    #[inline]
+    pub fn is_registered(&self, currency: CurrencyId) -> bool {
+        self.totals
+            .get(currency.0 as usize)
+            .is_some_and(|t| t.registered)
+    }
+
+    pub(crate) fn register(&mut self, currency: CurrencyId) {
+        self.totals[currency.0 as usize].registered = true;
+    }
+
+    /// How many currency slots exist.
+    pub fn currency_slots(&self) -> u16 {
+        self.currencies
+    }
+
+    /// Credit a deposit to available.
+    pub(crate) fn deposit(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyId,
+        amount: Amount,
+    ) -> Result<(), LedgerError> {
+        let i = self.index(account, currency);
+        let cell = &mut self.cells[i];
+        // The cell sum must stay within u64 so that available + locked never overflows either.
+        let total = cell
+            .available
+            .checked_add(cell.locked)
+            .and_then(|t| t.checked_add(amount.0));
+        if total.is_none() {
+            return Err(LedgerError::Overflow);
+        }
+        cell.available += amount.0;
+        let t = &mut self.totals[currency.0 as usize];
+        t.deposited += u128::from(amount.0);
+        t.available += u128::from(amount.0);
+        Ok(())
+    }
+
+    /// Available -> locked.
+    #[inline]
+    pub(crate) fn lock(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyId,
+        amount: u64,
+    ) -> Result<(), LedgerError> {
+        let i = self.index(account, currency);
+        let cell = &mut self.cells[i];
+        if cell.available < amount {
+            return Err(LedgerError::Insufficient);
+        }
+        cell.available -= amount;
+        cell.locked += amount;
+        let t = &mut self.totals[currency.0 as usize];
+        t.available -= u128::from(amount);
+        t.locked += u128::from(amount);
+        Ok(())
+    }
+
+    /// Locked -> available. Releasing more than is locked is a bug.
+    #[inline]
+    pub(crate) fn unlock(&mut self, account: AccountId, currency: CurrencyId, amount: u64) {
+        let i = self.index(account, currency);
+        let cell = &mut self.cells[i];
+        assert!(cell.locked >= amount, "unlock beyond locked");
+        cell.locked -= amount;
+        cell.available += amount;
+        let t = &mut self.totals[currency.0 as usize];
+        t.locked -= u128::from(amount);
+        t.available += u128::from(amount);
+    }
+
+    /// Locked funds leave the exchange (a settled withdrawal).
+    pub(crate) fn withdraw_locked(
+        &mut self,
+        account: AccountId,
+        currency: CurrencyId,
+        amount: u64,
+    ) {
+        let i = self.index(account, currency);
+        let cell = &mut self.cells[i];
+        assert!(cell.locked >= amount, "withdraw beyond locked");
+        cell.locked -= amount;
+        let t = &mut self.totals[currency.0 as usize];
+        t.locked -= u128::from(amount);
+        t.withdrawn += u128::from(amount);
+    }
+
+    /// Settle one side of a trade: `paid` leaves the payer's locked balance, `paid - fee` reaches
+    /// the payee's available balance and `fee` the fee account. Conservation holds by construction.
+    #[inline]
+    pub(crate) fn transfer_locked(
+        &mut self,
+        payer: AccountId,
+        payee: AccountId,
+        currency: CurrencyId,
+        paid: u64,
+        fee: u64,
+    ) {
+        assert!(fee <= paid, "fee above amount received");
+        let from = self.index(payer, currency);
+        assert!(self.cells[from].locked >= paid, "trade beyond locked");
+        self.cells[from].locked -= paid;
+        let to = self.index(payee, currency);
+        // Cannot overflow: the amount came out of this currency's supply, which deposits bound to
+        // u64 per cell only; a cell could still exceed u64 after many trades, so saturate-check.
+        let net = paid - fee;
+        let cell = &mut self.cells[to];
+        assert!(
+            cell.available
+                .checked_add(cell.locked)
+                .and_then(|s| s.checked_add(net))
+                .is_some(),
+            "balance cell overflow"
+        );
+        cell.available += net;
+        let t = &mut self.totals[currency.0 as usize];
+        t.locked -= u128::from(paid);
+        t.available += u128::from(net);
+        t.fees += u128::from(fee);
+    }
+
+    /// O(1) check of the conservation invariant from the running sums.
+    #[inline]
+    pub fn check_totals(&self) -> Result<(), InvariantViolation> {
+        for (c, t) in self.totals.iter().enumerate() {
+            if t.available + t.locked + t.fees + t.withdrawn != t.deposited {
+                return Err(InvariantViolation {
+                    currency: CurrencyId(c as u16),
+                    what: format!(
+                        "available {} + locked {} + fees {} + withdrawn {} != deposited {}",
+                        t.available, t.locked, t.fees, t.withdrawn, t.deposited
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Full audit: recompute the sums from every cell and compare with the running totals.
+    pub fn audit(&self) -> Result<(), InvariantViolation> {
+        self.check_totals()?;
+        let n = self.currencies as usize;
+        let mut available = vec![0u128; n];
+        let mut locked = vec![0u128; n];
+        for (i, cell) in self.cells.iter().enumerate() {
+            available[i % n] += u128::from(cell.available);
+            locked[i % n] += u128::from(cell.locked);
+        }
+        for c in 0..n {
+            let t = &self.totals[c];
+            if available[c] != t.available || locked[c] != t.locked {
+                return Err(InvariantViolation {
+                    currency: CurrencyId(c as u16),
+                    what: format!(
+                        "cells sum to available {} locked {}, running totals say {} {}",
+                        available[c], locked[c], t.available, t.locked
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Non-zero cells in (account, currency) order, for snapshots and summaries.
+    pub fn nonzero(&self) -> impl Iterator<Item = (AccountId, CurrencyId, Balance)> + '_ {
+        let n = self.currencies as usize;
+        self.cells
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| b.available != 0 || b.locked != 0)
+            .map(move |(i, b)| (AccountId((i / n) as u32), CurrencyId((i % n) as u16), *b))
+    }
+
+    pub(crate) fn restore_cell(&mut self, account: AccountId, currency: CurrencyId, b: Balance) {
+        let i = self.index(account, currency);
+        self.cells[i] = b;
+    }
+
+    pub(crate) fn restore_totals(&mut self, currency: CurrencyId, t: CurrencyTotals) {
+        self.totals[currency.0 as usize] = t;
+    }
+}

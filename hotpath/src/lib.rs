@@ -1,0 +1,137 @@
+//! Peregrine's hot path: the deterministic matching engine, pre-trade risk and balances ledger.
+//!
+//! Owns: order books, risk checks and balances, as a pure state machine (`command -> events`).
+//! Never does: I/O, clocks, threads inside the state machine, randomness, or allocation in the
+//! steady state. The timestamp travels in the command.
+//!
+//! # The state machine
+//!
+//! [`Engine::apply`] takes one [`Command`] and appends its [`Event`]s to a caller-provided
+//! vector. Every handler first validates everything that can fail, touching nothing, then
+//! executes steps that cannot fail. Hence a command either emits exactly one
+//! [`Event::Rejected`] with a typed [`RejectReason`] and changes nothing (not even a rate-limit
+//! token), or emits its accepted events. The same command sequence always yields the same events
+//! and state: nothing depends on clocks, randomness, addresses or hash iteration order (maps are
+//! looked up, never iterated).
+//!
+//! # Commands and their events
+//!
+//! | command | accepted events |
+//! |---|---|
+//! | `NewOrder` | `OrderAccepted`, then `Trade`s, `OrderFilled`, `OrderRested` or `OrderCancelled` (IOC/market remainder, self-trade, budget), `StopTriggered` and the triggered orders' events |
+//! | `Cancel` (by id or client id) | `OrderCancelled` |
+//! | `CancelReplace` | `OrderReplaced` (`priority_kept` on a pure size decrease), then as `NewOrder` when it re-enters |
+//! | `MassCancel` (account, optional market/side) | `OrderCancelled`s, `MassCancelled { count }` |
+//! | `KillSwitch` | on: cancels all the account's orders and refuses new ones; `KillSwitchSet` |
+//! | `CurrencyAdd`, `Deposit`, `WithdrawalHold/Settle/Release` | `CurrencyAdded`, `Deposited`, `WithdrawalHeld/Settled/Released` |
+//! | `MarketAdd/Update/Halt/Resume`, `FeeScheduleUpdate`, `AccountFeeTier` | the matching `Market*`/`Fee*` event |
+//!
+//! After the command's own events, a `Balance` event gives the new state of every balance cell
+//! the command changed, in (account, currency) order (when `EngineConfig::balance_events` is on).
+//!
+//! # Orders
+//!
+//! Limit (GTC, IOC, FOK, post-only); market (buy by quantity or quote budget, sell by quantity,
+//! never trading beyond the protection price `reference ± band`); stop-limit and stop-market,
+//! triggered by the last trade price (buy: last >= trigger, sell: last <= trigger; a trigger
+//! already reached is refused). Self-trade prevention per order: cancel newest, oldest or both.
+//! Client order ids are unique per account among live orders. Matching is price-time priority
+//! and a trade executes at the resting order's price.
+//!
+//! # Units and arithmetic
+//!
+//! Prices are ticks, quantities lots, amounts minor units, all integers ([`ids`]). A market
+//! fixes `base_per_lot` and `quote_per_tick_lot`: a trade of `q` lots at `p` ticks moves
+//! `q * base_per_lot` base and `p * q * quote_per_tick_lot` quote. `MarketAdd` refuses limits
+//! under which the largest order's amounts would not fit `u64`, so no trade can overflow.
+//! Decimals exist only at the edge ([`edge`]): inexact values are rejected, never rounded.
+//! Fees are parts per million of the amount received, per market and per account tier, rounded
+//! down, credited to the fee account.
+//!
+//! # Pre-trade risk and the ledger
+//!
+//! An order locks what it may spend (buy: `price * qty * quote_per_tick_lot`, market buy by
+//! quantity at the protection price, by budget the budget; sell: the base); a resting order's
+//! lock is always exactly its remaining quantity at its price, and whatever a better fill saved
+//! is released. Checks: account range, halted market (cancels still work), kill switch, type and
+//! time-in-force combination, quantity and price bounds, price band around the reference price
+//! (last trade, or the configured one), maximum notional, client id uniqueness, open orders per
+//! account, capacity, post-only, fill-or-kill, available balance, and an order-rate token bucket
+//! fed by command timestamps.
+//!
+//! Invariant, checked after every command in debug builds (O(1), from running totals) and in
+//! full by [`Engine::audit`]: for every currency, the sum over accounts of available + locked,
+//! plus fees collected, equals deposits minus withdrawals; locked equals what live orders and
+//! pending withdrawals hold; books are never crossed at rest. Amounts are unsigned: nothing is
+//! ever negative.
+//!
+//! # Capacity
+//!
+//! Everything is bounded by [`EngineConfig`] and allocated up front: an order slab with slot
+//! indices instead of pointers (order ids encode their slot, so cancel by id is O(1) with no
+//! hashing), a client-id index with open addressing (never rehashes), price levels in sorted
+//! vectors with the best price last, pending stops per market. A command that would exceed a
+//! limit is rejected (`OrderCapacity`, `BookFull`, `TooManyOpenOrders`, ...), never grown into.
+//!
+//! # Snapshots
+//!
+//! [`Engine::snapshot`] writes the whole state in a canonical rkyv form (including the slot
+//! allocation, which future order ids depend on); [`Engine::restore`] validates the bytes and the
+//! rebuilt state (it must pass the audit). Snapshot plus replay of the later commands equals the
+//! uninterrupted run, event for event.
+//!
+//! # Runtime
+//!
+//! [`runtime::Shard`] runs an engine on its own thread, optionally pinned to a core, behind a
+//! bounded lock-free input queue (a full queue is `Busy` to the caller, never a block or a drop)
+//! and a bounded output queue of event batches; idle is busy-spin or park.
+//!
+//! # Across shards (design; one shard runs today)
+//!
+//! An account trades in many markets, so with markets spread over shards its balances cross
+//! shards. The protocol follows exchange-core's risk pre-hold, match, settle pipeline, with risk
+//! sharded by account and matching by market:
+//!
+//! 1. **R1, risk shard of the account** (in sequence order): account checks (kill switch, rate,
+//!    open orders, client id) and the lock, computed from the market's units and, for market
+//!    buys by quantity, the protection price of R1's view of the market; the order then carries
+//!    that price as a hard limit.
+//! 2. **ME, matching shard of the market**: matches with the funds the order carries (an escrow
+//!    per order, never an account balance) and emits settlements: for each trade, what each
+//!    side paid from its escrow and received, with fees; for each order end, the escrow left.
+//! 3. **R2, risk shard of each account concerned**: credits received amounts, releases leftover
+//!    escrow, decrements open orders, updates its view of last prices.
+//!
+//! Determinism requires that R1 see settlements at fixed points of the sequence: commands are
+//! processed in lockstep batches whose boundaries are journaled (R1 of batch `b` sees R2 of every
+//! batch before `b`), and R2 applies settlements in (sequence, emission) order. Conservation holds
+//! per currency across shards because funds are only ever moved between an account's available
+//! balance and an order's escrow (R1, R2) or between escrows (ME), each move emitted once.
+
+mod audit;
+mod book;
+pub mod command;
+pub mod config;
+pub mod edge;
+mod engine;
+pub mod event;
+pub mod ids;
+pub mod ledger;
+mod market;
+mod orders;
+mod risk;
+pub mod runtime;
+pub mod sim;
+mod snapshot;
+
+pub use audit::AuditError;
+pub use command::{
+    CancelReplace, Command, CommandKind, FeeRates, MarketRisk, MarketSize, MarketSpec,
+    MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
+};
+pub use config::EngineConfig;
+pub use engine::{Engine, OrderView};
+pub use event::{CancelReason, Event, RejectReason, Trade};
+pub use ids::*;
+pub use market::{MAX_FEE_PPM, MAX_FEE_TIERS};
+pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};

@@ -1,0 +1,254 @@
+//! A market's state: its specification, risk parameters, fee tiers, book sides and pending stops,
+//! and the exact integer arithmetic that turns ticks and lots into currency amounts.
+
+use crate::book::BookSide;
+use crate::command::{FeeRates, MarketRisk, MarketSpec};
+use crate::ids::{Price, Qty, Side};
+
+/// Fee tiers per market.
+pub const MAX_FEE_TIERS: usize = 8;
+/// Highest fee rate accepted: 10 %.
+pub const MAX_FEE_PPM: u32 = 100_000;
+/// Basis points in one.
+const BPS: u128 = 10_000;
+/// Parts per million in one.
+const PPM: u128 = 1_000_000;
+
+/// A pending stop, ordered so that the next one to trigger is at the end of its vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StopEntry {
+    pub trigger: Price,
+    /// Engine order id: older first among equal triggers.
+    pub id: u64,
+    pub slot: u32,
+}
+
+/// One market.
+#[derive(Clone, Debug)]
+pub(crate) struct Market {
+    pub spec: MarketSpec,
+    pub risk: MarketRisk,
+    pub fees: [FeeRates; MAX_FEE_TIERS],
+    pub halted: bool,
+    pub last_price: Option<Price>,
+    pub bids: BookSide,
+    pub asks: BookSide,
+    /// Buy stops trigger when last >= trigger: lowest trigger at the end.
+    pub buy_stops: Vec<StopEntry>,
+    /// Sell stops trigger when last <= trigger: highest trigger at the end.
+    pub sell_stops: Vec<StopEntry>,
+    pub stops_capacity: usize,
+}
+
+impl Market {
+    pub fn new(spec: MarketSpec, levels_per_side: u32, stops_capacity: u32) -> Market {
+        Market {
+            risk: spec.risk,
+            fees: [spec.fees; MAX_FEE_TIERS],
+            spec,
+            halted: false,
+            last_price: None,
+            bids: BookSide::new(Side::Buy, levels_per_side),
+            asks: BookSide::new(Side::Sell, levels_per_side),
+            buy_stops: Vec::with_capacity(stops_capacity as usize),
+            sell_stops: Vec::with_capacity(stops_capacity as usize),
+            stops_capacity: stops_capacity as usize,
+        }
+    }
+
+    /// Checks a specification: sizes positive and every amount the market can produce fits u64.
+    pub fn validate_spec(spec: &MarketSpec) -> bool {
+        if spec.base == spec.quote || spec.base_per_lot == 0 || spec.quote_per_tick_lot == 0 {
+            return false;
+        }
+        if spec.fees.maker_ppm > MAX_FEE_PPM || spec.fees.taker_ppm > MAX_FEE_PPM {
+            return false;
+        }
+        Self::validate_risk(spec.base_per_lot, spec.quote_per_tick_lot, &spec.risk)
+    }
+
+    /// Checks risk parameters against the market's sizes.
+    pub fn validate_risk(base_per_lot: u64, quote_per_tick_lot: u64, risk: &MarketRisk) -> bool {
+        if risk.max_price.0 == 0 || risk.max_qty.0 == 0 || risk.max_notional.0 == 0 {
+            return false;
+        }
+        if risk.band_bps == 0 || risk.band_bps >= BPS as u32 {
+            return false;
+        }
+        if risk.reference_price.0 == 0 || risk.reference_price > risk.max_price {
+            return false;
+        }
+        // The largest order's amounts must fit u64 so no trade can overflow.
+        let base = u128::from(risk.max_qty.0) * u128::from(base_per_lot);
+        let quote = u128::from(risk.max_price.0)
+            * u128::from(risk.max_qty.0)
+            * u128::from(quote_per_tick_lot);
+        base <= u128::from(u64::MAX) && quote <= u128::from(u64::MAX)
+    }
+
+    /// Base minor units of `qty` lots. Fits u64 by `validate_risk` for any qty <= max_qty.
+    #[inline]
+    pub fn base_amount(&self, qty: Qty) -> u64 {
+        qty.0 * self.spec.base_per_lot
+    }
+
+    /// Quote minor units of `qty` lots at `price`. Fits u64 for price <= max_price, qty <= max_qty.
+    #[inline]
+    pub fn quote_amount(&self, price: Price, qty: Qty) -> u64 {
+        price.0 * qty.0 * self.spec.quote_per_tick_lot
+    }
+
+    /// The price risk checks compare against: last trade, or the configured reference.
+    #[inline]
+    pub fn reference(&self) -> Price {
+        self.last_price.unwrap_or(self.risk.reference_price)
+    }
+
+    /// Lowest and highest acceptable limit price: reference -/+ band, within 1..=max_price.
+    #[inline]
+    pub fn band(&self) -> (Price, Price) {
+        let reference = u128::from(self.reference().0);
+        let delta = reference * u128::from(self.risk.band_bps) / BPS;
+        let low = (reference - delta).max(1) as u64;
+        let high = (reference + delta).min(u128::from(self.risk.max_price.0)) as u64;
+        (Price(low), Price(high))
+    }
+
+    /// The worst price a market order on `side` may trade at.
+    #[inline]
+    pub fn protection_price(&self, side: Side) -> Price {
+        let (low, high) = self.band();
+        match side {
+            Side::Buy => high,
+            Side::Sell => low,
+        }
+    }
+
+    #[inline]
+    pub fn opposite(&mut self, side: Side) -> &mut BookSide {
+        match side {
+            Side::Buy => &mut self.asks,
+            Side::Sell => &mut self.bids,
+        }
+    }
+
+    #[inline]
+    pub fn own(&mut self, side: Side) -> &mut BookSide {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    #[inline]
+    pub fn own_ref(&self, side: Side) -> &BookSide {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    #[inline]
+    pub fn opposite_ref(&self, side: Side) -> &BookSide {
+        match side {
+            Side::Buy => &self.asks,
+            Side::Sell => &self.bids,
+        }
+    }
+
+    /// Whether an order on `side` at `limit` would trade with the best opposite level.
+    #[inline]
+    pub fn crosses(&self, side: Side, limit: Price) -> bool {
+        match self.opposite_ref(side).best() {
+            None => false,
+            Some(level) => match side {
+                Side::Buy => level.price <= limit,
+                Side::Sell => level.price >= limit,
+            },
+        }
+    }
+
+    /// Whether a stop on `side` at `trigger` is already reached by the last price.
+    pub fn stop_reached(&self, side: Side, trigger: Price) -> bool {
+        let last = self.reference();
+        match side {
+            Side::Buy => last >= trigger,
+            Side::Sell => last <= trigger,
+        }
+    }
+
+    /// Inserts a pending stop; the caller checked capacity.
+    pub fn push_stop(&mut self, side: Side, entry: StopEntry) {
+        let stops = match side {
+            Side::Buy => &mut self.buy_stops,
+            Side::Sell => &mut self.sell_stops,
+        };
+        debug_assert!(stops.len() < self.stops_capacity);
+        let index = stops.partition_point(|e| stop_before(side, e, &entry));
+        stops.insert(index, entry);
+    }
+
+    /// Removes a pending stop.
+    pub fn remove_stop(&mut self, side: Side, trigger: Price, id: u64) {
+        let stops = match side {
+            Side::Buy => &mut self.buy_stops,
+            Side::Sell => &mut self.sell_stops,
+        };
+        let probe = StopEntry {
+            trigger,
+            id,
+            slot: 0,
+        };
+        let index = stops.partition_point(|e| stop_before(side, e, &probe));
+        assert!(
+            index < stops.len() && stops[index].id == id,
+            "pending stop missing"
+        );
+        stops.remove(index);
+    }
+
+    /// Pops the next stop whose trigger the last price has reached, buys first.
+    pub fn pop_reached_stop(&mut self) -> Option<StopEntry> {
+        let last = self.last_price?;
+        if self.buy_stops.last().is_some_and(|e| last >= e.trigger) {
+            return self.buy_stops.pop();
+        }
+        if self.sell_stops.last().is_some_and(|e| last <= e.trigger) {
+            return self.sell_stops.pop();
+        }
+        None
+    }
+
+    pub fn stops_full(&self, side: Side) -> bool {
+        match side {
+            Side::Buy => self.buy_stops.len() >= self.stops_capacity,
+            Side::Sell => self.sell_stops.len() >= self.stops_capacity,
+        }
+    }
+}
+
+/// Vector order of stops: entries that trigger later come first, so the next to trigger is last.
+fn stop_before(side: Side, a: &StopEntry, b: &StopEntry) -> bool {
+    match side {
+        // Lower trigger fires first; among equals, the older (smaller id) first.
+        Side::Buy => a.trigger > b.trigger || (a.trigger == b.trigger && a.id > b.id),
+        // Higher trigger fires first; among equals, the older first.
+        Side::Sell => a.trigger < b.trigger || (a.trigger == b.trigger && a.id > b.id),
+    }
+}
+
+/// Fee on `amount` received at `ppm`, rounded down (in the payer's favour, never above amount).
+#[inline]
+pub fn fee(amount: u64, ppm: u32) -> u64 {
+    (u128::from(amount) * u128::from(ppm) / PPM) as u64
+}
+
+/// Largest number of lots a budget buys at `price`, given quote per tick-lot.
+#[inline]
+pub fn lots_for_budget(budget: u64, price: Price, quote_per_tick_lot: u64) -> u64 {
+    let lot_cost = u128::from(price.0) * u128::from(quote_per_tick_lot);
+    if lot_cost == 0 {
+        return 0;
+    }
+    (u128::from(budget) / lot_cost).min(u128::from(u64::MAX)) as u64
+}

@@ -1,0 +1,339 @@
+//! A seeded generator of realistic command flows for tests and benchmarks; the engine never uses
+//! it. The flow follows what real venues see: a random-walk mid price, depth that thins out with
+//! distance from the touch (power law), most orders cancelled before they fill, a share of IOC
+//! orders and of modifies, many accounts.
+
+use std::collections::HashMap;
+
+use crate::command::{
+    CancelReplace, Command, CommandKind, FeeRates, MarketRisk, MarketSize, MarketSpec, NewOrder,
+    OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
+};
+use crate::event::Event;
+use crate::ids::{
+    AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, Price, Qty, Side,
+    TimestampNs,
+};
+
+/// xorshift64*: tiny, fast and good enough to shape a workload.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed (0 is mapped to a fixed non-zero state).
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        debug_assert!(n > 0);
+        ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
+    }
+
+    /// True with probability `percent`/100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Shape of the flow.
+#[derive(Clone, Debug)]
+pub struct FlowParams {
+    /// Seed of the generator.
+    pub seed: u64,
+    /// Trading accounts.
+    pub accounts: u32,
+    /// Markets (all trade the same pair of currencies).
+    pub markets: u32,
+    /// Percent of commands that cancel a previously placed order.
+    pub cancel_percent: u64,
+    /// Percent that modify one.
+    pub replace_percent: u64,
+    /// Percent that are IOC orders crossing the spread.
+    pub ioc_percent: u64,
+    /// Percent that are market orders.
+    pub market_percent: u64,
+    /// Orders the generator remembers as cancel/replace targets; also the standing depth it
+    /// keeps: above it, a new passive order becomes a cancel instead.
+    pub tracked_orders: usize,
+}
+
+impl Default for FlowParams {
+    fn default() -> Self {
+        FlowParams {
+            seed: 42,
+            accounts: 1_000,
+            markets: 1,
+            cancel_percent: 30,
+            replace_percent: 10,
+            ioc_percent: 8,
+            market_percent: 2,
+            tracked_orders: 20_000,
+        }
+    }
+}
+
+const BASE: CurrencyId = CurrencyId(0);
+const QUOTE: CurrencyId = CurrencyId(1);
+const MID_START: u64 = 100_000;
+
+/// The generator.
+#[derive(Debug)]
+pub struct Flow {
+    params: FlowParams,
+    rng: Rng,
+    ts_ns: u64,
+    mids: Vec<u64>,
+    next_client: u64,
+    /// (account, client id, market, side, price) of orders that may still be live.
+    tracked: Vec<(AccountId, ClientOrderId, MarketId, Side, u64)>,
+    /// Position in `tracked` by (account, client id), so fills seen in `observe` untrack.
+    positions: HashMap<(u32, u64), usize>,
+}
+
+impl Flow {
+    /// A flow with these parameters.
+    pub fn new(params: FlowParams) -> Flow {
+        Flow {
+            rng: Rng::new(params.seed),
+            ts_ns: 1_700_000_000_000_000_000,
+            mids: vec![MID_START; params.markets as usize],
+            next_client: 1,
+            tracked: Vec::with_capacity(params.tracked_orders),
+            positions: HashMap::with_capacity(params.tracked_orders),
+            params,
+        }
+    }
+
+    fn command(&mut self, kind: CommandKind) -> Command {
+        // About one command per microsecond of simulated time.
+        self.ts_ns += 1_000;
+        Command {
+            ts: TimestampNs(self.ts_ns),
+            kind,
+        }
+    }
+
+    /// Currencies, markets and generous deposits for every account.
+    pub fn setup(&mut self) -> Vec<Command> {
+        let mut out = vec![
+            self.command(CommandKind::CurrencyAdd { currency: BASE }),
+            self.command(CommandKind::CurrencyAdd { currency: QUOTE }),
+        ];
+        for m in 0..self.params.markets {
+            out.push(self.command(CommandKind::MarketAdd(MarketSpec {
+                market: MarketId(m),
+                base: BASE,
+                quote: QUOTE,
+                base_per_lot: 1_000,
+                quote_per_tick_lot: 1,
+                risk: MarketRisk {
+                    max_price: Price(10_000_000),
+                    max_qty: Qty(1_000_000),
+                    max_notional: Amount(1 << 50),
+                    band_bps: 2_000,
+                    reference_price: Price(MID_START),
+                },
+                fees: FeeRates {
+                    maker_ppm: 100,
+                    taker_ppm: 200,
+                },
+            })));
+        }
+        for a in 0..self.params.accounts {
+            for currency in [BASE, QUOTE] {
+                out.push(self.command(CommandKind::Deposit {
+                    account: AccountId(a),
+                    currency,
+                    amount: Amount(1 << 50),
+                    deposit: DepositId(u64::from(a)),
+                }));
+            }
+        }
+        out
+    }
+
+    /// Tells the generator what the engine did, as a client learns of its fills and cancels:
+    /// orders that ended are no longer cancel or replace targets.
+    pub fn observe(&mut self, events: &[Event]) {
+        for e in events {
+            let key = match e {
+                Event::OrderFilled {
+                    account,
+                    client_order_id,
+                    ..
+                }
+                | Event::OrderCancelled {
+                    account,
+                    client_order_id,
+                    ..
+                } => (account.0, client_order_id.0),
+                _ => continue,
+            };
+            if let Some(i) = self.positions.remove(&key) {
+                self.untrack(i);
+            }
+        }
+    }
+
+    /// Removes entry `i` from `tracked` (swap-remove, keeping `positions` in step).
+    fn untrack(&mut self, i: usize) -> (AccountId, ClientOrderId, MarketId, Side, u64) {
+        let entry = self.tracked.swap_remove(i);
+        self.positions.remove(&(entry.0.0, entry.1.0));
+        if let Some(moved) = self.tracked.get(i) {
+            self.positions.insert((moved.0.0, moved.1.0), i);
+        }
+        entry
+    }
+
+    /// Removes and returns a tracked order that is probably still live: one the mid has moved
+    /// through was probably filled, so it is dropped and another tried (a few times at most).
+    fn pick_live(
+        &mut self,
+        m: usize,
+        mid: u64,
+    ) -> Option<(AccountId, ClientOrderId, MarketId, Side, u64)> {
+        for _ in 0..4 {
+            if self.tracked.is_empty() {
+                return None;
+            }
+            let i = self.rng.below(self.tracked.len() as u64) as usize;
+            let entry = self.untrack(i);
+            let (_, _, market, side, price) = entry;
+            let market_mid = if market.0 as usize == m {
+                mid
+            } else {
+                self.mids[market.0 as usize]
+            };
+            let passed = match side {
+                Side::Buy => price >= market_mid,
+                Side::Sell => price <= market_mid,
+            };
+            if !passed {
+                return Some(entry);
+            }
+        }
+        None
+    }
+
+    /// Depth offset from the touch in ticks: power law, most near the touch.
+    fn offset(&mut self) -> u64 {
+        // 1 / u with u uniform in (0, 1], capped: P(offset > k) ~ 1/k.
+        let u = self.rng.below(1_000) + 1;
+        (1_000 / u).min(500)
+    }
+
+    /// The next trading command.
+    pub fn next_command(&mut self) -> Command {
+        let p = self.params.clone();
+        let m = self.rng.below(u64::from(p.markets)) as usize;
+        // Random walk of the mid price: a tick every ~32 commands, as on a liquid book where most
+        // messages are quotes, not price moves.
+        match self.rng.below(64) {
+            0 => self.mids[m] += 1,
+            1 => self.mids[m] = self.mids[m].saturating_sub(1).max(MID_START / 2),
+            _ => {}
+        }
+        let mid = self.mids[m];
+        let roll = self.rng.below(100);
+        let deep = self.tracked.len() >= p.tracked_orders;
+        if (roll < p.cancel_percent || deep && roll < 100 - p.ioc_percent - p.market_percent)
+            && let Some((account, client, _, _, _)) = self.pick_live(m, mid)
+        {
+            return self.command(CommandKind::Cancel {
+                account,
+                target: OrderRef::Client(client),
+            });
+        }
+        if roll < p.cancel_percent + p.replace_percent && !self.tracked.is_empty() {
+            let i = self.rng.below(self.tracked.len() as u64) as usize;
+            let (account, client, _, side, price) = self.tracked[i];
+            let (new_price, new_qty) = if self.rng.percent(50) {
+                (None, Qty(1 + self.rng.below(5)))
+            } else {
+                let step = 1 + self.rng.below(3);
+                let price = match side {
+                    Side::Buy => price.saturating_sub(step).max(1),
+                    Side::Sell => price + step,
+                };
+                self.tracked[i].4 = price;
+                (Some(Price(price)), Qty(1 + self.rng.below(10)))
+            };
+            return self.command(CommandKind::CancelReplace(CancelReplace {
+                account,
+                target: OrderRef::Client(client),
+                new_price,
+                new_qty,
+            }));
+        }
+        let account = AccountId(self.rng.below(u64::from(p.accounts)) as u32);
+        let side = if self.rng.percent(50) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
+        let client = ClientOrderId(self.next_client);
+        self.next_client += 1;
+        let qty = Qty(1 + self.rng.below(10));
+        let aggressive = roll >= 100 - p.ioc_percent - p.market_percent;
+        let (kind, tif) = if roll >= 100 - p.market_percent {
+            (
+                OrderKind::Market {
+                    size: MarketSize::Qty(qty),
+                },
+                TimeInForce::Ioc,
+            )
+        } else if aggressive {
+            let through = self.rng.below(5);
+            let price = match side {
+                Side::Buy => mid + through,
+                Side::Sell => mid - through,
+            };
+            (
+                OrderKind::Limit {
+                    price: Price(price),
+                    qty,
+                },
+                TimeInForce::Ioc,
+            )
+        } else {
+            // Passive: rests away from the mid on its own side (a few cross by one tick).
+            let offset = self.offset();
+            let price = match side {
+                Side::Buy => mid.saturating_sub(offset).max(1),
+                Side::Sell => mid + offset,
+            };
+            if self.tracked.len() < p.tracked_orders {
+                self.tracked
+                    .push((account, client, MarketId(m as u32), side, price));
+            }
+            (
+                OrderKind::Limit {
+                    price: Price(price),
+                    qty,
+                },
+                TimeInForce::Gtc,
+            )
+        };
+        self.command(CommandKind::NewOrder(NewOrder {
+            account,
+            market: MarketId(m as u32),
+            client_order_id: client,
+            side,
+            kind,
+            tif,
+            stp: SelfTradePrevention::CancelNewest,
+        }))
+    }
+}
