@@ -1,0 +1,124 @@
+//! Typed errors. Every error caused by file content names the file and, where it applies, the
+//! byte offset.
+
+use std::io;
+use std::path::PathBuf;
+
+/// An invalid [`JournalConfig`](crate::JournalConfig).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid journal config: {0}")]
+pub struct ConfigError(pub &'static str);
+
+/// Why an append or a wait failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// The queue is full: back-pressure. Nothing was appended; retry later or refuse upstream.
+    #[error("journal busy: {queued_bytes} bytes queued, bound {queue_bytes}")]
+    Busy {
+        /// Bytes waiting for the writer.
+        queued_bytes: usize,
+        /// The bound.
+        queue_bytes: usize,
+    },
+    /// The command's archive is larger than a record may be.
+    #[error("command archive of {0} bytes exceeds the record bound")]
+    TooLarge(usize),
+    /// The command could not be serialised.
+    #[error("command serialisation failed: {0}")]
+    Encode(String),
+    /// The writer stopped after an I/O error; nothing more will become durable.
+    #[error("journal writer failed: {0}")]
+    WriterFailed(String),
+    /// The journal was shut down.
+    #[error("journal closed")]
+    Closed,
+    /// An I/O error while opening.
+    #[error("journal I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why recovery refused to start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RecoveryError {
+    /// An I/O error.
+    #[error("recovery I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A damaged record followed by valid ones: the journal lost data in its middle. Never
+    /// skipped silently; an operator must decide.
+    #[error("journal corrupt before its tail: {path} at byte {offset}: {reason}")]
+    Corrupt {
+        /// The segment.
+        path: PathBuf,
+        /// Offset of the damaged record.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Sequence numbers are not contiguous.
+    #[error("journal sequence gap: {path} at byte {offset}: expected {expected}, found {found}")]
+    Gap {
+        /// The segment.
+        path: PathBuf,
+        /// Offset of the record (0 for a segment's name).
+        offset: u64,
+        /// The sequence that should come next.
+        expected: u64,
+        /// The one found.
+        found: u64,
+    },
+    /// No valid snapshot and the journal does not start at sequence 1.
+    #[error(
+        "no usable starting point: journal starts at sequence {first_seq} and no valid snapshot covers what came before"
+    )]
+    NoStart {
+        /// First sequence in the journal.
+        first_seq: u64,
+    },
+    /// Another process (or another writer in this one) holds the journal directory.
+    #[error("journal directory is in use ({path} is locked): is another peregrine running on it?")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The engine configuration is invalid.
+    #[error("engine config: {0}")]
+    Engine(&'static str),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// Why a snapshot could not be taken or written.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotWriteError {
+    /// The engine could not serialise itself.
+    #[error("engine snapshot failed: {0}")]
+    Engine(#[from] peregrine_hotpath::SnapshotError),
+    /// An I/O error.
+    #[error("snapshot I/O on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The journal failed before the snapshot's commands became durable.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}

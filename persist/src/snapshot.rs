@@ -1,0 +1,493 @@
+//! Snapshot files: `Engine::snapshot()` bytes behind a checksummed header, named after the last
+//! sequence applied (`00000000000000001234.snapshot`), written to a temporary file, synced,
+//! renamed and the directory synced, so a file with the final name is always complete.
+//!
+//! The engine thread only pays for `Engine::snapshot()` (the pause, measured); a helper thread
+//! writes the file, but only once the journal is durable up to the snapshot's sequence (else a
+//! crash could leave a snapshot ahead of the journal, whose next sequences would then collide),
+//! then applies retention.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use peregrine_hotpath::Engine;
+
+use crate::config::JournalConfig;
+use crate::crc32c::Crc32c;
+use crate::error::SnapshotWriteError;
+use crate::io::sync_dir;
+use crate::segment::{list_numbered, list_segments};
+use crate::writer::{Journal, Seq};
+
+/// Suffix of snapshot files.
+pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+/// Suffix of snapshots being written; recovery deletes leftovers.
+pub const SNAPSHOT_TMP_SUFFIX: &str = ".snapshot-tmp";
+/// First bytes of every snapshot file (format version 1).
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PGSNAP01";
+/// Header: magic, sequence (u64), body length (u64), CRC32C (u32) over sequence, length, body.
+pub const SNAPSHOT_HEADER_BYTES: usize = 28;
+/// Bound on a snapshot body: 16 GiB, well past any configured engine, so a damaged length
+/// field cannot make recovery allocate without bound.
+pub const SNAPSHOT_BODY_MAX_BYTES: u64 = 16 << 30;
+/// How long the snapshot helper waits for the journal to catch up before giving up on one
+/// snapshot: durable commits take well under a second; minutes means the device is gone.
+const DURABLE_WAIT_MAX: Duration = Duration::from_secs(60);
+
+/// The path of the snapshot at `seq`.
+pub fn snapshot_path(dir: &Path, seq: Seq) -> PathBuf {
+    dir.join(format!("{seq:020}{SNAPSHOT_SUFFIX}"))
+}
+
+/// The sequence of a snapshot file name, if it is one.
+pub fn parse_snapshot_name(name: &str) -> Option<Seq> {
+    let digits = name.strip_suffix(SNAPSHOT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Snapshots in `dir`, oldest first.
+pub fn list_snapshots(dir: &Path) -> std::io::Result<Vec<(Seq, PathBuf)>> {
+    list_numbered(dir, parse_snapshot_name)
+}
+
+fn header_checksum(seq: Seq, body: &[u8]) -> u32 {
+    Crc32c::new()
+        .update(&seq.to_le_bytes())
+        .update(&(body.len() as u64).to_le_bytes())
+        .update(body)
+        .finish()
+}
+
+/// Writes the snapshot of `seq` durably (temp file, sync, rename, directory sync).
+pub fn write_snapshot(dir: &Path, seq: Seq, body: &[u8]) -> std::io::Result<PathBuf> {
+    let path = snapshot_path(dir, seq);
+    let tmp = dir.join(format!("{seq:020}{SNAPSHOT_TMP_SUFFIX}"));
+    let mut file = File::create(&tmp)?;
+    let mut header = [0_u8; SNAPSHOT_HEADER_BYTES];
+    header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    header[8..16].copy_from_slice(&seq.to_le_bytes());
+    header[16..24].copy_from_slice(&(body.len() as u64).to_le_bytes());
+    header[24..28].copy_from_slice(&header_checksum(seq, body).to_le_bytes());
+    file.write_all(&header)?;
+    file.write_all(body)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Reads and validates a snapshot file: its sequence and engine bytes, or why it is unusable.
+pub fn read_snapshot(path: &Path) -> Result<(Seq, Vec<u8>), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("read failed: {e}"))?;
+    let Some(header) = bytes.get(..SNAPSHOT_HEADER_BYTES) else {
+        return Err(format!("short file: {} bytes", bytes.len()));
+    };
+    if header[..8] != SNAPSHOT_MAGIC {
+        return Err("bad magic".to_owned());
+    }
+    let field = |at: usize| {
+        let mut le = [0_u8; 8];
+        le.copy_from_slice(&header[at..at + 8]);
+        u64::from_le_bytes(le)
+    };
+    let seq = field(8);
+    let body_bytes = field(16);
+    let stored = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    if body_bytes > SNAPSHOT_BODY_MAX_BYTES
+        || body_bytes != (bytes.len() - SNAPSHOT_HEADER_BYTES) as u64
+    {
+        return Err(format!(
+            "body length {body_bytes} does not match the file ({} bytes)",
+            bytes.len()
+        ));
+    }
+    let body = &bytes[SNAPSHOT_HEADER_BYTES..];
+    if header_checksum(seq, body) != stored {
+        return Err("checksum mismatch".to_owned());
+    }
+    let named = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(parse_snapshot_name);
+    if named != Some(seq) {
+        return Err(format!("file name does not match its sequence {seq}"));
+    }
+    Ok((seq, body.to_vec()))
+}
+
+/// The sequence up to which a reader of the journal outside the engine (the SQL replicator,
+/// `peregrine-replica`) has consumed it. Retention never deletes what that reader still needs to
+/// restart: every segment after the floor, and the newest snapshot at or below it. Shared: the
+/// reader raises it, the snapshot helper reads it; cloning shares the same value.
+#[derive(Clone, Debug, Default)]
+pub struct RetentionFloor(Arc<AtomicU64>);
+
+impl RetentionFloor {
+    /// A floor at `seq` (0: nothing consumed yet, so nothing may be deleted for this reader).
+    pub fn new(seq: Seq) -> RetentionFloor {
+        RetentionFloor(Arc::new(AtomicU64::new(seq)))
+    }
+
+    /// The current floor.
+    pub fn get(&self) -> Seq {
+        self.0.load(Ordering::Acquire)
+    }
+
+    /// Raises the floor to `seq`; never lowers it (a reader that restarts lower sets a new one).
+    pub fn raise(&self, seq: Seq) {
+        self.0.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
+/// Two floors are equal when they are the same shared value (for `JournalConfig: Eq`).
+impl PartialEq for RetentionFloor {
+    fn eq(&self, other: &RetentionFloor) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for RetentionFloor {}
+
+/// Keeps the newest `kept` snapshots, deletes the rest, and (if asked) deletes every segment
+/// whose records are all at or below the oldest kept snapshot. The newest segment is never
+/// deleted: the writer appends to it. Returns the segments deleted.
+pub fn apply_retention(
+    dir: &Path,
+    kept: usize,
+    delete_covered_segments: bool,
+) -> std::io::Result<Vec<PathBuf>> {
+    apply_retention_with_floor(dir, kept, delete_covered_segments, None)
+}
+
+/// [`apply_retention`] that also respects a [`RetentionFloor`] value: the newest snapshot at or
+/// below `floor` is kept too, and only segments covered by it (so at or below the floor) may be
+/// deleted; with no snapshot at or below the floor no segment is deleted.
+pub fn apply_retention_with_floor(
+    dir: &Path,
+    kept: usize,
+    delete_covered_segments: bool,
+    floor: Option<Seq>,
+) -> std::io::Result<Vec<PathBuf>> {
+    assert!(kept >= 1);
+    let snapshots = list_snapshots(dir)?;
+    let excess = snapshots.len().saturating_sub(kept);
+    let floor_index = floor.and_then(|floor| snapshots.iter().rposition(|(seq, _)| *seq <= floor));
+    let mut removed_count = 0_usize;
+    for (index, (_, path)) in snapshots[..excess].iter().enumerate() {
+        if Some(index) != floor_index {
+            std::fs::remove_file(path)?;
+            removed_count += 1;
+        }
+    }
+    // Every kept snapshot must be able to restart its reader, so segments are covered only up
+    // to the oldest one kept.
+    let oldest_kept_seq = match (floor, floor_index) {
+        (None, _) => snapshots.get(excess).map(|(seq, _)| *seq),
+        (Some(_), None) => None,
+        (Some(_), Some(index)) => snapshots.get(index.min(excess)).map(|(seq, _)| *seq),
+    };
+    let mut deleted = Vec::new();
+    if let Some(oldest_kept_seq) = oldest_kept_seq
+        && delete_covered_segments
+    {
+        let segments = list_segments(dir)?;
+        for pair in segments.windows(2) {
+            let (_, path) = &pair[0];
+            let (next_first_seq, _) = pair[1];
+            // Segment i holds sequences below the next segment's first one.
+            if next_first_seq - 1 <= oldest_kept_seq {
+                std::fs::remove_file(path)?;
+                deleted.push(path.clone());
+            }
+        }
+    }
+    if removed_count > 0 || !deleted.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(deleted)
+}
+
+/// Time the engine thread spent in `Engine::snapshot()`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotPauses {
+    /// Snapshots taken.
+    pub count: u64,
+    /// Longest pause, in nanoseconds.
+    pub max_ns: u64,
+    /// Sum of pauses, in nanoseconds.
+    pub total_ns: u64,
+    /// Pause of the last one, in nanoseconds.
+    pub last_ns: u64,
+}
+
+/// Takes snapshots on the engine thread when due and writes them on a helper thread.
+#[derive(Debug)]
+pub struct Snapshotter {
+    every_commands: u64,
+    every: Option<Duration>,
+    last_seq: Seq,
+    last_at: Instant,
+    /// True while the helper holds a snapshot not yet written: a new one is not taken then
+    /// (the bound on snapshot memory is one body in flight).
+    in_flight: Arc<AtomicBool>,
+    sender: Option<SyncSender<(Seq, Vec<u8>)>>,
+    thread: Option<JoinHandle<()>>,
+    written_seq: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<String>>>,
+    pauses: SnapshotPauses,
+}
+
+impl Snapshotter {
+    /// Starts the helper. `last_seq` is the sequence the engine is at (from recovery).
+    pub fn start(config: &JournalConfig, journal: Journal, last_seq: Seq) -> Snapshotter {
+        let (sender, receiver) = sync_channel(1);
+        let in_flight = Arc::new(AtomicBool::new(false));
+        let written_seq = Arc::new(AtomicU64::new(0));
+        let failure = Arc::new(Mutex::new(None));
+        let helper = Helper {
+            dir: config.dir.clone(),
+            kept: config.snapshots_kept,
+            delete_covered_segments: config.delete_covered_segments,
+            retention_floor: config.retention_floor.clone(),
+            journal,
+            in_flight: Arc::clone(&in_flight),
+            written_seq: Arc::clone(&written_seq),
+            failure: Arc::clone(&failure),
+        };
+        let thread = std::thread::Builder::new()
+            .name("snapshot-writer".to_owned())
+            .spawn(move || helper.run(&receiver))
+            .ok();
+        Snapshotter {
+            every_commands: config.snapshot_every_commands,
+            every: config.snapshot_every,
+            last_seq,
+            last_at: Instant::now(),
+            in_flight,
+            sender: thread.as_ref().map(|_| sender),
+            thread,
+            written_seq,
+            failure,
+            pauses: SnapshotPauses::default(),
+        }
+    }
+
+    /// Whether a snapshot is due at `applied_seq` (by count or by time) and the helper is free.
+    pub fn is_due(&self, applied_seq: Seq) -> bool {
+        if self.in_flight.load(Ordering::Acquire) || applied_seq <= self.last_seq {
+            return false;
+        }
+        let by_count =
+            self.every_commands > 0 && applied_seq - self.last_seq >= self.every_commands;
+        let by_time = self
+            .every
+            .is_some_and(|every| self.last_at.elapsed() >= every);
+        by_count || by_time
+    }
+
+    /// Takes a snapshot if one is due; returns the pause if it took one. Call between commands
+    /// on the engine thread; `applied_seq` is the last sequence applied to `engine`.
+    pub fn maybe_take(
+        &mut self,
+        engine: &Engine,
+        applied_seq: Seq,
+    ) -> Result<Option<Duration>, SnapshotWriteError> {
+        if !self.is_due(applied_seq) {
+            return Ok(None);
+        }
+        self.take(engine, applied_seq).map(Some)
+    }
+
+    /// Takes a snapshot now and hands it to the helper; returns the pause.
+    pub fn take(
+        &mut self,
+        engine: &Engine,
+        applied_seq: Seq,
+    ) -> Result<Duration, SnapshotWriteError> {
+        if let Some(failure) = self.failure() {
+            return Err(SnapshotWriteError::Io {
+                path: PathBuf::from("snapshot helper"),
+                source: std::io::Error::other(failure),
+            });
+        }
+        let start = Instant::now();
+        let body = engine.snapshot()?;
+        let pause = start.elapsed();
+        let pause_ns = u64::try_from(pause.as_nanos()).unwrap_or(u64::MAX);
+        self.pauses.count += 1;
+        self.pauses.max_ns = self.pauses.max_ns.max(pause_ns);
+        self.pauses.total_ns = self.pauses.total_ns.saturating_add(pause_ns);
+        self.pauses.last_ns = pause_ns;
+        self.last_seq = applied_seq;
+        self.last_at = Instant::now();
+        if let Some(sender) = &self.sender {
+            self.in_flight.store(true, Ordering::Release);
+            // Capacity 1 and `in_flight` gate: the slot is free unless the helper died.
+            if sender.try_send((applied_seq, body)).is_err() {
+                self.in_flight.store(false, Ordering::Release);
+                return Err(SnapshotWriteError::Io {
+                    path: PathBuf::from("snapshot helper"),
+                    source: std::io::Error::other("snapshot helper is gone"),
+                });
+            }
+        }
+        Ok(pause)
+    }
+
+    /// Pause statistics so far.
+    pub fn pauses(&self) -> SnapshotPauses {
+        self.pauses
+    }
+
+    /// Sequence of the newest snapshot written durably by this snapshotter (0 if none).
+    pub fn written_seq(&self) -> Seq {
+        self.written_seq.load(Ordering::Acquire)
+    }
+
+    /// Why the helper failed last, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits for the snapshot in flight to be written and stops the helper.
+    pub fn finish(mut self) -> Result<SnapshotPauses, SnapshotWriteError> {
+        self.sender = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        match self.failure() {
+            Some(failure) => Err(SnapshotWriteError::Io {
+                path: PathBuf::from("snapshot helper"),
+                source: std::io::Error::other(failure),
+            }),
+            None => Ok(self.pauses),
+        }
+    }
+}
+
+struct Helper {
+    dir: PathBuf,
+    kept: usize,
+    delete_covered_segments: bool,
+    retention_floor: Option<RetentionFloor>,
+    journal: Journal,
+    in_flight: Arc<AtomicBool>,
+    written_seq: Arc<AtomicU64>,
+    failure: Arc<Mutex<Option<String>>>,
+}
+
+impl Helper {
+    fn run(&self, receiver: &Receiver<(Seq, Vec<u8>)>) {
+        while let Ok((seq, body)) = receiver.recv() {
+            let mut file_written = false;
+            if let Err(error) = self.write(seq, &body, &mut file_written) {
+                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(error.to_string());
+            }
+            // Free for the next snapshot before publishing this one, so whoever sees
+            // `written_seq` move may take the next at once.
+            self.in_flight.store(false, Ordering::Release);
+            if file_written {
+                self.written_seq.store(seq, Ordering::Release);
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        seq: Seq,
+        body: &[u8],
+        file_written: &mut bool,
+    ) -> Result<(), SnapshotWriteError> {
+        // Never let a snapshot get ahead of the durable journal (see the module doc).
+        let durable = self.journal.wait_durable(seq, DURABLE_WAIT_MAX)?;
+        if durable < seq {
+            return Err(SnapshotWriteError::Io {
+                path: snapshot_path(&self.dir, seq),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "journal did not become durable up to the snapshot",
+                ),
+            });
+        }
+        let io_error = |source| SnapshotWriteError::Io {
+            path: snapshot_path(&self.dir, seq),
+            source,
+        };
+        write_snapshot(&self.dir, seq, body).map_err(io_error)?;
+        *file_written = true;
+        let floor = self.retention_floor.as_ref().map(RetentionFloor::get);
+        apply_retention_with_floor(&self.dir, self.kept, self.delete_covered_segments, floor)
+            .map_err(io_error)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::segment_path;
+
+    /// Segments starting at 1, 101, 201, 301 and snapshots at 50, 150, 250 (names are all
+    /// retention reads).
+    fn journal_dir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for first_seq in [1, 101, 201, 301] {
+            std::fs::write(segment_path(dir.path(), first_seq), b"").unwrap();
+        }
+        for seq in [50, 150, 250] {
+            write_snapshot(dir.path(), seq, b"body").unwrap();
+        }
+        dir
+    }
+
+    fn names(dir: &Path) -> (Vec<Seq>, Vec<Seq>) {
+        let seqs = |list: Vec<(Seq, PathBuf)>| list.into_iter().map(|(seq, _)| seq).collect();
+        (
+            seqs(list_segments(dir).unwrap()),
+            seqs(list_snapshots(dir).unwrap()),
+        )
+    }
+
+    #[test]
+    fn without_a_floor_only_the_kept_snapshots_count() {
+        let dir = journal_dir();
+        apply_retention_with_floor(dir.path(), 1, true, None).unwrap();
+        assert_eq!(names(dir.path()), (vec![201, 301], vec![250]));
+    }
+
+    #[test]
+    fn a_floor_keeps_its_snapshot_and_the_segments_after_it() {
+        let dir = journal_dir();
+        apply_retention_with_floor(dir.path(), 1, true, Some(170)).unwrap();
+        // Snapshot 150 stays for the reader at 170; segment 1..=100 is covered by it.
+        assert_eq!(names(dir.path()), (vec![101, 201, 301], vec![150, 250]));
+        apply_retention_with_floor(dir.path(), 1, true, Some(260)).unwrap();
+        assert_eq!(names(dir.path()), (vec![201, 301], vec![250]));
+    }
+
+    #[test]
+    fn a_floor_below_every_snapshot_deletes_no_segment() {
+        let dir = journal_dir();
+        apply_retention_with_floor(dir.path(), 1, true, Some(10)).unwrap();
+        assert_eq!(names(dir.path()), (vec![1, 101, 201, 301], vec![250]));
+        let floor = RetentionFloor::new(10);
+        floor.raise(5);
+        assert_eq!(floor.get(), 10, "a floor never goes down");
+        floor.clone().raise(300);
+        assert_eq!(floor.get(), 300, "clones share the value");
+    }
+}
