@@ -1,0 +1,168 @@
+//! The database connection: one connection per replicator (a single writer needs no pool), of
+//! either back end, behind the few operations the replicator uses. On any error the replicator
+//! drops the connection: the server rolls back whatever transaction was open, so the next
+//! attempt starts clean.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use peregrine_persist::Seq;
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::dialect::Dialect;
+use crate::error::ReplicaError;
+
+/// How long SQLite waits for another connection's lock before failing the batch (retried).
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An open connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Conn {
+    /// MySQL or MariaDB.
+    MySql(MySqlConnection),
+    /// SQLite.
+    Sqlite(SqliteConnection),
+}
+
+impl Conn {
+    /// Connects to `database_url` (a SQLite file is created if missing).
+    pub async fn connect(database_url: &str) -> Result<Conn, ReplicaError> {
+        match Dialect::from_url(database_url)? {
+            Dialect::MySql => {
+                let options = MySqlConnectOptions::from_str(database_url)?
+                    // Batches are megabytes of SQL: never log them.
+                    .disable_statement_logging();
+                Ok(Conn::MySql(options.connect().await?))
+            }
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(database_url)?
+                    .create_if_missing(true)
+                    // WAL: readers (history endpoints) never block the replicator's commits.
+                    .journal_mode(SqliteJournalMode::Wal)
+                    // With WAL, NORMAL loses at most the last commits on power loss, never
+                    // consistency; the journal still holds them and the HWM says where to resume.
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                    .disable_statement_logging();
+                // `sqlite://data/replica.db` on a bare machine: create `data/` too.
+                if let Some(parent) = options.get_filename().parent()
+                    && !parent.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(parent).map_err(|source| ReplicaError::Io {
+                        path: parent.to_path_buf(),
+                        source,
+                    })?;
+                }
+                Ok(Conn::Sqlite(options.connect().await?))
+            }
+        }
+    }
+
+    /// Which back end.
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Conn::MySql(_) => Dialect::MySql,
+            Conn::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    /// Runs one statement (or several separated by `;`); returns the rows affected.
+    pub async fn execute(&mut self, sql: &str) -> Result<u64, ReplicaError> {
+        Ok(match self {
+            Conn::MySql(c) => sqlx::raw_sql(sql).execute(c).await?.rows_affected(),
+            Conn::Sqlite(c) => sqlx::raw_sql(sql).execute(c).await?.rows_affected(),
+        })
+    }
+
+    /// Applies the schema migrations of this back end.
+    pub async fn migrate(&mut self) -> Result<(), ReplicaError> {
+        let migrator = self.dialect().migrator();
+        match self {
+            Conn::MySql(c) => migrator.run(c).await?,
+            Conn::Sqlite(c) => migrator.run(c).await?,
+        }
+        Ok(())
+    }
+
+    /// The replicated high-water mark: every command up to it is in the database.
+    pub async fn high_water_seq(&mut self) -> Result<Seq, ReplicaError> {
+        const SQL: &str = "SELECT high_water_seq FROM replication_state WHERE id = 1";
+        let value: i64 = match self {
+            Conn::MySql(c) => sqlx::query_scalar(SQL).fetch_one(c).await?,
+            Conn::Sqlite(c) => sqlx::query_scalar(SQL).fetch_one(c).await?,
+        };
+        Seq::try_from(value).map_err(|_| ReplicaError::OutOfRange {
+            dialect: self.dialect().name(),
+            what: "high_water_seq",
+            value: i128::from(value),
+        })
+    }
+
+    /// Writes one batch in one transaction: first the compare-and-set of the high-water mark
+    /// from `from_seq`, then `statements`, then commit. If the mark is not at `from_seq` nothing
+    /// is written and the error says where it is.
+    pub async fn write_batch(
+        &mut self,
+        from_seq: Seq,
+        high_water_sql: &str,
+        statements: &[String],
+    ) -> Result<(), ReplicaError> {
+        self.execute(self.dialect().begin_sql()).await?;
+        if self.execute(high_water_sql).await? != 1 {
+            self.execute("ROLLBACK").await?;
+            let found = self.high_water_seq().await?;
+            return Err(ReplicaError::HighWaterMoved {
+                expected: from_seq,
+                found,
+            });
+        }
+        for statement in statements {
+            self.execute(statement).await?;
+        }
+        self.execute("COMMIT").await?;
+        Ok(())
+    }
+
+    /// Runs a query whose every column is text (cast it, see [`Dialect::cast_text`]) and
+    /// returns the rows: for tools and tests that read the replica the same way on both back
+    /// ends.
+    pub async fn query_text(
+        &mut self,
+        sql: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, ReplicaError> {
+        use sqlx::Row;
+        let mut out = Vec::new();
+        match self {
+            Conn::MySql(c) => {
+                for row in sqlx::query(sql).fetch_all(c).await? {
+                    let mut values = Vec::with_capacity(row.len());
+                    for index in 0..row.len() {
+                        values.push(row.try_get::<Option<String>, _>(index)?);
+                    }
+                    out.push(values);
+                }
+            }
+            Conn::Sqlite(c) => {
+                for row in sqlx::query(sql).fetch_all(c).await? {
+                    let mut values = Vec::with_capacity(row.len());
+                    for index in 0..row.len() {
+                        values.push(row.try_get::<Option<String>, _>(index)?);
+                    }
+                    out.push(values);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Closes the connection politely (errors ignored: it is going away either way).
+    pub async fn close(self) {
+        let _ = match self {
+            Conn::MySql(c) => c.close().await,
+            Conn::Sqlite(c) => c.close().await,
+        };
+    }
+}

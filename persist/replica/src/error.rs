@@ -1,0 +1,100 @@
+//! Why replication failed. Database errors are retried by the replicator (they are expected:
+//! outages, restarts, cut connections); the others stop it, because retrying cannot fix them.
+
+use std::path::PathBuf;
+
+use peregrine_persist::Seq;
+
+/// A replication failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// The configuration is unusable.
+    #[error("replica configuration: {0}")]
+    Config(String),
+    /// The database URL names no supported back end.
+    #[error("unsupported database URL {0:?}: expected mysql://... or sqlite://...")]
+    UnsupportedUrl(String),
+    /// The database refused or the connection failed (retried by the replicator).
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A schema migration failed.
+    #[error("schema migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A database operation took longer than its bound (retried by the replicator).
+    #[error("database operation timed out: {0}")]
+    Timeout(&'static str),
+    /// Another writer moved the high-water mark under this one (retried after re-reading it).
+    #[error("high-water mark moved: expected {expected}, found {found}")]
+    HighWaterMoved {
+        /// What this replicator last committed.
+        expected: Seq,
+        /// What the database holds.
+        found: Seq,
+    },
+    /// A journal file could not be read.
+    #[error("journal {path}: {source}")]
+    Io {
+        /// Which file or directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The journal holds something it must not (a damaged durable record, a gap).
+    #[error("journal {path} at byte {offset}: {reason}")]
+    Journal {
+        /// The segment.
+        path: PathBuf,
+        /// Where.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// No segment holds the sequence the replicator needs next (deleted by retention that did
+    /// not respect the replica's floor, or a journal from another appliance).
+    #[error("no journal segment holds sequence {seq} in {dir}")]
+    SegmentMissing {
+        /// The journal directory.
+        dir: PathBuf,
+        /// The sequence needed.
+        seq: Seq,
+    },
+    /// The follower engine cannot be rebuilt at the replica's high-water mark.
+    #[error("cannot rebuild the engine at sequence {high_water_seq}: {reason}")]
+    NoStart {
+        /// The replica's high-water mark.
+        high_water_seq: Seq,
+        /// Why.
+        reason: String,
+    },
+    /// A value does not fit the back end's column type (SQLite integers are signed 64-bit).
+    #[error("{what} value {value} does not fit the {dialect} column")]
+    OutOfRange {
+        /// Which back end.
+        dialect: &'static str,
+        /// Which value.
+        what: &'static str,
+        /// The value.
+        value: i128,
+    },
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The replicator thread or its runtime could not start.
+    #[error("replicator thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl ReplicaError {
+    /// Whether the replicator retries after this error (with backoff, keeping its position)
+    /// rather than stopping.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            ReplicaError::Database(_)
+                | ReplicaError::Migrate(_)
+                | ReplicaError::Timeout(_)
+                | ReplicaError::HighWaterMoved { .. }
+        )
+    }
+}

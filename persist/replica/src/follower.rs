@@ -1,0 +1,101 @@
+//! The follower engine: the same deterministic engine as the appliance's, fed the same journaled
+//! commands, so it yields the same events without the hot path ever handing anything over.
+//!
+//! Restart: the newest snapshot at or below the replica's high-water mark (or a fresh engine if
+//! there is none and the journal starts at 1), then a silent replay up to the mark.
+
+use std::path::Path;
+
+use peregrine_hotpath::{Engine, EngineConfig, Event};
+use peregrine_persist::Seq;
+use peregrine_persist::segment::list_segments;
+use peregrine_persist::snapshot::{list_snapshots, read_snapshot};
+
+use crate::error::ReplicaError;
+use crate::tailer::{Tailer, TornRecord};
+
+/// The engine and the journal position it has applied.
+#[derive(Debug)]
+pub struct Follower {
+    /// The engine, at `applied_seq`.
+    pub engine: Engine,
+    /// Last sequence applied.
+    pub applied_seq: Seq,
+    /// Where the next command comes from.
+    pub tailer: Tailer,
+}
+
+/// Builds the follower at `high_water_seq` from the journal in `dir`.
+pub fn start(
+    dir: &Path,
+    engine_config: &EngineConfig,
+    high_water_seq: Seq,
+    torn: TornRecord,
+) -> Result<Follower, ReplicaError> {
+    let no_start = |reason: String| ReplicaError::NoStart {
+        high_water_seq,
+        reason,
+    };
+    let io_error = |source| ReplicaError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut start: Option<(Engine, Seq)> = None;
+    let mut skipped: Vec<String> = Vec::new();
+    for (seq, path) in list_snapshots(dir).map_err(io_error)?.iter().rev() {
+        if *seq > high_water_seq {
+            continue;
+        }
+        // A snapshot may vanish under retention between listing and reading: try the next.
+        match read_snapshot(path)
+            .and_then(|(_, body)| Engine::restore(&body).map_err(|e| e.to_string()))
+        {
+            Ok(engine) => {
+                start = Some((engine, *seq));
+                break;
+            }
+            Err(reason) => skipped.push(format!("{}: {reason}", path.display())),
+        }
+    }
+    let (engine, snapshot_seq) = match start {
+        Some(found) => found,
+        None => {
+            let first_seq = list_segments(dir)
+                .map_err(io_error)?
+                .first()
+                .map_or(1, |(first_seq, _)| *first_seq);
+            if first_seq != 1 {
+                return Err(no_start(format!(
+                    "no usable snapshot at or below it and the journal starts at {first_seq} \
+                     (skipped: {skipped:?})"
+                )));
+            }
+            let engine = Engine::new(engine_config.clone()).map_err(|e| no_start(e.to_owned()))?;
+            (engine, 0)
+        }
+    };
+    if !engine.config().balance_events {
+        return Err(no_start(
+            "the engine (from its snapshot) does not emit balance events".to_owned(),
+        ));
+    }
+    let mut follower = Follower {
+        engine,
+        applied_seq: snapshot_seq,
+        tailer: Tailer::new(dir, snapshot_seq + 1, torn),
+    };
+    let mut events: Vec<Event> = Vec::with_capacity(256);
+    // Bounded by the high-water mark.
+    while follower.applied_seq < high_water_seq {
+        let Some((seq, command)) = follower.tailer.next(high_water_seq)? else {
+            return Err(no_start(format!(
+                "the journal ends at {} before the high-water mark",
+                follower.applied_seq
+            )));
+        };
+        events.clear();
+        follower.engine.apply(&command, &mut events);
+        follower.applied_seq = seq;
+    }
+    Ok(follower)
+}

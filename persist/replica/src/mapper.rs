@@ -1,0 +1,568 @@
+//! The row mapper: turns one command and the follower's events for it into rows.
+//!
+//! Ledger entries come from the `Balance` events (the state of every changed cell after the
+//! command): the mapper keeps the last state of each non-zero cell, so an entry is the exact
+//! difference. Each command's entries balance per currency: what the account cells gained in
+//! total came from outside (a deposit: an `external` entry), left it (a settled withdrawal) or
+//! went to fees (a `fees` entry, the remainder).
+
+use std::collections::{BTreeMap, HashMap};
+
+use peregrine_hotpath::{
+    AccountId, Amount, CancelReason, Command, CommandKind, CurrencyId, Engine, Event, MarketSize,
+    OrderId, OrderKind, Price, Qty, TimeInForce,
+};
+use peregrine_persist::Seq;
+
+use crate::rows::{
+    Batch, CurrencyRow, DepositRow, LedgerRow, MarketChange, MarketRow, OrderEventRow, OrderRow,
+    OrderState, OrderStatus, Party, TradeRow, WithdrawalRow,
+};
+
+/// Maps commands and events to rows; holds what the differences need.
+#[derive(Debug)]
+pub struct RowMapper {
+    /// (available, locked) of every non-zero cell, as of the last mapped command.
+    balances: HashMap<(AccountId, CurrencyId), (u64, u64)>,
+    /// Accounts whose row this replicator has committed (dense ids, bounded by the engine).
+    accounts_known: Vec<bool>,
+    scales: BTreeMap<CurrencyId, u8>,
+    /// Scratch, reused: orders touched by the current command.
+    touched: Vec<OrderId>,
+    /// Scratch: per currency, (sum of cell changes, external flow) of the current command.
+    flows: Vec<(CurrencyId, i128, i128)>,
+}
+
+/// The name of a command kind, for `ledger_entries.cause`.
+pub fn command_name(kind: &CommandKind) -> &'static str {
+    match kind {
+        CommandKind::NewOrder(_) => "new_order",
+        CommandKind::Cancel { .. } => "cancel",
+        CommandKind::CancelReplace(_) => "cancel_replace",
+        CommandKind::MassCancel { .. } => "mass_cancel",
+        CommandKind::CurrencyAdd { .. } => "currency_add",
+        CommandKind::Deposit { .. } => "deposit",
+        CommandKind::WithdrawalHold { .. } => "withdrawal_hold",
+        CommandKind::WithdrawalSettle { .. } => "withdrawal_settle",
+        CommandKind::WithdrawalRelease { .. } => "withdrawal_release",
+        CommandKind::MarketAdd(_) => "market_add",
+        CommandKind::MarketUpdate(_) => "market_update",
+        CommandKind::MarketHalt { .. } => "market_halt",
+        CommandKind::MarketResume { .. } => "market_resume",
+        CommandKind::KillSwitch { .. } => "kill_switch",
+        CommandKind::FeeScheduleUpdate { .. } => "fee_schedule",
+        CommandKind::AccountFeeTier { .. } => "account_fee_tier",
+        _ => "other",
+    }
+}
+
+fn cancel_reason_name(reason: CancelReason) -> &'static str {
+    match reason {
+        CancelReason::Requested => "requested",
+        CancelReason::MassCancel => "mass_cancel",
+        CancelReason::KillSwitch => "kill_switch",
+        CancelReason::Unfilled => "unfilled",
+        CancelReason::SelfTrade => "self_trade",
+        CancelReason::BudgetExhausted => "budget_exhausted",
+        CancelReason::StopRejected => "stop_rejected",
+        _ => "other",
+    }
+}
+
+/// Type, time in force, trigger and budget of the order a `NewOrder` command placed.
+type OrderStatic = (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<Price>,
+    Option<Amount>,
+);
+
+fn order_static(command: &Command, account: AccountId, order_client: u64) -> OrderStatic {
+    let CommandKind::NewOrder(new) = &command.kind else {
+        return (None, None, None, None);
+    };
+    if new.account != account || new.client_order_id.0 != order_client {
+        return (None, None, None, None);
+    }
+    let budget = |size: MarketSize| match size {
+        MarketSize::QuoteBudget(amount) => Some(amount),
+        MarketSize::Qty(_) => None,
+    };
+    let tif = match new.tif {
+        TimeInForce::Gtc => Some("gtc"),
+        TimeInForce::Ioc => Some("ioc"),
+        TimeInForce::Fok => Some("fok"),
+        TimeInForce::PostOnly => Some("post_only"),
+        _ => None,
+    };
+    match new.kind {
+        OrderKind::Limit { .. } => (Some("limit"), tif, None, None),
+        OrderKind::Market { size } => (Some("market"), tif, None, budget(size)),
+        OrderKind::StopLimit { trigger, .. } => (Some("stop_limit"), tif, Some(trigger), None),
+        OrderKind::StopMarket { trigger, size } => {
+            (Some("stop_market"), tif, Some(trigger), budget(size))
+        }
+        _ => (None, tif, None, None),
+    }
+}
+
+impl RowMapper {
+    /// A mapper for a follower whose engine is `engine` (its balances are the starting point).
+    pub fn new(engine: &Engine, scales: BTreeMap<CurrencyId, u8>) -> RowMapper {
+        let balances = engine
+            .ledger()
+            .nonzero()
+            .map(|(account, currency, b)| ((account, currency), (b.available, b.locked)))
+            .collect();
+        RowMapper {
+            balances,
+            accounts_known: vec![false; engine.config().max_accounts as usize],
+            scales,
+            touched: Vec::with_capacity(64),
+            flows: Vec::with_capacity(8),
+        }
+    }
+
+    /// Marks the batch's new accounts as written; call once the batch is committed.
+    pub fn committed(&mut self, batch: &Batch) {
+        for account in batch.accounts_new.keys() {
+            if let Some(known) = self.accounts_known.get_mut(account.0 as usize) {
+                *known = true;
+            }
+        }
+    }
+
+    fn account_seen(&self, batch: &mut Batch, account: AccountId, seq: Seq) {
+        let known = self
+            .accounts_known
+            .get(account.0 as usize)
+            .copied()
+            .unwrap_or(false);
+        if !known {
+            batch.accounts_new.entry(account).or_insert(seq);
+        }
+    }
+
+    fn flow(&mut self, currency: CurrencyId) -> &mut (CurrencyId, i128, i128) {
+        let index = match self.flows.iter().position(|(c, _, _)| *c == currency) {
+            Some(index) => index,
+            None => {
+                self.flows.push((currency, 0, 0));
+                self.flows.len() - 1
+            }
+        };
+        &mut self.flows[index]
+    }
+
+    /// Adds the rows of command `seq` to `batch`; `engine` is the follower right after it.
+    pub fn map(
+        &mut self,
+        seq: Seq,
+        command: &Command,
+        events: &[Event],
+        engine: &Engine,
+        batch: &mut Batch,
+    ) {
+        assert!(
+            batch.is_empty() || seq == batch.last_seq + 1,
+            "commands are mapped in sequence"
+        );
+        let ts_ns = command.ts.0;
+        if batch.is_empty() {
+            batch.first_seq = seq;
+            batch.first_ts_ns = ts_ns;
+        }
+        batch.last_seq = seq;
+        batch.last_ts_ns = ts_ns;
+        batch.commands_count += 1;
+        batch.events_count += events.len();
+        let cause = command_name(&command.kind);
+        self.touched.clear();
+        self.flows.clear();
+        let mut entry_index = 0_u32;
+        for (index, event) in events.iter().enumerate() {
+            // Lossless: a command's events are bounded by the engine's capacities, far below 2^32.
+            let event_index = index as u32;
+            let mut history = |order: OrderId, kind, price, qty, reason| {
+                batch.order_events.push(OrderEventRow {
+                    seq,
+                    event_index,
+                    order,
+                    kind,
+                    price,
+                    qty,
+                    reason,
+                    ts_ns,
+                });
+            };
+            match event {
+                Event::OrderAccepted {
+                    order,
+                    account,
+                    market,
+                    client_order_id,
+                    side,
+                    price,
+                    qty,
+                } => {
+                    history(*order, "accepted", *price, *qty, None);
+                    let (order_type, time_in_force, trigger_price, quote_budget) =
+                        order_static(command, *account, client_order_id.0);
+                    batch.orders_new.insert(
+                        *order,
+                        OrderRow {
+                            order: *order,
+                            account: *account,
+                            market: *market,
+                            client_order_id: *client_order_id,
+                            side: *side,
+                            order_type,
+                            time_in_force,
+                            trigger_price,
+                            quote_budget,
+                            accepted_price: *price,
+                            accepted_qty: *qty,
+                            state: OrderState {
+                                status: OrderStatus::Open,
+                                price: *price,
+                                open_qty: *qty,
+                                updated_seq: seq,
+                            },
+                            created_seq: seq,
+                            created_ts_ns: ts_ns,
+                        },
+                    );
+                    self.touched.push(*order);
+                }
+                Event::OrderRested {
+                    order, price, qty, ..
+                } => {
+                    history(*order, "rested", *price, *qty, None);
+                    self.touched.push(*order);
+                }
+                Event::StopTriggered { order, .. } => {
+                    history(*order, "triggered", Price(0), Qty(0), None);
+                    self.touched.push(*order);
+                }
+                Event::Trade(trade) => {
+                    batch.trades.push(TradeRow {
+                        seq,
+                        trade: trade.clone(),
+                        ts_ns,
+                    });
+                    self.touched.push(trade.maker_order);
+                    self.touched.push(trade.taker_order);
+                }
+                Event::OrderFilled { order, .. } => {
+                    history(*order, "filled", Price(0), Qty(0), None);
+                    self.touched.push(*order);
+                }
+                Event::OrderCancelled {
+                    order,
+                    price,
+                    remaining,
+                    reason,
+                    ..
+                } => {
+                    history(
+                        *order,
+                        "cancelled",
+                        *price,
+                        *remaining,
+                        Some(cancel_reason_name(*reason)),
+                    );
+                    self.touched.push(*order);
+                }
+                Event::OrderReplaced {
+                    order, price, qty, ..
+                } => {
+                    history(*order, "replaced", *price, *qty, None);
+                    self.touched.push(*order);
+                }
+                Event::Balance {
+                    account,
+                    currency,
+                    available,
+                    locked,
+                } => {
+                    let key = (*account, *currency);
+                    let (old_available, old_locked) =
+                        self.balances.get(&key).copied().unwrap_or((0, 0));
+                    let available_delta = i128::from(available.0) - i128::from(old_available);
+                    let locked_delta = i128::from(locked.0) - i128::from(old_locked);
+                    if available.0 == 0 && locked.0 == 0 {
+                        self.balances.remove(&key);
+                    } else {
+                        self.balances.insert(key, (available.0, locked.0));
+                    }
+                    self.flow(*currency).1 += available_delta + locked_delta;
+                    batch.ledger.push(LedgerRow {
+                        seq,
+                        entry_index,
+                        party: Party::Account(*account),
+                        currency: *currency,
+                        available_delta,
+                        locked_delta,
+                        available_after: Some(*available),
+                        locked_after: Some(*locked),
+                        cause,
+                        ts_ns,
+                    });
+                    entry_index += 1;
+                    self.account_seen(batch, *account, seq);
+                }
+                Event::CurrencyAdded { currency } => batch.currencies.push(CurrencyRow {
+                    currency: *currency,
+                    scale: self.scales.get(currency).copied(),
+                    added_seq: seq,
+                }),
+                Event::Deposited {
+                    account,
+                    currency,
+                    amount,
+                    deposit,
+                } => {
+                    self.flow(*currency).2 -= i128::from(amount.0);
+                    batch.deposits.push(DepositRow {
+                        seq,
+                        deposit: *deposit,
+                        account: *account,
+                        currency: *currency,
+                        amount: *amount,
+                        ts_ns,
+                    });
+                }
+                Event::WithdrawalHeld {
+                    withdrawal,
+                    account,
+                    currency,
+                    amount,
+                } => batch.withdrawals.push(WithdrawalRow {
+                    seq,
+                    withdrawal: *withdrawal,
+                    account: *account,
+                    currency: *currency,
+                    amount: *amount,
+                    state: "held",
+                    ts_ns,
+                }),
+                Event::WithdrawalSettled {
+                    withdrawal,
+                    account,
+                    currency,
+                    amount,
+                } => {
+                    self.flow(*currency).2 += i128::from(amount.0);
+                    batch.withdrawals.push(WithdrawalRow {
+                        seq,
+                        withdrawal: *withdrawal,
+                        account: *account,
+                        currency: *currency,
+                        amount: *amount,
+                        state: "settled",
+                        ts_ns,
+                    });
+                }
+                Event::WithdrawalReleased {
+                    withdrawal,
+                    account,
+                    currency,
+                    amount,
+                } => batch.withdrawals.push(WithdrawalRow {
+                    seq,
+                    withdrawal: *withdrawal,
+                    account: *account,
+                    currency: *currency,
+                    amount: *amount,
+                    state: "released",
+                    ts_ns,
+                }),
+                Event::MarketAdded { market } => {
+                    if let CommandKind::MarketAdd(spec) = &command.kind
+                        && spec.market == *market
+                    {
+                        batch.markets_new.insert(
+                            *market,
+                            MarketRow {
+                                spec: spec.clone(),
+                                halted: false,
+                                added_seq: seq,
+                                updated_seq: seq,
+                            },
+                        );
+                    }
+                }
+                Event::MarketUpdated { market, risk } => match batch.markets_new.get_mut(market) {
+                    Some(row) => {
+                        row.spec.risk = *risk;
+                        row.updated_seq = seq;
+                    }
+                    None => {
+                        batch.market_risks.insert(
+                            *market,
+                            MarketChange {
+                                value: *risk,
+                                updated_seq: seq,
+                            },
+                        );
+                    }
+                },
+                Event::MarketHalted { market } | Event::MarketResumed { market } => {
+                    let halted = matches!(event, Event::MarketHalted { .. });
+                    match batch.markets_new.get_mut(market) {
+                        Some(row) => {
+                            row.halted = halted;
+                            row.updated_seq = seq;
+                        }
+                        None => {
+                            batch.market_halts.insert(
+                                *market,
+                                MarketChange {
+                                    value: halted,
+                                    updated_seq: seq,
+                                },
+                            );
+                        }
+                    }
+                }
+                Event::KillSwitchSet { account, on } => {
+                    self.account_seen(batch, *account, seq);
+                    batch.account_kills.insert(
+                        *account,
+                        MarketChange {
+                            value: *on,
+                            updated_seq: seq,
+                        },
+                    );
+                }
+                Event::FeeScheduleUpdated {
+                    market,
+                    tier,
+                    rates,
+                } => {
+                    batch.fee_tiers.insert(
+                        (*market, *tier),
+                        MarketChange {
+                            value: *rates,
+                            updated_seq: seq,
+                        },
+                    );
+                }
+                Event::AccountFeeTierSet { account, tier } => {
+                    self.account_seen(batch, *account, seq);
+                    batch.account_tiers.insert(
+                        *account,
+                        MarketChange {
+                            value: *tier,
+                            updated_seq: seq,
+                        },
+                    );
+                }
+                // Rejected changes nothing; MassCancelled's cancels were recorded one by one.
+                _ => {}
+            }
+        }
+        self.order_states(seq, events, engine, batch);
+        self.balancing_entries(seq, cause, ts_ns, entry_index, batch);
+    }
+
+    /// The state after the command of every order it touched.
+    fn order_states(&mut self, seq: Seq, events: &[Event], engine: &Engine, batch: &mut Batch) {
+        self.touched.sort_unstable();
+        self.touched.dedup();
+        for &order in &self.touched {
+            let state = match engine.order(order) {
+                Some(view) => OrderState {
+                    status: if view.pending_stop {
+                        OrderStatus::PendingStop
+                    } else {
+                        OrderStatus::Open
+                    },
+                    price: view.price,
+                    open_qty: view.qty,
+                    updated_seq: seq,
+                },
+                None => {
+                    // Gone from the engine: its last cancel or fill in this command says how.
+                    let ended = events.iter().rev().find_map(|event| match event {
+                        Event::OrderCancelled {
+                            order: id,
+                            price,
+                            remaining,
+                            ..
+                        } if *id == order => Some((OrderStatus::Cancelled, *price, *remaining)),
+                        Event::OrderFilled { order: id, .. } if *id == order => {
+                            Some((OrderStatus::Filled, Price(0), Qty(0)))
+                        }
+                        _ => None,
+                    });
+                    let (status, price, open_qty) =
+                        ended.unwrap_or((OrderStatus::Filled, Price(0), Qty(0)));
+                    let price = if price.0 == 0 {
+                        batch
+                            .orders_new
+                            .get(&order)
+                            .map_or(price, |row| row.state.price)
+                    } else {
+                        price
+                    };
+                    OrderState {
+                        status,
+                        price,
+                        open_qty,
+                        updated_seq: seq,
+                    }
+                }
+            };
+            match batch.orders_new.get_mut(&order) {
+                Some(row) => row.state = state,
+                None => {
+                    batch.order_states.insert(order, state);
+                }
+            }
+        }
+    }
+
+    /// The `external` and `fees` entries that make the command's entries sum to zero per
+    /// currency.
+    fn balancing_entries(
+        &mut self,
+        seq: Seq,
+        cause: &'static str,
+        ts_ns: u64,
+        mut entry_index: u32,
+        batch: &mut Batch,
+    ) {
+        self.flows
+            .sort_unstable_by_key(|(currency, _, _)| *currency);
+        for &(currency, cells, external) in &self.flows {
+            let mut entry = |party, delta: i128| {
+                batch.ledger.push(LedgerRow {
+                    seq,
+                    entry_index,
+                    party,
+                    currency,
+                    available_delta: delta,
+                    locked_delta: 0,
+                    available_after: None,
+                    locked_after: None,
+                    cause,
+                    ts_ns,
+                });
+                entry_index += 1;
+            };
+            if external != 0 {
+                entry(Party::External, external);
+            }
+            // What the cells lost beyond what left the exchange went to fees.
+            let fees = -(cells + external);
+            assert!(
+                fees >= 0,
+                "cells gained more than came in: {cells} + {external}"
+            );
+            if fees != 0 {
+                entry(Party::Fees, fees);
+            }
+        }
+    }
+}

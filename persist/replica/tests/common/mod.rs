@@ -1,0 +1,497 @@
+//! Shared by the replica's integration tests: a journaling exchange that keeps the reference
+//! engine and what it emitted, databases made per test, a cuttable TCP proxy, and the
+//! comparison of the replica with the engine.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+pub mod proxy;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use peregrine_hotpath::sim::{Flow, FlowParams};
+use peregrine_hotpath::{Engine, EngineConfig, Event, OrderId, Trade};
+use peregrine_persist::snapshot::RetentionFloor;
+use peregrine_persist::{Journal, JournalConfig, JournalError, JournalWriter, Snapshotter, open};
+use peregrine_replica::admin;
+use peregrine_replica::db::Conn;
+use peregrine_replica::{Dialect, ReplicaConfig};
+
+/// The engine configuration of every test exchange.
+pub fn engine_config() -> EngineConfig {
+    EngineConfig {
+        max_accounts: 512,
+        max_currencies: 8,
+        max_markets: 8,
+        max_orders: 1 << 16,
+        max_levels_per_side: 1_024,
+        max_pending_withdrawals: 64,
+        max_open_orders_per_account: 1_000,
+        order_rate_per_sec: 0,
+        order_burst: 100,
+        balance_events: true,
+    }
+}
+
+/// The MariaDB URL the test command exports. Absent: the test fails (it must never skip).
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "DATABASE_URL is not set: the replica's MariaDB tests need it \
+             (e.g. mysql://root@127.0.0.1:3306/peregrine_test); the test command exports it"
+        )
+    })
+}
+
+/// A MariaDB database of its own for one test, dropped at the end.
+pub struct TestDb {
+    pub url: String,
+}
+
+impl TestDb {
+    pub fn new(test: &str) -> TestDb {
+        let base = database_url();
+        let (_, base_name) = admin::split_mysql_url(&base).unwrap();
+        let name = format!("{base_name}_{test}_{}", std::process::id());
+        let url = admin::with_database(&base, &name).unwrap();
+        admin::drop_mysql_database(&url).unwrap();
+        admin::create_mysql_database(&url).unwrap();
+        TestDb { url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = admin::drop_mysql_database(&self.url);
+    }
+}
+
+/// The SQLite URL of a file in `dir`.
+pub fn sqlite_url(dir: &Path) -> String {
+    format!(
+        "sqlite://{}",
+        dir.join("replica").join("replica.db").display()
+    )
+}
+
+pub fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+/// What the reference engine emitted, for comparison.
+#[derive(Default)]
+pub struct Reference {
+    pub trades: Vec<Trade>,
+    pub orders: BTreeSet<OrderId>,
+    pub order_events: usize,
+    pub deposits: usize,
+    pub balance_events: usize,
+}
+
+/// An appliance in miniature: a journal, the engine fed by a seeded flow, optionally snapshots.
+pub struct Exchange {
+    pub dir: tempfile::TempDir,
+    pub config: JournalConfig,
+    pub writer: Option<JournalWriter>,
+    pub journal: Journal,
+    pub engine: Engine,
+    pub flow: Flow,
+    pub snapshotter: Option<Snapshotter>,
+    pub reference: Reference,
+    pub last_seq: u64,
+    events: Vec<Event>,
+    setup_done: bool,
+}
+
+impl Exchange {
+    /// A fresh exchange; `tune` may change the journal configuration (segments, snapshots).
+    pub fn new(seed: u64, tune: impl FnOnce(&mut JournalConfig)) -> Exchange {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = JournalConfig::new(dir.path().join("journal"));
+        config.segment_bytes = 1 << 20;
+        config.snapshot_every_commands = 0;
+        config.snapshot_every = None;
+        tune(&mut config);
+        let (recovered, writer) = open(&config, engine_config()).unwrap();
+        let journal = writer.journal().clone();
+        let snapshotter = (config.snapshot_every_commands > 0)
+            .then(|| Snapshotter::start(&config, journal.clone(), recovered.last_seq));
+        Exchange {
+            dir,
+            config,
+            writer: Some(writer),
+            journal,
+            engine: recovered.engine,
+            flow: Flow::new(FlowParams {
+                seed,
+                accounts: 200,
+                markets: 2,
+                tracked_orders: 3_000,
+                ioc_percent: 15,
+                ..FlowParams::default()
+            }),
+            snapshotter,
+            reference: Reference::default(),
+            last_seq: recovered.last_seq,
+            events: Vec::with_capacity(256),
+            setup_done: false,
+        }
+    }
+
+    pub fn journal_dir(&self) -> &Path {
+        &self.config.dir
+    }
+
+    /// A replica configuration for this exchange.
+    pub fn replica_config(&self, database_url: &str) -> ReplicaConfig {
+        let mut config = ReplicaConfig::new(database_url, self.journal_dir(), engine_config());
+        config.backoff_min = Duration::from_millis(20);
+        config.backoff_max = Duration::from_millis(200);
+        config.poll_interval = Duration::from_millis(5);
+        config.operation_timeout = Duration::from_secs(10);
+        config.retention_floor = self.config.retention_floor.clone();
+        config
+    }
+
+    /// Journals and applies one command (stamped now); returns its sequence.
+    pub fn step(&mut self, mut command: peregrine_hotpath::Command) -> u64 {
+        command.ts = peregrine_hotpath::TimestampNs(now_ns());
+        let seq = loop {
+            match self.journal.append(&command) {
+                Ok(seq) => break seq,
+                Err(JournalError::Busy { .. }) => std::thread::yield_now(),
+                Err(other) => panic!("append: {other}"),
+            }
+        };
+        assert_eq!(seq, self.last_seq + 1);
+        self.last_seq = seq;
+        self.events.clear();
+        self.engine.apply(&command, &mut self.events);
+        self.flow.observe(&self.events);
+        for event in &self.events {
+            match event {
+                Event::Trade(trade) => self.reference.trades.push(trade.clone()),
+                Event::OrderAccepted { order, .. } => {
+                    self.reference.orders.insert(*order);
+                    self.reference.order_events += 1;
+                }
+                Event::OrderRested { .. }
+                | Event::StopTriggered { .. }
+                | Event::OrderFilled { .. }
+                | Event::OrderCancelled { .. }
+                | Event::OrderReplaced { .. } => self.reference.order_events += 1,
+                Event::Deposited { .. } => self.reference.deposits += 1,
+                Event::Balance { .. } => self.reference.balance_events += 1,
+                _ => {}
+            }
+        }
+        if let Some(snapshotter) = self.snapshotter.as_mut()
+            && snapshotter.maybe_take(&self.engine, seq).unwrap().is_some()
+        {
+            // Written before going on, so which snapshots exist does not depend on timing.
+            let start = Instant::now();
+            while snapshotter.written_seq() < seq {
+                assert!(
+                    start.elapsed() < Duration::from_secs(10),
+                    "snapshot not written"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        seq
+    }
+
+    /// Runs the flow's setup (first call only) and then `count` flow commands.
+    pub fn run(&mut self, count: usize) -> u64 {
+        if !self.setup_done {
+            self.setup_done = true;
+            for command in self.flow.setup() {
+                self.step(command);
+            }
+        }
+        for _ in 0..count {
+            let command = self.flow.next_command();
+            self.step(command);
+        }
+        self.last_seq
+    }
+
+    /// Waits until everything appended is durable.
+    pub fn wait_durable(&self) {
+        let durable = self
+            .journal
+            .wait_durable(self.last_seq, Duration::from_secs(10))
+            .unwrap();
+        assert_eq!(durable, self.last_seq);
+    }
+
+    /// Stops the writer (and the snapshotter): the journal is closed.
+    pub fn close(&mut self) {
+        if let Some(snapshotter) = self.snapshotter.take() {
+            snapshotter.finish().unwrap();
+        }
+        if let Some(writer) = self.writer.take() {
+            writer.shutdown().unwrap();
+        }
+    }
+}
+
+/// Runs a text query against the replica.
+pub fn query(database_url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = Conn::connect(database_url).await.unwrap();
+        let rows = conn.query_text(sql).await.unwrap();
+        conn.close().await;
+        rows
+    })
+}
+
+fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("NULL")
+}
+
+fn int(value: &Option<String>) -> i128 {
+    text(value)
+        .parse()
+        .unwrap_or_else(|_| panic!("not an integer: {value:?}"))
+}
+
+/// The replica's high-water mark.
+pub fn high_water(database_url: &str) -> u64 {
+    let rows = query(
+        database_url,
+        &format!(
+            "SELECT {} FROM replication_state WHERE id = 1",
+            cast(database_url, "high_water_seq")
+        ),
+    );
+    int(&rows[0][0]) as u64
+}
+
+fn cast(database_url: &str, expression: &str) -> String {
+    Dialect::from_url(database_url)
+        .unwrap()
+        .cast_text(expression)
+}
+
+fn count(database_url: &str, table: &str) -> usize {
+    let rows = query(
+        database_url,
+        &format!("SELECT {} FROM {table}", cast(database_url, "COUNT(*)")),
+    );
+    int(&rows[0][0]) as usize
+}
+
+/// Asserts that the replica equals the engine: every trade, every order's state, balances
+/// recomputed from the ledger rows, double entry per command and currency, and the counts of
+/// the history tables (no duplicate, no gap).
+pub fn assert_replica_matches(database_url: &str, exchange: &Exchange) {
+    let c = |e: &str| cast(database_url, e);
+    assert_eq!(
+        high_water(database_url),
+        exchange.last_seq,
+        "high-water mark"
+    );
+
+    // Trades: the same ids with the same content.
+    let rows = query(
+        database_url,
+        &format!(
+            "SELECT {}, {}, {}, {}, {}, {}, {} FROM trades ORDER BY trade_id",
+            c("trade_id"),
+            c("market_id"),
+            c("price"),
+            c("qty"),
+            c("maker_order_id"),
+            c("taker_order_id"),
+            c("maker_fee + taker_fee")
+        ),
+    );
+    assert_eq!(rows.len(), exchange.reference.trades.len(), "trade count");
+    for (row, trade) in rows.iter().zip(&exchange.reference.trades) {
+        let got: Vec<i128> = row.iter().map(int).collect();
+        let want = vec![
+            i128::from(trade.trade.0),
+            i128::from(trade.market.0),
+            i128::from(trade.price.0),
+            i128::from(trade.qty.0),
+            i128::from(trade.maker_order.0),
+            i128::from(trade.taker_order.0),
+            i128::from(trade.maker_fee.0) + i128::from(trade.taker_fee.0),
+        ];
+        assert_eq!(got, want, "trade {}", trade.trade.0);
+    }
+
+    // Orders: every accepted order, live ones with the engine's price and open quantity.
+    let rows = query(
+        database_url,
+        &format!(
+            "SELECT {}, status, {}, {} FROM orders ORDER BY order_id",
+            c("order_id"),
+            c("price"),
+            c("open_qty")
+        ),
+    );
+    assert_eq!(rows.len(), exchange.reference.orders.len(), "order count");
+    let mut live = 0_usize;
+    for row in &rows {
+        let id = OrderId(int(&row[0]) as u64);
+        assert!(
+            exchange.reference.orders.contains(&id),
+            "unknown order {id}"
+        );
+        let status = text(&row[1]);
+        match exchange.engine.order(id) {
+            Some(view) => {
+                live += 1;
+                let want_status = if view.pending_stop {
+                    "pending_stop"
+                } else {
+                    "open"
+                };
+                assert_eq!(status, want_status, "order {id}");
+                assert_eq!(int(&row[2]), i128::from(view.price.0), "order {id} price");
+                assert_eq!(int(&row[3]), i128::from(view.qty.0), "order {id} open qty");
+            }
+            None => assert!(
+                status == "filled" || status == "cancelled",
+                "order {id} is gone from the engine but {status} in the replica"
+            ),
+        }
+    }
+    assert_eq!(
+        live,
+        exchange.engine.live_orders() as usize,
+        "live order count"
+    );
+
+    // Balances from the ledger rows alone, exactly.
+    let rows = query(
+        database_url,
+        &format!(
+            "SELECT {}, {}, {}, {} FROM ledger_entries WHERE party = 'account' \
+             GROUP BY account_id, currency_id",
+            c("account_id"),
+            c("currency_id"),
+            c("SUM(available_delta)"),
+            c("SUM(locked_delta)")
+        ),
+    );
+    let replica: BTreeMap<(u32, u16), (i128, i128)> = rows
+        .iter()
+        .map(|row| {
+            (
+                (int(&row[0]) as u32, int(&row[1]) as u16),
+                (int(&row[2]), int(&row[3])),
+            )
+        })
+        .filter(|(_, sums)| *sums != (0, 0))
+        .collect();
+    let engine: BTreeMap<(u32, u16), (i128, i128)> = exchange
+        .engine
+        .ledger()
+        .nonzero()
+        .map(|(account, currency, b)| {
+            (
+                (account.0, currency.0),
+                (i128::from(b.available), i128::from(b.locked)),
+            )
+        })
+        .collect();
+    assert!(!engine.is_empty());
+    assert_eq!(replica, engine, "balances recomputed from the ledger");
+
+    // Double entry: every command's entries sum to zero per currency.
+    let unbalanced = query(
+        database_url,
+        &format!(
+            "SELECT {} FROM ledger_entries GROUP BY seq, currency_id \
+             HAVING SUM(available_delta + locked_delta) <> 0",
+            c("seq")
+        ),
+    );
+    assert!(unbalanced.is_empty(), "unbalanced commands: {unbalanced:?}");
+
+    // History tables: exactly one row per event.
+    assert_eq!(
+        count(database_url, "order_events"),
+        exchange.reference.order_events,
+        "order events"
+    );
+    assert_eq!(
+        count(database_url, "deposits"),
+        exchange.reference.deposits,
+        "deposits"
+    );
+    let account_entries = query(
+        database_url,
+        &format!(
+            "SELECT {} FROM ledger_entries WHERE party = 'account'",
+            c("COUNT(*)")
+        ),
+    );
+    assert_eq!(
+        int(&account_entries[0][0]) as usize,
+        exchange.reference.balance_events,
+        "one ledger entry per balance change"
+    );
+}
+
+/// Waits for the replicator to reach `seq`, failing with its state if it does not in time.
+pub fn wait_replicated(handle: &peregrine_replica::ReplicatorHandle, seq: u64, timeout: Duration) {
+    let start = Instant::now();
+    let reached = handle.wait_high_water(seq, timeout);
+    assert_eq!(
+        reached,
+        seq,
+        "replica stuck at {reached} of {seq} after {:?}: last error {:?}, readiness {:?}",
+        start.elapsed(),
+        handle.last_error(),
+        handle.readiness()
+    );
+}
+
+impl Exchange {
+    /// Restarts the appliance: stops the writer, recovers from the journal, starts a new writer.
+    /// The recovered engine must equal the one that ran.
+    pub fn restart(&mut self) {
+        let before = self.engine.snapshot().unwrap();
+        self.close();
+        let (recovered, writer) = open(&self.config, engine_config()).unwrap();
+        assert_eq!(recovered.last_seq, self.last_seq);
+        assert_eq!(recovered.engine.snapshot().unwrap(), before);
+        self.journal = writer.journal().clone();
+        self.writer = Some(writer);
+        self.engine = recovered.engine;
+        if self.config.snapshot_every_commands > 0 {
+            self.snapshotter = Some(Snapshotter::start(
+                &self.config,
+                self.journal.clone(),
+                self.last_seq,
+            ));
+        }
+    }
+}
+
+/// A counter's value in a registry (0 if absent), summed over its labels.
+pub fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
+    registry
+        .gather()
+        .iter()
+        .filter(|family| family.name() == name)
+        .flat_map(|family| family.get_metric().iter())
+        .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+        .sum()
+}
+
+/// A shared floor for exchanges whose retention must respect the replica.
+pub fn floor() -> RetentionFloor {
+    RetentionFloor::new(0)
+}

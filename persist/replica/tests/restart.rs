@@ -1,0 +1,94 @@
+//! Killing the replicator (between batches, or inside a transaction by cutting its connection
+//! before or right after `COMMIT`) or restarting the appliance loses and duplicates nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::proxy::Proxy;
+use common::{Exchange, TestDb, assert_replica_matches, high_water, metric, wait_replicated};
+use peregrine_replica::{DurableSource, Replicator};
+
+#[test]
+fn stopping_between_batches_and_restarting_the_appliance_loses_nothing() {
+    let db = TestDb::new("kill");
+    let mut exchange = Exchange::new(21, |_| {});
+    exchange.run(3_000);
+    exchange.wait_durable();
+    let mut config = exchange.replica_config(&db.url);
+    config.batch_commands_max = 20;
+    let handle = Replicator::start(
+        config.clone(),
+        DurableSource::Journal(exchange.journal.clone()),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    handle.wait_high_water(500, Duration::from_secs(20));
+    // Dropped mid-run: whatever batch was being read or written is abandoned.
+    drop(handle);
+    let killed_at = high_water(&db.url);
+    assert!(
+        killed_at >= 500 && killed_at < exchange.last_seq,
+        "stopped mid-run at {killed_at}"
+    );
+
+    // The appliance restarts too (recovery from the journal), then trades on.
+    exchange.restart();
+    exchange.run(1_000);
+    exchange.wait_durable();
+    let handle = Replicator::start(
+        config,
+        DurableSource::Journal(exchange.journal.clone()),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    wait_replicated(&handle, exchange.last_seq, Duration::from_secs(30));
+    handle.stop().unwrap();
+    assert_replica_matches(&db.url, &exchange);
+}
+
+/// Cuts the connection when the client sends `COMMIT`: before it reaches the server (the
+/// transaction is rolled back) or right after (the commit's answer is lost).
+fn cut_at_commit(test: &str, seed: u64, forward_commit: bool) {
+    let db = TestDb::new(test);
+    let proxy = Proxy::start(&db.url);
+    let mut exchange = Exchange::new(seed, |_| {});
+    exchange.run(2_500);
+    exchange.wait_durable();
+    let registry = prometheus::Registry::new();
+    let mut config = exchange.replica_config(&proxy.url(&db.url));
+    config.batch_commands_max = 40;
+    let handle = Replicator::start(
+        config,
+        DurableSource::Journal(exchange.journal.clone()),
+        &registry,
+    )
+    .unwrap();
+    handle.wait_high_water(1, Duration::from_secs(20));
+    // COM_QUERY (0x03) "COMMIT": only the replicator's commits look like this.
+    proxy.arm_cut_on(b"\x03COMMIT", forward_commit);
+    let cut_before = handle.high_water_seq();
+    assert!(cut_before < exchange.last_seq, "the cut lands mid-run");
+    exchange.run(500);
+    exchange.wait_durable();
+    wait_replicated(&handle, exchange.last_seq, Duration::from_secs(40));
+    assert!(!proxy.is_armed(), "the cut happened");
+    assert!(
+        metric(&registry, "replica_errors_total") >= 1.0,
+        "the replicator saw the cut"
+    );
+    assert!(proxy.accepted() >= 2, "the replicator reconnected");
+    handle.stop().unwrap();
+    assert_replica_matches(&db.url, &exchange);
+}
+
+#[test]
+fn cut_before_commit_rolls_back_and_retries() {
+    cut_at_commit("cut_before", 22, false);
+}
+
+#[test]
+fn cut_after_commit_is_resolved_by_the_high_water_mark() {
+    cut_at_commit("cut_after", 23, true);
+}
