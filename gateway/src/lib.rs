@@ -1,0 +1,20 @@
+//! Peregrine's order entry: binary QUIC for HFT clients and a REST/WebSocket bridge for retail.
+//!
+//! Owns: sessions, framing, authentication of requests and fan-out of events to clients.
+//! Never does: matching or balance arithmetic (that is the hot path's), and never trusts bytes
+//! from the network without validation.
+//!
+//! - [`quic`]: the `peregrine/1` protocol, its sans-IO session and the quinn server.
+//! - [`engine`]: the sequencer in front of a hot-path shard and the router of its outputs.
+//! - [`catalog`]: currencies and markets by name, with the decimal units of the edges.
+//! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI.
+//! - [`ws`]: Ranger-style WebSocket streams served by the same server.
+//! - [`market_data`]: sans-IO derivation of trades, books, candles, tickers and account
+//!   history from the engine's event tap.
+
+pub mod catalog;
+pub mod engine;
+pub mod market_data;
+pub mod quic;
+pub mod rest;
+pub mod ws;

@@ -1,0 +1,461 @@
+//! The QUIC server: a quinn endpoint on tokio, one task per connection driving a sans-IO
+//! [`Session`] over one bidirectional stream.
+//!
+//! Kernel-bypass door: everything protocol-level is in [`Session`] and [`EngineHandle`]; this
+//! file only moves bytes between quinn streams and the session. A busy-polling io_uring/AF_XDP
+//! loop would drive `quinn-proto`'s `Endpoint`/`Connection` directly and call the same session
+//! methods; nothing here needs to move.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use peregrine_hotpath::{AccountId, ClientOrderId, CommandKind, MarketId};
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
+use super::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
+use super::limits::SessionLimits;
+use super::session::{Backend, OrderStatus, Report, Session, SubmitError};
+use super::tls::{Identity, TlsError, TlsSource};
+use crate::engine::{EngineHandle, REPORT_QUEUE_CAPACITY};
+
+/// The QUIC order-entry server's configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// Certificate source.
+    pub tls: TlsSource,
+    /// Registered API keys.
+    #[serde(default)]
+    pub keys: Vec<ApiKeyConfig>,
+    /// Per-session limits.
+    #[serde(default)]
+    pub limits: SessionLimits,
+    /// Concurrent sessions allowed per key (1 = a second logon is refused).
+    #[serde(default = "one")]
+    pub sessions_per_key: u32,
+    /// Transport tuning.
+    #[serde(default)]
+    pub transport: TransportTuning,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// QUIC/UDP knobs for small, latency-sensitive messages (documented in `PROTOCOL.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportTuning {
+    /// SO_RCVBUF and SO_SNDBUF requested, in bytes (the OS may cap them: see
+    /// [`Server::socket_buffers`]).
+    pub udp_buffer_bytes: usize,
+    /// RTT assumed before the first sample, in microseconds: a LAN/colo value keeps the first
+    /// loss-recovery timers short.
+    pub initial_rtt_us: u64,
+    /// Longest the peer may delay an ACK (ACK-frequency extension), in microseconds.
+    pub max_ack_delay_us: u64,
+    /// Send a keep-alive after this much silence, in milliseconds (0 = never).
+    pub keep_alive_ms: u64,
+    /// Close a connection silent for this long, in milliseconds.
+    pub max_idle_timeout_ms: u64,
+}
+
+impl Default for TransportTuning {
+    fn default() -> Self {
+        TransportTuning {
+            udp_buffer_bytes: 8 << 20,
+            initial_rtt_us: 1_000,
+            max_ack_delay_us: 1_000,
+            keep_alive_ms: 1_000,
+            max_idle_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// TLS material.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// A configured key.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The UDP socket.
+    #[error("UDP socket on {addr}: {source}")]
+    Socket {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A configuration value out of range.
+    #[error("invalid configuration: {0}")]
+    Config(&'static str),
+}
+
+/// The UDP buffer sizes requested and what the OS granted (Linux caps a request at
+/// `net.core.rmem_max`/`wmem_max`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketBuffers {
+    /// Requested, bytes.
+    pub requested_bytes: usize,
+    /// SO_RCVBUF granted, bytes (the read-back value, halved on Linux, which reports twice the
+    /// granted size to account for its bookkeeping).
+    pub recv_bytes: usize,
+    /// SO_SNDBUF granted, bytes (same convention).
+    pub send_bytes: usize,
+}
+
+/// How much larger than the granted size the kernel reports a socket buffer.
+const KERNEL_READBACK_FACTOR: usize = if cfg!(target_os = "linux") { 2 } else { 1 };
+
+impl SocketBuffers {
+    /// Whether the OS granted less than requested (raise `net.core.rmem_max`/`wmem_max`).
+    pub fn capped(&self) -> bool {
+        self.recv_bytes < self.requested_bytes || self.send_bytes < self.requested_bytes
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    local_addr: SocketAddr,
+    fingerprint_sha256: [u8; 32],
+    socket_buffers: SocketBuffers,
+    engine: Arc<EngineHandle>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    engine: Arc<EngineHandle>,
+    keys: KeyRegistry,
+    limits: SessionLimits,
+    sessions_per_key: u32,
+    sessions_by_key: Mutex<HashMap<KeyId, u32>>,
+    random: SystemRandom,
+    epoch: Instant,
+}
+
+impl Server {
+    /// Binds and starts accepting connections; must be called inside a tokio runtime.
+    pub fn start(config: ServerConfig, engine: Arc<EngineHandle>) -> Result<Server, ServerError> {
+        if config.sessions_per_key == 0 {
+            return Err(ServerError::Config("sessions_per_key must be at least 1"));
+        }
+        if config.limits.max_in_flight == 0 || config.limits.rate_per_sec == 0 {
+            return Err(ServerError::Config(
+                "limits.max_in_flight and limits.rate_per_sec must be positive",
+            ));
+        }
+        let keys = KeyRegistry::new(&config.keys)?;
+        let identity = Identity::load(&config.tls)?;
+        let mut server_config = quinn::ServerConfig::with_crypto(identity.quic_server_config()?);
+        server_config.transport_config(Arc::new(transport_config(&config.transport)?));
+        // A retry round trip costs a client 1 RTT at connect; order-entry clients are known
+        // keys, so address validation is left to the logon.
+        let (socket, socket_buffers) = bind_udp(config.listen, config.transport.udp_buffer_bytes)?;
+        if socket_buffers.capped() {
+            tracing::warn!(
+                ?socket_buffers,
+                "the OS capped the UDP buffers: raise net.core.rmem_max / net.core.wmem_max"
+            );
+        }
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server_config),
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(|source| ServerError::Socket {
+            addr: config.listen,
+            source,
+        })?;
+        let local_addr = endpoint
+            .local_addr()
+            .map_err(|source| ServerError::Socket {
+                addr: config.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            engine: engine.clone(),
+            keys,
+            limits: config.limits,
+            sessions_per_key: config.sessions_per_key,
+            sessions_by_key: Mutex::new(HashMap::new()),
+            random: SystemRandom::new(),
+            epoch: Instant::now(),
+        });
+        let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
+        Ok(Server {
+            endpoint,
+            local_addr,
+            fingerprint_sha256: identity.fingerprint_sha256(),
+            socket_buffers,
+            engine,
+            accept,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// SHA-256 of the server certificate, for clients to pin (print it at start).
+    pub fn fingerprint_sha256(&self) -> [u8; 32] {
+        self.fingerprint_sha256
+    }
+
+    /// UDP buffer sizes as granted by the OS.
+    pub fn socket_buffers(&self) -> SocketBuffers {
+        self.socket_buffers
+    }
+
+    /// The engine side.
+    pub fn engine(&self) -> &Arc<EngineHandle> {
+        &self.engine
+    }
+
+    /// Logs every session out (`ShuttingDown`), stops accepting, and waits for the endpoint to be
+    /// idle (bounded by `grace`).
+    pub async fn shutdown(self, grace: Duration) {
+        self.engine.shutdown();
+        self.accept.abort();
+        // Sessions flush their Logout frame, then close; give them `grace` to do so.
+        let _ = tokio::time::timeout(grace, self.endpoint.wait_idle()).await;
+        self.endpoint.close(
+            quinn::VarInt::from_u32(u32::from(RejectCode::SHUTTING_DOWN.0)),
+            b"shutdown",
+        );
+    }
+}
+
+fn transport_config(t: &TransportTuning) -> Result<quinn::TransportConfig, ServerError> {
+    let mut c = quinn::TransportConfig::default();
+    // One order-entry stream per connection; no unidirectional streams.
+    c.max_concurrent_bidi_streams(quinn::VarInt::from_u32(1));
+    c.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    c.initial_rtt(Duration::from_micros(t.initial_rtt_us));
+    // Small frames: GSO batching only helps bulk senders and can hold a datagram for a batch.
+    c.enable_segmentation_offload(false);
+    let mut ack = quinn::AckFrequencyConfig::default();
+    // ACK every ack-eliciting packet and never hold one longer than `max_ack_delay_us`: the
+    // peer's loss detection and congestion window never wait on a delayed ACK.
+    ack.ack_eliciting_threshold(quinn::VarInt::from_u32(0));
+    ack.max_ack_delay(Some(Duration::from_micros(t.max_ack_delay_us)));
+    c.ack_frequency_config(Some(ack));
+    c.keep_alive_interval((t.keep_alive_ms > 0).then(|| Duration::from_millis(t.keep_alive_ms)));
+    let idle = quinn::IdleTimeout::try_from(Duration::from_millis(t.max_idle_timeout_ms))
+        .map_err(|_| ServerError::Config("transport.max_idle_timeout_ms is too large"))?;
+    c.max_idle_timeout(Some(idle));
+    Ok(c)
+}
+
+fn bind_udp(
+    addr: SocketAddr,
+    buffer_bytes: usize,
+) -> Result<(std::net::UdpSocket, SocketBuffers), ServerError> {
+    let err = |source| ServerError::Socket { addr, source };
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )
+    .map_err(err)?;
+    // Best effort: the OS may refuse or cap; what it granted is read back and reported.
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    socket.bind(&addr.into()).map_err(err)?;
+    let buffers = SocketBuffers {
+        requested_bytes: buffer_bytes,
+        recv_bytes: socket.recv_buffer_size().map_err(err)? / KERNEL_READBACK_FACTOR,
+        send_bytes: socket.send_buffer_size().map_err(err)? / KERNEL_READBACK_FACTOR,
+    };
+    Ok((socket.into(), buffers))
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            match incoming.await {
+                Ok(connection) => serve(connection, shared).await,
+                Err(error) => tracing::debug!(%error, "handshake failed"),
+            }
+        });
+    }
+}
+
+/// The per-connection backend: the engine handle plus this session's identity.
+struct ConnBackend {
+    shared: Arc<Shared>,
+    session: SessionId,
+    reports: Option<mpsc::Sender<Report>>,
+    key: Option<KeyId>,
+}
+
+impl Backend for ConnBackend {
+    fn logon(
+        &mut self,
+        key_id: KeyId,
+        challenge: &[u8; CHALLENGE_BYTES],
+        signature: &[u8; SIGNATURE_BYTES],
+    ) -> Result<(AccountId, SessionId), RejectCode> {
+        let account = self.shared.keys.verify(key_id, challenge, signature)?;
+        {
+            let mut counts = self
+                .shared
+                .sessions_by_key
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let count = counts.entry(key_id).or_default();
+            if *count >= self.shared.sessions_per_key {
+                return Err(RejectCode::SESSION_LIMIT);
+            }
+            *count += 1;
+        }
+        self.key = Some(key_id);
+        if let Some(reports) = self.reports.take() {
+            self.shared.engine.register(self.session, account, reports);
+        }
+        Ok((account, self.session))
+    }
+
+    fn submit(
+        &mut self,
+        account: AccountId,
+        new_order: Option<ClientOrderId>,
+        command: CommandKind,
+    ) -> Result<u64, SubmitError> {
+        self.shared
+            .engine
+            .submit(self.session, account, new_order, command)
+    }
+
+    fn status(&mut self, account: AccountId, client_order_id: ClientOrderId) -> OrderStatus {
+        self.shared.engine.status(account, client_order_id)
+    }
+
+    fn subscribe(&mut self, market: MarketId) -> Result<(), RejectCode> {
+        self.shared.engine.subscribe(self.session, market)
+    }
+
+    fn unsubscribe(&mut self, market: MarketId) {
+        self.shared.engine.unsubscribe(self.session, market);
+    }
+}
+
+impl Drop for ConnBackend {
+    fn drop(&mut self) {
+        self.shared.engine.unregister(self.session);
+        if let Some(key) = self.key {
+            let mut counts = self
+                .shared
+                .sessions_by_key
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(count) = counts.get_mut(&key) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Bytes read from the stream at once.
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// Reports folded into one write.
+const REPORTS_PER_WRITE: usize = 1_024;
+/// How long a closing session waits for the peer to take its last frame.
+const CLOSE_LINGER: Duration = Duration::from_millis(200);
+
+async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
+    let now_ns =
+        |shared: &Shared| u64::try_from(shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let idle = Duration::from_millis(u64::from(shared.limits.idle_timeout_ms));
+    let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(idle, connection.accept_bi()).await
+    else {
+        connection.close(
+            quinn::VarInt::from_u32(u32::from(RejectCode::IDLE_TIMEOUT.0)),
+            b"no stream",
+        );
+        return;
+    };
+    let mut challenge = [0u8; CHALLENGE_BYTES];
+    if shared.random.fill(&mut challenge).is_err() {
+        tracing::error!("the OS random source failed");
+        connection.close(quinn::VarInt::from_u32(0), b"internal");
+        return;
+    }
+    let session_id = shared.engine.next_session_id();
+    let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE_CAPACITY);
+    let mut backend = ConnBackend {
+        shared: shared.clone(),
+        session: session_id,
+        reports: Some(reports_tx),
+        key: None,
+    };
+    let mut session = Session::new(shared.limits, challenge, now_ns(&shared));
+    let mut buffer = vec![0u8; READ_CHUNK_BYTES];
+    let tick_period = Duration::from_millis(u64::from(shared.limits.idle_timeout_ms.max(2) / 2));
+    let mut tick = tokio::time::interval(tick_period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut peer_gone = false;
+    loop {
+        let logged_on = session.account().is_some();
+        tokio::select! {
+            read = recv.read(&mut buffer) => match read {
+                Ok(Some(n)) => {
+                    let bytes = buffer.get(..n).unwrap_or_default();
+                    if let Err(error) = session.on_bytes(now_ns(&shared), bytes, &mut backend) {
+                        tracing::debug!(session = session_id.0, %error, "session closed by input");
+                    }
+                }
+                Ok(None) | Err(_) => peer_gone = true,
+            },
+            report = reports.recv(), if logged_on => match report {
+                Some(report) => {
+                    session.on_report(&report);
+                    for _ in 1..REPORTS_PER_WRITE {
+                        match reports.try_recv() {
+                            Ok(report) => session.on_report(&report),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                // The router dropped this session: it fell behind on its reports.
+                None => session.on_report(&Report::Close(RejectCode::SLOW_CONSUMER)),
+            },
+            _ = tick.tick() => session.on_tick(now_ns(&shared)),
+        }
+        if peer_gone {
+            break;
+        }
+        if !session.output().is_empty() {
+            if send.write_all(session.output()).await.is_err() {
+                break;
+            }
+            session.clear_output();
+        }
+        if let Some(code) = session.close_reason() {
+            let _ = send.finish();
+            // Let the peer read the final frame before the connection closes.
+            let _ = tokio::time::timeout(CLOSE_LINGER, connection.closed()).await;
+            connection.close(quinn::VarInt::from_u32(u32::from(code.0)), b"closed");
+            return;
+        }
+    }
+    connection.close(quinn::VarInt::from_u32(0), b"bye");
+}

@@ -1,0 +1,80 @@
+//! Prometheus metrics of the REST/WebSocket bridge.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// The bridge's metrics.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    /// Requests by route template and status.
+    pub requests_total: IntCounterVec,
+    /// Request latency by route template.
+    pub request_duration_seconds: HistogramVec,
+    /// Authentication failures by code.
+    pub auth_failures_total: IntCounterVec,
+    /// Open WebSocket connections.
+    pub ws_connections: IntGauge,
+    /// WebSocket messages queued to clients.
+    pub ws_messages_total: IntCounter,
+    /// WebSocket connections closed because they fell behind.
+    pub ws_slow_consumers_total: IntCounter,
+    /// Times the market-data feed fell behind the engine and re-seeded.
+    pub feed_resyncs_total: IntCounter,
+    /// Time to apply one batch of commands to market data and fan it out.
+    pub feed_batch_seconds: Histogram,
+}
+
+impl Metrics {
+    /// Creates and registers the metrics in `registry`.
+    pub fn new(registry: &Registry) -> Result<Metrics, prometheus::Error> {
+        let buckets = prometheus::exponential_buckets(0.000_02, 2.0, 18)?;
+        let metrics = Metrics {
+            requests_total: IntCounterVec::new(
+                Opts::new("rest_requests_total", "REST requests answered"),
+                &["route", "status"],
+            )?,
+            request_duration_seconds: HistogramVec::new(
+                HistogramOpts::new("rest_request_duration_seconds", "REST request latency")
+                    .buckets(buckets.clone()),
+                &["route"],
+            )?,
+            auth_failures_total: IntCounterVec::new(
+                Opts::new(
+                    "rest_auth_failures_total",
+                    "requests refused by API-key authentication",
+                ),
+                &["code"],
+            )?,
+            ws_connections: IntGauge::new("ws_connections", "open WebSocket connections")?,
+            ws_messages_total: IntCounter::new(
+                "ws_messages_total",
+                "WebSocket messages queued to clients",
+            )?,
+            ws_slow_consumers_total: IntCounter::new(
+                "ws_slow_consumers_total",
+                "WebSocket connections closed for falling behind",
+            )?,
+            feed_resyncs_total: IntCounter::new(
+                "market_data_resyncs_total",
+                "market-data feed re-seeds after falling behind the engine",
+            )?,
+            feed_batch_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "market_data_batch_seconds",
+                    "time to derive and fan out one batch of commands",
+                )
+                .buckets(buckets),
+            )?,
+        };
+        registry.register(Box::new(metrics.requests_total.clone()))?;
+        registry.register(Box::new(metrics.request_duration_seconds.clone()))?;
+        registry.register(Box::new(metrics.auth_failures_total.clone()))?;
+        registry.register(Box::new(metrics.ws_connections.clone()))?;
+        registry.register(Box::new(metrics.ws_messages_total.clone()))?;
+        registry.register(Box::new(metrics.ws_slow_consumers_total.clone()))?;
+        registry.register(Box::new(metrics.feed_resyncs_total.clone()))?;
+        registry.register(Box::new(metrics.feed_batch_seconds.clone()))?;
+        Ok(metrics)
+    }
+}

@@ -1,0 +1,367 @@
+//! The REST bridge for retail users, shaped like Peatio's API v2 (`/api/v2/peatio/...`), and
+//! the server that also carries the Ranger-style WebSocket streams ([`crate::ws`]).
+//!
+//! - Public: markets, currencies, tickers, order book, depth, trades, k-lines, timestamp,
+//!   health, trading fees. Market (API-key signed): create, list, get, cancel orders, own
+//!   trades. Account: balances. OpenAPI 3 at `/api/v2/openapi.json`, generated from the
+//!   handlers' annotations (the router and the document come from the same list).
+//! - Market data and history are derived from the engine's event tap by the feed task
+//!   ([`feed`]) into [`crate::market_data`], never by polling the engine; the engine is queried
+//!   only to seed the books and for balances.
+//! - Writes are read back: an order's answer waits until the feed has applied its command, so a
+//!   `GET` after a `POST` sees it.
+//! - Errors: one JSON body with a stable code ([`error`]); 4xx for the client's faults.
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod extract;
+mod feed;
+pub mod metrics;
+pub mod openapi;
+mod orders;
+mod public;
+pub mod time;
+pub mod transactions;
+pub mod types;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigError, RestConfig, RestKey};
+use error::ApiError;
+
+use crate::catalog::Catalog;
+use crate::engine::EngineHandle;
+use crate::market_data::history::HistoryLimits;
+use crate::market_data::{MarketData, MarketDataLimits};
+use crate::ws::hub::Hub;
+
+/// Longest a request waits for its command's outcome before answering 504 (the command
+/// stands; its outcome can be read by client id).
+const EXECUTE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a request waits for the feed to apply its command (read-your-writes); past it the
+/// answer is built from the command's own events.
+const APPLIED_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longest one request may take, body included: a client that sends its body slowly holds a
+/// slot at most this long. Above the handlers' own bounds (execute + read-back).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest a graceful shutdown waits for the server and the feed.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the bridge could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestError {
+    /// Invalid configuration.
+    #[error("rest config: {0}")]
+    Config(#[from] ConfigError),
+    /// The listen address could not be bound.
+    #[error("could not listen on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Metrics could not be registered (e.g. twice in one registry).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// What the feed task and the WebSocket connections share: derived data and subscribers,
+/// under one lock so a snapshot and the increments after it are queued in order.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) data: MarketData,
+    pub(crate) hub: Hub,
+}
+
+/// The bridge's state, shared by handlers, the feed task and WebSocket connections.
+#[derive(Debug)]
+pub struct Bridge {
+    pub(crate) engine: Arc<EngineHandle>,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) config: RestConfig,
+    pub(crate) keys: auth::KeyStore,
+    pub(crate) metrics: metrics::Metrics,
+    shared: Mutex<Shared>,
+    /// The last command the feed applied.
+    pub(crate) applied: watch::Sender<u64>,
+    /// Whether the feed follows the engine (false while it re-seeds).
+    pub(crate) feed_live: AtomicBool,
+    /// Server-assigned client order ids (see [`Bridge::next_client_id`]).
+    next_client_id: AtomicU64,
+    pub(crate) ws_connections: AtomicUsize,
+    /// Requests being handled (WebSocket connections count once, while upgrading).
+    requests_in_flight: AtomicUsize,
+    pub(crate) shutdown: watch::Sender<bool>,
+    /// The SQL replica, when one is configured: history beyond memory (transactions).
+    pub(crate) replica: std::sync::OnceLock<Arc<peregrine_replica::ReplicaReader>>,
+}
+
+impl Bridge {
+    /// Builds the state (no task started).
+    pub fn new(
+        config: RestConfig,
+        engine: Arc<EngineHandle>,
+        catalog: Arc<Catalog>,
+        registry: &prometheus::Registry,
+    ) -> Result<Arc<Bridge>, RestError> {
+        config.validate()?;
+        let metrics = metrics::Metrics::new(registry)?;
+        let limits = MarketDataLimits {
+            trades_per_market: config.trades_per_market,
+            history: HistoryLimits {
+                per_account: config.history_per_account,
+                total: config.history_total,
+                ..HistoryLimits::default()
+            },
+        };
+        let hub = Hub::new(metrics.clone());
+        // Server-assigned ids live in the top half of the id space, starting from the clock so
+        // that ids of a previous run (still live in the engine) are not reused after a restart.
+        let first_id = (1u64 << 63) | (time::now_ms() << 16);
+        Ok(Arc::new(Bridge {
+            keys: auth::KeyStore::new(&config.keys, config.nonce_window_ms),
+            engine,
+            catalog,
+            config,
+            metrics,
+            shared: Mutex::new(Shared {
+                data: MarketData::new(limits),
+                hub,
+            }),
+            applied: watch::Sender::new(0),
+            feed_live: AtomicBool::new(false),
+            next_client_id: AtomicU64::new(first_id),
+            ws_connections: AtomicUsize::new(0),
+            requests_in_flight: AtomicUsize::new(0),
+            shutdown: watch::Sender::new(false),
+            replica: std::sync::OnceLock::new(),
+        }))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn next_client_id(&self) -> u64 {
+        self.next_client_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Waits until the feed has applied `seq` (bounded); false if it did not in time.
+    pub(crate) async fn wait_applied(&self, seq: u64) -> bool {
+        let mut applied = self.applied.subscribe();
+        tokio::time::timeout(APPLIED_TIMEOUT, applied.wait_for(|&done| done >= seq))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// The router: every REST route, the WebSocket endpoints and the OpenAPI document, with the
+/// body limit, JSON fallbacks and metrics. Does not start the feed: see [`serve`].
+pub fn router(bridge: Arc<Bridge>) -> Router {
+    let (api, document) = openapi::routes().split_for_parts();
+    let document = Arc::new(document);
+    api.route(
+        openapi::OPENAPI_PATH,
+        axum::routing::get(move || {
+            let document = document.clone();
+            async move { axum::Json(document.as_ref().clone()) }
+        }),
+    )
+    .fallback(not_found)
+    .method_not_allowed_fallback(method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(bridge.clone(), track))
+    .layer(DefaultBodyLimit::max(bridge.config.body_limit_bytes))
+    .with_state(bridge)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("request.route_not_found", "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "request.method_not_allowed",
+        "this route does not take this method",
+    )
+}
+
+/// Counts and times every request by its route template (never the raw path: unbounded
+/// label values would be unbounded memory).
+async fn track(State(bridge): State<Arc<Bridge>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let started = Instant::now();
+    let max = bridge.config.requests_in_flight_max;
+    let admitted = bridge
+        .requests_in_flight
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok();
+    let response = if admitted {
+        // Released however the handler ends (including a client that goes away mid-body).
+        let _slot = InFlight(&bridge.requests_in_flight);
+        match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                axum::http::StatusCode::REQUEST_TIMEOUT,
+                "request.timeout",
+                "the request took too long (a body that does not arrive, or a stuck command: \
+                 look an order up by client_id before resending it)",
+            )
+            .into_response(),
+        }
+    } else {
+        ApiError::unavailable("server.busy", "too many requests in flight; retry later")
+            .into_response()
+    };
+    let metrics = &bridge.metrics;
+    metrics
+        .request_duration_seconds
+        .with_label_values(&[&route])
+        .observe(started.elapsed().as_secs_f64());
+    metrics
+        .requests_total
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response.into_response()
+}
+
+/// Resolves once `stop` is set (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|&stop| stop).await;
+}
+
+/// One admitted request; gives its slot back when dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A running bridge.
+#[derive(Debug)]
+pub struct RestServer {
+    local_addr: SocketAddr,
+    bridge: Arc<Bridge>,
+    server: Option<JoinHandle<()>>,
+    feed: Option<JoinHandle<()>>,
+}
+
+/// Binds `config.listen` and starts the server and the market-data feed on the current tokio
+/// runtime.
+pub async fn serve(
+    config: RestConfig,
+    engine: Arc<EngineHandle>,
+    catalog: Arc<Catalog>,
+    registry: &prometheus::Registry,
+) -> Result<RestServer, RestError> {
+    serve_with_replica(config, engine, catalog, registry, None).await
+}
+
+/// [`serve`], reading history beyond memory (transactions) from `replica`.
+pub async fn serve_with_replica(
+    config: RestConfig,
+    engine: Arc<EngineHandle>,
+    catalog: Arc<Catalog>,
+    registry: &prometheus::Registry,
+    replica: Option<Arc<peregrine_replica::ReplicaReader>>,
+) -> Result<RestServer, RestError> {
+    let addr = config.listen;
+    let bridge = Bridge::new(config, engine, catalog, registry)?;
+    if let Some(replica) = replica {
+        let _ = bridge.replica.set(replica);
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RestError::Bind { addr, source })?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| RestError::Bind { addr, source })?;
+    let feed = tokio::spawn(feed::run(bridge.clone()));
+    let app = router(bridge.clone());
+    let mut stop = bridge.shutdown.subscribe();
+    let server = tokio::spawn(async move {
+        let graceful = async move { stopped(&mut stop).await };
+        let served = axum::serve(listener, app.into_make_service())
+            .with_graceful_shutdown(graceful)
+            .await;
+        if let Err(error) = served {
+            tracing::error!(%error, "REST server failed");
+        }
+    });
+    tracing::info!(%local_addr, "REST/WebSocket bridge listening");
+    Ok(RestServer {
+        local_addr,
+        bridge,
+        server: Some(server),
+        feed: Some(feed),
+    })
+}
+
+impl RestServer {
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Whether the market-data feed follows the engine (for the appliance's readiness checks;
+    /// also served at `/api/v2/peatio/public/health/ready`).
+    pub fn is_ready(&self) -> bool {
+        self.bridge.feed_live.load(Ordering::Acquire)
+    }
+
+    /// [`RestServer::is_ready`] as a closure that owns what it reads, for a readiness registry.
+    pub fn readiness_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let bridge = Arc::clone(&self.bridge);
+        move || bridge.feed_live.load(Ordering::Acquire)
+    }
+
+    /// The shared state (tests, benchmarks).
+    pub fn bridge(&self) -> &Arc<Bridge> {
+        &self.bridge
+    }
+
+    /// Stops taking connections, closes WebSocket connections (code 1001) and the feed, and
+    /// waits (bounded) for them.
+    pub async fn shutdown(mut self) {
+        self.bridge.shutdown.send_replace(true);
+        let (feed, server) = (self.feed.take(), self.server.take());
+        let waited = tokio::time::timeout(SHUTDOWN_TIMEOUT, async {
+            if let Some(feed) = feed {
+                let _ = feed.await;
+            }
+            if let Some(server) = server {
+                let _ = server.await;
+            }
+        })
+        .await;
+        if waited.is_err() {
+            tracing::warn!("REST bridge did not stop in time");
+        }
+    }
+}
+
+impl Drop for RestServer {
+    fn drop(&mut self) {
+        self.bridge.shutdown.send_replace(true);
+    }
+}

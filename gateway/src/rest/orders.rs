@@ -1,0 +1,693 @@
+//! Authenticated endpoints: orders (create, list, get, cancel one or all), own trades and
+//! balances. Writes go through [`EngineHandle::execute`](crate::engine::EngineHandle::execute);
+//! the answer waits until the feed applied the command, so reads that follow see it.
+//!
+//! Lists and lookups answer from the bounded in-memory history (`history_per_account`,
+//! `history_total`): older finished orders and trades are the replica's to serve (issue #7);
+//! this is the seam where its queries plug in.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use peregrine_hotpath::{
+    AccountId, ClientOrderId, CommandKind, Event, MarketSize, NewOrder, OrderId, OrderKind,
+    OrderRef, Price, SelfTradePrevention, Side, TimeInForce,
+};
+use rust_decimal::Decimal;
+
+use super::Bridge;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated};
+use super::public::{LIST_LIMIT_MAX, ascending, limit, market, page};
+use super::types::*;
+use super::{APPLIED_TIMEOUT, EXECUTE_TIMEOUT};
+use crate::catalog::Market;
+use crate::engine::Executed;
+use crate::market_data::history::{Intent, OrderRecord, OrderState, OrderType};
+use crate::market_data::{MarketData, MarketDataLimits};
+
+/// Largest client order id a client may choose; above is the server's range.
+const CLIENT_ID_MAX: u64 = (1 << 63) - 1;
+
+fn parse_side(text: &str) -> Result<Side, ApiError> {
+    match text {
+        "buy" => Ok(Side::Buy),
+        "sell" => Ok(Side::Sell),
+        other => Err(ApiError::unprocessable(
+            "market.order.invalid_side",
+            format!("side is `buy` or `sell`, not `{other}`"),
+        )),
+    }
+}
+
+fn decimal(field: &'static str, code: &'static str, text: &str) -> Result<Decimal, ApiError> {
+    // Plain decimal notation only: no exponent, no sign games, bounded length.
+    let plain = !text.is_empty()
+        && text.len() <= 40
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let value = if plain {
+        text.parse::<Decimal>().ok()
+    } else {
+        None
+    };
+    value.ok_or_else(|| {
+        ApiError::unprocessable(
+            code,
+            format!("{field} `{text}` is not a positive decimal number"),
+        )
+    })
+}
+
+fn order_price(
+    m: &Market,
+    field: &'static str,
+    text: Option<&str>,
+) -> Result<Option<Price>, ApiError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    let value = decimal(field, "market.order.invalid_price", text)?;
+    m.units.price(value).map(Some).map_err(|e| {
+        ApiError::unprocessable(
+            "market.order.invalid_price",
+            format!("{field}: {e} (market {})", m.name),
+        )
+    })
+}
+
+fn required<T>(value: Option<T>, code: &'static str, what: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::unprocessable(code, format!("{what} is required")))
+}
+
+fn refuse<T>(value: Option<T>, code: &'static str, what: &str) -> Result<(), ApiError> {
+    match value {
+        None => Ok(()),
+        Some(_) => Err(ApiError::unprocessable(code, what.to_owned())),
+    }
+}
+
+/// The order a request describes, checked and converted exactly (nothing is rounded).
+fn build_order(
+    bridge: &Bridge,
+    account: AccountId,
+    req: &CreateOrder,
+) -> Result<(NewOrder, Intent), ApiError> {
+    let m = market(bridge, &req.market)?;
+    let side = parse_side(&req.side)?;
+    let kind = match req.ord_type.as_deref().unwrap_or("limit") {
+        "limit" => OrderType::Limit,
+        "market" => OrderType::Market,
+        "stop_limit" => OrderType::StopLimit,
+        "stop_market" => OrderType::StopMarket,
+        other => {
+            return Err(ApiError::unprocessable(
+                "market.order.invalid_type",
+                format!("ord_type is limit, market, stop_limit or stop_market, not `{other}`"),
+            ));
+        }
+    };
+    let is_market = matches!(kind, OrderType::Market | OrderType::StopMarket);
+    let tif = match req.time_in_force.as_deref() {
+        None if is_market => TimeInForce::Ioc,
+        None | Some("gtc") => TimeInForce::Gtc,
+        Some("ioc") => TimeInForce::Ioc,
+        Some("fok") => TimeInForce::Fok,
+        Some("post_only") => TimeInForce::PostOnly,
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "market.order.invalid_time_in_force",
+                format!("time_in_force is gtc, ioc, fok or post_only, not `{other}`"),
+            ));
+        }
+    };
+    let volume = match req.volume.as_deref() {
+        None => None,
+        Some(text) => {
+            let value = decimal("volume", "market.order.invalid_volume", text)?;
+            Some(m.units.qty(value).map_err(|e| {
+                ApiError::unprocessable(
+                    "market.order.invalid_volume",
+                    format!("volume: {e} (market {})", m.name),
+                )
+            })?)
+        }
+    };
+    let quote_amount = match req.quote_amount.as_deref() {
+        None => None,
+        Some(text) => {
+            let value = decimal("quote_amount", "market.order.invalid_quote_amount", text)?;
+            let quote = bridge.catalog.currency(&m.quote).ok_or_else(|| {
+                ApiError::unavailable("server.catalog", "the market's quote currency is missing")
+            })?;
+            let amount = quote.scale.to_minor(value).map_err(|e| {
+                ApiError::unprocessable("market.order.invalid_quote_amount", format!("{e}"))
+            })?;
+            Some(amount)
+        }
+    };
+    let limit_price = order_price(m, "price", req.price.as_deref())?;
+    let trigger = order_price(m, "stop_price", req.stop_price.as_deref())?;
+    let size = |volume, quote_amount| match (volume, quote_amount) {
+        (Some(qty), None) => Ok(MarketSize::Qty(qty)),
+        (None, Some(budget)) => Ok(MarketSize::QuoteBudget(budget)),
+        _ => Err(ApiError::unprocessable(
+            "market.order.invalid_volume",
+            "a market order takes exactly one of volume and quote_amount",
+        )),
+    };
+    let no_price = "market orders take no price";
+    let no_quote = "quote_amount is only for market orders";
+    let no_stop = "stop_price is only for stop orders";
+    let order_kind = match kind {
+        OrderType::Limit => {
+            refuse(trigger, "market.order.invalid_stop_price", no_stop)?;
+            refuse(quote_amount, "market.order.invalid_quote_amount", no_quote)?;
+            OrderKind::Limit {
+                price: required(limit_price, "market.order.invalid_price", "price")?,
+                qty: required(volume, "market.order.invalid_volume", "volume")?,
+            }
+        }
+        OrderType::Market => {
+            refuse(trigger, "market.order.invalid_stop_price", no_stop)?;
+            refuse(limit_price, "market.order.invalid_price", no_price)?;
+            OrderKind::Market {
+                size: size(volume, quote_amount)?,
+            }
+        }
+        OrderType::StopLimit => {
+            refuse(quote_amount, "market.order.invalid_quote_amount", no_quote)?;
+            OrderKind::StopLimit {
+                trigger: required(trigger, "market.order.invalid_stop_price", "stop_price")?,
+                price: required(limit_price, "market.order.invalid_price", "price")?,
+                qty: required(volume, "market.order.invalid_volume", "volume")?,
+            }
+        }
+        _ => {
+            refuse(limit_price, "market.order.invalid_price", no_price)?;
+            OrderKind::StopMarket {
+                trigger: required(trigger, "market.order.invalid_stop_price", "stop_price")?,
+                size: size(volume, quote_amount)?,
+            }
+        }
+    };
+    let client_order_id = match req.client_id.as_deref() {
+        None => ClientOrderId(bridge.next_client_id()),
+        Some(text) => {
+            let id = text
+                .parse::<u64>()
+                .ok()
+                .filter(|id| (1..=CLIENT_ID_MAX).contains(id));
+            ClientOrderId(id.ok_or_else(|| {
+                ApiError::unprocessable(
+                    "market.order.invalid_client_id",
+                    format!("client_id is decimal digits from 1 to {CLIENT_ID_MAX}"),
+                )
+            })?)
+        }
+    };
+    let intent = Intent {
+        kind,
+        tif,
+        trigger: trigger.unwrap_or(Price(0)),
+    };
+    Ok((
+        NewOrder {
+            account,
+            market: m.spec.market,
+            client_order_id,
+            side,
+            kind: order_kind,
+            tif,
+            stp: SelfTradePrevention::CancelNewest,
+        },
+        intent,
+    ))
+}
+
+/// Sequences `command` and waits (bounded) for its outcome and for the feed to apply it.
+async fn execute(
+    bridge: &Bridge,
+    new_order: Option<(AccountId, ClientOrderId)>,
+    command: CommandKind,
+) -> Result<Executed, ApiError> {
+    let receiver = bridge
+        .engine
+        .execute(new_order, command)
+        .map_err(ApiError::submit)?;
+    let executed = match tokio::time::timeout(EXECUTE_TIMEOUT, receiver).await {
+        Ok(Ok(executed)) => executed,
+        Ok(Err(_)) => {
+            return Err(ApiError::unavailable(
+                "server.unavailable",
+                "the engine stopped before answering",
+            ));
+        }
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "server.timeout",
+                "the command was sequenced but its outcome is not known yet; look it up",
+            ));
+        }
+    };
+    if let Some(reason) = executed.rejected() {
+        return Err(ApiError::rejected(reason));
+    }
+    if !bridge.wait_applied(executed.seq).await {
+        tracing::warn!(
+            seq = executed.seq,
+            ?APPLIED_TIMEOUT,
+            "the feed did not apply a command in time"
+        );
+    }
+    Ok(executed)
+}
+
+/// The record of `order` as the history has it, or as `executed` alone describes it (when
+/// the feed is behind).
+fn record(
+    bridge: &Bridge,
+    account: AccountId,
+    order: OrderId,
+    executed: &Executed,
+    intent: Option<Intent>,
+) -> Option<OrderRecord> {
+    if let Some(found) = bridge.lock().data.history().order(account, order) {
+        return Some(found.clone());
+    }
+    let mut alone = MarketData::new(MarketDataLimits::default());
+    if let (Some(intent), Some(client)) = (intent, accepted_client_id(executed)) {
+        alone.history_mut().intend(account, client, intent);
+    }
+    alone.apply(executed, &mut Vec::new());
+    alone.history().order(account, order).cloned()
+}
+
+fn accepted_client_id(executed: &Executed) -> Option<ClientOrderId> {
+    executed.events.iter().find_map(|e| match e {
+        Event::OrderAccepted {
+            client_order_id, ..
+        } => Some(*client_order_id),
+        _ => None,
+    })
+}
+
+fn render(bridge: &Bridge, record: &OrderRecord) -> Result<OrderJson, ApiError> {
+    let m = bridge.catalog.market_by_id(record.market).ok_or_else(|| {
+        ApiError::not_found(
+            "market.market.doesnt_exist",
+            "the order's market is not listed",
+        )
+    })?;
+    Ok(OrderJson::new(m, record))
+}
+
+/// Places an order: `limit` (GTC, IOC, FOK, post-only), `market` (IOC; by volume, or buy by
+/// `quote_amount`), `stop_limit`, `stop_market`.
+#[utoipa::path(post, path = "/api/v2/peatio/market/orders", tag = "market",
+    request_body = CreateOrder,
+    security(("apikey" = [])),
+    responses((status = 201, body = OrderJson), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn create_order(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiJson(req): ApiJson<CreateOrder>,
+) -> Result<(StatusCode, Json<OrderJson>), ApiError> {
+    let (order, intent) = build_order(&bridge, account, &req)?;
+    let client = order.client_order_id;
+    bridge
+        .lock()
+        .data
+        .history_mut()
+        .intend(account, client, intent);
+    let executed = execute(
+        &bridge,
+        Some((account, client)),
+        CommandKind::NewOrder(order),
+    )
+    .await?;
+    let id = executed.events.iter().find_map(|e| match e {
+        Event::OrderAccepted { order, .. } => Some(*order),
+        _ => None,
+    });
+    let record = id.and_then(|id| record(&bridge, account, id, &executed, Some(intent)));
+    let record = record.ok_or_else(|| {
+        ApiError::unavailable("server.unavailable", "the order's outcome is unknown")
+    })?;
+    Ok((StatusCode::CREATED, Json(render(&bridge, &record)?)))
+}
+
+/// The account's recent orders (open ones always; finished ones as kept), newest first.
+#[utoipa::path(get, path = "/api/v2/peatio/market/orders", tag = "market",
+    params(OrdersQuery), security(("apikey" = [])),
+    responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody)))]
+pub(crate) async fn list_orders(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiQuery(q): ApiQuery<OrdersQuery>,
+) -> Result<Json<Vec<OrderJson>>, ApiError> {
+    let ListWindow {
+        per_page,
+        page,
+        asc,
+        market_id,
+        from_ns,
+        to_ns,
+    } = ListWindow::parse(
+        &bridge,
+        q.limit,
+        q.page,
+        q.order_by.as_deref(),
+        q.market.as_deref(),
+        (q.time_from, q.time_to),
+    )?;
+    let side = q.side.as_deref().map(parse_side).transpose()?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some("pending") => Some(OrderState::Pending),
+        Some("wait") => Some(OrderState::Wait),
+        Some("done") => Some(OrderState::Done),
+        Some("cancel") => Some(OrderState::Cancel),
+        Some(other) => {
+            return Err(ApiError::unprocessable(
+                "market.order.invalid_state",
+                format!("state is pending, wait, done or cancel, not `{other}`"),
+            ));
+        }
+    };
+    let mut selected: Vec<OrderRecord> = {
+        let shared = bridge.lock();
+        shared
+            .data
+            .history()
+            .orders(account)
+            .filter(|o| market_id.is_none_or(|m| o.market == m))
+            .filter(|o| side.is_none_or(|s| o.side == s))
+            .filter(|o| state.is_none_or(|s| o.state == s))
+            .filter(|o| o.created_ns >= from_ns && o.created_ns < to_ns)
+            .cloned()
+            .collect()
+    };
+    // Engine ids increase with time.
+    selected.sort_unstable_by_key(|o| o.id);
+    if !asc {
+        selected.reverse();
+    }
+    let list = selected
+        .iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .map(|o| render(&bridge, o))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(list))
+}
+
+/// The paging, ordering, market and time range shared by the list endpoints.
+struct ListWindow {
+    per_page: usize,
+    page: usize,
+    asc: bool,
+    market_id: Option<peregrine_hotpath::MarketId>,
+    /// Unix nanoseconds, inclusive.
+    from_ns: u64,
+    /// Unix nanoseconds, exclusive.
+    to_ns: u64,
+}
+
+impl ListWindow {
+    fn parse(
+        bridge: &Bridge,
+        limit_value: Option<usize>,
+        page_value: Option<usize>,
+        order_by: Option<&str>,
+        market_name: Option<&str>,
+        (time_from_s, time_to_s): (Option<u64>, Option<u64>),
+    ) -> Result<ListWindow, ApiError> {
+        Ok(ListWindow {
+            per_page: limit(limit_value, 100, LIST_LIMIT_MAX)?,
+            page: page(page_value)?,
+            asc: ascending(order_by)?,
+            market_id: match market_name {
+                Some(name) => Some(market(bridge, name)?.spec.market),
+                None => None,
+            },
+            from_ns: time_from_s.map_or(0, |s| s.saturating_mul(1_000_000_000)),
+            to_ns: time_to_s.map_or(u64::MAX, |s| s.saturating_mul(1_000_000_000)),
+        })
+    }
+}
+
+fn order_not_found() -> ApiError {
+    ApiError::not_found(
+        "market.order.not_found",
+        "no such order among the account's recent orders",
+    )
+}
+
+/// One order by exchange id.
+#[utoipa::path(get, path = "/api/v2/peatio/market/orders/{id}", tag = "market",
+    params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [])),
+    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_order(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<OrderJson>, ApiError> {
+    let record = bridge
+        .lock()
+        .data
+        .history()
+        .order(account, OrderId(id))
+        .cloned();
+    Ok(Json(render(&bridge, &record.ok_or_else(order_not_found)?)?))
+}
+
+/// One order by client id (the most recent with that id).
+#[utoipa::path(get, path = "/api/v2/peatio/market/orders/cid/{client_id}", tag = "market",
+    params(("client_id" = u64, Path, description = "client order id")),
+    security(("apikey" = [])),
+    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
+pub(crate) async fn get_order_by_client_id(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiPath(client_id): ApiPath<u64>,
+) -> Result<Json<OrderJson>, ApiError> {
+    let record = bridge
+        .lock()
+        .data
+        .history()
+        .order_by_client(account, ClientOrderId(client_id))
+        .cloned();
+    Ok(Json(render(&bridge, &record.ok_or_else(order_not_found)?)?))
+}
+
+async fn cancel(
+    bridge: &Bridge,
+    account: AccountId,
+    target: OrderRef,
+) -> Result<Json<OrderJson>, ApiError> {
+    let executed = execute(bridge, None, CommandKind::Cancel { account, target }).await?;
+    let id = executed.events.iter().find_map(|e| match e {
+        Event::OrderCancelled { order, .. } => Some(*order),
+        _ => None,
+    });
+    let record = id.and_then(|id| record(bridge, account, id, &executed, None));
+    Ok(Json(render(bridge, &record.ok_or_else(order_not_found)?)?))
+}
+
+/// Cancels one order by exchange id; answers the order as cancelled.
+#[utoipa::path(post, path = "/api/v2/peatio/market/orders/{id}/cancel", tag = "market",
+    params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [])),
+    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
+pub(crate) async fn cancel_order(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiPath(id): ApiPath<u64>,
+) -> Result<Json<OrderJson>, ApiError> {
+    cancel(&bridge, account, OrderRef::Id(OrderId(id))).await
+}
+
+/// Cancels one order by client id.
+#[utoipa::path(post, path = "/api/v2/peatio/market/orders/cid/{client_id}/cancel",
+    tag = "market",
+    params(("client_id" = u64, Path, description = "client order id")),
+    security(("apikey" = [])),
+    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
+pub(crate) async fn cancel_order_by_client_id(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiPath(client_id): ApiPath<u64>,
+) -> Result<Json<OrderJson>, ApiError> {
+    cancel(&bridge, account, OrderRef::Client(ClientOrderId(client_id))).await
+}
+
+/// Cancels every open order of the account, optionally only in one market and/or side;
+/// answers the cancelled orders.
+#[utoipa::path(post, path = "/api/v2/peatio/market/orders/cancel", tag = "market",
+    params(CancelAllQuery), security(("apikey" = [])),
+    responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody)))]
+pub(crate) async fn cancel_all(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiQuery(q): ApiQuery<CancelAllQuery>,
+) -> Result<Json<Vec<OrderJson>>, ApiError> {
+    let market_id = match q.market.as_deref() {
+        Some(name) => Some(market(&bridge, name)?.spec.market),
+        None => None,
+    };
+    let side = q.side.as_deref().map(parse_side).transpose()?;
+    let executed = execute(
+        &bridge,
+        None,
+        CommandKind::MassCancel {
+            account,
+            market: market_id,
+            side,
+        },
+    )
+    .await?;
+    let list = executed
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::OrderCancelled { order, .. } => {
+                record(&bridge, account, *order, &executed, None)
+            }
+            _ => None,
+        })
+        .map(|r| render(&bridge, &r))
+        .collect::<Result<_, _>>()?;
+    Ok(Json(list))
+}
+
+/// The account's recent fills (as kept), newest first.
+#[utoipa::path(get, path = "/api/v2/peatio/market/trades", tag = "market",
+    params(OwnTradesQuery), security(("apikey" = [])),
+    responses((status = 200, body = [OwnTradeJson]), (status = 401, body = ErrorBody)))]
+pub(crate) async fn own_trades(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiQuery(q): ApiQuery<OwnTradesQuery>,
+) -> Result<Json<Vec<OwnTradeJson>>, ApiError> {
+    let ListWindow {
+        per_page,
+        page,
+        asc,
+        market_id,
+        from_ns,
+        to_ns,
+    } = ListWindow::parse(
+        &bridge,
+        q.limit,
+        q.page,
+        q.order_by.as_deref(),
+        q.market.as_deref(),
+        (q.time_from, q.time_to),
+    )?;
+    let shared = bridge.lock();
+    let matching = shared
+        .data
+        .history()
+        .trades(account)
+        .filter(|t| market_id.is_none_or(|m| t.market == m))
+        .filter(|t| t.ts_ns >= from_ns && t.ts_ns < to_ns);
+    let ordered: Box<dyn Iterator<Item = _>> = if asc {
+        Box::new(matching)
+    } else {
+        Box::new(matching.rev())
+    };
+    let list = ordered
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
+        .filter_map(|t| {
+            let m = bridge.catalog.market_by_id(t.market)?;
+            Some(OwnTradeJson::new(m, &bridge.catalog, t))
+        })
+        .collect();
+    Ok(Json(list))
+}
+
+async fn read_balances(
+    bridge: &Bridge,
+    account: AccountId,
+    currencies: Vec<(String, peregrine_hotpath::CurrencyId)>,
+) -> Result<Vec<(String, peregrine_hotpath::ledger::Balance)>, ApiError> {
+    let engine = bridge.engine.clone();
+    // Account reads are the engine's; its query blocks, so it runs off the async threads.
+    let joined = tokio::task::spawn_blocking(move || {
+        engine.query(move |engine| {
+            currencies
+                .into_iter()
+                .map(|(code, id)| (code, engine.balance(account, id)))
+                .collect::<Vec<_>>()
+        })
+    })
+    .await;
+    match joined {
+        Ok(Ok(balances)) => Ok(balances),
+        _ => Err(ApiError::unavailable(
+            "server.unavailable",
+            "the engine did not answer",
+        )),
+    }
+}
+
+fn balance_json(bridge: &Bridge, code: &str, b: peregrine_hotpath::ledger::Balance) -> BalanceJson {
+    let currency = bridge.catalog.currency(code);
+    BalanceJson {
+        currency: code.to_owned(),
+        balance: amount(currency, peregrine_hotpath::Amount(b.available)),
+        locked: amount(currency, peregrine_hotpath::Amount(b.locked)),
+    }
+}
+
+/// Every balance of the account.
+#[utoipa::path(get, path = "/api/v2/peatio/account/balances", tag = "account",
+    security(("apikey" = [])),
+    responses((status = 200, body = [BalanceJson]), (status = 401, body = ErrorBody)))]
+pub(crate) async fn balances(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+) -> Result<Json<Vec<BalanceJson>>, ApiError> {
+    let currencies = bridge
+        .catalog
+        .currencies()
+        .iter()
+        .map(|c| (c.code.clone(), c.id))
+        .collect();
+    let list = read_balances(&bridge, account, currencies).await?;
+    Ok(Json(
+        list.into_iter()
+            .map(|(code, b)| balance_json(&bridge, &code, b))
+            .collect(),
+    ))
+}
+
+/// One balance of the account.
+#[utoipa::path(get, path = "/api/v2/peatio/account/balances/{currency}", tag = "account",
+    params(("currency" = String, Path, description = "currency code")),
+    security(("apikey" = [])),
+    responses((status = 200, body = BalanceJson), (status = 404, body = ErrorBody)))]
+pub(crate) async fn balance(
+    State(bridge): State<Arc<Bridge>>,
+    Authenticated(account): Authenticated,
+    ApiPath(code): ApiPath<String>,
+) -> Result<Json<BalanceJson>, ApiError> {
+    let currency = bridge.catalog.currency(&code).ok_or_else(|| {
+        ApiError::not_found(
+            "account.currency.doesnt_exist",
+            format!("no currency `{code}`"),
+        )
+    })?;
+    let list = read_balances(&bridge, account, vec![(code.clone(), currency.id)]).await?;
+    let (code, b) = list
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::unavailable("server.unavailable", "the engine did not answer"))?;
+    Ok(Json(balance_json(&bridge, &code, b)))
+}

@@ -1,0 +1,249 @@
+//! Ranger-style WebSocket streams at `/api/v2/ranger/public` and `/api/v2/ranger/private`
+//! (the latter authenticated with the REST API-key headers on the upgrade request).
+//!
+//! Protocol: streams are named on the URL (`?stream=btcusd.trades&stream=...`) and/or by
+//! messages `{"event":"subscribe","streams":[...]}` / `{"event":"unsubscribe",...}`, answered
+//! by `{"success":{"message":"subscribed","streams":[...]}}` or `{"error":{"message":...}}`.
+//! Streams: see [`streams::Stream`]. Book increments carry a per-market `sequence` that
+//! advances by one per message; a snapshot (`ob-snap`) comes first on subscription and again
+//! after the server re-seeds (the client replaces its book then).
+//!
+//! Bounds: each connection has a queue of `ws_buffer_messages`; a connection that falls that
+//! far behind, or whose socket does not take a message within [`SEND_TIMEOUT`], is closed
+//! with code 1008 and the reason. Inbound messages are limited to [`INBOUND_BYTES_MAX`].
+
+pub mod hub;
+pub mod streams;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{
+    CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade,
+    rejection::WebSocketUpgradeRejection,
+};
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use peregrine_hotpath::AccountId;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use crate::rest::Bridge;
+use crate::rest::error::ApiError;
+use hub::{ConnId, Kill, message};
+use streams::Stream;
+
+/// Largest inbound message (subscriptions are small).
+pub const INBOUND_BYTES_MAX: usize = 16 * 1024;
+/// Longest one message may take to go out before the connection counts as stalled.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Close code for slow consumers and protocol abuse (policy violation).
+const CLOSE_POLICY: u16 = 1008;
+/// Close code at shutdown (going away).
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// Public streams.
+#[utoipa::path(get, path = "/api/v2/ranger/public", tag = "ranger",
+    params(("stream" = Option<String>, Query, description = "a stream to subscribe to; repeatable")),
+    responses((status = 101, description = "WebSocket: market data streams"),
+        (status = 400, body = crate::rest::error::ErrorBody)))]
+pub(crate) async fn public_stream(
+    State(bridge): State<Arc<Bridge>>,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    accept(bridge, None, query, upgrade)
+}
+
+/// Public and private (`order`, `trade`, `balance`) streams; API-key headers required.
+#[utoipa::path(get, path = "/api/v2/ranger/private", tag = "ranger",
+    params(("stream" = Option<String>, Query, description = "a stream to subscribe to; repeatable")),
+    security(("apikey" = [])),
+    responses((status = 101, description = "WebSocket: market data and account streams"),
+        (status = 400, body = crate::rest::error::ErrorBody),
+        (status = 401, body = crate::rest::error::ErrorBody)))]
+pub(crate) async fn private_stream(
+    State(bridge): State<Arc<Bridge>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    match bridge.authenticate(&headers) {
+        Ok(account) => accept(bridge, Some(account), query, upgrade),
+        Err(error) => error.into_response(),
+    }
+}
+
+fn accept(
+    bridge: Arc<Bridge>,
+    account: Option<AccountId>,
+    query: Option<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => {
+            return ApiError::bad_request("ranger.upgrade_required", rejection.body_text())
+                .into_response();
+        }
+    };
+    let initial = match query_streams(&bridge, query.as_deref(), account.is_some()) {
+        Ok(streams) => streams,
+        Err(reason) => {
+            return ApiError::bad_request("ranger.invalid_stream", reason).into_response();
+        }
+    };
+    let max = bridge.config.ws_connections_max;
+    let admitted = bridge
+        .ws_connections
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok();
+    if !admitted {
+        return ApiError::unavailable("ranger.too_many_connections", "connection limit reached")
+            .into_response();
+    }
+    bridge.metrics.ws_connections.inc();
+    upgrade
+        .max_message_size(INBOUND_BYTES_MAX)
+        .max_frame_size(INBOUND_BYTES_MAX)
+        .on_upgrade(move |socket| async move {
+            connection(&bridge, socket, account, initial).await;
+            bridge.ws_connections.fetch_sub(1, Ordering::AcqRel);
+            bridge.metrics.ws_connections.dec();
+        })
+}
+
+/// `stream=` parameters of the URL.
+fn query_streams(
+    bridge: &Bridge,
+    query: Option<&str>,
+    private: bool,
+) -> Result<Vec<Stream>, String> {
+    let mut streams = Vec::new();
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "stream" && key != "stream[]" && key != "stream%5B%5D" {
+            continue;
+        }
+        for name in value.split(',').filter(|n| !n.is_empty()) {
+            streams.push(Stream::parse(&bridge.catalog, name, private)?);
+        }
+    }
+    if streams.len() > bridge.config.ws_streams_max {
+        return Err(format!(
+            "at most {} streams per connection",
+            bridge.config.ws_streams_max
+        ));
+    }
+    Ok(streams)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientMessage {
+    event: String,
+    streams: Vec<String>,
+}
+
+async fn connection(
+    bridge: &Arc<Bridge>,
+    mut socket: WebSocket,
+    account: Option<AccountId>,
+    initial: Vec<Stream>,
+) {
+    let (queue, mut outbound) = mpsc::channel(bridge.config.ws_buffer_messages);
+    let kill = Arc::new(Kill::default());
+    let id = bridge.lock().hub.register(queue, kill.clone(), account);
+    let mut stop = bridge.shutdown.subscribe();
+    if !initial.is_empty() {
+        subscribe(bridge, id, &initial);
+    }
+    let close = loop {
+        tokio::select! {
+            biased;
+            reason = kill.wait() => break Some((CLOSE_POLICY, reason)),
+            () = crate::rest::stopped(&mut stop) => break Some((CLOSE_GOING_AWAY, "server shutting down".into())),
+            text = outbound.recv() => {
+                let Some(text) = text else { break None };
+                match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break None,
+                    Err(_) => break Some((CLOSE_POLICY, "slow consumer: send timed out".into())),
+                }
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(text))) => on_message(bridge, id, account.is_some(), &text),
+                Some(Ok(Message::Binary(_))) => {
+                    let error = json!({"error": {"message": "send JSON text messages"}});
+                    bridge.lock().hub.send(id, message(&error));
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
+            },
+        }
+    };
+    bridge.lock().hub.remove(id);
+    if let Some((code, reason)) = close {
+        tracing::debug!(id, code, %reason, "closing WebSocket connection");
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from(reason),
+        };
+        let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+    }
+}
+
+fn on_message(bridge: &Bridge, id: ConnId, private: bool, text: &str) {
+    let parsed: Result<ClientMessage, String> =
+        serde_json::from_str(text).map_err(|e| format!("invalid message: {e}"));
+    let outcome = parsed.and_then(|msg| {
+        let streams = msg
+            .streams
+            .iter()
+            .map(|name| Stream::parse(&bridge.catalog, name, private))
+            .collect::<Result<Vec<_>, _>>()?;
+        match msg.event.as_str() {
+            "subscribe" => {
+                subscribe(bridge, id, &streams);
+                Ok(())
+            }
+            "unsubscribe" => {
+                bridge.lock().hub.unsubscribe(id, &streams, &bridge.catalog);
+                Ok(())
+            }
+            other => Err(format!(
+                "event is `subscribe` or `unsubscribe`, not `{other}`"
+            )),
+        }
+    });
+    if let Err(reason) = outcome {
+        let error = json!({"error": {"message": reason}});
+        bridge.lock().hub.send(id, message(&error));
+    }
+}
+
+fn subscribe(bridge: &Bridge, id: ConnId, streams: &[Stream]) {
+    let mut shared = bridge.lock();
+    let shared = &mut *shared;
+    let result = shared.hub.subscribe(
+        id,
+        streams,
+        bridge.config.ws_streams_max,
+        &shared.data,
+        &bridge.catalog,
+        bridge.config.ws_snapshot_levels,
+    );
+    if let Err(reason) = result {
+        let error = json!({"error": {"message": reason}});
+        shared.hub.send(id, message(&error));
+    }
+}

@@ -1,0 +1,357 @@
+//! The REST bridge's test harness: a real engine (shard, sequencer, optionally a durable
+//! journal) set up through `EngineHandle::execute`, the real server on 127.0.0.1:0, and real
+//! HTTP and WebSocket clients.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use peregrine_gateway::catalog::{Catalog, CurrencyDef, MarketDef};
+use peregrine_gateway::engine::EngineHandle;
+use peregrine_gateway::rest::auth::sign;
+use peregrine_gateway::rest::{RestConfig, RestKey, RestServer, serve};
+use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
+use peregrine_hotpath::{AccountId, Amount, CommandKind, DepositId, Engine, EngineConfig};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+/// Accounts 1..=ACCOUNTS are funded with 10 btc and 1,000,000 usd each.
+pub const ACCOUNTS: u32 = 3;
+
+pub fn catalog() -> Catalog {
+    let currencies = vec![
+        CurrencyDef {
+            code: "btc".into(),
+            id: 1,
+            precision: 8,
+        },
+        CurrencyDef {
+            code: "usd".into(),
+            id: 2,
+            precision: 6,
+        },
+    ];
+    let markets = vec![MarketDef {
+        name: "btcusd".into(),
+        id: 1,
+        base: "btc".into(),
+        quote: "usd".into(),
+        tick: "0.01".parse().unwrap(),
+        lot: "0.0001".parse().unwrap(),
+        max_price: "1000000".parse().unwrap(),
+        max_amount: "100".parse().unwrap(),
+        max_notional: "10000000".parse().unwrap(),
+        band_bps: 1_000,
+        reference_price: "50000".parse().unwrap(),
+        maker_fee_ppm: 1_000,
+        taker_fee_ppm: 2_000,
+    }];
+    Catalog::new(&currencies, &markets).unwrap()
+}
+
+pub fn key_name(account: u32) -> String {
+    format!("key-{account}")
+}
+
+pub fn secret(account: u32) -> String {
+    format!("secret-of-account-{account}")
+}
+
+fn shard_config() -> ShardConfig {
+    ShardConfig {
+        core: None,
+        idle: IdlePolicy::Park {
+            spins: 100,
+            park_us: 200,
+        },
+        input_capacity: 4_096,
+        output_capacity: 65_536,
+    }
+}
+
+pub struct Harness {
+    pub server: Option<RestServer>,
+    pub engine: Arc<EngineHandle>,
+    pub base: String,
+    pub ws_base: String,
+    pub http: reqwest::Client,
+    pub registry: prometheus::Registry,
+    nonce: AtomicU64,
+    _journal: Option<(peregrine_persist::JournalWriter, tempfile::TempDir)>,
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::start_with(RestConfig::default(), false).await
+    }
+
+    /// Starts with `config` (listen and keys are set here); `durable` journals to a temporary
+    /// directory in durable mode.
+    pub async fn start_with(mut config: RestConfig, durable: bool) -> Harness {
+        let catalog = Arc::new(catalog());
+        let (engine, journal) = if durable {
+            let dir = tempfile::tempdir().unwrap();
+            let mut journal_config = peregrine_persist::JournalConfig::new(dir.path());
+            journal_config.segment_bytes = 4 << 20;
+            let (recovered, writer) =
+                peregrine_persist::open(&journal_config, EngineConfig::small()).unwrap();
+            let shard =
+                Shard::start_at(recovered.engine, recovered.last_seq, &shard_config()).unwrap();
+            let journal = writer.journal().clone();
+            let engine = EngineHandle::start_with_journal(shard, Some(journal)).unwrap();
+            (engine, Some((writer, dir)))
+        } else {
+            let shard =
+                Shard::start(Engine::new(EngineConfig::small()).unwrap(), &shard_config()).unwrap();
+            (EngineHandle::start(shard).unwrap(), None)
+        };
+        let setup_catalog = catalog.clone();
+        let mut commands = engine
+            .query(move |e| setup_catalog.missing_in(e))
+            .unwrap()
+            .unwrap();
+        for account in 1..=ACCOUNTS {
+            for (currency, amount) in [(1, 1_000_000_000), (2, 1_000_000_000_000)] {
+                commands.push(CommandKind::Deposit {
+                    account: AccountId(account),
+                    currency: peregrine_hotpath::CurrencyId(currency),
+                    amount: Amount(amount),
+                    deposit: DepositId(u64::from(account)),
+                });
+            }
+        }
+        for command in commands {
+            let executed = engine.execute(None, command).unwrap().await.unwrap();
+            assert_eq!(executed.rejected(), None, "{executed:?}");
+        }
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.keys = (1..=ACCOUNTS)
+            .map(|account| RestKey {
+                key: key_name(account),
+                secret: secret(account),
+                account,
+            })
+            .collect();
+        // As in the appliance: every name gets the `peregrine_` prefix.
+        let registry =
+            prometheus::Registry::new_custom(Some("peregrine".to_owned()), None).unwrap();
+        let server = serve(config, engine.clone(), catalog, &registry)
+            .await
+            .unwrap();
+        let addr = server.local_addr();
+        let harness = Harness {
+            server: Some(server),
+            engine,
+            base: format!("http://{addr}"),
+            ws_base: format!("ws://{addr}"),
+            http: reqwest::Client::new(),
+            registry,
+            nonce: AtomicU64::new(0),
+            _journal: journal,
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    async fn wait_ready(&self) {
+        // Generous: on a loaded machine the first seed may take a while; normally milliseconds.
+        tokio::time::timeout(4 * WAIT, async {
+            loop {
+                let (status, _) = self.get("/api/v2/peatio/public/health/ready").await;
+                if status == StatusCode::OK {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the market-data feed never became ready");
+    }
+
+    /// A fresh nonce: now, but strictly above every nonce given before.
+    pub fn nonce(&self) -> u64 {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let mut last = self.nonce.load(Ordering::Relaxed);
+        loop {
+            let next = now.max(last + 1);
+            match self
+                .nonce
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
+    }
+
+    /// The three auth headers for `account`.
+    pub fn auth_headers(&self, account: u32) -> Vec<(&'static str, String)> {
+        let nonce = self.nonce();
+        auth_headers_at(account, nonce)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        read(response).await
+    }
+
+    pub async fn get_as(&self, account: u32, path: &str) -> (StatusCode, Value) {
+        let mut request = self.http.get(format!("{}{path}", self.base));
+        for (name, value) in self.auth_headers(account) {
+            request = request.header(name, value);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    pub async fn post_as(&self, account: u32, path: &str, body: &Value) -> (StatusCode, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base)).json(body);
+        for (name, value) in self.auth_headers(account) {
+            request = request.header(name, value);
+        }
+        read(request.send().await.unwrap()).await
+    }
+
+    /// Places an order; expects 201 and returns the order.
+    pub async fn place(&self, account: u32, body: Value) -> Value {
+        let (status, order) = self
+            .post_as(account, "/api/v2/peatio/market/orders", &body)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        order
+    }
+
+    /// Every balance of `account` as (currency, available, locked) strings.
+    pub async fn balances(&self, account: u32) -> Vec<(String, String, String)> {
+        let (status, list) = self
+            .get_as(account, "/api/v2/peatio/account/balances")
+            .await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["currency"].as_str().unwrap().to_owned(),
+                    b["balance"].as_str().unwrap().to_owned(),
+                    b["locked"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    pub async fn ws_public(&self, query: &str) -> Ws {
+        let url = format!("{}/api/v2/ranger/public{query}", self.ws_base);
+        let (stream, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        Ws { stream }
+    }
+
+    pub async fn ws_private(&self, account: u32, query: &str) -> Result<Ws, tungstenite::Error> {
+        let url = format!("{}/api/v2/ranger/private{query}", self.ws_base);
+        let mut request = url.into_client_request().unwrap();
+        for (name, value) in self.auth_headers(account) {
+            request.headers_mut().insert(name, value.parse().unwrap());
+        }
+        let (stream, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Ws { stream })
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter())
+            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+            .sum()
+    }
+}
+
+pub fn auth_headers_at(account: u32, nonce: u64) -> Vec<(&'static str, String)> {
+    let key = key_name(account);
+    vec![
+        ("X-Auth-Apikey", key.clone()),
+        ("X-Auth-Nonce", nonce.to_string()),
+        ("X-Auth-Signature", sign(&secret(account), nonce, &key)),
+    ]
+}
+
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+/// The error code of an error body (and checks the body's shape).
+pub fn code(body: &Value) -> &str {
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"));
+    assert_eq!(body["errors"][0].as_str(), Some(code), "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    code
+}
+
+pub struct Ws {
+    pub stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Ws {
+    pub async fn send(&mut self, value: Value) {
+        self.stream
+            .send(Message::Text(value.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    /// The next text message as JSON; panics on close or timeout.
+    pub async fn next(&mut self) -> Value {
+        match self.next_message().await {
+            Message::Text(text) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected a text message, got {other:?}"),
+        }
+    }
+
+    pub async fn next_message(&mut self) -> Message {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match self.stream.next().await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(message)) => return message,
+                    other => panic!("stream ended: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("no message in time")
+    }
+
+    /// The next message carrying `key`, skipping others.
+    pub async fn next_with(&mut self, key: &str) -> Value {
+        loop {
+            let message = self.next().await;
+            if let Some(value) = message.get(key) {
+                return value.clone();
+            }
+        }
+    }
+}
