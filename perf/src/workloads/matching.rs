@@ -1,0 +1,388 @@
+//! `matching`: the engine alone, with risk and ledger on, fed a realistic seeded flow (random-walk
+//! mid, power-law depth, most orders cancelled, IOC and modifies, many accounts).
+//!
+//! Two phases on one engine: a throughput phase applies commands as fast as the core allows
+//! (commands/s), generated in batches between timed spans so that generation is not counted and
+//! the simulated clients still learn of their fills with one batch of lag; then an open-loop phase
+//! offers commands at `--rate` and records each one's latency from its scheduled time
+//! (coordinated-omission corrected). Generating the next command happens after recording, so it
+//! is charged only if it makes the next send late.
+
+use std::time::Instant;
+
+use peregrine_hotpath::runtime::{Busy, IdlePolicy, Output, Outputs, Shard, ShardConfig};
+use peregrine_hotpath::sim::{Flow, FlowParams};
+use peregrine_hotpath::{Engine, EngineConfig, Event};
+
+use crate::args::{BenchArgs, WorkloadFlag};
+use crate::error::BenchError;
+use crate::floor;
+use crate::pacer::Pacer;
+use crate::progress::Progress;
+use crate::recorder::LatencyRecorder;
+use crate::report::Report;
+
+/// The registry entry.
+pub const WORKLOAD: Workload = Workload {
+    name: NAME,
+    summary: "matching + risk + ledger on one core, realistic flow; floor = one clock read",
+    flags: &[WorkloadFlag::Rate, WorkloadFlag::Seed, WorkloadFlag::Shards],
+    run,
+};
+
+use crate::registry::Workload;
+
+const NAME: &str = "matching";
+/// Offered rate of the latency phase; exchange-core's published p99 is at 1 M/s.
+pub const RATE_DEFAULT_OPS_PER_SEC: u64 = 1_000_000;
+/// Most commands in the throughput phase: long enough to leave caches and the book in steady
+/// state. A run applies `2 * rate * duration` of them, up to this (short runs, as in tests, stay
+/// short).
+const THROUGHPUT_COMMANDS_MAX: usize = 2_000_000;
+/// Commands per timed batch: large enough that two clock reads per batch vanish, small enough
+/// that clients learn of fills soon.
+const BATCH_COMMANDS: usize = 1_024;
+/// Phase sizes for a run: (warmup, throughput) commands, the throughput a whole number of batches.
+fn phase_commands(args: &BenchArgs, rate: std::num::NonZeroU64) -> (usize, usize) {
+    let wanted = 2.0 * rate.get() as f64 * args.duration.as_secs_f64();
+    let batches = ((wanted as usize).min(THROUGHPUT_COMMANDS_MAX) / BATCH_COMMANDS).max(1);
+    let throughput = batches * BATCH_COMMANDS;
+    (throughput / 10, throughput)
+}
+const ACCOUNTS: u32 = 10_000;
+
+fn engine_config() -> EngineConfig {
+    EngineConfig {
+        max_accounts: ACCOUNTS,
+        max_currencies: 4,
+        max_markets: 4,
+        max_orders: 1 << 20,
+        max_levels_per_side: 8_192,
+        max_open_orders_per_account: 10_000,
+        ..EngineConfig::default()
+    }
+}
+
+/// Counts of what the flow produced, for the report's params.
+#[derive(Default)]
+struct Tally {
+    commands: u64,
+    events: u64,
+    trades: u64,
+    rejects: u64,
+}
+
+impl Tally {
+    #[inline]
+    fn add(&mut self, events: &[Event]) {
+        self.add_batch(1, events);
+    }
+
+    fn add_batch(&mut self, commands: u64, events: &[Event]) {
+        self.commands += commands;
+        self.events += events.len() as u64;
+        for e in events {
+            match e {
+                Event::Trade(_) => self.trades += 1,
+                Event::Rejected { .. } => self.rejects += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+fn run(args: &BenchArgs) -> Result<Report, BenchError> {
+    match args.shards {
+        None => run_engine(args),
+        Some(1) => run_threaded(args),
+        Some(_) => Err(BenchError::invalid(
+            "--shards",
+            "1 is the only shard count until the cross-shard risk pipeline lands (hotpath docs)",
+        )),
+    }
+}
+
+/// A flow and an engine with the flow's setup applied.
+fn prepare(seed: u64) -> Result<(Engine, Flow), BenchError> {
+    let mut engine = Engine::new(engine_config()).map_err(|e| BenchError::workload(NAME, e))?;
+    let mut flow = Flow::new(FlowParams {
+        seed,
+        accounts: ACCOUNTS,
+        markets: 1,
+        ..FlowParams::default()
+    });
+    let mut events = Vec::new();
+    for command in flow.setup() {
+        engine.apply(&command, &mut events);
+        events.clear();
+    }
+    Ok((engine, flow))
+}
+
+/// Through the thread-per-core runtime: this thread generates, submits and drains; the shard
+/// runs on its own (pinned) thread. Latency is from the scheduled send to the command's `Done`.
+fn run_threaded(args: &BenchArgs) -> Result<Report, BenchError> {
+    let rate = args.rate_or(RATE_DEFAULT_OPS_PER_SEC)?;
+    let seed = args.seed_or_default();
+    let (engine, mut flow) = prepare(seed)?;
+    // The last core: the first is where the OS tends to put everything else.
+    let core = core_affinity::get_core_ids()
+        .and_then(|ids| ids.last().map(|c| c.id))
+        .filter(|_| std::thread::available_parallelism().map_or(1, |n| n.get()) > 1);
+    let mut shard = Shard::start(
+        engine,
+        &ShardConfig {
+            core,
+            idle: IdlePolicy::Spin,
+            input_capacity: 65_536,
+            output_capacity: 1 << 20,
+        },
+    )
+    .map_err(|e| BenchError::workload(NAME, e))?;
+    let mut outputs = shard
+        .take_outputs()
+        .ok_or_else(|| BenchError::workload(NAME, "shard outputs already taken"))?;
+    let (warmup_commands, throughput_commands) = phase_commands(args, rate);
+    let mut tally = Tally::default();
+    let mut pending = Vec::with_capacity(64);
+    let mut seq = 0u64;
+    let mut done = 0u64;
+    // Warmup then throughput: submit as fast as the queue takes, drain as we go.
+    let mut elapsed = std::time::Duration::ZERO;
+    for (phase, count) in [
+        ("warmup", warmup_commands),
+        ("throughput", throughput_commands),
+    ] {
+        let target = done + count as u64;
+        let start = Instant::now();
+        let mut next = flow.next_command();
+        // Bounded: every pass either submits or drains; the shard makes progress on its core.
+        while done < target {
+            if seq < target {
+                match shard.submit(seq + 1, next) {
+                    Ok(()) => {
+                        seq += 1;
+                        next = flow.next_command();
+                    }
+                    Err(Busy(back)) => next = back,
+                }
+            }
+            done += drain(&mut outputs, &mut flow, &mut tally, &mut pending, |_| {});
+        }
+        if phase == "throughput" {
+            elapsed = start.elapsed();
+        }
+    }
+    let ops_per_sec = throughput_commands as f64 / elapsed.as_secs_f64();
+
+    // Latency under load: open loop at `rate`, from scheduled send to Done.
+    let floor_ns = floor::clock_read_ns();
+    let count = (args.duration.as_secs_f64() * rate.get() as f64) as u64;
+    let mut recorder = LatencyRecorder::new()?;
+    let first = seq + 1;
+    let mut scheduled = Vec::with_capacity(count as usize);
+    let start = Instant::now();
+    let mut pacer = Pacer::new(rate, start);
+    let mut next = flow.next_command();
+    let target = done + count;
+    while done < target {
+        if seq + 1 < first + count && Instant::now() >= pacer.peek_next() {
+            // A Busy send stays due: it is retried, and its wait is charged to it.
+            let at = pacer.peek_next();
+            match shard.submit(seq + 1, next) {
+                Ok(()) => {
+                    pacer.next_scheduled();
+                    scheduled.push(at);
+                    seq += 1;
+                    next = flow.next_command();
+                }
+                Err(Busy(back)) => next = back,
+            }
+        }
+        done += drain(
+            &mut outputs,
+            &mut flow,
+            &mut tally,
+            &mut pending,
+            |done_seq| {
+                let now = Instant::now();
+                recorder.record_from_scheduled(scheduled[(done_seq - first) as usize], now);
+            },
+        );
+    }
+    let stats = pacer.stats();
+    let engine = shard.stop().map_err(|e| BenchError::workload(NAME, e))?;
+    engine.audit().map_err(|e| BenchError::workload(NAME, e))?;
+    Ok(
+        Report::new(NAME, ops_per_sec, recorder.summary(), Some(floor_ns))
+            .with_param("shards", 1u64)
+            .with_param("shard_core", core.map_or(-1, |c| c as i64))
+            .with_param("idle", "spin")
+            .with_param("throughput_commands", throughput_commands as u64)
+            .with_param("latency_rate_ops_per_sec", rate.get())
+            .with_param("latency_commands", count)
+            .with_param("sends_behind_count", stats.sends_behind_count)
+            .with_param("seed", seed)
+            .with_param("accounts", u64::from(ACCOUNTS))
+            .with_param("risk_and_ledger", true)
+            .with_param(
+                "events_per_command",
+                tally.events as f64 / tally.commands as f64,
+            )
+            .with_param(
+                "trades_per_command",
+                tally.trades as f64 / tally.commands as f64,
+            )
+            .with_param(
+                "rejects_per_command",
+                tally.rejects as f64 / tally.commands as f64,
+            ),
+    )
+}
+
+/// Takes what the shard has emitted: events feed the flow (clients learn of fills), each
+/// `Done` is reported to `on_done`. Returns how many commands completed.
+fn drain(
+    outputs: &mut Outputs,
+    flow: &mut Flow,
+    tally: &mut Tally,
+    pending: &mut Vec<Event>,
+    mut on_done: impl FnMut(u64),
+) -> u64 {
+    let mut completed = 0;
+    // Bounded per call so sending keeps its pace.
+    for _ in 0..4_096 {
+        match outputs.try_next() {
+            Some(Output::Event { event, .. }) => pending.push(event),
+            Some(Output::Done { seq }) => {
+                tally.add(pending);
+                flow.observe(pending);
+                pending.clear();
+                on_done(seq);
+                completed += 1;
+            }
+            Some(_) | None => break,
+        }
+    }
+    completed
+}
+
+fn run_engine(args: &BenchArgs) -> Result<Report, BenchError> {
+    let rate = args.rate_or(RATE_DEFAULT_OPS_PER_SEC)?;
+    let seed = args.seed_or_default();
+    let (mut engine, mut flow) = prepare(seed)?;
+    let mut events: Vec<Event> = Vec::with_capacity(4_096);
+    let mut tally = Tally::default();
+    let (warmup_commands, throughput_commands) = phase_commands(args, rate);
+    for _ in 0..warmup_commands {
+        engine.apply(&flow.next_command(), &mut events);
+        tally.add(&events);
+        flow.observe(&events);
+        events.clear();
+    }
+
+    // Throughput: batches generated untimed, applied timed; the batch's events are kept (as a
+    // consumer would receive them) and fed back after the batch.
+    let mut batch = Vec::with_capacity(BATCH_COMMANDS);
+    let mut batch_events: Vec<Event> = Vec::with_capacity(BATCH_COMMANDS * 16);
+    let mut elapsed = std::time::Duration::ZERO;
+    for _ in 0..throughput_commands / BATCH_COMMANDS {
+        batch.clear();
+        batch.extend((0..BATCH_COMMANDS).map(|_| flow.next_command()));
+        batch_events.clear();
+        let start = Instant::now();
+        for command in &batch {
+            engine.apply(command, &mut batch_events);
+        }
+        elapsed += start.elapsed();
+        tally.add_batch(BATCH_COMMANDS as u64, &batch_events);
+        flow.observe(&batch_events);
+    }
+    let ops_per_sec = throughput_commands as f64 / elapsed.as_secs_f64();
+
+    // Latency under load: open loop at `rate`.
+    let floor_ns = floor::clock_read_ns();
+    let total = args.duration.as_secs_f64() * rate.get() as f64;
+    let count = total as u64;
+    let progress = Progress::new(NAME, args.duration, args.json);
+    progress.set_phase("open loop");
+    let mut recorder = LatencyRecorder::new()?;
+    let mut next = flow.next_command();
+    let start = Instant::now();
+    let mut pacer = Pacer::new(rate, start);
+    // Bounded: exactly `count` sends.
+    for i in 0..count {
+        let scheduled = pacer.next_scheduled();
+        engine.apply(&next, &mut events);
+        let done = Instant::now();
+        recorder.record_from_scheduled(scheduled, done);
+        tally.add(&events);
+        flow.observe(&events);
+        events.clear();
+        next = flow.next_command();
+        if i % 65_536 == 0 {
+            progress.set_elapsed(start.elapsed());
+        }
+    }
+    progress.finish();
+    let stats = pacer.stats();
+    // The run must leave a consistent engine: a benchmark of a broken engine is worthless.
+    engine.audit().map_err(|e| BenchError::workload(NAME, e))?;
+
+    Ok(
+        Report::new(NAME, ops_per_sec, recorder.summary(), Some(floor_ns))
+            .with_param("throughput_commands", throughput_commands as u64)
+            .with_param("latency_rate_ops_per_sec", rate.get())
+            .with_param("latency_commands", count)
+            .with_param("sends_behind_count", stats.sends_behind_count)
+            .with_param("seed", seed)
+            .with_param("accounts", u64::from(ACCOUNTS))
+            .with_param("risk_and_ledger", true)
+            .with_param("balance_events", engine.config().balance_events)
+            .with_param(
+                "events_per_command",
+                tally.events as f64 / tally.commands as f64,
+            )
+            .with_param(
+                "trades_per_command",
+                tally.trades as f64 / tally.commands as f64,
+            )
+            .with_param(
+                "rejects_per_command",
+                tally.rejects as f64 / tally.commands as f64,
+            )
+            .with_param("live_orders_end", u64::from(engine.live_orders())),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn runs_and_reports_a_consistent_engine() {
+        let mut args = BenchArgs::new(NAME);
+        args.duration = Duration::from_millis(100);
+        args.rate_ops_per_sec = Some(100_000);
+        let report = run(&args).unwrap();
+        assert_eq!(report.workload, NAME);
+        assert!(report.ops_per_sec > 0.0);
+        assert!(report.params["trades_per_command"].as_f64().unwrap() > 0.0);
+        assert_eq!(report.params["latency_commands"], 10_000);
+    }
+
+    #[test]
+    fn runs_through_one_shard_and_refuses_more() {
+        let mut args = BenchArgs::new(NAME);
+        args.duration = Duration::from_millis(100);
+        args.rate_ops_per_sec = Some(50_000);
+        args.shards = Some(1);
+        let report = run(&args).unwrap();
+        assert_eq!(report.params["shards"], 1);
+        assert!(report.ops_per_sec > 0.0);
+        args.shards = Some(2);
+        assert!(run(&args).is_err());
+    }
+}

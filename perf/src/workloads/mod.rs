@@ -1,0 +1,10 @@
+//! One module per workload; each exports `pub const WORKLOAD: Workload`, listed in
+//! [`registry::WORKLOADS`](crate::registry::WORKLOADS).
+
+pub mod e2e;
+pub mod journal;
+pub mod matching;
+pub mod noop;
+pub mod replication;
+pub mod rest;
+pub mod ws;
