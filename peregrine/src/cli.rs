@@ -1,0 +1,131 @@
+//! Command-line interface: `peregrine <command> [flags]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::commands::bench::BenchArgs;
+use crate::config::{DEFAULT_FILE, FileChoice, LogFormat, LogLevel, Overrides};
+
+const ABOUT: &str = "Peregrine: a low-latency crypto/fiat exchange appliance in one binary.";
+
+const AFTER_HELP: &str = "\
+Configuration precedence (later wins): embedded defaults, peregrine.toml (or --config FILE),
+PEREGRINE_<SECTION>__<KEY> environment variables, command-line flags.
+See peregrine.example.toml for every key, or `peregrine up --print-config`.";
+
+/// The `peregrine` command line.
+#[derive(Debug, Parser)]
+#[command(name = "peregrine", version, about = ABOUT, after_help = AFTER_HELP)]
+#[command(
+    propagate_version = true,
+    subcommand_required = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// One variant per subcommand. Later: `ctl` (operate a running appliance), `tuning` (host
+/// checks), `replay` (re-run a journal).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the appliance until SIGINT or SIGTERM (HTTP health and metrics, data directory).
+    Up(UpArgs),
+    /// Run a benchmark workload and print its report (`--json` for one JSON object).
+    Bench(BenchArgs),
+    /// Rebuild the engine from the journal (snapshot + replay), audit it and print a summary.
+    Replay(crate::commands::replay::ReplayArgs),
+}
+
+/// Flags of `peregrine up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// Where the configuration comes from, and the flags that override it. Shared by every
+/// command that runs the appliance's parts.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Configuration")]
+pub struct ConfigArgs {
+    /// Configuration file; must exist [default: ./peregrine.toml if present]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory for all persistent state (data.dir) [default: ./data]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of the HTTP health/metrics server; port 0 picks a free one (http.listen)
+    /// [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Log line format (log.format) [default: human]
+    #[arg(long, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
+
+    /// Minimum log level; wins over RUST_LOG (log.level) [default: info]
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<LogLevel>,
+}
+
+impl ConfigArgs {
+    pub fn file_choice(&self) -> FileChoice {
+        match &self.config {
+            Some(path) => FileChoice::Explicit(path.clone()),
+            None => FileChoice::IfPresent(PathBuf::from(DEFAULT_FILE)),
+        }
+    }
+
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            listen: self.listen,
+            log_format: self.log_format,
+            log_level: self.log_level,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "peregrine",
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--print-config",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("expected up")
+        };
+        assert!(up.print_config);
+        assert_eq!(up.config.overrides().log_format, Some(LogFormat::Json));
+        assert_eq!(
+            up.config.file_choice(),
+            FileChoice::IfPresent(DEFAULT_FILE.into())
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! What each subcommand does, and how failures map to exit codes.
+
+pub mod bench;
+pub mod replay;
+pub mod up;
+
+use crate::cli::{Cli, Command};
+
+/// Exit code for a configuration (usage) error, the same code clap uses for bad flags.
+pub const EXIT_CONFIG: u8 = 2;
+/// Exit code for any other failure.
+pub const EXIT_FAILURE: u8 = 1;
+
+/// A failed command. `Display` is one line, without the `error: ` prefix.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Up(#[from] up::UpError),
+    #[error("bench: {0}")]
+    Bench(#[from] bench::BenchError),
+    #[error(transparent)]
+    Replay(#[from] replay::ReplayError),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Up(e) if e.is_config_error() => EXIT_CONFIG,
+            Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
+            Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
+            Self::Up(_) | Self::Bench(_) | Self::Replay(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), CommandError> {
+    match cli.command {
+        Command::Up(args) => up::run(&args, std::env::vars_os())?,
+        Command::Bench(args) => bench::run(&args)?,
+        Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
+    }
+    Ok(())
+}

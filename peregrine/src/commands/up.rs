@@ -1,0 +1,520 @@
+//! `peregrine up`: runs the appliance until SIGINT or SIGTERM.
+//!
+//! Start order: configuration, logging, data directory, metrics and readiness registries,
+//! HTTP listener, then the summary on stdout and readiness. Stop order is the reverse: not
+//! ready, stop accepting, drain in-flight requests for at most `http.shutdown_timeout_ms`.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use peregrine_gateway::quic::server::{Server as QuicServer, ServerConfig};
+use peregrine_gateway::quic::tls::{TlsSource, ensure_dev_certificate};
+
+use crate::cli::UpArgs;
+use crate::config::journal::AckName;
+use crate::config::{self, Config, ConfigError};
+use crate::exchange::{Exchange, ExchangeError};
+use crate::http::{self, ALIVE_PATH, AppState, HttpError, METRICS_PATH, READY_PATH};
+use crate::logging::{self, LoggingError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::readiness::{CheckStatus, Readiness, ReadinessError};
+use crate::shutdown::StopSignals;
+
+/// Sub-directory of the data directory holding the development TLS certificate.
+const TLS_SUBDIR: &str = "tls";
+/// Longest start-up waits for every readiness check before printing the summary.
+const READY_WAIT: Duration = Duration::from_secs(10);
+/// How long QUIC sessions get to be logged out at stop.
+const QUIC_GRACE: Duration = Duration::from_secs(2);
+
+/// Worker threads of the async runtime: QUIC sessions, the operator plane (health, metrics,
+/// control). The matching shard, the journal writer and the router run on their own threads.
+const RUNTIME_WORKER_THREADS: usize = 2;
+
+/// Why `up` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot create data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("http server stopped unexpectedly: {0}")]
+    ServerTask(String),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("quic: {0}")]
+    Quic(String),
+    #[error("replica: {0}")]
+    Replica(String),
+    #[error("rest: {0}")]
+    Rest(String),
+    #[error("control token {}: {source}", path.display())]
+    ControlToken {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl UpError {
+    /// Errors the operator fixes in the configuration (exit code 2).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_)
+                | Self::Logging(LoggingError::Filter(_))
+                | Self::Exchange(ExchangeError::Catalog(_))
+        )
+    }
+}
+
+/// Runs `peregrine up`. `env` is the process environment (a parameter so tests can pass
+/// their own).
+pub fn run(
+    args: &UpArgs,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<(), UpError> {
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+    let loaded = config::load(
+        &args.config.file_choice(),
+        env.iter().cloned(),
+        &args.config.overrides(),
+    )?;
+
+    if args.print_config {
+        let text = loaded.config.to_toml()?;
+        let mut stdout = std::io::stdout().lock();
+        stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .map_err(UpError::Stdout)?;
+        return Ok(());
+    }
+
+    let rust_log = match env.iter().find(|(name, _)| name == logging::RUST_LOG) {
+        None => None,
+        Some((_, value)) => Some(
+            value
+                .to_str()
+                .ok_or_else(|| LoggingError::Filter("value is not valid UTF-8".to_owned()))?,
+        ),
+    };
+    let filter = logging::filter(
+        &loaded.config.log,
+        args.config.log_level.is_some(),
+        rust_log,
+    )?;
+    logging::init(loaded.config.log.format, filter)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_WORKER_THREADS)
+        .thread_name("peregrine-rt")
+        .enable_all()
+        .build()
+        .map_err(UpError::Runtime)?;
+    runtime.block_on(serve_until_stopped(&loaded.config, loaded.file.as_deref()))
+}
+
+async fn serve_until_stopped(
+    config: &Config,
+    config_file: Option<&std::path::Path>,
+) -> Result<(), UpError> {
+    // Installed first: a SIGTERM during start-up then stops gracefully instead of killing.
+    let mut signals = StopSignals::install().map_err(UpError::Signals)?;
+
+    let data_dir = config.data.dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| UpError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+
+    // The trading core: recover the engine (newest snapshot + journal tail; a torn tail is
+    // truncated and logged, corruption stops start-up), start the shard and the sequencer, add
+    // the catalog. Blocking I/O, off the runtime's workers.
+    let core_config = config.clone();
+    let exchange = tokio::task::spawn_blocking(move || Exchange::start(&core_config))
+        .await
+        .map_err(|e| UpError::ServerTask(e.to_string()))??;
+    let engine = Arc::clone(&exchange.engine);
+    let Some(journal) = engine.journal().cloned() else {
+        return Err(UpError::ServerTask(
+            "the sequencer has no journal".to_owned(),
+        ));
+    };
+
+    let metrics = Metrics::new()?;
+    let readiness = Readiness::new();
+    let http_ready = readiness.register_flag("http")?;
+    let journal_metrics = crate::journal_metrics::JournalMetrics::register(metrics.registry())
+        .map_err(crate::metrics::MetricsError::from)?;
+    journal_metrics.refresh(&journal);
+    let journal_refresh = journal_metrics.spawn_refresh(journal.clone());
+    crate::journal_metrics::register_readiness(&readiness, journal.clone())?;
+    let engine_metrics = crate::engine_metrics::EngineMetrics::register(metrics.registry())
+        .map_err(crate::metrics::MetricsError::from)?;
+    engine_metrics.refresh(&engine);
+    let engine_refresh =
+        engine_metrics.spawn_refresh(Arc::clone(&engine), exchange.snapshot_pauses());
+    let checked_engine = Arc::clone(&engine);
+    readiness.register_check("engine", move || {
+        if checked_engine.is_failed() {
+            CheckStatus::NotReady("the sequencer stopped taking commands".to_owned())
+        } else {
+            CheckStatus::Ready
+        }
+    })?;
+    let checked_dir = data_dir.clone();
+    readiness.register_check("data", move || {
+        if checked_dir.is_dir() {
+            CheckStatus::Ready
+        } else {
+            CheckStatus::NotReady(format!(
+                "data directory {} is missing",
+                checked_dir.display()
+            ))
+        }
+    })?;
+
+    // Replication into SQL, off the hot path: it follows the journal at its own pace.
+    let replica = if config.replica.enabled {
+        let mut replica_config = peregrine_replica::ReplicaConfig::new(
+            config.replica.database_url(&data_dir),
+            exchange.journal_dir.clone(),
+            crate::exchange::engine_config(),
+        );
+        replica_config.ready_lag_max = Duration::from_millis(config.replica.ready_lag_max_ms);
+        replica_config.retention_floor = exchange.retention_floor.clone();
+        replica_config.currency_scales = exchange
+            .catalog
+            .currencies()
+            .iter()
+            .map(|c| (c.id, u8::try_from(c.scale.scale).unwrap_or(u8::MAX)))
+            .collect();
+        let source = peregrine_replica::DurableSource::Journal(exchange.journal().clone());
+        let registry = metrics.registry().clone();
+        let handle = tokio::task::spawn_blocking(move || {
+            peregrine_replica::Replicator::start(replica_config, source, &registry)
+        })
+        .await
+        .map_err(|e| UpError::ServerTask(e.to_string()))?
+        .map_err(|e| UpError::Replica(e.to_string()))?;
+        let handle = Arc::new(std::sync::Mutex::new(Some(handle)));
+        let checked = Arc::clone(&handle);
+        readiness.register_check("replica", move || {
+            let guard = checked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match guard.as_ref().map(|h| h.readiness()) {
+                Some(Ok(())) => CheckStatus::Ready,
+                Some(Err(why)) => CheckStatus::NotReady(why),
+                None => CheckStatus::NotReady("replicator stopped".to_owned()),
+            }
+        })?;
+        Some(handle)
+    } else {
+        None
+    };
+
+    // QUIC order entry.
+    let quic = if config.quic.enabled {
+        let tls = match (&config.quic.cert_chain_pem, &config.quic.private_key_pem) {
+            (Some(cert_chain_pem), Some(private_key_pem)) => TlsSource::Files {
+                cert_chain_pem: cert_chain_pem.clone(),
+                private_key_pem: private_key_pem.clone(),
+            },
+            (None, None) => ensure_dev_certificate(
+                &data_dir.join(TLS_SUBDIR),
+                &["localhost".to_owned(), config.quic.listen.ip().to_string()],
+            )
+            .map_err(|e| UpError::Quic(e.to_string()))?,
+            _ => {
+                return Err(UpError::Quic(
+                    "set both cert_chain_pem and private_key_pem, or neither".to_owned(),
+                ));
+            }
+        };
+        let server_config = ServerConfig {
+            listen: config.quic.listen,
+            tls,
+            keys: config.quic.keys.clone(),
+            limits: config.quic.limits,
+            sessions_per_key: config.quic.sessions_per_key,
+            transport: config.quic.transport,
+        };
+        Some(
+            QuicServer::start(server_config, Arc::clone(&engine))
+                .map_err(|e| UpError::Quic(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+
+    // The retail REST/WebSocket bridge; its market data follows the engine's event tap.
+    // Its transaction history reads the replica (a connection of its own, opened on use).
+    let replica_reader = config.replica.enabled.then(|| {
+        Arc::new(peregrine_replica::ReplicaReader::new(
+            config.replica.database_url(&data_dir),
+        ))
+    });
+    let rest = peregrine_gateway::rest::serve_with_replica(
+        config.rest.clone(),
+        Arc::clone(&engine),
+        Arc::clone(&exchange.catalog),
+        metrics.registry(),
+        replica_reader,
+    )
+    .await
+    .map_err(|e| UpError::Rest(e.to_string()))?;
+    {
+        let feed_live = rest.readiness_probe();
+        readiness.register_check("rest", move || {
+            if feed_live() {
+                CheckStatus::Ready
+            } else {
+                CheckStatus::NotReady("market data is resynchronising".to_owned())
+            }
+        })?;
+    }
+
+    // The operators' control API, on the operator listener.
+    let control = if config.control.enabled {
+        let token_path = data_dir.join(&config.control.token_file);
+        let token = crate::control_token::load_or_create(&token_path).map_err(|source| {
+            UpError::ControlToken {
+                path: token_path.clone(),
+                source,
+            }
+        })?;
+        Some((
+            peregrine_control::router(peregrine_control::ControlState {
+                engine: Arc::clone(&engine),
+                catalog: Arc::clone(&exchange.catalog),
+                token: token.into(),
+            }),
+            token_path,
+        ))
+    } else {
+        None
+    };
+
+    let listener = http::bind(config.http.listen).await?;
+    let local_addr = listener.local_addr().map_err(|source| HttpError::Bind {
+        addr: config.http.listen,
+        source,
+    })?;
+    let mut router = http::router(AppState {
+        metrics,
+        readiness: readiness.clone(),
+    });
+    let control_token_path = control.as_ref().map(|(_, path)| path.clone());
+    if let Some((control_router, _)) = control {
+        router = router.merge(control_router);
+    }
+    let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(http::serve(listener, router, async move {
+        // A dropped sender also stops the server: nobody is left to stop it otherwise.
+        let _ = stop_receiver.await;
+    }));
+
+    // Ready before the summary: whoever reads the summary may probe `/health/ready` at once.
+    // The market-data feed and the replicator come up asynchronously: wait for them, bounded,
+    // then go on (a part still not ready shows on `/health/ready` with its reason).
+    http_ready.set_ready();
+    let ready_deadline = tokio::time::Instant::now() + READY_WAIT;
+    while !readiness.report().is_ready() && tokio::time::Instant::now() < ready_deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if !readiness.report().is_ready() {
+        tracing::warn!(report = %readiness.report().to_text(), "not ready after start-up");
+    }
+    let replica_url = config
+        .replica
+        .enabled
+        .then(|| redact_url(&config.replica.database_url(&data_dir)));
+    let summary = Summary {
+        http_addr: local_addr,
+        config,
+        config_file,
+        exchange: &exchange,
+        quic: quic.as_ref(),
+        rest: &rest,
+        control_token_path: control_token_path.as_deref(),
+        replica_url: replica_url.as_deref(),
+    };
+    // A closed stdout (`peregrine up | head -1`) must not stop the exchange: warn and go on.
+    if let Err(error) = summary.print() {
+        tracing::warn!(%error, "could not print the start-up summary");
+    }
+    tracing::info!(http = %local_addr, data_dir = %data_dir.display(), "up");
+
+    let signal = tokio::select! {
+        signal = signals.recv() => signal,
+        joined = &mut server => return Err(server_ended(joined)),
+    };
+    tracing::info!(%signal, "stopping");
+    http_ready.set_not_ready("shutting down");
+    // Order entry first: no new commands while the rest drains.
+    rest.shutdown().await;
+    if let Some(quic) = quic {
+        quic.shutdown(QUIC_GRACE).await;
+    }
+    let _ = stop_sender.send(());
+
+    let drain_timeout = Duration::from_millis(config.http.shutdown_timeout_ms);
+    tokio::select! {
+        joined = &mut server => match joined {
+            Ok(Ok(())) => tracing::info!("http stopped"),
+            other => return Err(server_ended(other)),
+        },
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!(timeout_ms = config.http.shutdown_timeout_ms,
+                "in-flight requests did not finish in time; closing them");
+            server.abort();
+        }
+        signal = signals.recv() => {
+            tracing::warn!(%signal, "second stop signal; closing in-flight requests now");
+            server.abort();
+        }
+    }
+    journal_refresh.abort();
+    engine_refresh.abort();
+    drop(engine);
+    if let Some(replica) = replica {
+        let handle = replica
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle {
+            // The replicator resumes from its high-water mark at the next start.
+            match tokio::task::spawn_blocking(move || handle.stop()).await {
+                Ok(Ok(high_water_seq)) => tracing::info!(high_water_seq, "replicator stopped"),
+                Ok(Err(error)) => tracing::warn!(%error, "replicator stopped with an error"),
+                Err(error) => tracing::warn!(%error, "replicator stop task failed"),
+            }
+        }
+    }
+    let durable_seq = tokio::task::spawn_blocking(move || exchange.stop())
+        .await
+        .map_err(|e| UpError::ServerTask(e.to_string()))??;
+    tracing::info!(durable_seq, "journal closed");
+    Ok(())
+}
+
+fn server_ended(joined: Result<Result<(), HttpError>, tokio::task::JoinError>) -> UpError {
+    match joined {
+        Ok(Ok(())) => UpError::ServerTask("without a stop signal".to_owned()),
+        Ok(Err(e)) => UpError::Http(e),
+        Err(e) => UpError::ServerTask(e.to_string()),
+    }
+}
+
+/// `url` without its credentials (`mysql://user:secret@host/db` → `mysql://…@host/db`), for
+/// the summary and logs.
+fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rsplit_once('@')) {
+        (Some((scheme, _)), Some((_, rest))) => format!("{scheme}://…@{rest}"),
+        _ => url.to_owned(),
+    }
+}
+
+/// What started and where, on stdout (logs go to stderr), one `name  value` line each, e.g.
+/// `http  http://127.0.0.1:8080  (/health/alive /health/ready /metrics)`.
+struct Summary<'a> {
+    http_addr: SocketAddr,
+    config: &'a Config,
+    config_file: Option<&'a std::path::Path>,
+    exchange: &'a Exchange,
+    quic: Option<&'a QuicServer>,
+    rest: &'a peregrine_gateway::rest::RestServer,
+    control_token_path: Option<&'a std::path::Path>,
+    replica_url: Option<&'a str>,
+}
+
+impl Summary<'_> {
+    fn print(&self) -> std::io::Result<()> {
+        let config_source = self.config_file.map_or_else(
+            || "embedded defaults".to_owned(),
+            |p| p.display().to_string(),
+        );
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "peregrine {} up", env!("CARGO_PKG_VERSION"))?;
+        writeln!(stdout, "config  {config_source}")?;
+        writeln!(
+            stdout,
+            "http  http://{}  ({ALIVE_PATH} {READY_PATH} {METRICS_PATH})",
+            self.http_addr
+        )?;
+        if let Some(path) = self.control_token_path {
+            writeln!(
+                stdout,
+                "control  http://{}/control/v1  (bearer token in {})",
+                self.http_addr,
+                path.display()
+            )?;
+        }
+        if let Some(quic) = self.quic {
+            let fingerprint: Vec<String> = quic
+                .fingerprint_sha256()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            writeln!(
+                stdout,
+                "quic  {}  (sha256 {}; {} keys)",
+                quic.local_addr(),
+                fingerprint.join(""),
+                self.config.quic.keys.len()
+            )?;
+        }
+        writeln!(
+            stdout,
+            "rest  http://{}/api/v2  (ws /api/v2/ranger/public|private; {} keys)",
+            self.rest.local_addr(),
+            self.config.rest.keys.len()
+        )?;
+        writeln!(
+            stdout,
+            "journal  {}  (ack {}, recovered to seq {})",
+            self.exchange.journal_dir.display(),
+            match self.config.journal.ack {
+                AckName::Durable => "durable",
+                AckName::Fast => "fast",
+            },
+            self.exchange.recovered_seq
+        )?;
+        if let Some(url) = self.replica_url {
+            writeln!(stdout, "replica  {url}")?;
+        }
+        let markets: Vec<&str> = self
+            .exchange
+            .catalog
+            .markets()
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        writeln!(stdout, "markets  {}", markets.join(" "))?;
+        writeln!(stdout, "data  {}", self.config.data.dir.display())?;
+        stdout.flush()
+    }
+}

@@ -1,0 +1,66 @@
+//! `[journal]`: how commands are made durable and how often the engine is snapshotted.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Bound on `journal.snapshots_kept`.
+pub const SNAPSHOTS_KEPT_MAX: usize = 1_000;
+
+/// The `[journal]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSection {
+    /// `durable`: nothing a command causes (ack, fill, market data) leaves before its journal
+    /// record is on disk. `fast`: effects leave at once; a crash may lose the last acknowledged
+    /// commands.
+    pub ack: AckName,
+    /// Snapshot after this many commands since the last one (0: never by count).
+    pub snapshot_every_commands: u64,
+    /// Snapshot after this many milliseconds since the last one (0: never by time).
+    pub snapshot_every_ms: u64,
+    /// Snapshots kept, newest first (1 to 1000).
+    #[serde(deserialize_with = "snapshots_kept")]
+    pub snapshots_kept: usize,
+    /// Delete journal segments covered by the oldest kept snapshot (and already replicated).
+    pub delete_covered_segments: bool,
+}
+
+impl Default for JournalSection {
+    fn default() -> Self {
+        Self {
+            ack: AckName::Durable,
+            snapshot_every_commands: peregrine_persist::config::SNAPSHOT_EVERY_COMMANDS_DEFAULT,
+            snapshot_every_ms: 300_000,
+            snapshots_kept: 2,
+            delete_covered_segments: true,
+        }
+    }
+}
+
+/// The acknowledgement mode's name in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AckName {
+    #[default]
+    Durable,
+    Fast,
+}
+
+impl AckName {
+    /// The journal's mode.
+    pub fn mode(self) -> peregrine_persist::AckMode {
+        match self {
+            Self::Durable => peregrine_persist::AckMode::Durable,
+            Self::Fast => peregrine_persist::AckMode::Fast,
+        }
+    }
+}
+
+fn snapshots_kept<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let value = usize::deserialize(deserializer)?;
+    if value == 0 || value > SNAPSHOTS_KEPT_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside 1 to {SNAPSHOTS_KEPT_MAX}"
+        )));
+    }
+    Ok(value)
+}

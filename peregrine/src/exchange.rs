@@ -1,0 +1,314 @@
+//! The trading core `up` runs: journal recovery, the matching shard, the sequencer in front of
+//! it, the catalog brought into the engine, and periodic snapshots.
+//!
+//! Start order: recover (newest snapshot + journal tail) → start the shard at the recovered
+//! sequence → the sequencer (journals every command before the engine sees it) → add what the
+//! catalog has and the engine lacks, as journaled commands → snapshots. Stop order is the
+//! reverse; the journal closes last, so everything appended is durable when `stop` returns.
+//!
+//! Blocking: call [`Exchange::start`] and [`Exchange::stop`] off the async runtime's workers
+//! (`spawn_blocking`), since they wait for disk and for the engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use peregrine_gateway::catalog::{Catalog, CatalogError};
+use peregrine_gateway::engine::{EngineError, EngineHandle, OrderTracker};
+use peregrine_hotpath::runtime::{RuntimeError, Shard};
+use peregrine_persist::snapshot::RetentionFloor;
+use peregrine_persist::{JournalConfig, JournalWriter, RecoveryReport, Snapshotter};
+
+use crate::config::Config;
+
+/// Sub-directory of the data directory holding journal segments and snapshots.
+pub const JOURNAL_SUBDIR: &str = "journal";
+/// How often the snapshot driver checks whether a snapshot is due.
+const SNAPSHOT_POLL: Duration = Duration::from_millis(100);
+/// Longest the catalog's start-up commands may take to be acknowledged.
+const CATALOG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the trading core could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExchangeError {
+    #[error("journal: {0}")]
+    Open(#[from] peregrine_persist::OpenError),
+    #[error("journal: {0}")]
+    Journal(#[from] peregrine_persist::JournalError),
+    #[error("matching shard: {0}")]
+    Shard(#[from] RuntimeError),
+    #[error("sequencer: {0}")]
+    Engine(#[from] EngineError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] CatalogError),
+    #[error("catalog: adding `{what}` failed: {reason}")]
+    CatalogApply { what: String, reason: String },
+    #[error("snapshots: {0}")]
+    Snapshot(String),
+}
+
+/// The engine limits the appliance runs with; `up` and `replay` must agree on them.
+pub fn engine_config() -> peregrine_hotpath::EngineConfig {
+    peregrine_hotpath::EngineConfig::default()
+}
+
+/// The journal settings of `config` for the journal in `dir`.
+pub fn journal_config(config: &Config, dir: &Path) -> JournalConfig {
+    let section = &config.journal;
+    let mut journal = JournalConfig::new(dir);
+    journal.ack_mode = section.ack.mode();
+    journal.snapshot_every_commands = section.snapshot_every_commands;
+    journal.snapshot_every =
+        (section.snapshot_every_ms > 0).then(|| Duration::from_millis(section.snapshot_every_ms));
+    journal.snapshots_kept = section.snapshots_kept;
+    journal.delete_covered_segments = section.delete_covered_segments;
+    journal
+}
+
+/// The running trading core.
+#[derive(Debug)]
+pub struct Exchange {
+    /// The sequencer and router (shared with the gateways).
+    pub engine: Arc<EngineHandle>,
+    /// Names and units.
+    pub catalog: Arc<Catalog>,
+    /// The journal directory.
+    pub journal_dir: PathBuf,
+    /// What recovery found.
+    pub recovery: RecoveryReport,
+    /// The sequence recovery ended at.
+    pub recovered_seq: u64,
+    /// What the replicator has consumed, which journal retention keeps (with `[replica]` on).
+    pub retention_floor: Option<RetentionFloor>,
+    writer: JournalWriter,
+    snapshots: SnapshotDriver,
+}
+
+impl Exchange {
+    /// Starts the core from the data directory in `config`.
+    pub fn start(config: &Config) -> Result<Exchange, ExchangeError> {
+        let catalog = Arc::new(Catalog::new(&config.currencies, &config.markets)?);
+        let journal_dir = config.data.dir.join(JOURNAL_SUBDIR);
+        let mut journal_config = journal_config(config, &journal_dir);
+        // With a replicator, retention keeps every segment it has not consumed; it starts at 0
+        // (keep everything) and the replicator raises it after each commit.
+        let retention_floor = config.replica.enabled.then(|| RetentionFloor::new(0));
+        journal_config.retention_floor = retention_floor.clone();
+        // Order statuses from the replayed commands: a client resending an order after the
+        // restart gets the original's status, not a second order. This covers orders since the
+        // snapshot used; an older order still live is refused by the engine as a duplicate.
+        let mut tracker = OrderTracker::new();
+        let (recovered, writer) = peregrine_persist::open_observed(
+            &journal_config,
+            engine_config(),
+            &mut |seq, command, events| tracker.observe(seq, command, events),
+        )?;
+        if let Some(torn) = &recovered.report.torn_tail {
+            tracing::warn!(file = %torn.path.display(), offset = torn.offset,
+                zeroed_bytes = torn.zeroed_bytes, reason = %torn.reason,
+                "journal torn tail truncated");
+        }
+        tracing::info!(dir = %journal_dir.display(), last_seq = recovered.last_seq,
+            replayed = recovered.report.replayed_count, "journal recovered");
+        // The catalog is checked against the recovered engine before anything runs: a changed
+        // market unit is refused here, not discovered in a mis-scaled price later.
+        let missing = catalog.missing_in(&recovered.engine)?;
+        let recovered_seq = recovered.last_seq;
+        let shard = Shard::start_at(
+            recovered.engine,
+            recovered_seq,
+            &config.hotpath.shard_config(),
+        )?;
+        let engine =
+            EngineHandle::start_with_tracker(shard, Some(writer.journal().clone()), tracker)?;
+        for command in missing {
+            let what = format!("{command:?}");
+            let outcome =
+                engine
+                    .execute(None, command)
+                    .map_err(|e| ExchangeError::CatalogApply {
+                        what: what.clone(),
+                        reason: e.to_string(),
+                    })?;
+            let executed = wait_blocking(outcome, CATALOG_TIMEOUT).ok_or_else(|| {
+                ExchangeError::CatalogApply {
+                    what: what.clone(),
+                    reason: "no outcome in time".to_owned(),
+                }
+            })?;
+            if let Some(reason) = executed.rejected() {
+                return Err(ExchangeError::CatalogApply {
+                    what,
+                    reason: reason.to_string(),
+                });
+            }
+            tracing::info!(seq = executed.seq, command = %what, "catalog entry added");
+        }
+        let snapshots = SnapshotDriver::start(&journal_config, &engine, writer.journal().clone())?;
+        Ok(Exchange {
+            engine,
+            catalog,
+            journal_dir,
+            recovery: recovered.report,
+            recovered_seq,
+            retention_floor,
+            writer,
+            snapshots,
+        })
+    }
+
+    /// Pauses of the engine thread for snapshots so far (for metrics), readable after start.
+    pub fn snapshot_pauses(&self) -> SnapshotPausesProbe {
+        SnapshotPausesProbe(Arc::clone(&self.snapshots.snapshotter))
+    }
+
+    /// The journal commands are appended to.
+    pub fn journal(&self) -> &peregrine_persist::Journal {
+        self.writer.journal()
+    }
+
+    /// Stops snapshots and the router, then closes the journal (everything appended becomes
+    /// durable). Returns the final durable sequence.
+    pub fn stop(self) -> Result<u64, ExchangeError> {
+        let snapshots = self.snapshots.stop();
+        self.engine.shutdown();
+        let durable_seq = self.writer.shutdown()?;
+        snapshots.map_err(ExchangeError::Snapshot)?;
+        Ok(durable_seq)
+    }
+}
+
+/// Reads the snapshotter's pause statistics; zero once snapshots have stopped.
+#[derive(Clone, Debug)]
+pub struct SnapshotPausesProbe(Arc<Mutex<Option<Snapshotter>>>);
+
+impl SnapshotPausesProbe {
+    /// Snapshots taken and their pauses.
+    pub fn pauses(&self) -> peregrine_persist::SnapshotPauses {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Snapshotter::pauses)
+            .unwrap_or_default()
+    }
+}
+
+/// Waits for a oneshot from a plain thread, bounded by `timeout`.
+fn wait_blocking<T>(receiver: tokio::sync::oneshot::Receiver<T>, timeout: Duration) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    let mut receiver = receiver;
+    // Bounded by the deadline; a millisecond poll is plenty for start-up commands.
+    loop {
+        match receiver.try_recv() {
+            Ok(value) => return Some(value),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                if Instant::now() >= deadline {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+    }
+}
+
+/// Takes snapshots on the engine thread (through a shard query, between two commands) when
+/// the snapshotter says one is due; the snapshotter's helper writes them once durable.
+#[derive(Debug)]
+struct SnapshotDriver {
+    snapshotter: Arc<Mutex<Option<Snapshotter>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl SnapshotDriver {
+    fn start(
+        config: &JournalConfig,
+        engine: &Arc<EngineHandle>,
+        journal: peregrine_persist::Journal,
+    ) -> Result<SnapshotDriver, ExchangeError> {
+        let stats = Arc::clone(engine.shard().stats());
+        let applied_seq = stats.last_seq.load(Ordering::Acquire);
+        let snapshotter = Arc::new(Mutex::new(Some(Snapshotter::start(
+            config,
+            journal,
+            applied_seq,
+        ))));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (snapshotter, stop, engine) = (
+                Arc::clone(&snapshotter),
+                Arc::clone(&stop),
+                Arc::clone(engine),
+            );
+            std::thread::Builder::new()
+                .name("snapshot-driver".into())
+                .spawn(move || drive_snapshots(&snapshotter, &stop, &engine))
+                .map_err(|e| ExchangeError::Snapshot(e.to_string()))?
+        };
+        Ok(SnapshotDriver {
+            snapshotter,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the driver and waits for the snapshot in flight, if any, to be written.
+    fn stop(mut self) -> Result<(), String> {
+        self.stop.store(true, Ordering::Release);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        let snapshotter = self
+            .snapshotter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        match snapshotter {
+            Some(snapshotter) => snapshotter.finish().map(|_| ()).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+fn drive_snapshots(
+    snapshotter: &Arc<Mutex<Option<Snapshotter>>>,
+    stop: &AtomicBool,
+    engine: &Arc<EngineHandle>,
+) {
+    let stats = Arc::clone(engine.shard().stats());
+    // Bounded by the stop flag, checked every poll.
+    while !stop.load(Ordering::Acquire) {
+        std::thread::sleep(SNAPSHOT_POLL);
+        let due = snapshotter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|s| s.is_due(stats.last_seq.load(Ordering::Acquire)));
+        if !due {
+            continue;
+        }
+        let (snapshotter, stats) = (Arc::clone(snapshotter), Arc::clone(&stats));
+        // On the engine thread, between two commands: `last_seq` is exactly what `engine` has
+        // applied. The pause is the snapshot's serialisation, measured by the snapshotter.
+        let taken = engine.query(move |engine| {
+            let applied_seq = stats.last_seq.load(Ordering::Acquire);
+            let mut guard = snapshotter.lock().unwrap_or_else(PoisonError::into_inner);
+            guard
+                .as_mut()
+                .map(|s| s.maybe_take(engine, applied_seq).map_err(|e| e.to_string()))
+        });
+        match taken {
+            Ok(Some(Ok(Some(pause)))) => {
+                tracing::info!(pause_us = pause.as_micros() as u64, "snapshot taken");
+            }
+            Ok(Some(Err(error))) => tracing::error!(%error, "snapshot failed"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "snapshot query did not run"),
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! The Peregrine appliance: the `peregrine` binary's modules.
+//!
+//! - [`cli`]: the command line (`up`, `bench`, `replay`).
+//! - [`commands`]: what each subcommand does; exit codes.
+//! - [`config`]: defaults, `peregrine.toml`, `PEREGRINE_*` overrides, flags.
+//! - [`http`]: the operator HTTP server (`/health/alive`, `/health/ready`, `/metrics`).
+//! - [`exchange`]: the trading core `up` runs (journal, shard, sequencer, catalog, snapshots).
+//! - [`metrics`]: the shared Prometheus registry; [`journal_metrics`] and [`engine_metrics`]
+//!   copy the core's counters into it.
+//! - [`control_token`]: the control API's bearer token file.
+//! - [`readiness`]: the registry of readiness checks behind `/health/ready`.
+//! - [`logging`]: `tracing` to stderr, human or JSON.
+//! - [`shutdown`]: SIGINT / SIGTERM.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod control_token;
+pub mod engine_metrics;
+pub mod exchange;
+pub mod http;
+pub mod journal_metrics;
+pub mod logging;
+pub mod metrics;
+pub mod readiness;
+pub mod shutdown;

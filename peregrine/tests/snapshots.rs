@@ -1,0 +1,159 @@
+//! Snapshots taken by a running `peregrine up`: after enough commands one is written under the
+//! journal directory; a restart after SIGKILL starts from it plus the journal tail, keeps the
+//! book, and still answers resends of orders placed after the snapshot with their status.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use peregrine_client::{Order, OrderState, Placed};
+use peregrine_hotpath::{ClientOrderId, MarketId, Price, Qty, Side};
+use support::{Trader, Up, write_config};
+
+const BTCUSD: MarketId = MarketId(1);
+/// Resting bids, each one below the last, so none trades.
+const ORDERS: u64 = 60;
+
+fn snapshot_files(journal: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(journal)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".snapshot"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_from_a_snapshot_and_the_journal_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let trader = Trader::new(1);
+    write_config(
+        dir.path(),
+        &[trader],
+        "[journal]\nsnapshot_every_commands = 40\nsnapshot_every_ms = 0\n",
+    );
+    let up = Up::start(dir.path());
+    up.deposit(trader.account, "usd", "10000000", 1).await;
+    let client = up.connect(&trader).await;
+    let mut ids = Vec::new();
+    for n in 0..ORDERS {
+        let placed = client
+            .place(Order::limit(
+                ClientOrderId(1_000 + n),
+                BTCUSD,
+                Side::Buy,
+                Price(4_900_000 - n),
+                Qty(1),
+            ))
+            .await
+            .unwrap();
+        let Placed::Ack { order, .. } = placed else {
+            panic!("refused: {placed:?}");
+        };
+        ids.push(order);
+    }
+    let journal = dir.path().join("data/journal");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while snapshot_files(&journal).is_empty() {
+        assert!(Instant::now() < deadline, "no snapshot was written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The pause it cost the engine thread is on /metrics (refreshed every second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = support::http_client()
+            .get(format!("{}/metrics", up.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("peregrine_engine_snapshot_pause_seconds_count 1") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot pause on /metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // One more order after the snapshot, then a crash.
+    let last = client
+        .place(Order::limit(
+            ClientOrderId(2_000),
+            BTCUSD,
+            Side::Buy,
+            Price(4_800_000),
+            Qty(1),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(last, Placed::Ack { .. }), "{last:?}");
+    drop(client);
+    up.kill();
+
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["replay", "--journal-dir", "data/journal"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert!(replay.status.success(), "{replay:?}");
+    assert!(
+        text.contains(".snapshot (seq "),
+        "replay did not use the snapshot: {text}"
+    );
+    assert!(
+        text.contains(&format!("{} live orders", ORDERS + 1)),
+        "{text}"
+    );
+
+    let up = Up::start(dir.path());
+    let client = up.connect(&trader).await;
+    // The order placed after the snapshot is known by its client id; an older live one is
+    // refused by the engine as a duplicate. Neither places a second order.
+    let resend = client
+        .place(Order::limit(
+            ClientOrderId(2_000),
+            BTCUSD,
+            Side::Buy,
+            Price(4_800_000),
+            Qty(1),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(resend, Placed::Duplicate(s) if s.state == OrderState::Live),
+        "{resend:?}"
+    );
+    let resend = client
+        .place(Order::limit(
+            ClientOrderId(1_000),
+            BTCUSD,
+            Side::Buy,
+            Price(4_900_000),
+            Qty(1),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        !matches!(resend, Placed::Ack { .. }),
+        "a live order was placed twice: {resend:?}"
+    );
+    let (status, body) = up
+        .control("accounts/1/cancel-all", serde_json::json!({}))
+        .await;
+    assert_eq!(
+        (status, body["cancelled"].as_u64()),
+        (200, Some(ORDERS + 1)),
+        "{body}"
+    );
+    drop(client);
+    up.stop();
+}

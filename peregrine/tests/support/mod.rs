@@ -1,0 +1,236 @@
+//! Shared by the tests that run `peregrine up` as a child process and trade through it: the
+//! configuration they write, the summary lines they read, the control API and QUIC clients.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use peregrine_client::{Client, KeyId, ServerTrust, SigningKey};
+
+/// Bound on waiting for the binary to start or stop: generous for a loaded 2-core CI machine.
+pub const PROCESS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// An account trading through its own QUIC key.
+#[derive(Clone, Copy, Debug)]
+pub struct Trader {
+    pub key_id: u64,
+    pub account: u32,
+    pub seed: [u8; 32],
+}
+
+impl Trader {
+    pub fn new(account: u32) -> Trader {
+        let mut seed = [0u8; 32];
+        seed[..4].copy_from_slice(&account.to_le_bytes());
+        seed[31] = 0x5A;
+        Trader {
+            key_id: u64::from(account) + 100,
+            account,
+            seed,
+        }
+    }
+
+    pub fn signing_key(&self) -> SigningKey {
+        SigningKey::from_seed(&self.seed).unwrap()
+    }
+}
+
+/// Writes `peregrine.toml` in `dir` for ephemeral ports, the data under `dir/data`, and one QUIC
+/// key per trader; `extra` is appended verbatim.
+pub fn write_config(dir: &Path, traders: &[Trader], extra: &str) -> PathBuf {
+    let mut text = String::from(
+        "[data]\ndir = \"data\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\nsessions_per_key = 4\n\n[rest]\nlisten = \"127.0.0.1:0\"\n\n",
+    );
+    for trader in traders {
+        text.push_str(&format!(
+            "[[quic.keys]]\nkey_id = {}\naccount = {}\npublic_key = \"{}\"\n\n",
+            trader.key_id,
+            trader.account,
+            trader.signing_key().public_key_hex()
+        ));
+    }
+    text.push_str(extra);
+    let path = dir.join("peregrine.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A running `peregrine up` and what its summary said.
+pub struct Up {
+    pub child: Child,
+    pub http: String,
+    pub quic: SocketAddr,
+    pub fingerprint: [u8; 32],
+    pub token: String,
+    pub lines: Vec<String>,
+}
+
+impl Up {
+    /// Starts `peregrine up` in `dir` (which holds `peregrine.toml`) and waits for its summary.
+    pub fn start(dir: &Path) -> Up {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+            .env_clear()
+            .current_dir(dir)
+            .args(["up", "--log-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("stderr.log"))
+                    .unwrap(),
+            ))
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            // Drains to the end even once nobody listens: a closed pipe would fail the
+            // child's later writes.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = sender.send(line);
+            }
+        });
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        let mut lines = Vec::new();
+        let (mut http, mut quic, mut token_path) = (None, None, None);
+        while !lines.iter().any(|l: &String| l.starts_with("data ")) {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let line = match receiver.recv_timeout(remaining) {
+                Ok(line) => line,
+                Err(e) => {
+                    let stderr =
+                        std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                    let _ = child.kill();
+                    panic!("no summary from peregrine up ({e}); saw {lines:?}; stderr:\n{stderr}");
+                }
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first() {
+                Some(&"http") => http = Some(words[1].to_owned()),
+                Some(&"quic") => {
+                    let hex = words[2].trim_start_matches("(sha256").trim_end_matches(';');
+                    let hex = if hex.is_empty() {
+                        words[3].trim_end_matches(';')
+                    } else {
+                        hex
+                    };
+                    let mut fingerprint = [0u8; 32];
+                    for (i, byte) in fingerprint.iter_mut().enumerate() {
+                        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
+                    }
+                    quic = Some((words[1].parse().unwrap(), fingerprint));
+                }
+                Some(&"control") => {
+                    token_path = Some(words.last().unwrap().trim_end_matches(')').to_owned());
+                }
+                _ => {}
+            }
+            lines.push(line);
+        }
+        let (quic, fingerprint) = quic.unwrap_or_else(|| panic!("no quic line: {lines:?}"));
+        let token_path = token_path.unwrap_or_else(|| panic!("no control line: {lines:?}"));
+        let token = std::fs::read_to_string(dir.join(token_path))
+            .unwrap()
+            .trim()
+            .to_owned();
+        Up {
+            child,
+            http: http.unwrap(),
+            quic,
+            fingerprint,
+            token,
+            lines,
+        }
+    }
+
+    /// Logs `trader` on over QUIC.
+    pub async fn connect(&self, trader: &Trader) -> Client {
+        Client::connect(
+            self.quic,
+            ServerTrust::Fingerprint(self.fingerprint),
+            KeyId(trader.key_id),
+            trader.signing_key(),
+        )
+        .await
+        .unwrap()
+    }
+
+    /// `POST {http}/control/v1/{path}` with the token; returns status and JSON body.
+    pub async fn control(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let response = http_client()
+            .post(format!("{}/control/v1/{path}", self.http))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    /// Credits `amount` of `currency` to `account` through the control API.
+    pub async fn deposit(&self, account: u32, currency: &str, amount: &str, deposit_id: u64) {
+        let (status, body) = self
+            .control(
+                "deposits",
+                serde_json::json!({
+                    "account": account, "currency": currency, "amount": amount,
+                    "deposit_id": deposit_id,
+                }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "exit after SIGTERM: {status:?}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "peregrine did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: the crash the journal is for.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        // Tests that fail before stopping must not leave a server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}

@@ -1,0 +1,240 @@
+//! Trading through a real `peregrine up`: funds credited through the control API, orders
+//! placed, matched and cancelled over QUIC with durable acknowledgements, a clean restart that
+//! keeps the book, and the control API's answers to bad input.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use peregrine_client::{Liquidity, Order, OrderState, Outcome, Placed, Reply};
+use peregrine_hotpath::{ClientOrderId, MarketId, OrderRef, Price, Qty, Side};
+use support::{Trader, Up, http_client, write_config};
+
+const BTCUSD: MarketId = MarketId(1);
+/// 50_000.00 usd in ticks of 0.01.
+const PRICE: Price = Price(5_000_000);
+
+/// Places `order` and insists on an Ack; returns the exchange id.
+async fn place_acked(
+    client: &peregrine_client::Client,
+    order: Order,
+) -> peregrine_hotpath::OrderId {
+    let described = format!("{order:?}");
+    match client.place(order).await.unwrap() {
+        Placed::Ack { order, .. } => order,
+        other => panic!("{described} refused: {other:?}"),
+    }
+}
+
+/// The next fill among `reports`, skipping other reports; bounded by a timeout.
+async fn next_fill(reports: &mut tokio::sync::mpsc::Receiver<Reply>) -> peregrine_client::Fill {
+    loop {
+        let reply = tokio::time::timeout(Duration::from_secs(10), reports.recv())
+            .await
+            .expect("no fill within 10 s")
+            .expect("reports ended");
+        if let Reply::Fill(fill) = reply {
+            return fill;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buyer, seller) = (Trader::new(1), Trader::new(2));
+    write_config(dir.path(), &[buyer, seller], "");
+    let up = Up::start(dir.path());
+    assert!(
+        up.lines.iter().any(|l| l == "markets  btcusd ethusd"),
+        "{:?}",
+        up.lines
+    );
+    up.deposit(buyer.account, "usd", "100000", 1).await;
+    up.deposit(seller.account, "btc", "2.5", 2).await;
+
+    let buy_client = up.connect(&buyer).await;
+    let sell_client = up.connect(&seller).await;
+    let mut buyer_reports = buy_client.reports().unwrap();
+    let mut seller_reports = sell_client.reports().unwrap();
+
+    // 1 btc bid at 50_000; 0.4 btc sold into it.
+    let bid = buy_client
+        .place(Order::limit(
+            ClientOrderId(11),
+            BTCUSD,
+            Side::Buy,
+            PRICE,
+            Qty(10_000),
+        ))
+        .await
+        .unwrap();
+    let Placed::Ack { order: bid_id, .. } = bid else {
+        panic!("bid refused: {bid:?}");
+    };
+    place_acked(
+        &sell_client,
+        Order::limit(ClientOrderId(21), BTCUSD, Side::Sell, PRICE, Qty(4_000)),
+    )
+    .await;
+    let maker_fill = next_fill(&mut buyer_reports).await;
+    assert_eq!(
+        (
+            maker_fill.order,
+            maker_fill.qty,
+            maker_fill.price,
+            maker_fill.liquidity
+        ),
+        (bid_id, Qty(4_000), PRICE, Liquidity::Maker)
+    );
+    let taker_fill = next_fill(&mut seller_reports).await;
+    assert_eq!(
+        (taker_fill.trade, taker_fill.liquidity),
+        (maker_fill.trade, Liquidity::Taker)
+    );
+
+    // A second bid, cancelled.
+    place_acked(
+        &buy_client,
+        Order::limit(
+            ClientOrderId(12),
+            BTCUSD,
+            Side::Buy,
+            Price(4_900_000),
+            Qty(100),
+        ),
+    )
+    .await;
+    let cancelled = buy_client
+        .cancel(OrderRef::Client(ClientOrderId(12)))
+        .await
+        .unwrap();
+    assert!(matches!(cancelled, Outcome::Done { .. }), "{cancelled:?}");
+
+    // An inexact or unknown input is refused with a typed error and changes nothing.
+    let (status, body) = up
+        .control(
+            "deposits",
+            serde_json::json!({"account": 1, "currency": "btc", "amount": "0.000000001", "deposit_id": 3}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let (status, body) = up
+        .control(
+            "deposits",
+            serde_json::json!({"account": 1, "currency": "doge", "amount": "1", "deposit_id": 4}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("unknown_currency"))
+    );
+    let (status, body) = up
+        .control("deposits", serde_json::json!({"account": "one"}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_request"))
+    );
+    let unauthorized = http_client()
+        .post(format!("{}/control/v1/markets/btcusd/halt", up.http))
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unauthorized.status(), 401);
+    let status = http_client()
+        .get(format!("{}/control/v1/status", up.http))
+        .bearer_auth(&up.token)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(status["live_orders"], 1, "{status}");
+    assert_eq!(status["markets"][0]["last_price"], "50000", "{status}");
+
+    drop((buy_client, sell_client));
+    up.stop();
+
+    // After a restart the rest of the bid (0.6 btc) is still there, under its id.
+    let up = Up::start(dir.path());
+    let buy_client = up.connect(&buyer).await;
+    let sell_client = up.connect(&seller).await;
+    let mut buyer_reports = buy_client.reports().unwrap();
+    place_acked(
+        &sell_client,
+        Order::limit(ClientOrderId(22), BTCUSD, Side::Sell, PRICE, Qty(6_000)),
+    )
+    .await;
+    let fill = next_fill(&mut buyer_reports).await;
+    assert_eq!((fill.order, fill.qty), (bid_id, Qty(6_000)));
+    assert!(
+        fill.trade.0 > maker_fill.trade.0,
+        "trade ids continue after the restart"
+    );
+
+    // Resends after the restart are answered with the original's status, never a second
+    // order: the dedup of client order ids is rebuilt from the journal.
+    let resend = buy_client
+        .place(Order::limit(
+            ClientOrderId(11),
+            BTCUSD,
+            Side::Buy,
+            PRICE,
+            Qty(10_000),
+        ))
+        .await
+        .unwrap();
+    let Placed::Duplicate(status) = resend else {
+        panic!("a resend placed a second order: {resend:?}");
+    };
+    assert_eq!(
+        (status.order, status.state, status.filled),
+        (bid_id, OrderState::Filled, Qty(10_000))
+    );
+    let resend = buy_client
+        .place(Order::limit(
+            ClientOrderId(12),
+            BTCUSD,
+            Side::Buy,
+            Price(4_900_000),
+            Qty(100),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(resend, Placed::Duplicate(s) if s.state == OrderState::Cancelled),
+        "{resend:?}"
+    );
+
+    // A halted market refuses new orders but keeps its book; resume opens it again.
+    let (status, body) = up
+        .control("markets/btcusd/halt", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let refused = buy_client
+        .place(Order::limit(
+            ClientOrderId(13),
+            BTCUSD,
+            Side::Buy,
+            PRICE,
+            Qty(1),
+        ))
+        .await
+        .unwrap();
+    assert!(matches!(refused, Placed::Rejected { .. }), "{refused:?}");
+    let (status, _) = up
+        .control("markets/btcusd/resume", serde_json::json!({}))
+        .await;
+    assert_eq!(status, 200);
+    drop((buy_client, sell_client));
+    up.stop();
+}
