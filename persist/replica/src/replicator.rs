@@ -92,6 +92,8 @@ struct Shared {
     /// Nanoseconds since `started` of the last commit (or of the start).
     progress_at_ns: AtomicU64,
     connected: AtomicBool,
+    /// Set once the database was reached and migrated: readers may query it from then on.
+    schema_ready: AtomicBool,
     last_error: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
 }
@@ -151,6 +153,13 @@ impl ReplicatorHandle {
     pub fn readiness(&self) -> Result<(), String> {
         if let Some(failure) = lock(&self.shared.failure).clone() {
             return Err(format!("replicator stopped: {failure}"));
+        }
+        if !self.shared.schema_ready.load(Ordering::Acquire) {
+            // History readers would find no tables yet.
+            let error = lock(&self.shared.last_error).clone().unwrap_or_default();
+            return Err(format!("replica database not reached yet {error}")
+                .trim_end()
+                .to_owned());
         }
         let lag = self.lag();
         let lag_max = self.ready_lag_max.as_secs_f64();
@@ -481,6 +490,7 @@ impl Worker {
                 Some(Ok((conn, found))) => {
                     self.conn = Some(conn);
                     self.shared.connected.store(true, Ordering::Release);
+                    self.shared.schema_ready.store(true, Ordering::Release);
                     self.reconcile(found);
                 }
             }
