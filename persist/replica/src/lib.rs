@@ -106,5 +106,8 @@ pub mod tailer;
 pub use config::ReplicaConfig;
 pub use dialect::Dialect;
 pub use error::ReplicaError;
-pub use reader::{LedgerEntry, LedgerPage, ReplicaReader};
+pub use reader::{
+    LedgerEntry, LedgerPage, OrderFilter, OrderHistory, OrdersPage, OwnTradeRow, ReplicaReader,
+    TradeFilter, TradesPage,
+};
 pub use replicator::{DurableSource, Lag, Replicator, ReplicatorHandle, migrate};

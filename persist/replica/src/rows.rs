@@ -67,6 +67,18 @@ impl OrderStatus {
             OrderStatus::Cancelled => "cancelled",
         }
     }
+
+    /// The status whose `orders.status` value is `text`.
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        [
+            OrderStatus::Open,
+            OrderStatus::PendingStop,
+            OrderStatus::Filled,
+            OrderStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
 }
 
 /// An order's changing columns.

@@ -7,7 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::{
-    Exchange, TestDb, assert_replica_matches, floor, metric, sqlite_url, wait_replicated,
+    Exchange, TestDb, assert_reader_matches, assert_replica_matches, floor, metric, sqlite_url,
+    wait_replicated,
 };
 use peregrine_persist::segment::list_segments;
 use peregrine_replica::{DurableSource, Replicator, migrate};
@@ -44,6 +45,7 @@ fn replicate_random_run(database_url: &str, exchange: &mut Exchange) {
     assert!(metric(&registry, "replica_batches_total") > 10.0);
     assert_eq!(handle.stop().unwrap(), exchange.last_seq);
     assert_replica_matches(database_url, exchange);
+    assert_reader_matches(database_url, exchange);
     eprintln!(
         "replicated {} commands, {} trades",
         exchange.last_seq,

@@ -1,44 +1,33 @@
 //! Reads history back from the replica for the REST bridge: an account's ledger entries (its
-//! transactions), as of the replica's high-water mark. One connection, opened on first use and
-//! reopened after an error; queries are built from integers only (ids, limits), never from
-//! request text.
+//! transactions), orders and trades, as of the replica's high-water mark. One connection,
+//! opened on first use and reopened after an error; queries are built from integers and fixed
+//! words only (ids, limits, enum names), never from request text.
 
-use peregrine_hotpath::{AccountId, CurrencyId};
-use tokio::sync::Mutex;
+mod ledger;
+mod orders;
+mod row;
+mod trades;
+
+use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, OrderId};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::db::Conn;
 use crate::error::ReplicaError;
 
+pub use ledger::{LedgerEntry, LedgerPage};
+pub use orders::{OrderFills, OrderFilter, OrderHistory, OrdersPage};
+pub use trades::{OwnTradeRow, TradeFilter, TradesPage};
+
 /// Rows one query may return, at most.
 pub const PAGE_ROWS_MAX: usize = 1_000;
 
-/// One movement of an account's balance in one currency.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerEntry {
-    /// The journal sequence of the command that caused it.
-    pub seq: u64,
-    /// Its position among that command's entries.
-    pub entry_index: u32,
-    /// Currency.
-    pub currency: CurrencyId,
-    /// Change of the available balance, minor units.
-    pub available_delta: i128,
-    /// Change of the locked balance, minor units.
-    pub locked_delta: i128,
-    /// The command kind that caused it (`deposit`, `new_order`, `trade`, ...).
-    pub cause: String,
-    /// The command's timestamp, Unix nanoseconds.
-    pub ts_ns: u64,
-}
+/// Rows a list query may reach into its result (offset plus page), at most: deeper paging
+/// would make each request scan and sort ever more rows; narrow by time instead.
+pub const LIST_DEPTH_ROWS_MAX: usize = 10_000;
 
-/// A page of ledger entries and the sequence the replica is complete up to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LedgerPage {
-    /// Last journal sequence replicated: entries of later commands are not here yet.
-    pub high_water_seq: u64,
-    /// The entries, in the order asked.
-    pub entries: Vec<LedgerEntry>,
-}
+/// Rows one list query may fetch, at most: the list depth plus what the caller's own, newer
+/// copy of the same history may shadow.
+pub const QUERY_ROWS_MAX: usize = 4 * LIST_DEPTH_ROWS_MAX;
 
 /// A reader of the replica.
 #[derive(Debug)]
@@ -66,94 +55,110 @@ impl ReplicaReader {
         offset: usize,
         limit: usize,
     ) -> Result<LedgerPage, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => ledger::query(conn, account, currency, ascending, offset, limit).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// `account`'s orders that pass `filter`, the first `filter.limit` in its order.
+    pub async fn orders(&self, filter: OrderFilter) -> Result<OrdersPage, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => orders::list(conn, filter).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// Sums the fills of `orders` (from [`ReplicaReader::orders`]; at most [`PAGE_ROWS_MAX`])
+    /// and finds when each last changed.
+    pub async fn fill_in(&self, orders: &mut [OrderHistory]) -> Result<(), ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => orders::fill_in(conn, orders).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// `account`'s order `id`, if the replica has it.
+    pub async fn order(
+        &self,
+        account: AccountId,
+        id: OrderId,
+    ) -> Result<Option<OrderHistory>, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => orders::by_id(conn, account, id).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// `account`'s most recent order with client id `client_order_id`, if the replica has one.
+    pub async fn order_by_client(
+        &self,
+        account: AccountId,
+        client_order_id: ClientOrderId,
+    ) -> Result<Option<OrderHistory>, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => orders::by_client(conn, account, client_order_id).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// `account`'s fills that pass `filter`, the first `filter.limit` in its order.
+    pub async fn trades(&self, filter: TradeFilter) -> Result<TradesPage, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => trades::list(conn, filter).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// The connection, opened first if needed.
+    async fn connected(&self) -> Result<MutexGuard<'_, Option<Conn>>, ReplicaError> {
         let mut guard = self.conn.lock().await;
         if guard.is_none() {
             *guard = Some(Conn::connect(&self.database_url).await?);
         }
-        let Some(conn) = guard.as_mut() else {
-            return Err(ReplicaError::Config("no replica connection".to_owned()));
-        };
-        let result = query_ledger(conn, account, currency, ascending, offset, limit).await;
-        if result.is_err() {
-            // A broken connection is dropped; the next call reconnects.
-            *guard = None;
-        }
-        result
+        Ok(guard)
     }
 }
 
-async fn query_ledger(
-    conn: &mut Conn,
-    account: AccountId,
-    currency: Option<CurrencyId>,
-    ascending: bool,
-    offset: usize,
-    limit: usize,
-) -> Result<LedgerPage, ReplicaError> {
-    let dialect = conn.dialect();
-    let text = |column: &str| dialect.cast_text(column);
-    let high_water = conn
-        .query_text(&format!(
-            "SELECT {} FROM replication_state WHERE id = 1",
-            text("high_water_seq")
-        ))
-        .await?;
-    let high_water_seq = high_water
+/// Drops the connection after a failed query, so that the next call reconnects.
+fn forget_on_error<T>(
+    guard: &mut MutexGuard<'_, Option<Conn>>,
+    result: Result<T, ReplicaError>,
+) -> Result<T, ReplicaError> {
+    if result.is_err() {
+        **guard = None;
+    }
+    result
+}
+
+/// The last journal sequence the replica holds.
+async fn high_water_seq(conn: &mut Conn) -> Result<u64, ReplicaError> {
+    let sql = format!(
+        "SELECT {} FROM replication_state WHERE id = 1",
+        conn.dialect().cast_text("high_water_seq")
+    );
+    let rows = conn.query_text(&sql).await?;
+    Ok(rows
         .first()
         .and_then(|row| row.first().cloned().flatten())
         .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    let currency_filter = currency.map_or(String::new(), |c| format!(" AND currency_id = {}", c.0));
-    let direction = if ascending { "ASC" } else { "DESC" };
-    let sql = format!(
-        "SELECT {}, {}, {}, {}, {}, cause, {} FROM ledger_entries \
-         WHERE party = 'account' AND account_id = {}{currency_filter} \
-         ORDER BY seq {direction}, entry_index {direction} LIMIT {} OFFSET {}",
-        text("seq"),
-        text("entry_index"),
-        text("currency_id"),
-        text("available_delta"),
-        text("locked_delta"),
-        text("ts_ns"),
-        account.0,
-        limit.min(PAGE_ROWS_MAX),
-        offset,
-    );
-    let rows = conn.query_text(&sql).await?;
-    let mut entries = Vec::with_capacity(rows.len());
-    for row in rows {
-        let field = |index: usize| -> Result<String, ReplicaError> {
-            row.get(index)
-                .cloned()
-                .flatten()
-                .ok_or_else(|| ReplicaError::Config(format!("ledger row lacks column {index}")))
-        };
-        let number = |index: usize| -> Result<i128, ReplicaError> {
-            let value = field(index)?;
-            value.parse::<i128>().map_err(|_| {
-                ReplicaError::Config(format!("ledger value `{value}` is not an integer"))
-            })
-        };
-        let unsigned = |index: usize| -> Result<u64, ReplicaError> {
-            u64::try_from(number(index)?)
-                .map_err(|_| ReplicaError::Config(format!("ledger column {index} is negative")))
-        };
-        entries.push(LedgerEntry {
-            seq: unsigned(0)?,
-            entry_index: u32::try_from(unsigned(1)?)
-                .map_err(|_| ReplicaError::Config("entry index out of range".to_owned()))?,
-            currency: CurrencyId(
-                u16::try_from(unsigned(2)?)
-                    .map_err(|_| ReplicaError::Config("currency out of range".to_owned()))?,
-            ),
-            available_delta: number(3)?,
-            locked_delta: number(4)?,
-            cause: field(5)?,
-            ts_ns: unsigned(6)?,
-        });
-    }
-    Ok(LedgerPage {
-        high_water_seq,
-        entries,
-    })
+        .unwrap_or(0))
+}
+
+/// A Unix-nanosecond bound as an SQL literal: SQLite's integers are signed 64-bit, and
+/// timestamps fit them until 2262.
+fn ts_literal(ts_ns: u64) -> u64 {
+    ts_ns.min(i64::MAX as u64)
 }

@@ -86,6 +86,8 @@ pub fn now_ns() -> u64 {
 pub struct Reference {
     pub trades: Vec<Trade>,
     pub orders: BTreeSet<OrderId>,
+    /// Every accepted order's owner.
+    pub owners: BTreeMap<OrderId, peregrine_hotpath::AccountId>,
     pub order_events: usize,
     pub deposits: usize,
     pub balance_events: usize,
@@ -174,8 +176,9 @@ impl Exchange {
         for event in &self.events {
             match event {
                 Event::Trade(trade) => self.reference.trades.push(trade.clone()),
-                Event::OrderAccepted { order, .. } => {
+                Event::OrderAccepted { order, account, .. } => {
                     self.reference.orders.insert(*order);
+                    self.reference.owners.insert(*order, *account);
                     self.reference.order_events += 1;
                 }
                 Event::OrderRested { .. }
@@ -494,4 +497,152 @@ pub fn metric(registry: &prometheus::Registry, name: &str) -> f64 {
 /// A shared floor for exchanges whose retention must respect the replica.
 pub fn floor() -> RetentionFloor {
     RetentionFloor::new(0)
+}
+
+/// The history the REST bridge reads back ([`peregrine_replica::ReplicaReader`]) equals the
+/// reference: every account's fills (both roles) and orders, with fills summed per order;
+/// filters and both orders agree.
+pub fn assert_reader_matches(database_url: &str, exchange: &Exchange) {
+    use peregrine_hotpath::{AccountId, MarketId};
+    use peregrine_replica::reader::{PAGE_ROWS_MAX, QUERY_ROWS_MAX};
+    use peregrine_replica::{OrderFilter, ReplicaReader, TradeFilter};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reader = ReplicaReader::new(database_url);
+    let reference = &exchange.reference;
+    // Per account: (trade id, maker?) -> (order, qty, fee); per order: (fills, qty, quote).
+    type Fills = BTreeMap<(u64, bool), (OrderId, u64, u64)>;
+    let mut fills: BTreeMap<AccountId, Fills> = BTreeMap::new();
+    let mut per_order: BTreeMap<OrderId, (u32, u64, u128)> = BTreeMap::new();
+    for t in &reference.trades {
+        for (maker, order, fee) in [
+            (true, t.maker_order, t.maker_fee.0),
+            (false, t.taker_order, t.taker_fee.0),
+        ] {
+            let owner = reference.owners[&order];
+            fills
+                .entry(owner)
+                .or_default()
+                .insert((t.trade.0, maker), (order, t.qty.0, fee));
+            let sums = per_order.entry(order).or_default();
+            sums.0 += 1;
+            sums.1 += t.qty.0;
+            sums.2 += u128::from(t.quote_amount.0);
+        }
+    }
+    let accounts: BTreeSet<AccountId> = reference.owners.values().copied().collect();
+    assert!(accounts.len() > 1, "the flow has several trading accounts");
+    let mut orders_checked = 0usize;
+    for &account in &accounts {
+        let all_trades = TradeFilter {
+            account,
+            market: None,
+            from_ns: 0,
+            to_ns: u64::MAX,
+            ascending: true,
+            limit: QUERY_ROWS_MAX,
+        };
+        let page = runtime.block_on(reader.trades(all_trades.clone())).unwrap();
+        assert_eq!(page.high_water_seq, exchange.last_seq);
+        let got: Fills = page
+            .trades
+            .iter()
+            .map(|t| ((t.id.0, t.maker), (t.order, t.qty.0, t.fee.0)))
+            .collect();
+        assert_eq!(
+            got.len(),
+            page.trades.len(),
+            "a fill listed twice for {account:?}"
+        );
+        let empty = BTreeMap::new();
+        assert_eq!(
+            &got,
+            fills.get(&account).unwrap_or(&empty),
+            "fills of {account:?}"
+        );
+        let ids: Vec<u64> = page.trades.iter().map(|t| t.id.0).collect();
+        assert!(ids.windows(2).all(|w| w[0] <= w[1]), "ascending");
+        let mut newest_first = all_trades.clone();
+        newest_first.ascending = false;
+        newest_first.limit = 3;
+        let newest = runtime.block_on(reader.trades(newest_first)).unwrap();
+        let mut expected: Vec<_> = page.trades.iter().rev().take(3).cloned().collect();
+        expected.truncate(3);
+        assert_eq!(newest.trades, expected, "newest first, limited");
+
+        let all_orders = OrderFilter {
+            account,
+            market: None,
+            side: None,
+            status: None,
+            created_from_ns: 0,
+            created_to_ns: u64::MAX,
+            ascending: false,
+            limit: QUERY_ROWS_MAX,
+        };
+        let page = runtime.block_on(reader.orders(all_orders.clone())).unwrap();
+        let ids: BTreeSet<OrderId> = page.orders.iter().map(|o| o.order).collect();
+        let owned: BTreeSet<OrderId> = reference
+            .owners
+            .iter()
+            .filter(|(_, a)| **a == account)
+            .map(|(o, _)| *o)
+            .collect();
+        assert_eq!(ids, owned, "orders of {account:?}");
+        assert!(
+            page.orders.windows(2).all(|w| w[0].order > w[1].order),
+            "newest first"
+        );
+        let mut sample: Vec<_> = page.orders.iter().take(PAGE_ROWS_MAX).cloned().collect();
+        runtime.block_on(reader.fill_in(&mut sample)).unwrap();
+        for o in &sample {
+            let (count, qty, quote) = per_order.get(&o.order).copied().unwrap_or_default();
+            assert_eq!(
+                (
+                    o.fills.trades_count,
+                    o.fills.executed_qty.0,
+                    o.fills.executed_quote
+                ),
+                (count, qty, quote),
+                "fills of order {:?}",
+                o.order
+            );
+            if count > 0 {
+                assert!(o.fills.last_ts_ns >= o.created_ts_ns);
+            }
+            let single = runtime.block_on(reader.order(account, o.order)).unwrap();
+            assert_eq!(single.as_ref(), Some(o), "the lookup by id agrees");
+            orders_checked += 1;
+        }
+        // Filters: one market, one status.
+        let mut one_market = all_orders.clone();
+        one_market.market = Some(MarketId(0));
+        let in_market = runtime.block_on(reader.orders(one_market)).unwrap();
+        assert!(in_market.orders.iter().all(|o| o.market == MarketId(0)));
+        assert_eq!(
+            in_market.orders.len(),
+            page.orders
+                .iter()
+                .filter(|o| o.market == MarketId(0))
+                .count()
+        );
+        if let Some(first) = page.orders.first() {
+            let mut one_status = all_orders.clone();
+            one_status.status = Some(first.status);
+            let same = runtime.block_on(reader.orders(one_status)).unwrap();
+            assert!(same.orders.iter().all(|o| o.status == first.status));
+            assert!(same.orders.iter().any(|o| o.order == first.order));
+        }
+    }
+    assert!(orders_checked > 100, "only {orders_checked} orders checked");
+    // Another account's order is not found through this one.
+    let (&order, &owner) = reference.owners.iter().next().unwrap();
+    let stranger = accounts.iter().copied().find(|a| *a != owner).unwrap();
+    assert_eq!(
+        runtime.block_on(reader.order(stranger, order)).unwrap(),
+        None
+    );
 }
