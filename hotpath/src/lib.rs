@@ -86,30 +86,42 @@
 //! bounded lock-free input queue (a full queue is `Busy` to the caller, never a block or a drop)
 //! and a bounded output queue of event batches; idle is busy-spin or park.
 //!
-//! # Across shards (design; one shard runs today)
+//! # Across shards
 //!
 //! An account trades in many markets, so with markets spread over shards its balances cross
-//! shards. The protocol follows exchange-core's risk pre-hold, match, settle pipeline, with risk
-//! sharded by account and matching by market:
+//! shards. [`cluster`] runs the risk pre-hold, match, settle pipeline (as exchange-core does) with
+//! risk sharded by account and matching by market, reusing [`Engine`] for both roles:
 //!
-//! 1. **R1, risk shard of the account** (in sequence order): account checks (kill switch, rate,
-//!    open orders, client id) and the lock, computed from the market's units and, for market
-//!    buys by quantity, the protection price of R1's view of the market; the order then carries
-//!    that price as a hard limit.
-//! 2. **ME, matching shard of the market**: matches with the funds the order carries (an escrow
-//!    per order, never an account balance) and emits settlements: for each trade, what each
-//!    side paid from its escrow and received, with fees; for each order end, the escrow left.
-//! 3. **R2, risk shard of each account concerned**: credits received amounts, releases leftover
-//!    escrow, decrements open orders, updates its view of last prices.
+//! 1. **R1, risk shard of the account** (`account % R`; holds the master balances, deposits and
+//!    withdrawals): checks the account, the market (its view of it), client-id uniqueness across
+//!    shards (a bounded index of the account's live orders, updated from order-end events), then
+//!    computes the order's escrow with the engine's lock formula (market buys by quantity at the
+//!    protection price of its view), refuses `InsufficientBalance` or moves the escrow out of the
+//!    master balance, and forwards it with the order.
+//! 2. **ME, matching shard of the market** (`market % M`): credits the escrow to the account on
+//!    its engine, applies the order unchanged (every order type, STP, fees, stops), then sweeps
+//!    whatever became available (proceeds, unused or released escrow, all of it on a reject)
+//!    back. Between commands nobody has available funds there, so an order locks only its escrow.
+//!    Fees stay in the matching engine's fee totals. Order ids are made global by tagging the
+//!    engine's local id with the shard index in the top 8 bits, so a cancel by id routes itself.
+//! 3. **R2, risk shard of each account concerned**: credits the swept funds, updates the
+//!    client-id index and its view of markets (additions, risk updates, last prices).
 //!
-//! Determinism requires that R1 see settlements at fixed points of the sequence: commands are
-//! processed in lockstep batches whose boundaries are journaled (R1 of batch `b` sees R2 of every
-//! batch before `b`), and R2 applies settlements in (sequence, emission) order. Conservation holds
-//! per currency across shards because funds are only ever moved between an account's available
-//! balance and an order's escrow (R1, R2) or between escrows (ME), each move emitted once.
+//! Determinism: commands run in lockstep batches whose boundaries the caller chooses and
+//! journals. Phase 1 (risk shards, in sequence order), phase 2 (matching shards, in sequence
+//! order), phase 3 (risk shards, in (sequence, shard, emission) order) run each shard in
+//! parallel; batch `b`'s phase 1 sees every earlier batch's phase 3. Outputs merge canonically
+//! (per command: risk shard, then matching shards by index, then one
+//! [`ClusterEventKind::Completed`]), so the stream depends only on the commands and the batch
+//! boundaries: [`Cluster::apply_batch`] (single-threaded reference) and [`ClusterRuntime`] (a
+//! thread per shard, bounded channels, `Busy` on a full input) yield the same events.
+//! Conservation holds per currency across engines (checked by [`Cluster::audit`]): funds only
+//! move between a master balance and an escrow, or between escrows inside a matching engine, and
+//! every move is emitted once ([`ClusterEventKind::EscrowSent`] and `EscrowReturned`).
 
 mod audit;
 mod book;
+pub mod cluster;
 pub mod command;
 pub mod config;
 pub mod edge;
@@ -125,6 +137,10 @@ pub mod sim;
 mod snapshot;
 
 pub use audit::AuditError;
+pub use cluster::{
+    Cluster, ClusterConfig, ClusterError, ClusterEvent, ClusterEventKind, ClusterRuntime,
+    ClusterRuntimeConfig,
+};
 pub use command::{
     CancelReplace, Command, CommandKind, FeeRates, MarketRisk, MarketSize, MarketSpec,
     MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
