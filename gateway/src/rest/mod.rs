@@ -17,6 +17,7 @@ pub mod config;
 pub mod error;
 pub mod extract;
 mod feed;
+mod history;
 pub mod metrics;
 pub mod openapi;
 mod orders;
@@ -105,7 +106,8 @@ pub struct Bridge {
     /// Requests being handled (WebSocket connections count once, while upgrading).
     requests_in_flight: AtomicUsize,
     pub(crate) shutdown: watch::Sender<bool>,
-    /// The SQL replica, when one is configured: history beyond memory (transactions).
+    /// The SQL replica, when one is configured: history beyond memory (orders, trades,
+    /// transactions).
     pub(crate) replica: std::sync::OnceLock<Arc<peregrine_replica::ReplicaReader>>,
 }
 
@@ -277,7 +279,7 @@ pub async fn serve(
     serve_with_replica(config, engine, catalog, registry, None).await
 }
 
-/// [`serve`], reading history beyond memory (transactions) from `replica`.
+/// [`serve`], reading history beyond memory (orders, trades, transactions) from `replica`.
 pub async fn serve_with_replica(
     config: RestConfig,
     engine: Arc<EngineHandle>,

@@ -2,15 +2,14 @@
 //! balances. Writes go through [`EngineHandle::execute`](crate::engine::EngineHandle::execute);
 //! the answer waits until the feed applied the command, so reads that follow see it.
 //!
-//! Lists and lookups answer from the bounded in-memory history (`history_per_account`,
-//! `history_total`): older finished orders and trades are the replica's to serve (issue #7);
-//! this is the seam where its queries plug in.
+//! Lists and lookups merge the bounded in-memory history (`history_per_account`,
+//! `history_total`) with the SQL replica when one is configured (see [`super::history`]).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use peregrine_hotpath::{
     AccountId, ClientOrderId, CommandKind, Event, MarketSize, NewOrder, OrderId, OrderKind,
     OrderRef, Price, SelfTradePrevention, Side, TimeInForce,
@@ -20,6 +19,7 @@ use rust_decimal::Decimal;
 use super::Bridge;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery, Authenticated};
+use super::history::{self, Window};
 use super::public::{LIST_LIMIT_MAX, ascending, limit, market, page};
 use super::types::*;
 use super::{APPLIED_TIMEOUT, EXECUTE_TIMEOUT};
@@ -342,23 +342,19 @@ pub(crate) async fn create_order(
     Ok((StatusCode::CREATED, Json(render(&bridge, &record)?)))
 }
 
-/// The account's recent orders (open ones always; finished ones as kept), newest first.
+/// The account's orders, newest first: live ones from memory, finished ones from memory and
+/// the replica (when configured; `x-peregrine-replica-seq` says how far it goes). Lists go
+/// 10,000 rows deep (`page * limit`); narrow deeper history with `time_from`/`time_to`.
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders", tag = "market",
     params(OrdersQuery), security(("apikey" = [])),
-    responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn list_orders(
     State(bridge): State<Arc<Bridge>>,
     Authenticated(account): Authenticated,
     ApiQuery(q): ApiQuery<OrdersQuery>,
-) -> Result<Json<Vec<OrderJson>>, ApiError> {
-    let ListWindow {
-        per_page,
-        page,
-        asc,
-        market_id,
-        from_ns,
-        to_ns,
-    } = ListWindow::parse(
+) -> Result<(HeaderMap, Json<Vec<OrderJson>>), ApiError> {
+    let window = list_window(
         &bridge,
         q.limit,
         q.page,
@@ -380,66 +376,35 @@ pub(crate) async fn list_orders(
             ));
         }
     };
-    let mut selected: Vec<OrderRecord> = {
-        let shared = bridge.lock();
-        shared
-            .data
-            .history()
-            .orders(account)
-            .filter(|o| market_id.is_none_or(|m| o.market == m))
-            .filter(|o| side.is_none_or(|s| o.side == s))
-            .filter(|o| state.is_none_or(|s| o.state == s))
-            .filter(|o| o.created_ns >= from_ns && o.created_ns < to_ns)
-            .cloned()
-            .collect()
-    };
-    // Engine ids increase with time.
-    selected.sort_unstable_by_key(|o| o.id);
-    if !asc {
-        selected.reverse();
-    }
-    let list = selected
+    let found = history::orders(&bridge, account, &window, side, state).await?;
+    let list = found
+        .rows
         .iter()
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
         .map(|o| render(&bridge, o))
         .collect::<Result<_, _>>()?;
-    Ok(Json(list))
+    Ok((found.headers(), Json(list)))
 }
 
 /// The paging, ordering, market and time range shared by the list endpoints.
-struct ListWindow {
-    per_page: usize,
-    page: usize,
-    asc: bool,
-    market_id: Option<peregrine_hotpath::MarketId>,
-    /// Unix nanoseconds, inclusive.
-    from_ns: u64,
-    /// Unix nanoseconds, exclusive.
-    to_ns: u64,
-}
-
-impl ListWindow {
-    fn parse(
-        bridge: &Bridge,
-        limit_value: Option<usize>,
-        page_value: Option<usize>,
-        order_by: Option<&str>,
-        market_name: Option<&str>,
-        (time_from_s, time_to_s): (Option<u64>, Option<u64>),
-    ) -> Result<ListWindow, ApiError> {
-        Ok(ListWindow {
-            per_page: limit(limit_value, 100, LIST_LIMIT_MAX)?,
-            page: page(page_value)?,
-            asc: ascending(order_by)?,
-            market_id: match market_name {
-                Some(name) => Some(market(bridge, name)?.spec.market),
-                None => None,
-            },
-            from_ns: time_from_s.map_or(0, |s| s.saturating_mul(1_000_000_000)),
-            to_ns: time_to_s.map_or(u64::MAX, |s| s.saturating_mul(1_000_000_000)),
-        })
-    }
+fn list_window(
+    bridge: &Bridge,
+    limit_value: Option<usize>,
+    page_value: Option<usize>,
+    order_by: Option<&str>,
+    market_name: Option<&str>,
+    (time_from_s, time_to_s): (Option<u64>, Option<u64>),
+) -> Result<Window, ApiError> {
+    Ok(Window {
+        per_page: limit(limit_value, 100, LIST_LIMIT_MAX)?,
+        page: page(page_value)?,
+        asc: ascending(order_by)?,
+        market: match market_name {
+            Some(name) => Some(market(bridge, name)?.spec.market),
+            None => None,
+        },
+        from_ns: time_from_s.map_or(0, |s| s.saturating_mul(1_000_000_000)),
+        to_ns: time_to_s.map_or(u64::MAX, |s| s.saturating_mul(1_000_000_000)),
+    })
 }
 
 fn order_not_found() -> ApiError {
@@ -452,18 +417,14 @@ fn order_not_found() -> ApiError {
 /// One order by exchange id.
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders/{id}", tag = "market",
     params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [])),
-    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_order(
     State(bridge): State<Arc<Bridge>>,
     Authenticated(account): Authenticated,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<OrderJson>, ApiError> {
-    let record = bridge
-        .lock()
-        .data
-        .history()
-        .order(account, OrderId(id))
-        .cloned();
+    let record = history::order(&bridge, account, OrderId(id)).await?;
     Ok(Json(render(&bridge, &record.ok_or_else(order_not_found)?)?))
 }
 
@@ -471,18 +432,14 @@ pub(crate) async fn get_order(
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders/cid/{client_id}", tag = "market",
     params(("client_id" = u64, Path, description = "client order id")),
     security(("apikey" = [])),
-    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_order_by_client_id(
     State(bridge): State<Arc<Bridge>>,
     Authenticated(account): Authenticated,
     ApiPath(client_id): ApiPath<u64>,
 ) -> Result<Json<OrderJson>, ApiError> {
-    let record = bridge
-        .lock()
-        .data
-        .history()
-        .order_by_client(account, ClientOrderId(client_id))
-        .cloned();
+    let record = history::order_by_client(&bridge, account, ClientOrderId(client_id)).await?;
     Ok(Json(render(&bridge, &record.ok_or_else(order_not_found)?)?))
 }
 
@@ -565,23 +522,18 @@ pub(crate) async fn cancel_all(
     Ok(Json(list))
 }
 
-/// The account's recent fills (as kept), newest first.
+/// The account's fills, newest first, from memory and the replica (when configured). Lists go
+/// 10,000 rows deep (`page * limit`).
 #[utoipa::path(get, path = "/api/v2/peatio/market/trades", tag = "market",
     params(OwnTradesQuery), security(("apikey" = [])),
-    responses((status = 200, body = [OwnTradeJson]), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = [OwnTradeJson]), (status = 401, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn own_trades(
     State(bridge): State<Arc<Bridge>>,
     Authenticated(account): Authenticated,
     ApiQuery(q): ApiQuery<OwnTradesQuery>,
-) -> Result<Json<Vec<OwnTradeJson>>, ApiError> {
-    let ListWindow {
-        per_page,
-        page,
-        asc,
-        market_id,
-        from_ns,
-        to_ns,
-    } = ListWindow::parse(
+) -> Result<(HeaderMap, Json<Vec<OwnTradeJson>>), ApiError> {
+    let window = list_window(
         &bridge,
         q.limit,
         q.page,
@@ -589,27 +541,16 @@ pub(crate) async fn own_trades(
         q.market.as_deref(),
         (q.time_from, q.time_to),
     )?;
-    let shared = bridge.lock();
-    let matching = shared
-        .data
-        .history()
-        .trades(account)
-        .filter(|t| market_id.is_none_or(|m| t.market == m))
-        .filter(|t| t.ts_ns >= from_ns && t.ts_ns < to_ns);
-    let ordered: Box<dyn Iterator<Item = _>> = if asc {
-        Box::new(matching)
-    } else {
-        Box::new(matching.rev())
-    };
-    let list = ordered
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
+    let found = history::trades(&bridge, account, &window).await?;
+    let list = found
+        .rows
+        .iter()
         .filter_map(|t| {
             let m = bridge.catalog.market_by_id(t.market)?;
             Some(OwnTradeJson::new(m, &bridge.catalog, t))
         })
         .collect();
-    Ok(Json(list))
+    Ok((found.headers(), Json(list)))
 }
 
 async fn read_balances(
