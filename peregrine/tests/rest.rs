@@ -174,8 +174,10 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
         .send()
         .await
         .unwrap();
-        assert_eq!(response.status(), 200);
-        let list: Vec<serde_json::Value> = response.json().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{text}");
+        let list: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
         if list.len() >= 3 {
             break list;
         }
@@ -223,4 +225,308 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
         "{body}"
     );
     up.stop();
+}
+
+const MAKER_KEY: &str = "retail-key-maker";
+const MAKER_SECRET: &str = "retail-secret-of-maker-000000000";
+
+/// [`signed`] for any key.
+fn signed_as(request: reqwest::RequestBuilder, key: &str, secret: &str) -> reqwest::RequestBuilder {
+    let nonce_ms = now_ms();
+    let mac = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(&mac, format!("{nonce_ms}{key}").as_bytes());
+    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    request
+        .header("X-Auth-Apikey", key)
+        .header("X-Auth-Nonce", nonce_ms.to_string())
+        .header("X-Auth-Signature", signature)
+}
+
+/// A signed GET as `key`: status, replica high-water header, JSON body.
+async fn get_as(
+    client: &reqwest::Client,
+    url: String,
+    key: &str,
+    secret: &str,
+) -> (u16, Option<u64>, serde_json::Value) {
+    let response = signed_as(client.get(url), key, secret)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let seq = response
+        .headers()
+        .get("x-peregrine-replica-seq")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    (status, seq, response.json().await.unwrap())
+}
+
+/// A signed POST as `key`: status and JSON body.
+async fn post_as(
+    client: &reqwest::Client,
+    url: String,
+    key: &str,
+    secret: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = signed_as(client.post(url), key, secret)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Memory keeps two finished orders and two fills per account; the replica (`replica_url`, or
+/// the default SQLite) keeps everything. Lists, lookups and pages must show the whole history,
+/// each order once, with its fills summed.
+async fn history_beyond_memory_comes_from_the_replica(replica_url: Option<&str>) {
+    let dir = tempfile::tempdir().unwrap();
+    let replica = replica_url.map_or(String::new(), |url| format!("[replica]\nurl = \"{url}\"\n"));
+    write_config(
+        dir.path(),
+        &[],
+        &format!(
+            "{replica}\n[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\naccount = 3\n\n\
+             [[rest.keys]]\nkey = \"{MAKER_KEY}\"\nsecret = \"{MAKER_SECRET}\"\naccount = 4\n"
+        ),
+    );
+    // write_config opened the [rest] table: the window goes there.
+    let path = dir.path().join("peregrine.toml");
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[rest]\nlisten = \"127.0.0.1:0\"\n",
+        "[rest]\nlisten = \"127.0.0.1:0\"\nhistory_per_account = 2\n",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+
+    let up = Up::start(dir.path());
+    let rest = up
+        .lines
+        .iter()
+        .find_map(|l| l.strip_prefix("rest  "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    up.deposit(3, "usd", "100000", 1).await;
+    up.deposit(4, "btc", "10", 2).await;
+    let client = http_client();
+    let orders = format!("{rest}/peatio/market/orders");
+    const FILLS: usize = 6;
+    for i in 0..FILLS {
+        let price = format!("{}", 50_000 + i * 10);
+        let sell = json!({"market": "btcusd", "side": "sell", "volume": "0.01", "price": price});
+        let (status, body) = post_as(&client, orders.clone(), MAKER_KEY, MAKER_SECRET, sell).await;
+        assert_eq!(status, 201, "{body}");
+        let buy = json!({"market": "btcusd", "side": "buy", "volume": "0.01", "price": price});
+        let (status, body) = post_as(&client, orders.clone(), KEY, SECRET, buy).await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (201, Some("done")),
+            "{body}"
+        );
+    }
+    // Two cancelled orders, and one left open.
+    for price in ["49500", "49510", "49520"] {
+        let buy = json!({"market": "btcusd", "side": "buy", "volume": "0.02", "price": price});
+        let (status, body) = post_as(&client, orders.clone(), KEY, SECRET, buy).await;
+        assert_eq!(
+            (status, body["state"].as_str()),
+            (201, Some("wait")),
+            "{body}"
+        );
+        if price != "49520" {
+            let id = body["id"].as_u64().unwrap();
+            let (status, body) = post_as(
+                &client,
+                format!("{orders}/{id}/cancel"),
+                KEY,
+                SECRET,
+                json!({}),
+            )
+            .await;
+            assert_eq!(
+                (status, body["state"].as_str()),
+                (200, Some("cancel")),
+                "{body}"
+            );
+        }
+    }
+
+    // Wait for the replica: every fill of the taker listed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let trades = loop {
+        let (status, seq, list) = get_as(
+            &client,
+            format!("{rest}/peatio/market/trades?limit=100"),
+            KEY,
+            SECRET,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        assert!(seq.is_some(), "no replica high-water header");
+        if list.as_array().unwrap().len() >= FILLS {
+            break list;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica did not catch up: {list}; up's log:\n{}",
+            std::fs::read_to_string(dir.path().join("stderr.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let trades = trades.as_array().unwrap();
+    assert_eq!(trades.len(), FILLS, "each fill once: {trades:?}");
+    let trade_ids: Vec<u64> = trades.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert!(
+        trade_ids.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {trade_ids:?}"
+    );
+    for t in trades {
+        assert_eq!(
+            (
+                t["side"].as_str(),
+                t["liquidity"].as_str(),
+                t["amount"].as_str()
+            ),
+            (Some("buy"), Some("taker"), Some("0.01")),
+            "{t}"
+        );
+    }
+    // The maker sees the same trades as maker sells.
+    let (_, _, maker_trades) = get_as(
+        &client,
+        format!("{rest}/peatio/market/trades?order_by=asc"),
+        MAKER_KEY,
+        MAKER_SECRET,
+    )
+    .await;
+    let maker_trades = maker_trades.as_array().unwrap();
+    let mut maker_ids: Vec<u64> = maker_trades
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert!(
+        maker_trades
+            .iter()
+            .all(|t| t["liquidity"] == "maker" && t["side"] == "sell")
+    );
+    maker_ids.reverse();
+    assert_eq!(maker_ids, trade_ids);
+
+    // Every order once, newest first: six done, two cancelled, one open.
+    let (status, _, all) = get_as(&client, format!("{orders}?limit=100"), KEY, SECRET).await;
+    assert_eq!(status, 200, "{all}");
+    let all = all.as_array().unwrap().clone();
+    let states: Vec<&str> = all.iter().map(|o| o["state"].as_str().unwrap()).collect();
+    assert_eq!(
+        states,
+        [
+            "wait", "cancel", "cancel", "done", "done", "done", "done", "done", "done"
+        ],
+        "{all:?}"
+    );
+    let ids: Vec<u64> = all.iter().map(|o| o["id"].as_u64().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    for done in all.iter().filter(|o| o["state"] == "done") {
+        assert_eq!(
+            (
+                done["executed_volume"].as_str(),
+                done["remaining_volume"].as_str(),
+                done["origin_volume"].as_str(),
+                done["trades_count"].as_u64()
+            ),
+            (Some("0.01"), Some("0"), Some("0.01"), Some(1)),
+            "{done}"
+        );
+        assert_eq!(done["avg_price"].as_str(), done["price"].as_str(), "{done}");
+    }
+    // The oldest order memory dropped long ago, by id and by client id.
+    let oldest = all.last().unwrap();
+    let (status, _, by_id) = get_as(
+        &client,
+        format!("{orders}/{}", oldest["id"].as_u64().unwrap()),
+        KEY,
+        SECRET,
+    )
+    .await;
+    assert_eq!((status, &by_id), (200, oldest), "{by_id}");
+    let (status, _, by_client) = get_as(
+        &client,
+        format!("{orders}/cid/{}", oldest["client_id"].as_str().unwrap()),
+        KEY,
+        SECRET,
+    )
+    .await;
+    assert_eq!((status, &by_client), (200, oldest), "{by_client}");
+    // Another account's order is not found through this account.
+    let (status, _, _) = get_as(
+        &client,
+        format!("{orders}/{}", oldest["id"].as_u64().unwrap()),
+        MAKER_KEY,
+        MAKER_SECRET,
+    )
+    .await;
+    assert_eq!(status, 404);
+    // Pages of four, oldest first, put together, are the whole list reversed.
+    let mut paged = Vec::new();
+    for page in 1..=3 {
+        let (status, _, list) = get_as(
+            &client,
+            format!("{orders}?limit=4&page={page}&order_by=asc"),
+            KEY,
+            SECRET,
+        )
+        .await;
+        assert_eq!(status, 200, "{list}");
+        paged.extend(list.as_array().unwrap().iter().cloned());
+    }
+    let mut reversed = all.clone();
+    reversed.reverse();
+    assert_eq!(paged, reversed);
+    // Filters apply to both sources.
+    let (_, _, done) = get_as(&client, format!("{orders}?state=done"), KEY, SECRET).await;
+    assert_eq!(done.as_array().unwrap().len(), FILLS, "{done}");
+    let (_, _, open) = get_as(&client, format!("{orders}?state=wait"), KEY, SECRET).await;
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    let (_, _, sells) = get_as(&client, format!("{orders}?side=sell"), KEY, SECRET).await;
+    assert_eq!(sells, json!([]));
+    // Too deep a page is refused with a reason.
+    let (status, _, body) =
+        get_as(&client, format!("{orders}?limit=1000&page=11"), KEY, SECRET).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (422, Some("history.too_deep")),
+        "{body}"
+    );
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_and_trade_history_beyond_memory_come_from_the_sqlite_replica() {
+    history_beyond_memory_comes_from_the_replica(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_and_trade_history_beyond_memory_come_from_the_mariadb_replica() {
+    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+        panic!("DATABASE_URL is not set: run the suite with scripts/test, which exports it")
+    });
+    use peregrine_replica::admin;
+    let (_, base_name) = admin::split_mysql_url(&base).unwrap();
+    let name = format!("{base_name}_rest_history_{}", std::process::id());
+    let url = admin::with_database(&base, &name).unwrap();
+    // The admin calls run their own runtime: off this one's threads.
+    let fresh = url.clone();
+    std::thread::spawn(move || {
+        admin::drop_mysql_database(&fresh).unwrap();
+        admin::create_mysql_database(&fresh).unwrap();
+    })
+    .join()
+    .unwrap();
+    history_beyond_memory_comes_from_the_replica(Some(&url)).await;
+    std::thread::spawn(move || admin::drop_mysql_database(&url).unwrap())
+        .join()
+        .unwrap();
 }
