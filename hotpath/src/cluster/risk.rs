@@ -146,6 +146,8 @@ impl RiskShard {
                 | CommandKind::WithdrawalHold { .. }
                 | CommandKind::WithdrawalSettle { .. }
                 | CommandKind::WithdrawalRelease { .. } => self.apply_local(item, out),
+                // The coordinator's routing (`Coordinator::route_one`) sends a risk shard only
+                // the kinds above, whatever the input: any other kind here is a routing bug.
                 _ => unreachable!("command routed to a risk shard that does not take it"),
             };
             let verdict = verdict.unwrap_or_else(Verdict::Rejected);
