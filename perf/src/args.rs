@@ -51,6 +51,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
 
+    /// Commands per batch submitted to a batched pipeline; used by workloads that support it.
+    #[arg(long = "batch", value_name = "COMMANDS")]
+    pub batch_commands: Option<usize>,
+
     /// When an order is acknowledged; used by workloads that support it.
     #[arg(long, value_name = "MODE")]
     pub ack: Option<AckMode>,
@@ -83,6 +87,8 @@ pub enum WorkloadFlag {
     Seed,
     /// `--shards`.
     Shards,
+    /// `--batch`.
+    Batch,
     /// `--ack`.
     Ack,
     /// `--database-url`.
@@ -96,6 +102,7 @@ impl WorkloadFlag {
             WorkloadFlag::Rate => "--rate",
             WorkloadFlag::Seed => "--seed",
             WorkloadFlag::Shards => "--shards",
+            WorkloadFlag::Batch => "--batch",
             WorkloadFlag::Ack => "--ack",
             WorkloadFlag::DatabaseUrl => "--database-url",
         }
@@ -114,6 +121,7 @@ impl BenchArgs {
             warmup: Duration::from_secs(WARMUP_DEFAULT_S),
             seed: None,
             shards: None,
+            batch_commands: None,
             ack: None,
             database_url: None,
         }
@@ -142,6 +150,9 @@ impl BenchArgs {
         }
         if self.shards == Some(0) {
             return Err(BenchError::invalid("--shards", "must be at least 1"));
+        }
+        if self.batch_commands == Some(0) {
+            return Err(BenchError::invalid("--batch", "must be at least 1"));
         }
         Ok(())
     }
@@ -173,6 +184,7 @@ impl BenchArgs {
             warmup: _,
             seed,
             shards,
+            batch_commands,
             ack,
             database_url,
         } = self;
@@ -180,6 +192,7 @@ impl BenchArgs {
             (rate_ops_per_sec.is_some(), WorkloadFlag::Rate),
             (seed.is_some(), WorkloadFlag::Seed),
             (shards.is_some(), WorkloadFlag::Shards),
+            (batch_commands.is_some(), WorkloadFlag::Batch),
             (ack.is_some(), WorkloadFlag::Ack),
             (database_url.is_some(), WorkloadFlag::DatabaseUrl),
         ];
@@ -247,6 +260,8 @@ mod tests {
             "7",
             "--shards",
             "4",
+            "--batch",
+            "256",
             "--ack",
             "durable",
             "--database-url",
@@ -259,6 +274,7 @@ mod tests {
         assert_eq!(args.warmup, Duration::ZERO);
         assert_eq!(args.seed, Some(7));
         assert_eq!(args.shards, Some(4));
+        assert_eq!(args.batch_commands, Some(256));
         assert_eq!(args.ack, Some(AckMode::Durable));
         assert_eq!(
             args.database_url.as_deref(),
@@ -270,6 +286,7 @@ mod tests {
                 WorkloadFlag::Rate,
                 WorkloadFlag::Seed,
                 WorkloadFlag::Shards,
+                WorkloadFlag::Batch,
                 WorkloadFlag::Ack,
                 WorkloadFlag::DatabaseUrl
             ]
@@ -286,6 +303,14 @@ mod tests {
         assert!(matches!(
             zero.validate(),
             Err(BenchError::InvalidArgument { .. })
+        ));
+        let zero_batch = parse(&["matching", "--batch", "0"]).unwrap();
+        assert!(matches!(
+            zero_batch.validate(),
+            Err(BenchError::InvalidArgument {
+                flag: "--batch",
+                ..
+            })
         ));
     }
 

@@ -7,6 +7,11 @@
 //! offers commands at `--rate` and records each one's latency from its scheduled time
 //! (coordinated-omission corrected). Generating the next command happens after recording, so it
 //! is charged only if it makes the next send late.
+//!
+//! `--shards 1` runs the same phases through the single-shard threaded runtime; `--shards N` for
+//! N >= 2 through the cross-shard cluster in batches of `--batch` commands (see [`cluster`]).
+
+mod cluster;
 
 use std::time::Instant;
 
@@ -25,8 +30,14 @@ use crate::report::Report;
 /// The registry entry.
 pub const WORKLOAD: Workload = Workload {
     name: NAME,
-    summary: "matching + risk + ledger on one core, realistic flow; floor = one clock read",
-    flags: &[WorkloadFlag::Rate, WorkloadFlag::Seed, WorkloadFlag::Shards],
+    summary: "matching + risk + ledger on one core (--shards N>=2: the cross-shard cluster, \
+              --batch commands per batch), realistic flow; floor = one clock read",
+    flags: &[
+        WorkloadFlag::Rate,
+        WorkloadFlag::Seed,
+        WorkloadFlag::Shards,
+        WorkloadFlag::Batch,
+    ],
     run,
 };
 
@@ -44,9 +55,19 @@ const THROUGHPUT_COMMANDS_MAX: usize = 2_000_000;
 const BATCH_COMMANDS: usize = 1_024;
 /// Phase sizes for a run: (warmup, throughput) commands, the throughput a whole number of batches.
 fn phase_commands(args: &BenchArgs, rate: std::num::NonZeroU64) -> (usize, usize) {
+    phase_commands_in(args, rate, BATCH_COMMANDS)
+}
+
+/// [`phase_commands`] for batches of `batch_commands` (at least 1).
+fn phase_commands_in(
+    args: &BenchArgs,
+    rate: std::num::NonZeroU64,
+    batch_commands: usize,
+) -> (usize, usize) {
+    assert!(batch_commands > 0);
     let wanted = 2.0 * rate.get() as f64 * args.duration.as_secs_f64();
-    let batches = ((wanted as usize).min(THROUGHPUT_COMMANDS_MAX) / BATCH_COMMANDS).max(1);
-    let throughput = batches * BATCH_COMMANDS;
+    let batches = ((wanted as usize).min(THROUGHPUT_COMMANDS_MAX) / batch_commands).max(1);
+    let throughput = batches * batch_commands;
     (throughput / 10, throughput)
 }
 const ACCOUNTS: u32 = 10_000;
@@ -93,12 +114,15 @@ impl Tally {
 
 fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     match args.shards {
+        Some(shards) if shards >= 2 => cluster::run(args, shards),
+        // Only the cluster is batched: never ignore a flag silently.
+        _ if args.batch_commands.is_some() => Err(BenchError::invalid(
+            "--batch",
+            "applies to the cross-shard cluster only (--shards 2 or more)",
+        )),
         None => run_engine(args),
         Some(1) => run_threaded(args),
-        Some(_) => Err(BenchError::invalid(
-            "--shards",
-            "1 is the only shard count until the cross-shard risk pipeline lands (hotpath docs)",
-        )),
+        Some(_) => Err(BenchError::invalid("--shards", "must be at least 1")),
     }
 }
 
@@ -374,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn runs_through_one_shard_and_refuses_more() {
+    fn runs_through_one_shard() {
         let mut args = BenchArgs::new(NAME);
         args.duration = Duration::from_millis(100);
         args.rate_ops_per_sec = Some(50_000);
@@ -382,7 +406,75 @@ mod tests {
         let report = run(&args).unwrap();
         assert_eq!(report.params["shards"], 1);
         assert!(report.ops_per_sec > 0.0);
+        // `--batch` belongs to the cluster: refused rather than ignored.
+        args.batch_commands = Some(64);
+        assert!(matches!(
+            run(&args),
+            Err(BenchError::InvalidArgument {
+                flag: "--batch",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn runs_through_the_cluster_and_accounts_for_every_command() {
+        let mut args = BenchArgs::new(NAME);
+        args.duration = Duration::from_millis(50);
+        args.rate_ops_per_sec = Some(100_000);
         args.shards = Some(2);
-        assert!(run(&args).is_err());
+        args.batch_commands = Some(256);
+        let report = run(&args).unwrap();
+        let param = |key: &str| report.params[key].as_u64().unwrap();
+        assert_eq!(report.workload, NAME);
+        assert_eq!(param("shards"), 2);
+        assert_eq!(param("risk_shards"), u64::from(cluster::RISK_SHARDS));
+        assert_eq!(param("batch_commands"), 256);
+        // Six markets spread evenly over two shards.
+        assert_eq!(param("markets"), 6);
+        // 2 x rate x duration = 10 000 commands, in whole batches of 256; a tenth as warmup.
+        assert_eq!(param("throughput_commands"), 39 * 256);
+        assert_eq!(param("warmup_commands"), 3 * 256);
+        // rate x duration = 5 000 commands: 19 whole batches.
+        assert_eq!(param("latency_batches"), 19);
+        assert_eq!(param("latency_commands"), 19 * 256);
+        // Every command submitted came back completed (the run checks the cluster agrees and
+        // audits it).
+        assert_eq!(
+            param("commands_completed"),
+            param("setup_commands")
+                + param("warmup_commands")
+                + param("throughput_commands")
+                + param("latency_commands")
+        );
+        assert_eq!(report.params["audit"], "ok");
+        assert!(report.ops_per_sec > 0.0);
+        assert!(report.params["reference_ops_per_sec"].as_f64().unwrap() > 0.0);
+        assert!(report.params["trades_per_command"].as_f64().unwrap() > 0.0);
+        assert!(report.latency_ns.max > 0);
+    }
+
+    #[test]
+    fn cluster_refuses_bad_shapes() {
+        let mut args = BenchArgs::new(NAME);
+        args.duration = Duration::from_millis(10);
+        args.shards = Some(cluster::SHARDS_MAX + 1);
+        assert!(matches!(
+            run(&args),
+            Err(BenchError::InvalidArgument {
+                flag: "--shards",
+                ..
+            })
+        ));
+        args.shards = Some(2);
+        // The first batch must hold the setup's 2 currencies and 6 markets.
+        args.batch_commands = Some(7);
+        assert!(matches!(
+            run(&args),
+            Err(BenchError::InvalidArgument {
+                flag: "--batch",
+                ..
+            })
+        ));
     }
 }
