@@ -38,6 +38,13 @@ impl BookSide {
     /// Position of `price`, or where it would be inserted.
     #[inline]
     fn search(&self, price: Price) -> Result<usize, usize> {
+        // Fast path: fills, cancels and new orders mostly concern the best level, which is last.
+        // Prices are unique per side, so this is the index the binary search would find.
+        if let Some(best) = self.levels.last()
+            && best.price == price
+        {
+            return Ok(self.levels.len() - 1);
+        }
         match self.side {
             Side::Buy => self.levels.binary_search_by(|l| l.price.cmp(&price)),
             Side::Sell => self.levels.binary_search_by(|l| price.cmp(&l.price)),

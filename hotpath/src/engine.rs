@@ -47,8 +47,23 @@ pub struct Engine {
     pub(crate) next_trade_id: u64,
     pub(crate) commands_applied: u64,
     /// Cells changed by the current command, possibly repeated (for `Balance` events, which are
-    /// emitted once per cell in (account, currency) order).
-    touched: Vec<(AccountId, CurrencyId)>,
+    /// emitted once per cell in (account, currency) order), each packed by `cell_key` so that
+    /// sorting compares one integer instead of a tuple (the sort was ~6 % of a command).
+    touched: Vec<u64>,
+}
+
+/// A balance cell packed into one integer whose numeric order is (account, currency) order: the
+/// currency takes the low 16 bits, the account the 32 above.
+#[inline]
+fn cell_key(account: AccountId, currency: CurrencyId) -> u64 {
+    u64::from(account.0) << 16 | u64::from(currency.0)
+}
+
+/// Inverse of `cell_key`.
+#[inline]
+fn cell_of_key(key: u64) -> (AccountId, CurrencyId) {
+    debug_assert!(key >> 48 == 0, "cell key above 48 bits");
+    (AccountId((key >> 16) as u32), CurrencyId(key as u16))
 }
 
 /// Why the incoming order stopped matching.
@@ -217,7 +232,8 @@ impl Engine {
         if !self.config.balance_events {
             return;
         }
-        if self.touched.last() == Some(&(account, currency)) {
+        let key = cell_key(account, currency);
+        if self.touched.last() == Some(&key) {
             return;
         }
         if self.touched.len() == self.touched.capacity() {
@@ -226,14 +242,15 @@ impl Engine {
             self.touched.sort_unstable();
             self.touched.dedup();
         }
-        self.touched.push((account, currency));
+        self.touched.push(key);
     }
 
     fn emit_balances(&mut self, out: &mut Vec<Event>) {
         // Small (a few cells for most commands): sorting is cheaper than a per-cell mark table.
         self.touched.sort_unstable();
         self.touched.dedup();
-        for &(account, currency) in &self.touched {
+        for &key in &self.touched {
+            let (account, currency) = cell_of_key(key);
             let b = self.ledger.get(account, currency);
             out.push(Event::Balance {
                 account,
@@ -286,13 +303,10 @@ impl Engine {
             return Err(RejectReason::KillSwitchActive);
         }
         let parsed = parse_order(market, o)?;
-        if self
-            .orders
-            .find_client(o.account, o.client_order_id)
-            .is_some()
-        {
+        // Nothing below changes the orders before the insert, so the vacancy stays valid.
+        let Some(vacancy) = self.orders.client_vacancy(o.account, o.client_order_id) else {
             return Err(RejectReason::DuplicateClientOrderId);
-        }
+        };
         if risk.open_orders >= self.config.max_open_orders_per_account {
             return Err(RejectReason::TooManyOpenOrders);
         }
@@ -345,29 +359,32 @@ impl Engine {
         self.touch(o.account, spend);
         let id = self.orders.next_id(self.next_order_seq);
         self.next_order_seq += 1;
-        let slot = self.orders.insert(Order {
-            id,
-            account: o.account,
-            market: market_id,
-            client_order_id: o.client_order_id,
-            side: o.side,
-            kind: parsed.kind,
-            tif: o.tif,
-            stp: o.stp,
-            state: if is_stop {
-                OrderState::PendingStop
-            } else {
-                OrderState::Taking
+        let slot = self.orders.insert_vacant(
+            Order {
+                id,
+                account: o.account,
+                market: market_id,
+                client_order_id: o.client_order_id,
+                side: o.side,
+                kind: parsed.kind,
+                tif: o.tif,
+                stp: o.stp,
+                state: if is_stop {
+                    OrderState::PendingStop
+                } else {
+                    OrderState::Taking
+                },
+                price: parsed.price,
+                trigger: parsed.trigger,
+                qty: parsed.qty,
+                locked: parsed.lock,
+                prev: NIL,
+                next: NIL,
+                acct_prev: NIL,
+                acct_next: NIL,
             },
-            price: parsed.price,
-            trigger: parsed.trigger,
-            qty: parsed.qty,
-            locked: parsed.lock,
-            prev: NIL,
-            next: NIL,
-            acct_prev: NIL,
-            acct_next: NIL,
-        });
+            vacancy,
+        );
         self.accounts[o.account.0 as usize].open_orders += 1;
         out.push(Event::OrderAccepted {
             order: id,
@@ -671,7 +688,20 @@ impl Engine {
     }
 
     /// Triggers the pending stops the last trade price has reached, in trigger then time order.
+    #[inline]
     fn run_stops(&mut self, market_id: MarketId, out: &mut Vec<Event>) {
+        // Most markets have no pending stops: skip the call and its bookkeeping (the check is
+        // the loop's own bound, zero).
+        let market = self.market_mut(market_id);
+        if market.buy_stops.is_empty() && market.sell_stops.is_empty() {
+            return;
+        }
+        self.trigger_stops(market_id, out);
+    }
+
+    /// The body of `run_stops`, out of line: it runs only when the market has pending stops.
+    #[inline(never)]
+    fn trigger_stops(&mut self, market_id: MarketId, out: &mut Vec<Event>) {
         let market = self.market_mut(market_id);
         // Each stop triggers at most once and none are added meanwhile: bounded by their count.
         let bound = market.buy_stops.len() + market.sell_stops.len();

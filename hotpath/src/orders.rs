@@ -103,6 +103,18 @@ struct ClientIndex {
     mask: usize,
     /// Entries in the table.
     len: usize,
+    /// Bumped by every change of the table, so a `ClientVacancy` taken before a change is
+    /// recognised as stale.
+    version: u64,
+}
+
+/// Where a new (account, client id) goes in the client index, found by the uniqueness check of
+/// a new order and handed back to `Orders::insert_vacant` so the order probes once, not twice.
+/// Valid only while the index does not change in between (checked).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClientVacancy {
+    position: usize,
+    version: u64,
 }
 
 /// Smallest prefix in use.
@@ -115,6 +127,7 @@ impl ClientIndex {
             table: vec![NIL; size],
             mask: size.min(CLIENT_INDEX_MIN) - 1,
             len: 0,
+            version: 0,
         }
     }
 
@@ -128,6 +141,7 @@ impl ClientIndex {
         self.table[..size].fill(NIL);
         self.mask = size - 1;
         self.len = 0;
+        self.version += 1;
         for (slot, o) in slots.iter().enumerate() {
             if o.id.0 != 0 {
                 let inserted = self.insert(slots, slot as u32);
@@ -177,24 +191,77 @@ impl ClientIndex {
             (i, false) => {
                 self.table[i] = slot;
                 self.len += 1;
+                self.version += 1;
                 true
             }
         }
     }
 
-    fn remove(
-        &mut self,
+    /// Where (account, client) would be inserted, or None if it is present.
+    #[inline]
+    fn vacancy(
+        &self,
         slots: &[Order],
         account: AccountId,
         client: ClientOrderId,
-    ) -> Option<u32> {
-        let (mut hole, found) = self.probe(slots, account, client);
-        if !found {
-            return None;
+    ) -> Option<ClientVacancy> {
+        match self.probe(slots, account, client) {
+            (_, true) => None,
+            (position, false) => Some(ClientVacancy {
+                position,
+                version: self.version,
+            }),
         }
-        let removed = self.table[hole];
+    }
+
+    /// Inserts the order in `slot` where `vacancy` says, without probing again.
+    #[inline]
+    fn insert_at(&mut self, slots: &[Order], slot: u32, vacancy: ClientVacancy) {
+        // The probe that found the vacancy saw this very table: no insert, removal or growth
+        // since, so the position is still the end of the key's run and the key still absent.
+        assert!(
+            vacancy.version == self.version,
+            "stale client index vacancy"
+        );
+        debug_assert_eq!(self.table[vacancy.position], NIL);
+        debug_assert_eq!(
+            {
+                let o = &slots[slot as usize];
+                self.probe(slots, o.account, o.client_order_id)
+            },
+            (vacancy.position, false)
+        );
+        self.table[vacancy.position] = slot;
+        self.len += 1;
+        self.version += 1;
+    }
+
+    /// Removes the entry of the order in `slot` (still in the slab); false if it is not indexed.
+    fn remove(&mut self, slots: &[Order], slot: u32) -> bool {
+        let o = &slots[slot as usize];
+        // Look for the slot number itself, not the key: a key comparison loads every probed
+        // entry's order from the slab (a likely cache miss each). Keys are unique, so the slot
+        // is in its key's run, between its home and the next empty position.
+        let mut hole = self.home(o.account, o.client_order_id);
+        let mut found = false;
+        // Bounded by the prefix size; it is never more than half full.
+        for _ in 0..=self.mask {
+            let entry = self.table[hole];
+            if entry == NIL {
+                break;
+            }
+            if entry == slot {
+                found = true;
+                break;
+            }
+            hole = (hole + 1) & self.mask;
+        }
+        if !found {
+            return false;
+        }
         self.table[hole] = NIL;
         self.len -= 1;
+        self.version += 1;
         // Backward shift: move later entries of the run into the hole when their home allows.
         let mut i = (hole + 1) & self.mask;
         for _ in 0..=self.mask {
@@ -214,7 +281,7 @@ impl ClientIndex {
             }
             i = (i + 1) & self.mask;
         }
-        Some(removed)
+        true
     }
 }
 
@@ -295,9 +362,31 @@ impl Orders {
         self.by_client.find(&self.slots, account, client)
     }
 
+    /// Where a new order with (account, client) would be indexed, or None if the client id is
+    /// taken by a live order of the account.
+    #[inline]
+    pub fn client_vacancy(
+        &self,
+        account: AccountId,
+        client: ClientOrderId,
+    ) -> Option<ClientVacancy> {
+        self.by_client.vacancy(&self.slots, account, client)
+    }
+
     /// Stores a new order (its id from `next_id`) and links it at the tail of its account's
     /// list. The caller checked `is_full` and client-id uniqueness.
+    #[cfg(test)]
     pub fn insert(&mut self, order: Order) -> u32 {
+        self.insert_with(order, None)
+    }
+
+    /// `insert` for an order whose client id `client_vacancy` found free, with nothing changed
+    /// in the orders since: the client index is not probed again.
+    pub fn insert_vacant(&mut self, order: Order, vacancy: ClientVacancy) -> u32 {
+        self.insert_with(order, Some(vacancy))
+    }
+
+    fn insert_with(&mut self, order: Order, vacancy: Option<ClientVacancy>) -> u32 {
         assert!(!self.is_full(), "order slab full");
         let expected = self.next_id(order.id.0 >> self.slot_bits);
         assert_eq!(order.id, expected, "order id not from next_id");
@@ -314,12 +403,13 @@ impl Orders {
             }
         };
         self.live += 1;
-        self.link(slot);
+        self.link(slot, vacancy);
         slot
     }
 
-    /// Indexes the order in `slot` by client id and appends it to its account's list.
-    fn link(&mut self, slot: u32) {
+    /// Indexes the order in `slot` by client id (where `vacancy` says, if given) and appends it
+    /// to its account's list.
+    fn link(&mut self, slot: u32, vacancy: Option<ClientVacancy>) {
         let order = self.slots[slot as usize];
         // Keep the prefix at most half full; the slot being linked is already in the slab.
         if (self.by_client.len + 1) * 2 > self.by_client.mask + 1 {
@@ -330,6 +420,8 @@ impl Orders {
                     .find(&self.slots, order.account, order.client_order_id)
                     == Some(slot)
             );
+        } else if let Some(vacancy) = vacancy {
+            self.by_client.insert_at(&self.slots, slot, vacancy);
         } else {
             let inserted = self.by_client.insert(&self.slots, slot);
             assert!(inserted, "client order id reused");
@@ -354,10 +446,8 @@ impl Orders {
     pub fn remove(&mut self, slot: u32) -> Order {
         let order = self.slots[slot as usize];
         assert!(order.id.0 != 0, "remove of a free slot");
-        let removed = self
-            .by_client
-            .remove(&self.slots, order.account, order.client_order_id);
-        assert_eq!(removed, Some(slot));
+        let removed = self.by_client.remove(&self.slots, slot);
+        assert!(removed, "live order missing from the client index");
         let list = &mut self.account_lists[order.account.0 as usize];
         if order.acct_prev == NIL {
             list.0 = order.acct_next;
@@ -413,7 +503,7 @@ impl Orders {
             }
             self.slots[slot as usize] = *order;
             self.live += 1;
-            self.link(slot);
+            self.link(slot, None);
         }
         if used.iter().any(|u| !u) {
             return false;
