@@ -7,10 +7,11 @@
 //! of the union lie within the first `offset + per_page` rows of memory and the first
 //! `offset + per_page + |memory|` rows of the replica: no query reads more than that.
 //!
-//! Lists of open orders (`pending`, `wait`) answer from memory alone: it has every live order,
-//! so they keep working while the replica is down. A finished order that memory dropped and
-//! the replica has not reached yet (lag beyond the window) is missing from a list until it
-//! does; the `x-peregrine-replica-seq` header says how far the replica goes.
+//! Memory knows only the orders it saw since the bridge started: orders still open from before
+//! a restart are the replica's to list (without a replica they are missing from lists, though
+//! cancel and the engine's balances know them). A finished order that memory dropped and the
+//! replica has not reached yet (lag beyond the window) is missing from a list until it does;
+//! the `x-peregrine-replica-seq` header says how far the replica goes.
 
 use std::collections::HashSet;
 
@@ -112,10 +113,9 @@ pub(crate) async fn orders(
             held,
         )
     };
-    let live_only = matches!(state, Some(OrderState::Pending | OrderState::Wait));
     let mut high_water_seq = None;
     let mut from_replica = 0usize;
-    if let Some(replica) = bridge.replica.get().filter(|_| !live_only) {
+    if let Some(replica) = bridge.replica.get() {
         let found = replica
             .orders(OrderFilter {
                 account,

@@ -453,8 +453,41 @@ async fn cancel(
         Event::OrderCancelled { order, .. } => Some(*order),
         _ => None,
     });
-    let record = id.and_then(|id| record(bridge, account, id, &executed, None));
+    let record = match id {
+        Some(id) => cancelled_record(bridge, account, id, &executed).await?,
+        None => None,
+    };
     Ok(Json(render(bridge, &record.ok_or_else(order_not_found)?)?))
+}
+
+/// The record of order `id` that `executed` cancelled: memory's, or for an order memory never
+/// saw (open since before a restart) the replica's with the cancel applied.
+async fn cancelled_record(
+    bridge: &Bridge,
+    account: AccountId,
+    id: OrderId,
+    executed: &Executed,
+) -> Result<Option<OrderRecord>, ApiError> {
+    if let Some(found) = record(bridge, account, id, executed, None) {
+        return Ok(Some(found));
+    }
+    let Some(mut found) = history::order(bridge, account, id).await? else {
+        return Ok(None);
+    };
+    for event in &executed.events {
+        if let Event::OrderCancelled {
+            order, remaining, ..
+        } = event
+            && *order == id
+        {
+            found.state = OrderState::Cancel;
+            found.remaining_qty = *remaining;
+            found.origin_qty =
+                peregrine_hotpath::Qty(found.executed_qty.0.saturating_add(remaining.0));
+            found.updated_ns = executed.ts.0;
+        }
+    }
+    Ok(Some(found))
 }
 
 /// Cancels one order by exchange id; answers the order as cancelled.
@@ -508,17 +541,14 @@ pub(crate) async fn cancel_all(
         },
     )
     .await?;
-    let list = executed
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::OrderCancelled { order, .. } => {
-                record(&bridge, account, *order, &executed, None)
-            }
-            _ => None,
-        })
-        .map(|r| render(&bridge, &r))
-        .collect::<Result<_, _>>()?;
+    let mut list = Vec::new();
+    for event in &executed.events {
+        if let Event::OrderCancelled { order, .. } = event
+            && let Some(found) = cancelled_record(&bridge, account, *order, &executed).await?
+        {
+            list.push(render(&bridge, &found)?);
+        }
+    }
     Ok(Json(list))
 }
 
