@@ -53,6 +53,16 @@ where
     }
 }
 
+/// The REST base URL `up`'s summary printed.
+fn rest_url(up: &Up) -> String {
+    up.lines
+        .iter()
+        .find_map(|l| l.strip_prefix("rest  "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned()
+}
+
 /// A fresh nonce: the clock in ms, but always above the last one (nonces must increase per key,
 /// and two requests may fall in the same millisecond).
 fn now_ms() -> u128 {
@@ -81,13 +91,7 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
         &format!("[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\naccount = 3\n"),
     );
     let up = Up::start(dir.path());
-    let rest = up
-        .lines
-        .iter()
-        .find_map(|l| l.strip_prefix("rest  "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let rest = rest_url(&up);
     up.deposit(trader.account, "usd", "100000", 1).await;
     let client = http_client();
     let order = json!({"market": "btcusd", "side": "buy", "volume": "0.25", "price": "49000"});
@@ -302,13 +306,7 @@ async fn history_beyond_memory_comes_from_the_replica(replica_url: Option<&str>)
     std::fs::write(&path, text).unwrap();
 
     let up = Up::start(dir.path());
-    let rest = up
-        .lines
-        .iter()
-        .find_map(|l| l.strip_prefix("rest  "))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let rest = rest_url(&up);
     up.deposit(3, "usd", "100000", 1).await;
     up.deposit(4, "btc", "10", 2).await;
     let client = http_client();
@@ -498,6 +496,36 @@ async fn history_beyond_memory_comes_from_the_replica(replica_url: Option<&str>)
     assert_eq!(
         (status, body["errors"][0].as_str()),
         (422, Some("history.too_deep")),
+        "{body}"
+    );
+    let open_id = open[0]["id"].as_u64().unwrap();
+    up.stop();
+
+    // After a restart memory has seen no order: the one still open comes from the replica.
+    let up = Up::start(dir.path());
+    let orders = format!("{}/peatio/market/orders", rest_url(&up));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (status, _, open) = get_as(&client, format!("{orders}?state=wait"), KEY, SECRET).await;
+        assert_eq!(status, 200, "{open}");
+        if open.as_array().unwrap().len() == 1 {
+            assert_eq!(open[0]["id"].as_u64(), Some(open_id), "{open}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not listed: {open}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, body) = post_as(
+        &client,
+        format!("{orders}/{open_id}/cancel"),
+        KEY,
+        SECRET,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("cancel")),
         "{body}"
     );
     up.stop();
