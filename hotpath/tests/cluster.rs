@@ -12,6 +12,7 @@ use std::time::Duration;
 use peregrine_hotpath::cluster::{
     ClusterSubmitError, MatchingShardIndex, RiskShardIndex, global_order_id, split_order_id,
 };
+use peregrine_hotpath::runtime::IdlePolicy;
 use peregrine_hotpath::sim::{Flow, FlowParams};
 use peregrine_hotpath::*;
 use proptest::prelude::*;
@@ -949,12 +950,29 @@ fn threaded(
     batch: usize,
     cores: Vec<usize>,
 ) -> (u64, Cluster) {
+    threaded_with(
+        setup,
+        commands,
+        batch,
+        cores,
+        ClusterRuntimeConfig::default().idle,
+    )
+}
+
+fn threaded_with(
+    setup: &[Command],
+    commands: &[Command],
+    batch: usize,
+    cores: Vec<usize>,
+    idle: IdlePolicy,
+) -> (u64, Cluster) {
     let runtime = ClusterRuntime::start(
         cluster(2, 3),
         &ClusterRuntimeConfig {
             cores,
             input_batches: 4,
             output_batches: 4,
+            idle,
         },
     )
     .unwrap();
@@ -1054,6 +1072,15 @@ fn runtime_pinned_to_one_core_with_tiny_queues_still_completes() {
     assert_eq!(hash, threaded_hash);
 }
 
+#[test]
+fn spinning_runtime_matches_the_reference_executor() {
+    // Spinning threads outnumber the cores here: slow, but the stream must not change.
+    let (setup, commands) = flow_commands(1_500, 6);
+    let (hash, _, _) = reference(&setup, &commands, 100);
+    let (spun, _) = threaded_with(&setup, &commands, 100, Vec::new(), IdlePolicy::Spin);
+    assert_eq!(hash, spun);
+}
+
 fn core_ids() -> Vec<usize> {
     // The cores this process may use, as the runtime validates them.
     core_affinity::get_core_ids()
@@ -1140,6 +1167,7 @@ fn a_full_input_is_busy_and_nothing_is_lost() {
             cores: Vec::new(),
             input_batches: 1,
             output_batches: 1,
+            ..ClusterRuntimeConfig::default()
         },
     )
     .unwrap();

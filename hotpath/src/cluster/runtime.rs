@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TrySendError, bounded};
+use crossbeam_channel::{
+    Receiver, RecvError, RecvTimeoutError, Sender, TryRecvError, TrySendError, bounded,
+};
 
 use crate::cluster::event::ClusterEvent;
 use crate::cluster::matching::MatchingShard;
@@ -22,7 +24,7 @@ use crate::cluster::risk::RiskShard;
 use crate::cluster::work::{BatchBuffers, MatchOut, MatchWork, Return, RiskItem, ScreenOut};
 use crate::cluster::{Cluster, check_batch};
 use crate::command::Command;
-use crate::runtime::RuntimeError;
+use crate::runtime::{IdlePolicy, RuntimeError};
 
 /// How long the coordinator sleeps on an empty input before re-checking its stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
@@ -37,6 +39,10 @@ pub struct ClusterRuntimeConfig {
     pub input_batches: usize,
     /// Merged batches of events waiting for the consumer, at most.
     pub output_batches: usize,
+    /// How shard threads wait for their next job and the coordinator for each phase's answers:
+    /// spinning saves a wake-up per hand-off (three per batch) but needs a core per thread.
+    /// A parked thread blocks until its next message or the channel's close (`park_us` unused).
+    pub idle: IdlePolicy,
 }
 
 impl Default for ClusterRuntimeConfig {
@@ -45,6 +51,13 @@ impl Default for ClusterRuntimeConfig {
             cores: Vec::new(),
             input_batches: 64,
             output_batches: 64,
+            // Block at once (crossbeam backs off briefly first): on a shared machine the cluster's
+            // threads outnumber the cores, and a spinning thread steals the core from the one
+            // doing the phase's work.
+            idle: IdlePolicy::Park {
+                spins: 0,
+                park_us: 1_000,
+            },
         }
     }
 }
@@ -98,11 +111,39 @@ fn pin(core: Option<usize>) -> bool {
     core.is_none_or(|id| core_affinity::set_for_current(core_affinity::CoreId { id }))
 }
 
+/// The next message on `rx`, waiting as `idle` says. `Spin` polls until a message arrives or
+/// the sender is gone (the thread owns its core); `Park` polls `spins` times, then blocks.
+fn receive<T>(rx: &Receiver<T>, idle: IdlePolicy) -> Result<T, RecvError> {
+    let spins = match idle {
+        IdlePolicy::Park { spins, .. } => spins,
+        _ => u32::MAX,
+    };
+    let mut polls = 0u32;
+    // Bounded by `spins` for Park; for Spin by the channel's life (a closed channel ends it).
+    loop {
+        match rx.try_recv() {
+            Ok(message) => return Ok(message),
+            Err(TryRecvError::Disconnected) => return Err(RecvError),
+            Err(TryRecvError::Empty) => {}
+        }
+        if matches!(idle, IdlePolicy::Spin) {
+            std::hint::spin_loop();
+            continue;
+        }
+        if polls >= spins {
+            return rx.recv();
+        }
+        polls += 1;
+        std::hint::spin_loop();
+    }
+}
+
 /// Spawns a shard thread that answers each job on `done` until its job channel closes, then
 /// returns its shard.
 fn spawn_shard<S: Send + 'static, Job: Send + 'static>(
     name: String,
     core: Option<usize>,
+    idle: IdlePolicy,
     mut shard: S,
     ready: Sender<bool>,
     mut work: impl FnMut(&mut S, &mut Job) + Send + 'static,
@@ -119,7 +160,7 @@ fn spawn_shard<S: Send + 'static, Job: Send + 'static>(
                 return shard;
             }
             // Bounded by the coordinator's jobs: ends when it closes the channel.
-            while let Ok(mut job) = jobs_rx.recv() {
+            while let Ok(mut job) = receive(&jobs_rx, idle) {
                 work(&mut shard, &mut job);
                 if done_tx.send(job).is_err() {
                     break;
@@ -173,6 +214,7 @@ impl ClusterRuntime {
             let (link, thread) = spawn_shard(
                 format!("peregrine-risk-{i}"),
                 core_of(1 + i),
+                config.idle,
                 shard,
                 ready_tx.clone(),
                 |shard: &mut RiskShard, job: &mut RiskJob| match job {
@@ -190,6 +232,7 @@ impl ClusterRuntime {
             let (link, thread) = spawn_shard(
                 format!("peregrine-match-{i}"),
                 core_of(first_matching + i),
+                config.idle,
                 shard,
                 ready_tx.clone(),
                 |shard: &mut MatchingShard, job: &mut MatchJob| shard.run(&job.input, &mut job.out),
@@ -214,6 +257,7 @@ impl ClusterRuntime {
             output: output_tx,
             recycle: recycle_rx,
             stop: stop.clone(),
+            idle: config.idle,
         };
         let coordinator_core = core_of(0);
         let thread = std::thread::Builder::new()
@@ -343,6 +387,7 @@ struct Coordination {
     output: Sender<Vec<ClusterEvent>>,
     recycle: Receiver<Vec<ClusterEvent>>,
     stop: Arc<AtomicBool>,
+    idle: IdlePolicy,
 }
 
 impl Coordination {
@@ -385,7 +430,7 @@ impl Coordination {
                 .map_err(|_| RuntimeError::ShardPanicked)?;
         }
         for (shard, link) in self.risk.iter().enumerate() {
-            match link.done.recv() {
+            match receive(&link.done, self.idle) {
                 Ok(RiskJob::Screen { input, out }) => {
                     bufs.risk_in[shard] = input;
                     bufs.risk_out[shard] = out;
@@ -404,7 +449,7 @@ impl Coordination {
                 .map_err(|_| RuntimeError::ShardPanicked)?;
         }
         for (shard, link) in self.matching.iter().enumerate() {
-            let job = link.done.recv().map_err(|_| RuntimeError::ShardPanicked)?;
+            let job = receive(&link.done, self.idle).map_err(|_| RuntimeError::ShardPanicked)?;
             bufs.match_in[shard] = job.input;
             bufs.match_out[shard] = job.out;
         }
@@ -418,7 +463,7 @@ impl Coordination {
                 .map_err(|_| RuntimeError::ShardPanicked)?;
         }
         for (shard, link) in self.risk.iter().enumerate() {
-            match link.done.recv() {
+            match receive(&link.done, self.idle) {
                 Ok(RiskJob::Settle { input }) => bufs.settle_in[shard] = input,
                 _ => return Err(RuntimeError::ShardPanicked),
             }

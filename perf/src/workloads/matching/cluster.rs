@@ -504,6 +504,7 @@ pub(super) fn run(args: &BenchArgs, shards: usize) -> Result<Report, BenchError>
             cores: cores.clone(),
             input_batches: QUEUE_BATCHES,
             output_batches: QUEUE_BATCHES,
+            ..ClusterRuntimeConfig::default()
         },
     )
     .map_err(|e| BenchError::workload(NAME, e))?;
