@@ -342,8 +342,8 @@ pub(crate) async fn create_order(
     Ok((StatusCode::CREATED, Json(render(&bridge, &record)?)))
 }
 
-/// The account's orders, newest first: live ones from memory, finished ones from memory and
-/// the replica (when configured; `x-peregrine-replica-seq` says how far it goes). Lists go
+/// The account's orders, newest first, from memory and the replica (when configured;
+/// `x-peregrine-replica-seq` says how far it goes), each order once. Lists go
 /// 10,000 rows deep (`page * limit`); narrow deeper history with `time_from`/`time_to`.
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders", tag = "market",
     params(OrdersQuery), security(("apikey" = [])),
