@@ -31,6 +31,19 @@ pub enum AckMode {
     Fast,
 }
 
+/// How the writer thread waits, for appends and for the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WriterIdle {
+    /// Sleep on the queue and in the io_uring wait: no core burnt, but every commit pays a
+    /// thread wake-up, which on shared cores can cost a scheduler slice (milliseconds).
+    #[default]
+    Park,
+    /// Never sleep: poll the queue and the io_uring completion queue. Lowest commit latency;
+    /// only on a core of its own (`writer_core`), or it starves its neighbours.
+    Spin,
+}
+
 /// Journal, snapshot and retention settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JournalConfig {
@@ -56,6 +69,10 @@ pub struct JournalConfig {
     /// otherwise queues behind busy neighbours for a scheduler slice (milliseconds) per commit.
     /// `None` leaves it alone; needs `CAP_SYS_NICE` for negative values.
     pub writer_nice: Option<i32>,
+    /// How the writer waits when there is nothing to write and while a write is in flight.
+    pub writer_idle: WriterIdle,
+    /// Core to pin the writer thread to; `None` lets the OS place it.
+    pub writer_core: Option<usize>,
     /// What a journal reader outside the engine (the SQL replicator) has not consumed yet:
     /// retention keeps it (see [`RetentionFloor`]). `None`: no such reader.
     pub retention_floor: Option<RetentionFloor>,
@@ -75,6 +92,8 @@ impl JournalConfig {
             snapshots_kept: 2,
             delete_covered_segments: true,
             writer_nice: None,
+            writer_idle: WriterIdle::Park,
+            writer_core: None,
             retention_floor: None,
         }
     }

@@ -16,6 +16,9 @@ pub const BLOCK_BYTES: usize = 4_096;
 /// Bound on the resubmissions of one write cut short by the kernel: a durable write that makes
 /// no progress this many times is an I/O error, not a reason to spin.
 const SHORT_WRITE_RETRIES_MAX: u32 = 16;
+/// Longest a spinning writer polls the completion queue before it blocks in the kernel after
+/// all: a device that slow is stalled, and burning the core longer buys nothing.
+const COMPLETION_SPIN_MAX: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// How a write is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,6 +109,9 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// One io_uring instance, owned by one thread.
 pub struct Uring {
     ring: IoUring,
+    /// Poll the completion queue instead of sleeping in `io_uring_enter` (see
+    /// [`crate::WriterIdle::Spin`]).
+    spin: bool,
 }
 
 impl std::fmt::Debug for Uring {
@@ -115,10 +121,17 @@ impl std::fmt::Debug for Uring {
 }
 
 impl Uring {
-    /// A ring with room for a write and its sync.
+    /// A ring with room for a write and its sync; the thread sleeps while a write is in flight.
     pub fn new() -> io::Result<Uring> {
+        Uring::with_spin(false)
+    }
+
+    /// [`Uring::new`], polling for completions when `spin` (up to a bound, then sleeping): the
+    /// completion is seen without a thread wake-up.
+    pub fn with_spin(spin: bool) -> io::Result<Uring> {
         Ok(Uring {
             ring: IoUring::new(8)?,
+            spin,
         })
     }
 
@@ -169,14 +182,31 @@ impl Uring {
                         .map_err(|_| io::Error::other("io_uring submission queue full"))?;
                 }
             }
-            self.ring.submit_and_wait(wanted)?;
+            let spin_deadline = if self.spin {
+                self.ring.submit()?;
+                Some(std::time::Instant::now() + COMPLETION_SPIN_MAX)
+            } else {
+                self.ring.submit_and_wait(wanted)?;
+                None
+            };
             let mut written: Option<i32> = None;
             let mut synced: Option<i32> = None;
             let mut seen = 0;
-            // Bounded: the ring holds at most `wanted` completions of ours.
+            // Bounded: the ring holds at most `wanted` completions of ours, and spinning for
+            // them ends at `spin_deadline`, after which each pass blocks until one arrives.
             while seen < wanted {
                 let Some(entry) = self.ring.completion().next() else {
-                    self.ring.submit_and_wait(wanted - seen)?;
+                    match spin_deadline {
+                        Some(deadline) if std::time::Instant::now() < deadline => {
+                            // Yield, not a bare spin: completing a durable write can take a
+                            // kernel worker bound to this core (the device's interrupt core),
+                            // which a busy loop would hold off for a whole scheduler tick.
+                            std::thread::yield_now();
+                        }
+                        _ => {
+                            self.ring.submit_and_wait(wanted - seen)?;
+                        }
+                    }
                     continue;
                 };
                 seen += 1;

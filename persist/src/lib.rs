@@ -33,7 +33,7 @@ pub mod segment;
 pub mod snapshot;
 pub mod writer;
 
-pub use config::{AckMode, JournalConfig};
+pub use config::{AckMode, JournalConfig, WriterIdle};
 pub use error::{ConfigError, JournalError, RecoveryError, SnapshotWriteError};
 pub use io::SyncMethod;
 pub use lock::DirLock;

@@ -12,7 +12,8 @@ use peregrine_hotpath::Event;
 use peregrine_persist::record::{self, Parsed};
 use peregrine_persist::segment::list_segments;
 use peregrine_persist::snapshot::list_snapshots;
-use peregrine_persist::{JournalError, RecoveryError, Snapshotter, open, recover};
+use peregrine_persist::writer::COMMIT_TIMES_MAX;
+use peregrine_persist::{JournalError, RecoveryError, Snapshotter, WriterIdle, open, recover};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -137,6 +138,78 @@ fn group_commit_with_many_producers_is_gap_free() {
     assert_eq!(writer.shutdown().unwrap(), total);
     let recovered = recover(&config, engine_config()).unwrap();
     assert_eq!(recovered.last_seq, total);
+}
+
+#[test]
+fn a_spinning_pinned_writer_commits_the_same_journal_and_records_commit_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path());
+    config.writer_idle = WriterIdle::Spin;
+    config.writer_core = Some(0);
+    let commands = flow_commands(3, 3_000);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    let journal = writer.journal().clone();
+    let started = std::time::Instant::now();
+    let mut times = Vec::new();
+    // In two halves with an idle pause between: the spinning writer must pick work up again.
+    append_all(&journal, &commands[..1_500]);
+    assert_eq!(journal.wait_durable(1_500, WAIT).unwrap(), 1_500);
+    journal.drain_commit_times(&mut times);
+    std::thread::sleep(Duration::from_millis(20));
+    append_all(&journal, &commands[1_500..]);
+    assert_eq!(journal.wait_durable(3_000, WAIT).unwrap(), 3_000);
+    journal.drain_commit_times(&mut times);
+    // Every commit is recorded once, in order, ending at the durable sequence, at times after
+    // the start and in order.
+    assert!(!times.is_empty());
+    assert!(
+        times
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+    );
+    assert_eq!(times.last().unwrap().0, 3_000);
+    assert!(times.iter().any(|&(seq, _)| seq == 1_500));
+    assert!(times[0].1 >= started);
+    let commits = journal
+        .stats()
+        .commits_count
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(times.len() as u64, commits);
+    // Drained: nothing left until the next commit.
+    let mut again = Vec::new();
+    journal.drain_commit_times(&mut again);
+    assert!(again.is_empty());
+    // A spinning writer still drains and stops on shutdown.
+    assert_eq!(writer.shutdown().unwrap(), 3_000);
+    let recovered = recover(&config, engine_config()).unwrap();
+    assert_eq!(recovered.last_seq, 3_000);
+    assert_eq!(
+        recovered.engine.snapshot().unwrap(),
+        reference_engine(&commands).snapshot().unwrap()
+    );
+}
+
+#[test]
+fn commit_times_keep_only_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let commands = flow_commands(4, 200);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    let journal = writer.journal().clone();
+    let total = COMMIT_TIMES_MAX as u64 + 100;
+    // One record per commit: wait for each before the next.
+    for seq in 1..=total {
+        journal
+            .append(&commands[seq as usize % commands.len()])
+            .unwrap();
+        assert_eq!(journal.wait_durable(seq, WAIT).unwrap(), seq);
+    }
+    let mut times = Vec::new();
+    journal.drain_commit_times(&mut times);
+    assert_eq!(times.len(), COMMIT_TIMES_MAX);
+    assert_eq!(times[0].0, total - COMMIT_TIMES_MAX as u64 + 1);
+    assert_eq!(times.last().unwrap().0, total);
+    writer.shutdown().unwrap();
 }
 
 /// Offset of the end of the last record in the newest segment.
