@@ -65,6 +65,11 @@ pub fn journal_config(config: &Config, dir: &Path) -> JournalConfig {
         (section.snapshot_every_ms > 0).then(|| Duration::from_millis(section.snapshot_every_ms));
     journal.snapshots_kept = section.snapshots_kept;
     journal.delete_covered_segments = section.delete_covered_segments;
+    journal.writer_core = usize::try_from(section.core).ok();
+    journal.writer_idle = match section.idle {
+        crate::config::hotpath::IdleName::Park => peregrine_persist::WriterIdle::Park,
+        crate::config::hotpath::IdleName::Spin => peregrine_persist::WriterIdle::Spin,
+    };
     journal
 }
 

@@ -22,6 +22,11 @@ pub struct JournalSection {
     pub snapshots_kept: usize,
     /// Delete journal segments covered by the oldest kept snapshot (and already replicated).
     pub delete_covered_segments: bool,
+    /// Core to pin the journal writer thread to; -1 leaves placement to the OS.
+    pub core: i64,
+    /// `park` (sleep while idle and while a write is in flight) or `spin` (poll the queue and
+    /// the io_uring completions: no wake-up per commit; only on a core of its own).
+    pub idle: super::hotpath::IdleName,
 }
 
 impl Default for JournalSection {
@@ -32,6 +37,8 @@ impl Default for JournalSection {
             snapshot_every_ms: 300_000,
             snapshots_kept: 2,
             delete_covered_segments: true,
+            core: -1,
+            idle: super::hotpath::IdleName::Park,
         }
     }
 }

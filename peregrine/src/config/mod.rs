@@ -480,6 +480,28 @@ mod tests {
     }
 
     #[test]
+    fn journal_writer_placement_reaches_the_journal() {
+        let config = load_text(
+            "[journal]\ncore = 1\n",
+            &[("PEREGRINE_JOURNAL__IDLE", "spin")],
+        )
+        .unwrap();
+        let journal = crate::exchange::journal_config(&config, std::path::Path::new("j"));
+        assert_eq!(journal.writer_core, Some(1));
+        assert_eq!(journal.writer_idle, peregrine_persist::WriterIdle::Spin);
+        let defaults =
+            crate::exchange::journal_config(&Config::default(), std::path::Path::new("j"));
+        assert_eq!(defaults.writer_core, None);
+        assert_eq!(defaults.writer_idle, peregrine_persist::WriterIdle::Park);
+        let err = load_text("[journal]\nidle = \"poll\"\n", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid value for `journal.idle`: unknown variant `poll`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn invalid_env_value_names_key_and_variable() {
         let err = load_text("", &[("PEREGRINE_HTTP__LISTEN", "nope")]).unwrap_err();
         assert_eq!(
