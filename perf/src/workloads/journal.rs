@@ -2,21 +2,31 @@
 //!
 //! Open loop: the bench thread appends a realistic command (seeded flow, rkyv-serialised by the
 //! journal) at each scheduled time of the pacer's grid; a receiver thread follows the durable
-//! watermark and records each command's latency from its *scheduled* append time to the moment
-//! it saw it durable (coordinated-omission corrected: a `Busy` retry or a slow commit is charged
-//! to every command it delayed). `ops_per_sec` is durable commands per second over
-//! the measured phase. `floor_ns` is one write + sync of one record's size (one 4 KiB block)
+//! watermark. Each command's latency runs from its *scheduled* append time (coordinated-omission
+//! corrected: a `Busy` retry or a slow commit is charged to every command it delayed) to:
+//! - `latency_ns`: the moment the writer saw the commit holding it complete (the journal's
+//!   commit times): what the journal itself costs, comparable with the floor;
+//! - `params.ack_seen_latency_ns`: the moment the receiver thread saw it durable, i.e. plus one
+//!   thread wake-up: what an acknowledging thread that sleeps on the watermark sees.
+//!
+//! `ops_per_sec` is durable commands per second over the measured phase. `floor_ns` is one write + sync of one record's size (one 4 KiB block)
 //! made durable exactly as the writer does it, on the same device, in the same run.
 //!
 //! One rate per run (`--rate`); for the maximum, offer more than the device can take
 //! (`--rate 10000000`): the queue then fills and `Busy` is the back-pressure.
+//!
+//! Experiment switches, from the environment (not `PEREGRINE_*`, which is the appliance's):
+//! `BENCH_JOURNAL_IDLE=park|spin` (the writer's [`WriterIdle`]), `BENCH_JOURNAL_CORES=S,W`
+//! (pin the sending thread to core S and the writer to core W), `BENCH_JOURNAL_NICE=N` and
+//! `BENCH_JOURNAL_SYNC=dsync|pwrite|fdatasync`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_hotpath::sim::{Flow, FlowParams};
-use peregrine_persist::{JournalConfig, JournalError, SyncMethod, open};
+use peregrine_persist::writer::COMMIT_TIMES_MAX;
+use peregrine_persist::{JournalConfig, JournalError, SyncMethod, WriterIdle, open};
 
 use crate::args::{BenchArgs, WorkloadFlag};
 use crate::error::BenchError;
@@ -91,6 +101,25 @@ fn run_in(
             ));
         }
     };
+    config.writer_idle = match std::env::var("BENCH_JOURNAL_IDLE").as_deref() {
+        Err(_) | Ok("park") => WriterIdle::Park,
+        Ok("spin") => WriterIdle::Spin,
+        Ok(_) => {
+            return Err(BenchError::invalid(
+                "BENCH_JOURNAL_IDLE",
+                "expected park or spin",
+            ));
+        }
+    };
+    let sender_core = match std::env::var("BENCH_JOURNAL_CORES") {
+        Err(_) => None,
+        Ok(cores) => {
+            let invalid = || BenchError::invalid("BENCH_JOURNAL_CORES", "expected SENDER,WRITER");
+            let (sender, writer) = cores.split_once(',').ok_or_else(invalid)?;
+            config.writer_core = Some(writer.trim().parse().map_err(|_| invalid())?);
+            Some(sender.trim().parse::<usize>().map_err(|_| invalid())?)
+        }
+    };
     config.snapshot_every_commands = 0;
     config.snapshot_every = None;
     let (_, writer) = open(&config, peregrine_hotpath::EngineConfig::small())
@@ -141,7 +170,8 @@ fn run_in(
     busy_count = 0;
 
     // Measured phase. A receiver thread blocks on the durable watermark and records every newly
-    // durable command's latency from its scheduled send time. (A variant that polled the
+    // durable command's latency from its scheduled send time, to the writer's completion time of
+    // the commit that held it and to its own wake-up. (A variant that polled the
     // watermark from the sending thread between sends was measured too: on the shared 2-vCPU
     // VM a never-yielding sender starved the writer and tails got worse; see perf/RESULTS.md.)
     progress.set_phase("open loop");
@@ -155,40 +185,63 @@ fn run_in(
     let grid = pacer.clone();
     let last_seq = Arc::new(AtomicU64::new(u64::MAX));
     let receiver_journal = journal.clone();
+    let receiver_core = config.writer_core;
     let receiver_last = Arc::clone(&last_seq);
     let receiver = std::thread::Builder::new()
         .name("journal-bench-acks".to_owned())
-        .spawn(move || -> Result<(LatencyRecorder, Instant), BenchError> {
-            let mut recorder = LatencyRecorder::new()?;
-            let mut seen = base_seq;
-            let mut waited_since = Instant::now();
-            // Bounded: ends at the last sequence, or after DRAIN_MAX without progress.
-            loop {
-                let durable = receiver_journal
-                    .wait_durable_after(seen, Duration::from_millis(50))
-                    .map_err(|e| BenchError::workload(NAME, e))?;
-                let now = Instant::now();
-                if durable > seen {
-                    for seq in seen + 1..=durable {
-                        let scheduled = grid.scheduled_at(seq - base_seq - 1);
-                        // Appended at or after `scheduled`; durable no earlier than appended.
-                        recorder.record_from_scheduled(scheduled, now.max(scheduled));
+        .spawn(
+            move || -> Result<(LatencyRecorder, LatencyRecorder, Instant), BenchError> {
+                // With pinning, the receiver shares the writer's core: the sender's stays its own.
+                if let Some(id) = receiver_core {
+                    let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
+                }
+                let mut recorder = LatencyRecorder::new()?;
+                let mut seen_recorder = LatencyRecorder::new()?;
+                let mut commit_times: Vec<(u64, Instant)> = Vec::with_capacity(COMMIT_TIMES_MAX);
+                let mut seen = base_seq;
+                let mut waited_since = Instant::now();
+                // Bounded: ends at the last sequence, or after DRAIN_MAX without progress.
+                loop {
+                    let durable = receiver_journal
+                        .wait_durable_after(seen, Duration::from_millis(50))
+                        .map_err(|e| BenchError::workload(NAME, e))?;
+                    let now = Instant::now();
+                    if durable > seen {
+                        commit_times.clear();
+                        receiver_journal.drain_commit_times(&mut commit_times);
+                        // Commits are in sequence order; walk them alongside the sequences.
+                        let mut commit = 0_usize;
+                        for seq in seen + 1..=durable {
+                            let scheduled = grid.scheduled_at(seq - base_seq - 1);
+                            while commit < commit_times.len() && commit_times[commit].0 < seq {
+                                commit += 1;
+                            }
+                            // A commit time dropped from the bounded record falls back to the
+                            // receiver's own (later) time: never flattering.
+                            let durable_at = commit_times.get(commit).map_or(now, |&(_, at)| at);
+                            // Appended at or after `scheduled`; durable no earlier than appended.
+                            recorder.record_from_scheduled(scheduled, durable_at.max(scheduled));
+                            seen_recorder.record_from_scheduled(scheduled, now.max(scheduled));
+                        }
+                        seen = durable;
+                        waited_since = now;
                     }
-                    seen = durable;
-                    waited_since = now;
+                    if seen >= receiver_last.load(Ordering::Acquire) {
+                        return Ok((recorder, seen_recorder, now));
+                    }
+                    if now.duration_since(waited_since) > DRAIN_MAX {
+                        return Err(BenchError::workload(
+                            NAME,
+                            "journal stopped making progress",
+                        ));
+                    }
                 }
-                if seen >= receiver_last.load(Ordering::Acquire) {
-                    return Ok((recorder, now));
-                }
-                if now.duration_since(waited_since) > DRAIN_MAX {
-                    return Err(BenchError::workload(
-                        NAME,
-                        "journal stopped making progress",
-                    ));
-                }
-            }
-        })
+            },
+        )
         .map_err(|e| workload_error(Box::new(e)))?;
+    if let Some(id) = sender_core {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
     let mut last = base_seq;
     for index in 0..count {
         pacer.next_scheduled();
@@ -203,7 +256,7 @@ fn run_in(
         "the journal hands out gap-free sequences"
     );
     last_seq.store(last, Ordering::Release);
-    let (recorder, durable_at) = receiver
+    let (recorder, seen_recorder, durable_at) = receiver
         .join()
         .map_err(|_| BenchError::workload(NAME, "receiver panicked"))??;
     progress.finish();
@@ -214,6 +267,7 @@ fn run_in(
     let pacer_stats = pacer.stats();
     writer.shutdown().map_err(|e| workload_error(Box::new(e)))?;
     let summary = recorder.summary();
+    let seen_summary = seen_recorder.summary();
     let p99_over_floor = summary.p99 as f64 / floor_ns.max(1) as f64;
     Ok(Report::new(
         NAME,
@@ -238,6 +292,21 @@ fn run_in(
     .with_param("busy_retries_count", busy_count)
     .with_param("sends_behind_count", pacer_stats.sends_behind_count)
     .with_param("sync", format!("{:?}", config.sync_method))
+    .with_param("writer_idle", format!("{:?}", config.writer_idle))
+    .with_param(
+        "cores",
+        sender_core.map_or("unpinned".to_owned(), |sender| {
+            format!("sender {sender}, writer {:?}", config.writer_core)
+        }),
+    )
+    .with_param(
+        "ack_seen_latency_ns",
+        serde_json::to_value(seen_summary).map_err(|e| workload_error(Box::new(e)))?,
+    )
+    .with_param(
+        "ack_seen_p99_over_floor",
+        seen_summary.p99 as f64 / floor_ns.max(1) as f64,
+    )
     .with_param("dir", dir.display().to_string())
     .with_param("seed", seed))
 }
