@@ -5,7 +5,9 @@
 //!
 //! The floor is one protocol ping (Heartbeat echo) round trip on the same connection, median of
 //! `PING_SAMPLES`, measured in the same run before the load: what QUIC + tokio cost on this
-//! machine with no engine in the path.
+//! machine with no engine in the path. `params.order_rtt_unloaded_ns` is the same for orders:
+//! the median of `ORDER_RTT_SAMPLES` orders sent one at a time (each awaited before the next),
+//! i.e. the order path's own minimum here, which no load can improve on.
 //!
 //! The flow alternates a sell from account 1 and a buy from account 2 at one price, so every
 //! pair trades and the book stays near empty: the measured path includes matching and fills.
@@ -52,6 +54,8 @@ const NAME: &str = "e2e";
 pub const RATE_DEFAULT_OPS_PER_SEC: u64 = 20_000;
 /// Pings for the floor.
 const PING_SAMPLES: usize = 1_000;
+/// Orders, one at a time, for the unloaded order round trip.
+const ORDER_RTT_SAMPLES: u64 = 500;
 const MARKET: MarketId = MarketId(0);
 const PRICE: Price = Price(10_000);
 /// Orders sent but not yet answered, at most: bounds the tasks and the result buffer.
@@ -86,6 +90,21 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     // Snapshots are not what this measures.
     journal_config.snapshot_every_commands = 0;
     journal_config.snapshot_every = None;
+    // Experiment switch (not PEREGRINE_*, the appliance's namespace): `BENCH_E2E_CORES=I,E`
+    // pins tokio and the sending thread to core I, and the shard and the journal writer to E.
+    let cores = match std::env::var("BENCH_E2E_CORES") {
+        Err(_) => None,
+        Ok(cores) => {
+            let invalid = || BenchError::invalid("BENCH_E2E_CORES", "expected IO_CORE,ENGINE_CORE");
+            let (io, engine) = cores.split_once(',').ok_or_else(invalid)?;
+            Some((
+                io.trim().parse::<usize>().map_err(|_| invalid())?,
+                engine.trim().parse::<usize>().map_err(|_| invalid())?,
+            ))
+        }
+    };
+    journal_config.writer_core = cores.map(|(_, engine)| engine);
+    let io_core = cores.map(|(io, _)| io);
     let (recovered, writer) = peregrine_persist::open(&journal_config, EngineConfig::default())
         .map_err(|e| BenchError::workload(NAME, e))?;
     if recovered.last_seq != 0 {
@@ -102,12 +121,17 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
         .worker_threads(TOKIO_WORKERS)
         .enable_all()
         .thread_name("e2e-io")
+        .on_thread_start(move || {
+            if let Some(id) = io_core {
+                let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
+            }
+        })
         .build()
         .map_err(|e| BenchError::workload(NAME, e))?;
     let shard = Shard::start(
         Engine::new(EngineConfig::default()).map_err(|e| BenchError::workload(NAME, e))?,
         &ShardConfig {
-            core: None,
+            core: cores.map(|(_, engine)| engine),
             idle: SHARD_IDLE,
             input_capacity: 65_536,
             output_capacity: 1 << 18,
@@ -178,6 +202,11 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     // Only the acks are measured: turn the report streams off.
     drop((sellers.reports(), buyers.reports()));
 
+    // The sending thread joins tokio's core now: pinned earlier, the shard's start would have
+    // seen only that core as available.
+    if let Some(id) = io_core {
+        let _ = core_affinity::set_for_current(core_affinity::CoreId { id });
+    }
     // The floor: protocol pings on the order connection, no load.
     let floor_ns = runtime.block_on(async {
         let mut samples_ns = Vec::with_capacity(PING_SAMPLES);
@@ -192,10 +221,38 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
         Ok::<_, BenchError>(samples_ns[samples_ns.len() / 2])
     })?;
 
+    // The order path's own minimum: one order at a time, alternating sides so each pair trades.
+    let mut next_id = 1u64;
+    let order_rtt_unloaded_ns = runtime.block_on(async {
+        let mut samples_ns = Vec::with_capacity(ORDER_RTT_SAMPLES as usize);
+        for i in 0..ORDER_RTT_SAMPLES {
+            let (client, side) = if i % 2 == 0 {
+                (&sellers, Side::Sell)
+            } else {
+                (&buyers, Side::Buy)
+            };
+            let order = Order::limit(ClientOrderId(next_id), MARKET, side, PRICE, Qty(1));
+            next_id += 1;
+            let sent = Instant::now();
+            match client.place(order).await {
+                Ok(Placed::Ack { .. }) => {}
+                Ok(other) => {
+                    return Err(BenchError::workload(
+                        NAME,
+                        format!("unloaded order not acked: {other:?}"),
+                    ));
+                }
+                Err(e) => return Err(BenchError::workload(NAME, e)),
+            }
+            samples_ns.push(u64::try_from(sent.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
+        samples_ns.sort_unstable();
+        Ok::<_, BenchError>(samples_ns[samples_ns.len() / 2])
+    })?;
+
     let counters = Arc::new(Counters::default());
     let warmup_count = (args.warmup.as_secs_f64() * rate.get() as f64) as u64;
     let count = (args.duration.as_secs_f64() * rate.get() as f64) as u64;
-    let mut next_id = 1u64;
     // Warmup: same path, not recorded.
     let _ = open_loop(
         &runtime,
@@ -259,6 +316,18 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
                 "median heartbeat round trip, same connection, no load",
             )
             .with_param("ping_samples", PING_SAMPLES as u64)
+            .with_param(
+                "cores",
+                cores.map_or("unpinned".to_owned(), |(io, engine)| {
+                    format!("io {io}, shard and journal writer {engine}")
+                }),
+            )
+            .with_param("order_rtt_unloaded_ns", order_rtt_unloaded_ns)
+            .with_param(
+                "order_rtt_unloaded_over_floor",
+                order_rtt_unloaded_ns as f64 / floor_ns.max(1) as f64,
+            )
+            .with_param("order_rtt_samples", ORDER_RTT_SAMPLES)
             .with_param("udp_buffer_requested_bytes", buffers.requested_bytes as u64)
             .with_param("udp_rcvbuf_bytes", buffers.recv_bytes as u64)
             .with_param("udp_sndbuf_bytes", buffers.send_bytes as u64)
