@@ -486,8 +486,14 @@ mod tests {
         assert_eq!(report.params["latency_orders"], 400);
         assert_eq!(report.params["acks"], 400);
         assert!(report.floor_ns.unwrap() > 0);
-        // Setup (7) + warmup (100) + measured (400), all in the journal.
-        assert_eq!(report.params["journal_durable_seq"], 507);
+        // Setup (7) + unloaded round trips (500) + warmup (100) + measured (400), all in the
+        // journal.
+        assert_eq!(report.params["journal_durable_seq"], 1_007);
+        assert_eq!(report.params["order_rtt_samples"], ORDER_RTT_SAMPLES);
+        let unloaded_ns = report.params["order_rtt_unloaded_ns"].as_u64().unwrap();
+        assert!(unloaded_ns > 0);
+        // An order crosses the same connection as a ping, and the engine besides.
+        assert!(unloaded_ns > report.floor_ns.unwrap() / 2, "{unloaded_ns}");
         args.ack = Some(AckMode::Fast);
         let report = run(&args).unwrap();
         assert_eq!(report.params["ack"], "fast");
