@@ -481,7 +481,7 @@ impl Summary<'_> {
                 .collect();
             writeln!(
                 stdout,
-                "quic  {}  (sha256 {}; {} keys)",
+                "quic  {}  (sha256 {}; API keys: {})",
                 quic.local_addr(),
                 fingerprint.join(""),
                 self.config.quic.keys.len()
@@ -489,7 +489,7 @@ impl Summary<'_> {
         }
         writeln!(
             stdout,
-            "rest  http://{}/api/v2  (ws /api/v2/ranger/public|private; {} keys)",
+            "rest  http://{}/api/v2  (ws /api/v2/ranger/public|private; API keys: {})",
             self.rest.local_addr(),
             self.config.rest.keys.len()
         )?;
