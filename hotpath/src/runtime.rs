@@ -12,8 +12,8 @@
 //! catches up. Nothing is ever dropped. Between commands the shard also answers queries and
 //! snapshot requests, so readers see a state that is consistent with a command boundary.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -120,16 +120,38 @@ pub enum Output {
 /// Items in one output batch before it is handed over even if more input waits.
 pub const OUTPUT_BATCH_ITEMS: usize = 512;
 
+/// Called on the shard thread each time a batch of outputs is handed over, for a consumer that
+/// waits where a channel cannot wake it (an async task). It runs on the shard's core between
+/// commands, so it must be quick and must never block.
+pub type OutputWaker = Box<dyn Fn() + Send + Sync>;
+
 /// The consumer's end of a shard's output: yields items in order and recycles batches.
-#[derive(Debug)]
 pub struct Outputs {
     batches: Receiver<Vec<Output>>,
     recycle: Sender<Vec<Output>>,
+    /// Shared with the shard thread; set at most once, then read without a lock.
+    waker: Arc<OnceLock<OutputWaker>>,
     /// The batch being read, reversed so that `pop` yields items in order.
     current: Vec<Output>,
 }
 
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs")
+            .field("batches_queued", &self.batches.len())
+            .field("current_items", &self.current.len())
+            .field("waker_set", &self.waker.get().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Outputs {
+    /// Has the shard call `waker` after every batch it hands over, from then on. Only one
+    /// waker per shard: a second is handed back.
+    pub fn set_waker(&self, waker: OutputWaker) -> Result<(), OutputWaker> {
+        self.waker.set(waker)
+    }
+
     /// The next item if one is ready.
     pub fn try_next(&mut self) -> Option<Output> {
         if self.current.is_empty() {
@@ -238,7 +260,9 @@ impl Shard {
         let stats = Arc::new(ShardStats::default());
         stats.last_seq.store(applied_seq, Ordering::Release);
         let (pinned_tx, pinned_rx) = bounded::<bool>(1);
+        let waker: Arc<OnceLock<OutputWaker>> = Arc::new(OnceLock::new());
         let worker = Worker {
+            waker: Arc::clone(&waker),
             engine,
             input: input_rx,
             output: output_tx,
@@ -266,6 +290,7 @@ impl Shard {
             outputs: Some(Outputs {
                 batches: output_rx,
                 recycle: recycle_tx,
+                waker,
                 current: Vec::new(),
             }),
             stop,
@@ -373,6 +398,8 @@ struct Worker {
     idle: IdlePolicy,
     /// The sequence the engine had applied at start.
     applied_seq: u64,
+    /// The consumer's waker, if it set one (see [`Outputs::set_waker`]).
+    waker: Arc<OnceLock<OutputWaker>>,
 }
 
 impl Worker {
@@ -466,7 +493,13 @@ impl Worker {
         let mut counted = false;
         loop {
             match self.output.try_send(batch) {
-                Ok(()) | Err(TrySendError::Disconnected(_)) => return,
+                Ok(()) => {
+                    if let Some(wake) = self.waker.get() {
+                        wake();
+                    }
+                    return;
+                }
+                Err(TrySendError::Disconnected(_)) => return,
                 Err(TrySendError::Full(back)) => {
                     batch = back;
                     if !counted {

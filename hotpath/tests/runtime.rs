@@ -336,3 +336,68 @@ fn concurrent_producers_through_a_sequencer_keep_the_ledger_whole() {
     assert_eq!(engine.commands_applied(), commands.len() as u64);
     engine.audit().unwrap();
 }
+
+#[test]
+fn a_waker_is_called_for_every_batch_handed_over() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let cmds = commands(2_000);
+    let mut shard = Shard::start(Engine::new(config()).unwrap(), &ShardConfig::default()).unwrap();
+    let mut outputs = shard.take_outputs().unwrap();
+    let wakes = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&wakes);
+    assert!(
+        outputs
+            .set_waker(Box::new(move || {
+                counter.fetch_add(1, Ordering::Relaxed);
+            }))
+            .is_ok()
+    );
+    // One waker per shard: a second is handed back, and the first stays.
+    assert!(outputs.set_waker(Box::new(|| {})).is_err());
+    assert_eq!(wakes.load(Ordering::Relaxed), 0, "nothing handed over yet");
+    // One command at a time: each one's outputs are a batch of their own, handed over (and so
+    // woken for) before the next command arrives.
+    let mut seen = Vec::new();
+    for (index, command) in cmds.iter().take(50).enumerate() {
+        shard.submit(index as u64 + 1, command.clone()).unwrap();
+        seen.push(collect_one(&mut outputs, index as u64 + 1));
+        assert!(
+            wakes.load(Ordering::Relaxed) > index as u64,
+            "command {} was handed over without a wake",
+            index + 1
+        );
+    }
+    // In bulk: the events are unchanged, and wakes come per hand-over, not per item.
+    submit_all_from(&shard, &cmds, 50);
+    for seq in 51..=cmds.len() as u64 {
+        seen.push(collect_one(&mut outputs, seq));
+    }
+    assert_eq!(seen, direct(&cmds));
+    let wakes_total = wakes.load(Ordering::Relaxed);
+    let items: usize = seen.iter().map(|events| events.len() + 1).sum();
+    assert!(wakes_total >= 50);
+    assert!(
+        wakes_total <= items as u64,
+        "at most one wake per hand-over: {wakes_total} for {items} items"
+    );
+    shard.stop().unwrap();
+}
+
+/// The outputs of command `seq` up to its `Done`.
+fn collect_one(outputs: &mut Outputs, seq: u64) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut events = Vec::new();
+    loop {
+        match outputs.next_deadline(deadline).expect("outputs in time") {
+            Output::Event { seq: got, event } => {
+                assert_eq!(got, seq);
+                events.push(event);
+            }
+            Output::Done { seq: got } => {
+                assert_eq!(got, seq);
+                return events;
+            }
+            _ => panic!("unknown output"),
+        }
+    }
+}
