@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,11 @@ pub type Seq = u64;
 /// Commit times kept for [`Journal::drain_commit_times`]; the oldest are dropped past it. At
 /// 100 k commits/s that is 40 ms of history, far more than a reader polling it needs.
 pub const COMMIT_TIMES_MAX: usize = 4_096;
+/// Called on the writer thread after every commit and when the writer fails, for a waiter
+/// that cannot sleep on the journal's condition variable (an async task). It must be quick and
+/// must never block: the next commit waits for it.
+pub type DurableWaker = Box<dyn Fn() + Send + Sync>;
+
 /// Longest a spinning writer polls its queue before taking the lock to look for a close.
 const IDLE_SPIN_SLICE: Duration = Duration::from_millis(1);
 
@@ -70,6 +75,8 @@ struct Shared {
     /// [`COMMIT_TIMES_MAX`]: the writer's own completion time, without the wake-up of whoever
     /// waits for it.
     commit_times: Mutex<VecDeque<(Seq, Instant)>>,
+    /// Set at most once by [`Journal::set_durable_waker`].
+    durable_waker: WakerSlot,
     /// Highest sequence whose record is durable (all before it are too).
     durable_seq: AtomicU64,
     /// Pairs with `durable_changed` for waiters.
@@ -80,6 +87,19 @@ struct Shared {
     failure: Mutex<Option<String>>,
     queue_bytes: usize,
     stats: WriterStats,
+}
+
+/// The durable waker, if set; `Debug` says only whether it is.
+struct WakerSlot(OnceLock<DurableWaker>);
+
+impl std::fmt::Debug for WakerSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "set"
+        } else {
+            "unset"
+        })
+    }
 }
 
 /// Counters of the writer, for reports.
@@ -229,6 +249,12 @@ impl Journal {
         out.extend(lock(&self.shared.commit_times).drain(..));
     }
 
+    /// Has the writer call `waker` after every commit (and once if it fails), from then on.
+    /// One waker per journal: a second is handed back.
+    pub fn set_durable_waker(&self, waker: DurableWaker) -> Result<(), DurableWaker> {
+        self.shared.durable_waker.0.set(waker)
+    }
+
     /// Writer counters.
     pub fn stats(&self) -> &WriterStats {
         &self.shared.stats
@@ -262,6 +288,7 @@ impl JournalWriter {
             pending_ready: Condvar::new(),
             pending_hint: AtomicBool::new(false),
             commit_times: Mutex::new(VecDeque::with_capacity(COMMIT_TIMES_MAX)),
+            durable_waker: WakerSlot(OnceLock::new()),
             durable_seq: AtomicU64::new(tail.last_seq),
             durable_lock: Mutex::new(()),
             durable_changed: Condvar::new(),
@@ -293,8 +320,13 @@ impl JournalWriter {
                 if let Err(error) = state.run(&thread_shared) {
                     *lock(&thread_shared.failure) = Some(error.to_string());
                     thread_shared.failed.store(true, Ordering::Release);
-                    let _guard = lock(&thread_shared.durable_lock);
-                    thread_shared.durable_changed.notify_all();
+                    {
+                        let _guard = lock(&thread_shared.durable_lock);
+                        thread_shared.durable_changed.notify_all();
+                    }
+                    if let Some(wake) = thread_shared.durable_waker.0.get() {
+                        wake();
+                    }
                 }
             })
             .map_err(|source| JournalError::Io {
@@ -485,8 +517,13 @@ impl WriterState {
                 times.push_back((last_seq, durable_at));
                 assert!(times.len() <= COMMIT_TIMES_MAX, "preallocated, never grows");
             }
-            let _guard = lock(&shared.durable_lock);
-            shared.durable_changed.notify_all();
+            {
+                let _guard = lock(&shared.durable_lock);
+                shared.durable_changed.notify_all();
+            }
+            if let Some(wake) = shared.durable_waker.0.get() {
+                wake();
+            }
         }
     }
 

@@ -590,3 +590,50 @@ fn random_damage_never_panics_recovery() {
     }
     println!("random damage: {ok} recovered, {refused} refused");
 }
+
+#[test]
+fn a_durable_waker_is_called_after_every_commit() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let commands = flow_commands(5, 100);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    let journal = writer.journal().clone();
+    // The waker sees the watermark already moved: it records what it saw.
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let calls = Arc::new(AtomicU64::new(0));
+    let (waker_journal, waker_seen, waker_calls) =
+        (journal.clone(), Arc::clone(&seen), Arc::clone(&calls));
+    assert!(
+        journal
+            .set_durable_waker(Box::new(move || {
+                waker_calls.fetch_add(1, Ordering::Relaxed);
+                waker_seen.lock().unwrap().push(waker_journal.durable_seq());
+            }))
+            .is_ok()
+    );
+    assert!(journal.set_durable_waker(Box::new(|| {})).is_err());
+    for (index, command) in commands.iter().enumerate() {
+        let seq = journal.append(command).unwrap();
+        assert_eq!(seq, index as u64 + 1);
+        assert_eq!(journal.wait_durable(seq, WAIT).unwrap(), seq);
+    }
+    // Wakes run after the waiters are released: wait for the last one.
+    let deadline = std::time::Instant::now() + WAIT;
+    while seen.lock().unwrap().last() != Some(&100) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no wake for the last commit"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let seen = seen.lock().unwrap().clone();
+    let commits = journal
+        .stats()
+        .commits_count
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(calls.load(Ordering::Relaxed), commits);
+    // One record per commit here (each waited for): a wake per record, in order.
+    assert_eq!(seen, (1..=100).collect::<Vec<u64>>());
+    writer.shutdown().unwrap();
+}
