@@ -1,8 +1,9 @@
 //! The engine side of the gateway: [`EngineHandle`] is the sequencer (journals each command,
 //! then submits it to a [`Shard`] under the same sequence number) and owns the output router
-//! thread, which maps each engine [`Output`] back to whoever it concerns (the submitter by
-//! sequence, every session of an account by account, market-data subscribers by market, event
-//! taps with every command's events).
+//! (a thread, or a task on the gateway's tokio runtime: [`RouterPlacement`]), which maps each
+//! engine [`Output`] back to whoever it concerns (the submitter by sequence, every session of an
+//! account by account, market-data subscribers by market, event taps with every command's
+//! events).
 //!
 //! Durability: with a journal in `durable` mode the router holds a command's outputs until its
 //! record is durable, so no acknowledgement, fill or market-data update leaves before that; in
@@ -70,6 +71,9 @@ pub enum EngineError {
     /// Too many taps.
     #[error("at most {TAPS_MAX} event taps")]
     TooManyTaps,
+    /// The journal already wakes someone else after each commit.
+    #[error("the journal's durable waker is already taken")]
+    JournalWakerTaken,
 }
 
 /// One command's outcome: every event it produced, released per the acknowledgement mode.
@@ -98,6 +102,28 @@ impl Executed {
 /// its consumer resynchronises instead of the router buffering without bound.
 pub type EventTap = mpsc::Receiver<Arc<Executed>>;
 
+/// Where the output router runs.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum RouterPlacement {
+    /// On a thread of its own, sleeping on the shard's output queue and on the journal: works
+    /// anywhere, at the cost of one more thread wake-up per reply (shard → router → session).
+    #[default]
+    Thread,
+    /// As a task on this multi-threaded tokio runtime, woken by the shard and the journal
+    /// writer directly: the sessions' own workers route the replies, one wake-up fewer and one
+    /// thread fewer. Whoever then waits synchronously for an output must not be on a worker of
+    /// a runtime that has no other worker free.
+    Task(tokio::runtime::Handle),
+}
+
+/// The running router: joined (thread) or told to stop (task) on shutdown.
+#[derive(Debug)]
+enum RouterRun {
+    Thread(JoinHandle<()>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
 /// The sequencer and output router in front of one shard.
 #[derive(Debug)]
 pub struct EngineHandle {
@@ -108,7 +134,7 @@ pub struct EngineHandle {
     /// Set when a journaled command could not reach the shard: from then on nothing is taken.
     failed: Arc<AtomicBool>,
     next_session: AtomicU64,
-    router: Mutex<Option<JoinHandle<()>>>,
+    router: Mutex<Option<RouterRun>>,
 }
 
 impl EngineHandle {
@@ -132,9 +158,19 @@ impl EngineHandle {
     /// As [`EngineHandle::start_with_journal`], with order statuses already known (built from
     /// the commands recovery replayed), so the dedup of client order ids survives a restart.
     pub fn start_with_tracker(
+        shard: Shard,
+        journal: Option<Journal>,
+        tracker: OrderTracker,
+    ) -> Result<Arc<EngineHandle>, EngineError> {
+        EngineHandle::start_placed(shard, journal, tracker, RouterPlacement::Thread)
+    }
+
+    /// As [`EngineHandle::start_with_tracker`], with the router where `placement` says.
+    pub fn start_placed(
         mut shard: Shard,
         journal: Option<Journal>,
         tracker: OrderTracker,
+        placement: RouterPlacement,
     ) -> Result<Arc<EngineHandle>, EngineError> {
         let applied_seq = shard.stats().last_seq.load(Ordering::Acquire);
         if let Some(journal) = &journal
@@ -179,10 +215,36 @@ impl EngineHandle {
             held: VecDeque::with_capacity(4_096),
             journal_failure_logged: false,
         };
-        let thread = std::thread::Builder::new()
-            .name("peregrine-gw-router".into())
-            .spawn(move || router.run())
-            .map_err(EngineError::Spawn)?;
+        let run = match placement {
+            RouterPlacement::Thread => RouterRun::Thread(
+                std::thread::Builder::new()
+                    .name("peregrine-gw-router".into())
+                    .spawn(move || router.run())
+                    .map_err(EngineError::Spawn)?,
+            ),
+            RouterPlacement::Task(runtime) => {
+                let router_wake = Arc::new(tokio::sync::Notify::new());
+                // `notify_one` keeps a permit when the task is busy, so no wake is lost.
+                let wake = Arc::clone(&router_wake);
+                if router
+                    .outputs
+                    .set_waker(Box::new(move || wake.notify_one()))
+                    .is_err()
+                {
+                    return Err(EngineError::OutputsTaken);
+                }
+                if let Some(journal) = &router.journal {
+                    let wake = Arc::clone(&router_wake);
+                    if journal
+                        .set_durable_waker(Box::new(move || wake.notify_one()))
+                        .is_err()
+                    {
+                        return Err(EngineError::JournalWakerTaken);
+                    }
+                }
+                RouterRun::Task(runtime.spawn(router.run_task(router_wake)))
+            }
+        };
         Ok(Arc::new(EngineHandle {
             shard,
             journal,
@@ -190,7 +252,7 @@ impl EngineHandle {
             stop,
             failed: Arc::new(AtomicBool::new(false)),
             next_session: AtomicU64::new(1),
-            router: Mutex::new(Some(thread)),
+            router: Mutex::new(Some(run)),
         }))
     }
 
@@ -415,14 +477,22 @@ impl EngineHandle {
             }
         }
         self.stop.store(true, Ordering::Release);
-        let thread = self
+        let run = self
             .router
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(thread) = thread
-            && thread.join().is_err()
-        {
+        let panicked = match run {
+            Some(RouterRun::Thread(thread)) => thread.join().is_err(),
+            // Not awaited: shutdown may run on a worker of the task's runtime. Aborting takes
+            // effect at the task's next wait, never while it holds the state lock.
+            Some(RouterRun::Task(task)) => {
+                task.abort();
+                false
+            }
+            None => false,
+        };
+        if panicked {
             tracing::error!("the gateway router thread panicked");
         }
     }
@@ -1003,6 +1073,8 @@ struct Router {
 }
 
 impl Router {
+    /// The router thread: routes what is releasable, sleeping on the shard's output queue when
+    /// it has nothing and on the journal when the oldest output is not durable yet.
     fn run(mut self) {
         // Bounded by the stop flag, re-checked at least every `ROUTER_PARK`.
         while !self.stop.load(Ordering::Acquire) {
@@ -1012,12 +1084,7 @@ impl Router {
                     None => continue,
                 }
             }
-            for _ in 0..ROUTE_BATCH_ITEMS {
-                match self.outputs.try_next() {
-                    Some(output) => self.held.push_back(output),
-                    None => break,
-                }
-            }
+            self.take_outputs();
             let Some(oldest_seq) = self.held.front().map(output_seq) else {
                 continue;
             };
@@ -1025,17 +1092,72 @@ impl Router {
             if oldest_seq > releasable_seq {
                 releasable_seq = self.wait_releasable(oldest_seq);
             }
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            for _ in 0..ROUTE_BATCH_ITEMS {
-                match self.held.front().map(output_seq) {
-                    Some(seq) if seq <= releasable_seq => {}
-                    _ => break,
-                }
-                if let Some(output) = self.held.pop_front() {
-                    state.route(output);
-                }
+            self.route_releasable(releasable_seq);
+        }
+    }
+
+    /// The router task: the same steps, never blocking; woken by the shard after each output
+    /// batch and by the journal writer after each commit (see [`RouterPlacement::Task`]).
+    async fn run_task(mut self, wake: Arc<tokio::sync::Notify>) {
+        // Bounded by the stop flag, re-checked at least every `ROUTER_PARK`.
+        while !self.stop.load(Ordering::Acquire) {
+            let taken = self.take_outputs();
+            let releasable_seq = self.releasable_seq();
+            let routed = self.route_releasable(releasable_seq);
+            if let Some(journal) = &self.journal
+                && let Some(error) = journal.failed()
+                && !self.journal_failure_logged
+            {
+                tracing::error!(%error, "journal failed: holding every later output");
+                self.journal_failure_logged = true;
+            }
+            if taken + routed == 0 {
+                // The timeout only bounds how late the stop flag is seen; wakes carry the work.
+                let _ = tokio::time::timeout(ROUTER_PARK, wake.notified()).await;
+            } else {
+                // Progress never awaits anything: yield, or a steady trickle of outputs would
+                // keep this task on its worker and starve the sessions it delivers to.
+                tokio::task::yield_now().await;
             }
         }
+    }
+
+    /// Moves up to a batch of ready outputs from the shard into `held`; returns how many.
+    fn take_outputs(&mut self) -> usize {
+        let mut taken = 0;
+        while taken < ROUTE_BATCH_ITEMS {
+            match self.outputs.try_next() {
+                Some(output) => self.held.push_back(output),
+                None => break,
+            }
+            taken += 1;
+        }
+        taken
+    }
+
+    /// Routes up to a batch of held outputs with sequences up to `releasable_seq`, oldest
+    /// first, under one hold of the state lock; returns how many.
+    fn route_releasable(&mut self, releasable_seq: u64) -> usize {
+        if self
+            .held
+            .front()
+            .is_none_or(|output| output_seq(output) > releasable_seq)
+        {
+            return 0;
+        }
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut routed = 0;
+        while routed < ROUTE_BATCH_ITEMS {
+            match self.held.front().map(output_seq) {
+                Some(seq) if seq <= releasable_seq => {}
+                _ => break,
+            }
+            if let Some(output) = self.held.pop_front() {
+                state.route(output);
+            }
+            routed += 1;
+        }
+        routed
     }
 
     /// The highest sequence whose outputs may leave now.

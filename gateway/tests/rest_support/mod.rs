@@ -93,7 +93,8 @@ impl Harness {
     }
 
     /// Starts with `config` (listen and keys are set here); `durable` journals to a temporary
-    /// directory in durable mode.
+    /// directory in durable mode and routes with a task on the test's runtime, as `peregrine up`
+    /// does (the other harnesses keep the router thread, so both placements are exercised).
     pub async fn start_with(mut config: RestConfig, durable: bool) -> Harness {
         let catalog = Arc::new(catalog());
         let (engine, journal) = if durable {
@@ -105,7 +106,13 @@ impl Harness {
             let shard =
                 Shard::start_at(recovered.engine, recovered.last_seq, &shard_config()).unwrap();
             let journal = writer.journal().clone();
-            let engine = EngineHandle::start_with_journal(shard, Some(journal)).unwrap();
+            let engine = EngineHandle::start_placed(
+                shard,
+                Some(journal),
+                peregrine_gateway::engine::OrderTracker::new(),
+                peregrine_gateway::engine::RouterPlacement::Task(tokio::runtime::Handle::current()),
+            )
+            .unwrap();
             (engine, Some((writer, dir)))
         } else {
             let shard =
