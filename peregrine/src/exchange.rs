@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use peregrine_gateway::catalog::{Catalog, CatalogError};
-use peregrine_gateway::engine::{EngineError, EngineHandle, OrderTracker};
+use peregrine_gateway::engine::{EngineError, EngineHandle, OrderTracker, RouterPlacement};
 use peregrine_hotpath::runtime::{RuntimeError, Shard};
 use peregrine_persist::snapshot::RetentionFloor;
 use peregrine_persist::{JournalConfig, JournalWriter, RecoveryReport, Snapshotter};
@@ -127,8 +127,18 @@ impl Exchange {
             recovered_seq,
             &config.hotpath.shard_config(),
         )?;
+        // Inside the appliance's runtime the router is a task on it (one thread wake-up fewer
+        // per reply); elsewhere (e.g. a tool without a runtime) it gets a thread.
+        let placement = match tokio::runtime::Handle::try_current() {
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                RouterPlacement::Task(runtime)
+            }
+            _ => RouterPlacement::Thread,
+        };
         let engine =
-            EngineHandle::start_with_tracker(shard, Some(writer.journal().clone()), tracker)?;
+            EngineHandle::start_placed(shard, Some(writer.journal().clone()), tracker, placement)?;
         for command in missing {
             let what = format!("{command:?}");
             let outcome =

@@ -33,7 +33,8 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 const QUIC_GRACE: Duration = Duration::from_secs(2);
 
 /// Worker threads of the async runtime: QUIC sessions, the operator plane (health, metrics,
-/// control). The matching shard, the journal writer and the router run on their own threads.
+/// control) and the gateway's output router. The matching shard and the journal writer run on
+/// their own threads.
 const RUNTIME_WORKER_THREADS: usize = 2;
 
 /// Why `up` failed.
