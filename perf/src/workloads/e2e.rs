@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_client::{Client, KeyId, Order, Placed, RejectCode, ServerTrust, SigningKey};
-use peregrine_gateway::engine::EngineHandle;
+use peregrine_gateway::engine::{EngineHandle, OrderTracker, RouterPlacement};
 use peregrine_gateway::quic::auth::ApiKeyConfig;
 use peregrine_gateway::quic::limits::SessionLimits;
 use peregrine_gateway::quic::tls::TlsSource;
@@ -138,8 +138,29 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
         },
     )
     .map_err(|e| BenchError::workload(NAME, e))?;
-    let handle = EngineHandle::start_with_journal(shard, Some(writer.journal().clone()))
-        .map_err(|e| BenchError::workload(NAME, e))?;
+    // As in `peregrine up`, the router is a task on the runtime; `BENCH_E2E_ROUTER=thread`
+    // gives it a thread of its own instead (to compare).
+    let router = match std::env::var("BENCH_E2E_ROUTER").as_deref() {
+        Err(_) | Ok("task") => RouterPlacement::Task(runtime.handle().clone()),
+        Ok("thread") => RouterPlacement::Thread,
+        Ok(_) => {
+            return Err(BenchError::invalid(
+                "BENCH_E2E_ROUTER",
+                "expected task or thread",
+            ));
+        }
+    };
+    let router_name = match router {
+        RouterPlacement::Thread => "thread",
+        _ => "task",
+    };
+    let handle = EngineHandle::start_placed(
+        shard,
+        Some(writer.journal().clone()),
+        OrderTracker::new(),
+        router,
+    )
+    .map_err(|e| BenchError::workload(NAME, e))?;
     // The market and the funds go through the sequencer and the journal like everything else.
     for command in setup_commands() {
         let outcome = handle
@@ -316,6 +337,7 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
                 "median heartbeat round trip, same connection, no load",
             )
             .with_param("ping_samples", PING_SAMPLES as u64)
+            .with_param("router", router_name)
             .with_param(
                 "cores",
                 cores.map_or("unpinned".to_owned(), |(io, engine)| {
