@@ -17,6 +17,11 @@
 //! its record is durable; `--ack fast` releases it at once. For durable runs the report also
 //! carries `fsync_floor_ns`: one 4 KiB durable write on the same device, measured in the run
 //! (the target is p99 ≤ floor + 3 × that).
+//!
+//! Experiment switches, from the environment (not `PEREGRINE_*`, which is the appliance's):
+//! `BENCH_E2E_ROUTER=task|thread` (where the gateway routes replies; `task` as in `up`),
+//! `BENCH_E2E_CORES=I,E` (tokio and the sender on core I, shard and journal writer on E) and
+//! `BENCH_E2E_SHARD_SPIN_CORE=N` (the shard spins on core N instead of parking).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +109,14 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
         }
     };
     journal_config.writer_core = cores.map(|(_, engine)| engine);
+    // `BENCH_E2E_SHARD_SPIN_CORE=N`: the shard spins on core N instead of parking (no wake-up
+    // on the way in; on two cores it leaves one core for everything else).
+    let shard_spin_core = match std::env::var("BENCH_E2E_SHARD_SPIN_CORE") {
+        Err(_) => None,
+        Ok(core) => Some(core.trim().parse::<usize>().map_err(|_| {
+            BenchError::invalid("BENCH_E2E_SHARD_SPIN_CORE", "expected a core number")
+        })?),
+    };
     let io_core = cores.map(|(io, _)| io);
     let (recovered, writer) = peregrine_persist::open(&journal_config, EngineConfig::default())
         .map_err(|e| BenchError::workload(NAME, e))?;
@@ -131,8 +144,12 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     let shard = Shard::start(
         Engine::new(EngineConfig::default()).map_err(|e| BenchError::workload(NAME, e))?,
         &ShardConfig {
-            core: cores.map(|(_, engine)| engine),
-            idle: SHARD_IDLE,
+            core: shard_spin_core.or(cores.map(|(_, engine)| engine)),
+            idle: if shard_spin_core.is_some() {
+                IdlePolicy::Spin
+            } else {
+                SHARD_IDLE
+            },
             input_capacity: 65_536,
             output_capacity: 1 << 18,
         },
@@ -338,6 +355,10 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
             )
             .with_param("ping_samples", PING_SAMPLES as u64)
             .with_param("router", router_name)
+            .with_param(
+                "shard_idle",
+                shard_spin_core.map_or("park".to_owned(), |core| format!("spin on core {core}")),
+            )
             .with_param(
                 "cores",
                 cores.map_or("unpinned".to_owned(), |(io, engine)| {
