@@ -1115,9 +1115,10 @@ impl Router {
                 // The timeout only bounds how late the stop flag is seen; wakes carry the work.
                 let _ = tokio::time::timeout(ROUTER_PARK, wake.notified()).await;
             } else {
-                // Progress never awaits anything: yield, or a steady trickle of outputs would
-                // keep this task on its worker and starve the sessions it delivers to.
-                tokio::task::yield_now().await;
+                // Progress never awaits anything: without this, a steady trickle of outputs
+                // would keep the task on its worker and starve the sessions it delivers to.
+                // Yields once tokio's cooperative budget is spent, not after every pass.
+                tokio::task::consume_budget().await;
             }
         }
     }
