@@ -13,7 +13,7 @@ pub struct HotpathConfig {
     /// a laptop; production pins to an isolated core).
     pub core: i64,
     /// `park` (spin briefly, then sleep on the queue) or `spin` (burn the core, lowest
-    /// latency; only on an isolated core).
+    /// latency; only on an isolated core that does not take the journal disk's interrupts).
     pub idle: IdleName,
     /// Commands waiting for the shard, at most; past it order entry answers `Busy`.
     #[serde(deserialize_with = "input_capacity")]
