@@ -10,7 +10,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use peregrine_hotpath::{
-    AccountId, Amount, ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce, TradeId,
+    AccountId, ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce,
 };
 
 /// How much finished history is kept.
@@ -110,32 +110,9 @@ pub struct OrderRecord {
     pub updated_ns: u64,
 }
 
-/// One fill of an account's order.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct OwnTrade {
-    /// Trade id.
-    pub id: TradeId,
-    /// Market.
-    pub market: MarketId,
-    /// The account's order.
-    pub order: OrderId,
-    /// The account's side.
-    pub side: Side,
-    /// Whether the account was the maker.
-    pub maker: bool,
-    /// The taker's side (Peatio's `taker_type`).
-    pub taker_side: Side,
-    /// Price.
-    pub price: Price,
-    /// Quantity.
-    pub qty: Qty,
-    /// Quote minor units exchanged.
-    pub quote_amount: Amount,
-    /// Fee, in the currency the account received.
-    pub fee: Amount,
-    /// Sequencer time, Unix ns.
-    pub ts_ns: u64,
-}
+/// One fill of an account's order: the replica's row shape, so fills from memory and from the
+/// replica merge without conversion.
+pub use peregrine_replica::OwnTradeRow as OwnTrade;
 
 #[derive(Debug, Default)]
 struct Account {

@@ -21,7 +21,7 @@ use peregrine_hotpath::{
 };
 use peregrine_replica::reader::{LIST_DEPTH_ROWS_MAX, PAGE_ROWS_MAX};
 use peregrine_replica::rows::OrderStatus;
-use peregrine_replica::{OrderFilter, OrderHistory, OwnTradeRow, ReplicaError, TradeFilter};
+use peregrine_replica::{OrderFilter, OrderHistory, ReplicaError, TradeFilter};
 
 use super::Bridge;
 use super::error::ApiError;
@@ -261,9 +261,8 @@ pub(crate) async fn trades(
         selected.extend(
             found
                 .trades
-                .iter()
-                .filter(|t| !held.contains(&(t.id.0, t.maker)))
-                .map(own_trade_of),
+                .into_iter()
+                .filter(|t| !held.contains(&(t.id.0, t.maker))),
         );
     }
     selected.sort_unstable_by_key(|t| (t.id, !t.maker));
@@ -372,21 +371,5 @@ fn bare_history(record: &OrderRecord) -> OrderHistory {
         open_qty: record.remaining_qty,
         created_ts_ns: record.created_ns,
         fills: Default::default(),
-    }
-}
-
-fn own_trade_of(row: &OwnTradeRow) -> OwnTrade {
-    OwnTrade {
-        id: row.id,
-        market: row.market,
-        order: row.order,
-        side: row.side,
-        maker: row.maker,
-        taker_side: row.taker_side,
-        price: row.price,
-        qty: row.qty,
-        quote_amount: row.quote_amount,
-        fee: row.fee,
-        ts_ns: row.ts_ns,
     }
 }
