@@ -55,6 +55,10 @@ pub struct ReplicaConfig {
     pub currency_scales: BTreeMap<CurrencyId, u8>,
     /// Apply the schema migrations when connecting.
     pub migrate: bool,
+    /// MySQL/MariaDB: write each batch's ledger rows on a second connection while the first
+    /// writes the rest (the ledger is the largest table; measured 1.6x the rows/s here). SQLite
+    /// has one writer, so it always uses one connection.
+    pub ledger_connection: bool,
 }
 
 /// `url` with the password (between `user:` and `@`) replaced by `***`, for logs.
@@ -120,6 +124,7 @@ impl ReplicaConfig {
             retention_floor: None,
             currency_scales: BTreeMap::new(),
             migrate: true,
+            ledger_connection: true,
         }
     }
 

@@ -126,6 +126,84 @@ impl Conn {
         Ok(())
     }
 
+    /// [`Conn::write_batch`] with the ledger's statements on `ledger_conn` at the same time,
+    /// in a transaction of their own (see [`Conn::write_ledger`]). The main transaction, which
+    /// moves the mark, commits only after the ledger's did, so the mark never covers a batch
+    /// whose ledger rows are missing; a ledger part committed without its main part is found
+    /// and kept by the retry.
+    #[allow(clippy::too_many_arguments)] // One batch's parts; a struct would only rename them.
+    pub async fn write_batch_split(
+        &mut self,
+        ledger_conn: &mut Conn,
+        from_seq: Seq,
+        to_seq: Seq,
+        high_water_sql: &str,
+        main: &[String],
+        ledger: &[String],
+        ledger_rows: u64,
+    ) -> Result<(), ReplicaError> {
+        let main_part = async {
+            self.execute(self.dialect().begin_sql()).await?;
+            if self.execute(high_water_sql).await? != 1 {
+                self.execute("ROLLBACK").await?;
+                let found = self.high_water_seq().await?;
+                return Err(ReplicaError::HighWaterMoved {
+                    expected: from_seq,
+                    found,
+                });
+            }
+            for statement in main {
+                self.execute(statement).await?;
+            }
+            Ok(())
+        };
+        let ledger_part = ledger_conn.write_ledger(from_seq, to_seq, ledger_rows, ledger);
+        let (main_result, ledger_result) = tokio::join!(main_part, ledger_part);
+        // An error leaves the main transaction open: the caller drops the connection on any
+        // error, and the server rolls it back.
+        main_result?;
+        ledger_result?;
+        self.execute("COMMIT").await?;
+        Ok(())
+    }
+
+    /// Writes the ledger rows of the batch `(from_seq, to_seq]`, `rows` of them, in one
+    /// transaction, unless they are all in the database already (a retry after this part
+    /// committed and the main part did not). Some but not all is refused.
+    pub async fn write_ledger(
+        &mut self,
+        from_seq: Seq,
+        to_seq: Seq,
+        rows: u64,
+        statements: &[String],
+    ) -> Result<(), ReplicaError> {
+        let sql = format!(
+            "SELECT COUNT(*) FROM ledger_entries WHERE seq > {from_seq} AND seq <= {to_seq}"
+        );
+        let found: i64 = match self {
+            Conn::MySql(c) => sqlx::query_scalar(&sql).fetch_one(c).await?,
+            Conn::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(c).await?,
+        };
+        let found = u64::try_from(found).unwrap_or(u64::MAX);
+        if found == rows {
+            return Ok(());
+        }
+        if found != 0 {
+            return Err(ReplicaError::LedgerPartial {
+                from_seq,
+                to_seq,
+                found,
+                expected: rows,
+            });
+        }
+        self.execute(self.dialect().begin_sql()).await?;
+        for statement in statements {
+            self.execute(statement).await?;
+        }
+        self.execute("COMMIT").await?;
+        Ok(())
+    }
+
     /// Runs a query whose every column is text (cast it, see [`Dialect::cast_text`]) and
     /// returns the rows: for tools and tests that read the replica the same way on both back
     /// ends.

@@ -32,6 +32,21 @@ pub enum ReplicaError {
         /// What the database holds.
         found: Seq,
     },
+    /// Some but not all of a batch's ledger rows are in the database: not a state the
+    /// replicator leaves behind (the ledger part commits whole or not at all), so it stops.
+    #[error(
+        "ledger rows of sequences {from_seq} to {to_seq}: {found} in the database, expected 0 or {expected}"
+    )]
+    LedgerPartial {
+        /// The batch starts after this sequence.
+        from_seq: Seq,
+        /// The batch's last sequence.
+        to_seq: Seq,
+        /// Rows found in that range.
+        found: u64,
+        /// Rows the batch holds.
+        expected: u64,
+    },
     /// A journal file could not be read.
     #[error("journal {path}: {source}")]
     Io {

@@ -24,7 +24,7 @@ use crate::follower::{self, Follower};
 use crate::mapper::RowMapper;
 use crate::metrics::ReplicaMetrics;
 use crate::rows::Batch;
-use crate::statements::StatementBuilder;
+use crate::statements::{BatchStatements, StatementBuilder};
 use crate::tailer::TornRecord;
 
 /// How often a sleeping or waiting replicator looks at its stop flag.
@@ -265,8 +265,10 @@ impl Replicator {
         let started = Instant::now();
         let ready_lag_max = config.ready_lag_max;
         let handle_metrics = metrics.clone();
+        let dialect = Dialect::from_url(&config.database_url)?;
+        let split_ledger = dialect == Dialect::MySql && config.ledger_connection;
         let worker = Worker {
-            dialect: Dialect::from_url(&config.database_url)?,
+            dialect,
             builder: StatementBuilder::new(
                 Dialect::from_url(&config.database_url)?,
                 config.statement_rows_max,
@@ -277,6 +279,8 @@ impl Replicator {
             metrics,
             started,
             conn: None,
+            ledger_conn: None,
+            split_ledger,
             high_water: None,
             following: None,
             pending: None,
@@ -342,7 +346,9 @@ struct Pending {
     batch: Batch,
     from_seq: Seq,
     high_water_sql: String,
-    statements: Vec<String>,
+    /// With a ledger connection, `main` lacks the ledger's statements, which are in `ledger`;
+    /// without one, `main` holds them all.
+    statements: BatchStatements,
 }
 
 /// The follower with its mapper.
@@ -361,6 +367,11 @@ struct Worker {
     metrics: ReplicaMetrics,
     started: Instant,
     conn: Option<Conn>,
+    /// The second connection, for the ledger's rows (MySQL with `ledger_connection`); open
+    /// whenever `conn` is.
+    ledger_conn: Option<Conn>,
+    /// Whether batches go out on two connections.
+    split_ledger: bool,
     /// The database's mark as last read or committed; `None` before the first connection.
     high_water: Option<Seq>,
     following: Option<Following>,
@@ -431,10 +442,9 @@ impl Worker {
                         .inc();
                     tracing::warn!(%error, operation, backoff = ?self.backoff, "replica database error");
                     *lock(&self.shared.last_error) = Some(format!("{operation}: {error}"));
-                    if let Some(conn) = self.conn.take() {
-                        // Dropped, not closed: the connection may be dead; the server rolls back.
-                        drop(conn);
-                    }
+                    // Dropped, not closed: a connection may be dead; the server rolls back.
+                    drop(self.conn.take());
+                    drop(self.ledger_conn.take());
                     self.shared.connected.store(false, Ordering::Release);
                     self.backoff = (self.backoff * 2)
                         .max(self.config.backoff_min)
@@ -444,6 +454,9 @@ impl Worker {
             }
         }
         if let Some(conn) = self.conn.take() {
+            conn.close().await;
+        }
+        if let Some(conn) = self.ledger_conn.take() {
             conn.close().await;
         }
         tracing::info!(
@@ -472,13 +485,19 @@ impl Worker {
         if self.conn.is_none() {
             let url = self.config.database_url.clone();
             let migrate = self.config.migrate;
+            let split_ledger = self.split_ledger;
             let connected = Self::bounded(&self.shared, self.config.operation_timeout, async {
                 let mut conn = Conn::connect(&url).await?;
                 if migrate {
                     conn.migrate().await?;
                 }
+                let ledger_conn = if split_ledger {
+                    Some(Conn::connect(&url).await?)
+                } else {
+                    None
+                };
                 let high_water = conn.high_water_seq().await?;
-                Ok((conn, high_water))
+                Ok((conn, ledger_conn, high_water))
             })
             .await;
             match connected {
@@ -487,8 +506,9 @@ impl Worker {
                     return Ok(Step::Retry(error, "connect"));
                 }
                 Some(Err(error)) => return Err(error),
-                Some(Ok((conn, found))) => {
+                Some(Ok((conn, ledger_conn, found))) => {
                     self.conn = Some(conn);
+                    self.ledger_conn = ledger_conn;
                     self.shared.connected.store(true, Ordering::Release);
                     self.shared.schema_ready.store(true, Ordering::Release);
                     self.reconcile(found);
@@ -592,7 +612,14 @@ impl Worker {
         let high_water_sql =
             self.builder
                 .high_water_sql(from_seq, batch.last_seq, batch.last_ts_ns);
-        let statements = self.builder.build(&batch)?;
+        let statements = if self.split_ledger {
+            self.builder.build_split(&batch)?
+        } else {
+            BatchStatements {
+                main: self.builder.build(&batch)?,
+                ledger: Vec::new(),
+            }
+        };
         self.shared
             .oldest_pending_ts_ns
             .store(batch.first_ts_ns.max(1), Ordering::Release);
@@ -610,16 +637,38 @@ impl Worker {
             return Ok(Step::Continue);
         };
         let started = Instant::now();
-        let written = Self::bounded(
-            &self.shared,
-            self.config.operation_timeout,
-            conn.write_batch(
-                pending.from_seq,
-                &pending.high_water_sql,
-                &pending.statements,
-            ),
-        )
-        .await;
+        let statements = &pending.statements;
+        let written = match self.ledger_conn.as_mut() {
+            Some(ledger_conn) => {
+                assert!(self.split_ledger, "a ledger connection only when splitting");
+                Self::bounded(
+                    &self.shared,
+                    self.config.operation_timeout,
+                    conn.write_batch_split(
+                        ledger_conn,
+                        pending.from_seq,
+                        pending.batch.last_seq,
+                        &pending.high_water_sql,
+                        &statements.main,
+                        &statements.ledger,
+                        pending.batch.ledger.len() as u64,
+                    ),
+                )
+                .await
+            }
+            None => {
+                assert!(
+                    statements.ledger.is_empty(),
+                    "ledger statements apart need their connection"
+                );
+                Self::bounded(
+                    &self.shared,
+                    self.config.operation_timeout,
+                    conn.write_batch(pending.from_seq, &pending.high_water_sql, &statements.main),
+                )
+                .await
+            }
+        };
         match written {
             None => Ok(Step::Continue),
             Some(Ok(())) => {

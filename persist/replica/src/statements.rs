@@ -22,6 +22,15 @@ use crate::dialect::Dialect;
 use crate::error::ReplicaError;
 use crate::rows::{Batch, Party};
 
+/// A batch's statements in two parts (see [`StatementBuilder::build_split`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchStatements {
+    /// Every table but the ledger, in order.
+    pub main: Vec<String>,
+    /// `ledger_entries` only.
+    pub ledger: Vec<String>,
+}
+
 /// One literal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Value {
@@ -178,7 +187,16 @@ impl StatementBuilder {
 
     /// The statements writing `batch`, in order (the high-water mark's excluded).
     pub fn build(&self, batch: &Batch) -> Result<Vec<String>, ReplicaError> {
+        let BatchStatements { mut main, ledger } = self.build_split(batch)?;
+        main.extend(ledger);
+        Ok(main)
+    }
+
+    /// The statements writing `batch`, with the ledger's apart: it is the largest table and
+    /// no other row refers to it, so a second connection can write it at the same time.
+    pub fn build_split(&self, batch: &Batch) -> Result<BatchStatements, ReplicaError> {
         let mut out = Vec::new();
+        let mut ledger = Vec::new();
         self.push_table(
             &mut out,
             "currencies",
@@ -493,7 +511,7 @@ impl StatementBuilder {
             }),
         )?;
         self.push_table(
-            &mut out,
+            &mut ledger,
             "ledger_entries",
             &[
                 "seq",
@@ -577,7 +595,7 @@ impl StatementBuilder {
                 ]
             }),
         )?;
-        Ok(out)
+        Ok(BatchStatements { main: out, ledger })
     }
 }
 

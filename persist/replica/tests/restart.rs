@@ -49,8 +49,10 @@ fn stopping_between_batches_and_restarting_the_appliance_loses_nothing() {
 }
 
 /// Cuts the connection when the client sends `COMMIT`: before it reaches the server (the
-/// transaction is rolled back) or right after (the commit's answer is lost).
-fn cut_at_commit(test: &str, seed: u64, forward_commit: bool) {
+/// transaction is rolled back) or right after (the commit's answer is lost). With the ledger on
+/// its own connection, the first `COMMIT` is the ledger's (the main one waits for it), so a
+/// forwarded cut leaves a batch's ledger rows committed without its mark.
+fn cut_at_commit(test: &str, seed: u64, forward_commit: bool, ledger_connection: bool) {
     let db = TestDb::new(test);
     let proxy = Proxy::start(&db.url);
     let mut exchange = Exchange::new(seed, |_| {});
@@ -59,6 +61,7 @@ fn cut_at_commit(test: &str, seed: u64, forward_commit: bool) {
     let registry = prometheus::Registry::new();
     let mut config = exchange.replica_config(&proxy.url(&db.url));
     config.batch_commands_max = 40;
+    config.ledger_connection = ledger_connection;
     let handle = Replicator::start(
         config,
         DurableSource::Journal(exchange.journal.clone()),
@@ -85,10 +88,71 @@ fn cut_at_commit(test: &str, seed: u64, forward_commit: bool) {
 
 #[test]
 fn cut_before_commit_rolls_back_and_retries() {
-    cut_at_commit("cut_before", 22, false);
+    cut_at_commit("cut_before", 22, false, false);
 }
 
 #[test]
 fn cut_after_commit_is_resolved_by_the_high_water_mark() {
-    cut_at_commit("cut_after", 23, true);
+    cut_at_commit("cut_after", 23, true, false);
+}
+
+#[test]
+fn cut_before_the_ledger_commit_rolls_both_back_and_retries() {
+    cut_at_commit("cut_ledger_before", 24, false, true);
+}
+
+#[test]
+fn a_ledger_committed_without_its_mark_is_kept_by_the_retry() {
+    cut_at_commit("cut_ledger_after", 25, true, true);
+}
+
+/// The ledger part on its own: written once, found whole on a retry, refused when partial.
+#[test]
+fn the_ledger_part_is_written_once_and_a_partial_one_is_refused() {
+    let db = TestDb::new("ledger_part");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let mut conn = peregrine_replica::db::Conn::connect(&db.url).await.unwrap();
+        conn.migrate().await.unwrap();
+        let row = |seq: u64, index: u32| {
+            format!(
+                "INSERT INTO ledger_entries VALUES ({seq}, {index}, 'account', 1, 1, 5, -5, 5, \
+                 0, 'test', 0)"
+            )
+        };
+        let statements = vec![row(11, 0), row(12, 0)];
+        conn.write_ledger(10, 12, 2, &statements).await.unwrap();
+        // A retry of the same part finds it whole and writes nothing (a second insert of the
+        // same keys would fail).
+        conn.write_ledger(10, 12, 2, &statements).await.unwrap();
+        // A range holding some but not all of its rows is refused, and nothing is written.
+        conn.execute(&row(13, 0)).await.unwrap();
+        let error = conn
+            .write_ledger(12, 14, 2, &[row(14, 0)])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                error,
+                peregrine_replica::ReplicaError::LedgerPartial {
+                    from_seq: 12,
+                    to_seq: 14,
+                    found: 1,
+                    expected: 2,
+                }
+            ),
+            "{error}"
+        );
+        assert!(!error.is_retryable());
+        conn.close().await;
+    });
+    let rows = common::query(
+        &db.url,
+        "SELECT CAST(seq AS CHAR) FROM ledger_entries ORDER BY seq",
+    );
+    let seqs: Vec<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(seqs, ["11", "12", "13"]);
 }

@@ -50,7 +50,7 @@ pub(super) async fn query(
     let direction = if ascending { "ASC" } else { "DESC" };
     let sql = format!(
         "SELECT {}, {}, {}, {}, {}, cause, {} FROM ledger_entries \
-         WHERE party = 'account' AND account_id = {}{currency_filter} \
+         WHERE party = 'account' AND account_id = {}{currency_filter} AND seq <= {high_water_seq} \
          ORDER BY seq {direction}, entry_index {direction} LIMIT {} OFFSET {}",
         text("seq"),
         text("entry_index"),
