@@ -13,6 +13,9 @@
 //!
 //! The database comes from `--database-url`, else `DATABASE_URL`, else the local MariaDB; the
 //! run creates a fresh database named after it plus the process id and drops it at the end.
+//!
+//! Experiment switch (not `PEREGRINE_*`, the appliance's namespace): `BENCH_REPLICATION_LEDGER_CONN=0`
+//! writes each batch on one connection instead of two (`ReplicaConfig::ledger_connection`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -132,6 +135,18 @@ fn run_in(
     let registry = prometheus::Registry::new();
     let mut replica_config = ReplicaConfig::new(url, dir, engine_config());
     replica_config.poll_interval = Duration::from_millis(1);
+    replica_config.ledger_connection =
+        match std::env::var("BENCH_REPLICATION_LEDGER_CONN").as_deref() {
+            Err(_) | Ok("1") => true,
+            Ok("0") => false,
+            Ok(_) => {
+                return Err(BenchError::invalid(
+                    "BENCH_REPLICATION_LEDGER_CONN",
+                    "expected 0 or 1",
+                ));
+            }
+        };
+    let ledger_connection = replica_config.ledger_connection;
     let handle = Replicator::start(
         replica_config,
         DurableSource::Journal(journal.clone()),
@@ -312,7 +327,8 @@ fn run_in(
                 "database",
                 url.split('@').next_back().unwrap_or_default().to_owned(),
             )
-            .with_param("seed", seed),
+            .with_param("seed", seed)
+            .with_param("ledger_connection", ledger_connection),
     )
 }
 
