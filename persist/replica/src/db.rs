@@ -110,6 +110,20 @@ impl Conn {
         high_water_sql: &str,
         statements: &[String],
     ) -> Result<(), ReplicaError> {
+        self.write_uncommitted(from_seq, high_water_sql, statements)
+            .await?;
+        self.execute("COMMIT").await?;
+        Ok(())
+    }
+
+    /// Opens a transaction, moves the mark from `from_seq` and runs `statements`, leaving the
+    /// transaction open. If the mark is not at `from_seq` it rolls back and says where it is.
+    async fn write_uncommitted(
+        &mut self,
+        from_seq: Seq,
+        high_water_sql: &str,
+        statements: &[String],
+    ) -> Result<(), ReplicaError> {
         self.execute(self.dialect().begin_sql()).await?;
         if self.execute(high_water_sql).await? != 1 {
             self.execute("ROLLBACK").await?;
@@ -122,7 +136,6 @@ impl Conn {
         for statement in statements {
             self.execute(statement).await?;
         }
-        self.execute("COMMIT").await?;
         Ok(())
     }
 
@@ -142,21 +155,7 @@ impl Conn {
         ledger: &[String],
         ledger_rows: u64,
     ) -> Result<(), ReplicaError> {
-        let main_part = async {
-            self.execute(self.dialect().begin_sql()).await?;
-            if self.execute(high_water_sql).await? != 1 {
-                self.execute("ROLLBACK").await?;
-                let found = self.high_water_seq().await?;
-                return Err(ReplicaError::HighWaterMoved {
-                    expected: from_seq,
-                    found,
-                });
-            }
-            for statement in main {
-                self.execute(statement).await?;
-            }
-            Ok(())
-        };
+        let main_part = self.write_uncommitted(from_seq, high_water_sql, main);
         let ledger_part = ledger_conn.write_ledger(from_seq, to_seq, ledger_rows, ledger);
         let (main_result, ledger_result) = tokio::join!(main_part, ledger_part);
         // An error leaves the main transaction open: the caller drops the connection on any
