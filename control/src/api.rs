@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use peregrine_gateway::catalog::Catalog;
 use peregrine_gateway::engine::{EngineHandle, Executed};
 use peregrine_gateway::quic::session::SubmitError;
-use peregrine_hotpath::{AccountId, CommandKind, DepositId, Side};
+use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Side};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -268,12 +268,20 @@ async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Con
     serde_json::from_slice(bytes).map_err(|e| ControlError::BadRequest(format!("body: {e}")))
 }
 
+/// The actor of every control command while the API has one shared bearer token: operator 0.
+/// Per-operator identities come with the operators' own credentials.
+const SHARED_TOKEN_OPERATOR: OperatorId = OperatorId(0);
+
 /// Sequences `command` and waits for its outcome; an engine reject is an error.
 async fn execute(state: &ControlState, command: CommandKind) -> Result<Executed, ControlError> {
-    let receiver = state.engine.execute(None, command).map_err(|e| match e {
-        SubmitError::Busy => ControlError::Busy,
-        _ => ControlError::Unavailable,
-    })?;
+    let actor = Actor::Operator(SHARED_TOKEN_OPERATOR);
+    let receiver = state
+        .engine
+        .execute(actor, None, command)
+        .map_err(|e| match e {
+            SubmitError::Busy => ControlError::Busy,
+            _ => ControlError::Unavailable,
+        })?;
     let executed = tokio::time::timeout(OUTCOME_TIMEOUT, receiver)
         .await
         .map_err(|_| ControlError::Unavailable)?

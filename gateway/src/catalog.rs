@@ -455,8 +455,9 @@ mod tests {
         let mut events = Vec::new();
         for kind in commands {
             engine.apply(
-                &peregrine_hotpath::Command {
+                &peregrine_hotpath::Envelope {
                     ts: peregrine_hotpath::TimestampNs(1),
+                    actor: peregrine_hotpath::Actor::System,
                     kind,
                 },
                 &mut events,

@@ -22,8 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peregrine_hotpath::runtime::{Busy, Output, Outputs, RuntimeError, Shard};
 use peregrine_hotpath::{
-    AccountId, ClientOrderId, Command, CommandKind, Engine, Event, MarketId, OrderId, Price, Qty,
-    Side, TimestampNs,
+    AccountId, Actor, ClientOrderId, CommandKind, Engine, Envelope, Event, MarketId, OrderId,
+    Price, Qty, Side, TimestampNs,
 };
 use peregrine_persist::{Journal, JournalError};
 use tokio::sync::{mpsc, oneshot};
@@ -277,12 +277,14 @@ impl EngineHandle {
     pub fn submit(
         &self,
         session: SessionId,
+        actor: Actor,
         account: AccountId,
         new_order: Option<ClientOrderId>,
         command: CommandKind,
     ) -> Result<u64, SubmitError> {
         self.submit_for(
             Target::Session(session),
+            actor,
             new_order.map(|id| (account, id)),
             command,
         )
@@ -294,11 +296,12 @@ impl EngineHandle {
     /// check as a session's.
     pub fn execute(
         &self,
+        actor: Actor,
         new_order: Option<(AccountId, ClientOrderId)>,
         command: CommandKind,
     ) -> Result<oneshot::Receiver<Executed>, SubmitError> {
         let (sender, receiver) = oneshot::channel();
-        self.submit_for(Target::Waiter(sender), new_order, command)?;
+        self.submit_for(Target::Waiter(sender), actor, new_order, command)?;
         Ok(receiver)
     }
 
@@ -327,6 +330,7 @@ impl EngineHandle {
     fn submit_for(
         &self,
         target: Target,
+        actor: Actor,
         new_order: Option<(AccountId, ClientOrderId)>,
         command: CommandKind,
     ) -> Result<u64, SubmitError> {
@@ -340,7 +344,11 @@ impl EngineHandle {
             return Err(SubmitError::Duplicate(*record));
         }
         let ts = TimestampNs(now_unix_ns());
-        let command = Command { ts, kind: command };
+        let command = Envelope {
+            ts,
+            actor,
+            kind: command,
+        };
         let seq = state.next_seq;
         match &self.journal {
             None => match self.shard.submit(seq, command) {
@@ -562,7 +570,7 @@ impl OrderTracker {
     }
 
     /// Feeds one applied command and its events, in sequence order.
-    pub fn observe(&mut self, seq: u64, command: &Command, events: &[Event]) {
+    pub fn observe(&mut self, seq: u64, command: &Envelope, events: &[Event]) {
         let new_order = match &command.kind {
             CommandKind::NewOrder(order) => Some((order.account, order.client_order_id)),
             _ => None,

@@ -1,18 +1,69 @@
-//! Commands: everything that can change the engine's state. Each carries the sequencer's timestamp
-//! so the engine never reads a clock; replaying the same commands yields the same events.
+//! Commands: everything that can change the engine's state. Each travels in an [`Envelope`]
+//! that carries the sequencer's timestamp (so the engine never reads a clock; replaying the same
+//! envelopes yields the same events) and the [`Actor`] who issued it (so every change in the
+//! journal can be traced to its author).
 
 use crate::ids::{
-    AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, OrderId, Price, Qty, Side,
-    TimestampNs, WithdrawalId,
+    AccountId, Amount, ApiKeyId, ClientOrderId, CurrencyId, DepositId, MarketId, OperatorId,
+    OrderId, Price, Qty, Side, TimestampNs, UserId, WithdrawalId,
 };
 
-/// One sequenced command.
+/// One sequenced command: the unit the sequencer journals and the engine applies.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-pub struct Command {
+pub struct Envelope {
     /// When the sequencer accepted it; feeds rate limits, never used for ordering.
     pub ts: TimestampNs,
+    /// Who issued it. The engine never decides by it (authorisation happens at the edges, before
+    /// sequencing); it is recorded so that the journal answers "who did this".
+    pub actor: Actor,
     /// What to do.
     pub kind: CommandKind,
+}
+
+/// Who issued a command.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[non_exhaustive]
+pub enum Actor {
+    /// The appliance itself: the catalog it declares at start, and work it schedules.
+    System,
+    /// A client authenticated by an API key (QUIC ed25519 keys by their `key_id`; REST keys by
+    /// [`ApiKeyId::of_key`] of their public key string).
+    ApiKey(ApiKeyId),
+    /// A user's signed-in session (the identity service's user id).
+    User(UserId),
+    /// An operator through the control API.
+    Operator(OperatorId),
+    /// A back-office service of the control plane.
+    Service(Service),
+}
+
+/// The back-office services that submit commands in their own name.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[non_exhaustive]
+pub enum Service {
+    /// The wallet daemons: confirmed deposits, withdrawals.
+    Wallet,
+    /// The identity service.
+    Identity,
+}
+
+impl core::fmt::Display for Actor {
+    /// The form `peregrine replay` prints: `system`, `api-key:7`, `user:12`, `operator:0`,
+    /// `service:wallet`.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Actor::System => f.write_str("system"),
+            Actor::ApiKey(key) => write!(f, "api-key:{key}"),
+            Actor::User(user) => write!(f, "user:{user}"),
+            Actor::Operator(operator) => write!(f, "operator:{operator}"),
+            Actor::Service(Service::Wallet) => f.write_str("service:wallet"),
+            Actor::Service(Service::Identity) => f.write_str("service:identity"),
+        }
+    }
 }
 
 /// What a command asks for.
@@ -53,7 +104,8 @@ pub enum CommandKind {
         currency: CurrencyId,
         /// Amount, in minor units.
         amount: Amount,
-        /// The wallet service's id, for traceability.
+        /// The idempotency key, chosen by whoever confirmed the deposit (the wallet service, an
+        /// operator): the engine credits each id at most once, also across restarts.
         deposit: DepositId,
     },
     /// Move funds from available to held for a withdrawal being processed.

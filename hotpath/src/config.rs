@@ -25,7 +25,14 @@ pub struct EngineConfig {
     /// Emit a `Balance` event whenever a balance changes (the replica and private streams want
     /// them; a pure matching benchmark may turn them off).
     pub balance_events: bool,
+    /// Idempotency keys remembered per kind (deposit ids, withdrawal ids); older keys are
+    /// refused as expired (see `idempotency`). About 40 bytes each when used.
+    pub idempotency_keys_max: u32,
 }
+
+/// The default idempotency window: a million deposits and as many withdrawals, about 80 MiB
+/// when full, enough for months of a busy exchange's deposits between two key floors.
+pub const IDEMPOTENCY_KEYS_MAX_DEFAULT: u32 = 1 << 20;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -40,6 +47,7 @@ impl Default for EngineConfig {
             order_rate_per_sec: 0,
             order_burst: 100,
             balance_events: true,
+            idempotency_keys_max: IDEMPOTENCY_KEYS_MAX_DEFAULT,
         }
     }
 }
@@ -58,6 +66,7 @@ impl EngineConfig {
             order_rate_per_sec: 0,
             order_burst: 100,
             balance_events: true,
+            idempotency_keys_max: 1_024,
         }
     }
 
@@ -71,6 +80,9 @@ impl EngineConfig {
         }
         if self.max_levels_per_side == 0 {
             return Err("max_levels_per_side must be positive");
+        }
+        if self.idempotency_keys_max == 0 {
+            return Err("idempotency_keys_max must be positive");
         }
         if self.order_rate_per_sec > 0 && self.order_burst == 0 {
             return Err("order_burst must be positive when order_rate_per_sec is set");

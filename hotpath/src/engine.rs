@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 
 use crate::command::{
-    CancelReplace, Command, CommandKind, MarketSize, MarketSpec, MarketUpdate, NewOrder, OrderKind,
-    OrderRef, SelfTradePrevention, TimeInForce,
+    CancelReplace, CommandKind, Envelope, MarketSize, MarketSpec, MarketUpdate, NewOrder,
+    OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
 };
 use crate::config::EngineConfig;
 use crate::event::{CancelReason, Event, RejectReason};
+use crate::idempotency::{Refused, SeenKeys};
 use crate::ids::{
     AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, OrderId, Price, Qty, Side,
     WithdrawalId,
@@ -42,6 +43,10 @@ pub struct Engine {
     pub(crate) markets: Vec<Option<Box<Market>>>,
     pub(crate) orders: Orders,
     pub(crate) withdrawals: BTreeMap<WithdrawalId, PendingWithdrawal>,
+    /// Deposit ids credited: each at most once.
+    pub(crate) deposit_keys: SeenKeys,
+    /// Withdrawal ids held: each at most once, pending or finished.
+    pub(crate) withdrawal_keys: SeenKeys,
     /// Sequence of the next order id (see `Orders` for the id layout).
     pub(crate) next_order_seq: u64,
     pub(crate) next_trade_id: u64,
@@ -85,6 +90,8 @@ impl Engine {
             markets: (0..config.max_markets).map(|_| None).collect(),
             orders: Orders::new(config.max_orders, config.max_accounts),
             withdrawals: BTreeMap::new(),
+            deposit_keys: SeenKeys::new(config.idempotency_keys_max as usize),
+            withdrawal_keys: SeenKeys::new(config.idempotency_keys_max as usize),
             next_order_seq: 1,
             next_trade_id: 1,
             commands_applied: 0,
@@ -104,7 +111,7 @@ impl Engine {
     }
 
     /// Applies one command, appending its events to `out`.
-    pub fn apply(&mut self, command: &Command, out: &mut Vec<Event>) {
+    pub fn apply(&mut self, command: &Envelope, out: &mut Vec<Event>) {
         self.commands_applied += 1;
         let start = out.len();
         let ts = command.ts.0;
@@ -950,12 +957,19 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.check_funds(account, currency, amount)?;
+        self.deposit_keys
+            .check(deposit.0)
+            .map_err(|refused| match refused {
+                Refused::Duplicate => RejectReason::DuplicateDeposit,
+                Refused::Expired => RejectReason::IdempotencyKeyExpired,
+            })?;
         self.ledger
             .deposit(account, currency, amount)
             .map_err(|e| match e {
                 LedgerError::Overflow => RejectReason::AmountOverflow,
                 LedgerError::Insufficient => RejectReason::InsufficientBalance,
             })?;
+        self.deposit_keys.insert(deposit.0);
         self.touch(account, currency);
         out.push(Event::Deposited {
             account,
@@ -978,6 +992,12 @@ impl Engine {
         if self.withdrawals.contains_key(&withdrawal) {
             return Err(RejectReason::DuplicateWithdrawal);
         }
+        self.withdrawal_keys
+            .check(withdrawal.0)
+            .map_err(|refused| match refused {
+                Refused::Duplicate => RejectReason::DuplicateWithdrawal,
+                Refused::Expired => RejectReason::IdempotencyKeyExpired,
+            })?;
         if self.withdrawals.len() >= self.config.max_pending_withdrawals as usize {
             return Err(RejectReason::WithdrawalCapacity);
         }
@@ -985,6 +1005,7 @@ impl Engine {
             .lock(account, currency, amount.0)
             .map_err(|_| RejectReason::InsufficientBalance)?;
         self.touch(account, currency);
+        self.withdrawal_keys.insert(withdrawal.0);
         self.withdrawals.insert(
             withdrawal,
             PendingWithdrawal {

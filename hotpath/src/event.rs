@@ -327,7 +327,7 @@ pub enum RejectReason {
     InvalidMarketSpec = 23,
     /// The currency is already registered.
     CurrencyExists = 24,
-    /// The withdrawal id is already pending.
+    /// The withdrawal id was used before (pending or finished).
     DuplicateWithdrawal = 25,
     /// No such pending withdrawal.
     UnknownWithdrawal = 26,
@@ -345,6 +345,11 @@ pub enum RejectReason {
     InvalidMarketSize = 32,
     /// The currency id is outside the configured range.
     CurrencyOutOfRange = 33,
+    /// The deposit id was credited before.
+    DuplicateDeposit = 34,
+    /// The idempotency key (deposit or withdrawal id) is at or below the oldest the engine
+    /// still remembers, so it cannot be proven new; nothing was applied.
+    IdempotencyKeyExpired = 35,
 }
 
 impl RejectReason {

@@ -72,8 +72,21 @@ newtype!(
     WithdrawalId(u64)
 );
 newtype!(
-    /// A deposit id chosen by the wallet service, carried through for traceability.
+    /// A deposit id chosen by the wallet service (or an operator): the deposit's idempotency
+    /// key, credited at most once.
     DepositId(u64)
+);
+newtype!(
+    /// An API key's id: a QUIC key's configured `key_id`, or [`ApiKeyId::of_key`] of a REST key.
+    ApiKeyId(u64)
+);
+newtype!(
+    /// A user of the identity service.
+    UserId(u64)
+);
+newtype!(
+    /// An operator of the control API.
+    OperatorId(u32)
 );
 newtype!(
     /// Nanoseconds since the Unix epoch, stamped by the sequencer (never read from a clock here).
@@ -111,5 +124,24 @@ impl Side {
             Side::Buy => Side::Sell,
             Side::Sell => Side::Buy,
         }
+    }
+}
+
+impl ApiKeyId {
+    /// The id of an API key known by its public key string (REST keys): FNV-1a 64 of its bytes.
+    /// Stable across restarts and configuration order, so the journal names the same key the
+    /// same way forever; not a secret (the public key string is not one either).
+    pub const fn of_key(key: &[u8]) -> ApiKeyId {
+        /// FNV-1a 64-bit offset basis and prime.
+        const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut hash = OFFSET_BASIS;
+        let mut index = 0;
+        while index < key.len() {
+            hash ^= key[index] as u64;
+            hash = hash.wrapping_mul(PRIME);
+            index += 1;
+        }
+        ApiKeyId(hash)
     }
 }

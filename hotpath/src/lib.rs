@@ -6,7 +6,7 @@
 //!
 //! # The state machine
 //!
-//! [`Engine::apply`] takes one [`Command`] and appends its [`Event`]s to a caller-provided
+//! [`Engine::apply`] takes one [`Envelope`] and appends its [`Event`]s to a caller-provided
 //! vector. Every handler first validates everything that can fail, touching nothing, then
 //! executes steps that cannot fail. Hence a command either emits exactly one
 //! [`Event::Rejected`] with a typed [`RejectReason`] and changes nothing (not even a rate-limit
@@ -127,6 +127,7 @@ pub mod config;
 pub mod edge;
 mod engine;
 pub mod event;
+mod idempotency;
 pub mod ids;
 pub mod ledger;
 mod market;
@@ -142,8 +143,8 @@ pub use cluster::{
     ClusterRuntimeConfig,
 };
 pub use command::{
-    CancelReplace, Command, CommandKind, FeeRates, MarketRisk, MarketSize, MarketSpec,
-    MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
+    Actor, CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize, MarketSpec,
+    MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, Service, TimeInForce,
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, OrderView};

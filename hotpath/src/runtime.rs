@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
 
-use crate::command::Command;
+use crate::command::Envelope;
 use crate::engine::Engine;
 use crate::event::Event;
 
@@ -97,7 +97,7 @@ pub enum RuntimeError {
 
 /// The input queue is full (or the shard is stopping): try again later. Carries the command back.
 #[derive(Debug)]
-pub struct Busy(pub Command);
+pub struct Busy(pub Envelope);
 
 /// One item on the output queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,7 +183,7 @@ impl Outputs {
 pub type Query = Box<dyn FnOnce(&Engine) + Send>;
 
 enum Input {
-    Command { seq: u64, command: Command },
+    Command { seq: u64, command: Envelope },
     Query(Query),
 }
 
@@ -306,7 +306,7 @@ impl Shard {
 
     /// Queues a command; `Busy` if the queue is full. `seq` must increase with every call (the
     /// caller is the sequencer); the shard checks it.
-    pub fn submit(&self, seq: u64, command: Command) -> Result<(), Busy> {
+    pub fn submit(&self, seq: u64, command: Envelope) -> Result<(), Busy> {
         match self.input.try_send(Input::Command { seq, command }) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Input::Command { command, .. }))
@@ -324,7 +324,7 @@ impl Shard {
     pub fn submit_wait(
         &self,
         seq: u64,
-        command: Command,
+        command: Envelope,
         timeout: Duration,
     ) -> Result<(), RuntimeError> {
         self.input

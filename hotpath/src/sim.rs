@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use crate::command::{
-    CancelReplace, Command, CommandKind, FeeRates, MarketRisk, MarketSize, MarketSpec, NewOrder,
+    CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize, MarketSpec, NewOrder,
     OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
 };
 use crate::event::Event;
@@ -116,17 +116,18 @@ impl Flow {
         }
     }
 
-    fn command(&mut self, kind: CommandKind) -> Command {
+    fn command(&mut self, kind: CommandKind) -> Envelope {
         // About one command per microsecond of simulated time.
         self.ts_ns += 1_000;
-        Command {
+        Envelope {
             ts: TimestampNs(self.ts_ns),
+            actor: crate::Actor::System,
             kind,
         }
     }
 
     /// Currencies, markets and generous deposits for every account.
-    pub fn setup(&mut self) -> Vec<Command> {
+    pub fn setup(&mut self) -> Vec<Envelope> {
         let mut out = vec![
             self.command(CommandKind::CurrencyAdd { currency: BASE }),
             self.command(CommandKind::CurrencyAdd { currency: QUOTE }),
@@ -157,7 +158,7 @@ impl Flow {
                     account: AccountId(a),
                     currency,
                     amount: Amount(1 << 50),
-                    deposit: DepositId(u64::from(a)),
+                    deposit: DepositId(u64::from(a) << 16 | u64::from(currency.0)),
                 }));
             }
         }
@@ -235,7 +236,7 @@ impl Flow {
     }
 
     /// The next trading command.
-    pub fn next_command(&mut self) -> Command {
+    pub fn next_command(&mut self) -> Envelope {
         let p = self.params.clone();
         let m = self.rng.below(u64::from(p.markets)) as usize;
         // Random walk of the mid price: a tick every ~32 commands, as on a liquid book where most

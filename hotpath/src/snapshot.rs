@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use crate::command::{FeeRates, MarketRisk, MarketSpec, SelfTradePrevention, TimeInForce};
 use crate::config::EngineConfig;
 use crate::engine::{Engine, PendingWithdrawal};
+use crate::idempotency::SeenKeys;
 use crate::ids::{
     AccountId, ClientOrderId, CurrencyId, MarketId, OrderId, Price, Qty, Side, WithdrawalId,
 };
@@ -19,7 +20,7 @@ use crate::market::{MAX_FEE_TIERS, Market, StopEntry};
 use crate::orders::{Kind, NIL, Order, OrderState};
 
 /// Format version; bumped on any change of the layout below.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -55,7 +56,31 @@ struct Image {
     /// Every live order, in account-list order.
     orders: Vec<OrderImage>,
     markets: Vec<MarketImage>,
+    /// Idempotency keys: remembered ids ascending, and the floor (see `idempotency`).
+    deposit_keys: KeysImage,
+    withdrawal_keys: KeysImage,
     withdrawals: Vec<(u64, u32, u16, u64)>,
+}
+
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct KeysImage {
+    keys: Vec<u64>,
+    floor: Option<u64>,
+}
+
+impl KeysImage {
+    fn of(seen: &SeenKeys) -> KeysImage {
+        KeysImage {
+            keys: seen.keys().collect(),
+            floor: seen.floor(),
+        }
+    }
+
+    fn restore(&self, keys_max: u32) -> Result<SeenKeys, SnapshotError> {
+        SeenKeys::restore(keys_max as usize, &self.keys, self.floor).ok_or(
+            SnapshotError::Inconsistent("idempotency keys out of bounds"),
+        )
+    }
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -206,6 +231,8 @@ impl Engine {
             orders,
             markets,
             withdrawals,
+            deposit_keys: KeysImage::of(&self.deposit_keys),
+            withdrawal_keys: KeysImage::of(&self.withdrawal_keys),
         };
         rkyv::to_bytes::<rkyv::rancor::Error>(&image)
             .map(|b| b.to_vec())
@@ -392,6 +419,8 @@ impl Engine {
             );
         }
         engine.withdrawals = withdrawals;
+        engine.deposit_keys = image.deposit_keys.restore(cfg.idempotency_keys_max)?;
+        engine.withdrawal_keys = image.withdrawal_keys.restore(cfg.idempotency_keys_max)?;
         // A snapshot that does not pass the full audit is not restored.
         engine
             .audit()

@@ -66,7 +66,7 @@ fn steady_state_trading_allocates_nothing() {
         flow.observe(&events);
         events.clear();
     }
-    let commands: Vec<Command> = (0..100_000).map(|_| flow.next_command()).collect();
+    let commands: Vec<Envelope> = (0..100_000).map(|_| flow.next_command()).collect();
     let mut trades = 0;
     ALLOCATIONS.store(0, Ordering::SeqCst);
     COUNTING.store(true, Ordering::SeqCst);

@@ -117,7 +117,7 @@ impl Harness {
                 account: AccountId(account),
                 currency,
                 amount: Amount(amount),
-                deposit: DepositId(0),
+                deposit: DepositId(u64::from(account) << 16 | u64::from(currency.0) << 40 | amount),
             })
             .collect();
         for events in self.batch(deposits) {
@@ -127,12 +127,13 @@ impl Harness {
 
     /// Applies one batch and returns each command's events (ending with `Completed`).
     fn batch(&mut self, kinds: Vec<CommandKind>) -> Vec<Vec<ClusterEventKind>> {
-        let commands: Vec<Command> = kinds
+        let commands: Vec<Envelope> = kinds
             .into_iter()
             .map(|kind| {
                 self.ts += 1_000;
-                Command {
+                Envelope {
                     ts: TimestampNs(self.ts),
+                    actor: peregrine_hotpath::Actor::System,
                     kind,
                 }
             })
@@ -800,7 +801,7 @@ fn to_kind(op: &Op, ids: &[(AccountId, OrderId)]) -> CommandKind {
             account: AccountId(a),
             currency: CurrencyId(c),
             amount: Amount(x),
-            deposit: DepositId(0),
+            deposit: next_deposit_id(),
         },
         Op::Hold(a, c, x, w) => CommandKind::WithdrawalHold {
             account: AccountId(a),
@@ -835,13 +836,13 @@ proptest! {
         let mut cluster = cluster(2, matching);
         let mut out = Vec::new();
         let mut ts = 1_000u64;
-        let mut command = |kind| { ts += 1_000; Command { ts: TimestampNs(ts), kind } };
-        let setup: Vec<Command> = six_markets().into_iter().map(&mut command).collect();
+        let mut command = |kind| { ts += 1_000; Envelope { ts: TimestampNs(ts), actor: peregrine_hotpath::Actor::System, kind } };
+        let setup: Vec<Envelope> = six_markets().into_iter().map(&mut command).collect();
         cluster.apply_batch(&setup, &mut out).unwrap();
-        let funding: Vec<Command> = (0..6u32)
+        let funding: Vec<Envelope> = (0..6u32)
             .flat_map(|a| [BTC, USD, ETH].map(|currency| (a, currency)))
             .map(|(a, currency)| command(CommandKind::Deposit {
-                account: AccountId(a), currency, amount: Amount(200_000_000), deposit: DepositId(0),
+                account: AccountId(a), currency, amount: Amount(200_000_000), deposit: DepositId(u64::from(a) << 16 | u64::from(currency.0)),
             }))
             .collect();
         cluster.apply_batch(&funding, &mut out).unwrap();
@@ -852,8 +853,8 @@ proptest! {
         let mut seen = 0usize;
         for (ops, cut) in batches {
             // Half of the batches are cut in two, so boundaries vary inside one flow.
-            let kinds: Vec<Command> = ops.iter().map(|op| command(to_kind(op, &ids))).collect();
-            let parts: Vec<&[Command]> = if cut && kinds.len() > 1 {
+            let kinds: Vec<Envelope> = ops.iter().map(|op| command(to_kind(op, &ids))).collect();
+            let parts: Vec<&[Envelope]> = if cut && kinds.len() > 1 {
                 let (a, b) = kinds.split_at(kinds.len() / 2);
                 vec![a, b]
             } else {
@@ -903,7 +904,7 @@ proptest! {
 
 // ---- the threaded runtime equals the reference executor ----
 
-fn flow_commands(n: usize, seed: u64) -> (Vec<Command>, Vec<Command>) {
+fn flow_commands(n: usize, seed: u64) -> (Vec<Envelope>, Vec<Envelope>) {
     let mut flow = Flow::new(FlowParams {
         seed,
         accounts: 40,
@@ -927,7 +928,7 @@ fn state(cluster: &Cluster) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn reference(setup: &[Command], commands: &[Command], batch: usize) -> (u64, usize, Cluster) {
+fn reference(setup: &[Envelope], commands: &[Envelope], batch: usize) -> (u64, usize, Cluster) {
     let mut cluster = cluster(2, 3);
     let mut out = Vec::new();
     cluster.apply_batch(setup, &mut out).unwrap();
@@ -945,8 +946,8 @@ fn reference(setup: &[Command], commands: &[Command], batch: usize) -> (u64, usi
 }
 
 fn threaded(
-    setup: &[Command],
-    commands: &[Command],
+    setup: &[Envelope],
+    commands: &[Envelope],
     batch: usize,
     cores: Vec<usize>,
 ) -> (u64, Cluster) {
@@ -960,8 +961,8 @@ fn threaded(
 }
 
 fn threaded_with(
-    setup: &[Command],
-    commands: &[Command],
+    setup: &[Envelope],
+    commands: &[Envelope],
     batch: usize,
     cores: Vec<usize>,
     idle: IdlePolicy,
@@ -978,7 +979,7 @@ fn threaded_with(
     .unwrap();
     let mut hasher = DefaultHasher::new();
     let mut batches =
-        std::iter::once(setup.to_vec()).chain(commands.chunks(batch).map(<[Command]>::to_vec));
+        std::iter::once(setup.to_vec()).chain(commands.chunks(batch).map(<[Envelope]>::to_vec));
     let mut pending = batches.next();
     let mut busy = 0u64;
     loop {
@@ -1230,7 +1231,7 @@ fn throughput_of_reference_and_threaded_execution() {
             ClusterRuntime::start(cluster_2x3(), &ClusterRuntimeConfig::default()).unwrap();
         runtime.submit(setup.clone()).unwrap();
         let start = std::time::Instant::now();
-        let mut chunks = commands.chunks(batch).map(<[Command]>::to_vec);
+        let mut chunks = commands.chunks(batch).map(<[Envelope]>::to_vec);
         let mut pending = chunks.next();
         // Bounded by the batches: each pass submits one or takes one batch of events.
         while let Some(b) = pending.take() {
@@ -1338,7 +1339,7 @@ fn one_matching_shard_reproduces_the_single_engine() {
             ..FlowParams::default()
         });
         let setup = flow.setup();
-        let commands: Vec<Command> = (0..5_000).map(|_| flow.next_command()).collect();
+        let commands: Vec<Envelope> = (0..5_000).map(|_| flow.next_command()).collect();
 
         let mut engine = Engine::new(engine_config()).unwrap();
         let mut expected: Vec<(u64, Result<Vec<Event>, RejectReason>)> = Vec::new();
@@ -1391,4 +1392,10 @@ fn one_matching_shard_reproduces_the_single_engine() {
             .count();
         assert!(trades > 100, "the flow must trade: {trades}");
     }
+}
+
+/// A deposit id not used before in this test process (deposit ids are idempotency keys).
+fn next_deposit_id() -> DepositId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 48);
+    DepositId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }

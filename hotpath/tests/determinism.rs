@@ -6,7 +6,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use peregrine_hotpath::sim::{Flow, FlowParams};
 use peregrine_hotpath::*;
 
-fn commands(n: usize, seed: u64) -> Vec<Command> {
+fn commands(n: usize, seed: u64) -> Vec<Envelope> {
     let mut flow = Flow::new(FlowParams {
         seed,
         accounts: 50,
@@ -32,7 +32,7 @@ fn config() -> EngineConfig {
 }
 
 /// Applies `commands` and returns a hash of every event.
-fn run(engine: &mut Engine, commands: &[Command]) -> (u64, usize) {
+fn run(engine: &mut Engine, commands: &[Envelope]) -> (u64, usize) {
     let mut hasher = DefaultHasher::new();
     let mut events = Vec::with_capacity(256);
     let mut count = 0;

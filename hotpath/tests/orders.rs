@@ -897,3 +897,71 @@ fn largest_values_do_not_overflow() {
     assert_eq!(f.balance(2, USD), (notional, 0));
     assert_eq!(f.balance(1, BTC), (max_qty, 0));
 }
+
+fn deposit(account: u32, amount: u64, id: u64) -> CommandKind {
+    CommandKind::Deposit {
+        account: AccountId(account),
+        currency: USD,
+        amount: Amount(amount),
+        deposit: DepositId(id),
+    }
+}
+
+#[test]
+fn a_deposit_id_credits_once_also_after_a_snapshot_restore() {
+    let mut f = Fixture::new();
+    f.ok(deposit(1, 500, 77));
+    // A retry (same id, even for another account or amount) changes nothing.
+    f.rejected(deposit(1, 500, 77), RejectReason::DuplicateDeposit);
+    f.rejected(deposit(2, 9, 77), RejectReason::DuplicateDeposit);
+    assert_eq!(f.balance(1, USD), (500, 0));
+    // The key survives a snapshot: the restored engine refuses the retry too.
+    let bytes = f.engine.snapshot().unwrap();
+    f.engine = Engine::restore(&bytes).unwrap();
+    f.rejected(deposit(1, 500, 77), RejectReason::DuplicateDeposit);
+    f.ok(deposit(1, 1, 78));
+    assert_eq!(f.balance(1, USD), (501, 0));
+}
+
+#[test]
+fn a_rejected_deposit_does_not_use_up_its_id() {
+    let mut f = Fixture::new();
+    f.rejected(deposit(1, 0, 5), RejectReason::ZeroAmount);
+    f.ok(deposit(1, 10, 5));
+}
+
+#[test]
+fn forgotten_idempotency_keys_are_refused_as_expired() {
+    let mut f = Fixture::with_config(EngineConfig {
+        idempotency_keys_max: 2,
+        ..EngineConfig::small()
+    });
+    f.ok(deposit(1, 1, 10));
+    f.ok(deposit(1, 1, 20));
+    f.ok(deposit(1, 1, 30));
+    // 10 was forgotten to make room: it cannot be proven new, so it is never credited again.
+    f.rejected(deposit(1, 1, 10), RejectReason::IdempotencyKeyExpired);
+    f.rejected(deposit(1, 1, 9), RejectReason::IdempotencyKeyExpired);
+    f.rejected(deposit(1, 1, 20), RejectReason::DuplicateDeposit);
+    f.ok(deposit(1, 1, 11));
+    assert_eq!(f.balance(1, USD), (4, 0));
+}
+
+#[test]
+fn a_withdrawal_id_holds_once_even_after_it_settled() {
+    let mut f = Fixture::new();
+    f.fund(1, 0, 1_000);
+    let hold = CommandKind::WithdrawalHold {
+        account: AccountId(1),
+        currency: USD,
+        amount: Amount(100),
+        withdrawal: WithdrawalId(9),
+    };
+    f.ok(hold.clone());
+    f.ok(CommandKind::WithdrawalSettle {
+        withdrawal: WithdrawalId(9),
+    });
+    // A retried hold after settlement would debit twice.
+    f.rejected(hold, RejectReason::DuplicateWithdrawal);
+    assert_eq!(f.balance(1, USD), (900, 0));
+}

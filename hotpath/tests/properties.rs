@@ -56,8 +56,8 @@ fn command() -> impl Strategy<Value = CommandKind> {
         1 => (account.clone(), proptest::option::of(side())).prop_map(|(account, side)| CommandKind::MassCancel { account, market: Some(M), side }),
         1 => (account.clone(), any::<bool>()).prop_map(|(account, on)| CommandKind::KillSwitch { account, on }),
         1 => any::<bool>().prop_map(|halt| if halt { CommandKind::MarketHalt { market: M } } else { CommandKind::MarketResume { market: M } }),
-        1 => (account.clone(), 0..2u16, 0..100_000u64).prop_map(|(account, c, amount)| CommandKind::Deposit {
-            account, currency: CurrencyId(c), amount: Amount(amount), deposit: DepositId(1)
+        1 => (account.clone(), 0..2u16, 0..100_000u64, 0..8u64).prop_map(|(account, c, amount, d)| CommandKind::Deposit {
+            account, currency: CurrencyId(c), amount: Amount(amount), deposit: DepositId(d)
         }),
         1 => (account.clone(), 0..2u16, 0..100_000u64, 0..4u64).prop_map(|(account, c, amount, w)| CommandKind::WithdrawalHold {
             account, currency: CurrencyId(c), amount: Amount(amount), withdrawal: WithdrawalId(w)

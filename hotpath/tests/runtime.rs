@@ -21,7 +21,7 @@ fn config() -> EngineConfig {
     }
 }
 
-fn commands(n: usize) -> Vec<Command> {
+fn commands(n: usize) -> Vec<Envelope> {
     let mut flow = Flow::new(FlowParams {
         accounts: 50,
         markets: 2,
@@ -34,7 +34,7 @@ fn commands(n: usize) -> Vec<Command> {
 }
 
 /// Events per command from the bare engine.
-fn direct(commands: &[Command]) -> Vec<Vec<Event>> {
+fn direct(commands: &[Envelope]) -> Vec<Vec<Event>> {
     let mut engine = Engine::new(config()).unwrap();
     commands
         .iter()
@@ -68,7 +68,7 @@ fn collect(outputs: &mut Outputs, n: usize) -> Vec<Vec<Event>> {
     out
 }
 
-fn submit_all(shard: &Shard, commands: &[Command]) {
+fn submit_all(shard: &Shard, commands: &[Envelope]) {
     for (i, c) in commands.iter().enumerate() {
         let mut command = c.clone();
         // Bounded retry: the consumer here runs after, so the queue must be large enough.
@@ -198,7 +198,7 @@ fn full_queues_return_busy_and_lose_nothing() {
     shard.stop().unwrap().audit().unwrap();
 }
 
-fn submit_all_from(shard: &Shard, commands: &[Command], from: usize) {
+fn submit_all_from(shard: &Shard, commands: &[Envelope], from: usize) {
     for (i, c) in commands.iter().enumerate().skip(from) {
         let mut command = c.clone();
         loop {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use peregrine_gateway::catalog::{Catalog, CatalogError};
 use peregrine_gateway::engine::{EngineError, EngineHandle, OrderTracker, RouterPlacement};
+use peregrine_hotpath::Actor;
 use peregrine_hotpath::runtime::{RuntimeError, Shard};
 use peregrine_persist::snapshot::RetentionFloor;
 use peregrine_persist::{JournalConfig, JournalWriter, RecoveryReport, Snapshotter};
@@ -141,13 +142,12 @@ impl Exchange {
             EngineHandle::start_placed(shard, Some(writer.journal().clone()), tracker, placement)?;
         for command in missing {
             let what = format!("{command:?}");
-            let outcome =
-                engine
-                    .execute(None, command)
-                    .map_err(|e| ExchangeError::CatalogApply {
-                        what: what.clone(),
-                        reason: e.to_string(),
-                    })?;
+            let outcome = engine.execute(Actor::System, None, command).map_err(|e| {
+                ExchangeError::CatalogApply {
+                    what: what.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
             let executed = wait_blocking(outcome, CATALOG_TIMEOUT).ok_or_else(|| {
                 ExchangeError::CatalogApply {
                     what: what.clone(),

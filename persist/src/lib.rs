@@ -66,7 +66,7 @@ pub fn open(
 pub fn open_observed(
     config: &JournalConfig,
     engine_config: peregrine_hotpath::EngineConfig,
-    observer: &mut dyn FnMut(Seq, &peregrine_hotpath::Command, &[peregrine_hotpath::Event]),
+    observer: &mut dyn FnMut(Seq, &peregrine_hotpath::Envelope, &[peregrine_hotpath::Event]),
 ) -> Result<(Recovered, JournalWriter), OpenError> {
     let (recovered, lock) = recovery::recover_locked(config, engine_config, observer)?;
     let mut writer = JournalWriter::start(config, &recovered.tail)?;

@@ -8,7 +8,7 @@
 //! offset 0   u32  payload length in bytes (1..=PAYLOAD_MAX_BYTES; 0 means "no record here")
 //! offset 4   u32  CRC32C over bytes 0..4 and 8..16+length (length, sequence, payload)
 //! offset 8   u64  sequence number (first is 1, gap-free)
-//! offset 16  [u8] payload: rkyv archive of `hotpath::Command`
+//! offset 16  [u8] payload: rkyv archive of `hotpath::Envelope`
 //!            zero padding to the next multiple of 8
 //! ```
 //!

@@ -8,7 +8,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use peregrine_hotpath::{Command, Engine, EngineConfig, Event};
+use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event};
 
 use crate::config::JournalConfig;
 use crate::error::RecoveryError;
@@ -84,7 +84,7 @@ pub fn recover(
 pub fn recover_observed(
     config: &JournalConfig,
     engine_config: EngineConfig,
-    observer: &mut dyn FnMut(Seq, &Command, &[Event]),
+    observer: &mut dyn FnMut(Seq, &Envelope, &[Event]),
 ) -> Result<Recovered, RecoveryError> {
     recover_locked(config, engine_config, observer).map(|(recovered, _lock)| recovered)
 }
@@ -93,7 +93,7 @@ pub fn recover_observed(
 pub(crate) fn recover_locked(
     config: &JournalConfig,
     engine_config: EngineConfig,
-    observer: &mut dyn FnMut(Seq, &Command, &[Event]),
+    observer: &mut dyn FnMut(Seq, &Envelope, &[Event]),
 ) -> Result<(Recovered, DirLock), RecoveryError> {
     config.validate()?;
     let dir = &config.dir;

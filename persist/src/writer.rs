@@ -17,7 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peregrine_hotpath::Command;
+use peregrine_hotpath::Envelope;
 
 use crate::config::{AckMode, JournalConfig, WriterIdle};
 use crate::error::JournalError;
@@ -145,7 +145,7 @@ pub struct JournalWriter {
 impl Journal {
     /// Appends `command` and returns its sequence. Never waits for I/O: a full queue returns
     /// [`JournalError::Busy`] and appends nothing.
-    pub fn append(&self, command: &Command) -> Result<Seq, JournalError> {
+    pub fn append(&self, command: &Envelope) -> Result<Seq, JournalError> {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             payload::encode(command, &mut scratch).map_err(JournalError::Encode)?;
@@ -153,7 +153,7 @@ impl Journal {
         })
     }
 
-    /// Appends an already serialised payload (an rkyv archive of a `Command`).
+    /// Appends an already serialised payload (an rkyv archive of a `Envelope`).
     pub fn append_payload(&self, payload: &[u8]) -> Result<Seq, JournalError> {
         if payload.is_empty() || payload.len() > PAYLOAD_MAX_BYTES {
             return Err(JournalError::TooLarge(payload.len()));

@@ -17,7 +17,7 @@ use peregrine_persist::{JournalError, RecoveryError, Snapshotter, WriterIdle, op
 
 const WAIT: Duration = Duration::from_secs(10);
 
-fn append_all(journal: &peregrine_persist::Journal, commands: &[peregrine_hotpath::Command]) {
+fn append_all(journal: &peregrine_persist::Journal, commands: &[peregrine_hotpath::Envelope]) {
     for command in commands {
         // Busy is back-pressure: wait for the writer to make room.
         loop {

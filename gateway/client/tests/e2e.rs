@@ -31,8 +31,9 @@ fn engine() -> Engine {
     let mut events = Vec::new();
     let mut apply = |kind| {
         engine.apply(
-            &Command {
+            &Envelope {
                 ts: TimestampNs(1),
+                actor: peregrine_hotpath::Actor::System,
                 kind,
             },
             &mut events,
@@ -73,7 +74,7 @@ fn engine() -> Engine {
                 account: AccountId(account),
                 currency: CurrencyId(currency),
                 amount: Amount(1_000_000_000_000),
-                deposit: DepositId(0),
+                deposit: DepositId(u64::from(account) << 16 | u64::from(currency)),
             });
         }
     }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use peregrine_hotpath::{AccountId, ClientOrderId, CommandKind, MarketId};
+use peregrine_hotpath::{AccountId, Actor, ApiKeyId, ClientOrderId, CommandKind, MarketId};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -337,9 +337,14 @@ impl Backend for ConnBackend {
         new_order: Option<ClientOrderId>,
         command: CommandKind,
     ) -> Result<u64, SubmitError> {
+        // A session submits only after its logon set the key (the session enforces the order).
+        let Some(key) = self.key else {
+            return Err(SubmitError::Unavailable);
+        };
+        let actor = Actor::ApiKey(ApiKeyId(key.0));
         self.shared
             .engine
-            .submit(self.session, account, new_order, command)
+            .submit(self.session, actor, account, new_order, command)
     }
 
     fn status(&mut self, account: AccountId, client_order_id: ClientOrderId) -> OrderStatus {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use axum::http::HeaderMap;
-use peregrine_hotpath::AccountId;
+use peregrine_hotpath::{AccountId, Actor, ApiKeyId};
 use ring::hmac;
 
 use super::config::RestKey;
@@ -31,6 +31,8 @@ const SIGNATURE_HEX_CHARS: usize = 64;
 struct KeyEntry {
     key: hmac::Key,
     account: AccountId,
+    /// Recorded in the journal with every command the key issues.
+    actor: Actor,
     /// The last nonce accepted; the next must be higher.
     last_nonce_ms: Mutex<u64>,
 }
@@ -106,6 +108,7 @@ impl KeyStore {
                         KeyEntry {
                             key: hmac::Key::new(hmac::HMAC_SHA256, k.secret.as_bytes()),
                             account: AccountId(k.account),
+                            actor: Actor::ApiKey(ApiKeyId::of_key(k.key.as_bytes())),
                             last_nonce_ms: Mutex::new(0),
                         },
                     )
@@ -116,7 +119,11 @@ impl KeyStore {
     }
 
     /// Authenticates a request's headers at `now_ms`; on success the key's nonce advances.
-    pub fn authenticate(&self, headers: &HeaderMap, now_ms: u64) -> Result<AccountId, AuthError> {
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        now_ms: u64,
+    ) -> Result<(AccountId, Actor), AuthError> {
         let header = |name: &str| {
             headers
                 .get(name)
@@ -147,7 +154,7 @@ impl KeyStore {
             return Err(AuthError::ReplayedNonce);
         }
         *last = nonce_ms;
-        Ok(entry.account)
+        Ok((entry.account, entry.actor))
     }
 }
 
@@ -214,7 +221,10 @@ mod tests {
         let s = store();
         let now = 1_000_000;
         let good = headers("k1", now, &sign("0123456789abcdef", now, "k1"));
-        assert_eq!(s.authenticate(&good, now), Ok(AccountId(7)));
+        assert_eq!(
+            s.authenticate(&good, now),
+            Ok((AccountId(7), Actor::ApiKey(ApiKeyId::of_key(b"k1"))))
+        );
         assert_eq!(s.authenticate(&good, now), Err(AuthError::ReplayedNonce));
         let older = headers("k1", now - 1, &sign("0123456789abcdef", now - 1, "k1"));
         assert_eq!(s.authenticate(&older, now), Err(AuthError::ReplayedNonce));
@@ -239,6 +249,9 @@ mod tests {
         );
         // None of the failures advanced the nonce.
         let good = headers("k1", now - 10, &sign("0123456789abcdef", now - 10, "k1"));
-        assert_eq!(s.authenticate(&good, now), Ok(AccountId(7)));
+        assert_eq!(
+            s.authenticate(&good, now),
+            Ok((AccountId(7), Actor::ApiKey(ApiKeyId::of_key(b"k1"))))
+        );
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use peregrine_hotpath::AccountId;
+use peregrine_hotpath::{AccountId, Actor};
 use serde::de::DeserializeOwned;
 
 use super::Bridge;
@@ -86,15 +86,18 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
     ApiError::bad_request("request.invalid_path", rejection.body_text())
 }
 
-/// The account an API-key-signed request acts for.
+/// The account an API-key-signed request acts for, and the key as the actor of the commands it
+/// issues.
 #[derive(Clone, Copy, Debug)]
-pub struct Authenticated(pub AccountId);
+pub struct Authenticated(pub AccountId, pub Actor);
 
 impl FromRequestParts<Arc<Bridge>> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, bridge: &Arc<Bridge>) -> Result<Self, ApiError> {
-        bridge.authenticate(&parts.headers).map(Authenticated)
+        bridge
+            .authenticate(&parts.headers)
+            .map(|(account, actor)| Authenticated(account, actor))
     }
 }
 
@@ -103,7 +106,7 @@ impl Bridge {
     pub(crate) fn authenticate(
         &self,
         headers: &axum::http::HeaderMap,
-    ) -> Result<AccountId, ApiError> {
+    ) -> Result<(AccountId, Actor), ApiError> {
         self.keys.authenticate(headers, now_ms()).map_err(|error| {
             self.metrics
                 .auth_failures_total

@@ -11,7 +11,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use peregrine_hotpath::{
-    AccountId, ClientOrderId, CommandKind, Event, MarketSize, NewOrder, OrderId, OrderKind,
+    AccountId, Actor, ClientOrderId, CommandKind, Event, MarketSize, NewOrder, OrderId, OrderKind,
     OrderRef, Price, SelfTradePrevention, Side, TimeInForce,
 };
 use rust_decimal::Decimal;
@@ -229,12 +229,13 @@ fn build_order(
 /// Sequences `command` and waits (bounded) for its outcome and for the feed to apply it.
 async fn execute(
     bridge: &Bridge,
+    actor: Actor,
     new_order: Option<(AccountId, ClientOrderId)>,
     command: CommandKind,
 ) -> Result<Executed, ApiError> {
     let receiver = bridge
         .engine
-        .execute(new_order, command)
+        .execute(actor, new_order, command)
         .map_err(ApiError::submit)?;
     let executed = match tokio::time::timeout(EXECUTE_TIMEOUT, receiver).await {
         Ok(Ok(executed)) => executed,
@@ -315,7 +316,7 @@ fn render(bridge: &Bridge, record: &OrderRecord) -> Result<OrderJson, ApiError> 
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn create_order(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, actor): Authenticated,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Result<(StatusCode, Json<OrderJson>), ApiError> {
     let (order, intent) = build_order(&bridge, account, &req)?;
@@ -327,6 +328,7 @@ pub(crate) async fn create_order(
         .intend(account, client, intent);
     let executed = execute(
         &bridge,
+        actor,
         Some((account, client)),
         CommandKind::NewOrder(order),
     )
@@ -351,7 +353,7 @@ pub(crate) async fn create_order(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn list_orders(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
     ApiQuery(q): ApiQuery<OrdersQuery>,
 ) -> Result<(HeaderMap, Json<Vec<OrderJson>>), ApiError> {
     let window = list_window(
@@ -421,7 +423,7 @@ fn order_not_found() -> ApiError {
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_order(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<OrderJson>, ApiError> {
     let record = history::order(&bridge, account, OrderId(id)).await?;
@@ -436,7 +438,7 @@ pub(crate) async fn get_order(
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_order_by_client_id(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
     ApiPath(client_id): ApiPath<u64>,
 ) -> Result<Json<OrderJson>, ApiError> {
     let record = history::order_by_client(&bridge, account, ClientOrderId(client_id)).await?;
@@ -445,10 +447,11 @@ pub(crate) async fn get_order_by_client_id(
 
 async fn cancel(
     bridge: &Bridge,
+    actor: Actor,
     account: AccountId,
     target: OrderRef,
 ) -> Result<Json<OrderJson>, ApiError> {
-    let executed = execute(bridge, None, CommandKind::Cancel { account, target }).await?;
+    let executed = execute(bridge, actor, None, CommandKind::Cancel { account, target }).await?;
     let id = executed.events.iter().find_map(|e| match e {
         Event::OrderCancelled { order, .. } => Some(*order),
         _ => None,
@@ -496,10 +499,10 @@ async fn cancelled_record(
     responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn cancel_order(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, actor): Authenticated,
     ApiPath(id): ApiPath<u64>,
 ) -> Result<Json<OrderJson>, ApiError> {
-    cancel(&bridge, account, OrderRef::Id(OrderId(id))).await
+    cancel(&bridge, actor, account, OrderRef::Id(OrderId(id))).await
 }
 
 /// Cancels one order by client id.
@@ -510,10 +513,16 @@ pub(crate) async fn cancel_order(
     responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn cancel_order_by_client_id(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, actor): Authenticated,
     ApiPath(client_id): ApiPath<u64>,
 ) -> Result<Json<OrderJson>, ApiError> {
-    cancel(&bridge, account, OrderRef::Client(ClientOrderId(client_id))).await
+    cancel(
+        &bridge,
+        actor,
+        account,
+        OrderRef::Client(ClientOrderId(client_id)),
+    )
+    .await
 }
 
 /// Cancels every open order of the account, optionally only in one market and/or side;
@@ -523,7 +532,7 @@ pub(crate) async fn cancel_order_by_client_id(
     responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody)))]
 pub(crate) async fn cancel_all(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, actor): Authenticated,
     ApiQuery(q): ApiQuery<CancelAllQuery>,
 ) -> Result<Json<Vec<OrderJson>>, ApiError> {
     let market_id = match q.market.as_deref() {
@@ -533,6 +542,7 @@ pub(crate) async fn cancel_all(
     let side = q.side.as_deref().map(parse_side).transpose()?;
     let executed = execute(
         &bridge,
+        actor,
         None,
         CommandKind::MassCancel {
             account,
@@ -560,7 +570,7 @@ pub(crate) async fn cancel_all(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn own_trades(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
     ApiQuery(q): ApiQuery<OwnTradesQuery>,
 ) -> Result<(HeaderMap, Json<Vec<OwnTradeJson>>), ApiError> {
     let window = list_window(
@@ -623,7 +633,7 @@ fn balance_json(bridge: &Bridge, code: &str, b: peregrine_hotpath::ledger::Balan
     responses((status = 200, body = [BalanceJson]), (status = 401, body = ErrorBody)))]
 pub(crate) async fn balances(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
 ) -> Result<Json<Vec<BalanceJson>>, ApiError> {
     let currencies = bridge
         .catalog
@@ -646,7 +656,7 @@ pub(crate) async fn balances(
     responses((status = 200, body = BalanceJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn balance(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<BalanceJson>, ApiError> {
     let currency = bridge.catalog.currency(&code).ok_or_else(|| {

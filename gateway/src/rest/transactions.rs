@@ -59,7 +59,7 @@ pub struct TransactionJson {
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn transactions(
     State(bridge): State<Arc<Bridge>>,
-    Authenticated(account): Authenticated,
+    Authenticated(account, _): Authenticated,
     ApiQuery(q): ApiQuery<TransactionsQuery>,
 ) -> Result<(HeaderMap, Json<Vec<TransactionJson>>), ApiError> {
     let per_page = limit(q.limit, 100, LIST_LIMIT_MAX)?;

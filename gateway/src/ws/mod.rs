@@ -72,7 +72,7 @@ pub(crate) async fn private_stream(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     match bridge.authenticate(&headers) {
-        Ok(account) => accept(bridge, Some(account), query, upgrade),
+        Ok((account, _actor)) => accept(bridge, Some(account), query, upgrade),
         Err(error) => error.into_response(),
     }
 }

@@ -135,7 +135,11 @@ impl Harness {
             }
         }
         for command in commands {
-            let executed = engine.execute(None, command).unwrap().await.unwrap();
+            let executed = engine
+                .execute(peregrine_hotpath::Actor::System, None, command)
+                .unwrap()
+                .await
+                .unwrap();
             assert_eq!(executed.rejected(), None, "{executed:?}");
         }
         config.listen = "127.0.0.1:0".parse().unwrap();

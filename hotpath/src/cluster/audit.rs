@@ -151,7 +151,7 @@ mod tests {
     use crate::cluster::escrow::{credit, debit};
     use crate::cluster::{ClusterConfig, ClusterEvent};
     use crate::command::{
-        Command, CommandKind, FeeRates, MarketRisk, MarketSpec, NewOrder, OrderKind,
+        CommandKind, Envelope, FeeRates, MarketRisk, MarketSpec, NewOrder, OrderKind,
         SelfTradePrevention, TimeInForce,
     };
     use crate::config::EngineConfig;
@@ -163,8 +163,9 @@ mod tests {
     /// and one resting order of each on market 1 (matching shard 1).
     fn busy_cluster() -> Cluster {
         let mut cluster = Cluster::new(ClusterConfig::new(EngineConfig::small(), 2, 2)).unwrap();
-        let command = |kind| Command {
+        let command = |kind| Envelope {
             ts: TimestampNs(1),
+            actor: crate::Actor::System,
             kind,
         };
         let spec = MarketSpec {
@@ -197,13 +198,13 @@ mod tests {
                     account: AccountId(account),
                     currency: CurrencyId(currency),
                     amount: Amount(10_000),
-                    deposit: DepositId(0),
+                    deposit: DepositId(u64::from(account) << 8 | u64::from(currency)),
                 }));
             }
         }
         let mut out: Vec<ClusterEvent> = Vec::new();
         cluster.apply_batch(&setup, &mut out).unwrap();
-        let orders: Vec<Command> = [(1, Side::Buy, 90), (2, Side::Sell, 110)]
+        let orders: Vec<Envelope> = [(1, Side::Buy, 90), (2, Side::Sell, 110)]
             .into_iter()
             .map(|(account, side, price)| {
                 command(CommandKind::NewOrder(NewOrder {

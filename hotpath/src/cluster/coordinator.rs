@@ -22,7 +22,7 @@ use crate::cluster::shard_ids::{
 };
 use crate::cluster::sorted_runs::merge_sorted_runs;
 use crate::cluster::work::{BatchBuffers, Emitted, Item, MatchWork, RiskItem, Verdict};
-use crate::command::{Command, CommandKind, OrderRef};
+use crate::command::{CommandKind, Envelope, OrderRef};
 use crate::event::{Event, RejectReason};
 use crate::ids::{AccountId, CurrencyId, WithdrawalId};
 
@@ -115,7 +115,7 @@ impl Coordinator {
     }
 
     /// Routes a batch; returns the sequence of its first command.
-    pub fn route(&mut self, commands: &[Command], bufs: &mut BatchBuffers) -> u64 {
+    pub fn route(&mut self, commands: &[Envelope], bufs: &mut BatchBuffers) -> u64 {
         bufs.risk_in.iter_mut().for_each(Vec::clear);
         bufs.direct.iter_mut().for_each(Vec::clear);
         bufs.rejects.clear();
@@ -133,7 +133,7 @@ impl Coordinator {
     fn route_one(
         &mut self,
         seq: u64,
-        command: &Command,
+        command: &Envelope,
         bufs: &mut BatchBuffers,
     ) -> Result<(), RejectReason> {
         let risk = |account: AccountId| risk_shard_of(account, self.risk_shards).0 as usize;
@@ -143,7 +143,7 @@ impl Coordinator {
                 command: command.clone(),
             });
         };
-        let direct = |bufs: &mut BatchBuffers, shard: MatchingShardIndex, command: Command| {
+        let direct = |bufs: &mut BatchBuffers, shard: MatchingShardIndex, command: Envelope| {
             bufs.direct[shard.0 as usize].push(MatchWork {
                 seq,
                 command,
@@ -168,8 +168,9 @@ impl Coordinator {
                 if shard.0 >= self.matching_shards {
                     return Err(RejectReason::UnknownOrder);
                 }
-                let local = Command {
+                let local = Envelope {
                     ts: command.ts,
+                    actor: command.actor,
                     kind: CommandKind::Cancel {
                         account: *account,
                         target: OrderRef::Id(local),
@@ -287,7 +288,7 @@ impl Coordinator {
     /// shard's events, then each matching shard's in shard order, then `Completed`.
     pub fn merge(
         &mut self,
-        commands: &[Command],
+        commands: &[Envelope],
         first_seq: u64,
         bufs: &mut BatchBuffers,
         out: &mut Vec<ClusterEvent>,

@@ -101,7 +101,7 @@ pub use shard_ids::{
     global_order_id, matching_shard_of, risk_shard_of, split_order_id,
 };
 
-use crate::command::Command;
+use crate::command::Envelope;
 use crate::config::EngineConfig;
 use crate::engine::{Engine, OrderView};
 use crate::ids::{AccountId, CurrencyId, OrderId};
@@ -266,7 +266,7 @@ impl Cluster {
     /// one `Completed`).
     pub fn apply_batch(
         &mut self,
-        commands: &[Command],
+        commands: &[Envelope],
         out: &mut Vec<ClusterEvent>,
     ) -> Result<(), ClusterError> {
         check_batch(&self.config, commands)?;
@@ -345,7 +345,7 @@ impl Cluster {
     }
 }
 
-fn check_batch(config: &ClusterConfig, commands: &[Command]) -> Result<(), ClusterError> {
+fn check_batch(config: &ClusterConfig, commands: &[Envelope]) -> Result<(), ClusterError> {
     if commands.len() > config.max_batch_commands as usize {
         return Err(ClusterError::BatchTooLarge {
             len: commands.len(),

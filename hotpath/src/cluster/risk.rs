@@ -18,7 +18,7 @@ use crate::cluster::shard_ids::{
 use crate::cluster::work::{
     Emitted, Escrow, Item, MatchWork, Return, ReturnKind, RiskItem, ScreenOut, Verdict,
 };
-use crate::command::{CancelReplace, Command, CommandKind, NewOrder, OrderKind, OrderRef};
+use crate::command::{CancelReplace, CommandKind, Envelope, NewOrder, OrderKind, OrderRef};
 use crate::engine::Engine;
 use crate::event::{Event, RejectReason};
 use crate::ids::{AccountId, Amount, ClientOrderId, MarketId, OrderId, Price, Side};
@@ -218,7 +218,7 @@ impl RiskShard {
     fn new_order(
         &mut self,
         seq: u64,
-        command: &Command,
+        command: &Envelope,
         o: &NewOrder,
         out: &mut ScreenOut,
     ) -> Result<Verdict, RejectReason> {
@@ -278,7 +278,7 @@ impl RiskShard {
     fn cancel_by_client(
         &mut self,
         seq: u64,
-        command: &Command,
+        command: &Envelope,
         account: AccountId,
         client: ClientOrderId,
         out: &mut ScreenOut,
@@ -303,7 +303,7 @@ impl RiskShard {
     fn replace(
         &mut self,
         seq: u64,
-        command: &Command,
+        command: &Envelope,
         r: &CancelReplace,
         out: &mut ScreenOut,
     ) -> Result<Verdict, RejectReason> {

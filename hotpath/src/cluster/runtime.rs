@@ -23,7 +23,7 @@ use crate::cluster::matching::MatchingShard;
 use crate::cluster::risk::RiskShard;
 use crate::cluster::work::{BatchBuffers, MatchOut, MatchWork, Return, RiskItem, ScreenOut};
 use crate::cluster::{Cluster, check_batch};
-use crate::command::Command;
+use crate::command::Envelope;
 use crate::runtime::{IdlePolicy, RuntimeError};
 
 /// How long the coordinator sleeps on an empty input before re-checking its stop flag.
@@ -67,11 +67,11 @@ impl Default for ClusterRuntimeConfig {
 #[non_exhaustive]
 pub enum ClusterSubmitError {
     /// The input queue is full: try again later.
-    Busy(Vec<Command>),
+    Busy(Vec<Envelope>),
     /// Longer than the cluster's `max_batch_commands`: split it.
-    TooLarge(Vec<Command>),
+    TooLarge(Vec<Envelope>),
     /// The runtime stopped (or a shard thread failed).
-    Stopped(Vec<Command>),
+    Stopped(Vec<Envelope>),
 }
 
 enum RiskJob {
@@ -98,7 +98,7 @@ struct Link<Job> {
 /// A running cluster.
 #[derive(Debug)]
 pub struct ClusterRuntime {
-    input: Sender<Vec<Command>>,
+    input: Sender<Vec<Envelope>>,
     output: Receiver<Vec<ClusterEvent>>,
     recycle: Sender<Vec<ClusterEvent>>,
     stop: Arc<AtomicBool>,
@@ -240,7 +240,7 @@ impl ClusterRuntime {
             matching_links.push(link);
             matching_threads.push(thread);
         }
-        let (input_tx, input_rx) = bounded::<Vec<Command>>(config.input_batches);
+        let (input_tx, input_rx) = bounded::<Vec<Envelope>>(config.input_batches);
         let (output_tx, output_rx) = bounded::<Vec<ClusterEvent>>(config.output_batches);
         let (recycle_tx, recycle_rx) = bounded::<Vec<ClusterEvent>>(config.output_batches + 2);
         let stop = Arc::new(AtomicBool::new(false));
@@ -294,7 +294,7 @@ impl ClusterRuntime {
     }
 
     /// Queues a batch, or gives it back at once if the input queue is full.
-    pub fn submit(&self, batch: Vec<Command>) -> Result<(), ClusterSubmitError> {
+    pub fn submit(&self, batch: Vec<Envelope>) -> Result<(), ClusterSubmitError> {
         if batch.len() > self.max_batch_commands as usize {
             return Err(ClusterSubmitError::TooLarge(batch));
         }
@@ -383,7 +383,7 @@ struct Coordination {
     matching: Vec<Link<MatchJob>>,
     risk_threads: Vec<JoinHandle<RiskShard>>,
     matching_threads: Vec<JoinHandle<MatchingShard>>,
-    input: Receiver<Vec<Command>>,
+    input: Receiver<Vec<Envelope>>,
     output: Sender<Vec<ClusterEvent>>,
     recycle: Receiver<Vec<ClusterEvent>>,
     stop: Arc<AtomicBool>,
@@ -415,7 +415,7 @@ impl Coordination {
     /// One batch, the reference executor's steps with each shard's phase on its thread.
     fn batch(
         &mut self,
-        commands: &[Command],
+        commands: &[Envelope],
         events: &mut Vec<ClusterEvent>,
     ) -> Result<(), RuntimeError> {
         let bufs = &mut self.buffers;

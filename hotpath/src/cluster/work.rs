@@ -3,7 +3,7 @@
 //! the steady state reuses its capacity.
 
 use crate::cluster::event::ClusterEventKind;
-use crate::command::{Command, MarketRisk, MarketSpec};
+use crate::command::{Envelope, MarketRisk, MarketSpec};
 use crate::event::RejectReason;
 use crate::ids::{AccountId, Amount, ClientOrderId, CurrencyId, MarketId, OrderId, Price};
 
@@ -11,7 +11,7 @@ use crate::ids::{AccountId, Amount, ClientOrderId, CurrencyId, MarketId, OrderId
 #[derive(Clone, Debug)]
 pub(crate) struct RiskItem {
     pub seq: u64,
-    pub command: Command,
+    pub command: Envelope,
 }
 
 /// Funds moved out of a master balance that travel with a command to its matching shard.
@@ -26,7 +26,7 @@ pub(crate) struct Escrow {
 #[derive(Clone, Debug)]
 pub(crate) struct MatchWork {
     pub seq: u64,
-    pub command: Command,
+    pub command: Envelope,
     /// Credited to the account on the matching engine just before the command.
     pub escrow: Option<Escrow>,
     /// A new order whose client id the risk shard reserved: released if the order is refused.

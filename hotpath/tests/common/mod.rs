@@ -65,8 +65,9 @@ impl Fixture {
     pub fn apply(&mut self, kind: CommandKind) -> Vec<Event> {
         self.ts += 1_000;
         self.events.clear();
-        let cmd = Command {
+        let cmd = Envelope {
             ts: TimestampNs(self.ts),
+            actor: peregrine_hotpath::Actor::System,
             kind,
         };
         self.engine.apply(&cmd, &mut self.events);
@@ -94,8 +95,9 @@ impl Fixture {
         let mut restored_before = Engine::restore(&before).unwrap();
         let mut sink = Vec::new();
         restored_before.apply(
-            &Command {
+            &Envelope {
                 ts: TimestampNs(self.ts),
+                actor: peregrine_hotpath::Actor::System,
                 kind: CommandKind::MarketHalt {
                     market: MarketId(999),
                 },
@@ -115,7 +117,7 @@ impl Fixture {
                 account: AccountId(account),
                 currency: BTC,
                 amount: Amount(btc),
-                deposit: DepositId(0),
+                deposit: next_deposit_id(),
             });
         }
         if usd > 0 {
@@ -123,7 +125,7 @@ impl Fixture {
                 account: AccountId(account),
                 currency: USD,
                 amount: Amount(usd),
-                deposit: DepositId(0),
+                deposit: next_deposit_id(),
             });
         }
     }
@@ -194,4 +196,10 @@ pub fn cancels(events: &[Event]) -> Vec<(OrderId, CancelReason)> {
             _ => None,
         })
         .collect()
+}
+
+/// A deposit id not used before in this test process (deposit ids are idempotency keys).
+pub fn next_deposit_id() -> DepositId {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    DepositId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }

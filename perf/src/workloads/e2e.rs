@@ -181,7 +181,7 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     // The market and the funds go through the sequencer and the journal like everything else.
     for command in setup_commands() {
         let outcome = handle
-            .execute(None, command)
+            .execute(peregrine_hotpath::Actor::System, None, command)
             .map_err(|e| BenchError::workload(NAME, e))?;
         let executed = outcome
             .blocking_recv()
@@ -507,7 +507,7 @@ fn setup_commands() -> Vec<CommandKind> {
                 account: AccountId(account),
                 currency: CurrencyId(currency),
                 amount: Amount(1 << 50),
-                deposit: DepositId(0),
+                deposit: DepositId(u64::from(account) << 16 | u64::from(currency)),
             });
         }
     }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_hotpath::sim::{Flow, FlowParams};
-use peregrine_hotpath::{Command, EngineConfig, Event, TimestampNs};
+use peregrine_hotpath::{EngineConfig, Envelope, Event, TimestampNs};
 use peregrine_persist::{JournalConfig, JournalError, open};
 use peregrine_replica::{DurableSource, ReplicaConfig, Replicator, admin};
 
@@ -73,6 +73,7 @@ fn engine_config() -> EngineConfig {
         order_rate_per_sec: 0,
         order_burst: 100,
         balance_events: true,
+        ..EngineConfig::default()
     }
 }
 
@@ -159,7 +160,7 @@ fn run_in(
     let mut busy_count = 0_u64;
     // One command: stamp, apply to the engine, journal (Busy: yield and retry; bounded by the
     // writer's progress, a failed writer errors).
-    let mut send = |mut command: Command,
+    let mut send = |mut command: Envelope,
                     events: &mut Vec<Event>,
                     flow: &mut Flow,
                     trades_count: &mut u64,

@@ -144,13 +144,13 @@ pub(crate) async fn start(name: &'static str, accounts: u32) -> Result<Fixture, 
                 account: AccountId(account),
                 currency: CurrencyId(currency),
                 amount: Amount(amount),
-                deposit: DepositId(0),
+                deposit: DepositId(u64::from(account) << 16 | u64::from(currency)),
             });
         }
     }
     for command in commands {
         let executed = engine
-            .execute(None, command)
+            .execute(peregrine_hotpath::Actor::System, None, command)
             .map_err(|e| fail(e.to_string()))?
             .await
             .map_err(|e| fail(e.to_string()))?;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use peregrine_hotpath::{
-    AccountId, Amount, CancelReason, Command, CommandKind, CurrencyId, Engine, Event, MarketSize,
+    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, MarketSize,
     OrderId, OrderKind, Price, Qty, TimeInForce,
 };
 use peregrine_persist::Seq;
@@ -77,7 +77,7 @@ type OrderStatic = (
     Option<Amount>,
 );
 
-fn order_static(command: &Command, account: AccountId, order_client: u64) -> OrderStatic {
+fn order_static(command: &Envelope, account: AccountId, order_client: u64) -> OrderStatic {
     let CommandKind::NewOrder(new) = &command.kind else {
         return (None, None, None, None);
     };
@@ -158,7 +158,7 @@ impl RowMapper {
     pub fn map(
         &mut self,
         seq: Seq,
-        command: &Command,
+        command: &Envelope,
         events: &[Event],
         engine: &Engine,
         batch: &mut Batch,

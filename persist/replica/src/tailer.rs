@@ -10,7 +10,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use peregrine_hotpath::Command;
+use peregrine_hotpath::Envelope;
 use peregrine_persist::Seq;
 use peregrine_persist::payload::{self, Scratch};
 use peregrine_persist::record::{self, Parsed, RECORD_MAX_BYTES};
@@ -114,7 +114,7 @@ impl Tailer {
 
     /// The next command if its sequence is at most `bound` and it is in the files; `None` when
     /// there is nothing more yet.
-    pub fn next(&mut self, bound: Seq) -> Result<Option<(Seq, Command)>, ReplicaError> {
+    pub fn next(&mut self, bound: Seq) -> Result<Option<(Seq, Envelope)>, ReplicaError> {
         if self.next_seq > bound {
             return Ok(None);
         }

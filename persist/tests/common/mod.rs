@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use peregrine_hotpath::sim::{Flow, FlowParams};
-use peregrine_hotpath::{Command, Engine, EngineConfig, Event};
+use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event};
 use peregrine_persist::JournalConfig;
 
 pub fn engine_config() -> EngineConfig {
@@ -20,7 +20,7 @@ pub fn engine_config() -> EngineConfig {
 }
 
 /// The first `count` commands of the seeded flow (setup first).
-pub fn flow_commands(seed: u64, count: usize) -> Vec<Command> {
+pub fn flow_commands(seed: u64, count: usize) -> Vec<Envelope> {
     let mut flow = Flow::new(FlowParams {
         seed,
         accounts: 50,
@@ -36,7 +36,7 @@ pub fn flow_commands(seed: u64, count: usize) -> Vec<Command> {
     out
 }
 
-pub fn reference_engine(commands: &[Command]) -> Engine {
+pub fn reference_engine(commands: &[Envelope]) -> Engine {
     let mut engine = Engine::new(engine_config()).unwrap();
     let mut events: Vec<Event> = Vec::new();
     for command in commands {

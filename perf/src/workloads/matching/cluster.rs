@@ -30,7 +30,7 @@ use peregrine_hotpath::cluster::{ClusterSubmitError, MAX_BATCH_COMMANDS};
 use peregrine_hotpath::sim::{Flow, FlowParams};
 use peregrine_hotpath::{
     Cluster, ClusterConfig, ClusterEvent, ClusterEventKind, ClusterRuntime, ClusterRuntimeConfig,
-    Command, EngineConfig, Event,
+    EngineConfig, Envelope, Event,
 };
 
 use super::{ACCOUNTS, NAME, RATE_DEFAULT_OPS_PER_SEC, Tally, engine_config, phase_commands_in};
@@ -139,7 +139,7 @@ impl Shape {
     /// Markets reach the risk shards only at the end of the batch that adds them; the setup lists
     /// currencies and markets first, so they all sit in the first batch and every later batch
     /// (deposits, then trading) sees them.
-    fn setup_batches(&self, flow: &mut Flow) -> Result<Vec<Vec<Command>>, BenchError> {
+    fn setup_batches(&self, flow: &mut Flow) -> Result<Vec<Vec<Envelope>>, BenchError> {
         let setup = flow.setup();
         let markets_and_currencies = self.markets as usize + 2;
         if self.batch_commands < markets_and_currencies {
@@ -153,7 +153,7 @@ impl Shape {
         }
         Ok(setup
             .chunks(self.batch_commands)
-            .map(<[Command]>::to_vec)
+            .map(<[Envelope]>::to_vec)
             .collect())
     }
 
@@ -251,7 +251,7 @@ struct Driver {
 }
 
 impl Driver {
-    fn generate(&mut self) -> Vec<Command> {
+    fn generate(&mut self) -> Vec<Envelope> {
         let mut batch = Vec::with_capacity(self.batch_commands);
         batch.extend((0..self.batch_commands).map(|_| self.flow.next_command()));
         batch
@@ -331,7 +331,7 @@ impl Driver {
     /// Submits `batch`; while the input queue is full, takes outputs so the coordinator can move.
     fn submit(
         &mut self,
-        mut batch: Vec<Command>,
+        mut batch: Vec<Envelope>,
         mut latency: Option<&mut BatchLatency>,
     ) -> Result<(), BenchError> {
         let commands = batch.len() as u64;

@@ -30,6 +30,7 @@ pub fn engine_config() -> EngineConfig {
         order_rate_per_sec: 0,
         order_burst: 100,
         balance_events: true,
+        ..EngineConfig::default()
     }
 }
 
@@ -159,7 +160,7 @@ impl Exchange {
     }
 
     /// Journals and applies one command (stamped now); returns its sequence.
-    pub fn step(&mut self, mut command: peregrine_hotpath::Command) -> u64 {
+    pub fn step(&mut self, mut command: peregrine_hotpath::Envelope) -> u64 {
         command.ts = peregrine_hotpath::TimestampNs(now_ns());
         let seq = loop {
             match self.journal.append(&command) {
