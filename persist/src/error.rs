@@ -81,6 +81,20 @@ pub enum RecoveryError {
         /// The one found.
         found: u64,
     },
+    /// A journal segment or snapshot written in a format this release does not read: refused
+    /// rather than misread or skipped (skipping a snapshot would silently replay from older
+    /// state; misreading a journal would apply other commands).
+    #[error("{path}: {what} format version {found}, this release reads {supported}")]
+    Version {
+        /// The file.
+        path: PathBuf,
+        /// "journal" or "snapshot" (or "snapshot engine image").
+        what: &'static str,
+        /// The version in the file.
+        found: u32,
+        /// The versions this release reads, listed.
+        supported: String,
+    },
     /// No valid snapshot and the journal does not start at sequence 1.
     #[error(
         "no usable starting point: journal starts at sequence {first_seq} and no valid snapshot covers what came before"

@@ -5,17 +5,24 @@
 //! way that matters and so that a scan for valid records can step in 8-byte strides:
 //!
 //! ```text
-//! offset 0   u32  payload length in bytes (1..=PAYLOAD_MAX_BYTES; 0 means "no record here")
-//! offset 4   u32  CRC32C over bytes 0..4 and 8..16+length (length, sequence, payload)
+//! offset 0   u16  payload length in bytes (1..=PAYLOAD_MAX_BYTES; 0 means "no record here")
+//! offset 2   u8   record format version (the journal format, `JOURNAL_FORMAT_VERSION`)
+//! offset 3   u8   reserved, zero
+//! offset 4   u32  CRC32C over bytes 0..4 and 8..16+length (length, version, sequence, payload)
 //! offset 8   u64  sequence number (first is 1, gap-free)
 //! offset 16  [u8] payload: rkyv archive of `hotpath::Envelope`
 //!            zero padding to the next multiple of 8
 //! ```
 //!
 //! Segments are preallocated and zero-filled, so the first all-zero header marks the end of the
-//! written data.
+//! written data. Records start after the segment header ([`crate::segment::SEGMENT_HEADER_BYTES`]).
 
 use crate::crc32c::Crc32c;
+use crate::format::JOURNAL_FORMAT_VERSION;
+
+/// The version byte every record of this release carries.
+const RECORD_VERSION: u8 = JOURNAL_FORMAT_VERSION as u8;
+const _: () = assert!(JOURNAL_FORMAT_VERSION <= u8::MAX as u16 && RECORD_VERSION != 0);
 
 /// Bytes of a record header.
 pub const HEADER_BYTES: usize = 16;
@@ -26,16 +33,23 @@ pub const RECORD_ALIGN_BYTES: usize = 8;
 pub const RECORD_MAX_BYTES: usize = 4_096;
 /// Largest payload.
 pub const PAYLOAD_MAX_BYTES: usize = RECORD_MAX_BYTES - HEADER_BYTES;
+const _: () = assert!(PAYLOAD_MAX_BYTES <= u16::MAX as usize);
 
 /// Bytes a record with a payload of `payload_bytes` occupies, padding included.
 pub const fn record_bytes(payload_bytes: usize) -> usize {
     (HEADER_BYTES + payload_bytes).next_multiple_of(RECORD_ALIGN_BYTES)
 }
 
+/// Bytes occupied by the record that [`encode`] wrote at the start of `encoded` (trusted: our
+/// own queue, never bytes read back from a file, which go through [`parse`]).
+pub fn encoded_record_bytes(encoded: &[u8]) -> usize {
+    record_bytes(usize::from(u16::from_le_bytes([encoded[0], encoded[1]])))
+}
+
 /// The checksum stored in a record's header.
-fn checksum(length_le: [u8; 4], seq: u64, payload: &[u8]) -> u32 {
+fn checksum(first_le: [u8; 4], seq: u64, payload: &[u8]) -> u32 {
     Crc32c::new()
-        .update(&length_le)
+        .update(&first_le)
         .update(&seq.to_le_bytes())
         .update(payload)
         .finish()
@@ -48,10 +62,11 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     assert!(seq > 0, "sequence numbers start at 1");
     let start = out.len();
     assert_eq!(start % RECORD_ALIGN_BYTES, 0, "records are 8-byte aligned");
-    // Lossless: bounded by PAYLOAD_MAX_BYTES above.
-    let length_le = (payload.len() as u32).to_le_bytes();
-    out.extend_from_slice(&length_le);
-    out.extend_from_slice(&checksum(length_le, seq, payload).to_le_bytes());
+    // Lossless: bounded by PAYLOAD_MAX_BYTES above (a compile-time assert keeps it in u16).
+    let length_le = (payload.len() as u16).to_le_bytes();
+    let first_le = [length_le[0], length_le[1], RECORD_VERSION, 0];
+    out.extend_from_slice(&first_le);
+    out.extend_from_slice(&checksum(first_le, seq, payload).to_le_bytes());
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(payload);
     out.resize(start + record_bytes(payload.len()), 0);
@@ -88,10 +103,13 @@ pub enum Invalid {
     },
     /// The length field is out of bounds.
     #[error("record length {0} out of bounds")]
-    Length(u32),
+    Length(u16),
     /// The checksum does not match.
     #[error("record checksum mismatch")]
     Checksum,
+    /// A complete record of another format version (or a nonzero reserved byte).
+    #[error("record of format version {0}, this release reads {RECORD_VERSION}")]
+    Version(u8),
 }
 
 /// Parses the record at the start of `bytes` (which runs to the end of the segment).
@@ -108,8 +126,8 @@ pub fn parse(bytes: &[u8]) -> Parsed<'_> {
     if header.iter().all(|&b| b == 0) {
         return Parsed::Empty;
     }
-    let length_le = [header[0], header[1], header[2], header[3]];
-    let length = u32::from_le_bytes(length_le);
+    let first_le = [header[0], header[1], header[2], header[3]];
+    let length = u16::from_le_bytes([header[0], header[1]]);
     let stored_crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     let mut seq_le = [0_u8; 8];
     seq_le.copy_from_slice(&header[8..16]);
@@ -124,8 +142,11 @@ pub fn parse(bytes: &[u8]) -> Parsed<'_> {
             needed_bytes: HEADER_BYTES + payload_bytes,
         });
     };
-    if checksum(length_le, seq, payload) != stored_crc || seq == 0 {
+    if checksum(first_le, seq, payload) != stored_crc || seq == 0 {
         return Parsed::Invalid(Invalid::Checksum);
+    }
+    if first_le[2] != RECORD_VERSION || first_le[3] != 0 {
+        return Parsed::Invalid(Invalid::Version(first_le[2]));
     }
     Parsed::Record {
         seq,

@@ -8,16 +8,19 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event};
+use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event, SNAPSHOT_VERSION};
 
 use crate::config::JournalConfig;
 use crate::error::RecoveryError;
+use crate::format::{JOURNAL_FORMATS_READ, SNAPSHOT_FORMATS_READ, versions_list};
 use crate::io::{BLOCK_BYTES, sync_dir, zero_fill};
 use crate::lock::DirLock;
 use crate::payload::{self, Scratch};
 use crate::record::{self, Parsed, RECORD_ALIGN_BYTES};
-use crate::segment::{SPARE_TMP_PREFIX, list_segments};
-use crate::snapshot::{SNAPSHOT_TMP_SUFFIX, list_snapshots, read_snapshot};
+use crate::segment::{
+    HeaderError, SEGMENT_HEADER_BYTES, SPARE_TMP_PREFIX, SegmentHeader, list_segments,
+};
+use crate::snapshot::{SNAPSHOT_TMP_SUFFIX, SnapshotReadError, list_snapshots, read_snapshot};
 use crate::writer::{Seq, Tail};
 
 /// What recovery found and did.
@@ -133,7 +136,15 @@ pub(crate) fn recover_locked(
             });
         }
         let bytes = std::fs::read(path).map_err(io_error(path))?;
-        let mut offset = 0_usize;
+        check_segment_header(path, *first_seq, &bytes)?;
+        if bytes.len() < SEGMENT_HEADER_BYTES {
+            return Err(RecoveryError::Corrupt {
+                path: path.clone(),
+                offset: 0,
+                reason: format!("{} bytes, shorter than a segment header", bytes.len()),
+            });
+        }
+        let mut offset = SEGMENT_HEADER_BYTES;
         // Bounded by the segment's length: each pass moves past one record or leaves.
         let end: Option<String> = loop {
             match record::parse(&bytes[offset..]) {
@@ -253,6 +264,34 @@ pub(crate) fn recover_locked(
     ))
 }
 
+/// Checks that the segment at `path`, named for `first_seq`, has a header of a format this
+/// release reads, naming that first sequence.
+pub fn check_segment_header(
+    path: &Path,
+    first_seq: Seq,
+    bytes: &[u8],
+) -> Result<(), RecoveryError> {
+    let corrupt = |reason: String| RecoveryError::Corrupt {
+        path: path.to_path_buf(),
+        offset: 0,
+        reason,
+    };
+    match SegmentHeader::parse(bytes) {
+        Ok(header) if header.first_seq == first_seq => Ok(()),
+        Ok(header) => Err(corrupt(format!(
+            "the segment header says it starts at sequence {}, its name says {first_seq}",
+            header.first_seq
+        ))),
+        Err(HeaderError::Version { found }) => Err(RecoveryError::Version {
+            path: path.to_path_buf(),
+            what: "journal",
+            found: u32::from(found),
+            supported: versions_list(JOURNAL_FORMATS_READ),
+        }),
+        Err(error) => Err(corrupt(error.to_string())),
+    }
+}
+
 /// Deletes files a crash may have left half-written: snapshot temp files and spare segments
 /// under construction.
 fn remove_leftovers(dir: &Path) -> Result<(), RecoveryError> {
@@ -283,16 +322,31 @@ fn start_engine(
     let snapshots = list_snapshots(dir).map_err(io_error(dir))?;
     let journal_first_seq = segments.first().map_or(1, |(first, _)| *first);
     for (_, path) in snapshots.iter().rev() {
-        let restored = read_snapshot(path).and_then(|(seq, body)| {
-            if seq.saturating_add(1) < journal_first_seq {
-                return Err(format!(
-                    "journal starts at {journal_first_seq}, after the snapshot"
+        let restored = match read_snapshot(path) {
+            Ok((seq, _)) if seq.saturating_add(1) < journal_first_seq => Err(format!(
+                "journal starts at {journal_first_seq}, after the snapshot"
+            )),
+            Ok((seq, body)) => Engine::restore(&body)
+                .map(|engine| (engine, seq))
+                .map_err(|e| e.to_string()),
+            Err(SnapshotReadError::Damaged(reason)) => Err(reason),
+            Err(SnapshotReadError::Version { found }) => {
+                return Err(snapshot_version(
+                    path,
+                    "snapshot",
+                    u32::from(found),
+                    &versions_list(SNAPSHOT_FORMATS_READ),
                 ));
             }
-            Engine::restore(&body)
-                .map(|engine| (engine, seq))
-                .map_err(|e| e.to_string())
-        });
+            Err(SnapshotReadError::EngineVersion { found }) => {
+                return Err(snapshot_version(
+                    path,
+                    "snapshot engine image",
+                    found,
+                    &SNAPSHOT_VERSION.to_string(),
+                ));
+            }
+        };
         match restored {
             Ok((engine, seq)) => {
                 report.snapshot = Some((path.clone(), seq));
@@ -310,6 +364,15 @@ fn start_engine(
         Engine::new(engine_config).map_err(RecoveryError::Engine)?,
         0,
     ))
+}
+
+fn snapshot_version(path: &Path, what: &'static str, found: u32, supported: &str) -> RecoveryError {
+    RecoveryError::Version {
+        path: path.to_path_buf(),
+        what,
+        found,
+        supported: supported.to_owned(),
+    }
 }
 
 /// The first valid record after `offset` with a sequence above `last_seq`, as (offset, seq).

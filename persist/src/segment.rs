@@ -1,12 +1,147 @@
 //! Segment files: preallocated, zero-filled files of records, named after the sequence of their
 //! first record (`00000000000000000001.journal`), so listing the directory orders them and a
 //! reader knows which sequence each must start with.
+//!
+//! Each segment opens with a one-block header, written and made durable before the segment gets
+//! its name (so a named segment always has one); records follow at [`SEGMENT_HEADER_BYTES`]:
+//!
+//! ```text
+//! offset 0   [u8; 8]  magic "PGJOURNL"
+//! offset 8   u16      journal format version (`format::JOURNAL_FORMAT_VERSION`)
+//! offset 10  [u8; 6]  reserved, zero
+//! offset 16  u64      first sequence (equal to the one in the file name)
+//! offset 24  [u8; 32] the writing release, zero-padded
+//! offset 56  u32      CRC32C over bytes 0..56
+//!            zero to the end of the block
+//! ```
 
 use std::fs::File;
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use crate::io::{fallocate, open_direct, sync_dir, zero_fill};
+use crate::crc32c::Crc32c;
+use crate::format::{JOURNAL_FORMAT_VERSION, JOURNAL_FORMATS_READ, RELEASE_BYTES, release};
+use crate::io::{BLOCK_BYTES, fallocate, open_direct, sync_dir, zero_fill};
+
+/// Bytes before the first record: one block, so records stay block-aligned for `O_DIRECT`.
+pub const SEGMENT_HEADER_BYTES: usize = BLOCK_BYTES;
+/// First bytes of every segment.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"PGJOURNL";
+/// Bytes of the header's fields (the rest of the block is zero).
+const HEADER_FIELDS_BYTES: usize = 60;
+const _: () = assert!(HEADER_FIELDS_BYTES == 24 + RELEASE_BYTES + 4);
+const _: () = assert!(HEADER_FIELDS_BYTES <= SEGMENT_HEADER_BYTES);
+
+/// A segment's header, parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// The journal format version.
+    pub format_version: u16,
+    /// The sequence of the segment's first record.
+    pub first_seq: u64,
+    /// The release that wrote the segment.
+    pub release: [u8; RELEASE_BYTES],
+}
+
+/// Why a segment's header is not one this release reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeaderError {
+    /// Written in a format this release does not read.
+    #[error(
+        "journal format version {found}, this release reads {}",
+        crate::format::versions_list(JOURNAL_FORMATS_READ)
+    )]
+    Version {
+        /// The version found (1 for the header-less format of earlier releases).
+        found: u16,
+    },
+    /// Not a segment header, nor a record of the header-less format.
+    #[error("no journal segment header (bad magic)")]
+    Magic,
+    /// The header's checksum does not match.
+    #[error("segment header checksum mismatch")]
+    Checksum,
+    /// The file is shorter than a header.
+    #[error("file of {0} bytes is shorter than a segment header")]
+    Short(usize),
+}
+
+impl SegmentHeader {
+    /// The header this release writes for a segment starting at `first_seq`.
+    pub fn new(first_seq: u64) -> SegmentHeader {
+        SegmentHeader {
+            format_version: JOURNAL_FORMAT_VERSION,
+            first_seq,
+            release: release(),
+        }
+    }
+
+    /// The header's bytes (the fields; the rest of the block is zero).
+    pub fn encode(&self) -> [u8; HEADER_FIELDS_BYTES] {
+        let mut out = [0_u8; HEADER_FIELDS_BYTES];
+        out[..8].copy_from_slice(&SEGMENT_MAGIC);
+        out[8..10].copy_from_slice(&self.format_version.to_le_bytes());
+        out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
+        out[24..24 + RELEASE_BYTES].copy_from_slice(&self.release);
+        let crc = Crc32c::new().update(&out[..56]).finish();
+        out[56..60].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Parses the header at the start of a segment's bytes. The version is checked before the
+    /// checksum: another format may lay the header out differently, and "version 3" says more
+    /// than "checksum mismatch".
+    pub fn parse(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let Some(fields) = bytes.get(..HEADER_FIELDS_BYTES) else {
+            return Err(HeaderError::Short(bytes.len()));
+        };
+        if fields[..8] != SEGMENT_MAGIC {
+            return Err(if looks_like_format_1(fields) {
+                HeaderError::Version { found: 1 }
+            } else {
+                HeaderError::Magic
+            });
+        }
+        let format_version = u16::from_le_bytes([fields[8], fields[9]]);
+        if !JOURNAL_FORMATS_READ.contains(&format_version) {
+            return Err(HeaderError::Version {
+                found: format_version,
+            });
+        }
+        let stored = u32::from_le_bytes([fields[56], fields[57], fields[58], fields[59]]);
+        if Crc32c::new().update(&fields[..56]).finish() != stored {
+            return Err(HeaderError::Checksum);
+        }
+        let mut seq_le = [0_u8; 8];
+        seq_le.copy_from_slice(&fields[16..24]);
+        let mut release = [0_u8; RELEASE_BYTES];
+        release.copy_from_slice(&fields[24..24 + RELEASE_BYTES]);
+        Ok(SegmentHeader {
+            format_version,
+            first_seq: u64::from_le_bytes(seq_le),
+            release,
+        })
+    }
+}
+
+/// Whether a segment starts like one of format 1, which had no header: a record header with a
+/// 32-bit length in bounds and a nonzero sequence.
+fn looks_like_format_1(bytes: &[u8]) -> bool {
+    let length = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    let seq_nonzero = bytes[8..16].iter().any(|&b| b != 0);
+    (1..=crate::record::PAYLOAD_MAX_BYTES as u32).contains(&length) && seq_nonzero
+}
+
+/// Writes the header of a segment starting at `first_seq` into `file` (buffered) and makes it
+/// durable.
+fn write_header(file: &File, first_seq: u64) -> io::Result<()> {
+    let mut block = [0_u8; SEGMENT_HEADER_BYTES];
+    block[..HEADER_FIELDS_BYTES].copy_from_slice(&SegmentHeader::new(first_seq).encode());
+    file.write_all_at(&block, 0)?;
+    file.sync_data()
+}
 
 /// Suffix of segment files.
 pub const SEGMENT_SUFFIX: &str = ".journal";
@@ -63,7 +198,14 @@ pub const SPARE_TMP_PREFIX: &str = "next.journal-spare.tmp-";
 /// second, which must not stall commits at rotation.
 pub fn prepare_spare(dir: &Path, segment_bytes: u64, builder: &str) -> io::Result<()> {
     let path = dir.join(format!("{SPARE_TMP_PREFIX}{builder}"));
-    match std::fs::remove_file(&path) {
+    build_zeroed(&path, segment_bytes)?;
+    std::fs::rename(&path, dir.join(SPARE_NAME))?;
+    sync_dir(dir)
+}
+
+/// Creates `path` (replacing a leftover) preallocated and zero-filled, durably.
+fn build_zeroed(path: &Path, segment_bytes: u64) -> io::Result<()> {
+    match std::fs::remove_file(path) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
@@ -72,24 +214,34 @@ pub fn prepare_spare(dir: &Path, segment_bytes: u64, builder: &str) -> io::Resul
         .read(true)
         .write(true)
         .create_new(true)
-        .open(&path)?;
+        .open(path)?;
     fallocate(&file, segment_bytes)?;
     zero_fill(&file, 0, segment_bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&path, dir.join(SPARE_NAME))?;
-    sync_dir(dir)
+    file.sync_all()
 }
 
-/// Turns the spare (prepared now if it is missing or of the wrong size) into the segment
-/// starting at `first_seq`, durably, and opens it for `O_DIRECT` writes.
+/// Turns the spare (built now if it is missing or of the wrong size) into the segment starting
+/// at `first_seq`, durably, header first, and opens it for `O_DIRECT` writes; records go at
+/// [`SEGMENT_HEADER_BYTES`] on.
+///
+/// The spare is first renamed to a name only the writer uses, so the helper thread, which may
+/// rename a freshly built spare into `SPARE_NAME` at any moment, cannot swap a header-less file
+/// in between the header write and the final rename. A crash leaves that name behind for
+/// recovery to delete (it has the spare prefix); a file with a segment's name always has its
+/// header.
 pub fn activate_spare(dir: &Path, first_seq: u64, segment_bytes: u64) -> io::Result<File> {
-    let spare = dir.join(SPARE_NAME);
-    let ready = std::fs::metadata(&spare).is_ok_and(|meta| meta.len() == segment_bytes);
+    let taken = dir.join(format!("{SPARE_TMP_PREFIX}activating"));
+    let ready = match std::fs::rename(dir.join(SPARE_NAME), &taken) {
+        Ok(()) => std::fs::metadata(&taken)?.len() == segment_bytes,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+        Err(error) => return Err(error),
+    };
     if !ready {
-        prepare_spare(dir, segment_bytes, "writer")?;
+        build_zeroed(&taken, segment_bytes)?;
     }
+    write_header(&File::options().write(true).open(&taken)?, first_seq)?;
     let path = segment_path(dir, first_seq);
-    std::fs::rename(&spare, &path)?;
+    std::fs::rename(&taken, &path)?;
     sync_dir(dir)?;
     open_direct(&path, false)
 }

@@ -16,11 +16,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peregrine_hotpath::Engine;
+use peregrine_hotpath::{Engine, SNAPSHOT_VERSION};
 
 use crate::config::JournalConfig;
 use crate::crc32c::Crc32c;
 use crate::error::SnapshotWriteError;
+use crate::format::{
+    RELEASE_BYTES, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_FORMATS_READ, release, versions_list,
+};
 use crate::io::sync_dir;
 use crate::segment::{list_numbered, list_segments};
 use crate::writer::{Journal, Seq};
@@ -29,10 +32,25 @@ use crate::writer::{Journal, Seq};
 pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
 /// Suffix of snapshots being written; recovery deletes leftovers.
 pub const SNAPSHOT_TMP_SUFFIX: &str = ".snapshot-tmp";
-/// First bytes of every snapshot file (format version 1).
-pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PGSNAP01";
-/// Header: magic, sequence (u64), body length (u64), CRC32C (u32) over sequence, length, body.
-pub const SNAPSHOT_HEADER_BYTES: usize = 28;
+/// First bytes of every snapshot file: `PGSNAP` and the file format version in two ASCII
+/// digits (`PGSNAP01` was format 1).
+pub const SNAPSHOT_MAGIC_PREFIX: [u8; 6] = *b"PGSNAP";
+/// Header, format 2 (little endian):
+///
+/// ```text
+/// offset 0   [u8; 8]  "PGSNAP02"
+/// offset 8   u64      sequence of the last command applied
+/// offset 16  u64      body length
+/// offset 24  u32      engine image version (`peregrine_hotpath::SNAPSHOT_VERSION`)
+/// offset 28  [u8; 32] the writing release, zero-padded
+/// offset 60  u32      CRC32C over bytes 8..60 and the body
+/// ```
+pub const SNAPSHOT_HEADER_BYTES: usize = 64;
+const _: () = assert!(SNAPSHOT_HEADER_BYTES == 28 + RELEASE_BYTES + 4);
+const _: () = assert!(
+    SNAPSHOT_FORMAT_VERSION < 100,
+    "two ASCII digits in the magic"
+);
 /// Bound on a snapshot body: 16 GiB, well past any configured engine, so a damaged length
 /// field cannot make recovery allocate without bound.
 pub const SNAPSHOT_BODY_MAX_BYTES: u64 = 16 << 30;
@@ -59,12 +77,43 @@ pub fn list_snapshots(dir: &Path) -> std::io::Result<Vec<(Seq, PathBuf)>> {
     list_numbered(dir, parse_snapshot_name)
 }
 
-fn header_checksum(seq: Seq, body: &[u8]) -> u32 {
-    Crc32c::new()
-        .update(&seq.to_le_bytes())
-        .update(&(body.len() as u64).to_le_bytes())
-        .update(body)
-        .finish()
+/// The magic of a snapshot file of `version`.
+fn magic(version: u16) -> [u8; 8] {
+    let mut out = [0_u8; 8];
+    out[..6].copy_from_slice(&SNAPSHOT_MAGIC_PREFIX);
+    // Two digits: the version is below 100 (a compile-time assert).
+    out[6] = b'0' + (version / 10) as u8;
+    out[7] = b'0' + (version % 10) as u8;
+    out
+}
+
+fn header_checksum(fields: &[u8], body: &[u8]) -> u32 {
+    Crc32c::new().update(fields).update(body).finish()
+}
+
+/// Why a snapshot file cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotReadError {
+    /// Written in a file format this release does not read. Recovery stops on it: skipping it
+    /// would silently start from older state.
+    #[error(
+        "snapshot format version {found}, this release reads {}",
+        versions_list(SNAPSHOT_FORMATS_READ)
+    )]
+    Version {
+        /// The version in the file.
+        found: u16,
+    },
+    /// The file holds an engine image of another version.
+    #[error("snapshot engine image version {found}, this release reads {SNAPSHOT_VERSION}")]
+    EngineVersion {
+        /// The version in the file.
+        found: u32,
+    },
+    /// Damaged or incomplete: recovery skips it, and says so.
+    #[error("{0}")]
+    Damaged(String),
 }
 
 /// Writes the snapshot of `seq` durably (temp file, sync, rename, directory sync).
@@ -73,10 +122,13 @@ pub fn write_snapshot(dir: &Path, seq: Seq, body: &[u8]) -> std::io::Result<Path
     let tmp = dir.join(format!("{seq:020}{SNAPSHOT_TMP_SUFFIX}"));
     let mut file = File::create(&tmp)?;
     let mut header = [0_u8; SNAPSHOT_HEADER_BYTES];
-    header[..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    header[..8].copy_from_slice(&magic(SNAPSHOT_FORMAT_VERSION));
     header[8..16].copy_from_slice(&seq.to_le_bytes());
     header[16..24].copy_from_slice(&(body.len() as u64).to_le_bytes());
-    header[24..28].copy_from_slice(&header_checksum(seq, body).to_le_bytes());
+    header[24..28].copy_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    header[28..60].copy_from_slice(&release());
+    let crc = header_checksum(&header[8..60], body);
+    header[60..64].copy_from_slice(&crc.to_le_bytes());
     file.write_all(&header)?;
     file.write_all(body)?;
     file.sync_all()?;
@@ -87,13 +139,23 @@ pub fn write_snapshot(dir: &Path, seq: Seq, body: &[u8]) -> std::io::Result<Path
 }
 
 /// Reads and validates a snapshot file: its sequence and engine bytes, or why it is unusable.
-pub fn read_snapshot(path: &Path) -> Result<(Seq, Vec<u8>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("read failed: {e}"))?;
+pub fn read_snapshot(path: &Path) -> Result<(Seq, Vec<u8>), SnapshotReadError> {
+    use SnapshotReadError::Damaged;
+    let bytes = std::fs::read(path).map_err(|e| Damaged(format!("read failed: {e}")))?;
     let Some(header) = bytes.get(..SNAPSHOT_HEADER_BYTES) else {
-        return Err(format!("short file: {} bytes", bytes.len()));
+        return Err(Damaged(format!("short file: {} bytes", bytes.len())));
     };
-    if header[..8] != SNAPSHOT_MAGIC {
-        return Err("bad magic".to_owned());
+    // The version before anything else: another format may lay the rest out differently.
+    if header[..6] != SNAPSHOT_MAGIC_PREFIX {
+        return Err(Damaged("bad magic".to_owned()));
+    }
+    let digits = [header[6], header[7]];
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Damaged("bad magic".to_owned()));
+    }
+    let found = u16::from(digits[0] - b'0') * 10 + u16::from(digits[1] - b'0');
+    if !SNAPSHOT_FORMATS_READ.contains(&found) {
+        return Err(SnapshotReadError::Version { found });
     }
     let field = |at: usize| {
         let mut le = [0_u8; 8];
@@ -102,25 +164,33 @@ pub fn read_snapshot(path: &Path) -> Result<(Seq, Vec<u8>), String> {
     };
     let seq = field(8);
     let body_bytes = field(16);
-    let stored = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    let stored = u32::from_le_bytes([header[60], header[61], header[62], header[63]]);
     if body_bytes > SNAPSHOT_BODY_MAX_BYTES
         || body_bytes != (bytes.len() - SNAPSHOT_HEADER_BYTES) as u64
     {
-        return Err(format!(
+        return Err(Damaged(format!(
             "body length {body_bytes} does not match the file ({} bytes)",
             bytes.len()
-        ));
+        )));
     }
     let body = &bytes[SNAPSHOT_HEADER_BYTES..];
-    if header_checksum(seq, body) != stored {
-        return Err("checksum mismatch".to_owned());
+    if header_checksum(&header[8..60], body) != stored {
+        return Err(Damaged("checksum mismatch".to_owned()));
+    }
+    let image_version = u32::from_le_bytes([header[24], header[25], header[26], header[27]]);
+    if image_version != SNAPSHOT_VERSION {
+        return Err(SnapshotReadError::EngineVersion {
+            found: image_version,
+        });
     }
     let named = path
         .file_name()
         .and_then(|n| n.to_str())
         .and_then(parse_snapshot_name);
     if named != Some(seq) {
-        return Err(format!("file name does not match its sequence {seq}"));
+        return Err(Damaged(format!(
+            "file name does not match its sequence {seq}"
+        )));
     }
     Ok((seq, body.to_vec()))
 }

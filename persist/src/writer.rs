@@ -24,7 +24,7 @@ use crate::error::JournalError;
 use crate::io::{AlignedBuf, BLOCK_BYTES, Uring, open_direct};
 use crate::payload::{self, Scratch};
 use crate::record::{self, HEADER_BYTES, PAYLOAD_MAX_BYTES};
-use crate::segment::{activate_spare, prepare_spare, segment_path};
+use crate::segment::{SEGMENT_HEADER_BYTES, activate_spare, prepare_spare, segment_path};
 
 /// A global sequence number: 1 for the first command ever, gap-free.
 pub type Seq = u64;
@@ -433,7 +433,7 @@ impl WriterState {
             }
             None => (
                 activate_spare(&dir, first_seq, config.segment_bytes).map_err(io_error(&path))?,
-                0,
+                SEGMENT_HEADER_BYTES as u64,
             ),
         };
         let mut buf = AlignedBuf::new(config.queue_bytes + 2 * BLOCK_BYTES);
@@ -572,9 +572,7 @@ impl WriterState {
         // Bounded by the batch's length: each pass consumes one record.
         while at < batch.len() {
             let rest = &batch[at..];
-            let mut length_le = [0_u8; 4];
-            length_le.copy_from_slice(&rest[..4]);
-            let size = record::record_bytes(u32::from_le_bytes(length_le) as usize);
+            let size = record::encoded_record_bytes(rest);
             let mut seq_le = [0_u8; 8];
             seq_le.copy_from_slice(&rest[8..HEADER_BYTES]);
             let seq = u64::from_le_bytes(seq_le);
@@ -640,7 +638,7 @@ impl WriterState {
         let write_bytes = self.buf_len.next_multiple_of(BLOCK_BYTES);
         self.buf.bytes_mut()[..write_bytes].fill(0);
         self.buf_len = 0;
-        self.buf_file_offset = 0;
+        self.buf_file_offset = SEGMENT_HEADER_BYTES as u64;
         self.path = segment_path(&self.dir, first_seq);
         self.file = activate_spare(&self.dir, first_seq, self.segment_bytes).map_err(|source| {
             JournalError::Io {

@@ -216,7 +216,7 @@ fn commit_times_keep_only_the_newest() {
 fn tail_of(dir: &std::path::Path) -> (std::path::PathBuf, usize, u64) {
     let (_, path) = list_segments(dir).unwrap().pop().unwrap();
     let bytes = std::fs::read(&path).unwrap();
-    let mut offset = 0;
+    let mut offset = peregrine_persist::segment::SEGMENT_HEADER_BYTES;
     let mut last = 0;
     while let Parsed::Record {
         seq, record_bytes, ..
@@ -282,7 +282,7 @@ fn corruption_before_the_tail_is_refused_with_file_and_offset() {
     let (_, path) = list_segments(dir.path()).unwrap().pop().unwrap();
     let bytes = std::fs::read(&path).unwrap();
     // Find record 200 and flip one payload byte.
-    let mut offset = 0;
+    let mut offset = peregrine_persist::segment::SEGMENT_HEADER_BYTES;
     loop {
         let Parsed::Record {
             seq, record_bytes, ..

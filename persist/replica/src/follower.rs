@@ -47,9 +47,10 @@ pub fn start(
             continue;
         }
         // A snapshot may vanish under retention between listing and reading: try the next.
-        match read_snapshot(path)
-            .and_then(|(_, body)| Engine::restore(&body).map_err(|e| e.to_string()))
-        {
+        let restored = read_snapshot(path)
+            .map_err(|e| e.to_string())
+            .and_then(|(_, body)| Engine::restore(&body).map_err(|e| e.to_string()));
+        match restored {
             Ok(engine) => {
                 start = Some((engine, *seq));
                 break;

@@ -14,7 +14,9 @@ use peregrine_hotpath::Envelope;
 use peregrine_persist::Seq;
 use peregrine_persist::payload::{self, Scratch};
 use peregrine_persist::record::{self, Parsed, RECORD_MAX_BYTES};
-use peregrine_persist::segment::{list_segments, segment_path};
+use peregrine_persist::segment::{
+    SEGMENT_HEADER_BYTES, SegmentHeader, list_segments, segment_path,
+};
 
 use crate::error::ReplicaError;
 
@@ -201,7 +203,7 @@ impl Tailer {
         if segments.is_empty() {
             return Ok(None);
         }
-        let Some((_, path)) = segments
+        let Some((first_seq, path)) = segments
             .iter()
             .rev()
             .find(|(first_seq, _)| *first_seq <= self.next_seq)
@@ -213,13 +215,30 @@ impl Tailer {
         };
         let file = File::open(path).map_err(io_error(path))?;
         let len_bytes = file.metadata().map_err(io_error(path))?.len();
+        let mut header = [0_u8; SEGMENT_HEADER_BYTES];
+        file.read_exact_at(&mut header, 0).map_err(io_error(path))?;
+        let reason = match SegmentHeader::parse(&header) {
+            Ok(parsed) if parsed.first_seq == *first_seq => None,
+            Ok(parsed) => Some(format!(
+                "the segment header says it starts at sequence {}, its name says {first_seq}",
+                parsed.first_seq
+            )),
+            Err(error) => Some(error.to_string()),
+        };
+        if let Some(reason) = reason {
+            return Err(ReplicaError::Journal {
+                path: path.clone(),
+                offset: 0,
+                reason,
+            });
+        }
         Ok(Some(OpenSegment {
             path: path.clone(),
             file,
             len_bytes,
-            offset: 0,
+            offset: SEGMENT_HEADER_BYTES as u64,
             chunk: Vec::with_capacity(CHUNK_BYTES),
-            chunk_start: 0,
+            chunk_start: SEGMENT_HEADER_BYTES as u64,
         }))
     }
 }
