@@ -285,3 +285,61 @@ fn replay_from_an_empty_journal_prints_a_summary() {
     );
     assert!(stdout.contains("replayed"), "{stdout}");
 }
+
+/// Writes a journal of commands by several actors to `dir`.
+fn journal_by_actors(dir: &Path) -> Vec<peregrine_hotpath::Actor> {
+    use peregrine_hotpath::{
+        AccountId, Actor, ApiKeyId, CommandKind, Envelope, OperatorId, Service, TimestampNs,
+    };
+    let actors = vec![
+        Actor::System,
+        Actor::Operator(OperatorId(4)),
+        Actor::ApiKey(ApiKeyId(17)),
+        Actor::Service(Service::Wallet),
+        Actor::ApiKey(ApiKeyId(17)),
+    ];
+    let config = peregrine_persist::JournalConfig::new(dir);
+    let engine_config = peregrine::commands::replay::engine_config();
+    let (_, writer) = peregrine_persist::open(&config, engine_config).unwrap();
+    for (index, actor) in actors.iter().enumerate() {
+        let envelope = Envelope {
+            ts: TimestampNs(1_000 + index as u64),
+            actor: *actor,
+            kind: CommandKind::KillSwitch {
+                account: AccountId(3),
+                on: index % 2 == 0,
+            },
+        };
+        writer.journal().append(&envelope).unwrap();
+    }
+    writer.shutdown().unwrap();
+    actors
+}
+
+/// `replay` says who issued what: a tally per actor, and with `--commands` every command.
+#[test]
+fn replay_prints_the_actors_of_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    journal_by_actors(&journal);
+    let output = peregrine(dir.path())
+        .args(["replay", "--commands", "--from"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("actors  api-key:17 2, operator:4 1, service:wallet 1, system 1"),
+        "{stdout}"
+    );
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("command"))
+        .collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    assert!(
+        lines[1].starts_with("command  2  ts 1001  operator:4  KillSwitch"),
+        "{stdout}"
+    );
+}

@@ -7,7 +7,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use peregrine_hotpath::CurrencyId;
+use std::collections::BTreeMap;
+
+use peregrine_hotpath::{Actor, CurrencyId, Envelope, Event};
 use peregrine_persist::{JournalConfig, RecoveryError};
 
 use crate::cli::ConfigArgs;
@@ -24,6 +26,48 @@ pub struct ReplayArgs {
     /// Journal directory to replay [default: <data.dir>/journal]
     #[arg(long, visible_alias = "from", value_name = "DIR")]
     pub journal_dir: Option<PathBuf>,
+    /// Also print every replayed command: sequence, timestamp, actor and what it asked for
+    #[arg(long)]
+    pub commands: bool,
+}
+
+/// Distinct actors counted in the summary; the rest are summed as "others" (a journal written
+/// by many API keys must not make the summary unbounded).
+const ACTORS_LISTED_MAX: usize = 64;
+
+/// Commands replayed per actor.
+#[derive(Debug, Default)]
+struct ActorTally {
+    counts: BTreeMap<String, u64>,
+    others: u64,
+}
+
+impl ActorTally {
+    fn count(&mut self, actor: &Actor) {
+        let name = actor.to_string();
+        if let Some(count) = self.counts.get_mut(&name) {
+            *count += 1;
+        } else if self.counts.len() < ACTORS_LISTED_MAX {
+            self.counts.insert(name, 1);
+        } else {
+            self.others += 1;
+        }
+    }
+
+    fn line(&self) -> String {
+        let mut parts: Vec<String> = self
+            .counts
+            .iter()
+            .map(|(actor, count)| format!("{actor} {count}"))
+            .collect();
+        if self.others > 0 {
+            parts.push(format!("others {}", self.others));
+        }
+        if parts.is_empty() {
+            return "none".to_owned();
+        }
+        parts.join(", ")
+    }
 }
 
 /// Why `replay` failed.
@@ -55,7 +99,26 @@ pub fn run(
         .clone()
         .unwrap_or_else(|| loaded.config.data.dir.join(JOURNAL_SUBDIR));
     let started = Instant::now();
-    let recovered = peregrine_persist::recover(&journal_config(&dir), engine_config())?;
+    let mut tally = ActorTally::default();
+    let mut stdout_error: Option<std::io::Error> = None;
+    let recovered = {
+        let mut out = std::io::stdout().lock();
+        let mut observe = |seq: u64, command: &Envelope, _: &[Event]| {
+            tally.count(&command.actor);
+            if args.commands && stdout_error.is_none() {
+                let line = writeln!(
+                    out,
+                    "command  {seq}  ts {}  {}  {:?}",
+                    command.ts, command.actor, command.kind
+                );
+                stdout_error = line.err();
+            }
+        };
+        peregrine_persist::recover_observed(&journal_config(&dir), engine_config(), &mut observe)?
+    };
+    if let Some(error) = stdout_error {
+        return Err(ReplayError::Stdout(error));
+    }
     let elapsed = started.elapsed();
     recovered.engine.audit().map_err(ReplayError::Audit)?;
     let report = &recovered.report;
@@ -77,6 +140,7 @@ pub fn run(
             elapsed.as_secs_f64()
         )?;
         writeln!(out, "last seq  {}", recovered.last_seq)?;
+        writeln!(out, "actors  {}", tally.line())?;
         if let Some(torn) = &report.torn_tail {
             writeln!(
                 out,
@@ -121,6 +185,7 @@ mod tests {
         ReplayArgs {
             config: ConfigArgs::default(),
             journal_dir: Some(journal_dir.to_path_buf()),
+            commands: false,
         }
     }
 
@@ -146,10 +211,9 @@ mod tests {
         // Damage record 10's payload: valid records follow, so replay must refuse.
         let segment = dir.path().join("00000000000000000001.journal");
         let mut bytes = std::fs::read(&segment).unwrap();
-        let mut offset = 0;
+        let mut offset = peregrine_persist::segment::SEGMENT_HEADER_BYTES;
         for _ in 0..9 {
-            let length = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap());
-            offset += peregrine_persist::record::record_bytes(length as usize);
+            offset += peregrine_persist::record::encoded_record_bytes(&bytes[offset..]);
         }
         bytes[offset + 20] ^= 0xFF;
         std::fs::write(&segment, &bytes).unwrap();
