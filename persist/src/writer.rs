@@ -21,7 +21,7 @@ use peregrine_hotpath::Command;
 
 use crate::config::{AckMode, JournalConfig, WriterIdle};
 use crate::error::JournalError;
-use crate::io::{AlignedBuf, BLOCK_BYTES, Uring, open_direct};
+use crate::io::{AlignedBuf, BLOCK_BYTES, FaultPlan, Uring, open_direct};
 use crate::payload::{self, Scratch};
 use crate::record::{self, HEADER_BYTES, PAYLOAD_MAX_BYTES};
 use crate::segment::{activate_spare, prepare_spare, segment_path};
@@ -278,6 +278,24 @@ impl Journal {
 impl JournalWriter {
     /// Starts the writer at `tail` (from recovery).
     pub fn start(config: &JournalConfig, tail: &Tail) -> Result<JournalWriter, JournalError> {
+        JournalWriter::start_with(config, tail, None)
+    }
+
+    /// [`JournalWriter::start`] with a ring that injects `faults`: for tests of how the writer
+    /// meets a failing disk.
+    pub fn start_with_faults(
+        config: &JournalConfig,
+        tail: &Tail,
+        faults: FaultPlan,
+    ) -> Result<JournalWriter, JournalError> {
+        JournalWriter::start_with(config, tail, Some(faults))
+    }
+
+    fn start_with(
+        config: &JournalConfig,
+        tail: &Tail,
+        faults: Option<FaultPlan>,
+    ) -> Result<JournalWriter, JournalError> {
         config.validate()?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -297,7 +315,7 @@ impl JournalWriter {
             queue_bytes: config.queue_bytes,
             stats: WriterStats::default(),
         });
-        let mut state = WriterState::open(config, tail)?;
+        let mut state = WriterState::open(config, tail, faults)?;
         let thread_shared = Arc::clone(&shared);
         let writer_nice = config.writer_nice;
         let writer_core = config.writer_core;
@@ -414,7 +432,11 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn open(config: &JournalConfig, tail: &Tail) -> Result<WriterState, JournalError> {
+    fn open(
+        config: &JournalConfig,
+        tail: &Tail,
+        faults: Option<FaultPlan>,
+    ) -> Result<WriterState, JournalError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| JournalError::Io { path, source }
@@ -474,7 +496,7 @@ impl WriterState {
             buf_len,
             buf,
             batch: Vec::with_capacity(config.queue_bytes),
-            ring: Uring::with_spin(config.writer_idle == WriterIdle::Spin)
+            ring: Uring::with_faults(config.writer_idle == WriterIdle::Spin, faults)
                 .map_err(io_error(&config.dir))?,
             spare_requests,
             spare_thread,
@@ -620,7 +642,7 @@ impl WriterState {
             )
             .map_err(|source| JournalError::Io {
                 path: self.path.clone(),
-                source,
+                source: source.into(),
             })?;
         let full_bytes = self.buf_len / BLOCK_BYTES * BLOCK_BYTES;
         if full_bytes > 0 {
