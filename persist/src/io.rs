@@ -23,6 +23,17 @@ const SHORT_WRITE_RETRIES_MAX: u32 = 16;
 /// Longest a spinning writer polls the completion queue before it blocks in the kernel after
 /// all: a device that slow is stalled, and burning the core longer buys nothing.
 const COMPLETION_SPIN_MAX: std::time::Duration = std::time::Duration::from_millis(10);
+/// Bound on consecutive `io_uring_enter` calls failing with an error worth retrying (`EINTR`: a
+/// signal; `EAGAIN`, `EBUSY`: the kernel short of resources for now). Past it the error is taken
+/// as persistent: a thread interrupted this often is making no progress anyway.
+const ENTER_RETRIES_MAX: u32 = 64;
+/// Longest wait for the completions of submitted operations once `io_uring_enter` failed for
+/// good. A durable write takes well under a millisecond here; a device silent for a second is
+/// stalled, and the ring is then abandoned rather than the writer hung.
+const ENTER_FAILED_DRAIN_MAX: std::time::Duration = std::time::Duration::from_secs(1);
+/// Sleep between looks at the completion queue during that wait: short next to a durable
+/// write, long enough not to burn the core.
+const ENTER_FAILED_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// How a write is made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,7 +122,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 /// Why a durable write failed. Every variant but [`WriteError::Abandoned`] means the kernel is
-/// done with the caller's buffer.
+/// done with the caller's buffer: nothing of the write is in flight.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum WriteError {
@@ -124,7 +135,9 @@ pub enum WriteError {
     /// The submission queue had no room: nothing was queued.
     #[error("io_uring submission queue full")]
     QueueFull,
-    /// `io_uring_enter` failed.
+    /// `io_uring_enter` failed for good (or kept failing with `EINTR`, `EAGAIN` or `EBUSY` past
+    /// the retry bound). Reported only once every operation it had submitted completed; the
+    /// write may have landed, but its durability is not known.
     #[error("io_uring_enter failed: {0}")]
     Enter(#[source] io::Error),
     /// The write or its sync failed: a completion's result, or the system call's for
@@ -134,6 +147,31 @@ pub enum WriteError {
     /// The kernel kept writing less than asked, past the bound on resubmissions.
     #[error("durable write made no progress")]
     NoProgress,
+    /// `io_uring_enter` failed for good while operations of this write were submitted or queued,
+    /// and their completions did not come: the kernel may still read the caller's buffer at any
+    /// time. The caller must never free or reuse that memory (leak it); this ring takes no more
+    /// writes and is leaked when dropped.
+    #[error(
+        "durable write abandoned with {in_flight_count} operations in flight: the kernel may \
+         still read its buffer ({source})"
+    )]
+    Abandoned {
+        /// Operations submitted or queued whose completions never came.
+        in_flight_count: u32,
+        /// The `io_uring_enter` failure.
+        source: io::Error,
+    },
+    /// An earlier write abandoned this ring: it takes no more.
+    #[error("io_uring abandoned by an earlier write")]
+    RingAbandoned,
+}
+
+impl WriteError {
+    /// Whether the kernel may still read the buffer of the write that failed (see
+    /// [`WriteError::Abandoned`]).
+    pub fn is_abandoned(&self) -> bool {
+        matches!(self, WriteError::Abandoned { .. })
+    }
 }
 
 impl From<WriteError> for io::Error {
@@ -142,8 +180,10 @@ impl From<WriteError> for io::Error {
     fn from(error: WriteError) -> io::Error {
         let kind = match &error {
             WriteError::TooLarge { .. } => io::ErrorKind::InvalidInput,
-            WriteError::QueueFull => io::ErrorKind::Other,
-            WriteError::Enter(source) | WriteError::Write(source) => source.kind(),
+            WriteError::QueueFull | WriteError::RingAbandoned => io::ErrorKind::Other,
+            WriteError::Enter(source)
+            | WriteError::Write(source)
+            | WriteError::Abandoned { source, .. } => source.kind(),
             WriteError::NoProgress => io::ErrorKind::WriteZero,
         };
         io::Error::new(kind, error)
@@ -274,12 +314,15 @@ type OpResults = [Option<i32>; OPS_MAX];
 
 /// One io_uring instance, owned by one thread.
 pub struct Uring {
-    ring: IoUring,
+    /// Dropped (closed) by `Drop` unless `abandoned`: see there.
+    ring: std::mem::ManuallyDrop<IoUring>,
     /// Poll the completion queue instead of sleeping in `io_uring_enter` (see
     /// [`crate::WriterIdle::Spin`]).
     spin: bool,
     /// Operations pushed whose completions were not reaped yet.
     in_flight_count: u32,
+    /// Set when a write gave up on operations in flight; the ring never enters the kernel again.
+    abandoned: bool,
     /// `None` in production.
     faults: Option<FaultPlan>,
 }
@@ -288,6 +331,7 @@ impl std::fmt::Debug for Uring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uring")
             .field("in_flight_count", &self.in_flight_count)
+            .field("abandoned", &self.abandoned)
             .finish_non_exhaustive()
     }
 }
@@ -307,16 +351,23 @@ impl Uring {
     /// [`Uring::with_spin`], injecting the faults of `faults` (for tests; `None` injects none).
     pub fn with_faults(spin: bool, faults: Option<FaultPlan>) -> io::Result<Uring> {
         Ok(Uring {
-            ring: IoUring::new(8)?,
+            ring: std::mem::ManuallyDrop::new(IoUring::new(8)?),
             spin,
             in_flight_count: 0,
+            abandoned: false,
             faults,
         })
     }
 
-    /// Operations submitted (or queued) whose completions were not reaped yet.
+    /// Operations submitted (or queued) whose completions were not reaped yet: 0 whenever
+    /// [`Uring::write_durable`] has returned, unless it returned [`WriteError::Abandoned`].
     pub fn in_flight_count(&self) -> u32 {
         self.in_flight_count
+    }
+
+    /// Whether a write abandoned this ring ([`WriteError::Abandoned`]).
+    pub fn is_abandoned(&self) -> bool {
+        self.abandoned
     }
 
     /// The fault plan, if the ring has one: what it injected so far.
@@ -326,6 +377,11 @@ impl Uring {
 
     /// Writes `bytes` at `offset` of `file` and returns once they are durable. With `O_DIRECT`,
     /// `bytes`, `offset` and the length must be block-aligned.
+    ///
+    /// Returns only once the kernel is done with `bytes`, whatever the outcome, except with
+    /// [`WriteError::Abandoned`]: the kernel may then still read `bytes`, so the caller must
+    /// never free or reuse that memory. (The kernel only reads it: a caller breaking this rule
+    /// corrupts the file, not this process's memory, hence a documented rule and not `unsafe`.)
     pub fn write_durable(
         &mut self,
         file: &File,
@@ -333,6 +389,9 @@ impl Uring {
         offset: u64,
         method: SyncMethod,
     ) -> Result<(), WriteError> {
+        if self.abandoned {
+            return Err(WriteError::RingAbandoned);
+        }
         if method == SyncMethod::PwriteFdatasync {
             use std::os::unix::fs::FileExt;
             return file
@@ -397,8 +456,12 @@ impl Uring {
             .flags(types::FsyncFlags::DATASYNC)
             .build();
         let entries = [write.user_data(OP_WRITE), sync.user_data(OP_SYNC)];
-        // SAFETY: `rest` (and `file`) outlive the operations: this function waits for every
-        // completion below before returning or touching the buffer again.
+        // SAFETY: the SQEs point into `rest`, which the kernel reads (never writes), and name
+        // `file`'s descriptor. From this push on, `complete` returns only once every pushed
+        // operation's completion was reaped (`in_flight_count == 0`: the kernel is done with
+        // both), or with `WriteError::Abandoned`, after which this ring never enters the kernel
+        // again (an SQE still queued is never submitted) nor is closed, and `write_durable`'s
+        // contract has the caller leak the buffer the kernel may still be reading.
         unsafe { self.ring.submission().push_multiple(&entries[..ops_count]) }
             .map_err(|_| WriteError::QueueFull)?;
         self.in_flight_count = ops_count as u32;
@@ -407,39 +470,79 @@ impl Uring {
         Ok(results)
     }
 
-    /// Submits what is queued and reaps completions until none is in flight.
+    /// Submits what is queued and reaps completions until none is in flight. Returns before
+    /// that only with [`WriteError::Abandoned`].
     fn complete(&mut self, results: &mut OpResults) -> Result<(), WriteError> {
-        let spin_deadline = if self.spin {
-            self.enter(false).map_err(WriteError::Enter)?;
-            Some(std::time::Instant::now() + COMPLETION_SPIN_MAX)
-        } else {
-            self.enter(true).map_err(WriteError::Enter)?;
-            None
-        };
-        // Bounded: the ring holds at most `OPS_MAX` completions of ours, and spinning for
-        // them ends at `spin_deadline`, after which each pass blocks until one arrives.
+        let spin_deadline = self
+            .spin
+            .then(|| std::time::Instant::now() + COMPLETION_SPIN_MAX);
+        let mut retries_count = 0_u32;
+        // Bounded: each pass reaps, yields until `spin_deadline`, or enters the kernel (sleeping
+        // there until a completion or a signal); failed enters in a row are bounded by
+        // `ENTER_RETRIES_MAX`, after which the drain's deadline bounds the rest.
         while self.in_flight_count > 0 {
             if self.reap(results) > 0 {
                 continue;
             }
-            match spin_deadline {
-                Some(deadline) if std::time::Instant::now() < deadline => {
-                    // Yield, not a bare spin: completing a durable write can take a kernel
-                    // worker bound to this core (the device's interrupt core), which a busy loop
-                    // would hold off for a whole scheduler tick.
-                    std::thread::yield_now();
+            let wait = spin_deadline.is_none_or(|deadline| std::time::Instant::now() >= deadline);
+            if !wait && self.ring.submission().is_empty() {
+                // Yield, not a bare spin: completing a durable write can take a kernel worker
+                // bound to this core (the device's interrupt core), which a busy loop would hold
+                // off for a whole scheduler tick.
+                std::thread::yield_now();
+                continue;
+            }
+            match self.enter(wait) {
+                Ok(_) => retries_count = 0,
+                Err(error) if is_transient(&error) && retries_count < ENTER_RETRIES_MAX => {
+                    retries_count += 1;
                 }
-                _ => {
-                    self.enter(true).map_err(WriteError::Enter)?;
-                }
+                Err(error) => return self.drain_after_enter_failed(error, results),
             }
         }
+        assert_eq!(self.in_flight_count, 0);
         Ok(())
+    }
+
+    /// After `io_uring_enter` failed for good with operations in flight: returning now would
+    /// hand the caller back a buffer the kernel may still be reading, so wait (bounded) for
+    /// their completions without entering the kernel through the ring. The kernel posts a
+    /// completion on this thread's next return to user space (the sleep below is a system call),
+    /// so reaping needs no `io_uring_enter`. Abandons the ring if they do not all come.
+    fn drain_after_enter_failed(
+        &mut self,
+        source: io::Error,
+        results: &mut OpResults,
+    ) -> Result<(), WriteError> {
+        assert!(self.in_flight_count > 0);
+        let deadline = std::time::Instant::now() + ENTER_FAILED_DRAIN_MAX;
+        // Bounded by `deadline`. An SQE still queued was never submitted and so never completes:
+        // no use waiting for the rest then.
+        while self.in_flight_count > 0
+            && self.ring.submission().is_empty()
+            && std::time::Instant::now() < deadline
+        {
+            if self.reap(results) == 0 {
+                std::thread::sleep(ENTER_FAILED_POLL_INTERVAL);
+            }
+        }
+        if self.in_flight_count == 0 {
+            return Err(WriteError::Enter(source));
+        }
+        self.abandoned = true;
+        Err(WriteError::Abandoned {
+            in_flight_count: self.in_flight_count,
+            source,
+        })
     }
 
     /// `io_uring_enter`: submits every queued SQE and, when `wait`, sleeps until every
     /// operation in flight completed. The ring's only way into the kernel, hence the fault seam.
     fn enter(&mut self, wait: bool) -> io::Result<usize> {
+        assert!(
+            !self.abandoned,
+            "an abandoned ring never enters the kernel again"
+        );
         let want = if wait {
             self.in_flight_count as usize
         } else {
@@ -486,6 +589,28 @@ impl Uring {
         }
         reaped_count
     }
+}
+
+impl Drop for Uring {
+    fn drop(&mut self) {
+        if self.abandoned {
+            // Leaked, not closed: the kernel may still be running operations that read a buffer
+            // the caller leaked, and the queue may hold SQEs naming that buffer and a descriptor
+            // number the process may reuse. A ring never entered again and never torn down
+            // keeps all of that inert, at the cost of one ring per (fatal) abandonment.
+            return;
+        }
+        // SAFETY: `ring` is dropped once, here, and never used after.
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.ring) }
+    }
+}
+
+/// Whether an `io_uring_enter` error is worth retrying: a signal, or resources short for now.
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
 }
 
 /// Fills `file` with zeros from `offset` for `len_bytes`, in whole blocks, durably. Writing the

@@ -346,6 +346,10 @@ impl JournalWriter {
                         wake();
                     }
                 }
+                // The kernel may still read the state's buffer: leak it rather than free it.
+                if state.ring.is_abandoned() {
+                    state.leak();
+                }
             })
             .map_err(|source| JournalError::Io {
                 path: config.dir.clone(),
@@ -673,15 +677,32 @@ impl WriterState {
         self.request_spare();
         Ok(())
     }
-}
 
-impl Drop for WriterState {
-    fn drop(&mut self) {
+    /// Ends the writer without freeing what the ring's abandoned write may still be reading
+    /// ([`crate::io::WriteError::Abandoned`]): the aligned buffer is leaked, and the ring, file
+    /// and batch with it, a one-time cost of a fatal failure. The spare helper is still
+    /// stopped, so nothing writes into the directory once `shutdown` returns.
+    fn leak(mut self) {
+        assert!(
+            self.ring.is_abandoned(),
+            "only what the kernel may read is leaked"
+        );
+        self.stop_spare();
+        std::mem::forget(self);
+    }
+
+    fn stop_spare(&mut self) {
         // Dropping the sender ends the helper's loop after the spare it is building, if any.
         self.spare_requests = None;
         if let Some(thread) = self.spare_thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for WriterState {
+    fn drop(&mut self) {
+        self.stop_spare();
     }
 }
 
