@@ -103,7 +103,13 @@ pub fn floor_write_sync_ns(
         let offset = (index * write_bytes) as u64 % (FILE_BYTES - write_bytes as u64);
         let offset = offset / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
         let start = std::time::Instant::now();
-        ring.write_durable(&file, &buf.bytes()[..write_bytes], offset, method)?;
+        if let Err(error) = ring.write_durable(&file, &buf.bytes()[..write_bytes], offset, method) {
+            if error.is_abandoned() {
+                // The kernel may still read `buf`: it must never be freed (the ring leaks itself).
+                std::mem::forget(buf);
+            }
+            return Err(error.into());
+        }
         times_ns.push(u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX));
     }
     drop(file);

@@ -21,7 +21,7 @@ use peregrine_hotpath::Envelope;
 
 use crate::config::{AckMode, JournalConfig, WriterIdle};
 use crate::error::JournalError;
-use crate::io::{AlignedBuf, BLOCK_BYTES, Uring, open_direct};
+use crate::io::{AlignedBuf, BLOCK_BYTES, FaultPlan, Uring, open_direct};
 use crate::payload::{self, Scratch};
 use crate::record::{self, HEADER_BYTES, PAYLOAD_MAX_BYTES};
 use crate::segment::{SEGMENT_HEADER_BYTES, activate_spare, prepare_spare, segment_path};
@@ -278,6 +278,24 @@ impl Journal {
 impl JournalWriter {
     /// Starts the writer at `tail` (from recovery).
     pub fn start(config: &JournalConfig, tail: &Tail) -> Result<JournalWriter, JournalError> {
+        JournalWriter::start_with(config, tail, None)
+    }
+
+    /// [`JournalWriter::start`] with a ring that injects `faults`: for tests of how the writer
+    /// meets a failing disk.
+    pub fn start_with_faults(
+        config: &JournalConfig,
+        tail: &Tail,
+        faults: FaultPlan,
+    ) -> Result<JournalWriter, JournalError> {
+        JournalWriter::start_with(config, tail, Some(faults))
+    }
+
+    fn start_with(
+        config: &JournalConfig,
+        tail: &Tail,
+        faults: Option<FaultPlan>,
+    ) -> Result<JournalWriter, JournalError> {
         config.validate()?;
         let shared = Arc::new(Shared {
             pending: Mutex::new(Pending {
@@ -297,7 +315,7 @@ impl JournalWriter {
             queue_bytes: config.queue_bytes,
             stats: WriterStats::default(),
         });
-        let mut state = WriterState::open(config, tail)?;
+        let mut state = WriterState::open(config, tail, faults)?;
         let thread_shared = Arc::clone(&shared);
         let writer_nice = config.writer_nice;
         let writer_core = config.writer_core;
@@ -327,6 +345,10 @@ impl JournalWriter {
                     if let Some(wake) = thread_shared.durable_waker.0.get() {
                         wake();
                     }
+                }
+                // The kernel may still read the state's buffer: leak it rather than free it.
+                if state.ring.is_abandoned() {
+                    state.leak();
                 }
             })
             .map_err(|source| JournalError::Io {
@@ -414,7 +436,11 @@ struct WriterState {
 }
 
 impl WriterState {
-    fn open(config: &JournalConfig, tail: &Tail) -> Result<WriterState, JournalError> {
+    fn open(
+        config: &JournalConfig,
+        tail: &Tail,
+        faults: Option<FaultPlan>,
+    ) -> Result<WriterState, JournalError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
             move |source| JournalError::Io { path, source }
@@ -474,7 +500,7 @@ impl WriterState {
             buf_len,
             buf,
             batch: Vec::with_capacity(config.queue_bytes),
-            ring: Uring::with_spin(config.writer_idle == WriterIdle::Spin)
+            ring: Uring::with_faults(config.writer_idle == WriterIdle::Spin, faults)
                 .map_err(io_error(&config.dir))?,
             spare_requests,
             spare_thread,
@@ -618,7 +644,7 @@ impl WriterState {
             )
             .map_err(|source| JournalError::Io {
                 path: self.path.clone(),
-                source,
+                source: source.into(),
             })?;
         let full_bytes = self.buf_len / BLOCK_BYTES * BLOCK_BYTES;
         if full_bytes > 0 {
@@ -649,15 +675,32 @@ impl WriterState {
         self.request_spare();
         Ok(())
     }
-}
 
-impl Drop for WriterState {
-    fn drop(&mut self) {
+    /// Ends the writer without freeing what the ring's abandoned write may still be reading
+    /// ([`crate::io::WriteError::Abandoned`]): the aligned buffer is leaked, and the ring, file
+    /// and batch with it, a one-time cost of a fatal failure. The spare helper is still
+    /// stopped, so nothing writes into the directory once `shutdown` returns.
+    fn leak(mut self) {
+        assert!(
+            self.ring.is_abandoned(),
+            "only what the kernel may read is leaked"
+        );
+        self.stop_spare();
+        std::mem::forget(self);
+    }
+
+    fn stop_spare(&mut self) {
         // Dropping the sender ends the helper's loop after the spare it is building, if any.
         self.spare_requests = None;
         if let Some(thread) = self.spare_thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+impl Drop for WriterState {
+    fn drop(&mut self) {
+        self.stop_spare();
     }
 }
 
