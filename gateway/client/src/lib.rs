@@ -1,5 +1,5 @@
 //! Client SDK for Peregrine's binary order entry over QUIC (protocol `peregrine/1`, see
-//! `gateway/PROTOCOL.md`).
+//! `proto/PROTOCOL.md`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), peregrine_client::ClientError> {
@@ -33,13 +33,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use peregrine_gateway::quic::codec::FrameError;
-use peregrine_gateway::quic::codec::{self, Decoded};
-pub use peregrine_gateway::quic::frame::{
+use peregrine_hotpath::{AccountId, ClientOrderId, MarketId, OrderRef, Price, Qty, Side};
+pub use peregrine_proto::codec::FrameError;
+use peregrine_proto::codec::{self, Decoded};
+pub use peregrine_proto::frame::{
     Cancelled, Fill, KeyId, Liquidity, MarketSeq, OrderState, RejectCode, Replaced, Reply, Request,
     RequestId, SessionId,
 };
-use peregrine_hotpath::{AccountId, ClientOrderId, MarketId, OrderRef, Price, Qty, Side};
 use tokio::sync::{mpsc, oneshot};
 
 pub use connect::{ServerTrust, SigningKey, open_stream};

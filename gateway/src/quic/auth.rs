@@ -6,7 +6,7 @@ use peregrine_hotpath::AccountId;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use super::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, logon_message};
+use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, logon_message};
 
 /// One registered key, as configured.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,11 +17,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
-use super::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
-use super::limits::SessionLimits;
-use super::session::{Backend, OrderStatus, Report, Session, SubmitError};
 use super::tls::{Identity, TlsError, TlsSource};
 use crate::engine::{EngineHandle, REPORT_QUEUE_CAPACITY};
+use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
+use peregrine_proto::limits::SessionLimits;
+use peregrine_proto::session::{Backend, OrderStatus, Report, Session, SubmitError};
 
 /// The QUIC order-entry server's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -49,7 +49,7 @@ fn one() -> u32 {
     1
 }
 
-/// QUIC/UDP knobs for small, latency-sensitive messages (documented in `PROTOCOL.md`).
+/// QUIC/UDP knobs for small, latency-sensitive messages (documented in `proto/PROTOCOL.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportTuning {

@@ -1,16 +1,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The sans-IO session, driven without sockets: logon, limits, back-pressure and bad input.
 
-use peregrine_gateway::quic::codec::{Decoded, decode_reply, encode_request};
-use peregrine_gateway::quic::frame::{
+use peregrine_hotpath::*;
+use peregrine_proto::codec::{Decoded, decode_reply, encode_request};
+use peregrine_proto::frame::{
     CHALLENGE_BYTES, KeyId, OrderState, RejectCode, Reply, Request, RequestId, SIGNATURE_BYTES,
     SessionId,
 };
-use peregrine_gateway::quic::limits::SessionLimits;
-use peregrine_gateway::quic::session::{
-    Backend, OrderStatus, Report, Session, SessionError, SubmitError,
-};
-use peregrine_hotpath::*;
+use peregrine_proto::limits::SessionLimits;
+use peregrine_proto::session::{Backend, OrderStatus, Report, Session, SessionError, SubmitError};
 
 /// A backend that accepts key 1 with signature [1; 64], sequences from 1, and can be told to be
 /// busy.

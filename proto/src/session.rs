@@ -10,15 +10,15 @@ use std::collections::HashMap;
 
 use peregrine_hotpath::{AccountId, ClientOrderId, CommandKind, MarketId, NewOrder, OrderId, Qty};
 
-use super::codec::{self, Decoded, FrameError};
-use super::frame::{
+use crate::codec::{self, Decoded, FrameError};
+use crate::frame::{
     CHALLENGE_BYTES, KeyId, MAX_FRAME_BYTES, OrderState, RejectCode, Reply, Request, RequestId,
     SIGNATURE_BYTES, SessionId,
 };
-use super::limits::{SessionLimits, TokenBucket};
+use crate::limits::{SessionLimits, TokenBucket};
 
-/// What the session needs from the engine side. The server implements it over
-/// [`EngineHandle`](crate::engine::EngineHandle); tests implement it directly.
+/// What the session needs from the engine side. The gateway's server implements it over its
+/// engine handle; tests implement it directly.
 pub trait Backend {
     /// Checks the logon signature and the key's session limit; on success the session is
     /// registered to receive its account's reports.
@@ -110,11 +110,11 @@ pub enum Report {
         code: RejectCode,
     },
     /// An order of the account traded.
-    Fill(super::frame::Fill),
+    Fill(crate::frame::Fill),
     /// An order of the account was cancelled.
-    Cancelled(super::frame::Cancelled),
+    Cancelled(crate::frame::Cancelled),
     /// An order of the account was replaced.
-    Replaced(super::frame::Replaced),
+    Replaced(crate::frame::Replaced),
     /// A mass cancel of the account finished.
     MassCancelled {
         /// Engine sequence.
