@@ -273,7 +273,8 @@ impl EngineHandle {
         self.lock().remove_session(session);
     }
 
-    /// Sequences and submits `command` for `session`; see [`peregrine_proto::session::Backend`].
+    /// Sequences and submits `command` for `session`; see
+    /// [`peregrine_proto::session::Action::Submit`].
     pub fn submit(
         &self,
         session: SessionId,

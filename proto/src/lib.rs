@@ -2,12 +2,19 @@
 //! of `quinn-proto`.
 //!
 //! Owns: the typed messages ([`frame`]), their byte layout ([`codec`]), the per-session limits
-//! ([`limits`]) and the session state machine ([`session`]), plus the vocabulary the engine side
-//! speaks to a session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]).
+//! ([`limits`]), the session state machine ([`session`]) with the [`session::Action`]s it asks of
+//! its driver and the results it takes back, and the vocabulary the engine side speaks to a
+//! session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]).
 //!
-//! Never does: I/O of any kind (no sockets, no files, no threads, no async runtime), read a clock
-//! (time is an argument), hold keys or verify signatures, or sequence commands. The gateway's
-//! QUIC server and the client SDK drive it; tests drive it with plain values.
+//! Never does: I/O of any kind (no sockets, no files, no threads, no async runtime, no
+//! callbacks into the engine), read a clock or a random source (time and the logon challenge are
+//! arguments), hold keys or verify signatures, or sequence commands. Those belong to the driver:
+//! the gateway's QUIC server, or a test. The client SDK uses the frames and codec.
+//!
+//! Bytes from the peer never panic the crate: every byte sequence either parses into a typed value or is a
+//! typed [`codec::FrameError`]; every queue and buffer has a named bound
+//! ([`frame::MAX_FRAME_BYTES`], [`session::ACTIONS_MAX`], [`session::INPUT_MAX_BYTES`],
+//! [`session::OUTPUT_MAX_BYTES`]).
 
 pub mod codec;
 pub mod frame;
