@@ -4,7 +4,8 @@
 //! Owns: the typed messages ([`frame`]), their byte layout ([`codec`]), the per-session limits
 //! ([`limits`]), the session state machine ([`session`]) with the [`session::Action`]s it asks of
 //! its driver and the results it takes back, and the vocabulary the engine side speaks to a
-//! session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]).
+//! session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]), and the hex
+//! text form of keys and fingerprints ([`hex`]).
 //!
 //! Never does: I/O of any kind (no sockets, no files, no threads, no async runtime, no
 //! callbacks into the engine), read a clock or a random source (time and the logon challenge are
@@ -18,5 +19,6 @@
 
 pub mod codec;
 pub mod frame;
+pub mod hex;
 pub mod limits;
 pub mod session;

@@ -51,7 +51,7 @@ impl SigningKey {
 
     /// The public key as 64 hex digits, as the gateway's key configuration wants it.
     pub fn public_key_hex(&self) -> String {
-        peregrine_gateway::quic::auth::to_hex(self.0.public_key().as_ref())
+        peregrine_proto::hex::to_hex(self.0.public_key().as_ref())
     }
 
     /// Signs a logon challenge.

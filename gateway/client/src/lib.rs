@@ -23,6 +23,9 @@
 //! Requests are pipelined: each call sends at once and waits only for its own answer, so many
 //! may be in flight from many tasks. Every report (acks, fills, cancels, market data) also goes
 //! to the stream returned by [`Client::reports`].
+//!
+//! The frames and codec come from the sans-IO crate `peregrine-proto`; the SDK does not depend on
+//! the gateway (only its end-to-end tests start one).
 
 mod connect;
 mod types;
