@@ -28,8 +28,8 @@ use peregrine_hotpath::{
 use peregrine_persist::{Journal, JournalError};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::quic::frame::{Liquidity, MarketSeq, OrderState, RejectCode, Reply, SessionId};
-use crate::quic::session::{OrderStatus, Report, SubmitError};
+use peregrine_proto::frame::{Liquidity, MarketSeq, OrderState, RejectCode, Reply, SessionId};
+use peregrine_proto::session::{OrderStatus, Report, SubmitError};
 
 /// Reports queued for one session before it counts as a slow consumer.
 pub const REPORT_QUEUE_CAPACITY: usize = 16_384;
@@ -273,7 +273,8 @@ impl EngineHandle {
         self.lock().remove_session(session);
     }
 
-    /// Sequences and submits `command` for `session`; see [`crate::quic::session::Backend`].
+    /// Sequences and submits `command` for `session`; see
+    /// [`peregrine_proto::session::Action::Submit`].
     pub fn submit(
         &self,
         session: SessionId,
@@ -971,7 +972,7 @@ impl RouteState {
                         .map_or(ClientOrderId(0), |(_, id)| *id);
                     self.deliver_account(
                         account,
-                        Report::Fill(crate::quic::frame::Fill {
+                        Report::Fill(peregrine_proto::frame::Fill {
                             seq,
                             order,
                             client_order_id,
@@ -1014,7 +1015,7 @@ impl RouteState {
             } => {
                 self.deliver_account(
                     account,
-                    Report::Cancelled(crate::quic::frame::Cancelled {
+                    Report::Cancelled(peregrine_proto::frame::Cancelled {
                         seq,
                         order,
                         client_order_id,
@@ -1045,7 +1046,7 @@ impl RouteState {
                     .map_or(ClientOrderId(0), |(_, id)| *id);
                 self.deliver_account(
                     account,
-                    Report::Replaced(crate::quic::frame::Replaced {
+                    Report::Replaced(peregrine_proto::frame::Replaced {
                         seq,
                         order,
                         client_order_id,

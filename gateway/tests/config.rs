@@ -3,8 +3,8 @@
 
 use peregrine_gateway::quic::ServerConfig;
 use peregrine_gateway::quic::auth::KeyRegistry;
-use peregrine_gateway::quic::limits::SessionLimits;
 use peregrine_gateway::quic::tls::{Identity, TlsSource};
+use peregrine_proto::limits::SessionLimits;
 
 #[test]
 fn parses_keys_tls_and_defaults() {

@@ -246,7 +246,7 @@ fn a_short_write_is_resubmitted() {
 }
 
 /// Appends every command, waiting out back-pressure; returns the last sequence.
-fn append_all(journal: &Journal, commands: &[peregrine_hotpath::Command]) -> u64 {
+fn append_all(journal: &Journal, commands: &[peregrine_hotpath::Envelope]) -> u64 {
     let mut last = 0;
     for command in commands {
         // Bounded by the writer: each `Busy` waits for a commit or a millisecond.

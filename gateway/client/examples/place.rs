@@ -14,8 +14,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use peregrine_client::{Client, KeyId, Order, ServerTrust, SigningKey};
-use peregrine_gateway::quic::auth::parse_hex_32;
 use peregrine_hotpath::{ClientOrderId, MarketId, Price, Qty, Side};
+use peregrine_proto::hex::parse_hex_32;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use peregrine_gateway::quic::frame::{ALPN, CHALLENGE_BYTES, SIGNATURE_BYTES, logon_message};
+use peregrine_proto::frame::{ALPN, CHALLENGE_BYTES, SIGNATURE_BYTES, logon_message};
 use ring::digest::{SHA256, digest};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -51,7 +51,7 @@ impl SigningKey {
 
     /// The public key as 64 hex digits, as the gateway's key configuration wants it.
     pub fn public_key_hex(&self) -> String {
-        peregrine_gateway::quic::auth::to_hex(self.0.public_key().as_ref())
+        peregrine_proto::hex::to_hex(self.0.public_key().as_ref())
     }
 
     /// Signs a logon challenge.
@@ -131,7 +131,7 @@ pub async fn open_stream(
     Ok((endpoint, connection, send, recv))
 }
 
-/// The client side of the server's tuning (see `PROTOCOL.md`): ACK at once, no GSO batching.
+/// The client side of the server's tuning (see `proto/PROTOCOL.md`): ACK at once, no GSO batching.
 fn transport() -> quinn::TransportConfig {
     let mut c = quinn::TransportConfig::default();
     c.initial_rtt(Duration::from_millis(1));

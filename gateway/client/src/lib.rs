@@ -1,5 +1,5 @@
 //! Client SDK for Peregrine's binary order entry over QUIC (protocol `peregrine/1`, see
-//! `gateway/PROTOCOL.md`).
+//! `proto/PROTOCOL.md`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), peregrine_client::ClientError> {
@@ -23,6 +23,9 @@
 //! Requests are pipelined: each call sends at once and waits only for its own answer, so many
 //! may be in flight from many tasks. Every report (acks, fills, cancels, market data) also goes
 //! to the stream returned by [`Client::reports`].
+//!
+//! The frames and codec come from the sans-IO crate `peregrine-proto`; the SDK does not depend on
+//! the gateway (only its end-to-end tests start one).
 
 mod connect;
 mod types;
@@ -33,13 +36,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-pub use peregrine_gateway::quic::codec::FrameError;
-use peregrine_gateway::quic::codec::{self, Decoded};
-pub use peregrine_gateway::quic::frame::{
+use peregrine_hotpath::{AccountId, ClientOrderId, MarketId, OrderRef, Price, Qty, Side};
+pub use peregrine_proto::codec::FrameError;
+use peregrine_proto::codec::{self, Decoded};
+pub use peregrine_proto::frame::{
     Cancelled, Fill, KeyId, Liquidity, MarketSeq, OrderState, RejectCode, Replaced, Reply, Request,
     RequestId, SessionId,
 };
-use peregrine_hotpath::{AccountId, ClientOrderId, MarketId, OrderRef, Price, Qty, Side};
 use tokio::sync::{mpsc, oneshot};
 
 pub use connect::{ServerTrust, SigningKey, open_stream};

@@ -1,9 +1,9 @@
 //! The SDK's request and answer types.
 
-use peregrine_gateway::quic::frame::{OrderState, RejectCode, Reply};
 use peregrine_hotpath::{
     ClientOrderId, MarketId, OrderId, OrderKind, Price, Qty, SelfTradePrevention, Side, TimeInForce,
 };
+use peregrine_proto::frame::{OrderState, RejectCode, Reply};
 
 use crate::ClientError;
 

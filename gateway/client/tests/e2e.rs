@@ -11,12 +11,12 @@ use peregrine_client::{
 };
 use peregrine_gateway::engine::EngineHandle;
 use peregrine_gateway::quic::auth::ApiKeyConfig;
-use peregrine_gateway::quic::codec::{Decoded, decode_reply, encode_request};
-use peregrine_gateway::quic::limits::SessionLimits;
 use peregrine_gateway::quic::tls::TlsSource;
 use peregrine_gateway::quic::{Server, ServerConfig, TransportTuning};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
 use peregrine_hotpath::*;
+use peregrine_proto::codec::{Decoded, decode_reply, encode_request};
+use peregrine_proto::limits::SessionLimits;
 use tokio::sync::mpsc;
 
 const M: MarketId = MarketId(0);

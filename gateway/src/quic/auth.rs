@@ -6,7 +6,8 @@ use peregrine_hotpath::AccountId;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 
-use super::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, logon_message};
+use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, logon_message};
+use peregrine_proto::hex::parse_hex_32;
 
 /// One registered key, as configured.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,33 +84,9 @@ impl KeyRegistry {
     }
 }
 
-/// 64 hex digits as 32 bytes.
-pub fn parse_hex_32(hex: &str) -> Option<[u8; 32]> {
-    let hex = hex.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        let digit = |c: u8| char::from(c).to_digit(16);
-        *byte = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()?;
-    }
-    Some(out)
-}
-
-/// Bytes as lowercase hex.
-pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 #[cfg(test)]
 mod tests {
+    use peregrine_proto::hex::to_hex;
     use ring::signature::{Ed25519KeyPair, KeyPair};
 
     use super::*;

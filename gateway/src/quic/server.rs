@@ -2,7 +2,8 @@
 //! [`Session`] over one bidirectional stream.
 //!
 //! Kernel-bypass door: everything protocol-level is in [`Session`] and [`EngineHandle`]; this
-//! file only moves bytes between quinn streams and the session. A busy-polling io_uring/AF_XDP
+//! file only moves bytes between quinn streams and the session, and performs the session's
+//! [`Action`]s against the engine handle ([`perform_actions`]). A busy-polling io_uring/AF_XDP
 //! loop would drive `quinn-proto`'s `Endpoint`/`Connection` directly and call the same session
 //! methods; nothing here needs to move.
 
@@ -11,17 +12,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use peregrine_hotpath::{AccountId, Actor, ApiKeyId, ClientOrderId, CommandKind, MarketId};
+use peregrine_hotpath::{AccountId, Actor, ApiKeyId, ClientOrderId, CommandKind};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
-use super::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
-use super::limits::SessionLimits;
-use super::session::{Backend, OrderStatus, Report, Session, SubmitError};
 use super::tls::{Identity, TlsError, TlsSource};
 use crate::engine::{EngineHandle, REPORT_QUEUE_CAPACITY};
+use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
+use peregrine_proto::limits::SessionLimits;
+use peregrine_proto::session::{
+    Action, LoggedOn, Report, SUBSCRIPTIONS_MAX, Session, SessionError, SubmitError,
+};
 
 /// The QUIC order-entry server's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -49,7 +52,7 @@ fn one() -> u32 {
     1
 }
 
-/// QUIC/UDP knobs for small, latency-sensitive messages (documented in `PROTOCOL.md`).
+/// QUIC/UDP knobs for small, latency-sensitive messages (documented in `proto/PROTOCOL.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TransportTuning {
@@ -157,6 +160,12 @@ impl Server {
                 "limits.max_in_flight and limits.rate_per_sec must be positive",
             ));
         }
+        if config.limits.max_subscriptions > SUBSCRIPTIONS_MAX {
+            return Err(ServerError::Config(
+                "limits.max_subscriptions must be at most 1024 (SUBSCRIPTIONS_MAX)",
+            ));
+        }
+        const _: () = assert!(SUBSCRIPTIONS_MAX == 1_024, "update the message above");
         let keys = KeyRegistry::new(&config.keys)?;
         let identity = Identity::load(&config.tls)?;
         let mut server_config = quinn::ServerConfig::with_crypto(identity.quic_server_config()?);
@@ -296,21 +305,22 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     }
 }
 
-/// The per-connection backend: the engine handle plus this session's identity.
-struct ConnBackend {
+/// The engine side of one connection: the engine handle plus this session's identity. It
+/// performs the session's [`Action`]s ([`perform_actions`]).
+struct EngineSide {
     shared: Arc<Shared>,
     session: SessionId,
     reports: Option<mpsc::Sender<Report>>,
     key: Option<KeyId>,
 }
 
-impl Backend for ConnBackend {
+impl EngineSide {
     fn logon(
         &mut self,
         key_id: KeyId,
         challenge: &[u8; CHALLENGE_BYTES],
         signature: &[u8; SIGNATURE_BYTES],
-    ) -> Result<(AccountId, SessionId), RejectCode> {
+    ) -> Result<LoggedOn, RejectCode> {
         let account = self.shared.keys.verify(key_id, challenge, signature)?;
         {
             let mut counts = self
@@ -328,7 +338,10 @@ impl Backend for ConnBackend {
         if let Some(reports) = self.reports.take() {
             self.shared.engine.register(self.session, account, reports);
         }
-        Ok((account, self.session))
+        Ok(LoggedOn {
+            account,
+            session: self.session,
+        })
     }
 
     fn submit(
@@ -346,21 +359,56 @@ impl Backend for ConnBackend {
             .engine
             .submit(self.session, actor, account, new_order, command)
     }
-
-    fn status(&mut self, account: AccountId, client_order_id: ClientOrderId) -> OrderStatus {
-        self.shared.engine.status(account, client_order_id)
-    }
-
-    fn subscribe(&mut self, market: MarketId) -> Result<(), RejectCode> {
-        self.shared.engine.subscribe(self.session, market)
-    }
-
-    fn unsubscribe(&mut self, market: MarketId) {
-        self.shared.engine.unsubscribe(self.session, market);
-    }
 }
 
-impl Drop for ConnBackend {
+/// Performs every action `session` has queued against the engine, feeding each result back at
+/// once (which may queue more), until none is left. Every engine call is synchronous, so the
+/// session never has input waiting on a result between two reads. The first error is returned;
+/// later actions are still performed (an unsubscribe queued before a close still happens).
+fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(), SessionError> {
+    let mut result = Ok(());
+    // Bounded: each result parses at most the frames already received.
+    while let Some(action) = session.poll_action() {
+        let performed = match action {
+            Action::Logon {
+                key_id,
+                challenge,
+                signature,
+            } => session.on_logon_result(engine.logon(key_id, &challenge, &signature)),
+            Action::Submit {
+                request_id,
+                account,
+                new_order,
+                command,
+            } => session.on_submit_result(request_id, engine.submit(account, new_order, command)),
+            Action::Status {
+                request_id,
+                account,
+                client_order_id,
+            } => {
+                let status = engine.shared.engine.status(account, client_order_id);
+                session.on_status_result(request_id, status)
+            }
+            Action::Subscribe { request_id, market } => {
+                let subscribed = engine.shared.engine.subscribe(engine.session, market);
+                session.on_subscribe_result(request_id, subscribed)
+            }
+            Action::Unsubscribe { market } => {
+                engine.shared.engine.unsubscribe(engine.session, market);
+                Ok(())
+            }
+            action => {
+                tracing::error!(?action, "the server does not know this session action");
+                Ok(())
+            }
+        };
+        result = result.and(performed);
+    }
+    debug_assert!(!session.awaits_result() || session.close_reason().is_some());
+    result
+}
+
+impl Drop for EngineSide {
     fn drop(&mut self) {
         self.shared.engine.unregister(self.session);
         if let Some(key) = self.key {
@@ -406,7 +454,7 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
     }
     let session_id = shared.engine.next_session_id();
     let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE_CAPACITY);
-    let mut backend = ConnBackend {
+    let mut engine = EngineSide {
         shared: shared.clone(),
         session: session_id,
         reports: Some(reports_tx),
@@ -424,7 +472,10 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
             read = recv.read(&mut buffer) => match read {
                 Ok(Some(n)) => {
                     let bytes = buffer.get(..n).unwrap_or_default();
-                    if let Err(error) = session.on_bytes(now_ns(&shared), bytes, &mut backend) {
+                    let handled = session
+                        .on_bytes(now_ns(&shared), bytes)
+                        .and(perform_actions(&mut session, &mut engine));
+                    if let Err(error) = handled {
                         tracing::debug!(session = session_id.0, %error, "session closed by input");
                     }
                 }

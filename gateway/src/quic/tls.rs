@@ -9,7 +9,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::Deserialize;
 
-use super::frame::ALPN;
+use peregrine_proto::frame::ALPN;
 
 /// Where the server's certificate comes from.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

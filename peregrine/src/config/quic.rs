@@ -1,11 +1,11 @@
-//! `[quic]`: binary order entry for HFT clients (see `gateway/PROTOCOL.md`).
+//! `[quic]`: binary order entry for HFT clients (see `proto/PROTOCOL.md`).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use peregrine_gateway::quic::auth::ApiKeyConfig;
-use peregrine_gateway::quic::limits::SessionLimits;
 use peregrine_gateway::quic::server::TransportTuning;
+use peregrine_proto::limits::SessionLimits;
 use serde::{Deserialize, Serialize};
 
 /// The `[quic]` section.

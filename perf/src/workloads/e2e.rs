@@ -30,7 +30,6 @@ use std::time::{Duration, Instant};
 use peregrine_client::{Client, KeyId, Order, Placed, RejectCode, ServerTrust, SigningKey};
 use peregrine_gateway::engine::{EngineHandle, OrderTracker, RouterPlacement};
 use peregrine_gateway::quic::auth::ApiKeyConfig;
-use peregrine_gateway::quic::limits::SessionLimits;
 use peregrine_gateway::quic::tls::TlsSource;
 use peregrine_gateway::quic::{Server, ServerConfig, TransportTuning};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
@@ -38,6 +37,7 @@ use peregrine_hotpath::{
     AccountId, Amount, ClientOrderId, CommandKind, CurrencyId, DepositId, Engine, EngineConfig,
     FeeRates, MarketId, MarketRisk, MarketSpec, Price, Qty, Side,
 };
+use peregrine_proto::limits::SessionLimits;
 
 use crate::args::{AckMode, BenchArgs, WorkloadFlag};
 use crate::error::BenchError;

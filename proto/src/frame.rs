@@ -1,5 +1,5 @@
 //! The messages of protocol `peregrine/1`, as typed values. The byte layout of each lives in
-//! [`codec`](super::codec); `gateway/PROTOCOL.md` is the normative description.
+//! [`codec`](crate::codec); `proto/PROTOCOL.md` is the normative description.
 //!
 //! Parse, don't validate: a [`Request`] or [`Reply`] only exists once every field was checked, so
 //! the rest of the gateway never sees an out-of-range enum or a non-zero padding byte.

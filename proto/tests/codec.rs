@@ -5,14 +5,14 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use peregrine_gateway::quic::codec::{
+use peregrine_hotpath::*;
+use peregrine_proto::codec::{
     Decoded, FrameError, decode_reply, decode_request, encode_reply, encode_request,
 };
-use peregrine_gateway::quic::frame::{
+use peregrine_proto::frame::{
     Cancelled, Fill, KeyId, Liquidity, MAX_FRAME_BYTES, MarketSeq, OrderState, RejectCode,
     Replaced, Reply, Request, RequestId, SessionId,
 };
-use peregrine_hotpath::*;
 use proptest::prelude::*;
 
 fn requests() -> Vec<Request> {

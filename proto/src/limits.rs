@@ -20,7 +20,7 @@ pub struct SessionLimits {
     /// Silence after which the session is closed with `IdleTimeout`, in milliseconds (also
     /// bounds the time to log on).
     pub idle_timeout_ms: u32,
-    /// Markets one session may subscribe to.
+    /// Markets one session may subscribe to (at most [`crate::session::SUBSCRIPTIONS_MAX`]).
     pub max_subscriptions: u32,
 }
 

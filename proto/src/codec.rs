@@ -11,7 +11,7 @@ use peregrine_hotpath::{
     OrderRef, Price, Qty, SelfTradePrevention, Side, TimeInForce, TradeId,
 };
 
-use super::frame::{
+use crate::frame::{
     CHALLENGE_BYTES, Cancelled, Fill, KeyId, Liquidity, MAX_FRAME_BYTES, MarketSeq, OrderState,
     PROTOCOL_VERSION, RejectCode, Replaced, Reply, Request, RequestId, SIGNATURE_BYTES, SessionId,
 };
