@@ -23,6 +23,8 @@ pub struct EngineMetrics {
     applied_seq: IntGauge,
     snapshot_pause_seconds: prometheus::Histogram,
     snapshots_seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    snapshot_failures_total: IntCounter,
+    snapshot_failing: IntGauge,
 }
 
 impl EngineMetrics {
@@ -57,6 +59,15 @@ impl EngineMetrics {
                 "Times the engine waited for its output queue to drain.",
             )?,
             applied_seq,
+            snapshot_failures_total: counter(
+                "engine_snapshot_failures_total",
+                "Snapshot writes that failed (each is retried after a back-off).",
+            )?,
+            snapshot_failing: register_gauge(
+                registry,
+                "engine_snapshot_failing",
+                "1 while snapshot writes fail (cleared by the next success), else 0.",
+            )?,
         })
     }
 
@@ -68,6 +79,13 @@ impl EngineMetrics {
             self.snapshot_pause_seconds
                 .observe(pauses.last_ns as f64 / 1e9);
         }
+    }
+
+    /// Copies the snapshot writer's failure state.
+    pub fn refresh_snapshot_health(&self, health: &peregrine_persist::SnapshotHealth) {
+        advance_counter(&self.snapshot_failures_total, health.failures_total);
+        self.snapshot_failing
+            .set(i64::from(health.consecutive_failures > 0));
     }
 
     /// Copies the shard's counters (monotonic, so counters advance by the difference).
@@ -96,6 +114,7 @@ impl EngineMetrics {
                 tick.tick().await;
                 self.refresh(&engine);
                 self.refresh_snapshots(snapshots.pauses());
+                self.refresh_snapshot_health(&snapshots.health());
             }
         })
     }

@@ -210,6 +210,16 @@ impl SnapshotPausesProbe {
             .map(Snapshotter::pauses)
             .unwrap_or_default()
     }
+
+    /// How snapshot writing is going; healthy once snapshots have stopped.
+    pub fn health(&self) -> peregrine_persist::SnapshotHealth {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(Snapshotter::health)
+            .unwrap_or_default()
+    }
 }
 
 /// Waits for a oneshot from a plain thread, bounded by `timeout`.
@@ -296,9 +306,22 @@ fn drive_snapshots(
     engine: &Arc<EngineHandle>,
 ) {
     let stats = Arc::clone(engine.shard().stats());
+    let probe = SnapshotPausesProbe(Arc::clone(snapshotter));
+    let mut failures_logged = 0_u64;
     // Bounded by the stop flag, checked every poll.
     while !stop.load(Ordering::Acquire) {
         std::thread::sleep(SNAPSHOT_POLL);
+        let health = probe.health();
+        if health.failures_total > failures_logged {
+            // Once per failed write (the helper retries after a back-off), not once per poll.
+            failures_logged = health.failures_total;
+            tracing::error!(
+                error = health.last_failure.as_deref().unwrap_or("unknown"),
+                consecutive = health.consecutive_failures,
+                retry_in_s = health.retry_backoff().as_secs(),
+                "snapshot write failed"
+            );
+        }
         let due = snapshotter
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -39,7 +39,7 @@ pub use error::{ConfigError, JournalError, RecoveryError, SnapshotWriteError};
 pub use io::SyncMethod;
 pub use lock::DirLock;
 pub use recovery::{Recovered, RecoveryReport, TornTail, recover, recover_observed};
-pub use snapshot::{SnapshotPauses, Snapshotter};
+pub use snapshot::{SnapshotHealth, SnapshotPauses, Snapshotter};
 pub use writer::{DurableWaker, Journal, JournalWriter, Seq, Tail, WriterStats};
 
 /// Why [`open`] failed.

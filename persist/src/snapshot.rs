@@ -300,6 +300,44 @@ pub struct SnapshotPauses {
     pub last_ns: u64,
 }
 
+/// The first retry after a failed snapshot write waits this long; each further failure in a row
+/// doubles the wait, up to [`SNAPSHOT_RETRY_BACKOFF_MAX`]. A full disk or a transient I/O error
+/// then costs a few attempts a minute, not one per poll, and never disables snapshots for good.
+pub const SNAPSHOT_RETRY_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// The longest wait between two attempts after failures.
+pub const SNAPSHOT_RETRY_BACKOFF_MAX: Duration = Duration::from_secs(60);
+const _: () =
+    assert!(SNAPSHOT_RETRY_BACKOFF_MIN.as_nanos() <= SNAPSHOT_RETRY_BACKOFF_MAX.as_nanos());
+
+/// How snapshot writing is going: for logs, metrics and readiness.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotHealth {
+    /// Why the last attempt failed, while the failures go on (cleared by a success).
+    pub last_failure: Option<String>,
+    /// Failed attempts since the last success.
+    pub consecutive_failures: u32,
+    /// Failed attempts ever.
+    pub failures_total: u64,
+    /// When the last failure happened.
+    pub failed_at: Option<Instant>,
+}
+
+impl SnapshotHealth {
+    /// How long after the last failure the next attempt may start.
+    pub fn retry_backoff(&self) -> Duration {
+        let doublings = self.consecutive_failures.saturating_sub(1).min(16);
+        SNAPSHOT_RETRY_BACKOFF_MIN
+            .saturating_mul(1_u32 << doublings)
+            .min(SNAPSHOT_RETRY_BACKOFF_MAX)
+    }
+
+    /// Whether an attempt must wait for the back-off still.
+    fn backing_off(&self) -> bool {
+        self.failed_at
+            .is_some_and(|at| self.consecutive_failures > 0 && at.elapsed() < self.retry_backoff())
+    }
+}
+
 /// Takes snapshots on the engine thread when due and writes them on a helper thread.
 #[derive(Debug)]
 pub struct Snapshotter {
@@ -313,7 +351,7 @@ pub struct Snapshotter {
     sender: Option<SyncSender<(Seq, Vec<u8>)>>,
     thread: Option<JoinHandle<()>>,
     written_seq: Arc<AtomicU64>,
-    failure: Arc<Mutex<Option<String>>>,
+    health: Arc<Mutex<SnapshotHealth>>,
     pauses: SnapshotPauses,
 }
 
@@ -323,7 +361,7 @@ impl Snapshotter {
         let (sender, receiver) = sync_channel(1);
         let in_flight = Arc::new(AtomicBool::new(false));
         let written_seq = Arc::new(AtomicU64::new(0));
-        let failure = Arc::new(Mutex::new(None));
+        let health = Arc::new(Mutex::new(SnapshotHealth::default()));
         let helper = Helper {
             dir: config.dir.clone(),
             kept: config.snapshots_kept,
@@ -332,7 +370,7 @@ impl Snapshotter {
             journal,
             in_flight: Arc::clone(&in_flight),
             written_seq: Arc::clone(&written_seq),
-            failure: Arc::clone(&failure),
+            health: Arc::clone(&health),
         };
         let thread = std::thread::Builder::new()
             .name("snapshot-writer".to_owned())
@@ -347,14 +385,18 @@ impl Snapshotter {
             sender: thread.as_ref().map(|_| sender),
             thread,
             written_seq,
-            failure,
+            health,
             pauses: SnapshotPauses::default(),
         }
     }
 
-    /// Whether a snapshot is due at `applied_seq` (by count or by time) and the helper is free.
+    /// Whether a snapshot is due at `applied_seq` (by count or by time), the helper is free and
+    /// no back-off after a failed write is running.
     pub fn is_due(&self, applied_seq: Seq) -> bool {
         if self.in_flight.load(Ordering::Acquire) || applied_seq <= self.last_seq {
+            return false;
+        }
+        if self.health().backing_off() {
             return false;
         }
         let by_count =
@@ -384,12 +426,6 @@ impl Snapshotter {
         engine: &Engine,
         applied_seq: Seq,
     ) -> Result<Duration, SnapshotWriteError> {
-        if let Some(failure) = self.failure() {
-            return Err(SnapshotWriteError::Io {
-                path: PathBuf::from("snapshot helper"),
-                source: std::io::Error::other(failure),
-            });
-        }
         let start = Instant::now();
         let body = engine.snapshot()?;
         let pause = start.elapsed();
@@ -424,9 +460,14 @@ impl Snapshotter {
         self.written_seq.load(Ordering::Acquire)
     }
 
-    /// Why the helper failed last, if it did.
+    /// Why the last write failed, while writes keep failing (`None` once one succeeds).
     pub fn failure(&self) -> Option<String> {
-        self.failure
+        self.health().last_failure
+    }
+
+    /// How snapshot writing is going.
+    pub fn health(&self) -> SnapshotHealth {
+        self.health
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -456,16 +497,28 @@ struct Helper {
     journal: Journal,
     in_flight: Arc<AtomicBool>,
     written_seq: Arc<AtomicU64>,
-    failure: Arc<Mutex<Option<String>>>,
+    health: Arc<Mutex<SnapshotHealth>>,
 }
 
 impl Helper {
     fn run(&self, receiver: &Receiver<(Seq, Vec<u8>)>) {
         while let Ok((seq, body)) = receiver.recv() {
             let mut file_written = false;
-            if let Err(error) = self.write(seq, &body, &mut file_written) {
-                *self.failure.lock().unwrap_or_else(PoisonError::into_inner) =
-                    Some(error.to_string());
+            let written = self.write(seq, &body, &mut file_written);
+            {
+                let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+                match written {
+                    Ok(()) => {
+                        health.last_failure = None;
+                        health.consecutive_failures = 0;
+                    }
+                    Err(error) => {
+                        health.last_failure = Some(error.to_string());
+                        health.consecutive_failures = health.consecutive_failures.saturating_add(1);
+                        health.failures_total = health.failures_total.saturating_add(1);
+                        health.failed_at = Some(Instant::now());
+                    }
+                }
             }
             // Free for the next snapshot before publishing this one, so whoever sees
             // `written_seq` move may take the next at once.

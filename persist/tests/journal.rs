@@ -637,3 +637,63 @@ fn a_durable_waker_is_called_after_every_commit() {
     assert_eq!(seen, (1..=100).collect::<Vec<u64>>());
     writer.shutdown().unwrap();
 }
+
+/// A failed snapshot write (here the temporary file cannot be created: a directory sits at its
+/// path, as a full disk would refuse it) is retried after a back-off, and a success clears the
+/// failure: snapshots never stay disabled until a restart.
+#[test]
+fn a_failed_snapshot_write_is_retried_and_cleared_by_a_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path());
+    config.snapshot_every_commands = 10;
+    let commands = flow_commands(11, 20);
+    let (recovered, writer) = open(&config, engine_config()).unwrap();
+    let mut engine = recovered.engine;
+    let journal = writer.journal().clone();
+    let mut snapshotter = Snapshotter::start(&config, journal.clone(), 0);
+    let blocker = dir.path().join("00000000000000000010.snapshot-tmp");
+    std::fs::create_dir(&blocker).unwrap();
+    let mut events: Vec<Event> = Vec::new();
+    for command in &commands[..10] {
+        journal.append(command).unwrap();
+        engine.apply(command, &mut events);
+    }
+    assert!(snapshotter.maybe_take(&engine, 10).unwrap().is_some());
+    let deadline = std::time::Instant::now() + WAIT;
+    while snapshotter.health().failures_total == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the write never failed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let failed = snapshotter.health();
+    assert_eq!(failed.consecutive_failures, 1);
+    assert!(failed.last_failure.is_some());
+    for command in &commands[10..] {
+        journal.append(command).unwrap();
+        engine.apply(command, &mut events);
+    }
+    // Due by count, but the back-off holds the next attempt off for a while.
+    assert!(!snapshotter.is_due(20), "retried without a back-off");
+    std::thread::sleep(failed.retry_backoff() + Duration::from_millis(50));
+    assert!(snapshotter.is_due(20));
+    snapshotter.maybe_take(&engine, 20).unwrap().unwrap();
+    // Not `wait_written`: the old failure stands until this write succeeds.
+    while snapshotter.written_seq() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the retry was not written"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let health = snapshotter.health();
+    assert_eq!(health.last_failure, None);
+    assert_eq!((health.consecutive_failures, health.failures_total), (0, 1));
+    assert!(snapshotter.failure().is_none());
+    snapshotter.finish().unwrap();
+    writer.shutdown().unwrap();
+    std::fs::remove_dir(&blocker).unwrap();
+    let recovered = recover(&config, engine_config()).unwrap();
+    assert_eq!(recovered.report.snapshot.map(|(_, seq)| seq), Some(20));
+}
