@@ -200,6 +200,7 @@ pub fn cancels(events: &[Event]) -> Vec<(OrderId, CancelReason)> {
 
 /// A deposit id not used before in this test process (deposit ids are idempotency keys).
 pub fn next_deposit_id() -> DepositId {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    // Far above the small ids tests write out, so the two never collide.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1 << 40);
     DepositId(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
 }
