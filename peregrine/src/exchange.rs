@@ -117,6 +117,7 @@ impl Exchange {
                 zeroed_bytes = torn.zeroed_bytes, reason = %torn.reason,
                 "journal torn tail truncated");
         }
+        log_recovery_report(&recovered.report);
         tracing::info!(dir = %journal_dir.display(), last_seq = recovered.last_seq,
             replayed = recovered.report.replayed_count, "journal recovered");
         // The catalog is checked against the recovered engine before anything runs: a changed
@@ -193,6 +194,23 @@ impl Exchange {
         let durable_seq = self.writer.shutdown()?;
         snapshots.map_err(ExchangeError::Snapshot)?;
         Ok(durable_seq)
+    }
+}
+
+/// Logs what recovery skipped or repaired besides a torn tail: every snapshot it could not use
+/// (with file and reason: with all of them damaged the whole journal is replayed, which an
+/// operator must hear about), the snapshot it started from, and an extended short segment.
+fn log_recovery_report(report: &peregrine_persist::RecoveryReport) {
+    for (path, reason) in &report.snapshots_skipped {
+        tracing::warn!(file = %path.display(), %reason, "snapshot skipped");
+    }
+    match &report.snapshot {
+        Some((path, seq)) => tracing::info!(file = %path.display(), seq, "started from snapshot"),
+        None => tracing::info!("no snapshot used: replaying the whole journal"),
+    }
+    if let Some((path, from, to)) = &report.segment_extended {
+        tracing::warn!(file = %path.display(), from_bytes = from, to_bytes = to,
+            "short journal segment extended with zeros");
     }
 }
 

@@ -156,4 +156,28 @@ async fn restarts_from_a_snapshot_and_the_journal_tail() {
     );
     drop(client);
     up.stop();
+
+    // Every snapshot damaged: the start replays the whole journal, and says which snapshot it
+    // skipped and why (it used to do so silently).
+    let damaged = snapshot_files(&journal);
+    assert!(!damaged.is_empty());
+    for name in &damaged {
+        let path = journal.join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xFF;
+        std::fs::write(&path, &bytes).unwrap();
+    }
+    let up = Up::start(dir.path());
+    up.stop();
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    for name in &damaged {
+        assert!(
+            stderr.lines().any(|l| l.contains("snapshot skipped")
+                && l.contains(name.as_str())
+                && l.contains("checksum mismatch")),
+            "no log line for {name}:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("no snapshot used"), "{stderr}");
 }

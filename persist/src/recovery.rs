@@ -13,7 +13,7 @@ use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event, SNAPSHOT_VERSION}
 use crate::config::JournalConfig;
 use crate::error::RecoveryError;
 use crate::format::{JOURNAL_FORMATS_READ, SNAPSHOT_FORMATS_READ, versions_list};
-use crate::io::{BLOCK_BYTES, sync_dir, zero_fill};
+use crate::io::{BLOCK_BYTES, fallocate, sync_dir, zero_fill};
 use crate::lock::DirLock;
 use crate::payload::{self, Scratch};
 use crate::record::{self, Parsed, RECORD_ALIGN_BYTES};
@@ -36,6 +36,9 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// Segments read.
     pub segments_count: usize,
+    /// The newest segment was shorter than a segment (copied, restored or cut short by a full
+    /// disk) and was extended with zeros so the writer can append: (file, from bytes, to bytes).
+    pub segment_extended: Option<(PathBuf, u64, u64)>,
 }
 
 /// A damaged end of the journal, truncated by recovery.
@@ -206,6 +209,17 @@ pub(crate) fn recover_locked(
                 ),
             });
         }
+        // The newest segment's end must be all zero for the writer to append there: bytes after
+        // an all-zero header (a torn record whose header was lost, stray bytes) are a torn
+        // tail too, truncated and reported like one, so recovery and `replay` agree with the
+        // writer.
+        let end = end.or_else(|| {
+            let stray = is_last
+                && bytes
+                    .get(offset..)
+                    .is_some_and(|rest| rest.iter().any(|&b| b != 0));
+            stray.then(|| "nonzero bytes after the last record".to_owned())
+        });
         if let Some(reason) = end {
             if !is_last {
                 return Err(RecoveryError::Corrupt {
@@ -221,6 +235,13 @@ pub(crate) fn recover_locked(
                 zeroed_bytes,
                 reason,
             });
+        }
+        if is_last && (bytes.len() as u64) < config.segment_bytes {
+            report.segment_extended = Some(extend_segment(
+                path,
+                bytes.len() as u64,
+                config.segment_bytes,
+            )?);
         }
         if last_seq.is_none() && !is_last {
             // An empty segment before others: harmless only if it is followed by its own
@@ -389,6 +410,23 @@ fn find_valid_after(bytes: &[u8], offset: usize, last_seq: Seq) -> Option<(usize
         at += RECORD_ALIGN_BYTES;
     }
     None
+}
+
+/// Extends the segment at `path` from `len_bytes` to `segment_bytes`, preallocated and zeroed,
+/// durably (as the writer's spares are made).
+fn extend_segment(
+    path: &Path,
+    len_bytes: u64,
+    segment_bytes: u64,
+) -> Result<(PathBuf, u64, u64), RecoveryError> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io_error(path))?;
+    fallocate(&file, segment_bytes).map_err(io_error(path))?;
+    zero_fill(&file, len_bytes, segment_bytes - len_bytes).map_err(io_error(path))?;
+    file.sync_all().map_err(io_error(path))?;
+    Ok((path.to_path_buf(), len_bytes, segment_bytes))
 }
 
 /// Zeroes the segment from `offset` to the end of its non-zero bytes, durably; returns the

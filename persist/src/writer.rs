@@ -468,7 +468,7 @@ impl WriterState {
         if buf_len > 0 {
             // The partial last block is rewritten whole by the next commit: load it.
             file.read_exact_at(&mut buf.bytes_mut()[..BLOCK_BYTES], buf_file_offset)
-                .map_err(io_error(&dir))?;
+                .map_err(io_error(&path))?;
             // Recovery zeroed everything after the last valid record; anything else means the
             // file changed under us, which is refused rather than overwritten.
             if buf.bytes()[buf_len..BLOCK_BYTES].iter().any(|&b| b != 0) {
@@ -476,7 +476,7 @@ impl WriterState {
                     path,
                     source: std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
-                        "bytes after the recovered tail are not zero",
+                        format!("bytes after the recovered tail (byte {offset}) are not zero"),
                     ),
                 });
             }

@@ -697,3 +697,66 @@ fn a_failed_snapshot_write_is_retried_and_cleared_by_a_success() {
     let recovered = recover(&config, engine_config()).unwrap();
     assert_eq!(recovered.report.snapshot.map(|(_, seq)| seq), Some(20));
 }
+
+/// A torn final record whose header was lost (the rest of it, or stray bytes, after an
+/// all-zero header) is a torn tail: recovery truncates and reports it with its offset, and the
+/// writer then appends there. It used to block every start while `replay` accepted it.
+#[test]
+fn bytes_after_a_lost_record_header_are_a_torn_tail_the_writer_can_append_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let commands = flow_commands(12, 300);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    append_all(writer.journal(), &commands[..200]);
+    writer.shutdown().unwrap();
+    let (path, offset, last) = tail_of(dir.path());
+    assert_eq!(last, 200);
+    // Record 201 with its 16-byte header lost: only its payload reached the disk.
+    let mut framed = Vec::new();
+    record::encode(&mut framed, 201, &[7_u8; 100]);
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&framed[16..], offset as u64 + 16)
+        .unwrap();
+    drop(file);
+    let (recovered, writer) = open(&config, engine_config()).unwrap();
+    let torn = recovered
+        .report
+        .torn_tail
+        .clone()
+        .expect("torn tail reported");
+    assert_eq!((torn.path.clone(), torn.offset), (path, offset as u64));
+    assert!(torn.zeroed_bytes >= 100, "{torn:?}");
+    append_all(writer.journal(), &commands[200..]);
+    assert_eq!(writer.shutdown().unwrap(), 300);
+    assert_eq!(recover(&config, engine_config()).unwrap().last_seq, 300);
+}
+
+/// A newest segment shorter than a segment (cut at the end of its data, as a copy or a full
+/// disk leaves it) is extended with zeros and reported; the writer appends to it.
+#[test]
+fn a_short_newest_segment_is_extended_and_appended_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(dir.path());
+    let commands = flow_commands(13, 200);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    append_all(writer.journal(), &commands[..100]);
+    writer.shutdown().unwrap();
+    let (path, offset, _) = tail_of(dir.path());
+    // Cut mid-block, just after the data.
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(offset as u64 + 40).unwrap();
+    drop(file);
+    let (recovered, writer) = open(&config, engine_config()).unwrap();
+    assert_eq!(recovered.last_seq, 100);
+    assert_eq!(
+        recovered.report.segment_extended,
+        Some((path.clone(), offset as u64 + 40, config.segment_bytes))
+    );
+    append_all(writer.journal(), &commands[100..]);
+    assert_eq!(writer.shutdown().unwrap(), 200);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        config.segment_bytes
+    );
+    assert_eq!(recover(&config, engine_config()).unwrap().last_seq, 200);
+}

@@ -141,6 +141,13 @@ pub fn run(
         )?;
         writeln!(out, "last seq  {}", recovered.last_seq)?;
         writeln!(out, "actors  {}", tally.line())?;
+        if let Some((path, from, to)) = &report.segment_extended {
+            writeln!(
+                out,
+                "short segment extended  {} from {from} to {to} bytes",
+                path.display()
+            )?;
+        }
         if let Some(torn) = &report.torn_tail {
             writeln!(
                 out,
