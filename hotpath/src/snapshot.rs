@@ -35,6 +35,16 @@ pub enum SnapshotError {
         /// Version in the file.
         found: u32,
     },
+    /// A capacity of the snapshot's engine exceeds the configured one.
+    #[error("snapshot capacity {name} = {found} exceeds the configured {limit}")]
+    Capacity {
+        /// The configuration key.
+        name: &'static str,
+        /// In the snapshot.
+        found: u64,
+        /// Configured.
+        limit: u64,
+    },
     /// Valid archive, inconsistent content.
     #[error("snapshot is inconsistent: {0}")]
     Inconsistent(&'static str),
@@ -254,6 +264,21 @@ impl Engine {
 
     /// Rebuilds an engine from snapshot bytes (validated: the bytes may come from a damaged file).
     pub fn restore(bytes: &[u8]) -> Result<Engine, SnapshotError> {
+        Engine::restore_checked(bytes, None)
+    }
+
+    /// [`Engine::restore`] for bytes read from a file: the snapshot's capacities (which size
+    /// every allocation of the engine) must not exceed `limits`, the configured ones, and are
+    /// checked before anything is allocated for them. A damaged but checksum-valid snapshot
+    /// can then not make the process allocate gigabytes.
+    pub fn restore_within(bytes: &[u8], limits: &EngineConfig) -> Result<Engine, SnapshotError> {
+        Engine::restore_checked(bytes, Some(limits))
+    }
+
+    fn restore_checked(
+        bytes: &[u8],
+        limits: Option<&EngineConfig>,
+    ) -> Result<Engine, SnapshotError> {
         // rkyv needs aligned bytes; copy into an aligned buffer.
         let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
         aligned.extend_from_slice(bytes);
@@ -265,6 +290,9 @@ impl Engine {
             });
         }
         use SnapshotError::Inconsistent;
+        if let Some(limits) = limits {
+            check_capacities(&image.config, limits)?;
+        }
         let mut engine = Engine::new(image.config.clone()).map_err(Inconsistent)?;
         let cfg = image.config;
         engine.next_order_seq = image.next_order_seq;
@@ -426,5 +454,55 @@ impl Engine {
             .audit()
             .map_err(|_| Inconsistent("restored state fails the audit"))?;
         Ok(engine)
+    }
+}
+
+/// Refuses a snapshot whose capacities exceed the configured ones, naming the first that does.
+fn check_capacities(found: &EngineConfig, limits: &EngineConfig) -> Result<(), SnapshotError> {
+    let pairs: [(&'static str, u64, u64); 8] = [
+        (
+            "max_accounts",
+            found.max_accounts.into(),
+            limits.max_accounts.into(),
+        ),
+        (
+            "max_currencies",
+            found.max_currencies.into(),
+            limits.max_currencies.into(),
+        ),
+        (
+            "max_markets",
+            found.max_markets.into(),
+            limits.max_markets.into(),
+        ),
+        (
+            "max_orders",
+            found.max_orders.into(),
+            limits.max_orders.into(),
+        ),
+        (
+            "max_levels_per_side",
+            found.max_levels_per_side.into(),
+            limits.max_levels_per_side.into(),
+        ),
+        (
+            "max_pending_withdrawals",
+            found.max_pending_withdrawals.into(),
+            limits.max_pending_withdrawals.into(),
+        ),
+        (
+            "max_open_orders_per_account",
+            found.max_open_orders_per_account.into(),
+            limits.max_open_orders_per_account.into(),
+        ),
+        (
+            "idempotency_keys_max",
+            found.idempotency_keys_max.into(),
+            limits.idempotency_keys_max.into(),
+        ),
+    ];
+    match pairs.iter().find(|(_, found, limit)| found > limit) {
+        Some(&(name, found, limit)) => Err(SnapshotError::Capacity { name, found, limit }),
+        None => Ok(()),
     }
 }

@@ -347,7 +347,7 @@ fn start_engine(
             Ok((seq, _)) if seq.saturating_add(1) < journal_first_seq => Err(format!(
                 "journal starts at {journal_first_seq}, after the snapshot"
             )),
-            Ok((seq, body)) => Engine::restore(&body)
+            Ok((seq, body)) => Engine::restore_within(&body, &engine_config)
                 .map(|engine| (engine, seq))
                 .map_err(|e| e.to_string()),
             Err(SnapshotReadError::Damaged(reason)) => Err(reason),

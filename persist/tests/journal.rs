@@ -760,3 +760,39 @@ fn a_short_newest_segment_is_extended_and_appended_to() {
     );
     assert_eq!(recover(&config, engine_config()).unwrap().last_seq, 200);
 }
+
+/// A snapshot whose capacities exceed the configured ones (a damaged but checksum-valid one
+/// drove a start to 8 GB) is refused before anything is allocated for it, and skipped with the
+/// reason; the journal is replayed instead.
+#[test]
+fn a_snapshot_larger_than_the_configured_engine_is_skipped_unallocated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path());
+    config.snapshot_every_commands = 100;
+    let commands = flow_commands(14, 150);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    let journal = writer.journal().clone();
+    // The engine that snapshots claims a much larger order capacity than configured.
+    let mut engine = peregrine_hotpath::Engine::new(peregrine_hotpath::EngineConfig {
+        max_orders: engine_config().max_orders * 1_024,
+        ..engine_config()
+    })
+    .unwrap();
+    let mut snapshotter = Snapshotter::start(&config, journal.clone(), 0);
+    let mut events: Vec<Event> = Vec::new();
+    for command in &commands {
+        let seq = journal.append(command).unwrap();
+        engine.apply(command, &mut events);
+        if snapshotter.maybe_take(&engine, seq).unwrap().is_some() {
+            wait_written(&snapshotter, seq);
+        }
+    }
+    snapshotter.finish().unwrap();
+    writer.shutdown().unwrap();
+    let recovered = recover(&config, engine_config()).unwrap();
+    assert_eq!(recovered.report.snapshot, None);
+    let (_, reason) = &recovered.report.snapshots_skipped[0];
+    assert!(reason.contains("max_orders"), "{reason}");
+    assert_eq!(recovered.report.replayed_count, 150);
+    assert_eq!(recovered.engine.config(), &engine_config());
+}

@@ -49,7 +49,9 @@ pub fn start(
         // A snapshot may vanish under retention between listing and reading: try the next.
         let restored = read_snapshot(path)
             .map_err(|e| e.to_string())
-            .and_then(|(_, body)| Engine::restore(&body).map_err(|e| e.to_string()));
+            .and_then(|(_, body)| {
+                Engine::restore_within(&body, engine_config).map_err(|e| e.to_string())
+            });
         match restored {
             Ok(engine) => {
                 start = Some((engine, *seq));
