@@ -558,3 +558,64 @@ async fn order_and_trade_history_beyond_memory_come_from_the_mariadb_replica() {
         .join()
         .unwrap();
 }
+
+/// A signed request captured before a restart cannot be replayed after it, even while its
+/// nonce is still inside the time window (the nonces' floor is durable); and right after the
+/// restart fresh nonces work again within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_replayed_after_a_restart_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let trader = Trader::new(3);
+    write_config(
+        dir.path(),
+        &[trader],
+        &format!("[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\naccount = 3\n"),
+    );
+    let up = Up::start(dir.path());
+    let rest = rest_url(&up);
+    up.deposit(trader.account, "usd", "100000", 1).await;
+    let client = http_client();
+    let order = json!({"market": "btcusd", "side": "buy", "volume": "0.25", "price": "49000"});
+    let nonce = now_ms();
+    let send = |rest: String, nonce: u128| {
+        signed(
+            client.post(format!("{rest}/peatio/market/orders")),
+            nonce,
+            SECRET,
+        )
+        .json(&order)
+        .send()
+    };
+    let placed = send(rest.clone(), nonce).await.unwrap();
+    assert_eq!(placed.status(), 201);
+    up.kill();
+
+    let up = Up::start(dir.path());
+    let rest = rest_url(&up);
+    let replayed = send(rest.clone(), nonce).await.unwrap();
+    let status = replayed.status();
+    let body: serde_json::Value = replayed.json().await.unwrap();
+    assert_eq!(status, 401, "the replay was accepted: {body}");
+    assert_eq!(body["errors"][0], "authz.nonce_reused", "{body}");
+    // A fresh request is accepted once the reserved second has passed.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let fresh = send(rest.clone(), now_ms()).await.unwrap();
+    assert_eq!(fresh.status(), 201);
+    let (status, open) = {
+        let response = signed(
+            client.get(format!("{rest}/peatio/market/orders?state=wait")),
+            now_ms(),
+            SECRET,
+        )
+        .send()
+        .await
+        .unwrap();
+        (
+            response.status(),
+            response.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    assert_eq!(status, 200);
+    assert_eq!(open.as_array().unwrap().len(), 2, "{open}");
+    up.stop();
+}

@@ -18,6 +18,7 @@ use ring::hmac;
 
 use super::config::RestKey;
 use super::error::ApiError;
+use super::nonce_floor::NonceFloor;
 
 /// Header names.
 pub const HEADER_KEY: &str = "x-auth-apikey";
@@ -41,6 +42,8 @@ struct KeyEntry {
 pub struct KeyStore {
     keys: HashMap<String, KeyEntry>,
     window_ms: u64,
+    /// At or above every nonce ever accepted, also before a restart.
+    floor: NonceFloor,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -68,6 +71,10 @@ pub enum AuthError {
     /// The signature does not verify.
     #[error("the signature does not match")]
     BadSignature,
+    /// The nonce floor could not be raised durably: accepting the nonce could reopen it to
+    /// replay after a restart, so the request is refused (503).
+    #[error("the nonce could not be recorded; retry")]
+    NonceFloor,
     /// The nonce is too far from the server's clock.
     #[error("the nonce is outside the accepted time window")]
     StaleNonce,
@@ -86,19 +93,30 @@ impl AuthError {
             AuthError::BadSignature => "authz.invalid_signature",
             AuthError::StaleNonce => "authz.nonce_expired",
             AuthError::ReplayedNonce => "authz.nonce_reused",
+            AuthError::NonceFloor => "server.unavailable",
         }
     }
 }
 
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
-        ApiError::unauthorized(error.code(), error.to_string())
+        match error {
+            AuthError::NonceFloor => ApiError::unavailable(error.code(), error.to_string()),
+            _ => ApiError::unauthorized(error.code(), error.to_string()),
+        }
     }
 }
 
 impl KeyStore {
-    /// From configured keys (validated: unique, non-empty).
+    /// From configured keys (validated: unique, non-empty), with nonces kept in memory only.
     pub fn new(keys: &[RestKey], window_ms: u64) -> KeyStore {
+        KeyStore::with_floor(keys, window_ms, NonceFloor::in_memory())
+    }
+
+    /// From configured keys, every key's nonces starting above `floor` (which every accepted
+    /// nonce raises durably first).
+    pub fn with_floor(keys: &[RestKey], window_ms: u64, floor: NonceFloor) -> KeyStore {
+        let start_ms = floor.get();
         KeyStore {
             keys: keys
                 .iter()
@@ -109,12 +127,13 @@ impl KeyStore {
                             key: hmac::Key::new(hmac::HMAC_SHA256, k.secret.as_bytes()),
                             account: AccountId(k.account),
                             actor: Actor::ApiKey(ApiKeyId::of_key(k.key.as_bytes())),
-                            last_nonce_ms: Mutex::new(0),
+                            last_nonce_ms: Mutex::new(start_ms),
                         },
                     )
                 })
                 .collect(),
             window_ms,
+            floor,
         }
     }
 
@@ -153,6 +172,10 @@ impl KeyStore {
         if nonce_ms <= *last {
             return Err(AuthError::ReplayedNonce);
         }
+        self.floor.reserve(nonce_ms).map_err(|error| {
+            tracing::error!(%error, "REST nonce floor not written: refusing the request");
+            AuthError::NonceFloor
+        })?;
         *last = nonce_ms;
         Ok((entry.account, entry.actor))
     }

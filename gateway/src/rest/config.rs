@@ -58,6 +58,10 @@ pub struct RestConfig {
     pub history_per_account: usize,
     /// Finished orders and trades kept across all accounts (each).
     pub history_total: usize,
+    /// Where the durable nonce floor is kept (see `nonce_floor`): set by `up` to a file in
+    /// the data directory, never read from configuration; `None` keeps it in memory only.
+    #[serde(skip)]
+    pub nonce_floor_path: Option<std::path::PathBuf>,
 }
 
 impl Default for RestConfig {
@@ -76,6 +80,7 @@ impl Default for RestConfig {
             trades_per_market: 1_000,
             history_per_account: 1_000,
             history_total: 200_000,
+            nonce_floor_path: None,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod extract;
 mod feed;
 mod history;
 pub mod metrics;
+pub mod nonce_floor;
 pub mod openapi;
 mod orders;
 mod public;
@@ -77,6 +78,9 @@ pub enum RestError {
     /// Metrics could not be registered (e.g. twice in one registry).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The durable nonce floor could not be read.
+    #[error(transparent)]
+    NonceFloor(#[from] nonce_floor::FloorError),
 }
 
 /// What the feed task and the WebSocket connections share: derived data and subscribers,
@@ -133,8 +137,12 @@ impl Bridge {
         // Server-assigned ids live in the top half of the id space, starting from the clock so
         // that ids of a previous run (still live in the engine) are not reused after a restart.
         let first_id = (1u64 << 63) | (time::now_ms() << 16);
+        let floor = match &config.nonce_floor_path {
+            Some(path) => nonce_floor::NonceFloor::open(path)?,
+            None => nonce_floor::NonceFloor::in_memory(),
+        };
         Ok(Arc::new(Bridge {
-            keys: auth::KeyStore::new(&config.keys, config.nonce_window_ms),
+            keys: auth::KeyStore::with_floor(&config.keys, config.nonce_window_ms, floor),
             engine,
             catalog,
             config,

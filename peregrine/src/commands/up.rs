@@ -27,6 +27,9 @@ use crate::shutdown::StopSignals;
 
 /// Sub-directory of the data directory holding the development TLS certificate.
 const TLS_SUBDIR: &str = "tls";
+/// The REST bridge's durable nonce floor, under the data directory: a restart must not reopen
+/// nonces accepted before it.
+const REST_NONCE_FLOOR_FILE: &str = "rest-nonces";
 /// Longest start-up waits for every readiness check before printing the summary.
 const READY_WAIT: Duration = Duration::from_secs(10);
 /// How long QUIC sessions get to be logged out at stop.
@@ -278,8 +281,10 @@ async fn serve_until_stopped(
             config.replica.database_url(&data_dir),
         ))
     });
+    let mut rest_config = config.rest.clone();
+    rest_config.nonce_floor_path = Some(data_dir.join(REST_NONCE_FLOOR_FILE));
     let rest = peregrine_gateway::rest::serve_with_replica(
-        config.rest.clone(),
+        rest_config,
         Arc::clone(&engine),
         Arc::clone(&exchange.catalog),
         metrics.registry(),
