@@ -44,8 +44,9 @@
 //! A connection lost during `COMMIT` is resolved on reconnection by reading the mark: at the
 //! batch's end, it was committed; at its start, it is retried; elsewhere the follower is rebuilt.
 //! A ledger part that committed without its main part is found on the retry by counting the
-//! batch's ledger rows: all there, it is kept; none, it is written; some, the replicator stops
-//! ([`ReplicaError::LedgerPartial`]), since no path it takes leaves that state.
+//! batch's ledger rows: all there, it is kept; none, it is written; some (a replicator killed
+//! between the two commits, restarted with other batch boundaries), the range's rows are
+//! deleted and written again in the ledger's transaction: they are a function of the journal.
 //!
 //! # Restart
 //!
