@@ -77,11 +77,14 @@ impl Conn {
         })
     }
 
-    /// Applies the schema migrations of this back end.
+    /// Applies the schema migrations of this back end, completing first one that a crash left
+    /// half applied.
     pub async fn migrate(&mut self) -> Result<(), ReplicaError> {
         let migrator = self.dialect().migrator();
         match self {
-            Conn::MySql(c) => migrator.run(c).await?,
+            // Completes a migration a crash left half applied (MySQL's DDL is not
+            // transactional) before sqlx, which would refuse it, runs the rest.
+            Conn::MySql(c) => crate::migrations::run_mysql(c, &migrator).await?,
             Conn::Sqlite(c) => migrator.run(c).await?,
         }
         Ok(())

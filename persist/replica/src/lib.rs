@@ -103,6 +103,7 @@ pub mod error;
 pub mod follower;
 pub mod mapper;
 pub mod metrics;
+mod migrations;
 pub mod reader;
 pub mod replicator;
 pub mod rows;
