@@ -3,7 +3,8 @@
 //! the database beyond the mark. Each restart picks another batch size (as a restart with
 //! another durable bound would), so its first batch covers part of that orphan ledger part.
 //! The replica must converge to the journal: no gap, no duplicate, the same rows as a fresh
-//! replication of the same journal.
+//! replication of the same journal. And SIGKILL during the first migration (MySQL's DDL is not
+//! transactional): the next start completes it.
 //!
 //! The child is this test binary itself, re-run on [`child_replicates_until_killed`] with
 //! [`CHILD_ENV`] set: it shares the test's engine configuration and needs no binary of its own.
@@ -37,6 +38,19 @@ const KILL_JITTER_MS: u64 = 450;
 /// often lands inside one; different per child, so that batch boundaries move across restarts.
 const BATCH_COMMANDS_MIN: u64 = 3;
 const BATCH_COMMANDS_SPREAD: u64 = 30;
+/// Databases migrated under kills, at least and at most; past the minimum, only until
+/// `MIGRATION_UNFINISHED_MIN` kills have left a migration unfinished.
+const MIGRATION_DATABASES_MIN: usize = 3;
+const MIGRATION_DATABASES_MAX: usize = 15;
+const MIGRATION_UNFINISHED_MIN: usize = 3;
+/// Children killed per database (until one finished the migrations) before one is left to
+/// run.
+const MIGRATION_KILLS_PER_DATABASE: usize = 4;
+/// The kill comes within this long of a child's start, at first: its migrations take tens of
+/// milliseconds after a start of about as long here (the range narrows to them as it goes).
+const MIGRATION_KILL_WITHIN_MS: u64 = 200;
+/// The narrowed range stays at least this wide: the window moves with the load.
+const MIGRATION_KILL_SPREAD_MIN_MS: u64 = 10;
 /// Commands journaled: more than the children replicate in `CYCLES_MIN` cycles, with a
 /// snapshot every `SNAPSHOT_EVERY_COMMANDS` so that a child's follower starts near the mark.
 const COMMANDS: usize = 80_000;
@@ -257,4 +271,125 @@ fn sigkill_at_random_moments_converges_to_the_journal() {
             assert_eq!(got, want, "{table}: row {index}");
         }
     }
+}
+
+/// Where a kill during the first migration left the schema.
+#[derive(Debug, PartialEq)]
+enum Migrated {
+    /// No migration recorded: killed before the first began.
+    NotStarted,
+    /// A migration recorded as started and not finished: the state this test is about.
+    Unfinished,
+    /// Every migration finished.
+    Done,
+}
+
+fn migrated(database_url: &str) -> Migrated {
+    let tables = query(
+        database_url,
+        "SELECT CAST(COUNT(*) AS CHAR) FROM information_schema.tables \
+         WHERE table_schema = DATABASE() AND table_name = '_sqlx_migrations'",
+    );
+    if tables[0][0].as_deref() == Some("0") {
+        return Migrated::NotStarted;
+    }
+    let rows = query(
+        database_url,
+        "SELECT CAST(COUNT(*) AS CHAR), CAST(COALESCE(SUM(success), 0) AS CHAR) \
+         FROM _sqlx_migrations",
+    );
+    let count: usize = rows[0][0].as_deref().unwrap().parse().unwrap();
+    let done: usize = rows[0][1].as_deref().unwrap().parse().unwrap();
+    let migrations = peregrine_replica::Dialect::MySql.migrator().iter().count();
+    match (count, done) {
+        (0, _) => Migrated::NotStarted,
+        (count, done) if count == done && done == migrations => Migrated::Done,
+        _ => Migrated::Unfinished,
+    }
+}
+
+/// Kills during the first migration: per database, a few children killed within
+/// `MIGRATION_KILL_WITHIN_MS` of their start (the first connects and migrates; the next ones
+/// complete what the one before left), then a replicator that must reach the journal's end.
+#[test]
+fn sigkill_during_the_first_migration_never_bricks_the_replica() {
+    let mut exchange = Exchange::new(62, |_| {});
+    exchange.run(500);
+    exchange.wait_durable();
+    exchange.close();
+    let journal_dir = exchange.journal_dir().display().to_string();
+    assert!(
+        !journal_dir.contains(' '),
+        "the child's spec splits on spaces"
+    );
+
+    let mut rng = Rng::new(0x5EED_0062);
+    let started = Instant::now();
+    let mut databases = 0_usize;
+    let mut unfinished_kills = 0_usize;
+    // The range the kill delays are drawn from, narrowed as kills land before or after the
+    // migrations: their timing depends on the machine's load.
+    let mut kill_after_ms = (0_u64, MIGRATION_KILL_WITHIN_MS);
+    while databases < MIGRATION_DATABASES_MAX
+        && started.elapsed() < TOTAL_MAX
+        && (databases < MIGRATION_DATABASES_MIN || unfinished_kills < MIGRATION_UNFINISHED_MIN)
+    {
+        databases += 1;
+        let db = TestDb::new(&format!("sigkill_migration_{databases}"));
+        let mut states = Vec::with_capacity(MIGRATION_KILLS_PER_DATABASE);
+        for _ in 0..MIGRATION_KILLS_PER_DATABASE {
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_replicates_until_killed",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(CHILD_ENV, format!("{} {journal_dir} 50", db.url))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let delay_ms = kill_after_ms.0 + rng.below(kill_after_ms.1 - kill_after_ms.0 + 1);
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let state = migrated(&db.url);
+            // Narrow the kill delays to the migrations' window on this machine, now.
+            match state {
+                Migrated::NotStarted => {
+                    kill_after_ms.0 = delay_ms.min(kill_after_ms.1 - MIGRATION_KILL_SPREAD_MIN_MS);
+                }
+                Migrated::Done => {
+                    kill_after_ms.1 = delay_ms.max(kill_after_ms.0 + MIGRATION_KILL_SPREAD_MIN_MS);
+                }
+                Migrated::Unfinished => unfinished_kills += 1,
+            }
+            let done = state == Migrated::Done;
+            states.push((delay_ms, state));
+            if done {
+                break;
+            }
+        }
+        eprintln!("database {databases}: kill delay (ms) and state after it {states:?}");
+        let handle = Replicator::start(
+            replica_config(&db.url, &journal_dir, 50),
+            DurableSource::Closed,
+            &prometheus::Registry::new(),
+        )
+        .unwrap();
+        wait_replicated(&handle, exchange.last_seq, Duration::from_secs(15));
+        handle.readiness().unwrap();
+        handle.stop().unwrap();
+        assert_eq!(migrated(&db.url), Migrated::Done);
+        assert_replica_matches(&db.url, &exchange);
+    }
+    eprintln!(
+        "{databases} databases in {:?}, {unfinished_kills} kills left a migration unfinished",
+        started.elapsed()
+    );
+    assert!(
+        unfinished_kills > 0,
+        "no kill landed during a migration in {databases} databases"
+    );
 }
