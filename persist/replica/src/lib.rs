@@ -70,7 +70,9 @@
 //! # Back ends
 //!
 //! The URL picks the back end; the code is the same. Every difference (type ranges, upsert
-//! syntax, transaction start, migrations) is in [`dialect`]. Amounts, prices and quantities
+//! syntax, transaction start, migrations) is in [`dialect`], but for completing a MySQL
+//! migration a crash left half applied (MySQL's DDL is not transactional): `migrations`,
+//! run before sqlx's migrator, which would refuse it. Amounts, prices and quantities
 //! are exact integers (minor units, ticks, lots); `markets` carries `base_per_lot` and
 //! `quote_per_tick_lot` and `currencies.scale` the decimal places, so decimals are derived.
 //! SQLite integers are signed 64-bit: a client order id above 2^63-1 is stored as the same 64
