@@ -37,9 +37,11 @@ pub(crate) async fn run_mysql(
     // The lock sqlx takes too: two replicators starting at once complete a migration once.
     conn.lock().await?;
     let completed = complete_unfinished(conn, migrator).await;
-    // On an error the caller drops the connection, which releases the lock anyway.
-    conn.unlock().await?;
+    // On an error the caller drops the connection, which releases the lock anyway; the
+    // completion's error is the one that says what went wrong.
+    let unlocked = conn.unlock().await;
     completed?;
+    unlocked?;
     migrator.run(conn).await?;
     Ok(())
 }
