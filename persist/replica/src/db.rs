@@ -77,11 +77,14 @@ impl Conn {
         })
     }
 
-    /// Applies the schema migrations of this back end.
+    /// Applies the schema migrations of this back end, completing first one that a crash left
+    /// half applied.
     pub async fn migrate(&mut self) -> Result<(), ReplicaError> {
         let migrator = self.dialect().migrator();
         match self {
-            Conn::MySql(c) => migrator.run(c).await?,
+            // Completes a migration a crash left half applied (MySQL's DDL is not
+            // transactional) before sqlx, which would refuse it, runs the rest.
+            Conn::MySql(c) => crate::migrations::run_mysql(c, &migrator).await?,
             Conn::Sqlite(c) => migrator.run(c).await?,
         }
         Ok(())
@@ -143,7 +146,7 @@ impl Conn {
     /// in a transaction of their own (see [`Conn::write_ledger`]). The main transaction, which
     /// moves the mark, commits only after the ledger's did, so the mark never covers a batch
     /// whose ledger rows are missing; a ledger part committed without its main part is found
-    /// and kept by the retry.
+    /// and kept, or completed, by the retry.
     #[allow(clippy::too_many_arguments)] // One batch's parts; a struct would only rename them.
     pub async fn write_batch_split(
         &mut self,
@@ -168,7 +171,14 @@ impl Conn {
 
     /// Writes the ledger rows of the batch `(from_seq, to_seq]`, `rows` of them, in one
     /// transaction, unless they are all in the database already (a retry after this part
-    /// committed and the main part did not). Some but not all is refused.
+    /// committed and the main part did not).
+    ///
+    /// Some but not all of them is the normal result of a crash too: a ledger part committed
+    /// beyond the mark by a replicator killed before its main commit, whose batch ended inside
+    /// this one (the restarted replicator read up to another durable bound, or with another
+    /// batch size). Those rows are exactly the ones this batch would write (the ledger is a
+    /// function of the journal, keyed by `(seq, entry_index)`), so the range's rows are deleted
+    /// and written again in the same transaction: the range ends whole, never doubled.
     pub async fn write_ledger(
         &mut self,
         from_seq: Seq,
@@ -176,28 +186,46 @@ impl Conn {
         rows: u64,
         statements: &[String],
     ) -> Result<(), ReplicaError> {
-        let sql = format!(
-            "SELECT COUNT(*) FROM ledger_entries WHERE seq > {from_seq} AND seq <= {to_seq}"
-        );
+        assert!(from_seq < to_seq, "a batch holds at least one command");
+        let range = format!("seq > {from_seq} AND seq <= {to_seq}");
+        let count_sql = format!("SELECT COUNT(*) FROM ledger_entries WHERE {range}");
         let found: i64 = match self {
-            Conn::MySql(c) => sqlx::query_scalar(&sql).fetch_one(c).await?,
-            Conn::Sqlite(c) => sqlx::query_scalar(&sql).fetch_one(c).await?,
+            Conn::MySql(c) => sqlx::query_scalar(&count_sql).fetch_one(c).await?,
+            Conn::Sqlite(c) => sqlx::query_scalar(&count_sql).fetch_one(c).await?,
         };
         let found = u64::try_from(found).unwrap_or(u64::MAX);
         if found == rows {
+            // Every row in the range came from a whole committed ledger part of the same
+            // journal, so as many rows as the batch holds are the batch's rows.
             return Ok(());
         }
+        self.execute(self.dialect().begin_sql()).await?;
         if found != 0 {
-            return Err(ReplicaError::LedgerPartial {
+            tracing::info!(
                 from_seq,
                 to_seq,
                 found,
+                expected = rows,
+                "replica ledger rows beyond the mark (a crash between the two commits): \
+                 rewriting the range"
+            );
+            // Whatever the range holds now, counted or not: the transaction leaves it whole.
+            self.execute(&format!("DELETE FROM ledger_entries WHERE {range}"))
+                .await?;
+        }
+        let mut written = 0_u64;
+        for statement in statements {
+            written += self.execute(statement).await?;
+        }
+        if written != rows {
+            // The statements disagree with the batch: a bug; write nothing.
+            self.execute("ROLLBACK").await?;
+            return Err(ReplicaError::LedgerMismatch {
+                from_seq,
+                to_seq,
+                written,
                 expected: rows,
             });
-        }
-        self.execute(self.dialect().begin_sql()).await?;
-        for statement in statements {
-            self.execute(statement).await?;
         }
         self.execute("COMMIT").await?;
         Ok(())

@@ -32,18 +32,19 @@ pub enum ReplicaError {
         /// What the database holds.
         found: Seq,
     },
-    /// Some but not all of a batch's ledger rows are in the database: not a state the
-    /// replicator leaves behind (the ledger part commits whole or not at all), so it stops.
+    /// A batch's ledger statements wrote another number of rows than the batch holds: a bug
+    /// in the statement builder, not something a retry fixes, so the replicator stops (the
+    /// ledger transaction was rolled back).
     #[error(
-        "ledger rows of sequences {from_seq} to {to_seq}: {found} in the database, expected 0 or {expected}"
+        "ledger rows of sequences {from_seq} to {to_seq}: the statements wrote {written}, the batch holds {expected}"
     )]
-    LedgerPartial {
+    LedgerMismatch {
         /// The batch starts after this sequence.
         from_seq: Seq,
         /// The batch's last sequence.
         to_seq: Seq,
-        /// Rows found in that range.
-        found: u64,
+        /// Rows the statements inserted.
+        written: u64,
         /// Rows the batch holds.
         expected: u64,
     },

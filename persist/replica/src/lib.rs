@@ -44,8 +44,9 @@
 //! A connection lost during `COMMIT` is resolved on reconnection by reading the mark: at the
 //! batch's end, it was committed; at its start, it is retried; elsewhere the follower is rebuilt.
 //! A ledger part that committed without its main part is found on the retry by counting the
-//! batch's ledger rows: all there, it is kept; none, it is written; some, the replicator stops
-//! ([`ReplicaError::LedgerPartial`]), since no path it takes leaves that state.
+//! batch's ledger rows: all there, it is kept; none, it is written; some (a replicator killed
+//! between the two commits, restarted with other batch boundaries), the range's rows are
+//! deleted and written again in the ledger's transaction: they are a function of the journal.
 //!
 //! # Restart
 //!
@@ -69,7 +70,9 @@
 //! # Back ends
 //!
 //! The URL picks the back end; the code is the same. Every difference (type ranges, upsert
-//! syntax, transaction start, migrations) is in [`dialect`]. Amounts, prices and quantities
+//! syntax, transaction start, migrations) is in [`dialect`], but for completing a MySQL
+//! migration a crash left half applied (MySQL's DDL is not transactional): `migrations`,
+//! run before sqlx's migrator, which would refuse it. Amounts, prices and quantities
 //! are exact integers (minor units, ticks, lots); `markets` carries `base_per_lot` and
 //! `quote_per_tick_lot` and `currencies.scale` the decimal places, so decimals are derived.
 //! SQLite integers are signed 64-bit: a client order id above 2^63-1 is stored as the same 64
@@ -102,6 +105,7 @@ pub mod error;
 pub mod follower;
 pub mod mapper;
 pub mod metrics;
+mod migrations;
 pub mod reader;
 pub mod replicator;
 pub mod rows;

@@ -106,9 +106,83 @@ fn a_ledger_committed_without_its_mark_is_kept_by_the_retry() {
     cut_at_commit("cut_ledger_after", 25, true, true);
 }
 
-/// The ledger part on its own: written once, found whole on a retry, refused when partial.
+/// Ledger rows beyond the mark: what a kill between the ledger's commit and the mark's leaves.
+fn ledger_rows_beyond_mark(database_url: &str) -> u64 {
+    let rows = common::query(
+        database_url,
+        "SELECT CAST(COUNT(*) AS CHAR) FROM ledger_entries \
+         WHERE seq > (SELECT high_water_seq FROM replication_state WHERE id = 1)",
+    );
+    rows[0][0].as_deref().unwrap().parse().unwrap()
+}
+
+/// A replicator stopped for good right after its ledger's commit (as a SIGKILL there leaves
+/// it), then started again with other batch boundaries, so that its first batch holds that
+/// orphan ledger part and more: the range holds some but not all of its ledger rows. Every
+/// start refused it (`LedgerPartial`) until the range was repaired instead.
 #[test]
-fn the_ledger_part_is_written_once_and_a_partial_one_is_refused() {
+fn a_ledger_part_orphaned_by_a_crash_is_repaired_after_a_restart() {
+    let db = TestDb::new("orphan_ledger");
+    let proxy = Proxy::start(&db.url);
+    let mut exchange = Exchange::new(26, |_| {});
+    exchange.run(2_500);
+    exchange.wait_durable();
+    let mut config = exchange.replica_config(&proxy.url(&db.url));
+    config.batch_commands_max = 40;
+    // After the cut the replicator waits this long before reconnecting: the test stops it
+    // first, as a kill would have.
+    config.backoff_min = Duration::from_secs(60);
+    config.backoff_max = Duration::from_secs(60);
+    let handle = Replicator::start(
+        config,
+        DurableSource::Journal(exchange.journal.clone()),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    handle.wait_high_water(1, Duration::from_secs(20));
+    // COM_QUERY "COMMIT", forwarded: the ledger's commit goes first (the main one waits for
+    // it), so the ledger part is in and the connections die before the mark moves.
+    proxy.arm_cut_on(b"\x03COMMIT", true);
+    exchange.run(500);
+    exchange.wait_durable();
+    let start = std::time::Instant::now();
+    // Bounded: the cut and the error it causes come within a batch.
+    while proxy.is_armed() || handle.last_error().is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no cut at a commit"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    drop(handle);
+    let mark = high_water(&db.url);
+    let orphans = ledger_rows_beyond_mark(&db.url);
+    assert!(
+        orphans > 0,
+        "the ledger part committed beyond the mark {mark}"
+    );
+
+    // Started again with larger batches: the first one covers the orphan part and more.
+    let mut config = exchange.replica_config(&db.url);
+    config.batch_commands_max = 97;
+    let handle = Replicator::start(
+        config,
+        DurableSource::Journal(exchange.journal.clone()),
+        &prometheus::Registry::new(),
+    )
+    .unwrap();
+    wait_replicated(&handle, exchange.last_seq, Duration::from_secs(40));
+    handle.stop().unwrap();
+    assert_eq!(ledger_rows_beyond_mark(&db.url), 0);
+    assert_replica_matches(&db.url, &exchange);
+}
+
+/// The ledger part on its own: written once, found whole on a retry, and a partial range (the
+/// rows of an earlier, shorter batch whose main part never committed: a kill between the two
+/// commits) repaired by the retry, not refused. It was refused (`LedgerPartial`) until a
+/// replicator killed there could never start again.
+#[test]
+fn the_ledger_part_is_written_once_and_a_partial_one_is_repaired() {
     let db = TestDb::new("ledger_part");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -128,19 +202,25 @@ fn the_ledger_part_is_written_once_and_a_partial_one_is_refused() {
         // A retry of the same part finds it whole and writes nothing (a second insert of the
         // same keys would fail).
         conn.write_ledger(10, 12, 2, &statements).await.unwrap();
-        // A range holding some but not all of its rows is refused, and nothing is written.
+        // The range (12, 15] holds the rows of (12, 13] only, as a batch that ended at 13 and
+        // committed its ledger part but not its mark leaves it: the range is rewritten whole
+        // (inserting row 13 again without removing it first would fail on its key).
         conn.execute(&row(13, 0)).await.unwrap();
+        let batch = vec![row(13, 0), row(14, 0), row(15, 0)];
+        conn.write_ledger(12, 15, 3, &batch).await.unwrap();
+        // Statements that disagree with the batch's row count are a bug: refused, nothing
+        // written, and not retried.
         let error = conn
-            .write_ledger(12, 14, 2, &[row(14, 0)])
+            .write_ledger(15, 16, 2, &[row(16, 0)])
             .await
             .unwrap_err();
         assert!(
             matches!(
                 error,
-                peregrine_replica::ReplicaError::LedgerPartial {
-                    from_seq: 12,
-                    to_seq: 14,
-                    found: 1,
+                peregrine_replica::ReplicaError::LedgerMismatch {
+                    from_seq: 15,
+                    to_seq: 16,
+                    written: 1,
                     expected: 2,
                 }
             ),
@@ -151,8 +231,9 @@ fn the_ledger_part_is_written_once_and_a_partial_one_is_refused() {
     });
     let rows = common::query(
         &db.url,
-        "SELECT CAST(seq AS CHAR) FROM ledger_entries ORDER BY seq",
+        "SELECT CONCAT(CAST(seq AS CHAR), ':', CAST(entry_index AS CHAR)) FROM ledger_entries \
+         ORDER BY seq, entry_index",
     );
-    let seqs: Vec<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
-    assert_eq!(seqs, ["11", "12", "13"]);
+    let keys: Vec<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(keys, ["11:0", "12:0", "13:0", "14:0", "15:0"]);
 }
