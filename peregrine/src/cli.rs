@@ -49,6 +49,11 @@ pub struct UpArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    /// Start even though the journal lost acknowledged commands at its end (recovery refuses
+    /// such a start and says how many); for this start only
+    #[arg(long)]
+    pub accept_journal_loss: bool,
 }
 
 /// Where the configuration comes from, and the flags that override it. Shared by every

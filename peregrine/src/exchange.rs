@@ -67,6 +67,7 @@ pub fn journal_config(config: &Config, dir: &Path) -> JournalConfig {
     journal.snapshots_kept = section.snapshots_kept;
     journal.delete_covered_segments = section.delete_covered_segments;
     journal.writer_core = usize::try_from(section.core).ok();
+    journal.accept_lost_tail = section.accept_lost_tail;
     journal.writer_idle = match section.idle {
         crate::config::hotpath::IdleName::Park => peregrine_persist::WriterIdle::Park,
         crate::config::hotpath::IdleName::Spin => peregrine_persist::WriterIdle::Spin,
@@ -207,6 +208,14 @@ fn log_recovery_report(report: &peregrine_persist::RecoveryReport) {
     match &report.snapshot {
         Some((path, seq)) => tracing::info!(file = %path.display(), seq, "started from snapshot"),
         None => tracing::info!("no snapshot used: replaying the whole journal"),
+    }
+    if let Some((tip, end)) = report.lost_tail {
+        tracing::warn!(
+            tip,
+            journal_end = end,
+            lost = tip - end,
+            "journal loss accepted (--accept-journal-loss): continuing from its end"
+        );
     }
     if let Some((path, from, to)) = &report.segment_extended {
         tracing::warn!(file = %path.display(), from_bytes = from, to_bytes = to,

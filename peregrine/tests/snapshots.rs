@@ -181,3 +181,59 @@ async fn restarts_from_a_snapshot_and_the_journal_tail() {
     }
     assert!(stderr.contains("no snapshot used"), "{stderr}");
 }
+
+/// A journal that lost its acknowledged end (here: its only segment deleted) stops the start
+/// with one line saying how many commands are lost, instead of reusing their sequences and
+/// order ids; `--accept-journal-loss` starts anyway, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_on_a_journal_that_lost_its_end_is_refused_unless_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let trader = Trader::new(1);
+    write_config(
+        dir.path(),
+        &[trader],
+        "[journal]\nsnapshot_every_commands = 0\nsnapshot_every_ms = 0\n",
+    );
+    let up = Up::start(dir.path());
+    for id in 1..=3 {
+        up.deposit(trader.account, "usd", "100", id).await;
+    }
+    up.stop();
+    let journal = dir.path().join("data/journal");
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "journal") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["up", "--log-format", "json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("up started on a journal that lost its end");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("acknowledged commands are lost"))
+        .unwrap_or_else(|| panic!("no loss named:\n{stderr}"));
+    assert!(line.contains("--accept-journal-loss"), "{line}");
+    // Accepted: it starts (from nothing: every command was lost), and later starts need no flag.
+    Up::start_with_args(dir.path(), &["--accept-journal-loss"]).stop();
+    Up::start(dir.path()).stop();
+}

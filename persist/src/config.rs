@@ -76,6 +76,10 @@ pub struct JournalConfig {
     /// What a journal reader outside the engine (the SQL replicator) has not consumed yet:
     /// retention keeps it (see [`RetentionFloor`]). `None`: no such reader.
     pub retention_floor: Option<RetentionFloor>,
+    /// Start even though the journal ends below its durable tip (acknowledged commands were
+    /// lost): an operator's explicit decision, never a default. The loss is reported and the
+    /// tip moved down to the journal's end.
+    pub accept_lost_tail: bool,
 }
 
 impl JournalConfig {
@@ -95,6 +99,7 @@ impl JournalConfig {
             writer_idle: WriterIdle::Park,
             writer_core: None,
             retention_floor: None,
+            accept_lost_tail: false,
         }
     }
 

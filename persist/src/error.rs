@@ -95,6 +95,21 @@ pub enum RecoveryError {
         /// The versions this release reads, listed.
         supported: String,
     },
+    /// The journal ends below the sequence its durable tip says was durable: acknowledged
+    /// commands were lost (a zeroed page, a deleted segment). Starting would reuse their
+    /// sequences and order ids, so recovery refuses unless the loss is accepted explicitly.
+    #[error(
+        "the journal ends at sequence {journal_end} but {path} records sequence {tip} as durable: {} acknowledged commands are lost; start with --accept-journal-loss to continue from {journal_end} anyway",
+        tip - journal_end
+    )]
+    LostTail {
+        /// The tip file.
+        path: PathBuf,
+        /// The sequence the tip recorded.
+        tip: u64,
+        /// Where the recovered journal ends.
+        journal_end: u64,
+    },
     /// No valid snapshot and the journal does not start at sequence 1.
     #[error(
         "no usable starting point: journal starts at sequence {first_seq} and no valid snapshot covers what came before"

@@ -27,11 +27,13 @@ pub mod error;
 pub mod format;
 pub mod io;
 pub mod lock;
+pub mod marker;
 pub mod payload;
 pub mod record;
 pub mod recovery;
 pub mod segment;
 pub mod snapshot;
+pub mod tip;
 pub mod writer;
 
 pub use config::{AckMode, JournalConfig, WriterIdle};

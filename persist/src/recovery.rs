@@ -15,12 +15,14 @@ use crate::error::RecoveryError;
 use crate::format::{JOURNAL_FORMATS_READ, SNAPSHOT_FORMATS_READ, versions_list};
 use crate::io::{BLOCK_BYTES, fallocate, sync_dir, zero_fill};
 use crate::lock::DirLock;
+use crate::marker::{MarkerError, MarkerFile};
 use crate::payload::{self, Scratch};
 use crate::record::{self, Parsed, RECORD_ALIGN_BYTES};
 use crate::segment::{
     HeaderError, SEGMENT_HEADER_BYTES, SPARE_TMP_PREFIX, SegmentHeader, list_segments,
 };
 use crate::snapshot::{SNAPSHOT_TMP_SUFFIX, SnapshotReadError, list_snapshots, read_snapshot};
+use crate::tip::{TIP_FILE, read_tip};
 use crate::writer::{Seq, Tail};
 
 /// What recovery found and did.
@@ -36,6 +38,9 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// Segments read.
     pub segments_count: usize,
+    /// The journal ended below its durable tip and the loss was accepted (`accept_lost_tail`):
+    /// (the tip, the journal's end).
+    pub lost_tail: Option<(Seq, Seq)>,
     /// The newest segment was shorter than a segment (copied, restored or cut short by a full
     /// disk) and was extended with zeros so the writer can append: (file, from bytes, to bytes).
     pub segment_extended: Option<(PathBuf, u64, u64)>,
@@ -274,6 +279,7 @@ pub(crate) fn recover_locked(
             found: last,
         });
     }
+    report.lost_tail = check_tip(config, tail.last_seq)?;
     Ok((
         Recovered {
             engine,
@@ -311,6 +317,36 @@ pub fn check_segment_header(
         }),
         Err(error) => Err(corrupt(error.to_string())),
     }
+}
+
+/// Compares the journal's end with its durable tip (see [`crate::tip`]): below it, refuses
+/// (or, when the loss is accepted, moves the tip down and reports the loss).
+fn check_tip(
+    config: &JournalConfig,
+    journal_end: Seq,
+) -> Result<Option<(Seq, Seq)>, RecoveryError> {
+    let path = config.dir.join(TIP_FILE);
+    let marker_error = |error: MarkerError| RecoveryError::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        reason: error.to_string(),
+    };
+    let Some(tip) = read_tip(&config.dir).map_err(marker_error)? else {
+        return Ok(None);
+    };
+    if tip <= journal_end {
+        return Ok(None);
+    }
+    if !config.accept_lost_tail {
+        return Err(RecoveryError::LostTail {
+            path,
+            tip,
+            journal_end,
+        });
+    }
+    let (marker, _) = MarkerFile::open(&path).map_err(marker_error)?;
+    marker.write_durable(journal_end).map_err(marker_error)?;
+    Ok(Some((tip, journal_end)))
 }
 
 /// Deletes files a crash may have left half-written: snapshot temp files and spare segments

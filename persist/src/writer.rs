@@ -113,6 +113,8 @@ pub struct WriterStats {
     pub batch_records_max: AtomicU64,
     /// Appends refused with `Busy`.
     pub busy_count: AtomicU64,
+    /// Writes of the durable tip (`tip`) that failed.
+    pub tip_write_failures: AtomicU64,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,6 +142,8 @@ pub struct JournalWriter {
     thread: Option<JoinHandle<()>>,
     /// The journal directory's lock; dropped after the writer thread is joined.
     dir_lock: Option<crate::lock::DirLock>,
+    /// Keeps the durable tip; stopped after the writer thread, so its last write is the end.
+    tip: Option<crate::tip::TipKeeper>,
 }
 
 impl Journal {
@@ -355,13 +359,20 @@ impl JournalWriter {
                 path: config.dir.clone(),
                 source,
             })?;
+        let journal = Journal {
+            shared,
+            ack_mode: config.ack_mode,
+        };
+        let tip = crate::tip::TipKeeper::start(&config.dir, journal.clone(), tail.last_seq)
+            .map_err(|source| JournalError::Io {
+                path: config.dir.join(crate::tip::TIP_FILE),
+                source,
+            })?;
         Ok(JournalWriter {
-            journal: Journal {
-                shared,
-                ack_mode: config.ack_mode,
-            },
+            journal,
             thread: Some(thread),
             dir_lock: None,
+            tip: Some(tip),
         })
     }
 
@@ -387,6 +398,9 @@ impl JournalWriter {
                 "writer thread panicked".to_owned(),
             ));
         }
+        if let Some(mut tip) = self.tip.take() {
+            tip.stop();
+        }
         if journal.shared.failed.load(Ordering::Acquire) {
             return Err(JournalError::WriterFailed(journal.failure()));
         }
@@ -406,6 +420,9 @@ impl Drop for JournalWriter {
             // The writer drains and exits on close; its outcome is in `shared` for anyone still
             // holding a `Journal`.
             let _ = thread.join();
+        }
+        if let Some(mut tip) = self.tip.take() {
+            tip.stop();
         }
     }
 }

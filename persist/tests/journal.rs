@@ -796,3 +796,80 @@ fn a_snapshot_larger_than_the_configured_engine_is_skipped_unallocated() {
     assert_eq!(recovered.report.replayed_count, 150);
     assert_eq!(recovered.engine.config(), &engine_config());
 }
+
+/// Acknowledged commands lost from the journal's end (a zeroed last page, a deleted segment)
+/// used to go unnoticed, and their sequences and order ids were reused. The durable tip,
+/// written beside the segments, shows the loss: the start is refused naming both ends, unless
+/// the operator accepts it, after which the tip follows the journal.
+#[test]
+fn a_journal_that_lost_its_durable_end_is_refused_unless_the_loss_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = small_config(dir.path());
+    config.segment_bytes = 1 << 20;
+    let commands = flow_commands(15, 300);
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    append_all(writer.journal(), &commands);
+    assert_eq!(writer.shutdown().unwrap(), 300);
+    assert_eq!(
+        peregrine_persist::tip::read_tip(dir.path()).unwrap(),
+        Some(300)
+    );
+
+    // Zero everything from record 251 on, as a lost page write would.
+    let (path, _, _) = tail_of(dir.path());
+    let bytes = std::fs::read(&path).unwrap();
+    let mut offset = peregrine_persist::segment::SEGMENT_HEADER_BYTES;
+    for _ in 0..250 {
+        offset += record::encoded_record_bytes(&bytes[offset..]);
+    }
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&vec![0_u8; bytes.len() - offset], offset as u64)
+        .unwrap();
+    drop(file);
+    let error = recover(&config, engine_config()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            RecoveryError::LostTail {
+                tip: 300,
+                journal_end: 250,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("50 acknowledged commands are lost"),
+        "{error}"
+    );
+
+    config.accept_lost_tail = true;
+    let recovered = recover(&config, engine_config()).unwrap();
+    assert_eq!(recovered.last_seq, 250);
+    assert_eq!(recovered.report.lost_tail, Some((300, 250)));
+    // Accepted once: the tip follows the journal, and later starts need no flag.
+    config.accept_lost_tail = false;
+    assert_eq!(recover(&config, engine_config()).unwrap().last_seq, 250);
+
+    // The only segment deleted: everything is lost, and that is refused too.
+    let (_, writer) = open(&config, engine_config()).unwrap();
+    append_all(writer.journal(), &commands[..10]);
+    writer.shutdown().unwrap();
+    for (_, path) in list_segments(dir.path()).unwrap() {
+        std::fs::remove_file(path).unwrap();
+    }
+    let error = recover(&config, engine_config()).unwrap_err();
+    assert!(
+        matches!(
+            error,
+            RecoveryError::LostTail {
+                tip: 260,
+                journal_end: 0,
+                ..
+            }
+        ),
+        "{error}"
+    );
+}

@@ -8,44 +8,24 @@
 //! the invariant "the file is at or above every nonce ever accepted"; the price is that right
 //! after a fast restart a client's nonces are refused for at most that second.
 
-use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Mutex, PoisonError};
+
+use peregrine_persist::marker::{MarkerError, MarkerFile};
 
 /// How far past an accepted nonce the floor is reserved: the durable writes per second of
 /// traffic, and the longest a client is refused right after a restart.
 pub const RESERVATION_MS: u64 = 1_000;
-/// The file's size: a fixed-width decimal and a newline, rewritten in place (one sector).
-const FILE_BYTES: usize = 21;
 
-/// Why the stored floor cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FloorError {
-    /// Reading or writing the file failed.
-    #[error("REST nonce floor {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// The file holds something else than a floor: refused rather than guessed (a guess too
-    /// low would reopen replays).
-    #[error("REST nonce floor {path}: not a decimal number of milliseconds")]
-    Damaged {
-        /// The file.
-        path: PathBuf,
-    },
-}
+/// Why the stored floor cannot be used (a damaged file is refused rather than guessed: a
+/// guess too low would reopen replays).
+pub type FloorError = MarkerError;
 
 /// The reserved floor, and the file it is kept in (none: kept in memory only, for tests and
 /// embedded uses without a data directory).
 #[derive(Debug)]
 pub struct NonceFloor {
-    file: Option<(PathBuf, File)>,
+    file: Option<MarkerFile>,
     reserved_ms: Mutex<u64>,
 }
 
@@ -60,33 +40,10 @@ impl NonceFloor {
 
     /// Opens (creating at 0) the floor stored at `path`.
     pub fn open(path: &Path) -> Result<NonceFloor, FloorError> {
-        let io_error = |source| FloorError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_error)?;
-        let mut bytes = [0_u8; FILE_BYTES + 1];
-        let read = file.read_at(&mut bytes, 0).map_err(io_error)?;
-        let stored = match read {
-            0 => 0,
-            FILE_BYTES => parse(&bytes[..FILE_BYTES]).ok_or_else(|| FloorError::Damaged {
-                path: path.to_path_buf(),
-            })?,
-            _ => {
-                return Err(FloorError::Damaged {
-                    path: path.to_path_buf(),
-                });
-            }
-        };
+        let (file, stored) = MarkerFile::open(path)?;
         Ok(NonceFloor {
-            file: Some((path.to_path_buf(), file)),
-            reserved_ms: Mutex::new(stored),
+            file: Some(file),
+            reserved_ms: Mutex::new(stored.unwrap_or(0)),
         })
     }
 
@@ -108,14 +65,8 @@ impl NonceFloor {
             return Ok(());
         }
         let next = nonce_ms.saturating_add(RESERVATION_MS);
-        if let Some((path, file)) = &self.file {
-            let io_error = |source| FloorError::Io {
-                path: path.clone(),
-                source,
-            };
-            file.write_all_at(&format_floor(next), 0)
-                .map_err(io_error)?;
-            file.sync_data().map_err(io_error)?;
+        if let Some(file) = &self.file {
+            file.write_durable(next)?;
         }
         *reserved = next;
         debug_assert!(nonce_ms < *reserved);
@@ -123,29 +74,12 @@ impl NonceFloor {
     }
 }
 
-fn format_floor(floor_ms: u64) -> [u8; FILE_BYTES] {
-    let mut out = [0_u8; FILE_BYTES];
-    let text = format!("{floor_ms:020}\n");
-    out.copy_from_slice(text.as_bytes());
-    out
-}
-
-fn parse(bytes: &[u8]) -> Option<u64> {
-    let digits = bytes.strip_suffix(b"\n")?;
-    if !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-const _: () = assert!(FILE_BYTES == 20 + 1, "u64::MAX has 20 digits");
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn the_floor_survives_a_reopen_and_refuses_damage() {
+    fn the_floor_survives_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rest-nonces");
         let floor = NonceFloor::open(&path).unwrap();
@@ -160,10 +94,5 @@ mod tests {
             NonceFloor::open(&path).unwrap().get(),
             5_000 + RESERVATION_MS
         );
-        std::fs::write(&path, b"12x\n").unwrap();
-        assert!(matches!(
-            NonceFloor::open(&path),
-            Err(FloorError::Damaged { .. })
-        ));
     }
 }

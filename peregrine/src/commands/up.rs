@@ -105,6 +105,8 @@ pub fn run(
         env.iter().cloned(),
         &args.config.overrides(),
     )?;
+    let mut loaded = loaded;
+    loaded.config.journal.accept_lost_tail = args.accept_journal_loss;
 
     if args.print_config {
         let text = loaded.config.to_toml()?;

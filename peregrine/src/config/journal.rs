@@ -27,6 +27,10 @@ pub struct JournalSection {
     /// `park` (sleep while idle and while a write is in flight) or `spin` (poll the queue and
     /// the io_uring completions: no wake-up per commit; only on a core of its own).
     pub idle: super::hotpath::IdleName,
+    /// Set by `up --accept-journal-loss` for one start, never from a file or the environment:
+    /// start although the journal ends below its durable tip.
+    #[serde(skip)]
+    pub accept_lost_tail: bool,
 }
 
 impl Default for JournalSection {
@@ -39,6 +43,7 @@ impl Default for JournalSection {
             delete_covered_segments: true,
             core: -1,
             idle: super::hotpath::IdleName::Park,
+            accept_lost_tail: false,
         }
     }
 }

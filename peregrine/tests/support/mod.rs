@@ -73,10 +73,16 @@ pub struct Up {
 impl Up {
     /// Starts `peregrine up` in `dir` (which holds `peregrine.toml`) and waits for its summary.
     pub fn start(dir: &Path) -> Up {
+        Up::start_with_args(dir, &[])
+    }
+
+    /// [`Up::start`] with more flags for `up`.
+    pub fn start_with_args(dir: &Path, args: &[&str]) -> Up {
         let mut child = Command::new(env!("CARGO_BIN_EXE_peregrine"))
             .env_clear()
             .current_dir(dir)
             .args(["up", "--log-format", "json"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(
                 std::fs::OpenOptions::new()
