@@ -1,7 +1,8 @@
 //! Log set-up: `tracing` to stderr, human-readable or JSON lines. Stdout stays free for
 //! command output (`up`'s summary, `--print-config`, bench reports).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::EnvFilter;
 
@@ -35,12 +36,43 @@ pub fn filter(
     }
 }
 
+/// Log lines that could not be written (stderr full, closed or failing) since start.
+static LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// Log lines dropped so far because stderr refused them (`peregrine_log_lines_dropped_total`).
+pub fn lines_dropped() -> u64 {
+    LINES_DROPPED.load(Ordering::Relaxed)
+}
+
+/// Stderr that never fails: a line it cannot write is dropped and counted. Logging must never
+/// stop the thread that logs. tracing-subscriber reports a failed write with `eprintln!`, which
+/// panics when stderr itself fails (a full disk under a redirected log), so a failure never
+/// reaches it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossyStderr;
+
+impl Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().lock().write_all(buf).is_err() {
+            LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Best effort: an unflushed line is a dropped line, counted when its write failed.
+        let _ = std::io::stderr().lock().flush();
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber.
 pub fn init(format: LogFormat, filter: EnvFilter) -> Result<(), LoggingError> {
     // Colours only on a terminal: escape codes in a captured log file are noise.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| LossyStderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match format {
         LogFormat::Human => builder.try_init(),

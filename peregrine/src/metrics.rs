@@ -67,6 +67,8 @@ pub enum MetricsError {
 pub struct Metrics {
     registry: Registry,
     http: HttpMetrics,
+    /// Copied from `logging::lines_dropped` at every scrape.
+    log_lines_dropped_total: prometheus::IntCounter,
 }
 
 /// Metrics recorded by the HTTP middleware (`crate::http::middleware`).
@@ -121,8 +123,14 @@ impl Metrics {
         )?;
         registry.register(Box::new(request_duration_seconds.clone()))?;
 
+        let log_lines_dropped_total = register_counter(
+            &registry,
+            "log_lines_dropped_total",
+            "Log lines dropped because stderr refused them (a full disk, a closed pipe).",
+        )?;
         Ok(Self {
             registry,
+            log_lines_dropped_total,
             http: HttpMetrics {
                 requests_total,
                 request_duration_seconds,
@@ -141,6 +149,10 @@ impl Metrics {
 
     /// Every registered metric in the Prometheus text exposition format.
     pub fn encode_text(&self) -> Result<String, MetricsError> {
+        advance_counter(
+            &self.log_lines_dropped_total,
+            crate::logging::lines_dropped(),
+        );
         let mut buffer = Vec::new();
         TextEncoder::new().encode(&self.registry.gather(), &mut buffer)?;
         Ok(String::from_utf8(buffer)?)
