@@ -439,3 +439,25 @@ async fn a_feed_that_falls_behind_resyncs_with_a_fresh_snapshot() {
     );
     assert!(book.snapshots >= 2, "no fresh snapshot after the resync");
 }
+
+/// A message over the inbound limit closes the connection with 1009 (message too big) and a
+/// reason, not a bare drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_message_is_closed_with_1009() {
+    let h = Harness::start().await;
+    let mut ws = h.ws_public("").await;
+    let big = format!(
+        "{{\"event\":\"subscribe\",\"streams\":[\"{}\"]}}",
+        "x".repeat(peregrine_gateway::ws::INBOUND_BYTES_MAX)
+    );
+    ws.stream.send_text(&big).await;
+    let close = loop {
+        match ws.next_message().await {
+            Message::Close(frame) => break frame.expect("a close frame with a code"),
+            Message::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1009);
+    assert!(close.reason.contains("16384"), "{}", close.reason);
+}

@@ -44,6 +44,8 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const CLOSE_POLICY: u16 = 1008;
 /// Close code at shutdown (going away).
 const CLOSE_GOING_AWAY: u16 = 1001;
+/// Close code for a message over [`INBOUND_BYTES_MAX`] (RFC 6455 §7.4.1: message too big).
+const CLOSE_TOO_BIG: u16 = 1009;
 
 /// Public streams.
 #[utoipa::path(get, path = "/api/v2/ranger/public", tag = "ranger",
@@ -187,6 +189,10 @@ async fn connection(
                     bridge.lock().hub.send(id, message(&error));
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Err(error)) if is_too_big(&error) => break Some((
+                    CLOSE_TOO_BIG,
+                    format!("messages are at most {INBOUND_BYTES_MAX} bytes"),
+                )),
                 Some(Ok(Message::Close(_)) | Err(_)) | None => break None,
             },
         }
@@ -200,6 +206,13 @@ async fn connection(
         };
         let _ = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
     }
+}
+
+/// Whether a receive failed because the message or frame exceeded the inbound limit.
+fn is_too_big(error: &axum::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|inner| inner.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|inner| matches!(inner, tungstenite::Error::Capacity(_)))
 }
 
 fn on_message(bridge: &Bridge, id: ConnId, private: bool, text: &str) {
