@@ -52,6 +52,30 @@ fn print_config_prints_effective_toml() {
 }
 
 #[test]
+fn print_config_redacts_rest_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "a-secret-of-at-least-16-bytes-0001";
+    std::fs::write(
+        dir.path().join("peregrine.toml"),
+        format!("[[rest.keys]]\nkey = \"k1\"\nsecret = \"{secret}\"\naccount = 3\n"),
+    )
+    .unwrap();
+    let output = peregrine(dir.path())
+        .args(["up", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    assert!(!text.contains(secret), "{text}");
+    let table: toml::Table = text.parse().unwrap();
+    assert_eq!(
+        table["rest"]["keys"][0]["secret"].as_str(),
+        Some("<redacted>")
+    );
+    assert_eq!(table["rest"]["keys"][0]["key"].as_str(), Some("k1"));
+}
+
+#[test]
 fn invalid_value_in_file_is_refused_with_key() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(

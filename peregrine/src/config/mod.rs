@@ -118,10 +118,18 @@ pub struct Loaded {
     pub file: Option<PathBuf>,
 }
 
+/// What `--print-config` shows instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
 impl Config {
-    /// The configuration as TOML, as `--print-config` shows it.
+    /// The configuration as TOML, as `--print-config` shows it: secrets are redacted (a
+    /// printed configuration ends up in terminals, tickets and chat logs).
     pub fn to_toml(&self) -> Result<String, ConfigError> {
-        toml::to_string(self).map_err(|e| ConfigError::Print(error::one_line(&e.to_string())))
+        let mut shown = self.clone();
+        for key in &mut shown.rest.keys {
+            key.secret = REDACTED.to_owned();
+        }
+        toml::to_string(&shown).map_err(|e| ConfigError::Print(error::one_line(&e.to_string())))
     }
 }
 
