@@ -74,6 +74,14 @@ pub struct ConfigArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Address of the REST/WebSocket bridge (rest.listen) [default: 127.0.0.1:8081]
+    #[arg(long, value_name = "ADDR")]
+    pub rest_listen: Option<SocketAddr>,
+
+    /// UDP address of QUIC order entry (quic.listen) [default: 127.0.0.1:4433]
+    #[arg(long, value_name = "ADDR")]
+    pub quic_listen: Option<SocketAddr>,
+
     /// Log line format (log.format) [default: human]
     #[arg(long, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -95,6 +103,8 @@ impl ConfigArgs {
         Overrides {
             data_dir: self.data_dir.clone(),
             listen: self.listen,
+            rest_listen: self.rest_listen,
+            quic_listen: self.quic_listen,
             log_format: self.log_format,
             log_level: self.log_level,
         }

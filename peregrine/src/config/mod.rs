@@ -98,6 +98,8 @@ impl Default for Config {
 pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     pub listen: Option<SocketAddr>,
+    pub rest_listen: Option<SocketAddr>,
+    pub quic_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
     pub log_level: Option<LogLevel>,
 }
@@ -171,9 +173,17 @@ pub fn load(
     let Overrides {
         data_dir,
         listen,
+        rest_listen,
+        quic_listen,
         log_format,
         log_level,
     } = overrides.clone();
+    if let Some(listen) = rest_listen {
+        config.rest.listen = listen;
+    }
+    if let Some(listen) = quic_listen {
+        config.quic.listen = listen;
+    }
     if let Some(dir) = data_dir {
         config.data.dir = dir;
     }
@@ -416,6 +426,8 @@ mod tests {
         ]);
         let flags = Overrides {
             listen: Some("127.0.0.1:3000".parse().unwrap()),
+            rest_listen: Some("127.0.0.1:3001".parse().unwrap()),
+            quic_listen: Some("127.0.0.1:3002".parse().unwrap()),
             ..Overrides::default()
         };
         let config = load(&FileChoice::Explicit(path), vars, &flags)
@@ -426,6 +438,14 @@ mod tests {
             "127.0.0.1:3000".parse::<SocketAddr>().unwrap()
         );
         assert_eq!(config.http.shutdown_timeout_ms, 7);
+        assert_eq!(
+            config.rest.listen,
+            "127.0.0.1:3001".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            config.quic.listen,
+            "127.0.0.1:3002".parse::<SocketAddr>().unwrap()
+        );
         assert_eq!(config.log.format, LogFormat::Json);
         assert_eq!(config.log.level, LogLevel::Warn);
         assert_eq!(config.data, DataConfig::default());
