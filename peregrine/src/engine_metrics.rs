@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use peregrine_gateway::engine::EngineHandle;
+use peregrine_core::engine::EngineHandle;
 use prometheus::{IntCounter, IntGauge, Registry};
 
 use crate::metrics::{advance_counter, register_counter, register_gauge};

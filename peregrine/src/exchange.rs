@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peregrine_gateway::catalog::{Catalog, CatalogError};
-use peregrine_gateway::engine::{EngineError, EngineHandle, OrderTracker, RouterPlacement};
+use peregrine_core::catalog::{Catalog, CatalogError};
+use peregrine_core::engine::{EngineError, EngineHandle, OrderTracker, RouterPlacement};
 use peregrine_hotpath::Actor;
 use peregrine_hotpath::runtime::{RuntimeError, Shard};
 use peregrine_persist::snapshot::RetentionFloor;
