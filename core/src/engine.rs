@@ -41,9 +41,6 @@ const ROUTE_BATCH_ITEMS: usize = 256;
 const ROUTER_PARK: Duration = Duration::from_millis(5);
 /// Longest a query to the shard may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Longest a journaled command may wait for room in the shard's queue (taken by a query in the
-/// meantime). Past it the shard is stuck and the handle stops taking commands.
-const JOURNALED_SUBMIT_WAIT: Duration = Duration::from_secs(5);
 /// Taps (event stream subscribers) at most.
 const TAPS_MAX: usize = 64;
 
@@ -373,11 +370,12 @@ impl EngineHandle {
                         return Err(SubmitError::Unavailable);
                     }
                 }
-                if let Err(Busy(command)) = self.shard.submit(seq, command)
-                    && let Err(error) = self.shard.submit_wait(seq, command, JOURNALED_SUBMIT_WAIT)
-                {
+                // Cannot be `Busy`: this handle, under the state lock, is the command queue's
+                // only producer and found room above; queries have a queue of their own. Only a
+                // shard that is gone refuses it.
+                if self.shard.submit(seq, command).is_err() {
                     // Journaled but not applied: a restart replays it. Until then nothing more.
-                    tracing::error!(seq, %error, "journaled command could not reach the engine");
+                    tracing::error!(seq, "journaled command could not reach the engine");
                     self.failed.store(true, Ordering::Release);
                     return Err(SubmitError::Unavailable);
                 }

@@ -100,6 +100,7 @@ fn shard_emits_exactly_the_engines_events_in_both_idle_policies() {
             &ShardConfig {
                 idle,
                 input_capacity: 1 << 14,
+                query_capacity: 1_024,
                 output_capacity: 1 << 16,
                 core: None,
             },
@@ -151,6 +152,7 @@ fn full_queues_return_busy_and_lose_nothing() {
         &ShardConfig {
             idle: IdlePolicy::Spin,
             input_capacity: 8,
+            query_capacity: 1_024,
             output_capacity: 4,
             core: None,
         },

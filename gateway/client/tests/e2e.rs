@@ -97,6 +97,7 @@ impl Harness {
                     park_us: 1_000,
                 },
                 input_capacity,
+                query_capacity: 1_024,
                 output_capacity: 65_536,
             },
         )

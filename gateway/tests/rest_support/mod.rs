@@ -72,6 +72,7 @@ fn shard_config() -> ShardConfig {
             park_us: 200,
         },
         input_capacity: 4_096,
+        query_capacity: 1_024,
         output_capacity: 65_536,
     }
 }

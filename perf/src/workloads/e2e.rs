@@ -151,6 +151,7 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
                 SHARD_IDLE
             },
             input_capacity: 65_536,
+            query_capacity: 1_024,
             output_capacity: 1 << 18,
         },
     )

@@ -127,6 +127,7 @@ pub(crate) async fn start(name: &'static str, accounts: u32) -> Result<Fixture, 
                 park_us: 500,
             },
             input_capacity: 65_536,
+            query_capacity: 1_024,
             output_capacity: 1 << 18,
         },
     )
