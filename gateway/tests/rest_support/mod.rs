@@ -131,7 +131,7 @@ impl Harness {
                     account: AccountId(account),
                     currency: peregrine_hotpath::CurrencyId(currency),
                     amount: Amount(amount),
-                    deposit: DepositId(u64::from(account)),
+                    deposit: DepositId(u64::from(account) << 16 | u64::from(currency)),
                 });
             }
         }
