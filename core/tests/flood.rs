@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use peregrine_core::engine::{EngineHandle, OrderTracker, RouterPlacement};
+use peregrine_core::{
+    EngineHandle, OrderTracker, QueryError, Request, RouterPlacement, SubmitError,
+};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
 use peregrine_hotpath::{
     AccountId, Actor, Amount, CommandKind, CurrencyId, DepositId, EngineConfig,
 };
-use peregrine_proto::session::SubmitError;
 
-/// Tasks submitting commands, and tasks (threads) querying, at once.
+/// Tasks submitting commands, and tasks querying, at once.
 const SUBMITTERS: u64 = 16;
 const QUERIERS: u64 = 16;
 /// How long the flood lasts.
@@ -33,16 +34,17 @@ fn deposit(n: u64) -> CommandKind {
 }
 
 fn tiny_queues() -> ShardConfig {
-    let mut config = ShardConfig::default();
-    config.idle = IdlePolicy::Park {
-        spins: 10,
-        park_us: 100,
-    };
-    config.input_capacity = 8;
-    config.query_capacity = 4;
-    // Two output batches: the shard stalls at once if the router stops taking outputs.
-    config.output_capacity = 64;
-    config
+    ShardConfig {
+        idle: IdlePolicy::Park {
+            spins: 10,
+            park_us: 100,
+        },
+        input_capacity: 8,
+        query_capacity: 4,
+        // Two output batches: the shard stalls at once if the router stops taking outputs.
+        output_capacity: 64,
+        ..ShardConfig::default()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +54,18 @@ struct Counts {
     busy: AtomicU64,
     queried: AtomicU64,
     query_refused: AtomicU64,
+}
+
+fn count_answer(counts: &Counts, answer: Result<u32, QueryError>) {
+    assert!(
+        matches!(answer, Ok(_) | Err(QueryError::Busy)),
+        "only Busy may refuse a query here: {answer:?}"
+    );
+    let counter = match answer {
+        Ok(_) => &counts.queried,
+        Err(_) => &counts.query_refused,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,8 +99,8 @@ async fn flooding_commands_and_queries_gets_busy_then_serves_normally() {
                 tokio::task::yield_now().await;
                 counts.submitted.fetch_add(1, Ordering::Relaxed);
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                match engine.execute(Actor::System, None, deposit(n)) {
-                    Ok(outcome) => waiting.push(outcome),
+                match engine.submit(Request::new(Actor::System, deposit(n))) {
+                    Ok(ticket) => waiting.push(ticket),
                     Err(SubmitError::Busy) => {
                         counts.busy.fetch_add(1, Ordering::Relaxed);
                     }
@@ -102,19 +116,23 @@ async fn flooding_commands_and_queries_gets_busy_then_serves_normally() {
     }
     for _ in 0..QUERIERS {
         let (engine, counts) = (engine.clone(), counts.clone());
-        // Queries block their caller (bounded), so they run where blocking is allowed.
-        tasks.push(tokio::task::spawn_blocking(move || {
+        tasks.push(tokio::spawn(async move {
+            let mut asked = Vec::with_capacity(1_024);
             for _ in 0..REQUESTS_PER_TASK_MAX {
                 if std::time::Instant::now() >= until {
                     break;
                 }
-                match engine
-                    .shard()
-                    .query(Duration::from_millis(5), |engine| engine.live_orders())
-                {
-                    Ok(_) => counts.queried.fetch_add(1, Ordering::Relaxed),
-                    Err(_) => counts.query_refused.fetch_add(1, Ordering::Relaxed),
-                };
+                tokio::task::yield_now().await;
+                // Queued at once or refused at once: the answers are awaited after the flood.
+                asked.push(engine.ask(|engine| engine.live_orders()));
+                if asked.len() == asked.capacity() {
+                    for answer in asked.drain(..) {
+                        count_answer(&counts, answer.await);
+                    }
+                }
+            }
+            for answer in asked {
+                count_answer(&counts, answer.await);
             }
         }));
     }
@@ -133,6 +151,11 @@ async fn flooding_commands_and_queries_gets_busy_then_serves_normally() {
         counts.query_refused.load(Ordering::Relaxed)
     );
     assert!(busy > 0, "the flood never exceeded the command queue");
+    assert!(
+        counts.query_refused.load(Ordering::Relaxed) > 0,
+        "the flood never exceeded the query queue"
+    );
+    assert!(counts.queried.load(Ordering::Relaxed) > 0);
     assert_eq!(executed + busy, counts.submitted.load(Ordering::Relaxed));
     assert!(
         !engine.is_failed(),
@@ -142,7 +165,7 @@ async fn flooding_commands_and_queries_gets_busy_then_serves_normally() {
     // After the flood: a command is taken and executed, durably.
     let after = next_deposit.fetch_add(1, Ordering::Relaxed);
     let outcome = engine
-        .execute(Actor::System, None, deposit(after))
+        .submit(Request::new(Actor::System, deposit(after)))
         .expect("a command after the flood is taken");
     let executed = tokio::time::timeout(STUCK, outcome)
         .await

@@ -5,14 +5,14 @@
 //! from the network without validation.
 //!
 //! - [`quic`]: the `peregrine/1` protocol, its sans-IO session and the quinn server.
-//! - [`engine`], [`catalog`]: re-exported from `peregrine-core`, which owns the sequencer, the
-//!   router of the engine's outputs and the catalog.
+//! - [`catalog`]: re-exported from `peregrine-core`, which owns the sequencer, the router of
+//!   the engine's outputs and the catalog; the edges here map its notices to their protocols.
 //! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI.
 //! - [`ws`]: Ranger-style WebSocket streams served by the same server.
 //! - [`market_data`]: sans-IO derivation of trades, books, candles, tickers and account
 //!   history from the engine's event tap.
 
-pub use peregrine_core::{catalog, engine};
+pub use peregrine_core::catalog;
 pub mod market_data;
 pub mod quic;
 pub mod rest;
