@@ -17,7 +17,7 @@ use crate::sequencer::EngineError;
 
 /// Outputs routed per lock hold, so submitters are not starved.
 const ROUTE_BATCH_ITEMS: usize = 256;
-/// Longest the router waits for output or durability before re-checking its stop flag.
+/// Longest the router thread waits for output or durability before re-checking its stop flag.
 const ROUTER_PARK: Duration = Duration::from_millis(5);
 /// Outputs held up front (the queue grows if the journal lags further).
 const HELD_INITIAL: usize = 4_096;
@@ -36,11 +36,14 @@ pub enum RouterPlacement {
     Task(tokio::runtime::Handle),
 }
 
-/// The running router: joined (thread) or aborted (task) on shutdown.
+/// The running router: joined (thread) or woken and aborted (task) on shutdown.
 #[derive(Debug)]
 pub(crate) enum RouterRun {
     Thread(JoinHandle<()>),
-    Task(tokio::task::JoinHandle<()>),
+    Task {
+        task: tokio::task::JoinHandle<()>,
+        wake: Arc<tokio::sync::Notify>,
+    },
 }
 
 impl RouterRun {
@@ -53,8 +56,12 @@ impl RouterRun {
                     tracing::error!("the router thread panicked");
                 }
             }
-            // Aborting takes effect at the task's next wait, never while it holds the lock.
-            RouterRun::Task(task) => task.abort(),
+            // Woken to see its stop flag; aborting takes effect at the task's next wait, never
+            // while it holds the lock.
+            RouterRun::Task { task, wake } => {
+                wake.notify_one();
+                task.abort();
+            }
         }
     }
 }
@@ -96,7 +103,8 @@ impl Router {
                 .map_err(EngineError::Spawn),
             RouterPlacement::Task(runtime) => {
                 let wake = router.set_wakers()?;
-                Ok(RouterRun::Task(runtime.spawn(router.run_task(wake))))
+                let task = runtime.spawn(router.run_task(Arc::clone(&wake)));
+                Ok(RouterRun::Task { task, wake })
             }
         }
     }
@@ -149,9 +157,9 @@ impl Router {
     }
 
     /// The router task: the same steps, never blocking; woken by the shard after each output
-    /// batch and by the journal writer after each commit.
+    /// batch, by the journal writer after each commit, and by shutdown.
     async fn run_task(mut self, wake: Arc<tokio::sync::Notify>) {
-        // Bounded by the stop flag, re-checked at least every `ROUTER_PARK`.
+        // Bounded by the stop flag, re-checked after every wake.
         while !self.stop.load(Ordering::Acquire) {
             let taken = self.take_outputs();
             let releasable_seq = self.releasable_seq();
@@ -164,8 +172,9 @@ impl Router {
                 self.journal_failure_logged = true;
             }
             if taken + routed == 0 {
-                // The timeout only bounds how late the stop flag is seen; wakes carry the work.
-                let _ = tokio::time::timeout(ROUTER_PARK, wake.notified()).await;
+                // Every source of work wakes the task (a permit is kept if it is busy), so it
+                // sleeps until there is some, or until shutdown.
+                wake.notified().await;
             } else {
                 // Progress never awaits anything: without this, a steady trickle of outputs
                 // would keep the task on its worker and starve the subscribers it delivers to.
