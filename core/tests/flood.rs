@@ -1,6 +1,15 @@
 //! Liveness under overload: commands and queries flooded together from many tasks, past every
 //! queue's capacity, with a durable journal and the router as a task (as `peregrine up` runs).
 //! The excess is refused with `Busy` at once; afterwards the exchange serves normally.
+//!
+//! What it guards against: when queries shared the shard's command queue, a query could take
+//! the slot the sequencer had just found free, between its `input_full` check and its submit
+//! of an already journaled command. The sequencer then waited for room (`submit_wait`, 5 s) on
+//! a tokio worker under the routing lock, the router task blocked on that lock, the shard
+//! stalled on its full output queue, and the handle marked itself failed: every command after
+//! that was `Unavailable`. With queries routed through the command queue again and
+//! `submit_wait` restored, this test fails that way (the blocking queriers below are what take
+//! freed slots the fastest).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,11 +23,13 @@ use peregrine_hotpath::{
     AccountId, Actor, Amount, CommandKind, CurrencyId, DepositId, EngineConfig,
 };
 
-/// Tasks submitting commands, and tasks querying, at once.
+/// Tasks submitting commands, tasks querying without waiting (`ask`), and threads querying
+/// with a blocking wait for room (`query`, as the snapshot driver does), all at once.
 const SUBMITTERS: u64 = 16;
 const QUERIERS: u64 = 16;
+const BLOCKING_QUERIERS: u64 = 16;
 /// How long the flood lasts.
-const FLOOD: Duration = Duration::from_millis(500);
+const FLOOD: Duration = Duration::from_millis(1_000);
 /// Requests one flooding task makes at most (bounds the outcomes it keeps).
 const REQUESTS_PER_TASK_MAX: usize = 100_000;
 /// Longest anything in the test may take before it counts as stuck.
@@ -133,6 +144,17 @@ async fn flooding_commands_and_queries_gets_busy_then_serves_normally() {
             }
             for answer in asked {
                 count_answer(&counts, answer.await);
+            }
+        }));
+    }
+    for _ in 0..BLOCKING_QUERIERS {
+        let (engine, counts) = (engine.clone(), counts.clone());
+        // Blocking callers wait for room in the query queue: they take every slot freed.
+        tasks.push(tokio::task::spawn_blocking(move || {
+            while std::time::Instant::now() < until {
+                let answer = engine.query(|engine| engine.live_orders());
+                assert!(answer.is_ok(), "a blocking query failed: {answer:?}");
+                counts.queried.fetch_add(1, Ordering::Relaxed);
             }
         }));
     }
