@@ -210,7 +210,7 @@ impl EngineHandle {
         capacity: usize,
     ) -> Result<Subscription, SubscribeError> {
         if self.stop.load(Ordering::Acquire) {
-            return Err(SubscribeError::UnknownSubscription);
+            return Err(SubscribeError::Unavailable);
         }
         self.lock().subscribers.open(interest, capacity)
     }
@@ -257,9 +257,11 @@ impl EngineHandle {
     }
 
     /// Runs `query` on the engine between two commands, without waiting for room: `Busy` at
-    /// once when the shard's query queue is full. The future resolves to the answer. Note that
-    /// in `durable` mode the engine may be ahead of what has been released: answers derived
-    /// from it are not acknowledgements.
+    /// once when the shard's query queue is full. The future resolves to the answer, or to
+    /// `Unavailable` if the shard goes away first; a caller that cannot wait forever for a
+    /// stuck shard bounds it with a timeout of its own. Note that in `durable` mode the engine
+    /// may be ahead of what has been released: answers derived from it are not
+    /// acknowledgements.
     pub fn ask<T: Send + 'static>(
         &self,
         query: impl FnOnce(&Engine) -> T + Send + 'static,

@@ -70,6 +70,9 @@ pub enum SubscribeError {
     /// No such subscription (closed or never opened).
     #[error("unknown subscription")]
     UnknownSubscription,
+    /// The core is shutting down.
+    #[error("the exchange is shutting down")]
+    Unavailable,
 }
 
 /// The subscriber's end: notices in order, then why it ended.
