@@ -9,10 +9,9 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
-use peregrine_gateway::catalog::Catalog;
-use peregrine_gateway::engine::{EngineHandle, Executed};
+use peregrine_core::catalog::Catalog;
+use peregrine_core::{EngineHandle, Executed, QUERY_TIMEOUT, Request, SubmitError};
 use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Side};
-use peregrine_proto::session::SubmitError;
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -84,7 +83,6 @@ async fn status(
     authorize(&state, &headers)?;
     let applied_seq = state
         .engine
-        .shard()
         .stats()
         .last_seq
         .load(std::sync::atomic::Ordering::Acquire);
@@ -94,13 +92,18 @@ async fn status(
         .iter()
         .map(|m| m.spec.market)
         .collect();
-    let (live_orders, last_prices) = state
-        .engine
-        .query(move |engine| {
-            let prices: Vec<_> = ids.iter().map(|id| engine.last_price(*id)).collect();
-            (engine.live_orders(), prices)
-        })
-        .map_err(|_| ControlError::Unavailable)?;
+    // Queued without waiting (`Busy` at once when the query queue is full), then awaited.
+    let answer = state.engine.ask(move |engine| {
+        let prices: Vec<_> = ids.iter().map(|id| engine.last_price(*id)).collect();
+        (engine.live_orders(), prices)
+    });
+    let (live_orders, last_prices) = tokio::time::timeout(QUERY_TIMEOUT, answer)
+        .await
+        .map_err(|_| ControlError::Unavailable)?
+        .map_err(|e| match e {
+            peregrine_core::QueryError::Busy => ControlError::Busy,
+            _ => ControlError::Unavailable,
+        })?;
     let markets: Vec<Value> = state
         .catalog
         .markets()
@@ -275,14 +278,14 @@ const SHARED_TOKEN_OPERATOR: OperatorId = OperatorId(0);
 /// Sequences `command` and waits for its outcome; an engine reject is an error.
 async fn execute(state: &ControlState, command: CommandKind) -> Result<Executed, ControlError> {
     let actor = Actor::Operator(SHARED_TOKEN_OPERATOR);
-    let receiver = state
+    let ticket = state
         .engine
-        .execute(actor, None, command)
+        .submit(Request::new(actor, command))
         .map_err(|e| match e {
             SubmitError::Busy => ControlError::Busy,
             _ => ControlError::Unavailable,
         })?;
-    let executed = tokio::time::timeout(OUTCOME_TIMEOUT, receiver)
+    let executed = tokio::time::timeout(OUTCOME_TIMEOUT, ticket)
         .await
         .map_err(|_| ControlError::Unavailable)?
         .map_err(|_| ControlError::Unavailable)?;

@@ -5,15 +5,14 @@
 //! from the network without validation.
 //!
 //! - [`quic`]: the `peregrine/1` protocol, its sans-IO session and the quinn server.
-//! - [`engine`]: the sequencer in front of a hot-path shard and the router of its outputs.
-//! - [`catalog`]: currencies and markets by name, with the decimal units of the edges.
+//! - [`catalog`]: re-exported from `peregrine-core`, which owns the sequencer, the router of
+//!   the engine's outputs and the catalog; the edges here map its notices to their protocols.
 //! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI.
 //! - [`ws`]: Ranger-style WebSocket streams served by the same server.
 //! - [`market_data`]: sans-IO derivation of trades, books, candles, tickers and account
 //!   history from the engine's event tap.
 
-pub mod catalog;
-pub mod engine;
+pub use peregrine_core::catalog;
 pub mod market_data;
 pub mod quic;
 pub mod rest;

@@ -11,13 +11,17 @@
 //! output queue makes the shard stop taking input (so callers see `Busy`) until its consumer
 //! catches up. Nothing is ever dropped. Between commands the shard also answers queries and
 //! snapshot requests, so readers see a state that is consistent with a command boundary.
+//!
+//! Commands and queries arrive on two bounded queues, polled alternately: a query never takes a
+//! command's slot, so a sequencer that is the only producer of the command queue and finds room
+//! in it (`input_full` is `false`) knows its next `submit` succeeds, whatever readers do.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError, bounded};
+use crossbeam_channel::{Receiver, Select, Sender, TryRecvError, TrySendError, bounded};
 
 use crate::command::Envelope;
 use crate::engine::Engine;
@@ -46,8 +50,11 @@ pub struct ShardConfig {
     pub core: Option<usize>,
     /// Idle behaviour.
     pub idle: IdlePolicy,
-    /// Commands (and queries) waiting for the shard, at most.
+    /// Commands waiting for the shard, at most.
     pub input_capacity: usize,
+    /// Queries waiting for the shard, at most (a queue of their own: they never take a
+    /// command's room).
+    pub query_capacity: usize,
     /// Events waiting for the consumer, at most.
     pub output_capacity: usize,
 }
@@ -61,6 +68,7 @@ impl Default for ShardConfig {
                 park_us: 1_000,
             },
             input_capacity: 65_536,
+            query_capacity: 1_024,
             output_capacity: 262_144,
         }
     }
@@ -98,6 +106,15 @@ pub enum RuntimeError {
 /// The input queue is full (or the shard is stopping): try again later. Carries the command back.
 #[derive(Debug)]
 pub struct Busy(pub Envelope);
+
+/// The query queue is full (or the shard is stopping): try again later. Carries the query back.
+pub struct QueryBusy(pub Query);
+
+impl std::fmt::Debug for QueryBusy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("QueryBusy")
+    }
+}
 
 /// One item on the output queue.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -182,9 +199,10 @@ impl Outputs {
 /// A query run on the shard thread between two commands.
 pub type Query = Box<dyn FnOnce(&Engine) + Send>;
 
-enum Input {
-    Command { seq: u64, command: Envelope },
-    Query(Query),
+/// A sequenced command on its way to the shard.
+struct Input {
+    seq: u64,
+    command: Envelope,
 }
 
 /// Counters a metrics exporter reads.
@@ -206,6 +224,7 @@ pub struct ShardStats {
 #[derive(Debug)]
 pub struct Shard {
     input: Sender<Input>,
+    queries: Sender<Query>,
     outputs: Option<Outputs>,
     stop: Arc<AtomicBool>,
     stats: Arc<ShardStats>,
@@ -214,10 +233,7 @@ pub struct Shard {
 
 impl std::fmt::Debug for Input {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Input::Command { seq, .. } => write!(f, "Command({seq})"),
-            Input::Query(_) => write!(f, "Query"),
-        }
+        write!(f, "Command({})", self.seq)
     }
 }
 
@@ -234,7 +250,7 @@ impl Shard {
         applied_seq: u64,
         config: &ShardConfig,
     ) -> Result<Shard, RuntimeError> {
-        if config.input_capacity == 0 || config.output_capacity == 0 {
+        if config.input_capacity == 0 || config.query_capacity == 0 || config.output_capacity == 0 {
             return Err(RuntimeError::ZeroCapacity);
         }
         let core = match config.core {
@@ -252,6 +268,7 @@ impl Shard {
             }
         };
         let (input_tx, input_rx) = bounded(config.input_capacity);
+        let (query_tx, query_rx) = bounded(config.query_capacity);
         // Capacity in batches; at least two so the shard can fill one while one is read.
         let batches = config.output_capacity.div_ceil(OUTPUT_BATCH_ITEMS).max(2);
         let (output_tx, output_rx) = bounded(batches);
@@ -265,6 +282,7 @@ impl Shard {
             waker: Arc::clone(&waker),
             engine,
             input: input_rx,
+            queries: query_rx,
             output: output_tx,
             recycle: recycle_rx,
             batch: Vec::with_capacity(OUTPUT_BATCH_ITEMS),
@@ -287,6 +305,7 @@ impl Shard {
             .map_err(RuntimeError::Spawn)?;
         let mut shard = Shard {
             input: input_tx,
+            queries: query_tx,
             outputs: Some(Outputs {
                 batches: output_rx,
                 recycle: recycle_tx,
@@ -307,39 +326,37 @@ impl Shard {
     /// Queues a command; `Busy` if the queue is full. `seq` must increase with every call (the
     /// caller is the sequencer); the shard checks it.
     pub fn submit(&self, seq: u64, command: Envelope) -> Result<(), Busy> {
-        match self.input.try_send(Input::Command { seq, command }) {
+        match self.input.try_send(Input { seq, command }) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(Input::Command { command, .. }))
-            | Err(TrySendError::Disconnected(Input::Command { command, .. })) => {
+            Err(TrySendError::Full(input) | TrySendError::Disconnected(input)) => {
                 self.stats.busy_total.fetch_add(1, Ordering::Relaxed);
-                Err(Busy(command))
+                Err(Busy(input.command))
             }
-            Err(_) => unreachable!("submitted a command"),
         }
     }
 
-    /// Queues a command, waiting up to `timeout` for room: for a sequencer that has already
-    /// journaled `command` and so must not drop it. `Stopped` if the shard is gone or the wait
-    /// timed out (then the caller must stop: the journal holds a command the engine lacks).
-    pub fn submit_wait(
-        &self,
-        seq: u64,
-        command: Envelope,
-        timeout: Duration,
-    ) -> Result<(), RuntimeError> {
-        self.input
-            .send_timeout(Input::Command { seq, command }, timeout)
-            .map_err(|_| RuntimeError::Stopped)
-    }
-
-    /// Whether the input queue is full now (a submit would be `Busy`). With one submitter,
-    /// `false` means its next submit finds room unless a query takes the last slot first.
+    /// Whether the command queue is full now (a submit would be `Busy`). Queries have a queue of
+    /// their own, so for a caller that is the command queue's only producer `false` means its
+    /// next submit finds room: the shard only ever takes commands out.
     pub fn input_full(&self) -> bool {
         self.input.is_full()
     }
 
-    /// Runs `query` on the shard thread between two commands and returns its answer. Waits at
-    /// most `timeout` (the queue may be full or the shard busy).
+    /// Queues `query` to run on the shard thread between two commands, without waiting:
+    /// `QueryBusy` (the query handed back) if the query queue is full or the shard is gone.
+    /// The query reports its own answer (e.g. through a channel it captured).
+    pub fn try_query(&self, query: Query) -> Result<(), QueryBusy> {
+        match self.queries.try_send(query) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(query) | TrySendError::Disconnected(query)) => {
+                Err(QueryBusy(query))
+            }
+        }
+    }
+
+    /// Runs `query` on the shard thread between two commands and returns its answer, blocking
+    /// the calling thread for at most `timeout` (the query queue may be full or the shard
+    /// busy). For threads that may block; async callers use [`Shard::try_query`].
     pub fn query<T: Send + 'static>(
         &self,
         timeout: Duration,
@@ -349,8 +366,8 @@ impl Shard {
         let boxed: Query = Box::new(move |engine| {
             let _ = tx.send(query(engine));
         });
-        self.input
-            .send_timeout(Input::Query(boxed), timeout)
+        self.queries
+            .send_timeout(boxed, timeout)
             .map_err(|_| RuntimeError::Stopped)?;
         rx.recv_timeout(timeout).map_err(|_| RuntimeError::Stopped)
     }
@@ -390,6 +407,7 @@ impl Drop for Shard {
 struct Worker {
     engine: Engine,
     input: Receiver<Input>,
+    queries: Receiver<Query>,
     output: Sender<Vec<Output>>,
     recycle: Receiver<Vec<Output>>,
     batch: Vec<Output>,
@@ -409,9 +427,24 @@ impl Worker {
         let mut last_seq = self.applied_seq;
         let mut idle_polls = 0u32;
         loop {
-            let input = match self.input.try_recv() {
-                Ok(input) => input,
+            // One query per command at most, so neither queue starves the other.
+            let query = self.queries.try_recv().ok();
+            let queried = query.is_some();
+            if let Some(query) = query {
+                query(&self.engine);
+            }
+            match self.input.try_recv() {
+                Ok(Input { seq, command }) => {
+                    idle_polls = 0;
+                    assert!(
+                        seq > last_seq,
+                        "command sequence went backwards: {seq} after {last_seq}"
+                    );
+                    last_seq = seq;
+                    self.apply(seq, &command, &mut events);
+                }
                 Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) if queried => idle_polls = 0,
                 Err(TryRecvError::Empty) => {
                     // Nothing waiting: hand over what is batched so no event is held back.
                     self.flush();
@@ -419,31 +452,7 @@ impl Worker {
                     if self.stop.load(Ordering::Acquire) {
                         break;
                     }
-                    match self.park(&mut idle_polls) {
-                        Some(input) => input,
-                        None => continue,
-                    }
-                }
-            };
-            idle_polls = 0;
-            match input {
-                Input::Query(query) => query(&self.engine),
-                Input::Command { seq, command } => {
-                    assert!(
-                        seq > last_seq,
-                        "command sequence went backwards: {seq} after {last_seq}"
-                    );
-                    last_seq = seq;
-                    self.engine.apply(&command, &mut events);
-                    self.stats.commands_total.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .events_total
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
-                    self.stats.last_seq.store(seq, Ordering::Release);
-                    for event in events.drain(..) {
-                        self.emit(Output::Event { seq, event });
-                    }
-                    self.emit(Output::Done { seq });
+                    self.park(&mut idle_polls);
                 }
             }
         }
@@ -451,20 +460,36 @@ impl Worker {
         self.engine
     }
 
-    /// One idle step: spin, or after enough spins wait on the queue for a bounded time.
-    fn park(&self, idle_polls: &mut u32) -> Option<Input> {
+    /// Applies one command and emits its events, then its `Done`.
+    fn apply(&mut self, seq: u64, command: &Envelope, events: &mut Vec<Event>) {
+        debug_assert!(events.is_empty());
+        self.engine.apply(command, events);
+        self.stats.commands_total.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .events_total
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        self.stats.last_seq.store(seq, Ordering::Release);
+        for event in events.drain(..) {
+            self.emit(Output::Event { seq, event });
+        }
+        self.emit(Output::Done { seq });
+    }
+
+    /// One idle step: spin, or after enough spins wait on both queues for a bounded time (what
+    /// arrives is taken by the next poll).
+    fn park(&self, idle_polls: &mut u32) {
         match self.idle {
-            IdlePolicy::Spin => {
-                std::hint::spin_loop();
-                None
-            }
+            IdlePolicy::Spin => std::hint::spin_loop(),
             IdlePolicy::Park { spins, park_us } => {
                 if *idle_polls < spins {
                     *idle_polls += 1;
                     std::hint::spin_loop();
-                    return None;
+                    return;
                 }
-                self.input.recv_timeout(Duration::from_micros(park_us)).ok()
+                let mut select = Select::new();
+                select.recv(&self.input);
+                select.recv(&self.queries);
+                let _ = select.ready_timeout(Duration::from_micros(park_us));
             }
         }
     }

@@ -100,6 +100,7 @@ fn shard_emits_exactly_the_engines_events_in_both_idle_policies() {
             &ShardConfig {
                 idle,
                 input_capacity: 1 << 14,
+                query_capacity: 1_024,
                 output_capacity: 1 << 16,
                 core: None,
             },
@@ -151,6 +152,7 @@ fn full_queues_return_busy_and_lose_nothing() {
         &ShardConfig {
             idle: IdlePolicy::Spin,
             input_capacity: 8,
+            query_capacity: 1_024,
             output_capacity: 4,
             core: None,
         },
@@ -400,4 +402,54 @@ fn collect_one(outputs: &mut Outputs, seq: u64) -> Vec<Event> {
             _ => panic!("unknown output"),
         }
     }
+}
+
+#[test]
+fn queries_have_a_queue_of_their_own_and_never_take_a_commands_room() {
+    let commands = commands(4);
+    let shard = Shard::start(
+        Engine::new(config()).unwrap(),
+        &ShardConfig {
+            idle: IdlePolicy::Park {
+                spins: 10,
+                park_us: 100,
+            },
+            input_capacity: 2,
+            query_capacity: 1,
+            output_capacity: 1_024,
+            core: None,
+        },
+    )
+    .unwrap();
+    // Hold the shard thread inside a query until released.
+    let (held_tx, held_rx) = crossbeam_channel::bounded::<()>(1);
+    let (release_tx, release_rx) = crossbeam_channel::bounded::<()>(1);
+    shard
+        .try_query(Box::new(move |_| {
+            held_tx.send(()).unwrap();
+            let _ = release_rx.recv_timeout(Duration::from_secs(10));
+        }))
+        .unwrap();
+    held_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    // The query queue fills and refuses at once...
+    shard.try_query(Box::new(|_| {})).unwrap();
+    assert!(shard.try_query(Box::new(|_| {})).is_err());
+    // ...while the command queue still has all its room, and only its own capacity bounds it.
+    assert!(!shard.input_full());
+    shard.submit(1, commands[0].clone()).unwrap();
+    shard.submit(2, commands[1].clone()).unwrap();
+    assert!(shard.input_full());
+    assert!(matches!(shard.submit(3, commands[2].clone()), Err(Busy(_))));
+    release_tx.send(()).unwrap();
+    // Both queues drain: the blocking query answers, every accepted command is applied.
+    shard
+        .query(Duration::from_secs(5), |engine| engine.live_orders())
+        .unwrap();
+    let stats = Arc::clone(shard.stats());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats.last_seq.load(std::sync::atomic::Ordering::Acquire) < 2 {
+        assert!(Instant::now() < deadline, "the commands were not applied");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    shard.stop().unwrap();
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use peregrine_gateway::engine::EngineHandle;
+use peregrine_core::EngineHandle;
 use prometheus::{IntCounter, IntGauge, Registry};
 
 use crate::metrics::{advance_counter, register_counter, register_gauge};
@@ -90,7 +90,7 @@ impl EngineMetrics {
 
     /// Copies the shard's counters (monotonic, so counters advance by the difference).
     pub fn refresh(&self, engine: &EngineHandle) {
-        let stats = engine.shard().stats();
+        let stats = engine.stats();
         advance_counter(&self.commands_total, stats.commands_total.load(Relaxed));
         advance_counter(&self.events_total, stats.events_total.load(Relaxed));
         advance_counter(&self.busy_total, stats.busy_total.load(Relaxed));

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peregrine_gateway::catalog::{Catalog, CatalogError};
-use peregrine_gateway::engine::{EngineError, EngineHandle, OrderTracker, RouterPlacement};
+use peregrine_core::catalog::{Catalog, CatalogError};
+use peregrine_core::{EngineError, EngineHandle, OrderTracker, Request, RouterPlacement, Ticket};
 use peregrine_hotpath::Actor;
 use peregrine_hotpath::runtime::{RuntimeError, Shard};
 use peregrine_persist::snapshot::RetentionFloor;
@@ -144,12 +144,12 @@ impl Exchange {
             EngineHandle::start_placed(shard, Some(writer.journal().clone()), tracker, placement)?;
         for command in missing {
             let what = format!("{command:?}");
-            let outcome = engine.execute(Actor::System, None, command).map_err(|e| {
-                ExchangeError::CatalogApply {
+            let outcome = engine
+                .submit(Request::new(Actor::System, command))
+                .map_err(|e| ExchangeError::CatalogApply {
                     what: what.clone(),
                     reason: e.to_string(),
-                }
-            })?;
+                })?;
             let executed = wait_blocking(outcome, CATALOG_TIMEOUT).ok_or_else(|| {
                 ExchangeError::CatalogApply {
                     what: what.clone(),
@@ -250,15 +250,13 @@ impl SnapshotPausesProbe {
 }
 
 /// Waits for a oneshot from a plain thread, bounded by `timeout`.
-fn wait_blocking<T>(receiver: tokio::sync::oneshot::Receiver<T>, timeout: Duration) -> Option<T> {
+fn wait_blocking(mut ticket: Ticket, timeout: Duration) -> Option<peregrine_core::Executed> {
     let deadline = Instant::now() + timeout;
-    let mut receiver = receiver;
     // Bounded by the deadline; a millisecond poll is plenty for start-up commands.
     loop {
-        match receiver.try_recv() {
-            Ok(value) => return Some(value),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return None,
-            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+        match ticket.try_outcome() {
+            Some(outcome) => return outcome.ok(),
+            None => {
                 if Instant::now() >= deadline {
                     return None;
                 }
@@ -283,7 +281,7 @@ impl SnapshotDriver {
         engine: &Arc<EngineHandle>,
         journal: peregrine_persist::Journal,
     ) -> Result<SnapshotDriver, ExchangeError> {
-        let stats = Arc::clone(engine.shard().stats());
+        let stats = Arc::clone(engine.stats());
         let applied_seq = stats.last_seq.load(Ordering::Acquire);
         let snapshotter = Arc::new(Mutex::new(Some(Snapshotter::start(
             config,
@@ -332,7 +330,7 @@ fn drive_snapshots(
     stop: &AtomicBool,
     engine: &Arc<EngineHandle>,
 ) {
-    let stats = Arc::clone(engine.shard().stats());
+    let stats = Arc::clone(engine.stats());
     let probe = SnapshotPausesProbe(Arc::clone(snapshotter));
     let mut failures_logged = 0_u64;
     // Bounded by the stop flag, checked every poll.

@@ -9,7 +9,7 @@ use peregrine_client::{
     Cancelled, Client, ClientError, Fill, KeyId, Liquidity, Order, OrderState, Outcome, Placed,
     RejectCode, Replaced, Reply, Request, ServerTrust, SigningKey, open_stream,
 };
-use peregrine_gateway::engine::EngineHandle;
+use peregrine_core::EngineHandle;
 use peregrine_gateway::quic::auth::ApiKeyConfig;
 use peregrine_gateway::quic::tls::TlsSource;
 use peregrine_gateway::quic::{Server, ServerConfig, TransportTuning};
@@ -97,6 +97,7 @@ impl Harness {
                     park_us: 1_000,
                 },
                 input_capacity,
+                query_capacity: 1_024,
                 output_capacity: 65_536,
             },
         )
@@ -508,8 +509,7 @@ async fn busy_when_the_shard_input_queue_is_full() {
     let engine = h.engine().clone();
     let blocker = std::thread::spawn(move || {
         engine
-            .shard()
-            .query(WAIT, |_| std::thread::sleep(Duration::from_millis(500)))
+            .query(|_| std::thread::sleep(Duration::from_millis(500)))
             .unwrap();
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -582,8 +582,7 @@ async fn reconnect_and_resend_never_duplicates() {
     assert_eq!((status.order, status.state), (order, OrderState::Live));
     let open = h
         .engine()
-        .shard()
-        .query(WAIT, |engine| engine.open_orders(AccountId(1)))
+        .query(|engine| engine.open_orders(AccountId(1)))
         .unwrap();
     assert_eq!(open, 1, "the resend placed a second order");
     assert_eq!(

@@ -17,10 +17,10 @@ use peregrine_hotpath::{
     AccountId, Amount, CurrencyId, Event, MarketId, Price, Qty, Side, TradeId,
 };
 
-use crate::engine::Executed;
 use book::{Book, BookSnapshot, LevelChange};
 use history::{History, HistoryLimits, OrderRecord, OrderState, OwnTrade};
 use kline::{Candle, Klines, Period, TickerStats};
+use peregrine_core::Executed;
 
 /// Bounds of the derived stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,29 +2,37 @@
 //! [`Session`] over one bidirectional stream.
 //!
 //! Kernel-bypass door: everything protocol-level is in [`Session`] and [`EngineHandle`]; this
-//! file only moves bytes between quinn streams and the session, and performs the session's
-//! [`Action`]s against the engine handle ([`perform_actions`]). A busy-polling io_uring/AF_XDP
+//! file only moves bytes between quinn streams and the session, performs the session's
+//! [`Action`]s against the engine handle ([`perform_actions`]) and feeds the core's notices
+//! back as reports (mapped by `super::report`). A busy-polling io_uring/AF_XDP
 //! loop would drive `quinn-proto`'s `Endpoint`/`Connection` directly and call the same session
 //! methods; nothing here needs to move.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use peregrine_core::{
+    CloseReason, EngineHandle, Interest, Notice, Request, SubscribeError, Subscription,
+    SubscriptionId,
+};
 use peregrine_hotpath::{AccountId, Actor, ApiKeyId, ClientOrderId, CommandKind};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
+use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
-use crate::engine::{EngineHandle, REPORT_QUEUE_CAPACITY};
 use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
 use peregrine_proto::limits::SessionLimits;
 use peregrine_proto::session::{
     Action, LoggedOn, Report, SUBSCRIPTIONS_MAX, Session, SessionError, SubmitError,
 };
+
+/// Reports queued for one session before it counts as a slow consumer.
+pub const REPORT_QUEUE_CAPACITY: usize = 16_384;
 
 /// The QUIC order-entry server's configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -145,6 +153,7 @@ struct Shared {
     limits: SessionLimits,
     sessions_per_key: u32,
     sessions_by_key: Mutex<HashMap<KeyId, u32>>,
+    next_session: AtomicU64,
     random: SystemRandom,
     epoch: Instant,
 }
@@ -201,6 +210,7 @@ impl Server {
             limits: config.limits,
             sessions_per_key: config.sessions_per_key,
             sessions_by_key: Mutex::new(HashMap::new()),
+            next_session: AtomicU64::new(1),
             random: SystemRandom::new(),
             epoch: Instant::now(),
         });
@@ -310,7 +320,10 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
 struct EngineSide {
     shared: Arc<Shared>,
     session: SessionId,
-    reports: Option<mpsc::Sender<Report>>,
+    /// Opened at logon: the account's notices and this session's replies and market data.
+    subscription: Option<SubscriptionId>,
+    /// The subscription's receiving end until the connection task takes it.
+    opened: Option<Subscription>,
     key: Option<KeyId>,
 }
 
@@ -334,10 +347,15 @@ impl EngineSide {
             }
             *count += 1;
         }
+        // Set first: `Drop` gives the session's slot back even if the subscription fails.
         self.key = Some(key_id);
-        if let Some(reports) = self.reports.take() {
-            self.shared.engine.register(self.session, account, reports);
-        }
+        let subscription = self
+            .shared
+            .engine
+            .subscribe(Interest::Account(account), REPORT_QUEUE_CAPACITY)
+            .map_err(|_| RejectCode::UNAVAILABLE)?;
+        self.subscription = Some(subscription.id());
+        self.opened = Some(subscription);
         Ok(LoggedOn {
             account,
             session: self.session,
@@ -350,14 +368,35 @@ impl EngineSide {
         new_order: Option<ClientOrderId>,
         command: CommandKind,
     ) -> Result<u64, SubmitError> {
-        // A session submits only after its logon set the key (the session enforces the order).
-        let Some(key) = self.key else {
+        // A session submits only after its logon set the key and opened the subscription (the
+        // session enforces the order).
+        let (Some(key), Some(subscription)) = (self.key, self.subscription) else {
             return Err(SubmitError::Unavailable);
         };
-        let actor = Actor::ApiKey(ApiKeyId(key.0));
+        let mut request =
+            Request::new(Actor::ApiKey(ApiKeyId(key.0)), command).reply_to(subscription);
+        if let Some(client_order_id) = new_order {
+            request = request.new_order(account, client_order_id);
+        }
+        // The ticket is dropped: the outcome reaches the session as notices, in order.
         self.shared
             .engine
-            .submit(self.session, actor, account, new_order, command)
+            .submit(request)
+            .map(|ticket| ticket.seq())
+            .map_err(report::submit_error)
+    }
+
+    /// Has the session's subscription follow `market` (a snapshot is queued first).
+    fn follow(&self, market: peregrine_hotpath::MarketId) -> Result<(), RejectCode> {
+        let Some(subscription) = self.subscription else {
+            return Err(RejectCode::NOT_LOGGED_ON);
+        };
+        match self.shared.engine.follow_market(subscription, market) {
+            Ok(()) => Ok(()),
+            Err(SubscribeError::UnknownMarket) => Err(RejectCode::UNKNOWN_MARKET),
+            // The subscription was closed (the session fell behind): it closes next.
+            Err(_) => Err(RejectCode::SLOW_CONSUMER),
+        }
     }
 }
 
@@ -387,14 +426,15 @@ fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(),
                 client_order_id,
             } => {
                 let status = engine.shared.engine.status(account, client_order_id);
-                session.on_status_result(request_id, status)
+                session.on_status_result(request_id, report::status(status))
             }
             Action::Subscribe { request_id, market } => {
-                let subscribed = engine.shared.engine.subscribe(engine.session, market);
-                session.on_subscribe_result(request_id, subscribed)
+                session.on_subscribe_result(request_id, engine.follow(market))
             }
             Action::Unsubscribe { market } => {
-                engine.shared.engine.unsubscribe(engine.session, market);
+                if let Some(subscription) = engine.subscription {
+                    engine.shared.engine.unfollow_market(subscription, market);
+                }
                 Ok(())
             }
             action => {
@@ -410,7 +450,9 @@ fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(),
 
 impl Drop for EngineSide {
     fn drop(&mut self) {
-        self.shared.engine.unregister(self.session);
+        if let Some(subscription) = self.subscription {
+            self.shared.engine.unsubscribe(subscription);
+        }
         if let Some(key) = self.key {
             let mut counts = self
                 .shared
@@ -452,14 +494,15 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
         connection.close(quinn::VarInt::from_u32(0), b"internal");
         return;
     }
-    let session_id = shared.engine.next_session_id();
-    let (reports_tx, mut reports) = mpsc::channel(REPORT_QUEUE_CAPACITY);
+    let session_id = SessionId(shared.next_session.fetch_add(1, Ordering::Relaxed));
     let mut engine = EngineSide {
         shared: shared.clone(),
         session: session_id,
-        reports: Some(reports_tx),
+        subscription: None,
+        opened: None,
         key: None,
     };
+    let mut notices: Option<Subscription> = None;
     let mut session = Session::new(shared.limits, challenge, now_ns(&shared));
     let mut buffer = vec![0u8; READ_CHUNK_BYTES];
     let tick_period = Duration::from_millis(u64::from(shared.limits.idle_timeout_ms.max(2) / 2));
@@ -478,21 +521,24 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
                     if let Err(error) = handled {
                         tracing::debug!(session = session_id.0, %error, "session closed by input");
                     }
+                    if let Some(opened) = engine.opened.take() {
+                        notices = Some(opened);
+                    }
                 }
                 Ok(None) | Err(_) => peer_gone = true,
             },
-            report = reports.recv(), if logged_on => match report {
-                Some(report) => {
-                    session.on_report(&report);
+            notice = next_notice(&mut notices), if logged_on => match notice {
+                Ok(notice) => {
+                    on_notice(&mut session, notice);
                     for _ in 1..REPORTS_PER_WRITE {
-                        match reports.try_recv() {
-                            Ok(report) => session.on_report(&report),
-                            Err(_) => break,
+                        match notices.as_mut().and_then(Subscription::try_recv) {
+                            Some(notice) => on_notice(&mut session, notice),
+                            None => break,
                         }
                     }
                 }
-                // The router dropped this session: it fell behind on its reports.
-                None => session.on_report(&Report::Close(RejectCode::SLOW_CONSUMER)),
+                // The core ended the subscription: it fell behind, or the exchange stops.
+                Err(reason) => session.on_report(&Report::Close(report::close_code(reason))),
             },
             _ = tick.tick() => session.on_tick(now_ns(&shared)),
         }
@@ -514,4 +560,19 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
         }
     }
     connection.close(quinn::VarInt::from_u32(0), b"bye");
+}
+
+/// The next notice of the session's subscription; never ready before logon opened it.
+async fn next_notice(notices: &mut Option<Subscription>) -> Result<Notice, CloseReason> {
+    match notices {
+        Some(subscription) => subscription.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Feeds one core notice to the session as the report it stands for.
+fn on_notice(session: &mut Session, notice: Notice) {
+    if let Some(report) = report::report(notice) {
+        session.on_report(&report);
+    }
 }

@@ -9,7 +9,7 @@ use peregrine_hotpath::RejectReason;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use peregrine_proto::session::SubmitError;
+use peregrine_core::SubmitError;
 
 /// The error body.
 #[derive(Debug, Serialize, ToSchema)]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use peregrine_core::{Interest, Notice};
 use peregrine_hotpath::Side;
 
 use super::Bridge;
@@ -30,7 +31,9 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
     let mut first = true;
     while !*stop.borrow() {
         // Tap first, then seed: whatever the seed includes is skipped on the tap by sequence.
-        let tap = bridge.engine.tap(bridge.config.tap_capacity);
+        let tap = bridge
+            .engine
+            .subscribe(Interest::Executed, bridge.config.tap_capacity);
         let seeded = match tap {
             Ok(tap) => seed(&bridge).await.map(|seed| (tap, seed)),
             Err(error) => Err(error.to_string()),
@@ -69,10 +72,14 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                     return;
                 }
                 item = tap.recv() => {
-                    let Some(first) = item else {
-                        tracing::warn!("market-data feed fell behind the engine: re-seeding");
-                        bridge.feed_live.store(false, Ordering::Release);
-                        break;
+                    let first = match item {
+                        Ok(Notice::Executed(first)) => first,
+                        Ok(_) => continue,
+                        Err(reason) => {
+                            tracing::warn!(%reason, "market-data feed lost the engine: re-seeding");
+                            bridge.feed_live.store(false, Ordering::Release);
+                            break;
+                        }
                     };
                     let started = Instant::now();
                     let mut last_seq = first.seq;
@@ -81,11 +88,12 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                     shared.data.apply(&first, &mut updates);
                     for _ in 1..BATCH_COMMANDS_MAX {
                         match tap.try_recv() {
-                            Ok(executed) => {
+                            Some(Notice::Executed(executed)) => {
                                 last_seq = executed.seq;
                                 shared.data.apply(&executed, &mut updates);
                             }
-                            Err(_) => break,
+                            Some(_) => {}
+                            None => break,
                         }
                     }
                     shared
@@ -112,31 +120,27 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
 
 /// Every market's book and the sequence it is at, read on the engine thread.
 async fn seed(bridge: &Arc<Bridge>) -> Result<Seed, String> {
-    let engine = bridge.engine.clone();
-    let joined = tokio::task::spawn_blocking(move || {
-        let stats = engine.shard().stats().clone();
-        engine.query(move |engine| {
-            // On the engine thread, between two commands: `last_seq` is exactly the last one
-            // these books include.
-            let seq = stats.last_seq.load(Ordering::Acquire);
-            let books = engine
-                .market_ids()
-                .into_iter()
-                .map(|market| {
-                    (
-                        market,
-                        engine.depth(market, Side::Buy, usize::MAX),
-                        engine.depth(market, Side::Sell, usize::MAX),
-                    )
-                })
-                .collect();
-            Seed { seq, books }
-        })
-    })
-    .await;
-    match joined {
+    let stats = bridge.engine.stats().clone();
+    let answer = bridge.engine.ask(move |engine| {
+        // On the engine thread, between two commands: `last_seq` is exactly the last one
+        // these books include.
+        let seq = stats.last_seq.load(Ordering::Acquire);
+        let books = engine
+            .market_ids()
+            .into_iter()
+            .map(|market| {
+                (
+                    market,
+                    engine.depth(market, Side::Buy, usize::MAX),
+                    engine.depth(market, Side::Sell, usize::MAX),
+                )
+            })
+            .collect();
+        Seed { seq, books }
+    });
+    match tokio::time::timeout(peregrine_core::QUERY_TIMEOUT, answer).await {
         Ok(Ok(seed)) => Ok(seed),
         Ok(Err(error)) => Err(error.to_string()),
-        Err(error) => Err(error.to_string()),
+        Err(_) => Err("the engine did not answer in time".to_owned()),
     }
 }

@@ -43,10 +43,10 @@ pub use config::{ConfigError, RestConfig, RestKey};
 use error::ApiError;
 
 use crate::catalog::Catalog;
-use crate::engine::EngineHandle;
 use crate::market_data::history::HistoryLimits;
 use crate::market_data::{MarketData, MarketDataLimits};
 use crate::ws::hub::Hub;
+use peregrine_core::EngineHandle;
 
 /// Longest a request waits for its command's outcome before answering 504 (the command
 /// stands; its outcome can be read by client id).

@@ -1,5 +1,5 @@
 //! Authenticated endpoints: orders (create, list, get, cancel one or all), own trades and
-//! balances. Writes go through [`EngineHandle::execute`](crate::engine::EngineHandle::execute);
+//! balances. Writes go through [`EngineHandle::submit`](peregrine_core::EngineHandle::submit);
 //! the answer waits until the feed applied the command, so reads that follow see it.
 //!
 //! Lists and lookups merge the bounded in-memory history (`history_per_account`,
@@ -24,9 +24,9 @@ use super::public::{LIST_LIMIT_MAX, ascending, limit, market, page};
 use super::types::*;
 use super::{APPLIED_TIMEOUT, EXECUTE_TIMEOUT};
 use crate::catalog::Market;
-use crate::engine::Executed;
 use crate::market_data::history::{Intent, OrderRecord, OrderState, OrderType};
 use crate::market_data::{MarketData, MarketDataLimits};
+use peregrine_core::Executed;
 
 /// Largest client order id a client may choose; above is the server's range.
 const CLIENT_ID_MAX: u64 = (1 << 63) - 1;
@@ -233,11 +233,10 @@ async fn execute(
     new_order: Option<(AccountId, ClientOrderId)>,
     command: CommandKind,
 ) -> Result<Executed, ApiError> {
-    let receiver = bridge
-        .engine
-        .execute(actor, new_order, command)
-        .map_err(ApiError::submit)?;
-    let executed = match tokio::time::timeout(EXECUTE_TIMEOUT, receiver).await {
+    let mut request = peregrine_core::Request::new(actor, command);
+    request.new_order = new_order;
+    let ticket = bridge.engine.submit(request).map_err(ApiError::submit)?;
+    let executed = match tokio::time::timeout(EXECUTE_TIMEOUT, ticket).await {
         Ok(Ok(executed)) => executed,
         Ok(Err(_)) => {
             return Err(ApiError::unavailable(
@@ -598,18 +597,14 @@ async fn read_balances(
     account: AccountId,
     currencies: Vec<(String, peregrine_hotpath::CurrencyId)>,
 ) -> Result<Vec<(String, peregrine_hotpath::ledger::Balance)>, ApiError> {
-    let engine = bridge.engine.clone();
-    // Account reads are the engine's; its query blocks, so it runs off the async threads.
-    let joined = tokio::task::spawn_blocking(move || {
-        engine.query(move |engine| {
-            currencies
-                .into_iter()
-                .map(|(code, id)| (code, engine.balance(account, id)))
-                .collect::<Vec<_>>()
-        })
-    })
-    .await;
-    match joined {
+    // Account reads are the engine's: queued without waiting, `Busy` at once when full.
+    let answer = bridge.engine.ask(move |engine| {
+        currencies
+            .into_iter()
+            .map(|(code, id)| (code, engine.balance(account, id)))
+            .collect::<Vec<_>>()
+    });
+    match tokio::time::timeout(peregrine_core::QUERY_TIMEOUT, answer).await {
         Ok(Ok(balances)) => Ok(balances),
         _ => Err(ApiError::unavailable(
             "server.unavailable",

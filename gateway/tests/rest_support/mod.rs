@@ -1,5 +1,5 @@
 //! The REST bridge's test harness: a real engine (shard, sequencer, optionally a durable
-//! journal) set up through `EngineHandle::execute`, the real server on 127.0.0.1:0, and real
+//! journal) set up through `EngineHandle::submit`, the real server on 127.0.0.1:0, and real
 //! HTTP and WebSocket clients.
 #![allow(dead_code)]
 
@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::{SinkExt, StreamExt};
+use peregrine_core::{EngineHandle, Request};
 use peregrine_gateway::catalog::{Catalog, CurrencyDef, MarketDef};
-use peregrine_gateway::engine::EngineHandle;
 use peregrine_gateway::rest::auth::sign;
 use peregrine_gateway::rest::{RestConfig, RestKey, RestServer, serve};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
@@ -72,6 +72,7 @@ fn shard_config() -> ShardConfig {
             park_us: 200,
         },
         input_capacity: 4_096,
+        query_capacity: 1_024,
         output_capacity: 65_536,
     }
 }
@@ -109,8 +110,8 @@ impl Harness {
             let engine = EngineHandle::start_placed(
                 shard,
                 Some(journal),
-                peregrine_gateway::engine::OrderTracker::new(),
-                peregrine_gateway::engine::RouterPlacement::Task(tokio::runtime::Handle::current()),
+                peregrine_core::OrderTracker::new(),
+                peregrine_core::RouterPlacement::Task(tokio::runtime::Handle::current()),
             )
             .unwrap();
             (engine, Some((writer, dir)))
@@ -136,7 +137,7 @@ impl Harness {
         }
         for command in commands {
             let executed = engine
-                .execute(peregrine_hotpath::Actor::System, None, command)
+                .submit(Request::new(peregrine_hotpath::Actor::System, command))
                 .unwrap()
                 .await
                 .unwrap();

@@ -1,8 +1,8 @@
-//! `[[currencies]]` and `[[markets]]`: the catalog (see `peregrine_gateway::catalog`). The
+//! `[[currencies]]` and `[[markets]]`: the catalog (see `peregrine_core::catalog`). The
 //! embedded defaults give a bare `peregrine up` two markets to trade; a deployment lists its own.
 //! A catalog that does not parse (duplicate names, inexact units) is refused at start.
 
-use peregrine_gateway::catalog::{CurrencyDef, MarketDef};
+use peregrine_core::catalog::{CurrencyDef, MarketDef};
 use rust_decimal::Decimal;
 
 /// btc (satoshi), eth (gwei), usd (micro-dollar: a 0.01 tick on a 0.0001 lot is 1 micro-dollar).

@@ -70,9 +70,9 @@ pub struct Config {
     /// `[rest]`: the retail REST/WebSocket bridge (see `peregrine_gateway::rest`).
     pub rest: peregrine_gateway::rest::RestConfig,
     /// `[[currencies]]`: see [`catalog`].
-    pub currencies: Vec<peregrine_gateway::catalog::CurrencyDef>,
+    pub currencies: Vec<peregrine_core::catalog::CurrencyDef>,
     /// `[[markets]]`: see [`catalog`].
-    pub markets: Vec<peregrine_gateway::catalog::MarketDef>,
+    pub markets: Vec<peregrine_core::catalog::MarketDef>,
 }
 
 impl Default for Config {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_client::{Client, KeyId, Order, Placed, RejectCode, ServerTrust, SigningKey};
-use peregrine_gateway::engine::{EngineHandle, OrderTracker, RouterPlacement};
+use peregrine_core::{EngineHandle, OrderTracker, Request, RouterPlacement};
 use peregrine_gateway::quic::auth::ApiKeyConfig;
 use peregrine_gateway::quic::tls::TlsSource;
 use peregrine_gateway::quic::{Server, ServerConfig, TransportTuning};
@@ -151,6 +151,7 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
                 SHARD_IDLE
             },
             input_capacity: 65_536,
+            query_capacity: 1_024,
             output_capacity: 1 << 18,
         },
     )
@@ -181,10 +182,10 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     // The market and the funds go through the sequencer and the journal like everything else.
     for command in setup_commands() {
         let outcome = handle
-            .execute(peregrine_hotpath::Actor::System, None, command)
+            .submit(Request::new(peregrine_hotpath::Actor::System, command))
             .map_err(|e| BenchError::workload(NAME, e))?;
-        let executed = outcome
-            .blocking_recv()
+        let executed = runtime
+            .block_on(outcome)
             .map_err(|e| BenchError::workload(NAME, e))?;
         if let Some(reason) = executed.rejected() {
             return Err(BenchError::workload(

@@ -159,6 +159,7 @@ fn run_threaded(args: &BenchArgs) -> Result<Report, BenchError> {
             core,
             idle: IdlePolicy::Spin,
             input_capacity: 65_536,
+            query_capacity: 1_024,
             output_capacity: 1 << 20,
         },
     )

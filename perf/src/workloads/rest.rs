@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use peregrine_core::{EngineHandle, Request};
 use peregrine_gateway::catalog::{Catalog, CurrencyDef, MarketDef};
-use peregrine_gateway::engine::EngineHandle;
 use peregrine_gateway::rest::auth::sign;
 use peregrine_gateway::rest::{RestConfig, RestKey, RestServer, serve};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
@@ -127,6 +127,7 @@ pub(crate) async fn start(name: &'static str, accounts: u32) -> Result<Fixture, 
                 park_us: 500,
             },
             input_capacity: 65_536,
+            query_capacity: 1_024,
             output_capacity: 1 << 18,
         },
     )
@@ -150,7 +151,7 @@ pub(crate) async fn start(name: &'static str, accounts: u32) -> Result<Fixture, 
     }
     for command in commands {
         let executed = engine
-            .execute(peregrine_hotpath::Actor::System, None, command)
+            .submit(Request::new(peregrine_hotpath::Actor::System, command))
             .map_err(|e| fail(e.to_string()))?
             .await
             .map_err(|e| fail(e.to_string()))?;

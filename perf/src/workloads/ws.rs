@@ -94,11 +94,10 @@ fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         let mut tid = 0;
         for (account, side) in [(1, Side::Sell), (2, Side::Buy)] {
             let executed = engine
-                .execute(
+                .submit(peregrine_core::Request::new(
                     peregrine_hotpath::Actor::System,
-                    None,
                     new_order(account, side, &mut next_client),
-                )
+                ))
                 .map_err(|e| fail(e.to_string()))?
                 .await
                 .map_err(|e| fail(e.to_string()))?;
@@ -143,11 +142,10 @@ fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         for (account, side) in [(1, Side::Sell), (2, Side::Buy)] {
             // The outcome is not awaited: subscribers see the trade.
             if engine
-                .execute(
+                .submit(peregrine_core::Request::new(
                     peregrine_hotpath::Actor::System,
-                    None,
                     new_order(account, side, &mut next_client),
-                )
+                ))
                 .is_err()
             {
                 busy += 1;
