@@ -79,12 +79,15 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<(String, String
         "peregrine-gateway",
         "peregrine-persist",
     ];
+    const EDGES: &[&str] = &["peregrine-gateway", "peregrine-proto"];
     let rules: Vec<(&str, &[&str])> = HOT_TIER
         .iter()
         .map(|crate_name| (*crate_name, ABOVE_HOT_TIER))
         .chain([
             ("peregrine-client", NOT_IN_THE_SDK),
             ("peregrine-proto", NOT_IN_THE_SDK),
+            // The control plane talks to the engine through core, never through an edge.
+            ("peregrine-control", EDGES),
         ])
         .collect();
     let mut found = Vec::new();
@@ -106,7 +109,14 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<(String, String
 #[test]
 fn dependencies_point_down() {
     let graph = normal_dependencies();
-    for package in ["peregrine-hotpath", "peregrine-persist", "peregrine-client"] {
+    for package in [
+        "peregrine-hotpath",
+        "peregrine-persist",
+        "peregrine-core",
+        "peregrine-proto",
+        "peregrine-client",
+        "peregrine-control",
+    ] {
         assert!(
             graph.contains_key(package),
             "{package} missing from the metadata"
@@ -133,4 +143,9 @@ fn an_upward_edge_is_reported() {
     // Transitive: persist reaches the gateway through the hot path.
     assert!(found.contains(&("peregrine-persist".into(), "peregrine-gateway".into())));
     assert!(found.contains(&("peregrine-client".into(), "sqlx".into())));
+    graph
+        .get_mut("peregrine-control")
+        .unwrap()
+        .insert("peregrine-gateway".to_owned());
+    assert!(violations(&graph).contains(&("peregrine-control".into(), "peregrine-gateway".into())));
 }
