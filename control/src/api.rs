@@ -11,6 +11,7 @@ use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use peregrine_core::catalog::Catalog;
 use peregrine_core::{EngineHandle, Executed, QUERY_TIMEOUT, Request, SubmitError};
+use peregrine_hotpath::edge::{EDGE_INTEGER_MAX, parse_decimal};
 use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Side};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -135,13 +136,19 @@ async fn deposit(
         .catalog
         .currency(&request.currency)
         .ok_or_else(|| ControlError::UnknownCurrency(request.currency.clone()))?;
-    let amount: Decimal = request.amount.parse().map_err(|_| {
-        ControlError::BadRequest(format!("amount `{}` is not a decimal", request.amount))
+    let amount: Decimal = parse_decimal(&request.amount).map_err(|error| {
+        ControlError::Unprocessable(format!("amount `{}` {error}", request.amount))
     })?;
+    if request.deposit_id > EDGE_INTEGER_MAX {
+        return Err(ControlError::Unprocessable(format!(
+            "deposit_id {} is too large (at most {EDGE_INTEGER_MAX})",
+            request.deposit_id
+        )));
+    }
     let minor = currency
         .scale
         .to_minor(amount)
-        .map_err(|e| ControlError::BadRequest(format!("amount: {e}")))?;
+        .map_err(|e| ControlError::Unprocessable(format!("amount: {e}")))?;
     let executed = execute(
         &state,
         CommandKind::Deposit {

@@ -16,6 +16,10 @@ pub enum ControlError {
     /// The body or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// Well-formed, but a value is out of what the exchange accepts (an exponent, a value too
+    /// large to store): nothing changed.
+    #[error("{0}")]
+    Unprocessable(String),
     /// The body is above the limit.
     #[error("body above {0} bytes")]
     BodyTooLarge(usize),
@@ -42,6 +46,7 @@ impl ControlError {
         match self {
             Self::Unauthorized => "unauthorized",
             Self::BadRequest(_) => "bad_request",
+            Self::Unprocessable(_) => "unprocessable",
             Self::BodyTooLarge(_) => "body_too_large",
             Self::UnknownMarket(_) => "unknown_market",
             Self::UnknownCurrency(_) => "unknown_currency",
@@ -58,7 +63,7 @@ impl ControlError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownMarket(_) | Self::UnknownCurrency(_) => StatusCode::NOT_FOUND,
-            Self::Rejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Rejected(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Busy | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -128,6 +128,68 @@ impl MarketUnits {
 }
 
 /// `value / unit` when it is a whole number that fits u64.
+/// The largest integer an edge accepts for an id, a quantity or an amount: `i64::MAX`, so that
+/// everything the engine accepted can also be stored by the SQL replica (signed 64-bit columns)
+/// and printed by every client. Larger values are refused at the edge as too large, never
+/// accepted and then lost downstream.
+pub const EDGE_INTEGER_MAX: u64 = i64::MAX as u64;
+
+/// The longest decimal text an edge parses: 28 significant digits, a point and slack.
+pub const DECIMAL_TEXT_BYTES_MAX: usize = 40;
+
+/// Why a decimal text was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecimalTextError {
+    /// Nothing given.
+    #[error("is empty")]
+    Empty,
+    /// Longer than [`DECIMAL_TEXT_BYTES_MAX`].
+    #[error("is too long (at most {DECIMAL_TEXT_BYTES_MAX} characters)")]
+    TooLong,
+    /// Written with an exponent (`1e3`): every edge takes plain decimal notation only, so a
+    /// value means the same everywhere.
+    #[error("has an exponent; write it in plain decimal notation")]
+    Exponent,
+    /// A sign: edges take positive values only.
+    #[error("has a sign; write a positive decimal number")]
+    Sign,
+    /// Anything else that is not `digits[.digits]`.
+    #[error("is not a decimal number")]
+    NotDecimal,
+    /// More than the engine's integers can hold.
+    #[error("is too large")]
+    TooLarge,
+}
+
+/// The one parser of decimal text at every edge (REST, the control API): plain notation,
+/// `digits[.digits]`, no sign, no exponent, bounded length.
+pub fn parse_decimal(text: &str) -> Result<Decimal, DecimalTextError> {
+    if text.is_empty() {
+        return Err(DecimalTextError::Empty);
+    }
+    if text.len() > DECIMAL_TEXT_BYTES_MAX {
+        return Err(DecimalTextError::TooLong);
+    }
+    if text.bytes().any(|b| b == b'e' || b == b'E') {
+        return Err(DecimalTextError::Exponent);
+    }
+    if text.starts_with(['-', '+']) {
+        return Err(DecimalTextError::Sign);
+    }
+    let points = text.bytes().filter(|&b| b == b'.').count();
+    let plain = points <= 1
+        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && !text.starts_with('.')
+        && !text.ends_with('.');
+    if !plain {
+        return Err(DecimalTextError::NotDecimal);
+    }
+    // Digits only, bounded: the only failure left is a value beyond Decimal's 96 bits.
+    text.parse::<Decimal>()
+        .map_err(|_| DecimalTextError::TooLarge)
+}
+
 fn units(value: Decimal, unit: Decimal, what: &'static str) -> Result<u64, EdgeError> {
     let quotient = value
         .checked_div(unit)
@@ -138,6 +200,9 @@ fn units(value: Decimal, unit: Decimal, what: &'static str) -> Result<u64, EdgeE
     let whole: u64 = quotient
         .try_into()
         .map_err(|_| EdgeError::TooLarge { what, value })?;
+    if whole > EDGE_INTEGER_MAX {
+        return Err(EdgeError::TooLarge { what, value });
+    }
     Ok(whole)
 }
 
@@ -146,6 +211,46 @@ mod tests {
     use std::str::FromStr;
 
     use super::*;
+
+    #[test]
+    fn decimal_text_is_plain_notation_only() {
+        assert_eq!(parse_decimal("1000"), Ok(d("1000")));
+        assert_eq!(parse_decimal("0.00000001"), Ok(d("0.00000001")));
+        assert_eq!(parse_decimal("1e3"), Err(DecimalTextError::Exponent));
+        assert_eq!(parse_decimal("1E3"), Err(DecimalTextError::Exponent));
+        assert_eq!(parse_decimal("-1"), Err(DecimalTextError::Sign));
+        assert_eq!(parse_decimal("+1"), Err(DecimalTextError::Sign));
+        assert_eq!(parse_decimal(""), Err(DecimalTextError::Empty));
+        for bad in ["1.2.3", ".5", "5.", "0x10", "1 000", "NaN"] {
+            assert_eq!(
+                parse_decimal(bad),
+                Err(DecimalTextError::NotDecimal),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse_decimal(&"9".repeat(DECIMAL_TEXT_BYTES_MAX + 1)),
+            Err(DecimalTextError::TooLong)
+        );
+        assert_eq!(
+            parse_decimal(&"9".repeat(30)),
+            Err(DecimalTextError::TooLarge)
+        );
+    }
+
+    #[test]
+    fn amounts_beyond_i64_are_too_large_at_the_edge() {
+        let eighteen = CurrencyScale { scale: 18 };
+        // 9.3 tokens of 18 decimals: 9.3e18 minor units, above i64::MAX (about 9.22e18).
+        assert!(matches!(
+            eighteen.to_minor(d("9.3")),
+            Err(EdgeError::TooLarge { .. })
+        ));
+        assert_eq!(
+            eighteen.to_minor(d("9.2")),
+            Ok(Amount(9_200_000_000_000_000_000))
+        );
+    }
 
     fn d(s: &str) -> Decimal {
         Decimal::from_str(s).unwrap()

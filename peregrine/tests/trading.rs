@@ -122,9 +122,35 @@ async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (400, Some("bad_request")),
+        (422, Some("unprocessable")),
         "{body}"
     );
+    // One decimal parser at every edge: no exponents (REST never took them); values the
+    // replica could not store are refused here, not accepted and lost downstream.
+    for (amount, deposit_id, says) in [
+        ("1e3", 5_u64, "exponent"),
+        ("100000000000000", 6, "too large"),
+        ("1", u64::MAX, "too large"),
+    ] {
+        let (status, body) = up
+            .control(
+                "deposits",
+                serde_json::json!({"account": 1, "currency": "btc", "amount": amount, "deposit_id": deposit_id}),
+            )
+            .await;
+        assert_eq!(status, 422, "{amount} {deposit_id}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    // A retried deposit id credits nothing the second time.
+    let (status, body) = up
+        .control(
+            "deposits",
+            serde_json::json!({"account": 1, "currency": "usd", "amount": "100000", "deposit_id": 1}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["reason"], "DuplicateDeposit", "{body}");
     let (status, body) = up
         .control(
             "deposits",

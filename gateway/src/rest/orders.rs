@@ -43,21 +43,9 @@ fn parse_side(text: &str) -> Result<Side, ApiError> {
 }
 
 fn decimal(field: &'static str, code: &'static str, text: &str) -> Result<Decimal, ApiError> {
-    // Plain decimal notation only: no exponent, no sign games, bounded length.
-    let plain = !text.is_empty()
-        && text.len() <= 40
-        && text.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-    let value = if plain {
-        text.parse::<Decimal>().ok()
-    } else {
-        None
-    };
-    value.ok_or_else(|| {
-        ApiError::unprocessable(
-            code,
-            format!("{field} `{text}` is not a positive decimal number"),
-        )
-    })
+    // The edges' one parser: plain decimal notation, no exponent, no sign, bounded length.
+    peregrine_hotpath::edge::parse_decimal(text)
+        .map_err(|error| ApiError::unprocessable(code, format!("{field} `{text}` {error}")))
 }
 
 fn order_price(
