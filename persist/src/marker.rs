@@ -74,16 +74,24 @@ impl MarkerFile {
 
     /// Writes `value` and makes it durable.
     pub fn write_durable(&self, value: u64) -> Result<(), MarkerError> {
-        let io_error = |source| MarkerError::Io {
+        self.write(value)?;
+        self.file.sync_data().map_err(|source| MarkerError::Io {
             path: self.path.clone(),
             source,
-        };
+        })
+    }
+
+    /// Writes `value` to the page cache only: it survives the process (a kill, a crash of
+    /// the appliance) but may be lost with the machine's power, without a device flush.
+    pub fn write(&self, value: u64) -> Result<(), MarkerError> {
         let text = format!("{value:020}\n");
         debug_assert_eq!(text.len(), FILE_BYTES);
         self.file
             .write_all_at(text.as_bytes(), 0)
-            .map_err(io_error)?;
-        self.file.sync_data().map_err(io_error)
+            .map_err(|source| MarkerError::Io {
+                path: self.path.clone(),
+                source,
+            })
     }
 
     /// The file.
