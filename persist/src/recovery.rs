@@ -144,7 +144,7 @@ pub(crate) fn recover_locked(
             });
         }
         let bytes = std::fs::read(path).map_err(io_error(path))?;
-        check_segment_header(path, *first_seq, &bytes)?;
+        check_segment_header(path, &bytes)?;
         if bytes.len() < SEGMENT_HEADER_BYTES {
             return Err(RecoveryError::Corrupt {
                 path: path.clone(),
@@ -291,31 +291,21 @@ pub(crate) fn recover_locked(
     ))
 }
 
-/// Checks that the segment at `path`, named for `first_seq`, has a header of a format this
-/// release reads, naming that first sequence.
-pub fn check_segment_header(
-    path: &Path,
-    first_seq: Seq,
-    bytes: &[u8],
-) -> Result<(), RecoveryError> {
-    let corrupt = |reason: String| RecoveryError::Corrupt {
-        path: path.to_path_buf(),
-        offset: 0,
-        reason,
-    };
+/// Checks that the segment at `path` has a header of a format this release reads.
+pub fn check_segment_header(path: &Path, bytes: &[u8]) -> Result<(), RecoveryError> {
     match SegmentHeader::parse(bytes) {
-        Ok(header) if header.first_seq == first_seq => Ok(()),
-        Ok(header) => Err(corrupt(format!(
-            "the segment header says it starts at sequence {}, its name says {first_seq}",
-            header.first_seq
-        ))),
+        Ok(_) => Ok(()),
         Err(HeaderError::Version { found }) => Err(RecoveryError::Version {
             path: path.to_path_buf(),
             what: "journal",
             found: u32::from(found),
             supported: versions_list(JOURNAL_FORMATS_READ),
         }),
-        Err(error) => Err(corrupt(error.to_string())),
+        Err(error) => Err(RecoveryError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: error.to_string(),
+        }),
     }
 }
 

@@ -2,16 +2,18 @@
 //! first record (`00000000000000000001.journal`), so listing the directory orders them and a
 //! reader knows which sequence each must start with.
 //!
-//! Each segment opens with a one-block header, written and made durable before the segment gets
-//! its name (so a named segment always has one); records follow at [`SEGMENT_HEADER_BYTES`]:
+//! Each segment opens with a one-block header, written with the zeros when the spare is built
+//! (off the commit path, and before the spare gets any name a writer takes), so a named
+//! segment always has one and rotation costs no extra synced write; records follow at
+//! [`SEGMENT_HEADER_BYTES`]. The first sequence is in the name, and the first record must carry
+//! it (recovery checks).
 //!
 //! ```text
 //! offset 0   [u8; 8]  magic "PGJOURNL"
 //! offset 8   u16      journal format version (`format::JOURNAL_FORMAT_VERSION`)
 //! offset 10  [u8; 6]  reserved, zero
-//! offset 16  u64      first sequence (equal to the one in the file name)
-//! offset 24  [u8; 32] the writing release, zero-padded
-//! offset 56  u32      CRC32C over bytes 0..56
+//! offset 16  [u8; 32] the writing release, zero-padded
+//! offset 48  u32      CRC32C over bytes 0..48
 //!            zero to the end of the block
 //! ```
 
@@ -29,8 +31,8 @@ pub const SEGMENT_HEADER_BYTES: usize = BLOCK_BYTES;
 /// First bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"PGJOURNL";
 /// Bytes of the header's fields (the rest of the block is zero).
-const HEADER_FIELDS_BYTES: usize = 60;
-const _: () = assert!(HEADER_FIELDS_BYTES == 24 + RELEASE_BYTES + 4);
+const HEADER_FIELDS_BYTES: usize = 52;
+const _: () = assert!(HEADER_FIELDS_BYTES == 16 + RELEASE_BYTES + 4);
 const _: () = assert!(HEADER_FIELDS_BYTES <= SEGMENT_HEADER_BYTES);
 
 /// A segment's header, parsed.
@@ -38,8 +40,6 @@ const _: () = assert!(HEADER_FIELDS_BYTES <= SEGMENT_HEADER_BYTES);
 pub struct SegmentHeader {
     /// The journal format version.
     pub format_version: u16,
-    /// The sequence of the segment's first record.
-    pub first_seq: u64,
     /// The release that wrote the segment.
     pub release: [u8; RELEASE_BYTES],
 }
@@ -69,11 +69,10 @@ pub enum HeaderError {
 }
 
 impl SegmentHeader {
-    /// The header this release writes for a segment starting at `first_seq`.
-    pub fn new(first_seq: u64) -> SegmentHeader {
+    /// The header this release writes.
+    pub fn new() -> SegmentHeader {
         SegmentHeader {
             format_version: JOURNAL_FORMAT_VERSION,
-            first_seq,
             release: release(),
         }
     }
@@ -83,10 +82,9 @@ impl SegmentHeader {
         let mut out = [0_u8; HEADER_FIELDS_BYTES];
         out[..8].copy_from_slice(&SEGMENT_MAGIC);
         out[8..10].copy_from_slice(&self.format_version.to_le_bytes());
-        out[16..24].copy_from_slice(&self.first_seq.to_le_bytes());
-        out[24..24 + RELEASE_BYTES].copy_from_slice(&self.release);
-        let crc = Crc32c::new().update(&out[..56]).finish();
-        out[56..60].copy_from_slice(&crc.to_le_bytes());
+        out[16..16 + RELEASE_BYTES].copy_from_slice(&self.release);
+        let crc = Crc32c::new().update(&out[..48]).finish();
+        out[48..52].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
@@ -110,17 +108,14 @@ impl SegmentHeader {
                 found: format_version,
             });
         }
-        let stored = u32::from_le_bytes([fields[56], fields[57], fields[58], fields[59]]);
-        if Crc32c::new().update(&fields[..56]).finish() != stored {
+        let stored = u32::from_le_bytes([fields[48], fields[49], fields[50], fields[51]]);
+        if Crc32c::new().update(&fields[..48]).finish() != stored {
             return Err(HeaderError::Checksum);
         }
-        let mut seq_le = [0_u8; 8];
-        seq_le.copy_from_slice(&fields[16..24]);
         let mut release = [0_u8; RELEASE_BYTES];
-        release.copy_from_slice(&fields[24..24 + RELEASE_BYTES]);
+        release.copy_from_slice(&fields[16..16 + RELEASE_BYTES]);
         Ok(SegmentHeader {
             format_version,
-            first_seq: u64::from_le_bytes(seq_le),
             release,
         })
     }
@@ -134,13 +129,19 @@ fn looks_like_format_1(bytes: &[u8]) -> bool {
     (1..=crate::record::PAYLOAD_MAX_BYTES as u32).contains(&length) && seq_nonzero
 }
 
-/// Writes the header of a segment starting at `first_seq` into `file` (buffered) and makes it
-/// durable.
-fn write_header(file: &File, first_seq: u64) -> io::Result<()> {
-    let mut block = [0_u8; SEGMENT_HEADER_BYTES];
-    block[..HEADER_FIELDS_BYTES].copy_from_slice(&SegmentHeader::new(first_seq).encode());
-    file.write_all_at(&block, 0)?;
-    file.sync_data()
+/// Whether the file at `path` starts with a segment header this release reads (a spare left by
+/// an older release has none).
+fn has_header(path: &Path) -> bool {
+    let mut fields = [0_u8; HEADER_FIELDS_BYTES];
+    File::open(path)
+        .and_then(|file| file.read_exact_at(&mut fields, 0))
+        .is_ok_and(|()| SegmentHeader::parse(&fields).is_ok())
+}
+
+impl Default for SegmentHeader {
+    fn default() -> Self {
+        SegmentHeader::new()
+    }
 }
 
 /// Suffix of segment files.
@@ -191,21 +192,14 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
 /// Prefix of spares under construction; recovery deletes leftovers.
 pub const SPARE_TMP_PREFIX: &str = "next.journal-spare.tmp-";
 
-/// Creates the spare segment: preallocated and zero-filled, durable, built under a temporary
-/// name (`SPARE_TMP_PREFIX` + `builder`) and renamed into place only once complete, so the
-/// writer never activates a half-built spare that a builder is still writing zeros into. Done
-/// ahead of need on a helper thread because zero-filling 64 MiB takes a noticeable fraction of a
-/// second, which must not stall commits at rotation.
+/// Creates the spare segment: preallocated, zero-filled and headed, durable, built under a
+/// temporary name (`SPARE_TMP_PREFIX` + `builder`) and renamed into place only once complete,
+/// so the writer never activates a half-built spare that a builder is still writing into. Done
+/// ahead of need on a helper thread because zero-filling 64 MiB takes a noticeable fraction of
+/// a second, which must not stall commits at rotation.
 pub fn prepare_spare(dir: &Path, segment_bytes: u64, builder: &str) -> io::Result<()> {
     let path = dir.join(format!("{SPARE_TMP_PREFIX}{builder}"));
-    build_zeroed(&path, segment_bytes)?;
-    std::fs::rename(&path, dir.join(SPARE_NAME))?;
-    sync_dir(dir)
-}
-
-/// Creates `path` (replacing a leftover) preallocated and zero-filled, durably.
-fn build_zeroed(path: &Path, segment_bytes: u64) -> io::Result<()> {
-    match std::fs::remove_file(path) {
+    match std::fs::remove_file(&path) {
         Ok(()) => {}
         Err(error) if error.kind() == io::ErrorKind::NotFound => {}
         Err(error) => return Err(error),
@@ -214,34 +208,31 @@ fn build_zeroed(path: &Path, segment_bytes: u64) -> io::Result<()> {
         .read(true)
         .write(true)
         .create_new(true)
-        .open(path)?;
+        .open(&path)?;
     fallocate(&file, segment_bytes)?;
     zero_fill(&file, 0, segment_bytes)?;
-    file.sync_all()
+    let mut block = [0_u8; SEGMENT_HEADER_BYTES];
+    block[..HEADER_FIELDS_BYTES].copy_from_slice(&SegmentHeader::new().encode());
+    file.write_all_at(&block, 0)?;
+    file.sync_all()?;
+    std::fs::rename(&path, dir.join(SPARE_NAME))?;
+    sync_dir(dir)
 }
 
-/// Turns the spare (built now if it is missing or of the wrong size) into the segment starting
-/// at `first_seq`, durably, header first, and opens it for `O_DIRECT` writes; records go at
-/// [`SEGMENT_HEADER_BYTES`] on.
-///
-/// The spare is first renamed to a name only the writer uses, so the helper thread, which may
-/// rename a freshly built spare into `SPARE_NAME` at any moment, cannot swap a header-less file
-/// in between the header write and the final rename. A crash leaves that name behind for
-/// recovery to delete (it has the spare prefix); a file with a segment's name always has its
-/// header.
+/// Turns the spare (prepared now if it is missing or of the wrong size) into the segment
+/// starting at `first_seq`, durably, and opens it for `O_DIRECT` writes; records go at
+/// [`SEGMENT_HEADER_BYTES`] on. Every file that ever bears the spare's name is complete and
+/// headed, so whichever one the rename takes (a builder may rename a new one into place at any
+/// moment) is a valid segment.
 pub fn activate_spare(dir: &Path, first_seq: u64, segment_bytes: u64) -> io::Result<File> {
-    let taken = dir.join(format!("{SPARE_TMP_PREFIX}activating"));
-    let ready = match std::fs::rename(dir.join(SPARE_NAME), &taken) {
-        Ok(()) => std::fs::metadata(&taken)?.len() == segment_bytes,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => false,
-        Err(error) => return Err(error),
-    };
+    let spare = dir.join(SPARE_NAME);
+    let ready = std::fs::metadata(&spare).is_ok_and(|meta| meta.len() == segment_bytes)
+        && has_header(&spare);
     if !ready {
-        build_zeroed(&taken, segment_bytes)?;
+        prepare_spare(dir, segment_bytes, "writer")?;
     }
-    write_header(&File::options().write(true).open(&taken)?, first_seq)?;
     let path = segment_path(dir, first_seq);
-    std::fs::rename(&taken, &path)?;
+    std::fs::rename(&spare, &path)?;
     sync_dir(dir)?;
     open_direct(&path, false)
 }

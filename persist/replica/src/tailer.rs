@@ -203,7 +203,7 @@ impl Tailer {
         if segments.is_empty() {
             return Ok(None);
         }
-        let Some((first_seq, path)) = segments
+        let Some((_, path)) = segments
             .iter()
             .rev()
             .find(|(first_seq, _)| *first_seq <= self.next_seq)
@@ -217,19 +217,11 @@ impl Tailer {
         let len_bytes = file.metadata().map_err(io_error(path))?.len();
         let mut header = [0_u8; SEGMENT_HEADER_BYTES];
         file.read_exact_at(&mut header, 0).map_err(io_error(path))?;
-        let reason = match SegmentHeader::parse(&header) {
-            Ok(parsed) if parsed.first_seq == *first_seq => None,
-            Ok(parsed) => Some(format!(
-                "the segment header says it starts at sequence {}, its name says {first_seq}",
-                parsed.first_seq
-            )),
-            Err(error) => Some(error.to_string()),
-        };
-        if let Some(reason) = reason {
+        if let Err(error) = SegmentHeader::parse(&header) {
             return Err(ReplicaError::Journal {
                 path: path.clone(),
                 offset: 0,
-                reason,
+                reason: error.to_string(),
             });
         }
         Ok(Some(OpenSegment {
