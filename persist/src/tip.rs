@@ -6,12 +6,13 @@
 //! (see `RecoveryError::LostTail`). A tip never exceeds the journal's durable end, so it never
 //! refuses a sound journal.
 //!
-//! The periodic writes go to the page cache without a device flush: a flush once a second
-//! stalled the journal's own durable writes behind it (the journal bench's p99.9 rose from
-//! about 10 ms to about 30 ms at 100 k/s, `perf/RESULTS.md`). They survive a crash or kill of
-//! the appliance; only a power loss may take the last ones, which then leaves the loss of the
-//! commands of the seconds before it undetected, never a false alarm. Commands acknowledged in
-//! the last second before the damage are not covered either.
+//! The periodic writes go to the page cache without a device flush, which would queue behind
+//! (and ahead of) the journal's own durable writes on the same device for no gain in safety:
+//! they survive a crash or kill of the appliance; only a power loss may take the last ones,
+//! which then leaves the loss of the commands of the seconds before it undetected, never a
+//! false alarm. Commands acknowledged in the last second before the damage are not covered
+//! either. (A suspected p99.9 cost of the flush was measured and ruled out: `perf/RESULTS.md`,
+//! session 5.)
 
 use std::path::Path;
 use std::sync::Arc;
