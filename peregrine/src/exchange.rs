@@ -177,6 +177,12 @@ impl Exchange {
         })
     }
 
+    /// Whether the snapshot driver thread still runs (for readiness: a dead background thread
+    /// must show, or snapshots silently stop and every restart replays more).
+    pub fn snapshot_driver_alive(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.snapshots.alive)
+    }
+
     /// Pauses of the engine thread for snapshots so far (for metrics), readable after start.
     pub fn snapshot_pauses(&self) -> SnapshotPausesProbe {
         SnapshotPausesProbe(Arc::clone(&self.snapshots.snapshotter))
@@ -270,6 +276,8 @@ fn wait_blocking(mut ticket: Ticket, timeout: Duration) -> Option<peregrine_core
 /// the snapshotter says one is due; the snapshotter's helper writes them once durable.
 #[derive(Debug)]
 struct SnapshotDriver {
+    /// True while the driver thread runs.
+    alive: Arc<AtomicBool>,
     snapshotter: Arc<Mutex<Option<Snapshotter>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
@@ -288,8 +296,10 @@ impl SnapshotDriver {
             journal,
             applied_seq,
         ))));
+        let alive = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
+            let alive_guard = AliveGuard(Arc::clone(&alive));
             let (snapshotter, stop, engine) = (
                 Arc::clone(&snapshotter),
                 Arc::clone(&stop),
@@ -297,13 +307,18 @@ impl SnapshotDriver {
             );
             std::thread::Builder::new()
                 .name("snapshot-driver".into())
-                .spawn(move || drive_snapshots(&snapshotter, &stop, &engine))
+                .spawn(move || {
+                    // Cleared however the thread ends, a panic included: readiness shows it.
+                    let _alive = alive_guard;
+                    drive_snapshots(&snapshotter, &stop, &engine);
+                })
                 .map_err(|e| ExchangeError::Snapshot(e.to_string()))?
         };
         Ok(SnapshotDriver {
             snapshotter,
             stop,
             thread: Some(thread),
+            alive,
         })
     }
 
@@ -322,6 +337,15 @@ impl SnapshotDriver {
             Some(snapshotter) => snapshotter.finish().map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
         }
+    }
+}
+
+/// Clears its flag when dropped: when the thread that holds it ends, by return or by panic.
+struct AliveGuard(Arc<AtomicBool>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -373,5 +397,22 @@ fn drive_snapshots(
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "snapshot query did not run"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_panics_clears_its_alive_flag() {
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(Arc::clone(&alive));
+        let thread = std::thread::spawn(move || {
+            let _alive = guard;
+            panic!("a background thread dies");
+        });
+        assert!(thread.join().is_err());
+        assert!(!alive.load(Ordering::Acquire));
     }
 }

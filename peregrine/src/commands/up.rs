@@ -190,6 +190,14 @@ async fn serve_until_stopped(
             CheckStatus::Ready
         }
     })?;
+    let driver_alive = exchange.snapshot_driver_alive();
+    readiness.register_check("snapshots", move || {
+        if driver_alive.load(std::sync::atomic::Ordering::Acquire) {
+            CheckStatus::Ready
+        } else {
+            CheckStatus::NotReady("the snapshot driver thread ended".to_owned())
+        }
+    })?;
     let checked_dir = data_dir.clone();
     readiness.register_check("data", move || {
         if checked_dir.is_dir() {

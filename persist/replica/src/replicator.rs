@@ -154,6 +154,11 @@ impl ReplicatorHandle {
         if let Some(failure) = lock(&self.shared.failure).clone() {
             return Err(format!("replicator stopped: {failure}"));
         }
+        // A thread that ended without recording why (it cannot, short of a failure while
+        // recording one) must still show: "lags" would hide that nothing will catch up.
+        if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+            return Err("replicator thread ended".to_owned());
+        }
         if !self.shared.schema_ready.load(Ordering::Acquire) {
             // History readers would find no tables yet.
             let error = lock(&self.shared.last_error).clone().unwrap_or_default();
