@@ -127,6 +127,9 @@ pub(crate) struct Subscribers {
     by_market: HashMap<MarketId, Vec<SubscriptionId>>,
     executed: Vec<SubscriptionId>,
     next_id: u64,
+    /// The ids one delivery goes to, copied so that `deliver` may close a lagging subscriber
+    /// while they are walked; reused, so a delivery allocates nothing once warm.
+    scratch: Vec<SubscriptionId>,
 }
 
 impl Subscribers {
@@ -247,34 +250,39 @@ impl Subscribers {
 
     /// Queues `notice` for every subscription of `account`.
     pub(crate) fn deliver_account(&mut self, account: AccountId, notice: &Notice) {
-        let Some(ids) = self.by_account.get(&account) else {
-            return;
-        };
-        // Few subscriptions per account; the copy keeps `deliver` free to close one.
-        let ids: Vec<SubscriptionId> = ids.clone();
-        for id in ids {
-            self.deliver(id, notice.clone());
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        if let Some(listed) = self.by_account.get(&account) {
+            ids.extend_from_slice(listed);
         }
+        self.deliver_all(ids, notice);
     }
 
     /// Queues `notice` for every follower of `market`.
     pub(crate) fn deliver_market(&mut self, market: MarketId, notice: &Notice) {
-        let Some(ids) = self.by_market.get(&market) else {
-            return;
-        };
-        let ids: Vec<SubscriptionId> = ids.clone();
-        for id in ids {
-            self.deliver(id, notice.clone());
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        if let Some(listed) = self.by_market.get(&market) {
+            ids.extend_from_slice(listed);
         }
+        self.deliver_all(ids, notice);
     }
 
     /// Queues `notice` (a command's events) for every [`Interest::Executed`] subscription.
     pub(crate) fn deliver_executed(&mut self, notice: &Notice) {
         debug_assert!(matches!(notice, Notice::Executed(_)));
-        let ids: Vec<SubscriptionId> = self.executed.clone();
-        for id in ids {
+        let mut ids = std::mem::take(&mut self.scratch);
+        ids.clear();
+        ids.extend_from_slice(&self.executed);
+        self.deliver_all(ids, notice);
+    }
+
+    /// Delivers `notice` to each of `ids` (the scratch list, handed back after).
+    fn deliver_all(&mut self, ids: Vec<SubscriptionId>, notice: &Notice) {
+        for &id in &ids {
             self.deliver(id, notice.clone());
         }
+        self.scratch = ids;
     }
 }
 
