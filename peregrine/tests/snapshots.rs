@@ -237,3 +237,83 @@ async fn a_start_on_a_journal_that_lost_its_end_is_refused_unless_accepted() {
     Up::start_with_args(dir.path(), &["--accept-journal-loss"]).stop();
     Up::start(dir.path()).stop();
 }
+
+/// The replica is a second witness: with the journal's end lost and its tip gone too, a
+/// replica holding sequences beyond the journal stops the start, naming both ends (trading on
+/// would reuse those sequences, and the replica would skip the commands that bear them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_below_the_replicas_mark_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let trader = Trader::new(1);
+    write_config(
+        dir.path(),
+        &[trader],
+        "[journal]\nsnapshot_every_commands = 0\nsnapshot_every_ms = 0\n",
+    );
+    let up = Up::start(dir.path());
+    for id in 1..=3 {
+        up.deposit(trader.account, "usd", "100", id).await;
+    }
+    // Until the replica holds every command.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = support::http_client()
+            .get(format!("{}/metrics", up.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        let applied = value("peregrine_engine_applied_seq ");
+        let replicated = value("peregrine_replica_commands_total ");
+        if applied.is_some() && applied == replicated {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not catch up:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    up.stop();
+    let journal = dir.path().join("data/journal");
+    for entry in std::fs::read_dir(&journal).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.ends_with(".journal") || name == "durable.tip" {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .env_clear()
+        .current_dir(dir.path())
+        .args(["up", "--log-format", "json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("up started below the replica's mark");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the replica holds sequence") && stderr.contains("the journal ends at"),
+        "{stderr}"
+    );
+}

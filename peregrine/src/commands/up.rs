@@ -142,6 +142,27 @@ pub fn run(
     runtime.block_on(serve_until_stopped(&loaded.config, loaded.file.as_deref()))
 }
 
+/// Waits (bounded by [`READY_WAIT`]) for the replicator's first connection and stops the start
+/// if it found the replica ahead of the journal: trading on would reuse sequences and order ids
+/// the replica already holds, and the replica would skip the new commands that bear them. A
+/// database not reachable yet is not a reason to refuse (the replicator retries).
+async fn refuse_a_replica_ahead_of_the_journal(
+    handle: &peregrine_replica::ReplicatorHandle,
+) -> Result<(), UpError> {
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    // Bounded by the deadline.
+    while handle.failure().is_none()
+        && !handle.is_connected()
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match handle.failure() {
+        Some(failure) if handle.is_ahead_of_journal() => Err(UpError::Replica(failure)),
+        _ => Ok(()),
+    }
+}
+
 async fn serve_until_stopped(
     config: &Config,
     config_file: Option<&std::path::Path>,
@@ -233,6 +254,7 @@ async fn serve_until_stopped(
         .await
         .map_err(|e| UpError::ServerTask(e.to_string()))?
         .map_err(|e| UpError::Replica(e.to_string()))?;
+        refuse_a_replica_ahead_of_the_journal(&handle).await?;
         let handle = Arc::new(std::sync::Mutex::new(Some(handle)));
         let checked = Arc::clone(&handle);
         readiness.register_check("replica", move || {

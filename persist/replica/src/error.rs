@@ -48,6 +48,18 @@ pub enum ReplicaError {
         /// Rows the batch holds.
         expected: u64,
     },
+    /// The database already holds sequences beyond the journal's durable end: the journal
+    /// lost acknowledged commands (or the replica belongs to another journal). Replicating on
+    /// would skip the new commands that reuse those sequences, so the replicator stops.
+    #[error(
+        "the replica holds sequence {replica} but the journal ends at {journal}: the journal lost acknowledged commands, or the replica belongs to another journal; restore the journal, or drop the replica database to rebuild it from this one"
+    )]
+    AheadOfJournal {
+        /// The replica's high-water mark.
+        replica: Seq,
+        /// The journal's durable end.
+        journal: Seq,
+    },
     /// A journal file could not be read.
     #[error("journal {path}: {source}")]
     Io {

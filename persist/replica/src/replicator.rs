@@ -96,6 +96,8 @@ struct Shared {
     schema_ready: AtomicBool,
     last_error: Mutex<Option<String>>,
     failure: Mutex<Option<String>>,
+    /// Set when the replicator stopped because the database was ahead of the journal.
+    ahead_of_journal: AtomicBool,
 }
 
 fn now_unix_ns() -> u64 {
@@ -195,6 +197,16 @@ impl ReplicatorHandle {
     /// The last database error, if any (cleared by the next commit).
     pub fn last_error(&self) -> Option<String> {
         lock(&self.shared.last_error).clone()
+    }
+
+    /// Whether it stopped because the database holds sequences beyond the journal's end.
+    pub fn is_ahead_of_journal(&self) -> bool {
+        self.shared.ahead_of_journal.load(Ordering::Acquire)
+    }
+
+    /// Why the replicator stopped, if it did (a fault no retry fixes).
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.shared.failure).clone()
     }
 
     /// Waits until the high-water mark reaches `seq` or `timeout` passes; returns the mark.
@@ -312,6 +324,11 @@ impl Replicator {
                     ))))
                 });
                 if let Err(error) = &result {
+                    if matches!(error, ReplicaError::AheadOfJournal { .. }) {
+                        thread_shared
+                            .ahead_of_journal
+                            .store(true, Ordering::Release);
+                    }
                     tracing::error!(%error, "replicator stopped");
                     *lock(&thread_shared.failure) = Some(error.to_string());
                 }
@@ -511,6 +528,12 @@ impl Worker {
                     return Ok(Step::Retry(error, "connect"));
                 }
                 Some(Err(error)) => return Err(error),
+                Some(Ok((_, _, found))) if found > self.source.bound() => {
+                    return Err(ReplicaError::AheadOfJournal {
+                        replica: found,
+                        journal: self.source.bound(),
+                    });
+                }
                 Some(Ok((conn, ledger_conn, found))) => {
                     self.conn = Some(conn);
                     self.ledger_conn = ledger_conn;
