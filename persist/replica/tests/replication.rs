@@ -184,9 +184,17 @@ fn a_replica_ahead_of_its_journal_stops_and_readiness_says_why() {
             _ => std::thread::sleep(Duration::from_millis(5)),
         }
     };
-    assert!(readiness.contains("cannot rebuild"), "{readiness}");
+    // Caught at the connection, before any rebuild, naming both ends.
+    assert!(
+        readiness.contains(&format!(
+            "the replica holds sequence {} but the journal ends at {}",
+            first.last_seq, other.last_seq
+        )),
+        "{readiness}"
+    );
+    assert!(handle.is_ahead_of_journal());
     assert!(matches!(
         handle.stop(),
-        Err(peregrine_replica::ReplicaError::NoStart { .. })
+        Err(peregrine_replica::ReplicaError::AheadOfJournal { .. })
     ));
 }
