@@ -206,27 +206,7 @@ async fn a_start_on_a_journal_that_lost_its_end_is_refused_unless_accepted() {
             std::fs::remove_file(path).unwrap();
         }
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
-        .env_clear()
-        .current_dir(dir.path())
-        .args(["up", "--log-format", "json"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("up started on a journal that lost its end");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let (status, stderr) = up_refused(dir.path(), "up started on a journal that lost its end");
     assert!(!status.success());
     let line = stderr
         .lines()
@@ -290,9 +270,20 @@ async fn a_start_below_the_replicas_mark_is_refused() {
             std::fs::remove_file(path).unwrap();
         }
     }
+    let (status, stderr) = up_refused(dir.path(), "up started below the replica's mark");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the replica holds sequence") && stderr.contains("the journal ends at"),
+        "{stderr}"
+    );
+}
+
+/// Runs `peregrine up` in `dir`, expecting it to refuse to start: its exit status and stderr.
+/// Panics with `started` if it is still running after 30 s (it started after all).
+fn up_refused(dir: &std::path::Path, started: &str) -> (std::process::ExitStatus, String) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
         .env_clear()
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args(["up", "--log-format", "json"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
@@ -305,15 +296,11 @@ async fn a_start_below_the_replicas_mark_is_refused() {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("up started below the replica's mark");
+            panic!("{started}");
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    assert!(
-        stderr.contains("the replica holds sequence") && stderr.contains("the journal ends at"),
-        "{stderr}"
-    );
+    (status, stderr)
 }
