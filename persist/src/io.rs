@@ -238,6 +238,7 @@ pub enum CompletionFault {
 pub struct FaultPlan {
     enter: Option<EnterFault>,
     completion: Option<CompletionFault>,
+    gate: Option<WriteGate>,
     /// `io_uring_enter` calls seen so far, faulty or not.
     enter_calls_count: u32,
     /// Faults injected so far, for tests to check theirs fired.
@@ -264,6 +265,13 @@ impl FaultPlan {
     /// Replaces the next matching completion's result as `fault` says.
     pub fn with_completion_fault(mut self, fault: CompletionFault) -> FaultPlan {
         self.completion = Some(fault);
+        self
+    }
+
+    /// Holds every `io_uring_enter` while `gate` is closed: a disk that stops answering for as
+    /// long as a test wants (writes already made stay made).
+    pub fn with_gate(mut self, gate: WriteGate) -> FaultPlan {
+        self.gate = Some(gate);
         self
     }
 
@@ -299,6 +307,62 @@ impl FaultPlan {
         self.completion = None;
         self.injected_count += 1;
         replaced
+    }
+}
+
+/// Longest a closed [`WriteGate`] holds one kernel call: a test that forgets to open it gets a
+/// slow writer, not a hung one.
+pub const GATE_HOLD_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A gate on the ring's kernel calls, shared between a test and the ring's [`FaultPlan`]:
+/// closed, the ring waits before each `io_uring_enter` (up to [`GATE_HOLD_MAX`]); open, it
+/// passes. Starts open.
+#[derive(Clone, Debug, Default)]
+pub struct WriteGate(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl WriteGate {
+    /// An open gate.
+    pub fn new() -> WriteGate {
+        WriteGate::default()
+    }
+
+    /// Holds the ring's next kernel calls until [`WriteGate::open`].
+    pub fn close(&self) {
+        *self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+    }
+
+    /// Lets the ring's kernel calls through again, waking a held one.
+    pub fn open(&self) {
+        *self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = false;
+        self.0.1.notify_all();
+    }
+
+    /// Whether the gate is holding calls.
+    pub fn is_closed(&self) -> bool {
+        *self
+            .0
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits while the gate is closed, at most [`GATE_HOLD_MAX`].
+    fn pass(&self) {
+        let (closed, changed) = &*self.0;
+        let guard = closed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _held = changed
+            .wait_timeout_while(guard, GATE_HOLD_MAX, |closed| *closed)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
     }
 }
 
@@ -551,6 +615,9 @@ impl Uring {
         let Some(plan) = self.faults.as_mut() else {
             return self.ring.submit_and_wait(want);
         };
+        if let Some(gate) = &plan.gate {
+            gate.pass();
+        }
         let fault = plan.next_enter_fault();
         if let Some(fault) = fault
             && fault.timing == EnterFaultTiming::InsteadOfCall

@@ -71,8 +71,30 @@ pub fn open_observed(
     engine_config: peregrine_hotpath::EngineConfig,
     observer: &mut dyn FnMut(Seq, &peregrine_hotpath::Envelope, &[peregrine_hotpath::Event]),
 ) -> Result<(Recovered, JournalWriter), OpenError> {
+    open_inner(config, engine_config, observer, None)
+}
+
+/// [`open`] with a writer whose ring injects `faults` (see [`io::FaultPlan`]): for tests of
+/// what the layers above do while the disk fails or stalls.
+pub fn open_with_faults(
+    config: &JournalConfig,
+    engine_config: peregrine_hotpath::EngineConfig,
+    faults: io::FaultPlan,
+) -> Result<(Recovered, JournalWriter), OpenError> {
+    open_inner(config, engine_config, &mut |_, _, _| {}, Some(faults))
+}
+
+fn open_inner(
+    config: &JournalConfig,
+    engine_config: peregrine_hotpath::EngineConfig,
+    observer: &mut dyn FnMut(Seq, &peregrine_hotpath::Envelope, &[peregrine_hotpath::Event]),
+    faults: Option<io::FaultPlan>,
+) -> Result<(Recovered, JournalWriter), OpenError> {
     let (recovered, lock) = recovery::recover_locked(config, engine_config, observer)?;
-    let mut writer = JournalWriter::start(config, &recovered.tail)?;
+    let mut writer = match faults {
+        Some(faults) => JournalWriter::start_with_faults(config, &recovered.tail, faults)?,
+        None => JournalWriter::start(config, &recovered.tail)?,
+    };
     // The writer keeps the directory locked for as long as it runs.
     writer.hold_lock(lock);
     Ok((recovered, writer))
