@@ -1,0 +1,227 @@
+//! The view model: the one place engine events are interpreted into what edges show.
+//!
+//! Owns:
+//! - one [`Book`] per market, with one sequence that advances by one per level change (QUIC
+//!   market data and Ranger `ob-snap`/`ob-inc` carry the same number);
+//! - one [`OrderRecord`] per order, built from its command (type, time in force, trigger) and
+//!   its events (state, fills), with the de-duplication window of client order ids;
+//! - balances as the last `Balance` event left them, and each market's trading state.
+//!
+//! [`Views::apply_event`] turns each event into [`Change`]s, in order, for the edges to fan
+//! out; reads (`book`, `orders`, `balance`) serve REST and control without touching the
+//! matching thread. The core feeds the views only what it releases, so in `durable` mode they
+//! never show a command the journal has not made durable.
+//!
+//! Never does: I/O, clocks, or anything of a wire protocol (decimals, JSON, frames are the
+//! edges'); hold anything unbounded (see [`OrdersLimits`]).
+
+mod book;
+mod change;
+mod order;
+mod orders;
+
+use std::collections::HashMap;
+
+use peregrine_hotpath::{
+    AccountId, Amount, CommandKind, CurrencyId, Engine, Envelope, Event, MarketId, NewOrder, Price,
+    Qty, Side, TimestampNs,
+};
+
+pub use book::{Book, BookSnapshot, LevelChange, SequenceGap};
+pub use change::{Change, FillChange, TradeChange};
+pub use order::{OrderRecord, OrderState, OrderTerms, OrderType};
+pub use orders::{DEDUP_WINDOW_ORDERS, OrderStatus, Orders, OrdersLimits};
+
+/// A balance cell as the last `Balance` event left it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BalanceView {
+    /// Free to trade or withdraw.
+    pub available: Amount,
+    /// Held by open orders and pending withdrawals.
+    pub locked: Amount,
+}
+
+/// A market's trading state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MarketView {
+    /// Halted by an operator.
+    pub halted: bool,
+    /// Last trade price (None before the first trade the views saw).
+    pub last_price: Option<Price>,
+}
+
+/// Books, orders, balances and market states, as of the last applied command.
+#[derive(Debug)]
+pub struct Views {
+    books: HashMap<MarketId, Book>,
+    markets: HashMap<MarketId, MarketView>,
+    orders: Orders,
+    balances: HashMap<(AccountId, CurrencyId), BalanceView>,
+    kill_switches: HashMap<AccountId, bool>,
+    applied_seq: u64,
+    /// Orders the command being applied touched, by the sequence that placed them.
+    touched: Vec<u64>,
+}
+
+/// Keys of orders found in the engine at start whose command the views never saw: above every
+/// command sequence, so they never collide with one.
+const SEEDED_KEY_BASE: u64 = 1 << 63;
+/// Orders one command touches, allocated up front (a large sweep grows it).
+const TOUCHED_INITIAL: usize = 64;
+
+impl Default for Views {
+    fn default() -> Self {
+        Views::new(OrdersLimits::default())
+    }
+}
+
+impl Views {
+    /// Empty, keeping orders within `limits`.
+    pub fn new(limits: OrdersLimits) -> Views {
+        Views {
+            books: HashMap::new(),
+            markets: HashMap::new(),
+            orders: Orders::new(limits),
+            balances: HashMap::new(),
+            kill_switches: HashMap::new(),
+            applied_seq: 0,
+            touched: Vec::with_capacity(TOUCHED_INITIAL),
+        }
+    }
+
+    /// Feeds one command recovery replayed and its events (before order entry opens), so
+    /// order statuses since the snapshot survive a restart. Books and balances are taken from
+    /// the engine afterwards ([`Views::seed`]): replay starts at a snapshot they know nothing of.
+    pub fn observe(&mut self, seq: u64, command: &Envelope, events: &[Event]) {
+        if let CommandKind::NewOrder(order) = &command.kind {
+            self.sequenced(seq, command.ts, order);
+        }
+        let mut scratch = Vec::new();
+        for event in events {
+            self.apply_event(seq, command.ts, event, &mut scratch);
+            scratch.clear();
+        }
+        self.applied(seq, &mut scratch);
+    }
+
+    /// Takes books, balances, market states and the open orders it does not know yet from
+    /// `engine` (at start, on the engine's thread, before anything else is applied).
+    pub fn seed(&mut self, engine: &Engine, seq: u64) {
+        for market in engine.market_ids() {
+            let depth = |side| engine.depth(market, side, usize::MAX);
+            let book = self.books.entry(market).or_default();
+            *book = Book::default();
+            book.reseed(&depth(Side::Buy), &depth(Side::Sell));
+            let view = self.markets.entry(market).or_default();
+            view.last_price = engine.last_price(market);
+            for side in [Side::Buy, Side::Sell] {
+                for order in engine.book_orders(market, side) {
+                    self.seed_order(&order);
+                }
+            }
+        }
+        self.balances.clear();
+        for (account, currency, balance) in engine.ledger().nonzero() {
+            let view = BalanceView {
+                available: Amount(balance.available),
+                locked: Amount(balance.locked),
+            };
+            self.balances.insert((account, currency), view);
+        }
+        self.applied_seq = seq;
+    }
+
+    fn seed_order(&mut self, order: &peregrine_hotpath::OrderView) {
+        if self.orders.seq_of(order.id).is_some() {
+            return;
+        }
+        // Placed before the snapshot recovery started from: its command is not in the
+        // replayed part of the journal, so its terms are assumed and its fills unknown.
+        self.orders.insert(OrderRecord {
+            id: order.id,
+            seq: SEEDED_KEY_BASE | order.id.0,
+            account: order.account,
+            market: order.market,
+            client_order_id: order.client_order_id,
+            side: order.side,
+            terms: OrderTerms::assumed(order.price),
+            price: order.price,
+            origin_qty: order.qty,
+            remaining_qty: order.qty,
+            executed_qty: Qty(0),
+            executed_tick_lots: 0,
+            trades_count: 0,
+            rested: !order.pending_stop,
+            state: if order.pending_stop {
+                OrderState::Untriggered
+            } else {
+                OrderState::Open
+            },
+            reject: None,
+            cancel: None,
+            created_ns: 0,
+            updated_ns: 0,
+        });
+    }
+
+    /// Records a freshly sequenced new order (outcome unknown), so a resend of its client id
+    /// is recognised before the engine answers.
+    pub fn sequenced(&mut self, seq: u64, ts: TimestampNs, order: &NewOrder) {
+        self.orders.insert(OrderRecord::sequenced(seq, ts.0, order));
+    }
+
+    /// The last command applied.
+    pub fn applied_seq(&self) -> u64 {
+        self.applied_seq
+    }
+
+    /// Marks command `seq` applied (after its last event): appends the record of every order
+    /// it touched to `out`.
+    pub fn applied(&mut self, seq: u64, out: &mut Vec<Change>) {
+        debug_assert!(seq >= self.applied_seq, "commands applied out of order");
+        self.applied_seq = seq;
+        for key in self.touched.drain(..) {
+            if let Some(record) = self.orders.by_seq(key) {
+                out.push(Change::Order(Box::new(record.clone())));
+            }
+        }
+    }
+
+    /// A market's book.
+    pub fn book(&self, market: MarketId) -> Option<&Book> {
+        self.books.get(&market)
+    }
+
+    /// Every market's book.
+    pub fn books(&self) -> impl Iterator<Item = (MarketId, &Book)> {
+        self.books.iter().map(|(market, book)| (*market, book))
+    }
+
+    /// A market's trading state.
+    pub fn market(&self, market: MarketId) -> Option<MarketView> {
+        self.markets.get(&market).copied()
+    }
+
+    /// The order store.
+    pub fn orders(&self) -> &Orders {
+        &self.orders
+    }
+
+    /// A balance (zero if never changed).
+    pub fn balance(&self, account: AccountId, currency: CurrencyId) -> BalanceView {
+        self.balances
+            .get(&(account, currency))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Accounts whose kill switch is on.
+    pub fn kill_switches(&self) -> impl Iterator<Item = AccountId> + '_ {
+        self.kill_switches
+            .iter()
+            .filter(|(_, on)| **on)
+            .map(|(account, _)| *account)
+    }
+}
+
+mod apply;
