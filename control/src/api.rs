@@ -10,7 +10,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use peregrine_core::catalog::Catalog;
-use peregrine_core::{EngineHandle, Executed, QUERY_TIMEOUT, Request, SubmitError};
+use peregrine_core::{EngineHandle, Executed, Request, SubmitError};
 use peregrine_hotpath::edge::{EDGE_INTEGER_MAX, parse_decimal};
 use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Side};
 use rust_decimal::Decimal;
@@ -82,46 +82,44 @@ async fn status(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ControlError> {
     authorize(&state, &headers)?;
-    let applied_seq = state
+    let engine_seq = state
         .engine
         .stats()
         .last_seq
         .load(std::sync::atomic::Ordering::Acquire);
-    let ids: Vec<_> = state
-        .catalog
-        .markets()
-        .iter()
-        .map(|m| m.spec.market)
-        .collect();
-    // Queued without waiting (`Busy` at once when the query queue is full), then awaited.
-    let answer = state.engine.ask(move |engine| {
-        let prices: Vec<_> = ids.iter().map(|id| engine.last_price(*id)).collect();
-        (engine.live_orders(), prices)
-    });
-    let (live_orders, last_prices) = tokio::time::timeout(QUERY_TIMEOUT, answer)
-        .await
-        .map_err(|_| ControlError::Unavailable)?
-        .map_err(|e| match e {
-            peregrine_core::QueryError::Busy => ControlError::Busy,
-            _ => ControlError::Unavailable,
-        })?;
-    let markets: Vec<Value> = state
-        .catalog
-        .markets()
-        .iter()
-        .zip(last_prices)
-        .map(|(market, last)| {
-            json!({
-                "name": market.name,
-                "id": market.spec.market.0,
-                "last_price": last.map(|p| market.units.price_decimal(p).normalize().to_string()),
+    // From the views: released (in `durable` mode, durable) state, never the matching thread.
+    let (views_seq, live_orders, markets, kill_switches) = state.engine.read(|views| {
+        let markets: Vec<Value> = state
+            .catalog
+            .markets()
+            .iter()
+            .map(|market| {
+                let view = views.market(market.spec.market).unwrap_or_default();
+                json!({
+                    "name": market.name,
+                    "id": market.spec.market.0,
+                    "state": if view.halted { "halted" } else { "enabled" },
+                    "last_price": view
+                        .last_price
+                        .map(|p| market.units.price_decimal(p).normalize().to_string()),
+                })
             })
-        })
-        .collect();
+            .collect();
+        let mut kill_switches: Vec<u32> = views.kill_switches().map(|a| a.0).collect();
+        kill_switches.sort_unstable();
+        (
+            views.applied_seq(),
+            views.orders().open_count(),
+            markets,
+            kill_switches,
+        )
+    });
     Ok(Json(json!({
-        "applied_seq": applied_seq,
+        "applied_seq": views_seq,
+        "engine_seq": engine_seq,
         "live_orders": live_orders,
         "markets": markets,
+        "kill_switches": kill_switches,
     })))
 }
 

@@ -7,17 +7,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use peregrine_hotpath::runtime::Output;
-use peregrine_hotpath::{AccountId, ClientOrderId, Event, MarketId, Price, Qty, Side, TimestampNs};
+use peregrine_hotpath::{Event, NewOrder, TimestampNs};
+use peregrine_views::{Change, Views};
 use tokio::sync::oneshot;
 
-use crate::book::MarketBook;
-use crate::notice::{Fill, Liquidity, MarketNotice, Notice};
+use crate::notice::{Fill, Liquidity, MarketNotice, MarketSeq, Notice};
 use crate::request::Executed;
 use crate::subscriptions::{Subscribers, SubscriptionId};
-use crate::tracker::OrderTracker;
 
 /// Events of one command collected up front (grows for a rare large sweep).
 const EVENTS_PER_COMMAND_INITIAL: usize = 8;
+/// View changes of one command, allocated up front (grows for a rare large sweep).
+const CHANGES_PER_COMMAND_INITIAL: usize = 16;
 
 /// A sequenced command whose outcome is not routed yet.
 #[derive(Debug)]
@@ -25,7 +26,6 @@ pub(crate) struct Pending {
     pub(crate) ticket: oneshot::Sender<Executed>,
     pub(crate) reply_to: Option<SubscriptionId>,
     pub(crate) ts: TimestampNs,
-    pub(crate) new_order: Option<(AccountId, ClientOrderId)>,
 }
 
 /// Everything the sequencer and the router share, under one lock.
@@ -33,29 +33,32 @@ pub(crate) struct Pending {
 pub(crate) struct RouteState {
     pub(crate) next_seq: u64,
     pub(crate) pending: HashMap<u64, Pending>,
-    pub(crate) tracker: OrderTracker,
+    /// Books, orders and balances, fed only what the router releases.
+    pub(crate) views: Views,
     pub(crate) subscribers: Subscribers,
-    pub(crate) books: HashMap<MarketId, MarketBook>,
-    /// The events of the command being routed, collected while its ticket or an
-    /// `Interest::Executed` subscription wants them.
+    /// The events and view changes of the command being routed, collected while its ticket or
+    /// an `Interest::Executed` subscription wants them.
     collecting: Option<Executed>,
+    /// View changes of the current event, reused.
+    changes: Vec<Change>,
 }
 
 impl RouteState {
-    pub(crate) fn new(
-        next_seq: u64,
-        tracker: OrderTracker,
-        books: HashMap<MarketId, MarketBook>,
-    ) -> RouteState {
+    pub(crate) fn new(next_seq: u64, views: Views) -> RouteState {
         assert!(next_seq > 0, "sequence numbers start at 1");
         RouteState {
             next_seq,
             pending: HashMap::with_capacity(4_096),
-            tracker,
+            views,
             subscribers: Subscribers::default(),
-            books,
             collecting: None,
+            changes: Vec::with_capacity(CHANGES_PER_COMMAND_INITIAL),
         }
+    }
+
+    /// Records a freshly sequenced new order (outcome unknown) in the views.
+    pub(crate) fn sequenced(&mut self, seq: u64, ts: TimestampNs, order: &NewOrder) {
+        self.views.sequenced(seq, ts, order);
     }
 
     /// Routes one output of the engine (in sequence order).
@@ -69,34 +72,41 @@ impl RouteState {
 
     fn route_output_event(&mut self, seq: u64, event: Event) {
         let pending = self.pending.get(&seq);
+        let ts = pending.map_or(TimestampNs(0), |p| p.ts);
         let wanted = self.subscribers.wants_executed()
             || pending.is_some_and(|pending| !pending.ticket.is_closed());
+        let mut changes = std::mem::take(&mut self.changes);
+        self.views.apply_event(seq, ts, &event, &mut changes);
+        self.route_event(seq, &event);
+        self.route_changes(&changes);
         if wanted {
-            let ts = pending.map_or(TimestampNs(0), |p| p.ts);
             let executed = self.collecting.get_or_insert_with(|| Executed {
                 seq,
                 ts,
                 events: Vec::with_capacity(EVENTS_PER_COMMAND_INITIAL),
+                changes: Vec::with_capacity(CHANGES_PER_COMMAND_INITIAL),
             });
             debug_assert_eq!(executed.seq, seq, "events of two commands interleaved");
-            executed.events.push(event.clone());
+            executed.events.push(event);
+            executed.changes.append(&mut changes);
         }
-        let new_order = pending.and_then(|p| p.new_order);
-        self.tracker.track(seq, &event, new_order);
-        self.route_event(seq, &event);
-        self.tracker.untrack(&event);
+        changes.clear();
+        self.changes = changes;
     }
 
     fn route_done(&mut self, seq: u64) {
         let pending = self.pending.remove(&seq);
-        let executed = match self.collecting.take() {
+        let mut executed = match self.collecting.take() {
             Some(executed) if executed.seq == seq => executed,
             _ => Executed {
                 seq,
                 ts: pending.as_ref().map_or(TimestampNs(0), |p| p.ts),
                 events: Vec::new(),
+                changes: Vec::new(),
             },
         };
+        // The records of the orders the command touched close its changes.
+        self.views.applied(seq, &mut executed.changes);
         if let Some(reply_to) = pending.as_ref().and_then(|p| p.reply_to) {
             self.subscribers.deliver(reply_to, Notice::Done { seq });
         }
@@ -115,6 +125,8 @@ impl RouteState {
         }
     }
 
+    /// Tells the account's subscribers what happened to its orders (the events that are
+    /// notices as they are); fills and market data come from the views' changes.
     fn route_event(&mut self, seq: u64, event: &Event) {
         match *event {
             Event::Rejected { reason } => {
@@ -136,73 +148,65 @@ impl RouteState {
                 };
                 self.subscribers.deliver_account(account, &notice);
             }
-            Event::OrderRested {
-                market,
-                side,
-                price,
-                qty,
-                ..
-            } => self.level(market, side, price, qty, Qty(0)),
-            Event::Trade(ref trade) => self.route_trade(seq, trade),
             Event::OrderCancelled { .. } => self.route_cancelled(seq, event),
             Event::OrderReplaced { .. } => self.route_replaced(seq, event),
             Event::MassCancelled { account, count } => {
                 let notice = Notice::MassCancelled { seq, count };
                 self.subscribers.deliver_account(account, &notice);
             }
-            Event::MarketAdded { market } => {
-                self.books.entry(market).or_default();
-            }
             _ => {}
         }
     }
 
-    fn route_trade(&mut self, seq: u64, trade: &peregrine_hotpath::Trade) {
-        let maker_side = trade.taker_side.opposite();
-        let sides = [
-            (
-                trade.maker_order,
-                trade.maker_account,
-                maker_side,
-                Liquidity::Maker,
-                trade.maker_fee,
-            ),
-            (
-                trade.taker_order,
-                trade.taker_account,
-                trade.taker_side,
-                Liquidity::Taker,
-                trade.taker_fee,
-            ),
-        ];
-        for (order, account, side, liquidity, fee) in sides {
-            let fill = Fill {
-                seq,
-                order,
-                client_order_id: self.tracker.client_order_id(order),
-                trade: trade.trade,
-                market: trade.market,
-                side,
-                liquidity,
-                price: trade.price,
-                qty: trade.qty,
-                fee: fee.0,
-            };
-            self.subscribers
-                .deliver_account(account, &Notice::Fill(fill));
+    /// Routes the views' changes of one event: fills to their owners, book levels and trades
+    /// to the market's followers, with the book's one sequence.
+    fn route_changes(&mut self, changes: &[Change]) {
+        for change in changes {
+            match change {
+                Change::Level { market, change } => {
+                    let notice = Notice::Market(MarketNotice::BookLevel {
+                        market: *market,
+                        market_seq: MarketSeq(change.sequence),
+                        side: change.side,
+                        price: change.price,
+                        qty: change.qty,
+                        snapshot: false,
+                    });
+                    self.subscribers.deliver_market(*market, &notice);
+                }
+                Change::Trade(trade) => {
+                    let notice = Notice::Market(MarketNotice::Trade {
+                        market: trade.market,
+                        market_seq: MarketSeq(trade.book_seq),
+                        trade: trade.trade,
+                        price: trade.price,
+                        qty: trade.qty,
+                        taker_side: trade.taker_side,
+                    });
+                    self.subscribers.deliver_market(trade.market, &notice);
+                }
+                Change::Fill(fill) => {
+                    let notice = Notice::Fill(Fill {
+                        seq: fill.seq,
+                        order: fill.order,
+                        client_order_id: fill.client_order_id,
+                        trade: fill.trade,
+                        market: fill.market,
+                        side: fill.side,
+                        liquidity: if fill.maker {
+                            Liquidity::Maker
+                        } else {
+                            Liquidity::Taker
+                        },
+                        price: fill.price,
+                        qty: fill.qty,
+                        fee: fill.fee.0,
+                    });
+                    self.subscribers.deliver_account(fill.account, &notice);
+                }
+                _ => {}
+            }
         }
-        let book = self.books.entry(trade.market).or_default();
-        book.seq.0 += 1;
-        let notice = Notice::Market(MarketNotice::Trade {
-            market: trade.market,
-            market_seq: book.seq,
-            trade: trade.trade,
-            price: trade.price,
-            qty: trade.qty,
-            taker_side: trade.taker_side,
-        });
-        self.subscribers.deliver_market(trade.market, &notice);
-        self.level(trade.market, maker_side, trade.price, Qty(0), trade.qty);
     }
 
     fn route_cancelled(&mut self, seq: u64, event: &Event) {
@@ -210,11 +214,9 @@ impl RouteState {
             order,
             account,
             client_order_id,
-            market,
-            side,
-            price,
             remaining,
             reason,
+            ..
         } = *event
         else {
             return;
@@ -227,23 +229,16 @@ impl RouteState {
             reason,
         };
         self.subscribers.deliver_account(account, &notice);
-        // Price 0: it never rested, so the book did not hold it.
-        if price.0 != 0 && remaining.0 != 0 {
-            self.level(market, side, price, Qty(0), remaining);
-        }
     }
 
     fn route_replaced(&mut self, seq: u64, event: &Event) {
         let Event::OrderReplaced {
             order,
             account,
-            market,
-            side,
-            old_price,
-            old_qty,
             price,
             qty,
             priority_kept,
+            ..
         } = *event
         else {
             return;
@@ -251,28 +246,11 @@ impl RouteState {
         let notice = Notice::Replaced {
             seq,
             order,
-            client_order_id: self.tracker.client_order_id(order),
+            client_order_id: self.views.orders().client_order_id(order),
             price,
             qty,
             priority_kept,
         };
         self.subscribers.deliver_account(account, &notice);
-        self.level(market, side, old_price, Qty(0), old_qty);
-        self.level(market, side, price, qty, Qty(0));
-    }
-
-    /// Changes one level of `market`'s book and tells its followers the level's new total.
-    fn level(&mut self, market: MarketId, side: Side, price: Price, add: Qty, remove: Qty) {
-        let book = self.books.entry(market).or_default();
-        let qty = book.change(side, price, add, remove);
-        let notice = Notice::Market(MarketNotice::BookLevel {
-            market,
-            market_seq: book.seq,
-            side,
-            price,
-            qty,
-            snapshot: false,
-        });
-        self.subscribers.deliver_market(market, &notice);
     }
 }

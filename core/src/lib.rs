@@ -6,7 +6,9 @@
 //!   journaled, then handed to the hot-path shard under the same number;
 //! - the durability gate: in `durable` mode no outcome, fill or market-data notice leaves
 //!   before the journal's durable watermark passes its command;
-//! - duplicate tracking of client order ids ([`OrderTracker`]), surviving restarts;
+//! - the views ([`Views`]: one book per market, one order record, balances), fed only what
+//!   is released, read by edges through [`EngineHandle::read`]; duplicate tracking of client
+//!   order ids is theirs, surviving restarts;
 //! - the output router ([`RouterPlacement`]) and subscriptions ([`EngineHandle::subscribe`]);
 //! - the catalog of currencies and markets ([`catalog`]).
 //!
@@ -16,7 +18,6 @@
 //! and no lock is held across a wait); drop an output silently (a subscriber that falls behind
 //! is closed with [`CloseReason::Lagged`]).
 
-mod book;
 pub mod catalog;
 mod fanout;
 mod notice;
@@ -24,9 +25,11 @@ mod request;
 mod router;
 mod sequencer;
 mod subscriptions;
-mod tracker;
 
 pub use notice::{Fill, Liquidity, MarketNotice, MarketSeq, Notice};
+pub use peregrine_views::{
+    Change, DEDUP_WINDOW_ORDERS, OrderRecord, OrderState, OrderStatus, Views,
+};
 pub use request::{Abandoned, Executed, Request, SubmitError, Ticket};
 pub use router::RouterPlacement;
 pub use sequencer::{EngineError, EngineHandle, QUERY_TIMEOUT, QueryError};
@@ -34,4 +37,3 @@ pub use subscriptions::{
     CloseReason, EXECUTED_SUBSCRIPTIONS_MAX, Interest, SUBSCRIPTION_NOTICES_MAX, SUBSCRIPTIONS_MAX,
     SubscribeError, Subscription, SubscriptionId,
 };
-pub use tracker::{DEDUP_WINDOW_ORDERS, OrderState, OrderStatus, OrderTracker};

@@ -9,8 +9,34 @@ use peregrine_hotpath::{
 
 use crate::request::Executed;
 
-/// A per-market sequence number of market data: each trade and each level change increments it
-/// by one, so a gap means a lost notice and the subscriber resyncs from a snapshot.
+/// `book` as notices: a snapshot header, then every level, best first on both sides, all at
+/// the book's sequence.
+pub(crate) fn book_snapshot(market: MarketId, book: &peregrine_views::Book) -> Vec<MarketNotice> {
+    let levels = book.snapshot(usize::MAX, usize::MAX);
+    let market_seq = MarketSeq(levels.sequence);
+    let mut notices = Vec::with_capacity(1 + levels.bids.len() + levels.asks.len());
+    notices.push(MarketNotice::Snapshot {
+        market,
+        market_seq,
+        bids: u32::try_from(levels.bids.len()).unwrap_or(u32::MAX),
+        asks: u32::try_from(levels.asks.len()).unwrap_or(u32::MAX),
+    });
+    let level = |side, (price, qty): &(Price, Qty)| MarketNotice::BookLevel {
+        market,
+        market_seq,
+        side,
+        price: *price,
+        qty: *qty,
+        snapshot: true,
+    };
+    notices.extend(levels.bids.iter().map(|l| level(Side::Buy, l)));
+    notices.extend(levels.asks.iter().map(|l| level(Side::Sell, l)));
+    notices
+}
+
+/// A market's book sequence (the views' one book): each level change increments it by one, so
+/// a gap means a lost notice and the subscriber resyncs from a snapshot. A trade carries the
+/// sequence of the maker level's change it made (sent just before it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MarketSeq(pub u64);
 

@@ -11,7 +11,7 @@ use peregrine_hotpath::{
 use tokio::sync::oneshot;
 
 use crate::subscriptions::SubscriptionId;
-use crate::tracker::OrderStatus;
+use peregrine_views::OrderStatus;
 
 /// A command to sequence: the journaled [`peregrine_hotpath::Envelope`] less its timestamp
 /// (the sequencer's clock assigns it), plus what the core needs around it.
@@ -79,6 +79,9 @@ pub struct Executed {
     pub ts: TimestampNs,
     /// Its events, in order (a reject is one `Event::Rejected`).
     pub events: Vec<Event>,
+    /// What its events changed in the views, in order, closed by the record of every order it
+    /// touched (empty when nobody asked for the events).
+    pub changes: Vec<peregrine_views::Change>,
 }
 
 impl Executed {

@@ -8,23 +8,23 @@
 //! reaches the engine; only a shard that is gone refuses it, and then the handle stops taking
 //! commands ([`EngineHandle::is_failed`]) until a restart replays the journal.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use peregrine_hotpath::runtime::{RuntimeError, Shard, ShardStats};
-use peregrine_hotpath::{AccountId, ClientOrderId, Engine, Envelope, MarketId, Side, TimestampNs};
+use peregrine_hotpath::{
+    AccountId, ClientOrderId, CommandKind, Engine, Envelope, MarketId, TimestampNs,
+};
 use peregrine_persist::{Journal, JournalError};
+use peregrine_views::{OrderStatus, Views};
 use tokio::sync::oneshot;
 
-use crate::book::MarketBook;
 use crate::fanout::{Pending, RouteState};
 use crate::request::{Request, SubmitError, Ticket};
 use crate::router::{Router, RouterPlacement, RouterRun};
 use crate::subscriptions::{CloseReason, Interest, SubscribeError, Subscription, SubscriptionId};
-use crate::tracker::{OrderStatus, OrderTracker};
 
 /// Longest a blocking query ([`EngineHandle::query`]) may take.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,17 +84,18 @@ impl EngineHandle {
     /// and starts the router thread, without a journal: commands are not persisted and
     /// outputs are released at once (benchmarks and tests of the edges alone).
     pub fn start(shard: Shard) -> Result<Arc<EngineHandle>, EngineError> {
-        EngineHandle::start_placed(shard, None, OrderTracker::new(), RouterPlacement::Thread)
+        EngineHandle::start_placed(shard, None, Views::default(), RouterPlacement::Thread)
     }
 
     /// Takes over `shard`, journaling every command in `journal` (if any) before the engine
     /// sees it; outputs follow the journal's acknowledgement mode. The journal must end where
-    /// the shard's engine is (both come from the same recovery), and `tracker` holds the
-    /// order statuses recovery replayed, so the dedup of client order ids survives a restart.
+    /// the shard's engine is (both come from the same recovery), and `views` holds the order
+    /// records recovery replayed ([`Views::observe`]), so the dedup of client order ids
+    /// survives a restart; books and balances are seeded here from the engine.
     pub fn start_placed(
         mut shard: Shard,
         journal: Option<Journal>,
-        tracker: OrderTracker,
+        mut views: Views,
         placement: RouterPlacement,
     ) -> Result<Arc<EngineHandle>, EngineError> {
         let applied_seq = shard.stats().last_seq.load(Ordering::Acquire);
@@ -107,8 +108,11 @@ impl EngineHandle {
             });
         }
         let outputs = shard.take_outputs().ok_or(EngineError::OutputsTaken)?;
-        let books = shard.query(QUERY_TIMEOUT, seed_books)?;
-        let state = Arc::new(Mutex::new(RouteState::new(applied_seq + 1, tracker, books)));
+        let views = shard.query(QUERY_TIMEOUT, move |engine| {
+            views.seed(engine, applied_seq);
+            views
+        })?;
+        let state = Arc::new(Mutex::new(RouteState::new(applied_seq + 1, views)));
         let stop = Arc::new(AtomicBool::new(false));
         let run = Router::start(
             outputs,
@@ -137,12 +141,17 @@ impl EngineHandle {
         }
         let mut state = self.lock();
         if let Some((account, client_order_id)) = request.new_order
-            && let Some(status) = state.tracker.known(account, client_order_id)
+            && let Some(status) = state.views.orders().status(account, client_order_id)
         {
             return Err(SubmitError::Duplicate(status));
         }
         let seq = state.next_seq;
         let ts = TimestampNs(now_unix_ns());
+        // Kept for the views: the order's terms are in the command, not in its events.
+        let new_order = match &request.kind {
+            CommandKind::NewOrder(order) => Some(order.clone()),
+            _ => None,
+        };
         let command = Envelope {
             ts,
             actor: request.actor,
@@ -155,12 +164,11 @@ impl EngineHandle {
             ticket: sender,
             reply_to: request.reply_to,
             ts,
-            new_order: request.new_order,
         };
         let previous = state.pending.insert(seq, pending);
         debug_assert!(previous.is_none(), "sequence {seq} given twice");
-        if let Some((account, client_order_id)) = request.new_order {
-            state.tracker.sequenced(seq, account, client_order_id);
+        if let Some(order) = &new_order {
+            state.sequenced(seq, ts, order);
         }
         Ok(Ticket::new(seq, receiver))
     }
@@ -233,10 +241,10 @@ impl EngineHandle {
         if !state.subscribers.contains(subscription) {
             return Err(SubscribeError::UnknownSubscription);
         }
-        let Some(book) = state.books.get(&market) else {
+        let Some(book) = state.views.book(market) else {
             return Err(SubscribeError::UnknownMarket);
         };
-        let snapshot = book.snapshot(market);
+        let snapshot = crate::notice::book_snapshot(market, book);
         state.subscribers.follow(subscription, market);
         for notice in snapshot {
             state
@@ -251,9 +259,36 @@ impl EngineHandle {
         self.lock().subscribers.unfollow(subscription, market);
     }
 
-    /// What is known of `account`'s order `client_order_id`.
-    pub fn status(&self, account: AccountId, client_order_id: ClientOrderId) -> OrderStatus {
-        self.lock().tracker.status(account, client_order_id)
+    /// What is known of `account`'s order `client_order_id` (None: never seen, or forgotten).
+    pub fn status(
+        &self,
+        account: AccountId,
+        client_order_id: ClientOrderId,
+    ) -> Option<OrderStatus> {
+        self.lock().views.orders().status(account, client_order_id)
+    }
+
+    /// Reads the views (books, orders, balances) as released so far: in `durable` mode only
+    /// durable commands show. Runs `read` under the routing lock, so it must be short and
+    /// never wait; it never touches the matching thread.
+    pub fn read<T>(&self, read: impl FnOnce(&Views) -> T) -> T {
+        read(&self.lock().views)
+    }
+
+    /// Opens a subscription and reads the views at the same point: the subscription hears
+    /// exactly what comes after what `read` saw (a feed seeds from it without a gap or overlap).
+    pub fn subscribe_seeded<T>(
+        &self,
+        interest: Interest,
+        capacity: usize,
+        read: impl FnOnce(&Views) -> T,
+    ) -> Result<(Subscription, T), SubscribeError> {
+        if self.stop.load(Ordering::Acquire) {
+            return Err(SubscribeError::Unavailable);
+        }
+        let mut state = self.lock();
+        let subscription = state.subscribers.open(interest, capacity)?;
+        Ok((subscription, read(&state.views)))
     }
 
     /// Runs `query` on the engine between two commands, without waiting for room: `Busy` at
@@ -331,21 +366,6 @@ impl Drop for EngineHandle {
     fn drop(&mut self) {
         self.shutdown();
     }
-}
-
-/// Every market's book as the engine holds it now (run on the shard thread at start).
-fn seed_books(engine: &Engine) -> HashMap<MarketId, MarketBook> {
-    engine
-        .market_ids()
-        .into_iter()
-        .map(|market| {
-            let depth = |side| engine.depth(market, side, usize::MAX);
-            (
-                market,
-                MarketBook::seeded(depth(Side::Buy), depth(Side::Sell)),
-            )
-        })
-        .collect()
 }
 
 fn now_unix_ns() -> u64 {

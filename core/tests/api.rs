@@ -149,7 +149,7 @@ async fn an_account_hears_its_orders_replies_and_market_data_in_order() {
     // A resend of the same client order id is refused with the original's status.
     match engine.submit(limit(1, 7, Side::Buy, 10_000)) {
         Err(SubmitError::Duplicate(status)) => {
-            assert_eq!((status.seq, status.state), (bid.seq, OrderState::Live));
+            assert_eq!((status.seq, status.state), (bid.seq, OrderState::Open));
         }
         other => panic!("expected a duplicate, got {other:?}"),
     }
@@ -178,7 +178,9 @@ async fn an_account_hears_its_orders_replies_and_market_data_in_order() {
         }
     }
     assert_eq!(liquidity, vec![Liquidity::Taker, Liquidity::Maker]);
-    let status = engine.status(AccountId(1), ClientOrderId(7));
+    let status = engine
+        .status(AccountId(1), ClientOrderId(7))
+        .expect("known");
     assert_eq!((status.state, status.filled), (OrderState::Filled, Qty(1)));
     engine.shutdown();
 }

@@ -15,9 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use peregrine_core::{
-    EngineHandle, OrderTracker, QueryError, Request, RouterPlacement, SubmitError,
-};
+use peregrine_core::{EngineHandle, QueryError, Request, RouterPlacement, SubmitError, Views};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
 use peregrine_hotpath::{
     AccountId, Actor, Amount, CommandKind, CurrencyId, DepositId, EngineConfig,
@@ -90,7 +88,7 @@ async fn flooding_commands_and_queries_gets_busy_then_serves_normally() {
     let engine = EngineHandle::start_placed(
         shard,
         Some(writer.journal().clone()),
-        OrderTracker::new(),
+        Views::default(),
         RouterPlacement::Task(tokio::runtime::Handle::current()),
     )
     .expect("the engine side starts");

@@ -354,3 +354,89 @@ async fn durable_journal_mode_releases_after_the_journal() {
     assert_eq!(trades["trades"][0]["amount"], "0.3");
     assert_eq!(trades["trades"][0]["price"], "50000");
 }
+
+/// In durable mode the views show only what the journal made durable: with the disk stalled,
+/// a deposit and an order the engine has already applied stay invisible to REST reads, and
+/// appear once the write completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_show_only_durable_commands_while_the_journal_stalls() {
+    use peregrine_core::Request;
+    use peregrine_hotpath::{
+        AccountId, Actor, Amount, ClientOrderId, CommandKind, CurrencyId, DepositId, MarketId,
+        NewOrder, OrderKind, Price, Qty, SelfTradePrevention, Side, TimeInForce,
+    };
+    use std::sync::atomic::Ordering;
+
+    let gate = peregrine_persist::io::WriteGate::new();
+    let h = Harness::start_journaled(Default::default(), Some(gate.clone())).await;
+    async fn usd(h: &Harness) -> String {
+        let list = h.balances(1).await;
+        list.into_iter().find(|(c, _, _)| c == "usd").unwrap().1
+    }
+    let before = usd(&h).await;
+    gate.close();
+    let deposit = CommandKind::Deposit {
+        account: AccountId(1),
+        currency: CurrencyId(2),
+        amount: Amount(5_000_000),
+        deposit: DepositId(9_999),
+    };
+    let deposited = h
+        .engine
+        .submit(Request::new(Actor::System, deposit))
+        .unwrap();
+    let order = NewOrder {
+        account: AccountId(1),
+        market: MarketId(1),
+        client_order_id: ClientOrderId(4_242),
+        side: Side::Buy,
+        // 49,000 (ticks of 0.01) for one lot: inside the band, crossing nothing.
+        kind: OrderKind::Limit {
+            price: Price(4_900_000),
+            qty: Qty(1),
+        },
+        tif: TimeInForce::Gtc,
+        stp: SelfTradePrevention::CancelNewest,
+    };
+    let placed = h
+        .engine
+        .submit(
+            Request::new(Actor::System, CommandKind::NewOrder(order))
+                .new_order(AccountId(1), ClientOrderId(4_242)),
+        )
+        .unwrap();
+    // The engine applies both before they are durable...
+    let applied = placed.seq();
+    for _ in 0..200 {
+        if h.engine.stats().last_seq.load(Ordering::Acquire) >= applied {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(h.engine.stats().last_seq.load(Ordering::Acquire) >= applied);
+    // ...but no read shows them while the disk holds the write (checked over a while).
+    for _ in 0..5 {
+        assert_eq!(
+            usd(&h).await,
+            before,
+            "a balance showed a command not yet durable"
+        );
+        let (status, _) = h.get_as(1, "/api/v2/peatio/market/orders/cid/4242").await;
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "an order showed before it was durable"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(gate.is_closed());
+    gate.open();
+    deposited.await.unwrap();
+    placed.await.unwrap();
+    assert_ne!(usd(&h).await, before, "the durable deposit shows");
+    let (status, found) = h.get_as(1, "/api/v2/peatio/market/orders/cid/4242").await;
+    assert_eq!(
+        (status, found["state"].clone()),
+        (StatusCode::OK, json!("wait"))
+    );
+}

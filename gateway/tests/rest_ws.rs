@@ -461,3 +461,61 @@ async fn an_oversized_message_is_closed_with_1009() {
     assert_eq!(u16::from(close.code), 1009);
     assert!(close.reason.contains("16384"), "{}", close.reason);
 }
+
+/// A market order on an empty book is cancelled with no price and makes no book change: the
+/// next `ob-inc` a follower sees is the next real level (issue #13, item 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfilled_market_order_shows_no_price_and_no_phantom_level() {
+    let h = Harness::start().await;
+    let mut ws = h.ws_public("?stream=btcusd.ob-inc").await;
+    assert_eq!(ws.next().await["success"]["message"], "subscribed");
+    let snap = ws.next_with("btcusd.ob-snap").await;
+    let market = h
+        .place(
+            1,
+            json!({"market": "btcusd", "side": "buy", "volume": "0.1", "ord_type": "market"}),
+        )
+        .await;
+    assert_eq!(market["state"], "cancel");
+    assert_eq!(market["price"], Value::Null);
+    assert_eq!(market["ord_type"], "market");
+    h.place(2, order("sell", "0.2", "50300")).await;
+    let inc = ws.next_with("btcusd.ob-inc").await;
+    assert_eq!(
+        inc["asks"],
+        json!(["50300", "0.2"]),
+        "a phantom change came first: {inc}"
+    );
+    let snap_seq = snap["sequence"].as_u64().unwrap();
+    assert_eq!(inc["sequence"].as_u64().unwrap(), snap_seq + 1);
+}
+
+/// A halted market says `halted` in the public market list, and `enabled` again once resumed
+/// (issue #13, item 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_halted_market_is_listed_as_halted() {
+    use peregrine_hotpath::{Actor, CommandKind, MarketId};
+    let h = Harness::start().await;
+    let state = |list: &Value| list[0]["state"].clone();
+    let (_, list) = h.get("/api/v2/peatio/public/markets").await;
+    assert_eq!(state(&list), json!("enabled"));
+    for (command, expected) in [
+        (
+            CommandKind::MarketHalt {
+                market: MarketId(1),
+            },
+            "halted",
+        ),
+        (
+            CommandKind::MarketResume {
+                market: MarketId(1),
+            },
+            "enabled",
+        ),
+    ] {
+        let request = peregrine_core::Request::new(Actor::System, command);
+        h.engine.submit(request).unwrap().await.unwrap();
+        let (_, list) = h.get("/api/v2/peatio/public/markets").await;
+        assert_eq!(state(&list), json!(expected));
+    }
+}

@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use peregrine_core::catalog::{Catalog, CatalogError};
-use peregrine_core::{EngineError, EngineHandle, OrderTracker, Request, RouterPlacement, Ticket};
+use peregrine_core::{EngineError, EngineHandle, Request, RouterPlacement, Ticket, Views};
 use peregrine_hotpath::Actor;
 use peregrine_hotpath::runtime::{RuntimeError, Shard};
 use peregrine_persist::snapshot::RetentionFloor;
@@ -107,11 +107,11 @@ impl Exchange {
         // Order statuses from the replayed commands: a client resending an order after the
         // restart gets the original's status, not a second order. This covers orders since the
         // snapshot used; an older order still live is refused by the engine as a duplicate.
-        let mut tracker = OrderTracker::new();
+        let mut views = Views::default();
         let (recovered, writer) = peregrine_persist::open_observed(
             &journal_config,
             engine_config(),
-            &mut |seq, command, events| tracker.observe(seq, command, events),
+            &mut |seq, command, events| views.observe(seq, command, events),
         )?;
         if let Some(torn) = &recovered.report.torn_tail {
             tracing::warn!(file = %torn.path.display(), offset = torn.offset,
@@ -141,7 +141,7 @@ impl Exchange {
             _ => RouterPlacement::Thread,
         };
         let engine =
-            EngineHandle::start_placed(shard, Some(writer.journal().clone()), tracker, placement)?;
+            EngineHandle::start_placed(shard, Some(writer.journal().clone()), views, placement)?;
         for command in missing {
             let what = format!("{command:?}");
             let outcome = engine

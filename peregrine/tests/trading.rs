@@ -257,10 +257,20 @@ async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
         .await
         .unwrap();
     assert!(matches!(refused, Placed::Rejected { .. }), "{refused:?}");
+    // The operator's status shows the halt and the kill switch (issue #13, item 3).
+    let (status, _) = up
+        .control("accounts/1/kill-switch", serde_json::json!({"on": true}))
+        .await;
+    assert_eq!(status, 200);
+    let seen = up.control_status().await;
+    assert_eq!(seen["markets"][0]["state"], "halted", "{seen}");
+    assert_eq!(seen["kill_switches"], serde_json::json!([1]), "{seen}");
     let (status, _) = up
         .control("markets/btcusd/resume", serde_json::json!({}))
         .await;
     assert_eq!(status, 200);
+    let seen = up.control_status().await;
+    assert_eq!(seen["markets"][0]["state"], "enabled", "{seen}");
     drop((buy_client, sell_client));
     up.stop();
 }

@@ -623,15 +623,7 @@ async fn market_data_snapshot_then_deltas_and_trades() {
     assert_eq!(level, (Price(10_100), Qty(5)));
     let taker = h.client(2).await;
     ack(&taker, limit(2, Side::Buy, 10_100, 2)).await;
-    let (trade_seq, qty) = expect(&mut md, |r| match *r {
-        Reply::Trade {
-            market_seq, qty, ..
-        } => Some((market_seq, qty)),
-        _ => None,
-    })
-    .await;
-    assert_eq!(qty, Qty(2));
-    assert!(trade_seq > seq);
+    // The maker level's change comes first; the trade carries the book sequence it made.
     let (delta_seq, level) = expect(&mut md, |r| match *r {
         Reply::BookLevel {
             snapshot: false,
@@ -643,8 +635,21 @@ async fn market_data_snapshot_then_deltas_and_trades() {
         _ => None,
     })
     .await;
-    assert_eq!(delta_seq.0, trade_seq.0 + 1);
+    assert_eq!(
+        delta_seq.0,
+        seq.0 + 1,
+        "one sequence per book change, no gap"
+    );
     assert_eq!(level, (Price(10_100), Qty(3)));
+    let (trade_seq, qty) = expect(&mut md, |r| match *r {
+        Reply::Trade {
+            market_seq, qty, ..
+        } => Some((market_seq, qty)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(qty, Qty(2));
+    assert_eq!(trade_seq, delta_seq);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

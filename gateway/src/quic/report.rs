@@ -139,15 +139,18 @@ pub(crate) fn close_code(reason: CloseReason) -> RejectCode {
     }
 }
 
-/// A core order status in protocol terms.
-pub(crate) fn status(status: CoreStatus) -> OrderStatus {
+/// A core order status in protocol terms (None: the core knows no such order).
+pub(crate) fn status(status: Option<CoreStatus>) -> OrderStatus {
+    let Some(status) = status else {
+        return OrderStatus::UNKNOWN;
+    };
     OrderStatus {
         order: status.order,
         seq: status.seq,
         filled: status.filled,
         state: match status.state {
-            CoreState::Pending => OrderState::Pending,
-            CoreState::Live => OrderState::Live,
+            CoreState::Sequenced => OrderState::Pending,
+            CoreState::Open | CoreState::Untriggered => OrderState::Live,
             CoreState::Filled => OrderState::Filled,
             CoreState::Cancelled => OrderState::Cancelled,
             CoreState::Rejected => OrderState::Rejected,
@@ -161,7 +164,7 @@ pub(crate) fn status(status: CoreStatus) -> OrderStatus {
 pub(crate) fn submit_error(error: CoreSubmitError) -> SubmitError {
     match error {
         CoreSubmitError::Busy => SubmitError::Busy,
-        CoreSubmitError::Duplicate(original) => SubmitError::Duplicate(status(original)),
+        CoreSubmitError::Duplicate(original) => SubmitError::Duplicate(status(Some(original))),
         _ => SubmitError::Unavailable,
     }
 }
@@ -181,13 +184,13 @@ mod tests {
             state: CoreState::Rejected,
             reject: Some(RejectReason::InsufficientBalance),
         };
-        let wire = status(core);
+        let wire = status(Some(core));
         assert_eq!(wire.state, OrderState::Rejected);
         assert_eq!(
             wire.code,
             RejectCode::engine(RejectReason::InsufficientBalance)
         );
-        assert_eq!(status(CoreStatus::UNKNOWN), OrderStatus::UNKNOWN);
+        assert_eq!(status(None), OrderStatus::UNKNOWN);
     }
 
     #[test]

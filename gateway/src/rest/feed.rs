@@ -1,18 +1,18 @@
-//! The feed task: follows the engine's event tap, derives market data and history, and fans the
-//! changes out to WebSocket subscribers. If the tap falls behind (the engine closes it), the
-//! books are re-seeded from the engine and every book subscriber gets a fresh snapshot.
+//! The feed task: follows the core's tap of executed commands with their view changes, keeps
+//! market data and fills, and fans the changes out to WebSocket subscribers. If the tap falls
+//! behind (the core closes it), the book mirrors are re-seeded from the core's views and every
+//! book subscriber gets a fresh snapshot.
 //!
-//! The seed is the one engine query: in durable mode the engine may be ahead of what the
-//! journal has made durable, so a seed (at start or after a resync) may show a few commands
-//! before their release; everything after it follows the release order. Trades, candles and
-//! account history missed while the tap was behind are not recovered (the replica has them).
+//! The seed is read from the views in the same step that opens the tap, so the tap carries
+//! exactly the commands after it; both show only released (in `durable` mode, durable)
+//! commands, and nothing runs on the matching thread. Trades, candles and fills missed while
+//! the tap was behind are not recovered (the replica has them).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use peregrine_core::{Interest, Notice};
-use peregrine_hotpath::Side;
 
 use super::Bridge;
 use crate::market_data::Seed;
@@ -30,14 +30,10 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
     let mut updates = Vec::with_capacity(1_024);
     let mut first = true;
     while !*stop.borrow() {
-        // Tap first, then seed: whatever the seed includes is skipped on the tap by sequence.
-        let tap = bridge
+        let seeded = bridge
             .engine
-            .subscribe(Interest::Executed, bridge.config.tap_capacity);
-        let seeded = match tap {
-            Ok(tap) => seed(&bridge).await.map(|seed| (tap, seed)),
-            Err(error) => Err(error.to_string()),
-        };
+            .subscribe_seeded(Interest::Executed, bridge.config.tap_capacity, Seed::of)
+            .map_err(|error| error.to_string());
         let (mut tap, seed) = match seeded {
             Ok(ok) => ok,
             Err(error) => {
@@ -101,6 +97,10 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                         .publish(&updates, &shared.data, &bridge.catalog, &bridge.config);
                     updates.clear();
                     bridge.applied.send_replace(last_seq);
+                    if shared.data.inconsistencies() > 0 {
+                        bridge.feed_live.store(false, Ordering::Release);
+                        break;
+                    }
                     bridge
                         .metrics
                         .feed_batch_seconds
@@ -115,32 +115,5 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                 }
             }
         }
-    }
-}
-
-/// Every market's book and the sequence it is at, read on the engine thread.
-async fn seed(bridge: &Arc<Bridge>) -> Result<Seed, String> {
-    let stats = bridge.engine.stats().clone();
-    let answer = bridge.engine.ask(move |engine| {
-        // On the engine thread, between two commands: `last_seq` is exactly the last one
-        // these books include.
-        let seq = stats.last_seq.load(Ordering::Acquire);
-        let books = engine
-            .market_ids()
-            .into_iter()
-            .map(|market| {
-                (
-                    market,
-                    engine.depth(market, Side::Buy, usize::MAX),
-                    engine.depth(market, Side::Sell, usize::MAX),
-                )
-            })
-            .collect();
-        Seed { seq, books }
-    });
-    match tokio::time::timeout(peregrine_core::QUERY_TIMEOUT, answer).await {
-        Ok(Ok(seed)) => Ok(seed),
-        Ok(Err(error)) => Err(error.to_string()),
-        Err(_) => Err("the engine did not answer in time".to_owned()),
     }
 }

@@ -7,18 +7,16 @@
 //! of the union lie within the first `offset + per_page` rows of memory and the first
 //! `offset + per_page + |memory|` rows of the replica: no query reads more than that.
 //!
-//! Memory knows only the orders it saw since the bridge started: orders still open from before
-//! a restart are the replica's to list (without a replica they are missing from lists, though
-//! cancel and the engine's balances know them). A finished order that memory dropped and the
+//! Memory is the core's views ([`peregrine_core::EngineHandle::read`]): every open order
+//! (those from before a restart with assumed terms when their command predates the snapshot)
+//! and the most recent finished ones, as released — in `durable` mode only what is durable. A finished order that memory dropped and the
 //! replica has not reached yet (lag beyond the window) is missing from a list until it does;
 //! the `x-peregrine-replica-seq` header says how far the replica goes.
 
 use std::collections::HashSet;
 
 use axum::http::{HeaderMap, HeaderValue};
-use peregrine_hotpath::{
-    AccountId, ClientOrderId, MarketId, OrderId, Price, Qty, Side, TimeInForce,
-};
+use peregrine_hotpath::{AccountId, ClientOrderId, MarketId, OrderId, Qty, Side, TimeInForce};
 use peregrine_replica::reader::{LIST_DEPTH_ROWS_MAX, PAGE_ROWS_MAX};
 use peregrine_replica::rows::OrderStatus;
 use peregrine_replica::{OrderFilter, OrderHistory, ReplicaError, TradeFilter};
@@ -26,7 +24,15 @@ use peregrine_replica::{OrderFilter, OrderHistory, ReplicaError, TradeFilter};
 use super::Bridge;
 use super::error::ApiError;
 use super::transactions::HIGH_WATER_HEADER;
-use crate::market_data::history::{Intent, OrderRecord, OrderState, OrderType, OwnTrade};
+use crate::market_data::history::OwnTrade;
+use peregrine_core::{OrderRecord, OrderState};
+use peregrine_views::{OrderTerms, OrderType};
+
+/// Whether a kept record is an order a client can list or look up: accepted, and released
+/// (a record still `Sequenced` is a command whose outcome is not durable yet).
+pub(crate) fn listed(record: &OrderRecord) -> bool {
+    record.id.0 != 0 && !matches!(record.state, OrderState::Sequenced | OrderState::Rejected)
+}
 
 /// What a list asks for, parsed.
 pub(crate) struct Window {
@@ -100,19 +106,13 @@ pub(crate) async fn orders(
             && o.created_ns >= window.from_ns
             && o.created_ns < window.to_ns
     };
-    let (mut selected, held): (Vec<OrderRecord>, HashSet<OrderId>) = {
-        let shared = bridge.lock();
-        let history = shared.data.history();
-        let held = history.orders(account).map(|o| o.id).collect();
+    let (mut selected, held): (Vec<OrderRecord>, HashSet<OrderId>) = bridge.engine.read(|views| {
+        let kept = || views.orders().of_account(account).filter(|o| listed(o));
         (
-            history
-                .orders(account)
-                .filter(|o| keep(o))
-                .cloned()
-                .collect(),
-            held,
+            kept().filter(|o| keep(o)).cloned().collect(),
+            kept().map(|o| o.id).collect(),
         )
-    };
+    });
     let mut high_water_seq = None;
     let mut from_replica = 0usize;
     if let Some(replica) = bridge.replica.get() {
@@ -178,7 +178,13 @@ pub(crate) async fn order(
     account: AccountId,
     id: OrderId,
 ) -> Result<Option<OrderRecord>, ApiError> {
-    let held = bridge.lock().data.history().order(account, id).cloned();
+    let held = bridge.engine.read(|views| {
+        views
+            .orders()
+            .by_id(account, id)
+            .filter(|o| listed(o))
+            .cloned()
+    });
     if held.is_some() {
         return Ok(held);
     }
@@ -195,16 +201,17 @@ pub(crate) async fn order_by_client(
     account: AccountId,
     client_order_id: ClientOrderId,
 ) -> Result<Option<OrderRecord>, ApiError> {
-    let held = bridge
-        .lock()
-        .data
-        .history()
-        .order_by_client(account, client_order_id)
-        .cloned();
+    let held = bridge.engine.read(|views| {
+        views
+            .orders()
+            .by_client(account, client_order_id)
+            .filter(|o| listed(o))
+            .cloned()
+    });
     // Client ids are unique among live orders: a live one is the most recent.
     if held
         .as_ref()
-        .is_some_and(|o| matches!(o.state, OrderState::Pending | OrderState::Wait))
+        .is_some_and(|o| matches!(o.state, OrderState::Untriggered | OrderState::Open))
     {
         return Ok(held);
     }
@@ -282,19 +289,19 @@ pub(crate) async fn trades(
 
 fn status_of(state: OrderState) -> OrderStatus {
     match state {
-        OrderState::Pending => OrderStatus::PendingStop,
-        OrderState::Done => OrderStatus::Filled,
-        OrderState::Cancel => OrderStatus::Cancelled,
+        OrderState::Untriggered => OrderStatus::PendingStop,
+        OrderState::Filled => OrderStatus::Filled,
+        OrderState::Cancelled => OrderStatus::Cancelled,
         _ => OrderStatus::Open,
     }
 }
 
 fn state_of(status: OrderStatus) -> OrderState {
     match status {
-        OrderStatus::PendingStop => OrderState::Pending,
-        OrderStatus::Filled => OrderState::Done,
-        OrderStatus::Cancelled => OrderState::Cancel,
-        _ => OrderState::Wait,
+        OrderStatus::PendingStop => OrderState::Untriggered,
+        OrderStatus::Filled => OrderState::Filled,
+        OrderStatus::Cancelled => OrderState::Cancelled,
+        _ => OrderState::Open,
     }
 }
 
@@ -312,16 +319,20 @@ fn record_of(bridge: &Bridge, row: &OrderHistory) -> OrderRecord {
         Some("post_only") => TimeInForce::PostOnly,
         _ => TimeInForce::Gtc,
     };
+    let limit = matches!(kind, OrderType::Limit | OrderType::StopLimit).then_some(row.price);
     let mut record = OrderRecord {
         id: row.order,
+        seq: 0,
         account: row.account,
         market: row.market,
         client_order_id: row.client_order_id,
         side: row.side,
-        intent: Intent {
+        terms: OrderTerms {
             kind,
             tif,
-            trigger: row.trigger_price.unwrap_or(Price(0)),
+            trigger: row.trigger_price,
+            limit,
+            budget: row.quote_budget,
         },
         price: row.price,
         origin_qty: row.accepted_qty,
@@ -329,7 +340,10 @@ fn record_of(bridge: &Bridge, row: &OrderHistory) -> OrderRecord {
         executed_qty: Qty(0),
         executed_tick_lots: 0,
         trades_count: 0,
+        rested: false,
         state: state_of(row.status),
+        reject: None,
+        cancel: None,
         created_ns: row.created_ts_ns,
         updated_ns: row.created_ts_ns,
     };

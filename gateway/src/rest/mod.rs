@@ -130,7 +130,6 @@ impl Bridge {
             history: HistoryLimits {
                 per_account: config.history_per_account,
                 total: config.history_total,
-                ..HistoryLimits::default()
             },
         };
         let hub = Hub::new(metrics.clone());

@@ -24,9 +24,8 @@ use super::public::{LIST_LIMIT_MAX, ascending, limit, market, page};
 use super::types::*;
 use super::{APPLIED_TIMEOUT, EXECUTE_TIMEOUT};
 use crate::catalog::Market;
-use crate::market_data::history::{Intent, OrderRecord, OrderState, OrderType};
-use crate::market_data::{MarketData, MarketDataLimits};
-use peregrine_core::Executed;
+use peregrine_core::{Change, Executed, OrderRecord, OrderState};
+use peregrine_views::{BalanceView, OrderType};
 
 /// Largest client order id a client may choose; above is the server's range.
 const CLIENT_ID_MAX: u64 = (1 << 63) - 1;
@@ -81,7 +80,7 @@ fn build_order(
     bridge: &Bridge,
     account: AccountId,
     req: &CreateOrder,
-) -> Result<(NewOrder, Intent), ApiError> {
+) -> Result<NewOrder, ApiError> {
     let m = market(bridge, &req.market)?;
     let side = parse_side(&req.side)?;
     let kind = match req.ord_type.as_deref().unwrap_or("limit") {
@@ -195,23 +194,15 @@ fn build_order(
             })?)
         }
     };
-    let intent = Intent {
-        kind,
+    Ok(NewOrder {
+        account,
+        market: m.spec.market,
+        client_order_id,
+        side,
+        kind: order_kind,
         tif,
-        trigger: trigger.unwrap_or(Price(0)),
-    };
-    Ok((
-        NewOrder {
-            account,
-            market: m.spec.market,
-            client_order_id,
-            side,
-            kind: order_kind,
-            tif,
-            stp: SelfTradePrevention::CancelNewest,
-        },
-        intent,
-    ))
+        stp: SelfTradePrevention::CancelNewest,
+    })
 }
 
 /// Sequences `command` and waits (bounded) for its outcome and for the feed to apply it.
@@ -253,33 +244,17 @@ async fn execute(
     Ok(executed)
 }
 
-/// The record of `order` as the history has it, or as `executed` alone describes it (when
-/// the feed is behind).
-fn record(
-    bridge: &Bridge,
-    account: AccountId,
-    order: OrderId,
-    executed: &Executed,
-    intent: Option<Intent>,
-) -> Option<OrderRecord> {
-    if let Some(found) = bridge.lock().data.history().order(account, order) {
-        return Some(found.clone());
-    }
-    let mut alone = MarketData::new(MarketDataLimits::default());
-    if let (Some(intent), Some(client)) = (intent, accepted_client_id(executed)) {
-        alone.history_mut().intend(account, client, intent);
-    }
-    alone.apply(executed, &mut Vec::new());
-    alone.history().order(account, order).cloned()
-}
-
-fn accepted_client_id(executed: &Executed) -> Option<ClientOrderId> {
-    executed.events.iter().find_map(|e| match e {
-        Event::OrderAccepted {
-            client_order_id, ..
-        } => Some(*client_order_id),
+/// The records of the orders `executed` touched, as the views left them after it.
+fn touched(executed: &Executed) -> impl Iterator<Item = &OrderRecord> {
+    executed.changes.iter().filter_map(|change| match change {
+        Change::Order(record) => Some(&**record),
         _ => None,
     })
+}
+
+/// The record of exchange order `id` after `executed`.
+fn touched_order(executed: &Executed, id: OrderId) -> Option<OrderRecord> {
+    touched(executed).find(|record| record.id == id).cloned()
 }
 
 fn render(bridge: &Bridge, record: &OrderRecord) -> Result<OrderJson, ApiError> {
@@ -306,13 +281,8 @@ pub(crate) async fn create_order(
     Authenticated(account, actor): Authenticated,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Result<(StatusCode, Json<OrderJson>), ApiError> {
-    let (order, intent) = build_order(&bridge, account, &req)?;
+    let order = build_order(&bridge, account, &req)?;
     let client = order.client_order_id;
-    bridge
-        .lock()
-        .data
-        .history_mut()
-        .intend(account, client, intent);
     let executed = execute(
         &bridge,
         actor,
@@ -320,15 +290,11 @@ pub(crate) async fn create_order(
         CommandKind::NewOrder(order),
     )
     .await?;
-    let id = executed.events.iter().find_map(|e| match e {
-        Event::OrderAccepted { order, .. } => Some(*order),
-        _ => None,
-    });
-    let record = id.and_then(|id| record(&bridge, account, id, &executed, Some(intent)));
+    let record = touched(&executed).find(|record| record.seq == executed.seq);
     let record = record.ok_or_else(|| {
         ApiError::unavailable("server.unavailable", "the order's outcome is unknown")
     })?;
-    Ok((StatusCode::CREATED, Json(render(&bridge, &record)?)))
+    Ok((StatusCode::CREATED, Json(render(&bridge, record)?)))
 }
 
 /// The account's orders, newest first, from memory and the replica (when configured;
@@ -354,10 +320,10 @@ pub(crate) async fn list_orders(
     let side = q.side.as_deref().map(parse_side).transpose()?;
     let state = match q.state.as_deref() {
         None => None,
-        Some("pending") => Some(OrderState::Pending),
-        Some("wait") => Some(OrderState::Wait),
-        Some("done") => Some(OrderState::Done),
-        Some("cancel") => Some(OrderState::Cancel),
+        Some("pending") => Some(OrderState::Untriggered),
+        Some("wait") => Some(OrderState::Open),
+        Some("done") => Some(OrderState::Filled),
+        Some("cancel") => Some(OrderState::Cancelled),
         Some(other) => {
             return Err(ApiError::unprocessable(
                 "market.order.invalid_state",
@@ -443,41 +409,8 @@ async fn cancel(
         Event::OrderCancelled { order, .. } => Some(*order),
         _ => None,
     });
-    let record = match id {
-        Some(id) => cancelled_record(bridge, account, id, &executed).await?,
-        None => None,
-    };
+    let record = id.and_then(|id| touched_order(&executed, id));
     Ok(Json(render(bridge, &record.ok_or_else(order_not_found)?)?))
-}
-
-/// The record of order `id` that `executed` cancelled: memory's, or for an order memory never
-/// saw (open since before a restart) the replica's with the cancel applied.
-async fn cancelled_record(
-    bridge: &Bridge,
-    account: AccountId,
-    id: OrderId,
-    executed: &Executed,
-) -> Result<Option<OrderRecord>, ApiError> {
-    if let Some(found) = record(bridge, account, id, executed, None) {
-        return Ok(Some(found));
-    }
-    let Some(mut found) = history::order(bridge, account, id).await? else {
-        return Ok(None);
-    };
-    for event in &executed.events {
-        if let Event::OrderCancelled {
-            order, remaining, ..
-        } = event
-            && *order == id
-        {
-            found.state = OrderState::Cancel;
-            found.remaining_qty = *remaining;
-            found.origin_qty =
-                peregrine_hotpath::Qty(found.executed_qty.0.saturating_add(remaining.0));
-            found.updated_ns = executed.ts.0;
-        }
-    }
-    Ok(Some(found))
 }
 
 /// Cancels one order by exchange id; answers the order as cancelled.
@@ -541,7 +474,7 @@ pub(crate) async fn cancel_all(
     let mut list = Vec::new();
     for event in &executed.events {
         if let Event::OrderCancelled { order, .. } = event
-            && let Some(found) = cancelled_record(&bridge, account, *order, &executed).await?
+            && let Some(found) = touched_order(&executed, *order)
         {
             list.push(render(&bridge, &found)?);
         }
@@ -580,33 +513,27 @@ pub(crate) async fn own_trades(
     Ok((found.headers(), Json(list)))
 }
 
-async fn read_balances(
+/// Balances as the views hold them: released (durable in `durable` mode), read without
+/// touching the matching thread.
+fn read_balances(
     bridge: &Bridge,
     account: AccountId,
     currencies: Vec<(String, peregrine_hotpath::CurrencyId)>,
-) -> Result<Vec<(String, peregrine_hotpath::ledger::Balance)>, ApiError> {
-    // Account reads are the engine's: queued without waiting, `Busy` at once when full.
-    let answer = bridge.engine.ask(move |engine| {
+) -> Vec<(String, BalanceView)> {
+    bridge.engine.read(|views| {
         currencies
             .into_iter()
-            .map(|(code, id)| (code, engine.balance(account, id)))
-            .collect::<Vec<_>>()
-    });
-    match tokio::time::timeout(peregrine_core::QUERY_TIMEOUT, answer).await {
-        Ok(Ok(balances)) => Ok(balances),
-        _ => Err(ApiError::unavailable(
-            "server.unavailable",
-            "the engine did not answer",
-        )),
-    }
+            .map(|(code, id)| (code, views.balance(account, id)))
+            .collect()
+    })
 }
 
-fn balance_json(bridge: &Bridge, code: &str, b: peregrine_hotpath::ledger::Balance) -> BalanceJson {
+fn balance_json(bridge: &Bridge, code: &str, b: BalanceView) -> BalanceJson {
     let currency = bridge.catalog.currency(code);
     BalanceJson {
         currency: code.to_owned(),
-        balance: amount(currency, peregrine_hotpath::Amount(b.available)),
-        locked: amount(currency, peregrine_hotpath::Amount(b.locked)),
+        balance: amount(currency, b.available),
+        locked: amount(currency, b.locked),
     }
 }
 
@@ -624,7 +551,7 @@ pub(crate) async fn balances(
         .iter()
         .map(|c| (c.code.clone(), c.id))
         .collect();
-    let list = read_balances(&bridge, account, currencies).await?;
+    let list = read_balances(&bridge, account, currencies);
     Ok(Json(
         list.into_iter()
             .map(|(code, b)| balance_json(&bridge, &code, b))
@@ -648,7 +575,7 @@ pub(crate) async fn balance(
             format!("no currency `{code}`"),
         )
     })?;
-    let list = read_balances(&bridge, account, vec![(code.clone(), currency.id)]).await?;
+    let list = read_balances(&bridge, account, vec![(code.clone(), currency.id)]);
     let (code, b) = list
         .into_iter()
         .next()

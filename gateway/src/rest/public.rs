@@ -76,7 +76,7 @@ pub(crate) async fn markets(
 ) -> Result<Json<Vec<MarketJson>>, ApiError> {
     let per_page = limit(q.limit, 100, LIST_LIMIT_MAX)?;
     let page = page(q.page)?;
-    let list = bridge
+    let selected: Vec<_> = bridge
         .catalog
         .markets()
         .iter()
@@ -84,8 +84,17 @@ pub(crate) async fn markets(
         .filter(|m| q.quote_unit.as_ref().is_none_or(|u| *u == m.quote))
         .skip((page - 1).saturating_mul(per_page))
         .take(per_page)
-        .map(MarketJson::new)
         .collect();
+    // A halted market says so (the views follow halts and resumes as they are released).
+    let list = bridge.engine.read(|views| {
+        selected
+            .iter()
+            .map(|m| {
+                let halted = views.market(m.spec.market).is_some_and(|v| v.halted);
+                MarketJson::new(m, halted)
+            })
+            .collect()
+    });
     Ok(Json(list))
 }
 

@@ -10,8 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::time::rfc3339;
 use crate::catalog::{Catalog, Currency, Market};
 use crate::market_data::PublicTrade;
-use crate::market_data::history::{OrderRecord, OrderState, OrderType, OwnTrade};
+use crate::market_data::history::OwnTrade;
 use crate::market_data::kline::{Candle, TickerStats};
+use peregrine_core::{OrderRecord, OrderState};
+use peregrine_views::OrderType;
 
 /// A decimal as Peatio writes it: a string, without trailing zeros.
 pub fn dec(value: Decimal) -> String {
@@ -79,13 +81,13 @@ pub struct MarketJson {
     pub amount_precision: u32,
     /// Decimal places of prices.
     pub price_precision: u32,
-    /// `enabled`.
+    /// `enabled`, or `halted` while an operator has halted it.
     pub state: String,
 }
 
 impl MarketJson {
-    /// From the catalog.
-    pub fn new(m: &Market) -> MarketJson {
+    /// From the catalog, and whether the market is halted now.
+    pub fn new(m: &Market, halted: bool) -> MarketJson {
         MarketJson {
             id: m.name.clone(),
             name: format!("{}/{}", m.base.to_uppercase(), m.quote.to_uppercase()),
@@ -97,7 +99,7 @@ impl MarketJson {
             max_amount: qty(m, m.spec.risk.max_qty),
             amount_precision: m.units.lot.normalize().scale(),
             price_precision: m.units.tick.normalize().scale(),
-            state: "enabled".into(),
+            state: if halted { "halted" } else { "enabled" }.into(),
         }
     }
 }
@@ -338,8 +340,8 @@ pub struct OrderJson {
     pub ord_type: String,
     /// `gtc`, `ioc`, `fok` or `post_only`.
     pub time_in_force: String,
-    /// Limit price (market orders: the protection price).
-    pub price: String,
+    /// Limit price; null for market and stop-market orders.
+    pub price: Option<String>,
     /// Trigger price of a stop, else null.
     pub stop_price: Option<String>,
     /// Average fill price (`0` without fills).
@@ -382,16 +384,17 @@ impl OrderJson {
                 || "0".to_owned(),
                 |avg| dec(avg.round_dp(m.units.tick.normalize().scale() + 4)),
             );
-        let ord_type = match o.intent.kind {
+        let ord_type = match o.terms.kind {
             OrderType::Market => "market",
             OrderType::StopLimit => "stop_limit",
             OrderType::StopMarket => "stop_market",
             _ => "limit",
         };
         let state = match o.state {
-            OrderState::Pending => "pending",
-            OrderState::Done => "done",
-            OrderState::Cancel => "cancel",
+            OrderState::Untriggered => "pending",
+            OrderState::Filled => "done",
+            OrderState::Cancelled => "cancel",
+            OrderState::Rejected => "reject",
             _ => "wait",
         };
         OrderJson {
@@ -399,9 +402,9 @@ impl OrderJson {
             client_id: o.client_order_id.0.to_string(),
             side: side_name(o.side).into(),
             ord_type: ord_type.into(),
-            time_in_force: tif_name(o.intent.tif).into(),
-            price: price(m, o.price),
-            stop_price: (o.intent.trigger.0 != 0).then(|| price(m, o.intent.trigger)),
+            time_in_force: tif_name(o.terms.tif).into(),
+            price: o.shown_price().map(|p| price(m, p)),
+            stop_price: o.terms.trigger.map(|trigger| price(m, trigger)),
             avg_price: avg,
             state: state.into(),
             market: m.name.clone(),

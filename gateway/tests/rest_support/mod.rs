@@ -96,21 +96,32 @@ impl Harness {
     /// Starts with `config` (listen and keys are set here); `durable` journals to a temporary
     /// directory in durable mode and routes with a task on the test's runtime, as `peregrine up`
     /// does (the other harnesses keep the router thread, so both placements are exercised).
-    pub async fn start_with(mut config: RestConfig, durable: bool) -> Harness {
+    pub async fn start_with(config: RestConfig, durable: bool) -> Harness {
+        Harness::start_journaled(config, durable.then(peregrine_persist::io::WriteGate::new)).await
+    }
+
+    /// Starts in durable mode with `gate` on the journal writer's kernel calls (closing it
+    /// stalls the disk), or without a journal when `gate` is `None`.
+    pub async fn start_journaled(
+        mut config: RestConfig,
+        gate: Option<peregrine_persist::io::WriteGate>,
+    ) -> Harness {
         let catalog = Arc::new(catalog());
-        let (engine, journal) = if durable {
+        let (engine, journal) = if let Some(gate) = gate {
             let dir = tempfile::tempdir().unwrap();
             let mut journal_config = peregrine_persist::JournalConfig::new(dir.path());
             journal_config.segment_bytes = 4 << 20;
+            let faults = peregrine_persist::io::FaultPlan::new().with_gate(gate);
             let (recovered, writer) =
-                peregrine_persist::open(&journal_config, EngineConfig::small()).unwrap();
+                peregrine_persist::open_with_faults(&journal_config, EngineConfig::small(), faults)
+                    .unwrap();
             let shard =
                 Shard::start_at(recovered.engine, recovered.last_seq, &shard_config()).unwrap();
             let journal = writer.journal().clone();
             let engine = EngineHandle::start_placed(
                 shard,
                 Some(journal),
-                peregrine_core::OrderTracker::new(),
+                peregrine_core::Views::default(),
                 peregrine_core::RouterPlacement::Task(tokio::runtime::Handle::current()),
             )
             .unwrap();

@@ -180,6 +180,19 @@ impl Up {
         (status, response.json().await.unwrap())
     }
 
+    /// `GET /control/v1/status`, as JSON.
+    pub async fn control_status(&self) -> serde_json::Value {
+        http_client()
+            .get(format!("{}/control/v1/status", self.http))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// Credits `amount` of `currency` to `account` through the control API.
     pub async fn deposit(&self, account: u32, currency: &str, amount: &str, deposit_id: u64) {
         let (status, body) = self

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_client::{Client, KeyId, Order, Placed, RejectCode, ServerTrust, SigningKey};
-use peregrine_core::{EngineHandle, OrderTracker, Request, RouterPlacement};
+use peregrine_core::{EngineHandle, Request, RouterPlacement, Views};
 use peregrine_gateway::quic::auth::ApiKeyConfig;
 use peregrine_gateway::quic::tls::TlsSource;
 use peregrine_gateway::quic::{Server, ServerConfig, TransportTuning};
@@ -175,7 +175,7 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     let handle = EngineHandle::start_placed(
         shard,
         Some(writer.journal().clone()),
-        OrderTracker::new(),
+        Views::default(),
         router,
     )
     .map_err(|e| BenchError::workload(NAME, e))?;
