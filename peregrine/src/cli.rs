@@ -28,8 +28,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// One variant per subcommand. Later: `ctl` (operate a running appliance), `tuning` (host
-/// checks), `replay` (re-run a journal).
+/// One variant per subcommand. Later: `ctl` (operate a running appliance).
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the appliance until SIGINT or SIGTERM (HTTP health and metrics, data directory).
@@ -38,6 +37,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Rebuild the engine from the journal (snapshot + replay), audit it and print a summary.
     Replay(crate::commands::replay::ReplayArgs),
+    /// Audit this host for the pinned hot path (`check`), fix what can change at run time
+    /// (`apply`), undo it (`revert`).
+    Tuning(crate::commands::tuning::TuningArgs),
 }
 
 /// Flags of `peregrine up`.

@@ -1,6 +1,6 @@
 //! The Peregrine appliance: the `peregrine` binary's modules.
 //!
-//! - [`cli`]: the command line (`up`, `bench`, `replay`).
+//! - [`cli`]: the command line (`up`, `bench`, `replay`, `tuning`).
 //! - [`commands`]: what each subcommand does; exit codes.
 //! - [`config`]: defaults, `peregrine.toml`, `PEREGRINE_*` overrides, flags.
 //! - [`http`]: the operator HTTP server (`/health/alive`, `/health/ready`, `/metrics`).

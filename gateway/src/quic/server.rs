@@ -182,8 +182,10 @@ impl Server {
         // A retry round trip costs a client 1 RTT at connect; order-entry clients are known
         // keys, so address validation is left to the logon.
         let (socket, socket_buffers) = bind_udp(config.listen, config.transport.udp_buffer_bytes)?;
+        // Debug only: the embedding binary reads `socket_buffers()` and says it once, with its
+        // other host checks (`peregrine up` points at `peregrine tuning check`).
         if socket_buffers.capped() {
-            tracing::warn!(
+            tracing::debug!(
                 ?socket_buffers,
                 "the OS capped the UDP buffers: raise net.core.rmem_max / net.core.wmem_max"
             );

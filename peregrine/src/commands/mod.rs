@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod replay;
+pub mod tuning;
 pub mod up;
 
 use crate::cli::{Cli, Command};
@@ -20,6 +21,8 @@ pub enum CommandError {
     Bench(#[from] bench::BenchError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Tuning(#[from] tuning::TuningError),
 }
 
 impl CommandError {
@@ -28,6 +31,7 @@ impl CommandError {
             Self::Up(e) if e.is_config_error() => EXIT_CONFIG,
             Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
+            Self::Tuning(e) => e.exit_code(),
             Self::Up(_) | Self::Bench(_) | Self::Replay(_) => EXIT_FAILURE,
         }
     }
@@ -39,6 +43,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Up(args) => up::run(&args, std::env::vars_os())?,
         Command::Bench(args) => bench::run(&args)?,
         Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
+        Command::Tuning(args) => tuning::run(&args, std::env::vars_os())?,
     }
     Ok(())
 }

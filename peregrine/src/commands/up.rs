@@ -306,6 +306,16 @@ async fn serve_until_stopped(
         None
     };
 
+    if let Some(warning) = host_tuning_warning(
+        &peregrine_tuning::unisolated(
+            &peregrine_tuning::Host::new("/"),
+            &crate::commands::tuning::pinned_cores(config),
+        ),
+        quic.as_ref().map(QuicServer::socket_buffers),
+    ) {
+        tracing::warn!("{warning}");
+    }
+
     // The retail REST/WebSocket bridge; its market data follows the engine's event tap.
     // Its transaction history reads the replica (a connection of its own, opened on use).
     let replica_reader = config.replica.enabled.then(|| {
@@ -465,6 +475,33 @@ fn server_ended(joined: Result<Result<(), HttpError>, tokio::task::JoinError>) -
         Ok(Err(e)) => UpError::Http(e),
         Err(e) => UpError::ServerTask(e.to_string()),
     }
+}
+
+/// The one start-up warning about the host: pinned cores the kernel does not isolate, and UDP
+/// buffers the OS capped below what QUIC asked for. `None` when there is nothing to say.
+fn host_tuning_warning(
+    unisolated: &peregrine_tuning::CpuSet,
+    udp: Option<peregrine_gateway::quic::server::SocketBuffers>,
+) -> Option<String> {
+    let mut problems = Vec::new();
+    if !unisolated.is_empty() {
+        problems.push(format!(
+            "pinned cores {unisolated} are not isolated (isolcpus)"
+        ));
+    }
+    if let Some(buffers) = udp.filter(|b| b.capped()) {
+        problems.push(format!(
+            "the OS capped the QUIC UDP buffers at {}/{} of {} bytes (receive/send)",
+            buffers.recv_bytes, buffers.send_bytes, buffers.requested_bytes
+        ));
+    }
+    if problems.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "host not tuned for the hot path: {}; run `peregrine tuning check` for the fixes",
+        problems.join("; ")
+    ))
 }
 
 /// `url` without its credentials (`mysql://user:secret@host/db` → `mysql://…@host/db`), for
