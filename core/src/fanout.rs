@@ -41,6 +41,11 @@ pub(crate) struct RouteState {
     collecting: Option<Executed>,
     /// View changes of the current event, reused.
     changes: Vec<Change>,
+    /// A request for the client-order-id window's image once the views reach a sequence (a
+    /// snapshot's): answered before the next command is applied.
+    window_capture: Option<(u64, oneshot::Sender<Vec<u8>>)>,
+    /// The command whose events are being routed (0: none since the last `Done`).
+    routing_seq: u64,
 }
 
 impl RouteState {
@@ -53,6 +58,30 @@ impl RouteState {
             subscribers: Subscribers::default(),
             collecting: None,
             changes: Vec::with_capacity(CHANGES_PER_COMMAND_INITIAL),
+            window_capture: None,
+            routing_seq: 0,
+        }
+    }
+
+    /// Asks for the window's image at `seq` (replacing an earlier request).
+    pub(crate) fn request_window(&mut self, seq: u64, answer: oneshot::Sender<Vec<u8>>) {
+        self.window_capture = Some((seq, answer));
+    }
+
+    /// Answers a window request whose sequence the views are at; drops one they passed (the
+    /// requester sees the sender gone). Called before each command is applied.
+    pub(crate) fn capture_window_if_due(&mut self) {
+        let Some((seq, _)) = &self.window_capture else {
+            return;
+        };
+        let applied = self.views.applied_seq();
+        if applied < *seq {
+            return;
+        }
+        if let Some((seq, answer)) = self.window_capture.take()
+            && applied == seq
+        {
+            let _ = answer.send(self.views.orders().window_image());
         }
     }
 
@@ -71,6 +100,11 @@ impl RouteState {
     }
 
     fn route_output_event(&mut self, seq: u64, event: Event) {
+        if self.routing_seq != seq {
+            // The first event of a command: the views are still at the one before.
+            self.capture_window_if_due();
+            self.routing_seq = seq;
+        }
         let pending = self.pending.get(&seq);
         let ts = pending.map_or(TimestampNs(0), |p| p.ts);
         let wanted = self.subscribers.wants_executed()
@@ -95,6 +129,11 @@ impl RouteState {
     }
 
     fn route_done(&mut self, seq: u64) {
+        if self.routing_seq != seq {
+            // A command without events: the views are still at the one before.
+            self.capture_window_if_due();
+        }
+        self.routing_seq = 0;
         let pending = self.pending.remove(&seq);
         let mut executed = match self.collecting.take() {
             Some(executed) if executed.seq == seq => executed,

@@ -275,6 +275,22 @@ impl EngineHandle {
         read(&self.lock().views)
     }
 
+    /// Asks for the client-order-id window's image at `seq` (cheap: call it on the engine
+    /// thread right after the engine applied `seq`, as a snapshot is taken). The answer comes
+    /// once the views reach `seq`, or by [`EngineHandle::capture_window_now`]; the sender is
+    /// dropped if the views pass `seq` first.
+    pub fn request_window(&self, seq: u64) -> oneshot::Receiver<Vec<u8>> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock().request_window(seq, sender);
+        receiver
+    }
+
+    /// Answers a pending window request now if the views are at its sequence (when the router
+    /// is idle no next command would): serialises on the calling thread, under the lock.
+    pub fn capture_window_now(&self) {
+        self.lock().capture_window_if_due();
+    }
+
     /// Opens a subscription and reads the views at the same point: the subscription hears
     /// exactly what comes after what `read` saw (a feed seeds from it without a gap or overlap).
     pub fn subscribe_seeded<T>(

@@ -108,11 +108,24 @@ impl Exchange {
         // restart gets the original's status, not a second order. This covers orders since the
         // snapshot used; an older order still live is refused by the engine as a duplicate.
         let mut views = Views::default();
+        // The window image of the snapshot recovery starts from is loaded before the first
+        // command after it is observed: resends of orders from before the snapshot stay
+        // duplicates (when no command follows the snapshot, it is loaded right after).
+        let mut window_loaded = false;
         let (recovered, writer) = peregrine_persist::open_observed(
             &journal_config,
             engine_config(),
-            &mut |seq, command, events| views.observe(seq, command, events),
+            &mut |seq, command, events| {
+                if !window_loaded {
+                    window_loaded = true;
+                    load_window(&journal_dir, seq.saturating_sub(1), &mut views);
+                }
+                views.observe(seq, command, events);
+            },
         )?;
+        if !window_loaded && let Some((_, snapshot_seq)) = &recovered.report.snapshot {
+            load_window(&journal_dir, *snapshot_seq, &mut views);
+        }
         if let Some(torn) = &recovered.report.torn_tail {
             tracing::warn!(file = %torn.path.display(), offset = torn.offset,
                 zeroed_bytes = torn.zeroed_bytes, reason = %torn.reason,
@@ -300,17 +313,18 @@ impl SnapshotDriver {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let alive_guard = AliveGuard(Arc::clone(&alive));
-            let (snapshotter, stop, engine) = (
+            let (snapshotter, stop, engine, dir) = (
                 Arc::clone(&snapshotter),
                 Arc::clone(&stop),
                 Arc::clone(engine),
+                config.dir.clone(),
             );
             std::thread::Builder::new()
                 .name("snapshot-driver".into())
                 .spawn(move || {
                     // Cleared however the thread ends, a panic included: readiness shows it.
                     let _alive = alive_guard;
-                    drive_snapshots(&snapshotter, &stop, &engine);
+                    drive_snapshots(&snapshotter, &stop, &engine, &dir);
                 })
                 .map_err(|e| ExchangeError::Snapshot(e.to_string()))?
         };
@@ -353,6 +367,7 @@ fn drive_snapshots(
     snapshotter: &Arc<Mutex<Option<Snapshotter>>>,
     stop: &AtomicBool,
     engine: &Arc<EngineHandle>,
+    dir: &std::path::Path,
 ) {
     let stats = Arc::clone(engine.stats());
     let probe = SnapshotPausesProbe(Arc::clone(snapshotter));
@@ -379,24 +394,104 @@ fn drive_snapshots(
         if !due {
             continue;
         }
-        let (snapshotter, stats) = (Arc::clone(snapshotter), Arc::clone(&stats));
+        let (snapshotter, stats, handle) = (
+            Arc::clone(snapshotter),
+            Arc::clone(&stats),
+            Arc::clone(engine),
+        );
         // On the engine thread, between two commands: `last_seq` is exactly what `engine` has
-        // applied. The pause is the snapshot's serialisation, measured by the snapshotter.
+        // applied. The pause is the snapshot's serialisation, measured by the snapshotter; the
+        // window of client order ids at the same sequence is asked of the core there too.
         let taken = engine.query(move |engine| {
             let applied_seq = stats.last_seq.load(Ordering::Acquire);
             let mut guard = snapshotter.lock().unwrap_or_else(PoisonError::into_inner);
-            guard
-                .as_mut()
-                .map(|s| s.maybe_take(engine, applied_seq).map_err(|e| e.to_string()))
+            guard.as_mut().map(|s| {
+                s.maybe_take(engine, applied_seq)
+                    .map(|taken| {
+                        taken.map(|pause| (pause, applied_seq, handle.request_window(applied_seq)))
+                    })
+                    .map_err(|e| e.to_string())
+            })
         });
         match taken {
-            Ok(Some(Ok(Some(pause)))) => {
+            Ok(Some(Ok(Some((pause, seq, window))))) => {
                 tracing::info!(pause_us = pause.as_micros() as u64, "snapshot taken");
+                engine.capture_window_now();
+                save_window(dir, seq, window);
             }
             Ok(Some(Err(error))) => tracing::error!(%error, "snapshot failed"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "snapshot query did not run"),
         }
+    }
+}
+
+/// Longest the snapshot driver waits for the core's views to reach a snapshot's sequence (they
+/// follow the engine by the durability wait: milliseconds).
+const WINDOW_CAPTURE_WAIT: Duration = Duration::from_secs(10);
+/// How often the driver looks for the window's image while it waits.
+const WINDOW_CAPTURE_POLL: Duration = Duration::from_millis(5);
+/// Largest window image read back: the window's bound in entries times an entry, with room.
+const WINDOW_IMAGE_MAX_BYTES: u64 = 64 << 20;
+const _: () = assert!(
+    WINDOW_IMAGE_MAX_BYTES >= 48 * peregrine_core::DEDUP_WINDOW_ORDERS as u64,
+    "a full window's image must be readable"
+);
+
+/// Writes the window image `window` brings beside the snapshot at `seq`. A missing image (the
+/// views passed `seq` before the request, or never reached it in time) only narrows dedup
+/// after a restart from this snapshot, so it is logged, not fatal.
+fn save_window(
+    dir: &std::path::Path,
+    seq: u64,
+    mut window: tokio::sync::oneshot::Receiver<Vec<u8>>,
+) {
+    let deadline = std::time::Instant::now() + WINDOW_CAPTURE_WAIT;
+    let image = loop {
+        match window.try_recv() {
+            Ok(image) => break Some(image),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => break None,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {
+                if std::time::Instant::now() >= deadline {
+                    break None;
+                }
+                std::thread::sleep(WINDOW_CAPTURE_POLL);
+            }
+        }
+    };
+    let Some(image) = image else {
+        tracing::warn!(
+            seq,
+            "no client-order-id window for this snapshot: a restart from it \
+            forgets the client ids of orders before it"
+        );
+        return;
+    };
+    match peregrine_persist::snapshot::write_window(dir, seq, &image) {
+        Ok(path) => {
+            tracing::debug!(seq, path = %path.display(), bytes = image.len(), "window saved")
+        }
+        Err(error) => tracing::error!(seq, %error, "could not write the client-order-id window"),
+    }
+}
+
+/// Loads the window image of the snapshot at `seq` into `views`, if there is one.
+fn load_window(dir: &std::path::Path, seq: u64, views: &mut Views) {
+    if seq == 0 {
+        return;
+    }
+    match peregrine_persist::snapshot::read_window(dir, seq, WINDOW_IMAGE_MAX_BYTES) {
+        Ok(Some(image)) => match views.restore_window(&image) {
+            Ok(count) => tracing::info!(seq, entries = count, "client-order-id window restored"),
+            Err(error) => tracing::warn!(seq, %error,
+                "client-order-id window unusable: client ids before the snapshot are forgotten"),
+        },
+        Ok(None) => tracing::warn!(
+            seq,
+            "no client-order-id window beside the snapshot: client ids before it are forgotten"
+        ),
+        Err(error) => tracing::warn!(seq, %error,
+            "client-order-id window unreadable: client ids before the snapshot are forgotten"),
     }
 }
 

@@ -38,6 +38,28 @@ async fn restarts_from_a_snapshot_and_the_journal_tail() {
     let up = Up::start(dir.path());
     up.deposit(trader.account, "usd", "10000000", 1).await;
     let client = up.connect(&trader).await;
+    // An order finished before the snapshot: after the restart its client id must still be a
+    // duplicate (the window is saved beside the snapshot), not a second order.
+    let finished = client
+        .place(Order::limit(
+            ClientOrderId(500),
+            BTCUSD,
+            Side::Buy,
+            Price(4_700_000),
+            Qty(1),
+        ))
+        .await
+        .unwrap();
+    let Placed::Ack {
+        order: finished, ..
+    } = finished
+    else {
+        panic!("refused: {finished:?}");
+    };
+    client
+        .cancel(peregrine_hotpath::OrderRef::Id(finished))
+        .await
+        .unwrap();
     let mut ids = Vec::new();
     for n in 0..ORDERS {
         let placed = client
@@ -145,6 +167,20 @@ async fn restarts_from_a_snapshot_and_the_journal_tail() {
     assert!(
         !matches!(resend, Placed::Ack { .. }),
         "a live order was placed twice: {resend:?}"
+    );
+    let resend = client
+        .place(Order::limit(
+            ClientOrderId(500),
+            BTCUSD,
+            Side::Buy,
+            Price(4_700_000),
+            Qty(1),
+        ))
+        .await
+        .unwrap();
+    assert!(
+        matches!(resend, Placed::Duplicate(s) if s.state == OrderState::Cancelled && s.order == finished),
+        "an order finished before the snapshot was placed again: {resend:?}"
     );
     let (status, body) = up
         .control("accounts/1/cancel-all", serde_json::json!({}))

@@ -559,6 +559,60 @@ impl Helper {
     }
 }
 
+/// Suffix of the file beside a snapshot holding the core's client-order-id window at the
+/// snapshot's sequence (its bytes are the views' own format; this crate only stores them).
+pub const WINDOW_SUFFIX: &str = ".window";
+
+/// The path of the window image beside the snapshot at `seq`.
+pub fn window_path(dir: &Path, seq: Seq) -> PathBuf {
+    dir.join(format!("{seq:020}{WINDOW_SUFFIX}"))
+}
+
+/// Writes the window image of the snapshot at `seq` durably (temp file, sync, rename,
+/// directory sync), then removes the images of snapshots that no longer exist.
+pub fn write_window(dir: &Path, seq: Seq, image: &[u8]) -> std::io::Result<PathBuf> {
+    let path = window_path(dir, seq);
+    let tmp = dir.join(format!("{seq:020}{WINDOW_SUFFIX}.tmp"));
+    let mut file = File::create(&tmp)?;
+    file.write_all(image)?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&tmp, &path)?;
+    sync_dir(dir)?;
+    let kept: Vec<Seq> = list_snapshots(dir)?.into_iter().map(|(s, _)| s).collect();
+    for (old, old_path) in list_numbered(dir, |name| {
+        let digits = name.strip_suffix(WINDOW_SUFFIX)?;
+        (digits.len() == 20).then(|| digits.parse().ok()).flatten()
+    })? {
+        if old != seq && !kept.contains(&old) {
+            // Best effort: a stale image is only disk space, never read for another snapshot.
+            let _ = std::fs::remove_file(old_path);
+        }
+    }
+    Ok(path)
+}
+
+/// The window image beside the snapshot at `seq`, if one was written. A file larger than
+/// `max_bytes` is refused before it is read.
+pub fn read_window(dir: &Path, seq: Seq, max_bytes: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let path = window_path(dir, seq);
+    let length = match std::fs::metadata(&path) {
+        Ok(meta) => meta.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    if length > max_bytes {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is {length} bytes, more than {max_bytes}",
+                path.display()
+            ),
+        ));
+    }
+    std::fs::read(&path).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ mod book;
 mod change;
 mod order;
 mod orders;
+mod window;
 
 use std::collections::HashMap;
 
@@ -31,6 +32,7 @@ pub use book::{Book, BookSnapshot, LevelChange, SequenceGap};
 pub use change::{Change, FillChange, TradeChange};
 pub use order::{OrderRecord, OrderState, OrderTerms, OrderType};
 pub use orders::{DEDUP_WINDOW_ORDERS, OrderStatus, Orders, OrdersLimits};
+pub use window::{WINDOW_IMAGE_VERSION, WindowImageError};
 
 /// A balance cell as the last `Balance` event left it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -205,6 +207,12 @@ impl Views {
     /// The order store.
     pub fn orders(&self) -> &Orders {
         &self.orders
+    }
+
+    /// Loads the de-duplication window's image taken at a snapshot (at start, before the
+    /// commands after the snapshot are observed).
+    pub fn restore_window(&mut self, image: &[u8]) -> Result<usize, WindowImageError> {
+        self.orders.restore_window(image)
     }
 
     /// A balance (zero if never changed).

@@ -52,6 +52,17 @@ pub struct OrderStatus {
 }
 
 impl OrderStatus {
+    /// Stands for an entry the window lost track of (never expected).
+    fn of_unknown() -> OrderStatus {
+        OrderStatus {
+            order: OrderId(0),
+            seq: 0,
+            filled: Qty(0),
+            state: OrderState::Sequenced,
+            reject: None,
+        }
+    }
+
     fn of(record: &OrderRecord) -> OrderStatus {
         OrderStatus {
             order: record.id,
@@ -164,6 +175,27 @@ impl Orders {
         if now_final && !was_final {
             self.finish(seq);
         }
+    }
+
+    /// The window's entries, oldest first.
+    pub(crate) fn window_entries(
+        &self,
+    ) -> impl ExactSizeIterator<Item = ((AccountId, ClientOrderId), OrderStatus)> + '_ {
+        self.window_age.iter().map(|key| {
+            let status = self.window.get(key).copied();
+            debug_assert!(status.is_some(), "the age list and the window agree");
+            (*key, status.unwrap_or(OrderStatus::of_unknown()))
+        })
+    }
+
+    /// How many statuses the window holds at most.
+    pub(crate) fn window_limit(&self) -> usize {
+        self.limits.window
+    }
+
+    /// Puts a restored status in the window (newest so far).
+    pub(crate) fn restore_status(&mut self, key: (AccountId, ClientOrderId), status: OrderStatus) {
+        self.remember(key.0, key.1, status);
     }
 
     /// The sequence of the kept record of exchange order `id`.
