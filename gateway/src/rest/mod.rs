@@ -181,7 +181,7 @@ impl Bridge {
 /// The router: every REST route, the WebSocket endpoints and the OpenAPI document, with the
 /// body limit, JSON fallbacks and metrics. Does not start the feed: see [`serve`].
 pub fn router(bridge: Arc<Bridge>) -> Router {
-    let (api, document) = openapi::routes().split_for_parts();
+    let (api, document) = openapi::split();
     let document = Arc::new(document);
     api.route(
         openapi::OPENAPI_PATH,

@@ -23,15 +23,19 @@ pub const HIGH_WATER_HEADER: &str = "x-peregrine-replica-seq";
 
 /// Filters of the transaction list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionsQuery {
     /// Only this currency.
     pub currency: Option<String>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
 }
 
@@ -54,7 +58,7 @@ pub struct TransactionJson {
 
 /// The account's balance movements, from the replica.
 #[utoipa::path(get, path = "/api/v2/peatio/account/transactions", tag = "account",
-    params(TransactionsQuery), security(("apikey" = [])),
+    params(TransactionsQuery), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [TransactionJson]), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn transactions(

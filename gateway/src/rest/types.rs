@@ -262,12 +262,56 @@ impl TradeJson {
     }
 }
 
-/// A candle: `[unix seconds, open, high, low, close, volume]`.
-pub type KlineJson = (u64, String, String, String, String, String);
+/// A candle: `[unix seconds, open, high, low, close, volume]` (a JSON array: the time an
+/// integer, the rest decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KlineJson(
+    pub u64,
+    pub String,
+    pub String,
+    pub String,
+    pub String,
+    pub String,
+);
+
+impl utoipa::PartialSchema for KlineJson {
+    /// A six-item array typed item by item (derive cannot say that of a tuple).
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Type};
+        let decimal = |what: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(format!("{what}, a decimal string")))
+                .build()
+        };
+        let time = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .description(Some("start of the period, Unix seconds"))
+            .build();
+        ArrayBuilder::new()
+            .description(Some("[time, open, high, low, close, volume]"))
+            .prefix_items([
+                time,
+                decimal("open"),
+                decimal("high"),
+                decimal("low"),
+                decimal("close"),
+                decimal("volume (base)"),
+            ])
+            .items(ArrayItems::False)
+            .min_items(Some(6))
+            .max_items(Some(6))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for KlineJson {}
 
 /// A candle as a row.
 pub fn kline(m: &Market, c: &Candle) -> KlineJson {
-    (
+    KlineJson(
         c.start_s,
         price(m, c.open),
         price(m, c.high),
@@ -302,15 +346,19 @@ pub struct HealthJson {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     /// Market, e.g. `btcusd`.
+    #[schema(example = "btcusd")]
     pub market: String,
     /// `buy` or `sell`.
+    #[schema(example = "buy")]
     pub side: String,
     /// Base amount, a decimal string, a multiple of the market's `min_amount`. Optional only
     /// for a market buy by `quote_amount`.
+    #[schema(example = "0.01")]
     pub volume: Option<String>,
     /// `limit` (default), `market`, `stop_limit`, `stop_market`.
     pub ord_type: Option<String>,
     /// Limit price (limit and stop-limit), a multiple of the market's `min_price`.
+    #[schema(example = "50000")]
     pub price: Option<String>,
     /// Trigger price (stops): buy stops trigger when the last price is at or above it, sell
     /// stops at or below.
@@ -482,6 +530,7 @@ pub struct BalanceJson {
 
 /// Paging of lists.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MarketsQuery {
     /// Only markets with this base currency.
@@ -489,70 +538,97 @@ pub struct MarketsQuery {
     /// Only markets with this quote currency.
     pub quote_unit: Option<String>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 /// Order book limits.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBookQuery {
     /// Ask levels, at most 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub asks_limit: Option<usize>,
     /// Bid levels, at most 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub bids_limit: Option<usize>,
 }
 
 /// Depth limit.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DepthQuery {
     /// Levels per side, at most 1000 (default 300).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 /// Recent trades.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TradesQuery {
     /// At most 1000 (default 100); no more than the kept recent trades.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only trades before this Unix second.
     pub timestamp: Option<u64>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
+}
+
+/// The k-line periods, in minutes (those `Period::from_minutes` takes).
+fn kline_period() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some(crate::market_data::kline::PERIODS_MIN))
+        .build()
 }
 
 /// K-lines.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KlineQuery {
     /// Minutes: 1, 5, 15, 30, 60, 120, 240, 360, 720, 1440, 4320 or 10080 (default 1).
+    #[param(schema_with = kline_period)]
     pub period: Option<u32>,
     /// From this Unix second.
     pub time_from: Option<u64>,
     /// Up to this Unix second.
     pub time_to: Option<u64>,
     /// At most 10000 (default 30); the latest candles of the range.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
 /// Order list filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
     /// Only this market.
     pub market: Option<String>,
     /// Only this state: `pending`, `wait`, `done`, `cancel`.
+    #[param(pattern = "^(pending|wait|done|cancel)$")]
     pub state: Option<String>,
     /// Only this side.
+    #[param(pattern = "^(buy|sell)$")]
     pub side: Option<String>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
     /// Created at or after this Unix second.
     pub time_from: Option<u64>,
@@ -562,15 +638,19 @@ pub struct OrdersQuery {
 
 /// Own trades filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OwnTradesQuery {
     /// Only this market.
     pub market: Option<String>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// `desc` (default) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
     /// At or after this Unix second.
     pub time_from: Option<u64>,
@@ -580,10 +660,12 @@ pub struct OwnTradesQuery {
 
 /// Cancel-all filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CancelAllQuery {
     /// Only this market.
     pub market: Option<String>,
     /// Only this side.
+    #[param(pattern = "^(buy|sell)$")]
     pub side: Option<String>,
 }
