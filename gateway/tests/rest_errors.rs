@@ -343,3 +343,42 @@ async fn requests_in_flight_are_bounded_and_a_stalled_body_holds_only_its_slot()
     .await
     .expect("the slot never came back");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_rejects_have_peatio_style_codes_and_plain_messages() {
+    let h = Harness::start().await;
+    // More than account 1 holds (1,000,000 usd): Peatio's own code.
+    let too_big = json!({"market": "btcusd", "side": "buy", "volume": "99", "price": "50000"});
+    let (status, body) = post_with(&h, &h.auth_headers(1), &too_big).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(code(&body), "market.account.insufficient_balance", "{body}");
+    assert_eq!(body["errors"][0], "market.account.insufficient_balance");
+    assert_eq!(
+        body["error"]["message"],
+        "the available balance is insufficient"
+    );
+
+    let halt = peregrine_hotpath::CommandKind::MarketHalt {
+        market: peregrine_hotpath::MarketId(1),
+    };
+    let executed = h
+        .engine
+        .submit(peregrine_core::Request::new(
+            peregrine_hotpath::Actor::System,
+            halt,
+        ))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(executed.rejected(), None);
+    let (status, body) = post_with(&h, &h.auth_headers(1), &valid_order()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Not `market.market.halted` (a doubled prefix), nor the engine's enum and number.
+    assert_eq!(code(&body), "market.order.market_halted", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the market is halted"), "{message}");
+    assert!(
+        !message.contains("MarketHalted") && !message.contains("code"),
+        "{message}"
+    );
+}
