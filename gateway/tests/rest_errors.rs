@@ -382,3 +382,16 @@ async fn engine_rejects_have_peatio_style_codes_and_plain_messages() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactions_page_past_the_list_depth_is_refused_not_a_server_error() {
+    let h = Harness::start().await;
+    // Found by schemathesis: the database failed on the offset and the bridge answered 503.
+    let path = "/api/v2/peatio/account/transactions?page=1120933914835185920&limit=268";
+    let (status, body) = h.get_as(1, path).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "history.too_deep"),
+        "{body}"
+    );
+}
