@@ -146,11 +146,12 @@ async fn malformed_requests_are_typed_4xx_and_change_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "request.invalid_body",
         ),
-        // Numbers are not accepted for amounts: a float would round.
+        // A number is read as written (see `json_numbers_are_read_as_their_literal_text`):
+        // this one is not a multiple of the lot.
         (
-            json!({"market": "btcusd", "side": "buy", "volume": 0.1, "price": "50000"}),
+            json!({"market": "btcusd", "side": "buy", "volume": 0.00001, "price": "50000"}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "request.invalid_body",
+            "market.order.invalid_volume",
         ),
         (
             json!({"market": "ethusd", "side": "buy", "volume": "1", "price": "50000"}),
@@ -381,6 +382,44 @@ async fn engine_rejects_have_peatio_style_codes_and_plain_messages() {
         !message.contains("MarketHalted") && !message.contains("code"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_numbers_are_read_as_their_literal_text() {
+    let h = Harness::start().await;
+    // As Peatio takes them: numbers, not only strings.
+    let body = json!({"market": "btcusd", "side": "buy", "volume": 0.1, "price": 50000.01});
+    let (status, order) = post_with(&h, &h.auth_headers(1), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["origin_volume"], "0.1");
+    assert_eq!(order["price"], "50000.01");
+
+    // Exactly as written, never through f64 (which would round this to 50000.01 and accept it):
+    // not a multiple of the 0.01 tick.
+    // As written, never through f64 (which would round this to 50000.01 and accept it): not a
+    // multiple of the 0.01 tick. Then the one parser's rules, for numbers too: no exponent, no
+    // sign, and nothing but numbers and strings.
+    for (price, volume, says) in [
+        ("50000.010000000000000001", "0.1", "not a multiple"),
+        ("50000", "1e-3", "exponent"),
+        ("50000", "-1", "sign"),
+        ("50000", "true", "expected a decimal"),
+    ] {
+        let raw =
+            format!(r#"{{"market":"btcusd","side":"buy","volume":{volume},"price":{price}}}"#);
+        let mut request = h
+            .http
+            .post(format!("{}{ORDERS}", h.base))
+            .header("content-type", "application/json")
+            .body(raw.clone());
+        for (name, value) in h.auth_headers(1) {
+            request = request.header(name, value);
+        }
+        let (status, body) = read(request.send().await.unwrap()).await;
+        assert!(status.is_client_error(), "{raw}: {status} {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{raw}: {message}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -341,6 +341,58 @@ pub struct HealthJson {
     pub status: String,
 }
 
+/// A decimal in a request: a JSON string (`"0.01"`) or a JSON number (`0.01`, as Peatio takes
+/// them), kept as its literal text for the edges' one parser
+/// ([`peregrine_hotpath::edge::parse_decimal`]): a number is never read through `f64`, so
+/// `0.1` is exactly 0.1, and `1e5` is refused for its exponent like the string `"1e5"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecimalText(pub String);
+
+impl std::ops::Deref for DecimalText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // The value's own bytes, bounded by the body limit; only serde_json can hand them out.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        if text.starts_with('"') {
+            return serde_json::from_str::<String>(text)
+                .map(DecimalText)
+                .map_err(D::Error::custom);
+        }
+        if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+            return Ok(DecimalText(text.to_owned()));
+        }
+        Err(D::Error::custom(
+            "expected a decimal as a string (\"0.01\") or a number (0.01)",
+        ))
+    }
+}
+
+impl utoipa::PartialSchema for DecimalText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+            .description(Some(
+                "a positive decimal in plain notation, as a string or a JSON number; no sign, \
+                 no exponent",
+            ))
+            .pattern(Some(r"^[0-9]+(\.[0-9]+)?$"))
+            .examples([serde_json::json!("0.01")])
+            .into()
+    }
+}
+
+impl ToSchema for DecimalText {}
+
 /// A new order.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -354,20 +406,20 @@ pub struct CreateOrder {
     /// Base amount, a decimal string, a multiple of the market's `min_amount`. Optional only
     /// for a market buy by `quote_amount`.
     #[schema(example = "0.01")]
-    pub volume: Option<String>,
+    pub volume: Option<DecimalText>,
     /// `limit` (default), `market`, `stop_limit`, `stop_market`.
     pub ord_type: Option<String>,
     /// Limit price (limit and stop-limit), a multiple of the market's `min_price`.
     #[schema(example = "50000")]
-    pub price: Option<String>,
+    pub price: Option<DecimalText>,
     /// Trigger price (stops): buy stops trigger when the last price is at or above it, sell
     /// stops at or below.
-    pub stop_price: Option<String>,
+    pub stop_price: Option<DecimalText>,
     /// `gtc` (default for limit orders), `ioc` (the only one for market orders), `fok`,
     /// `post_only`.
     pub time_in_force: Option<String>,
     /// Market buys (and stop-market buys, which require it): spend at most this much quote.
-    pub quote_amount: Option<String>,
+    pub quote_amount: Option<DecimalText>,
     /// Client order id: decimal digits, 1 to 2^63-1, unique among the account's recent
     /// orders. Assigned by the server when absent.
     pub client_id: Option<String>,
