@@ -138,3 +138,57 @@ fn quic(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
         );
     Err(sources.invalid(key, error.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::config::{FileChoice, load};
+
+    fn load_with(env: &[(&str, &str)], overrides: &Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect::<Vec<_>>();
+        let choice = FileChoice::IfPresent(dir.path().join("absent.toml"));
+        load(&choice, vars, overrides).map(|l| l.config)
+    }
+
+    #[test]
+    fn a_refusal_names_the_layer_that_set_the_key() {
+        // From the environment: the variable is named.
+        let keys = r#"[{key = "k1", secret = "short", account = 1}]"#;
+        let error = load_with(&[("PEREGRINE_REST__KEYS", keys)], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "config: invalid value for `rest.keys.0.secret` from PEREGRINE_REST__KEYS: \
+             rest.keys: the secret of key `k1` must be at least 16 bytes"
+        );
+        let sources = Sources {
+            file: Some("peregrine.toml".into()),
+            env: Vec::new(),
+            flags: Sources::flags_of(&Overrides {
+                rest_listen: Some("127.0.0.1:1".parse().unwrap()),
+                ..Overrides::default()
+            }),
+        };
+        assert_eq!(
+            sources.origin("rest.listen"),
+            Origin::Flag {
+                flag: "--rest-listen".to_owned()
+            }
+        );
+        assert_eq!(
+            sources.origin("rest.keys.0.secret"),
+            Origin::File {
+                path: "peregrine.toml".into(),
+                line: None
+            }
+        );
+        assert_eq!(Sources::default().origin("http.listen"), Origin::Defaults);
+    }
+}
