@@ -6,18 +6,19 @@ use std::time::Duration;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use peregrine_core::catalog::Catalog;
 use peregrine_core::{EngineHandle, Executed, Request, SubmitError};
 use peregrine_hotpath::edge::{EDGE_INTEGER_MAX, parse_decimal};
 use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Side};
 use rust_decimal::Decimal;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
-use crate::error::ControlError;
+use crate::error::{ControlError, ErrorBody};
 
 /// Largest request body: control requests are a few hundred bytes.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
@@ -36,7 +37,8 @@ pub struct ControlState {
     pub token: Arc<str>,
 }
 
-/// The routes, to be merged into the operator HTTP server.
+/// The routes, to be merged into the operator HTTP server. Unknown routes under `/control/v1`
+/// and methods a route does not take answer the JSON error body too (never axum's plain text).
 pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/control/v1/status", get(status))
@@ -50,37 +52,116 @@ pub fn router(state: ControlState) -> Router {
             "/control/v1/accounts/{account}/cancel-all",
             post(cancel_all),
         )
+        .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
+        .route("/control/v1", any(not_found))
+        .route("/control/v1/{*rest}", any(not_found))
+        .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
         .with_state(state)
 }
 
-#[derive(Debug, Deserialize)]
+async fn not_found() -> ControlError {
+    ControlError::NotFound
+}
+
+/// A deposit to credit.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct DepositRequest {
+pub(crate) struct DepositRequest {
+    /// The account credited.
+    #[schema(format = "uint32", maximum = 4294967295_u64)]
     account: u32,
+    /// Currency code, e.g. `btc`.
     currency: String,
-    /// Decimal string, exact in the currency's minor units.
+    /// Decimal string, exact in the currency's minor units (no exponent).
     amount: String,
-    /// The wallet's or operator's reference, for traceability.
+    /// The wallet's or operator's reference, for traceability and idempotency: a deposit id
+    /// is credited once. At most 2^63-1.
+    #[schema(format = "uint64", maximum = 9223372036854775807_u64)]
     deposit_id: u64,
 }
 
-#[derive(Debug, Deserialize)]
+/// The kill switch's new state.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct KillSwitchRequest {
+pub(crate) struct KillSwitchRequest {
+    /// On: the account's open orders are cancelled and new ones refused.
     on: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Which open orders to cancel (an empty body: all of them).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CancelAllRequest {
+pub(crate) struct CancelAllRequest {
+    /// Only in this market.
     market: Option<String>,
+    /// Only this side: `buy` or `sell`.
     side: Option<String>,
 }
 
-async fn status(
+/// A command's place in the journal.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SeqJson {
+    /// The journal sequence of the command.
+    seq: u64,
+}
+
+/// A mass cancel's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CancelAllJson {
+    /// The journal sequence of the command.
+    seq: u64,
+    /// Orders cancelled.
+    cancelled: u32,
+}
+
+/// The exchange's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusJson {
+    /// The last command released to the views (in `durable` mode: durable).
+    applied_seq: u64,
+    /// The last command the engine applied (ahead of `applied_seq` by what awaits the disk).
+    engine_seq: u64,
+    /// Open orders across all markets.
+    live_orders: u32,
+    /// Every market.
+    markets: Vec<MarketStatusJson>,
+    /// Accounts whose kill switch is on, ascending.
+    kill_switches: Vec<u32>,
+}
+
+/// One market in the status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MarketStatusJson {
+    /// Name, e.g. `btcusd`.
+    name: String,
+    /// Engine id.
+    id: u32,
+    /// `enabled`, or `halted` while an operator has halted it.
+    state: &'static str,
+    /// The last trade price (decimal string), null before the first trade.
+    last_price: Option<String>,
+}
+
+/// What `POST /control/v1/markets/{market}/{action}` does (the handler reads the path segment
+/// and refuses anything else with 400).
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum MarketAction {
+    /// Stop taking orders and matching.
+    Halt,
+    /// Take orders and match again.
+    Resume,
+}
+
+/// The exchange's state: the last applied command, open orders, each market's last price.
+#[utoipa::path(get, path = "/control/v1/status", tag = "control",
+    security(("bearer" = [])),
+    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub(crate) async fn status(
     State(state): State<ControlState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ControlError> {
+) -> Result<Json<StatusJson>, ControlError> {
     authorize(&state, &headers)?;
     let engine_seq = state
         .engine
@@ -88,46 +169,48 @@ async fn status(
         .last_seq
         .load(std::sync::atomic::Ordering::Acquire);
     // From the views: released (in `durable` mode, durable) state, never the matching thread.
-    let (views_seq, live_orders, markets, kill_switches) = state.engine.read(|views| {
-        let markets: Vec<Value> = state
+    let status = state.engine.read(|views| {
+        let markets = state
             .catalog
             .markets()
             .iter()
             .map(|market| {
                 let view = views.market(market.spec.market).unwrap_or_default();
-                json!({
-                    "name": market.name,
-                    "id": market.spec.market.0,
-                    "state": if view.halted { "halted" } else { "enabled" },
-                    "last_price": view
+                MarketStatusJson {
+                    name: market.name.clone(),
+                    id: market.spec.market.0,
+                    state: if view.halted { "halted" } else { "enabled" },
+                    last_price: view
                         .last_price
                         .map(|p| market.units.price_decimal(p).normalize().to_string()),
-                })
+                }
             })
             .collect();
         let mut kill_switches: Vec<u32> = views.kill_switches().map(|a| a.0).collect();
         kill_switches.sort_unstable();
-        (
-            views.applied_seq(),
-            views.orders().open_count(),
+        StatusJson {
+            applied_seq: views.applied_seq(),
+            engine_seq,
+            live_orders: u32::try_from(views.orders().open_count()).unwrap_or(u32::MAX),
             markets,
             kill_switches,
-        )
+        }
     });
-    Ok(Json(json!({
-        "applied_seq": views_seq,
-        "engine_seq": engine_seq,
-        "live_orders": live_orders,
-        "markets": markets,
-        "kill_switches": kill_switches,
-    })))
+    Ok(Json(status))
 }
 
-async fn deposit(
+/// Credits a deposit (once per `deposit_id`).
+#[utoipa::path(post, path = "/control/v1/deposits", tag = "control",
+    request_body = DepositRequest, security(("bearer" = [])),
+    responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub(crate) async fn deposit(
     State(state): State<ControlState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ControlError> {
+) -> Result<Json<SeqJson>, ControlError> {
     authorize(&state, &headers)?;
     let request: DepositRequest = parse_body(body).await?;
     let currency = state
@@ -157,37 +240,58 @@ async fn deposit(
         },
     )
     .await?;
-    Ok(Json(json!({ "seq": executed.seq })))
+    Ok(Json(SeqJson { seq: executed.seq }))
 }
 
-/// `POST /control/v1/markets/{market}/{halt|resume}`.
-async fn market_state(
+/// Halts a market (no new orders, no matching) or resumes it.
+#[utoipa::path(post, path = "/control/v1/markets/{market}/{action}", tag = "control",
+    params(("market" = String, Path, description = "market name, e.g. btcusd"),
+        ("action" = MarketAction, Path, description = "halt or resume")),
+    security(("bearer" = [])),
+    responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn market_state(
     State(state): State<ControlState>,
     headers: HeaderMap,
-    Path((market, action)): Path<(String, String)>,
-) -> Result<Json<Value>, ControlError> {
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<SeqJson>, ControlError> {
     authorize(&state, &headers)?;
+    let Path((market, action)) = path.map_err(path_error)?;
     let market = market_id(&state, &market)?;
-    let command = match action.as_str() {
-        "halt" => CommandKind::MarketHalt { market },
-        "resume" => CommandKind::MarketResume { market },
+    let action = match action.as_str() {
+        "halt" => MarketAction::Halt,
+        "resume" => MarketAction::Resume,
         other => {
             return Err(ControlError::BadRequest(format!(
                 "market action `{other}`: expected halt or resume"
             )));
         }
     };
+    let command = match action {
+        MarketAction::Halt => CommandKind::MarketHalt { market },
+        MarketAction::Resume => CommandKind::MarketResume { market },
+    };
     let executed = execute(&state, command).await?;
-    Ok(Json(json!({ "seq": executed.seq })))
+    Ok(Json(SeqJson { seq: executed.seq }))
 }
 
-async fn kill_switch(
+/// Turns an account's kill switch on (its open orders are cancelled, new ones refused) or off.
+#[utoipa::path(post, path = "/control/v1/accounts/{account}/kill-switch", tag = "control",
+    params(("account" = u32, Path, description = "account id", format = "uint32",
+        maximum = 4294967295_u64)),
+    request_body = KillSwitchRequest, security(("bearer" = [])),
+    responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub(crate) async fn kill_switch(
     State(state): State<ControlState>,
     headers: HeaderMap,
-    Path(account): Path<u32>,
+    account: Result<Path<u32>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ControlError> {
+) -> Result<Json<SeqJson>, ControlError> {
     authorize(&state, &headers)?;
+    let Path(account) = account.map_err(path_error)?;
     let request: KillSwitchRequest = parse_body(body).await?;
     let executed = execute(
         &state,
@@ -197,16 +301,28 @@ async fn kill_switch(
         },
     )
     .await?;
-    Ok(Json(json!({ "seq": executed.seq })))
+    Ok(Json(SeqJson { seq: executed.seq }))
 }
 
-async fn cancel_all(
+/// Cancels an account's open orders, optionally only in one market and/or side.
+#[utoipa::path(post, path = "/control/v1/accounts/{account}/cancel-all", tag = "control",
+    params(("account" = u32, Path, description = "account id", format = "uint32",
+        maximum = 4294967295_u64)),
+    request_body(content = Option<CancelAllRequest>,
+        description = "filters; no body (or `{}`) cancels all"),
+    security(("bearer" = [])),
+    responses((status = 200, body = CancelAllJson), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
+pub(crate) async fn cancel_all(
     State(state): State<ControlState>,
     headers: HeaderMap,
-    Path(account): Path<u32>,
+    account: Result<Path<u32>, PathRejection>,
     body: Body,
-) -> Result<Json<Value>, ControlError> {
+) -> Result<Json<CancelAllJson>, ControlError> {
     authorize(&state, &headers)?;
+    let Path(account) = account.map_err(path_error)?;
     let request: CancelAllRequest = parse_body(body).await?;
     let market = request
         .market
@@ -236,9 +352,10 @@ async fn cancel_all(
         peregrine_hotpath::Event::MassCancelled { count, .. } => Some(*count),
         _ => None,
     });
-    Ok(Json(
-        json!({ "seq": executed.seq, "cancelled": cancelled.unwrap_or(0) }),
-    ))
+    Ok(Json(CancelAllJson {
+        seq: executed.seq,
+        cancelled: cancelled.unwrap_or(0),
+    }))
 }
 
 /// Checks the bearer token in constant time (no early exit on the first differing byte).
@@ -267,13 +384,26 @@ fn market_id(
         .ok_or_else(|| ControlError::UnknownMarket(name.to_owned()))
 }
 
+/// A path segment that does not parse (an account id that is not a `u32`) as the JSON error.
+fn path_error(rejection: PathRejection) -> ControlError {
+    ControlError::BadRequest(format!("path: {}", rejection.body_text()))
+}
+
 /// Reads at most [`BODY_BYTES_MAX`] bytes and parses them; an empty body is `{}`.
 async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ControlError> {
     let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
         .await
         .map_err(|_| ControlError::BodyTooLarge(BODY_BYTES_MAX))?;
     let bytes: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
-    serde_json::from_slice(bytes).map_err(|e| ControlError::BadRequest(format!("body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| ControlError::BadRequest(format!("body: {e}")))?;
+    // serde reads a struct from an array too (`[1, "usd", ...]`); the API takes objects only.
+    if !value.is_object() {
+        return Err(ControlError::BadRequest(
+            "body: expected a JSON object".to_owned(),
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| ControlError::BadRequest(format!("body: {e}")))
 }
 
 /// The actor of every control command while the API has one shared bearer token: operator 0.

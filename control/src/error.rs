@@ -1,17 +1,23 @@
-//! The control API's errors and their JSON body.
+//! The control API's errors and their JSON body, shaped like the REST bridge's:
+//! `{"errors":["<code>"],"error":{"code","message"}}` with Peatio-style dotted codes
+//! (`control.<resource>.<reason>`) and a message for a person; an engine reject adds `reason`
+//! (its name) and `reason_code` (its wire number).
+
+use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use peregrine_hotpath::RejectReason;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Why a control request failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
     /// No or wrong bearer token.
-    #[error("missing or wrong bearer token")]
+    #[error("missing or wrong bearer token (Authorization: Bearer <token>)")]
     Unauthorized,
     /// The body or a parameter is malformed.
     #[error("{0}")]
@@ -21,39 +27,50 @@ pub enum ControlError {
     #[error("{0}")]
     Unprocessable(String),
     /// The body is above the limit.
-    #[error("body above {0} bytes")]
+    #[error("the body is larger than {0} bytes")]
     BodyTooLarge(usize),
     /// No market of that name.
-    #[error("unknown market `{0}`")]
+    #[error("no market `{0}`")]
     UnknownMarket(String),
     /// No currency of that code.
-    #[error("unknown currency `{0}`")]
+    #[error("no currency `{0}`")]
     UnknownCurrency(String),
     /// The engine rejected the command (nothing changed).
-    #[error("rejected: {0}")]
+    #[error("{}", .0.message())]
     Rejected(RejectReason),
     /// The engine's queue is full; retry.
-    #[error("the engine is busy; retry")]
+    #[error("the engine is busy; nothing was done, retry")]
     Busy,
     /// The exchange cannot take commands (its journal failed) or is stopping.
-    #[error("the exchange is unavailable")]
+    #[error("the exchange is not taking commands")]
     Unavailable,
+    /// No such control route.
+    #[error("no such control route")]
+    NotFound,
+    /// The route does not take this method.
+    #[error("this route does not take this method")]
+    MethodNotAllowed,
 }
 
 impl ControlError {
     /// The stable code in the body.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::Unauthorized => "unauthorized",
-            Self::BadRequest(_) => "bad_request",
-            Self::Unprocessable(_) => "unprocessable",
-            Self::BodyTooLarge(_) => "body_too_large",
-            Self::UnknownMarket(_) => "unknown_market",
-            Self::UnknownCurrency(_) => "unknown_currency",
-            Self::Rejected(_) => "rejected",
-            Self::Busy => "busy",
-            Self::Unavailable => "unavailable",
-        }
+    pub fn code(&self) -> Cow<'static, str> {
+        let code = match self {
+            Self::Unauthorized => "control.auth.invalid_token",
+            Self::BadRequest(_) => "control.request.malformed",
+            Self::Unprocessable(_) => "control.request.invalid_value",
+            Self::BodyTooLarge(_) => "control.request.body_too_large",
+            Self::UnknownMarket(_) => "control.market.doesnt_exist",
+            Self::UnknownCurrency(_) => "control.currency.doesnt_exist",
+            Self::Rejected(reason) => {
+                return Cow::Owned(format!("control.command.{}", reason.name()));
+            }
+            Self::Busy => "control.server.busy",
+            Self::Unavailable => "control.server.unavailable",
+            Self::NotFound => "control.request.route_not_found",
+            Self::MethodNotAllowed => "control.request.method_not_allowed",
+        };
+        Cow::Borrowed(code)
     }
 
     /// The HTTP status.
@@ -62,20 +79,56 @@ impl ControlError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownMarket(_) | Self::UnknownCurrency(_) => StatusCode::NOT_FOUND,
+            Self::UnknownMarket(_) | Self::UnknownCurrency(_) | Self::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Rejected(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Busy | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
 
+/// The error body (for the OpenAPI document; [`ControlError`] writes it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Peatio's shape: the codes.
+    pub errors: Vec<String>,
+    /// The code and why.
+    pub error: ErrorDetail,
+}
+
+/// A code and a message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, dotted, lower case (`control.market.doesnt_exist`).
+    pub code: String,
+    /// For a person.
+    pub message: String,
+    /// An engine reject's name (`insufficient_balance`), only on `control.command.*`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// An engine reject's wire number, only on `control.command.*`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_code: Option<u16>,
+}
+
 impl IntoResponse for ControlError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code(), "message": self.to_string()});
-        if let Self::Rejected(reason) = &self {
-            error["reason"] = json!(format!("{reason:?}"));
-            error["reason_code"] = json!(reason.code());
-        }
-        (self.status(), Json(json!({ "error": error }))).into_response()
+        let code = self.code().into_owned();
+        let rejected = match &self {
+            Self::Rejected(reason) => Some(*reason),
+            _ => None,
+        };
+        let body = ErrorBody {
+            errors: vec![code.clone()],
+            error: ErrorDetail {
+                code,
+                message: self.to_string(),
+                reason: rejected.map(|r| r.name().to_owned()),
+                reason_code: rejected.map(RejectReason::code),
+            },
+        };
+        (self.status(), Json(body)).into_response()
     }
 }

@@ -6,14 +6,17 @@
 //! change it makes is a sequenced command like any other, answered once it may be acknowledged
 //! (after its journal record is durable in `durable` mode).
 //!
-//! Every request carries `Authorization: Bearer <token>`. Errors are JSON
-//! `{"error": {"code": "...", "message": "..."}}` with a stable `code`: 400 `bad_request`,
-//! 401 `unauthorized`, 404 `unknown_market`/`unknown_currency`, 413 `body_too_large`,
-//! 422 `rejected` (the engine refused; `reason` and `reason_code` say why), 503 `busy`/
-//! `unavailable`.
+//! Every request but the OpenAPI document (`/control/v1/openapi.json`, [`openapi`]) carries
+//! `Authorization: Bearer <token>`. Errors are JSON `{"errors": [code], "error": {"code",
+//! "message"}}` with a stable dotted code (see [`ControlError::code`]): 400
+//! `control.request.malformed`, 401 `control.auth.invalid_token`, 404
+//! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.request.route_not_found`,
+//! 413 `control.request.body_too_large`, 422 `control.command.<reason>` (the engine refused;
+//! `reason` and `reason_code` too), 503 `control.server.busy`/`control.server.unavailable`.
 
 pub mod api;
 pub mod error;
+pub mod openapi;
 
 pub use api::{BODY_BYTES_MAX, ControlState, router};
 pub use error::ControlError;

@@ -146,11 +146,12 @@ async fn malformed_requests_are_typed_4xx_and_change_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "request.invalid_body",
         ),
-        // Numbers are not accepted for amounts: a float would round.
+        // A number is read as written (see `json_numbers_are_read_as_their_literal_text`):
+        // this one is not a multiple of the lot.
         (
-            json!({"market": "btcusd", "side": "buy", "volume": 0.1, "price": "50000"}),
+            json!({"market": "btcusd", "side": "buy", "volume": 0.00001, "price": "50000"}),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "request.invalid_body",
+            "market.order.invalid_volume",
         ),
         (
             json!({"market": "ethusd", "side": "buy", "volume": "1", "price": "50000"}),
@@ -342,4 +343,94 @@ async fn requests_in_flight_are_bounded_and_a_stalled_body_holds_only_its_slot()
     })
     .await
     .expect("the slot never came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_rejects_have_peatio_style_codes_and_plain_messages() {
+    let h = Harness::start().await;
+    // More than account 1 holds (1,000,000 usd): Peatio's own code.
+    let too_big = json!({"market": "btcusd", "side": "buy", "volume": "99", "price": "50000"});
+    let (status, body) = post_with(&h, &h.auth_headers(1), &too_big).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(code(&body), "market.account.insufficient_balance", "{body}");
+    assert_eq!(body["errors"][0], "market.account.insufficient_balance");
+    assert_eq!(
+        body["error"]["message"],
+        "the available balance is insufficient"
+    );
+
+    let halt = peregrine_hotpath::CommandKind::MarketHalt {
+        market: peregrine_hotpath::MarketId(1),
+    };
+    let executed = h
+        .engine
+        .submit(peregrine_core::Request::new(
+            peregrine_hotpath::Actor::System,
+            halt,
+        ))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(executed.rejected(), None);
+    let (status, body) = post_with(&h, &h.auth_headers(1), &valid_order()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // Not `market.market.halted` (a doubled prefix), nor the engine's enum and number.
+    assert_eq!(code(&body), "market.order.market_halted", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("the market is halted"), "{message}");
+    assert!(
+        !message.contains("MarketHalted") && !message.contains("code"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_numbers_are_read_as_their_literal_text() {
+    let h = Harness::start().await;
+    // As Peatio takes them: numbers, not only strings.
+    let body = json!({"market": "btcusd", "side": "buy", "volume": 0.1, "price": 50000.01});
+    let (status, order) = post_with(&h, &h.auth_headers(1), &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["origin_volume"], "0.1");
+    assert_eq!(order["price"], "50000.01");
+
+    // Exactly as written, never through f64 (which would round this to 50000.01 and accept it):
+    // not a multiple of the 0.01 tick.
+    // As written, never through f64 (which would round this to 50000.01 and accept it): not a
+    // multiple of the 0.01 tick. Then the one parser's rules, for numbers too: no exponent, no
+    // sign, and nothing but numbers and strings.
+    for (price, volume, says) in [
+        ("50000.010000000000000001", "0.1", "not a multiple"),
+        ("50000", "1e-3", "exponent"),
+        ("50000", "-1", "sign"),
+        ("50000", "true", "expected a decimal"),
+    ] {
+        let raw =
+            format!(r#"{{"market":"btcusd","side":"buy","volume":{volume},"price":{price}}}"#);
+        let mut request = h
+            .http
+            .post(format!("{}{ORDERS}", h.base))
+            .header("content-type", "application/json")
+            .body(raw.clone());
+        for (name, value) in h.auth_headers(1) {
+            request = request.header(name, value);
+        }
+        let (status, body) = read(request.send().await.unwrap()).await;
+        assert!(status.is_client_error(), "{raw}: {status} {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{raw}: {message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transactions_page_past_the_list_depth_is_refused_not_a_server_error() {
+    let h = Harness::start().await;
+    // Found by schemathesis: the database failed on the offset and the bridge answered 503.
+    let path = "/api/v2/peatio/account/transactions?page=1120933914835185920&limit=268";
+    let (status, body) = h.get_as(1, path).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "history.too_deep"),
+        "{body}"
+    );
 }

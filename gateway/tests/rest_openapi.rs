@@ -37,9 +37,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v2/peatio/account/balances"),
     ("get", "/api/v2/peatio/account/balances/{currency}"),
     ("get", "/api/v2/peatio/account/transactions"),
-    ("get", "/api/v2/ranger/public"),
-    ("get", "/api/v2/ranger/private"),
 ];
+
+/// The WebSocket routes: served, and described in the `ranger` tag rather than listed as plain
+/// GET operations (they answer 101 and then speak WebSocket, not HTTP).
+const WEBSOCKET_ROUTES: &[&str] = &["/api/v2/ranger/public", "/api/v2/ranger/private"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_is_documented_and_every_documented_route_is_served() {
@@ -65,7 +67,56 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
         );
     }
     assert_eq!(documented, ROUTES.len());
-    assert!(doc["components"]["securitySchemes"]["apikey"].is_object());
+    // True to the server: a path parameter is in the path (the query ones were once declared
+    // `in: path`), and a signed operation needs all three headers and says it may answer 401.
+    for (path, operations) in paths {
+        for (method, operation) in operations.as_object().unwrap() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                let in_path = path.contains(&format!("{{{name}}}"));
+                assert_eq!(
+                    parameter["in"],
+                    if in_path { "path" } else { "query" },
+                    "{method} {path} {name}"
+                );
+            }
+            if let Some(security) = operation["security"].as_array() {
+                assert_eq!(
+                    security[0].as_object().unwrap().len(),
+                    3,
+                    "{method} {path}: {security:?}"
+                );
+                assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+            }
+        }
+    }
+    for scheme in ["apikey", "nonce", "signature"] {
+        assert!(doc["components"]["securitySchemes"][scheme].is_object());
+    }
+    let ranger = doc["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|tag| tag["name"] == "ranger")
+        .unwrap();
+    for path in WEBSOCKET_ROUTES {
+        assert!(paths.get(*path).is_none(), "{path} listed as an operation");
+        assert!(ranger["description"].as_str().unwrap().contains(path));
+        // Served: a plain GET is told to upgrade, not that the route does not exist.
+        let (status, body) = read(
+            h.http
+                .get(format!("{}{path}", h.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::UNAUTHORIZED,
+            "{path}: {status} {body}"
+        );
+        assert_ne!(body["error"]["code"], "request.route_not_found", "{path}");
+    }
 
     // Each is served: no route answers the router's own "no such route".
     for (method, path) in ROUTES {

@@ -122,7 +122,7 @@ async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (422, Some("unprocessable")),
+        (422, Some("control.request.invalid_value")),
         "{body}"
     );
     // One decimal parser at every edge: no exponents (REST never took them); values the
@@ -150,7 +150,19 @@ async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
         )
         .await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["reason"], "DuplicateDeposit", "{body}");
+    assert_eq!(
+        body["error"]["code"], "control.command.duplicate_deposit",
+        "{body}"
+    );
+    assert_eq!(body["error"]["reason"], "duplicate_deposit", "{body}");
+    assert_eq!(
+        body["error"]["message"], "this deposit id was credited before",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0], "control.command.duplicate_deposit",
+        "{body}"
+    );
     let (status, body) = up
         .control(
             "deposits",
@@ -159,14 +171,14 @@ async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (404, Some("unknown_currency"))
+        (404, Some("control.currency.doesnt_exist"))
     );
     let (status, body) = up
         .control("deposits", serde_json::json!({"account": "one"}))
         .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (400, Some("bad_request"))
+        (400, Some("control.request.malformed"))
     );
     let unauthorized = http_client()
         .post(format!("{}/control/v1/markets/btcusd/halt", up.http))

@@ -96,33 +96,31 @@ impl ApiError {
         }
     }
 
-    /// An engine reject.
+    /// An engine reject: a Peatio-style code and the reason in words.
     pub fn rejected(reason: RejectReason) -> ApiError {
         let (status, code) = reject_code(reason);
-        ApiError::new(
-            status,
-            code,
-            format!("rejected by the engine: {reason} (code {})", reason.code()),
-        )
+        ApiError::new(status, code, reason.message())
     }
 }
 
-/// The stable REST code of an engine reject.
+/// The stable REST code of an engine reject: Peatio's where Peatio has one
+/// (`market.account.insufficient_balance`, `market.order.open_orders_limit`,
+/// `market.trade.not_permitted`), else `market.order.<reason>`.
 fn reject_code(reason: RejectReason) -> (StatusCode, &'static str) {
     use RejectReason as R;
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     match reason {
         R::UnknownOrder => (StatusCode::NOT_FOUND, "market.order.not_found"),
         R::UnknownMarket => (StatusCode::NOT_FOUND, "market.market.doesnt_exist"),
-        R::UnknownAccount => (StatusCode::FORBIDDEN, "market.account.unknown"),
-        R::MarketHalted => (unprocessable, "market.market.halted"),
+        R::UnknownAccount => (StatusCode::FORBIDDEN, "market.account.doesnt_exist"),
+        R::MarketHalted => (unprocessable, "market.order.market_halted"),
         R::InsufficientBalance => (unprocessable, "market.account.insufficient_balance"),
         R::ZeroQty | R::QtyTooLarge => (unprocessable, "market.order.invalid_volume"),
         R::InvalidPrice | R::PriceOutOfBand => (unprocessable, "market.order.invalid_price"),
         R::NotionalTooLarge => (unprocessable, "market.order.notional_too_large"),
-        R::TooManyOpenOrders => (unprocessable, "market.order.too_many_open_orders"),
+        R::TooManyOpenOrders => (unprocessable, "market.order.open_orders_limit"),
         R::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "market.order.rate_limited"),
-        R::KillSwitchActive => (StatusCode::FORBIDDEN, "market.account.kill_switch"),
+        R::KillSwitchActive => (StatusCode::FORBIDDEN, "market.trade.not_permitted"),
         R::DuplicateClientOrderId => (StatusCode::CONFLICT, "market.order.duplicate_client_id"),
         R::PostOnlyWouldTake => (unprocessable, "market.order.post_only_would_take"),
         R::FokNotFillable => (unprocessable, "market.order.fok_not_fillable"),

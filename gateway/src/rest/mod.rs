@@ -180,7 +180,7 @@ impl Bridge {
 /// The router: every REST route, the WebSocket endpoints and the OpenAPI document, with the
 /// body limit, JSON fallbacks and metrics. Does not start the feed: see [`serve`].
 pub fn router(bridge: Arc<Bridge>) -> Router {
-    let (api, document) = openapi::routes().split_for_parts();
+    let (api, document) = openapi::split();
     let document = Arc::new(document);
     api.route(
         openapi::OPENAPI_PATH,
@@ -295,13 +295,30 @@ pub async fn serve_with_replica(
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {
     let addr = config.listen;
+    // Checked before binding: a refused configuration leaves the port alone.
+    config.validate()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| RestError::Bind { addr, source })?;
+    serve_on(listener, config, engine, catalog, registry, replica).await
+}
+
+/// [`serve_with_replica`] on a listener the caller bound (`peregrine up` binds every listener
+/// before it touches the data directory, so a port in use stops it before a journal exists).
+/// `config.listen` is not read.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    config: RestConfig,
+    engine: Arc<EngineHandle>,
+    catalog: Arc<Catalog>,
+    registry: &prometheus::Registry,
+    replica: Option<Arc<peregrine_replica::ReplicaReader>>,
+) -> Result<RestServer, RestError> {
+    let addr = config.listen;
     let bridge = Bridge::new(config, engine, catalog, registry)?;
     if let Some(replica) = replica {
         let _ = bridge.replica.set(replica);
     }
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| RestError::Bind { addr, source })?;
     let local_addr = listener
         .local_addr()
         .map_err(|source| RestError::Bind { addr, source })?;

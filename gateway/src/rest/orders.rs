@@ -271,7 +271,7 @@ fn render(bridge: &Bridge, record: &OrderRecord) -> Result<OrderJson, ApiError> 
 /// `quote_amount`), `stop_limit`, `stop_market`.
 #[utoipa::path(post, path = "/api/v2/peatio/market/orders", tag = "market",
     request_body = CreateOrder,
-    security(("apikey" = [])),
+    security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 201, body = OrderJson), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
@@ -301,7 +301,7 @@ pub(crate) async fn create_order(
 /// `x-peregrine-replica-seq` says how far it goes), each order once. Lists go
 /// 10,000 rows deep (`page * limit`); narrow deeper history with `time_from`/`time_to`.
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders", tag = "market",
-    params(OrdersQuery), security(("apikey" = [])),
+    params(OrdersQuery), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn list_orders(
@@ -371,7 +371,7 @@ fn order_not_found() -> ApiError {
 
 /// One order by exchange id.
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders/{id}", tag = "market",
-    params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [])),
+    params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_order(
@@ -386,7 +386,7 @@ pub(crate) async fn get_order(
 /// One order by client id (the most recent with that id).
 #[utoipa::path(get, path = "/api/v2/peatio/market/orders/cid/{client_id}", tag = "market",
     params(("client_id" = u64, Path, description = "client order id")),
-    security(("apikey" = [])),
+    security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn get_order_by_client_id(
@@ -415,7 +415,7 @@ async fn cancel(
 
 /// Cancels one order by exchange id; answers the order as cancelled.
 #[utoipa::path(post, path = "/api/v2/peatio/market/orders/{id}/cancel", tag = "market",
-    params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [])),
+    params(("id" = u64, Path, description = "exchange order id")), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn cancel_order(
     State(bridge): State<Arc<Bridge>>,
@@ -429,7 +429,7 @@ pub(crate) async fn cancel_order(
 #[utoipa::path(post, path = "/api/v2/peatio/market/orders/cid/{client_id}/cancel",
     tag = "market",
     params(("client_id" = u64, Path, description = "client order id")),
-    security(("apikey" = [])),
+    security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = OrderJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn cancel_order_by_client_id(
     State(bridge): State<Arc<Bridge>>,
@@ -448,7 +448,7 @@ pub(crate) async fn cancel_order_by_client_id(
 /// Cancels every open order of the account, optionally only in one market and/or side;
 /// answers the cancelled orders.
 #[utoipa::path(post, path = "/api/v2/peatio/market/orders/cancel", tag = "market",
-    params(CancelAllQuery), security(("apikey" = [])),
+    params(CancelAllQuery), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody)))]
 pub(crate) async fn cancel_all(
     State(bridge): State<Arc<Bridge>>,
@@ -485,7 +485,7 @@ pub(crate) async fn cancel_all(
 /// The account's fills, newest first, from memory and the replica (when configured). Lists go
 /// 10,000 rows deep (`page * limit`).
 #[utoipa::path(get, path = "/api/v2/peatio/market/trades", tag = "market",
-    params(OwnTradesQuery), security(("apikey" = [])),
+    params(OwnTradesQuery), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [OwnTradeJson]), (status = 401, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn own_trades(
@@ -539,7 +539,7 @@ fn balance_json(bridge: &Bridge, code: &str, b: BalanceView) -> BalanceJson {
 
 /// Every balance of the account.
 #[utoipa::path(get, path = "/api/v2/peatio/account/balances", tag = "account",
-    security(("apikey" = [])),
+    security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [BalanceJson]), (status = 401, body = ErrorBody)))]
 pub(crate) async fn balances(
     State(bridge): State<Arc<Bridge>>,
@@ -562,7 +562,7 @@ pub(crate) async fn balances(
 /// One balance of the account.
 #[utoipa::path(get, path = "/api/v2/peatio/account/balances/{currency}", tag = "account",
     params(("currency" = String, Path, description = "currency code")),
-    security(("apikey" = [])),
+    security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = BalanceJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn balance(
     State(bridge): State<Arc<Bridge>>,

@@ -114,7 +114,7 @@ pub(crate) async fn currencies(State(bridge): State<Arc<Bridge>>) -> Json<Vec<Cu
 
 /// One currency.
 #[utoipa::path(get, path = "/api/v2/peatio/public/currencies/{id}", tag = "public",
-    params(("id" = String, Path, description = "currency code")),
+    params(("id" = String, Path, description = "currency code", example = "btc")),
     responses((status = 200, body = CurrencyJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn currency(
     State(bridge): State<Arc<Bridge>>,
@@ -155,7 +155,7 @@ pub(crate) async fn tickers(
 
 /// One market's ticker.
 #[utoipa::path(get, path = "/api/v2/peatio/public/markets/{market}/tickers", tag = "public",
-    params(("market" = String, Path, description = "market id, e.g. btcusd")),
+    params(("market" = String, Path, description = "market id", example = "btcusd")),
     responses((status = 200, body = TickerJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn ticker(
     State(bridge): State<Arc<Bridge>>,
@@ -169,7 +169,7 @@ pub(crate) async fn ticker(
 
 /// The order book (aggregated levels).
 #[utoipa::path(get, path = "/api/v2/peatio/public/markets/{market}/order-book", tag = "public",
-    params(("market" = String, Path, description = "market id"), OrderBookQuery),
+    params(("market" = String, Path, description = "market id", example = "btcusd"), OrderBookQuery),
     responses((status = 200, body = OrderBookJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn order_book(
     State(bridge): State<Arc<Bridge>>,
@@ -202,7 +202,7 @@ pub(crate) async fn order_book(
 
 /// Depth: `[price, amount]` pairs.
 #[utoipa::path(get, path = "/api/v2/peatio/public/markets/{market}/depth", tag = "public",
-    params(("market" = String, Path, description = "market id"), DepthQuery),
+    params(("market" = String, Path, description = "market id", example = "btcusd"), DepthQuery),
     responses((status = 200, body = DepthJson), (status = 404, body = ErrorBody)))]
 pub(crate) async fn depth(
     State(bridge): State<Arc<Bridge>>,
@@ -232,7 +232,7 @@ pub(crate) async fn depth(
 
 /// Recent trades (those kept in memory: `trades_per_market`).
 #[utoipa::path(get, path = "/api/v2/peatio/public/markets/{market}/trades", tag = "public",
-    params(("market" = String, Path, description = "market id"), TradesQuery),
+    params(("market" = String, Path, description = "market id", example = "btcusd"), TradesQuery),
     responses((status = 200, body = [TradeJson]), (status = 404, body = ErrorBody)))]
 pub(crate) async fn trades(
     State(bridge): State<Arc<Bridge>>,
@@ -262,8 +262,8 @@ pub(crate) async fn trades(
 /// K-lines: `[unix seconds, open, high, low, close, volume]`, oldest first; only periods with
 /// trades have a candle.
 #[utoipa::path(get, path = "/api/v2/peatio/public/markets/{market}/k-line", tag = "public",
-    params(("market" = String, Path, description = "market id"), KlineQuery),
-    responses((status = 200, body = [Vec<String>]), (status = 404, body = ErrorBody),
+    params(("market" = String, Path, description = "market id", example = "btcusd"), KlineQuery),
+    responses((status = 200, body = [KlineJson]), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 pub(crate) async fn k_line(
     State(bridge): State<Arc<Bridge>>,
@@ -296,7 +296,9 @@ pub(crate) async fn k_line(
 
 /// The server's time (RFC 3339).
 #[utoipa::path(get, path = "/api/v2/peatio/public/timestamp", tag = "public",
-    responses((status = 200, body = String)))]
+    responses((status = 200, body = String, content_type = "application/json",
+        description = "the server's time as a JSON string, RFC 3339 in UTC with milliseconds",
+        example = json!("2026-01-02T03:04:05.678Z"))))]
 pub(crate) async fn timestamp() -> Json<String> {
     Json(rfc3339(now_ms().saturating_mul(1_000_000)))
 }

@@ -16,6 +16,7 @@ use super::Bridge;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiQuery, Authenticated};
 use super::public::{LIST_LIMIT_MAX, ascending, limit, page};
+use peregrine_replica::reader::LIST_DEPTH_ROWS_MAX;
 
 /// Response header: the last journal sequence the replica holds (later movements are not in
 /// the answer yet).
@@ -23,15 +24,19 @@ pub const HIGH_WATER_HEADER: &str = "x-peregrine-replica-seq";
 
 /// Filters of the transaction list.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TransactionsQuery {
     /// Only this currency.
     pub currency: Option<String>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
 }
 
@@ -52,9 +57,9 @@ pub struct TransactionJson {
     pub created_at: String,
 }
 
-/// The account's balance movements, from the replica.
+/// The account's balance movements, from the replica, 10,000 rows deep (`page * limit`).
 #[utoipa::path(get, path = "/api/v2/peatio/account/transactions", tag = "account",
-    params(TransactionsQuery), security(("apikey" = [])),
+    params(TransactionsQuery), security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [TransactionJson]), (status = 401, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn transactions(
@@ -74,13 +79,22 @@ pub(crate) async fn transactions(
             )
         })?),
     };
+    // As deep as the other lists go: a page far past the end would make the database skip
+    // (or fail on) an offset it cannot hold.
+    let offset = (page - 1).saturating_mul(per_page);
+    let depth = offset.saturating_add(per_page);
+    if depth > LIST_DEPTH_ROWS_MAX {
+        return Err(ApiError::unprocessable(
+            "history.too_deep",
+            format!("page * limit reaches row {depth}; lists go {LIST_DEPTH_ROWS_MAX} rows deep"),
+        ));
+    }
     let Some(replica) = bridge.replica.get() else {
         return Err(ApiError::unavailable(
             "history.unavailable",
             "no replica is configured: transactions are served from it",
         ));
     };
-    let offset = (page - 1).saturating_mul(per_page);
     let found = replica
         .ledger(account, currency, asc, offset, per_page)
         .await

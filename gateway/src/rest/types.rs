@@ -264,12 +264,56 @@ impl TradeJson {
     }
 }
 
-/// A candle: `[unix seconds, open, high, low, close, volume]`.
-pub type KlineJson = (u64, String, String, String, String, String);
+/// A candle: `[unix seconds, open, high, low, close, volume]` (a JSON array: the time an
+/// integer, the rest decimal strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KlineJson(
+    pub u64,
+    pub String,
+    pub String,
+    pub String,
+    pub String,
+    pub String,
+);
+
+impl utoipa::PartialSchema for KlineJson {
+    /// A six-item array typed item by item (derive cannot say that of a tuple).
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ArrayItems, ObjectBuilder, Type};
+        let decimal = |what: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(format!("{what}, a decimal string")))
+                .build()
+        };
+        let time = ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .minimum(Some(0))
+            .description(Some("start of the period, Unix seconds"))
+            .build();
+        ArrayBuilder::new()
+            .description(Some("[time, open, high, low, close, volume]"))
+            .prefix_items([
+                time,
+                decimal("open"),
+                decimal("high"),
+                decimal("low"),
+                decimal("close"),
+                decimal("volume (base)"),
+            ])
+            .items(ArrayItems::False)
+            .min_items(Some(6))
+            .max_items(Some(6))
+            .build()
+            .into()
+    }
+}
+
+impl ToSchema for KlineJson {}
 
 /// A candle as a row.
 pub fn kline(m: &Market, c: &Candle) -> KlineJson {
-    (
+    KlineJson(
         c.start_s,
         price(m, c.open),
         price(m, c.high),
@@ -299,29 +343,85 @@ pub struct HealthJson {
     pub status: String,
 }
 
+/// A decimal in a request: a JSON string (`"0.01"`) or a JSON number (`0.01`, as Peatio takes
+/// them), kept as its literal text for the edges' one parser
+/// ([`peregrine_hotpath::edge::parse_decimal`]): a number is never read through `f64`, so
+/// `0.1` is exactly 0.1, and `1e5` is refused for its exponent like the string `"1e5"`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecimalText(pub String);
+
+impl std::ops::Deref for DecimalText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for DecimalText {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // The value's own bytes, bounded by the body limit; only serde_json can hand them out.
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = raw.get();
+        if text.starts_with('"') {
+            return serde_json::from_str::<String>(text)
+                .map(DecimalText)
+                .map_err(D::Error::custom);
+        }
+        if text.starts_with(|c: char| c.is_ascii_digit() || c == '-') {
+            return Ok(DecimalText(text.to_owned()));
+        }
+        Err(D::Error::custom(
+            "expected a decimal as a string (\"0.01\") or a number (0.01)",
+        ))
+    }
+}
+
+impl utoipa::PartialSchema for DecimalText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+            .description(Some(
+                "a positive decimal in plain notation, as a string or a JSON number; no sign, \
+                 no exponent",
+            ))
+            .pattern(Some(r"^[0-9]+(\.[0-9]+)?$"))
+            .examples([serde_json::json!("0.01")])
+            .into()
+    }
+}
+
+impl ToSchema for DecimalText {}
+
 /// A new order.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrder {
     /// Market, e.g. `btcusd`.
+    #[schema(example = "btcusd")]
     pub market: String,
     /// `buy` or `sell`.
+    #[schema(example = "buy")]
     pub side: String,
     /// Base amount, a decimal string, a multiple of the market's `min_amount`. Optional only
     /// for a market buy by `quote_amount`.
-    pub volume: Option<String>,
+    #[schema(example = "0.01")]
+    pub volume: Option<DecimalText>,
     /// `limit` (default), `market`, `stop_limit`, `stop_market`.
     pub ord_type: Option<String>,
     /// Limit price (limit and stop-limit), a multiple of the market's `min_price`.
-    pub price: Option<String>,
+    #[schema(example = "50000")]
+    pub price: Option<DecimalText>,
     /// Trigger price (stops): buy stops trigger when the last price is at or above it, sell
     /// stops at or below.
-    pub stop_price: Option<String>,
+    pub stop_price: Option<DecimalText>,
     /// `gtc` (default for limit orders), `ioc` (the only one for market orders), `fok`,
     /// `post_only`.
     pub time_in_force: Option<String>,
     /// Market buys (and stop-market buys, which require it): spend at most this much quote.
-    pub quote_amount: Option<String>,
+    pub quote_amount: Option<DecimalText>,
     /// Client order id: decimal digits, 1 to 2^63-1, unique among the account's recent
     /// orders. Assigned by the server when absent.
     pub client_id: Option<String>,
@@ -485,6 +585,7 @@ pub struct BalanceJson {
 
 /// Paging of lists.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct MarketsQuery {
     /// Only markets with this base currency.
@@ -492,70 +593,97 @@ pub struct MarketsQuery {
     /// Only markets with this quote currency.
     pub quote_unit: Option<String>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 /// Order book limits.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrderBookQuery {
     /// Ask levels, at most 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub asks_limit: Option<usize>,
     /// Bid levels, at most 1000 (default 20).
+    #[param(minimum = 1, maximum = 1000)]
     pub bids_limit: Option<usize>,
 }
 
 /// Depth limit.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DepthQuery {
     /// Levels per side, at most 1000 (default 300).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
 /// Recent trades.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TradesQuery {
     /// At most 1000 (default 100); no more than the kept recent trades.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Only trades before this Unix second.
     pub timestamp: Option<u64>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
+}
+
+/// The k-line periods, in minutes (those `Period::from_minutes` takes).
+fn kline_period() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::Integer)
+        .enum_values(Some(crate::market_data::kline::PERIODS_MIN))
+        .build()
 }
 
 /// K-lines.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct KlineQuery {
     /// Minutes: 1, 5, 15, 30, 60, 120, 240, 360, 720, 1440, 4320 or 10080 (default 1).
+    #[param(schema_with = kline_period)]
     pub period: Option<u32>,
     /// From this Unix second.
     pub time_from: Option<u64>,
     /// Up to this Unix second.
     pub time_to: Option<u64>,
     /// At most 10000 (default 30); the latest candles of the range.
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
 /// Order list filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OrdersQuery {
     /// Only this market.
     pub market: Option<String>,
     /// Only this state: `pending`, `wait`, `done`, `cancel`.
+    #[param(pattern = "^(pending|wait|done|cancel)$")]
     pub state: Option<String>,
     /// Only this side.
+    #[param(pattern = "^(buy|sell)$")]
     pub side: Option<String>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// `desc` (default, newest first) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
     /// Created at or after this Unix second.
     pub time_from: Option<u64>,
@@ -565,15 +693,19 @@ pub struct OrdersQuery {
 
 /// Own trades filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct OwnTradesQuery {
     /// Only this market.
     pub market: Option<String>,
     /// Per page, at most 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Page, from 1.
+    #[param(minimum = 1)]
     pub page: Option<usize>,
     /// `desc` (default) or `asc`.
+    #[param(pattern = "^(asc|desc)$")]
     pub order_by: Option<String>,
     /// At or after this Unix second.
     pub time_from: Option<u64>,
@@ -583,10 +715,12 @@ pub struct OwnTradesQuery {
 
 /// Cancel-all filters.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct CancelAllQuery {
     /// Only this market.
     pub market: Option<String>,
     /// Only this side.
+    #[param(pattern = "^(buy|sell)$")]
     pub side: Option<String>,
 }

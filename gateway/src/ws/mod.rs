@@ -47,11 +47,7 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a message over [`INBOUND_BYTES_MAX`] (RFC 6455 §7.4.1: message too big).
 const CLOSE_TOO_BIG: u16 = 1009;
 
-/// Public streams.
-#[utoipa::path(get, path = "/api/v2/ranger/public", tag = "ranger",
-    params(("stream" = Option<String>, Query, description = "a stream to subscribe to; repeatable")),
-    responses((status = 101, description = "WebSocket: market data streams"),
-        (status = 400, body = crate::rest::error::ErrorBody)))]
+/// Public streams (`GET /api/v2/ranger/public`, a WebSocket upgrade).
 pub(crate) async fn public_stream(
     State(bridge): State<Arc<Bridge>>,
     RawQuery(query): RawQuery,
@@ -60,13 +56,8 @@ pub(crate) async fn public_stream(
     accept(bridge, None, query, upgrade)
 }
 
-/// Public and private (`order`, `trade`, `balance`) streams; API-key headers required.
-#[utoipa::path(get, path = "/api/v2/ranger/private", tag = "ranger",
-    params(("stream" = Option<String>, Query, description = "a stream to subscribe to; repeatable")),
-    security(("apikey" = [])),
-    responses((status = 101, description = "WebSocket: market data and account streams"),
-        (status = 400, body = crate::rest::error::ErrorBody),
-        (status = 401, body = crate::rest::error::ErrorBody)))]
+/// Public and private (`order`, `trade`, `balance`) streams (`GET /api/v2/ranger/private`, a
+/// WebSocket upgrade); API-key headers required on the upgrade request.
 pub(crate) async fn private_stream(
     State(bridge): State<Arc<Bridge>>,
     headers: HeaderMap,

@@ -1,7 +1,8 @@
 //! `peregrine up`: runs the appliance until SIGINT or SIGTERM.
 //!
-//! Start order: configuration, logging, data directory, metrics and readiness registries,
-//! HTTP listener, then the summary on stdout and readiness. Stop order is the reverse: not
+//! Start order: configuration (checked whole), logging, the listeners (bound before anything is
+//! written, so a port in use refuses the start with the data directory untouched), data
+//! directory, metrics and readiness registries, then the summary on stdout and readiness. Stop order is the reverse: not
 //! ready, stop accepting, drain in-flight requests for at most `http.shutdown_timeout_ms`.
 
 use std::ffi::OsString;
@@ -139,7 +140,36 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(UpError::Runtime)?;
-    runtime.block_on(serve_until_stopped(&loaded.config, loaded.file.as_deref()))
+    runtime.block_on(serve_until_stopped(&loaded))
+}
+
+/// The TCP listeners, bound before the data directory is touched: a port in use stops the
+/// start (exit 2, naming the key and its source) before a journal file exists.
+struct Listeners {
+    http: tokio::net::TcpListener,
+    rest: tokio::net::TcpListener,
+}
+
+async fn bind_listeners(config: &Config, sources: &config::Sources) -> Result<Listeners, UpError> {
+    let refused = |key: &str, addr: SocketAddr, error: std::io::Error| {
+        UpError::Config(
+            sources.invalid(key.to_owned(), format!("cannot listen on {addr}: {error}")),
+        )
+    };
+    let http = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| refused("http.listen", config.http.listen, e))?;
+    let rest = tokio::net::TcpListener::bind(config.rest.listen)
+        .await
+        .map_err(|e| refused("rest.listen", config.rest.listen, e))?;
+    if config.quic.enabled {
+        // A probe, released at once: the QUIC endpoint binds its own socket once its
+        // certificate (under the data directory) is ready. A port taken in between still
+        // stops the start, later.
+        std::net::UdpSocket::bind(config.quic.listen)
+            .map_err(|e| refused("quic.listen", config.quic.listen, e))?;
+    }
+    Ok(Listeners { http, rest })
 }
 
 /// Waits (bounded by [`READY_WAIT`]) for the replicator's first connection and stops the start
@@ -163,12 +193,11 @@ async fn refuse_a_replica_ahead_of_the_journal(
     }
 }
 
-async fn serve_until_stopped(
-    config: &Config,
-    config_file: Option<&std::path::Path>,
-) -> Result<(), UpError> {
+async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
+    let (config, config_file) = (&loaded.config, loaded.file.as_deref());
     // Installed first: a SIGTERM during start-up then stops gracefully instead of killing.
     let mut signals = StopSignals::install().map_err(UpError::Signals)?;
+    let listeners = bind_listeners(config, &loaded.sources).await?;
 
     let data_dir = config.data.dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| UpError::DataDir {
@@ -325,7 +354,8 @@ async fn serve_until_stopped(
     });
     let mut rest_config = config.rest.clone();
     rest_config.nonce_floor_path = Some(data_dir.join(REST_NONCE_FLOOR_FILE));
-    let rest = peregrine_gateway::rest::serve_with_replica(
+    let rest = peregrine_gateway::rest::serve_on(
+        listeners.rest,
         rest_config,
         Arc::clone(&engine),
         Arc::clone(&exchange.catalog),
@@ -366,7 +396,7 @@ async fn serve_until_stopped(
         None
     };
 
-    let listener = http::bind(config.http.listen).await?;
+    let listener = listeners.http;
     let local_addr = listener.local_addr().map_err(|source| HttpError::Bind {
         addr: config.http.listen,
         source,

@@ -11,6 +11,10 @@ pub enum Origin {
     File { path: PathBuf, line: Option<usize> },
     /// A `PEREGRINE_*` environment variable.
     Env { var: String },
+    /// A command-line flag (`--rest-listen`).
+    Flag { flag: String },
+    /// The embedded defaults (no layer above set it).
+    Defaults,
 }
 
 /// A configuration that cannot be used. `Display` is a single line, without the `error: `
@@ -72,10 +76,16 @@ struct KeyMessage<'a> {
 impl fmt::Display for KeyMessage<'_> {
     /// File: `config peregrine.toml:3: unknown key `http.lisen` (expected one of: listen)`.
     /// Env:  `config: invalid value for `http.listen` from PEREGRINE_HTTP__LISTEN: <reason>`.
+    /// Flag: `config: invalid value for `rest.listen` from --rest-listen: <reason>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (head, from) = match self.origin {
             Origin::File { path, line } => (format!("config {}", at(path, *line)), String::new()),
             Origin::Env { var } => ("config".to_owned(), format!(" from {var}")),
+            Origin::Flag { flag } => ("config".to_owned(), format!(" from {flag}")),
+            Origin::Defaults => (
+                "config".to_owned(),
+                " from the embedded defaults".to_owned(),
+            ),
         };
         let key = self.key;
         match self.what {

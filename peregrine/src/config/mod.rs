@@ -30,6 +30,7 @@ pub mod journal;
 pub mod log;
 pub mod quic;
 pub mod replica;
+pub mod validate;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ pub use journal::JournalSection;
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use quic::QuicConfig;
 pub use replica::ReplicaSection;
+pub use validate::Sources;
 
 /// File read when `--config` is not given, relative to the working directory, if it exists.
 pub const DEFAULT_FILE: &str = "peregrine.toml";
@@ -113,11 +115,13 @@ pub enum FileChoice {
     IfPresent(PathBuf),
 }
 
-/// The effective configuration and the file it came from, if any.
+/// The effective configuration, the file it came from (if any), and where each layer set
+/// values (to name a key's source in later refusals, e.g. a port in use).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Loaded {
     pub config: Config,
     pub file: Option<PathBuf>,
+    pub sources: Sources,
 }
 
 /// What `--print-config` shows instead of a secret.
@@ -136,7 +140,8 @@ impl Config {
 }
 
 /// Builds the effective configuration: defaults, then the file, then `env` (the process
-/// environment in production; only `PEREGRINE_*` variables are read), then `overrides`.
+/// environment in production; only `PEREGRINE_*` variables are read), then `overrides`; and
+/// checks it whole ([`validate`]).
 pub fn load(
     file: &FileChoice,
     env: impl IntoIterator<Item = (OsString, OsString)>,
@@ -196,9 +201,17 @@ pub fn load(
     if let Some(level) = log_level {
         config.log.level = level;
     }
+    let sources = Sources {
+        file: file_path.clone(),
+        env: env_overrides,
+        flags: Sources::flags_of(overrides),
+    };
+    // The whole configuration, before anything is started or written.
+    validate::validate(&config, &sources)?;
     Ok(Loaded {
         config,
         file: file_path,
+        sources,
     })
 }
 
@@ -399,7 +412,8 @@ mod tests {
             loaded,
             Loaded {
                 config: Config::default(),
-                file: None
+                file: None,
+                sources: Sources::default(),
             }
         );
     }

@@ -64,6 +64,8 @@ pub fn write_config(dir: &Path, traders: &[Trader], extra: &str) -> PathBuf {
 pub struct Up {
     pub child: Child,
     pub http: String,
+    /// The REST bridge's base, e.g. `http://127.0.0.1:8081` (paths start with `/api/v2`).
+    pub rest: String,
     pub quic: SocketAddr,
     pub fingerprint: [u8; 32],
     pub token: String,
@@ -104,7 +106,7 @@ impl Up {
         });
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         let mut lines = Vec::new();
-        let (mut http, mut quic, mut token_path) = (None, None, None);
+        let (mut http, mut rest, mut quic, mut token_path) = (None, None, None, None);
         while !lines.iter().any(|l: &String| l.starts_with("data ")) {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let line = match receiver.recv_timeout(remaining) {
@@ -119,6 +121,7 @@ impl Up {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.first() {
                 Some(&"http") => http = Some(words[1].to_owned()),
+                Some(&"rest") => rest = Some(words[1].trim_end_matches("/api/v2").to_owned()),
                 Some(&"quic") => {
                     let hex = words[2].trim_start_matches("(sha256").trim_end_matches(';');
                     let hex = if hex.is_empty() {
@@ -148,6 +151,7 @@ impl Up {
         Up {
             child,
             http: http.unwrap(),
+            rest: rest.unwrap_or_else(|| panic!("no rest line: {lines:?}")),
             quic,
             fingerprint,
             token,

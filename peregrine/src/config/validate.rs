@@ -1,0 +1,194 @@
+//! Checks that span more than one value, run on the whole effective configuration before
+//! anything is started or written: REST keys and limits, QUIC keys and certificate files, and
+//! the catalog (every market's currencies listed, units exact). A refusal names the key and
+//! the layer it came from ([`Sources`]), like a parse error does.
+
+use std::path::PathBuf;
+
+use peregrine_gateway::quic::auth::{KeyError, KeyRegistry};
+use peregrine_gateway::rest::ConfigError as RestConfigError;
+
+use super::env::EnvOverride;
+use super::error::{ConfigError, Origin};
+use super::{Config, Overrides};
+
+/// Where the layers above the defaults set values, to name the source of a key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// The file read, if any.
+    pub file: Option<PathBuf>,
+    /// The `PEREGRINE_*` overrides.
+    pub env: Vec<EnvOverride>,
+    /// Keys set by command-line flags, with the flag.
+    pub flags: Vec<(&'static str, &'static str)>,
+}
+
+impl Sources {
+    /// The flags of `overrides` that were given, as (key, flag).
+    pub fn flags_of(overrides: &Overrides) -> Vec<(&'static str, &'static str)> {
+        [
+            (overrides.data_dir.is_some(), "data.dir", "--data-dir"),
+            (overrides.listen.is_some(), "http.listen", "--listen"),
+            (
+                overrides.rest_listen.is_some(),
+                "rest.listen",
+                "--rest-listen",
+            ),
+            (
+                overrides.quic_listen.is_some(),
+                "quic.listen",
+                "--quic-listen",
+            ),
+            (overrides.log_format.is_some(), "log.format", "--log-format"),
+            (overrides.log_level.is_some(), "log.level", "--log-level"),
+        ]
+        .into_iter()
+        .filter(|(given, _, _)| *given)
+        .map(|(_, key, flag)| (key, flag))
+        .collect()
+    }
+
+    /// The layer that set `key` (dotted, e.g. `rest.keys.0.secret`): the highest of flag,
+    /// environment and file; the embedded defaults when none did.
+    pub fn origin(&self, key: &str) -> Origin {
+        let within = |prefix: &str| key == prefix || key.starts_with(&format!("{prefix}."));
+        if let Some((_, flag)) = self.flags.iter().find(|(k, _)| within(k)) {
+            return Origin::Flag {
+                flag: (*flag).to_owned(),
+            };
+        }
+        let env = self.env.iter().rev().find(|o| {
+            let joined = o.key.join(".");
+            within(&joined) || joined.starts_with(&format!("{key}."))
+        });
+        if let Some(o) = env {
+            return Origin::Env { var: o.var.clone() };
+        }
+        match &self.file {
+            Some(path) => Origin::File {
+                path: path.clone(),
+                line: None,
+            },
+            None => Origin::Defaults,
+        }
+    }
+
+    /// A refusal of `key`.
+    pub fn invalid(&self, key: String, reason: String) -> ConfigError {
+        ConfigError::InvalidValue {
+            origin: self.origin(&key),
+            key,
+            reason,
+        }
+    }
+}
+
+/// Checks the whole configuration.
+pub fn validate(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+    rest(config, sources)?;
+    quic(config, sources)?;
+    peregrine_core::catalog::Catalog::new(&config.currencies, &config.markets)
+        .map_err(|e| sources.invalid("markets".to_owned(), e.to_string()))?;
+    Ok(())
+}
+
+fn rest(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+    let Err(error) = config.rest.validate() else {
+        return Ok(());
+    };
+    let index_of = |name: &str| config.rest.keys.iter().position(|k| k.key == name);
+    let key = match &error {
+        RestConfigError::Zero(field) => format!("rest.{field}"),
+        RestConfigError::BadKey(name) | RestConfigError::DuplicateKey(name) => {
+            index_of(name).map_or_else(|| "rest.keys".to_owned(), |i| format!("rest.keys.{i}.key"))
+        }
+        RestConfigError::ShortSecret(name) => index_of(name).map_or_else(
+            || "rest.keys".to_owned(),
+            |i| format!("rest.keys.{i}.secret"),
+        ),
+        _ => "rest".to_owned(),
+    };
+    Err(sources.invalid(key, error.to_string()))
+}
+
+fn quic(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+    let quic = &config.quic;
+    if quic.cert_chain_pem.is_some() != quic.private_key_pem.is_some() {
+        return Err(sources.invalid(
+            "quic.cert_chain_pem".to_owned(),
+            "set both cert_chain_pem and private_key_pem, or neither".to_owned(),
+        ));
+    }
+    let Err(error) = KeyRegistry::new(&quic.keys) else {
+        return Ok(());
+    };
+    let (field, key_id) = match &error {
+        KeyError::PublicKey { key_id } => ("public_key", *key_id),
+        KeyError::Duplicate(key_id) => ("key_id", *key_id),
+        _ => ("key_id", u64::MAX),
+    };
+    // The last entry with the id: for a duplicate, the second one.
+    let key = quic
+        .keys
+        .iter()
+        .rposition(|k| k.key_id == key_id)
+        .map_or_else(
+            || "quic.keys".to_owned(),
+            |i| format!("quic.keys.{i}.{field}"),
+        );
+    Err(sources.invalid(key, error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::*;
+    use crate::config::{FileChoice, load};
+
+    fn load_with(env: &[(&str, &str)], overrides: &Overrides) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let vars = env
+            .iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect::<Vec<_>>();
+        let choice = FileChoice::IfPresent(dir.path().join("absent.toml"));
+        load(&choice, vars, overrides).map(|l| l.config)
+    }
+
+    #[test]
+    fn a_refusal_names_the_layer_that_set_the_key() {
+        // From the environment: the variable is named.
+        let keys = r#"[{key = "k1", secret = "short", account = 1}]"#;
+        let error = load_with(&[("PEREGRINE_REST__KEYS", keys)], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "config: invalid value for `rest.keys.0.secret` from PEREGRINE_REST__KEYS: \
+             rest.keys: the secret of key `k1` must be at least 16 bytes"
+        );
+        let sources = Sources {
+            file: Some("peregrine.toml".into()),
+            env: Vec::new(),
+            flags: Sources::flags_of(&Overrides {
+                rest_listen: Some("127.0.0.1:1".parse().unwrap()),
+                ..Overrides::default()
+            }),
+        };
+        assert_eq!(
+            sources.origin("rest.listen"),
+            Origin::Flag {
+                flag: "--rest-listen".to_owned()
+            }
+        );
+        assert_eq!(
+            sources.origin("rest.keys.0.secret"),
+            Origin::File {
+                path: "peregrine.toml".into(),
+                line: None
+            }
+        );
+        assert_eq!(Sources::default().origin("http.listen"), Origin::Defaults);
+    }
+}
