@@ -54,8 +54,10 @@
 //! quantity at the protection price, by budget the budget; sell: the base); a resting order's
 //! lock is always exactly its remaining quantity at its price, and whatever a better fill saved
 //! is released. Checks: account range, halted market (cancels still work), kill switch, type and
-//! time-in-force combination, quantity and price bounds, price band around the reference price
-//! (last trade, or the configured one), maximum notional, client id uniqueness, open orders per
+//! time-in-force combination, quantity and price bounds, price band on the aggressive side
+//! only (a buy's price at most reference + band, a sell's at least reference - band; the
+//! reference is the last trade, or the configured one; `band_bps` 0 is no band), maximum
+//! notional, client id uniqueness, open orders per
 //! account, capacity, post-only, fill-or-kill, available balance, and an order-rate token bucket
 //! fed by command timestamps.
 //!
@@ -150,5 +152,5 @@ pub use config::EngineConfig;
 pub use engine::{Engine, OrderView};
 pub use event::{CancelReason, Event, RejectReason, Trade};
 pub use ids::*;
-pub use market::{MAX_FEE_PPM, MAX_FEE_TIERS};
+pub use market::{BAND_BPS_MAX, MAX_FEE_PPM, MAX_FEE_TIERS};
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
