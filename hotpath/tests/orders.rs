@@ -872,6 +872,56 @@ fn every_pre_trade_check_rejects_with_its_reason() {
     );
 }
 
+/// Levels emptied away from the touch stay behind as tombstones: they do not count against the
+/// level capacity, are reused or compacted when new levels need room, and never show in depth.
+#[test]
+fn emptied_levels_free_their_capacity_and_never_show() {
+    let mut config = EngineConfig::small();
+    config.max_levels_per_side = 4;
+    let mut f = Fixture::with_config(config);
+    f.fund(1, 1_000_000, 0);
+    let mut ids = Vec::new();
+    for price in [11_000, 11_010, 11_020, 11_030] {
+        ids.push(order_id(&f.limit(1, Sell, price, 1)));
+    }
+    let k = f.order(
+        1,
+        Sell,
+        Limit {
+            price: Price(11_040),
+            qty: Qty(1),
+        },
+        Gtc,
+    );
+    f.rejected(k, RejectReason::BookFull);
+    // Empty the two middle levels and the worst: the vector is still full of levels.
+    for &i in &[1, 2, 3] {
+        f.ok(CommandKind::Cancel {
+            account: AccountId(1),
+            target: OrderRef::Id(ids[i]),
+        });
+    }
+    assert_eq!(f.engine.depth(M, Sell, 10), vec![(Price(11_000), Qty(1))]);
+    // New levels far from the old ones (compaction) and between them (reuse).
+    for price in [12_000, 11_005, 11_015] {
+        f.limit(1, Sell, price, 2);
+    }
+    let depth = f.engine.depth(M, Sell, 10);
+    let prices: Vec<u64> = depth.iter().map(|(p, _)| p.0).collect();
+    assert_eq!(prices, vec![11_000, 11_005, 11_015, 12_000]);
+    let k = f.order(
+        1,
+        Sell,
+        Limit {
+            price: Price(11_020),
+            qty: Qty(1),
+        },
+        Gtc,
+    );
+    f.rejected(k, RejectReason::BookFull);
+    f.engine.audit().unwrap();
+}
+
 #[test]
 fn capacity_limits_reject_instead_of_growing() {
     let mut config = EngineConfig::small();
