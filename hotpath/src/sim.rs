@@ -128,7 +128,10 @@ pub fn bench_engine_config(balance_events: bool) -> EngineConfig {
         max_currencies: 4,
         max_markets: 4,
         max_orders: 1 << 20,
-        max_levels_per_side: 8_192,
+        // Every price the flows can quote (mids from 50 000 to ~200 000 ticks, quotes up to 500
+        // ticks away): the flash crash leaves passive orders resting along the whole sweep, and
+        // the flow stops tracking (never cancels) orders the mid has passed, so they stay.
+        max_levels_per_side: 1 << 18,
         max_open_orders_per_account: 10_000,
         balance_events,
         ..EngineConfig::default()
