@@ -112,6 +112,9 @@ impl Shape {
     fn engine(&self) -> EngineConfig {
         EngineConfig {
             max_markets: self.markets,
+            // The realistic flow's books stay near the touch; the single engine's 2^18 levels
+            // are for the flash crash, which the cluster does not run.
+            max_levels_per_side: 8_192,
             ..peregrine_hotpath::sim::bench_engine_config(true)
         }
     }
