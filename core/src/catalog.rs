@@ -10,7 +10,8 @@ use std::collections::HashMap;
 
 use peregrine_hotpath::edge::{CurrencyScale, MarketUnits};
 use peregrine_hotpath::{
-    Amount, CommandKind, CurrencyId, Engine, FeeRates, MarketId, MarketRisk, MarketSpec, Price, Qty,
+    Amount, BAND_BPS_MAX, CommandKind, CurrencyId, Engine, FeeRates, MarketId, MarketRisk,
+    MarketSpec, Price, Qty,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -60,7 +61,10 @@ pub struct MarketDef {
     /// Largest notional of one order (quote).
     #[serde(with = "decimal_string")]
     pub max_notional: Decimal,
-    /// Price band around the reference price, in basis points.
+    /// Price band in basis points of the reference price, on the aggressive side only (a buy
+    /// above reference + band or a sell below reference - band is refused; passive prices are
+    /// free); absent or 0 is no band, at most `BAND_BPS_MAX` (100 000).
+    #[serde(default)]
     pub band_bps: u32,
     /// Reference price until the first trade.
     #[serde(with = "decimal_string")]
@@ -207,6 +211,12 @@ impl Catalog {
                 })
         };
         let (base, quote) = (currency(&def.base)?, currency(&def.quote)?);
+        if def.band_bps > BAND_BPS_MAX {
+            return Err(invalid(
+                &def.name,
+                "band_bps above 100000 (10x the reference); 0 or absent is no band",
+            ));
+        }
         if base.id == quote.id {
             return Err(invalid(&def.name, "base and quote are the same currency"));
         }
@@ -417,6 +427,43 @@ mod tests {
         assert!(catalog.market("ethusd").is_none());
     }
 
+    /// Applies `commands` to `engine` as the system, returning every event.
+    fn apply_all(engine: &mut Engine, commands: Vec<CommandKind>) -> Vec<peregrine_hotpath::Event> {
+        let mut events = Vec::new();
+        for kind in commands {
+            engine.apply(
+                &peregrine_hotpath::Envelope {
+                    ts: peregrine_hotpath::TimestampNs(1),
+                    actor: peregrine_hotpath::Actor::System,
+                    kind,
+                },
+                &mut events,
+            );
+        }
+        events
+    }
+
+    /// A band of 0 (what an absent `band_bps` parses to) is a market without band, which the
+    /// engine adds; a band above `BAND_BPS_MAX` is refused at parse time.
+    #[test]
+    fn band_zero_is_no_band_and_too_wide_is_refused() {
+        let (currencies, mut markets) = btc_usd();
+        markets[0].band_bps = 0;
+        let catalog = Catalog::new(&currencies, &markets).unwrap();
+        let mut engine = Engine::new(peregrine_hotpath::EngineConfig::small()).unwrap();
+        let commands = catalog.missing_in(&engine).unwrap();
+        let events = apply_all(&mut engine, commands);
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, peregrine_hotpath::Event::MarketAdded { .. })),
+            "{events:?}"
+        );
+        markets[0].band_bps = BAND_BPS_MAX + 1;
+        let error = Catalog::new(&currencies, &markets).unwrap_err();
+        assert!(matches!(error, CatalogError::Invalid { .. }), "{error}");
+    }
+
     #[test]
     fn refuses_inexact_units_duplicates_and_unknown_currencies() {
         let (mut currencies, mut markets) = btc_usd();
@@ -452,17 +499,7 @@ mod tests {
         let mut engine = Engine::new(peregrine_hotpath::EngineConfig::small()).unwrap();
         let commands = catalog.missing_in(&engine).unwrap();
         assert_eq!(commands.len(), 3);
-        let mut events = Vec::new();
-        for kind in commands {
-            engine.apply(
-                &peregrine_hotpath::Envelope {
-                    ts: peregrine_hotpath::TimestampNs(1),
-                    actor: peregrine_hotpath::Actor::System,
-                    kind,
-                },
-                &mut events,
-            );
-        }
+        let events = apply_all(&mut engine, commands);
         assert!(
             !events
                 .iter()

@@ -1,6 +1,13 @@
 //! One side of an order book: price levels in a vector sorted so that the best price is at the
 //! end (new levels mostly appear near the touch, so inserts move few elements), each level a FIFO
 //! of orders linked through their slots.
+//!
+//! A level that empties anywhere but at the best end is left in place, empty (a tombstone),
+//! instead of being removed: removing it shifted every better level down by one, which on a
+//! book with deep stale levels (a flash crash) was a third of all instructions (`memmove`,
+//! measured). Tombstones are reused when their price comes back, dropped when they surface at
+//! the best end, and compacted away in one pass when the vector reaches its capacity. The best
+//! level (the last) is never empty.
 
 use crate::ids::{Price, Side};
 use crate::orders::{NIL, Orders};
@@ -21,8 +28,11 @@ pub(crate) struct Level {
 #[derive(Clone, Debug)]
 pub(crate) struct BookSide {
     side: Side,
-    /// Bids ascending, asks descending: the best level is last.
+    /// Bids ascending, asks descending: the best level is last, and never empty; other levels
+    /// may be empty (tombstones).
     levels: Vec<Level>,
+    /// Non-empty levels: what the capacity limits.
+    live: usize,
     capacity: usize,
 }
 
@@ -31,6 +41,7 @@ impl BookSide {
         BookSide {
             side,
             levels: Vec::with_capacity(capacity as usize),
+            live: 0,
             capacity: capacity as usize,
         }
     }
@@ -53,7 +64,8 @@ impl BookSide {
 
     /// Whether an order at `price` could be added without exceeding the level capacity.
     pub fn has_room_for(&self, price: Price) -> bool {
-        self.levels.len() < self.capacity || self.search(price).is_ok()
+        self.live < self.capacity
+            || matches!(self.search(price), Ok(i) if self.levels[i].head != NIL)
     }
 
     #[inline]
@@ -66,9 +78,15 @@ impl BookSide {
         self.levels.last_mut()
     }
 
-    /// Levels from best to worst.
+    /// Non-empty levels from best to worst.
     pub fn iter_best_first(&self) -> impl Iterator<Item = &Level> {
-        self.levels.iter().rev()
+        self.levels.iter().rev().filter(|l| l.head != NIL)
+    }
+
+    /// Drops every tombstone, in one pass (when the vector is full of them).
+    fn compact(&mut self) {
+        self.levels.retain(|l| l.head != NIL);
+        debug_assert_eq!(self.levels.len(), self.live);
     }
 
     /// Appends the order in `slot` at the tail of its price level, creating the level.
@@ -79,8 +97,24 @@ impl BookSide {
             (o.price, o.qty.0)
         };
         debug_assert!(qty > 0);
-        let index = match self.search(price) {
+        let mut found = self.search(price);
+        if found.is_err() && self.levels.len() == self.capacity {
+            // Full of levels, some of them tombstones (the caller checked `has_room_for`).
+            self.compact();
+            found = self.search(price);
+        }
+        let index = match found {
             Ok(i) => i,
+            // A tombstone next to the new price takes it: the order stays sorted (the price is
+            // between the tombstone's neighbours) and nothing moves.
+            Err(i) if i > 0 && self.levels[i - 1].head == NIL => {
+                self.levels[i - 1].price = price;
+                i - 1
+            }
+            Err(i) if i < self.levels.len() && self.levels[i].head == NIL => {
+                self.levels[i].price = price;
+                i
+            }
             Err(i) => {
                 assert!(self.levels.len() < self.capacity, "book side full");
                 self.levels.insert(
@@ -96,6 +130,10 @@ impl BookSide {
             }
         };
         let level = &mut self.levels[index];
+        if level.head == NIL {
+            self.live += 1;
+            assert!(self.live <= self.capacity, "book side full");
+        }
         let tail = level.tail;
         {
             let o = orders.get_mut(slot);
@@ -137,7 +175,15 @@ impl BookSide {
         level.total -= qty;
         if level.head == NIL {
             debug_assert_eq!(level.total, 0);
-            self.levels.remove(index);
+            self.live -= 1;
+            if index + 1 == self.levels.len() {
+                // The best level emptied: drop it and the tombstones behind it, so the best is
+                // never empty. Bounded by the levels.
+                self.levels.pop();
+                while self.levels.last().is_some_and(|l| l.head == NIL) {
+                    self.levels.pop();
+                }
+            }
         }
     }
 

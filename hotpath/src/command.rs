@@ -328,8 +328,12 @@ pub struct MarketRisk {
     pub max_qty: Qty,
     /// Largest notional (quote minor units) of one order.
     pub max_notional: Amount,
-    /// Orders more than this many basis points away from the reference price are rejected;
-    /// market orders trade no further than this from it.
+    /// Price band, in basis points of the reference price, on the side that can trade at once:
+    /// a limit buy above reference + band or a limit sell below reference - band is rejected
+    /// (a buy below or a sell above can only rest, and is accepted anywhere in
+    /// `1..=max_price`); market orders trade no further than the band from the reference.
+    /// 0 is no band (market orders are then bounded by `max_price` and 1 only); at most
+    /// [`BAND_BPS_MAX`](crate::BAND_BPS_MAX).
     pub band_bps: u32,
     /// Reference price until the first trade (then the last trade price is used).
     pub reference_price: Price,

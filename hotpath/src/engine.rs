@@ -726,9 +726,7 @@ impl Engine {
             let market = self.market_mut(market_id);
             match order.kind {
                 Kind::StopLimit => {
-                    let (low, high) = market.band();
-                    let ok = order.price >= low
-                        && order.price <= high
+                    let ok = market.within_band(order.side, order.price)
                         && market.own_ref(order.side).has_room_for(order.price)
                         && !(order.tif == TimeInForce::PostOnly
                             && market.crosses(order.side, order.price));
@@ -846,11 +844,8 @@ impl Engine {
         if price == order.price && qty == order.qty {
             return Err(RejectReason::InvalidReplace);
         }
-        if price != order.price {
-            let (low, high) = market.band();
-            if price < low || price > high {
-                return Err(RejectReason::PriceOutOfBand);
-            }
+        if price != order.price && !market.within_band(order.side, price) {
+            return Err(RejectReason::PriceOutOfBand);
         }
         if market.quote_amount(price, qty) > market.risk.max_notional.0 {
             return Err(RejectReason::NotionalTooLarge);
@@ -1240,8 +1235,7 @@ fn parse_order(market: &Market, o: &NewOrder) -> Result<ParsedOrder, RejectReaso
         OrderKind::Limit { price, qty } => {
             check_qty(qty)?;
             check_price(price)?;
-            let (low, high) = market.band();
-            if price < low || price > high {
+            if !market.within_band(o.side, price) {
                 return Err(RejectReason::PriceOutOfBand);
             }
             let lock = limit_lock(price, qty)?;

@@ -11,6 +11,9 @@ pub const MAX_FEE_TIERS: usize = 8;
 pub const MAX_FEE_PPM: u32 = 100_000;
 /// Basis points in one.
 const BPS: u128 = 10_000;
+/// Widest price band a market may have, in basis points (10x the reference); 0 is no band.
+pub const BAND_BPS_MAX: u32 = 100_000;
+const _: () = assert!(BAND_BPS_MAX as u128 >= BPS && (BAND_BPS_MAX as u128) < u32::MAX as u128);
 /// Parts per million in one.
 const PPM: u128 = 1_000_000;
 
@@ -72,7 +75,8 @@ impl Market {
         if risk.max_price.0 == 0 || risk.max_qty.0 == 0 || risk.max_notional.0 == 0 {
             return false;
         }
-        if risk.band_bps == 0 || risk.band_bps >= BPS as u32 {
+        // 0 is "no band"; above the maximum a band bounds nothing a sane market trades at.
+        if risk.band_bps > BAND_BPS_MAX {
             return false;
         }
         if risk.reference_price.0 == 0 || risk.reference_price > risk.max_price {
@@ -104,24 +108,24 @@ impl Market {
         self.last_price.unwrap_or(self.risk.reference_price)
     }
 
-    /// Lowest and highest acceptable limit price: reference -/+ band, within 1..=max_price.
+    /// The price band around the reference: (lowest price a sell may take at, highest price a
+    /// buy may take at), within 1..=max_price; the whole range when the market has no band.
     #[inline]
     pub fn band(&self) -> (Price, Price) {
-        let reference = self.reference().0;
-        let band_bps = u64::from(self.risk.band_bps);
-        // u64 arithmetic when the product fits (always, for real prices): a division by a
-        // constant then compiles to a multiply, where u128 calls `__udivti3` (measured ~1 % of
-        // a command). Same result either way.
-        let delta = match reference.checked_mul(band_bps) {
-            Some(product) => product / BPS as u64,
-            None => (u128::from(reference) * u128::from(band_bps) / BPS) as u64,
-        };
-        // delta <= reference (band_bps < BPS), so the subtraction cannot underflow; an addition
-        // past u64 is above max_price anyway, so saturating then clamping is exact.
-        debug_assert!(delta <= reference);
-        let low = (reference - delta).max(1);
-        let high = reference.saturating_add(delta).min(self.risk.max_price.0);
-        (Price(low), Price(high))
+        band_limits(self.reference(), self.risk.band_bps, self.risk.max_price)
+    }
+
+    /// Whether a limit price on `side` is inside the band. Only the side that can trade at once
+    /// is bounded: a buy's price against the band's top, a sell's against its bottom. A buy far
+    /// below the reference (or a sell far above) can only rest, and resting away from the last
+    /// trade is what quotes do while prices move fast (a flash crash).
+    #[inline]
+    pub fn within_band(&self, side: Side, price: Price) -> bool {
+        let (low, high) = self.band();
+        match side {
+            Side::Buy => price <= high,
+            Side::Sell => price >= low,
+        }
     }
 
     /// The worst price a market order on `side` may trade at.
@@ -247,6 +251,33 @@ fn stop_before(side: Side, a: &StopEntry, b: &StopEntry) -> bool {
     }
 }
 
+/// The band's limits around `reference`: reference -/+ `band_bps`, within 1..=max_price; (1,
+/// max_price) for no band (`band_bps` 0). Shared by the engine and the cluster's escrow, whose
+/// protection prices must agree.
+#[inline]
+pub(crate) fn band_limits(reference: Price, band_bps: u32, max_price: Price) -> (Price, Price) {
+    if band_bps == 0 {
+        return (Price(1), max_price);
+    }
+    let reference = reference.0;
+    let band_bps = u64::from(band_bps);
+    // u64 arithmetic when the product fits (always, for real prices): a division by a
+    // constant then compiles to a multiply, where u128 calls `__udivti3` (measured ~1 % of
+    // a command). Same result either way.
+    let delta = match reference.checked_mul(band_bps) {
+        Some(product) => product / BPS as u64,
+        // Above u64 only for bands over 100 %, where the bottom is 1 and the top max_price.
+        None => {
+            (u128::from(reference) * u128::from(band_bps) / BPS).min(u128::from(u64::MAX)) as u64
+        }
+    };
+    // A band of 100 % or more leaves no bottom but the smallest price; an addition past u64 is
+    // above max_price anyway, so saturating then clamping is exact.
+    let low = reference.saturating_sub(delta).max(1);
+    let high = reference.saturating_add(delta).min(max_price.0);
+    (Price(low), Price(high))
+}
+
 /// Fee on `amount` received at `ppm`, rounded down (in the payer's favour, never above amount).
 #[inline]
 pub fn fee(amount: u64, ppm: u32) -> u64 {
@@ -290,8 +321,11 @@ mod tests {
 
     fn band_wide(reference: u64, band_bps: u32, max_price: u64) -> (u64, u64) {
         let reference = u128::from(reference);
+        if band_bps == 0 {
+            return (1, max_price);
+        }
         let delta = reference * u128::from(band_bps) / BPS;
-        let low = (reference - delta).max(1) as u64;
+        let low = reference.saturating_sub(delta).max(1) as u64;
         let high = (reference + delta).min(u128::from(max_price)) as u64;
         (low, high)
     }
@@ -337,7 +371,7 @@ mod tests {
                 continue;
             }
             let max_price = v[(i * 11 + 1) % v.len()].max(reference);
-            for band_bps in [1, 7, 2_000, 9_999] {
+            for band_bps in [0, 1, 7, 2_000, 9_999, 10_000, 25_000, BAND_BPS_MAX] {
                 let market = Market::new(
                     MarketSpec {
                         market: MarketId(0),

@@ -86,9 +86,27 @@ const VACANT: Order = Order {
     acct_next: NIL,
 };
 
+/// One entry of the client index: the slab slot of an order and the 32-bit hash of its
+/// (account, client id). The hash doubles as a fingerprint (a probe compares it before it ever
+/// reads the slab) and gives the entry's home position (`hash & mask`, the prefix never exceeds
+/// 2^32 entries) so deletion never reads an order either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClientEntry {
+    hash: u32,
+    slot: u32,
+}
+
+/// An empty position.
+const CLIENT_EMPTY: ClientEntry = ClientEntry { hash: 0, slot: NIL };
+
 /// Index of live orders by (account, client order id): open addressing over a power-of-two
-/// table of slab slots (4 bytes an entry, keys compared through the slab), linear probing and
-/// backward-shift deletion, so it never holds tombstones.
+/// table of (hash, slot) entries (8 bytes each), linear probing and backward-shift deletion, so
+/// it never holds tombstones.
+///
+/// A probe reads the slab only when the 32-bit hash matches: for a new order's uniqueness check
+/// that is a 1 in 2^32 coincidence, so the order table is not touched (it was a cache miss per
+/// probed entry when keys were compared through the slab). A lookup that finds its key reads
+/// that one order, which the caller needs anyway.
 ///
 /// The table is allocated at twice the order capacity up front, but probing uses only a prefix
 /// sized to keep the load under one half of the live orders: a few thousand live orders then
@@ -98,7 +116,7 @@ const VACANT: Order = Order {
 /// allocates.
 #[derive(Debug)]
 struct ClientIndex {
-    table: Vec<u32>,
+    table: Vec<ClientEntry>,
     /// Size of the prefix in use, minus one.
     mask: usize,
     /// Entries in the table.
@@ -114,17 +132,30 @@ struct ClientIndex {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ClientVacancy {
     position: usize,
+    hash: u32,
     version: u64,
 }
 
 /// Smallest prefix in use.
 const CLIENT_INDEX_MIN: usize = 1024;
+// Homes are `hash & mask` with a 32-bit hash: the table (twice the largest order capacity,
+// u32::MAX - 1) must not outgrow it.
+const _: () = assert!(CLIENT_INDEX_MIN.is_power_of_two() && CLIENT_INDEX_MIN <= 1 << 32);
+
+/// The 32-bit hash of a key: multiply-xorshift, deterministic and fast (the table is never
+/// iterated, so its order cannot leak into events).
+#[inline]
+fn client_hash(account: AccountId, client: ClientOrderId) -> u32 {
+    let x = (u64::from(account.0) << 32 ^ client.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (x ^ (x >> 29)) as u32
+}
 
 impl ClientIndex {
     fn new(capacity: u32) -> ClientIndex {
         let size = (capacity as usize * 2).next_power_of_two().max(2);
+        assert!(size <= 1 << 32, "client index beyond 32-bit homes");
         ClientIndex {
-            table: vec![NIL; size],
+            table: vec![CLIENT_EMPTY; size],
             mask: size.min(CLIENT_INDEX_MIN) - 1,
             len: 0,
             version: 0,
@@ -138,7 +169,7 @@ impl ClientIndex {
             size <= self.table.len(),
             "client index beyond its allocation"
         );
-        self.table[..size].fill(NIL);
+        self.table[..size].fill(CLIENT_EMPTY);
         self.mask = size - 1;
         self.len = 0;
         self.version += 1;
@@ -150,26 +181,28 @@ impl ClientIndex {
         }
     }
 
+    /// The table position holding (account, client), or the empty position where it would go;
+    /// and the key's hash.
     #[inline]
-    fn home(&self, account: AccountId, client: ClientOrderId) -> usize {
-        // Multiply-xorshift: deterministic and fast; the table is never iterated.
-        let x = (u64::from(account.0) << 32 ^ client.0).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        (x ^ (x >> 29)) as usize & self.mask
-    }
-
-    /// The table position holding (account, client), or the empty position where it would go.
-    #[inline]
-    fn probe(&self, slots: &[Order], account: AccountId, client: ClientOrderId) -> (usize, bool) {
-        let mut i = self.home(account, client);
+    fn probe(
+        &self,
+        slots: &[Order],
+        account: AccountId,
+        client: ClientOrderId,
+    ) -> (usize, bool, u32) {
+        let hash = client_hash(account, client);
+        let mut i = hash as usize & self.mask;
         // Bounded by the prefix size; it is never more than half full.
         for _ in 0..=self.mask {
-            let slot = self.table[i];
-            if slot == NIL {
-                return (i, false);
+            let entry = self.table[i];
+            if entry.slot == NIL {
+                return (i, false, hash);
             }
-            let o = &slots[slot as usize];
-            if o.account == account && o.client_order_id == client {
-                return (i, true);
+            if entry.hash == hash {
+                let o = &slots[entry.slot as usize];
+                if o.account == account && o.client_order_id == client {
+                    return (i, true, hash);
+                }
             }
             i = (i + 1) & self.mask;
         }
@@ -179,17 +212,17 @@ impl ClientIndex {
     #[inline]
     fn find(&self, slots: &[Order], account: AccountId, client: ClientOrderId) -> Option<u32> {
         match self.probe(slots, account, client) {
-            (i, true) => Some(self.table[i]),
-            (_, false) => None,
+            (i, true, _) => Some(self.table[i].slot),
+            (_, false, _) => None,
         }
     }
 
     fn insert(&mut self, slots: &[Order], slot: u32) -> bool {
         let o = &slots[slot as usize];
         match self.probe(slots, o.account, o.client_order_id) {
-            (_, true) => false,
-            (i, false) => {
-                self.table[i] = slot;
+            (_, true, _) => false,
+            (i, false, hash) => {
+                self.table[i] = ClientEntry { hash, slot };
                 self.len += 1;
                 self.version += 1;
                 true
@@ -206,9 +239,10 @@ impl ClientIndex {
         client: ClientOrderId,
     ) -> Option<ClientVacancy> {
         match self.probe(slots, account, client) {
-            (_, true) => None,
-            (position, false) => Some(ClientVacancy {
+            (_, true, _) => None,
+            (position, false, hash) => Some(ClientVacancy {
                 position,
+                hash,
                 version: self.version,
             }),
         }
@@ -223,34 +257,39 @@ impl ClientIndex {
             vacancy.version == self.version,
             "stale client index vacancy"
         );
-        debug_assert_eq!(self.table[vacancy.position], NIL);
+        debug_assert_eq!(self.table[vacancy.position], CLIENT_EMPTY);
         debug_assert_eq!(
             {
                 let o = &slots[slot as usize];
                 self.probe(slots, o.account, o.client_order_id)
             },
-            (vacancy.position, false)
+            (vacancy.position, false, vacancy.hash)
         );
-        self.table[vacancy.position] = slot;
+        self.table[vacancy.position] = ClientEntry {
+            hash: vacancy.hash,
+            slot,
+        };
         self.len += 1;
         self.version += 1;
     }
 
-    /// Removes the entry of the order in `slot` (still in the slab); false if it is not indexed.
-    fn remove(&mut self, slots: &[Order], slot: u32) -> bool {
-        let o = &slots[slot as usize];
-        // Look for the slot number itself, not the key: a key comparison loads every probed
-        // entry's order from the slab (a likely cache miss each). Keys are unique, so the slot
-        // is in its key's run, between its home and the next empty position.
-        let mut hole = self.home(o.account, o.client_order_id);
+    /// Removes the entry of the order in `slot`, whose key is (account, client); false if it is
+    /// not indexed. Reads no order: the run is walked by slot number and shifted by the stored
+    /// hashes.
+    fn remove(&mut self, account: AccountId, client: ClientOrderId, slot: u32) -> bool {
+        // Keys are unique, so the slot is in its key's run, between its home and the next
+        // empty position.
+        let hash = client_hash(account, client);
+        let mut hole = hash as usize & self.mask;
         let mut found = false;
         // Bounded by the prefix size; it is never more than half full.
         for _ in 0..=self.mask {
             let entry = self.table[hole];
-            if entry == NIL {
+            if entry.slot == NIL {
                 break;
             }
-            if entry == slot {
+            if entry.slot == slot {
+                debug_assert_eq!(entry.hash, hash);
                 found = true;
                 break;
             }
@@ -259,24 +298,23 @@ impl ClientIndex {
         if !found {
             return false;
         }
-        self.table[hole] = NIL;
+        self.table[hole] = CLIENT_EMPTY;
         self.len -= 1;
         self.version += 1;
         // Backward shift: move later entries of the run into the hole when their home allows.
         let mut i = (hole + 1) & self.mask;
         for _ in 0..=self.mask {
-            let slot = self.table[i];
-            if slot == NIL {
+            let entry = self.table[i];
+            if entry.slot == NIL {
                 break;
             }
-            let o = &slots[slot as usize];
-            let home = self.home(o.account, o.client_order_id);
+            let home = entry.hash as usize & self.mask;
             // Entry at i may fill the hole if its home is not in (hole, i] (cyclically).
             let distance_home = i.wrapping_sub(home) & self.mask;
             let distance_hole = i.wrapping_sub(hole) & self.mask;
             if distance_home >= distance_hole {
-                self.table[hole] = slot;
-                self.table[i] = NIL;
+                self.table[hole] = entry;
+                self.table[i] = CLIENT_EMPTY;
                 hole = i;
             }
             i = (i + 1) & self.mask;
@@ -446,7 +484,9 @@ impl Orders {
     pub fn remove(&mut self, slot: u32) -> Order {
         let order = self.slots[slot as usize];
         assert!(order.id.0 != 0, "remove of a free slot");
-        let removed = self.by_client.remove(&self.slots, slot);
+        let removed = self
+            .by_client
+            .remove(order.account, order.client_order_id, slot);
         assert!(removed, "live order missing from the client index");
         let list = &mut self.account_lists[order.account.0 as usize];
         if order.acct_prev == NIL {
@@ -614,6 +654,41 @@ mod tests {
                 orders.by_client.mask + 1 > CLIENT_INDEX_MIN,
                 "the prefix never grew"
             );
+        }
+    }
+
+    /// Deletion shifts entries by their stored hashes, never by reading the slab: removals made
+    /// while every other order's key in the slab is scrambled leave the index exact.
+    #[test]
+    fn client_index_removal_reads_no_order() {
+        let mut rng = Rng::new(11);
+        for _ in 0..200 {
+            // 8 orders in a 16-entry table: long runs, wrap-around, shifts.
+            let mut orders = Orders::new(8, 4);
+            let mut live = Vec::new();
+            for seq in 1..=8 {
+                let o = order(&orders, seq, rng.below(4) as u32, rng.below(1 << 20));
+                if orders.find_client(o.account, o.client_order_id).is_none() {
+                    live.push((orders.insert(o), o.account, o.client_order_id));
+                }
+            }
+            while !live.is_empty() {
+                let (slot, account, client) =
+                    live.swap_remove(rng.below(live.len() as u64) as usize);
+                let keys: Vec<ClientOrderId> =
+                    orders.slots.iter().map(|o| o.client_order_id).collect();
+                for o in orders.slots.iter_mut() {
+                    o.client_order_id = ClientOrderId(rng.next_u64());
+                }
+                assert!(orders.by_client.remove(account, client, slot));
+                for (o, key) in orders.slots.iter_mut().zip(keys) {
+                    o.client_order_id = key;
+                }
+                for &(slot, account, client) in &live {
+                    assert_eq!(orders.find_client(account, client), Some(slot));
+                }
+                assert_eq!(orders.find_client(account, client), None);
+            }
         }
     }
 

@@ -9,6 +9,8 @@ use crate::command::{
     CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize, MarketSpec, NewOrder,
     OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
 };
+use crate::config::EngineConfig;
+use crate::engine::Engine;
 use crate::event::Event;
 use crate::ids::{
     AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, Price, Qty, Side,
@@ -67,6 +69,36 @@ pub struct FlowParams {
     /// Orders the generator remembers as cancel/replace targets; also the standing depth it
     /// keeps: above it, a new passive order becomes a cancel instead.
     pub tracked_orders: usize,
+    /// How the mid price moves.
+    pub shape: FlowShape,
+}
+
+/// How the mid price of a flow moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowShape {
+    /// A random walk of about a tick every 32 commands.
+    Realistic,
+    /// The random walk, interrupted every cycle by a sweep of the mid to twice its level and back
+    /// (a flash crash mirrored upwards): `quiet_commands` of random walk, then `sweep_commands`
+    /// rising linearly to 2x, then as many falling back. Prices move far from the last trade,
+    /// which is what a band applied to passive orders gets wrong.
+    FlashCrash {
+        /// Random-walk commands between sweeps.
+        quiet_commands: u64,
+        /// Commands of each half of the sweep (up, then down).
+        sweep_commands: u64,
+    },
+}
+
+impl FlowShape {
+    /// The flash crash `bench matching --flow flash-crash` runs: a sweep every 60 000 commands,
+    /// 20 ticks per command at a mid of 100 000, fast enough that quotes outrun the last trade
+    /// by more than the flow's 20 % band.
+    pub const FLASH_CRASH: FlowShape = FlowShape::FlashCrash {
+        quiet_commands: 50_000,
+        sweep_commands: 5_000,
+    };
 }
 
 impl Default for FlowParams {
@@ -80,8 +112,52 @@ impl Default for FlowParams {
             ioc_percent: 8,
             market_percent: 2,
             tracked_orders: 20_000,
+            shape: FlowShape::Realistic,
         }
     }
+}
+
+/// Accounts in `bench matching`'s flow.
+pub const BENCH_ACCOUNTS: u32 = 10_000;
+
+/// The engine limits `bench matching` runs with (risk and ledger on), shared with the tools that
+/// replay its flow (`hotpath/examples/engine_flow.rs`).
+pub fn bench_engine_config(balance_events: bool) -> EngineConfig {
+    EngineConfig {
+        max_accounts: BENCH_ACCOUNTS,
+        max_currencies: 4,
+        max_markets: 4,
+        max_orders: 1 << 20,
+        // Every price the flows can quote (mids from 50 000 to ~200 000 ticks, quotes up to 500
+        // ticks away): the flash crash leaves passive orders resting along the whole sweep, and
+        // the flow stops tracking (never cancels) orders the mid has passed, so they stay.
+        max_levels_per_side: 1 << 18,
+        max_open_orders_per_account: 10_000,
+        balance_events,
+        ..EngineConfig::default()
+    }
+}
+
+/// `bench matching`'s engine and one-market flow, with the flow's setup applied.
+pub fn bench_prepare(
+    seed: u64,
+    shape: FlowShape,
+    balance_events: bool,
+) -> Result<(Engine, Flow), &'static str> {
+    let mut engine = Engine::new(bench_engine_config(balance_events))?;
+    let mut flow = Flow::new(FlowParams {
+        seed,
+        accounts: BENCH_ACCOUNTS,
+        markets: 1,
+        shape,
+        ..FlowParams::default()
+    });
+    let mut events = Vec::new();
+    for command in flow.setup() {
+        engine.apply(&command, &mut events);
+        events.clear();
+    }
+    Ok((engine, flow))
 }
 
 const BASE: CurrencyId = CurrencyId(0);
@@ -100,6 +176,10 @@ pub struct Flow {
     tracked: Vec<(AccountId, ClientOrderId, MarketId, Side, u64)>,
     /// Position in `tracked` by (account, client id), so fills seen in `observe` untrack.
     positions: HashMap<(u32, u64), usize>,
+    /// Trading commands generated so far (the flash crash's clock).
+    trading_commands: u64,
+    /// Mid of each market when its current sweep began.
+    sweep_bases: Vec<u64>,
 }
 
 impl Flow {
@@ -112,6 +192,8 @@ impl Flow {
             next_client: 1,
             tracked: Vec::with_capacity(params.tracked_orders),
             positions: HashMap::with_capacity(params.tracked_orders),
+            trading_commands: 0,
+            sweep_bases: vec![MID_START; params.markets as usize],
             params,
         }
     }
@@ -228,6 +310,38 @@ impl Flow {
         None
     }
 
+    /// Moves market `m`'s mid along the flash crash's sweep, if the flow has one and it is on.
+    fn sweep(&mut self, m: usize) {
+        let FlowShape::FlashCrash {
+            quiet_commands,
+            sweep_commands,
+        } = self.params.shape
+        else {
+            return;
+        };
+        assert!(
+            sweep_commands > 1,
+            "a sweep needs two commands per half at least"
+        );
+        let at = self.trading_commands % (quiet_commands + 2 * sweep_commands);
+        if at < quiet_commands {
+            return;
+        }
+        if at == quiet_commands {
+            self.sweep_bases[m] = self.mids[m];
+        }
+        let base = self.sweep_bases[m];
+        // Steps up from the base: rising for the first half (to 2x on its last command), falling
+        // for the second (to the base on its last).
+        let into = at - quiet_commands;
+        let rise = if into < sweep_commands {
+            into
+        } else {
+            2 * sweep_commands - 1 - into
+        };
+        self.mids[m] = base + base * rise / (sweep_commands - 1);
+    }
+
     /// Depth offset from the touch in ticks: power law, most near the touch.
     fn offset(&mut self) -> u64 {
         // 1 / u with u uniform in (0, 1], capped: P(offset > k) ~ 1/k.
@@ -246,6 +360,8 @@ impl Flow {
             1 => self.mids[m] = self.mids[m].saturating_sub(1).max(MID_START / 2),
             _ => {}
         }
+        self.sweep(m);
+        self.trading_commands += 1;
         let mid = self.mids[m];
         let roll = self.rng.below(100);
         let deep = self.tracked.len() >= p.tracked_orders;
@@ -336,5 +452,46 @@ impl Flow {
             tif,
             stp: SelfTradePrevention::CancelNewest,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mids of market 0 after each of `commands` trading commands.
+    fn mids(shape: FlowShape, commands: u64) -> Vec<u64> {
+        let mut flow = Flow::new(FlowParams {
+            shape,
+            ..FlowParams::default()
+        });
+        flow.setup();
+        (0..commands)
+            .map(|_| {
+                flow.next_command();
+                flow.mids[0]
+            })
+            .collect()
+    }
+
+    /// The flash crash sweeps the mid to twice its level and back within a cycle; the realistic
+    /// flow never moves that far.
+    #[test]
+    fn flash_crash_sweeps_to_twice_the_mid_and_back() {
+        let FlowShape::FlashCrash {
+            quiet_commands,
+            sweep_commands,
+        } = FlowShape::FLASH_CRASH
+        else {
+            unreachable!("the flash crash is a sweep")
+        };
+        let cycle = quiet_commands + 2 * sweep_commands;
+        let crash = mids(FlowShape::FLASH_CRASH, cycle + 1);
+        let base = crash[quiet_commands as usize];
+        let top = *crash.iter().max().unwrap();
+        assert_eq!(top, 2 * base, "the sweep tops out at twice the mid");
+        assert_eq!(crash[cycle as usize - 1], base, "and comes back");
+        let calm = mids(FlowShape::Realistic, cycle + 1);
+        assert!(*calm.iter().max().unwrap() < MID_START + MID_START / 10);
     }
 }

@@ -681,6 +681,88 @@ fn deposits_and_withdrawals() {
     );
 }
 
+/// The band bounds only the side that can trade at once: with the reference at 10 000 and a
+/// 50 % band, a buy above 15 000 and a sell below 5 000 are refused, while a buy far below and
+/// a sell far above rest. Replaces and triggered stop-limits follow the same rule.
+#[test]
+fn price_band_bounds_only_the_aggressive_side() {
+    let mut f = Fixture::new();
+    f.fund(1, 1_000_000, 1_000_000_000);
+    let limit = |f: &mut Fixture, side: Side, price: u64| {
+        f.order(
+            1,
+            side,
+            Limit {
+                price: Price(price),
+                qty: Qty(1),
+            },
+            Gtc,
+        )
+    };
+    let k = limit(&mut f, Buy, 15_001);
+    f.rejected(k, RejectReason::PriceOutOfBand);
+    let k = limit(&mut f, Sell, 4_999);
+    f.rejected(k, RejectReason::PriceOutOfBand);
+    for (side, price) in [(Buy, 1), (Sell, 1_000_000), (Buy, 15_000), (Sell, 15_001)] {
+        let kind = limit(&mut f, side, price);
+        let ev = f.ok(kind);
+        assert!(
+            ev.iter().any(|e| matches!(e, Event::OrderRested { .. })),
+            "{side:?} at {price}: {ev:?}"
+        );
+    }
+    // A resting buy may be moved further from the market, not above the band.
+    let buy = f.engine.book_orders(M, Buy)[1];
+    assert_eq!(buy.price, Price(1));
+    let replace = |price: u64| {
+        CommandKind::CancelReplace(CancelReplace {
+            account: AccountId(1),
+            target: OrderRef::Id(buy.id),
+            new_price: Some(Price(price)),
+            new_qty: Qty(1),
+        })
+    };
+    f.ok(replace(2));
+    f.rejected(replace(15_001), RejectReason::PriceOutOfBand);
+}
+
+/// `band_bps` 0 is no band: any price in 1..=max_price is accepted on either side, and a market
+/// order's protection price is max_price (buy) or 1 (sell).
+#[test]
+fn a_market_without_band_accepts_any_price() {
+    let mut f = Fixture::new();
+    f.ok(CommandKind::MarketUpdate(MarketUpdate {
+        market: M,
+        risk: MarketRisk {
+            band_bps: 0,
+            ..risk()
+        },
+    }));
+    f.fund(1, 1_000_000, 0);
+    f.fund(2, 0, 10_000_000_000);
+    for price in [1, 999_999] {
+        let ev = f.limit(1, Sell, price, 1);
+        assert!(ev.iter().any(|e| matches!(e, Event::OrderRested { .. })));
+    }
+    // A market buy sweeps both asks: nothing bounds it but max_price.
+    let size = MarketSize::Qty(Qty(2));
+    let kind = f.order(2, Buy, Market { size }, Ioc);
+    let ev = f.ok(kind);
+    let prices: Vec<u64> = trades(&ev).iter().map(|t| t.price.0).collect();
+    assert_eq!(prices, vec![1, 999_999]);
+    // Above the widest band is refused.
+    f.rejected(
+        CommandKind::MarketUpdate(MarketUpdate {
+            market: M,
+            risk: MarketRisk {
+                band_bps: BAND_BPS_MAX + 1,
+                ..risk()
+            },
+        }),
+        RejectReason::InvalidMarketSpec,
+    );
+}
+
 #[test]
 fn every_pre_trade_check_rejects_with_its_reason() {
     let mut config = EngineConfig::small();
@@ -709,8 +791,6 @@ fn every_pre_trade_check_rejects_with_its_reason() {
     let k = lim(&mut f, 1, 1_000_001, 1);
     f.rejected(k, RejectReason::InvalidPrice);
     let k = lim(&mut f, 1, 15_001, 1);
-    f.rejected(k, RejectReason::PriceOutOfBand);
-    let k = lim(&mut f, 1, 4_999, 1);
     f.rejected(k, RejectReason::PriceOutOfBand);
     let k = lim(&mut f, 1, 9_000, 200_000);
     f.rejected(k, RejectReason::InsufficientBalance);
@@ -790,6 +870,56 @@ fn every_pre_trade_check_rejects_with_its_reason() {
         },
         RejectReason::CurrencyOutOfRange,
     );
+}
+
+/// Levels emptied away from the touch stay behind as tombstones: they do not count against the
+/// level capacity, are reused or compacted when new levels need room, and never show in depth.
+#[test]
+fn emptied_levels_free_their_capacity_and_never_show() {
+    let mut config = EngineConfig::small();
+    config.max_levels_per_side = 4;
+    let mut f = Fixture::with_config(config);
+    f.fund(1, 1_000_000, 0);
+    let mut ids = Vec::new();
+    for price in [11_000, 11_010, 11_020, 11_030] {
+        ids.push(order_id(&f.limit(1, Sell, price, 1)));
+    }
+    let k = f.order(
+        1,
+        Sell,
+        Limit {
+            price: Price(11_040),
+            qty: Qty(1),
+        },
+        Gtc,
+    );
+    f.rejected(k, RejectReason::BookFull);
+    // Empty the two middle levels and the worst: the vector is still full of levels.
+    for &i in &[1, 2, 3] {
+        f.ok(CommandKind::Cancel {
+            account: AccountId(1),
+            target: OrderRef::Id(ids[i]),
+        });
+    }
+    assert_eq!(f.engine.depth(M, Sell, 10), vec![(Price(11_000), Qty(1))]);
+    // New levels far from the old ones (compaction) and between them (reuse).
+    for price in [12_000, 11_005, 11_015] {
+        f.limit(1, Sell, price, 2);
+    }
+    let depth = f.engine.depth(M, Sell, 10);
+    let prices: Vec<u64> = depth.iter().map(|(p, _)| p.0).collect();
+    assert_eq!(prices, vec![11_000, 11_005, 11_015, 12_000]);
+    let k = f.order(
+        1,
+        Sell,
+        Limit {
+            price: Price(11_020),
+            qty: Qty(1),
+        },
+        Gtc,
+    );
+    f.rejected(k, RejectReason::BookFull);
+    f.engine.audit().unwrap();
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "MODE")]
     pub ack: Option<AckMode>,
 
+    /// Shape of the generated order flow; used by workloads that support it.
+    #[arg(long, value_name = "SHAPE")]
+    pub flow: Option<FlowArg>,
+
     /// Database server to replicate into (`mysql://user@host:port/name`; the run works in a
     /// fresh database `<name>_<pid>` it drops afterwards); used by workloads that support it.
     /// Absent: `DATABASE_URL`, then `mysql://root@127.0.0.1:3306/peregrine_bench`.
@@ -74,6 +78,34 @@ pub enum AckMode {
     Durable,
     /// As soon as the order is sequenced, before it is durable.
     Fast,
+}
+
+/// The order flow a workload generates (`--flow`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FlowArg {
+    /// Random-walk mid, power-law depth, cancels, replaces, IOC and market orders.
+    Realistic,
+    /// The realistic flow with the mid swept to twice its level and back every cycle.
+    FlashCrash,
+}
+
+impl FlowArg {
+    /// The generator's shape for this flow.
+    pub fn shape(self) -> peregrine_hotpath::sim::FlowShape {
+        match self {
+            FlowArg::Realistic => peregrine_hotpath::sim::FlowShape::Realistic,
+            FlowArg::FlashCrash => peregrine_hotpath::sim::FlowShape::FLASH_CRASH,
+        }
+    }
+
+    /// The name as typed on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowArg::Realistic => "realistic",
+            FlowArg::FlashCrash => "flash-crash",
+        }
+    }
 }
 
 /// A workload-specific flag: a workload accepts it only if it declares it in its
@@ -93,6 +125,8 @@ pub enum WorkloadFlag {
     Ack,
     /// `--database-url`.
     DatabaseUrl,
+    /// `--flow`.
+    Flow,
 }
 
 impl WorkloadFlag {
@@ -105,6 +139,7 @@ impl WorkloadFlag {
             WorkloadFlag::Batch => "--batch",
             WorkloadFlag::Ack => "--ack",
             WorkloadFlag::DatabaseUrl => "--database-url",
+            WorkloadFlag::Flow => "--flow",
         }
     }
 }
@@ -123,6 +158,7 @@ impl BenchArgs {
             shards: None,
             batch_commands: None,
             ack: None,
+            flow: None,
             database_url: None,
         }
     }
@@ -186,6 +222,7 @@ impl BenchArgs {
             shards,
             batch_commands,
             ack,
+            flow,
             database_url,
         } = self;
         let given = [
@@ -194,6 +231,7 @@ impl BenchArgs {
             (shards.is_some(), WorkloadFlag::Shards),
             (batch_commands.is_some(), WorkloadFlag::Batch),
             (ack.is_some(), WorkloadFlag::Ack),
+            (flow.is_some(), WorkloadFlag::Flow),
             (database_url.is_some(), WorkloadFlag::DatabaseUrl),
         ];
         given
@@ -264,6 +302,8 @@ mod tests {
             "256",
             "--ack",
             "durable",
+            "--flow",
+            "flash-crash",
             "--database-url",
             "mysql://root@127.0.0.1:3306/bench",
         ])
@@ -276,6 +316,7 @@ mod tests {
         assert_eq!(args.shards, Some(4));
         assert_eq!(args.batch_commands, Some(256));
         assert_eq!(args.ack, Some(AckMode::Durable));
+        assert_eq!(args.flow, Some(FlowArg::FlashCrash));
         assert_eq!(
             args.database_url.as_deref(),
             Some("mysql://root@127.0.0.1:3306/bench")
@@ -288,6 +329,7 @@ mod tests {
                 WorkloadFlag::Shards,
                 WorkloadFlag::Batch,
                 WorkloadFlag::Ack,
+                WorkloadFlag::Flow,
                 WorkloadFlag::DatabaseUrl
             ]
         );

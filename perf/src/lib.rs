@@ -67,7 +67,7 @@ pub mod registry;
 pub mod report;
 pub mod workloads;
 
-pub use args::{AckMode, BenchArgs, WorkloadFlag};
+pub use args::{AckMode, BenchArgs, FlowArg, WorkloadFlag};
 pub use error::BenchError;
 pub use open_loop::{OpenLoopConfig, OpenLoopOutcome, run_open_loop};
 pub use pacer::{Pacer, PacerStats};

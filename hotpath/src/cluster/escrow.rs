@@ -16,9 +16,6 @@ use crate::event::RejectReason;
 use crate::ids::{AccountId, Amount, CurrencyId, Price, Qty, Side};
 use crate::ledger::LedgerError;
 
-/// Basis points in one (as the engine's band).
-const BPS: u128 = 10_000;
-
 /// A risk shard's view of a market: its units and risk parameters, and the last trade price as
 /// of the last batch boundary.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,11 +51,12 @@ impl MarketView {
 
     /// The engine's protection price (`Market::band`), from this view's reference.
     fn protection_price(&self, side: Side) -> Price {
-        let reference = u128::from(self.last_price.unwrap_or(self.risk.reference_price).0);
-        let delta = reference * u128::from(self.risk.band_bps) / BPS;
+        let reference = self.last_price.unwrap_or(self.risk.reference_price);
+        let (low, high) =
+            crate::market::band_limits(reference, self.risk.band_bps, self.risk.max_price);
         match side {
-            Side::Buy => Price((reference + delta).min(u128::from(self.risk.max_price.0)) as u64),
-            Side::Sell => Price((reference - delta).max(1) as u64),
+            Side::Buy => high,
+            Side::Sell => low,
         }
     }
 

@@ -16,10 +16,10 @@ mod cluster;
 use std::time::Instant;
 
 use peregrine_hotpath::runtime::{Busy, IdlePolicy, Output, Outputs, Shard, ShardConfig};
-use peregrine_hotpath::sim::{Flow, FlowParams};
-use peregrine_hotpath::{Engine, EngineConfig, Event};
+use peregrine_hotpath::sim::{self, Flow};
+use peregrine_hotpath::{Engine, Event, RejectReason};
 
-use crate::args::{BenchArgs, WorkloadFlag};
+use crate::args::{BenchArgs, FlowArg, WorkloadFlag};
 use crate::error::BenchError;
 use crate::floor;
 use crate::pacer::Pacer;
@@ -37,6 +37,7 @@ pub const WORKLOAD: Workload = Workload {
         WorkloadFlag::Seed,
         WorkloadFlag::Shards,
         WorkloadFlag::Batch,
+        WorkloadFlag::Flow,
     ],
     run,
 };
@@ -70,27 +71,31 @@ fn phase_commands_in(
     let throughput = batches * batch_commands;
     (throughput / 10, throughput)
 }
-const ACCOUNTS: u32 = 10_000;
+const ACCOUNTS: u32 = sim::BENCH_ACCOUNTS;
 
-fn engine_config() -> EngineConfig {
-    EngineConfig {
-        max_accounts: ACCOUNTS,
-        max_currencies: 4,
-        max_markets: 4,
-        max_orders: 1 << 20,
-        max_levels_per_side: 8_192,
-        max_open_orders_per_account: 10_000,
-        ..EngineConfig::default()
-    }
-}
+/// Reject codes the tally counts one by one; a larger code (none today) counts in the last.
+const REJECT_CODES_MAX: usize = 64;
 
 /// Counts of what the flow produced, for the report's params.
-#[derive(Default)]
 struct Tally {
     commands: u64,
     events: u64,
     trades: u64,
     rejects: u64,
+    /// Rejects by wire code, with the reason seen for each code.
+    rejects_by_code: [(u64, Option<RejectReason>); REJECT_CODES_MAX],
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally {
+            commands: 0,
+            events: 0,
+            trades: 0,
+            rejects: 0,
+            rejects_by_code: [(0, None); REJECT_CODES_MAX],
+        }
+    }
 }
 
 impl Tally {
@@ -105,15 +110,35 @@ impl Tally {
         for e in events {
             match e {
                 Event::Trade(_) => self.trades += 1,
-                Event::Rejected { .. } => self.rejects += 1,
+                Event::Rejected { reason } => {
+                    self.rejects += 1;
+                    let code = usize::from(reason.code()).min(REJECT_CODES_MAX - 1);
+                    self.rejects_by_code[code].0 += 1;
+                    self.rejects_by_code[code].1 = Some(*reason);
+                }
                 _ => {}
             }
         }
+    }
+
+    /// Rejects by reason name, for the report (`{"PriceOutOfBand": 12}`; empty when none).
+    fn rejects_by_reason(&self) -> serde_json::Value {
+        let counts: serde_json::Map<String, serde_json::Value> = self
+            .rejects_by_code
+            .iter()
+            .filter_map(|&(count, reason)| reason.map(|r| (r.to_string(), count.into())))
+            .collect();
+        serde_json::Value::Object(counts)
     }
 }
 
 fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     match args.shards {
+        // The cluster generates its own multi-market flow: never ignore a flag silently.
+        Some(shards) if shards >= 2 && args.flow.is_some() => Err(BenchError::invalid(
+            "--flow",
+            "applies to the single engine only (no --shards, or --shards 1)",
+        )),
         Some(shards) if shards >= 2 => cluster::run(args, shards),
         // Only the cluster is batched: never ignore a flag silently.
         _ if args.batch_commands.is_some() => Err(BenchError::invalid(
@@ -126,21 +151,15 @@ fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     }
 }
 
+/// The flow `--flow` names (realistic when absent).
+fn flow_of(args: &BenchArgs) -> FlowArg {
+    args.flow.unwrap_or(FlowArg::Realistic)
+}
+
 /// A flow and an engine with the flow's setup applied.
-fn prepare(seed: u64) -> Result<(Engine, Flow), BenchError> {
-    let mut engine = Engine::new(engine_config()).map_err(|e| BenchError::workload(NAME, e))?;
-    let mut flow = Flow::new(FlowParams {
-        seed,
-        accounts: ACCOUNTS,
-        markets: 1,
-        ..FlowParams::default()
-    });
-    let mut events = Vec::new();
-    for command in flow.setup() {
-        engine.apply(&command, &mut events);
-        events.clear();
-    }
-    Ok((engine, flow))
+fn prepare(args: &BenchArgs) -> Result<(Engine, Flow), BenchError> {
+    sim::bench_prepare(args.seed_or_default(), flow_of(args).shape(), true)
+        .map_err(|e| BenchError::workload(NAME, e))
 }
 
 /// Through the thread-per-core runtime: this thread generates, submits and drains; the shard
@@ -148,7 +167,7 @@ fn prepare(seed: u64) -> Result<(Engine, Flow), BenchError> {
 fn run_threaded(args: &BenchArgs) -> Result<Report, BenchError> {
     let rate = args.rate_or(RATE_DEFAULT_OPS_PER_SEC)?;
     let seed = args.seed_or_default();
-    let (engine, mut flow) = prepare(seed)?;
+    let (engine, mut flow) = prepare(args)?;
     // The last core: the first is where the OS tends to put everything else.
     let core = core_affinity::get_core_ids()
         .and_then(|ids| ids.last().map(|c| c.id))
@@ -261,7 +280,9 @@ fn run_threaded(args: &BenchArgs) -> Result<Report, BenchError> {
             .with_param(
                 "rejects_per_command",
                 tally.rejects as f64 / tally.commands as f64,
-            ),
+            )
+            .with_param("rejects_by_reason", tally.rejects_by_reason())
+            .with_param("flow", flow_of(args).name()),
     )
 }
 
@@ -295,7 +316,7 @@ fn drain(
 fn run_engine(args: &BenchArgs) -> Result<Report, BenchError> {
     let rate = args.rate_or(RATE_DEFAULT_OPS_PER_SEC)?;
     let seed = args.seed_or_default();
-    let (mut engine, mut flow) = prepare(seed)?;
+    let (mut engine, mut flow) = prepare(args)?;
     let mut events: Vec<Event> = Vec::with_capacity(4_096);
     let mut tally = Tally::default();
     let (warmup_commands, throughput_commands) = phase_commands(args, rate);
@@ -385,6 +406,8 @@ fn run_engine(args: &BenchArgs) -> Result<Report, BenchError> {
                 "rejects_per_command",
                 tally.rejects as f64 / tally.commands as f64,
             )
+            .with_param("rejects_by_reason", tally.rejects_by_reason())
+            .with_param("flow", flow_of(args).name())
             .with_param("live_orders_end", u64::from(engine.live_orders())),
     )
 }
@@ -412,6 +435,28 @@ mod tests {
             service["p99"].as_u64().unwrap() <= report.latency_ns.p99,
             "{service}"
         );
+    }
+
+    #[test]
+    fn runs_the_flash_crash_and_reports_rejects_by_reason() {
+        let mut args = BenchArgs::new(NAME);
+        args.duration = Duration::from_millis(100);
+        args.rate_ops_per_sec = Some(100_000);
+        args.flow = Some(FlowArg::FlashCrash);
+        let report = run(&args).unwrap();
+        assert_eq!(report.params["flow"], "flash-crash");
+        // The flow cancels orders that filled before it learnt of it: some rejects, by reason.
+        let rejects = report.params["rejects_by_reason"].as_object().unwrap();
+        let counted: u64 = rejects.values().map(|v| v.as_u64().unwrap()).sum();
+        assert!(rejects.contains_key("UnknownOrder"), "{rejects:?}");
+        let per_command = report.params["rejects_per_command"].as_f64().unwrap();
+        assert!(counted > 0 && per_command > 0.0);
+        // The cluster runs its own flow: `--flow` is refused there, not ignored.
+        args.shards = Some(2);
+        assert!(matches!(
+            run(&args),
+            Err(BenchError::InvalidArgument { flag: "--flow", .. })
+        ));
     }
 
     #[test]

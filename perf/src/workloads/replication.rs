@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use peregrine_hotpath::sim::{Flow, FlowParams};
+use peregrine_hotpath::sim::{Flow, FlowParams, FlowShape};
 use peregrine_hotpath::{EngineConfig, Envelope, Event, TimestampNs};
 use peregrine_persist::{JournalConfig, JournalError, open};
 use peregrine_replica::{DurableSource, ReplicaConfig, Replicator, admin};
@@ -132,6 +132,7 @@ fn run_in(
         ioc_percent: 35,
         market_percent: 5,
         tracked_orders: 20_000,
+        shape: FlowShape::Realistic,
     });
     let registry = prometheus::Registry::new();
     let mut replica_config = ReplicaConfig::new(url, dir, engine_config());

@@ -33,7 +33,7 @@ use peregrine_hotpath::{
     EngineConfig, Envelope, Event,
 };
 
-use super::{ACCOUNTS, NAME, RATE_DEFAULT_OPS_PER_SEC, Tally, engine_config, phase_commands_in};
+use super::{ACCOUNTS, NAME, RATE_DEFAULT_OPS_PER_SEC, Tally, phase_commands_in};
 use crate::args::BenchArgs;
 use crate::error::BenchError;
 use crate::floor;
@@ -112,7 +112,10 @@ impl Shape {
     fn engine(&self) -> EngineConfig {
         EngineConfig {
             max_markets: self.markets,
-            ..engine_config()
+            // The realistic flow's books stay near the touch; the single engine's 2^18 levels
+            // are for the flash crash, which the cluster does not run.
+            max_levels_per_side: 8_192,
+            ..peregrine_hotpath::sim::bench_engine_config(true)
         }
     }
 
