@@ -62,7 +62,9 @@ impl RejectReason {
             R::ZeroQty => "the volume must be positive",
             R::QtyTooLarge => "the volume is above the market's maximum",
             R::InvalidPrice => "the price must be positive and at most the market's maximum",
-            R::PriceOutOfBand => "the price is too far from the market's reference price",
+            R::PriceOutOfBand => {
+                "a buy above (or a sell below) the market's price band around its reference price"
+            }
             R::NotionalTooLarge => "price times volume is above the market's maximum",
             R::TooManyOpenOrders => "the account has too many open orders",
             R::RateLimited => "orders are sent faster than the account's rate limit; slow down",
