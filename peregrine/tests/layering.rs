@@ -80,6 +80,15 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<(String, String
         "peregrine-persist",
     ];
     const EDGES: &[&str] = &["peregrine-gateway", "peregrine-proto"];
+    // The views are pure interpretation of events: no I/O, no runtime, no storage below them.
+    const NOT_IN_THE_VIEWS: &[&str] = &[
+        "peregrine-persist",
+        "peregrine-core",
+        "tokio",
+        "io-uring",
+        "sqlx",
+        "axum",
+    ];
     let rules: Vec<(&str, &[&str])> = HOT_TIER
         .iter()
         .map(|crate_name| (*crate_name, ABOVE_HOT_TIER))
@@ -88,6 +97,7 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<(String, String
             ("peregrine-proto", NOT_IN_THE_SDK),
             // The control plane talks to the engine through core, never through an edge.
             ("peregrine-control", EDGES),
+            ("peregrine-views", NOT_IN_THE_VIEWS),
         ])
         .collect();
     let mut found = Vec::new();
@@ -113,6 +123,7 @@ fn dependencies_point_down() {
         "peregrine-hotpath",
         "peregrine-persist",
         "peregrine-core",
+        "peregrine-views",
         "peregrine-proto",
         "peregrine-client",
         "peregrine-control",
@@ -148,4 +159,9 @@ fn an_upward_edge_is_reported() {
         .unwrap()
         .insert("peregrine-gateway".to_owned());
     assert!(violations(&graph).contains(&("peregrine-control".into(), "peregrine-gateway".into())));
+    graph
+        .get_mut("peregrine-views")
+        .unwrap()
+        .insert("tokio".to_owned());
+    assert!(violations(&graph).contains(&("peregrine-views".into(), "tokio".into())));
 }

@@ -9,10 +9,11 @@
 use std::collections::{BTreeMap, HashMap};
 
 use peregrine_hotpath::{
-    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, MarketSize,
-    OrderId, OrderKind, Price, Qty, TimeInForce,
+    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, OrderId,
+    Price, Qty, TimeInForce,
 };
 use peregrine_persist::Seq;
+use peregrine_views::{OrderTerms, OrderType};
 
 use crate::rows::{
     Batch, CurrencyRow, DepositRow, LedgerRow, MarketChange, MarketRow, OrderEventRow, OrderRow,
@@ -77,6 +78,8 @@ type OrderStatic = (
     Option<Amount>,
 );
 
+/// The order's terms as the views read them from its command (one reading of a command's
+/// terms for every edge), in the replica's column vocabulary.
 fn order_static(command: &Envelope, account: AccountId, order_client: u64) -> OrderStatic {
     let CommandKind::NewOrder(new) = &command.kind else {
         return (None, None, None, None);
@@ -84,26 +87,22 @@ fn order_static(command: &Envelope, account: AccountId, order_client: u64) -> Or
     if new.account != account || new.client_order_id.0 != order_client {
         return (None, None, None, None);
     }
-    let budget = |size: MarketSize| match size {
-        MarketSize::QuoteBudget(amount) => Some(amount),
-        MarketSize::Qty(_) => None,
-    };
-    let tif = match new.tif {
+    let terms = OrderTerms::of(new);
+    let tif = match terms.tif {
         TimeInForce::Gtc => Some("gtc"),
         TimeInForce::Ioc => Some("ioc"),
         TimeInForce::Fok => Some("fok"),
         TimeInForce::PostOnly => Some("post_only"),
         _ => None,
     };
-    match new.kind {
-        OrderKind::Limit { .. } => (Some("limit"), tif, None, None),
-        OrderKind::Market { size } => (Some("market"), tif, None, budget(size)),
-        OrderKind::StopLimit { trigger, .. } => (Some("stop_limit"), tif, Some(trigger), None),
-        OrderKind::StopMarket { trigger, size } => {
-            (Some("stop_market"), tif, Some(trigger), budget(size))
-        }
-        _ => (None, tif, None, None),
-    }
+    let kind = match terms.kind {
+        OrderType::Limit => "limit",
+        OrderType::Market => "market",
+        OrderType::StopLimit => "stop_limit",
+        OrderType::StopMarket => "stop_market",
+        _ => return (None, tif, terms.trigger, terms.budget),
+    };
+    (Some(kind), tif, terms.trigger, terms.budget)
 }
 
 impl RowMapper {
