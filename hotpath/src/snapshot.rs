@@ -394,6 +394,11 @@ impl Engine {
                     if o.state != OrderState::Resting || o.market.0 as usize != index {
                         return Err(Inconsistent("book order not resting there"));
                     }
+                    // A book never holds an empty order (`push` asserts it): a damaged
+                    // snapshot's must be refused here, not panic there.
+                    if o.qty.0 == 0 {
+                        return Err(Inconsistent("book order of zero quantity"));
+                    }
                     let market = engine.markets[index]
                         .as_deref_mut()
                         .ok_or(Inconsistent("market"))?;
