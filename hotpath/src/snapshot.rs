@@ -338,6 +338,10 @@ impl Engine {
             if index >= engine.markets.len() || m.fees.len() != MAX_FEE_TIERS {
                 return Err(Inconsistent("market out of range"));
             }
+            // As `MarketAdd` checked it: sizes that make every amount of the market fit u64.
+            if !Market::validate_spec(&m.spec) {
+                return Err(Inconsistent("market specification invalid"));
+            }
             let mut market = Market::new(m.spec, cfg.max_levels_per_side, m.stops_capacity);
             market.risk = m.risk;
             market.fees.copy_from_slice(&m.fees);
@@ -349,12 +353,20 @@ impl Engine {
         }
         let mut orders = Vec::with_capacity(image.orders.len());
         for o in &image.orders {
-            if engine
-                .markets
-                .get(o.market.0 as usize)
-                .is_none_or(|m| m.is_none())
-            {
+            let Some(Some(market)) = engine.markets.get(o.market.0 as usize) else {
                 return Err(Inconsistent("order in a missing market"));
+            };
+            // Every amount of an order fits u64 (the engine's arithmetic, the audit's included,
+            // relies on it): a damaged snapshot's may not.
+            let spec = &market.spec;
+            let amounts_fit = o.qty.0.checked_mul(spec.base_per_lot).is_some()
+                && o.price
+                    .0
+                    .checked_mul(o.qty.0)
+                    .and_then(|quote| quote.checked_mul(spec.quote_per_tick_lot))
+                    .is_some();
+            if !amounts_fit {
+                return Err(Inconsistent("order amounts overflow"));
             }
             orders.push(Order {
                 id: o.id,

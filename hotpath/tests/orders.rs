@@ -966,25 +966,42 @@ fn a_withdrawal_id_holds_once_even_after_it_settled() {
     assert_eq!(f.balance(1, USD), (900, 0));
 }
 
+/// A snapshot of one resting buy of `qty`, with that quantity's bytes (which must occur once)
+/// replaced by `damaged`, restored within the engine's own capacities.
+fn restore_with_damaged_qty(qty: u64, damaged: u64) -> Result<Engine, SnapshotError> {
+    let mut f = Fixture::new();
+    f.fund(1, 0, 1 << 40);
+    f.limit(1, Side::Buy, 10_000, qty);
+    let mut bytes = f.engine.snapshot().unwrap();
+    assert!(Engine::restore_within(&bytes, f.engine.config()).is_ok());
+    let pattern = qty.to_le_bytes();
+    let at: Vec<usize> = (0..bytes.len() - 8)
+        .filter(|&i| bytes[i..i + 8] == pattern)
+        .collect();
+    assert_eq!(at.len(), 1, "the quantity is not unique in the snapshot");
+    bytes[at[0]..at[0] + 8].copy_from_slice(&damaged.to_le_bytes());
+    Engine::restore_within(&bytes, f.engine.config())
+}
+
 /// Found by the `snapshot_restore` fuzz target: a snapshot whose resting order has quantity 0
 /// (a damaged file that still passes the file's checksum) made `restore_within` panic in the
 /// book (`push` asserts a non-empty order) instead of refusing the snapshot.
 #[test]
 fn a_snapshot_with_an_empty_resting_order_is_refused_not_a_panic() {
-    /// A quantity whose bytes occur once in the snapshot: the order's `qty` field.
-    const QTY: u64 = 0x0A_BCDE;
-    let mut f = Fixture::new();
-    f.fund(1, 0, 1 << 40);
-    f.limit(1, Side::Buy, 10_000, QTY);
-    let mut bytes = f.engine.snapshot().unwrap();
-    assert!(Engine::restore_within(&bytes, f.engine.config()).is_ok());
-    let pattern = QTY.to_le_bytes();
-    let at: Vec<usize> = (0..bytes.len() - 8)
-        .filter(|&i| bytes[i..i + 8] == pattern)
-        .collect();
-    assert_eq!(at.len(), 1, "the quantity is not unique in the snapshot");
-    bytes[at[0]..at[0] + 8].fill(0);
-    let restored = Engine::restore_within(&bytes, f.engine.config());
+    let restored = restore_with_damaged_qty(0x0A_BCDE, 0);
+    assert!(
+        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        "{:?}",
+        restored.err()
+    );
+}
+
+/// Found by the `snapshot_restore` fuzz target: a resting order whose quantity makes its
+/// amounts overflow u64 made the audit that ends `restore_within` panic (multiply with
+/// overflow) instead of refusing the snapshot.
+#[test]
+fn a_snapshot_with_an_order_beyond_u64_amounts_is_refused_not_a_panic() {
+    let restored = restore_with_damaged_qty(0x0A_BCDF, u64::MAX / 2);
     assert!(
         matches!(restored, Err(SnapshotError::Inconsistent(_))),
         "{:?}",
