@@ -342,6 +342,10 @@ impl Engine {
             if !Market::validate_spec(&m.spec) {
                 return Err(Inconsistent("market specification invalid"));
             }
+            // Sized as `MarketAdd` sizes it, checked before it sizes an allocation.
+            if m.stops_capacity > crate::engine::STOPS_PER_SIDE.min(cfg.max_orders) {
+                return Err(Inconsistent("market stops capacity over the limit"));
+            }
             let mut market = Market::new(m.spec, cfg.max_levels_per_side, m.stops_capacity);
             market.risk = m.risk;
             market.fees.copy_from_slice(&m.fees);

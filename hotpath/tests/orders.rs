@@ -1008,3 +1008,32 @@ fn a_snapshot_with_an_order_beyond_u64_amounts_is_refused_not_a_panic() {
         restored.err()
     );
 }
+
+/// Found by the `snapshot_restore` fuzz target: a market's stop capacity in the snapshot sized
+/// two vectors before anything checked it (a damaged value asked for 100 GB and aborted the
+/// process) instead of the snapshot being refused.
+#[test]
+fn a_snapshot_with_a_huge_stop_capacity_is_refused_before_allocating() {
+    /// A capacity whose bytes occur twice: the market's stop capacity (an out-of-line vector
+    /// entry, first) and the configuration's `max_orders` (in the root, at the end).
+    const MAX_ORDERS: u32 = 0x0D05;
+    let config = EngineConfig {
+        max_orders: MAX_ORDERS,
+        ..EngineConfig::small()
+    };
+    let f = Fixture::with_config(config.clone());
+    let mut bytes = f.engine.snapshot().unwrap();
+    assert!(Engine::restore_within(&bytes, &config).is_ok());
+    let pattern = MAX_ORDERS.to_le_bytes();
+    let at: Vec<usize> = (0..bytes.len() - 4)
+        .filter(|&i| bytes[i..i + 4] == pattern)
+        .collect();
+    assert_eq!(at.len(), 2, "the capacity is not where the test expects it");
+    bytes[at[0]..at[0] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let restored = Engine::restore_within(&bytes, &config);
+    assert!(
+        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        "{:?}",
+        restored.err()
+    );
+}
