@@ -1037,3 +1037,28 @@ fn a_snapshot_with_a_huge_stop_capacity_is_refused_before_allocating() {
         restored.err()
     );
 }
+
+/// Found by the `snapshot_restore` fuzz target (a market in a damaged snapshot): a market whose
+/// largest price, quantity and tick value multiply beyond u128 made the specification check
+/// panic (multiply with overflow) instead of refusing it; `MarketAdd` goes through the same
+/// check.
+#[test]
+fn a_market_whose_largest_amount_overflows_u128_is_refused_not_a_panic() {
+    let mut f = Fixture::new();
+    let huge = MarketSpec {
+        market: MarketId(1),
+        base_per_lot: 1,
+        quote_per_tick_lot: u64::MAX,
+        risk: MarketRisk {
+            max_price: Price(u64::MAX),
+            max_qty: Qty(u64::MAX),
+            reference_price: Price(1),
+            ..risk()
+        },
+        ..spec()
+    };
+    f.rejected(
+        CommandKind::MarketAdd(huge),
+        RejectReason::InvalidMarketSpec,
+    );
+}
