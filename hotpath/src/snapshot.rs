@@ -338,6 +338,9 @@ impl Engine {
             if index >= engine.markets.len() || m.fees.len() != MAX_FEE_TIERS {
                 return Err(Inconsistent("market out of range"));
             }
+            if m.spec.base.0 >= cfg.max_currencies || m.spec.quote.0 >= cfg.max_currencies {
+                return Err(Inconsistent("market currency out of range"));
+            }
             // As `MarketAdd` checked it: sizes that make every amount of the market fit u64.
             if !Market::validate_spec(&m.spec) {
                 return Err(Inconsistent("market specification invalid"));
@@ -360,6 +363,9 @@ impl Engine {
             let Some(Some(market)) = engine.markets.get(o.market.0 as usize) else {
                 return Err(Inconsistent("order in a missing market"));
             };
+            if o.account.0 >= cfg.max_accounts {
+                return Err(Inconsistent("order account out of range"));
+            }
             // Every amount of an order fits u64 (the engine's arithmetic, the audit's included,
             // relies on it): a damaged snapshot's may not.
             let spec = &market.spec;
