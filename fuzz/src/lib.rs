@@ -20,22 +20,12 @@ pub const TARGETS: [&str; 5] = [
     "snapshot_restore",
 ];
 
-/// The configured capacities a snapshot is restored within. Small, so that one restore (which
-/// allocates what the snapshot's capacities ask for, once they are checked against these) costs
-/// microseconds and a fuzzer run makes many; a snapshot asking for more is refused before any
-/// allocation, exactly as with the appliance's larger defaults.
+/// The configured capacities a snapshot is restored within: the engine's small configuration,
+/// so that one restore (which allocates what the snapshot's capacities ask for, once they are
+/// checked against these) costs microseconds and a fuzzer run makes many; a snapshot asking for
+/// more is refused before any allocation, exactly as with the appliance's larger defaults.
 pub fn engine_limits() -> EngineConfig {
-    EngineConfig {
-        max_accounts: 64,
-        max_currencies: 4,
-        max_markets: 2,
-        max_orders: 1 << 10,
-        max_levels_per_side: 256,
-        max_pending_withdrawals: 64,
-        max_open_orders_per_account: 256,
-        idempotency_keys_max: 1 << 10,
-        ..EngineConfig::default()
-    }
+    EngineConfig::small()
 }
 
 /// Market units of real shapes (the embedded catalog's btcusd and an 18-decimal token), for the
@@ -60,7 +50,13 @@ pub fn market_units() -> [MarketUnits; 2] {
 /// Commands of a real flow (currencies, markets, deposits, then trading) with the events the
 /// engine gave each, applied to an engine of [`engine_limits`]; the engine is returned too.
 pub fn real_flow(commands: usize) -> (peregrine_hotpath::Engine, Vec<(Envelope, Vec<Event>)>) {
-    let Ok(mut engine) = peregrine_hotpath::Engine::new(engine_limits()) else {
+    let config = EngineConfig {
+        max_currencies: 4,
+        max_markets: 2,
+        max_orders: 1 << 10,
+        ..engine_limits()
+    };
+    let Ok(mut engine) = peregrine_hotpath::Engine::new(config) else {
         unreachable!("the fuzz limits are a valid engine configuration")
     };
     let mut flow = Flow::new(FlowParams {

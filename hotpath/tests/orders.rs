@@ -1070,17 +1070,7 @@ fn a_market_whose_largest_amount_overflows_u128_is_refused_not_a_panic() {
 fn a_snapshot_with_an_order_of_an_account_out_of_range_is_refused_not_a_panic() {
     let image = include_bytes!("data/snapshot-order-account-out-of-range.bin");
     // The fuzz target's limits (`fuzz/src/lib.rs`, `engine_limits`).
-    let limits = EngineConfig {
-        max_accounts: 64,
-        max_currencies: 4,
-        max_markets: 2,
-        max_orders: 1 << 10,
-        max_levels_per_side: 256,
-        max_pending_withdrawals: 64,
-        max_open_orders_per_account: 256,
-        idempotency_keys_max: 1 << 10,
-        ..EngineConfig::default()
-    };
+    let limits = EngineConfig::small();
     let restored = Engine::restore_within(image, &limits);
     assert!(
         matches!(restored, Err(SnapshotError::Inconsistent(_))),
