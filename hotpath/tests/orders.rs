@@ -1063,18 +1063,31 @@ fn a_market_whose_largest_amount_overflows_u128_is_refused_not_a_panic() {
     );
 }
 
-/// Found by the `snapshot_restore` fuzz target (the input is kept as it found it): an engine
-/// image whose order belongs to an account beyond the configured accounts made the audit that
-/// ends `restore_within` index out of bounds (a panic) instead of refusing the snapshot.
-#[test]
-fn a_snapshot_with_an_order_of_an_account_out_of_range_is_refused_not_a_panic() {
-    let image = include_bytes!("data/snapshot-order-account-out-of-range.bin");
-    // The fuzz target's limits (`fuzz/src/lib.rs`, `engine_limits`).
-    let limits = EngineConfig::small();
-    let restored = Engine::restore_within(image, &limits);
+/// An engine image the `snapshot_restore` fuzz target found (kept in `data/`), restored within
+/// the fuzz target's limits (`fuzz/src/lib.rs`, `engine_limits`): refused, never a panic.
+fn assert_found_image_is_refused(image: &[u8]) {
+    let restored = Engine::restore_within(image, &EngineConfig::small());
     assert!(
         matches!(restored, Err(SnapshotError::Inconsistent(_))),
         "{:?}",
         restored.err()
     );
+}
+
+/// Found by the `snapshot_restore` fuzz target (the input is kept as it found it): an engine
+/// image whose order belongs to an account beyond the configured accounts made the audit that
+/// ends `restore_within` index out of bounds (a panic) instead of refusing the snapshot.
+#[test]
+fn a_snapshot_with_an_order_of_an_account_out_of_range_is_refused_not_a_panic() {
+    assert_found_image_is_refused(include_bytes!(
+        "data/snapshot-order-account-out-of-range.bin"
+    ));
+}
+
+/// Found by the `snapshot_restore` fuzz target (kept as found): currency totals whose sum
+/// overflows u128 made the ledger's conservation check panic (add with overflow) in the audit
+/// instead of refusing the snapshot.
+#[test]
+fn a_snapshot_whose_totals_overflow_is_refused_not_a_panic() {
+    assert_found_image_is_refused(include_bytes!("data/snapshot-totals-overflow.bin"));
 }
