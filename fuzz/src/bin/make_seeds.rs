@@ -77,7 +77,7 @@ fn requests() -> Vec<(&'static str, Request)> {
         stp: SelfTradePrevention::CancelNewest,
     };
     let limit = OrderKind::Limit {
-        price: Price(30_000_00),
+        price: Price(3_000_000),
         qty: Qty(5),
     };
     let market_buy = OrderKind::Market {
@@ -106,7 +106,7 @@ fn requests() -> Vec<(&'static str, Request)> {
             Request::CancelReplace {
                 req: RequestId(5),
                 target: OrderRef::Id(OrderId(9)),
-                new_price: Some(Price(29_990_00)),
+                new_price: Some(Price(2_999_000)),
                 new_qty: Qty(4),
             },
         ),
@@ -157,7 +157,7 @@ fn proto_seeds(seeds: &mut Seeds) -> Result<()> {
             market: MarketId(0),
             side: Side::Buy,
             liquidity: Liquidity::Maker,
-            price: Price(30_000_00),
+            price: Price(3_000_000),
             qty: Qty(5),
             fee: 15,
         }),
