@@ -217,7 +217,13 @@ impl Ledger {
     #[inline]
     pub fn check_totals(&self) -> Result<(), InvariantViolation> {
         for (c, t) in self.totals.iter().enumerate() {
-            if t.available + t.locked + t.fees + t.withdrawn != t.deposited {
+            // Checked: totals restored from a damaged snapshot may sum beyond u128.
+            let spent = t
+                .available
+                .checked_add(t.locked)
+                .and_then(|sum| sum.checked_add(t.fees))
+                .and_then(|sum| sum.checked_add(t.withdrawn));
+            if spent != Some(t.deposited) {
                 return Err(InvariantViolation {
                     currency: CurrencyId(c as u16),
                     what: format!(

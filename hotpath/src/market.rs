@@ -83,11 +83,13 @@ impl Market {
             return false;
         }
         // The largest order's amounts must fit u64 so no trade can overflow.
+        // Three u64 factors can overflow even u128: checked, so huge values are refused, never
+        // a panic (or, without overflow checks, a wrapped product that passes).
         let base = u128::from(risk.max_qty.0) * u128::from(base_per_lot);
         let quote = u128::from(risk.max_price.0)
-            * u128::from(risk.max_qty.0)
-            * u128::from(quote_per_tick_lot);
-        base <= u128::from(u64::MAX) && quote <= u128::from(u64::MAX)
+            .checked_mul(u128::from(risk.max_qty.0))
+            .and_then(|quote| quote.checked_mul(u128::from(quote_per_tick_lot)));
+        base <= u128::from(u64::MAX) && quote.is_some_and(|quote| quote <= u128::from(u64::MAX))
     }
 
     /// Base minor units of `qty` lots. Fits u64 by `validate_risk` for any qty <= max_qty.

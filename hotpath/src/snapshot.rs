@@ -338,6 +338,17 @@ impl Engine {
             if index >= engine.markets.len() || m.fees.len() != MAX_FEE_TIERS {
                 return Err(Inconsistent("market out of range"));
             }
+            if m.spec.base.0 >= cfg.max_currencies || m.spec.quote.0 >= cfg.max_currencies {
+                return Err(Inconsistent("market currency out of range"));
+            }
+            // As `MarketAdd` checked it: sizes that make every amount of the market fit u64.
+            if !Market::validate_spec(&m.spec) {
+                return Err(Inconsistent("market specification invalid"));
+            }
+            // Sized as `MarketAdd` sizes it, checked before it sizes an allocation.
+            if m.stops_capacity > crate::engine::STOPS_PER_SIDE.min(cfg.max_orders) {
+                return Err(Inconsistent("market stops capacity over the limit"));
+            }
             let mut market = Market::new(m.spec, cfg.max_levels_per_side, m.stops_capacity);
             market.risk = m.risk;
             market.fees.copy_from_slice(&m.fees);
@@ -349,12 +360,23 @@ impl Engine {
         }
         let mut orders = Vec::with_capacity(image.orders.len());
         for o in &image.orders {
-            if engine
-                .markets
-                .get(o.market.0 as usize)
-                .is_none_or(|m| m.is_none())
-            {
+            let Some(Some(market)) = engine.markets.get(o.market.0 as usize) else {
                 return Err(Inconsistent("order in a missing market"));
+            };
+            if o.account.0 >= cfg.max_accounts {
+                return Err(Inconsistent("order account out of range"));
+            }
+            // Every amount of an order fits u64 (the engine's arithmetic, the audit's included,
+            // relies on it): a damaged snapshot's may not.
+            let spec = &market.spec;
+            let amounts_fit = o.qty.0.checked_mul(spec.base_per_lot).is_some()
+                && o.price
+                    .0
+                    .checked_mul(o.qty.0)
+                    .and_then(|quote| quote.checked_mul(spec.quote_per_tick_lot))
+                    .is_some();
+            if !amounts_fit {
+                return Err(Inconsistent("order amounts overflow"));
             }
             orders.push(Order {
                 id: o.id,
@@ -393,6 +415,11 @@ impl Engine {
                     let o = *engine.orders.get(slot);
                     if o.state != OrderState::Resting || o.market.0 as usize != index {
                         return Err(Inconsistent("book order not resting there"));
+                    }
+                    // A book never holds an empty order (`push` asserts it): a damaged
+                    // snapshot's must be refused here, not panic there.
+                    if o.qty.0 == 0 {
+                        return Err(Inconsistent("book order of zero quantity"));
                     }
                     let market = engine.markets[index]
                         .as_deref_mut()

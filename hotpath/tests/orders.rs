@@ -1095,3 +1095,129 @@ fn a_withdrawal_id_holds_once_even_after_it_settled() {
     f.rejected(hold, RejectReason::DuplicateWithdrawal);
     assert_eq!(f.balance(1, USD), (900, 0));
 }
+
+/// A snapshot of one resting buy of `qty`, with that quantity's bytes (which must occur once)
+/// replaced by `damaged`, restored within the engine's own capacities.
+fn restore_with_damaged_qty(qty: u64, damaged: u64) -> Result<Engine, SnapshotError> {
+    let mut f = Fixture::new();
+    f.fund(1, 0, 1 << 40);
+    f.limit(1, Side::Buy, 10_000, qty);
+    let mut bytes = f.engine.snapshot().unwrap();
+    assert!(Engine::restore_within(&bytes, f.engine.config()).is_ok());
+    let pattern = qty.to_le_bytes();
+    let at: Vec<usize> = (0..bytes.len() - 8)
+        .filter(|&i| bytes[i..i + 8] == pattern)
+        .collect();
+    assert_eq!(at.len(), 1, "the quantity is not unique in the snapshot");
+    bytes[at[0]..at[0] + 8].copy_from_slice(&damaged.to_le_bytes());
+    Engine::restore_within(&bytes, f.engine.config())
+}
+
+/// Found by the `snapshot_restore` fuzz target: a snapshot whose resting order has quantity 0
+/// (a damaged file that still passes the file's checksum) made `restore_within` panic in the
+/// book (`push` asserts a non-empty order) instead of refusing the snapshot.
+#[test]
+fn a_snapshot_with_an_empty_resting_order_is_refused_not_a_panic() {
+    let restored = restore_with_damaged_qty(0x0A_BCDE, 0);
+    assert!(
+        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        "{:?}",
+        restored.err()
+    );
+}
+
+/// Found by the `snapshot_restore` fuzz target: a resting order whose quantity makes its
+/// amounts overflow u64 made the audit that ends `restore_within` panic (multiply with
+/// overflow) instead of refusing the snapshot.
+#[test]
+fn a_snapshot_with_an_order_beyond_u64_amounts_is_refused_not_a_panic() {
+    let restored = restore_with_damaged_qty(0x0A_BCDF, u64::MAX / 2);
+    assert!(
+        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        "{:?}",
+        restored.err()
+    );
+}
+
+/// Found by the `snapshot_restore` fuzz target: a market's stop capacity in the snapshot sized
+/// two vectors before anything checked it (a damaged value asked for 100 GB and aborted the
+/// process) instead of the snapshot being refused.
+#[test]
+fn a_snapshot_with_a_huge_stop_capacity_is_refused_before_allocating() {
+    /// A capacity whose bytes occur twice: the market's stop capacity (an out-of-line vector
+    /// entry, first) and the configuration's `max_orders` (in the root, at the end).
+    const MAX_ORDERS: u32 = 0x0D05;
+    let config = EngineConfig {
+        max_orders: MAX_ORDERS,
+        ..EngineConfig::small()
+    };
+    let f = Fixture::with_config(config.clone());
+    let mut bytes = f.engine.snapshot().unwrap();
+    assert!(Engine::restore_within(&bytes, &config).is_ok());
+    let pattern = MAX_ORDERS.to_le_bytes();
+    let at: Vec<usize> = (0..bytes.len() - 4)
+        .filter(|&i| bytes[i..i + 4] == pattern)
+        .collect();
+    assert_eq!(at.len(), 2, "the capacity is not where the test expects it");
+    bytes[at[0]..at[0] + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let restored = Engine::restore_within(&bytes, &config);
+    assert!(
+        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        "{:?}",
+        restored.err()
+    );
+}
+
+/// Found by the `snapshot_restore` fuzz target (a market in a damaged snapshot): a market whose
+/// largest price, quantity and tick value multiply beyond u128 made the specification check
+/// panic (multiply with overflow) instead of refusing it; `MarketAdd` goes through the same
+/// check.
+#[test]
+fn a_market_whose_largest_amount_overflows_u128_is_refused_not_a_panic() {
+    let mut f = Fixture::new();
+    let huge = MarketSpec {
+        market: MarketId(1),
+        base_per_lot: 1,
+        quote_per_tick_lot: u64::MAX,
+        risk: MarketRisk {
+            max_price: Price(u64::MAX),
+            max_qty: Qty(u64::MAX),
+            reference_price: Price(1),
+            ..risk()
+        },
+        ..spec()
+    };
+    f.rejected(
+        CommandKind::MarketAdd(huge),
+        RejectReason::InvalidMarketSpec,
+    );
+}
+
+/// An engine image the `snapshot_restore` fuzz target found (kept in `data/`), restored within
+/// the fuzz target's limits (`fuzz/src/lib.rs`, `engine_limits`): refused, never a panic.
+fn assert_found_image_is_refused(image: &[u8]) {
+    let restored = Engine::restore_within(image, &EngineConfig::small());
+    assert!(
+        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        "{:?}",
+        restored.err()
+    );
+}
+
+/// Found by the `snapshot_restore` fuzz target (the input is kept as it found it): an engine
+/// image whose order belongs to an account beyond the configured accounts made the audit that
+/// ends `restore_within` index out of bounds (a panic) instead of refusing the snapshot.
+#[test]
+fn a_snapshot_with_an_order_of_an_account_out_of_range_is_refused_not_a_panic() {
+    assert_found_image_is_refused(include_bytes!(
+        "data/snapshot-order-account-out-of-range.bin"
+    ));
+}
+
+/// Found by the `snapshot_restore` fuzz target (kept as found): currency totals whose sum
+/// overflows u128 made the ledger's conservation check panic (add with overflow) in the audit
+/// instead of refusing the snapshot.
+#[test]
+fn a_snapshot_whose_totals_overflow_is_refused_not_a_panic() {
+    assert_found_image_is_refused(include_bytes!("data/snapshot-totals-overflow.bin"));
+}

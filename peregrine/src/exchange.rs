@@ -23,6 +23,7 @@ use peregrine_persist::snapshot::RetentionFloor;
 use peregrine_persist::{JournalConfig, JournalWriter, RecoveryReport, Snapshotter};
 
 use crate::config::Config;
+use crate::supervisor::{RestartError, Supervised};
 
 /// Sub-directory of the data directory holding journal segments and snapshots.
 pub const JOURNAL_SUBDIR: &str = "journal";
@@ -196,6 +197,11 @@ impl Exchange {
         Arc::clone(&self.snapshots.alive)
     }
 
+    /// The snapshot driver's thread, for the supervisor to restart when it dies.
+    pub fn snapshot_driver_thread(&self) -> SnapshotDriverThread {
+        SnapshotDriverThread(self.snapshots.handle())
+    }
+
     /// Pauses of the engine thread for snapshots so far (for metrics), readable after start.
     pub fn snapshot_pauses(&self) -> SnapshotPausesProbe {
         SnapshotPausesProbe(Arc::clone(&self.snapshots.snapshotter))
@@ -287,13 +293,20 @@ fn wait_blocking(mut ticket: Ticket, timeout: Duration) -> Option<peregrine_core
 
 /// Takes snapshots on the engine thread (through a shard query, between two commands) when
 /// the snapshotter says one is due; the snapshotter's helper writes them once durable.
+///
+/// Its thread holds no state of its own (the snapshotter is shared), so the supervisor restarts
+/// it in place when it dies ([`SnapshotDriverThread`]).
 #[derive(Debug)]
 struct SnapshotDriver {
     /// True while the driver thread runs.
     alive: Arc<AtomicBool>,
     snapshotter: Arc<Mutex<Option<Snapshotter>>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    engine: Arc<EngineHandle>,
+    /// The journal directory, where each snapshot's client-order-id window goes.
+    dir: std::path::PathBuf,
+    /// The running thread; replaced by a restart.
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl SnapshotDriver {
@@ -309,49 +322,120 @@ impl SnapshotDriver {
             journal,
             applied_seq,
         ))));
-        let alive = Arc::new(AtomicBool::new(true));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let alive_guard = AliveGuard(Arc::clone(&alive));
-            let (snapshotter, stop, engine, dir) = (
-                Arc::clone(&snapshotter),
-                Arc::clone(&stop),
-                Arc::clone(engine),
-                config.dir.clone(),
-            );
-            std::thread::Builder::new()
-                .name("snapshot-driver".into())
-                .spawn(move || {
-                    // Cleared however the thread ends, a panic included: readiness shows it.
-                    let _alive = alive_guard;
-                    drive_snapshots(&snapshotter, &stop, &engine, &dir);
-                })
-                .map_err(|e| ExchangeError::Snapshot(e.to_string()))?
-        };
-        Ok(SnapshotDriver {
+        let driver = SnapshotDriver {
+            alive: Arc::new(AtomicBool::new(false)),
             snapshotter,
-            stop,
-            thread: Some(thread),
-            alive,
-        })
+            stop: Arc::new(AtomicBool::new(false)),
+            engine: Arc::clone(engine),
+            dir: config.dir.clone(),
+            thread: Arc::new(Mutex::new(None)),
+        };
+        let thread = driver
+            .spawn()
+            .map_err(|e| ExchangeError::Snapshot(e.to_string()))?;
+        *lock(&driver.thread) = Some(thread);
+        Ok(driver)
+    }
+
+    /// Starts a driver thread on the shared state.
+    fn spawn(&self) -> std::io::Result<JoinHandle<()>> {
+        self.alive.store(true, Ordering::Release);
+        let alive_guard = AliveGuard(Arc::clone(&self.alive));
+        let (snapshotter, stop, engine, dir) = (
+            Arc::clone(&self.snapshotter),
+            Arc::clone(&self.stop),
+            Arc::clone(&self.engine),
+            self.dir.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("snapshot-driver".into())
+            .spawn(move || {
+                // Cleared however the thread ends, a panic included: readiness shows it.
+                let _alive = alive_guard;
+                drive_snapshots(&snapshotter, &stop, &engine, &dir);
+            });
+        if spawned.is_err() {
+            self.alive.store(false, Ordering::Release);
+        }
+        spawned
+    }
+
+    fn handle(&self) -> SnapshotDriver {
+        SnapshotDriver {
+            alive: Arc::clone(&self.alive),
+            snapshotter: Arc::clone(&self.snapshotter),
+            stop: Arc::clone(&self.stop),
+            engine: Arc::clone(&self.engine),
+            dir: self.dir.clone(),
+            thread: Arc::clone(&self.thread),
+        }
     }
 
     /// Stops the driver and waits for the snapshot in flight, if any, to be written.
-    fn stop(mut self) -> Result<(), String> {
+    fn stop(self) -> Result<(), String> {
         self.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
+        let thread = lock(&self.thread).take();
+        if let Some(thread) = thread {
             let _ = thread.join();
         }
-        let snapshotter = self
-            .snapshotter
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
+        let snapshotter = lock(&self.snapshotter).take();
         match snapshotter {
             Some(snapshotter) => snapshotter.finish().map(|_| ()).map_err(|e| e.to_string()),
             None => Ok(()),
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain values only: a panic while holding the lock leaves nothing inconsistent.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The snapshot driver's thread as the supervisor sees it: ended when its thread finished
+/// without being asked to stop; restarted on the same snapshotter.
+#[derive(Debug)]
+pub struct SnapshotDriverThread(SnapshotDriver);
+
+impl Supervised for SnapshotDriverThread {
+    fn name(&self) -> &'static str {
+        "snapshot-driver"
+    }
+
+    fn ended(&mut self) -> Option<String> {
+        if self.0.stop.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut slot = lock(&self.0.thread);
+        if !slot.as_ref().is_some_and(JoinHandle::is_finished) {
+            return None;
+        }
+        let joined = slot.take()?.join();
+        Some(match joined {
+            Ok(()) => "the thread returned".to_owned(),
+            Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+        })
+    }
+
+    fn restart(&mut self) -> Result<(), RestartError> {
+        if self.0.stop.load(Ordering::Acquire) {
+            return Err(RestartError::Failed("the exchange is stopping".to_owned()));
+        }
+        let thread = self
+            .0
+            .spawn()
+            .map_err(|e| RestartError::Failed(e.to_string()))?;
+        *lock(&self.0.thread) = Some(thread);
+        Ok(())
+    }
+}
+
+/// The text of a panic's payload.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
 /// Clears its flag when dropped: when the thread that holds it ends, by return or by panic.

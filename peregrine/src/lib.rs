@@ -11,6 +11,7 @@
 //! - [`readiness`]: the registry of readiness checks behind `/health/ready`.
 //! - [`logging`]: `tracing` to stderr, human or JSON.
 //! - [`shutdown`]: SIGINT / SIGTERM.
+//! - [`supervisor`]: restarts dead background threads, or shows them on readiness.
 
 pub mod cli;
 pub mod commands;
@@ -24,3 +25,4 @@ pub mod logging;
 pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
+pub mod supervisor;

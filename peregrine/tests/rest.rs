@@ -538,25 +538,8 @@ async fn order_and_trade_history_beyond_memory_come_from_the_sqlite_replica() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_and_trade_history_beyond_memory_come_from_the_mariadb_replica() {
-    let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
-        panic!("DATABASE_URL is not set: run the suite with scripts/test, which exports it")
-    });
-    use peregrine_replica::admin;
-    let (_, base_name) = admin::split_mysql_url(&base).unwrap();
-    let name = format!("{base_name}_rest_history_{}", std::process::id());
-    let url = admin::with_database(&base, &name).unwrap();
-    // The admin calls run their own runtime: off this one's threads.
-    let fresh = url.clone();
-    std::thread::spawn(move || {
-        admin::drop_mysql_database(&fresh).unwrap();
-        admin::create_mysql_database(&fresh).unwrap();
-    })
-    .join()
-    .unwrap();
-    history_beyond_memory_comes_from_the_replica(Some(&url)).await;
-    std::thread::spawn(move || admin::drop_mysql_database(&url).unwrap())
-        .join()
-        .unwrap();
+    let database = support::FreshDatabase::new("rest_history");
+    history_beyond_memory_comes_from_the_replica(Some(&database.url)).await;
 }
 
 /// A signed request captured before a restart cannot be replayed after it, even while its

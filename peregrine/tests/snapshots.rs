@@ -86,14 +86,7 @@ async fn restarts_from_a_snapshot_and_the_journal_tail() {
     // The pause it cost the engine thread is on /metrics (refreshed every second).
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = support::http_client()
-            .get(format!("{}/metrics", up.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = up.metrics().await;
         if text.contains("peregrine_engine_snapshot_pause_seconds_count 1") {
             break;
         }
@@ -277,14 +270,7 @@ async fn a_start_below_the_replicas_mark_is_refused() {
     // Until the replica holds every command.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let text = support::http_client()
-            .get(format!("{}/metrics", up.http))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = up.metrics().await;
         let value = |name: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(name))

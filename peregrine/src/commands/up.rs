@@ -25,6 +25,9 @@ use crate::logging::{self, LoggingError};
 use crate::metrics::{Metrics, MetricsError};
 use crate::readiness::{CheckStatus, Readiness, ReadinessError};
 use crate::shutdown::StopSignals;
+use crate::supervisor::{
+    ReplicaThread, Supervisor, SupervisorError, SupervisorThread, ThreadMetrics, Watched,
+};
 
 /// Sub-directory of the data directory holding the development TLS certificate.
 const TLS_SUBDIR: &str = "tls";
@@ -69,6 +72,8 @@ pub enum UpError {
     ServerTask(String),
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
+    #[error(transparent)]
+    Supervisor(#[from] SupervisorError),
     #[error("quic: {0}")]
     Quic(String),
     #[error("replica: {0}")]
@@ -277,6 +282,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
             .collect();
         let source = peregrine_replica::DurableSource::Journal(exchange.journal().clone());
         let registry = metrics.registry().clone();
+        let restart = (replica_config.clone(), source.clone());
         let handle = tokio::task::spawn_blocking(move || {
             peregrine_replica::Replicator::start(replica_config, source, &registry)
         })
@@ -296,10 +302,12 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
                 None => CheckStatus::NotReady("replicator stopped".to_owned()),
             }
         })?;
-        Some(handle)
+        Some((handle, restart))
     } else {
         None
     };
+    let supervision = supervise(&exchange, &journal, &metrics, &readiness, replica.as_ref())?;
+    let replica = replica.map(|(handle, _)| handle);
 
     // QUIC order entry.
     let quic = if config.quic.enabled {
@@ -452,6 +460,8 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     };
     tracing::info!(%signal, "stopping");
     http_ready.set_not_ready("shutting down");
+    // First: what is stopped on purpose from here on must not be restarted.
+    supervision.stop();
     // Order entry first: no new commands while the rest drains.
     rest.shutdown().await;
     if let Some(quic) = quic {
@@ -498,6 +508,54 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     tracing::info!(durable_seq, "journal closed");
     Ok(())
 }
+
+/// Supervises the background threads (see [`crate::supervisor`]): the snapshot driver and the
+/// replicator are restarted when they die; the journal writer and the sequencer are watched.
+/// Their state shows on `/health/ready` as `threads`.
+fn supervise(
+    exchange: &Exchange,
+    journal: &peregrine_persist::Journal,
+    metrics: &Metrics,
+    readiness: &Readiness,
+    replica: Option<&ReplicaSlot>,
+) -> Result<SupervisorThread, UpError> {
+    let thread_metrics =
+        ThreadMetrics::register(metrics.registry()).map_err(crate::metrics::MetricsError::from)?;
+    let supervisor = Supervisor::new(thread_metrics);
+    supervisor.supervise(Box::new(exchange.snapshot_driver_thread()))?;
+    let watched_journal = journal.clone();
+    supervisor.supervise(Box::new(Watched::new("journal-writer", move || {
+        watched_journal.failed()
+    })))?;
+    // Weak: the supervisor must not keep the sequencer alive past `up`'s own stop.
+    let watched_engine = Arc::downgrade(&exchange.engine);
+    supervisor.supervise(Box::new(Watched::new("sequencer", move || {
+        watched_engine
+            .upgrade()
+            .filter(|engine| engine.is_failed())
+            .map(|_| "the sequencer stopped taking commands".to_owned())
+    })))?;
+    if let Some((slot, (config, source))) = replica {
+        supervisor.supervise(Box::new(ReplicaThread {
+            slot: Arc::clone(slot),
+            config: config.clone(),
+            source: source.clone(),
+            registry: metrics.registry().clone(),
+        }))?;
+    }
+    let checked = supervisor.clone();
+    readiness.register_check("threads", move || checked.status())?;
+    Ok(supervisor.spawn()?)
+}
+
+/// The running replicator, and how to start it again.
+type ReplicaSlot = (
+    Arc<std::sync::Mutex<Option<peregrine_replica::ReplicatorHandle>>>,
+    (
+        peregrine_replica::ReplicaConfig,
+        peregrine_replica::DurableSource,
+    ),
+);
 
 fn server_ended(joined: Result<Result<(), HttpError>, tokio::task::JoinError>) -> UpError {
     match joined {

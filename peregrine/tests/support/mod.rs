@@ -197,6 +197,18 @@ impl Up {
             .unwrap()
     }
 
+    /// The text of `GET {http}/metrics`.
+    pub async fn metrics(&self) -> String {
+        http_client()
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Credits `amount` of `currency` to `account` through the control API.
     pub async fn deposit(&self, account: u32, currency: &str, amount: &str, deposit_id: u64) {
         let (status, body) = self
@@ -256,4 +268,40 @@ pub fn http_client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// A MariaDB database of its own for one test, `<DATABASE_URL's database>_<suffix>_<pid>`,
+/// created empty (dropped first if a crashed run left it); dropped again when this is dropped.
+pub struct FreshDatabase {
+    /// Its URL.
+    pub url: String,
+}
+
+impl FreshDatabase {
+    pub fn new(suffix: &str) -> FreshDatabase {
+        use peregrine_replica::admin;
+        let base = std::env::var("DATABASE_URL").unwrap_or_else(|_| {
+            panic!("DATABASE_URL is not set: run the suite with scripts/test, which exports it")
+        });
+        let (_, base_name) = admin::split_mysql_url(&base).unwrap();
+        let name = format!("{base_name}_{suffix}_{}", std::process::id());
+        let url = admin::with_database(&base, &name).unwrap();
+        // The admin calls run their own runtime: off the caller's (async) threads.
+        let fresh = url.clone();
+        std::thread::spawn(move || {
+            admin::drop_mysql_database(&fresh).unwrap();
+            admin::create_mysql_database(&fresh).unwrap();
+        })
+        .join()
+        .unwrap();
+        FreshDatabase { url }
+    }
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let _ =
+            std::thread::spawn(move || peregrine_replica::admin::drop_mysql_database(&url)).join();
+    }
 }

@@ -1,0 +1,136 @@
+//! The supervisor of a real `peregrine up`, seen over its HTTP endpoints: a replicator whose
+//! work is killed by a real fault in its MariaDB database is counted dead, restarted with
+//! back-off, and, killed again beyond its restart budget, given up on with readiness 503 naming
+//! it for good.
+//!
+//! The fault: the replica's high-water mark is moved beyond the journal's end behind the
+//! replicator's back (as a replica of another journal would be). The replicator's next commit
+//! finds the mark moved, reconnects, reads a mark ahead of the journal and stops with an error
+//! no retry fixes: its thread ends. Repairing the mark lets a restart succeed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use support::{FreshDatabase, Up, http_client, write_config};
+
+/// Longest wait for any one state the test expects.
+const WAIT: Duration = Duration::from_secs(60);
+/// How far the fault moves the mark beyond the journal.
+const MARK_AHEAD: u64 = 1_000_000;
+
+async fn metric(up: &Up, name: &str) -> u64 {
+    let series = format!("{name}{{thread=\"replica\"}} ");
+    up.metrics()
+        .await
+        .lines()
+        .find_map(|line| line.strip_prefix(&series))
+        .map_or(0, |value| value.trim().parse().unwrap())
+}
+
+async fn ready(up: &Up) -> (u16, String) {
+    let response = http_client()
+        .get(format!("{}/health/ready", up.http))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+/// Waits until `done` holds, at most [`WAIT`]; `what` names it in the failure, with what
+/// readiness and the thread metrics said last.
+async fn wait_for<F: Future<Output = bool>>(up: &Up, what: &str, mut done: impl FnMut() -> F) {
+    let deadline = Instant::now() + WAIT;
+    while !done().await {
+        if Instant::now() >= deadline {
+            let (_, why) = ready(up).await;
+            let metrics = up.metrics().await;
+            let threads: Vec<&str> = metrics
+                .lines()
+                .filter(|line| line.starts_with("peregrine_thread_"))
+                .collect();
+            panic!("timed out waiting for {what}; readiness:\n{why}\n{threads:#?}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn mark(url: &str) -> u64 {
+    let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+    let (mark,): (i64,) =
+        sqlx::query_as("SELECT high_water_seq FROM replication_state WHERE id = 1")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    u64::try_from(mark).unwrap()
+}
+
+async fn set_mark(url: &str, mark: u64) {
+    let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
+    sqlx::query("UPDATE replication_state SET high_water_seq = ? WHERE id = 1")
+        .bind(i64::try_from(mark).unwrap())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
+    let database = FreshDatabase::new("supervision");
+    let url = database.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &[], &format!("[replica]\nurl = \"{url}\"\n"));
+    let up = Up::start(dir.path());
+    up.deposit(3, "usd", "100", 1).await;
+    wait_for(&up, "the first deposit replicated", || async {
+        ready(&up).await.0 == 200 && mark(&url).await > 0
+    })
+    .await;
+    let good_mark = mark(&url).await;
+    assert_eq!(metric(&up, "peregrine_thread_deaths_total").await, 0);
+
+    // Kill the replicator's work; a new command makes it commit and find out.
+    set_mark(&url, good_mark + MARK_AHEAD).await;
+    up.deposit(3, "usd", "100", 2).await;
+    wait_for(&up, "the replicator's death counted", || async {
+        metric(&up, "peregrine_thread_deaths_total").await >= 1
+    })
+    .await;
+    let (status, why) = ready(&up).await;
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("replica"), "{why}");
+    // Repaired within the restart budget: a restart takes over and replicates the deposit.
+    set_mark(&url, good_mark).await;
+    wait_for(&up, "the replicator restarted and caught up", || async {
+        ready(&up).await.0 == 200 && mark(&url).await > good_mark
+    })
+    .await;
+    let restarts = metric(&up, "peregrine_thread_restarts_total").await;
+    assert!(restarts >= 1, "ready again without a restart");
+    assert!(ready(&up).await.1.contains("ok threads"));
+
+    // Killed again and left broken: restarts run out and readiness names it for good.
+    let good_mark = mark(&url).await;
+    set_mark(&url, good_mark + MARK_AHEAD).await;
+    up.deposit(3, "usd", "100", 3).await;
+    wait_for(&up, "the replicator given up on", || async {
+        ready(&up).await.1.contains("replica stopped for good")
+    })
+    .await;
+    let deaths = metric(&up, "peregrine_thread_deaths_total").await;
+    let restarts = metric(&up, "peregrine_thread_restarts_total").await;
+    assert_eq!(restarts, 4, "restarts beyond the budget of 4");
+    assert!(deaths > restarts, "{deaths} deaths for {restarts} restarts");
+    // And it stays so, even once the database is fine again: the operator must look.
+    set_mark(&url, good_mark).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, why) = ready(&up).await;
+    assert_eq!(status, 503, "{why}");
+    assert!(why.contains("replica stopped for good"), "{why}");
+    assert_eq!(metric(&up, "peregrine_thread_restarts_total").await, 4);
+    up.stop();
+}
