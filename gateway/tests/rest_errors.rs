@@ -198,9 +198,10 @@ async fn malformed_requests_are_typed_4xx_and_change_nothing() {
             StatusCode::UNPROCESSABLE_ENTITY,
             "market.order.invalid_client_id",
         ),
-        // Well formed, refused by the engine's risk checks.
+        // Well formed, refused by the engine's risk checks: a buy above the price band (a
+        // passive buy far below it would rest).
         (
-            json!({"market": "btcusd", "side": "buy", "volume": "1", "price": "1"}),
+            json!({"market": "btcusd", "side": "buy", "volume": "1", "price": "60000"}),
             StatusCode::UNPROCESSABLE_ENTITY,
             "market.order.invalid_price",
         ),
