@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use peregrine_core::{
-    CloseReason, EngineHandle, Interest, Notice, Request, SubscribeError, Subscription,
-    SubscriptionId,
+    CloseReason, EngineHandle, Interest, Notice, QUERY_TIMEOUT, Request, SubscribeError,
+    Subscription, SubscriptionId,
 };
 use peregrine_hotpath::{AccountId, Actor, ApiKeyId, ClientOrderId, CommandKind};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -25,7 +25,10 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
 use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
-use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
+use peregrine_proto::directory::Directory;
+use peregrine_proto::frame::{
+    CHALLENGE_BYTES, KeyId, RejectCode, RequestId, SIGNATURE_BYTES, SessionId,
+};
 use peregrine_proto::limits::SessionLimits;
 use peregrine_proto::session::{
     Action, LoggedOn, Report, SUBSCRIPTIONS_MAX, Session, SessionError, SubmitError,
@@ -156,11 +159,23 @@ struct Shared {
     next_session: AtomicU64,
     random: SystemRandom,
     epoch: Instant,
+    directory: Arc<Directory>,
 }
 
 impl Server {
-    /// Binds and starts accepting connections; must be called inside a tokio runtime.
+    /// Binds and starts accepting connections with an empty logon directory (clients then
+    /// speak engine ids and units only); must be called inside a tokio runtime.
     pub fn start(config: ServerConfig, engine: Arc<EngineHandle>) -> Result<Server, ServerError> {
+        Server::start_with_directory(config, engine, Arc::default())
+    }
+
+    /// As [`Server::start`], listing `directory` (see [`super::directory::directory_of`]) to
+    /// every client at logon.
+    pub fn start_with_directory(
+        config: ServerConfig,
+        engine: Arc<EngineHandle>,
+        directory: Arc<Directory>,
+    ) -> Result<Server, ServerError> {
         if config.sessions_per_key == 0 {
             return Err(ServerError::Config("sessions_per_key must be at least 1"));
         }
@@ -183,10 +198,7 @@ impl Server {
         // keys, so address validation is left to the logon.
         let (socket, socket_buffers) = bind_udp(config.listen, config.transport.udp_buffer_bytes)?;
         if socket_buffers.capped() {
-            tracing::warn!(
-                ?socket_buffers,
-                "the OS capped the UDP buffers: raise net.core.rmem_max / net.core.wmem_max"
-            );
+            warn_capped_once(socket_buffers);
         }
         let endpoint = quinn::Endpoint::new(
             quinn::EndpointConfig::default(),
@@ -213,6 +225,7 @@ impl Server {
             next_session: AtomicU64::new(1),
             random: SystemRandom::new(),
             epoch: Instant::now(),
+            directory,
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(Server {
@@ -257,6 +270,23 @@ impl Server {
             b"shutdown",
         );
     }
+}
+
+/// Warns about capped UDP buffers once per process (a bench or test starts many servers), with
+/// the command that lifts the cap.
+fn warn_capped_once(buffers: SocketBuffers) {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        let wanted = buffers.requested_bytes;
+        tracing::warn!(
+            requested_bytes = wanted,
+            recv_bytes = buffers.recv_bytes,
+            send_bytes = buffers.send_bytes,
+            "the OS capped the QUIC UDP buffers; to lift the cap run \
+             `sysctl -w net.core.rmem_max={wanted} net.core.wmem_max={wanted}` \
+             (or lower [quic.transport] udp_buffer_bytes)"
+        );
+    });
 }
 
 fn transport_config(t: &TransportTuning) -> Result<quinn::TransportConfig, ServerError> {
@@ -325,7 +355,17 @@ struct EngineSide {
     /// The subscription's receiving end until the connection task takes it.
     opened: Option<Subscription>,
     key: Option<KeyId>,
+    /// A balance read the session awaits, for the connection task to await.
+    query: Option<(RequestId, BalanceAnswer)>,
 }
+
+/// The future answer of a balance read on the engine.
+type BalanceAnswer = std::pin::Pin<
+    Box<
+        dyn Future<Output = Result<peregrine_hotpath::ledger::Balance, peregrine_core::QueryError>>
+            + Send,
+    >,
+>;
 
 impl EngineSide {
     fn logon(
@@ -359,6 +399,7 @@ impl EngineSide {
         Ok(LoggedOn {
             account,
             session: self.session,
+            directory: Arc::clone(&self.shared.directory),
         })
     }
 
@@ -401,8 +442,9 @@ impl EngineSide {
 }
 
 /// Performs every action `session` has queued against the engine, feeding each result back at
-/// once (which may queue more), until none is left. Every engine call is synchronous, so the
-/// session never has input waiting on a result between two reads. The first error is returned;
+/// once (which may queue more), until none is left. Every engine call but the balance read is
+/// synchronous; that one is left in `engine.query` for the connection task to await and feed
+/// back before it reads more. The first error is returned;
 /// later actions are still performed (an unsubscribe queued before a close still happens).
 fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(), SessionError> {
     let mut result = Ok(());
@@ -437,6 +479,20 @@ fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(),
                 }
                 Ok(())
             }
+            Action::Balance {
+                request_id,
+                account,
+                currency,
+            } => {
+                // The same engine read the REST bridge's balances use; answered by the caller,
+                // which awaits it (the session parses nothing more until then).
+                let answer = engine
+                    .shared
+                    .engine
+                    .ask(move |e| e.balance(account, currency));
+                engine.query = Some((request_id, Box::pin(answer)));
+                Ok(())
+            }
             action => {
                 tracing::error!(?action, "the server does not know this session action");
                 Ok(())
@@ -444,7 +500,10 @@ fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(),
         };
         result = result.and(performed);
     }
-    debug_assert!(!session.awaits_result() || session.close_reason().is_some());
+    // Only a balance read is answered later, by the connection task.
+    debug_assert!(
+        !session.awaits_result() || session.close_reason().is_some() || engine.query.is_some()
+    );
     result
 }
 
@@ -501,6 +560,7 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
         subscription: None,
         opened: None,
         key: None,
+        query: None,
     };
     let mut notices: Option<Subscription> = None;
     let mut session = Session::new(shared.limits, challenge, now_ns(&shared));
@@ -515,9 +575,20 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
             read = recv.read(&mut buffer) => match read {
                 Ok(Some(n)) => {
                     let bytes = buffer.get(..n).unwrap_or_default();
-                    let handled = session
+                    let mut handled = session
                         .on_bytes(now_ns(&shared), bytes)
                         .and(perform_actions(&mut session, &mut engine));
+                    // Bounded: each answer lets the session parse at most the input it holds.
+                    while let Some((request_id, answer)) = engine.query.take() {
+                        let balance = match tokio::time::timeout(QUERY_TIMEOUT, answer).await {
+                            Ok(Ok(balance)) => Ok(balance),
+                            Ok(Err(peregrine_core::QueryError::Busy)) => Err(RejectCode::BUSY),
+                            _ => Err(RejectCode::UNAVAILABLE),
+                        };
+                        handled = handled
+                            .and(session.on_balance_result(request_id, balance))
+                            .and(perform_actions(&mut session, &mut engine));
+                    }
                     if let Err(error) = handled {
                         tracing::debug!(session = session_id.0, %error, "session closed by input");
                     }
