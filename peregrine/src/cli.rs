@@ -38,6 +38,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Rebuild the engine from the journal (snapshot + replay), audit it and print a summary.
     Replay(crate::commands::replay::ReplayArgs),
+    /// Print a fresh ed25519 key pair for QUIC order entry: the [[quic.keys]] table for
+    /// peregrine.toml and the private key for the SDK.
+    Keygen(crate::commands::keygen::KeygenArgs),
 }
 
 /// Flags of `peregrine up`.

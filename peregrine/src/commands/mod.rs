@@ -1,6 +1,7 @@
 //! What each subcommand does, and how failures map to exit codes.
 
 pub mod bench;
+pub mod keygen;
 pub mod replay;
 pub mod up;
 
@@ -20,6 +21,8 @@ pub enum CommandError {
     Bench(#[from] bench::BenchError),
     #[error(transparent)]
     Replay(#[from] replay::ReplayError),
+    #[error(transparent)]
+    Keygen(#[from] keygen::KeygenError),
 }
 
 impl CommandError {
@@ -28,7 +31,7 @@ impl CommandError {
             Self::Up(e) if e.is_config_error() => EXIT_CONFIG,
             Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
-            Self::Up(_) | Self::Bench(_) | Self::Replay(_) => EXIT_FAILURE,
+            Self::Up(_) | Self::Bench(_) | Self::Replay(_) | Self::Keygen(_) => EXIT_FAILURE,
         }
     }
 }
@@ -39,6 +42,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Up(args) => up::run(&args, std::env::vars_os())?,
         Command::Bench(args) => bench::run(&args)?,
         Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
+        Command::Keygen(args) => keygen::run(&args)?,
     }
     Ok(())
 }
