@@ -4,7 +4,7 @@
 //! Never does: matching or balance arithmetic (that is the hot path's), and never trusts bytes
 //! from the network without validation.
 //!
-//! - [`quic`]: the `peregrine/1` protocol, its sans-IO session and the quinn server.
+//! - [`quic`]: the `peregrine/2` protocol, its sans-IO session and the quinn server.
 //! - [`catalog`]: re-exported from `peregrine-core`, which owns the sequencer, the router of
 //!   the engine's outputs and the catalog; the edges here map its notices to their protocols.
 //! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI.

@@ -40,6 +40,9 @@ pub enum Command {
     /// Audit this host for the pinned hot path (`check`), fix what can change at run time
     /// (`apply`), undo it (`revert`).
     Tuning(crate::commands::tuning::TuningArgs),
+    /// Print a fresh ed25519 key pair for QUIC order entry: the [[quic.keys]] table for
+    /// peregrine.toml and the private key for the SDK.
+    Keygen(crate::commands::keygen::KeygenArgs),
 }
 
 /// Flags of `peregrine up`.

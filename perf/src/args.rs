@@ -31,6 +31,11 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// Also write the report to DIR: `report.json`, `latency.png` (latency by percentile on a
+    /// "nines" axis, HDR style) and `throughput.png` (completions per second over the run).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<std::path::PathBuf>,
+
     /// Target offered rate in operations per second; 0 or absent means the workload's default.
     #[arg(long = "rate", value_name = "OPS_PER_SEC")]
     pub rate_ops_per_sec: Option<u64>,
@@ -151,6 +156,7 @@ impl BenchArgs {
         BenchArgs {
             workload: workload.into(),
             json: false,
+            report: None,
             rate_ops_per_sec: None,
             duration: Duration::from_secs(DURATION_DEFAULT_S),
             warmup: Duration::from_secs(WARMUP_DEFAULT_S),
@@ -215,6 +221,7 @@ impl BenchArgs {
         let BenchArgs {
             workload: _,
             json: _,
+            report: _,
             rate_ops_per_sec,
             duration: _,
             warmup: _,

@@ -49,6 +49,11 @@ pub enum BenchError {
     #[error("serialising the report: {0}")]
     Json(#[from] serde_json::Error),
 
+    /// Drawing a `--report` plot failed (the plotting library's error, as text: its error type
+    /// is generic over the drawing backend).
+    #[error("drawing the report plots: {0}")]
+    Plot(String),
+
     /// The workload itself failed; `source` carries the other crate's error.
     #[error("workload {workload:?} failed: {source}")]
     Workload {

@@ -21,8 +21,11 @@
 //!  "floor_ns": 21, "params": {"rate_ops_per_sec": 50000, "duration_s": 5.0}}
 //! ```
 //!
-//! Anything else a run prints (the progress bar) goes to stderr, so stdout in JSON mode is
-//! machine-readable.
+//! Anything else a run prints (the progress bar or lines, a saturation warning) goes to stderr,
+//! so stdout in JSON mode is machine-readable. A paced run's report says whether it kept its
+//! offered rate (`offered_ops_per_sec`, `achieved_ops_per_sec`, `saturated`,
+//! `suggested_rate_ops_per_sec`); `--report DIR` also writes the JSON and two PNG plots
+//! ([`plot`]).
 //!
 //! # Measuring latency honestly
 //!
@@ -61,6 +64,7 @@ pub mod error;
 pub mod floor;
 pub mod open_loop;
 pub mod pacer;
+pub mod plot;
 pub mod progress;
 pub mod recorder;
 pub mod registry;
@@ -87,5 +91,15 @@ pub fn run(args: &BenchArgs) -> Result<(), BenchError> {
         report.workload, workload.name,
         "workload reported under another name"
     );
-    report.print(args.json)
+    report.print(args.json)?;
+    if let Some(dir) = &args.report {
+        let files = plot::write_report(&report, dir)?;
+        eprintln!(
+            "report: {} {} {}",
+            files.json.display(),
+            files.latency_png.display(),
+            files.throughput_png.display()
+        );
+    }
+    Ok(())
 }

@@ -37,8 +37,11 @@ pub struct OpenLoopConfig {
     pub duration: Duration,
     /// Name on the progress bar.
     pub workload: &'static str,
-    /// Whether the bar may show (it still hides when stderr is not a terminal or for short runs).
+    /// Whether progress may show (see [`Progress::new`]: nothing for short runs, lines when
+    /// stderr is not a terminal).
     pub progress: bool,
+    /// `--json`: no bar on a terminal (lines still go to a non-terminal stderr).
+    pub json: bool,
 }
 
 /// What a run measured.
@@ -68,11 +71,12 @@ impl OpenLoopConfig {
             duration,
             workload,
             progress: false,
+            json: false,
         }
     }
 
     /// The config the command line asks for: `--rate` (or `rate_default_ops_per_sec`),
-    /// `--duration`, `--warmup`, and a progress bar unless `--json`.
+    /// `--duration`, `--warmup`, and progress.
     pub fn from_args(
         workload: &'static str,
         args: &BenchArgs,
@@ -84,7 +88,8 @@ impl OpenLoopConfig {
             warmup: args.warmup,
             duration: args.duration,
             workload,
-            progress: !args.json,
+            progress: true,
+            json: args.json,
         })
     }
 
@@ -123,6 +128,8 @@ impl Report {
             outcome.recorder.summary(),
             floor_ns,
         )
+        .with_pacing(&outcome.pacer)
+        .with_recorder(&outcome.recorder)
         .with_param("rate_ops_per_sec", config.rate_ops_per_sec.get())
         .with_param("duration_s", config.duration.as_secs_f64())
         .with_param("warmup_s", config.warmup.as_secs_f64())
@@ -156,7 +163,11 @@ where
         ));
     }
     let progress = if config.progress {
-        Progress::new(config.workload, config.warmup + config.duration, false)
+        Progress::new(
+            config.workload,
+            config.warmup + config.duration,
+            config.json,
+        )
     } else {
         Progress::hidden()
     };

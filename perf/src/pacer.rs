@@ -43,6 +43,38 @@ pub struct PacerStats {
     pub sends_behind_count: u64,
     /// Largest delay between a scheduled send time and the moment the pacer released it.
     pub send_lag_max: Duration,
+    /// The rate the pacer was asked for (0 only for `Default`).
+    pub offered_ops_per_sec: u64,
+    /// When the last send was released, from operation 0's due time.
+    pub released_last_offset: Duration,
+}
+
+/// Achieved below this share of the offered rate, a run is saturated: its latencies measure the
+/// growing backlog, not the system (5 % leaves room for wake-up jitter at the end of a run).
+pub const SATURATED_BELOW_SHARE: f64 = 0.95;
+/// The rate suggested after a saturated run, as a share of what it achieved.
+pub const SUGGESTED_RATE_SHARE: f64 = 0.8;
+
+const _: () = assert!(SUGGESTED_RATE_SHARE < SATURATED_BELOW_SHARE);
+
+impl PacerStats {
+    /// The rate sends actually left at: sends over the time to the last release plus one
+    /// interval (a run on schedule achieves exactly the offered rate). `None` before any send.
+    pub fn achieved_ops_per_sec(&self) -> Option<f64> {
+        if self.sends_count == 0 || self.offered_ops_per_sec == 0 {
+            return None;
+        }
+        let interval_s = 1.0 / self.offered_ops_per_sec as f64;
+        let span_s = self.released_last_offset.as_secs_f64() + interval_s;
+        Some(self.sends_count as f64 / span_s)
+    }
+
+    /// Whether the sender fell behind the offered rate (see [`SATURATED_BELOW_SHARE`]).
+    pub fn saturated(&self) -> bool {
+        self.achieved_ops_per_sec().is_some_and(|achieved| {
+            achieved < self.offered_ops_per_sec as f64 * SATURATED_BELOW_SHARE
+        })
+    }
 }
 
 impl Pacer {
@@ -52,7 +84,10 @@ impl Pacer {
             start,
             rate_ops_per_sec,
             index_next: 0,
-            stats: PacerStats::default(),
+            stats: PacerStats {
+                offered_ops_per_sec: rate_ops_per_sec.get(),
+                ..PacerStats::default()
+            },
         }
     }
 
@@ -70,6 +105,7 @@ impl Pacer {
             self.stats.sends_behind_count += 1;
         }
         self.stats.send_lag_max = self.stats.send_lag_max.max(lag);
+        self.stats.released_last_offset = released.duration_since(self.start);
         scheduled
     }
 

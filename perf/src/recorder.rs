@@ -1,6 +1,6 @@
 //! Latency recording into an HDR histogram: 1 ns to 1 h at 3 significant figures.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -19,12 +19,22 @@ pub const LATENCY_SIGNIFICANT_FIGURES: u8 = 3;
 /// loop inside hdrhistogram would be unbounded).
 pub const CORRECTION_VALUES_MAX: u64 = 10_000_000;
 
-/// An HDR latency histogram in nanoseconds; one per recording thread, merged at the end.
+/// Width of one bucket of the completions timeline (the throughput-over-time plot).
+pub const TIMELINE_BUCKET: Duration = Duration::from_millis(100);
+/// Buckets of the completions timeline: one hour; later completions count in the last bucket.
+pub const TIMELINE_BUCKETS_MAX: usize = 36_000;
+
+const _: () = assert!(TIMELINE_BUCKET.as_millis() * TIMELINE_BUCKETS_MAX as u128 == 3_600_000);
+
+/// An HDR latency histogram in nanoseconds; one per recording thread, merged at the end. Paced
+/// records also count their completion time in a timeline of [`TIMELINE_BUCKET`]s.
 #[derive(Debug, Clone)]
 pub struct LatencyRecorder {
     histogram: Histogram<u64>,
     /// Values above [`LATENCY_HIGHEST_NS`], recorded as that value.
     saturated_count: u64,
+    /// When the first timed completion happened, and completions per bucket since then.
+    timeline: Option<(Instant, Vec<u64>)>,
 }
 
 impl LatencyRecorder {
@@ -39,6 +49,7 @@ impl LatencyRecorder {
         Ok(LatencyRecorder {
             histogram,
             saturated_count: 0,
+            timeline: None,
         })
     }
 
@@ -53,6 +64,58 @@ impl LatencyRecorder {
         );
         let latency_ns = completed.duration_since(scheduled).as_nanos();
         self.record_ns(u64::try_from(latency_ns).unwrap_or(u64::MAX));
+        self.count_completion(completed, 1);
+    }
+
+    fn count_completion(&mut self, completed: Instant, count: u64) {
+        let (origin, buckets) = self
+            .timeline
+            .get_or_insert_with(|| (completed, Vec::with_capacity(TIMELINE_BUCKETS_MAX / 10)));
+        // A completion before the origin (merged from another thread) counts in bucket 0.
+        let offset = completed.saturating_duration_since(*origin);
+        let index = usize::try_from(offset.as_millis() / TIMELINE_BUCKET.as_millis())
+            .unwrap_or(usize::MAX)
+            .min(TIMELINE_BUCKETS_MAX - 1);
+        if buckets.len() <= index {
+            buckets.resize(index + 1, 0);
+        }
+        buckets[index] += count;
+    }
+
+    /// Completions per second over time: `(seconds since the first completion, ops/s)` per
+    /// [`TIMELINE_BUCKET`]; empty unless records came through [`Self::record_from_scheduled`].
+    pub fn throughput_timeline(&self) -> Vec<(f64, f64)> {
+        let Some((_, buckets)) = &self.timeline else {
+            return Vec::new();
+        };
+        let bucket_s = TIMELINE_BUCKET.as_secs_f64();
+        buckets
+            .iter()
+            .enumerate()
+            .map(|(i, count)| (i as f64 * bucket_s, *count as f64 / bucket_s))
+            .collect()
+    }
+
+    /// The latency at percentiles spaced evenly in "nines" (0, 90, 99, 99.9 %... up to the
+    /// finest the count supports), then the max: `(nines, ns)` where nines = -log10(1 - q).
+    pub fn percentile_curve(&self) -> Vec<(f64, u64)> {
+        /// Points per nine: enough for a smooth curve, bounded.
+        const POINTS_PER_NINE: u32 = 20;
+        if self.histogram.is_empty() {
+            return Vec::new();
+        }
+        // Beyond 1/count the percentiles are all the max.
+        let nines_max = (self.histogram.len() as f64).log10().clamp(1.0, 9.0);
+        let points = (nines_max * f64::from(POINTS_PER_NINE)) as u32;
+        let mut curve: Vec<(f64, u64)> = (0..=points)
+            .map(|i| {
+                let nines = f64::from(i) / f64::from(POINTS_PER_NINE);
+                let quantile = 1.0 - 10f64.powf(-nines);
+                (nines, self.histogram.value_at_quantile(quantile))
+            })
+            .collect();
+        curve.push((nines_max, self.histogram.max()));
+        curve
     }
 
     /// Records one latency in nanoseconds, clamped to [`LATENCY_HIGHEST_NS`].
@@ -95,6 +158,14 @@ impl LatencyRecorder {
             .add(&other.histogram)
             .map_err(|error| BenchError::Histogram(error.to_string()))?;
         self.saturated_count += other.saturated_count;
+        if let Some((origin, buckets)) = &other.timeline {
+            for (i, count) in buckets.iter().enumerate() {
+                let at = *origin + TIMELINE_BUCKET * u32::try_from(i).unwrap_or(u32::MAX);
+                if *count > 0 {
+                    self.count_completion(at, *count);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -102,6 +173,7 @@ impl LatencyRecorder {
     pub fn reset(&mut self) {
         self.histogram.reset();
         self.saturated_count = 0;
+        self.timeline = None;
     }
 
     /// Number of values recorded (including those synthesised by `record_correct`).

@@ -6,6 +6,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::error::BenchError;
+use crate::pacer::{PacerStats, SUGGESTED_RATE_SHARE};
+use crate::recorder::LatencyRecorder;
 
 /// The result of one bench run, serialised as the JSON object
 /// `{"workload", "ops_per_sec", "latency_ns": {"p50","p90","p99","p999","max"}, "floor_ns",
@@ -24,6 +26,62 @@ pub struct Report {
     pub floor_ns: Option<u64>,
     /// Everything needed to reproduce or interpret the run: offered rate, duration, shards...
     pub params: Map<String, Value>,
+    /// Offered against achieved rate, for paced runs; flattened into the top level.
+    #[serde(flatten)]
+    pub pacing: Option<Pacing>,
+    /// The curves `--report` plots; not part of the JSON.
+    #[serde(skip)]
+    pub curves: Option<Curves>,
+}
+
+/// What the `--report` plots draw, taken from the measured phase's recorder.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Curves {
+    /// `(nines, ns)`: [`LatencyRecorder::percentile_curve`].
+    pub percentiles: Vec<(f64, u64)>,
+    /// `(seconds, ops/s)`: [`LatencyRecorder::throughput_timeline`].
+    pub throughput: Vec<(f64, f64)>,
+}
+
+/// Whether a paced run kept its offered rate. A saturated run's latencies measure the backlog
+/// that grew behind it, not the system: the table and the JSON say so, with a rate to try.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Pacing {
+    /// The rate asked for.
+    pub offered_ops_per_sec: f64,
+    /// The rate sends actually left at ([`PacerStats::achieved_ops_per_sec`]).
+    pub achieved_ops_per_sec: f64,
+    /// Achieved below [`crate::pacer::SATURATED_BELOW_SHARE`] of offered.
+    pub saturated: bool,
+    /// For a saturated run, a rate below what it achieved, to run again with.
+    pub suggested_rate_ops_per_sec: Option<u64>,
+}
+
+impl Pacing {
+    /// The pacing of a run whose pacer kept `stats`; `None` if it sent nothing.
+    pub fn of(stats: &PacerStats) -> Option<Pacing> {
+        let achieved_ops_per_sec = stats.achieved_ops_per_sec()?;
+        let saturated = stats.saturated();
+        Some(Pacing {
+            offered_ops_per_sec: stats.offered_ops_per_sec as f64,
+            achieved_ops_per_sec,
+            saturated,
+            suggested_rate_ops_per_sec: saturated
+                .then(|| ((achieved_ops_per_sec * SUGGESTED_RATE_SHARE) as u64).max(1)),
+        })
+    }
+
+    /// The loud line a saturated run gets under its table (and on stderr in JSON mode).
+    pub fn warning(&self) -> Option<String> {
+        let suggested = self.suggested_rate_ops_per_sec?;
+        Some(format!(
+            "SATURATED: offered {:.0} ops/s but sends left at {:.0} ops/s ({:.0} %); the \
+             latencies above measure the backlog, not the system. Run again with --rate {suggested}.",
+            self.offered_ops_per_sec,
+            self.achieved_ops_per_sec,
+            100.0 * self.achieved_ops_per_sec / self.offered_ops_per_sec,
+        ))
+    }
 }
 
 /// Latency percentiles in nanoseconds.
@@ -61,7 +119,24 @@ impl Report {
             latency_ns,
             floor_ns,
             params: Map::new(),
+            pacing: None,
+            curves: None,
         }
+    }
+
+    /// Keeps the measured phase's latency and throughput curves for `--report`.
+    pub fn with_recorder(mut self, recorder: &LatencyRecorder) -> Self {
+        self.curves = Some(Curves {
+            percentiles: recorder.percentile_curve(),
+            throughput: recorder.throughput_timeline(),
+        });
+        self
+    }
+
+    /// Records whether the measured phase kept its offered rate (see [`Pacing`]).
+    pub fn with_pacing(mut self, stats: &PacerStats) -> Self {
+        self.pacing = Pacing::of(stats);
+        self
     }
 
     /// Adds (or replaces) one parameter.
@@ -106,7 +181,10 @@ impl Report {
                 row.push_str(&format!("{value:<width$}  "));
             }
         }
-        format!("{header}\n{row}\n")
+        match self.pacing.and_then(|p| p.warning()) {
+            Some(warning) => format!("{header}\n{row}\n{warning}\n"),
+            None => format!("{header}\n{row}\n"),
+        }
     }
 
     /// Prints the report on stdout: the table, or with `json` exactly one JSON object and a
@@ -121,6 +199,10 @@ impl Report {
     pub fn write_to(&self, out: &mut impl Write, json: bool) -> Result<(), BenchError> {
         if json {
             writeln!(out, "{}", self.to_json()?)?;
+            if let Some(warning) = self.pacing.and_then(|p| p.warning()) {
+                // Stdout stays one JSON object; the person watching still hears it.
+                eprintln!("{warning}");
+            }
         } else {
             write!(out, "{}", self.to_table())?;
         }
@@ -258,6 +340,27 @@ mod tests {
                 .unwrap()
                 .contains(" - ")
         );
+    }
+
+    #[test]
+    fn a_saturated_run_says_so_under_its_table_with_a_lower_rate() {
+        let mut report = sample(None);
+        report.pacing = Some(Pacing {
+            offered_ops_per_sec: 1e6,
+            achieved_ops_per_sec: 4e5,
+            saturated: true,
+            suggested_rate_ops_per_sec: Some(320_000),
+        });
+        let table = report.to_table();
+        let warning = table.lines().nth(2).unwrap();
+        assert!(warning.starts_with("SATURATED"), "{table}");
+        assert!(warning.contains("--rate 320000"), "{table}");
+        report.pacing = Some(Pacing {
+            saturated: false,
+            suggested_rate_ops_per_sec: None,
+            ..report.pacing.unwrap()
+        });
+        assert_eq!(report.to_table().lines().count(), 2);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Byte layout of `peregrine/1` frames: fixed-size little-endian structs behind a 4-byte header,
+//! Byte layout of `peregrine/2` frames: fixed-size little-endian structs behind a 4-byte header,
 //! parsed with explicit bounds checks (no `unsafe`, no pointer casts, no panics on any input).
 //!
 //! Header: `len: u16` (whole frame, header included), `kind: u8`, `version: u8`. Each kind has
@@ -6,11 +6,16 @@
 //! won over rkyv archived frames on encode+decode time (see `PROTOCOL.md`, measured by the
 //! `framing_cost` test), and they need no alignment of the receive buffer.
 
+use peregrine_hotpath::edge::{CurrencyScale, MarketUnits};
 use peregrine_hotpath::{
-    AccountId, Amount, CancelReason, ClientOrderId, MarketId, MarketSize, OrderId, OrderKind,
-    OrderRef, Price, Qty, SelfTradePrevention, Side, TimeInForce, TradeId,
+    AccountId, Amount, CancelReason, ClientOrderId, CurrencyId, MarketId, MarketSize, OrderId,
+    OrderKind, OrderRef, Price, Qty, SelfTradePrevention, Side, TimeInForce, TradeId,
 };
 
+use crate::directory::{
+    CURRENCIES_MAX, CurrencyInfo, MARKETS_MAX, MarketInfo, NAME_BYTES, Name, unit_decimal,
+    unit_parts,
+};
 use crate::frame::{
     CHALLENGE_BYTES, Cancelled, Fill, KeyId, Liquidity, MAX_FRAME_BYTES, MarketSeq, OrderState,
     PROTOCOL_VERSION, RejectCode, Replaced, Reply, Request, RequestId, SIGNATURE_BYTES, SessionId,
@@ -73,7 +78,7 @@ impl FrameError {
 #[non_exhaustive]
 pub enum EncodeError {
     /// A value (an engine enum variant newer than this protocol version) has no wire code.
-    #[error("`{0}` has no wire representation in peregrine/1")]
+    #[error("`{0}` has no wire representation in peregrine/2")]
     Unsupported(&'static str),
 }
 
@@ -97,6 +102,7 @@ mod kind {
     pub const ORDER_STATUS: u8 = 0x14;
     pub const SUBSCRIBE: u8 = 0x15;
     pub const UNSUBSCRIBE: u8 = 0x16;
+    pub const BALANCE: u8 = 0x17;
     pub const HEARTBEAT: u8 = 0x20;
     pub const LOGOUT: u8 = 0x21;
     pub const CHALLENGE: u8 = 0x81;
@@ -112,6 +118,9 @@ mod kind {
     pub const TRADE: u8 = 0x8B;
     pub const BOOK_LEVEL: u8 = 0x8C;
     pub const SNAPSHOT: u8 = 0x8D;
+    pub const CURRENCY: u8 = 0x8E;
+    pub const MARKET: u8 = 0x8F;
+    pub const BALANCE_REPLY: u8 = 0x90;
 }
 
 /// The fixed frame length of a request kind.
@@ -122,7 +131,11 @@ fn request_len(kind: u8) -> Option<usize> {
         kind::NEW_ORDER => 4 + 8 + 8 + 4 + 4 + 8 + 8 + 8,
         kind::CANCEL => 4 + 8 + 8 + 8,
         kind::CANCEL_REPLACE => 4 + 8 + 8 + 8 + 8 + 8,
-        kind::MASS_CANCEL | kind::ORDER_STATUS | kind::SUBSCRIBE | kind::UNSUBSCRIBE => 4 + 8 + 8,
+        kind::MASS_CANCEL
+        | kind::ORDER_STATUS
+        | kind::SUBSCRIBE
+        | kind::UNSUBSCRIBE
+        | kind::BALANCE => 4 + 8 + 8,
         kind::HEARTBEAT => 4 + 8,
         _ => return None,
     })
@@ -132,7 +145,10 @@ fn request_len(kind: u8) -> Option<usize> {
 fn reply_len(kind: u8) -> Option<usize> {
     Some(match kind {
         kind::CHALLENGE => 4 + CHALLENGE_BYTES,
-        kind::LOGON_ACK => 4 + 4 + 4 + 8 + 4 + 4,
+        kind::LOGON_ACK => 4 + 4 + 4 + 8 + 4 + 4 + 2 + 2 + 4,
+        kind::CURRENCY => 4 + 2 + 1 + 1 + NAME_BYTES,
+        kind::MARKET => 4 + 4 + 2 + 2 + 4 + 4 + 8 + 8 + NAME_BYTES,
+        kind::BALANCE_REPLY => 4 + 8 + 8 + 8 + 8,
         kind::ACK => 4 + 8 + 8 + 8 + 8,
         kind::REJECT | kind::MASS_CANCELLED => 4 + 8 + 8 + 8,
         kind::FILL => 4 + 8 * 8,
@@ -281,6 +297,12 @@ pub fn decode_request(bytes: &[u8]) -> Result<Decoded<Request>, FrameError> {
                 Request::Unsubscribe { req, market }
             }
         }
+        kind::BALANCE => {
+            let req = RequestId(r.u64()?);
+            let currency = CurrencyId(r.u16()?);
+            r.zero(6)?;
+            Request::Balance { req, currency }
+        }
         kind::HEARTBEAT => Request::Heartbeat { nonce: r.u64()? },
         kind::LOGOUT => Request::Logout,
         other => return Err(FrameError::UnknownKind(other)),
@@ -295,13 +317,20 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Decoded<Reply>, FrameError> {
     };
     let reply = match kind {
         kind::CHALLENGE => Reply::Challenge { nonce: r.array()? },
-        kind::LOGON_ACK => Reply::LogonAck {
-            account: AccountId(r.u32()?),
-            heartbeat_ms: r.u32()?,
-            session: SessionId(r.u64()?),
-            max_in_flight: r.u32()?,
-            rate_per_sec: r.u32()?,
-        },
+        kind::LOGON_ACK => logon_ack(&mut r)?,
+        kind::CURRENCY => Reply::Currency(currency_info(&mut r)?),
+        kind::MARKET => Reply::Market(market_info(&mut r)?),
+        kind::BALANCE_REPLY => {
+            let req = RequestId(r.u64()?);
+            let currency = CurrencyId(r.u16()?);
+            r.zero(6)?;
+            Reply::Balance {
+                req,
+                currency,
+                available: Amount(r.u64()?),
+                locked: Amount(r.u64()?),
+            }
+        }
         kind::ACK => Reply::Ack {
             req: RequestId(r.u64()?),
             seq: r.u64()?,
@@ -534,6 +563,12 @@ pub fn encode_request(request: &Request, out: &mut Vec<u8>) -> Result<(), Encode
             w.u32(market.0);
             w.zero(4);
         }
+        Request::Balance { req, currency } => {
+            w.kind(kind::BALANCE);
+            w.u64(req.0);
+            w.u16(currency.0);
+            w.zero(6);
+        }
         Request::Heartbeat { nonce } => {
             w.kind(kind::HEARTBEAT);
             w.u64(*nonce);
@@ -558,13 +593,58 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) -> Result<(), EncodeError>
             heartbeat_ms,
             max_in_flight,
             rate_per_sec,
+            currencies,
+            markets,
         } => {
+            if usize::from(*currencies) > CURRENCIES_MAX || usize::from(*markets) > MARKETS_MAX {
+                return Err(EncodeError::Unsupported("a directory above its bounds"));
+            }
             w.kind(kind::LOGON_ACK);
             w.u32(account.0);
             w.u32(*heartbeat_ms);
             w.u64(session.0);
             w.u32(*max_in_flight);
             w.u32(*rate_per_sec);
+            w.u16(*currencies);
+            w.u16(*markets);
+            w.zero(4);
+        }
+        Reply::Currency(c) => {
+            w.kind(kind::CURRENCY);
+            w.u16(c.currency.0);
+            // `CurrencyInfo::new` bounds the scale by CURRENCY_SCALE_MAX.
+            w.u8(u8::try_from(c.scale.scale).unwrap_or(u8::MAX));
+            w.zero(1);
+            w.bytes(&c.code.wire());
+        }
+        Reply::Market(m) => {
+            let (tick, tick_scale) = unit_parts(m.units.tick);
+            let (lot, lot_scale) = unit_parts(m.units.lot);
+            w.kind(kind::MARKET);
+            w.u32(m.market.0);
+            w.u16(m.base.0);
+            w.u16(m.quote.0);
+            w.u8(u8::try_from(m.units.base.scale).unwrap_or(u8::MAX));
+            w.u8(u8::try_from(m.units.quote.scale).unwrap_or(u8::MAX));
+            w.u8(tick_scale);
+            w.u8(lot_scale);
+            w.zero(4);
+            w.u64(tick);
+            w.u64(lot);
+            w.bytes(&m.name.wire());
+        }
+        Reply::Balance {
+            req,
+            currency,
+            available,
+            locked,
+        } => {
+            w.kind(kind::BALANCE_REPLY);
+            w.u64(req.0);
+            w.u16(currency.0);
+            w.zero(6);
+            w.u64(available.0);
+            w.u64(locked.0);
         }
         Reply::Ack {
             req,
@@ -736,6 +816,66 @@ pub fn encode_reply(reply: &Reply, out: &mut Vec<u8>) -> Result<(), EncodeError>
 }
 
 const SIDE_ANY: u8 = 0xFF;
+
+fn logon_ack(r: &mut Reader<'_>) -> Result<Reply, FrameError> {
+    let account = AccountId(r.u32()?);
+    let heartbeat_ms = r.u32()?;
+    let session = SessionId(r.u64()?);
+    let max_in_flight = r.u32()?;
+    let rate_per_sec = r.u32()?;
+    let currencies = r.u16()?;
+    let markets = r.u16()?;
+    r.zero(4)?;
+    // The counts size what the client reads next: bounded before anyone trusts them.
+    if usize::from(currencies) > CURRENCIES_MAX {
+        return Err(FrameError::Field("currencies"));
+    }
+    if usize::from(markets) > MARKETS_MAX {
+        return Err(FrameError::Field("markets"));
+    }
+    Ok(Reply::LogonAck {
+        account,
+        session,
+        heartbeat_ms,
+        max_in_flight,
+        rate_per_sec,
+        currencies,
+        markets,
+    })
+}
+
+fn currency_info(r: &mut Reader<'_>) -> Result<CurrencyInfo, FrameError> {
+    let currency = CurrencyId(r.u16()?);
+    let scale = r.u8()?;
+    r.zero(1)?;
+    let code = Name::from_wire(r.array()?).map_err(|_| FrameError::Field("code"))?;
+    CurrencyInfo::new(currency, code, u32::from(scale)).map_err(|_| FrameError::Field("scale"))
+}
+
+fn market_info(r: &mut Reader<'_>) -> Result<MarketInfo, FrameError> {
+    let market = MarketId(r.u32()?);
+    let base = CurrencyId(r.u16()?);
+    let quote = CurrencyId(r.u16()?);
+    let base_scale = r.u8()?;
+    let quote_scale = r.u8()?;
+    let tick_scale = r.u8()?;
+    let lot_scale = r.u8()?;
+    r.zero(4)?;
+    let tick = unit_decimal(r.u64()?, tick_scale).ok_or(FrameError::Field("tick"))?;
+    let lot = unit_decimal(r.u64()?, lot_scale).ok_or(FrameError::Field("lot"))?;
+    let name = Name::from_wire(r.array()?).map_err(|_| FrameError::Field("name"))?;
+    let units = MarketUnits {
+        tick,
+        lot,
+        base: CurrencyScale {
+            scale: u32::from(base_scale),
+        },
+        quote: CurrencyScale {
+            scale: u32::from(quote_scale),
+        },
+    };
+    MarketInfo::new(market, name, (base, quote), units).map_err(|_| FrameError::Field("units"))
+}
 
 fn side(byte: u8) -> Result<Side, FrameError> {
     match byte {

@@ -1,18 +1,21 @@
-//! The messages of protocol `peregrine/1`, as typed values. The byte layout of each lives in
+//! The messages of protocol `peregrine/2`, as typed values. The byte layout of each lives in
 //! [`codec`](crate::codec); `proto/PROTOCOL.md` is the normative description.
 //!
 //! Parse, don't validate: a [`Request`] or [`Reply`] only exists once every field was checked, so
 //! the rest of the gateway never sees an out-of-range enum or a non-zero padding byte.
 
+use crate::directory::{CurrencyInfo, MarketInfo};
 use peregrine_hotpath::{
-    AccountId, CancelReason, ClientOrderId, MarketId, OrderId, OrderKind, OrderRef, Price, Qty,
-    RejectReason, SelfTradePrevention, Side, TimeInForce, TradeId,
+    AccountId, Amount, CancelReason, ClientOrderId, CurrencyId, MarketId, OrderId, OrderKind,
+    OrderRef, Price, Qty, RejectReason, SelfTradePrevention, Side, TimeInForce, TradeId,
 };
 
-/// The protocol version carried in every frame header.
-pub const PROTOCOL_VERSION: u8 = 1;
-/// The TLS ALPN identifier of this protocol version.
-pub const ALPN: &[u8] = b"peregrine/1";
+/// The protocol version carried in every frame header. Version 2 added the directory after
+/// `LogonAck` and the balance query (`proto/PROTOCOL.md`, "Versions").
+pub const PROTOCOL_VERSION: u8 = 2;
+/// The TLS ALPN identifier of this protocol version: a client of another version fails the
+/// handshake instead of misreading frames.
+pub const ALPN: &[u8] = b"peregrine/2";
 /// Largest frame either side may send, header included. Every message is fixed-size and the
 /// largest is 76 bytes; the bound leaves room for v1 additions without a version bump.
 pub const MAX_FRAME_BYTES: usize = 128;
@@ -22,7 +25,7 @@ pub const CHALLENGE_BYTES: usize = 32;
 pub const SIGNATURE_BYTES: usize = 64;
 /// Domain separator prefixed to the challenge before signing, so a logon signature can never be
 /// replayed as a signature of anything else.
-pub const LOGON_CONTEXT: &[u8] = b"peregrine/1 logon\0";
+pub const LOGON_CONTEXT: &[u8] = b"peregrine/2 logon\0";
 
 /// A client-chosen request id, echoed in the replies to that request (0 = none).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -129,6 +132,13 @@ pub enum Request {
         /// Which market.
         market: MarketId,
     },
+    /// The account's balance of one currency (answered with `Balance` or `Reject`).
+    Balance {
+        /// Correlation id.
+        req: RequestId,
+        /// Which currency.
+        currency: CurrencyId,
+    },
     /// Liveness; the server echoes it with the same nonce.
     Heartbeat {
         /// Echoed.
@@ -170,7 +180,8 @@ pub enum OrderState {
 
 /// A reject or close reason code: engine codes are [`RejectReason::code`] (1..=999), gateway
 /// codes are 1000 and up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// `Display` reads `message (name)`; `Debug` shows the number and the name.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RejectCode(pub u16);
 
 impl RejectCode {
@@ -215,6 +226,8 @@ impl RejectCode {
     pub const LOGOUT: RejectCode = RejectCode(1019);
     /// The exchange cannot take commands now (its journal failed); nothing was sequenced.
     pub const UNAVAILABLE: RejectCode = RejectCode(1020);
+    /// No such currency (balance query).
+    pub const UNKNOWN_CURRENCY: RejectCode = RejectCode(1021);
 
     /// The code of an engine reject.
     pub const fn engine(reason: RejectReason) -> RejectCode {
@@ -248,6 +261,25 @@ pub enum Reply {
         max_in_flight: u32,
         /// Sustained messages per second.
         rate_per_sec: u32,
+        /// `Currency` frames that follow (at most [`crate::directory::CURRENCIES_MAX`]).
+        currencies: u16,
+        /// `Market` frames that follow the currencies (at most [`crate::directory::MARKETS_MAX`]).
+        markets: u16,
+    },
+    /// A currency of the directory sent after `LogonAck`.
+    Currency(CurrencyInfo),
+    /// A market of the directory sent after `LogonAck`.
+    Market(MarketInfo),
+    /// Answer to `Balance`: the account's balance in minor units of the currency.
+    Balance {
+        /// Correlation id.
+        req: RequestId,
+        /// Which currency.
+        currency: CurrencyId,
+        /// Free to trade or withdraw.
+        available: Amount,
+        /// Held by open orders and pending withdrawals.
+        locked: Amount,
     },
     /// A new order was accepted by the engine.
     Ack {

@@ -1,11 +1,12 @@
-//! The order-entry wire protocol `peregrine/1` (see `proto/PROTOCOL.md`), sans-IO in the manner
+//! The order-entry wire protocol `peregrine/2` (see `proto/PROTOCOL.md`), sans-IO in the manner
 //! of `quinn-proto`.
 //!
 //! Owns: the typed messages ([`frame`]), their byte layout ([`codec`]), the per-session limits
 //! ([`limits`]), the session state machine ([`session`]) with the [`session::Action`]s it asks of
 //! its driver and the results it takes back, and the vocabulary the engine side speaks to a
-//! session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]), and the hex
-//! text form of keys and fingerprints ([`hex`]).
+//! session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]), the hex
+//! text form of keys and fingerprints ([`hex`]), the logon directory of currencies and markets
+//! with their decimal units ([`directory`]), and the names and messages of reject codes.
 //!
 //! Never does: I/O of any kind (no sockets, no files, no threads, no async runtime, no
 //! callbacks into the engine), read a clock or a random source (time and the logon challenge are
@@ -18,7 +19,9 @@
 //! [`session::OUTPUT_MAX_BYTES`]).
 
 pub mod codec;
+pub mod directory;
 pub mod frame;
 pub mod hex;
 pub mod limits;
+mod reject_names;
 pub mod session;

@@ -24,10 +24,15 @@
 //! side had been called in place. Reports of a submitted command must be fed after its result.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
-use peregrine_hotpath::{AccountId, ClientOrderId, CommandKind, MarketId, NewOrder, OrderId, Qty};
+use peregrine_hotpath::ledger::Balance;
+use peregrine_hotpath::{
+    AccountId, Amount, ClientOrderId, CommandKind, CurrencyId, MarketId, NewOrder, OrderId, Qty,
+};
 
 use crate::codec::{self, Decoded, FrameError};
+use crate::directory::Directory;
 use crate::frame::{
     CHALLENGE_BYTES, KeyId, MAX_FRAME_BYTES, OrderState, RejectCode, Reply, Request, RequestId,
     SIGNATURE_BYTES, SessionId,
@@ -104,15 +109,27 @@ pub enum Action {
         /// Which market.
         market: MarketId,
     },
+    /// Read `account`'s balance of `currency` (a currency of the logon directory). Answer with
+    /// [`Session::on_balance_result`].
+    Balance {
+        /// The request it answers.
+        request_id: RequestId,
+        /// The session's account.
+        account: AccountId,
+        /// Which currency.
+        currency: CurrencyId,
+    },
 }
 
 /// A granted logon, the successful result of [`Action::Logon`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoggedOn {
     /// The account the key trades for.
     pub account: AccountId,
     /// The id the engine side gave this session.
     pub session: SessionId,
+    /// The currencies and markets listed to the client after `LogonAck` (shared by sessions).
+    pub directory: Arc<Directory>,
 }
 
 /// Why a command was not sequenced.
@@ -240,6 +257,10 @@ enum Awaiting {
         request_id: RequestId,
         market: MarketId,
     },
+    Balance {
+        request_id: RequestId,
+        currency: CurrencyId,
+    },
 }
 
 /// One client session.
@@ -263,6 +284,8 @@ pub struct Session {
     subscriptions: Vec<MarketId>,
     violations: u32,
     last_input_ns: u64,
+    /// Set at logon: what the client was told exists.
+    directory: Arc<Directory>,
 }
 
 impl Session {
@@ -288,6 +311,7 @@ impl Session {
             subscriptions: Vec::with_capacity(subscriptions_max),
             violations: 0,
             last_input_ns: now_ns,
+            directory: Arc::default(),
         }
     }
 
@@ -325,15 +349,14 @@ impl Session {
         self.awaiting = None;
         assert_eq!(self.state, State::AwaitLogon);
         match result {
-            Ok(LoggedOn { account, session }) => {
+            Ok(LoggedOn {
+                account,
+                session,
+                directory,
+            }) => {
                 self.state = State::Active { account };
-                self.reply(&Reply::LogonAck {
-                    account,
-                    session,
-                    heartbeat_ms: self.limits.heartbeat_ms,
-                    max_in_flight: self.limits.max_in_flight,
-                    rate_per_sec: self.limits.rate_per_sec,
-                });
+                self.directory = directory;
+                self.logon_ack(account, session);
             }
             Err(code) => self.reject_and_close(RequestId(0), code),
         }
@@ -403,6 +426,38 @@ impl Session {
         }
         self.awaiting = None;
         self.status_reply(request_id, client_order_id, status);
+        self.parse()
+    }
+
+    /// The result of [`Action::Balance`] for `request_id`: the balance, or why it could not be
+    /// read. Parsing resumes.
+    pub fn on_balance_result(
+        &mut self,
+        request_id: RequestId,
+        result: Result<Balance, RejectCode>,
+    ) -> Result<(), SessionError> {
+        self.check_open()?;
+        let Some(Awaiting::Balance {
+            request_id: awaited,
+            currency,
+        }) = self.awaiting
+        else {
+            return Err(SessionError::UnexpectedResult);
+        };
+        if awaited != request_id {
+            return Err(SessionError::UnexpectedResult);
+        }
+        self.awaiting = None;
+        let req = request_id;
+        match result {
+            Ok(balance) => self.reply(&Reply::Balance {
+                req,
+                currency,
+                available: Amount(balance.available),
+                locked: Amount(balance.locked),
+            }),
+            Err(code) => self.reply(&Reply::Reject { req, seq: 0, code }),
+        }
         self.parse()
     }
 
@@ -659,7 +714,8 @@ impl Session {
             | Request::MassCancel { req, .. }
             | Request::OrderStatus { req, .. }
             | Request::Subscribe { req, .. }
-            | Request::Unsubscribe { req, .. } => req,
+            | Request::Unsubscribe { req, .. }
+            | Request::Balance { req, .. } => req,
             Request::Logout => return,
         };
         if !self.bucket.try_take(now_ns) {
@@ -689,6 +745,10 @@ impl Session {
             Request::Unsubscribe { market, .. } => {
                 self.violations = 0;
                 self.unsubscribe(req, market);
+            }
+            Request::Balance { currency, .. } => {
+                self.violations = 0;
+                self.balance(req, account, currency);
             }
             request => {
                 if let Some((new_order, command)) = command_of(account, request) {
@@ -745,6 +805,51 @@ impl Session {
             market,
         };
         self.await_result(awaiting, action);
+    }
+
+    fn balance(&mut self, req: RequestId, account: AccountId, currency: CurrencyId) {
+        // Only currencies the client was told about: the engine side never sees an id outside
+        // the directory.
+        if self.directory.currency_by_id(currency).is_none() {
+            self.reply(&Reply::Reject {
+                req,
+                seq: 0,
+                code: RejectCode::UNKNOWN_CURRENCY,
+            });
+            return;
+        }
+        let action = Action::Balance {
+            request_id: req,
+            account,
+            currency,
+        };
+        let awaiting = Awaiting::Balance {
+            request_id: req,
+            currency,
+        };
+        self.await_result(awaiting, action);
+    }
+
+    /// `LogonAck`, then the directory: every currency, then every market.
+    fn logon_ack(&mut self, account: AccountId, session: SessionId) {
+        let directory = Arc::clone(&self.directory);
+        // `Directory::new` bounds both counts far below u16::MAX.
+        let count = |n: usize| u16::try_from(n).unwrap_or(u16::MAX);
+        self.reply(&Reply::LogonAck {
+            account,
+            session,
+            heartbeat_ms: self.limits.heartbeat_ms,
+            max_in_flight: self.limits.max_in_flight,
+            rate_per_sec: self.limits.rate_per_sec,
+            currencies: count(directory.currencies().len()),
+            markets: count(directory.markets().len()),
+        });
+        for currency in directory.currencies() {
+            self.reply(&Reply::Currency(*currency));
+        }
+        for market in directory.markets() {
+            self.reply(&Reply::Market(*market));
+        }
     }
 
     fn unsubscribe(&mut self, req: RequestId, market: MarketId) {

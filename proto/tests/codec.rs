@@ -1,19 +1,24 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-//! The `peregrine/1` codec: every message round-trips, arbitrary bytes never panic, and the
+//! The `peregrine/2` codec: every message round-trips, arbitrary bytes never panic, and the
 //! framing choice (fixed-size LE structs vs rkyv archived frames) is measured.
 
 use std::hint::black_box;
 use std::time::Instant;
 
+use peregrine_hotpath::edge::{CurrencyScale, MarketUnits};
 use peregrine_hotpath::*;
 use peregrine_proto::codec::{
     Decoded, FrameError, decode_reply, decode_request, encode_reply, encode_request,
 };
+use peregrine_proto::directory::{
+    CURRENCIES_MAX, CurrencyInfo, Directory, DirectoryError, MARKETS_MAX, MarketInfo, Name,
+};
 use peregrine_proto::frame::{
-    Cancelled, Fill, KeyId, Liquidity, MAX_FRAME_BYTES, MarketSeq, OrderState, RejectCode,
-    Replaced, Reply, Request, RequestId, SessionId,
+    Cancelled, Fill, KeyId, Liquidity, MAX_FRAME_BYTES, MarketSeq, OrderState, PROTOCOL_VERSION,
+    RejectCode, Replaced, Reply, Request, RequestId, SessionId,
 };
 use proptest::prelude::*;
+use rust_decimal::Decimal;
 
 fn requests() -> Vec<Request> {
     let order = |kind, tif| Request::NewOrder {
@@ -97,9 +102,32 @@ fn requests() -> Vec<Request> {
             req: RequestId(5),
             market: MarketId(2),
         },
+        Request::Balance {
+            req: RequestId(6),
+            currency: CurrencyId(65_535),
+        },
         Request::Heartbeat { nonce: 99 },
         Request::Logout,
     ]
+}
+
+fn decimal(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+fn btcusd() -> MarketInfo {
+    MarketInfo::new(
+        MarketId(7),
+        Name::new("btcusd").unwrap(),
+        (CurrencyId(0), CurrencyId(2)),
+        MarketUnits {
+            tick: decimal("0.01"),
+            lot: decimal("0.0001"),
+            base: CurrencyScale { scale: 8 },
+            quote: CurrencyScale { scale: 6 },
+        },
+    )
+    .unwrap()
 }
 
 fn replies() -> Vec<Reply> {
@@ -111,6 +139,19 @@ fn replies() -> Vec<Reply> {
             heartbeat_ms: 3,
             max_in_flight: 4,
             rate_per_sec: 5,
+            currencies: u16::try_from(CURRENCIES_MAX).unwrap(),
+            markets: u16::try_from(MARKETS_MAX).unwrap(),
+        },
+        Reply::Currency(CurrencyInfo::new(CurrencyId(2), Name::new("usd").unwrap(), 6).unwrap()),
+        Reply::Currency(
+            CurrencyInfo::new(CurrencyId(3), Name::new("a234567890abcdef").unwrap(), 18).unwrap(),
+        ),
+        Reply::Market(btcusd()),
+        Reply::Balance {
+            req: RequestId(6),
+            currency: CurrencyId(2),
+            available: Amount(u64::MAX),
+            locked: Amount(1),
         },
         Reply::Ack {
             req: RequestId(1),
@@ -234,8 +275,8 @@ fn rejects_bad_frames_with_typed_errors() {
         Err(FrameError::TooLarge { len_bytes: 4000 })
     );
     let mut version = bytes.clone();
-    version[3] = 2;
-    assert_eq!(decode_request(&version), Err(FrameError::Version(2)));
+    version[3] = 1;
+    assert_eq!(decode_request(&version), Err(FrameError::Version(1)));
     let mut kind = bytes.clone();
     kind[2] = 0x7F;
     assert_eq!(decode_request(&kind), Err(FrameError::UnknownKind(0x7F)));
@@ -265,6 +306,141 @@ fn rejects_bad_frames_with_typed_errors() {
         FrameError::TooLarge { len_bytes: 999 }.code(),
         RejectCode::FRAME_TOO_LARGE
     );
+}
+
+/// Encodes `reply`, changes the bytes, and decodes them again.
+fn tampered(
+    reply: &Reply,
+    change: impl FnOnce(&mut Vec<u8>),
+) -> Result<Decoded<Reply>, FrameError> {
+    let mut bytes = Vec::new();
+    encode_reply(reply, &mut bytes).unwrap();
+    change(&mut bytes);
+    decode_reply(&bytes)
+}
+
+#[test]
+fn logon_directory_counts_are_bounded_before_use() {
+    let ack = replies()[1].clone();
+    // Byte 28..30 is `currencies`, 30..32 `markets`.
+    let over = |at: usize, value: usize| {
+        tampered(&ack, |b| {
+            b[at..at + 2].copy_from_slice(&u16::try_from(value).unwrap().to_le_bytes());
+        })
+    };
+    assert_eq!(
+        over(28, CURRENCIES_MAX + 1),
+        Err(FrameError::Field("currencies"))
+    );
+    assert_eq!(over(30, MARKETS_MAX + 1), Err(FrameError::Field("markets")));
+    assert!(matches!(over(30, MARKETS_MAX), Ok(Decoded::Frame(..))));
+    let mut too_many = ack;
+    if let Reply::LogonAck { markets, .. } = &mut too_many {
+        *markets = u16::try_from(MARKETS_MAX + 1).unwrap();
+    }
+    assert!(encode_reply(&too_many, &mut Vec::new()).is_err());
+}
+
+#[test]
+fn directory_frames_parse_only_valid_names_and_units() {
+    let market = Reply::Market(btcusd());
+    // Name bytes are 36..52: an upper-case letter, a byte after the NUL padding, no name.
+    assert_eq!(
+        tampered(&market, |b| b[36] = b'B'),
+        Err(FrameError::Field("name"))
+    );
+    assert_eq!(
+        tampered(&market, |b| b[51] = b'x'),
+        Err(FrameError::Field("name"))
+    );
+    assert_eq!(
+        tampered(&market, |b| b[36..52].fill(0)),
+        Err(FrameError::Field("name"))
+    );
+    // Byte 14 is the tick's scale, 20..28 its mantissa: a zero tick, a scale beyond 28, and
+    // 0.010 (the same value as 0.01, a second encoding) are all refused.
+    assert_eq!(
+        tampered(&market, |b| b[20..28].fill(0)),
+        Err(FrameError::Field("tick"))
+    );
+    assert_eq!(
+        tampered(&market, |b| b[14] = 29),
+        Err(FrameError::Field("tick"))
+    );
+    let second_encoding = tampered(&market, |b| {
+        b[14] = 3;
+        b[20..28].copy_from_slice(&10u64.to_le_bytes());
+    });
+    assert_eq!(second_encoding, Err(FrameError::Field("units")));
+    // A tick*lot that is not a whole number of quote minor units.
+    assert_eq!(
+        tampered(&market, |b| b[13] = 0),
+        Err(FrameError::Field("units"))
+    );
+    let currency = &replies()[2];
+    assert_eq!(
+        tampered(currency, |b| b[6] = 19),
+        Err(FrameError::Field("scale"))
+    );
+    assert_eq!(Name::new(""), Err(DirectoryError::Name));
+    assert_eq!(Name::new("a234567890abcdefg"), Err(DirectoryError::Name));
+    assert_eq!(Name::new("btc-usd"), Err(DirectoryError::Name));
+}
+
+#[test]
+fn a_directory_has_bounded_counts_unique_entries_and_known_currencies() {
+    let usd = CurrencyInfo::new(CurrencyId(2), Name::new("usd").unwrap(), 6).unwrap();
+    let cents = CurrencyInfo::new(CurrencyId(2), Name::new("usd").unwrap(), 2).unwrap();
+    let btc = CurrencyInfo::new(CurrencyId(0), Name::new("btc").unwrap(), 8).unwrap();
+    let directory = Directory::new(vec![btc, usd], vec![btcusd()]).unwrap();
+    assert_eq!(directory.market("btcusd"), Some(&btcusd()));
+    assert_eq!(directory.currency("usd"), Some(&usd));
+    assert_eq!(
+        Directory::new(vec![usd], vec![btcusd()]),
+        Err(DirectoryError::UnknownCurrency)
+    );
+    // A market whose quote scale is not its quote currency's.
+    assert_eq!(
+        Directory::new(vec![btc, cents], vec![btcusd()]),
+        Err(DirectoryError::Units("currency scale"))
+    );
+    assert_eq!(
+        Directory::new(vec![btc, usd, usd], vec![]),
+        Err(DirectoryError::Duplicate("currency"))
+    );
+    assert_eq!(
+        Directory::new(vec![btc, usd], vec![btcusd(), btcusd()]),
+        Err(DirectoryError::Duplicate("market"))
+    );
+    let many = (0..=CURRENCIES_MAX)
+        .map(|i| {
+            let id = u16::try_from(i).unwrap();
+            CurrencyInfo::new(CurrencyId(id), Name::new(&format!("c{i}")).unwrap(), 2).unwrap()
+        })
+        .collect();
+    assert!(matches!(
+        Directory::new(many, vec![]),
+        Err(DirectoryError::TooMany { .. })
+    ));
+}
+
+#[test]
+fn reject_codes_read_as_names_and_messages() {
+    assert_eq!(RejectCode::SESSION_LIMIT.name(), "quic.session.limit");
+    assert_eq!(
+        RejectCode::SESSION_LIMIT.to_string(),
+        "the key already has its allowed number of sessions (quic.session.limit)"
+    );
+    let insufficient = RejectCode::engine(RejectReason::InsufficientBalance);
+    assert_eq!(
+        insufficient.to_string(),
+        "insufficient balance (market.account.insufficient_balance)"
+    );
+    // Every gateway code from Busy to the last one has a name of its own.
+    for code in 1001..=1021 {
+        assert_ne!(RejectCode(code).name(), "unknown", "code {code}");
+    }
+    assert_eq!(RejectCode(1999).to_string(), "unknown reject code 1999");
 }
 
 proptest! {
@@ -300,7 +476,7 @@ proptest! {
         let mut bytes = Vec::with_capacity(128);
         bytes.extend_from_slice(&len.to_le_bytes());
         bytes.push(kind);
-        bytes.push(1);
+        bytes.push(PROTOCOL_VERSION);
         bytes.extend_from_slice(&body[..usize::from(len) - 4]);
         let _ = decode_request(&bytes);
         let _ = decode_reply(&bytes);

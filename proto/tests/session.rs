@@ -1,8 +1,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 //! The sans-IO session, driven without sockets: logon, limits, back-pressure and bad input.
 
+use std::sync::Arc;
+
+use peregrine_hotpath::edge::{CurrencyScale, MarketUnits};
+use peregrine_hotpath::ledger::Balance;
 use peregrine_hotpath::*;
 use peregrine_proto::codec::{Decoded, decode_reply, encode_request};
+use peregrine_proto::directory::{CurrencyInfo, Directory, MarketInfo, Name};
 use peregrine_proto::frame::{
     CHALLENGE_BYTES, KeyId, OrderState, RejectCode, Reply, Request, RequestId, SIGNATURE_BYTES,
     SessionId,
@@ -34,6 +39,7 @@ impl TestBackend {
             (KeyId(1), 1) => Ok(LoggedOn {
                 account: AccountId(5),
                 session: SessionId(1),
+                directory: Arc::new(directory()),
             }),
             (KeyId(1), _) => Err(RejectCode::BAD_SIGNATURE),
             _ => Err(RejectCode::UNKNOWN_KEY),
@@ -82,9 +88,45 @@ impl TestBackend {
             }
             Action::Subscribe { request_id, .. } => session.on_subscribe_result(request_id, Ok(())),
             Action::Unsubscribe { .. } => Ok(()),
+            Action::Balance {
+                request_id,
+                currency,
+                ..
+            } => session.on_balance_result(
+                request_id,
+                Ok(Balance {
+                    available: 100 + u64::from(currency.0),
+                    locked: 5,
+                }),
+            ),
             action => panic!("unknown action {action:?}"),
         }
     }
+}
+
+/// Currencies `btc` (0) and `usd` (1), market `btcusd` (0).
+fn directory() -> Directory {
+    let currency = |id, code, scale| {
+        CurrencyInfo::new(CurrencyId(id), Name::new(code).unwrap(), scale).unwrap()
+    };
+    let units = MarketUnits {
+        tick: "0.01".parse().unwrap(),
+        lot: "0.0001".parse().unwrap(),
+        base: CurrencyScale { scale: 8 },
+        quote: CurrencyScale { scale: 6 },
+    };
+    let btcusd = MarketInfo::new(
+        MarketId(0),
+        Name::new("btcusd").unwrap(),
+        (CurrencyId(0), CurrencyId(1)),
+        units,
+    )
+    .unwrap();
+    Directory::new(
+        vec![currency(0, "btc", 8), currency(1, "usd", 6)],
+        vec![btcusd],
+    )
+    .unwrap()
 }
 
 /// The driver: bytes in, then every action performed until none is left; the first error wins.
@@ -159,10 +201,97 @@ fn logged_on(limits: SessionLimits, backend: &mut TestBackend) -> Session {
         r[1],
         Reply::LogonAck {
             account: AccountId(5),
+            currencies: 2,
+            markets: 1,
             ..
         }
     ));
+    // The directory follows the ack: every currency, then every market.
+    let listed = directory();
+    assert_eq!(r[2], Reply::Currency(listed.currencies()[0]));
+    assert_eq!(r[3], Reply::Currency(listed.currencies()[1]));
+    assert_eq!(r[4], Reply::Market(listed.markets()[0]));
+    assert_eq!(r.len(), 5);
     s
+}
+
+#[test]
+fn balance_of_a_listed_currency_is_asked_and_answered_in_order() {
+    let mut backend = TestBackend::default();
+    let mut s = logged_on(SessionLimits::default(), &mut backend);
+    let balance = |req, currency| Request::Balance {
+        req: RequestId(req),
+        currency: CurrencyId(currency),
+    };
+    // An unlisted currency is refused without asking the engine side; the heartbeat behind a
+    // balance read is answered after it (parsing waits for the result).
+    let input = bytes(&[
+        balance(1, 9),
+        balance(2, 1),
+        Request::Heartbeat { nonce: 3 },
+    ]);
+    s.on_bytes(1, &input).unwrap();
+    let Some(Action::Balance {
+        request_id,
+        account,
+        currency,
+    }) = s.poll_action()
+    else {
+        panic!("no balance action");
+    };
+    assert_eq!(
+        (request_id, account, currency),
+        (RequestId(2), AccountId(5), CurrencyId(1))
+    );
+    assert!(s.awaits_result());
+    assert_eq!(
+        s.on_balance_result(RequestId(1), Err(RejectCode::BUSY)),
+        Err(SessionError::UnexpectedResult)
+    );
+    let answer = Balance {
+        available: 7,
+        locked: 1,
+    };
+    s.on_balance_result(RequestId(2), Ok(answer)).unwrap();
+    assert_eq!(
+        replies(&mut s),
+        vec![
+            Reply::Reject {
+                req: RequestId(1),
+                seq: 0,
+                code: RejectCode::UNKNOWN_CURRENCY,
+            },
+            Reply::Balance {
+                req: RequestId(2),
+                currency: CurrencyId(1),
+                available: Amount(7),
+                locked: Amount(1),
+            },
+            Reply::Heartbeat { nonce: 3 },
+        ]
+    );
+    // A failed read is a reject of that request; the session stays open.
+    feed(&mut s, 2, &bytes(&[balance(4, 0)]), &mut backend).unwrap();
+    assert!(matches!(
+        replies(&mut s)[..],
+        [Reply::Balance {
+            available: Amount(100),
+            ..
+        }]
+    ));
+    s.on_bytes(3, &bytes(&[balance(5, 0)])).unwrap();
+    assert!(matches!(s.poll_action(), Some(Action::Balance { .. })));
+    s.on_balance_result(RequestId(5), Err(RejectCode::BUSY))
+        .unwrap();
+    assert_eq!(
+        replies(&mut s),
+        vec![Reply::Reject {
+            req: RequestId(5),
+            seq: 0,
+            code: RejectCode::BUSY,
+        }]
+    );
+    assert_eq!(s.close_reason(), None);
 }
 
 #[test]
@@ -247,7 +376,7 @@ fn refuses_orders_before_logon_and_bad_logons() {
 fn malformed_frame_is_a_typed_error_and_closes() {
     let mut backend = TestBackend::default();
     let mut s = logged_on(SessionLimits::default(), &mut backend);
-    let error = feed(&mut s, 1, &[4, 0, 0x7E, 1], &mut backend).unwrap_err();
+    let error = feed(&mut s, 1, &[4, 0, 0x7E, 2], &mut backend).unwrap_err();
     assert!(matches!(error, SessionError::Frame(_)));
     assert!(matches!(
         replies(&mut s)[..],
@@ -380,6 +509,7 @@ fn actions_and_results_drive_logon_submit_and_report() {
     s.on_logon_result(Ok(LoggedOn {
         account: AccountId(5),
         session: SessionId(2),
+        directory: Arc::default(),
     }))
     .unwrap();
     assert_eq!(s.account(), Some(AccountId(5)));
@@ -432,6 +562,8 @@ fn actions_and_results_drive_logon_submit_and_report() {
                 heartbeat_ms: SessionLimits::default().heartbeat_ms,
                 max_in_flight: SessionLimits::default().max_in_flight,
                 rate_per_sec: SessionLimits::default().rate_per_sec,
+                currencies: 0,
+                markets: 0,
             },
             Reply::Ack {
                 req: RequestId(7),

@@ -16,6 +16,11 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use crate::ClientError;
 
+/// Longest the QUIC handshake may take. A closed UDP port does not answer at all (quinn does
+/// not act on ICMP port-unreachable), so without this a wrong address waited for the 30 s
+/// transport idle timeout; a loopback or LAN handshake takes well under 10 ms.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// How the client recognises the server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -47,6 +52,15 @@ impl SigningKey {
         Ed25519KeyPair::from_seed_unchecked(seed)
             .map(SigningKey)
             .map_err(|e| ClientError::Key(e.to_string()))
+    }
+
+    /// The key of a seed written as 64 hex digits (what `peregrine keygen` prints as
+    /// `private_key`).
+    pub fn from_seed_hex(text: &str) -> Result<SigningKey, ClientError> {
+        let seed = peregrine_proto::hex::parse_hex_32(text.trim()).ok_or_else(|| {
+            ClientError::Key("the private key must be 64 hex digits (an ed25519 seed)".into())
+        })?;
+        SigningKey::from_seed(&seed)
     }
 
     /// The public key as 64 hex digits, as the gateway's key configuration wants it.
@@ -119,11 +133,18 @@ pub async fn open_stream(
     let mut endpoint =
         quinn::Endpoint::client(bind).map_err(|e| ClientError::Connection(e.to_string()))?;
     endpoint.set_default_client_config(config);
-    let connection = endpoint
+    let connecting = endpoint
         .connect(addr, &server_name)
-        .map_err(|e| ClientError::Connection(e.to_string()))?
-        .await
         .map_err(|e| ClientError::Connection(e.to_string()))?;
+    let connection = match tokio::time::timeout(CONNECT_TIMEOUT, connecting).await {
+        Ok(connected) => connected.map_err(|e| ClientError::Connection(e.to_string()))?,
+        Err(_) => {
+            return Err(ClientError::ConnectTimeout {
+                addr,
+                timeout: CONNECT_TIMEOUT,
+            });
+        }
+    };
     let (send, recv) = connection
         .open_bi()
         .await

@@ -1,33 +1,41 @@
-//! Client SDK for Peregrine's binary order entry over QUIC (protocol `peregrine/1`, see
+//! Client SDK for Peregrine's binary order entry over QUIC (protocol `peregrine/2`, see
 //! `proto/PROTOCOL.md`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), peregrine_client::ClientError> {
-//! use peregrine_client::{Client, Order, ServerTrust, SigningKey};
-//! use peregrine_hotpath::{ClientOrderId, MarketId, Price, Qty, Side};
-//! let key = SigningKey::from_seed(&[7; 32])?;
+//! use peregrine_client::{Client, ServerTrust, SigningKey};
+//! use peregrine_hotpath::Side;
+//! let key = SigningKey::from_seed_hex("07".repeat(32).as_str())?;
 //! let client = Client::connect(
-//!     "127.0.0.1:7100".parse().unwrap(),
+//!     "127.0.0.1:4433".parse().unwrap(),
 //!     ServerTrust::Fingerprint([0; 32]),
 //!     peregrine_client::KeyId(1),
 //!     key,
 //! )
 //! .await?;
-//! let placed = client
-//!     .place(Order::limit(ClientOrderId(1), MarketId(0), Side::Buy, Price(100), Qty(1)))
-//!     .await?;
-//! println!("{placed:?}");
+//! // Market names and decimals, converted with the units the server listed at logon.
+//! let order = client.limit("btcusd", Side::Buy, "50000", "0.01")?;
+//! let placed = client.place(order).await?;
+//! println!("{placed}");
+//! println!("{}", client.balance("usd").await?);
+//! client.close().await;
 //! # Ok(()) }
 //! ```
 //!
 //! Requests are pipelined: each call sends at once and waits only for its own answer, so many
 //! may be in flight from many tasks. Every report (acks, fills, cancels, market data) also goes
-//! to the stream returned by [`Client::reports`].
+//! to the stream returned by [`Client::reports`]. Client order ids come from [`ClientOrderIds`]
+//! (time-based, unique across runs) unless you pass your own. End a session with
+//! [`Client::logout`] or [`Client::close`], on error paths too: a dropped client closes its
+//! connection, but only a running runtime sends the close, and until the server hears it the
+//! key's session slot stays taken (`quic.session.limit`).
 //!
 //! The frames and codec come from the sans-IO crate `peregrine-proto`; the SDK does not depend on
 //! the gateway (only its end-to-end tests start one).
 
 mod connect;
+mod error;
+mod ids;
 mod types;
 
 use std::collections::HashMap;
@@ -36,49 +44,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use peregrine_hotpath::{AccountId, ClientOrderId, MarketId, OrderRef, Price, Qty, Side};
+use peregrine_hotpath::edge::parse_decimal;
+use peregrine_hotpath::{
+    AccountId, ClientOrderId, CurrencyId, MarketId, OrderRef, Price, Qty, Side,
+};
 pub use peregrine_proto::codec::FrameError;
 use peregrine_proto::codec::{self, Decoded};
+pub use peregrine_proto::directory::{CurrencyInfo, Directory, MarketInfo, Name};
 pub use peregrine_proto::frame::{
     Cancelled, Fill, KeyId, Liquidity, MarketSeq, OrderState, RejectCode, Replaced, Reply, Request,
     RequestId, SessionId,
 };
 use tokio::sync::{mpsc, oneshot};
 
-pub use connect::{ServerTrust, SigningKey, open_stream};
-pub use types::{Order, Outcome, Placed, StatusReply};
+pub use connect::{CONNECT_TIMEOUT, ServerTrust, SigningKey, open_stream};
+pub use error::ClientError;
+pub use ids::{COUNTER_BITS, ClientOrderIds};
+pub use types::{BalanceReply, Order, Outcome, Placed, StatusReply};
 
 /// Reports buffered for [`Client::reports`] before new ones are counted as lagged.
 pub const REPORTS_CAPACITY: usize = 65_536;
 /// Longest a request waits for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// What can go wrong talking to the gateway.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ClientError {
-    /// The QUIC connection could not be set up or broke.
-    #[error("connection: {0}")]
-    Connection(String),
-    /// TLS configuration (the trust anchor) is invalid.
-    #[error("TLS: {0}")]
-    Tls(String),
-    /// The signing key is invalid.
-    #[error("signing key: {0}")]
-    Key(String),
-    /// The server refused the logon.
-    #[error("logon refused with code {}", .0.0)]
-    LogonRefused(RejectCode),
-    /// The server sent something this client does not understand.
-    #[error("protocol: {0}")]
-    Protocol(String),
-    /// The session ended (the code says why, when the server said).
-    #[error("session closed (code {:?})", .0.map(|c| c.0))]
-    Closed(Option<RejectCode>),
-    /// No answer within [`REQUEST_TIMEOUT`].
-    #[error("no answer in time")]
-    Timeout,
-}
+/// Longest [`Client::logout`] and [`Client::close`] wait for the close to reach the server.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 struct Inner {
     send: tokio::sync::Mutex<quinn::SendStream>,
@@ -98,6 +87,8 @@ pub struct Client {
     reports: Mutex<Option<mpsc::Receiver<Reply>>>,
     account: AccountId,
     session: SessionId,
+    directory: Directory,
+    ids: ClientOrderIds,
 }
 
 impl std::fmt::Debug for Client {
@@ -120,23 +111,14 @@ impl Client {
     ) -> Result<Client, ClientError> {
         let (endpoint, connection, mut send, mut recv) = open_stream(addr, &trust).await?;
         let mut input = Vec::with_capacity(4096);
-        write_request(&mut send, &Request::Hello).await?;
-        let Reply::Challenge { nonce } = read_reply(&mut recv, &mut input).await? else {
-            return Err(ClientError::Protocol("expected a challenge".into()));
-        };
-        let signature = signing_key.sign_challenge(&nonce);
-        write_request(&mut send, &Request::Logon { key_id, signature }).await?;
-        let (account, session, heartbeat_ms) = match read_reply(&mut recv, &mut input).await? {
-            Reply::LogonAck {
-                account,
-                session,
-                heartbeat_ms,
-                ..
-            } => (account, session, heartbeat_ms),
-            Reply::Reject { code, .. } | Reply::Logout { code } => {
-                return Err(ClientError::LogonRefused(code));
+        let logon = logon(&mut send, &mut recv, &mut input, key_id, &signing_key).await;
+        let (account, session, heartbeat_ms, directory) = match logon {
+            Ok(logged_on) => logged_on,
+            Err(error) => {
+                // Tell the server at once, so the key's session slot is free for a retry.
+                close_connection(&endpoint, &connection, b"logon failed").await;
+                return Err(error);
             }
-            other => return Err(ClientError::Protocol(format!("unexpected {other:?}"))),
         };
         let inner = Arc::new(Inner {
             send: tokio::sync::Mutex::new(send),
@@ -159,7 +141,82 @@ impl Client {
             reports: Mutex::new(Some(reports_rx)),
             account,
             session,
+            directory,
+            ids: ClientOrderIds::new(),
         })
+    }
+
+    /// The currencies and markets the server listed at logon.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// A market by name, as the server listed it.
+    pub fn market(&self, name: &str) -> Result<&MarketInfo, ClientError> {
+        self.directory
+            .market(name)
+            .ok_or_else(|| ClientError::UnknownMarket(name.to_owned()))
+    }
+
+    /// A fresh client order id (see [`ClientOrderIds`]).
+    pub fn next_client_order_id(&self) -> ClientOrderId {
+        self.ids.next()
+    }
+
+    /// A good-till-cancelled limit order by market name and decimal price and quantity
+    /// (`"50000.5"`, `"0.01"`), converted exactly with the market's tick and lot (a value that
+    /// is not a multiple is refused, never rounded), with a fresh client order id.
+    pub fn limit(
+        &self,
+        market: &str,
+        side: Side,
+        price: &str,
+        qty: &str,
+    ) -> Result<Order, ClientError> {
+        let info = self.market(market)?;
+        let decimal = |what, text: &str| {
+            parse_decimal(text).map_err(|source| ClientError::Decimal {
+                what,
+                text: text.to_owned(),
+                source,
+            })
+        };
+        let price = info.units.price(decimal("price", price)?)?;
+        let qty = info.units.qty(decimal("quantity", qty)?)?;
+        Ok(Order::limit(
+            self.next_client_order_id(),
+            info.market,
+            side,
+            price,
+            qty,
+        ))
+    }
+
+    /// The account's balance of a currency, by code, in decimals (and minor units).
+    pub async fn balance(&self, currency: &str) -> Result<BalanceReply, ClientError> {
+        let info = *self
+            .directory
+            .currency(currency)
+            .ok_or_else(|| ClientError::UnknownCurrency(currency.to_owned()))?;
+        let (available, locked) = self.balance_of(info.currency).await?;
+        Ok(BalanceReply::new(&info, available, locked))
+    }
+
+    /// The account's balance of a currency, by engine id, in minor units.
+    pub async fn balance_of(
+        &self,
+        currency: CurrencyId,
+    ) -> Result<(peregrine_hotpath::Amount, peregrine_hotpath::Amount), ClientError> {
+        let reply = self
+            .request(|req| Request::Balance { req, currency })
+            .await?;
+        match reply {
+            Reply::Balance {
+                available, locked, ..
+            } => Ok((available, locked)),
+            Reply::Reject { code, .. } => Err(ClientError::Refused(code)),
+            other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        }
     }
 
     /// The account this session trades for.
@@ -240,10 +297,7 @@ impl Client {
             .await?;
         match reply {
             Reply::Status { .. } => Ok(StatusReply::from_reply(&reply)),
-            Reply::Reject { code, .. } => Err(ClientError::Protocol(format!(
-                "status rejected with code {}",
-                code.0
-            ))),
+            Reply::Reject { code, .. } => Err(ClientError::Refused(code)),
             other => Err(ClientError::Protocol(format!("unexpected {other:?}"))),
         }
     }
@@ -286,12 +340,22 @@ impl Client {
         self.inner.lagged.load(Ordering::Relaxed)
     }
 
-    /// Logs out and closes the connection.
+    /// Logs out, waits (up to [`CLOSE_TIMEOUT`]) for the server's goodbye, and closes the
+    /// connection. The connection is closed even when the logout cannot be sent.
     pub async fn logout(self) -> Result<(), ClientError> {
-        self.send(&Request::Logout).await?;
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.connection.closed()).await;
-        self.connection.close(quinn::VarInt::from_u32(0), b"logout");
-        Ok(())
+        let sent = self.send(&Request::Logout).await;
+        if sent.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.connection.closed()).await;
+        }
+        self.close().await;
+        sent
+    }
+
+    /// Closes the connection without a logout and waits (up to [`CLOSE_TIMEOUT`]) until the
+    /// close was sent: the server ends the session and frees the key's slot at once. Use it
+    /// on error paths before the program exits.
+    pub async fn close(self) {
+        close_connection(&self._endpoint, &self.connection, b"client closed").await;
     }
 
     /// Sends one request built around a fresh request id and waits for its answer.
@@ -373,6 +437,75 @@ async fn write_request(send: &mut quinn::SendStream, request: &Request) -> Resul
         .map_err(|e| ClientError::Connection(e.to_string()))
 }
 
+/// Closes `connection` and waits, up to [`CLOSE_TIMEOUT`], until the endpoint sent the close.
+async fn close_connection(endpoint: &quinn::Endpoint, connection: &quinn::Connection, why: &[u8]) {
+    connection.close(quinn::VarInt::from_u32(0), why);
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, endpoint.wait_idle()).await;
+}
+
+/// Hello, challenge, signed logon, then the directory that follows `LogonAck`.
+async fn logon(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    input: &mut Vec<u8>,
+    key_id: KeyId,
+    signing_key: &SigningKey,
+) -> Result<(AccountId, SessionId, u32, Directory), ClientError> {
+    write_request(send, &Request::Hello).await?;
+    let Reply::Challenge { nonce } = read_reply(recv, input).await? else {
+        return Err(ClientError::Protocol("expected a challenge".into()));
+    };
+    let signature = signing_key.sign_challenge(&nonce);
+    write_request(send, &Request::Logon { key_id, signature }).await?;
+    let (account, session, heartbeat_ms, currencies, markets) =
+        match read_reply(recv, input).await? {
+            Reply::LogonAck {
+                account,
+                session,
+                heartbeat_ms,
+                currencies,
+                markets,
+                ..
+            } => (account, session, heartbeat_ms, currencies, markets),
+            Reply::Reject { code, .. } | Reply::Logout { code } => {
+                return Err(ClientError::LogonRefused(code));
+            }
+            other => return Err(ClientError::Protocol(format!("unexpected {other:?}"))),
+        };
+    // The codec bounded both counts (CURRENCIES_MAX, MARKETS_MAX) before they size anything.
+    let currency_list = read_entries(recv, input, currencies, "a currency", |r| match r {
+        Reply::Currency(c) => Some(c),
+        _ => None,
+    })
+    .await?;
+    let market_list = read_entries(recv, input, markets, "a market", |r| match r {
+        Reply::Market(m) => Some(m),
+        _ => None,
+    })
+    .await?;
+    let directory = Directory::new(currency_list, market_list)?;
+    Ok((account, session, heartbeat_ms, directory))
+}
+
+/// Reads `count` directory frames that `pick` accepts.
+async fn read_entries<T>(
+    recv: &mut quinn::RecvStream,
+    input: &mut Vec<u8>,
+    count: u16,
+    what: &str,
+    pick: impl Fn(Reply) -> Option<T>,
+) -> Result<Vec<T>, ClientError> {
+    let mut entries = Vec::with_capacity(usize::from(count));
+    for _ in 0..count {
+        let reply = read_reply(recv, input).await?;
+        let text = format!("{reply:?}");
+        let entry = pick(reply)
+            .ok_or_else(|| ClientError::Protocol(format!("expected {what}, got {text}")))?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
 /// Reads one reply (used during logon, before the reader task starts).
 async fn read_reply(
     recv: &mut quinn::RecvStream,
@@ -441,7 +574,8 @@ fn dispatch(inner: &Inner, reply: Reply, reports: &mpsc::Sender<Reply>) {
         Reply::Ack { req, .. }
         | Reply::Reject { req, .. }
         | Reply::Done { req, .. }
-        | Reply::Status { req, .. } => Some(*req),
+        | Reply::Status { req, .. }
+        | Reply::Balance { req, .. } => Some(*req),
         Reply::Heartbeat { nonce } => {
             if let Some(waiter) = lock(&inner.pings).remove(nonce) {
                 let _ = waiter.send(Instant::now());

@@ -1,9 +1,12 @@
 //! The SDK's request and answer types.
 
 use peregrine_hotpath::{
-    ClientOrderId, MarketId, OrderId, OrderKind, Price, Qty, SelfTradePrevention, Side, TimeInForce,
+    Amount, ClientOrderId, MarketId, OrderId, OrderKind, Price, Qty, SelfTradePrevention, Side,
+    TimeInForce,
 };
+use peregrine_proto::directory::{CurrencyInfo, Name};
 use peregrine_proto::frame::{OrderState, RejectCode, Reply};
+use rust_decimal::Decimal;
 
 use crate::ClientError;
 
@@ -138,6 +141,67 @@ impl StatusReply {
                 state: OrderState::Unknown,
                 code: RejectCode(0),
             },
+        }
+    }
+}
+
+/// The answer to [`Client::balance`](crate::Client::balance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceReply {
+    /// The currency.
+    pub currency: Name,
+    /// Free to trade or withdraw.
+    pub available: Decimal,
+    /// Held by open orders and pending withdrawals.
+    pub locked: Decimal,
+    /// `available` in minor units.
+    pub available_minor: Amount,
+    /// `locked` in minor units.
+    pub locked_minor: Amount,
+}
+
+impl BalanceReply {
+    pub(crate) fn new(currency: &CurrencyInfo, available: Amount, locked: Amount) -> Self {
+        BalanceReply {
+            currency: currency.code,
+            available: currency.scale.to_decimal(available),
+            locked: currency.scale.to_decimal(locked),
+            available_minor: available,
+            locked_minor: locked,
+        }
+    }
+}
+
+impl std::fmt::Display for BalanceReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: available {}, locked {}",
+            self.currency, self.available, self.locked
+        )
+    }
+}
+
+impl std::fmt::Display for Placed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Placed::Ack { order, seq } => write!(f, "accepted: order {} (seq {seq})", order.0),
+            Placed::Rejected { code, seq: 0 } => write!(f, "refused: {code}"),
+            Placed::Rejected { code, seq } => write!(f, "rejected (seq {seq}): {code}"),
+            Placed::Duplicate(status) => write!(
+                f,
+                "duplicate client order id {}: the original is {:?} (order {}, filled {} lots)",
+                status.client_order_id.0, status.state, status.order.0, status.filled.0
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Done { seq } => write!(f, "done (seq {seq})"),
+            Outcome::Rejected { code, .. } => write!(f, "rejected: {code}"),
         }
     }
 }

@@ -6,16 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use peregrine_client::{
-    Cancelled, Client, ClientError, Fill, KeyId, Liquidity, Order, OrderState, Outcome, Placed,
-    RejectCode, Replaced, Reply, Request, ServerTrust, SigningKey, open_stream,
+    CONNECT_TIMEOUT, Cancelled, Client, ClientError, CurrencyInfo, Directory, Fill, KeyId,
+    Liquidity, MarketInfo, Name, Order, OrderState, Outcome, Placed, RejectCode, Replaced, Reply,
+    Request, ServerTrust, SigningKey, open_stream,
 };
 use peregrine_core::EngineHandle;
 use peregrine_gateway::quic::auth::ApiKeyConfig;
 use peregrine_gateway::quic::tls::TlsSource;
 use peregrine_gateway::quic::{Server, ServerConfig, TransportTuning};
+use peregrine_hotpath::edge::{CurrencyScale, MarketUnits};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
 use peregrine_hotpath::*;
 use peregrine_proto::codec::{Decoded, decode_reply, encode_request};
+use peregrine_proto::frame::PROTOCOL_VERSION;
 use peregrine_proto::limits::SessionLimits;
 use tokio::sync::mpsc;
 
@@ -81,6 +84,33 @@ fn engine() -> Engine {
     engine
 }
 
+/// The engine's currencies and market by name: `btc` (0, satoshi), `usd` (1, micro-dollar) and
+/// `btcusd` (market 0): 1,000 satoshi per lot is a lot of 0.00001 btc, and one micro-dollar per
+/// tick per lot a tick of 0.1 usd.
+fn directory() -> Directory {
+    let currency = |id, code, scale| {
+        CurrencyInfo::new(CurrencyId(id), Name::new(code).unwrap(), scale).unwrap()
+    };
+    let units = MarketUnits {
+        tick: "0.1".parse().unwrap(),
+        lot: "0.00001".parse().unwrap(),
+        base: CurrencyScale { scale: 8 },
+        quote: CurrencyScale { scale: 6 },
+    };
+    let btcusd = MarketInfo::new(
+        M,
+        Name::new("btcusd").unwrap(),
+        (CurrencyId(0), CurrencyId(1)),
+        units,
+    )
+    .unwrap();
+    Directory::new(
+        vec![currency(0, "btc", 8), currency(1, "usd", 6)],
+        vec![btcusd],
+    )
+    .unwrap()
+}
+
 struct Harness {
     server: Server,
     fingerprint: [u8; 32],
@@ -110,7 +140,7 @@ impl Harness {
                 public_key: SigningKey::from_seed(&seed(key)).unwrap().public_key_hex(),
             })
             .collect();
-        let server = Server::start(
+        let server = Server::start_with_directory(
             ServerConfig {
                 listen: "127.0.0.1:0".parse().unwrap(),
                 tls: TlsSource::SelfSigned {
@@ -122,6 +152,7 @@ impl Harness {
                 transport: TransportTuning::default(),
             },
             engine,
+            Arc::new(directory()),
         )
         .unwrap();
         let fingerprint = server.fingerprint_sha256();
@@ -390,7 +421,7 @@ async fn malformed_and_oversized_frames_close_only_that_session() {
     let h = Harness::new();
     let healthy = h.client(2).await;
     // Garbage after a valid logon: typed reject, then the connection closes with its code.
-    let (replies, code) = raw_session(&h, Some(1), &[4, 0, 0x7E, 1]).await;
+    let (replies, code) = raw_session(&h, Some(1), &[4, 0, 0x7E, PROTOCOL_VERSION]).await;
     assert!(
         matches!(
             replies.last(),
@@ -693,4 +724,152 @@ async fn idle_client_stays_logged_on_through_sdk_heartbeats() {
         "{replies:?}"
     );
     drop(connection);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_by_market_name_and_decimals_trade_in_engine_units() {
+    let h = Harness::new();
+    let maker = h.client(1).await;
+    let taker = h.client(2).await;
+    assert_eq!(maker.directory(), &directory());
+    let mut reports = maker.reports().unwrap();
+    // 1000.0 usd is 10,000 ticks of 0.1; 0.00005 btc is 5 lots of 0.00001.
+    let sell = maker
+        .limit("btcusd", Side::Sell, "1000.0", "0.00005")
+        .unwrap();
+    assert_eq!(
+        (sell.market, sell.kind),
+        (
+            M,
+            OrderKind::Limit {
+                price: Price(10_000),
+                qty: Qty(5)
+            }
+        )
+    );
+    ack(&maker, sell).await;
+    let buy = taker.limit("btcusd", Side::Buy, "1000", "0.00003").unwrap();
+    assert_ne!(buy.client_order_id, sell.client_order_id);
+    ack(&taker, buy).await;
+    let (price, qty) = expect(&mut reports, |r| match *r {
+        Reply::Fill(Fill { price, qty, .. }) => Some((price, qty)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((price, qty), (Price(10_000), Qty(3)));
+    // Wrong names and values are refused before anything is sent, with what was wrong.
+    let error = maker.limit("ethusd", Side::Buy, "1", "1").unwrap_err();
+    assert!(matches!(error, ClientError::UnknownMarket(_)), "{error}");
+    let error = maker
+        .limit("btcusd", Side::Buy, "1000.05", "0.00001")
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Units(_)), "{error}");
+    assert!(error.to_string().contains("multiple of 0.1"), "{error}");
+    let error = maker
+        .limit("btcusd", Side::Buy, "1e3", "0.00001")
+        .unwrap_err();
+    assert!(matches!(error, ClientError::Decimal { .. }), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_balance_query_answers_what_the_engine_holds() {
+    let h = Harness::new();
+    let c = h.client(3).await;
+    ack(&c, c.limit("btcusd", Side::Buy, "900", "0.0001").unwrap()).await;
+    let over_quic = c.balance("usd").await.unwrap();
+    let in_engine = h
+        .engine()
+        .ask(|e| e.balance(AccountId(3), CurrencyId(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        (over_quic.available_minor.0, over_quic.locked_minor.0),
+        (in_engine.available, in_engine.locked)
+    );
+    // 10 lots at 9,000 ticks, one micro-dollar per tick per lot, are locked: 0.09 usd.
+    assert_eq!(over_quic.locked, "0.09".parse().unwrap());
+    assert_eq!(over_quic.available, "999999.91".parse().unwrap());
+    let error = c.balance("eur").await.unwrap_err();
+    assert!(matches!(error, ClientError::UnknownCurrency(_)), "{error}");
+    // An id outside the directory is refused by the server with a name.
+    match c.balance_of(CurrencyId(9)).await {
+        Err(ClientError::Refused(code)) => {
+            assert_eq!(code, RejectCode::UNKNOWN_CURRENCY);
+            assert!(
+                code.to_string().contains("market.currency.doesnt_exist"),
+                "{code}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_read_as_names_not_numbers() {
+    let h = Harness::new();
+    let _first = h.client(1).await;
+    let error = h.try_client(1, seed(1)).await.unwrap_err();
+    let text = error.to_string();
+    assert!(text.contains("quic.session.limit"), "{text}");
+    assert!(!text.contains("1009"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_to_a_closed_port_fails_fast_and_says_so() {
+    // A port that was just free: nothing listens on it.
+    let addr = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let error = Client::connect(
+        addr,
+        ServerTrust::Fingerprint([0; 32]),
+        KeyId(1),
+        SigningKey::from_seed(&seed(1)).unwrap(),
+    )
+    .await
+    .unwrap_err();
+    let waited = start.elapsed();
+    assert!(
+        matches!(error, ClientError::ConnectTimeout { .. }),
+        "{error}"
+    );
+    assert!(
+        waited < CONNECT_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert!(error.to_string().contains(&addr.to_string()), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_client_frees_its_session_before_its_runtime_ends() {
+    let h = Harness::new();
+    let (addr, fingerprint) = (h.server.local_addr(), h.fingerprint);
+    // A program's life: its own runtime, a session, an error, `close`, then the runtime (the
+    // process) ends at once; nothing runs after `close` to send the close for it.
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let client = Client::connect(
+                addr,
+                ServerTrust::Fingerprint(fingerprint),
+                KeyId(1),
+                SigningKey::from_seed(&seed(1)).unwrap(),
+            )
+            .await
+            .unwrap();
+            assert!(client.limit("nosuchmarket", Side::Buy, "1", "1").is_err());
+            client.close().await;
+        });
+    })
+    .join()
+    .unwrap();
+    // The next run logs on with the same key at once: no `quic.session.limit` while the
+    // server waits out the idle timeout.
+    let again = h.try_client(1, seed(1)).await;
+    assert!(again.is_ok(), "{:?}", again.err());
 }

@@ -1,4 +1,4 @@
-//! The core's protocol-neutral vocabulary in `peregrine/1` terms: [`Notice`]s become session
+//! The core's protocol-neutral vocabulary in `peregrine/2` terms: [`Notice`]s become session
 //! [`Report`]s, core order statuses and submit errors become the protocol's. Every mapping is
 //! total, so the wire never depends on how the core names things.
 

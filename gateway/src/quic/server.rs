@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
 use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
+use peregrine_proto::directory::Directory;
 use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
 use peregrine_proto::limits::SessionLimits;
 use peregrine_proto::session::{
@@ -156,11 +157,23 @@ struct Shared {
     next_session: AtomicU64,
     random: SystemRandom,
     epoch: Instant,
+    directory: Arc<Directory>,
 }
 
 impl Server {
-    /// Binds and starts accepting connections; must be called inside a tokio runtime.
+    /// Binds and starts accepting connections with an empty logon directory (clients then
+    /// speak engine ids and units only); must be called inside a tokio runtime.
     pub fn start(config: ServerConfig, engine: Arc<EngineHandle>) -> Result<Server, ServerError> {
+        Server::start_with_directory(config, engine, Arc::default())
+    }
+
+    /// As [`Server::start`], listing `directory` (see [`super::directory::directory_of`]) to
+    /// every client at logon.
+    pub fn start_with_directory(
+        config: ServerConfig,
+        engine: Arc<EngineHandle>,
+        directory: Arc<Directory>,
+    ) -> Result<Server, ServerError> {
         if config.sessions_per_key == 0 {
             return Err(ServerError::Config("sessions_per_key must be at least 1"));
         }
@@ -215,6 +228,7 @@ impl Server {
             next_session: AtomicU64::new(1),
             random: SystemRandom::new(),
             epoch: Instant::now(),
+            directory,
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(Server {
@@ -361,6 +375,7 @@ impl EngineSide {
         Ok(LoggedOn {
             account,
             session: self.session,
+            directory: Arc::clone(&self.shared.directory),
         })
     }
 
@@ -403,8 +418,9 @@ impl EngineSide {
 }
 
 /// Performs every action `session` has queued against the engine, feeding each result back at
-/// once (which may queue more), until none is left. Every engine call is synchronous, so the
-/// session never has input waiting on a result between two reads. The first error is returned;
+/// once (which may queue more), until none is left. Every engine call is synchronous (a
+/// balance is read from the core's views, never on the matching thread). The first error is
+/// returned;
 /// later actions are still performed (an unsubscribe queued before a close still happens).
 fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(), SessionError> {
     let mut result = Ok(());
@@ -439,6 +455,23 @@ fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(),
                 }
                 Ok(())
             }
+            Action::Balance {
+                request_id,
+                account,
+                currency,
+            } => {
+                // The views the REST bridge's balances read: released (in `durable` mode,
+                // durable) state, answered at once.
+                let view = engine
+                    .shared
+                    .engine
+                    .read(|views| views.balance(account, currency));
+                let balance = peregrine_hotpath::ledger::Balance {
+                    available: view.available.0,
+                    locked: view.locked.0,
+                };
+                session.on_balance_result(request_id, Ok(balance))
+            }
             action => {
                 tracing::error!(?action, "the server does not know this session action");
                 Ok(())
@@ -446,6 +479,7 @@ fn perform_actions(session: &mut Session, engine: &mut EngineSide) -> Result<(),
         };
         result = result.and(performed);
     }
+    // Every result was fed back.
     debug_assert!(!session.awaits_result() || session.close_reason().is_some());
     result
 }

@@ -1,5 +1,5 @@
 //! TLS 1.3 material: a self-signed development certificate (rcgen) or a production chain and key
-//! from PEM files, and the rustls server configuration with ALPN `peregrine/1`.
+//! from PEM files, and the rustls server configuration with ALPN `peregrine/2`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -161,7 +161,7 @@ impl Identity {
         out
     }
 
-    /// The quinn crypto configuration: TLS 1.3 only, ring provider, ALPN `peregrine/1`.
+    /// The quinn crypto configuration: TLS 1.3 only, ring provider, ALPN `peregrine/2`.
     pub fn quic_server_config(
         &self,
     ) -> Result<Arc<quinn::crypto::rustls::QuicServerConfig>, TlsError> {

@@ -23,29 +23,29 @@ use crate::rest::types::{self, BalanceJson, OrderJson, OwnTradeJson, TickerJson}
 /// A connection id.
 pub type ConnId = u64;
 
-/// Tells a connection task to close, and why.
+/// Tells a connection task to close, with which WebSocket close code, and why.
 #[derive(Debug, Default)]
 pub struct Kill {
-    reason: Mutex<Option<String>>,
+    reason: Mutex<Option<(u16, String)>>,
     notify: Notify,
 }
 
 impl Kill {
-    /// Asks the connection to close with `reason`.
-    pub fn kill(&self, reason: String) {
-        *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(reason);
+    /// Asks the connection to close with `code` (1008 policy, 1001 going away) and `reason`.
+    pub fn kill(&self, code: u16, reason: String) {
+        *self.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some((code, reason));
         // A stored permit: the task sees it even if it is not waiting right now.
         self.notify.notify_one();
     }
 
-    /// Waits for a kill; returns the reason.
-    pub async fn wait(&self) -> String {
+    /// Waits for a kill; returns the close code and the reason.
+    pub async fn wait(&self) -> (u16, String) {
         self.notify.notified().await;
         self.reason
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .unwrap_or_default()
+            .unwrap_or((super::CLOSE_POLICY, String::new()))
     }
 }
 
@@ -141,9 +141,10 @@ impl Hub {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.metrics.ws_slow_consumers_total.inc();
                 let capacity = conn.queue.max_capacity();
-                conn.kill.kill(format!(
-                    "slow consumer: {capacity} messages queued; reconnect and resubscribe"
-                ));
+                conn.kill.kill(
+                    super::CLOSE_POLICY,
+                    format!("slow consumer: {capacity} messages queued; reconnect and resubscribe"),
+                );
                 self.remove(id);
                 false
             }
@@ -230,10 +231,10 @@ impl Hub {
         self.send(id, message(&reply));
     }
 
-    /// Closes every connection (shutdown).
+    /// Closes every connection (shutdown): code 1001, going away.
     pub fn close_all(&mut self, reason: &str) {
         for conn in self.conns.values() {
-            conn.kill.kill(reason.to_owned());
+            conn.kill.kill(super::CLOSE_GOING_AWAY, reason.to_owned());
         }
         self.conns.clear();
         self.subscribers.clear();
@@ -380,4 +381,29 @@ fn snapshot(data: &MarketData, catalog: &Catalog, market: MarketId, levels: usiz
         "bids": pairs(&book.bids),
         "sequence": book.sequence,
     }}))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod shutdown_tests {
+    use super::*;
+
+    /// Shutdown's close is 1001 (going away), not 1008 (policy violation): a client should
+    /// reconnect, not think it misbehaved.
+    #[tokio::test]
+    async fn close_all_closes_with_going_away() {
+        let registry = prometheus::Registry::new();
+        let mut hub = Hub::new(Metrics::new(&registry).unwrap());
+        let (queue, _outbound) = mpsc::channel(1);
+        let kill = Arc::new(Kill::default());
+        hub.register(queue, kill.clone(), None);
+        hub.close_all("server shutting down");
+        assert_eq!(
+            kill.wait().await,
+            (
+                super::super::CLOSE_GOING_AWAY,
+                "server shutting down".to_owned()
+            )
+        );
+    }
 }

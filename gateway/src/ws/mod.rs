@@ -10,7 +10,8 @@
 //!
 //! Bounds: each connection has a queue of `ws_buffer_messages`; a connection that falls that
 //! far behind, or whose socket does not take a message within [`SEND_TIMEOUT`], is closed
-//! with code 1008 and the reason. Inbound messages are limited to [`INBOUND_BYTES_MAX`].
+//! with code 1008 and the reason; at shutdown every connection is closed with 1001 (going
+//! away). Inbound messages are limited to [`INBOUND_BYTES_MAX`].
 
 pub mod hub;
 pub mod streams;
@@ -41,9 +42,9 @@ pub const INBOUND_BYTES_MAX: usize = 16 * 1024;
 /// Longest one message may take to go out before the connection counts as stalled.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Close code for slow consumers and protocol abuse (policy violation).
-const CLOSE_POLICY: u16 = 1008;
+pub(crate) const CLOSE_POLICY: u16 = 1008;
 /// Close code at shutdown (going away).
-const CLOSE_GOING_AWAY: u16 = 1001;
+pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a message over [`INBOUND_BYTES_MAX`] (RFC 6455 §7.4.1: message too big).
 const CLOSE_TOO_BIG: u16 = 1009;
 
@@ -163,7 +164,7 @@ async fn connection(
     let close = loop {
         tokio::select! {
             biased;
-            reason = kill.wait() => break Some((CLOSE_POLICY, reason)),
+            killed = kill.wait() => break Some(killed),
             () = crate::rest::stopped(&mut stop) => break Some((CLOSE_GOING_AWAY, "server shutting down".into())),
             text = outbound.recv() => {
                 let Some(text) = text else { break None };

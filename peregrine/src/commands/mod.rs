@@ -1,6 +1,7 @@
 //! What each subcommand does, and how failures map to exit codes.
 
 pub mod bench;
+pub mod keygen;
 pub mod replay;
 pub mod tuning;
 pub mod up;
@@ -23,6 +24,8 @@ pub enum CommandError {
     Replay(#[from] replay::ReplayError),
     #[error(transparent)]
     Tuning(#[from] tuning::TuningError),
+    #[error(transparent)]
+    Keygen(#[from] keygen::KeygenError),
 }
 
 impl CommandError {
@@ -32,7 +35,7 @@ impl CommandError {
             Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
             Self::Tuning(e) => e.exit_code(),
-            Self::Up(_) | Self::Bench(_) | Self::Replay(_) => EXIT_FAILURE,
+            Self::Up(_) | Self::Bench(_) | Self::Replay(_) | Self::Keygen(_) => EXIT_FAILURE,
         }
     }
 }
@@ -44,6 +47,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Bench(args) => bench::run(&args)?,
         Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
         Command::Tuning(args) => tuning::run(&args, std::env::vars_os())?,
+        Command::Keygen(args) => keygen::run(&args)?,
     }
     Ok(())
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use peregrine_gateway::quic::directory::directory_of;
 use peregrine_gateway::quic::server::{Server as QuicServer, ServerConfig};
 use peregrine_gateway::quic::tls::{TlsSource, ensure_dev_certificate};
 
@@ -336,8 +337,14 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
             transport: config.quic.transport,
         };
         Some(
-            QuicServer::start(server_config, Arc::clone(&engine))
-                .map_err(|e| UpError::Quic(e.to_string()))?,
+            QuicServer::start_with_directory(
+                server_config,
+                Arc::clone(&engine),
+                Arc::new(
+                    directory_of(&exchange.catalog).map_err(|e| UpError::Quic(e.to_string()))?,
+                ),
+            )
+            .map_err(|e| UpError::Quic(e.to_string()))?,
         )
     } else {
         None

@@ -332,6 +332,8 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
         .map_err(|e| BenchError::workload(NAME, e))?;
     Ok(
         Report::new(NAME, ops_per_sec, recorder.summary(), Some(floor_ns))
+            .with_pacing(&stats)
+            .with_recorder(&recorder)
             .with_param(
                 "ack",
                 match ack {
@@ -377,7 +379,7 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
             .with_param("udp_sndbuf_bytes", buffers.send_bytes as u64)
             .with_param("udp_buffers_capped", buffers.capped())
             .with_param("reports_lagged", lagged)
-            .with_param("tls", "1.3 (ring), ALPN peregrine/1")
+            .with_param("tls", "1.3 (ring), ALPN peregrine/2")
             .with_param("tokio_workers", TOKIO_WORKERS as u64),
     )
 }

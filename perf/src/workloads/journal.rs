@@ -275,6 +275,8 @@ fn run_in(
         summary,
         Some(floor_ns),
     )
+    .with_pacing(&pacer_stats)
+    .with_recorder(&recorder)
     .with_param("rate_ops_per_sec", rate.get())
     .with_param("duration_s", args.duration.as_secs_f64())
     .with_param("warmup_s", args.warmup.as_secs_f64())

@@ -259,6 +259,8 @@ fn run_threaded(args: &BenchArgs) -> Result<Report, BenchError> {
     engine.audit().map_err(|e| BenchError::workload(NAME, e))?;
     Ok(
         Report::new(NAME, ops_per_sec, recorder.summary(), Some(floor_ns))
+            .with_pacing(&stats)
+            .with_recorder(&recorder)
             .with_param("shards", 1u64)
             .with_param("shard_core", core.map_or(-1, |c| c as i64))
             .with_param("idle", "spin")
@@ -382,6 +384,8 @@ fn run_engine(args: &BenchArgs) -> Result<Report, BenchError> {
 
     Ok(
         Report::new(NAME, ops_per_sec, recorder.summary(), Some(floor_ns))
+            .with_pacing(&stats)
+            .with_recorder(&recorder)
             .with_param("throughput_commands", throughput_commands as u64)
             .with_param("latency_rate_ops_per_sec", rate.get())
             .with_param("latency_commands", count)

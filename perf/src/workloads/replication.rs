@@ -309,6 +309,8 @@ fn run_in(
     let summary = recorder.summary();
     Ok(
         Report::new(NAME, trades_count as f64 / seconds, summary, Some(floor_ns))
+            .with_pacing(&pacer_stats)
+            .with_recorder(&recorder)
             .with_param("rate_ops_per_sec", rate.get())
             .with_param("ops_are", "trades replicated")
             .with_param("duration_s", args.duration.as_secs_f64())

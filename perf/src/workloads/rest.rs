@@ -26,7 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::args::{BenchArgs, WorkloadFlag};
 use crate::error::BenchError;
-use crate::pacer::Pacer;
+use crate::pacer::{Pacer, PacerStats};
 use crate::recorder::LatencyRecorder;
 use crate::registry::Workload;
 use crate::report::Report;
@@ -232,7 +232,7 @@ fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         c.store(0, Ordering::Relaxed);
     }
     let start = Instant::now();
-    let (results, behind) = open_loop(&runtime, &http, &fixture.base, rate, count, &counters)?;
+    let (results, pacer_stats) = open_loop(&runtime, &http, &fixture.base, rate, count, &counters)?;
     let mut recorder = LatencyRecorder::new()?;
     let mut last = start;
     for (scheduled, completed) in &results {
@@ -251,11 +251,13 @@ fn run(args: &BenchArgs) -> Result<Report, BenchError> {
     }
     Ok(
         Report::new(NAME, ops_per_sec, recorder.summary(), Some(floor_ns))
+            .with_pacing(&pacer_stats)
+            .with_recorder(&recorder)
             .with_param("latency_rate_ops_per_sec", rate.get())
             .with_param("latency_orders", count)
             .with_param("created", counters.created.load(Ordering::Relaxed))
             .with_param("refused", counters.refused.load(Ordering::Relaxed))
-            .with_param("sends_behind_count", behind)
+            .with_param("sends_behind_count", pacer_stats.sends_behind_count)
             .with_param("lanes", u64::from(LANES))
             .with_param("floor", "median GET /public/timestamp round trip, no load")
             .with_param("transport", "HTTP/1.1 keep-alive, JSON, HMAC-SHA256 signed")
@@ -272,7 +274,7 @@ fn open_loop(
     rate: NonZeroU64,
     count: u64,
     counters: &Arc<Counters>,
-) -> Result<(Vec<(Instant, Instant)>, u64), BenchError> {
+) -> Result<(Vec<(Instant, Instant)>, PacerStats), BenchError> {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<(Instant, Instant)>();
     let mut lanes = Vec::with_capacity(LANES as usize);
     let mut tasks = Vec::with_capacity(LANES as usize);
@@ -334,7 +336,7 @@ fn open_loop(
         }
     });
     let results: Vec<(Instant, Instant)> = done_rx.try_iter().collect();
-    Ok((results, pacer.stats().sends_behind_count))
+    Ok((results, pacer.stats()))
 }
 
 #[cfg(test)]

@@ -191,6 +191,8 @@ fn run(args: &BenchArgs) -> Result<Report, BenchError> {
         recorder.summary(),
         Some(floor_ns),
     )
+    .with_pacing(&pacer.stats())
+    .with_recorder(&recorder)
     .with_param("latency_rate_trades_per_sec", rate.get())
     .with_param("trades", count)
     .with_param("subscribers", SUBSCRIBERS as u64)
