@@ -11,6 +11,7 @@ use libfuzzer_sys::fuzz_target;
 use peregrine_fuzz::session_script::{self as op, OPS_MAX, TICK_STEP_NS};
 use peregrine_hotpath::AccountId;
 use peregrine_proto::codec::{Decoded, decode_reply};
+use peregrine_proto::directory::Directory;
 use peregrine_proto::frame::{MAX_FRAME_BYTES, RejectCode, SessionId};
 use peregrine_proto::limits::SessionLimits;
 use peregrine_proto::session::{
@@ -71,6 +72,8 @@ impl Driver {
                 _ => Ok(LoggedOn {
                     account: AccountId(u32::from(outcome)),
                     session: SessionId(1),
+                    // The directory's own parsing is the codec target's; an empty one here.
+                    directory: std::sync::Arc::new(Directory::default()),
                 }),
             }),
             Action::Submit { request_id, .. } => {

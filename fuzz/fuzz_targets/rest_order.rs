@@ -39,15 +39,18 @@ fn check_order(body: &[u8]) {
     let Ok(order) = serde_json::from_slice::<CreateOrder>(body) else {
         return;
     };
-    let fields = [
+    // Decimals arrive as strings or JSON numbers (read as their literal text).
+    let decimals = [
         &order.volume,
         &order.price,
         &order.stop_price,
         &order.quote_amount,
-        &order.client_id,
     ];
-    for text in fields.into_iter().flatten() {
+    for text in decimals.into_iter().flatten() {
         check_decimal(text);
+    }
+    if let Some(client_id) = &order.client_id {
+        check_decimal(client_id);
     }
 }
 
