@@ -440,3 +440,40 @@ async fn reads_show_only_durable_commands_while_the_journal_stalls() {
         (StatusCode::OK, json!("wait"))
     );
 }
+
+/// Cancel-all takes its filters from a JSON body as Peatio clients send them, and refuses a
+/// filter given differently in the query string and the body (issue #13, item 1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_all_reads_its_filters_from_the_body() {
+    let h = Harness::start().await;
+    h.place(1, order("btcusd", "buy", "0.1", "49000")).await;
+    h.place(1, order("btcusd", "sell", "0.1", "51000")).await;
+    let cancel = "/api/v2/peatio/market/orders/cancel";
+    // A market that does not exist, in the body: refused, nothing cancelled.
+    let (status, body) = h.post_as(1, cancel, &json!({"market": "ethusd"})).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::NOT_FOUND, "market.market.doesnt_exist")
+    );
+    // Both places, differently: refused, nothing cancelled.
+    let (status, body) = h
+        .post_as(1, &format!("{cancel}?side=buy"), &json!({"side": "sell"}))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "market.order.conflicting_filter"
+        )
+    );
+    let (_, open) = h.get_as(1, "/api/v2/peatio/market/orders?state=wait").await;
+    assert_eq!(open.as_array().unwrap().len(), 2, "{open}");
+    // The body's side filter: only the sell goes.
+    let (status, cancelled) = h.post_as(1, cancel, &json!({"side": "sell"})).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled.as_array().unwrap().len(), 1, "{cancelled}");
+    assert_eq!(cancelled[0]["side"], "sell");
+    let (_, open) = h.get_as(1, "/api/v2/peatio/market/orders?state=wait").await;
+    assert_eq!(open.as_array().unwrap().len(), 1, "{open}");
+    assert_eq!(open[0]["side"], "buy");
+}

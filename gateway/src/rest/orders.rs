@@ -445,21 +445,53 @@ pub(crate) async fn cancel_order_by_client_id(
     .await
 }
 
-/// Cancels every open order of the account, optionally only in one market and/or side;
-/// answers the cancelled orders.
+/// One cancel-all filter from the query string or the body: given in both, differently, it is
+/// refused rather than one silently winning.
+fn one_filter(
+    name: &'static str,
+    query: Option<String>,
+    body: Option<String>,
+) -> Result<Option<String>, ApiError> {
+    match (query, body) {
+        (Some(q), Some(b)) if q != b => Err(ApiError::unprocessable(
+            "market.order.conflicting_filter",
+            format!("{name} is `{q}` in the query string but `{b}` in the body"),
+        )),
+        (q, b) => Ok(q.or(b)),
+    }
+}
+
+/// Cancels every open order of the account, optionally only in one market and/or side (as
+/// query parameters or a JSON body, as Peatio clients send them); answers the cancelled orders.
 #[utoipa::path(post, path = "/api/v2/peatio/market/orders/cancel", tag = "market",
-    params(CancelAllQuery), security(("apikey" = [], "nonce" = [], "signature" = [])),
+    params(CancelAllQuery), request_body(content = Option<CancelAllBody>,
+        description = "the same filters as a JSON body (a filter in both must agree)"),
+    security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 200, body = [OrderJson]), (status = 401, body = ErrorBody)))]
 pub(crate) async fn cancel_all(
     State(bridge): State<Arc<Bridge>>,
     Authenticated(account, actor): Authenticated,
     ApiQuery(q): ApiQuery<CancelAllQuery>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Vec<OrderJson>>, ApiError> {
-    let market_id = match q.market.as_deref() {
+    // Peatio clients send the filters as a JSON body; the query string works too.
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelAllBody {
+            market: None,
+            side: None,
+        }
+    } else {
+        serde_json::from_slice::<CancelAllBody>(&body).map_err(|error| {
+            ApiError::bad_request("request.malformed_json", format!("the body: {error}"))
+        })?
+    };
+    let market_name = one_filter("market", q.market, from_body.market)?;
+    let side_name = one_filter("side", q.side, from_body.side)?;
+    let market_id = match market_name.as_deref() {
         Some(name) => Some(market(&bridge, name)?.spec.market),
         None => None,
     };
-    let side = q.side.as_deref().map(parse_side).transpose()?;
+    let side = side_name.as_deref().map(parse_side).transpose()?;
     let executed = execute(
         &bridge,
         actor,

@@ -713,6 +713,17 @@ pub struct OwnTradesQuery {
     pub time_to: Option<u64>,
 }
 
+/// Cancel-all filters as a JSON body (the same fields as the query string).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAllBody {
+    /// Only this market.
+    pub market: Option<String>,
+    /// Only this side: `buy` or `sell`.
+    #[schema(pattern = "^(buy|sell)$")]
+    pub side: Option<String>,
+}
+
 /// Cancel-all filters.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
