@@ -62,50 +62,8 @@ impl Views {
                 r.state = OrderState::Filled;
                 r.remaining_qty = Qty(0);
             }),
-            Event::OrderCancelled {
-                order,
-                market,
-                side,
-                price,
-                remaining,
-                reason,
-                ..
-            } => {
-                // Only an order that rested is in the book: a market or IOC remainder never was
-                // (its event may still carry a price), and removing it would invent a level.
-                let rested = self.orders.seq_of(order).map_or(price.0 != 0, |key| {
-                    self.orders.by_seq(key).is_some_and(|r| r.rested)
-                });
-                if rested && remaining.0 != 0 {
-                    self.level(market, side, price, Qty(0), remaining, out);
-                }
-                self.update_id(order, ts_ns, |r| {
-                    r.state = OrderState::Cancelled;
-                    r.remaining_qty = remaining;
-                    r.cancel = Some(reason);
-                });
-            }
-            Event::OrderReplaced {
-                order,
-                market,
-                side,
-                old_price,
-                old_qty,
-                price,
-                qty,
-                ..
-            } => {
-                self.level(market, side, old_price, Qty(0), old_qty, out);
-                self.level(market, side, price, qty, Qty(0), out);
-                self.update_id(order, ts_ns, |r| {
-                    r.price = price;
-                    if r.terms.kind == OrderType::Limit {
-                        r.terms.limit = Some(price);
-                    }
-                    r.remaining_qty = qty;
-                    r.origin_qty = Qty(r.executed_qty.0.saturating_add(qty.0));
-                });
-            }
+            Event::OrderCancelled { .. } => self.cancelled(ts_ns, event, out),
+            Event::OrderReplaced { .. } => self.replaced(ts_ns, event, out),
             Event::Balance {
                 account,
                 currency,
@@ -251,6 +209,60 @@ impl Views {
                 ts_ns,
             }));
         }
+    }
+
+    fn cancelled(&mut self, ts_ns: u64, event: &Event, out: &mut Vec<Change>) {
+        let Event::OrderCancelled {
+            order,
+            market,
+            side,
+            price,
+            remaining,
+            reason,
+            ..
+        } = *event
+        else {
+            return;
+        };
+        // Only an order that rested is in the book: a market or IOC remainder never was (its
+        // event may still carry a price), and removing it would invent a level.
+        let rested = self.orders.seq_of(order).map_or(price.0 != 0, |key| {
+            self.orders.by_seq(key).is_some_and(|r| r.rested)
+        });
+        if rested && remaining.0 != 0 {
+            self.level(market, side, price, Qty(0), remaining, out);
+        }
+        self.update_id(order, ts_ns, |r| {
+            r.state = OrderState::Cancelled;
+            r.remaining_qty = remaining;
+            r.cancel = Some(reason);
+        });
+    }
+
+    fn replaced(&mut self, ts_ns: u64, event: &Event, out: &mut Vec<Change>) {
+        let Event::OrderReplaced {
+            order,
+            market,
+            side,
+            old_price,
+            old_qty,
+            price,
+            qty,
+            ..
+        } = *event
+        else {
+            return;
+        };
+        self.level(market, side, old_price, Qty(0), old_qty, out);
+        self.level(market, side, price, qty, Qty(0), out);
+        self.update_id(order, ts_ns, |r| {
+            r.price = price;
+            if r.terms.kind == OrderType::Limit {
+                r.terms.limit = Some(price);
+            }
+            r.remaining_qty = qty;
+            r.origin_qty = Qty(r.executed_qty.0.saturating_add(qty.0));
+        });
     }
 
     fn market_state(&mut self, market: MarketId, halted: bool, out: &mut Vec<Change>) {
