@@ -129,6 +129,14 @@ impl IntoResponse for ControlError {
                 reason_code: rejected.map(RejectReason::code),
             },
         };
-        (self.status(), Json(body)).into_response()
+        let mut response = (self.status(), Json(body)).into_response();
+        if matches!(self, Self::BodyTooLarge(_)) {
+            // The body was not read to its end: a pooled connection must not be reused.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }

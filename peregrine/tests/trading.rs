@@ -180,6 +180,26 @@ async fn trades_over_quic_survive_a_restart_and_control_refuses_bad_input() {
         (status, body["error"]["code"].as_str()),
         (400, Some("control.request.malformed"))
     );
+    // A body above the limit is refused, and the answer closes the connection it left unread.
+    let pad = "x".repeat(32 * 1024);
+    let (status, body) = up
+        .control("deposits", serde_json::json!({"account": 1, "pad": pad}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("control.request.body_too_large"))
+    );
+    let too_large = http_client()
+        .post(format!("{}/control/v1/deposits", up.http))
+        .bearer_auth(&up.token)
+        .json(&serde_json::json!({"pad": pad}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        too_large.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
     let unauthorized = http_client()
         .post(format!("{}/control/v1/markets/btcusd/halt", up.http))
         .bearer_auth("not-the-token")
