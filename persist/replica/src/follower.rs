@@ -2,7 +2,8 @@
 //! commands, so it yields the same events without the hot path ever handing anything over.
 //!
 //! Restart: the newest snapshot at or below the replica's high-water mark (or a fresh engine if
-//! there is none and the journal starts at 1), then a silent replay up to the mark.
+//! there is none and the journal starts at 1), then a replay up to the mark that writes nothing
+//! and only feeds the views, so the orders placed since the snapshot keep their terms.
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use peregrine_hotpath::{Engine, EngineConfig, Event};
 use peregrine_persist::Seq;
 use peregrine_persist::segment::list_segments;
 use peregrine_persist::snapshot::{list_snapshots, read_snapshot};
+use peregrine_views::Views;
 
 use crate::error::ReplicaError;
 use crate::tailer::{Tailer, TornRecord};
@@ -25,12 +27,14 @@ pub struct Follower {
     pub tailer: Tailer,
 }
 
-/// Builds the follower at `high_water_seq` from the journal in `dir`.
+/// Builds the follower at `high_water_seq` from the journal in `dir`, and `views` with it: the
+/// replayed commands observed, then what the engine holds from before its snapshot seeded.
 pub fn start(
     dir: &Path,
     engine_config: &EngineConfig,
     high_water_seq: Seq,
     torn: TornRecord,
+    views: &mut Views,
 ) -> Result<Follower, ReplicaError> {
     let no_start = |reason: String| ReplicaError::NoStart {
         high_water_seq,
@@ -99,6 +103,8 @@ pub fn start(
         events.clear();
         follower.engine.apply(&command, &mut events);
         follower.applied_seq = seq;
+        views.observe(seq, &command, &events);
     }
+    views.seed(&follower.engine, follower.applied_seq);
     Ok(follower)
 }

@@ -1,19 +1,22 @@
 //! The row mapper: turns one command and the follower's events for it into rows.
 //!
-//! Ledger entries come from the `Balance` events (the state of every changed cell after the
-//! command): the mapper keeps the last state of each non-zero cell, so an entry is the exact
-//! difference. Each command's entries balance per currency: what the account cells gained in
+//! The events are interpreted once, by the views the mapper feeds ([`Views`]): an order's row
+//! takes its type and time in force from the views' order record, and its state (status, price,
+//! open quantity) from the record as the command left it, so a row never depends on which
+//! batch the order was accepted in. Ledger entries come from the `Balance` events (the state
+//! of every changed cell after the command) against the cell the views held before it, so an
+//! entry is the exact difference. Each command's entries balance per currency: what the account cells gained in
 //! total came from outside (a deposit: an `external` entry), left it (a settled withdrawal) or
 //! went to fees (a `fees` entry, the remainder).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use peregrine_hotpath::{
     AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, OrderId,
     Price, Qty, TimeInForce,
 };
 use peregrine_persist::Seq;
-use peregrine_views::{OrderTerms, OrderType};
+use peregrine_views::{Change, OrderRecord, OrderState as ViewState, OrderTerms, OrderType, Views};
 
 use crate::rows::{
     Batch, CurrencyRow, DepositRow, LedgerRow, MarketChange, MarketRow, OrderEventRow, OrderRow,
@@ -23,13 +26,13 @@ use crate::rows::{
 /// Maps commands and events to rows; holds what the differences need.
 #[derive(Debug)]
 pub struct RowMapper {
-    /// (available, locked) of every non-zero cell, as of the last mapped command.
-    balances: HashMap<(AccountId, CurrencyId), (u64, u64)>,
+    /// Books, orders and balances as of the last mapped command.
+    views: Views,
     /// Accounts whose row this replicator has committed (dense ids, bounded by the engine).
     accounts_known: Vec<bool>,
     scales: BTreeMap<CurrencyId, u8>,
-    /// Scratch, reused: orders touched by the current command.
-    touched: Vec<OrderId>,
+    /// Scratch, reused: what the current command changed in the views.
+    changes: Vec<Change>,
     /// Scratch: per currency, (sum of cell changes, external flow) of the current command.
     flows: Vec<(CurrencyId, i128, i128)>,
 }
@@ -70,7 +73,7 @@ fn cancel_reason_name(reason: CancelReason) -> &'static str {
     }
 }
 
-/// Type, time in force, trigger and budget of the order a `NewOrder` command placed.
+/// Type, time in force, trigger and budget of an order.
 type OrderStatic = (
     Option<&'static str>,
     Option<&'static str>,
@@ -78,16 +81,8 @@ type OrderStatic = (
     Option<Amount>,
 );
 
-/// The order's terms as the views read them from its command (one reading of a command's
-/// terms for every edge), in the replica's column vocabulary.
-fn order_static(command: &Envelope, account: AccountId, order_client: u64) -> OrderStatic {
-    let CommandKind::NewOrder(new) = &command.kind else {
-        return (None, None, None, None);
-    };
-    if new.account != account || new.client_order_id.0 != order_client {
-        return (None, None, None, None);
-    }
-    let terms = OrderTerms::of(new);
+/// An order's terms, as the views' record holds them, in the replica's column vocabulary.
+fn order_static(terms: &OrderTerms) -> OrderStatic {
     let tif = match terms.tif {
         TimeInForce::Gtc => Some("gtc"),
         TimeInForce::Ioc => Some("ioc"),
@@ -105,19 +100,39 @@ fn order_static(command: &Envelope, account: AccountId, order_client: u64) -> Or
     (Some(kind), tif, terms.trigger, terms.budget)
 }
 
+/// Order records one command touches, allocated up front (a large sweep grows the scratch).
+const CHANGES_INITIAL: usize = 256;
+
+/// The row state of an order record after command `seq`; none for an order the engine never
+/// accepted (sequenced or rejected: it has no row).
+fn row_state(record: &OrderRecord, seq: Seq) -> Option<OrderState> {
+    let status = match record.state {
+        ViewState::Untriggered => OrderStatus::PendingStop,
+        ViewState::Open => OrderStatus::Open,
+        ViewState::Filled => OrderStatus::Filled,
+        ViewState::Cancelled => OrderStatus::Cancelled,
+        _ => return None,
+    };
+    if record.id.0 == 0 {
+        return None;
+    }
+    Some(OrderState {
+        status,
+        price: record.price,
+        open_qty: record.remaining_qty,
+        updated_seq: seq,
+    })
+}
+
 impl RowMapper {
-    /// A mapper for a follower whose engine is `engine` (its balances are the starting point).
-    pub fn new(engine: &Engine, scales: BTreeMap<CurrencyId, u8>) -> RowMapper {
-        let balances = engine
-            .ledger()
-            .nonzero()
-            .map(|(account, currency, b)| ((account, currency), (b.available, b.locked)))
-            .collect();
+    /// A mapper for a follower whose engine is `engine`, with `views` at the same command (see
+    /// [`crate::follower::start`]).
+    pub fn new(views: Views, engine: &Engine, scales: BTreeMap<CurrencyId, u8>) -> RowMapper {
         RowMapper {
-            balances,
+            views,
             accounts_known: vec![false; engine.config().max_accounts as usize],
             scales,
-            touched: Vec::with_capacity(64),
+            changes: Vec::with_capacity(CHANGES_INITIAL),
             flows: Vec::with_capacity(8),
         }
     }
@@ -153,15 +168,8 @@ impl RowMapper {
         &mut self.flows[index]
     }
 
-    /// Adds the rows of command `seq` to `batch`; `engine` is the follower right after it.
-    pub fn map(
-        &mut self,
-        seq: Seq,
-        command: &Envelope,
-        events: &[Event],
-        engine: &Engine,
-        batch: &mut Batch,
-    ) {
+    /// Adds the rows of command `seq` (and its `events`) to `batch`.
+    pub fn map(&mut self, seq: Seq, command: &Envelope, events: &[Event], batch: &mut Batch) {
         assert!(
             batch.is_empty() || seq == batch.last_seq + 1,
             "commands are mapped in sequence"
@@ -176,10 +184,24 @@ impl RowMapper {
         batch.commands_count += 1;
         batch.events_count += events.len();
         let cause = command_name(&command.kind);
-        self.touched.clear();
+        self.changes.clear();
         self.flows.clear();
+        if let CommandKind::NewOrder(new) = &command.kind {
+            self.views.sequenced(seq, command.ts, new);
+        }
         let mut entry_index = 0_u32;
         for (index, event) in events.iter().enumerate() {
+            // The cell as it was before this event (read before the views apply it).
+            let cell_before = match event {
+                Event::Balance {
+                    account, currency, ..
+                } => Some(self.views.balance(*account, *currency)),
+                _ => None,
+            };
+            self.views
+                .apply_event(seq, command.ts, event, &mut self.changes);
+            // Only the order records matter here, and `applied` appends them at the end.
+            self.changes.clear();
             // Lossless: a command's events are bounded by the engine's capacities, far below 2^32.
             let event_index = index as u32;
             let mut history = |order: OrderId, kind, price, qty, reason| {
@@ -205,8 +227,11 @@ impl RowMapper {
                     qty,
                 } => {
                     history(*order, "accepted", *price, *qty, None);
-                    let (order_type, time_in_force, trigger_price, quote_budget) =
-                        order_static(command, *account, client_order_id.0);
+                    let (order_type, time_in_force, trigger_price, quote_budget) = self
+                        .views
+                        .orders()
+                        .by_id(*account, *order)
+                        .map_or((None, None, None, None), |r| order_static(&r.terms));
                     batch.orders_new.insert(
                         *order,
                         OrderRow {
@@ -231,17 +256,12 @@ impl RowMapper {
                             created_ts_ns: ts_ns,
                         },
                     );
-                    self.touched.push(*order);
                 }
                 Event::OrderRested {
                     order, price, qty, ..
-                } => {
-                    history(*order, "rested", *price, *qty, None);
-                    self.touched.push(*order);
-                }
+                } => history(*order, "rested", *price, *qty, None),
                 Event::StopTriggered { order, .. } => {
-                    history(*order, "triggered", Price(0), Qty(0), None);
-                    self.touched.push(*order);
+                    history(*order, "triggered", Price(0), Qty(0), None)
                 }
                 Event::Trade(trade) => {
                     batch.trades.push(TradeRow {
@@ -249,12 +269,9 @@ impl RowMapper {
                         trade: trade.clone(),
                         ts_ns,
                     });
-                    self.touched.push(trade.maker_order);
-                    self.touched.push(trade.taker_order);
                 }
                 Event::OrderFilled { order, .. } => {
-                    history(*order, "filled", Price(0), Qty(0), None);
-                    self.touched.push(*order);
+                    history(*order, "filled", Price(0), Qty(0), None)
                 }
                 Event::OrderCancelled {
                     order,
@@ -270,30 +287,19 @@ impl RowMapper {
                         *remaining,
                         Some(cancel_reason_name(*reason)),
                     );
-                    self.touched.push(*order);
                 }
                 Event::OrderReplaced {
                     order, price, qty, ..
-                } => {
-                    history(*order, "replaced", *price, *qty, None);
-                    self.touched.push(*order);
-                }
+                } => history(*order, "replaced", *price, *qty, None),
                 Event::Balance {
                     account,
                     currency,
                     available,
                     locked,
                 } => {
-                    let key = (*account, *currency);
-                    let (old_available, old_locked) =
-                        self.balances.get(&key).copied().unwrap_or((0, 0));
-                    let available_delta = i128::from(available.0) - i128::from(old_available);
-                    let locked_delta = i128::from(locked.0) - i128::from(old_locked);
-                    if available.0 == 0 && locked.0 == 0 {
-                        self.balances.remove(&key);
-                    } else {
-                        self.balances.insert(key, (available.0, locked.0));
-                    }
+                    let before = cell_before.unwrap_or_default();
+                    let available_delta = i128::from(available.0) - i128::from(before.available.0);
+                    let locked_delta = i128::from(locked.0) - i128::from(before.locked.0);
                     self.flow(*currency).1 += available_delta + locked_delta;
                     batch.ledger.push(LedgerRow {
                         seq,
@@ -461,62 +467,25 @@ impl RowMapper {
                 _ => {}
             }
         }
-        self.order_states(seq, events, engine, batch);
+        self.views.applied(seq, &mut self.changes);
+        self.order_states(seq, batch);
         self.balancing_entries(seq, cause, ts_ns, entry_index, batch);
     }
 
-    /// The state after the command of every order it touched.
-    fn order_states(&mut self, seq: Seq, events: &[Event], engine: &Engine, batch: &mut Batch) {
-        self.touched.sort_unstable();
-        self.touched.dedup();
-        for &order in &self.touched {
-            let state = match engine.order(order) {
-                Some(view) => OrderState {
-                    status: if view.pending_stop {
-                        OrderStatus::PendingStop
-                    } else {
-                        OrderStatus::Open
-                    },
-                    price: view.price,
-                    open_qty: view.qty,
-                    updated_seq: seq,
-                },
-                None => {
-                    // Gone from the engine: its last cancel or fill in this command says how.
-                    let ended = events.iter().rev().find_map(|event| match event {
-                        Event::OrderCancelled {
-                            order: id,
-                            price,
-                            remaining,
-                            ..
-                        } if *id == order => Some((OrderStatus::Cancelled, *price, *remaining)),
-                        Event::OrderFilled { order: id, .. } if *id == order => {
-                            Some((OrderStatus::Filled, Price(0), Qty(0)))
-                        }
-                        _ => None,
-                    });
-                    let (status, price, open_qty) =
-                        ended.unwrap_or((OrderStatus::Filled, Price(0), Qty(0)));
-                    let price = if price.0 == 0 {
-                        batch
-                            .orders_new
-                            .get(&order)
-                            .map_or(price, |row| row.state.price)
-                    } else {
-                        price
-                    };
-                    OrderState {
-                        status,
-                        price,
-                        open_qty,
-                        updated_seq: seq,
-                    }
-                }
+    /// The state after the command of every order it touched, from the records the views
+    /// appended to `changes`.
+    fn order_states(&mut self, seq: Seq, batch: &mut Batch) {
+        for change in &self.changes {
+            let Change::Order(record) = change else {
+                continue;
             };
-            match batch.orders_new.get_mut(&order) {
+            let Some(state) = row_state(record, seq) else {
+                continue;
+            };
+            match batch.orders_new.get_mut(&record.id) {
                 Some(row) => row.state = state,
                 None => {
-                    batch.order_states.insert(order, state);
+                    batch.order_states.insert(record.id, state);
                 }
             }
         }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peregrine_hotpath::Event;
 use peregrine_persist::{Journal, Seq};
+use peregrine_views::{OrdersLimits, Views};
 
 use crate::config::ReplicaConfig;
 use crate::db::Conn;
@@ -545,17 +546,20 @@ impl Worker {
         }
         if self.following.is_none() {
             let high_water = self.high_water.unwrap_or(0);
+            let mut views = Views::new(OrdersLimits::default());
             let follower = follower::start(
                 &self.config.journal_dir,
                 &self.config.engine_config,
                 high_water,
                 self.source.torn(),
+                &mut views,
             )?;
             tracing::info!(
                 high_water_seq = high_water,
                 "replica follower engine rebuilt at the high-water mark"
             );
-            let mapper = RowMapper::new(&follower.engine, self.config.currency_scales.clone());
+            let mapper =
+                RowMapper::new(views, &follower.engine, self.config.currency_scales.clone());
             self.following = Some(Following { follower, mapper });
             self.publish_high_water(high_water);
         }
@@ -612,13 +616,9 @@ impl Worker {
             self.events.clear();
             following.follower.engine.apply(&command, &mut self.events);
             following.follower.applied_seq = seq;
-            following.mapper.map(
-                seq,
-                &command,
-                &self.events,
-                &following.follower.engine,
-                &mut batch,
-            );
+            following
+                .mapper
+                .map(seq, &command, &self.events, &mut batch);
         }
         let read_to = following.follower.applied_seq;
         let bound_seen = match self.source {
