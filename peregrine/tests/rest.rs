@@ -413,6 +413,35 @@ async fn history_beyond_memory_comes_from_the_replica(replica_url: Option<&str>)
     maker_ids.reverse();
     assert_eq!(maker_ids, trade_ids);
 
+    // The maker's bitcoin ledger: the deposit, each sell's lock, then each fill, labelled as
+    // such (a fill is not the order command of whoever took it).
+    let (status, _, ledger) = get_as(
+        &client,
+        format!("{rest}/peatio/account/transactions?currency=btc&order_by=asc&limit=100"),
+        MAKER_KEY,
+        MAKER_SECRET,
+    )
+    .await;
+    assert_eq!(status, 200, "{ledger}");
+    let reasons: Vec<(&str, &str, &str)> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["reason"].as_str().unwrap(),
+                t["amount"].as_str().unwrap(),
+                t["locked"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let mut want = vec![("deposit", "10", "0")];
+    for _ in 0..FILLS {
+        want.push(("new_order", "-0.01", "0.01"));
+        want.push(("trade", "0", "-0.01"));
+    }
+    assert_eq!(reasons, want, "{ledger}");
+
     // Every order once, newest first: six done, two cancelled, one open.
     let (status, _, all) = get_as(&client, format!("{orders}?limit=100"), KEY, SECRET).await;
     assert_eq!(status, 200, "{all}");

@@ -101,6 +101,7 @@ pub mod admin;
 pub mod config;
 pub mod db;
 pub mod dialect;
+pub mod entries;
 pub mod error;
 pub mod follower;
 pub mod mapper;

@@ -9,15 +9,16 @@
 //! total came from outside (a deposit: an `external` entry), left it (a settled withdrawal) or
 //! went to fees (a `fees` entry, the remainder).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use peregrine_hotpath::{
-    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, OrderId,
-    Price, Qty, TimeInForce,
+    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, MarketId,
+    OrderId, Price, Qty, TimeInForce,
 };
 use peregrine_persist::Seq;
 use peregrine_views::{Change, OrderRecord, OrderState as ViewState, OrderTerms, OrderType, Views};
 
+use crate::entries::{self, TradeCells};
 use crate::rows::{
     Batch, CurrencyRow, DepositRow, LedgerRow, MarketChange, MarketRow, OrderEventRow, OrderRow,
     OrderState, OrderStatus, Party, TradeRow, WithdrawalRow,
@@ -33,6 +34,10 @@ pub struct RowMapper {
     scales: BTreeMap<CurrencyId, u8>,
     /// Scratch, reused: what the current command changed in the views.
     changes: Vec<Change>,
+    /// (base, quote) of every market, for splitting out what trades settled.
+    markets: HashMap<MarketId, (CurrencyId, CurrencyId)>,
+    /// Scratch: what the current command's trades did to each cell.
+    trade_cells: TradeCells,
     /// Scratch: per currency, (sum of cell changes, external flow) of the current command.
     flows: Vec<(CurrencyId, i128, i128)>,
 }
@@ -128,8 +133,19 @@ impl RowMapper {
     /// A mapper for a follower whose engine is `engine`, with `views` at the same command (see
     /// [`crate::follower::start`]).
     pub fn new(views: Views, engine: &Engine, scales: BTreeMap<CurrencyId, u8>) -> RowMapper {
+        let markets = engine
+            .market_ids()
+            .into_iter()
+            .filter_map(|id| {
+                engine
+                    .market_spec(id)
+                    .map(|spec| (id, (spec.base, spec.quote)))
+            })
+            .collect();
         RowMapper {
             views,
+            markets,
+            trade_cells: TradeCells::default(),
             accounts_known: vec![false; engine.config().max_accounts as usize],
             scales,
             changes: Vec::with_capacity(CHANGES_INITIAL),
@@ -186,6 +202,7 @@ impl RowMapper {
         let cause = command_name(&command.kind);
         self.changes.clear();
         self.flows.clear();
+        self.trade_cells.clear();
         if let CommandKind::NewOrder(new) = &command.kind {
             self.views.sequenced(seq, command.ts, new);
         }
@@ -264,6 +281,9 @@ impl RowMapper {
                     history(*order, "triggered", Price(0), Qty(0), None)
                 }
                 Event::Trade(trade) => {
+                    if let Some(&(base, quote)) = self.markets.get(&trade.market) {
+                        self.trade_cells.settled(trade, base, quote);
+                    }
                     batch.trades.push(TradeRow {
                         seq,
                         trade: trade.clone(),
@@ -298,22 +318,28 @@ impl RowMapper {
                     locked,
                 } => {
                     let before = cell_before.unwrap_or_default();
-                    let available_delta = i128::from(available.0) - i128::from(before.available.0);
-                    let locked_delta = i128::from(locked.0) - i128::from(before.locked.0);
-                    self.flow(*currency).1 += available_delta + locked_delta;
-                    batch.ledger.push(LedgerRow {
-                        seq,
-                        entry_index,
-                        party: Party::Account(*account),
-                        currency: *currency,
-                        available_delta,
-                        locked_delta,
-                        available_after: Some(*available),
-                        locked_after: Some(*locked),
+                    let (parts, count) = entries::split(
                         cause,
-                        ts_ns,
-                    });
-                    entry_index += 1;
+                        (before.available, before.locked),
+                        (*available, *locked),
+                        self.trade_cells.of((*account, *currency)),
+                    );
+                    for part in &parts[..count] {
+                        self.flow(*currency).1 += part.delta.0 + part.delta.1;
+                        batch.ledger.push(LedgerRow {
+                            seq,
+                            entry_index,
+                            party: Party::Account(*account),
+                            currency: *currency,
+                            available_delta: part.delta.0,
+                            locked_delta: part.delta.1,
+                            available_after: part.after.map(|(available, _)| available),
+                            locked_after: part.after.map(|(_, locked)| locked),
+                            cause: part.cause,
+                            ts_ns,
+                        });
+                        entry_index += 1;
+                    }
                     self.account_seen(batch, *account, seq);
                 }
                 Event::CurrencyAdded { currency } => batch.currencies.push(CurrencyRow {
@@ -386,6 +412,7 @@ impl RowMapper {
                     if let CommandKind::MarketAdd(spec) = &command.kind
                         && spec.market == *market
                     {
+                        self.markets.insert(*market, (spec.base, spec.quote));
                         batch.markets_new.insert(
                             *market,
                             MarketRow {
@@ -503,8 +530,14 @@ impl RowMapper {
     ) {
         self.flows
             .sort_unstable_by_key(|(currency, _, _)| *currency);
+        // Fees are only ever taken by trades.
+        let fees_cause = if self.trade_cells.traded() {
+            entries::TRADE_CAUSE
+        } else {
+            cause
+        };
         for &(currency, cells, external) in &self.flows {
-            let mut entry = |party, delta: i128| {
+            let mut entry = |party, delta: i128, cause| {
                 batch.ledger.push(LedgerRow {
                     seq,
                     entry_index,
@@ -520,7 +553,7 @@ impl RowMapper {
                 entry_index += 1;
             };
             if external != 0 {
-                entry(Party::External, external);
+                entry(Party::External, external, cause);
             }
             // What the cells lost beyond what left the exchange went to fees.
             let fees = -(cells + external);
@@ -529,7 +562,7 @@ impl RowMapper {
                 "cells gained more than came in: {cells} + {external}"
             );
             if fees != 0 {
-                entry(Party::Fees, fees);
+                entry(Party::Fees, fees, fees_cause);
             }
         }
     }

@@ -438,17 +438,47 @@ pub fn assert_replica_matches(database_url: &str, exchange: &Exchange) {
         exchange.reference.deposits,
         "deposits"
     );
-    let account_entries = query(
+    // A cell's change is one entry, or two when the command's own part and its trades' part
+    // are told apart.
+    let account_cells = query(
         database_url,
         &format!(
-            "SELECT {} FROM ledger_entries WHERE party = 'account'",
+            "SELECT {} FROM (SELECT DISTINCT seq, account_id, currency_id FROM ledger_entries \
+             WHERE party = 'account') AS cells",
             c("COUNT(*)")
         ),
     );
     assert_eq!(
-        int(&account_entries[0][0]) as usize,
+        int(&account_cells[0][0]) as usize,
         exchange.reference.balance_events,
-        "one ledger entry per balance change"
+        "ledger entries for each balance change"
+    );
+    // Fills are labelled `trade`: exactly the commands that traded have such entries, and every
+    // fee is one.
+    let traded = |sql: &str| int(&query(database_url, &format!("SELECT {}", c(sql)))[0][0]);
+    assert_eq!(
+        traded(
+            "(SELECT COUNT(DISTINCT seq) FROM ledger_entries \
+             WHERE party = 'account' AND cause = 'trade')"
+        ),
+        traded("(SELECT COUNT(DISTINCT seq) FROM trades)"),
+        "commands with trade entries"
+    );
+    assert_eq!(
+        traded("(SELECT COUNT(*) FROM ledger_entries WHERE party = 'fees' AND cause <> 'trade')"),
+        0,
+        "fees not labelled trade"
+    );
+    // What an order command does besides its trades only moves amounts between available and
+    // locked: an entry that changes a total is a fill counted as the command's own.
+    assert_eq!(
+        traded(
+            "(SELECT COUNT(*) FROM ledger_entries WHERE party = 'account' \
+             AND cause IN ('new_order', 'cancel', 'cancel_replace', 'mass_cancel', 'kill_switch') \
+             AND available_delta + locked_delta <> 0)"
+        ),
+        0,
+        "order commands' own entries that change a total"
     );
 }
 
