@@ -24,6 +24,7 @@
 pub mod config;
 pub mod crc32c;
 pub mod error;
+pub mod follow;
 pub mod format;
 pub mod io;
 pub mod lock;

@@ -60,41 +60,17 @@ pub enum ReplicaError {
         /// The journal's durable end.
         journal: Seq,
     },
-    /// A journal file could not be read.
-    #[error("journal {path}: {source}")]
+    /// A file or directory of the replica could not be read or made.
+    #[error("{path}: {source}")]
     Io {
         /// Which file or directory.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
-    /// The journal holds something it must not (a damaged durable record, a gap).
-    #[error("journal {path} at byte {offset}: {reason}")]
-    Journal {
-        /// The segment.
-        path: PathBuf,
-        /// Where.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// No segment holds the sequence the replicator needs next (deleted by retention that did
-    /// not respect the replica's floor, or a journal from another appliance).
-    #[error("no journal segment holds sequence {seq} in {dir}")]
-    SegmentMissing {
-        /// The journal directory.
-        dir: PathBuf,
-        /// The sequence needed.
-        seq: Seq,
-    },
-    /// The follower engine cannot be rebuilt at the replica's high-water mark.
-    #[error("cannot rebuild the engine at sequence {high_water_seq}: {reason}")]
-    NoStart {
-        /// The replica's high-water mark.
-        high_water_seq: Seq,
-        /// Why.
-        reason: String,
-    },
+    /// Following the journal failed (a damaged durable record, a gap, no place to start).
+    #[error(transparent)]
+    Follow(#[from] peregrine_persist::follow::FollowError),
     /// A value does not fit the back end's column type (SQLite integers are signed 64-bit).
     #[error("{what} value {value} does not fit the {dialect} column")]
     OutOfRange {

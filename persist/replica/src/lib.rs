@@ -13,12 +13,12 @@
 //!                                                                               + high-water mark)
 //! ```
 //!
-//! - [`tailer`]: reads records from the segment files with ordinary reads, never past a durable
-//!   bound ([`DurableSource::Journal`]: `Journal::durable_seq()`; [`DurableSource::Closed`]: the
+//! - the tailer ([`peregrine_persist::follow::Tailer`]): reads records from the segment files
+//!   with ordinary reads, never past a durable bound ([`DurableSource::Journal`]: `Journal::durable_seq()`; [`DurableSource::Closed`]: the
 //!   last valid record). It never locks the directory or touches a file, so it cannot disturb
 //!   the writer, and it sees only what a crash would keep.
-//! - [`follower`]: a second deterministic `Engine` with the appliance's configuration applies
-//!   every command and yields exactly the events the appliance's engine produced. Replicating
+//! - the follower ([`peregrine_persist::follow::Follower`]): a second deterministic `Engine`
+//!   with the appliance's configuration applies every command and yields exactly the events the appliance's engine produced. Replicating
 //!   from the journal instead of the engine's output ring means the hot path hands nothing over
 //!   (no queue to fill, no back-pressure to apply), and a replica that restarts or falls behind
 //!   simply reads further back.
@@ -103,7 +103,6 @@ pub mod db;
 pub mod dialect;
 pub mod entries;
 pub mod error;
-pub mod follower;
 pub mod mapper;
 pub mod metrics;
 mod migrations;
@@ -111,7 +110,6 @@ pub mod reader;
 pub mod replicator;
 pub mod rows;
 pub mod statements;
-pub mod tailer;
 
 pub use config::ReplicaConfig;
 pub use dialect::Dialect;

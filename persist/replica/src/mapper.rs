@@ -131,7 +131,7 @@ fn row_state(record: &OrderRecord, seq: Seq) -> Option<OrderState> {
 
 impl RowMapper {
     /// A mapper for a follower whose engine is `engine`, with `views` at the same command (see
-    /// [`crate::follower::start`]).
+    /// [`peregrine_persist::follow::start`]).
     pub fn new(views: Views, engine: &Engine, scales: BTreeMap<CurrencyId, u8>) -> RowMapper {
         let markets = engine
             .market_ids()

@@ -14,62 +14,22 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peregrine_hotpath::Event;
-use peregrine_persist::{Journal, Seq};
+use peregrine_persist::Seq;
+pub use peregrine_persist::follow::DurableSource;
+use peregrine_persist::follow::{self, Follower};
 use peregrine_views::{OrdersLimits, Views};
 
 use crate::config::ReplicaConfig;
 use crate::db::Conn;
 use crate::dialect::Dialect;
 use crate::error::ReplicaError;
-use crate::follower::{self, Follower};
 use crate::mapper::RowMapper;
 use crate::metrics::ReplicaMetrics;
 use crate::rows::Batch;
 use crate::statements::{BatchStatements, StatementBuilder};
-use crate::tailer::TornRecord;
 
 /// How often a sleeping or waiting replicator looks at its stop flag.
 const STOP_POLL: Duration = Duration::from_millis(20);
-
-/// Where the durable bound comes from.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum DurableSource {
-    /// A journal written in this process: never read past its durable sequence.
-    Journal(Journal),
-    /// A journal no one writes (offline replication, tools, tests): read up to its last valid
-    /// record; a torn record is its end.
-    Closed,
-}
-
-impl DurableSource {
-    fn bound(&self) -> Seq {
-        match self {
-            DurableSource::Journal(journal) => journal.durable_seq(),
-            DurableSource::Closed => Seq::MAX,
-        }
-    }
-
-    fn torn(&self) -> TornRecord {
-        match self {
-            DurableSource::Journal(_) => TornRecord::IsCorruption,
-            DurableSource::Closed => TornRecord::IsEnd,
-        }
-    }
-
-    /// Waits (blocking, at most `timeout`) for the durable sequence to pass `seen`.
-    fn wait_after(&self, seen: Seq, timeout: Duration) {
-        match self {
-            DurableSource::Journal(journal) => {
-                // A failed writer publishes nothing more; waiting out the timeout is all we can do.
-                if journal.wait_durable_after(seen, timeout).is_err() {
-                    std::thread::sleep(timeout);
-                }
-            }
-            DurableSource::Closed => std::thread::sleep(timeout),
-        }
-    }
-}
 
 /// How far behind the replica is.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -547,13 +507,14 @@ impl Worker {
         if self.following.is_none() {
             let high_water = self.high_water.unwrap_or(0);
             let mut views = Views::new(OrdersLimits::default());
-            let follower = follower::start(
+            let follower = follow::start(
                 &self.config.journal_dir,
                 &self.config.engine_config,
                 high_water,
                 self.source.torn(),
-                &mut views,
+                |seq, command, events| views.observe(seq, command, events),
             )?;
+            views.seed(&follower.engine, follower.applied_seq);
             tracing::info!(
                 high_water_seq = high_water,
                 "replica follower engine rebuilt at the high-water mark"

@@ -116,7 +116,7 @@ fn restarts_from_a_snapshot_when_retention_deleted_the_start_of_the_journal() {
     exchange.wait_durable();
     exchange.close();
     assert_eq!(
-        peregrine_replica::tailer::last_valid_seq(exchange.journal_dir()).unwrap(),
+        peregrine_persist::follow::last_valid_seq(exchange.journal_dir()).unwrap(),
         exchange.last_seq
     );
     let segments = list_segments(exchange.journal_dir()).unwrap();

@@ -1,20 +1,20 @@
 //! The follower engine: the same deterministic engine as the appliance's, fed the same journaled
 //! commands, so it yields the same events without the hot path ever handing anything over.
 //!
-//! Restart: the newest snapshot at or below the replica's high-water mark (or a fresh engine if
-//! there is none and the journal starts at 1), then a replay up to the mark that writes nothing
-//! and only feeds the views, so the orders placed since the snapshot keep their terms.
+//! Start: the newest snapshot at or below the consumer's high-water mark (or a fresh engine if
+//! there is none and the journal starts at 1), then a replay up to the mark that the consumer
+//! observes without acting on it (the replica and the fan-out feed their views with it, so the
+//! orders placed since the snapshot keep their terms).
 
 use std::path::Path;
 
-use peregrine_hotpath::{Engine, EngineConfig, Event};
-use peregrine_persist::Seq;
-use peregrine_persist::segment::list_segments;
-use peregrine_persist::snapshot::{list_snapshots, read_snapshot};
-use peregrine_views::Views;
+use crate::Seq;
+use crate::segment::list_segments;
+use crate::snapshot::{list_snapshots, read_snapshot};
+use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event};
 
-use crate::error::ReplicaError;
-use crate::tailer::{Tailer, TornRecord};
+use super::FollowError;
+use super::tailer::{Tailer, TornRecord};
 
 /// The engine and the journal position it has applied.
 #[derive(Debug)]
@@ -27,20 +27,20 @@ pub struct Follower {
     pub tailer: Tailer,
 }
 
-/// Builds the follower at `high_water_seq` from the journal in `dir`, and `views` with it: the
-/// replayed commands observed, then what the engine holds from before its snapshot seeded.
+/// Builds the follower at `high_water_seq` from the journal in `dir`; `observe` sees each
+/// command replayed after the snapshot, with its events.
 pub fn start(
     dir: &Path,
     engine_config: &EngineConfig,
     high_water_seq: Seq,
     torn: TornRecord,
-    views: &mut Views,
-) -> Result<Follower, ReplicaError> {
-    let no_start = |reason: String| ReplicaError::NoStart {
+    mut observe: impl FnMut(Seq, &Envelope, &[Event]),
+) -> Result<Follower, FollowError> {
+    let no_start = |reason: String| FollowError::NoStart {
         high_water_seq,
         reason,
     };
-    let io_error = |source| ReplicaError::Io {
+    let io_error = |source| FollowError::Io {
         path: dir.to_path_buf(),
         source,
     };
@@ -103,8 +103,7 @@ pub fn start(
         events.clear();
         follower.engine.apply(&command, &mut events);
         follower.applied_seq = seq;
-        views.observe(seq, &command, &events);
+        observe(seq, &command, &events);
     }
-    views.seed(&follower.engine, follower.applied_seq);
     Ok(follower)
 }

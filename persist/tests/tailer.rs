@@ -6,9 +6,9 @@ use std::os::unix::fs::FileExt;
 use peregrine_hotpath::sim::{Flow, FlowParams};
 use peregrine_hotpath::{Actor, EngineConfig, OperatorId};
 use peregrine_persist::JournalConfig;
+use peregrine_persist::follow::FollowError;
+use peregrine_persist::follow::{Tailer, TornRecord};
 use peregrine_persist::segment::list_segments;
-use peregrine_replica::ReplicaError;
-use peregrine_replica::tailer::{Tailer, TornRecord};
 
 /// A closed journal of `count` flow commands in several small segments, every third command
 /// by an operator.
@@ -60,7 +60,7 @@ fn a_segment_of_another_format_is_an_error_naming_it() {
     let error = tailer.next(u64::MAX).unwrap_err();
     let message = error.to_string();
     assert!(
-        matches!(&error, ReplicaError::Journal { path: p, offset: 0, .. } if *p == path),
+        matches!(&error, FollowError::Journal { path: p, offset: 0, .. } if *p == path),
         "{message}"
     );
     assert!(message.contains("journal format version 7"), "{message}");

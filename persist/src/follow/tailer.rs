@@ -10,15 +10,13 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::Seq;
+use crate::payload::{self, Scratch};
+use crate::record::{self, Parsed, RECORD_MAX_BYTES};
+use crate::segment::{SEGMENT_HEADER_BYTES, SegmentHeader, list_segments, segment_path};
 use peregrine_hotpath::Envelope;
-use peregrine_persist::Seq;
-use peregrine_persist::payload::{self, Scratch};
-use peregrine_persist::record::{self, Parsed, RECORD_MAX_BYTES};
-use peregrine_persist::segment::{
-    SEGMENT_HEADER_BYTES, SegmentHeader, list_segments, segment_path,
-};
 
-use crate::error::ReplicaError;
+use super::FollowError;
 
 /// Bytes read from a segment at once: many records per system call, bounded memory.
 pub const CHUNK_BYTES: usize = 1 << 20;
@@ -48,7 +46,7 @@ struct OpenSegment {
 
 impl OpenSegment {
     /// Makes the chunk cover the record at `offset` (a whole record, or the rest of the file).
-    fn fill(&mut self, force: bool) -> Result<(), ReplicaError> {
+    fn fill(&mut self, force: bool) -> Result<(), FollowError> {
         let chunk_end = self.chunk_start + self.chunk.len() as u64;
         let covered = self.offset >= self.chunk_start
             && (self.offset + RECORD_MAX_BYTES as u64 <= chunk_end || chunk_end == self.len_bytes);
@@ -65,7 +63,7 @@ impl OpenSegment {
             let read = self
                 .file
                 .read_at(&mut self.chunk[filled..], self.offset + filled as u64)
-                .map_err(|source| ReplicaError::Io {
+                .map_err(|source| FollowError::Io {
                     path: self.path.clone(),
                     source,
                 })?;
@@ -116,7 +114,7 @@ impl Tailer {
 
     /// The next command if its sequence is at most `bound` and it is in the files; `None` when
     /// there is nothing more yet.
-    pub fn next(&mut self, bound: Seq) -> Result<Option<(Seq, Envelope)>, ReplicaError> {
+    pub fn next(&mut self, bound: Seq) -> Result<Option<(Seq, Envelope)>, FollowError> {
         if self.next_seq > bound {
             return Ok(None);
         }
@@ -147,7 +145,7 @@ impl Tailer {
                         continue;
                     }
                     if seq > self.next_seq {
-                        return Err(ReplicaError::Journal {
+                        return Err(FollowError::Journal {
                             path: segment.path.clone(),
                             offset: segment.offset,
                             reason: format!("expected sequence {}, found {seq}", self.next_seq),
@@ -155,7 +153,7 @@ impl Tailer {
                     }
                     let command =
                         payload::decode(payload, &mut self.scratch).map_err(|reason| {
-                            ReplicaError::Journal {
+                            FollowError::Journal {
                                 path: segment.path.clone(),
                                 offset: segment.offset,
                                 reason: format!("payload does not decode: {reason}"),
@@ -182,7 +180,7 @@ impl Tailer {
                     segment.forget();
                     return match self.torn {
                         TornRecord::IsEnd => Ok(None),
-                        TornRecord::IsCorruption => Err(ReplicaError::Journal {
+                        TornRecord::IsCorruption => Err(FollowError::Journal {
                             path: segment.path.clone(),
                             offset: segment.offset,
                             reason: invalid.to_string(),
@@ -194,10 +192,10 @@ impl Tailer {
     }
 
     /// Opens the segment that holds `next_seq`: the last one starting at or before it.
-    fn open_segment(&self) -> Result<Option<OpenSegment>, ReplicaError> {
+    fn open_segment(&self) -> Result<Option<OpenSegment>, FollowError> {
         let io_error = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| ReplicaError::Io { path, source }
+            move |source| FollowError::Io { path, source }
         };
         let segments = list_segments(&self.dir).map_err(io_error(&self.dir))?;
         if segments.is_empty() {
@@ -208,7 +206,7 @@ impl Tailer {
             .rev()
             .find(|(first_seq, _)| *first_seq <= self.next_seq)
         else {
-            return Err(ReplicaError::SegmentMissing {
+            return Err(FollowError::SegmentMissing {
                 dir: self.dir.clone(),
                 seq: self.next_seq,
             });
@@ -218,7 +216,7 @@ impl Tailer {
         let mut header = [0_u8; SEGMENT_HEADER_BYTES];
         file.read_exact_at(&mut header, 0).map_err(io_error(path))?;
         if let Err(error) = SegmentHeader::parse(&header) {
-            return Err(ReplicaError::Journal {
+            return Err(FollowError::Journal {
                 path: path.clone(),
                 offset: 0,
                 reason: error.to_string(),
@@ -237,8 +235,8 @@ impl Tailer {
 
 /// The sequence of the last valid record of a closed journal (0 if it holds none), as recovery
 /// would find it (a torn tail is not counted).
-pub fn last_valid_seq(dir: &Path) -> Result<Seq, ReplicaError> {
-    let segments = list_segments(dir).map_err(|source| ReplicaError::Io {
+pub fn last_valid_seq(dir: &Path) -> Result<Seq, FollowError> {
+    let segments = list_segments(dir).map_err(|source| FollowError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
