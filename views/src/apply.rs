@@ -248,14 +248,23 @@ impl Views {
             old_qty,
             price,
             qty,
+            priority_kept,
             ..
         } = *event
         else {
             return;
         };
-        self.level(market, side, old_price, Qty(0), old_qty, out);
-        self.level(market, side, price, qty, Qty(0), out);
+        if priority_kept {
+            // A size decrease in place: one change of the level.
+            let removed = Qty(old_qty.0.saturating_sub(qty.0));
+            self.level(market, side, price, Qty(0), removed, out);
+        } else {
+            // Out of the book; it re-enters like a new order, and its `OrderRested` (if any
+            // of it is left after taking) adds it back.
+            self.level(market, side, old_price, Qty(0), old_qty, out);
+        }
         self.update_id(order, ts_ns, |r| {
+            r.rested = priority_kept;
             r.price = price;
             if r.terms.kind == OrderType::Limit {
                 r.terms.limit = Some(price);
