@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use peregrine_hotpath::{Price, Qty, Side};
 
 /// One level's new total after a change (`qty` 0 removes the level).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct LevelChange {
     /// Side of the book.
     pub side: Side,
@@ -33,7 +33,9 @@ pub struct SequenceGap {
 }
 
 /// Levels of both sides, best first, at one sequence.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct BookSnapshot {
     /// The sequence of the last change included.
     pub sequence: u64,
@@ -61,6 +63,12 @@ impl Book {
         self.bids = bids.iter().filter(|(_, q)| q.0 > 0).copied().collect();
         self.asks = asks.iter().filter(|(_, q)| q.0 > 0).copied().collect();
         self.sequence += 1;
+    }
+
+    /// Continues a numbering someone else saw: after a seed equal to the levels they hold,
+    /// the next change is `sequence + 1` (a fan-out resuming a published stream).
+    pub fn continue_at(&mut self, sequence: u64) {
+        self.sequence = sequence;
     }
 
     /// Becomes a mirror of the book `snapshot` was taken of: its levels at its sequence.

@@ -8,7 +8,7 @@ use crate::book::LevelChange;
 use crate::order::OrderRecord;
 
 /// A public trade, with the sequence of the book change it made.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct TradeChange {
     /// Market.
     pub market: MarketId,
@@ -29,7 +29,7 @@ pub struct TradeChange {
 }
 
 /// One side of a trade, as its owner sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct FillChange {
     /// Engine sequence of the command.
     pub seq: u64,
@@ -62,7 +62,7 @@ pub struct FillChange {
 }
 
 /// One change, in the order the events made them.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[non_exhaustive]
 pub enum Change {
     /// A book level's new total.

@@ -194,6 +194,18 @@ impl Views {
         self.books.get(&market)
     }
 
+    /// Makes `market`'s book continue a numbering published before (see
+    /// [`Book::continue_at`]); false if the market has no book.
+    pub fn continue_book(&mut self, market: MarketId, sequence: u64) -> bool {
+        match self.books.get_mut(&market) {
+            Some(book) => {
+                book.continue_at(sequence);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Every market's book.
     pub fn books(&self) -> impl Iterator<Item = (MarketId, &Book)> {
         self.books.iter().map(|(market, book)| (*market, book))

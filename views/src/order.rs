@@ -8,7 +8,9 @@ use peregrine_hotpath::{
 };
 
 /// The type of an order, as its command asked for it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[non_exhaustive]
 pub enum OrderType {
     /// Limit.
@@ -22,7 +24,9 @@ pub enum OrderType {
 }
 
 /// Where an order stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 #[non_exhaustive]
 pub enum OrderState {
     /// Sequenced, outcome not yet known (only between submission and the engine's answer).
@@ -50,7 +54,7 @@ impl OrderState {
 }
 
 /// What the command asked for: the parts of an order no event carries.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct OrderTerms {
     /// Type.
     pub kind: OrderType,
@@ -107,7 +111,7 @@ impl OrderTerms {
 }
 
 /// One order, from its command and every event about it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 pub struct OrderRecord {
     /// Exchange id (0 until accepted; stays 0 for a rejected order).
     pub id: OrderId,
