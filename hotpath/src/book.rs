@@ -187,6 +187,33 @@ impl BookSide {
         }
     }
 
+    /// Unlinks the oldest order of the best level, which a trade just filled completely (its
+    /// quantity already taken off the level's total), dropping the level if it empties; returns
+    /// its slot. The match loop's unlink: no search, no neighbour on the left.
+    pub fn pop_best_head(&mut self, orders: &mut Orders) -> u32 {
+        let Some(level) = self.levels.last_mut() else {
+            unreachable!("a trade's level is missing");
+        };
+        let slot = level.head;
+        debug_assert_ne!(slot, NIL, "the best level is never empty");
+        debug_assert_eq!(orders.get(slot).prev, NIL);
+        let next = orders.get(slot).next;
+        level.head = next;
+        if next != NIL {
+            orders.get_mut(next).prev = NIL;
+            return slot;
+        }
+        debug_assert_eq!(level.total, 0);
+        level.tail = NIL;
+        self.live -= 1;
+        // The best level emptied: drop it and the tombstones behind it (bounded by the levels).
+        self.levels.pop();
+        while self.levels.last().is_some_and(|l| l.head == NIL) {
+            self.levels.pop();
+        }
+        slot
+    }
+
     /// Lowers the level total after the order at `price` shrank by `qty` lots in place.
     pub fn reduce(&mut self, price: Price, qty: u64) {
         // Invariant: a resting order's price level exists until its last order leaves it (only

@@ -51,10 +51,39 @@ pub struct Engine {
     pub(crate) next_order_seq: u64,
     pub(crate) next_trade_id: u64,
     pub(crate) commands_applied: u64,
-    /// Cells changed by the current command, possibly repeated (for `Balance` events, which are
-    /// emitted once per cell in (account, currency) order), each packed by `cell_key` so that
-    /// sorting compares one integer instead of a tuple (the sort was ~6 % of a command).
-    touched: Vec<u64>,
+    /// Cells changed by the current command, for its `Balance` events.
+    touched: Touched,
+}
+
+/// The balance cells the current command changed, possibly repeated (`Balance` events are
+/// emitted once per cell in (account, currency) order), each packed by `cell_key` so that
+/// sorting compares one integer instead of a tuple (the sort was ~6 % of a command). A field of
+/// its own so the match loop can record a cell while it holds the market and the orders.
+#[derive(Debug)]
+struct Touched {
+    keys: Vec<u64>,
+    /// `EngineConfig::balance_events`: when off, nothing is recorded.
+    enabled: bool,
+}
+
+impl Touched {
+    #[inline]
+    fn touch(&mut self, account: AccountId, currency: CurrencyId) {
+        if !self.enabled {
+            return;
+        }
+        let key = cell_key(account, currency);
+        if self.keys.last() == Some(&key) {
+            return;
+        }
+        if self.keys.len() == self.keys.capacity() {
+            // A long sweep: compact in place before growing (growth only past this many
+            // distinct cells in one command).
+            self.keys.sort_unstable();
+            self.keys.dedup();
+        }
+        self.keys.push(key);
+    }
 }
 
 /// A balance cell packed into one integer whose numeric order is (account, currency) order: the
@@ -69,6 +98,23 @@ fn cell_key(account: AccountId, currency: CurrencyId) -> u64 {
 fn cell_of_key(key: u64) -> (AccountId, CurrencyId) {
     debug_assert!(key >> 48 == 0, "cell key above 48 bits");
     (AccountId((key >> 16) as u32), CurrencyId(key as u16))
+}
+
+/// What the match loop keeps of the incoming order: read once, not per trade.
+#[derive(Clone, Copy, Debug)]
+struct Taker {
+    slot: u32,
+    id: OrderId,
+    account: AccountId,
+    market: MarketId,
+    side: Side,
+    /// Limit price (market orders: the protection price).
+    limit: Price,
+    stp: SelfTradePrevention,
+    /// A market buy sized by quote budget: done when its lock is spent, not its quantity.
+    budget: bool,
+    /// The taker fee rate of its account's tier (fees cannot change within a command).
+    fee_ppm: u32,
 }
 
 /// Why the incoming order stopped matching.
@@ -95,7 +141,10 @@ impl Engine {
             next_order_seq: 1,
             next_trade_id: 1,
             commands_applied: 0,
-            touched: Vec::with_capacity(TOUCHED_CAPACITY),
+            touched: Touched {
+                keys: Vec::with_capacity(TOUCHED_CAPACITY),
+                enabled: config.balance_events,
+            },
             config,
         })
     }
@@ -162,7 +211,10 @@ impl Engine {
             Err(reason) => {
                 // Negative space: a rejected command emitted and touched nothing.
                 debug_assert_eq!(out.len(), start, "rejected command emitted events");
-                debug_assert!(self.touched.is_empty(), "rejected command touched balances");
+                debug_assert!(
+                    self.touched.keys.is_empty(),
+                    "rejected command touched balances"
+                );
                 out.push(Event::Rejected { reason });
             }
         }
@@ -236,27 +288,14 @@ impl Engine {
 
     #[inline]
     fn touch(&mut self, account: AccountId, currency: CurrencyId) {
-        if !self.config.balance_events {
-            return;
-        }
-        let key = cell_key(account, currency);
-        if self.touched.last() == Some(&key) {
-            return;
-        }
-        if self.touched.len() == self.touched.capacity() {
-            // A long sweep: compact in place before growing (growth only past this many
-            // distinct cells in one command).
-            self.touched.sort_unstable();
-            self.touched.dedup();
-        }
-        self.touched.push(key);
+        self.touched.touch(account, currency);
     }
 
     fn emit_balances(&mut self, out: &mut Vec<Event>) {
         // Small (a few cells for most commands): sorting is cheaper than a per-cell mark table.
-        self.touched.sort_unstable();
-        self.touched.dedup();
-        for &key in &self.touched {
+        self.touched.keys.sort_unstable();
+        self.touched.keys.dedup();
+        for &key in &self.touched.keys {
             let (account, currency) = cell_of_key(key);
             let b = self.ledger.get(account, currency);
             out.push(Event::Balance {
@@ -266,7 +305,7 @@ impl Engine {
                 locked: Amount(b.locked),
             });
         }
-        self.touched.clear();
+        self.touched.keys.clear();
     }
 
     fn check_rate(&self, account: AccountId, ts: u64) -> Result<Option<(u64, u64)>, RejectReason> {
@@ -372,6 +411,7 @@ impl Engine {
                 account: o.account,
                 market: market_id,
                 client_order_id: o.client_order_id,
+                spend,
                 side: o.side,
                 kind: parsed.kind,
                 tif: o.tif,
@@ -419,17 +459,17 @@ impl Engine {
     /// Matches the order in `slot` as the incoming order, then rests, fills or cancels it.
     fn take(&mut self, slot: u32, out: &mut Vec<Event>) {
         let end = self.match_taker(slot, out);
-        let order = *self.orders.get(slot);
-        let done = match order.kind {
-            Kind::Market { budget: true } => order.locked == 0,
-            _ => order.qty.0 == 0,
+        let o = self.orders.get(slot);
+        let done = match o.kind {
+            Kind::Market { budget: true } => o.locked == 0,
+            _ => o.qty.0 == 0,
         };
         if done || end == MatchEnd::Filled {
             self.finish(slot, None, out);
             return;
         }
-        let rests = order.kind == Kind::Limit
-            && matches!(order.tif, TimeInForce::Gtc | TimeInForce::PostOnly)
+        let rests = o.kind == Kind::Limit
+            && matches!(o.tif, TimeInForce::Gtc | TimeInForce::PostOnly)
             && end == MatchEnd::NoMoreLiquidity;
         if rests {
             self.rest(slot, out);
@@ -445,129 +485,151 @@ impl Engine {
 
     /// Puts a taking limit order into the book, releasing any lock above what its rest needs.
     fn rest(&mut self, slot: u32, out: &mut Vec<Event>) {
-        let order = *self.orders.get(slot);
-        debug_assert_eq!(order.state, OrderState::Taking);
-        let market = self.market_mut(order.market);
-        let needed = match order.side {
-            Side::Buy => market.quote_amount(order.price, order.qty),
-            Side::Sell => market.base_amount(order.qty),
+        let o = self.orders.get(slot);
+        debug_assert_eq!(o.state, OrderState::Taking);
+        let (id, account, market_id, side) = (o.id, o.account, o.market, o.side);
+        let (price, qty, locked, spend) = (o.price, o.qty, o.locked, o.spend);
+        let market = match self.markets[market_id.0 as usize].as_deref_mut() {
+            Some(m) => m,
+            None => unreachable!("order's market exists"),
         };
-        let spend = spend_currency(market, order.side);
-        assert!(order.locked >= needed, "resting order under-locked");
-        let excess = order.locked - needed;
+        let needed = match side {
+            Side::Buy => market.quote_amount(price, qty),
+            Side::Sell => market.base_amount(qty),
+        };
+        assert!(locked >= needed, "resting order under-locked");
+        let excess = locked - needed;
         {
             let o = self.orders.get_mut(slot);
             o.locked = needed;
             o.state = OrderState::Resting;
         }
-        let market = match self.markets[order.market.0 as usize].as_deref_mut() {
-            Some(m) => m,
-            None => unreachable!("order's market exists"),
-        };
-        market.own(order.side).push(&mut self.orders, slot);
+        market.own(side).push(&mut self.orders, slot);
         if excess > 0 {
-            self.ledger.unlock(order.account, spend, excess);
-            self.touch(order.account, spend);
+            self.ledger.unlock(account, spend, excess);
+            self.touched.touch(account, spend);
         }
         out.push(Event::OrderRested {
-            order: order.id,
-            market: order.market,
-            side: order.side,
-            price: order.price,
-            qty: order.qty,
+            order: id,
+            market: market_id,
+            side,
+            price,
+            qty,
         });
     }
 
     /// Removes an order that is not in the book (filled, or cancelled with `reason`), releasing
-    /// its remaining lock.
+    /// its remaining lock. Reads the fields the event needs in place, copies no order.
     fn finish(&mut self, slot: u32, reason: Option<CancelReason>, out: &mut Vec<Event>) {
-        let order = self.orders.remove(slot);
-        debug_assert_ne!(order.state, OrderState::Resting);
-        let spend = match self.market(order.market) {
-            Ok(market) => spend_currency(market, order.side),
-            Err(_) => unreachable!("order's market exists"),
-        };
-        if order.locked > 0 {
-            self.ledger.unlock(order.account, spend, order.locked);
-            self.touch(order.account, spend);
-        }
-        let risk = &mut self.accounts[order.account.0 as usize];
-        assert!(risk.open_orders > 0);
-        risk.open_orders -= 1;
-        match reason {
-            None => out.push(Event::OrderFilled {
-                order: order.id,
-                account: order.account,
-                client_order_id: order.client_order_id,
-            }),
-            Some(reason) => out.push(Event::OrderCancelled {
-                order: order.id,
-                account: order.account,
-                client_order_id: order.client_order_id,
-                market: order.market,
-                side: order.side,
-                price: if order.state == OrderState::PendingStop {
+        let o = self.orders.get(slot);
+        debug_assert_ne!(o.state, OrderState::Resting);
+        let (account, spend, locked) = (o.account, o.spend, o.locked);
+        out.push(match reason {
+            None => Event::OrderFilled {
+                order: o.id,
+                account,
+                client_order_id: o.client_order_id,
+            },
+            Some(reason) => Event::OrderCancelled {
+                order: o.id,
+                account,
+                client_order_id: o.client_order_id,
+                market: o.market,
+                side: o.side,
+                price: if o.state == OrderState::PendingStop {
                     Price(0)
                 } else {
-                    order.price
+                    o.price
                 },
-                remaining: order.qty,
+                remaining: o.qty,
                 reason,
-            }),
+            },
+        });
+        self.orders.remove(slot);
+        if locked > 0 {
+            self.ledger.unlock(account, spend, locked);
+            self.touched.touch(account, spend);
         }
+        let risk = &mut self.accounts[account.0 as usize];
+        assert!(risk.open_orders > 0);
+        risk.open_orders -= 1;
     }
 
     /// Cancels a live order wherever it is (book or pending stops).
     fn cancel_slot(&mut self, slot: u32, reason: CancelReason, out: &mut Vec<Event>) {
-        let order = *self.orders.get(slot);
-        let market = match self.markets[order.market.0 as usize].as_deref_mut() {
+        let o = self.orders.get(slot);
+        let (id, market_id, side, state, trigger) = (o.id, o.market, o.side, o.state, o.trigger);
+        let market = match self.markets[market_id.0 as usize].as_deref_mut() {
             Some(m) => m,
             None => unreachable!("order's market exists"),
         };
-        match order.state {
+        match state {
             OrderState::Resting => {
-                market.own(order.side).unlink(&mut self.orders, slot);
+                market.own(side).unlink(&mut self.orders, slot);
                 // Out of the book now; `finish` still reports the price it rested at.
                 self.orders.get_mut(slot).state = OrderState::Taking;
             }
-            OrderState::PendingStop => market.remove_stop(order.side, order.trigger, order.id.0),
+            OrderState::PendingStop => market.remove_stop(side, trigger, id.0),
             OrderState::Taking => unreachable!("cancel of the incoming order"),
         }
         self.finish(slot, Some(reason), out);
     }
 
+    /// What the match loop keeps of the incoming order in `slot`: read once, not per trade.
+    fn taker(&self, slot: u32) -> Taker {
+        let o = self.orders.get(slot);
+        let tier = self.accounts[o.account.0 as usize].fee_tier as usize;
+        let fee_ppm = match self.markets[o.market.0 as usize].as_deref() {
+            Some(market) => market.fees[tier].taker_ppm,
+            None => unreachable!("order's market exists"),
+        };
+        Taker {
+            slot,
+            id: o.id,
+            account: o.account,
+            market: o.market,
+            side: o.side,
+            limit: o.price,
+            stp: o.stp,
+            budget: matches!(o.kind, Kind::Market { budget: true }),
+            fee_ppm,
+        }
+    }
+
     /// The matching loop: trades the order in `slot` against the opposite side, best price first,
     /// oldest first within a price, at the resting order's price.
     fn match_taker(&mut self, slot: u32, out: &mut Vec<Event>) -> MatchEnd {
+        let taker = self.taker(slot);
         // Every iteration removes or fills a resting order, or ends: bounded by the live orders.
         let bound = self.orders.live() as usize + 1;
         for _ in 0..bound {
-            let taker = *self.orders.get(slot);
+            let (open, locked) = {
+                let o = self.orders.get(slot);
+                (o.qty.0, o.locked)
+            };
+            // A budget buy is done when its budget is spent, any other order when it is filled.
+            if (if taker.budget { locked } else { open }) == 0 {
+                return MatchEnd::Filled;
+            }
             let market = match self.markets[taker.market.0 as usize].as_deref() {
                 Some(m) => m,
                 None => unreachable!("order's market exists"),
             };
-            let budget = matches!(taker.kind, Kind::Market { budget: true });
-            if !budget && taker.qty.0 == 0 {
-                return MatchEnd::Filled;
-            }
-            if budget && taker.locked == 0 {
-                return MatchEnd::Filled;
-            }
             let Some(level) = market.opposite_ref(taker.side).best() else {
                 return MatchEnd::NoMoreLiquidity;
             };
             let price = level.price;
             let crosses = match taker.side {
-                Side::Buy => price <= taker.price,
-                Side::Sell => price >= taker.price,
+                Side::Buy => price <= taker.limit,
+                Side::Sell => price >= taker.limit,
             };
             if !crosses {
                 return MatchEnd::NoMoreLiquidity;
             }
             let maker_slot = level.head;
-            let maker = *self.orders.get(maker_slot);
-            if maker.account == taker.account {
+            let maker = self.orders.get(maker_slot);
+            let (maker_account, maker_open) = (maker.account, maker.qty.0);
+            if maker_account == taker.account {
                 match taker.stp {
                     SelfTradePrevention::CancelNewest => return MatchEnd::SelfTrade,
                     SelfTradePrevention::CancelOldest => {
@@ -580,37 +642,32 @@ impl Engine {
                     }
                 }
             }
-            let qty = if budget {
-                let affordable = crate::market::lots_for_budget(
-                    taker.locked,
-                    price,
-                    market.spec.quote_per_tick_lot,
-                );
-                affordable.min(maker.qty.0)
+            let qty = if taker.budget {
+                let quote_per_tick_lot = market.spec.quote_per_tick_lot;
+                crate::market::lots_for_budget(locked, price, quote_per_tick_lot).min(maker_open)
             } else {
-                taker.qty.0.min(maker.qty.0)
+                open.min(maker_open)
             };
             if qty == 0 {
                 return MatchEnd::BudgetExhausted;
             }
-            self.execute(slot, maker_slot, price, Qty(qty), out);
+            self.execute(&taker, maker_slot, maker_account, price, Qty(qty), out);
         }
         unreachable!("matching loop exceeded its bound")
     }
 
-    /// One trade: settles both sides in the ledger, updates both orders and the level.
+    /// One trade between the taker and the oldest order of the best opposite level: settles both
+    /// sides in the ledger and edits both orders and the level in place.
     fn execute(
         &mut self,
-        taker_slot: u32,
+        taker: &Taker,
         maker_slot: u32,
+        maker_account: AccountId,
         price: Price,
         qty: Qty,
         out: &mut Vec<Event>,
     ) {
-        let taker = *self.orders.get(taker_slot);
-        let maker = *self.orders.get(maker_slot);
-        let maker_tier = self.accounts[maker.account.0 as usize].fee_tier as usize;
-        let taker_tier = self.accounts[taker.account.0 as usize].fee_tier as usize;
+        let maker_tier = self.accounts[maker_account.0 as usize].fee_tier as usize;
         let market = match self.markets[taker.market.0 as usize].as_deref_mut() {
             Some(m) => m,
             None => unreachable!("order's market exists"),
@@ -619,74 +676,69 @@ impl Engine {
         let quote = market.quote_amount(price, qty);
         let (base_ccy, quote_ccy) = (market.spec.base, market.spec.quote);
         let maker_ppm = market.fees[maker_tier].maker_ppm;
-        let taker_ppm = market.fees[taker_tier].taker_ppm;
+        market.last_price = Some(price);
+        let book = market.opposite(taker.side);
+        match book.best_mut() {
+            Some(level) => {
+                debug_assert_eq!(level.head, maker_slot);
+                level.total -= qty.0;
+            }
+            None => unreachable!("a trade's level is missing"),
+        }
+        // The buyer pays quote, the seller base; each pays the fee on what it receives.
         let (buyer, seller, buyer_ppm, seller_ppm) = match taker.side {
-            Side::Buy => (taker, maker, taker_ppm, maker_ppm),
-            Side::Sell => (maker, taker, maker_ppm, taker_ppm),
+            Side::Buy => (taker.account, maker_account, taker.fee_ppm, maker_ppm),
+            Side::Sell => (maker_account, taker.account, maker_ppm, taker.fee_ppm),
         };
         let buyer_fee = crate::market::fee(base, buyer_ppm);
         let seller_fee = crate::market::fee(quote, seller_ppm);
-        market.last_price = Some(price);
-        // The maker is the head of the best opposite level.
-        if let Some(level) = market.opposite(taker.side).best_mut() {
-            debug_assert_eq!(level.head, maker_slot);
-            level.total -= qty.0;
-        }
         self.ledger
-            .transfer_locked(buyer.account, seller.account, quote_ccy, quote, seller_fee);
+            .transfer_locked(buyer, seller, quote_ccy, quote, seller_fee);
         self.ledger
-            .transfer_locked(seller.account, buyer.account, base_ccy, base, buyer_fee);
-        self.touch(buyer.account, quote_ccy);
-        self.touch(seller.account, quote_ccy);
-        self.touch(seller.account, base_ccy);
-        self.touch(buyer.account, base_ccy);
-        let (buyer_slot, seller_slot) = match taker.side {
-            Side::Buy => (taker_slot, maker_slot),
-            Side::Sell => (maker_slot, taker_slot),
+            .transfer_locked(seller, buyer, base_ccy, base, buyer_fee);
+        self.touched.touch(buyer, quote_ccy);
+        self.touched.touch(seller, quote_ccy);
+        self.touched.touch(seller, base_ccy);
+        self.touched.touch(buyer, base_ccy);
+        let (taker_pays, maker_pays, taker_fee, maker_fee) = match taker.side {
+            Side::Buy => (quote, base, buyer_fee, seller_fee),
+            Side::Sell => (base, quote, seller_fee, buyer_fee),
+        };
+        let (maker_id, maker_open) = {
+            let m = self.orders.get_mut(maker_slot);
+            assert!(m.locked >= maker_pays, "maker under-locked");
+            m.locked -= maker_pays;
+            m.qty.0 -= qty.0;
+            (m.id, m.qty.0)
         };
         {
-            let b = self.orders.get_mut(buyer_slot);
-            assert!(b.locked >= quote, "buyer under-locked");
-            b.locked -= quote;
-        }
-        {
-            let s = self.orders.get_mut(seller_slot);
-            assert!(s.locked >= base, "seller under-locked");
-            s.locked -= base;
-        }
-        self.orders.get_mut(maker_slot).qty.0 -= qty.0;
-        if !matches!(taker.kind, Kind::Market { budget: true }) {
-            self.orders.get_mut(taker_slot).qty.0 -= qty.0;
+            let t = self.orders.get_mut(taker.slot);
+            assert!(t.locked >= taker_pays, "taker under-locked");
+            t.locked -= taker_pays;
+            if !taker.budget {
+                t.qty.0 -= qty.0;
+            }
         }
         let trade = crate::ids::TradeId(self.next_trade_id);
         self.next_trade_id += 1;
-        let (maker_fee, taker_fee) = match taker.side {
-            Side::Buy => (seller_fee, buyer_fee),
-            Side::Sell => (buyer_fee, seller_fee),
-        };
         out.push(Event::Trade(crate::event::Trade {
             trade,
             market: taker.market,
             price,
             qty,
             taker_side: taker.side,
-            maker_order: maker.id,
+            maker_order: maker_id,
             taker_order: taker.id,
-            maker_account: maker.account,
+            maker_account,
             taker_account: taker.account,
             base_amount: Amount(base),
             quote_amount: Amount(quote),
             maker_fee: Amount(maker_fee),
             taker_fee: Amount(taker_fee),
         }));
-        if self.orders.get(maker_slot).qty.0 == 0 {
-            let market = match self.markets[taker.market.0 as usize].as_deref_mut() {
-                Some(m) => m,
-                None => unreachable!("order's market exists"),
-            };
-            market
-                .opposite(taker.side)
-                .unlink(&mut self.orders, maker_slot);
+        if maker_open == 0 {
+            let popped = book.pop_best_head(&mut self.orders);
+            debug_assert_eq!(popped, maker_slot);
             // A resting order is locked for exactly its remaining quantity at its price.
             debug_assert_eq!(self.orders.get(maker_slot).locked, 0);
             self.orders.get_mut(maker_slot).state = OrderState::Taking;

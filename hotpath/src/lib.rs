@@ -93,6 +93,15 @@
 //!   none (1 519 -> 1 027 instructions per command) for +1 % on the realistic flow, where the
 //!   book is shallow. Not yet measured against a direct-indexed window near the touch or a
 //!   B-tree of levels.
+//! - **Orders**: one 80-byte `Order` per slab slot, read and edited in place. The match loop
+//!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
+//!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level
+//!   without a search. Each order keeps the currency it locks, so ending it needs no market
+//!   lookup. A hot/cold split (128 bytes, two cache lines) measured more instructions and no
+//!   fewer cache misses on these books, and removing whole-order copies changed nothing: the
+//!   compiler already loads only the fields used (`perf/RESULTS.md`, sessions 6 and 7).
+//! - **Balance events**: cells are appended as touched and sorted once per command; keeping
+//!   them sorted as they are touched, or a hand-written insertion sort, measured worse.
 //!
 //! # Snapshots
 //!

@@ -7,7 +7,7 @@
 //! miss per command. Freed slots get id 0 so a stale id never matches.
 
 use crate::command::{SelfTradePrevention, TimeInForce};
-use crate::ids::{AccountId, ClientOrderId, MarketId, OrderId, Price, Qty, Side};
+use crate::ids::{AccountId, ClientOrderId, CurrencyId, MarketId, OrderId, Price, Qty, Side};
 
 /// "No slot": end of a list.
 pub(crate) const NIL: u32 = u32::MAX;
@@ -44,6 +44,9 @@ pub(crate) struct Order {
     pub account: AccountId,
     pub market: MarketId,
     pub client_order_id: ClientOrderId,
+    /// The currency it spends and locks (the market's quote for a buy, base for a sell), kept
+    /// so that ending an order needs no market lookup.
+    pub spend: CurrencyId,
     pub side: Side,
     pub kind: Kind,
     pub tif: TimeInForce,
@@ -71,6 +74,7 @@ const VACANT: Order = Order {
     account: AccountId(0),
     market: MarketId(0),
     client_order_id: ClientOrderId(0),
+    spend: CurrencyId(0),
     side: Side::Buy,
     kind: Kind::Limit,
     tif: TimeInForce::Gtc,
@@ -448,15 +452,17 @@ impl Orders {
     /// Indexes the order in `slot` by client id (where `vacancy` says, if given) and appends it
     /// to its account's list.
     fn link(&mut self, slot: u32, vacancy: Option<ClientVacancy>) {
-        let order = self.slots[slot as usize];
+        let account = self.slots[slot as usize].account;
         // Keep the prefix at most half full; the slot being linked is already in the slab.
         if (self.by_client.len + 1) * 2 > self.by_client.mask + 1 {
             self.by_client.grow(&self.slots[..]);
             // `grow` re-inserted every live order, including this one.
             debug_assert!(
-                self.by_client
-                    .find(&self.slots, order.account, order.client_order_id)
-                    == Some(slot)
+                self.by_client.find(
+                    &self.slots,
+                    account,
+                    self.slots[slot as usize].client_order_id
+                ) == Some(slot)
             );
         } else if let Some(vacancy) = vacancy {
             self.by_client.insert_at(&self.slots, slot, vacancy);
@@ -465,7 +471,7 @@ impl Orders {
             assert!(inserted, "client order id reused");
         }
         // Link at the account's tail so mass cancel walks oldest first.
-        let (head, tail) = self.account_lists[order.account.0 as usize];
+        let (head, tail) = self.account_lists[account.0 as usize];
         {
             let o = &mut self.slots[slot as usize];
             o.acct_prev = tail;
@@ -473,37 +479,36 @@ impl Orders {
         }
         if tail == NIL {
             debug_assert_eq!(head, NIL);
-            self.account_lists[order.account.0 as usize] = (slot, slot);
+            self.account_lists[account.0 as usize] = (slot, slot);
         } else {
             self.slots[tail as usize].acct_next = slot;
-            self.account_lists[order.account.0 as usize].1 = slot;
+            self.account_lists[account.0 as usize].1 = slot;
         }
     }
 
-    /// Removes an order from the indices and the account list and frees its slot.
-    pub fn remove(&mut self, slot: u32) -> Order {
-        let order = self.slots[slot as usize];
-        assert!(order.id.0 != 0, "remove of a free slot");
-        let removed = self
-            .by_client
-            .remove(order.account, order.client_order_id, slot);
+    /// Removes an order from the indices and the account list and frees its slot. Reads the
+    /// four fields it needs, not a copy of the order.
+    pub fn remove(&mut self, slot: u32) {
+        let (account, client, acct_prev, acct_next) = {
+            let o = &self.slots[slot as usize];
+            assert!(o.id.0 != 0, "remove of a free slot");
+            (o.account, o.client_order_id, o.acct_prev, o.acct_next)
+        };
+        let removed = self.by_client.remove(account, client, slot);
         assert!(removed, "live order missing from the client index");
-        let list = &mut self.account_lists[order.account.0 as usize];
-        if order.acct_prev == NIL {
-            list.0 = order.acct_next;
+        if acct_prev == NIL {
+            self.account_lists[account.0 as usize].0 = acct_next;
         } else {
-            self.slots[order.acct_prev as usize].acct_next = order.acct_next;
+            self.slots[acct_prev as usize].acct_next = acct_next;
         }
-        let list = &mut self.account_lists[order.account.0 as usize];
-        if order.acct_next == NIL {
-            list.1 = order.acct_prev;
+        if acct_next == NIL {
+            self.account_lists[account.0 as usize].1 = acct_prev;
         } else {
-            self.slots[order.acct_next as usize].acct_prev = order.acct_prev;
+            self.slots[acct_next as usize].acct_prev = acct_prev;
         }
         self.live -= 1;
         self.slots[slot as usize].id = OrderId(0);
         self.free.push(slot);
-        order
     }
 
     /// The allocation state snapshots keep: slots ever used and the free list in order.

@@ -383,6 +383,10 @@ impl Engine {
                 account: o.account,
                 market: o.market,
                 client_order_id: o.client_order_id,
+                spend: match o.side {
+                    Side::Buy => spec.quote,
+                    Side::Sell => spec.base,
+                },
                 side: o.side,
                 kind: o.kind,
                 tif: o.tif,
