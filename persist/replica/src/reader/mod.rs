@@ -4,17 +4,19 @@
 //! words only (ids, limits, enum names), never from request text.
 
 mod ledger;
+mod market;
 mod orders;
 mod row;
 mod trades;
 
-use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, OrderId};
+use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, MarketId, OrderId, TradeId};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::db::Conn;
 use crate::error::ReplicaError;
 
 pub use ledger::{LedgerEntry, LedgerPage};
+pub use market::MarketTradeRow;
 pub use orders::{OrderFills, OrderFilter, OrderHistory, OrdersPage};
 pub use trades::{OwnTradeRow, TradeFilter, TradesPage};
 
@@ -117,6 +119,64 @@ impl ReplicaReader {
         let mut guard = self.connected().await?;
         let result = match guard.as_mut() {
             Some(conn) => trades::list(conn, filter).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// The last journal sequence the replica holds (0 before the first).
+    pub async fn high_water_seq(&self) -> Result<u64, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => high_water_seq(conn).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// Public trades of every market with an id above `after` and a sequence at most
+    /// `through_seq`, oldest first, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
+    pub async fn market_trades_after(
+        &self,
+        after: TradeId,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MarketTradeRow>, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => market::after(conn, after, through_seq, limit).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// `market`'s public trades with an id below `before` and a sequence at most
+    /// `through_seq`, newest first, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
+    pub async fn market_trades_before(
+        &self,
+        market: MarketId,
+        before: TradeId,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MarketTradeRow>, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => market::before_in_market(conn, market, before, through_seq, limit).await,
+            None => Err(ReplicaError::Config("no replica connection".to_owned())),
+        };
+        forget_on_error(&mut guard, result)
+    }
+
+    /// The id of the trade `newer` places below the newest of every market with a sequence at
+    /// most `through_seq` (0: the newest); `None` when there are not that many trades.
+    pub async fn trade_id_below_newest(
+        &self,
+        through_seq: u64,
+        newer: usize,
+    ) -> Result<Option<TradeId>, ReplicaError> {
+        let mut guard = self.connected().await?;
+        let result = match guard.as_mut() {
+            Some(conn) => market::id_below_newest(conn, through_seq, newer).await,
             None => Err(ReplicaError::Config("no replica connection".to_owned())),
         };
         forget_on_error(&mut guard, result)
