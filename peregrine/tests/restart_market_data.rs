@@ -9,7 +9,7 @@ mod support;
 
 use ring::hmac;
 use serde_json::{Value, json};
-use support::{FreshDatabase, Up, http_client, write_config};
+use support::{FreshDatabase, Up, http_client, next_with, now_ms, write_config};
 
 /// The buyer's and the seller's REST keys (accounts 3 and 4).
 const BUYER: (&str, &str) = ("history-buyer", "history-buyer-secret-0000");
@@ -25,24 +25,8 @@ fn keys_toml() -> String {
     text
 }
 
-/// A nonce above every earlier one (per key nonces must increase).
-fn nonce_ms() -> u64 {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let ordering = std::sync::atomic::Ordering::AcqRel;
-    let previous = LAST
-        .fetch_update(ordering, std::sync::atomic::Ordering::Acquire, |last| {
-            Some(clock.max(last + 1))
-        })
-        .unwrap();
-    clock.max(previous + 1)
-}
-
 async fn place(up: &Up, (key, secret): (&str, &str), side: &str, volume: &str, price: &str) {
-    let nonce = nonce_ms();
+    let nonce = now_ms();
     let tag = hmac::sign(
         &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
         format!("{nonce}{key}").as_bytes(),
@@ -89,9 +73,11 @@ async fn public_history(up: &Up) -> Value {
     })
 }
 
-async fn market_data_survives_a_restart(replica: &str) {
+/// Trades four times over REST in a fresh `up` configured with `extra` (appended to its
+/// `[rest]` section), stops it and starts it again; returns the public history before and after.
+async fn trade_and_restart(extra: &str) -> (tempfile::TempDir, Up, Value, Value) {
     let dir = tempfile::tempdir().unwrap();
-    write_config(dir.path(), &[], &format!("{}{replica}", keys_toml()));
+    write_config(dir.path(), &[], &format!("{extra}{}", keys_toml()));
     let up = Up::start(dir.path());
     up.deposit(3, "usd", "1000000", 1).await;
     up.deposit(4, "btc", "10", 2).await;
@@ -108,6 +94,11 @@ async fn market_data_survives_a_restart(replica: &str) {
 
     let up = Up::start(dir.path());
     let after = public_history(&up).await;
+    (dir, up, before, after)
+}
+
+async fn market_data_survives_a_restart(replica: &str) {
+    let (dir, up, before, after) = trade_and_restart(replica).await;
     assert_eq!(after, before, "up's log:\n{}", log(dir.path()));
 
     // The streams go on from the rebuilt candles: the week's candle after one more trade
@@ -138,32 +129,6 @@ fn log(dir: &std::path::Path) -> String {
     std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default()
 }
 
-/// The next message carrying `stream`, bounded by a timeout.
-async fn next_with<S>(ws: &mut S, stream: &str) -> Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
-    use futures_util::StreamExt;
-    loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("no WebSocket message within 10 s")
-            .expect("the WebSocket ended")
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-            let value: Value = serde_json::from_str(&text).unwrap();
-            if let Some(payload) = value.get(stream) {
-                return payload.clone();
-            }
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn public_market_data_survives_a_restart_with_the_sqlite_replica() {
     market_data_survives_a_restart("").await;
@@ -173,4 +138,23 @@ async fn public_market_data_survives_a_restart_with_the_sqlite_replica() {
 async fn public_market_data_survives_a_restart_with_a_mariadb_replica() {
     let database = FreshDatabase::new("history_restart");
     market_data_survives_a_restart(&format!("[replica]\nurl = \"{}\"\n", database.url)).await;
+}
+
+/// With fewer trades read than there are, the candles that may hold unread trades are left out
+/// rather than shown short, and the recent trades are topped up from the market's older ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_beyond_its_bound_keeps_whole_candles_and_every_recent_trade() {
+    let (dir, up, before, after) = trade_and_restart("rebuild_trades_max = 2\n").await;
+    let context = format!("{before}\n{after}\nup's log:\n{}", log(dir.path()));
+    assert_eq!(after["trades"], before["trades"], "{context}");
+    assert_eq!(after["ticker"]["ticker"]["last"], "50050", "{context}");
+    // The two newest trades were read; the week's candle also holds the two before them.
+    assert_eq!(after["kline_1w"], json!([]), "{context}");
+    for candle in after["kline_1m"].as_array().unwrap() {
+        assert!(
+            before["kline_1m"].as_array().unwrap().contains(candle),
+            "{context}"
+        );
+    }
+    up.stop();
 }

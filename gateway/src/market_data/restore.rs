@@ -16,14 +16,19 @@
 //!
 //! # Bounds
 //!
-//! At most [`REBUILD_TRADES_MAX`] trades (the newest, across markets) are read and folded, in
-//! pages, so start time is bounded (measured in `perf/RESULTS.md`) and memory is what the live
+//! At most `[rest] rebuild_trades_max` trades (by default [`REBUILD_TRADES_MAX`]: the newest,
+//! across markets) are read and folded, in pages, so start time is bounded (measured in `perf/RESULTS.md`) and memory is what the live
 //! stores keep: [`MarketDataLimits::trades_per_market`](super::MarketDataLimits) trades and
 //! [`CANDLES_MAX`](super::kline::CANDLES_MAX) candles per market and period. When older trades
 //! exist, every candle that could hold one of them is dropped rather than shown short (the
-//! weekly candles then cover less than before the restart, and above about
-//! [`REBUILD_TRADES_MAX`] trades a day the 24 h ticker covers less than a day); a market short of
-//! recent trades is topped up from its own older trades, which are cheap to read by index.
+//! weekly candles then cover less than before the restart, and above that many trades a day the
+//! 24 h ticker covers less than a day); a market short of recent trades is topped up from its
+//! own older trades, which are cheap to read by index.
+//!
+//! The alternative, candles aggregated per minute in SQL, would read rows per minute rather
+//! than per trade; it was not taken because folding the trades themselves goes through the
+//! live path's own code ([`Klines::trade`]), so a rebuilt candle cannot differ from the one the
+//! live feed had built.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -32,9 +37,10 @@ use peregrine_hotpath::{MarketId, TradeId};
 use super::PublicTrade;
 use super::kline::Klines;
 
-/// Trades the start-up rebuild reads at most, newest first across markets: about 1.5 s of start
-/// per million measured on SQLite (see `perf/RESULTS.md`).
-pub const REBUILD_TRADES_MAX: usize = 2_000_000;
+/// Trades the start-up rebuild reads at most by default, newest first across markets: about
+/// 4 s (SQLite) to 5 s (MariaDB) of start per million on a loaded 2-core machine (see
+/// `perf/RESULTS.md`).
+pub const REBUILD_TRADES_MAX: usize = 1_000_000;
 
 /// One market's rebuilt trades and candles.
 #[derive(Debug, Default)]

@@ -140,7 +140,15 @@ async fn restore(bridge: &Bridge, seed: &Seed) {
     let started = Instant::now();
     let markets: Vec<_> = seed.books.iter().map(|(market, _)| *market).collect();
     let restorer = bridge.lock().data.restorer();
-    match super::rebuild::rebuild(reader, seed.seq, &markets, restorer).await {
+    match super::rebuild::rebuild(
+        reader,
+        seed.seq,
+        &markets,
+        bridge.config.rebuild_trades_max,
+        restorer,
+    )
+    .await
+    {
         Ok(rebuilt) => {
             tracing::info!(
                 seq = seed.seq,

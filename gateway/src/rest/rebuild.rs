@@ -11,7 +11,7 @@ use peregrine_hotpath::{MarketId, TradeId};
 use peregrine_replica::{MarketTradeRow, ReplicaError, ReplicaReader};
 
 use crate::market_data::PublicTrade;
-use crate::market_data::restore::{REBUILD_TRADES_MAX, Restored};
+use crate::market_data::restore::Restored;
 
 /// Rows per replica query: big enough that the per-query cost is small, small enough that a
 /// page's text rows stay a few MiB.
@@ -45,27 +45,28 @@ pub(crate) struct Rebuilt {
     pub(crate) restored: Restored,
     /// Trades read in all (folded and topped up).
     pub(crate) trades_read: u64,
-    /// Whether older trades were left out of the candles ([`REBUILD_TRADES_MAX`]).
+    /// Whether older trades were left out of the candles (beyond `trades_max`).
     pub(crate) truncated: bool,
 }
 
 /// Rebuilds `markets`' public trades and candles from the trades of commands up to
-/// `seed_seq`, into `restored` (empty, with the market data's bounds).
+/// `seed_seq`, at most the newest `trades_max` into candles, into `restored` (empty, with the
+/// market data's bounds).
 pub(crate) async fn rebuild(
     reader: &ReplicaReader,
     seed_seq: u64,
     markets: &[MarketId],
+    trades_max: usize,
     mut restored: Restored,
 ) -> Result<Rebuilt, RebuildError> {
+    assert!(trades_max > 0);
     wait_for(reader, seed_seq).await?;
     // The trade just below the window: reading starts after it.
-    let below = reader
-        .trade_id_below_newest(seed_seq, REBUILD_TRADES_MAX)
-        .await?;
+    let below = reader.trade_id_below_newest(seed_seq, trades_max).await?;
     let mut after = below.unwrap_or(TradeId(0));
     let mut trades_read = 0_u64;
     let mut first_ts_ns = None;
-    // Bounded: REBUILD_TRADES_MAX / PAGE_ROWS pages, plus one.
+    // Bounded: trades_max / PAGE_ROWS pages, plus one.
     loop {
         let page = reader
             .market_trades_after(after, seed_seq, PAGE_ROWS)
@@ -80,7 +81,7 @@ pub(crate) async fn rebuild(
             _ => break,
         }
     }
-    assert!(trades_read <= REBUILD_TRADES_MAX as u64);
+    assert!(trades_read <= trades_max as u64);
     let truncated = below.is_some();
     if truncated {
         restored.forget_candles_through(first_ts_ns.map_or(0, |ns| ns / 1_000_000_000));
