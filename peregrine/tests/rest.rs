@@ -7,7 +7,7 @@ mod support;
 
 use ring::hmac;
 use serde_json::json;
-use support::{Trader, Up, http_client, write_config};
+use support::{Trader, Up, http_client, next_with, now_ms, write_config};
 
 const KEY: &str = "retail-key-1";
 const SECRET: &str = "retail-secret-of-32-bytes-000000";
@@ -27,32 +27,6 @@ fn signed(
         .header("X-Auth-Signature", signature)
 }
 
-/// The next message carrying `stream`, skipping others; bounded by a timeout.
-async fn next_with<S>(ws: &mut S, stream: &str) -> serde_json::Value
-where
-    S: futures_util::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-{
-    use futures_util::StreamExt;
-    loop {
-        let message = tokio::time::timeout(std::time::Duration::from_secs(10), ws.next())
-            .await
-            .expect("no WebSocket message within 10 s")
-            .expect("the WebSocket ended")
-            .unwrap();
-        if let tokio_tungstenite::tungstenite::Message::Text(text) = message {
-            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
-            if let Some(payload) = value.get(stream) {
-                return payload.clone();
-            }
-        }
-    }
-}
-
 /// The REST base URL `up`'s summary printed.
 fn rest_url(up: &Up) -> String {
     up.lines
@@ -61,24 +35,6 @@ fn rest_url(up: &Up) -> String {
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_owned()
-}
-
-/// A fresh nonce: the clock in ms, but always above the last one (nonces must increase per key,
-/// and two requests may fall in the same millisecond).
-fn now_ms() -> u128 {
-    static LAST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let clock = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let previous = LAST
-        .fetch_update(
-            std::sync::atomic::Ordering::AcqRel,
-            std::sync::atomic::Ordering::Acquire,
-            |last| Some(clock.max(last + 1)),
-        )
-        .unwrap();
-    u128::from(clock.max(previous + 1))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -154,6 +154,18 @@ impl Klines {
         }
     }
 
+    /// Drops every candle starting at or before `ts_s` (see
+    /// [`Restored::forget_candles_through`](super::restore::Restored::forget_candles_through)).
+    pub fn forget_through(&mut self, ts_s: u64) {
+        for candles in &mut self.periods {
+            // Bounded by CANDLES_MAX.
+            while candles.front().is_some_and(|c| c.start_s <= ts_s) {
+                candles.pop_front();
+            }
+            debug_assert!(candles.front().is_none_or(|c| c.start_s > ts_s));
+        }
+    }
+
     /// The current (latest) candle of `period`.
     pub fn current(&self, period: Period) -> Option<Candle> {
         self.periods[period.index()].back().copied()

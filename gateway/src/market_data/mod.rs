@@ -9,9 +9,14 @@
 //!
 //! Everything is in engine units (ticks, lots, minor units, Unix ns); decimals are the edge's.
 //! Every store is bounded: see [`MarketDataLimits`].
+//!
+//! Public trades and candles outlive a restart: at start they are rebuilt from the trades of
+//! earlier runs ([`restore`], which says where they come from and why) before the first command
+//! is applied.
 
 pub mod history;
 pub mod kline;
+pub mod restore;
 
 use std::collections::{HashMap, VecDeque};
 
@@ -21,6 +26,7 @@ use history::{History, HistoryLimits, OwnTrade};
 use kline::{Candle, Klines, Period, TickerStats};
 use peregrine_core::{Change, Executed, OrderRecord};
 pub use peregrine_views::{Book, BookSnapshot, LevelChange};
+use restore::Restored;
 
 /// Bounds of the derived stores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +187,24 @@ impl MarketData {
         self.applied_seq = seed.seq;
         // The mirrors are in step again.
         self.gaps = 0;
+    }
+
+    /// An empty rebuild with this market data's bounds, for [`MarketData::restore`].
+    pub fn restorer(&self) -> Restored {
+        Restored::new(self.limits.trades_per_market)
+    }
+
+    /// Installs rebuilt public trades and candles (at start, before the first command is
+    /// applied): they replace what each rebuilt market had. Books and history are untouched.
+    pub fn restore(&mut self, restored: Restored) {
+        assert_eq!(restored.trades_per_market(), self.limits.trades_per_market);
+        for (market, history) in restored.markets {
+            assert!(history.trades.len() <= self.limits.trades_per_market);
+            let state = self.markets.entry(market).or_default();
+            state.trades = history.trades;
+            state.klines = history.klines;
+        }
+        self.tickers_changed = true;
     }
 
     /// The last command applied.

@@ -58,6 +58,9 @@ pub struct RestConfig {
     pub history_per_account: usize,
     /// Finished orders and trades kept across all accounts (each).
     pub history_total: usize,
+    /// Trades read from the replica at start, at most, to rebuild public trades, k-lines and
+    /// tickers (see `market_data::restore`): a bound on start time.
+    pub rebuild_trades_max: usize,
     /// Where the durable nonce floor is kept (see `nonce_floor`): set by `up` to a file in
     /// the data directory, never read from configuration; `None` keeps it in memory only.
     #[serde(skip)]
@@ -80,6 +83,7 @@ impl Default for RestConfig {
             trades_per_market: 1_000,
             history_per_account: 1_000,
             history_total: 200_000,
+            rebuild_trades_max: crate::market_data::restore::REBUILD_TRADES_MAX,
             nonce_floor_path: None,
         }
     }
@@ -117,6 +121,7 @@ impl RestConfig {
             ("trades_per_market", self.trades_per_market),
             ("history_per_account", self.history_per_account),
             ("history_total", self.history_total),
+            ("rebuild_trades_max", self.rebuild_trades_max),
         ] {
             if value == 0 {
                 return Err(ConfigError::Zero(name));

@@ -7,6 +7,10 @@
 //! exactly the commands after it; both show only released (in `durable` mode, durable)
 //! commands, and nothing runs on the matching thread. Trades, candles and fills missed while
 //! the tap was behind are not recovered (the replica has them).
+//!
+//! At start, before the first command is applied, public trades and candles are rebuilt from
+//! the replica's trades up to the seed ([`super::rebuild`]), so a restart shows what was shown
+//! before it; without a replica, or if it cannot be read in time, they start empty.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +33,7 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
     let mut stop = bridge.shutdown.subscribe();
     let mut updates = Vec::with_capacity(1_024);
     let mut first = true;
+    let mut restored = false;
     while !*stop.borrow() {
         let seeded = bridge
             .engine
@@ -48,6 +53,13 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
             bridge.metrics.feed_resyncs_total.inc();
         }
         first = false;
+        if !restored {
+            restored = true;
+            tokio::select! {
+                () = crate::rest::stopped(&mut stop) => return,
+                () = restore(&bridge, &seed) => {}
+            }
+        }
         {
             let mut shared = bridge.lock();
             let shared = &mut *shared;
@@ -115,5 +127,40 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                 }
             }
         }
+    }
+}
+
+/// Rebuilds public trades and candles from the replica up to `seed` (see [`super::rebuild`]);
+/// logs and goes on without them when it cannot.
+async fn restore(bridge: &Bridge, seed: &Seed) {
+    let Some(reader) = bridge.replica.get() else {
+        tracing::info!("no replica: public trades and k-lines start empty");
+        return;
+    };
+    let started = Instant::now();
+    let markets: Vec<_> = seed.books.iter().map(|(market, _)| *market).collect();
+    let restorer = bridge.lock().data.restorer();
+    match super::rebuild::rebuild(
+        reader,
+        seed.seq,
+        &markets,
+        bridge.config.rebuild_trades_max,
+        restorer,
+    )
+    .await
+    {
+        Ok(rebuilt) => {
+            tracing::info!(
+                seq = seed.seq,
+                trades = rebuilt.trades_read,
+                folded = rebuilt.restored.folded(),
+                truncated = rebuilt.truncated,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "public market data rebuilt from the replica"
+            );
+            bridge.lock().data.restore(rebuilt.restored);
+        }
+        Err(error) => tracing::error!(%error, seq = seed.seq,
+            "public market data not rebuilt: trades and k-lines start empty"),
     }
 }

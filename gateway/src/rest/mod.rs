@@ -23,6 +23,7 @@ pub mod nonce_floor;
 pub mod openapi;
 mod orders;
 mod public;
+pub mod rebuild;
 pub mod time;
 pub mod transactions;
 pub mod types;

@@ -4,17 +4,19 @@
 //! words only (ids, limits, enum names), never from request text.
 
 mod ledger;
+mod market;
 mod orders;
 mod row;
 mod trades;
 
-use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, OrderId};
+use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, MarketId, OrderId, TradeId};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::db::Conn;
 use crate::error::ReplicaError;
 
 pub use ledger::{LedgerEntry, LedgerPage};
+pub use market::MarketTradeRow;
 pub use orders::{OrderFills, OrderFilter, OrderHistory, OrdersPage};
 pub use trades::{OwnTradeRow, TradeFilter, TradesPage};
 
@@ -55,33 +57,23 @@ impl ReplicaReader {
         offset: usize,
         limit: usize,
     ) -> Result<LedgerPage, ReplicaError> {
-        let mut guard = self.connected().await?;
-        let result = match guard.as_mut() {
-            Some(conn) => ledger::query(conn, account, currency, ascending, offset, limit).await,
-            None => Err(ReplicaError::Config("no replica connection".to_owned())),
-        };
-        forget_on_error(&mut guard, result)
+        self.with_conn(async |conn| {
+            ledger::query(conn, account, currency, ascending, offset, limit).await
+        })
+        .await
     }
 
     /// `account`'s orders that pass `filter`, the first `filter.limit` in its order.
     pub async fn orders(&self, filter: OrderFilter) -> Result<OrdersPage, ReplicaError> {
-        let mut guard = self.connected().await?;
-        let result = match guard.as_mut() {
-            Some(conn) => orders::list(conn, filter).await,
-            None => Err(ReplicaError::Config("no replica connection".to_owned())),
-        };
-        forget_on_error(&mut guard, result)
+        self.with_conn(async |conn| orders::list(conn, filter).await)
+            .await
     }
 
     /// Sums the fills of `orders` (from [`ReplicaReader::orders`]; at most [`PAGE_ROWS_MAX`])
     /// and finds when each last changed.
     pub async fn fill_in(&self, orders: &mut [OrderHistory]) -> Result<(), ReplicaError> {
-        let mut guard = self.connected().await?;
-        let result = match guard.as_mut() {
-            Some(conn) => orders::fill_in(conn, orders).await,
-            None => Err(ReplicaError::Config("no replica connection".to_owned())),
-        };
-        forget_on_error(&mut guard, result)
+        self.with_conn(async |conn| orders::fill_in(conn, orders).await)
+            .await
     }
 
     /// `account`'s order `id`, if the replica has it.
@@ -90,12 +82,8 @@ impl ReplicaReader {
         account: AccountId,
         id: OrderId,
     ) -> Result<Option<OrderHistory>, ReplicaError> {
-        let mut guard = self.connected().await?;
-        let result = match guard.as_mut() {
-            Some(conn) => orders::by_id(conn, account, id).await,
-            None => Err(ReplicaError::Config("no replica connection".to_owned())),
-        };
-        forget_on_error(&mut guard, result)
+        self.with_conn(async |conn| orders::by_id(conn, account, id).await)
+            .await
     }
 
     /// `account`'s most recent order with client id `client_order_id`, if the replica has one.
@@ -104,19 +92,69 @@ impl ReplicaReader {
         account: AccountId,
         client_order_id: ClientOrderId,
     ) -> Result<Option<OrderHistory>, ReplicaError> {
-        let mut guard = self.connected().await?;
-        let result = match guard.as_mut() {
-            Some(conn) => orders::by_client(conn, account, client_order_id).await,
-            None => Err(ReplicaError::Config("no replica connection".to_owned())),
-        };
-        forget_on_error(&mut guard, result)
+        self.with_conn(async |conn| orders::by_client(conn, account, client_order_id).await)
+            .await
     }
 
     /// `account`'s fills that pass `filter`, the first `filter.limit` in its order.
     pub async fn trades(&self, filter: TradeFilter) -> Result<TradesPage, ReplicaError> {
+        self.with_conn(async |conn| trades::list(conn, filter).await)
+            .await
+    }
+
+    /// The last journal sequence the replica holds (0 before the first).
+    pub async fn high_water_seq(&self) -> Result<u64, ReplicaError> {
+        self.with_conn(async |conn| high_water_seq(conn).await)
+            .await
+    }
+
+    /// Public trades of every market with an id above `after` and a sequence at most
+    /// `through_seq`, oldest first, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
+    pub async fn market_trades_after(
+        &self,
+        after: TradeId,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MarketTradeRow>, ReplicaError> {
+        self.with_conn(async |conn| market::after(conn, after, through_seq, limit).await)
+            .await
+    }
+
+    /// `market`'s public trades with an id below `before` and a sequence at most
+    /// `through_seq`, newest first, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
+    pub async fn market_trades_before(
+        &self,
+        market: MarketId,
+        before: TradeId,
+        through_seq: u64,
+        limit: usize,
+    ) -> Result<Vec<MarketTradeRow>, ReplicaError> {
+        self.with_conn(async |conn| {
+            market::before_in_market(conn, market, before, through_seq, limit).await
+        })
+        .await
+    }
+
+    /// The id of the trade `newer` places below the newest of every market with a sequence at
+    /// most `through_seq` (0: the newest); `None` when there are not that many trades.
+    pub async fn trade_id_below_newest(
+        &self,
+        through_seq: u64,
+        newer: usize,
+    ) -> Result<Option<TradeId>, ReplicaError> {
+        self.with_conn(async |conn| market::id_below_newest(conn, through_seq, newer).await)
+            .await
+    }
+
+    /// Runs `query` on the connection (opened first if needed); drops the connection when it
+    /// fails, so that the next call reconnects.
+    async fn with_conn<T>(
+        &self,
+        query: impl AsyncFnOnce(&mut Conn) -> Result<T, ReplicaError>,
+    ) -> Result<T, ReplicaError> {
         let mut guard = self.connected().await?;
         let result = match guard.as_mut() {
-            Some(conn) => trades::list(conn, filter).await,
+            Some(conn) => query(conn).await,
             None => Err(ReplicaError::Config("no replica connection".to_owned())),
         };
         forget_on_error(&mut guard, result)

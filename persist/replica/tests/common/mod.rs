@@ -681,3 +681,76 @@ pub fn assert_reader_matches(database_url: &str, exchange: &Exchange) {
         None
     );
 }
+
+/// The public trades the REST bridge rebuilds its market data from ([`ReplicaReader`]'s market
+/// reads) are exactly the table's trades up to a sequence, in id order, paged without gap or
+/// overlap; per market below an id; and the window's start counts from the newest.
+///
+/// [`ReplicaReader`]: peregrine_replica::ReplicaReader
+pub fn assert_market_trades_match(database_url: &str, exchange: &Exchange) {
+    use peregrine_hotpath::{MarketId, TradeId};
+    use peregrine_replica::ReplicaReader;
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reader = ReplicaReader::new(database_url);
+    let c = |e: &str| cast(database_url, e);
+    // (trade id, seq, market) of every trade, oldest first.
+    let table: Vec<(u64, u64, u32)> = query(
+        database_url,
+        &format!(
+            "SELECT {}, {}, {} FROM trades ORDER BY trade_id",
+            c("trade_id"),
+            c("seq"),
+            c("market_id")
+        ),
+    )
+    .iter()
+    .map(|r| (int(&r[0]) as u64, int(&r[1]) as u64, int(&r[2]) as u32))
+    .collect();
+    assert!(table.len() > 100, "the flow trades");
+    // A sequence in the middle, as a feed's seed would be: nothing after it is read.
+    let through_seq = table[table.len() / 2].1;
+    let expected: Vec<&(u64, u64, u32)> = table.iter().filter(|t| t.1 <= through_seq).collect();
+    let page_rows = 37;
+    let (mut after, mut read) = (TradeId(0), Vec::new());
+    loop {
+        let page = runtime
+            .block_on(reader.market_trades_after(after, through_seq, page_rows))
+            .unwrap();
+        read.extend(page.iter().map(|t| (t.id.0, t.seq, t.market.0)));
+        match page.last() {
+            Some(last) if page.len() == page_rows => after = last.id,
+            _ => break,
+        }
+    }
+    assert_eq!(
+        read.iter().collect::<Vec<_>>(),
+        expected,
+        "paged up to {through_seq}"
+    );
+    let newest = expected.last().unwrap().0;
+    let nth = |n| {
+        runtime
+            .block_on(reader.trade_id_below_newest(through_seq, n))
+            .unwrap()
+    };
+    assert_eq!(nth(0), Some(TradeId(newest)));
+    assert_eq!(nth(2), Some(TradeId(expected[expected.len() - 3].0)));
+    assert_eq!(nth(expected.len()), None);
+    let market = MarketId(expected[0].2);
+    let older = runtime
+        .block_on(reader.market_trades_before(market, TradeId(newest), through_seq, 5))
+        .unwrap();
+    let want: Vec<u64> = expected
+        .iter()
+        .rev()
+        .filter(|t| t.2 == market.0 && t.0 < newest)
+        .take(5)
+        .map(|t| t.0)
+        .collect();
+    assert_eq!(older.iter().map(|t| t.id.0).collect::<Vec<_>>(), want);
+    assert!(exchange.last_seq > through_seq);
+}
