@@ -24,6 +24,19 @@
 //!   path's id types (`peregrine/tests/layering.rs` checks it).
 
 pub mod audit;
+mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+mod identity;
+pub mod mail;
+pub mod metrics;
+pub mod password;
+pub mod secret;
 pub mod store;
 
+pub use clock::Clock;
+pub use config::IdentityConfig;
+pub use error::AuthError;
+pub use identity::{Identity, LoggedIn, SessionAuth, SessionView, Source};
 pub use store::{Role, Store, StoreError, User, UserState};
