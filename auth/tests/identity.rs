@@ -669,6 +669,11 @@ async fn a_password_reset_ends_every_session_and_codes_cannot_be_guessed() {
         "identity.session.invalid_login_params"
     );
     harness.login_ok(&email, "another good password").await;
+    // The code worked once: used again, it is refused.
+    let answer = harness
+        .post("/identity/users/password/confirm_code", reset(&code))
+        .await;
+    assert_eq!(answer.code(), "identity.user.invalid_code");
     // Unknown addresses get the same answer as known ones, and no mail.
     let unknown = email.replace("reset", "nobody");
     let answer = harness
