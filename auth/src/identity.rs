@@ -19,6 +19,10 @@ use crate::store::{
 
 /// Longest User-Agent kept with a session, bytes.
 const USER_AGENT_BYTES_MAX: usize = 255;
+/// argon2id computations at once. Each holds `ARGON2_MEMORY_KIB` (19 MiB) for tens of
+/// milliseconds: unbounded, a flood of logins would fill the blocking pool (512 threads, 10 GB);
+/// bounded, they queue, and the lockouts cut a flood from one address or at one account short.
+pub const PASSWORD_HASHES_CONCURRENT_MAX: usize = 4;
 /// Tries at a fresh random uid when one collides.
 const UID_ROUNDS_MAX: u32 = 4;
 
@@ -85,6 +89,7 @@ pub struct Identity {
     clock: Clock,
     rng: SystemRandom,
     metrics: Metrics,
+    hashing: tokio::sync::Semaphore,
 }
 
 /// Lower-cases and trims an e-mail address; `InvalidEmail` when it is not one.
@@ -111,6 +116,7 @@ impl Identity {
             clock,
             rng: SystemRandom::new(),
             metrics: Metrics::new(registry)?,
+            hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_CONCURRENT_MAX),
         })
     }
 
@@ -205,6 +211,11 @@ impl Identity {
     async fn hash_password(&self, password: &str) -> Result<String, AuthError> {
         let password = password.to_owned();
         let rng = self.rng.clone();
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| AuthError::TaskLost)?;
         let started = Instant::now();
         let phc = tokio::task::spawn_blocking(move || password::hash(&password, &rng))
             .await
@@ -223,6 +234,11 @@ impl Identity {
     ) -> Result<bool, AuthError> {
         let password = password.to_owned();
         let phc = user.map(|u| u.password_hash.clone());
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|_| AuthError::TaskLost)?;
         let started = Instant::now();
         let matched = tokio::task::spawn_blocking(move || match phc {
             Some(phc) => password::verify(&password, &phc),
