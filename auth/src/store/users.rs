@@ -183,6 +183,13 @@ impl CodePurpose {
     }
 }
 
+/// Drops the user's private `email` label, before [`LABEL`] sets it to `verified`.
+const LABEL_DELETE: &str =
+    "DELETE FROM labels WHERE user_id = ? AND label_key = 'email' AND scope = 'private'";
+/// Sets the user's private `email` label to `verified` (binds: user, now, now).
+const LABEL: &str = "INSERT INTO labels (user_id, label_key, scope, label_value, \
+                     created_at_ms, updated_at_ms) VALUES (?, 'email', 'private', 'verified', ?, ?)";
+
 const USER_COLUMNS: &str = "id, uid, email, password_hash, role, state, level, otp_enabled, \
                             created_at_ms, updated_at_ms";
 
@@ -368,10 +375,6 @@ impl Store {
             "INSERT INTO accounts (user_id, account_id, created_at_ms) VALUES (?, ?, ?)";
         const ACTIVATE: &str = "UPDATE users SET state = 'active', level = CASE WHEN level < 1 \
                                 THEN 1 ELSE level END, updated_at_ms = ? WHERE id = ?";
-        const LABEL_DELETE: &str =
-            "DELETE FROM labels WHERE user_id = ? AND label_key = 'email' AND scope = 'private'";
-        const LABEL: &str = "INSERT INTO labels (user_id, label_key, scope, label_value, \
-                             created_at_ms, updated_at_ms) VALUES (?, 'email', 'private', 'verified', ?, ?)";
         on_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin).await?;
             let lock = format!("SELECT id FROM users WHERE id = ?{}", d.for_update);
