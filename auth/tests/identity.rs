@@ -751,3 +751,44 @@ async fn operators_are_made_on_the_host_never_by_sign_up() {
     assert_eq!(operator.role, Role::Superadmin);
     assert_eq!(operator.state, UserState::Active);
 }
+
+#[tokio::test]
+async fn code_mails_are_rate_limited_per_address() {
+    let harness = start(Backend::MySql("mail_limit"), |c| {
+        c.mails_per_address_max = 3
+    })
+    .await;
+    let email = email("limited");
+    let answer = harness
+        .post(
+            "/identity/users",
+            json!({"email": email, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    mailed_code(&email, "confirm your e-mail").await;
+    let resend = || {
+        harness.post(
+            "/identity/users/email/generate_code",
+            json!({"email": email}),
+        )
+    };
+    assert_eq!(resend().await.status, StatusCode::CREATED);
+    assert_eq!(resend().await.status, StatusCode::CREATED);
+    // A fourth mail within the window is refused, and none is sent.
+    let answer = resend().await;
+    assert_eq!(
+        answer.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        answer.body
+    );
+    assert_eq!(answer.code(), "identity.rate_limited");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(mails_to(&email), 3);
+    // After the window, mail flows again.
+    harness
+        .clock
+        .advance_ms(harness.identity.config().failure_window_ms + 1);
+    assert_eq!(resend().await.status, StatusCode::CREATED);
+}
