@@ -4,7 +4,7 @@
 //! (no sqlx macros: the workspace dropped the `macros` feature), migrations embedded and built
 //! by hand, one enum over the two back ends. Unlike the replica's single writer, the service
 //! answers requests concurrently, so it holds a pool. Every statement is written once and run
-//! on either back end by [`on_pool!`]; where the dialects differ the difference is named
+//! on either back end by `on_pool!`; where the dialects differ the difference is named
 //! here (`FOR UPDATE`, how a write transaction begins).
 
 mod audit;
