@@ -1,4 +1,42 @@
-//! Peregrine's authentication and authorisation: users, API keys, JWT, 2FA/TOTP, KYC and RBAC.
+//! Peregrine's identity service, the part Barong played in the OPEX stack: users, their
+//! sessions, e-mail verification, password reset, lockouts, the mapping of each verified user
+//! to one trading account, and a hash-chained audit trail of every sensitive action.
 //!
-//! Owns: identities and their secrets (kept in Vault). Never does: log or return a secret, or sit
-//! on the order path's critical latency (gateways verify with cached keys).
+//! Owns:
+//! - its own relational store ([`store`]): MySQL/MariaDB in production, SQLite embedded, with
+//!   the schema's migrations; the API-key, role and permission tables are laid out for the
+//!   stages that follow (JWT, API keys, TOTP, KYC, RBAC), whose logic is not here yet;
+//! - the user life cycle ([`Identity`]): sign-up with argon2id password hashes, codes sent by
+//!   e-mail over SMTP ([`mail`]), login with per-account and per-address lockout, sessions
+//!   with sliding expiry and CSRF tokens, and the `AccountId` each verified user trades with;
+//! - the Barong-shaped HTTP API ([`http::router`]) under `/api/v2/barong/identity` and
+//!   `/api/v2/barong/resource`, which the appliance mounts, with Prometheus metrics;
+//! - the audit chain ([`audit`]) and its verification.
+//!
+//! Never does:
+//! - keep or log a secret in clear: passwords are argon2id hashes, session ids, CSRF tokens and
+//!   e-mailed codes are stored as SHA-256 digests and compared in constant time;
+//! - sit on the order path: gateways will verify tokens and keys from memory (a later stage),
+//!   never by a call into this crate per request;
+//! - make the first user an administrator: operators are made on the host
+//!   ([`Identity::create_operator`]);
+//! - depend on a gateway, the control plane or the persistence internals: only on the hot
+//!   path's id types (`peregrine/tests/layering.rs` checks it).
+
+pub mod audit;
+mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+mod identity;
+pub mod mail;
+pub mod metrics;
+pub mod password;
+pub mod secret;
+pub mod store;
+
+pub use clock::Clock;
+pub use config::IdentityConfig;
+pub use error::AuthError;
+pub use identity::{Identity, LoggedIn, SessionAuth, SessionView, Source};
+pub use store::{Role, Store, StoreError, User, UserState};

@@ -43,6 +43,9 @@ pub enum Command {
     /// Print a fresh ed25519 key pair for QUIC order entry: the [[quic.keys]] table for
     /// peregrine.toml and the private key for the SDK.
     Keygen(crate::commands::keygen::KeygenArgs),
+    /// Identity administration on the host: `create-operator` makes an operator (the only
+    /// way one comes to exist; sign-up makes members).
+    Admin(crate::commands::admin::AdminArgs),
 }
 
 /// Flags of `peregrine up`.

@@ -89,6 +89,17 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<(String, String
         "sqlx",
         "axum",
     ];
+    // Identity stands beside the edges, not on them: it uses the hot path's id types and its
+    // own store, never a gateway, the control plane, the journal or the replica's internals
+    // (the gateways will depend on it, so an edge back would be a cycle in waiting).
+    const NOT_IN_AUTH: &[&str] = &[
+        "peregrine-gateway",
+        "peregrine-control",
+        "peregrine-persist",
+        "peregrine-replica",
+        "peregrine-wallet",
+        "peregrine",
+    ];
     let rules: Vec<(&str, &[&str])> = HOT_TIER
         .iter()
         .map(|crate_name| (*crate_name, ABOVE_HOT_TIER))
@@ -98,6 +109,7 @@ fn violations(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<(String, String
             // The control plane talks to the engine through core, never through an edge.
             ("peregrine-control", EDGES),
             ("peregrine-views", NOT_IN_THE_VIEWS),
+            ("peregrine-auth", NOT_IN_AUTH),
         ])
         .collect();
     let mut found = Vec::new();
@@ -127,6 +139,7 @@ fn dependencies_point_down() {
         "peregrine-proto",
         "peregrine-client",
         "peregrine-control",
+        "peregrine-auth",
     ] {
         assert!(
             graph.contains_key(package),
@@ -164,4 +177,9 @@ fn an_upward_edge_is_reported() {
         .unwrap()
         .insert("tokio".to_owned());
     assert!(violations(&graph).contains(&("peregrine-views".into(), "tokio".into())));
+    graph
+        .get_mut("peregrine-auth")
+        .unwrap()
+        .insert("peregrine-replica".to_owned());
+    assert!(violations(&graph).contains(&("peregrine-auth".into(), "peregrine-replica".into())));
 }

@@ -1,5 +1,6 @@
 //! What each subcommand does, and how failures map to exit codes.
 
+pub mod admin;
 pub mod bench;
 pub mod keygen;
 pub mod replay;
@@ -26,6 +27,8 @@ pub enum CommandError {
     Tuning(#[from] tuning::TuningError),
     #[error(transparent)]
     Keygen(#[from] keygen::KeygenError),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
 }
 
 impl CommandError {
@@ -35,7 +38,10 @@ impl CommandError {
             Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
             Self::Tuning(e) => e.exit_code(),
-            Self::Up(_) | Self::Bench(_) | Self::Replay(_) | Self::Keygen(_) => EXIT_FAILURE,
+            Self::Admin(e) if e.is_usage_error() => EXIT_CONFIG,
+            Self::Up(_) | Self::Bench(_) | Self::Replay(_) | Self::Keygen(_) | Self::Admin(_) => {
+                EXIT_FAILURE
+            }
         }
     }
 }
@@ -48,6 +54,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
         Command::Tuning(args) => tuning::run(&args, std::env::vars_os())?,
         Command::Keygen(args) => keygen::run(&args)?,
+        Command::Admin(args) => admin::run(&args)?,
     }
     Ok(())
 }

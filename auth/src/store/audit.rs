@@ -1,0 +1,130 @@
+//! The audit table: append under a lock on the chain's head, read in pages.
+
+use super::{Store, StoreError, on_pool};
+use crate::audit::{AuditEntry, GENESIS_HASH, chain_hash};
+
+/// Rounds an append retries after losing the race for the next sequence number (only on an
+/// empty table, where there is no head row to lock).
+const AUDIT_APPEND_ROUNDS_MAX: u32 = 8;
+
+/// A stored audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AuditRow {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// The entry.
+    pub entry: AuditEntry,
+    /// The previous record's hash (zeros for the first).
+    pub prev_hash: Vec<u8>,
+    /// This record's hash.
+    pub hash: Vec<u8>,
+}
+
+type AuditTuple = (
+    i64,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+impl Store {
+    /// Appends `entry` to the chain; its sequence number.
+    pub async fn append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        for _ in 0..AUDIT_APPEND_ROUNDS_MAX {
+            match self.try_append_audit(entry).await {
+                Err(StoreError::Duplicate) => continue,
+                other => return other,
+            }
+        }
+        Err(StoreError::Contention {
+            what: "audit chain",
+        })
+    }
+
+    async fn try_append_audit(&self, entry: &AuditEntry) -> Result<i64, StoreError> {
+        const INSERT: &str = "INSERT INTO audit (seq, at_ms, actor, action, target, source, \
+                              outcome, code, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        on_pool!(self, |pool, d| {
+            let mut tx = pool.begin_with(d.begin).await?;
+            // The head row's lock serialises appenders on MySQL; the IMMEDIATE transaction
+            // does on SQLite. On an empty table two appenders race for seq 1: the loser's
+            // insert is a duplicate key, and it retries.
+            let head_sql = format!(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1{}",
+                d.for_update
+            );
+            let head: Option<(i64, Vec<u8>)> =
+                sqlx::query_as(&head_sql).fetch_optional(&mut *tx).await?;
+            let (seq, prev_hash) = match head {
+                Some((seq, hash)) => (seq + 1, hash),
+                None => (1, GENESIS_HASH.to_vec()),
+            };
+            let hash = chain_hash(&prev_hash, seq, entry);
+            sqlx::query(INSERT)
+                .bind(seq)
+                .bind(entry.at_ms)
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.source)
+                .bind(entry.outcome.as_str())
+                .bind(&entry.code)
+                .bind(&prev_hash)
+                .bind(hash.as_slice())
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::from_insert)?;
+            tx.commit().await?;
+            Ok(seq)
+        })
+    }
+
+    /// Up to `limit` records after `after_seq`, in order.
+    pub async fn audit_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        const SQL: &str = "SELECT seq, at_ms, actor, action, target, source, outcome, code, \
+                           prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?";
+        let rows: Vec<AuditTuple> = on_pool!(self, |pool, _d| {
+            sqlx::query_as(SQL)
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter()
+            .map(
+                |(seq, at_ms, actor, action, target, source, outcome, code, prev, hash)| {
+                    let outcome =
+                        crate::audit::Outcome::parse(&outcome).ok_or(StoreError::UnknownValue {
+                            column: "audit.outcome",
+                            value: outcome,
+                        })?;
+                    Ok(AuditRow {
+                        seq,
+                        entry: AuditEntry {
+                            at_ms,
+                            actor,
+                            action,
+                            target,
+                            source,
+                            outcome,
+                            code,
+                        },
+                        prev_hash: prev,
+                        hash,
+                    })
+                },
+            )
+            .collect()
+    }
+}
