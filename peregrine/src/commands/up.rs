@@ -343,6 +343,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
                 Arc::new(
                     directory_of(&exchange.catalog).map_err(|e| UpError::Quic(e.to_string()))?,
                 ),
+                metrics.registry(),
             )
             .map_err(|e| UpError::Quic(e.to_string()))?,
         )
@@ -404,6 +405,8 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
                 engine: Arc::clone(&engine),
                 catalog: Arc::clone(&exchange.catalog),
                 token: token.into(),
+                metrics: peregrine_control::ControlMetrics::new(metrics.registry())
+                    .map_err(MetricsError::from)?,
             }),
             token_path,
         ))
