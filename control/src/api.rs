@@ -162,11 +162,13 @@ pub(crate) enum MarketAction {
     Resume,
 }
 
-/// The exchange's state: the last applied command, open orders, each market's last price.
+/// The exchange's state: the last applied command, open orders, each market's state (enabled
+/// or halted) and last price, and the accounts whose kill switch is on. It reads the views
+/// (never the matching thread), so it answers while the engine is busy or stopped: only a
+/// missing or wrong token fails it.
 #[utoipa::path(get, path = "/control/v1/status", tag = "control",
     security(("bearer" = [])),
-    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody)))]
 pub(crate) async fn status(
     State(state): State<ControlState>,
     headers: HeaderMap,
