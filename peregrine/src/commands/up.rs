@@ -588,9 +588,12 @@ fn host_tuning_warning(
         ));
     }
     if let Some(buffers) = udp.filter(|b| b.capped()) {
+        let wanted = buffers.requested_bytes;
         problems.push(format!(
-            "the OS capped the QUIC UDP buffers at {}/{} of {} bytes (receive/send)",
-            buffers.recv_bytes, buffers.send_bytes, buffers.requested_bytes
+            "the OS capped the QUIC UDP buffers at {}/{} of {wanted} bytes (receive/send): set \
+             `sysctl -w net.core.rmem_max={wanted} net.core.wmem_max={wanted}` (or lower \
+             [quic.transport] udp_buffer_bytes)",
+            buffers.recv_bytes, buffers.send_bytes
         ));
     }
     if problems.is_empty() {
