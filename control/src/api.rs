@@ -35,11 +35,16 @@ pub struct ControlState {
     pub catalog: Arc<Catalog>,
     /// The bearer token operators present.
     pub token: Arc<str>,
+    /// Requests by route and status, and their duration.
+    pub metrics: crate::metrics::ControlMetrics,
 }
 
 /// The routes, to be merged into the operator HTTP server. Unknown routes under `/control/v1`
 /// and methods a route does not take answer the JSON error body too (never axum's plain text).
+/// Every request is counted and timed in `state.metrics` (the layer comes last, so it covers
+/// every route and fallback above it).
 pub fn router(state: ControlState) -> Router {
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/control/v1/status", get(status))
         .route("/control/v1/deposits", post(deposit))
@@ -57,6 +62,10 @@ pub fn router(state: ControlState) -> Router {
         .route("/control/v1/{*rest}", any(not_found))
         .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::track,
+        ))
 }
 
 async fn not_found() -> ControlError {
@@ -153,11 +162,13 @@ pub(crate) enum MarketAction {
     Resume,
 }
 
-/// The exchange's state: the last applied command, open orders, each market's last price.
+/// The exchange's state: the last applied command, open orders, each market's state (enabled
+/// or halted) and last price, and the accounts whose kill switch is on. It reads the views
+/// (never the matching thread), so it answers while the engine is busy or stopped: only a
+/// missing or wrong token fails it.
 #[utoipa::path(get, path = "/control/v1/status", tag = "control",
     security(("bearer" = [])),
-    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody)))]
 pub(crate) async fn status(
     State(state): State<ControlState>,
     headers: HeaderMap,

@@ -13,10 +13,15 @@
 //! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.request.route_not_found`,
 //! 413 `control.request.body_too_large`, 422 `control.command.<reason>` (the engine refused;
 //! `reason` and `reason_code` too), 503 `control.server.busy`/`control.server.unavailable`.
+//!
+//! Every request counts in `peregrine_control_requests_total{route,status}` and
+//! `peregrine_control_request_duration_seconds{route}` ([`metrics`]).
 
 pub mod api;
 pub mod error;
+pub mod metrics;
 pub mod openapi;
 
 pub use api::{BODY_BYTES_MAX, ControlState, router};
 pub use error::ControlError;
+pub use metrics::ControlMetrics;

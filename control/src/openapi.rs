@@ -63,3 +63,67 @@ pub fn document() -> Document {
 pub(crate) async fn serve() -> Json<Document> {
     Json(document())
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    /// The statuses documented for `method path`, ascending.
+    fn documented(document: &serde_json::Value, path: &str, method: &str) -> Vec<String> {
+        let responses = document["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} is not documented"));
+        responses.keys().cloned().collect()
+    }
+
+    /// Each operation documents what its handler can answer, and nothing else: the statuses
+    /// of every `ControlError` the handler can return (`api.rs`), beside each line why.
+    #[test]
+    fn each_operation_documents_the_statuses_its_handler_answers() {
+        let document = serde_json::to_value(document()).unwrap();
+        let cases: [(&str, &str, &[&str]); 6] = [
+            // Token, then a read of the views: nothing else can fail.
+            ("/control/v1/status", "get", &["200", "401"]),
+            // Body (400, 413), currency (404), amount or engine reject (422), queue (503).
+            (
+                "/control/v1/deposits",
+                "post",
+                &["200", "400", "401", "404", "413", "422", "503"],
+            ),
+            // No body; the action (400), the market (404), engine reject (422), queue (503).
+            (
+                "/control/v1/markets/{market}/{action}",
+                "post",
+                &["200", "400", "401", "404", "422", "503"],
+            ),
+            // Account path and body (400, 413), engine reject (422), queue (503).
+            (
+                "/control/v1/accounts/{account}/kill-switch",
+                "post",
+                &["200", "400", "401", "413", "422", "503"],
+            ),
+            // As the kill switch, plus the market filter (404).
+            (
+                "/control/v1/accounts/{account}/cancel-all",
+                "post",
+                &["200", "400", "401", "404", "413", "422", "503"],
+            ),
+            ("/control/v1/openapi.json", "get", &["200"]),
+        ];
+        for (path, method, statuses) in cases {
+            assert_eq!(
+                documented(&document, path, method),
+                statuses,
+                "{method} {path}"
+            );
+        }
+        let operations: usize = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|item| item.as_object().unwrap().len())
+            .sum();
+        assert_eq!(operations, cases.len(), "an operation without a case here");
+    }
+}

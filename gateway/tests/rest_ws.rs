@@ -519,3 +519,21 @@ async fn a_halted_market_is_listed_as_halted() {
         assert_eq!(state(&list), json!(expected));
     }
 }
+
+/// Shutdown closes every WebSocket with 1001 (going away), so clients reconnect rather than
+/// read it as their own fault (1008, policy violation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_websockets_with_going_away() {
+    let mut h = Harness::start().await;
+    let mut ws = h.ws_public("?stream=btcusd.trades").await;
+    h.server.take().unwrap().shutdown().await;
+    let close = loop {
+        match ws.next_message().await {
+            Message::Close(frame) => break frame.expect("a close frame with a code"),
+            Message::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(u16::from(close.code), 1001, "{}", close.reason);
+    assert!(close.reason.contains("shutting down"), "{}", close.reason);
+}

@@ -162,7 +162,7 @@ pub mod ids;
 pub mod ledger;
 mod market;
 mod orders;
-mod reject_text;
+pub mod reject_text;
 mod risk;
 pub mod runtime;
 pub mod sim;

@@ -143,7 +143,8 @@ fn check_runs_on_this_host() {
     assert_eq!(stdout.lines().count(), 2 + 16 + 1, "{stdout}");
 }
 
-/// `up` pinned to a core this host does not isolate says so once, naming the command.
+/// `up` pinned to a core this host does not isolate says so once, naming the command; capped UDP
+/// buffers go in the same one line, with the sysctl that lifts the cap.
 #[test]
 fn up_warns_once_about_an_untuned_host() {
     let cores = peregrine_tuning::CpuSet::parse_list("0").unwrap();
@@ -161,6 +162,11 @@ fn up_warns_once_about_an_untuned_host() {
     assert_eq!(warnings.len(), 1, "{stderr}");
     assert!(
         warnings[0].contains("capped the QUIC UDP buffers"),
+        "{stderr}"
+    );
+    // It says what to set, with the configured size.
+    assert!(
+        warnings[0].contains("sysctl -w net.core.rmem_max=1073741824 net.core.wmem_max=1073741824"),
         "{stderr}"
     );
     assert_eq!(

@@ -3,7 +3,9 @@
 //! spaced, log latency: HDR histogram style, so the tail is as readable as the median), and
 //! `throughput.png`, completions per second over the measured phase.
 //!
-//! Drawn with `plotters` (bitmap backend, no system fonts: an embedded DejaVu Sans Mono).
+//! Drawn with `plotters` into an RGB pixel buffer (no system fonts: an embedded DejaVu Sans
+//! Mono) and encoded by `png`: plotters' own encoder pulls in `image` and its JPEG and BMP
+//! codecs, a first build's worth of compiling for one PNG.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +17,9 @@ use crate::report::Report;
 
 /// Pixels of each plot.
 pub const PLOT_SIZE: (u32, u32) = (1_000, 600);
+/// Bytes of one plot's RGB buffer (3 bytes a pixel).
+const PLOT_BUFFER_BYTES: usize = PLOT_SIZE.0 as usize * PLOT_SIZE.1 as usize * 3;
+const _: () = assert!(PLOT_BUFFER_BYTES == 1_800_000);
 
 /// The embedded font (DejaVu Sans Mono, its licence beside it in `perf/assets`).
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSansMono.ttf");
@@ -44,9 +49,25 @@ pub fn write_report(report: &Report, dir: &Path) -> Result<ReportFiles, BenchErr
     register_font(FONT_FAMILY, FontStyle::Normal, FONT).map_err(|_| plot_error("font"))?;
     let curves = report.curves.clone().unwrap_or_default();
     let title = format!("peregrine bench {}", report.workload);
-    latency_plot(&files.latency_png, &title, &curves.percentiles)?;
-    throughput_plot(&files.throughput_png, &title, &curves.throughput)?;
+    let mut pixels = vec![0u8; PLOT_BUFFER_BYTES];
+    latency_plot(&mut pixels, &title, &curves.percentiles)?;
+    write_png(&files.latency_png, &pixels)?;
+    throughput_plot(&mut pixels, &title, &curves.throughput)?;
+    write_png(&files.throughput_png, &pixels)?;
     Ok(files)
+}
+
+/// Encodes an RGB buffer of [`PLOT_SIZE`] as a PNG file at `path`.
+fn write_png(path: &Path, pixels: &[u8]) -> Result<(), BenchError> {
+    assert_eq!(pixels.len(), PLOT_BUFFER_BYTES);
+    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut encoder = png::Encoder::new(file, PLOT_SIZE.0, PLOT_SIZE.1);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let png_error = |e: png::EncodingError| plot_error(format!("{}: {e}", path.display()));
+    let mut writer = encoder.write_header().map_err(png_error)?;
+    writer.write_image_data(pixels).map_err(png_error)?;
+    writer.finish().map_err(png_error)
 }
 
 fn plot_error(what: impl std::fmt::Display) -> BenchError {
@@ -60,8 +81,8 @@ fn percentile_label(nines: f64) -> String {
     format!("{percent:.decimals$} %")
 }
 
-fn latency_plot(path: &Path, title: &str, curve: &[(f64, u64)]) -> Result<(), BenchError> {
-    let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
+fn latency_plot(pixels: &mut [u8], title: &str, curve: &[(f64, u64)]) -> Result<(), BenchError> {
+    let root = BitMapBackend::with_buffer(pixels, PLOT_SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let nines_max = curve.last().map_or(1.0, |(nines, _)| nines.ceil().max(1.0));
     // Microseconds on a log axis, floored above zero.
@@ -98,8 +119,12 @@ fn latency_plot(path: &Path, title: &str, curve: &[(f64, u64)]) -> Result<(), Be
     root.present().map_err(plot_error)
 }
 
-fn throughput_plot(path: &Path, title: &str, timeline: &[(f64, f64)]) -> Result<(), BenchError> {
-    let root = BitMapBackend::new(path, PLOT_SIZE).into_drawing_area();
+fn throughput_plot(
+    pixels: &mut [u8],
+    title: &str,
+    timeline: &[(f64, f64)],
+) -> Result<(), BenchError> {
+    let root = BitMapBackend::with_buffer(pixels, PLOT_SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(plot_error)?;
     let end_s = timeline.last().map_or(1.0, |(t, _)| t.max(0.1) + 0.1);
     let top = timeline.iter().map(|(_, ops)| *ops).fold(1.0, f64::max) * 1.1;

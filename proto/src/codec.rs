@@ -23,6 +23,9 @@ use crate::frame::{
 
 /// Bytes of the frame header.
 pub const HEADER_BYTES: usize = 4;
+/// Offset of the kind byte in the header.
+pub const KIND_AT: usize = 2;
+const _: () = assert!(KIND_AT < HEADER_BYTES);
 
 /// Why bytes are not a valid frame. Every variant closes the session (the stream cannot be
 /// resynchronised after a bad frame).
@@ -92,7 +95,8 @@ pub enum Decoded<T> {
 }
 
 // Kind bytes. Requests are below 0x80, replies at or above; Heartbeat and Logout go both ways.
-mod kind {
+// `crate::counts::FRAME_KINDS` names each for metrics.
+pub(crate) mod kind {
     pub const HELLO: u8 = 0x01;
     pub const LOGON: u8 = 0x02;
     pub const NEW_ORDER: u8 = 0x10;

@@ -6,7 +6,8 @@
 //! its driver and the results it takes back, and the vocabulary the engine side speaks to a
 //! session ([`session::Report`], [`session::OrderStatus`], [`session::SubmitError`]), the hex
 //! text form of keys and fingerprints ([`hex`]), the logon directory of currencies and markets
-//! with their decimal units ([`directory`]), and the names and messages of reject codes.
+//! with their decimal units ([`directory`]), the names and messages of reject codes, and what a
+//! session counts for its driver's metrics ([`counts`]).
 //!
 //! Never does: I/O of any kind (no sockets, no files, no threads, no async runtime, no
 //! callbacks into the engine), read a clock or a random source (time and the logon challenge are
@@ -19,6 +20,7 @@
 //! [`session::OUTPUT_MAX_BYTES`]).
 
 pub mod codec;
+pub mod counts;
 pub mod directory;
 pub mod frame;
 pub mod hex;

@@ -1,96 +1,14 @@
 //! Names and human messages of reject and close codes, so clients show
-//! `the key already has its allowed number of sessions (quic.session_limit)` instead of `1009`.
+//! `the key already has its allowed number of sessions (quic.session.limit)` instead of `1009`.
 //! Names are Peatio-style (`scope.subject.reason`) and stable; messages may be reworded.
+//!
+//! Engine codes (1..=999) read the engine's one table ([`peregrine_hotpath::reject_text`]), the
+//! table REST's error codes and the control API's reasons come from too; the gateway's codes
+//! are listed here, and those that stand for an engine reason take its text.
+
+use peregrine_hotpath::RejectReason;
 
 use crate::frame::RejectCode;
-
-/// Name and message of each engine reason code (1..=999), by code.
-const ENGINE: &[(u16, &str, &str)] = &[
-    (1, "market.account.unknown", "the account is unknown"),
-    (2, "market.market.doesnt_exist", "no such market"),
-    (3, "market.currency.doesnt_exist", "no such currency"),
-    (4, "market.order.not_found", "no such order"),
-    (5, "market.halted", "the market is halted"),
-    (
-        6,
-        "market.account.insufficient_balance",
-        "insufficient balance",
-    ),
-    (7, "market.order.invalid_volume", "the quantity is zero"),
-    (
-        8,
-        "market.order.invalid_volume",
-        "the quantity is too large",
-    ),
-    (9, "market.order.invalid_price", "the price is not valid"),
-    (
-        10,
-        "market.order.invalid_price",
-        "the price is outside the market's band",
-    ),
-    (
-        11,
-        "market.order.notional_too_large",
-        "the order's notional is too large",
-    ),
-    (
-        12,
-        "market.order.too_many_open_orders",
-        "too many open orders",
-    ),
-    (
-        13,
-        "market.order.rate_limited",
-        "the account's order rate is exceeded",
-    ),
-    (
-        14,
-        "market.account.kill_switch",
-        "the account's kill switch is on",
-    ),
-    (
-        15,
-        "market.order.duplicate_client_id",
-        "the client order id was used before",
-    ),
-    (
-        16,
-        "market.order.post_only_would_take",
-        "a post-only order would take liquidity",
-    ),
-    (
-        17,
-        "market.order.fok_not_fillable",
-        "a fill-or-kill order cannot fill in full",
-    ),
-    (
-        18,
-        "market.order.invalid_type",
-        "the order type is not valid here",
-    ),
-    (19, "server.capacity", "the order book is full"),
-    (
-        20,
-        "server.capacity",
-        "the engine's order capacity is reached",
-    ),
-    (
-        21,
-        "market.order.stop_would_trigger",
-        "the stop would trigger at once",
-    ),
-    (28, "market.amount.overflow", "an amount overflows"),
-    (
-        31,
-        "market.order.invalid_replace",
-        "the replace is not valid for this order",
-    ),
-    (
-        32,
-        "market.order.invalid_type",
-        "the market order's size is not valid",
-    ),
-];
 
 /// Name and message of each gateway code (1000 and up), by code.
 const GATEWAY: &[(RejectCode, &str, &str)] = &[
@@ -172,13 +90,13 @@ const GATEWAY: &[(RejectCode, &str, &str)] = &[
     ),
     (
         RejectCode::DUPLICATE,
-        "market.order.duplicate_client_id",
-        "the client order id was used before",
+        RejectReason::DuplicateClientOrderId.error_code(),
+        RejectReason::DuplicateClientOrderId.message(),
     ),
     (
         RejectCode::UNKNOWN_MARKET,
-        "market.market.doesnt_exist",
-        "no such market",
+        RejectReason::UnknownMarket.error_code(),
+        RejectReason::UnknownMarket.message(),
     ),
     (
         RejectCode::LOGOUT,
@@ -192,8 +110,8 @@ const GATEWAY: &[(RejectCode, &str, &str)] = &[
     ),
     (
         RejectCode::UNKNOWN_CURRENCY,
-        "market.currency.doesnt_exist",
-        "no such currency",
+        RejectReason::UnknownCurrency.error_code(),
+        RejectReason::UnknownCurrency.message(),
     ),
 ];
 
@@ -212,11 +130,11 @@ impl RejectCode {
 
     fn entry(self) -> Option<(&'static str, &'static str)> {
         if self.is_engine() {
-            ENGINE.iter().find(|(code, ..)| *code == self.0).map_or(
-                // Engine codes of administrative commands, never sent to a trading client.
-                Some(("market.order.rejected", "rejected by the engine")),
-                |(_, name, message)| Some((*name, *message)),
-            )
+            Some(RejectReason::from_code(self.0).map_or(
+                // A reason of a newer engine than this release.
+                ("market.order.rejected", "rejected by the engine"),
+                |reason| (reason.error_code(), reason.message()),
+            ))
         } else {
             GATEWAY
                 .iter()

@@ -32,6 +32,7 @@ use peregrine_hotpath::{
 };
 
 use crate::codec::{self, Decoded, FrameError};
+use crate::counts::{ANSWERED_MAX, ProtocolError, SessionCounts};
 use crate::directory::Directory;
 use crate::frame::{
     CHALLENGE_BYTES, KeyId, MAX_FRAME_BYTES, OrderState, RejectCode, Reply, Request, RequestId,
@@ -248,6 +249,8 @@ enum Awaiting {
     Submit {
         request_id: RequestId,
         new_order: Option<ClientOrderId>,
+        /// When its frame was parsed (the time of the input that carried it).
+        received_ns: u64,
     },
     Status {
         request_id: RequestId,
@@ -279,13 +282,19 @@ pub struct Session {
     actions: VecDeque<Action>,
     /// The result parsing waits for, if any.
     awaiting: Option<Awaiting>,
-    /// Commands awaiting `Done`: sequence to request id. Bounded by `limits.max_in_flight`.
-    in_flight: HashMap<u64, RequestId>,
+    /// Commands awaiting `Done`: sequence to request id and the time its frame was parsed.
+    /// Bounded by `limits.max_in_flight`.
+    in_flight: HashMap<u64, (RequestId, u64)>,
     subscriptions: Vec<MarketId>,
     violations: u32,
     last_input_ns: u64,
     /// Set at logon: what the client was told exists.
     directory: Arc<Directory>,
+    /// Counted since the driver last took them ([`Session::take_counts`]).
+    counts: SessionCounts,
+    /// When each order-entry request answered in `output` was parsed. Bounded by
+    /// [`ANSWERED_MAX`]; cleared with the output.
+    answered_received_ns: Vec<u64>,
 }
 
 impl Session {
@@ -312,6 +321,8 @@ impl Session {
             violations: 0,
             last_input_ns: now_ns,
             directory: Arc::default(),
+            counts: SessionCounts::default(),
+            answered_received_ns: Vec::with_capacity(ANSWERED_MAX),
         }
     }
 
@@ -323,6 +334,7 @@ impl Session {
         self.last_input_ns = now_ns;
         let unparsed_bytes = self.input.len() - self.input_parsed;
         if unparsed_bytes + bytes.len() > INPUT_MAX_BYTES {
+            self.counts.error(ProtocolError::InputOverflow);
             self.discard_input();
             self.logout(RejectCode::BUSY);
             return Err(SessionError::Closed(RejectCode::BUSY));
@@ -374,6 +386,7 @@ impl Session {
         let Some(Awaiting::Submit {
             request_id: awaited,
             new_order,
+            received_ns,
         }) = self.awaiting
         else {
             return Err(SessionError::UnexpectedResult);
@@ -383,9 +396,10 @@ impl Session {
         }
         self.awaiting = None;
         let req = request_id;
+        let sequenced = result.is_ok();
         match result {
             Ok(seq) => {
-                let previous = self.in_flight.insert(seq, req);
+                let previous = self.in_flight.insert(seq, (req, received_ns));
                 assert!(previous.is_none(), "sequence {seq} submitted twice");
                 assert!(self.in_flight.len() <= self.limits.max_in_flight as usize);
             }
@@ -403,6 +417,10 @@ impl Session {
                 let client_order_id = new_order.unwrap_or_default();
                 self.status_reply(req, client_order_id, status);
             }
+        }
+        if !sequenced {
+            // Never sequenced: the reply just queued is the request's final answer.
+            self.answered(received_ns);
         }
         self.parse()
     }
@@ -523,7 +541,13 @@ impl Session {
                 count,
             },
             Report::Done { seq } => {
-                let req = self.in_flight.remove(&seq).unwrap_or_default();
+                let req = match self.in_flight.remove(&seq) {
+                    Some((req, received_ns)) => {
+                        self.answered(received_ns);
+                        req
+                    }
+                    None => RequestId::default(),
+                };
                 Reply::Done { req, seq }
             }
             Report::Market(ref reply) => reply.clone(),
@@ -561,6 +585,21 @@ impl Session {
     /// Marks the output as sent.
     pub fn clear_output(&mut self) {
         self.output.clear();
+        self.answered_received_ns.clear();
+    }
+
+    /// When each order-entry request (new order, cancel, replace, mass cancel) whose final
+    /// answer — `Done`, or the `Reject`/`Status` of one never sequenced — is in [`Self::output`]
+    /// was parsed, in the clock of the `now_ns` arguments: the driver subtracts each from the
+    /// time it wrote the output (frame in to reply out). At most [`ANSWERED_MAX`]; cleared by
+    /// [`Self::clear_output`].
+    pub fn answered_received_ns(&self) -> &[u64] {
+        &self.answered_received_ns
+    }
+
+    /// Frames and protocol errors counted since the last call (the counts restart at zero).
+    pub fn take_counts(&mut self) -> SessionCounts {
+        std::mem::take(&mut self.counts)
     }
 
     /// Why the session is closed, once it is.
@@ -634,11 +673,15 @@ impl Session {
                 Ok(Decoded::Incomplete) => break,
                 Ok(Decoded::Frame(request, len)) => {
                     debug_assert!(len >= codec::HEADER_BYTES);
+                    if let Some(kind) = unparsed.get(codec::KIND_AT) {
+                        self.counts.received(*kind);
+                    }
                     self.input_parsed += len;
                     self.on_request(now_ns, request);
                     assert!(self.actions.len() <= ACTIONS_MAX);
                 }
                 Err(error) => {
+                    self.counts.error(ProtocolError::Frame(error));
                     self.discard_input();
                     self.reply(&Reply::Reject {
                         req: RequestId(0),
@@ -690,6 +733,7 @@ impl Session {
             }
             (State::Active { account }, _) => account,
             (State::AwaitHello | State::AwaitLogon, _) => {
+                self.counts.error(ProtocolError::NotLoggedOn);
                 self.reject_and_close(RequestId(0), RejectCode::NOT_LOGGED_ON);
                 return;
             }
@@ -705,6 +749,7 @@ impl Session {
                 return;
             }
             Request::Hello | Request::Logon { .. } => {
+                self.counts.error(ProtocolError::Unexpected);
                 self.reject_and_close(RequestId(0), RejectCode::UNEXPECTED);
                 return;
             }
@@ -779,6 +824,7 @@ impl Session {
         let awaiting = Awaiting::Submit {
             request_id: req,
             new_order,
+            received_ns: self.last_input_ns,
         };
         self.await_result(awaiting, action);
     }
@@ -899,7 +945,18 @@ impl Session {
     }
 
     fn req_of(&self, seq: u64) -> RequestId {
-        self.in_flight.get(&seq).copied().unwrap_or_default()
+        self.in_flight
+            .get(&seq)
+            .map(|(req, _)| *req)
+            .unwrap_or_default()
+    }
+
+    /// Remembers that an order-entry request parsed at `received_ns` has its final answer in
+    /// the output (untimed beyond [`ANSWERED_MAX`]).
+    fn answered(&mut self, received_ns: u64) {
+        if self.answered_received_ns.len() < ANSWERED_MAX {
+            self.answered_received_ns.push(received_ns);
+        }
     }
 
     fn reject_and_close(&mut self, req: RequestId, code: RejectCode) {
@@ -917,10 +974,17 @@ impl Session {
     }
 
     fn reply(&mut self, reply: &Reply) {
+        let start = self.output.len();
         // Every reply this module builds has a wire form; an engine enum newer than the protocol
         // would fail here, and is dropped with a log line rather than a panic.
-        if let Err(error) = codec::encode_reply(reply, &mut self.output) {
-            tracing::error!(%error, ?reply, "reply has no wire form");
+        match codec::encode_reply(reply, &mut self.output) {
+            Ok(()) => {
+                assert!(self.output.len() >= start + codec::HEADER_BYTES);
+                if let Some(kind) = self.output.get(start + codec::KIND_AT) {
+                    self.counts.sent(*kind);
+                }
+            }
+            Err(error) => tracing::error!(%error, ?reply, "reply has no wire form"),
         }
     }
 }

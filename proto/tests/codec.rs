@@ -434,7 +434,7 @@ fn reject_codes_read_as_names_and_messages() {
     let insufficient = RejectCode::engine(RejectReason::InsufficientBalance);
     assert_eq!(
         insufficient.to_string(),
-        "insufficient balance (market.account.insufficient_balance)"
+        "the available balance is insufficient (market.account.insufficient_balance)"
     );
     // Every gateway code from Busy to the last one has a name of its own.
     for code in 1001..=1021 {

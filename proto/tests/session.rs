@@ -824,3 +824,78 @@ proptest! {
         prop_assert_eq!(whole, split);
     }
 }
+
+/// The metric label of each frame counted (received or sent), with its count; zeros left out.
+fn counted(counts: &[u32]) -> Vec<(&'static str, u32)> {
+    peregrine_proto::counts::FRAME_KINDS
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| **n > 0)
+        .map(|((_, name), n)| (*name, *n))
+        .collect()
+}
+
+#[test]
+fn frames_errors_and_order_entry_answers_are_counted_for_the_driver() {
+    let mut backend = TestBackend::default();
+    let mut s = logged_on(SessionLimits::default(), &mut backend);
+    let counts = s.take_counts();
+    assert_eq!(
+        counted(&counts.frames_received),
+        [("hello", 1), ("logon", 1)]
+    );
+    assert_eq!(
+        counted(&counts.frames_sent),
+        [
+            ("challenge", 1),
+            ("logon_ack", 1),
+            ("currency", 2),
+            ("market", 1)
+        ]
+    );
+    // Taken: the counts restart at zero.
+    assert_eq!(s.take_counts(), Default::default());
+
+    // Two orders parsed at 100 ns: the first is sequenced (answered by its `Done`), the second
+    // refused busy before sequencing (answered by its `Reject` at once).
+    feed(&mut s, 100, &bytes(&[order(1, 1)]), &mut backend).unwrap();
+    backend.busy = true;
+    feed(&mut s, 150, &bytes(&[order(2, 2)]), &mut backend).unwrap();
+    assert_eq!(s.answered_received_ns(), [150]);
+    s.on_report(&Report::Done { seq: 1 });
+    assert_eq!(s.answered_received_ns(), [150, 100]);
+    let counts = s.take_counts();
+    assert_eq!(counted(&counts.frames_received), [("new_order", 2)]);
+    assert_eq!(counted(&counts.frames_sent), [("reject", 1), ("done", 1)]);
+    // Sent: the timings go with the output.
+    replies(&mut s);
+    assert!(s.answered_received_ns().is_empty());
+
+    // A heartbeat is no order entry; a second logon is a protocol error that closes.
+    feed(
+        &mut s,
+        200,
+        &bytes(&[Request::Heartbeat { nonce: 1 }]),
+        &mut backend,
+    )
+    .unwrap();
+    assert!(s.answered_received_ns().is_empty());
+    let _ = feed(&mut s, 300, &bytes(&[Request::Hello]), &mut backend);
+    let counts = s.take_counts();
+    let errors: Vec<_> = peregrine_proto::counts::PROTOCOL_ERROR_KINDS
+        .iter()
+        .zip(counts.protocol_errors)
+        .filter(|(_, n)| *n > 0)
+        .map(|(name, n)| (*name, n))
+        .collect();
+    assert_eq!(errors, [("unexpected", 1)]);
+
+    // A malformed frame counts by its kind of error.
+    let mut fresh = Session::new(SessionLimits::default(), [0; 32], 0);
+    let _ = fresh.on_bytes(0, &[4, 0, 0x01, 9]);
+    assert_eq!(
+        fresh.take_counts().protocol_errors[2],
+        1,
+        "unsupported_version"
+    );
+}

@@ -1,6 +1,6 @@
 //! The SDK's errors. `Display` is for people: reject codes read as a message and their stable
-//! Peatio-style name (`insufficient balance (market.account.insufficient_balance)`), never as a
-//! bare number.
+//! Peatio-style name (`the available balance is insufficient
+//! (market.account.insufficient_balance)`, the code REST answers too), never as a bare number.
 
 use std::net::SocketAddr;
 use std::time::Duration;

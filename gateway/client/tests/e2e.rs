@@ -153,6 +153,7 @@ impl Harness {
             },
             engine,
             Arc::new(directory()),
+            &prometheus::Registry::new(),
         )
         .unwrap();
         let fingerprint = server.fingerprint_sha256();

@@ -23,6 +23,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
+use super::metrics::{Ended, OpenConnection, QuicMetrics};
 use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
 use peregrine_proto::directory::Directory;
@@ -112,6 +113,9 @@ pub enum ServerError {
     /// A configuration value out of range.
     #[error("invalid configuration: {0}")]
     Config(&'static str),
+    /// Metrics could not be registered (e.g. twice in one registry).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// The UDP buffer sizes requested and what the OS granted (Linux caps a request at
@@ -158,21 +162,32 @@ struct Shared {
     random: SystemRandom,
     epoch: Instant,
     directory: Arc<Directory>,
+    metrics: QuicMetrics,
+}
+
+impl Shared {
+    /// Nanoseconds since the server started: the sessions' clock.
+    fn now_ns(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
 }
 
 impl Server {
     /// Binds and starts accepting connections with an empty logon directory (clients then
-    /// speak engine ids and units only); must be called inside a tokio runtime.
+    /// speak engine ids and units only) and metrics nobody scrapes; must be called inside a
+    /// tokio runtime.
     pub fn start(config: ServerConfig, engine: Arc<EngineHandle>) -> Result<Server, ServerError> {
-        Server::start_with_directory(config, engine, Arc::default())
+        Server::start_with_directory(config, engine, Arc::default(), &prometheus::Registry::new())
     }
 
     /// As [`Server::start`], listing `directory` (see [`super::directory::directory_of`]) to
-    /// every client at logon.
+    /// every client at logon and registering the server's metrics ([`QuicMetrics`]) in
+    /// `registry`.
     pub fn start_with_directory(
         config: ServerConfig,
         engine: Arc<EngineHandle>,
         directory: Arc<Directory>,
+        registry: &prometheus::Registry,
     ) -> Result<Server, ServerError> {
         if config.sessions_per_key == 0 {
             return Err(ServerError::Config("sessions_per_key must be at least 1"));
@@ -189,6 +204,7 @@ impl Server {
         }
         const _: () = assert!(SUBSCRIPTIONS_MAX == 1_024, "update the message above");
         let keys = KeyRegistry::new(&config.keys)?;
+        let metrics = QuicMetrics::new(registry)?;
         let identity = Identity::load(&config.tls)?;
         let mut server_config = quinn::ServerConfig::with_crypto(identity.quic_server_config()?);
         server_config.transport_config(Arc::new(transport_config(&config.transport)?));
@@ -229,6 +245,7 @@ impl Server {
             random: SystemRandom::new(),
             epoch: Instant::now(),
             directory,
+            metrics,
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(Server {
@@ -324,8 +341,14 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
         let shared = shared.clone();
         tokio::spawn(async move {
             match incoming.await {
-                Ok(connection) => serve(connection, shared).await,
-                Err(error) => tracing::debug!(%error, "handshake failed"),
+                Ok(connection) => {
+                    let open = shared.metrics.accepted();
+                    serve(connection, shared, open).await;
+                }
+                Err(error) => {
+                    shared.metrics.handshake_failed();
+                    tracing::debug!(%error, "handshake failed");
+                }
             }
         });
     }
@@ -345,6 +368,19 @@ struct EngineSide {
 
 impl EngineSide {
     fn logon(
+        &mut self,
+        key_id: KeyId,
+        challenge: &[u8; CHALLENGE_BYTES],
+        signature: &[u8; SIGNATURE_BYTES],
+    ) -> Result<LoggedOn, RejectCode> {
+        let outcome = self.verify_and_subscribe(key_id, challenge, signature);
+        self.shared
+            .metrics
+            .logon(outcome.as_ref().map(|_| ()).map_err(|code| *code));
+        outcome
+    }
+
+    fn verify_and_subscribe(
         &mut self,
         key_id: KeyId,
         challenge: &[u8; CHALLENGE_BYTES],
@@ -512,12 +548,11 @@ const REPORTS_PER_WRITE: usize = 1_024;
 /// How long a closing session waits for the peer to take its last frame.
 const CLOSE_LINGER: Duration = Duration::from_millis(200);
 
-async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
-    let now_ns =
-        |shared: &Shared| u64::try_from(shared.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+async fn serve(connection: quinn::Connection, shared: Arc<Shared>, mut open: OpenConnection) {
     let idle = Duration::from_millis(u64::from(shared.limits.idle_timeout_ms));
     let Ok(Ok((mut send, mut recv))) = tokio::time::timeout(idle, connection.accept_bi()).await
     else {
+        open.ends(Ended::NoStream);
         connection.close(
             quinn::VarInt::from_u32(u32::from(RejectCode::IDLE_TIMEOUT.0)),
             b"no stream",
@@ -527,6 +562,7 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
     let mut challenge = [0u8; CHALLENGE_BYTES];
     if shared.random.fill(&mut challenge).is_err() {
         tracing::error!("the OS random source failed");
+        open.ends(Ended::Internal);
         connection.close(quinn::VarInt::from_u32(0), b"internal");
         return;
     }
@@ -539,20 +575,20 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
         key: None,
     };
     let mut notices: Option<Subscription> = None;
-    let mut session = Session::new(shared.limits, challenge, now_ns(&shared));
+    let mut session = Session::new(shared.limits, challenge, shared.now_ns());
     let mut buffer = vec![0u8; READ_CHUNK_BYTES];
     let tick_period = Duration::from_millis(u64::from(shared.limits.idle_timeout_ms.max(2) / 2));
     let mut tick = tokio::time::interval(tick_period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut peer_gone = false;
-    loop {
+    // Bounded by the session: it closes on idleness, abuse, a slow consumer or shutdown.
+    let ended = loop {
         let logged_on = session.account().is_some();
         tokio::select! {
             read = recv.read(&mut buffer) => match read {
                 Ok(Some(n)) => {
                     let bytes = buffer.get(..n).unwrap_or_default();
                     let handled = session
-                        .on_bytes(now_ns(&shared), bytes)
+                        .on_bytes(shared.now_ns(), bytes)
                         .and(perform_actions(&mut session, &mut engine));
                     if let Err(error) = handled {
                         tracing::debug!(session = session_id.0, %error, "session closed by input");
@@ -561,7 +597,7 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
                         notices = Some(opened);
                     }
                 }
-                Ok(None) | Err(_) => peer_gone = true,
+                Ok(None) | Err(_) => break Ended::PeerClosed,
             },
             notice = next_notice(&mut notices), if logged_on => match notice {
                 Ok(notice) => {
@@ -576,26 +612,39 @@ async fn serve(connection: quinn::Connection, shared: Arc<Shared>) {
                 // The core ended the subscription: it fell behind, or the exchange stops.
                 Err(reason) => session.on_report(&Report::Close(report::close_code(reason))),
             },
-            _ = tick.tick() => session.on_tick(now_ns(&shared)),
+            _ = tick.tick() => session.on_tick(shared.now_ns()),
         }
-        if peer_gone {
-            break;
-        }
-        if !session.output().is_empty() {
-            if send.write_all(session.output()).await.is_err() {
-                break;
-            }
-            session.clear_output();
+        if !flush(&mut session, &mut send, &shared).await {
+            break Ended::WriteFailed;
         }
         if let Some(code) = session.close_reason() {
             let _ = send.finish();
             // Let the peer read the final frame before the connection closes.
             let _ = tokio::time::timeout(CLOSE_LINGER, connection.closed()).await;
             connection.close(quinn::VarInt::from_u32(u32::from(code.0)), b"closed");
+            open.ends(Ended::Session(code));
             return;
         }
-    }
+    };
+    shared.metrics.add(&session.take_counts());
+    open.ends(ended);
     connection.close(quinn::VarInt::from_u32(0), b"bye");
+}
+
+/// Writes the session's output, if any, and counts what the session counted; false when the
+/// peer cannot be written to.
+async fn flush(session: &mut Session, send: &mut quinn::SendStream, shared: &Shared) -> bool {
+    let metrics = &shared.metrics;
+    metrics.add(&session.take_counts());
+    if session.output().is_empty() {
+        return true;
+    }
+    if send.write_all(session.output()).await.is_err() {
+        return false;
+    }
+    metrics.answered(shared.now_ns(), session.answered_received_ns());
+    session.clear_output();
+    true
 }
 
 /// The next notice of the session's subscription; never ready before logon opened it.

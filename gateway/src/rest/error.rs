@@ -77,7 +77,10 @@ impl ApiError {
 
     /// The unknown market error.
     pub fn unknown_market(name: &str) -> ApiError {
-        ApiError::not_found("market.market.doesnt_exist", format!("no market `{name}`"))
+        ApiError::not_found(
+            RejectReason::UnknownMarket.error_code(),
+            format!("no market `{name}`"),
+        )
     }
 
     /// A sequencing refusal.
@@ -89,45 +92,32 @@ impl ApiError {
             ),
             SubmitError::Duplicate(_) => ApiError::new(
                 StatusCode::CONFLICT,
-                "market.order.duplicate_client_id",
+                RejectReason::DuplicateClientOrderId.error_code(),
                 "this client_id was already used by a recent order",
             ),
             _ => ApiError::unavailable("server.unavailable", "the exchange is not taking commands"),
         }
     }
 
-    /// An engine reject: a Peatio-style code and the reason in words.
+    /// An engine reject: its Peatio-style code and sentence from the engine's one table
+    /// ([`peregrine_hotpath::reject_text`], which QUIC and the control API read too).
     pub fn rejected(reason: RejectReason) -> ApiError {
-        let (status, code) = reject_code(reason);
-        ApiError::new(status, code, reason.message())
+        ApiError::new(reject_status(reason), reason.error_code(), reason.message())
     }
 }
 
-/// The stable REST code of an engine reject: Peatio's where Peatio has one
-/// (`market.account.insufficient_balance`, `market.order.open_orders_limit`,
-/// `market.trade.not_permitted`), else `market.order.<reason>`.
-fn reject_code(reason: RejectReason) -> (StatusCode, &'static str) {
+/// The HTTP status of an engine reject: 404 for an order or market that does not exist, 403
+/// for what the account may not do, 409 for a duplicate, 429 for a rate, 503 for the exchange's
+/// capacity, else 422.
+fn reject_status(reason: RejectReason) -> StatusCode {
     use RejectReason as R;
-    let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     match reason {
-        R::UnknownOrder => (StatusCode::NOT_FOUND, "market.order.not_found"),
-        R::UnknownMarket => (StatusCode::NOT_FOUND, "market.market.doesnt_exist"),
-        R::UnknownAccount => (StatusCode::FORBIDDEN, "market.account.doesnt_exist"),
-        R::MarketHalted => (unprocessable, "market.order.market_halted"),
-        R::InsufficientBalance => (unprocessable, "market.account.insufficient_balance"),
-        R::ZeroQty | R::QtyTooLarge => (unprocessable, "market.order.invalid_volume"),
-        R::InvalidPrice | R::PriceOutOfBand => (unprocessable, "market.order.invalid_price"),
-        R::NotionalTooLarge => (unprocessable, "market.order.notional_too_large"),
-        R::TooManyOpenOrders => (unprocessable, "market.order.open_orders_limit"),
-        R::RateLimited => (StatusCode::TOO_MANY_REQUESTS, "market.order.rate_limited"),
-        R::KillSwitchActive => (StatusCode::FORBIDDEN, "market.trade.not_permitted"),
-        R::DuplicateClientOrderId => (StatusCode::CONFLICT, "market.order.duplicate_client_id"),
-        R::PostOnlyWouldTake => (unprocessable, "market.order.post_only_would_take"),
-        R::FokNotFillable => (unprocessable, "market.order.fok_not_fillable"),
-        R::InvalidOrderType | R::InvalidMarketSize => (unprocessable, "market.order.invalid_type"),
-        R::StopWouldTriggerNow => (unprocessable, "market.order.stop_would_trigger"),
-        R::BookFull | R::OrderCapacity => (StatusCode::SERVICE_UNAVAILABLE, "server.capacity"),
-        _ => (unprocessable, "market.order.rejected"),
+        R::UnknownOrder | R::UnknownMarket => StatusCode::NOT_FOUND,
+        R::UnknownAccount | R::KillSwitchActive => StatusCode::FORBIDDEN,
+        R::DuplicateClientOrderId => StatusCode::CONFLICT,
+        R::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        R::BookFull | R::OrderCapacity => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 

@@ -343,6 +343,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
                 Arc::new(
                     directory_of(&exchange.catalog).map_err(|e| UpError::Quic(e.to_string()))?,
                 ),
+                metrics.registry(),
             )
             .map_err(|e| UpError::Quic(e.to_string()))?,
         )
@@ -404,6 +405,8 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
                 engine: Arc::clone(&engine),
                 catalog: Arc::clone(&exchange.catalog),
                 token: token.into(),
+                metrics: peregrine_control::ControlMetrics::new(metrics.registry())
+                    .map_err(MetricsError::from)?,
             }),
             token_path,
         ))
@@ -585,9 +588,12 @@ fn host_tuning_warning(
         ));
     }
     if let Some(buffers) = udp.filter(|b| b.capped()) {
+        let wanted = buffers.requested_bytes;
         problems.push(format!(
-            "the OS capped the QUIC UDP buffers at {}/{} of {} bytes (receive/send)",
-            buffers.recv_bytes, buffers.send_bytes, buffers.requested_bytes
+            "the OS capped the QUIC UDP buffers at {}/{} of {wanted} bytes (receive/send): set \
+             `sysctl -w net.core.rmem_max={wanted} net.core.wmem_max={wanted}` (or lower \
+             [quic.transport] udp_buffer_bytes)",
+            buffers.recv_bytes, buffers.send_bytes
         ));
     }
     if problems.is_empty() {

@@ -1,7 +1,9 @@
 //! The operator HTTP server: `/health/alive`, `/health/ready` and `/metrics`.
 //!
-//! Later parts add their routes with [`Router::merge`] on [`router`]'s result; the metrics
-//! middleware then covers them too.
+//! Later parts add their routes with [`Router::merge`] on [`router`]'s result. A layer covers
+//! only the routes present when it is applied, so merged parts count their own requests (the
+//! control API: `peregrine_control_requests_total`); `peregrine_http_requests_total` counts the
+//! operator routes.
 
 pub mod middleware;
 pub mod routes;
