@@ -195,34 +195,85 @@ pub fn read_snapshot(path: &Path) -> Result<(Seq, Vec<u8>), SnapshotReadError> {
     Ok((seq, body.to_vec()))
 }
 
+/// Readers of one journal that may hold a retention floor (the replica, the fan-out, tools).
+pub const RETENTION_READERS_MAX: usize = 8;
+
 /// The sequence up to which a reader of the journal outside the engine (the SQL replicator,
-/// `peregrine-replica`) has consumed it. Retention never deletes what that reader still needs to
-/// restart: every segment after the floor, and the newest snapshot at or below it. Shared: the
-/// reader raises it, the snapshot helper reads it; cloning shares the same value.
-#[derive(Clone, Debug, Default)]
-pub struct RetentionFloor(Arc<AtomicU64>);
+/// the NATS fan-out) has consumed it. Retention never deletes what any reader still needs to
+/// restart: every segment after the lowest floor, and the newest snapshot at or below it.
+/// Shared: the reader raises its own floor, the snapshot helper reads the lowest of the set
+/// ([`RetentionFloor::sibling`] adds a reader to the set); cloning shares the same values.
+#[derive(Clone, Debug)]
+pub struct RetentionFloor {
+    own: Arc<AtomicU64>,
+    readers: Arc<std::sync::Mutex<Vec<Arc<AtomicU64>>>>,
+}
 
-impl RetentionFloor {
-    /// A floor at `seq` (0: nothing consumed yet, so nothing may be deleted for this reader).
-    pub fn new(seq: Seq) -> RetentionFloor {
-        RetentionFloor(Arc::new(AtomicU64::new(seq)))
-    }
-
-    /// The current floor.
-    pub fn get(&self) -> Seq {
-        self.0.load(Ordering::Acquire)
-    }
-
-    /// Raises the floor to `seq`; never lowers it (a reader that restarts lower sets a new one).
-    pub fn raise(&self, seq: Seq) {
-        self.0.fetch_max(seq, Ordering::AcqRel);
+impl Default for RetentionFloor {
+    fn default() -> Self {
+        RetentionFloor::new(0)
     }
 }
 
-/// Two floors are equal when they are the same shared value (for `JournalConfig: Eq`).
+impl RetentionFloor {
+    /// A set of one reader's floor at `seq` (0: nothing consumed yet, so nothing may be deleted
+    /// for this reader).
+    pub fn new(seq: Seq) -> RetentionFloor {
+        let own = Arc::new(AtomicU64::new(seq));
+        RetentionFloor {
+            readers: Arc::new(std::sync::Mutex::new(vec![Arc::clone(&own)])),
+            own,
+        }
+    }
+
+    /// Another reader's floor in the same set, at `seq`. Panics past
+    /// [`RETENTION_READERS_MAX`] readers (a programming error: readers are fixed at start).
+    pub fn sibling(&self, seq: Seq) -> RetentionFloor {
+        let own = Arc::new(AtomicU64::new(seq));
+        let mut readers = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        assert!(
+            readers.len() < RETENTION_READERS_MAX,
+            "too many journal readers"
+        );
+        readers.push(Arc::clone(&own));
+        RetentionFloor {
+            own,
+            readers: Arc::clone(&self.readers),
+        }
+    }
+
+    /// The lowest floor of the set: what retention must keep.
+    pub fn get(&self) -> Seq {
+        let readers = self
+            .readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        readers
+            .iter()
+            .map(|floor| floor.load(Ordering::Acquire))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// This reader's floor.
+    pub fn own(&self) -> Seq {
+        self.own.load(Ordering::Acquire)
+    }
+
+    /// Raises this reader's floor to `seq`; never lowers it (a reader that restarts lower sets a
+    /// new one).
+    pub fn raise(&self, seq: Seq) {
+        self.own.fetch_max(seq, Ordering::AcqRel);
+    }
+}
+
+/// Two floors are equal when they belong to the same set (for `JournalConfig: Eq`).
 impl PartialEq for RetentionFloor {
     fn eq(&self, other: &RetentionFloor) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.readers, &other.readers)
     }
 }
 
@@ -666,5 +717,19 @@ mod tests {
         assert_eq!(floor.get(), 10, "a floor never goes down");
         floor.clone().raise(300);
         assert_eq!(floor.get(), 300, "clones share the value");
+    }
+
+    #[test]
+    fn retention_keeps_what_the_slowest_reader_needs() {
+        let replica = RetentionFloor::new(0);
+        let fanout = replica.sibling(0);
+        replica.raise(500);
+        assert_eq!(replica.get(), 0, "the fan-out has consumed nothing");
+        fanout.raise(200);
+        assert_eq!((replica.get(), fanout.get()), (200, 200));
+        assert_eq!((replica.own(), fanout.own()), (500, 200));
+        fanout.raise(900);
+        assert_eq!(replica.get(), 500);
+        assert_eq!(replica, fanout, "one set");
     }
 }

@@ -20,6 +20,7 @@ use async_nats::jetstream::{self, context::PublishAckFuture, stream};
 use peregrine_hotpath::{CommandKind, EngineConfig, Event, MarketId};
 use peregrine_persist::Seq;
 use peregrine_persist::follow::{self, DurableSource, FollowError, Follower};
+use peregrine_persist::snapshot::RetentionFloor;
 use peregrine_views::{Change, OrdersLimits, Views};
 
 use crate::message::{MESSAGE_FORMAT, Published, SEQ_HEADER};
@@ -56,6 +57,10 @@ pub struct FanoutConfig {
     pub backoff_max: Duration,
     /// How long an idle publisher waits for the journal before looking at its stop flag.
     pub poll_interval: Duration,
+    /// This reader's floor in the journal's retention (pass a sibling of the set in
+    /// `JournalConfig::retention_floor`), raised as commands are published, so retention
+    /// never deletes what a restart needs.
+    pub retention_floor: Option<RetentionFloor>,
 }
 
 impl FanoutConfig {
@@ -78,6 +83,7 @@ impl FanoutConfig {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             poll_interval: Duration::from_millis(20),
+            retention_floor: None,
         }
     }
 }
@@ -141,10 +147,15 @@ struct Shared {
 #[derive(Debug)]
 pub struct PublisherHandle {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    /// Taken by the first [`PublisherHandle::stop`].
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl PublisherHandle {
+    fn thread(&self) -> std::sync::MutexGuard<'_, Option<JoinHandle<()>>> {
+        self.thread.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The last command whose messages are all in the stream.
     pub fn published_seq(&self) -> Seq {
         self.shared.published_seq.load(Ordering::Acquire)
@@ -152,7 +163,7 @@ impl PublisherHandle {
 
     /// Ready when the thread runs and its session is connected; else why not.
     pub fn readiness(&self) -> Result<(), String> {
-        if self.thread.as_ref().is_none_or(|t| t.is_finished()) {
+        if self.thread().as_ref().is_none_or(|t| t.is_finished()) {
             return Err("fan-out publisher stopped".to_owned());
         }
         if self.shared.connected.load(Ordering::Acquire) {
@@ -169,10 +180,12 @@ impl PublisherHandle {
         ))
     }
 
-    /// Stops the thread after it settles what it has published.
-    pub fn stop(mut self) {
+    /// Stops the thread after it settles what it has published (shared handles: the first
+    /// call joins it, later ones return at once).
+    pub fn stop(&self) {
         self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
+        let thread = self.thread().take();
+        if let Some(thread) = thread {
             // A panicked thread has nothing left to stop.
             let _ = thread.join();
         }
@@ -228,7 +241,7 @@ impl Publisher {
             .map_err(FanoutError::Thread)?;
         Ok(PublisherHandle {
             shared,
-            thread: Some(thread),
+            thread: Mutex::new(Some(thread)),
         })
     }
 
@@ -250,7 +263,11 @@ impl Publisher {
                         .unwrap_or_else(PoisonError::into_inner) = Some(error.to_string());
                 }
             }
-            tokio::time::sleep(backoff).await;
+            // Bounded by the back-off; a stop ends the wait at the next poll.
+            let resume_at = tokio::time::Instant::now() + backoff;
+            while !self.stopped() && tokio::time::Instant::now() < resume_at {
+                tokio::time::sleep(self.config.poll_interval).await;
+            }
             backoff = (backoff * 2).min(self.config.backoff_max);
         }
     }
@@ -458,11 +475,17 @@ impl Publisher {
         self.metrics.messages.inc();
         // Messages of later commands are still in flight: this command's are all in (acks
         // come in order), but not necessarily every message of `seq` itself.
-        let complete = seq.saturating_sub(1);
-        self.shared
-            .published_seq
-            .fetch_max(complete, Ordering::AcqRel);
+        self.published(seq.saturating_sub(1));
         Ok(())
+    }
+
+    /// Every message of every command up to `seq` is in the stream: a restart resumes at the
+    /// stream's last command, so it needs the journal from `seq` on (and a snapshot below).
+    fn published(&self, seq: Seq) {
+        self.shared.published_seq.fetch_max(seq, Ordering::AcqRel);
+        if let Some(floor) = &self.config.retention_floor {
+            floor.raise(seq.saturating_sub(1));
+        }
     }
 
     async fn settle_all(&mut self, cursor: &mut Cursor, applied: Seq) -> Result<(), FanoutError> {
@@ -470,10 +493,10 @@ impl Publisher {
         while !cursor.pending.is_empty() {
             self.settle_one(cursor).await?;
         }
-        self.shared
+        self.published(applied);
+        self.metrics
             .published_seq
-            .fetch_max(applied, Ordering::AcqRel);
-        self.metrics.published_seq.set(applied as i64);
+            .set(i64::try_from(applied).unwrap_or(i64::MAX));
         Ok(())
     }
 
