@@ -91,6 +91,8 @@ pub struct Exchange {
     pub recovered_seq: u64,
     /// What the replicator has consumed, which journal retention keeps (with `[replica]` on).
     pub retention_floor: Option<RetentionFloor>,
+    /// What the fan-out has published, which journal retention keeps (with `[fanout]` on).
+    pub fanout_floor: Option<RetentionFloor>,
     writer: JournalWriter,
     snapshots: SnapshotDriver,
 }
@@ -104,7 +106,12 @@ impl Exchange {
         // With a replicator, retention keeps every segment it has not consumed; it starts at 0
         // (keep everything) and the replicator raises it after each commit.
         let retention_floor = config.replica.enabled.then(|| RetentionFloor::new(0));
-        journal_config.retention_floor = retention_floor.clone();
+        // The fan-out is a second such reader: retention keeps what the slower one needs.
+        let fanout_floor = config.fanout.enabled.then(|| match &retention_floor {
+            Some(replica) => replica.sibling(0),
+            None => RetentionFloor::new(0),
+        });
+        journal_config.retention_floor = retention_floor.clone().or_else(|| fanout_floor.clone());
         // Order statuses from the replayed commands: a client resending an order after the
         // restart gets the original's status, not a second order. This covers orders since the
         // snapshot used; an older order still live is refused by the engine as a duplicate.
@@ -186,6 +193,7 @@ impl Exchange {
             recovery: recovered.report,
             recovered_seq,
             retention_floor,
+            fanout_floor,
             writer,
             snapshots,
         })

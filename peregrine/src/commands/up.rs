@@ -81,6 +81,8 @@ pub enum UpError {
     Replica(String),
     #[error("rest: {0}")]
     Rest(String),
+    #[error("fanout: {0}")]
+    Fanout(String),
     #[error("control token {}: {source}", path.display())]
     ControlToken {
         path: PathBuf,
@@ -309,6 +311,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     };
     let supervision = supervise(&exchange, &journal, &metrics, &readiness, replica.as_ref())?;
     let replica = replica.map(|(handle, _)| handle);
+    let fanout = start_fanout(config, &exchange, &metrics, &readiness)?;
 
     // QUIC order entry.
     let quic = if config.quic.enabled {
@@ -498,6 +501,12 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     journal_refresh.abort();
     engine_refresh.abort();
     drop(engine);
+    if let Some(fanout) = fanout {
+        // It resumes from what the stream holds at the next start.
+        if let Err(error) = tokio::task::spawn_blocking(move || fanout.stop()).await {
+            tracing::warn!(%error, "fan-out stop task failed");
+        }
+    }
     if let Some(replica) = replica {
         let handle = replica
             .lock()
@@ -517,6 +526,52 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         .map_err(|e| UpError::ServerTask(e.to_string()))??;
     tracing::info!(durable_seq, "journal closed");
     Ok(())
+}
+
+/// Starts the publisher to NATS JetStream when `[fanout]` is on, with a readiness check. It
+/// connects and reconnects by itself: NATS being down shows on readiness, never stops `up`.
+fn start_fanout(
+    config: &Config,
+    exchange: &Exchange,
+    metrics: &Metrics,
+    readiness: &Readiness,
+) -> Result<Option<Arc<peregrine_fanout::PublisherHandle>>, UpError> {
+    if !config.fanout.enabled {
+        return Ok(None);
+    }
+    let section = &config.fanout;
+    let names = config
+        .markets
+        .iter()
+        .map(|m| (peregrine_hotpath::MarketId(m.id), m.name.clone()));
+    let mut markets =
+        peregrine_fanout::MarketNames::new(names).map_err(|e| UpError::Fanout(e.to_string()))?;
+    if !section.prefix.is_empty() {
+        markets = markets
+            .with_prefix(&section.prefix)
+            .map_err(|e| UpError::Fanout(e.to_string()))?;
+    }
+    let mut fanout_config = peregrine_fanout::FanoutConfig::new(
+        section.url.clone(),
+        exchange.journal_dir.clone(),
+        crate::exchange::engine_config(),
+    );
+    fanout_config.stream = section.stream.clone();
+    fanout_config.markets = markets;
+    fanout_config.retention_floor = exchange.fanout_floor.clone();
+    let handle = peregrine_fanout::Publisher::start(
+        fanout_config,
+        peregrine_persist::follow::DurableSource::Journal(exchange.journal().clone()),
+        metrics.registry(),
+    )
+    .map_err(|e| UpError::Fanout(e.to_string()))?;
+    let handle = Arc::new(handle);
+    let checked = Arc::clone(&handle);
+    readiness.register_check("fanout", move || match checked.readiness() {
+        Ok(()) => CheckStatus::Ready,
+        Err(why) => CheckStatus::NotReady(why),
+    })?;
+    Ok(Some(handle))
 }
 
 /// Supervises the background threads (see [`crate::supervisor`]): the snapshot driver and the

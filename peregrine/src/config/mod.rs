@@ -24,6 +24,7 @@ pub mod control;
 pub mod data;
 pub mod env;
 pub mod error;
+pub mod fanout;
 pub mod hotpath;
 pub mod http;
 pub mod journal;
@@ -42,6 +43,7 @@ pub use control::ControlConfig;
 pub use data::DataConfig;
 pub use env::{ENV_PREFIX, EnvOverride};
 pub use error::{ConfigError, Origin};
+pub use fanout::FanoutSection;
 pub use hotpath::HotpathConfig;
 pub use http::HttpConfig;
 pub use journal::JournalSection;
@@ -69,6 +71,8 @@ pub struct Config {
     pub quic: QuicConfig,
     pub control: ControlConfig,
     pub replica: ReplicaSection,
+    /// `[fanout]`: publishing to NATS JetStream (see [`fanout`]).
+    pub fanout: FanoutSection,
     /// `[rest]`: the retail REST/WebSocket bridge (see `peregrine_gateway::rest`).
     pub rest: peregrine_gateway::rest::RestConfig,
     /// `[[currencies]]`: see [`catalog`].
@@ -88,6 +92,7 @@ impl Default for Config {
             quic: QuicConfig::default(),
             control: ControlConfig::default(),
             replica: ReplicaSection::default(),
+            fanout: FanoutSection::default(),
             rest: peregrine_gateway::rest::RestConfig::default(),
             currencies: catalog::default_currencies(),
             markets: catalog::default_markets(),
@@ -488,10 +493,26 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, rest, currencies, markets)"
+                 quic, control, replica, fanout, rest, currencies, markets)"
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_fanout_stream_or_prefix_that_would_change_subjects_is_refused() {
+        for text in [
+            "[fanout]\nstream = \"a.b\"\n",
+            "[fanout]\nstream = \"\"\n",
+            "[fanout]\nprefix = \"a.b\"\n",
+            "[fanout]\nprefix = \"md>\"\n",
+        ] {
+            let err = load_text(text, &[]).unwrap_err();
+            assert!(err.to_string().contains("fanout."), "{text}: {err}");
+        }
+        let config = load_text("[fanout]\nenabled = true\nprefix = \"ex-1\"\n", &[]).unwrap();
+        assert!(config.fanout.enabled);
+        assert_eq!(config.fanout.prefix, "ex-1");
     }
 
     #[test]

@@ -1,0 +1,64 @@
+//! `[fanout]`: publishing every durable command's changes to NATS JetStream, for bridge nodes
+//! (see `peregrine_fanout`). Off by default: `up` on a bare machine needs no NATS.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Longest stream name or subject prefix.
+pub const NAME_BYTES_MAX: usize = 32;
+
+/// The `[fanout]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FanoutSection {
+    /// Publish to `url`.
+    pub enabled: bool,
+    /// The NATS server, e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// The JetStream stream (created if absent).
+    #[serde(deserialize_with = "stream_name")]
+    pub stream: String,
+    /// A token every subject starts with (`<prefix>.md.btcusd.trades`), for several appliances
+    /// on one NATS; empty: none.
+    #[serde(deserialize_with = "prefix")]
+    pub prefix: String,
+}
+
+impl Default for FanoutSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            url: "nats://127.0.0.1:4222".to_owned(),
+            stream: "PEREGRINE".to_owned(),
+            prefix: String::new(),
+        }
+    }
+}
+
+fn stream_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    let valid = !value.is_empty()
+        && value.len() <= NAME_BYTES_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(serde::de::Error::custom(format!(
+            "{value:?} is not a stream name (1 to {NAME_BYTES_MAX} of A-Z a-z 0-9 _ -)"
+        )));
+    }
+    Ok(value)
+}
+
+fn prefix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    let valid = value.len() <= NAME_BYTES_MAX
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(serde::de::Error::custom(format!(
+            "{value:?} is not a subject token (up to {NAME_BYTES_MAX} of a-z 0-9 _ -)"
+        )));
+    }
+    Ok(value)
+}
