@@ -43,7 +43,12 @@ async fn ready(up: &Up) -> (u16, String) {
 
 /// Waits until `done` holds, at most [`WAIT`]; `what` names it in the failure, with what
 /// readiness and the thread metrics said last.
-async fn wait_for<F: Future<Output = bool>>(up: &Up, what: &str, mut done: impl FnMut() -> F) {
+async fn wait_for<F: Future<Output = bool>>(
+    up: &Up,
+    log: &std::path::Path,
+    what: &str,
+    mut done: impl FnMut() -> F,
+) {
     let deadline = Instant::now() + WAIT;
     while !done().await {
         if Instant::now() >= deadline {
@@ -53,7 +58,8 @@ async fn wait_for<F: Future<Output = bool>>(up: &Up, what: &str, mut done: impl 
                 .lines()
                 .filter(|line| line.starts_with("peregrine_thread_"))
                 .collect();
-            panic!("timed out waiting for {what}; readiness:\n{why}\n{threads:#?}");
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("timed out waiting for {what}; readiness:\n{why}\n{threads:#?}\nlog:\n{log}");
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -85,8 +91,9 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &[], &format!("[replica]\nurl = \"{url}\"\n"));
     let up = Up::start(dir.path());
+    let log = dir.path().join("stderr.log");
     up.deposit(3, "usd", "100", 1).await;
-    wait_for(&up, "the first deposit replicated", || async {
+    wait_for(&up, &log, "the first deposit replicated", || async {
         ready(&up).await.0 == 200 && mark(&url).await > 0
     })
     .await;
@@ -96,7 +103,7 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     // Kill the replicator's work; a new command makes it commit and find out.
     set_mark(&url, good_mark + MARK_AHEAD).await;
     up.deposit(3, "usd", "100", 2).await;
-    wait_for(&up, "the replicator's death counted", || async {
+    wait_for(&up, &log, "the replicator's death counted", || async {
         metric(&up, "peregrine_thread_deaths_total").await >= 1
     })
     .await;
@@ -105,9 +112,12 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     assert!(why.contains("replica"), "{why}");
     // Repaired within the restart budget: a restart takes over and replicates the deposit.
     set_mark(&url, good_mark).await;
-    wait_for(&up, "the replicator restarted and caught up", || async {
-        ready(&up).await.0 == 200 && mark(&url).await > good_mark
-    })
+    wait_for(
+        &up,
+        &log,
+        "the replicator restarted and caught up",
+        || async { ready(&up).await.0 == 200 && mark(&url).await > good_mark },
+    )
     .await;
     let restarts = metric(&up, "peregrine_thread_restarts_total").await;
     assert!(restarts >= 1, "ready again without a restart");
@@ -117,7 +127,7 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     let good_mark = mark(&url).await;
     set_mark(&url, good_mark + MARK_AHEAD).await;
     up.deposit(3, "usd", "100", 3).await;
-    wait_for(&up, "the replicator given up on", || async {
+    wait_for(&up, &log, "the replicator given up on", || async {
         ready(&up).await.1.contains("replica stopped for good")
     })
     .await;
