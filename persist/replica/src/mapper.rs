@@ -494,20 +494,10 @@ impl RowMapper {
                 _ => {}
             }
         }
-        self.views.applied(seq, &mut self.changes);
-        self.order_states(seq, batch);
-        self.balancing_entries(seq, cause, ts_ns, entry_index, batch);
-    }
-
-    /// The state after the command of every order it touched, from the records the views
-    /// appended to `changes`.
-    fn order_states(&mut self, seq: Seq, batch: &mut Batch) {
-        for change in &self.changes {
-            let Change::Order(record) = change else {
-                continue;
-            };
+        // The state after the command of every order it touched, read in place.
+        self.views.applied_each(seq, |record| {
             let Some(state) = row_state(record, seq) else {
-                continue;
+                return;
             };
             match batch.orders_new.get_mut(&record.id) {
                 Some(row) => row.state = state,
@@ -515,7 +505,8 @@ impl RowMapper {
                     batch.order_states.insert(record.id, state);
                 }
             }
-        }
+        });
+        self.balancing_entries(seq, cause, ts_ns, entry_index, batch);
     }
 
     /// The `external` and `fees` entries that make the command's entries sum to zero per
