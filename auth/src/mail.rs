@@ -176,18 +176,18 @@ pub async fn send(config: &MailConfig, message: &Message) -> Result<(), MailErro
         stream: BufReader::new(stream),
         timeout: config.step_timeout,
     };
-    session.expect("greeting", None, 220).await?;
+    session.exchange("greeting", None, 220).await?;
     let ehlo = format!("EHLO {}\r\n", config.helo_name);
-    session.expect("EHLO", Some(&ehlo), 250).await?;
+    session.exchange("EHLO", Some(&ehlo), 250).await?;
     let mail_from = format!("MAIL FROM:<{}>\r\n", config.from);
-    session.expect("MAIL FROM", Some(&mail_from), 250).await?;
+    session.exchange("MAIL FROM", Some(&mail_from), 250).await?;
     let rcpt = format!("RCPT TO:<{}>\r\n", message.to);
-    session.expect("RCPT TO", Some(&rcpt), 250).await?;
-    session.expect("DATA", Some("DATA\r\n"), 354).await?;
+    session.exchange("RCPT TO", Some(&rcpt), 250).await?;
+    session.exchange("DATA", Some("DATA\r\n"), 354).await?;
     let data = data_section(&config.from, message);
-    session.expect("message", Some(&data), 250).await?;
+    session.exchange("message", Some(&data), 250).await?;
     // The message is accepted; a failed QUIT changes nothing.
-    let _ = session.expect("QUIT", Some("QUIT\r\n"), 221).await;
+    let _ = session.exchange("QUIT", Some("QUIT\r\n"), 221).await;
     Ok(())
 }
 
@@ -200,7 +200,7 @@ struct Session<S> {
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Sends `command` (if any) and reads the reply, which must carry `expected` (251 counts
     /// as 250: "user not local; will forward").
-    async fn expect(
+    async fn exchange(
         &mut self,
         step: &'static str,
         command: Option<&str>,
