@@ -35,7 +35,9 @@ pub struct MarketNames {
     prefix: String,
 }
 
-fn is_token(name: &str) -> bool {
+/// Whether `name` can be one subject token here: 1 to [`MARKET_NAME_BYTES_MAX`] of `a-z`,
+/// `0-9`, `_` and `-`.
+pub fn is_token(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MARKET_NAME_BYTES_MAX
         && name

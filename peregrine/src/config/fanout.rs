@@ -51,13 +51,11 @@ fn stream_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::
 
 fn prefix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let value = String::deserialize(deserializer)?;
-    let valid = value.len() <= NAME_BYTES_MAX
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if !valid {
+    // The fan-out's own rule for a token, so config and subjects cannot disagree.
+    if !value.is_empty() && !peregrine_fanout::subject::is_token(&value) {
         return Err(serde::de::Error::custom(format!(
-            "{value:?} is not a subject token (up to {NAME_BYTES_MAX} of a-z 0-9 _ -)"
+            "{value:?} is not a subject token (up to {} of a-z 0-9 _ -)",
+            peregrine_fanout::subject::MARKET_NAME_BYTES_MAX
         )));
     }
     Ok(value)
