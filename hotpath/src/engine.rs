@@ -360,6 +360,8 @@ impl Engine {
             return Err(RejectReason::OrderCapacity);
         }
         let is_stop = matches!(parsed.kind, Kind::StopLimit | Kind::StopMarket { .. });
+        // A resting limit order that cannot trade (most new orders) skips the match loop.
+        let mut rests_at_once = false;
         if is_stop {
             if market.stops_full(o.side) {
                 return Err(RejectReason::OrderCapacity);
@@ -374,9 +376,11 @@ impl Engine {
             if rests && !market.own_ref(o.side).has_room_for(parsed.price) {
                 return Err(RejectReason::BookFull);
             }
-            if o.tif == TimeInForce::PostOnly && market.crosses(o.side, parsed.price) {
+            let crosses = market.crosses(o.side, parsed.price);
+            if o.tif == TimeInForce::PostOnly && crosses {
                 return Err(RejectReason::PostOnlyWouldTake);
             }
+            rests_at_once = rests && !crosses;
             if o.tif == TimeInForce::Fok
                 && !fok_fillable(
                     market,
@@ -451,7 +455,12 @@ impl Engine {
             self.market_mut(market_id).push_stop(o.side, entry);
             return Ok(());
         }
-        self.take(slot, out);
+        if rests_at_once {
+            // What `take` does when it finds nothing to match, without its match-loop setup.
+            self.rest(slot, out);
+        } else {
+            self.take(slot, out);
+        }
         self.run_stops(market_id, out);
         Ok(())
     }
@@ -972,7 +981,18 @@ impl Engine {
         }
         out.push(event);
         // A new price may cross: the order takes like a new one, then rests what is left.
-        self.take(slot, out);
+        let market = self.market_mut(market_id);
+        // Only resting limit orders are replaced: GTC or post-only, which rest when they can.
+        debug_assert!(matches!(
+            order.tif,
+            TimeInForce::Gtc | TimeInForce::PostOnly
+        ));
+        let rests_at_once = !market.crosses(order.side, price);
+        if rests_at_once {
+            self.rest(slot, out);
+        } else {
+            self.take(slot, out);
+        }
         self.run_stops(market_id, out);
         Ok(())
     }
