@@ -67,7 +67,9 @@ struct Touched {
 }
 
 impl Touched {
-    #[inline]
+    // Always: the compiler kept it out of line in some callers, where the call cost as much
+    // as the check (measured).
+    #[inline(always)]
     fn touch(&mut self, account: AccountId, currency: CurrencyId) {
         if !self.enabled {
             return;
