@@ -62,6 +62,17 @@ impl BookSide {
         }
     }
 
+    /// `search` for the level of a resting order, trying first where it was when the order
+    /// rested (`Order::level_hint`): prices are unique per side, so a level at the hinted index
+    /// with the order's price is its level.
+    #[inline]
+    fn search_hinted(&self, price: Price, hint: u32) -> Result<usize, usize> {
+        match self.levels.get(hint as usize) {
+            Some(level) if level.price == price => Ok(hint as usize),
+            _ => self.search(price),
+        }
+    }
+
     /// Whether an order at `price` could be added without exceeding the level capacity.
     pub fn has_room_for(&self, price: Price) -> bool {
         self.live < self.capacity
@@ -139,6 +150,8 @@ impl BookSide {
             let o = orders.get_mut(slot);
             o.prev = tail;
             o.next = NIL;
+            // Below the capacity, a u32 by construction.
+            o.level_hint = index as u32;
         }
         if tail == NIL {
             level.head = slot;
@@ -151,13 +164,13 @@ impl BookSide {
 
     /// Unlinks the order in `slot` from its level (removing the level if it empties).
     pub fn unlink(&mut self, orders: &mut Orders, slot: u32) {
-        let (price, qty, prev, next) = {
+        let (price, qty, prev, next, hint) = {
             let o = orders.get(slot);
-            (o.price, o.qty.0, o.prev, o.next)
+            (o.price, o.qty.0, o.prev, o.next, o.level_hint)
         };
         // Invariant: a resting order's price level exists until its last order leaves it (only
         // `unlink` removes levels); the engine never passes a non-resting order here.
-        let Ok(index) = self.search(price) else {
+        let Ok(index) = self.search_hinted(price, hint) else {
             unreachable!("resting order's level is missing");
         };
         let level = &mut self.levels[index];
@@ -214,11 +227,12 @@ impl BookSide {
         slot
     }
 
-    /// Lowers the level total after the order at `price` shrank by `qty` lots in place.
-    pub fn reduce(&mut self, price: Price, qty: u64) {
+    /// Lowers the level total after the order at `price` (level hint `hint`) shrank by `qty`
+    /// lots in place.
+    pub fn reduce(&mut self, price: Price, hint: u32, qty: u64) {
         // Invariant: a resting order's price level exists until its last order leaves it (only
         // `unlink` removes levels); the engine never passes a non-resting order here.
-        let Ok(index) = self.search(price) else {
+        let Ok(index) = self.search_hinted(price, hint) else {
             unreachable!("resting order's level is missing");
         };
         let level = &mut self.levels[index];

@@ -435,6 +435,7 @@ impl Engine {
                 next: NIL,
                 acct_prev: NIL,
                 acct_next: NIL,
+                level_hint: NIL,
             },
             vacancy,
         );
@@ -960,9 +961,11 @@ impl Engine {
         };
         let market_id = order.market;
         if keeps_priority {
-            self.market_mut(market_id)
-                .own(order.side)
-                .reduce(order.price, order.qty.0 - qty.0);
+            self.market_mut(market_id).own(order.side).reduce(
+                order.price,
+                order.level_hint,
+                order.qty.0 - qty.0,
+            );
             let o = self.orders.get_mut(slot);
             o.qty = qty;
             o.locked = needed;

@@ -66,6 +66,11 @@ pub(crate) struct Order {
     /// Neighbours in the account's list (or NIL).
     pub acct_prev: u32,
     pub acct_next: u32,
+    /// Where its price level was in its book side's vector when it rested: a hint, valid while
+    /// the level there still has the order's price (levels only move when one is inserted or
+    /// compacted below them), so a cancel finds its level without a binary search. Not state:
+    /// snapshots do not keep it, and a stale hint only costs the search.
+    pub level_hint: u32,
 }
 
 /// Filler for never-used slots below the high-water mark.
@@ -88,6 +93,7 @@ const VACANT: Order = Order {
     next: NIL,
     acct_prev: NIL,
     acct_next: NIL,
+    level_hint: NIL,
 };
 
 /// One entry of the client index: the slab slot of an order and the 32-bit hash of its
