@@ -56,10 +56,29 @@ impl BookSide {
         {
             return Ok(self.levels.len() - 1);
         }
+        // Then a guess: levels near the touch are usually one per tick (quotes, and tombstones
+        // where quotes were), so the level `d` ticks behind the best is usually `d` places
+        // before it. Checked by its price, which is unique per side.
+        if let Some(index) = self.guess(price)
+            && self.levels[index].price == price
+        {
+            return Ok(index);
+        }
         match self.side {
             Side::Buy => self.levels.binary_search_by(|l| l.price.cmp(&price)),
             Side::Sell => self.levels.binary_search_by(|l| price.cmp(&l.price)),
         }
+    }
+
+    /// The index `price` would have if every tick from the best level to it had a level.
+    #[inline]
+    fn guess(&self, price: Price) -> Option<usize> {
+        let best = self.levels.last()?.price.0;
+        let behind = match self.side {
+            Side::Buy => best.checked_sub(price.0)?,
+            Side::Sell => price.0.checked_sub(best)?,
+        };
+        (self.levels.len() - 1).checked_sub(usize::try_from(behind).ok()?)
     }
 
     /// `search` for the level of a resting order, trying first where it was when the order
