@@ -268,7 +268,9 @@ impl Engine {
             .ok_or(RejectReason::UnknownMarket)
     }
 
-    #[inline]
+    // Always (as `check_rate`, `Ledger::lock` and `Ledger::transfer_locked`): the compiler kept
+    // these out of line on the order path; inlined they measured 2.5 % fewer instructions.
+    #[inline(always)]
     fn market_mut(&mut self, market: MarketId) -> &mut Market {
         match self.markets[market.0 as usize].as_deref_mut() {
             Some(m) => m,
@@ -310,6 +312,7 @@ impl Engine {
         self.touched.keys.clear();
     }
 
+    #[inline(always)]
     fn check_rate(&self, account: AccountId, ts: u64) -> Result<Option<(u64, u64)>, RejectReason> {
         if self.config.order_rate_per_sec == 0 {
             return Ok(None);
