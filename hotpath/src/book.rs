@@ -93,9 +93,17 @@ impl BookSide {
     }
 
     /// Whether an order at `price` could be added without exceeding the level capacity.
+    // Always inline the capacity check every new order makes (a call cost more than it);
+    // the search behind it runs only on a full side.
+    #[inline(always)]
     pub fn has_room_for(&self, price: Price) -> bool {
-        self.live < self.capacity
-            || matches!(self.search(price), Ok(i) if self.levels[i].head != NIL)
+        self.live < self.capacity || self.has_live_level(price)
+    }
+
+    /// Whether a non-empty level at `price` exists.
+    #[inline(never)]
+    fn has_live_level(&self, price: Price) -> bool {
+        matches!(self.search(price), Ok(i) if self.levels[i].head != NIL)
     }
 
     #[inline]
