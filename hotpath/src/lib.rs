@@ -110,9 +110,12 @@
 //!   compiler already loads only the fields used (`perf/RESULTS.md`, sessions 6 and 7).
 //! - **Command path**: a GTC or post-only limit order (or a replace) that does not cross the
 //!   opposite best goes straight to the book without entering the match loop, whose setup
-//!   (the incoming order's fields, a large stack frame) it never needed (-4 %, session 8); the
-//!   ledger's lock and trade settlement, the rate check and the market lookup are forced
-//!   inline where the compiler kept them out of line on the order path (-2.5 %).
+//!   (the incoming order's fields, a large stack frame) it never needed (-4 %, session 8).
+//!   The order and cancel paths were chains of small out-of-line calls (client-id probe and
+//!   removal, order lookup, cancel, finish, slab insert and removal, ledger lock and
+//!   settlement, rate check, capacity check), each saving and restoring registers; they are
+//!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
+//!   `take`, `rest` or `BookSide::unlink` measured worse or no better).
 //! - **Balance events**: cells are appended as touched and sorted once per command; keeping
 //!   them sorted as they are touched, or a hand-written insertion sort, measured worse. They
 //!   cost ~130 instructions a command (against `scripts/instructions --no-balance-events`):
