@@ -56,16 +56,54 @@ impl BookSide {
         {
             return Ok(self.levels.len() - 1);
         }
+        // Then a guess: levels near the touch are usually one per tick (quotes, and tombstones
+        // where quotes were), so the level `d` ticks behind the best is usually `d` places
+        // before it. Checked by its price, which is unique per side.
+        if let Some(index) = self.guess(price)
+            && self.levels[index].price == price
+        {
+            return Ok(index);
+        }
         match self.side {
             Side::Buy => self.levels.binary_search_by(|l| l.price.cmp(&price)),
             Side::Sell => self.levels.binary_search_by(|l| price.cmp(&l.price)),
         }
     }
 
+    /// The index `price` would have if every tick from the best level to it had a level.
+    #[inline]
+    fn guess(&self, price: Price) -> Option<usize> {
+        let best = self.levels.last()?.price.0;
+        let behind = match self.side {
+            Side::Buy => best.checked_sub(price.0)?,
+            Side::Sell => price.0.checked_sub(best)?,
+        };
+        (self.levels.len() - 1).checked_sub(usize::try_from(behind).ok()?)
+    }
+
+    /// `search` for the level of a resting order, trying first where it was when the order
+    /// rested (`Order::level_hint`): prices are unique per side, so a level at the hinted index
+    /// with the order's price is its level.
+    #[inline]
+    fn search_hinted(&self, price: Price, hint: u32) -> Result<usize, usize> {
+        match self.levels.get(hint as usize) {
+            Some(level) if level.price == price => Ok(hint as usize),
+            _ => self.search(price),
+        }
+    }
+
     /// Whether an order at `price` could be added without exceeding the level capacity.
+    // Always inline the capacity check every new order makes (a call cost more than it);
+    // the search behind it runs only on a full side.
+    #[inline(always)]
     pub fn has_room_for(&self, price: Price) -> bool {
-        self.live < self.capacity
-            || matches!(self.search(price), Ok(i) if self.levels[i].head != NIL)
+        self.live < self.capacity || self.has_live_level(price)
+    }
+
+    /// Whether a non-empty level at `price` exists.
+    #[inline(never)]
+    fn has_live_level(&self, price: Price) -> bool {
+        matches!(self.search(price), Ok(i) if self.levels[i].head != NIL)
     }
 
     #[inline]
@@ -139,6 +177,8 @@ impl BookSide {
             let o = orders.get_mut(slot);
             o.prev = tail;
             o.next = NIL;
+            // Below the capacity, a u32 by construction.
+            o.level_hint = index as u32;
         }
         if tail == NIL {
             level.head = slot;
@@ -151,13 +191,13 @@ impl BookSide {
 
     /// Unlinks the order in `slot` from its level (removing the level if it empties).
     pub fn unlink(&mut self, orders: &mut Orders, slot: u32) {
-        let (price, qty, prev, next) = {
+        let (price, qty, prev, next, hint) = {
             let o = orders.get(slot);
-            (o.price, o.qty.0, o.prev, o.next)
+            (o.price, o.qty.0, o.prev, o.next, o.level_hint)
         };
         // Invariant: a resting order's price level exists until its last order leaves it (only
         // `unlink` removes levels); the engine never passes a non-resting order here.
-        let Ok(index) = self.search(price) else {
+        let Ok(index) = self.search_hinted(price, hint) else {
             unreachable!("resting order's level is missing");
         };
         let level = &mut self.levels[index];
@@ -214,11 +254,12 @@ impl BookSide {
         slot
     }
 
-    /// Lowers the level total after the order at `price` shrank by `qty` lots in place.
-    pub fn reduce(&mut self, price: Price, qty: u64) {
+    /// Lowers the level total after the order at `price` (level hint `hint`) shrank by `qty`
+    /// lots in place.
+    pub fn reduce(&mut self, price: Price, hint: u32, qty: u64) {
         // Invariant: a resting order's price level exists until its last order leaves it (only
         // `unlink` removes levels); the engine never passes a non-resting order here.
-        let Ok(index) = self.search(price) else {
+        let Ok(index) = self.search_hinted(price, hint) else {
             unreachable!("resting order's level is missing");
         };
         let level = &mut self.levels[index];

@@ -91,17 +91,35 @@
 //!   best end and compacted in one pass when the vector is full. On the flash crash (deep
 //!   stale levels) this took the level `memmove`s from 37 % of all instructions to almost
 //!   none (1 519 -> 1 027 instructions per command) for +1 % on the realistic flow, where the
-//!   book is shallow. Not yet measured against a direct-indexed window near the touch or a
-//!   B-tree of levels.
-//! - **Orders**: one 80-byte `Order` per slab slot, read and edited in place. The match loop
+//!   book is shallow. Finding a level: the best level is compared first; then one guessed
+//!   index, `d` places before the best for a price `d` ticks behind it (near the touch levels
+//!   are about one per tick, live or tombstone), taken when that level has the price; then a
+//!   binary search. A resting order also keeps the index its level had when it rested
+//!   (`level_hint`), used by a cancel or a size decrease when the level there still has the
+//!   order's price (levels move only when one is inserted or compacted below them). Together
+//!   they removed most level binary searches (912 -> 889 and 941 -> 913 instructions per
+//!   command, session 8). Stepping through the levels nearest the touch one by one measured
+//!   worse than the binary search it was to save. Not yet measured against a direct-indexed
+//!   window near the touch or a B-tree of levels.
+//! - **Orders**: one 88-byte `Order` per slab slot, read and edited in place. The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
 //!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level
 //!   without a search. Each order keeps the currency it locks, so ending it needs no market
 //!   lookup. A hot/cold split (128 bytes, two cache lines) measured more instructions and no
 //!   fewer cache misses on these books, and removing whole-order copies changed nothing: the
 //!   compiler already loads only the fields used (`perf/RESULTS.md`, sessions 6 and 7).
+//! - **Command path**: a GTC or post-only limit order (or a replace) that does not cross the
+//!   opposite best goes straight to the book without entering the match loop, whose setup
+//!   (the incoming order's fields, a large stack frame) it never needed (-4 %, session 8).
+//!   The order and cancel paths were chains of small out-of-line calls (client-id probe and
+//!   removal, order lookup, cancel, finish, slab insert and removal, ledger lock and
+//!   settlement, rate check, capacity check), each saving and restoring registers; they are
+//!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
+//!   `take`, `rest` or `BookSide::unlink` measured worse or no better).
 //! - **Balance events**: cells are appended as touched and sorted once per command; keeping
-//!   them sorted as they are touched, or a hand-written insertion sort, measured worse.
+//!   them sorted as they are touched, or a hand-written insertion sort, measured worse. They
+//!   cost ~130 instructions a command (against `scripts/instructions --no-balance-events`):
+//!   recording the touched cells, sorting them (~22) and writing ~1.7 events (~17 each).
 //!
 //! # Snapshots
 //!

@@ -400,6 +400,7 @@ impl Engine {
                 next: NIL,
                 acct_prev: NIL,
                 acct_next: NIL,
+                level_hint: NIL,
             });
         }
         if !engine

@@ -1221,3 +1221,40 @@ fn a_snapshot_with_an_order_of_an_account_out_of_range_is_refused_not_a_panic() 
 fn a_snapshot_whose_totals_overflow_is_refused_not_a_panic() {
     assert_found_image_is_refused(include_bytes!("data/snapshot-totals-overflow.bin"));
 }
+
+/// A resting order remembers where its level was; a level inserted below it moves the level, so
+/// a later cancel or size decrease must find the level by price, not by the stale position.
+#[test]
+fn cancel_and_reduce_find_a_level_that_moved_since_the_order_rested() {
+    let mut f = Fixture::new();
+    f.fund(1, 0, 10_000_000);
+    let a = order_id(&f.limit(1, Buy, 9_000, 10));
+    let b = order_id(&f.limit(1, Buy, 9_000, 7));
+    // Bids are kept worst first: each worse level goes in front and moves 9_000 up.
+    f.limit(1, Buy, 8_000, 3);
+    f.limit(1, Buy, 7_000, 2);
+    let ev = f.ok(CommandKind::CancelReplace(CancelReplace {
+        account: AccountId(1),
+        target: OrderRef::Id(b),
+        new_price: None,
+        new_qty: Qty(4),
+    }));
+    assert!(ev.iter().any(|e| matches!(
+        e,
+        Event::OrderReplaced {
+            priority_kept: true,
+            ..
+        }
+    )));
+    let bids = |f: &Fixture| -> Vec<(u64, u64)> {
+        let depth = f.engine.depth(M, Buy, 10);
+        depth.iter().map(|&(price, qty)| (price.0, qty.0)).collect()
+    };
+    assert_eq!(bids(&f), [(9_000, 14), (8_000, 3), (7_000, 2)]);
+    let ev = f.ok(CommandKind::Cancel {
+        account: AccountId(1),
+        target: OrderRef::Id(a),
+    });
+    assert_eq!(cancels(&ev), vec![(a, CancelReason::Requested)]);
+    assert_eq!(bids(&f), [(9_000, 4), (8_000, 3), (7_000, 2)]);
+}
