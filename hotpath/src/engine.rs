@@ -18,7 +18,7 @@ use crate::ids::{
 use crate::ledger::{Ledger, LedgerError};
 use crate::market::{MAX_FEE_PPM, MAX_FEE_TIERS, Market, StopEntry};
 use crate::orders::{Kind, NIL, Order, OrderState, Orders};
-use crate::risk::{AccountRisk, take_token};
+use crate::risk::{AccountRisk, account_risk, account_risk_mut, take_token};
 
 /// Balance cells one command usually changes, at most, before the touched list compacts.
 const TOUCHED_CAPACITY: usize = 4_096;
@@ -320,7 +320,7 @@ impl Engine {
         if self.config.order_rate_per_sec == 0 {
             return Ok(None);
         }
-        let risk = &self.accounts[account.0 as usize];
+        let risk = account_risk(&self.accounts, account);
         take_token(
             risk,
             ts,
@@ -333,7 +333,7 @@ impl Engine {
 
     fn commit_rate(&mut self, account: AccountId, bucket: Option<(u64, u64)>) {
         if let Some((tokens_nano, refilled_ns)) = bucket {
-            let risk = &mut self.accounts[account.0 as usize];
+            let risk = account_risk_mut(&mut self.accounts, account);
             risk.tokens_nano = tokens_nano;
             risk.refilled_ns = refilled_ns;
         }
@@ -352,7 +352,7 @@ impl Engine {
         if market.halted {
             return Err(RejectReason::MarketHalted);
         }
-        let risk = self.accounts[o.account.0 as usize];
+        let risk = *account_risk(&self.accounts, o.account);
         if risk.kill_switch {
             return Err(RejectReason::KillSwitchActive);
         }
@@ -445,7 +445,7 @@ impl Engine {
             },
             vacancy,
         );
-        self.accounts[o.account.0 as usize].open_orders += 1;
+        account_risk_mut(&mut self.accounts, o.account).open_orders += 1;
         out.push(Event::OrderAccepted {
             order: id,
             account: o.account,
@@ -571,7 +571,7 @@ impl Engine {
             self.ledger.unlock(account, spend, locked);
             self.touched.touch(account, spend);
         }
-        let risk = &mut self.accounts[account.0 as usize];
+        let risk = account_risk_mut(&mut self.accounts, account);
         assert!(risk.open_orders > 0);
         risk.open_orders -= 1;
     }
@@ -602,7 +602,7 @@ impl Engine {
     /// What the match loop keeps of the incoming order in `slot`: read once, not per trade.
     fn taker(&self, slot: u32) -> Taker {
         let o = self.orders.get(slot);
-        let tier = self.accounts[o.account.0 as usize].fee_tier as usize;
+        let tier = account_risk(&self.accounts, o.account).fee_tier as usize;
         let fee_ppm = match self.markets[o.market.0 as usize].as_deref() {
             Some(market) => market.fees[tier].taker_ppm,
             None => unreachable!("order's market exists"),
@@ -691,7 +691,7 @@ impl Engine {
         qty: Qty,
         out: &mut Vec<Event>,
     ) {
-        let maker_tier = self.accounts[maker_account.0 as usize].fee_tier as usize;
+        let maker_tier = account_risk(&self.accounts, maker_account).fee_tier as usize;
         let market = match self.markets[taker.market.0 as usize].as_deref_mut() {
             Some(m) => m,
             None => unreachable!("order's market exists"),
@@ -870,7 +870,7 @@ impl Engine {
         let mut count = 0;
         let mut slot = self.orders.account_head(account);
         // Bounded by the account's open orders: each step advances along its list.
-        let bound = self.accounts[account.0 as usize].open_orders;
+        let bound = account_risk(&self.accounts, account).open_orders;
         for _ in 0..bound {
             if slot == NIL {
                 break;
@@ -903,7 +903,7 @@ impl Engine {
         if market.halted {
             return Err(RejectReason::MarketHalted);
         }
-        if self.accounts[r.account.0 as usize].kill_switch {
+        if account_risk(&self.accounts, r.account).kill_switch {
             return Err(RejectReason::KillSwitchActive);
         }
         let price = r.new_price.unwrap_or(order.price);
