@@ -99,8 +99,12 @@
 //!   order's price (levels move only when one is inserted or compacted below them). Together
 //!   they removed most level binary searches (912 -> 889 and 941 -> 913 instructions per
 //!   command, session 8). Stepping through the levels nearest the touch one by one measured
-//!   worse than the binary search it was to save. Not yet measured against a direct-indexed
-//!   window near the touch or a B-tree of levels.
+//!   worse than the binary search it was to save. A direct-indexed window of levels near the
+//!   touch (a ring addressed by price, a bitmap for the next best, this vector as the
+//!   fallback) measured no better on the realistic flow (+1 to +3 instructions per command:
+//!   the vector already finds most levels without a search) and bounded the flash crash's
+//!   deep-book inserts only by its width (-11 at 16 384 ticks), so the vector stayed (session
+//!   8 round 2). Not yet measured against a B-tree of levels.
 //! - **Orders**: one 88-byte `Order` per slab slot, read and edited in place. The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
 //!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level
@@ -116,6 +120,11 @@
 //!   settlement, rate check, capacity check), each saving and restoring registers; they are
 //!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
 //!   `take`, `rest` or `BookSide::unlink` measured worse or no better).
+//! - **Bounds checks**: the hot containers whose indices are valid by construction (the order
+//!   slab, the client-id table, account lists, account risk states, the market table, a level
+//!   just found) are read through small accessors without a bounds check; each states why its
+//!   index is in bounds and `debug_assert!`s it, so every (debug) test still checks it (-7 %,
+//!   session 8 round 2). The ledger's cells keep their checks: unchecked measured worse.
 //! - **Balance events**: cells are appended as touched and sorted once per command; keeping
 //!   them sorted as they are touched, or a hand-written insertion sort, measured worse. They
 //!   cost ~130 instructions a command (against `scripts/instructions --no-balance-events`):
