@@ -602,7 +602,7 @@ impl Engine {
     /// What the match loop keeps of the incoming order in `slot`: read once, not per trade.
     fn taker(&self, slot: u32) -> Taker {
         let o = self.orders.get(slot);
-        let tier = account_risk(&self.accounts, o.account).fee_tier as usize;
+        let tier = fee_tier(account_risk(&self.accounts, o.account));
         let fee_ppm = match market_entry(&self.markets, o.market) {
             Some(market) => market.fees[tier].taker_ppm,
             None => unreachable!("order's market exists"),
@@ -691,7 +691,7 @@ impl Engine {
         qty: Qty,
         out: &mut Vec<Event>,
     ) {
-        let maker_tier = account_risk(&self.accounts, maker_account).fee_tier as usize;
+        let maker_tier = fee_tier(account_risk(&self.accounts, maker_account));
         let market = match market_entry_mut(&mut self.markets, taker.market) {
             Some(m) => m,
             None => unreachable!("order's market exists"),
@@ -1589,4 +1589,15 @@ fn market_entry_mut(markets: &mut [Option<Box<Market>>], market: MarketId) -> Op
     );
     // SAFETY: in bounds by the invariant above.
     unsafe { markets.get_unchecked_mut(market.0 as usize) }.as_deref_mut()
+}
+
+// A fee tier as an index the compiler sees is below `MAX_FEE_TIERS` (a mask, no bounds check
+// and no `unsafe`): tiers are checked against it when set (`account_fee_tier`), so the mask
+// changes nothing (measured, session 8 round 2 in perf/RESULTS.md).
+const _: () = assert!(MAX_FEE_TIERS.is_power_of_two());
+#[inline(always)]
+fn fee_tier(risk: &AccountRisk) -> usize {
+    let tier = risk.fee_tier as usize;
+    debug_assert!(tier < MAX_FEE_TIERS, "fee tier beyond the table");
+    tier % MAX_FEE_TIERS
 }
