@@ -99,12 +99,16 @@
 //!   order's price (levels move only when one is inserted or compacted below them). Together
 //!   they removed most level binary searches (912 -> 889 and 941 -> 913 instructions per
 //!   command, session 8). Stepping through the levels nearest the touch one by one measured
-//!   worse than the binary search it was to save. A direct-indexed window of levels near the
-//!   touch (a ring addressed by price, a bitmap for the next best, this vector as the
-//!   fallback) measured no better on the realistic flow (+1 to +3 instructions per command:
-//!   the vector already finds most levels without a search) and bounded the flash crash's
-//!   deep-book inserts only by its width (-11 at 16 384 ticks), so the vector stayed (session
-//!   8 round 2). Not yet measured against a B-tree of levels.
+//!   worse than the binary search it was to save. Not yet measured against a B-tree of levels.
+//! - **Price window**: over that vector, each side keeps a direct-indexed window of 4 096
+//!   ticks at and behind the touch (a ring of levels addressed by price, a bitmap of the
+//!   non-empty ones for the next best); the vector holds only prices worse than the window, so
+//!   the window moves by appending to or popping from the vector's best end, never by a search
+//!   or a shift. Resting, cancelling and filling near the touch index the level directly. On
+//!   top of the session-8 vector alone it measured +1 to +3 instructions per command (the
+//!   vector's hint and guess already avoided most searches); once the bounds checks below were
+//!   gone it won on both flows (733.8 -> 728.1 realistic, 783.8 -> 776.1 flash crash,
+//!   session 8 round 2), for 96 KiB a side.
 //! - **Orders**: one 88-byte `Order` per slab slot, read and edited in place. The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
 //!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level

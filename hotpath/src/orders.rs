@@ -77,7 +77,7 @@ pub(crate) struct Order {
 const _: () = assert!(core::mem::size_of::<Order>() == 88);
 
 /// Filler for never-used slots below the high-water mark.
-const VACANT: Order = Order {
+pub(crate) const VACANT: Order = Order {
     id: OrderId(0),
     account: AccountId(0),
     market: MarketId(0),
