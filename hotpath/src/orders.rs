@@ -77,7 +77,7 @@ pub(crate) struct Order {
 const _: () = assert!(core::mem::size_of::<Order>() == 88);
 
 /// Filler for never-used slots below the high-water mark.
-const VACANT: Order = Order {
+pub(crate) const VACANT: Order = Order {
     id: OrderId(0),
     account: AccountId(0),
     market: MarketId(0),
@@ -194,6 +194,23 @@ impl ClientIndex {
         }
     }
 
+    // Table accesses without a bounds check (measured, session 8 round 2 in perf/RESULTS.md).
+    // Invariant: positions are always reduced by `mask`, and `mask + 1` (the prefix in use, a
+    // power of two) never exceeds `table.len()`, which never changes after `new`.
+    #[inline(always)]
+    fn at(&self, i: usize) -> ClientEntry {
+        debug_assert!(i <= self.mask && self.mask < self.table.len());
+        // SAFETY: in bounds by the invariant above.
+        unsafe { *self.table.get_unchecked(i) }
+    }
+
+    #[inline(always)]
+    fn at_mut(&mut self, i: usize) -> &mut ClientEntry {
+        debug_assert!(i <= self.mask && self.mask < self.table.len());
+        // SAFETY: in bounds by the invariant above.
+        unsafe { self.table.get_unchecked_mut(i) }
+    }
+
     /// The table position holding (account, client), or the empty position where it would go;
     /// and the key's hash.
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
@@ -209,12 +226,15 @@ impl ClientIndex {
         let mut i = hash as usize & self.mask;
         // Bounded by the prefix size; it is never more than half full.
         for _ in 0..=self.mask {
-            let entry = self.table[i];
+            let entry = self.at(i);
             if entry.slot == NIL {
                 return (i, false, hash);
             }
             if entry.hash == hash {
-                let o = &slots[entry.slot as usize];
+                debug_assert!((entry.slot as usize) < slots.len());
+                // SAFETY: an indexed slot is below the slab's high-water mark (the slab's
+                // invariant, `Orders::get`).
+                let o = unsafe { slots.get_unchecked(entry.slot as usize) };
                 if o.account == account && o.client_order_id == client {
                     return (i, true, hash);
                 }
@@ -302,7 +322,7 @@ impl ClientIndex {
         let mut found = false;
         // Bounded by the prefix size; it is never more than half full.
         for _ in 0..=self.mask {
-            let entry = self.table[hole];
+            let entry = self.at(hole);
             if entry.slot == NIL {
                 break;
             }
@@ -316,13 +336,13 @@ impl ClientIndex {
         if !found {
             return false;
         }
-        self.table[hole] = CLIENT_EMPTY;
+        *self.at_mut(hole) = CLIENT_EMPTY;
         self.len -= 1;
         self.version += 1;
         // Backward shift: move later entries of the run into the hole when their home allows.
         let mut i = (hole + 1) & self.mask;
         for _ in 0..=self.mask {
-            let entry = self.table[i];
+            let entry = self.at(i);
             if entry.slot == NIL {
                 break;
             }
@@ -331,8 +351,8 @@ impl ClientIndex {
             let distance_home = i.wrapping_sub(home) & self.mask;
             let distance_hole = i.wrapping_sub(hole) & self.mask;
             if distance_home >= distance_hole {
-                self.table[hole] = entry;
-                self.table[i] = CLIENT_EMPTY;
+                *self.at_mut(hole) = entry;
+                *self.at_mut(i) = CLIENT_EMPTY;
                 hole = i;
             }
             i = (i + 1) & self.mask;
@@ -394,14 +414,31 @@ impl Orders {
         self.live
     }
 
+    // Slab accesses without a bounds check (measured, session 8 round 2 in perf/RESULTS.md).
+    // Invariant: every slot number the engine holds names a slot below the high-water mark
+    // `slots.len()`, which never falls. Slot numbers come only from `insert_with` (a slot
+    // below the new length), `find_id` and `find_client` (checked against the slab), and the
+    // links stored in levels, orders and account lists (copies of those); `slots` only grows
+    // (`insert_with` pushes, `restore` resizes an empty slab). A slot number from outside
+    // (an order id in a command) goes through `find_id` first.
     #[inline]
     pub fn get(&self, slot: u32) -> &Order {
-        &self.slots[slot as usize]
+        debug_assert!(
+            (slot as usize) < self.slots.len(),
+            "slot {slot} beyond the slab"
+        );
+        // SAFETY: in bounds by the invariant above (checked in debug builds).
+        unsafe { self.slots.get_unchecked(slot as usize) }
     }
 
     #[inline]
     pub fn get_mut(&mut self, slot: u32) -> &mut Order {
-        &mut self.slots[slot as usize]
+        debug_assert!(
+            (slot as usize) < self.slots.len(),
+            "slot {slot} beyond the slab"
+        );
+        // SAFETY: in bounds by the invariant above (checked in debug builds).
+        unsafe { self.slots.get_unchecked_mut(slot as usize) }
     }
 
     #[inline]
@@ -465,22 +502,31 @@ impl Orders {
         slot
     }
 
+    /// The (head, tail) of an account's list, without a bounds check (measured, session 8
+    /// round 2 in perf/RESULTS.md). Invariant: the account of every order in the slab is below
+    /// `account_lists.len()` (the engine's `max_accounts`: `Engine` refuses any other account
+    /// in a command, `restore` any other in a snapshot); the vector never changes length.
+    #[inline(always)]
+    fn account_list(&mut self, account: AccountId) -> &mut (u32, u32) {
+        debug_assert!((account.0 as usize) < self.account_lists.len());
+        // SAFETY: in bounds by the invariant above.
+        unsafe { self.account_lists.get_unchecked_mut(account.0 as usize) }
+    }
+
     /// Indexes the order in `slot` by client id (where `vacancy` says, if given) and appends it
     /// to its account's list.
     // Always: on every new order's path (measured, session 8 step 7 in perf/RESULTS.md).
     #[inline(always)]
     fn link(&mut self, slot: u32, vacancy: Option<ClientVacancy>) {
-        let account = self.slots[slot as usize].account;
+        let account = self.get(slot).account;
         // Keep the prefix at most half full; the slot being linked is already in the slab.
         if (self.by_client.len + 1) * 2 > self.by_client.mask + 1 {
             self.by_client.grow(&self.slots[..]);
             // `grow` re-inserted every live order, including this one.
             debug_assert!(
-                self.by_client.find(
-                    &self.slots,
-                    account,
-                    self.slots[slot as usize].client_order_id
-                ) == Some(slot)
+                self.by_client
+                    .find(&self.slots, account, self.get(slot).client_order_id)
+                    == Some(slot)
             );
         } else if let Some(vacancy) = vacancy {
             self.by_client.insert_at(&self.slots, slot, vacancy);
@@ -489,18 +535,18 @@ impl Orders {
             assert!(inserted, "client order id reused");
         }
         // Link at the account's tail so mass cancel walks oldest first.
-        let (head, tail) = self.account_lists[account.0 as usize];
+        let (head, tail) = *self.account_list(account);
         {
-            let o = &mut self.slots[slot as usize];
+            let o = self.get_mut(slot);
             o.acct_prev = tail;
             o.acct_next = NIL;
         }
         if tail == NIL {
             debug_assert_eq!(head, NIL);
-            self.account_lists[account.0 as usize] = (slot, slot);
+            *self.account_list(account) = (slot, slot);
         } else {
-            self.slots[tail as usize].acct_next = slot;
-            self.account_lists[account.0 as usize].1 = slot;
+            self.get_mut(tail).acct_next = slot;
+            self.account_list(account).1 = slot;
         }
     }
 
@@ -511,24 +557,24 @@ impl Orders {
     #[inline(always)]
     pub fn remove(&mut self, slot: u32) {
         let (account, client, acct_prev, acct_next) = {
-            let o = &self.slots[slot as usize];
+            let o = self.get(slot);
             assert!(o.id.0 != 0, "remove of a free slot");
             (o.account, o.client_order_id, o.acct_prev, o.acct_next)
         };
         let removed = self.by_client.remove(account, client, slot);
         assert!(removed, "live order missing from the client index");
         if acct_prev == NIL {
-            self.account_lists[account.0 as usize].0 = acct_next;
+            self.account_list(account).0 = acct_next;
         } else {
-            self.slots[acct_prev as usize].acct_next = acct_next;
+            self.get_mut(acct_prev).acct_next = acct_next;
         }
         if acct_next == NIL {
-            self.account_lists[account.0 as usize].1 = acct_prev;
+            self.account_list(account).1 = acct_prev;
         } else {
-            self.slots[acct_next as usize].acct_prev = acct_prev;
+            self.get_mut(acct_next).acct_prev = acct_prev;
         }
         self.live -= 1;
-        self.slots[slot as usize].id = OrderId(0);
+        self.get_mut(slot).id = OrderId(0);
         self.free.push(slot);
     }
 
@@ -614,6 +660,18 @@ mod tests {
             client_order_id: ClientOrderId(client),
             ..VACANT
         }
+    }
+
+    /// The slab is read without bounds checks in release builds (`Orders::get`); a debug build
+    /// (every test) still stops at a slot beyond the high-water mark.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "beyond the slab")]
+    fn a_slot_beyond_the_slab_is_caught_in_debug_builds() {
+        let mut orders = Orders::new(8, 2);
+        let slot = orders.insert(order(&orders, 1, 0, 1));
+        // Within the vector's capacity, so only the debug assertion can catch it.
+        let _ = orders.get(slot + 1);
     }
 
     /// A tiny table (16 entries for 8 orders) forces long probe runs, wrap-around and

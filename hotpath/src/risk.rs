@@ -1,6 +1,8 @@
 //! Per-account risk state: open-order count, kill switch, fee tier and the order-rate token
 //! bucket, which is fed by command timestamps so that replay yields the same decisions.
 
+use crate::ids::AccountId;
+
 /// Token units per order: the bucket counts in nano-tokens so refill is exact integer arithmetic.
 const TOKEN: u64 = 1_000_000_000;
 
@@ -41,4 +43,32 @@ pub(crate) fn take_token(
         return None;
     }
     Some((tokens - TOKEN, now_ns.max(risk.refilled_ns).max(1)))
+}
+
+// The risk state of an account without a bounds check (measured, session 8 round 2 in
+// perf/RESULTS.md). Invariant: the engine's `accounts` has `max_accounts` entries and never
+// changes length, and an account reaches these only after `Engine::check_account` (a command's
+// account) or from an order in the slab (whose account was checked when it was placed or
+// restored). Checked in debug builds.
+#[inline(always)]
+pub(crate) fn account_risk(accounts: &[AccountRisk], account: AccountId) -> &AccountRisk {
+    debug_assert!(
+        (account.0 as usize) < accounts.len(),
+        "account beyond the risk state"
+    );
+    // SAFETY: in bounds by the invariant above.
+    unsafe { accounts.get_unchecked(account.0 as usize) }
+}
+
+#[inline(always)]
+pub(crate) fn account_risk_mut(
+    accounts: &mut [AccountRisk],
+    account: AccountId,
+) -> &mut AccountRisk {
+    debug_assert!(
+        (account.0 as usize) < accounts.len(),
+        "account beyond the risk state"
+    );
+    // SAFETY: in bounds by the invariant above.
+    unsafe { accounts.get_unchecked_mut(account.0 as usize) }
 }
