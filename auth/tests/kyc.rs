@@ -17,7 +17,7 @@ use peregrine_auth::store::ProfileState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
-use support::{Harness, Session, start};
+use support::{Harness, PrivateBao, Session, start, start_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WEBHOOK_SECRET: &str = "the provider's shared secret, 32 bytes at least";
@@ -763,4 +763,64 @@ async fn the_webhook_takes_only_fresh_signed_events_and_sets_private_labels() {
         h.metrics_text()
             .contains("auth_kyc_webhooks_total{outcome=\"kyc.webhook.replayed\"} 1")
     );
+}
+
+#[tokio::test]
+async fn a_sealed_or_stopped_openbao_answers_503_and_changes_nothing() {
+    let private = PrivateBao::start().await;
+    let h = start_with("kyc_vault_down", private.client.clone(), |_| {}).await;
+    let alice = h.member("alice").await;
+    let content = png(b"sealed before the seal");
+    let answer = upload(&h, &alice, "passport", "image/png", content.clone()).await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.body);
+    let id = answer.body["id"].as_i64().unwrap();
+    let user = h.user(&alice).await;
+
+    private.client.seal().await.unwrap();
+    let read = h
+        .call(
+            "GET",
+            &format!("/resource/documents/{id}"),
+            None,
+            Some(&alice),
+        )
+        .await;
+    let upload_sealed = upload(&h, &alice, "selfie", "image/png", png(b"x")).await;
+    drop(private);
+    let upload_stopped = upload(&h, &alice, "selfie", "image/png", png(b"x")).await;
+    for answer in [&read, &upload_sealed, &upload_stopped] {
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.body
+        );
+        assert_eq!(answer.code(), "identity.vault_unavailable");
+        assert_eq!(answer.headers["retry-after"], "1");
+    }
+    assert_eq!(
+        h.identity
+            .store()
+            .documents_of(user.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let denied = audited(&h, "kyc.document.upload").await;
+    assert_eq!(
+        denied
+            .iter()
+            .filter(|e| e.code == "identity.vault_unavailable")
+            .count(),
+        2
+    );
+    // What needs no OpenBao goes on.
+    let listed = h
+        .call("GET", "/resource/documents", None, Some(&alice))
+        .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.body.as_array().unwrap().len(), 1);
+    let labels = h.call("GET", "/resource/labels", None, Some(&alice)).await;
+    assert_eq!(labels.status, StatusCode::OK);
 }

@@ -76,12 +76,18 @@ pub struct Harness {
     pub addr: SocketAddr,
 }
 
-/// Serves identity and KYC on a database `suffix` of its own; `tune` adjusts KYC's config.
+/// Serves identity and KYC on a database `suffix` of its own, with the shared OpenBao;
+/// `tune` adjusts KYC's config.
 pub async fn start(suffix: &str, tune: impl FnOnce(&mut KycConfig)) -> Harness {
+    start_with(suffix, bao(), tune).await
+}
+
+/// [`start`] with the OpenBao `bao`.
+pub async fn start_with(suffix: &str, bao: OpenBao, tune: impl FnOnce(&mut KycConfig)) -> Harness {
     let database_url = mysql_url(suffix).await;
     let store = peregrine_auth::Store::open(&database_url).await.unwrap();
     let mount = unique("kyc-transit");
-    bao().ensure_engine(&mount, Engine::Transit).await.unwrap();
+    bao.ensure_engine(&mount, Engine::Transit).await.unwrap();
     let mut config = IdentityConfig::default();
     config.cookie_secure = false;
     config.mail = Some(MailConfig::new(
@@ -94,11 +100,7 @@ pub async fn start(suffix: &str, tune: impl FnOnce(&mut KycConfig)) -> Harness {
     let clock = Clock::manual(1_796_432_523_000);
     let registry = prometheus::Registry::new();
     let identity = Arc::new(Identity::new(store, config, clock.clone(), &registry).unwrap());
-    let kyc = Arc::new(
-        Kyc::start(identity.clone(), bao(), &registry)
-            .await
-            .unwrap(),
-    );
+    let kyc = Arc::new(Kyc::start(identity.clone(), bao, &registry).await.unwrap());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = peregrine_auth::http::router(identity.clone())
@@ -277,5 +279,58 @@ async fn mailed_code(to: &str) -> String {
         }
         assert!(tokio::time::Instant::now() < deadline, "no mail to {to}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A dev-mode OpenBao of the test's own (so the test may seal or stop it), killed when
+/// dropped.
+pub struct PrivateBao {
+    child: std::process::Child,
+    pub client: OpenBao,
+    _home: tempfile::TempDir,
+}
+
+impl PrivateBao {
+    pub async fn start() -> PrivateBao {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let home = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(required_env("BAO_BIN"))
+            .args(["server", "-dev", "-dev-root-token-id=kyc-private-root"])
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", home.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let client = OpenBao::new(
+            &format!("http://127.0.0.1:{port}"),
+            BaoToken::new("kyc-private-root"),
+        )
+        .unwrap();
+        let private = PrivateBao {
+            child,
+            client,
+            _home: home,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while !matches!(private.client.health().await, Ok(health) if !health.sealed) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the private OpenBao did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        private
+    }
+}
+
+impl Drop for PrivateBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
