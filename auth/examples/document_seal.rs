@@ -2,7 +2,7 @@
 //! the store (embedded SQLite) — and the unwrap and open on read. Needs the OpenBao of
 //! `scripts/test` (VAULT_ADDR, VAULT_TOKEN). Run:
 //! `cargo run -p peregrine-auth --example document_seal -- [ROUNDS] [SIZE_KIB]`.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
 use std::time::Instant;

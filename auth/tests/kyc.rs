@@ -612,6 +612,20 @@ async fn uploads_are_refused_by_type_and_size_before_the_body_is_read() {
     assert!(reply.contains("connection: close"), "{reply}");
     let reply = raw_upload(&h, &alice, "Transfer-Encoding: chunked").await;
     assert!(reply.starts_with("http/1.1 411"), "{reply}");
+    // Refused for want of a session, before the body: the connection closes too.
+    let anonymous = h
+        .send(
+            h.request(
+                "POST",
+                "/resource/documents?doc_type=passport&doc_number=1",
+                None,
+            )
+            .header("Content-Type", "image/png")
+            .body(png(b"x")),
+        )
+        .await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anonymous.headers["connection"], "close");
     assert!(
         h.identity
             .store()

@@ -259,7 +259,29 @@ async fn documents_list(
     Ok(Json(body).into_response())
 }
 
+/// An upload. A refusal may come before the body is read (the session, the headers): the
+/// answer then closes the connection, or a client reusing it would send its next request
+/// into the rest of this body.
 async fn document_upload(
+    state: State<Shared>,
+    client: Client,
+    headers: HeaderMap,
+    uri: Uri,
+    body: Body,
+) -> Response {
+    match document_upload_inner(state, client, headers, uri, body).await {
+        Ok(response) => response,
+        Err(error) => {
+            let mut response = error.into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            response
+        }
+    }
+}
+
+async fn document_upload_inner(
     State(kyc): State<Shared>,
     Client(source): Client,
     headers: HeaderMap,

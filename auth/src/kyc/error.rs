@@ -175,19 +175,6 @@ impl KycError {
             }
         }
     }
-
-    /// Whether the request body may be left unread (the connection must then close, or a
-    /// client reusing it would send its next request into the rest of this body).
-    pub fn leaves_body_unread(&self) -> bool {
-        matches!(
-            self,
-            KycError::ContentType
-                | KycError::LengthRequired
-                | KycError::DocumentTooLarge { .. }
-                | KycError::DocumentType
-                | KycError::InvalidParams { .. }
-        )
-    }
 }
 
 impl IntoResponse for KycError {
@@ -202,7 +189,6 @@ impl IntoResponse for KycError {
             }
             _ => self.to_string(),
         };
-        let close = self.leaves_body_unread();
         let retry = matches!(self, KycError::VaultUnavailable);
         let mut response = match self {
             KycError::Auth(error) => error.into_response(),
@@ -214,15 +200,8 @@ impl IntoResponse for KycError {
                 (status, axum::Json(body)).into_response()
             }
         };
-        let headers = response.headers_mut();
-        if close {
-            headers.insert(
-                axum::http::header::CONNECTION,
-                axum::http::HeaderValue::from_static("close"),
-            );
-        }
         if retry {
-            headers.insert(
+            response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
                 axum::http::HeaderValue::from_static("1"),
             );
