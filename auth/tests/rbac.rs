@@ -173,3 +173,56 @@ async fn a_member_calling_operator_actions_is_refused_and_every_decision_is_audi
         ChainStatus::Intact { .. }
     ));
 }
+
+#[tokio::test]
+async fn the_embedded_sqlite_store_seeds_the_same_table_and_levels_labels_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open(&format!(
+        "sqlite://{}",
+        dir.path().join("identity.db").display()
+    ))
+    .await
+    .unwrap();
+    let mysql = Store::open(&support::mysql_url("rbac_parity").await)
+        .await
+        .unwrap();
+    assert_eq!(
+        Rbac::load(&sqlite).await.unwrap(),
+        Rbac::load(&mysql).await.unwrap()
+    );
+    assert_eq!(
+        sqlite.role_permissions().await.unwrap().len(),
+        mysql.role_permissions().await.unwrap().len()
+    );
+    // Labels and the level they give, in one transaction, on both back ends.
+    let rules = peregrine_auth::kyc::KycConfig::default().level_rules;
+    let level_of = |labels: &[peregrine_auth::store::LabelRow]| {
+        peregrine_auth::kyc::level::level_of(&rules, labels)
+    };
+    for store in [&sqlite, &mysql] {
+        let registry = prometheus::Registry::new();
+        let identity = peregrine_auth::Identity::new(
+            store.clone(),
+            peregrine_auth::IdentityConfig::default(),
+            peregrine_auth::Clock::System,
+            &registry,
+        )
+        .unwrap();
+        let user = identity
+            .create_operator("member@example.com", support::PASSWORD, Role::Member)
+            .await
+            .unwrap();
+        let change = |key| peregrine_auth::store::LabelChange {
+            key,
+            scope: "private",
+            value: Some("verified"),
+        };
+        let changes = [change("email"), change("phone")];
+        let (level, removed) = store
+            .apply_labels(user.id, &changes, 1, &level_of)
+            .await
+            .unwrap();
+        assert_eq!((level, removed), (2, 0), "{}", store.dialect_name());
+        assert_eq!(store.user_by_id(user.id).await.unwrap().unwrap().level, 2);
+    }
+}
