@@ -749,15 +749,40 @@ async fn the_webhook_takes_only_fresh_signed_events_and_sets_private_labels() {
     assert_eq!(replay.code(), "kyc.webhook.replayed");
     assert_eq!(level(&h, &alice).await, 1);
 
-    // The provider's verdict on a submitted profile.
+    // A verdict the profile cannot take (it is only drafted) changes nothing, labels
+    // included; the same event is accepted once the profile is submitted: it was not
+    // remembered as seen.
+    h.call(
+        "POST",
+        "/resource/profiles",
+        Some(complete_profile()),
+        Some(&alice),
+    )
+    .await;
+    let verdict = json!({"event_id": "e2", "uid": alice.uid, "profile": "verified",
+                         "labels": [{"key": "document", "value": "verified"}]});
+    let early = webhook(&h, &verdict, now, WEBHOOK_SECRET).await;
+    assert_eq!(
+        early.code(),
+        "resource.profile.invalid_transition",
+        "{}",
+        early.body
+    );
+    let has_document = || async {
+        let user = h.user(&alice).await;
+        let labels = h.identity.store().labels_of(user.id).await.unwrap();
+        labels.iter().any(|l| l.key == "document")
+    };
+    assert!(!has_document().await);
     let mut profile = complete_profile();
     profile["confirm"] = json!(true);
-    h.call("POST", "/resource/profiles", Some(profile), Some(&alice))
+    h.call("PUT", "/resource/profiles", Some(profile), Some(&alice))
         .await;
-    let verdict = json!({"event_id": "e2", "uid": alice.uid, "profile": "verified"});
+    assert_eq!(profile_state(&h, &alice).await, ProfileState::Submitted);
     let answer = webhook(&h, &verdict, now, WEBHOOK_SECRET).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(profile_state(&h, &alice).await, ProfileState::Verified);
+    assert!(has_document().await);
     let calls = audited(&h, "kyc.webhook").await;
     assert_eq!(
         calls
@@ -771,7 +796,7 @@ async fn the_webhook_takes_only_fresh_signed_events_and_sets_private_labels() {
             .iter()
             .filter(|e| e.outcome == Outcome::Denied)
             .count(),
-        6
+        7
     );
     assert!(
         h.metrics_text()

@@ -43,7 +43,7 @@ pub fn next(state: ProfileState, event: ProfileEvent) -> Option<ProfileState> {
 }
 
 /// The state an event aims at, for the refusal's message.
-fn aim(event: ProfileEvent) -> ProfileState {
+pub(crate) fn aim(event: ProfileEvent) -> ProfileState {
     match event {
         ProfileEvent::Edit => ProfileState::Drafted,
         ProfileEvent::Submit => ProfileState::Submitted,

@@ -142,16 +142,40 @@ impl Kyc {
         *target = event.uid.chars().take(64).collect();
         let verdict = self.check_event(&event)?;
         let user = self.user_by_uid(&event.uid).await?;
+        // A verdict the profile cannot take is refused before anything changes.
+        if let Some(verdict) = verdict {
+            let state = self.profile(&user).await?.state;
+            if super::profile::next(state, verdict).is_none() {
+                return Err(KycError::ProfileTransition {
+                    from: state,
+                    to: super::profile::aim(verdict),
+                });
+            }
+        }
         // Remembered for twice the window: a call is accepted up to a window early or late.
         let forget_before_ms = now_ms - 2 * config.webhook_window_ms;
-        let fresh = self
-            .identity
-            .store()
+        let store = self.identity.store();
+        let fresh = store
             .record_webhook_event(&event.event_id, now_ms, forget_before_ms)
             .await?;
         if !fresh {
             return Err(KycError::WebhookReplay);
         }
+        let applied = self.apply_event(&user, &event, verdict).await;
+        if applied.is_err() {
+            // Not applied (or not wholly): the provider's retry of this event must not be
+            // refused as a replay. Labels are set, not added, so a retry is idempotent.
+            store.forget_webhook_event(&event.event_id).await?;
+        }
+        applied
+    }
+
+    async fn apply_event(
+        &self,
+        user: &crate::store::User,
+        event: &WebhookEvent,
+        verdict: Option<ProfileEvent>,
+    ) -> Result<(), KycError> {
         let changes: Vec<LabelChange<'_>> = event
             .labels
             .iter()
@@ -165,7 +189,7 @@ impl Kyc {
             self.apply_labels(user.id, &changes).await?;
         }
         if let Some(verdict) = verdict {
-            self.transition(&user, verdict, None).await?;
+            self.transition(user, verdict, None).await?;
         }
         Ok(())
     }

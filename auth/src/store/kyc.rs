@@ -534,6 +534,15 @@ impl Store {
         })
     }
 
+    /// Forgets a webhook event id (its call was not applied: a retry must be accepted).
+    pub async fn forget_webhook_event(&self, event_id: &str) -> Result<(), StoreError> {
+        const SQL: &str = "DELETE FROM kyc_webhook_events WHERE event_id = ?";
+        on_pool!(self, |pool, _d| {
+            sqlx::query(SQL).bind(event_id).execute(pool).await?;
+        });
+        Ok(())
+    }
+
     /// The role -> permission table, as stored: (role, action) rows.
     pub async fn role_permissions(&self) -> Result<Vec<(String, String)>, StoreError> {
         const SQL: &str = "SELECT role, action FROM permissions ORDER BY role, action";
