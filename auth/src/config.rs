@@ -2,6 +2,7 @@
 //! duration is in milliseconds and every bound is named; defaults follow Barong's where it had
 //! one (30 min sliding sessions).
 
+use crate::kyc::KycConfig;
 use crate::mail::MailConfig;
 
 /// Settings of [`crate::Identity`].
@@ -42,6 +43,8 @@ pub struct IdentityConfig {
     pub cookie_secure: bool,
     /// How mail is sent; `None` logs codes instead (a development appliance).
     pub mail: Option<MailConfig>,
+    /// KYC: level rules, gated actions' levels, documents, the provider webhook.
+    pub kyc: KycConfig,
 }
 
 impl Default for IdentityConfig {
@@ -64,6 +67,7 @@ impl Default for IdentityConfig {
             account_id_end: 1 << 16,
             cookie_secure: true,
             mail: None,
+            kyc: KycConfig::default(),
         }
     }
 }
@@ -94,6 +98,6 @@ impl IdentityConfig {
         if self.account_id_first >= self.account_id_end {
             return Err("account_id_first must be below account_id_end");
         }
-        Ok(())
+        self.kyc.validate()
     }
 }

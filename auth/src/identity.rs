@@ -150,9 +150,29 @@ impl Identity {
         source: &Source,
         result: Result<(), &AuthError>,
     ) {
-        let (outcome, code) = match result {
-            Ok(()) => (Outcome::Allowed, ""),
-            Err(error) => (Outcome::Denied, error.code()),
+        self.audit_code(
+            actor,
+            action,
+            target,
+            source,
+            result.err().map(AuthError::code),
+        )
+        .await;
+    }
+
+    /// Writes an audit record: denied with `code`, or allowed when `code` is `None` (for
+    /// refusals typed outside [`AuthError`], e.g. KYC's and RBAC's).
+    pub(crate) async fn audit_code(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        source: &Source,
+        code: Option<&str>,
+    ) {
+        let (outcome, code) = match code {
+            None => (Outcome::Allowed, ""),
+            Some(code) => (Outcome::Denied, code),
         };
         let entry = AuditEntry {
             at_ms: self.now_ms(),

@@ -4,18 +4,23 @@
 //!
 //! Owns:
 //! - its own relational store ([`store`]): MySQL/MariaDB in production, SQLite embedded, with
-//!   the schema's migrations; the API-key, role and permission tables are laid out for the
-//!   stages that follow (JWT, API keys, TOTP, KYC, RBAC), whose logic is not here yet;
+//!   the schema's migrations; the API-key table is laid out for the stages that follow (JWT,
+//!   API keys, TOTP), whose logic is not here yet;
 //! - the user life cycle ([`Identity`]): sign-up with argon2id password hashes, codes sent by
 //!   e-mail over SMTP ([`mail`]), login with per-account and per-address lockout, sessions
 //!   with sliding expiry and CSRF tokens, and the `AccountId` each verified user trades with;
 //! - the Barong-shaped HTTP API ([`http::router`]) under `/api/v2/barong/identity` and
 //!   `/api/v2/barong/resource`, which the appliance mounts, with Prometheus metrics;
-//! - the audit chain ([`audit`]) and its verification.
+//! - the audit chain ([`audit`]) and its verification;
+//! - KYC ([`kyc`]): labels, the levels they give and the level gate of actions, profiles under
+//!   review, documents sealed with OpenBao transit data keys, the provider webhook;
+//! - RBAC ([`rbac`]): roles x typed permissions, read from the store, every decision audited.
 //!
 //! Never does:
 //! - keep or log a secret in clear: passwords are argon2id hashes, session ids, CSRF tokens and
 //!   e-mailed codes are stored as SHA-256 digests and compared in constant time;
+//! - keep a KYC document in clear, or send one to the journal: content is AES-256-GCM
+//!   ciphertext under a data key only OpenBao can unwrap;
 //! - sit on the order path: gateways will verify tokens and keys from memory (a later stage),
 //!   never by a call into this crate per request;
 //! - make the first user an administrator: operators are made on the host
@@ -29,9 +34,11 @@ pub mod config;
 pub mod error;
 pub mod http;
 mod identity;
+pub mod kyc;
 pub mod mail;
 pub mod metrics;
 pub mod password;
+pub mod rbac;
 pub mod secret;
 pub mod store;
 

@@ -46,6 +46,9 @@ pub enum Command {
     /// Identity administration on the host: `create-operator` makes an operator (the only
     /// way one comes to exist; sign-up makes members).
     Admin(crate::commands::admin::AdminArgs),
+    /// The identity audit trail: `verify` checks the hash chain and names the first broken
+    /// record.
+    Audit(crate::commands::audit::AuditArgs),
 }
 
 /// Flags of `peregrine up`.

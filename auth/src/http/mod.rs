@@ -8,6 +8,7 @@
 
 pub mod error;
 mod format;
+pub mod kyc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

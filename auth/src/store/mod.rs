@@ -8,6 +8,7 @@
 //! here (`FOR UPDATE`, how a write transaction begins).
 
 mod audit;
+mod kyc;
 mod sessions;
 mod throttle;
 mod users;
@@ -24,6 +25,10 @@ use sqlx::sqlite::{
 };
 
 pub use audit::AuditRow;
+pub use kyc::{
+    DocumentMeta, DocumentRow, LabelChange, LabelRow, NewDocument, ProfileFields, ProfileRow,
+    ProfileState,
+};
 pub use sessions::{NewSession, SessionRow};
 pub use throttle::Throttle;
 pub use users::{CodePurpose, CodeRow, NewUser, Role, User, UserState};
@@ -209,16 +214,30 @@ impl Store {
 /// (version, description, SQL) of each migration.
 type MigrationFiles = &'static [(i64, &'static str, &'static str)];
 
-const MYSQL_MIGRATIONS: MigrationFiles = &[(
-    1,
-    "identity",
-    include_str!("../../migrations/mysql/0001_identity.sql"),
-)];
-const SQLITE_MIGRATIONS: MigrationFiles = &[(
-    1,
-    "identity",
-    include_str!("../../migrations/sqlite/0001_identity.sql"),
-)];
+const MYSQL_MIGRATIONS: MigrationFiles = &[
+    (
+        1,
+        "identity",
+        include_str!("../../migrations/mysql/0001_identity.sql"),
+    ),
+    (
+        3,
+        "kyc rbac",
+        include_str!("../../migrations/mysql/0003_kyc_rbac.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: MigrationFiles = &[
+    (
+        1,
+        "identity",
+        include_str!("../../migrations/sqlite/0001_identity.sql"),
+    ),
+    (
+        3,
+        "kyc rbac",
+        include_str!("../../migrations/sqlite/0003_kyc_rbac.sql"),
+    ),
+];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
 
 /// The migrator `sqlx::migrate!` would build, without the `macros` feature (see

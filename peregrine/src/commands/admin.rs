@@ -40,6 +40,13 @@ pub struct CreateOperatorArgs {
     #[arg(long, default_value = "superadmin")]
     pub role: String,
 
+    #[command(flatten)]
+    pub store: IdentityStoreArgs,
+}
+
+/// Where the identity store is, for the commands that open it on the host.
+#[derive(Debug, Args)]
+pub struct IdentityStoreArgs {
     /// The identity store [default: sqlite://<data dir>/identity.db]
     #[arg(long, value_name = "URL")]
     pub database_url: Option<String>,
@@ -47,6 +54,15 @@ pub struct CreateOperatorArgs {
     /// Directory for all persistent state (data.dir)
     #[arg(long, value_name = "DIR", default_value = "data")]
     pub data_dir: PathBuf,
+}
+
+impl IdentityStoreArgs {
+    /// The store's URL: the one given, or the data directory's SQLite file.
+    pub fn url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("identity.db").display()))
+    }
 }
 
 /// Why no operator was made.
@@ -105,12 +121,9 @@ fn create_operator(args: &CreateOperatorArgs) -> Result<(), AdminError> {
             line
         }
     };
-    let database_url = args
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", args.data_dir.join("identity.db").display()));
+    let database_url = args.store.url();
     if database_url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&args.data_dir)?;
+        std::fs::create_dir_all(&args.store.data_dir)?;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,6 +1,7 @@
 //! What each subcommand does, and how failures map to exit codes.
 
 pub mod admin;
+pub mod audit;
 pub mod bench;
 pub mod keygen;
 pub mod replay;
@@ -29,6 +30,8 @@ pub enum CommandError {
     Keygen(#[from] keygen::KeygenError),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
+    #[error(transparent)]
+    Audit(#[from] audit::AuditError),
 }
 
 impl CommandError {
@@ -39,9 +42,12 @@ impl CommandError {
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
             Self::Tuning(e) => e.exit_code(),
             Self::Admin(e) if e.is_usage_error() => EXIT_CONFIG,
-            Self::Up(_) | Self::Bench(_) | Self::Replay(_) | Self::Keygen(_) | Self::Admin(_) => {
-                EXIT_FAILURE
-            }
+            Self::Up(_)
+            | Self::Bench(_)
+            | Self::Replay(_)
+            | Self::Keygen(_)
+            | Self::Admin(_)
+            | Self::Audit(_) => EXIT_FAILURE,
         }
     }
 }
@@ -55,6 +61,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Tuning(args) => tuning::run(&args, std::env::vars_os())?,
         Command::Keygen(args) => keygen::run(&args)?,
         Command::Admin(args) => admin::run(&args)?,
+        Command::Audit(args) => audit::run(&args)?,
     }
     Ok(())
 }
