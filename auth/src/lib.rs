@@ -5,19 +5,26 @@
 //! Owns:
 //! - its own relational store ([`store`]): MySQL/MariaDB in production, SQLite embedded, with
 //!   the schema's migrations; the API-key, role and permission tables are laid out for the
-//!   stages that follow (JWT, API keys, TOTP, KYC, RBAC), whose logic is not here yet;
+//!   stages that follow (API keys, KYC, RBAC), whose logic is not here yet;
 //! - the user life cycle ([`Identity`]): sign-up with argon2id password hashes, codes sent by
 //!   e-mail over SMTP ([`mail`]), login with per-account and per-address lockout, sessions
 //!   with sliding expiry and CSRF tokens, and the `AccountId` each verified user trades with;
 //! - the Barong-shaped HTTP API ([`http::router`]) under `/api/v2/barong/identity` and
 //!   `/api/v2/barong/resource`, which the appliance mounts, with Prometheus metrics;
-//! - the audit chain ([`audit`]) and its verification.
+//! - the audit chain ([`audit`]) and its verification;
+//! - two-factor authentication with TOTP kept in OpenBao's totp engine (one key per user),
+//!   required at login once enabled; OpenBao sealed or gone is 503
+//!   `identity.vault_unavailable` for 2FA and token issuance, never a 500, and sessions go on;
+//! - identity's OpenBao set-up and least-privilege policy ([`vault`]);
+//! - access JWTs (≤ 60 s, EdDSA, signed by OpenBao transit) with their JWKS, and the pure
+//!   in-memory [`jwt::Verifier`] and [`jwt::Refresher`] the gateways verify them with ([`jwt`]).
 //!
 //! Never does:
 //! - keep or log a secret in clear: passwords are argon2id hashes, session ids, CSRF tokens and
-//!   e-mailed codes are stored as SHA-256 digests and compared in constant time;
-//! - sit on the order path: gateways will verify tokens and keys from memory (a later stage),
-//!   never by a call into this crate per request;
+//!   e-mailed codes are stored as SHA-256 digests and compared in constant time; TOTP secrets
+//!   and the JWT signing key never leave OpenBao;
+//! - sit on the order path: gateways verify tokens from memory ([`jwt::Verifier`]), never by
+//!   a call to identity or OpenBao per request;
 //! - make the first user an administrator: operators are made on the host
 //!   ([`Identity::create_operator`]);
 //! - depend on a gateway, the control plane or the persistence internals: only on the hot
@@ -29,11 +36,14 @@ pub mod config;
 pub mod error;
 pub mod http;
 mod identity;
+pub mod jwt;
 pub mod mail;
 pub mod metrics;
 pub mod password;
+mod second_factor;
 pub mod secret;
 pub mod store;
+pub mod vault;
 
 pub use clock::Clock;
 pub use config::IdentityConfig;

@@ -8,6 +8,7 @@
 
 pub mod error;
 mod format;
+mod second_factor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -75,6 +76,7 @@ pub fn router(identity: Arc<Identity>) -> Router {
             &format!("{RESOURCE}/sessions/{{id}}"),
             delete(revoke_session),
         )
+        .merge(second_factor::routes(IDENTITY, RESOURCE))
         .route_layer(middleware::from_fn_with_state(identity.clone(), observe))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(identity)
@@ -317,6 +319,8 @@ async fn password_confirm_code(
 struct Login {
     email: String,
     password: String,
+    /// The one-time code, for a user with 2FA enabled (Barong's field name).
+    otp_code: Option<String>,
 }
 
 async fn login(
@@ -334,7 +338,13 @@ async fn login(
         csrf_token,
         ..
     } = identity
-        .login(&request.email, &request.password, presented, &source)
+        .login_2fa(
+            &request.email,
+            &request.password,
+            request.otp_code.as_deref(),
+            presented,
+            &source,
+        )
         .await?;
     let mut body = user_json(&user, account);
     body["csrf_token"] = json!(csrf_token);

@@ -8,6 +8,7 @@
 //! here (`FOR UPDATE`, how a write transaction begins).
 
 mod audit;
+mod second_factor;
 mod sessions;
 mod throttle;
 mod users;
