@@ -110,6 +110,12 @@ pub enum AuthError {
     /// No OpenBao is configured, so 2FA and tokens are off.
     #[error("two-factor authentication and tokens are not configured")]
     VaultNotConfigured,
+    /// The user holds the most API keys allowed.
+    #[error("too many API keys; delete one first")]
+    TooManyKeys,
+    /// No such API key among the caller's own.
+    #[error("no such API key")]
+    KeyNotFound,
     /// OpenBao refused identity's request (a policy or set-up fault).
     #[error("secret store: {0}")]
     Vault(peregrine_secrets::BaoError),
@@ -145,6 +151,8 @@ impl AuthError {
             AuthError::OtpAlreadyEnabled => "identity.otp.already_enabled",
             AuthError::VaultUnavailable => "identity.vault_unavailable",
             AuthError::VaultNotConfigured => "identity.vault_not_configured",
+            AuthError::TooManyKeys => "resource.api_key.limit_reached",
+            AuthError::KeyNotFound => "resource.api_key.doesnt_exist",
             AuthError::Store(_)
             | AuthError::Vault(_)
             | AuthError::PasswordHash
@@ -173,7 +181,8 @@ impl AuthError {
             AuthError::LockedOut { .. } | AuthError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            AuthError::SessionNotFound => StatusCode::NOT_FOUND,
+            AuthError::SessionNotFound | AuthError::KeyNotFound => StatusCode::NOT_FOUND,
+            AuthError::TooManyKeys => StatusCode::UNPROCESSABLE_ENTITY,
             AuthError::MissingOtp | AuthError::InvalidOtp | AuthError::OtpNotEnabled => {
                 StatusCode::FORBIDDEN
             }

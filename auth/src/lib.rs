@@ -5,7 +5,7 @@
 //! Owns:
 //! - its own relational store ([`store`]): MySQL/MariaDB in production, SQLite embedded, with
 //!   the schema's migrations; the API-key, role and permission tables are laid out for the
-//!   stages that follow (API keys, KYC, RBAC), whose logic is not here yet;
+//!   stages that follow (KYC, RBAC), whose logic is not here yet;
 //! - the user life cycle ([`Identity`]): sign-up with argon2id password hashes, codes sent by
 //!   e-mail over SMTP ([`mail`]), login with per-account and per-address lockout, sessions
 //!   with sliding expiry and CSRF tokens, and the `AccountId` each verified user trades with;
@@ -17,7 +17,10 @@
 //!   `identity.vault_unavailable` for 2FA and token issuance, never a 500, and sessions go on;
 //! - identity's OpenBao set-up and least-privilege policy ([`vault`]);
 //! - access JWTs (≤ 60 s, EdDSA, signed by OpenBao transit) with their JWKS, and the pure
-//!   in-memory [`jwt::Verifier`] and [`jwt::Refresher`] the gateways verify them with ([`jwt`]).
+//!   in-memory [`jwt::Verifier`] and [`jwt::Refresher`] the gateways verify them with ([`jwt`]);
+//! - self-service API keys ([`api_keys`]: HMAC secrets as transit ciphertext, ed25519 keys for
+//!   the QUIC logon, scopes, allowlists, expiry) and the ordered event feed
+//!   ([`key_feed`]) the gateways' in-memory caches follow.
 //!
 //! Never does:
 //! - keep or log a secret in clear: passwords are argon2id hashes, session ids, CSRF tokens and
@@ -30,6 +33,7 @@
 //! - depend on a gateway, the control plane or the persistence internals: only on the hot
 //!   path's id types (`peregrine/tests/layering.rs` checks it).
 
+pub mod api_keys;
 pub mod audit;
 mod clock;
 pub mod config;
@@ -37,6 +41,7 @@ pub mod error;
 pub mod http;
 mod identity;
 pub mod jwt;
+pub mod key_feed;
 pub mod mail;
 pub mod metrics;
 pub mod password;

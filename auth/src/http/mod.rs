@@ -6,6 +6,7 @@
 //! configured off for plain-HTTP tests). Every state-changing request made with a session
 //! also carries the session's CSRF token, returned at login, in `X-CSRF-Token`.
 
+mod api_keys;
 pub mod error;
 mod format;
 mod second_factor;
@@ -77,6 +78,7 @@ pub fn router(identity: Arc<Identity>) -> Router {
             delete(revoke_session),
         )
         .merge(second_factor::routes(IDENTITY, RESOURCE))
+        .merge(api_keys::routes(RESOURCE))
         .route_layer(middleware::from_fn_with_state(identity.clone(), observe))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(identity)

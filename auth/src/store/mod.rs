@@ -7,6 +7,7 @@
 //! on either back end by `on_pool!`; where the dialects differ the difference is named
 //! here (`FOR UPDATE`, how a write transaction begins).
 
+mod api_keys;
 mod audit;
 mod second_factor;
 mod sessions;
@@ -24,6 +25,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use api_keys::{ApiKeyRow, KeyEvent, KeyEventKind, NewApiKey};
 pub use audit::AuditRow;
 pub use sessions::{NewSession, SessionRow};
 pub use throttle::Throttle;
@@ -210,16 +212,30 @@ impl Store {
 /// (version, description, SQL) of each migration.
 type MigrationFiles = &'static [(i64, &'static str, &'static str)];
 
-const MYSQL_MIGRATIONS: MigrationFiles = &[(
-    1,
-    "identity",
-    include_str!("../../migrations/mysql/0001_identity.sql"),
-)];
-const SQLITE_MIGRATIONS: MigrationFiles = &[(
-    1,
-    "identity",
-    include_str!("../../migrations/sqlite/0001_identity.sql"),
-)];
+const MYSQL_MIGRATIONS: MigrationFiles = &[
+    (
+        1,
+        "identity",
+        include_str!("../../migrations/mysql/0001_identity.sql"),
+    ),
+    (
+        2,
+        "api keys",
+        include_str!("../../migrations/mysql/0002_api_keys.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: MigrationFiles = &[
+    (
+        1,
+        "identity",
+        include_str!("../../migrations/sqlite/0001_identity.sql"),
+    ),
+    (
+        2,
+        "api keys",
+        include_str!("../../migrations/sqlite/0002_api_keys.sql"),
+    ),
+];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
 
 /// The migrator `sqlx::migrate!` would build, without the `macros` feature (see
