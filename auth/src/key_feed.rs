@@ -40,6 +40,22 @@ pub struct ResolvedKey {
     pub expires_at_ms: Option<i64>,
 }
 
+impl ResolvedKey {
+    /// A key with no scope, secret or public key yet (the caller sets what it has).
+    pub fn new(kid: String, account: u32) -> ResolvedKey {
+        ResolvedKey {
+            kid,
+            account,
+            scopes: Scopes::default(),
+            hmac_secret: None,
+            public_key: None,
+            legacy: false,
+            allowed_ips: Vec::new(),
+            expires_at_ms: None,
+        }
+    }
+}
+
 /// A change to apply to a cache.
 #[derive(Debug)]
 #[non_exhaustive]

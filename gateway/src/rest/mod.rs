@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 mod feed;
 mod history;
+pub mod key_follower;
 pub mod metrics;
 pub mod nonce_floor;
 pub mod openapi;
@@ -165,6 +166,11 @@ impl Bridge {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Applies a change from identity's key feed to the API-key cache.
+    pub fn apply_key_change(&self, change: peregrine_auth::key_feed::KeyChange) {
+        self.keys.apply(change);
+    }
+
     pub(crate) fn next_client_id(&self) -> u64 {
         self.next_client_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -192,6 +198,10 @@ pub fn router(bridge: Arc<Bridge>) -> Router {
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(
+        bridge.clone(),
+        extract::digest_signed_body,
+    ))
     .layer(axum::middleware::from_fn_with_state(bridge.clone(), track))
     .layer(DefaultBodyLimit::max(bridge.config.body_limit_bytes))
     .with_state(bridge)
@@ -328,9 +338,13 @@ pub async fn serve_on(
     let mut stop = bridge.shutdown.subscribe();
     let server = tokio::spawn(async move {
         let graceful = async move { stopped(&mut stop).await };
-        let served = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(graceful)
-            .await;
+        // With the peer's address: an API key's allowlist is checked against it.
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .await;
         if let Err(error) = served {
             tracing::error!(%error, "REST server failed");
         }
