@@ -503,6 +503,13 @@ impl Refresher {
         Ok(refresher)
     }
 
+    /// A refresher that never reloads: `verifier` for good (tests, a static JWKS file).
+    pub fn fixed(verifier: Verifier) -> Arc<Refresher> {
+        Arc::new(Refresher {
+            current: RwLock::new(Arc::new(verifier)),
+        })
+    }
+
     /// The verifier now (cheap: one read lock and a reference count).
     pub fn current(&self) -> Arc<Verifier> {
         self.current

@@ -1,7 +1,8 @@
 //! Identity's self-service API keys at the REST bridge: a user with 2FA (a real OpenBao's totp
 //! engine) creates a key; the bridge's cache, fed by identity's key events, accepts it within
-//! 1 s; an order placed with it is signed over nonce, method, path and body; a disabled key is
-//! refused within 1 s.
+//! 1 s; an order placed with it is signed over nonce, method, path and body; identity's access
+//! JWT (transit-signed) reads and trades as a bearer token, verified from memory; a disabled key
+//! is refused within 1 s.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod rest_support;
@@ -9,7 +10,7 @@ mod rest_support;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use peregrine_auth::api_keys::{CreateKey, KeyKind, Scopes};
-use peregrine_auth::jwt::TokenConfig;
+use peregrine_auth::jwt::{Refresher, TokenConfig, Verifier};
 use peregrine_auth::key_feed::KeyFeed;
 use peregrine_auth::store::NewUser;
 use peregrine_auth::vault::{Vault, VaultConfig, provision};
@@ -243,6 +244,62 @@ async fn a_self_service_key_trades_within_a_second_of_creation_and_stops_within_
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["errors"][0], "authz.invalid_signature");
+
+    // Identity's access JWT, verified by the bridge from memory (no call to identity).
+    let tokens = identity.tokens().unwrap();
+    let jwks = tokens.jwks().await.unwrap().to_string();
+    let verifier = Verifier::from_jwks(jwks.as_bytes(), TokenConfig::default()).unwrap();
+    harness
+        .server
+        .as_ref()
+        .unwrap()
+        .bridge()
+        .accept_tokens(Refresher::fixed(verifier));
+    let now_s = now_ms() / 1000;
+    let token = tokens
+        .issue(&auth.user, Some(1), now_s, "t1".to_owned())
+        .await
+        .unwrap()
+        .token;
+    let bearer = |path: &str| {
+        harness
+            .http
+            .get(format!("{}{path}", harness.base))
+            .bearer_auth(&token)
+    };
+    let (status, body) = read(
+        bearer("/api/v2/peatio/account/balances")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = read(
+        harness
+            .http
+            .post(format!("{}{ORDERS}", harness.base))
+            .bearer_auth(&token)
+            .json(&order)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    let (status, body) = read(
+        harness
+            .http
+            .get(format!("{}/api/v2/peatio/account/balances", harness.base))
+            .bearer_auth(&forged)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["errors"][0], "authz.invalid_token");
 
     identity
         .retire_api_key(&auth, &kid, false, Some(&totp(&enrolment.url, -1)), &source)

@@ -130,6 +130,9 @@ impl FromRequestParts<Arc<Bridge>> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, bridge: &Arc<Bridge>) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(parts) {
+            return bridge.authenticate_token(token);
+        }
         let path = parts
             .uri
             .path_and_query()
@@ -161,7 +164,44 @@ impl FromRequestParts<Arc<Bridge>> for Authenticated {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    value.to_str().ok()?.strip_prefix("Bearer ")
+}
+
 impl Bridge {
+    /// Authenticates an access JWT from memory: the account in its claims, the user's id as
+    /// the actor. A token carries `read` and `trade`, never `withdraw` (not served here).
+    fn authenticate_token(&self, token: &str) -> Result<Authenticated, ApiError> {
+        let refused = |code: &'static str, message: String| {
+            self.metrics
+                .auth_failures_total
+                .with_label_values(&[code])
+                .inc();
+            ApiError::unauthorized(code, message)
+        };
+        let Some(tokens) = self.tokens.get() else {
+            return Err(refused(
+                "authz.invalid_token",
+                "access tokens are not accepted here".to_owned(),
+            ));
+        };
+        let now_s = now_ms() / 1000;
+        let claims = tokens
+            .current()
+            .verify(token, now_s)
+            .map_err(|error| refused(error.code(), error.to_string()))?;
+        let account = claims.account.ok_or_else(|| {
+            refused(
+                "authz.invalid_token",
+                "the token names no trading account".to_owned(),
+            )
+        })?;
+        let actor = Actor::ApiKey(peregrine_hotpath::ApiKeyId::of_key(claims.sub.as_bytes()));
+        Ok(Authenticated(AccountId(account), actor))
+    }
+
     /// Authenticates request headers now, counting failures.
     pub(crate) fn authenticate(
         &self,

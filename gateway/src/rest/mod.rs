@@ -115,6 +115,9 @@ pub struct Bridge {
     /// The SQL replica, when one is configured: history beyond memory (orders, trades,
     /// transactions).
     pub(crate) replica: std::sync::OnceLock<Arc<peregrine_replica::ReplicaReader>>,
+    /// Identity's access-token verifier, when identity runs: `Authorization: Bearer <JWT>`
+    /// is then accepted for account reads and trading, verified from memory.
+    pub(crate) tokens: std::sync::OnceLock<Arc<peregrine_auth::jwt::Refresher>>,
 }
 
 impl Bridge {
@@ -159,11 +162,17 @@ impl Bridge {
             requests_in_flight: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
             replica: std::sync::OnceLock::new(),
+            tokens: std::sync::OnceLock::new(),
         }))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Accepts identity's access JWTs from now on (once; a second call is ignored).
+    pub fn accept_tokens(&self, refresher: Arc<peregrine_auth::jwt::Refresher>) {
+        let _ = self.tokens.set(refresher);
     }
 
     /// Applies a change from identity's key feed to the API-key cache.
