@@ -89,6 +89,36 @@ pub enum AuthError {
     /// A blocking task was lost (the runtime is shutting down).
     #[error("worker task lost")]
     TaskLost,
+    /// The user has 2FA enabled and the request carries no code.
+    #[error("this account requires a one-time code (otp_code)")]
+    MissingOtp,
+    /// The one-time code is not the current one.
+    #[error("the one-time code is wrong")]
+    InvalidOtp,
+    /// The current one-time code was used already: wait for the next one.
+    #[error("this one-time code was used already; wait for the next one")]
+    OtpAlreadyUsed,
+    /// The action needs 2FA enabled first.
+    #[error("enable two-factor authentication first")]
+    OtpNotEnabled,
+    /// 2FA is enabled already.
+    #[error("two-factor authentication is enabled already")]
+    OtpAlreadyEnabled,
+    /// OpenBao cannot answer now (unreachable, sealed, standby): 2FA and token issuance wait.
+    #[error("the secret store is unavailable; retry later")]
+    VaultUnavailable,
+    /// No OpenBao is configured, so 2FA and tokens are off.
+    #[error("two-factor authentication and tokens are not configured")]
+    VaultNotConfigured,
+    /// The user holds the most API keys allowed.
+    #[error("too many API keys; delete one first")]
+    TooManyKeys,
+    /// No such API key among the caller's own.
+    #[error("no such API key")]
+    KeyNotFound,
+    /// OpenBao refused identity's request (a policy or set-up fault).
+    #[error("secret store: {0}")]
+    Vault(peregrine_secrets::BaoError),
 }
 
 impl AuthError {
@@ -114,7 +144,17 @@ impl AuthError {
             AuthError::SessionNotFound => "resource.session.not_found",
             AuthError::AccountsExhausted => "identity.account.exhausted",
             AuthError::Mail(_) => "identity.mail_unavailable",
+            AuthError::MissingOtp => "identity.session.missing_otp",
+            AuthError::InvalidOtp => "identity.session.invalid_otp",
+            AuthError::OtpAlreadyUsed => "identity.otp.already_used",
+            AuthError::OtpNotEnabled => "identity.otp.not_enabled",
+            AuthError::OtpAlreadyEnabled => "identity.otp.already_enabled",
+            AuthError::VaultUnavailable => "identity.vault_unavailable",
+            AuthError::VaultNotConfigured => "identity.vault_not_configured",
+            AuthError::TooManyKeys => "resource.api_key.limit_reached",
+            AuthError::KeyNotFound => "resource.api_key.doesnt_exist",
             AuthError::Store(_)
+            | AuthError::Vault(_)
             | AuthError::PasswordHash
             | AuthError::Random
             | AuthError::TaskLost => "server.internal_error",
@@ -141,9 +181,20 @@ impl AuthError {
             AuthError::LockedOut { .. } | AuthError::RateLimited { .. } => {
                 StatusCode::TOO_MANY_REQUESTS
             }
-            AuthError::SessionNotFound => StatusCode::NOT_FOUND,
-            AuthError::AccountsExhausted | AuthError::Mail(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AuthError::SessionNotFound | AuthError::KeyNotFound => StatusCode::NOT_FOUND,
+            AuthError::TooManyKeys => StatusCode::UNPROCESSABLE_ENTITY,
+            AuthError::MissingOtp | AuthError::InvalidOtp | AuthError::OtpNotEnabled => {
+                StatusCode::FORBIDDEN
+            }
+            AuthError::OtpAlreadyUsed | AuthError::OtpAlreadyEnabled => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            AuthError::AccountsExhausted
+            | AuthError::Mail(_)
+            | AuthError::VaultUnavailable
+            | AuthError::VaultNotConfigured => StatusCode::SERVICE_UNAVAILABLE,
             AuthError::Store(_)
+            | AuthError::Vault(_)
             | AuthError::PasswordHash
             | AuthError::Random
             | AuthError::TaskLost => StatusCode::INTERNAL_SERVER_ERROR,
@@ -156,7 +207,9 @@ impl AuthError {
             AuthError::LockedOut { retry_after_s } | AuthError::RateLimited { retry_after_s } => {
                 Some(*retry_after_s)
             }
-            AuthError::AccountsExhausted | AuthError::Mail(_) => Some(1),
+            AuthError::AccountsExhausted | AuthError::Mail(_) | AuthError::VaultUnavailable => {
+                Some(1)
+            }
             _ => None,
         }
     }
@@ -167,7 +220,9 @@ impl AuthError {
         if self.status().is_server_error() {
             match self {
                 AuthError::Mail(_) => "the mail server is unavailable; retry later".to_owned(),
-                AuthError::AccountsExhausted => self.to_string(),
+                AuthError::AccountsExhausted
+                | AuthError::VaultUnavailable
+                | AuthError::VaultNotConfigured => self.to_string(),
                 _ => "internal error".to_owned(),
             }
         } else {

@@ -16,6 +16,7 @@ use crate::secret::{self, digest_of, matches_digest};
 use crate::store::{
     CodePurpose, CodeRow, NewSession, NewUser, Role, SessionRow, Store, StoreError, User, UserState,
 };
+use crate::vault::Vault;
 
 /// Longest User-Agent kept with a session, bytes.
 const USER_AGENT_BYTES_MAX: usize = 255;
@@ -90,6 +91,10 @@ pub struct Identity {
     rng: SystemRandom,
     metrics: Metrics,
     hashing: tokio::sync::Semaphore,
+    /// OpenBao, for 2FA, tokens and API-key secrets; `None`: those are off.
+    vault: Option<Vault>,
+    /// The access-token issuer (with the vault).
+    tokens: Option<crate::jwt::Issuer>,
 }
 
 /// Lower-cases and trims an e-mail address; `InvalidEmail` when it is not one.
@@ -117,7 +122,26 @@ impl Identity {
             rng: SystemRandom::new(),
             metrics: Metrics::new(registry)?,
             hashing: tokio::sync::Semaphore::new(PASSWORD_HASHES_CONCURRENT_MAX),
+            vault: None,
+            tokens: None,
         })
+    }
+
+    /// The same service with OpenBao: 2FA, access tokens and API keys on.
+    pub fn with_vault(mut self, vault: Vault, tokens: crate::jwt::TokenConfig) -> Identity {
+        self.tokens = Some(crate::jwt::Issuer::new(vault.clone(), tokens));
+        self.vault = Some(vault);
+        self
+    }
+
+    /// OpenBao, or `VaultNotConfigured`.
+    pub(crate) fn vault(&self) -> Result<&Vault, AuthError> {
+        self.vault.as_ref().ok_or(AuthError::VaultNotConfigured)
+    }
+
+    /// The token issuer, or `VaultNotConfigured`.
+    pub fn tokens(&self) -> Result<&crate::jwt::Issuer, AuthError> {
+        self.tokens.as_ref().ok_or(AuthError::VaultNotConfigured)
     }
 
     /// The store.
@@ -197,7 +221,7 @@ impl Identity {
     }
 
     /// Audits `result` of `action` and passes it on.
-    async fn audited<T>(
+    pub(crate) async fn audited<T>(
         &self,
         actor: &str,
         action: &str,
@@ -506,9 +530,24 @@ impl Identity {
         presented_session: Option<&str>,
         source: &Source,
     ) -> Result<LoggedIn, AuthError> {
+        self.login_2fa(email, password, None, presented_session, source)
+            .await
+    }
+
+    /// [`Identity::login`] with the one-time code a user with 2FA enabled must add: without
+    /// it `MissingOtp`; a wrong code counts as a failed login; OpenBao unavailable is
+    /// `VaultUnavailable` (503) for such a user, while users without 2FA log in as usual.
+    pub async fn login_2fa(
+        &self,
+        email: &str,
+        password: &str,
+        otp_code: Option<&str>,
+        presented_session: Option<&str>,
+        source: &Source,
+    ) -> Result<LoggedIn, AuthError> {
         let target = email.trim().to_ascii_lowercase();
         let result = self
-            .login_inner(&target, password, presented_session, source)
+            .login_inner(&target, password, otp_code, presented_session, source)
             .await;
         let outcome = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
         self.metrics
@@ -526,6 +565,7 @@ impl Identity {
         &self,
         email: &str,
         password: &str,
+        otp_code: Option<&str>,
         presented_session: Option<&str>,
         source: &Source,
     ) -> Result<LoggedIn, AuthError> {
@@ -555,6 +595,15 @@ impl Identity {
             UserState::Active => {}
             UserState::Pending => return Err(AuthError::NotActive),
             _ => return Err(AuthError::Disabled),
+        }
+        if user.otp_enabled {
+            match self.check_otp(&user, otp_code).await {
+                Err(AuthError::InvalidOtp) => {
+                    self.count_login_failure(&email_key, &address_key).await?;
+                    return Err(AuthError::InvalidOtp);
+                }
+                other => other?,
+            }
         }
         self.store.clear_throttle(&email_key).await?;
         if let Some(presented) = presented_session {

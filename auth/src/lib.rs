@@ -4,8 +4,7 @@
 //!
 //! Owns:
 //! - its own relational store ([`store`]): MySQL/MariaDB in production, SQLite embedded, with
-//!   the schema's migrations; the API-key table is laid out for the stages that follow (JWT,
-//!   API keys, TOTP), whose logic is not here yet;
+//!   the schema's migrations;
 //! - the user life cycle ([`Identity`]): sign-up with argon2id password hashes, codes sent by
 //!   e-mail over SMTP ([`mail`]), login with per-account and per-address lockout, sessions
 //!   with sliding expiry and CSRF tokens, and the `AccountId` each verified user trades with;
@@ -14,33 +13,48 @@
 //! - the audit chain ([`audit`]) and its verification;
 //! - KYC ([`kyc`]): labels, the levels they give and the level gate of actions, profiles under
 //!   review, documents sealed with OpenBao transit data keys, the provider webhook;
-//! - RBAC ([`rbac`]): roles x typed permissions, read from the store, every decision audited.
+//! - RBAC ([`rbac`]): roles x typed permissions, read from the store, every decision audited;
+//! - two-factor authentication with TOTP kept in OpenBao's totp engine (one key per user),
+//!   required at login once enabled; OpenBao sealed or gone is 503
+//!   `identity.vault_unavailable` for 2FA and token issuance, never a 500, and sessions go on;
+//! - identity's OpenBao set-up and least-privilege policy ([`vault`]);
+//! - access JWTs (≤ 60 s, EdDSA, signed by OpenBao transit) with their JWKS, and the pure
+//!   in-memory [`jwt::Verifier`] and [`jwt::Refresher`] the gateways verify them with ([`jwt`]);
+//! - self-service API keys ([`api_keys`]: HMAC secrets as transit ciphertext, ed25519 keys for
+//!   the QUIC logon, scopes, allowlists, expiry) and the ordered event feed
+//!   ([`key_feed`]) the gateways' in-memory caches follow.
 //!
 //! Never does:
 //! - keep or log a secret in clear: passwords are argon2id hashes, session ids, CSRF tokens and
-//!   e-mailed codes are stored as SHA-256 digests and compared in constant time;
+//!   e-mailed codes are stored as SHA-256 digests and compared in constant time; TOTP secrets
+//!   and the JWT signing key never leave OpenBao;
 //! - keep a KYC document in clear, or send one to the journal: content is AES-256-GCM
 //!   ciphertext under a data key only OpenBao can unwrap;
-//! - sit on the order path: gateways will verify tokens and keys from memory (a later stage),
-//!   never by a call into this crate per request;
+//! - sit on the order path: gateways verify tokens from memory ([`jwt::Verifier`]), never by
+//!   a call to identity or OpenBao per request;
 //! - make the first user an administrator: operators are made on the host
 //!   ([`Identity::create_operator`]);
 //! - depend on a gateway, the control plane or the persistence internals: only on the hot
 //!   path's id types (`peregrine/tests/layering.rs` checks it).
 
+pub mod api_keys;
 pub mod audit;
 mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
 mod identity;
+pub mod jwt;
+pub mod key_feed;
 pub mod kyc;
 pub mod mail;
 pub mod metrics;
 pub mod password;
 pub mod rbac;
+mod second_factor;
 pub mod secret;
 pub mod store;
+pub mod vault;
 
 pub use clock::Clock;
 pub use config::IdentityConfig;

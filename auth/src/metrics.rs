@@ -23,6 +23,8 @@ pub struct Metrics {
     pub audit_records_total: IntCounterVec,
     /// Audit records that could not be written.
     pub audit_failures_total: IntCounter,
+    /// Access tokens issued.
+    pub tokens_issued_total: IntCounter,
 }
 
 impl Metrics {
@@ -63,6 +65,7 @@ impl Metrics {
                 "auth_audit_failures_total",
                 "audit records that could not be written",
             )?,
+            tokens_issued_total: IntCounter::new("auth_tokens_issued_total", "access JWTs issued")?,
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration_seconds.clone()))?;
@@ -71,6 +74,7 @@ impl Metrics {
         registry.register(Box::new(metrics.mails_total.clone()))?;
         registry.register(Box::new(metrics.audit_records_total.clone()))?;
         registry.register(Box::new(metrics.audit_failures_total.clone()))?;
+        registry.register(Box::new(metrics.tokens_issued_total.clone()))?;
         Ok(metrics)
     }
 }

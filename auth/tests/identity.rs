@@ -15,37 +15,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-const PASSWORD: &str = "correct horse battery";
-const MAIL_WAIT: Duration = Duration::from_secs(10);
+mod second_factor_support;
+use second_factor_support as support;
 
-fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!(
-            "{name} is not set: run the test suite with `scripts/test`, which starts the local \
-             services (MariaDB, an SMTP server) and exports DATABASE_URL, SMTP_ADDR and \
-             SMTP_MAIL_DIR"
-        ),
-    }
-}
-
-/// A fresh MySQL database of this test's own, named after DATABASE_URL's plus `suffix`.
-async fn mysql_url(suffix: &str) -> String {
-    let base = required_env("DATABASE_URL");
-    let (server, database) = base.rsplit_once('/').unwrap();
-    let database = database.split('?').next().unwrap();
-    let name = format!("{database}_{suffix}");
-    let mut admin = sqlx::MySqlConnection::connect(&format!("{server}/"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL={base}: {e}"));
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    format!("{server}/{name}")
-}
+use support::{PASSWORD, email, mailed_code, mysql_url, required_env};
 
 struct Harness {
     identity: Arc<Identity>,
@@ -216,47 +189,6 @@ fn session_of(answer: &Answer) -> Session {
     Session {
         cookie: id,
         csrf: answer.body["csrf_token"].as_str().unwrap().to_owned(),
-    }
-}
-
-/// A unique address per test run (mail from earlier runs stays in the mail directory).
-fn email(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{name}.{nanos}@example.com")
-}
-
-/// The code in the newest mail to `to` whose text mentions `what`, waiting for it.
-async fn mailed_code(to: &str, what: &str) -> String {
-    let dir = PathBuf::from(required_env("SMTP_MAIL_DIR"));
-    let deadline = tokio::time::Instant::now() + MAIL_WAIT;
-    loop {
-        let mut found: Vec<(std::time::SystemTime, String)> = Vec::new();
-        for sub in ["new", "cur"] {
-            let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-                if text.contains(&format!("To: <{to}>")) && text.contains(what) {
-                    let modified = entry.metadata().unwrap().modified().unwrap();
-                    found.push((modified, text));
-                }
-            }
-        }
-        found.sort();
-        if let Some((_, text)) = found.last() {
-            let after = text.split(" is ").nth(1).unwrap();
-            return after[..6].to_owned();
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no mail to {to} in {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -1,8 +1,10 @@
 //! Peregrine's order entry: binary QUIC for HFT clients and a REST/WebSocket bridge for retail.
 //!
-//! Owns: sessions, framing, authentication of requests and fan-out of events to clients.
-//! Never does: matching or balance arithmetic (that is the hot path's), and never trusts bytes
-//! from the network without validation.
+//! Owns: sessions, framing, authentication of requests and fan-out of events to clients; the
+//! REST bridge's in-memory API-key cache, fed by identity's key events
+//! ([`rest::key_follower`]).
+//! Never does: matching or balance arithmetic (that is the hot path's), never trusts bytes
+//! from the network without validation, and never calls identity or OpenBao per request.
 //!
 //! - [`quic`]: the `peregrine/2` protocol, its sans-IO session and the quinn server.
 //! - [`catalog`]: re-exported from `peregrine-core`, which owns the sequencer, the router of

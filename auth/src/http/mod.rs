@@ -6,9 +6,11 @@
 //! configured off for plain-HTTP tests). Every state-changing request made with a session
 //! also carries the session's CSRF token, returned at login, in `X-CSRF-Token`.
 
+mod api_keys;
 pub mod error;
 mod format;
 pub mod kyc;
+mod second_factor;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -76,6 +78,8 @@ pub fn router(identity: Arc<Identity>) -> Router {
             &format!("{RESOURCE}/sessions/{{id}}"),
             delete(revoke_session),
         )
+        .merge(second_factor::routes(IDENTITY, RESOURCE))
+        .merge(api_keys::routes(RESOURCE))
         .route_layer(middleware::from_fn_with_state(identity.clone(), observe))
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(identity)
@@ -318,6 +322,8 @@ async fn password_confirm_code(
 struct Login {
     email: String,
     password: String,
+    /// The one-time code, for a user with 2FA enabled (Barong's field name).
+    otp_code: Option<String>,
 }
 
 async fn login(
@@ -335,7 +341,13 @@ async fn login(
         csrf_token,
         ..
     } = identity
-        .login(&request.email, &request.password, presented, &source)
+        .login_2fa(
+            &request.email,
+            &request.password,
+            request.otp_code.as_deref(),
+            presented,
+            &source,
+        )
         .await?;
     let mut body = user_json(&user, account);
     body["csrf_token"] = json!(csrf_token);

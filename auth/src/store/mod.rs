@@ -7,8 +7,10 @@
 //! on either back end by `on_pool!`; where the dialects differ the difference is named
 //! here (`FOR UPDATE`, how a write transaction begins).
 
+mod api_keys;
 mod audit;
 mod kyc;
+mod second_factor;
 mod sessions;
 mod throttle;
 mod users;
@@ -24,6 +26,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use api_keys::{ApiKeyRow, KeyEvent, KeyEventKind, NewApiKey};
 pub use audit::AuditRow;
 pub use kyc::{
     DocumentMeta, DocumentRow, LabelChange, LabelRow, NewDocument, ProfileFields, ProfileRow,
@@ -221,6 +224,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         include_str!("../../migrations/mysql/0001_identity.sql"),
     ),
     (
+        2,
+        "api keys",
+        include_str!("../../migrations/mysql/0002_api_keys.sql"),
+    ),
+    (
         3,
         "kyc rbac",
         include_str!("../../migrations/mysql/0003_kyc_rbac.sql"),
@@ -231,6 +239,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         1,
         "identity",
         include_str!("../../migrations/sqlite/0001_identity.sql"),
+    ),
+    (
+        2,
+        "api keys",
+        include_str!("../../migrations/sqlite/0002_api_keys.sql"),
     ),
     (
         3,

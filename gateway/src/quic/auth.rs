@@ -1,6 +1,13 @@
-//! API keys: `{key_id, account, ed25519 public key}` from configuration, and the logon check.
+//! API keys: `{key_id, account, ed25519 public key}` from configuration (a bootstrap), and
+//! identity's self-service ed25519 keys kept current by [`KeyRegistry::apply`] from the
+//! identity key feed; the logon check. A self-service key logs on only with the `trade`
+//! scope: a QUIC session is order entry.
 
 use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use peregrine_auth::api_keys::Scopes;
+use peregrine_auth::key_feed::KeyChange;
 
 use peregrine_hotpath::AccountId;
 use ring::signature::{ED25519, UnparsedPublicKey};
@@ -36,10 +43,18 @@ pub enum KeyError {
     Duplicate(u64),
 }
 
+/// Key id -> the account it trades for and its ed25519 public key.
+type Keys = HashMap<KeyId, (AccountId, [u8; 32])>;
+
+/// Self-service keys at most in one server's registry.
+pub const DYNAMIC_KEYS_MAX: usize = 1 << 20;
+
 /// The registered keys.
 #[derive(Clone, Debug, Default)]
 pub struct KeyRegistry {
-    keys: HashMap<KeyId, (AccountId, [u8; 32])>,
+    keys: Keys,
+    /// Identity's self-service keys (shared by clones: the server's copy follows the feed).
+    dynamic: Arc<RwLock<Keys>>,
 }
 
 impl KeyRegistry {
@@ -47,6 +62,7 @@ impl KeyRegistry {
     pub fn new(keys: &[ApiKeyConfig]) -> Result<Self, KeyError> {
         let mut registry = KeyRegistry {
             keys: HashMap::with_capacity(keys.len()),
+            dynamic: Arc::default(),
         };
         for key in keys {
             let public_key =
@@ -69,6 +85,32 @@ impl KeyRegistry {
         Ok(())
     }
 
+    /// Adds or drops one of identity's self-service keys. Keys that are not ed25519 keys with
+    /// the `trade` scope, or whose id is not a number, are not QUIC keys and are ignored.
+    pub fn apply(&self, change: KeyChange) {
+        let mut dynamic = self.dynamic.write().unwrap_or_else(PoisonError::into_inner);
+        match change {
+            KeyChange::Upsert(key) => {
+                let (Ok(id), Some(public_key)) = (key.kid.parse::<u64>(), key.public_key) else {
+                    return;
+                };
+                if !key.scopes.contains(Scopes::TRADE) {
+                    dynamic.remove(&KeyId(id));
+                    return;
+                }
+                if dynamic.len() < DYNAMIC_KEYS_MAX || dynamic.contains_key(&KeyId(id)) {
+                    dynamic.insert(KeyId(id), (AccountId(key.account), public_key));
+                }
+            }
+            KeyChange::Remove(kid) => {
+                if let Ok(id) = kid.parse::<u64>() {
+                    dynamic.remove(&KeyId(id));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// The account of `key_id` if `signature` signs [`logon_message`] of `challenge`.
     pub fn verify(
         &self,
@@ -76,11 +118,19 @@ impl KeyRegistry {
         challenge: &[u8; CHALLENGE_BYTES],
         signature: &[u8; SIGNATURE_BYTES],
     ) -> Result<AccountId, RejectCode> {
-        let (account, public_key) = self.keys.get(&key_id).ok_or(RejectCode::UNKNOWN_KEY)?;
-        UnparsedPublicKey::new(&ED25519, public_key)
+        let (account, public_key) = match self.keys.get(&key_id) {
+            Some(found) => *found,
+            None => *self
+                .dynamic
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key_id)
+                .ok_or(RejectCode::UNKNOWN_KEY)?,
+        };
+        UnparsedPublicKey::new(&ED25519, &public_key)
             .verify(&logon_message(challenge), signature)
             .map_err(|_| RejectCode::BAD_SIGNATURE)?;
-        Ok(*account)
+        Ok(account)
     }
 }
 
@@ -120,6 +170,29 @@ mod tests {
             Err(RejectCode::BAD_SIGNATURE)
         );
         assert!(parse_hex_32("zz").is_none());
+        // Identity's keys: loaded with `trade`, ignored without, dropped on removal.
+        let mut key = peregrine_auth::key_feed::ResolvedKey::new("1099511627776".to_owned(), 5);
+        key.public_key = Some(pair.public_key().as_ref().try_into().unwrap());
+        key.scopes = Scopes::READ;
+        let self_service = KeyId(1 << 40);
+        registry.apply(KeyChange::Upsert(key));
+        assert_eq!(
+            registry.verify(self_service, &challenge, &signature),
+            Err(RejectCode::UNKNOWN_KEY)
+        );
+        let mut key = peregrine_auth::key_feed::ResolvedKey::new("1099511627776".to_owned(), 5);
+        key.public_key = Some(pair.public_key().as_ref().try_into().unwrap());
+        key.scopes = Scopes::TRADE;
+        registry.clone().apply(KeyChange::Upsert(key));
+        assert_eq!(
+            registry.verify(self_service, &challenge, &signature),
+            Ok(AccountId(5))
+        );
+        registry.apply(KeyChange::Remove("1099511627776".to_owned()));
+        assert_eq!(
+            registry.verify(self_service, &challenge, &signature),
+            Err(RejectCode::UNKNOWN_KEY)
+        );
         assert!(
             KeyRegistry::new(&[ApiKeyConfig {
                 key_id: 1,

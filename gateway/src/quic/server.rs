@@ -26,6 +26,7 @@ use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
 use super::metrics::{Ended, OpenConnection, QuicMetrics};
 use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
+use peregrine_auth::key_feed::KeyChange;
 use peregrine_proto::directory::Directory;
 use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
 use peregrine_proto::limits::SessionLimits;
@@ -150,6 +151,8 @@ pub struct Server {
     socket_buffers: SocketBuffers,
     engine: Arc<EngineHandle>,
     accept: tokio::task::JoinHandle<()>,
+    /// A handle on the logon's registry (clones share identity's keys).
+    keys: KeyRegistry,
 }
 
 struct Shared {
@@ -237,7 +240,7 @@ impl Server {
             })?;
         let shared = Arc::new(Shared {
             engine: engine.clone(),
-            keys,
+            keys: keys.clone(),
             limits: config.limits,
             sessions_per_key: config.sessions_per_key,
             sessions_by_key: Mutex::new(HashMap::new()),
@@ -255,6 +258,7 @@ impl Server {
             socket_buffers,
             engine,
             accept,
+            keys,
         })
     }
 
@@ -274,6 +278,12 @@ impl Server {
     }
 
     /// The engine side.
+    /// Applies a change from identity's key feed to the logon's key registry.
+    pub fn apply_key_change(&self, change: KeyChange) {
+        self.keys.apply(change);
+    }
+
+    /// The engine.
     pub fn engine(&self) -> &Arc<EngineHandle> {
         &self.engine
     }

@@ -1,19 +1,28 @@
-//! API-key authentication, Barong's header scheme: `X-Auth-Apikey`, `X-Auth-Nonce` (Unix ms)
-//! and `X-Auth-Signature = hex(HMAC-SHA256(secret, nonce + key))`.
+//! API-key authentication, Barong's headers: `X-Auth-Apikey`, `X-Auth-Nonce` (Unix ms) and
+//! `X-Auth-Signature = hex(HMAC-SHA256(secret, nonce + METHOD + path + hex(SHA-256(body))))`
+//! ([`sign_request`]): a signature fits one request only. Barong's own `nonce + key`
+//! ([`sign`]), which fits any request with that nonce, is accepted only from a key marked
+//! legacy (a self-service key created with `legacy: true`, or a configured bootstrap key).
+//!
+//! Keys come from two places: the `[[rest.keys]]` configuration (a bootstrap, every scope) and
+//! identity's self-service keys, loaded and kept current by [`KeyStore::apply`] from the
+//! identity key feed (`peregrine_auth::key_feed`). A key's scopes (`read` for reads, `trade`
+//! for order entry), address allowlist and expiry are checked after its signature.
 //!
 //! A captured request cannot be replayed: the nonce must be within `nonce_window_ms` of the
 //! server's clock AND above the last nonce accepted for the key (Barong only had the window,
 //! inside which replays worked). The signature is checked first, in constant time, so an
 //! unsigned request can neither learn anything nor advance a key's nonce.
 //!
-//! Keys come from configuration for now; [`KeyStore`] is the seam where the auth service takes
-//! over (it answers the same question: key id -> secret and account).
-
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use axum::http::HeaderMap;
+use peregrine_auth::api_keys::Scopes;
+use peregrine_auth::key_feed::{KeyChange, ResolvedKey};
 use peregrine_hotpath::{AccountId, Actor, ApiKeyId};
+use ring::digest::{SHA256, digest};
 use ring::hmac;
 
 use super::config::RestKey;
@@ -36,11 +45,46 @@ struct KeyEntry {
     actor: Actor,
     /// The last nonce accepted; the next must be higher.
     last_nonce_ms: Mutex<u64>,
+    /// What it may do.
+    scopes: Scopes,
+    /// Barong's `nonce + key` signature accepted.
+    legacy: bool,
+    /// Addresses it may be used from (empty: any).
+    allowed_ips: Vec<IpAddr>,
+    /// Expiry, Unix ms.
+    expires_at_ms: Option<u64>,
 }
+
+/// What a request's signature covers and what it asks to do.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestFacts<'a> {
+    /// `GET`, `POST`, ...
+    pub method: &'a str,
+    /// The path and query as sent.
+    pub path: &'a str,
+    /// SHA-256 of the body.
+    pub body_sha256: [u8; 32],
+    /// The client's address, when known (an allowlisted key needs it).
+    pub peer: Option<IpAddr>,
+    /// The scope the request needs.
+    pub scope: Scopes,
+}
+
+/// SHA-256 of a body.
+pub fn body_sha256(body: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest(&SHA256, body).as_ref());
+    out
+}
+
+/// Self-service keys at most in one gateway's cache.
+pub const DYNAMIC_KEYS_MAX: usize = 1 << 20;
 
 /// The API keys and their nonce state.
 pub struct KeyStore {
-    keys: HashMap<String, KeyEntry>,
+    keys: HashMap<String, Arc<KeyEntry>>,
+    /// Identity's self-service keys, changed by [`KeyStore::apply`].
+    dynamic: RwLock<HashMap<String, Arc<KeyEntry>>>,
     window_ms: u64,
     /// At or above every nonce ever accepted, also before a restart.
     floor: NonceFloor,
@@ -81,6 +125,15 @@ pub enum AuthError {
     /// The nonce is not above the last one accepted for this key (a replay).
     #[error("the nonce was not above the last one used with this key")]
     ReplayedNonce,
+    /// The key lacks the scope the request needs (e.g. `trade` to place an order).
+    #[error("this API key's scopes do not allow this request")]
+    ScopeDenied,
+    /// The request comes from an address outside the key's allowlist.
+    #[error("this API key may not be used from this address")]
+    AddressDenied,
+    /// The key expired.
+    #[error("this API key expired")]
+    KeyExpired,
 }
 
 impl AuthError {
@@ -94,6 +147,9 @@ impl AuthError {
             AuthError::StaleNonce => "authz.nonce_expired",
             AuthError::ReplayedNonce => "authz.nonce_reused",
             AuthError::NonceFloor => "server.unavailable",
+            AuthError::ScopeDenied => "authz.scope_denied",
+            AuthError::AddressDenied => "authz.address_denied",
+            AuthError::KeyExpired => "authz.api_key_expired",
         }
     }
 }
@@ -102,6 +158,9 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         match error {
             AuthError::NonceFloor => ApiError::unavailable(error.code(), error.to_string()),
+            AuthError::ScopeDenied | AuthError::AddressDenied => {
+                ApiError::forbidden(error.code(), error.to_string())
+            }
             _ => ApiError::unauthorized(error.code(), error.to_string()),
         }
     }
@@ -121,26 +180,78 @@ impl KeyStore {
             keys: keys
                 .iter()
                 .map(|k| {
-                    (
-                        k.key.clone(),
-                        KeyEntry {
-                            key: hmac::Key::new(hmac::HMAC_SHA256, k.secret.as_bytes()),
-                            account: AccountId(k.account),
-                            actor: Actor::ApiKey(ApiKeyId::of_key(k.key.as_bytes())),
-                            last_nonce_ms: Mutex::new(start_ms),
-                        },
-                    )
+                    // A bootstrap key: every scope, Barong's signature accepted (the clients
+                    // configured so far sign that way).
+                    let entry = KeyEntry {
+                        key: hmac::Key::new(hmac::HMAC_SHA256, k.secret.as_bytes()),
+                        account: AccountId(k.account),
+                        actor: Actor::ApiKey(ApiKeyId::of_key(k.key.as_bytes())),
+                        last_nonce_ms: Mutex::new(start_ms),
+                        scopes: Scopes::from_names(&["read", "trade", "withdraw"])
+                            .unwrap_or_default(),
+                        legacy: true,
+                        allowed_ips: Vec::new(),
+                        expires_at_ms: None,
+                    };
+                    (k.key.clone(), Arc::new(entry))
                 })
                 .collect(),
+            dynamic: RwLock::new(HashMap::new()),
             window_ms,
             floor,
         }
     }
 
-    /// Authenticates a request's headers at `now_ms`; on success the key's nonce advances.
+    /// Adds, replaces or drops one of identity's self-service keys (an HMAC key without a
+    /// secret is not a REST key and is ignored). A new key's nonces start above the floor.
+    pub fn apply(&self, change: KeyChange) {
+        let mut dynamic = self.dynamic.write().unwrap_or_else(PoisonError::into_inner);
+        match change {
+            KeyChange::Upsert(key) => {
+                let Some(entry) = self.entry_of(&key) else {
+                    return;
+                };
+                if dynamic.len() >= DYNAMIC_KEYS_MAX && !dynamic.contains_key(&key.kid) {
+                    tracing::error!(kid = %key.kid, "REST key cache full: key not loaded");
+                    return;
+                }
+                dynamic.insert(key.kid, Arc::new(entry));
+            }
+            KeyChange::Remove(kid) => {
+                dynamic.remove(&kid);
+            }
+            _ => {}
+        }
+    }
+
+    fn entry_of(&self, key: &ResolvedKey) -> Option<KeyEntry> {
+        let secret = key.hmac_secret.as_ref()?;
+        Some(KeyEntry {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret.expose()),
+            account: AccountId(key.account),
+            actor: Actor::ApiKey(ApiKeyId::of_key(key.kid.as_bytes())),
+            last_nonce_ms: Mutex::new(self.floor.get()),
+            scopes: key.scopes,
+            legacy: key.legacy,
+            allowed_ips: key.allowed_ips.clone(),
+            expires_at_ms: key.expires_at_ms.and_then(|ms| u64::try_from(ms).ok()),
+        })
+    }
+
+    fn entry(&self, key: &str) -> Option<Arc<KeyEntry>> {
+        if let Some(entry) = self.keys.get(key) {
+            return Some(entry.clone());
+        }
+        let dynamic = self.dynamic.read().unwrap_or_else(PoisonError::into_inner);
+        dynamic.get(key).cloned()
+    }
+
+    /// Authenticates a request at `now_ms`; on success the key's nonce advances. Nothing
+    /// changes on a refusal.
     pub fn authenticate(
         &self,
         headers: &HeaderMap,
+        facts: &RequestFacts<'_>,
         now_ms: u64,
     ) -> Result<(AccountId, Actor), AuthError> {
         let header = |name: &str| {
@@ -154,21 +265,37 @@ impl KeyStore {
             header(HEADER_NONCE)?,
             header(HEADER_SIGNATURE)?,
         );
-        let entry = self.keys.get(key).ok_or(AuthError::UnknownKey)?;
+        let entry = self.entry(key).ok_or(AuthError::UnknownKey)?;
         let nonce_ms: u64 = nonce.parse().map_err(|_| AuthError::BadNonce)?;
         let tag = decode_hex(signature).ok_or(AuthError::BadSignature)?;
-        let mut message = Vec::with_capacity(nonce.len() + key.len());
-        message.extend_from_slice(nonce.as_bytes());
-        message.extend_from_slice(key.as_bytes());
-        // Constant time.
-        hmac::verify(&entry.key, &message, &tag).map_err(|_| AuthError::BadSignature)?;
+        // Constant time, each.
+        let message = request_message(nonce, facts);
+        let signed = hmac::verify(&entry.key, message.as_bytes(), &tag).is_ok()
+            || (entry.legacy
+                && hmac::verify(&entry.key, format!("{nonce}{key}").as_bytes(), &tag).is_ok());
+        if !signed {
+            return Err(AuthError::BadSignature);
+        }
         if nonce_ms.abs_diff(now_ms) > self.window_ms {
             return Err(AuthError::StaleNonce);
+        }
+        if entry.expires_at_ms.is_some_and(|at| at <= now_ms) {
+            return Err(AuthError::KeyExpired);
+        }
+        if !entry.allowed_ips.is_empty()
+            && !facts
+                .peer
+                .is_some_and(|peer| entry.allowed_ips.contains(&peer))
+        {
+            return Err(AuthError::AddressDenied);
+        }
+        if !entry.scopes.contains(facts.scope) {
+            return Err(AuthError::ScopeDenied);
         }
         let mut last = entry
             .last_nonce_ms
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(PoisonError::into_inner);
         if nonce_ms <= *last {
             return Err(AuthError::ReplayedNonce);
         }
@@ -179,6 +306,36 @@ impl KeyStore {
         *last = nonce_ms;
         Ok((entry.account, entry.actor))
     }
+}
+
+/// What a request's signature covers: nonce, method, path and the body's SHA-256 in hex.
+fn request_message(nonce: &str, facts: &RequestFacts<'_>) -> String {
+    let mut message =
+        String::with_capacity(nonce.len() + facts.method.len() + facts.path.len() + 64);
+    message.push_str(nonce);
+    message.push_str(facts.method);
+    message.push_str(facts.path);
+    for byte in facts.body_sha256 {
+        message.push_str(&format!("{byte:02x}"));
+    }
+    message
+}
+
+/// The signature a client sends with a request (for clients, tests and benchmarks).
+pub fn sign_request(secret: &str, nonce_ms: u64, method: &str, path: &str, body: &[u8]) -> String {
+    let facts = RequestFacts {
+        method,
+        path,
+        body_sha256: body_sha256(body),
+        peer: None,
+        scope: Scopes::default(),
+    };
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    let tag = hmac::sign(
+        &key,
+        request_message(&nonce_ms.to_string(), &facts).as_bytes(),
+    );
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The signature a client sends (for clients, tests and benchmarks).
@@ -206,6 +363,7 @@ fn decode_hex(text: &str) -> Option<[u8; 32]> {
 mod tests {
     use axum::http::HeaderValue;
 
+    use super::super::nonce_floor::RESERVATION_MS;
     use super::*;
 
     fn store() -> KeyStore {
@@ -217,6 +375,78 @@ mod tests {
             }],
             5_000,
         )
+    }
+
+    fn facts() -> RequestFacts<'static> {
+        RequestFacts {
+            method: "POST",
+            path: "/api/v2/peatio/market/orders",
+            body_sha256: body_sha256(b"{}"),
+            peer: Some(IpAddr::from([127, 0, 0, 1])),
+            scope: Scopes::TRADE,
+        }
+    }
+
+    fn self_service(kid: &str, secret: &str, scopes: &[&str], legacy: bool) -> KeyChange {
+        let mut key = peregrine_auth::key_feed::ResolvedKey::new(kid.to_owned(), 9);
+        key.hmac_secret = Some(peregrine_secrets::SecretBytes::new(
+            secret.as_bytes().to_vec(),
+        ));
+        key.scopes = Scopes::from_names(scopes).unwrap();
+        key.legacy = legacy;
+        KeyChange::Upsert(key)
+    }
+
+    #[test]
+    fn self_service_keys_sign_the_whole_request_and_keep_to_their_scopes() {
+        let s = store();
+        let now = 1_000_000;
+        let f = facts();
+        s.apply(self_service("hk", "s3cret", &["read", "trade"], false));
+        let sign_now = |nonce: u64, method: &str, path: &str, body: &[u8]| {
+            headers(
+                "hk",
+                nonce,
+                &sign_request("s3cret", nonce, method, path, body),
+            )
+        };
+        let good = sign_now(now, "POST", f.path, b"{}");
+        assert_eq!(
+            s.authenticate(&good, &f, now).map(|r| r.0),
+            Ok(AccountId(9))
+        );
+        // The signature covers method, path and body: any other is a bad signature.
+        for (method, path, body) in [
+            ("GET", f.path, &b"{}"[..]),
+            ("POST", "/other", b"{}"),
+            ("POST", f.path, b"{\"x\":1}"),
+        ] {
+            let h = sign_now(now + 1, method, path, body);
+            assert_eq!(s.authenticate(&h, &f, now), Err(AuthError::BadSignature));
+        }
+        // Barong's `nonce + key` is refused from a key not created legacy.
+        let legacy = headers("hk", now + 2, &sign("s3cret", now + 2, "hk"));
+        assert_eq!(
+            s.authenticate(&legacy, &f, now),
+            Err(AuthError::BadSignature)
+        );
+        // A read-only key cannot trade.
+        s.apply(self_service("ro", "r34d", &["read"], true));
+        let h = headers("ro", now, &sign_request("r34d", now, "POST", f.path, b"{}"));
+        assert_eq!(s.authenticate(&h, &f, now), Err(AuthError::ScopeDenied));
+        // A legacy key accepts both signatures. (Its nonces start above the durable floor,
+        // which the first key's success raised by the reservation.)
+        let later = now + 2 * RESERVATION_MS;
+        let h = headers("ro", later, &sign("r34d", later, "ro"));
+        let read = RequestFacts {
+            scope: Scopes::READ,
+            ..f
+        };
+        assert!(s.authenticate(&h, &read, now).is_ok());
+        // Removed: unknown at once.
+        s.apply(KeyChange::Remove("hk".to_owned()));
+        let h = sign_now(later, "POST", f.path, b"{}");
+        assert_eq!(s.authenticate(&h, &f, now), Err(AuthError::UnknownKey));
     }
 
     fn headers(key: &str, nonce: u64, signature: &str) -> HeaderMap {
@@ -245,12 +475,18 @@ mod tests {
         let now = 1_000_000;
         let good = headers("k1", now, &sign("0123456789abcdef", now, "k1"));
         assert_eq!(
-            s.authenticate(&good, now),
+            s.authenticate(&good, &facts(), now),
             Ok((AccountId(7), Actor::ApiKey(ApiKeyId::of_key(b"k1"))))
         );
-        assert_eq!(s.authenticate(&good, now), Err(AuthError::ReplayedNonce));
+        assert_eq!(
+            s.authenticate(&good, &facts(), now),
+            Err(AuthError::ReplayedNonce)
+        );
         let older = headers("k1", now - 1, &sign("0123456789abcdef", now - 1, "k1"));
-        assert_eq!(s.authenticate(&older, now), Err(AuthError::ReplayedNonce));
+        assert_eq!(
+            s.authenticate(&older, &facts(), now),
+            Err(AuthError::ReplayedNonce)
+        );
     }
 
     #[test]
@@ -258,22 +494,34 @@ mod tests {
         let s = store();
         let now = 1_000_000;
         let wrong = headers("k1", now, &sign("another secret!!", now, "k1"));
-        assert_eq!(s.authenticate(&wrong, now), Err(AuthError::BadSignature));
+        assert_eq!(
+            s.authenticate(&wrong, &facts(), now),
+            Err(AuthError::BadSignature)
+        );
         let not_hex = headers("k1", now, &"zz".repeat(32));
-        assert_eq!(s.authenticate(&not_hex, now), Err(AuthError::BadSignature));
+        assert_eq!(
+            s.authenticate(&not_hex, &facts(), now),
+            Err(AuthError::BadSignature)
+        );
         let stale = now - 5_001;
         let old = headers("k1", stale, &sign("0123456789abcdef", stale, "k1"));
-        assert_eq!(s.authenticate(&old, now), Err(AuthError::StaleNonce));
-        let unknown = headers("k2", now, &sign("0123456789abcdef", now, "k2"));
-        assert_eq!(s.authenticate(&unknown, now), Err(AuthError::UnknownKey));
         assert_eq!(
-            s.authenticate(&HeaderMap::new(), now),
+            s.authenticate(&old, &facts(), now),
+            Err(AuthError::StaleNonce)
+        );
+        let unknown = headers("k2", now, &sign("0123456789abcdef", now, "k2"));
+        assert_eq!(
+            s.authenticate(&unknown, &facts(), now),
+            Err(AuthError::UnknownKey)
+        );
+        assert_eq!(
+            s.authenticate(&HeaderMap::new(), &facts(), now),
             Err(AuthError::MissingHeaders)
         );
         // None of the failures advanced the nonce.
         let good = headers("k1", now - 10, &sign("0123456789abcdef", now - 10, "k1"));
         assert_eq!(
-            s.authenticate(&good, now),
+            s.authenticate(&good, &facts(), now),
             Ok((AccountId(7), Actor::ApiKey(ApiKeyId::of_key(b"k1"))))
         );
     }

@@ -60,6 +60,11 @@ impl ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, code, message)
     }
 
+    /// 403: authenticated, but not allowed this.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, code, message)
+    }
+
     /// 404.
     pub fn not_found(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, code, message)

@@ -5,13 +5,17 @@
 use std::sync::Arc;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
+use axum::http::{Method, StatusCode};
+use peregrine_auth::api_keys::Scopes;
 use peregrine_hotpath::{AccountId, Actor};
 use serde::de::DeserializeOwned;
 
 use super::Bridge;
+use super::auth::{RequestFacts, body_sha256};
 use super::error::ApiError;
 use super::time::now_ms;
 
@@ -86,6 +90,37 @@ fn path_rejection(rejection: &PathRejection) -> ApiError {
     ApiError::bad_request("request.invalid_path", rejection.body_text())
 }
 
+/// SHA-256 of a signed request's body, computed before the handler reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyDigest(pub [u8; 32]);
+
+/// Buffers the body of a request carrying an API key (at most the body limit; larger is 413)
+/// and records its SHA-256 for the signature check. Other requests pass untouched.
+pub(crate) async fn digest_signed_body(
+    axum::extract::State(bridge): axum::extract::State<Arc<Bridge>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    if !request.headers().contains_key(super::auth::HEADER_KEY) {
+        return next.run(request).await;
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, bridge.config.body_limit_bytes).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.body_too_large",
+            "the request body is larger than the limit",
+        )
+        .into_response();
+    };
+    parts
+        .extensions
+        .insert(BodyDigest(super::auth::body_sha256(&bytes)));
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
 /// The account an API-key-signed request acts for, and the key as the actor of the commands it
 /// issues.
 #[derive(Clone, Copy, Debug)]
@@ -95,25 +130,93 @@ impl FromRequestParts<Arc<Bridge>> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, bridge: &Arc<Bridge>) -> Result<Self, ApiError> {
+        if let Some(token) = bearer(parts) {
+            return bridge.authenticate_token(token);
+        }
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path(), |p| p.as_str());
+        let body_sha256 = parts
+            .extensions
+            .get::<BodyDigest>()
+            .map_or_else(|| body_sha256(b""), |digest| digest.0);
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|info| info.0.ip());
+        // Reads need `read`; every other method changes orders and needs `trade`.
+        let scope = if parts.method == Method::GET || parts.method == Method::HEAD {
+            Scopes::READ
+        } else {
+            Scopes::TRADE
+        };
+        let facts = RequestFacts {
+            method: parts.method.as_str(),
+            path,
+            body_sha256,
+            peer,
+            scope,
+        };
         bridge
-            .authenticate(&parts.headers)
+            .authenticate(&parts.headers, &facts)
             .map(|(account, actor)| Authenticated(account, actor))
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    value.to_str().ok()?.strip_prefix("Bearer ")
+}
+
 impl Bridge {
+    /// Authenticates an access JWT from memory: the account in its claims, the user's id as
+    /// the actor. A token carries `read` and `trade`, never `withdraw` (not served here).
+    fn authenticate_token(&self, token: &str) -> Result<Authenticated, ApiError> {
+        let refused = |code: &'static str, message: String| {
+            self.metrics
+                .auth_failures_total
+                .with_label_values(&[code])
+                .inc();
+            ApiError::unauthorized(code, message)
+        };
+        let Some(tokens) = self.tokens.get() else {
+            return Err(refused(
+                "authz.invalid_token",
+                "access tokens are not accepted here".to_owned(),
+            ));
+        };
+        let now_s = now_ms() / 1000;
+        let claims = tokens
+            .current()
+            .verify(token, now_s)
+            .map_err(|error| refused(error.code(), error.to_string()))?;
+        let account = claims.account.ok_or_else(|| {
+            refused(
+                "authz.invalid_token",
+                "the token names no trading account".to_owned(),
+            )
+        })?;
+        let actor = Actor::ApiKey(peregrine_hotpath::ApiKeyId::of_key(claims.sub.as_bytes()));
+        Ok(Authenticated(AccountId(account), actor))
+    }
+
     /// Authenticates request headers now, counting failures.
     pub(crate) fn authenticate(
         &self,
         headers: &axum::http::HeaderMap,
+        facts: &RequestFacts<'_>,
     ) -> Result<(AccountId, Actor), ApiError> {
-        self.keys.authenticate(headers, now_ms()).map_err(|error| {
-            self.metrics
-                .auth_failures_total
-                .with_label_values(&[error.code()])
-                .inc();
-            tracing::debug!(%error, "request refused");
-            ApiError::from(error)
-        })
+        self.keys
+            .authenticate(headers, facts, now_ms())
+            .map_err(|error| {
+                self.metrics
+                    .auth_failures_total
+                    .with_label_values(&[error.code()])
+                    .inc();
+                tracing::debug!(%error, "request refused");
+                ApiError::from(error)
+            })
     }
 }

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub feed_resyncs_total: IntCounter,
     /// Time to apply one batch of commands to market data and fan it out.
     pub feed_batch_seconds: Histogram,
+    /// API-key changes applied from identity's key feed.
+    pub key_changes_total: IntCounter,
+    /// Polls of identity's key feed that failed.
+    pub key_feed_failures_total: IntCounter,
 }
 
 impl Metrics {
@@ -66,6 +70,14 @@ impl Metrics {
                 )
                 .buckets(buckets),
             )?,
+            key_changes_total: IntCounter::new(
+                "rest_key_changes_total",
+                "API-key changes applied from identity's key feed",
+            )?,
+            key_feed_failures_total: IntCounter::new(
+                "rest_key_feed_failures_total",
+                "polls of identity's key feed that failed",
+            )?,
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration_seconds.clone()))?;
@@ -75,6 +87,8 @@ impl Metrics {
         registry.register(Box::new(metrics.ws_slow_consumers_total.clone()))?;
         registry.register(Box::new(metrics.feed_resyncs_total.clone()))?;
         registry.register(Box::new(metrics.feed_batch_seconds.clone()))?;
+        registry.register(Box::new(metrics.key_changes_total.clone()))?;
+        registry.register(Box::new(metrics.key_feed_failures_total.clone()))?;
         Ok(metrics)
     }
 }

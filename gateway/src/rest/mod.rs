@@ -18,6 +18,7 @@ pub mod error;
 pub mod extract;
 mod feed;
 mod history;
+pub mod key_follower;
 pub mod metrics;
 pub mod nonce_floor;
 pub mod openapi;
@@ -114,6 +115,9 @@ pub struct Bridge {
     /// The SQL replica, when one is configured: history beyond memory (orders, trades,
     /// transactions).
     pub(crate) replica: std::sync::OnceLock<Arc<peregrine_replica::ReplicaReader>>,
+    /// Identity's access-token verifier, when identity runs: `Authorization: Bearer <JWT>`
+    /// is then accepted for account reads and trading, verified from memory.
+    pub(crate) tokens: std::sync::OnceLock<Arc<peregrine_auth::jwt::Refresher>>,
 }
 
 impl Bridge {
@@ -158,11 +162,22 @@ impl Bridge {
             requests_in_flight: AtomicUsize::new(0),
             shutdown: watch::Sender::new(false),
             replica: std::sync::OnceLock::new(),
+            tokens: std::sync::OnceLock::new(),
         }))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Accepts identity's access JWTs from now on (once; a second call is ignored).
+    pub fn accept_tokens(&self, refresher: Arc<peregrine_auth::jwt::Refresher>) {
+        let _ = self.tokens.set(refresher);
+    }
+
+    /// Applies a change from identity's key feed to the API-key cache.
+    pub fn apply_key_change(&self, change: peregrine_auth::key_feed::KeyChange) {
+        self.keys.apply(change);
     }
 
     pub(crate) fn next_client_id(&self) -> u64 {
@@ -192,6 +207,10 @@ pub fn router(bridge: Arc<Bridge>) -> Router {
     )
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
+    .layer(axum::middleware::from_fn_with_state(
+        bridge.clone(),
+        extract::digest_signed_body,
+    ))
     .layer(axum::middleware::from_fn_with_state(bridge.clone(), track))
     .layer(DefaultBodyLimit::max(bridge.config.body_limit_bytes))
     .with_state(bridge)
@@ -328,9 +347,13 @@ pub async fn serve_on(
     let mut stop = bridge.shutdown.subscribe();
     let server = tokio::spawn(async move {
         let graceful = async move { stopped(&mut stop).await };
-        let served = axum::serve(listener, app.into_make_service())
-            .with_graceful_shutdown(graceful)
-            .await;
+        // With the peer's address: an API key's allowlist is checked against it.
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .await;
         if let Err(error) = served {
             tracing::error!(%error, "REST server failed");
         }

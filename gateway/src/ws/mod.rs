@@ -62,10 +62,23 @@ pub(crate) async fn public_stream(
 pub(crate) async fn private_stream(
     State(bridge): State<Arc<Bridge>>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    match bridge.authenticate(&headers) {
+    // The upgrade is a read: its signature covers `GET`, the path and query, an empty body.
+    // No peer address here: a key with an allowlist is refused on this stream.
+    let path = uri
+        .path_and_query()
+        .map_or_else(|| uri.path(), |p| p.as_str());
+    let facts = crate::rest::auth::RequestFacts {
+        method: "GET",
+        path,
+        body_sha256: crate::rest::auth::body_sha256(b""),
+        peer: None,
+        scope: peregrine_auth::api_keys::Scopes::READ,
+    };
+    match bridge.authenticate(&headers, &facts) {
         Ok((account, _actor)) => accept(bridge, Some(account), query, upgrade),
         Err(error) => error.into_response(),
     }

@@ -1,0 +1,125 @@
+//! Identity's part of OpenBao: which mounts and keys it uses, the least-privilege policy its
+//! token carries, and the set-up that makes them (run with an operator's or the dev root
+//! token; identity itself then runs with the narrow token only).
+//!
+//! What identity keeps there:
+//! - one TOTP key per user, `user-<uid>`, in the totp engine (the secret never leaves OpenBao
+//!   after the enrolment's QR code is shown once);
+//! - the JWT signing key, an ed25519 key in transit: identity asks OpenBao to sign and reads
+//!   the public halves for the JWKS;
+//! - the key that encrypts API-key secrets at rest, an AES-GCM key in transit.
+
+use peregrine_secrets::sys::Engine;
+use peregrine_secrets::transit::KeyType;
+use peregrine_secrets::{BaoError, BaoToken, OpenBao};
+
+use crate::error::AuthError;
+
+/// Where identity's secrets live in OpenBao.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct VaultConfig {
+    /// The totp engine's mount.
+    pub totp_mount: String,
+    /// The transit engine's mount.
+    pub transit_mount: String,
+    /// The ed25519 transit key that signs access JWTs.
+    pub jwt_key: String,
+    /// The AES-GCM transit key that encrypts API-key secrets.
+    pub secrets_key: String,
+    /// The issuer shown in authenticator apps.
+    pub totp_issuer: String,
+    /// The name of the policy [`provision`] writes (one per identity deployment sharing an
+    /// OpenBao: a policy is looked up by name at each request).
+    pub policy: String,
+}
+
+impl Default for VaultConfig {
+    fn default() -> VaultConfig {
+        VaultConfig {
+            totp_mount: "totp".to_owned(),
+            transit_mount: "transit".to_owned(),
+            jwt_key: "identity-jwt".to_owned(),
+            secrets_key: "identity-api-keys".to_owned(),
+            totp_issuer: "Peregrine".to_owned(),
+            policy: "peregrine-identity".to_owned(),
+        }
+    }
+}
+
+/// The lifetime of the token [`provision`] creates (OpenBao's syntax). Renewal is the
+/// deployment's (the OpenBao agent's) job; the dev default is long enough for a session.
+pub const TOKEN_TTL: &str = "768h";
+
+impl VaultConfig {
+    /// The OpenBao policy for identity's token: exactly the paths identity uses.
+    ///
+    /// Not granted on purpose: rotating or deleting the JWT or secrets keys (an operator's
+    /// act), reading or exporting any key's private part, every other mount (KV with the
+    /// wallets' seeds, other components' transit keys), and TOTP keys not named `user-*`.
+    pub fn policy_hcl(&self) -> String {
+        let (totp, transit) = (&self.totp_mount, &self.transit_mount);
+        let (jwt, secrets) = (&self.jwt_key, &self.secrets_key);
+        format!(
+            "# Peregrine identity: TOTP per user, JWT signing, API-key secrets at rest.\n\
+             path \"{totp}/keys/user-*\" {{ capabilities = [\"create\", \"update\", \"delete\"] }}\n\
+             path \"{totp}/code/user-*\" {{ capabilities = [\"update\"] }}\n\
+             path \"{transit}/sign/{jwt}\" {{ capabilities = [\"update\"] }}\n\
+             path \"{transit}/keys/{jwt}\" {{ capabilities = [\"read\"] }}\n\
+             path \"{transit}/encrypt/{secrets}\" {{ capabilities = [\"update\"] }}\n\
+             path \"{transit}/decrypt/{secrets}\" {{ capabilities = [\"update\"] }}\n"
+        )
+    }
+}
+
+/// Makes identity's engines, keys and policy with `admin` (a token allowed to), and returns
+/// a new token carrying only [`VaultConfig::policy_hcl`]. Idempotent: existing mounts and
+/// keys are kept.
+pub async fn provision(admin: &OpenBao, config: &VaultConfig) -> Result<BaoToken, BaoError> {
+    admin
+        .ensure_engine(&config.totp_mount, Engine::Totp)
+        .await?;
+    admin
+        .ensure_engine(&config.transit_mount, Engine::Transit)
+        .await?;
+    admin
+        .transit_ensure_key(&config.transit_mount, &config.jwt_key, KeyType::Ed25519)
+        .await?;
+    admin
+        .transit_ensure_key(
+            &config.transit_mount,
+            &config.secrets_key,
+            KeyType::Aes256Gcm96,
+        )
+        .await?;
+    admin
+        .put_policy(&config.policy, &config.policy_hcl())
+        .await?;
+    admin.create_token(&[&config.policy], TOKEN_TTL).await
+}
+
+/// Identity's OpenBao client and where its secrets are.
+#[derive(Clone, Debug)]
+pub struct Vault {
+    /// The client, with identity's own token.
+    pub client: OpenBao,
+    /// The mounts and keys.
+    pub config: VaultConfig,
+}
+
+impl Vault {
+    /// The TOTP key name of the user with public id `uid`.
+    pub fn totp_key(uid: &str) -> String {
+        format!("user-{uid}")
+    }
+}
+
+/// Turns an OpenBao failure into the service's answer: 503 `identity.vault_unavailable` when
+/// OpenBao cannot answer now, else a server error (a denied path is a deployment bug).
+pub fn bao_error(error: BaoError) -> AuthError {
+    if error.is_unavailable() {
+        AuthError::VaultUnavailable
+    } else {
+        AuthError::Vault(error)
+    }
+}
