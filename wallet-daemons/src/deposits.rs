@@ -34,6 +34,8 @@ pub const BLOCKS_KEPT: u64 = 256;
 pub const CONFIRMATIONS_MAX: u32 = 128;
 /// Credits one step submits at most.
 pub const CREDITS_PER_STEP_MAX: u32 = 256;
+/// The longest wait between two attempts while steps fail (node down, store down).
+pub const BACKOFF_MS_MAX: u64 = 60_000;
 
 const _: () = assert!((CONFIRMATIONS_MAX as u64) < BLOCKS_KEPT);
 const _: () = assert!(BLOCKS_PER_STEP_MAX >= 1 && CREDITS_PER_STEP_MAX >= 1);
@@ -113,6 +115,49 @@ pub struct StepReport {
     pub rewound: u32,
     /// Deposits credited now (applied or found applied).
     pub credited: u32,
+}
+
+/// What the watcher is doing: the daemon's readiness reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WatcherStatus {
+    /// No step finished yet.
+    Starting,
+    /// The last step succeeded.
+    Following {
+        /// The node's head.
+        head: u64,
+        /// The stored tip.
+        tip: Option<u64>,
+    },
+    /// Steps fail; the watcher tries again after a growing pause.
+    Failing {
+        /// `WatchError::kind` of the last failure.
+        kind: &'static str,
+        /// Its message.
+        reason: String,
+        /// Consecutive failed steps.
+        failures: u32,
+    },
+}
+
+/// The pacing of [`DepositWatcher::run`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pacing {
+    /// Between two successful steps (about the chain's block time).
+    pub interval_ms: u64,
+    /// The longest pause after failures (doubling from `interval_ms`, at most
+    /// [`BACKOFF_MS_MAX`]).
+    pub backoff_ms_max: u64,
+}
+
+impl Pacing {
+    /// The pause after `failures` consecutive failed steps (0: the interval).
+    pub fn pause_ms(self, failures: u32) -> u64 {
+        let ceiling = self.backoff_ms_max.clamp(self.interval_ms, BACKOFF_MS_MAX);
+        let factor = 1u64 << failures.min(16);
+        self.interval_ms.saturating_mul(factor).min(ceiling)
+    }
 }
 
 /// Who a watched address belongs to: index into the currencies, and the account.
@@ -223,6 +268,57 @@ impl<C: Chain, L: Ledger> DepositWatcher<C, L> {
             });
         }
         deposits
+    }
+
+    /// Steps until `shutdown` turns true, publishing each outcome in `status`: after a failure
+    /// (the node or the store down) it pauses longer each time, up to the pacing's ceiling,
+    /// and resumes from the stored tip when the step succeeds again — nothing is lost, since
+    /// nothing is recorded past the last block fully read.
+    pub async fn run(
+        &self,
+        pacing: Pacing,
+        status: &tokio::sync::watch::Sender<WatcherStatus>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let chain = self.config.chain.as_str();
+        let mut failures: u32 = 0;
+        while !*shutdown.borrow() {
+            match self.step().await {
+                Ok(report) => {
+                    if failures > 0 {
+                        tracing::info!(chain, failures, "deposit watcher recovered");
+                    }
+                    failures = 0;
+                    status.send_replace(WatcherStatus::Following {
+                        head: report.head,
+                        tip: report.tip,
+                    });
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    let kind = error.kind();
+                    self.metrics
+                        .errors_total
+                        .with_label_values(&[chain, kind])
+                        .inc();
+                    tracing::warn!(chain, kind, %error, failures, "deposit watcher step failed");
+                    status.send_replace(WatcherStatus::Failing {
+                        kind,
+                        reason: error.to_string(),
+                        failures,
+                    });
+                }
+            }
+            let pause = std::time::Duration::from_millis(pacing.pause_ms(failures));
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        return; // the owner is gone: nobody can stop or read this watcher
+                    }
+                }
+            }
+        }
     }
 
     /// One step (see the module docs).
@@ -406,5 +502,25 @@ impl<C: Chain, L: Ledger> DepositWatcher<C, L> {
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BACKOFF_MS_MAX, Pacing};
+
+    #[test]
+    fn the_pause_doubles_from_the_interval_up_to_the_ceiling() {
+        let pacing = Pacing {
+            interval_ms: 100,
+            backoff_ms_max: 1_000,
+        };
+        let pauses: Vec<u64> = (0..6).map(|failures| pacing.pause_ms(failures)).collect();
+        assert_eq!(pauses, [100, 200, 400, 800, 1_000, 1_000]);
+        let unbounded = Pacing {
+            interval_ms: 1_000,
+            backoff_ms_max: u64::MAX,
+        };
+        assert_eq!(unbounded.pause_ms(u32::MAX), BACKOFF_MS_MAX);
     }
 }

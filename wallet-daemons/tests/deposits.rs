@@ -15,7 +15,9 @@ use peregrine_secrets::{BaoToken, OpenBao};
 use peregrine_wallet::addresses::DepositAddresses;
 use peregrine_wallet::chain::eth::EthRpc;
 use peregrine_wallet::chain::{Address, Asset, Chain, Watch};
-use peregrine_wallet::deposits::{DepositWatcher, WatchedCurrency, WatcherConfig};
+use peregrine_wallet::deposits::{
+    DepositWatcher, Pacing, WatchedCurrency, WatcherConfig, WatcherStatus,
+};
 use peregrine_wallet::keys::{COIN_TYPE_ETH, SeedVault, wallet_policy};
 use peregrine_wallet::ledger::{Ledger, deposit_id};
 use peregrine_wallet::metrics::WalletMetrics;
@@ -352,4 +354,108 @@ async fn the_adapter_reads_blocks_receipts_fees_and_nonces_from_the_node() {
         matches!(refused, peregrine_wallet::chain::ChainError::Refused { .. }),
         "{refused:?}"
     );
+}
+
+/// Waits until `check` holds on the watcher's status, at most 20 s.
+async fn status_until(
+    status: &mut tokio::sync::watch::Receiver<WatcherStatus>,
+    check: impl Fn(&WatcherStatus) -> bool,
+) -> WatcherStatus {
+    let waited = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        loop {
+            let current = status.borrow_and_update().clone();
+            if check(&current) {
+                return current;
+            }
+            status.changed().await.unwrap();
+        }
+    })
+    .await;
+    waited.unwrap_or_else(|_| panic!("status stayed {:?}", *status.borrow()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_backs_off_while_the_node_is_down_and_resumes_without_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("anvil.json");
+    let anvil = OwnAnvil::start().await;
+    let port = anvil.port();
+    anvil.stop();
+    let anvil = OwnAnvil::start_on(port, Some(&state)).await;
+    let database = format!("sqlite:{}", dir.path().join("wallet.db").display());
+    let wallet =
+        Arc::new(Wallet::new(&anvil.url, &database, vec![eth_currency(&code("b"), 1)]).await);
+    let address = wallet.address(0, 13).await;
+    let payer = accounts(&wallet.rpc).await[1].clone();
+
+    let registry = prometheus::Registry::new();
+    let watcher = Arc::new(wallet.watcher_in(&registry));
+    let (status_tx, mut status) = tokio::sync::watch::channel(WatcherStatus::Starting);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let pacing = Pacing {
+        interval_ms: 50,
+        backoff_ms_max: 400,
+    };
+    let running = tokio::spawn({
+        let watcher = watcher.clone();
+        async move { watcher.run(pacing, &status_tx, stop).await }
+    });
+
+    pay(&wallet.rpc, &payer, &address, 5 * GWEI).await;
+    let credited = |amount: u64| {
+        let wallet = wallet.clone();
+        async move {
+            for _ in 0..400 {
+                if wallet.available(13, ETH) == amount {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            panic!(
+                "balance {} never reached {amount}",
+                wallet.available(13, ETH)
+            );
+        }
+    };
+    credited(5).await;
+
+    anvil.stop();
+    let failing = status_until(
+        &mut status,
+        |s| matches!(s, WatcherStatus::Failing { failures, .. } if *failures >= 5),
+    )
+    .await;
+    assert!(
+        matches!(
+            failing,
+            WatcherStatus::Failing {
+                kind: "chain_unavailable",
+                ..
+            }
+        ),
+        "{failing:?}"
+    );
+
+    // The node comes back with its chain: the watcher resumes from its stored tip.
+    let anvil = OwnAnvil::start_on(port, Some(&state)).await;
+    pay(&wallet.rpc, &payer, &address, 7 * GWEI).await;
+    credited(12).await;
+    status_until(&mut status, |s| {
+        matches!(s, WatcherStatus::Following { .. })
+    })
+    .await;
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("wallet_errors_total{chain=\"eth\",kind=\"chain_unavailable\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wallet_deposits{chain=\"eth\",state=\"credited\"} 2"),
+        "{text}"
+    );
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+    drop(anvil);
 }

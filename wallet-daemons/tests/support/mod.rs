@@ -59,7 +59,16 @@ impl OwnAnvil {
             .local_addr()
             .unwrap()
             .port();
-        let child = Command::new(required_env("ANVIL_BIN"))
+        OwnAnvil::start_on(port, None).await
+    }
+
+    /// On `port`, keeping its chain in `state` (loaded at start, written at a clean stop).
+    pub async fn start_on(port: u16, state: Option<&Path>) -> OwnAnvil {
+        let mut command = Command::new(required_env("ANVIL_BIN"));
+        if let Some(state) = state {
+            command.arg("--state").arg(state);
+        }
+        let child = command
             .args([
                 "--host",
                 "127.0.0.1",
@@ -88,6 +97,22 @@ impl OwnAnvil {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("anvil on port {port} did not answer");
+    }
+}
+
+impl OwnAnvil {
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Stops it with SIGTERM (so it writes its state) and waits for it to exit.
+    pub fn stop(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        self.child.wait().unwrap();
     }
 }
 
