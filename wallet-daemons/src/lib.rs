@@ -4,6 +4,8 @@
 //! - the chain adapter ([`chain::Chain`]: head, blocks with their hash and parent hash, native
 //!   and token transfers to watched addresses, fee estimate, raw transaction broadcast,
 //!   receipts, nonces) and its Ethereum implementation over JSON-RPC ([`chain::eth::EthRpc`]);
+//! - the signer's transactions ([`chain::eth_tx`]: EIP-1559, RLP, deterministic low-s
+//!   signatures, the transaction id known before broadcast);
 //! - keys ([`keys`]): one HD seed per currency in OpenBao's KV v2 engine, created once with
 //!   check-and-set, BIP-32/44 derivation, a private key in memory only inside
 //!   [`keys::SeedVault::with_key`] and zeroed after; the wallets' own OpenBao policy
@@ -45,13 +47,14 @@
 //! CPU seconds of a clean release build than JSON-RPC over the workspace's `reqwest`, and
 //! brings a second `reqwest` (0.13) and `hyper` stack and the `sol!` macro machinery (measured:
 //! `perf/RESULTS.md`). What is used of Ethereum here is eight JSON-RPC methods, Keccak-256 and
-//! secp256k1: `reqwest`, `sha3` and `k256` (which alloy's signer uses as well) do it with 10
-//! new crates, about 11 CPU seconds.
+//! secp256k1: `reqwest`, `sha3` and `k256` (which alloy's signer uses as well) do it with 11
+//! new crates, about 12 CPU seconds.
 //!
 //! # Still to come
 //!
-//! Withdrawals (signer with persist-before-broadcast), collection to the hot wallet with gas
-//! top-ups, hot/warm/cold thresholds, reconciliation, the Peatio REST routes and Ranger events.
+//! Withdrawals (the signer's persist-before-broadcast state machine over [`chain::eth_tx`]),
+//! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation,
+//! the daemon's wiring into `peregrine up`, the Peatio REST routes and Ranger events.
 
 pub mod addresses;
 pub mod chain;

@@ -70,6 +70,22 @@ impl EthRpc {
         &self.url
     }
 
+    /// The chain's EIP-155 id (`eth_chainId`), which every signed transaction carries.
+    pub async fn chain_id(&self) -> Result<u64, ChainError> {
+        const METHOD: &str = "eth_chainId";
+        let id: String = self.call(METHOD, json!([])).await?;
+        quantity_u64(METHOD, "chain id", &id)
+    }
+
+    /// The balance of `address` in wei at the latest block.
+    pub async fn balance(&self, address: &Address) -> Result<u128, ChainError> {
+        const METHOD: &str = "eth_getBalance";
+        let balance: String = self
+            .call(METHOD, json!([address.as_str(), "latest"]))
+            .await?;
+        quantity(METHOD, "balance", &balance)
+    }
+
     /// Calls `method` with `params` and decodes its `result` (JSON `null` decodes as `None`
     /// where `T` is an `Option`).
     pub async fn call<T: DeserializeOwned>(

@@ -7,6 +7,7 @@
 //! exactly once.
 
 pub mod eth;
+pub mod eth_tx;
 
 use std::collections::HashSet;
 use std::fmt;
