@@ -10,15 +10,13 @@ use std::sync::Arc;
 use peregrine_core::EngineHandle;
 use peregrine_hotpath::Amount;
 use peregrine_hotpath::{AccountId, CurrencyId};
-use peregrine_secrets::sys::Engine as BaoEngine;
-use peregrine_secrets::{BaoToken, OpenBao};
 use peregrine_wallet::addresses::DepositAddresses;
 use peregrine_wallet::chain::eth::EthRpc;
 use peregrine_wallet::chain::{Address, Asset, Chain, Watch};
 use peregrine_wallet::deposits::{
     DepositWatcher, Pacing, WatchedCurrency, WatcherConfig, WatcherStatus,
 };
-use peregrine_wallet::keys::{COIN_TYPE_ETH, SeedVault, wallet_policy};
+use peregrine_wallet::keys::{COIN_TYPE_ETH, SeedVault};
 use peregrine_wallet::ledger::{Ledger, deposit_id};
 use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::{DepositState, WalletStore};
@@ -41,20 +39,7 @@ fn code(prefix: &str) -> String {
 
 /// The wallet's vault, with its own token and policy.
 async fn vault() -> SeedVault {
-    let root = OpenBao::new(
-        &required_env("VAULT_ADDR"),
-        BaoToken::new(required_env("VAULT_TOKEN")),
-    )
-    .unwrap();
-    root.ensure_engine(MOUNT, BaoEngine::KvV2).await.unwrap();
-    root.put_policy("peregrine-wallets-test", &wallet_policy(MOUNT))
-        .await
-        .unwrap();
-    let token = root
-        .create_token(&["peregrine-wallets-test"], "10m")
-        .await
-        .unwrap();
-    SeedVault::new(root.with_token(token), MOUNT)
+    support::wallet_vault(MOUNT, "peregrine-wallets-test").await
 }
 
 fn eth_currency(code: &str, confirmations: u32) -> WatchedCurrency {

@@ -8,13 +8,12 @@ mod support;
 use std::num::NonZeroU32;
 
 use peregrine_hotpath::AccountId;
+use peregrine_secrets::BaoError;
 use peregrine_secrets::sys::Engine as BaoEngine;
-use peregrine_secrets::{BaoError, BaoToken, OpenBao};
 use peregrine_wallet::chain::Address;
 use peregrine_wallet::keys::{
     COIN_TYPE_ETH, DerivationPath, KeyError, SeedVault, eth_address_from_seed, wallet_policy,
 };
-use support::required_env;
 
 /// BIP-39's seed of a mnemonic without passphrase (PBKDF2-HMAC-SHA512, 2048 rounds).
 fn bip39_seed(mnemonic: &str) -> [u8; 64] {
@@ -71,18 +70,10 @@ fn paths_parse_round_trip_and_bad_ones_are_typed_errors() {
     ));
 }
 
-fn root() -> OpenBao {
-    OpenBao::new(
-        &required_env("VAULT_ADDR"),
-        BaoToken::new(required_env("VAULT_TOKEN")),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_seed_is_made_once_and_only_the_wallet_token_reads_it() {
     const MOUNT: &str = "peregrine-wallets-keys-test";
-    let root = root();
+    let root = support::bao_root();
     root.ensure_engine(MOUNT, BaoEngine::KvV2).await.unwrap();
     root.ensure_engine("peregrine-identity-test", BaoEngine::Transit)
         .await

@@ -5,13 +5,11 @@
 
 mod support;
 
-use peregrine_secrets::sys::Engine as BaoEngine;
-use peregrine_secrets::{BaoToken, OpenBao};
 use peregrine_wallet::chain::eth::EthRpc;
 use peregrine_wallet::chain::eth_tx::Eip1559;
 use peregrine_wallet::chain::{Address, Chain, ChainError, FeeEstimate};
-use peregrine_wallet::keys::{DerivationPath, SeedVault, wallet_policy};
-use support::{OwnAnvil, accounts, pay, required_env};
+use peregrine_wallet::keys::DerivationPath;
+use support::{OwnAnvil, accounts, pay};
 
 const MOUNT: &str = "peregrine-wallets-signer-test";
 const ETHER: u128 = 1_000_000_000_000_000_000;
@@ -20,20 +18,7 @@ const ETHER: u128 = 1_000_000_000_000_000_000;
 async fn a_signed_transfer_is_mined_under_the_id_computed_before_broadcast() {
     let anvil = OwnAnvil::start().await;
     let rpc = EthRpc::new(&anvil.url).unwrap();
-    let root = OpenBao::new(
-        &required_env("VAULT_ADDR"),
-        BaoToken::new(required_env("VAULT_TOKEN")),
-    )
-    .unwrap();
-    root.ensure_engine(MOUNT, BaoEngine::KvV2).await.unwrap();
-    root.put_policy("wallets-signer-test", &wallet_policy(MOUNT))
-        .await
-        .unwrap();
-    let token = root
-        .create_token(&["wallets-signer-test"], "5m")
-        .await
-        .unwrap();
-    let vault = SeedVault::new(root.with_token(token), MOUNT);
+    let vault = support::wallet_vault(MOUNT, "wallets-signer-test").await;
     let currency = format!("h{}", std::process::id());
     vault.ensure_seed(&currency).await.unwrap();
     let path: DerivationPath = "m/44'/60'/1'/0/0".parse().unwrap();

@@ -12,8 +12,11 @@ use std::time::Duration;
 use peregrine_core::{EngineHandle, Request};
 use peregrine_hotpath::runtime::{Shard, ShardConfig};
 use peregrine_hotpath::{Actor, CommandKind, CurrencyId, Engine, EngineConfig};
+use peregrine_secrets::sys::Engine as BaoEngine;
+use peregrine_secrets::{BaoToken, OpenBao};
 use peregrine_wallet::chain::Address;
 use peregrine_wallet::chain::eth::EthRpc;
+use peregrine_wallet::keys::{SeedVault, wallet_policy};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
@@ -26,6 +29,27 @@ pub fn required_env(name: &str) -> String {
              DATABASE_URL, VAULT_ADDR and VAULT_TOKEN"
         ),
     }
+}
+
+/// OpenBao with the root token of the test server.
+pub fn bao_root() -> OpenBao {
+    OpenBao::new(
+        &required_env("VAULT_ADDR"),
+        BaoToken::new(required_env("VAULT_TOKEN")),
+    )
+    .unwrap()
+}
+
+/// The seeds under `mount`, read with a token of their own holding the wallet policy (named
+/// `policy`) only.
+pub async fn wallet_vault(mount: &str, policy: &str) -> SeedVault {
+    let root = bao_root();
+    root.ensure_engine(mount, BaoEngine::KvV2).await.unwrap();
+    root.put_policy(policy, &wallet_policy(mount))
+        .await
+        .unwrap();
+    let token = root.create_token(&[policy], "10m").await.unwrap();
+    SeedVault::new(root.with_token(token), mount)
 }
 
 /// A fresh MySQL database of this test's own, named after DATABASE_URL's plus `suffix`.
