@@ -389,6 +389,11 @@ impl<C: Chain, L: Ledger> DepositWatcher<C, L> {
     /// The stored tip left the chain: forget it and orphan its unconfirmed deposits.
     async fn rewind(&self, tip: StoredBlock, report: &mut StepReport) -> Result<(), WatchError> {
         let chain = self.config.chain.as_str();
+        // The store keeps BLOCKS_KEPT + 1 blocks once past them: failing at BLOCKS_KEPT rewinds
+        // stops before the last kept block goes, so a watcher never rescans from
+        // `start_block` over pruned history on a chain that is not the one it followed. (With
+        // fewer blocks stored, every block since `start_block` is kept, and rereading from it
+        // is exact.)
         if u64::from(report.rewound) >= BLOCKS_KEPT {
             return Err(WatchError::ReorgTooDeep { at: tip.number });
         }

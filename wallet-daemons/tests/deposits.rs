@@ -444,3 +444,35 @@ async fn the_watcher_backs_off_while_the_node_is_down_and_resumes_without_loss()
     running.await.unwrap();
     drop(anvil);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_on_another_chain_stops_the_watcher_instead_of_rescanning() {
+    let anvil = OwnAnvil::start().await;
+    let port = anvil.port();
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("wallet.db").display());
+    let wallet = Wallet::new(&anvil.url, &database, vec![eth_currency(&code("d"), 2)]).await;
+    // More blocks than the store keeps, so the oldest were pruned.
+    mine(&wallet.rpc, 300).await;
+    let watcher = wallet.watcher();
+    while watcher.step().await.unwrap().tip != Some(300) {}
+
+    // Another chain answers on the same address: none of the kept blocks is on it.
+    drop(anvil);
+    // (anvil is deterministic: a transaction in its first block makes it another chain.)
+    let other = OwnAnvil::start_on(port, None).await;
+    let senders = accounts(&wallet.rpc).await;
+    let payee = Address::parse_eth(&senders[2]).unwrap();
+    pay(&wallet.rpc, &senders[1], &payee, GWEI).await;
+    mine(&wallet.rpc, 310).await;
+    let error = watcher.step().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            peregrine_wallet::deposits::WatchError::ReorgTooDeep { .. }
+        ),
+        "{error:?}"
+    );
+    assert_eq!(error.kind(), "reorg_too_deep");
+    drop(other);
+}
