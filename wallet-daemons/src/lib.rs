@@ -13,7 +13,9 @@
 //! - deposit addresses per (currency, account) with their derivation paths ([`addresses`]);
 //! - the wallet store ([`store`]: MySQL/MariaDB or SQLite, its own tables and migrations);
 //! - the deposit watcher ([`deposits`]) and the credit through the journaled `Deposit` command
-//!   ([`ledger`]), with metrics ([`metrics`]).
+//!   ([`ledger`]), with metrics ([`metrics`]);
+//! - the withdrawal signer's persist-before-broadcast core ([`withdrawals`]: `approved` →
+//!   `signed` → `broadcast`, one transaction per withdrawal whatever crashes).
 //!
 //! Never does: change a balance except through a sequenced deposit or withdrawal command (each
 //! deposit carries its idempotency key, so a retry never credits twice), hold a cold-wallet
@@ -52,7 +54,8 @@
 //!
 //! # Still to come
 //!
-//! Withdrawals (the signer's persist-before-broadcast state machine over [`chain::eth_tx`]),
+//! Withdrawals beyond the signer's core (the engine's hold before signing and settle/release
+//! after the receipt, confirmations, fee bumps, tokens, the request API and approvals),
 //! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation,
 //! the daemon's wiring into `peregrine up`, the Peatio REST routes and Ranger events.
 
@@ -63,3 +66,4 @@ pub mod keys;
 pub mod ledger;
 pub mod metrics;
 pub mod store;
+pub mod withdrawals;

@@ -159,7 +159,7 @@ pub struct DepositRow {
 }
 
 #[derive(Clone, Debug)]
-enum Pool {
+pub(crate) enum Pool {
     MySql(MySqlPool),
     Sqlite(SqlitePool),
 }
@@ -168,11 +168,11 @@ enum Pool {
 macro_rules! on_pool {
     ($store:expr, |$pool:ident, $mysql:ident| $body:expr) => {
         match &$store.pool {
-            Pool::MySql($pool) => {
+            $crate::store::Pool::MySql($pool) => {
                 let $mysql = true;
                 $body
             }
-            Pool::Sqlite($pool) => {
+            $crate::store::Pool::Sqlite($pool) => {
                 let $mysql = false;
                 let _ = $mysql;
                 $body
@@ -180,24 +180,39 @@ macro_rules! on_pool {
         }
     };
 }
+pub(crate) use on_pool;
 
 /// The wallet store.
 #[derive(Clone, Debug)]
 pub struct WalletStore {
-    pool: Pool,
+    pub(crate) pool: Pool,
 }
 
 type MigrationFiles = &'static [(i64, &'static str, &'static str)];
-const MYSQL_MIGRATIONS: MigrationFiles = &[(
-    1,
-    "wallets",
-    include_str!("../migrations/mysql/0001_wallets.sql"),
-)];
-const SQLITE_MIGRATIONS: MigrationFiles = &[(
-    1,
-    "wallets",
-    include_str!("../migrations/sqlite/0001_wallets.sql"),
-)];
+const MYSQL_MIGRATIONS: MigrationFiles = &[
+    (
+        1,
+        "wallets",
+        include_str!("../migrations/mysql/0001_wallets.sql"),
+    ),
+    (
+        2,
+        "withdrawals",
+        include_str!("../migrations/mysql/0002_withdrawals.sql"),
+    ),
+];
+const SQLITE_MIGRATIONS: MigrationFiles = &[
+    (
+        1,
+        "wallets",
+        include_str!("../migrations/sqlite/0001_wallets.sql"),
+    ),
+    (
+        2,
+        "withdrawals",
+        include_str!("../migrations/sqlite/0002_withdrawals.sql"),
+    ),
+];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
 
 /// The migrator `sqlx::migrate!` would build, without the `macros` feature.
@@ -222,12 +237,12 @@ fn migrator(files: MigrationFiles) -> Migrator {
     }
 }
 
-fn to_i64(value: u64) -> i64 {
+pub(crate) fn to_i64(value: u64) -> i64 {
     // Heights, accounts and ids stay far below 2^63; saturate rather than wrap if not.
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-fn to_u64(column: &'static str, value: i64) -> Result<u64, StoreError> {
+pub(crate) fn to_u64(column: &'static str, value: i64) -> Result<u64, StoreError> {
     u64::try_from(value).map_err(|_| StoreError::UnknownValue {
         column,
         value: value.to_string(),
