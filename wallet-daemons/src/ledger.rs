@@ -65,6 +65,46 @@ pub trait Ledger: Send + Sync {
     ) -> impl Future<Output = Result<CreditOutcome, LedgerError>> + Send;
 }
 
+/// What the engine answered a withdrawal command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Answer {
+    /// Applied at this journal sequence.
+    Applied {
+        /// The command's sequence.
+        seq: u64,
+    },
+    /// Refused with this reason (the caller tells a retry's duplicate from a real refusal).
+    Refused(RejectReason),
+}
+
+/// Where withdrawals hold, settle and release funds (journaled commands).
+pub trait WithdrawalLedger: Send + Sync {
+    /// Submits `command` (`WithdrawalHold`, `WithdrawalSettle` or `WithdrawalRelease`).
+    fn withdrawal(
+        &self,
+        command: CommandKind,
+    ) -> impl Future<Output = Result<Answer, LedgerError>> + Send;
+}
+
+/// Submits `command` as the wallet service and waits for its outcome.
+async fn execute(engine: &EngineHandle, command: CommandKind) -> Result<Answer, LedgerError> {
+    let ticket = engine
+        .submit(Request::new(Actor::Service(Service::Wallet), command))
+        .map_err(|error| match error {
+            SubmitError::Busy => LedgerError::Busy,
+            _ => LedgerError::Unavailable,
+        })?;
+    let executed = tokio::time::timeout(Duration::from_millis(OUTCOME_TIMEOUT_MS), ticket)
+        .await
+        .map_err(|_| LedgerError::Unavailable)?
+        .map_err(|_| LedgerError::Unavailable)?;
+    Ok(match executed.rejected() {
+        None => Answer::Applied { seq: executed.seq },
+        Some(reason) => Answer::Refused(reason),
+    })
+}
+
 impl Ledger for Arc<EngineHandle> {
     async fn credit(
         &self,
@@ -79,20 +119,22 @@ impl Ledger for Arc<EngineHandle> {
             amount,
             deposit,
         };
-        let ticket = self
-            .submit(Request::new(Actor::Service(Service::Wallet), command))
-            .map_err(|error| match error {
-                SubmitError::Busy => LedgerError::Busy,
-                _ => LedgerError::Unavailable,
-            })?;
-        let executed = tokio::time::timeout(Duration::from_millis(OUTCOME_TIMEOUT_MS), ticket)
-            .await
-            .map_err(|_| LedgerError::Unavailable)?
-            .map_err(|_| LedgerError::Unavailable)?;
-        Ok(match executed.rejected() {
-            None => CreditOutcome::Applied { seq: executed.seq },
-            Some(RejectReason::DuplicateDeposit) => CreditOutcome::AlreadyApplied,
-            Some(reason) => CreditOutcome::Refused(reason),
+        Ok(match execute(self, command).await? {
+            Answer::Applied { seq } => CreditOutcome::Applied { seq },
+            Answer::Refused(RejectReason::DuplicateDeposit) => CreditOutcome::AlreadyApplied,
+            Answer::Refused(reason) => CreditOutcome::Refused(reason),
         })
+    }
+}
+
+impl WithdrawalLedger for Arc<EngineHandle> {
+    async fn withdrawal(&self, command: CommandKind) -> Result<Answer, LedgerError> {
+        debug_assert!(matches!(
+            command,
+            CommandKind::WithdrawalHold { .. }
+                | CommandKind::WithdrawalSettle { .. }
+                | CommandKind::WithdrawalRelease { .. }
+        ));
+        execute(self, command).await
     }
 }

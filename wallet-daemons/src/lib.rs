@@ -14,8 +14,9 @@
 //! - the wallet store ([`store`]: MySQL/MariaDB or SQLite, its own tables and migrations);
 //! - the deposit watcher ([`deposits`]) and the credit through the journaled `Deposit` command
 //!   ([`ledger`]), with metrics ([`metrics`]);
-//! - the withdrawal signer's persist-before-broadcast core ([`withdrawals`]: `approved` →
-//!   `signed` → `broadcast`, one transaction per withdrawal whatever crashes).
+//! - withdrawals' chain side ([`withdrawals`]: the journaled hold before signing, the signed
+//!   bytes persisted before broadcast, settle or release only on a receipt; one transaction per
+//!   withdrawal whatever crashes).
 //!
 //! Never does: change a balance except through a sequenced deposit or withdrawal command (each
 //! deposit carries its idempotency key, so a retry never credits twice), hold a cold-wallet
@@ -48,14 +49,14 @@
 //! over HTTP, RPC types, a local signer) compiles about 100 more units and costs about 84 more
 //! CPU seconds of a clean release build than JSON-RPC over the workspace's `reqwest`, and
 //! brings a second `reqwest` (0.13) and `hyper` stack and the `sol!` macro machinery (measured:
-//! `perf/RESULTS.md`). What is used of Ethereum here is eight JSON-RPC methods, Keccak-256 and
+//! `perf/RESULTS.md`). What is used of Ethereum here is ten JSON-RPC methods, Keccak-256 and
 //! secp256k1: `reqwest`, `sha3` and `k256` (which alloy's signer uses as well) do it with 11
 //! new crates, about 12 CPU seconds.
 //!
 //! # Still to come
 //!
-//! Withdrawals beyond the signer's core (the engine's hold before signing and settle/release
-//! after the receipt, confirmations, fee bumps, tokens, the request API and approvals),
+//! Withdrawals' request side (Peatio `POST account/withdraws`, TOTP, KYC, beneficiaries, the
+//! default-deny policy and approvals), fee bumps, token withdrawals, a signer loop,
 //! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation,
 //! the daemon's wiring into `peregrine up`, the Peatio REST routes and Ranger events.
 

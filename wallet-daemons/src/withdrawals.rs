@@ -1,21 +1,29 @@
-//! The withdrawal signer's first half: persist before broadcast.
+//! Withdrawals: the engine's hold, then the signer's persist-before-broadcast, then settle or
+//! release on the receipt.
 //!
 //! ```text
-//!   approved ──sign──► signed ──broadcast──► broadcast
-//!   (nonce, raw bytes and id written in one update, before any byte leaves)
+//!   requested ──hold──► held ──sign──► signed ──broadcast──► broadcast ──receipt, N confs──► settled
+//!       │ (journaled)          (nonce, raw bytes, id          │ (resent after a       (journaled)
+//!       ▼                       written before any            │  crash: same bytes)
+//!   rejected (the engine        byte leaves)                  └──failed receipt──► released
+//!   refused the hold)                                                            (journaled)
 //! ```
 //!
-//! [`Signer::sign`] signs a withdrawal once: its nonce, raw transaction and id are written
-//! (`approved` → `signed`) before [`Signer::broadcast`] sends anything, and a withdrawal already
-//! `signed` is never signed again — after a crash the same bytes are sent, so the chain can hold
-//! at most one transaction per withdrawal (Peatio's `errored` → processed again → double send
-//! cannot happen). A broadcast whose answer is lost is resolved by looking the id up: the node's
-//! refusal of bytes it already has ("already known", "nonce too low") is success when it knows
-//! the transaction under the precomputed id.
+//! The funds are held in the engine (`WithdrawalHold`, journaled, keyed by the withdrawal id)
+//! before anything is signed. [`Signer::sign`] signs a withdrawal once: its nonce, raw
+//! transaction and id are written (`held` → `signed`) before [`Signer::broadcast`] sends
+//! anything, and a withdrawal already `signed` is never signed again — after a crash the same
+//! bytes are sent, so the chain holds at most one transaction per withdrawal (Peatio's
+//! `errored` → processed again → double send cannot happen). A broadcast whose answer is lost
+//! is resolved by looking the id up: the node's refusal of bytes it already has ("already
+//! known", "nonce too low") is success when it knows the transaction under the precomputed id.
+//! Only a receipt moves a withdrawal on ([`Signer::finish`]): success with the confirmations
+//! settles the hold, a failed transaction releases it; nothing marks a withdrawal done without
+//! one.
 //!
-//! Still to come: the engine's hold before signing and settle/release after the receipt,
-//! confirmations, fee bumps (a replacement is a new signed state of the same withdrawal), token
-//! withdrawals, the request API and its approval policy.
+//! Still to come: fee bumps (a replacement is a new signed state of the same withdrawal), token
+//! withdrawals, the request API with its approval policy, a receipt in a block that left the
+//! chain after settling (the deposit watcher's block chain will vouch for the receipt's block).
 
 use peregrine_secrets::BaoError;
 use serde_json::json;
@@ -24,44 +32,64 @@ use crate::chain::eth::EthRpc;
 use crate::chain::eth_tx::{Eip1559, SignedTx, TxError};
 use crate::chain::{Address, Chain, ChainError, FeeEstimate, Hash32, decode_hex, encode_hex};
 use crate::keys::{DerivationPath, KeyError, SeedVault};
+use crate::ledger::{Answer, LedgerError, WithdrawalLedger};
 use crate::store::{StoreError, WalletStore, on_pool, to_i64, to_u64};
+use peregrine_hotpath::{AccountId, Amount, CommandKind, CurrencyId, RejectReason, WithdrawalId};
 
 /// Gas of a plain ether transfer.
 pub const GAS_LIMIT_ETHER: u64 = 21_000;
 
-/// A withdrawal's state.
+/// A withdrawal's state (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WithdrawalState {
-    /// Approved for sending; nothing signed yet.
-    Approved,
+    /// Recorded; the engine has not held the funds yet.
+    Requested,
+    /// The engine holds the funds; nothing signed yet.
+    Held,
     /// Signed: nonce, raw bytes and id stored; maybe not sent yet.
     Signed,
     /// The node has it (accepted, or known under its id).
     Broadcast,
+    /// Mined successfully with its confirmations: the hold is settled.
+    Settled,
+    /// Mined and failed: the hold is released.
+    Released,
+    /// The engine refused the hold (insufficient balance): nothing held, nothing signed.
+    Rejected,
 }
 
 impl WithdrawalState {
+    const ALL: [WithdrawalState; 7] = [
+        WithdrawalState::Requested,
+        WithdrawalState::Held,
+        WithdrawalState::Signed,
+        WithdrawalState::Broadcast,
+        WithdrawalState::Settled,
+        WithdrawalState::Released,
+        WithdrawalState::Rejected,
+    ];
+
     fn name(self) -> &'static str {
         match self {
-            WithdrawalState::Approved => "approved",
+            WithdrawalState::Requested => "requested",
+            WithdrawalState::Held => "held",
             WithdrawalState::Signed => "signed",
             WithdrawalState::Broadcast => "broadcast",
+            WithdrawalState::Settled => "settled",
+            WithdrawalState::Released => "released",
+            WithdrawalState::Rejected => "rejected",
         }
     }
 
     fn parse(text: &str) -> Result<WithdrawalState, StoreError> {
-        [
-            WithdrawalState::Approved,
-            WithdrawalState::Signed,
-            WithdrawalState::Broadcast,
-        ]
-        .into_iter()
-        .find(|state| state.name() == text)
-        .ok_or_else(|| StoreError::UnknownValue {
-            column: "state",
-            value: text.to_owned(),
-        })
+        WithdrawalState::ALL
+            .into_iter()
+            .find(|state| state.name() == text)
+            .ok_or_else(|| StoreError::UnknownValue {
+                column: "state",
+                value: text.to_owned(),
+            })
     }
 }
 
@@ -70,6 +98,12 @@ impl WithdrawalState {
 pub struct NewWithdrawal {
     /// Currency code (its seed signs).
     pub currency: String,
+    /// The engine's currency.
+    pub currency_id: CurrencyId,
+    /// The account debited.
+    pub account: AccountId,
+    /// The amount in the engine's minor units (held, then settled).
+    pub amount_minor: Amount,
     /// The paying (hot wallet) address.
     pub from: Address,
     /// Its derivation path in the currency's seed.
@@ -120,6 +154,17 @@ pub enum SignError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The engine could not take the command now: retry.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    /// The engine refused the hold for good (the withdrawal is `rejected`).
+    #[error("the engine refused withdrawal {id}: {reason:?}")]
+    HoldRefused {
+        /// Which.
+        id: u64,
+        /// Why.
+        reason: RejectReason,
+    },
     /// The node refused the bytes and does not know the transaction: its nonce went to
     /// another transaction, or the bytes are invalid. An operator's case; nothing is re-signed.
     #[error("the node refused withdrawal {id} ({reason}) and does not know {txid}")]
@@ -138,6 +183,7 @@ impl SignError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             SignError::Chain(error) => error.is_unavailable(),
+            SignError::Ledger(_) => true,
             SignError::Key(KeyError::Bao(error)) => BaoError::is_unavailable(error),
             _ => false,
         }
@@ -147,6 +193,9 @@ impl SignError {
 type WithdrawalTuple = (
     i64,
     String,
+    i64,
+    i64,
+    i64,
     String,
     String,
     String,
@@ -158,7 +207,21 @@ type WithdrawalTuple = (
 );
 
 fn withdrawal_row(tuple: WithdrawalTuple) -> Result<WithdrawalRow, StoreError> {
-    let (id, currency, from, path, to, amount, state, nonce, txid, raw) = tuple;
+    let (
+        id,
+        currency,
+        currency_id,
+        account,
+        minor,
+        from,
+        path,
+        to,
+        amount,
+        state,
+        nonce,
+        txid,
+        raw,
+    ) = tuple;
     let bad = |column: &'static str, value: &str| StoreError::UnknownValue {
         column,
         value: value.to_owned(),
@@ -177,6 +240,11 @@ fn withdrawal_row(tuple: WithdrawalTuple) -> Result<WithdrawalRow, StoreError> {
         id: to_u64("id", id)?,
         request: NewWithdrawal {
             currency,
+            currency_id: CurrencyId(
+                u16::try_from(currency_id).map_err(|_| bad("currency_id", "out of range"))?,
+            ),
+            account: AccountId(u32::try_from(account).map_err(|_| bad("account", "out of range"))?),
+            amount_minor: Amount(to_u64("amount_minor", minor)?),
             from: Address::parse_eth(&from).ok_or_else(|| bad("from_address", &from))?,
             path: path.parse().map_err(|_| bad("path", &path))?,
             to: Address::parse_eth(&to).ok_or_else(|| bad("to_address", &to))?,
@@ -188,14 +256,15 @@ fn withdrawal_row(tuple: WithdrawalTuple) -> Result<WithdrawalRow, StoreError> {
 }
 
 impl WalletStore {
-    /// Records an approved withdrawal; its id.
+    /// Records a requested withdrawal (approved by the policy, not held yet); its id.
     pub async fn insert_withdrawal(
         &self,
         chain: &str,
         request: &NewWithdrawal,
     ) -> Result<u64, StoreError> {
-        const SQL: &str = "INSERT INTO wallet_withdrawals (chain, currency, from_address, path, \
-             to_address, amount_chain, state) VALUES (?, ?, ?, ?, ?, ?, 'approved')";
+        const SQL: &str = "INSERT INTO wallet_withdrawals (chain, currency, currency_id, account, \
+             amount_minor, from_address, path, to_address, amount_chain, state) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested')";
         let path = request.path.to_string();
         let amount = request.amount_chain.to_string();
         // One statement, bound the same way for either back end (the query's type names it).
@@ -204,6 +273,9 @@ impl WalletStore {
                 sqlx::query(SQL)
                     .bind(chain)
                     .bind(&request.currency)
+                    .bind(i64::from(request.currency_id.0))
+                    .bind(i64::from(request.account.0))
+                    .bind(to_i64(request.amount_minor.0))
                     .bind(request.from.as_str())
                     .bind(&path)
                     .bind(request.to.as_str())
@@ -221,8 +293,9 @@ impl WalletStore {
 
     /// The withdrawal `id`.
     pub async fn withdrawal(&self, id: u64) -> Result<Option<WithdrawalRow>, StoreError> {
-        const SQL: &str = "SELECT id, currency, from_address, path, to_address, amount_chain, \
-             state, nonce, txid, raw_hex FROM wallet_withdrawals WHERE id = ?";
+        const SQL: &str = "SELECT id, currency, currency_id, account, amount_minor, from_address, \
+             path, to_address, amount_chain, state, nonce, txid, raw_hex FROM wallet_withdrawals \
+             WHERE id = ?";
         let row: Option<WithdrawalTuple> = on_pool!(self, |pool, _mysql| {
             sqlx::query_as(SQL)
                 .bind(to_i64(id))
@@ -246,11 +319,11 @@ impl WalletStore {
         row.0.map(|nonce| to_u64("nonce", nonce)).transpose()
     }
 
-    /// `approved` → `signed` with the transaction; false when it was not `approved` any more
+    /// `held` → `signed` with the transaction; false when it was not `held` any more
     /// (or the nonce was taken by another withdrawal: the unique key refuses it).
     async fn record_signed(&self, id: u64, nonce: u64, tx: &SignedTx) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE wallet_withdrawals SET state = 'signed', nonce = ?, txid = ?, \
-             raw_hex = ? WHERE id = ? AND state = 'approved'";
+             raw_hex = ? WHERE id = ? AND state = 'held'";
         let result = on_pool!(self, |pool, _mysql| {
             sqlx::query(SQL)
                 .bind(to_i64(nonce))
@@ -268,43 +341,121 @@ impl WalletStore {
         }
     }
 
-    /// `signed` → `broadcast`.
-    async fn record_broadcast(&self, id: u64) -> Result<(), StoreError> {
-        const SQL: &str = "UPDATE wallet_withdrawals SET state = 'broadcast' WHERE id = ? \
-             AND state = 'signed'";
-        on_pool!(self, |pool, _mysql| {
-            sqlx::query(SQL).bind(to_i64(id)).execute(pool).await?;
-        });
-        Ok(())
+    /// `from` → `to`; false when the withdrawal was not in `from`.
+    async fn move_withdrawal(
+        &self,
+        id: u64,
+        from: WithdrawalState,
+        to: WithdrawalState,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE wallet_withdrawals SET state = ? WHERE id = ? AND state = ?";
+        Ok(on_pool!(self, |pool, _mysql| {
+            sqlx::query(SQL)
+                .bind(to.name())
+                .bind(to_i64(id))
+                .bind(from.name())
+                .execute(pool)
+                .await?
+                .rows_affected()
+                == 1
+        }))
     }
 }
 
-/// Signs and broadcasts withdrawals of one Ethereum chain.
+/// Holds, signs, broadcasts and settles withdrawals of one Ethereum chain.
 #[derive(Debug)]
-pub struct Signer {
+pub struct Signer<L> {
     rpc: EthRpc,
     vault: SeedVault,
     store: WalletStore,
+    ledger: L,
     chain: String,
     chain_id: u64,
 }
 
-impl Signer {
+impl<L: WithdrawalLedger> Signer<L> {
     /// A signer for `chain` (the store's name) through `rpc`, reading the chain id.
     pub async fn new(
         rpc: EthRpc,
         vault: SeedVault,
         store: WalletStore,
+        ledger: L,
         chain: &str,
-    ) -> Result<Signer, SignError> {
+    ) -> Result<Signer<L>, SignError> {
         let chain_id = rpc.chain_id().await?;
         Ok(Signer {
             rpc,
             vault,
             store,
+            ledger,
             chain: chain.to_owned(),
             chain_id,
         })
+    }
+
+    /// Holds the funds of withdrawal `id` in the engine (`requested` → `held`); a refusal makes
+    /// it `rejected`. A retry after a crash finds the hold applied (the engine answers
+    /// "duplicate" for the same id) and moves on.
+    pub async fn hold(&self, id: u64) -> Result<WithdrawalState, SignError> {
+        let row = self.row(id).await?;
+        if row.state != WithdrawalState::Requested {
+            return Ok(row.state);
+        }
+        let request = &row.request;
+        let command = CommandKind::WithdrawalHold {
+            account: request.account,
+            currency: request.currency_id,
+            amount: request.amount_minor,
+            withdrawal: WithdrawalId(id),
+        };
+        let next = match self.ledger.withdrawal(command).await? {
+            Answer::Applied { .. } | Answer::Refused(RejectReason::DuplicateWithdrawal) => {
+                WithdrawalState::Held
+            }
+            Answer::Refused(reason) => {
+                self.store
+                    .move_withdrawal(id, row.state, WithdrawalState::Rejected)
+                    .await?;
+                return Err(SignError::HoldRefused { id, reason });
+            }
+        };
+        self.store.move_withdrawal(id, row.state, next).await?;
+        Ok(next)
+    }
+
+    /// Settles or releases withdrawal `id` once its receipt has `confirmations` (the receipt's
+    /// block counted); the state it is in after the call (`broadcast` while waiting).
+    pub async fn finish(&self, id: u64, confirmations: u64) -> Result<WithdrawalState, SignError> {
+        let row = self.row(id).await?;
+        let (WithdrawalState::Broadcast, Some((_, signed))) = (row.state, row.signed) else {
+            return Ok(row.state);
+        };
+        let Some(receipt) = self.rpc.receipt(&signed.txid).await? else {
+            return Ok(row.state); // not mined (yet, or again after a reorg): broadcast again
+        };
+        let head = self.rpc.head().await?;
+        if (head + 1).saturating_sub(receipt.block_number) < confirmations {
+            return Ok(row.state);
+        }
+        let withdrawal = WithdrawalId(id);
+        let (command, next) = if receipt.success {
+            (
+                CommandKind::WithdrawalSettle { withdrawal },
+                WithdrawalState::Settled,
+            )
+        } else {
+            (
+                CommandKind::WithdrawalRelease { withdrawal },
+                WithdrawalState::Released,
+            )
+        };
+        match self.ledger.withdrawal(command).await? {
+            // Unknown: settled or released before a crash, which is what this call does.
+            Answer::Applied { .. } | Answer::Refused(RejectReason::UnknownWithdrawal) => {}
+            Answer::Refused(reason) => return Err(SignError::HoldRefused { id, reason }),
+        }
+        self.store.move_withdrawal(id, row.state, next).await?;
+        Ok(next)
     }
 
     async fn row(&self, id: u64) -> Result<WithdrawalRow, SignError> {
@@ -315,11 +466,18 @@ impl Signer {
     }
 
     /// Signs withdrawal `id` once and stores the result before returning it; a withdrawal
-    /// signed before gets its stored transaction back, never a new one.
+    /// signed before gets its stored transaction back, never a new one. Only a `held`
+    /// withdrawal is signed.
     pub async fn sign(&self, id: u64) -> Result<SignedTx, SignError> {
         let row = self.row(id).await?;
         if let Some((_, signed)) = row.signed {
             return Ok(signed);
+        }
+        if row.state != WithdrawalState::Held {
+            return Err(SignError::State {
+                id,
+                state: row.state,
+            });
         }
         let request = &row.request;
         // The next nonce: the node's (pending included) unless this store signed further.
@@ -391,7 +549,9 @@ impl Signer {
             }
             Err(error) => return Err(error.into()),
         }
-        self.store.record_broadcast(id).await?;
+        self.store
+            .move_withdrawal(id, WithdrawalState::Signed, WithdrawalState::Broadcast)
+            .await?;
         Ok(signed.txid)
     }
 

@@ -1,10 +1,13 @@
--- Withdrawals the signer sends. The raw transaction, its id and nonce are written (state
--- `signed`) before the first broadcast, so a restart rebroadcasts the same bytes and a second
--- transaction for the same withdrawal is never signed.
+-- Withdrawals: the engine holds the funds (`held`) before anything is signed; the raw
+-- transaction, its id and nonce are written (`signed`) before the first broadcast, so a restart
+-- rebroadcasts the same bytes and a second transaction for one withdrawal is never signed.
 CREATE TABLE wallet_withdrawals (
     id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
     chain VARCHAR(16) NOT NULL,
     currency VARCHAR(16) NOT NULL,
+    currency_id BIGINT NOT NULL,
+    account BIGINT NOT NULL,
+    amount_minor BIGINT NOT NULL,
     from_address VARCHAR(90) NOT NULL,
     path VARCHAR(128) NOT NULL,
     to_address VARCHAR(90) NOT NULL,
