@@ -27,6 +27,10 @@ pub struct WalletMetrics {
     pub credits_total: IntCounterVec,
     /// Failed steps by kind (`chain_unavailable`, `chain_refused`, `store`, `reorg_too_deep`).
     pub errors_total: IntCounterVec,
+    /// Withdrawals entering each state.
+    pub withdrawal_transitions_total: IntCounterVec,
+    /// Signer failures by kind (`unavailable`, `refused`, `rejected`, `store`, `state`).
+    pub signer_errors_total: IntCounterVec,
 }
 
 impl WalletMetrics {
@@ -83,7 +87,20 @@ impl WalletMetrics {
                 Opts::new("wallet_errors_total", "failed watcher steps by kind"),
                 &["chain", "kind"],
             )?,
+            withdrawal_transitions_total: IntCounterVec::new(
+                Opts::new(
+                    "wallet_withdrawal_transitions_total",
+                    "withdrawals entering each state",
+                ),
+                &["chain", "state"],
+            )?,
+            signer_errors_total: IntCounterVec::new(
+                Opts::new("wallet_signer_errors_total", "signer failures by kind"),
+                &["chain", "kind"],
+            )?,
         };
+        registry.register(Box::new(metrics.withdrawal_transitions_total.clone()))?;
+        registry.register(Box::new(metrics.signer_errors_total.clone()))?;
         registry.register(Box::new(metrics.head_lag_blocks.clone()))?;
         registry.register(Box::new(metrics.head_lag_seconds.clone()))?;
         registry.register(Box::new(metrics.deposits.clone()))?;

@@ -33,6 +33,7 @@ use crate::chain::eth_tx::{Eip1559, SignedTx, TxError};
 use crate::chain::{Address, Chain, ChainError, FeeEstimate, Hash32, decode_hex, encode_hex};
 use crate::keys::{DerivationPath, KeyError, SeedVault};
 use crate::ledger::{Answer, LedgerError, WithdrawalLedger};
+use crate::metrics::WalletMetrics;
 use crate::store::{StoreError, WalletStore, on_pool, to_i64, to_u64};
 use peregrine_hotpath::{AccountId, Amount, CommandKind, CurrencyId, RejectReason, WithdrawalId};
 
@@ -179,6 +180,17 @@ pub enum SignError {
 }
 
 impl SignError {
+    /// The `kind` label of `wallet_signer_errors_total`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            error if error.is_unavailable() => "unavailable",
+            SignError::Rejected { .. } | SignError::HoldRefused { .. } => "rejected",
+            SignError::Store(_) => "store",
+            SignError::NotFound(_) | SignError::State { .. } => "state",
+            _ => "refused",
+        }
+    }
+
     /// True when OpenBao or the node cannot answer now: withdrawals pause and retry.
     pub fn is_unavailable(&self) -> bool {
         match self {
@@ -369,6 +381,7 @@ pub struct Signer<L> {
     vault: SeedVault,
     store: WalletStore,
     ledger: L,
+    metrics: WalletMetrics,
     chain: String,
     chain_id: u64,
 }
@@ -380,6 +393,7 @@ impl<L: WithdrawalLedger> Signer<L> {
         vault: SeedVault,
         store: WalletStore,
         ledger: L,
+        metrics: WalletMetrics,
         chain: &str,
     ) -> Result<Signer<L>, SignError> {
         let chain_id = rpc.chain_id().await?;
@@ -388,15 +402,14 @@ impl<L: WithdrawalLedger> Signer<L> {
             vault,
             store,
             ledger,
+            metrics,
             chain: chain.to_owned(),
             chain_id,
         })
     }
 
-    /// Holds the funds of withdrawal `id` in the engine (`requested` → `held`); a refusal makes
-    /// it `rejected`. A retry after a crash finds the hold applied (the engine answers
-    /// "duplicate" for the same id) and moves on.
-    pub async fn hold(&self, id: u64) -> Result<WithdrawalState, SignError> {
+    /// [`Signer::hold`] without the counting.
+    async fn hold_inner(&self, id: u64) -> Result<WithdrawalState, SignError> {
         let row = self.row(id).await?;
         if row.state != WithdrawalState::Requested {
             return Ok(row.state);
@@ -423,9 +436,12 @@ impl<L: WithdrawalLedger> Signer<L> {
         Ok(next)
     }
 
-    /// Settles or releases withdrawal `id` once its receipt has `confirmations` (the receipt's
-    /// block counted); the state it is in after the call (`broadcast` while waiting).
-    pub async fn finish(&self, id: u64, confirmations: u64) -> Result<WithdrawalState, SignError> {
+    /// [`Signer::finish`] without the counting.
+    async fn finish_inner(
+        &self,
+        id: u64,
+        confirmations: u64,
+    ) -> Result<WithdrawalState, SignError> {
         let row = self.row(id).await?;
         let (WithdrawalState::Broadcast, Some((_, signed))) = (row.state, row.signed) else {
             return Ok(row.state);
@@ -458,6 +474,65 @@ impl<L: WithdrawalLedger> Signer<L> {
         Ok(next)
     }
 
+    /// Holds the funds of withdrawal `id` in the engine (`requested` → `held`); a refusal makes
+    /// it `rejected`. A retry after a crash finds the hold applied (the engine answers
+    /// "duplicate" for the same id) and moves on.
+    pub async fn hold(&self, id: u64) -> Result<WithdrawalState, SignError> {
+        let outcome = self.hold_inner(id).await;
+        self.count(outcome, |state| Some(*state))
+    }
+
+    /// Signs withdrawal `id` once and stores the result before returning it; a withdrawal
+    /// signed before gets its stored transaction back, never a new one. Only a `held`
+    /// withdrawal is signed; OpenBao unavailable pauses here ([`SignError::is_unavailable`]).
+    pub async fn sign(&self, id: u64) -> Result<SignedTx, SignError> {
+        let outcome = self.sign_inner(id).await;
+        self.count(outcome, |_| Some(WithdrawalState::Signed))
+    }
+
+    /// Sends the stored bytes of withdrawal `id` (again, after a crash or a lost answer).
+    pub async fn broadcast(&self, id: u64) -> Result<Hash32, SignError> {
+        let outcome = self.broadcast_inner(id).await;
+        self.count(outcome, |_| Some(WithdrawalState::Broadcast))
+    }
+
+    /// Settles or releases withdrawal `id` once its receipt has `confirmations` (the receipt's
+    /// block counted); the state it is in after the call (`broadcast` while waiting).
+    pub async fn finish(&self, id: u64, confirmations: u64) -> Result<WithdrawalState, SignError> {
+        let outcome = self.finish_inner(id, confirmations).await;
+        // Waiting for confirmations is no transition.
+        self.count(outcome, |state| {
+            matches!(state, WithdrawalState::Settled | WithdrawalState::Released).then_some(*state)
+        })
+    }
+
+    /// Counts the outcome: the state entered (a retry counts again), or the error's kind.
+    fn count<T>(
+        &self,
+        outcome: Result<T, SignError>,
+        state: impl Fn(&T) -> Option<WithdrawalState>,
+    ) -> Result<T, SignError> {
+        let chain = self.chain.as_str();
+        match &outcome {
+            Ok(value) => {
+                if let Some(state) = state(value) {
+                    self.metrics
+                        .withdrawal_transitions_total
+                        .with_label_values(&[chain, state.name()])
+                        .inc();
+                }
+            }
+            Err(error) => {
+                self.metrics
+                    .signer_errors_total
+                    .with_label_values(&[chain, error.kind()])
+                    .inc();
+                tracing::warn!(chain, %error, "withdrawal step failed");
+            }
+        }
+        outcome
+    }
+
     async fn row(&self, id: u64) -> Result<WithdrawalRow, SignError> {
         self.store
             .withdrawal(id)
@@ -465,10 +540,8 @@ impl<L: WithdrawalLedger> Signer<L> {
             .ok_or(SignError::NotFound(id))
     }
 
-    /// Signs withdrawal `id` once and stores the result before returning it; a withdrawal
-    /// signed before gets its stored transaction back, never a new one. Only a `held`
-    /// withdrawal is signed.
-    pub async fn sign(&self, id: u64) -> Result<SignedTx, SignError> {
+    /// [`Signer::sign`] without the counting.
+    async fn sign_inner(&self, id: u64) -> Result<SignedTx, SignError> {
         let row = self.row(id).await?;
         if let Some((_, signed)) = row.signed {
             return Ok(signed);
@@ -518,8 +591,8 @@ impl<L: WithdrawalLedger> Signer<L> {
         }
     }
 
-    /// Sends the stored bytes of withdrawal `id` (again, after a crash or a lost answer).
-    pub async fn broadcast(&self, id: u64) -> Result<Hash32, SignError> {
+    /// [`Signer::broadcast`] without the counting.
+    async fn broadcast_inner(&self, id: u64) -> Result<Hash32, SignError> {
         let row = self.row(id).await?;
         let Some((_, signed)) = row.signed else {
             return Err(SignError::State {

@@ -11,6 +11,7 @@ use peregrine_wallet::chain::eth_tx::Eip1559;
 use peregrine_wallet::chain::{Address, Chain, ChainError, FeeEstimate};
 use peregrine_wallet::keys::{DerivationPath, SeedVault};
 use peregrine_wallet::ledger::{CreditOutcome, Ledger, deposit_id};
+use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::WalletStore;
 use peregrine_wallet::withdrawals::{NewWithdrawal, SignError, Signer, WithdrawalState};
 use support::{OwnAnvil, accounts, pay};
@@ -142,17 +143,25 @@ async fn a_withdrawal_is_held_signed_once_across_a_crash_and_settled_on_its_rece
         amount_chain: ETHER / 5,
     };
     let first = store.insert_withdrawal("eth", &request).await.unwrap();
-    let signer = |store: WalletStore| {
+    let signer = |store: WalletStore, registry: &prometheus::Registry| {
         let (url, vault, engine) = (anvil.url.clone(), vault.clone(), engine.clone());
+        let metrics = WalletMetrics::new(registry).unwrap();
         async move {
-            Signer::new(EthRpc::new(&url).unwrap(), vault, store, engine, "eth")
-                .await
-                .unwrap()
+            Signer::new(
+                EthRpc::new(&url).unwrap(),
+                vault,
+                store,
+                engine,
+                metrics,
+                "eth",
+            )
+            .await
+            .unwrap()
         }
     };
 
     // Held, signed and stored, then the process dies before broadcasting.
-    let crashed = signer(store.clone()).await;
+    let crashed = signer(store.clone(), &prometheus::Registry::new()).await;
     assert!(
         matches!(crashed.sign(first).await, Err(SignError::State { .. })),
         "not held yet"
@@ -163,7 +172,8 @@ async fn a_withdrawal_is_held_signed_once_across_a_crash_and_settled_on_its_rece
     drop(crashed);
     assert_eq!(rpc.nonce(&hot).await.unwrap(), 0, "nothing sent yet");
 
-    let signer = signer(store.clone()).await;
+    let registry = prometheus::Registry::new();
+    let signer = signer(store.clone(), &registry).await;
     assert_eq!(
         signer.hold(first).await.unwrap(),
         WithdrawalState::Signed,
@@ -229,6 +239,17 @@ async fn a_withdrawal_is_held_signed_once_across_a_crash_and_settled_on_its_rece
     );
     assert_eq!(rpc.balance(&payee).await.unwrap(), before + 2 * (ETHER / 5));
     assert_eq!(balance().available.0, GWEI_PER_ETHER / 5 * 3);
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap();
+    assert!(
+        text.contains("wallet_withdrawal_transitions_total{chain=\"eth\",state=\"settled\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wallet_signer_errors_total{chain=\"eth\",kind=\"rejected\"} 1"),
+        "{text}"
+    );
     let row = store.withdrawal(first).await.unwrap().unwrap();
     assert_eq!(row.state, WithdrawalState::Settled);
     assert_eq!(row.signed.unwrap().0, 0);
