@@ -16,10 +16,11 @@ use peregrine_wallet::chain::{Address, Asset, Chain, Watch};
 use peregrine_wallet::deposits::{
     DepositWatcher, Pacing, WatchedCurrency, WatcherConfig, WatcherStatus,
 };
-use peregrine_wallet::keys::{COIN_TYPE_ETH, SeedVault};
+use peregrine_wallet::keys::{COIN_TYPE_ETH, DerivationPath, SeedVault};
 use peregrine_wallet::ledger::{Ledger, deposit_id};
 use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::{DepositState, WalletStore};
+use peregrine_wallet::withdrawals::{NewWithdrawal, Signer, WithdrawalState};
 use serde_json::json;
 use support::{OwnAnvil, accounts, mine, pay, required_env};
 
@@ -63,9 +64,17 @@ struct Wallet {
 
 impl Wallet {
     async fn new(url: &str, database_url: &str, currencies: Vec<WatchedCurrency>) -> Wallet {
+        Wallet::with_vault(url, database_url, currencies, vault().await).await
+    }
+
+    async fn with_vault(
+        url: &str,
+        database_url: &str,
+        currencies: Vec<WatchedCurrency>,
+        vault: SeedVault,
+    ) -> Wallet {
         let rpc = EthRpc::new(url).unwrap();
         let store = WalletStore::open(database_url).await.unwrap();
-        let vault = vault().await;
         for currency in &currencies {
             assert!(vault.ensure_seed(&currency.code).await.unwrap());
         }
@@ -200,9 +209,7 @@ async fn a_deposit_in_an_orphaned_block_is_never_credited() {
     watcher.step().await.unwrap();
     assert_eq!(wallet.states(9).await, [DepositState::Orphaned]);
     assert_eq!(wallet.available(9, ETH), 0);
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap();
+    let text = support::metrics_text(&registry);
     assert!(
         text.contains("wallet_reorgs_total{chain=\"eth\"} 1"),
         "{text}"
@@ -429,9 +436,7 @@ async fn the_watcher_backs_off_while_the_node_is_down_and_resumes_without_loss()
         matches!(s, WatcherStatus::Following { .. })
     })
     .await;
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap();
+    let text = support::metrics_text(&registry);
     assert!(
         text.contains("wallet_errors_total{chain=\"eth\",kind=\"chain_unavailable\"}"),
         "{text}"
@@ -475,4 +480,71 @@ async fn a_node_on_another_chain_stops_the_watcher_instead_of_rescanning() {
     );
     assert_eq!(error.kind(), "reorg_too_deep");
     drop(other);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_openbao_down_withdrawals_pause_and_deposits_are_still_credited() {
+    let bao = support::OwnBao::start().await;
+    let vault = support::wallet_vault_on(bao.root.clone(), MOUNT, "wallets-down-test").await;
+    let anvil = OwnAnvil::start().await;
+    let database = support::mysql_url("wallet_bao_down").await;
+    let currency = eth_currency(&code("o"), 1);
+    let wallet =
+        Wallet::with_vault(&anvil.url, &database, vec![currency.clone()], vault.clone()).await;
+    let address = wallet.address(0, 21).await;
+    let senders = accounts(&wallet.rpc).await;
+    // A withdrawal of account 21, held before OpenBao goes away.
+    let hot_path: DerivationPath = "m/44'/60'/1'/0/0".parse().unwrap();
+    let hot = vault.eth_address(&currency.code, &hot_path).await.unwrap();
+    pay(&wallet.rpc, &senders[1], &address, 9 * GWEI).await;
+    wallet.watcher().step().await.unwrap();
+    assert_eq!(wallet.available(21, ETH), 9);
+    let request = NewWithdrawal {
+        currency: currency.code.clone(),
+        currency_id: ETH,
+        account: AccountId(21),
+        amount_minor: Amount(4),
+        from: hot,
+        path: hot_path,
+        to: Address::parse_eth(&senders[2]).unwrap(),
+        amount_chain: 4 * GWEI,
+    };
+    let id = wallet
+        .store
+        .insert_withdrawal("eth", &request)
+        .await
+        .unwrap();
+    let registry = prometheus::Registry::new();
+    let signer = Signer::new(
+        EthRpc::new(&anvil.url).unwrap(),
+        vault,
+        wallet.store.clone(),
+        wallet.engine.clone(),
+        WalletMetrics::new(&registry).unwrap(),
+        "eth",
+    )
+    .await
+    .unwrap();
+    assert_eq!(signer.hold(id).await.unwrap(), WithdrawalState::Held);
+
+    drop(bao);
+    let paused = signer.sign(id).await.unwrap_err();
+    assert!(paused.is_unavailable(), "{paused:?}");
+    assert_eq!(paused.kind(), "unavailable");
+    let row = wallet.store.withdrawal(id).await.unwrap().unwrap();
+    assert_eq!(
+        row.state,
+        WithdrawalState::Held,
+        "nothing signed, the hold stays"
+    );
+
+    // Deposits need no key: detected and credited as before.
+    pay(&wallet.rpc, &senders[1], &address, 3 * GWEI).await;
+    wallet.watcher().step().await.unwrap();
+    assert_eq!(wallet.available(21, ETH), 9 - 4 + 3);
+    let text = support::metrics_text(&registry);
+    assert!(
+        text.contains("wallet_signer_errors_total{chain=\"eth\",kind=\"unavailable\"} 1"),
+        "{text}"
+    );
 }

@@ -239,9 +239,7 @@ async fn a_withdrawal_is_held_signed_once_across_a_crash_and_settled_on_its_rece
     );
     assert_eq!(rpc.balance(&payee).await.unwrap(), before + 2 * (ETHER / 5));
     assert_eq!(balance().available.0, GWEI_PER_ETHER / 5 * 3);
-    let text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .unwrap();
+    let text = support::metrics_text(&registry);
     assert!(
         text.contains("wallet_withdrawal_transitions_total{chain=\"eth\",state=\"settled\"} 2"),
         "{text}"

@@ -26,7 +26,7 @@ pub fn required_env(name: &str) -> String {
         _ => panic!(
             "{name} is not set: run the test suite with `scripts/test`, which starts the local \
              services (anvil, MariaDB, OpenBao) and exports ETH_RPC_URL, ANVIL_BIN, SOLCJS_BIN, \
-             DATABASE_URL, VAULT_ADDR and VAULT_TOKEN"
+             DATABASE_URL, VAULT_ADDR, VAULT_TOKEN and BAO_BIN"
         ),
     }
 }
@@ -43,13 +43,71 @@ pub fn bao_root() -> OpenBao {
 /// The seeds under `mount`, read with a token of their own holding the wallet policy (named
 /// `policy`) only.
 pub async fn wallet_vault(mount: &str, policy: &str) -> SeedVault {
-    let root = bao_root();
+    wallet_vault_on(bao_root(), mount, policy).await
+}
+
+/// [`wallet_vault`] on the OpenBao `root` speaks to.
+pub async fn wallet_vault_on(root: OpenBao, mount: &str, policy: &str) -> SeedVault {
     root.ensure_engine(mount, BaoEngine::KvV2).await.unwrap();
     root.put_policy(policy, &wallet_policy(mount))
         .await
         .unwrap();
     let token = root.create_token(&[policy], "10m").await.unwrap();
     SeedVault::new(root.with_token(token), mount)
+}
+
+/// An OpenBao dev server of the test's own (in memory) on a free port, killed when dropped.
+pub struct OwnBao {
+    child: Child,
+    _home: tempfile::TempDir,
+    pub root: OpenBao,
+}
+
+impl OwnBao {
+    pub async fn start() -> OwnBao {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let home = tempfile::tempdir().unwrap();
+        let child = Command::new(required_env("BAO_BIN"))
+            .args([
+                "server",
+                "-dev",
+                &format!("-dev-listen-address=127.0.0.1:{port}"),
+            ])
+            .arg("-dev-root-token-id=wallet-private-root")
+            .env("HOME", home.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let root = OpenBao::new(
+            &format!("http://127.0.0.1:{port}"),
+            BaoToken::new("wallet-private-root"),
+        )
+        .unwrap();
+        let bao = OwnBao {
+            child,
+            _home: home,
+            root,
+        };
+        for _ in 0..300 {
+            if matches!(bao.root.health().await, Ok(health) if !health.sealed) {
+                return bao;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the private OpenBao did not start");
+    }
+}
+
+impl Drop for OwnBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A fresh MySQL database of this test's own, named after DATABASE_URL's plus `suffix`.
@@ -264,4 +322,11 @@ pub async fn token_transfer(rpc: &EthRpc, token: &Address, from: &str, to: &Addr
         json!({ "from": from, "to": token.as_str(), "data": data }),
     )
     .await;
+}
+
+/// The registry's metrics as Prometheus text.
+pub fn metrics_text(registry: &prometheus::Registry) -> String {
+    prometheus::TextEncoder::new()
+        .encode_to_string(&registry.gather())
+        .unwrap()
 }
