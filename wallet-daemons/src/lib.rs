@@ -29,14 +29,18 @@
 //! value (`-1` in the store) or a token `Transfer` event's log index:
 //!
 //! ```text
-//!            block recorded                  tip − block + 1 ≥ confirmations
-//!   (none) ─────────────────► seen ──────────────────────────────────────► confirmed
-//!     │                        │  ▲                                          │
-//!     │ < 1 minor unit         │  │ mined again in a new block                │ Deposit command
-//!     ▼                        ▼  │                                           ▼ applied / duplicate
-//!    dust ◄───────────────── orphaned (its block left the chain)          credited
-//!                                                                  (refused for good: rejected)
+//!            block recorded                tip − block + 1 ≥ confirmations
+//!   (none) ────────────────► seen ─────────────────────────────────────► confirmed
+//!     │                       │ ▲                                            │ Deposit command:
+//!     │ < 1 minor unit        │ │ mined again                                │ applied or duplicate
+//!     ▼                       ▼ │ in a new block                             ▼
+//!    dust ──block left──► orphaned ◄── block left the chain            credited
+//!                                                          (refused for good: rejected)
 //! ```
+//!
+//! `seen` and `dust` deposits whose block leaves the chain become `orphaned`; an orphaned
+//! transfer mined again is `seen` (or `dust`) again in its new block, under the same row and
+//! so the same idempotency key.
 //!
 //! `confirmed` is written before the command is submitted and `credited` after its outcome, so
 //! a crash between the two resubmits under the same key (the engine answers "duplicate"). A
