@@ -1,0 +1,115 @@
+//! Prometheus metrics of the wallet daemons (`wallet_` prefix; counters `_total`, durations
+//! `_seconds`), labelled by chain.
+
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+/// The wallet daemons' metrics.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct WalletMetrics {
+    /// The node's head minus the watcher's tip, in blocks.
+    pub head_lag_blocks: IntGaugeVec,
+    /// Now minus the watcher's tip block's time, in seconds.
+    pub head_lag_seconds: GaugeVec,
+    /// Deposits by state.
+    pub deposits: IntGaugeVec,
+    /// One watcher step (read new blocks, confirm, credit).
+    pub scan_seconds: HistogramVec,
+    /// Reorganisations seen (a block whose parent is not the stored tip).
+    pub reorgs_total: IntCounterVec,
+    /// Blocks rewound by reorganisations.
+    pub reorg_blocks_total: IntCounterVec,
+    /// Deposits already confirmed or credited in a block that left the chain.
+    pub deep_reorg_deposits_total: IntCounterVec,
+    /// Credits by outcome (`applied`, `already_applied`, `refused`, `retry`).
+    pub credits_total: IntCounterVec,
+    /// Failed steps by kind (`chain_unavailable`, `chain_refused`, `store`, `reorg_too_deep`).
+    pub errors_total: IntCounterVec,
+    /// Withdrawals entering each state.
+    pub withdrawal_transitions_total: IntCounterVec,
+    /// Signer failures by kind (`unavailable`, `refused`, `rejected`, `store`, `state`).
+    pub signer_errors_total: IntCounterVec,
+}
+
+impl WalletMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn new(registry: &Registry) -> Result<WalletMetrics, prometheus::Error> {
+        let buckets = prometheus::exponential_buckets(0.000_5, 2.0, 16)?;
+        let metrics = WalletMetrics {
+            head_lag_blocks: IntGaugeVec::new(
+                Opts::new(
+                    "wallet_head_lag_blocks",
+                    "node head minus watcher tip, blocks",
+                ),
+                &["chain"],
+            )?,
+            head_lag_seconds: GaugeVec::new(
+                Opts::new(
+                    "wallet_head_lag_seconds",
+                    "now minus the watcher tip's block time",
+                ),
+                &["chain"],
+            )?,
+            deposits: IntGaugeVec::new(
+                Opts::new("wallet_deposits", "deposits by state"),
+                &["chain", "state"],
+            )?,
+            scan_seconds: HistogramVec::new(
+                HistogramOpts::new("wallet_scan_seconds", "one deposit watcher step")
+                    .buckets(buckets),
+                &["chain"],
+            )?,
+            reorgs_total: IntCounterVec::new(
+                Opts::new("wallet_reorgs_total", "reorganisations seen"),
+                &["chain"],
+            )?,
+            reorg_blocks_total: IntCounterVec::new(
+                Opts::new(
+                    "wallet_reorg_blocks_total",
+                    "blocks rewound by reorganisations",
+                ),
+                &["chain"],
+            )?,
+            deep_reorg_deposits_total: IntCounterVec::new(
+                Opts::new(
+                    "wallet_deep_reorg_deposits_total",
+                    "confirmed or credited deposits whose block left the chain",
+                ),
+                &["chain"],
+            )?,
+            credits_total: IntCounterVec::new(
+                Opts::new("wallet_credits_total", "deposit credits by outcome"),
+                &["chain", "outcome"],
+            )?,
+            errors_total: IntCounterVec::new(
+                Opts::new("wallet_errors_total", "failed watcher steps by kind"),
+                &["chain", "kind"],
+            )?,
+            withdrawal_transitions_total: IntCounterVec::new(
+                Opts::new(
+                    "wallet_withdrawal_transitions_total",
+                    "withdrawals entering each state",
+                ),
+                &["chain", "state"],
+            )?,
+            signer_errors_total: IntCounterVec::new(
+                Opts::new("wallet_signer_errors_total", "signer failures by kind"),
+                &["chain", "kind"],
+            )?,
+        };
+        registry.register(Box::new(metrics.withdrawal_transitions_total.clone()))?;
+        registry.register(Box::new(metrics.signer_errors_total.clone()))?;
+        registry.register(Box::new(metrics.head_lag_blocks.clone()))?;
+        registry.register(Box::new(metrics.head_lag_seconds.clone()))?;
+        registry.register(Box::new(metrics.deposits.clone()))?;
+        registry.register(Box::new(metrics.scan_seconds.clone()))?;
+        registry.register(Box::new(metrics.reorgs_total.clone()))?;
+        registry.register(Box::new(metrics.reorg_blocks_total.clone()))?;
+        registry.register(Box::new(metrics.deep_reorg_deposits_total.clone()))?;
+        registry.register(Box::new(metrics.credits_total.clone()))?;
+        registry.register(Box::new(metrics.errors_total.clone()))?;
+        Ok(metrics)
+    }
+}
