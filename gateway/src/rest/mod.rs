@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, RestConfig, RestKey};
 use error::ApiError;
+pub use feed::{FeedItem, StreamFeed};
 
 use crate::catalog::Catalog;
 use crate::market_data::history::HistoryLimits;
@@ -95,7 +96,9 @@ pub(crate) struct Shared {
 /// The bridge's state, shared by handlers, the feed task and WebSocket connections.
 #[derive(Debug)]
 pub struct Bridge {
-    pub(crate) engine: Arc<EngineHandle>,
+    /// The engine, on the appliance; `None` on a bridge node fed from the stream, which takes
+    /// no orders and reads accounts only from the replica.
+    pub(crate) engine: Option<Arc<EngineHandle>>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) config: RestConfig,
     pub(crate) keys: auth::KeyStore,
@@ -120,7 +123,7 @@ impl Bridge {
     /// Builds the state (no task started).
     pub fn new(
         config: RestConfig,
-        engine: Arc<EngineHandle>,
+        engine: Option<Arc<EngineHandle>>,
         catalog: Arc<Catalog>,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Bridge>, RestError> {
@@ -159,6 +162,25 @@ impl Bridge {
             shutdown: watch::Sender::new(false),
             replica: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The engine, or 503 on a bridge node (no engine: orders go to the appliance).
+    pub(crate) fn engine(&self) -> Result<&Arc<EngineHandle>, ApiError> {
+        self.engine.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                "server.not_served",
+                "this bridge node serves market data only: place orders and read balances on \
+                 the appliance",
+            )
+        })
+    }
+
+    /// Reads the engine's views; `None` on a bridge node.
+    pub(crate) fn read_views<T>(
+        &self,
+        read: impl FnOnce(&peregrine_core::Views) -> T,
+    ) -> Option<T> {
+        self.engine.as_ref().map(|engine| engine.read(read))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -315,15 +337,43 @@ pub async fn serve_on(
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {
-    let addr = config.listen;
-    let bridge = Bridge::new(config, engine, catalog, registry)?;
+    let bridge = Bridge::new(config, Some(engine), catalog, registry)?;
     if let Some(replica) = replica {
         let _ = bridge.replica.set(replica);
     }
+    let feed = tokio::spawn(feed::run(bridge.clone()));
+    start(listener, bridge, feed)
+}
+
+/// A bridge node's server: the same routes, market data and streams as [`serve_on`], fed by
+/// `feed` (the commands of a stream the appliance publishes, see [`StreamFeed`]) instead of
+/// the engine. Order entry and balances answer 503 `server.not_served`; account orders and
+/// trades are read from `replica` when given.
+pub async fn serve_fed(
+    listener: tokio::net::TcpListener,
+    config: RestConfig,
+    feed: StreamFeed,
+    catalog: Arc<Catalog>,
+    registry: &prometheus::Registry,
+    replica: Option<Arc<peregrine_replica::ReplicaReader>>,
+) -> Result<RestServer, RestError> {
+    let bridge = Bridge::new(config, None, catalog, registry)?;
+    if let Some(replica) = replica {
+        let _ = bridge.replica.set(replica);
+    }
+    let feed = tokio::spawn(feed::run_stream(bridge.clone(), feed));
+    start(listener, bridge, feed)
+}
+
+fn start(
+    listener: tokio::net::TcpListener,
+    bridge: Arc<Bridge>,
+    feed: JoinHandle<()>,
+) -> Result<RestServer, RestError> {
+    let addr = bridge.config.listen;
     let local_addr = listener
         .local_addr()
         .map_err(|source| RestError::Bind { addr, source })?;
-    let feed = tokio::spawn(feed::run(bridge.clone()));
     let app = router(bridge.clone());
     let mut stop = bridge.shutdown.subscribe();
     let server = tokio::spawn(async move {
