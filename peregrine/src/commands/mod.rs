@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod bench;
+pub mod bridge;
 pub mod keygen;
 pub mod replay;
 pub mod tuning;
@@ -19,6 +20,8 @@ pub const EXIT_FAILURE: u8 = 1;
 pub enum CommandError {
     #[error(transparent)]
     Up(#[from] up::UpError),
+    #[error(transparent)]
+    Bridge(#[from] bridge::BridgeError),
     #[error("bench: {0}")]
     Bench(#[from] bench::BenchError),
     #[error(transparent)]
@@ -35,13 +38,17 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Up(e) if e.is_config_error() => EXIT_CONFIG,
+            Self::Bridge(e) if e.is_config_error() => EXIT_CONFIG,
             Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
             Self::Tuning(e) => e.exit_code(),
             Self::Admin(e) if e.is_usage_error() => EXIT_CONFIG,
-            Self::Up(_) | Self::Bench(_) | Self::Replay(_) | Self::Keygen(_) | Self::Admin(_) => {
-                EXIT_FAILURE
-            }
+            Self::Up(_)
+            | Self::Bridge(_)
+            | Self::Bench(_)
+            | Self::Replay(_)
+            | Self::Keygen(_)
+            | Self::Admin(_) => EXIT_FAILURE,
         }
     }
 }
@@ -50,6 +57,7 @@ impl CommandError {
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Up(args) => up::run(&args, std::env::vars_os())?,
+        Command::Bridge(args) => bridge::run(&args, std::env::vars_os())?,
         Command::Bench(args) => bench::run(&args)?,
         Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
         Command::Tuning(args) => tuning::run(&args, std::env::vars_os())?,
