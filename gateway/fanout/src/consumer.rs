@@ -9,11 +9,13 @@
 //!
 //! Gaps are detected twice: the stream sequence must advance by exactly one (the consumer reads
 //! every subject of the stream, and the publisher is its only writer), and a command's parts
-//! must arrive as `1/n, 2/n, .. n/n`. A gap, a damaged message, a lost connection or a resync
-//! asked for by the edge (its book mirror refused a change) ends the session; the next one
-//! starts over from the snapshot. Commands the edge already had are replayed for the books
-//! only (level changes and market states), so a subscriber sees no trade, fill, order or
-//! balance twice; the books' own sequences tell the edge's mirrors what they still need.
+//! must arrive as `1/n, 2/n, .. n/n`. A lost connection (NATS restarted, a network blip) ends
+//! the session and the next one continues from the stream sequence after the last whole
+//! command: no seed, no gap, no duplicate. A gap, a damaged message or a resync asked for by
+//! the edge (its book mirror refused a change) starts over from the snapshot instead. Commands
+//! the edge already had are then replayed for the books only (level changes and market
+//! states), so a subscriber sees no trade, fill, order or balance twice; the books' own
+//! sequences tell the edge's mirrors what they still need.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -137,6 +139,12 @@ pub enum ConsumerError {
     /// The edge asked for a resync.
     #[error("resync requested")]
     Resync,
+    /// The consumer's messages ended: continue where the stream was left.
+    #[error("the consumer's messages ended")]
+    Ended,
+    /// The connection was lost and made again: continue where the stream was left.
+    #[error("reconnected to NATS")]
+    Reconnected,
     /// The edge is gone.
     #[error("the feed's receiver is gone")]
     Closed,
@@ -209,6 +217,10 @@ struct Shared {
     lag: AtomicU64,
     delivered_seq: AtomicU64,
     resync: AtomicBool,
+    /// Set when the connection came back after a loss.
+    reconnected: AtomicBool,
+    /// The connection was lost (a `Connected` event after it is a reconnection).
+    disconnected: AtomicBool,
     wake: Notify,
     last_error: Mutex<Option<String>>,
 }
@@ -288,6 +300,9 @@ pub struct Consumer {
     metrics: ConsumerMetrics,
     events: mpsc::Sender<FeedEvent>,
     stop: watch::Receiver<bool>,
+    /// Where the next session continues: (stream sequence, last command delivered); `None`
+    /// starts from the snapshot.
+    position: Option<(u64, u64)>,
 }
 
 /// A command being assembled from its parts.
@@ -315,6 +330,7 @@ impl Consumer {
             metrics: ConsumerMetrics::register(registry)?,
             events: sender,
             stop: stop_receiver,
+            position: None,
         };
         let handle = tokio::spawn(async move { task.run().await });
         Ok((
@@ -350,10 +366,15 @@ impl Consumer {
                     | ConsumerError::Foreign { .. }
                     | ConsumerError::Resync
             ) {
+                // The books may be wrong: start over from the snapshot.
+                self.position = None;
                 self.metrics.gaps.inc();
                 backoff = self.config.backoff_min;
             }
-            tracing::warn!(%error, "bridge consumer session ended; resynchronising");
+            if matches!(error, ConsumerError::Reconnected) {
+                backoff = self.config.backoff_min;
+            }
+            tracing::warn!(%error, continue_at = ?self.position, "bridge consumer session ended");
             *self
                 .shared
                 .last_error
@@ -368,15 +389,48 @@ impl Consumer {
         }
     }
 
-    /// One connection: the snapshot, then the stream after it, until stopped or failed.
+    /// One connection: the snapshot (or where the last session stopped), then the stream after
+    /// it, until stopped or failed.
     async fn session(&mut self) -> Result<(), ConsumerError> {
         let timeout = self.config.operation_timeout;
+        self.shared.reconnected.store(false, Ordering::Release);
+        self.shared.disconnected.store(false, Ordering::Release);
+        let events = Arc::clone(&self.shared);
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(timeout)
+            .event_callback(move |event| {
+                let shared = Arc::clone(&events);
+                async move { connection_event(&shared, &event) }
+            })
             .connect(self.config.nats_url.as_str())
             .await?;
         let context = jetstream::new(client);
         let stream = bounded(timeout, "stream", context.get_stream(&self.config.stream)).await??;
+        let (start, last_seq) = match self.position {
+            Some(position) => position,
+            None => self.seed(&context).await?,
+        };
+        let ordered = bounded(
+            timeout,
+            "consumer",
+            stream.create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..consumer::pull::OrderedConfig::default()
+            }),
+        )
+        .await??;
+        let messages = bounded(timeout, "messages", ordered.messages()).await??;
+        self.shared.resync.store(false, Ordering::Release);
+        self.position = Some((start, last_seq));
+        self.shared.connected.store(true, Ordering::Release);
+        self.follow(messages, start, last_seq).await
+    }
+
+    /// Loads the snapshot and hands it to the edge; returns where the stream goes on after it.
+    async fn seed(&mut self, context: &jetstream::Context) -> Result<(u64, u64), ConsumerError> {
+        let timeout = self.config.operation_timeout;
         let bucket = bounded(
             timeout,
             "bucket",
@@ -387,28 +441,23 @@ impl Consumer {
             .await??
             .ok_or(ConsumerError::NoSnapshot)?;
         let snapshot = BooksSnapshot::decode(&bytes)?;
-        let deliver_policy = consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: snapshot.stream_seq + 1,
-        };
-        let ordered = bounded(
-            timeout,
-            "consumer",
-            stream.create_consumer(consumer::pull::OrderedConfig {
-                deliver_policy,
-                ..consumer::pull::OrderedConfig::default()
-            }),
-        )
-        .await??;
-        let mut messages = bounded(timeout, "messages", ordered.messages()).await??;
-        self.shared.resync.store(false, Ordering::Release);
-        let (mut expected, mut last_seq) = (snapshot.stream_seq + 1, snapshot.seq);
+        let position = (snapshot.stream_seq + 1, snapshot.seq);
         tracing::info!(
             seq = snapshot.seq,
             stream_seq = snapshot.stream_seq,
             "bridge seeded from the book snapshot"
         );
         self.send(FeedEvent::Seed(snapshot)).await?;
-        self.shared.connected.store(true, Ordering::Release);
+        Ok(position)
+    }
+
+    /// Reads the stream from `expected` on, handing whole commands to the edge.
+    async fn follow(
+        &mut self,
+        mut messages: consumer::pull::Ordered,
+        mut expected: u64,
+        mut last_seq: u64,
+    ) -> Result<(), ConsumerError> {
         let mut assembly: Option<Assembly> = None;
         // Bounded by the stop flag and the stream: each pass takes one message.
         loop {
@@ -420,12 +469,15 @@ impl Consumer {
                     if self.shared.resync.swap(false, Ordering::AcqRel) {
                         return Err(ConsumerError::Resync);
                     }
+                    if self.shared.reconnected.swap(false, Ordering::AcqRel) {
+                        return Err(ConsumerError::Reconnected);
+                    }
                     continue;
                 }
                 message = messages.next() => message,
             };
             let Some(message) = message else {
-                return Err(ConsumerError::Gap { expected, found: 0 });
+                return Err(ConsumerError::Ended);
             };
             let message = message?;
             let info = message.info().map_err(|_| ConsumerError::NoInfo)?;
@@ -445,6 +497,10 @@ impl Consumer {
             if let Some(done) = self.take(&message, stream_seq, last_seq, &mut assembly)? {
                 last_seq = done.seq;
                 self.deliver(done).await?;
+            }
+            if assembly.is_none() {
+                // A command boundary: a lost connection continues from here.
+                self.position = Some((expected, last_seq));
             }
         }
     }
@@ -540,6 +596,19 @@ impl Consumer {
             .send(event)
             .await
             .map_err(|_| ConsumerError::Closed)
+    }
+}
+
+/// Notes a reconnection (a `Connected` after a `Disconnected`) and wakes the session, which
+/// continues from its position on a fresh consumer (the old one may be gone with the server).
+fn connection_event(shared: &Shared, event: &async_nats::Event) {
+    match event {
+        async_nats::Event::Disconnected => shared.disconnected.store(true, Ordering::Release),
+        async_nats::Event::Connected if shared.disconnected.swap(false, Ordering::AcqRel) => {
+            shared.reconnected.store(true, Ordering::Release);
+            shared.wake.notify_one();
+        }
+        _ => {}
     }
 }
 
