@@ -28,6 +28,8 @@ use crate::metrics::FanoutMetrics;
 use crate::snapshot::{BooksSnapshot, SNAPSHOT_KEY, bucket_name};
 use crate::subject::MarketNames;
 
+/// Most copies JetStream keeps of a stream.
+pub const REPLICAS_MAX: usize = 5;
 /// Events one command yields, allocated up front (a sweep grows the buffer).
 const EVENTS_INITIAL: usize = 256;
 
@@ -48,6 +50,9 @@ pub struct FanoutConfig {
     pub duplicate_window: Duration,
     /// How long the stream keeps messages (late joiners replay at most this far back).
     pub max_age: Duration,
+    /// Copies JetStream keeps of the stream and the snapshot bucket (3 on a 3-node cluster);
+    /// applied when the stream is created.
+    pub replicas: usize,
     /// Messages published and not yet acknowledged, at most.
     pub inflight_max: usize,
     /// Bound on connecting and on each acknowledgement.
@@ -82,6 +87,7 @@ impl FanoutConfig {
             markets: MarketNames::default(),
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(24 * 3600),
+            replicas: 1,
             inflight_max: 1_024,
             operation_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
@@ -227,9 +233,13 @@ impl Publisher {
         source: DurableSource,
         registry: &prometheus::Registry,
     ) -> Result<PublisherHandle, FanoutError> {
-        if config.inflight_max == 0 || config.backoff_min > config.backoff_max {
+        if config.inflight_max == 0
+            || config.backoff_min > config.backoff_max
+            || !(1..=REPLICAS_MAX).contains(&config.replicas)
+        {
             return Err(FanoutError::Config(
-                "inflight_max must be positive and backoff_min at most backoff_max",
+                "inflight_max must be positive, backoff_min at most backoff_max, and replicas \
+                 1 to 5",
             ));
         }
         let shared = Arc::new(Shared::default());
@@ -302,6 +312,7 @@ impl Publisher {
             duplicate_window: self.config.duplicate_window,
             max_age: self.config.max_age,
             storage: stream::StorageType::File,
+            num_replicas: self.config.replicas,
             ..stream::Config::default()
         };
         let mut stream = bounded(
@@ -637,6 +648,7 @@ async fn snapshot_bucket(
             deny_delete: true,
             allow_direct: true,
             discard: stream::DiscardPolicy::New,
+            num_replicas: config.replicas,
             ..stream::Config::default()
         })
         .await?;

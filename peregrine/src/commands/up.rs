@@ -547,6 +547,7 @@ fn start_fanout(
     fanout_config.markets = markets;
     fanout_config.retention_floor = exchange.fanout_floor.clone();
     fanout_config.snapshot_interval = Duration::from_millis(section.snapshot_interval_ms);
+    fanout_config.replicas = section.replicas;
     let handle = peregrine_fanout::Publisher::start(
         fanout_config,
         peregrine_persist::follow::DurableSource::Journal(exchange.journal().clone()),

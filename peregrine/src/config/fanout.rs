@@ -24,6 +24,9 @@ pub struct FanoutSection {
     /// How often every book is written to the snapshot bucket (`<stream>_BOOKS`), ms: a
     /// bridge that starts or resynchronises replays at most this much of the stream.
     pub snapshot_interval_ms: u64,
+    /// Copies JetStream keeps of the stream and the snapshot bucket, 1 to 5 (3 on a 3-node
+    /// cluster); applied when the stream is created.
+    pub replicas: usize,
 }
 
 impl Default for FanoutSection {
@@ -34,6 +37,7 @@ impl Default for FanoutSection {
             stream: "PEREGRINE".to_owned(),
             prefix: String::new(),
             snapshot_interval_ms: 1_000,
+            replicas: 1,
         }
     }
 }
