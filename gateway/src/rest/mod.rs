@@ -7,7 +7,9 @@
 //!   handlers' annotations (the router and the document come from the same list).
 //! - Market data and history are derived from the engine's event tap by the feed task
 //!   ([`feed`]) into [`crate::market_data`], never by polling the engine; the engine is queried
-//!   only to seed the books and for balances.
+//!   only to seed the books and for balances. A bridge node ([`serve_fed`]) runs the same
+//!   market data and streams from a [`StreamFeed`] instead, with no engine: order entry and
+//!   balances answer 503 `server.not_served`, account history comes from the replica.
 //! - Writes are read back: an order's answer waits until the feed has applied its command, so a
 //!   `GET` after a `POST` sees it.
 //! - Errors: one JSON body with a stable code ([`error`]); 4xx for the client's faults.
