@@ -33,6 +33,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the appliance until SIGINT or SIGTERM (HTTP health and metrics, data directory).
     Up(UpArgs),
+    /// Run a stateless bridge node: serve the REST reads and WebSocket streams from the NATS
+    /// JetStream stream an appliance publishes with [fanout] ([bridge], [http], [rest]).
+    Bridge(BridgeArgs),
     /// Run a benchmark workload and print its report (`--json` for one JSON object).
     Bench(BenchArgs),
     /// Rebuild the engine from the journal (snapshot + replay), audit it and print a summary.
@@ -65,6 +68,13 @@ pub struct UpArgs {
     /// such a start and says how many); for this start only
     #[arg(long)]
     pub accept_journal_loss: bool,
+}
+
+/// Flags of `peregrine bridge`.
+#[derive(Debug, Args)]
+pub struct BridgeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Where the configuration comes from, and the flags that override it. Shared by every

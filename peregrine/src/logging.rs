@@ -20,6 +20,24 @@ pub enum LoggingError {
     Install(String),
 }
 
+/// Sets up logging for a command that runs the appliance's parts: the filter from `config`,
+/// `RUST_LOG` in `env` and whether `--log-level` was given (see [`filter`]), then [`init`].
+pub fn init_for(
+    config: &LogConfig,
+    level_flag_given: bool,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<(), LoggingError> {
+    let rust_log = match env.iter().find(|(name, _)| name == RUST_LOG) {
+        None => None,
+        Some((_, value)) => Some(
+            value
+                .to_str()
+                .ok_or_else(|| LoggingError::Filter("value is not valid UTF-8".to_owned()))?,
+        ),
+    };
+    init(config.format, filter(config, level_flag_given, rust_log)?)
+}
+
 /// Where the filter comes from, highest precedence first: `--log-level`, then `RUST_LOG`,
 /// then `log.level` from the file or `PEREGRINE_LOG__LEVEL`.
 pub fn filter(

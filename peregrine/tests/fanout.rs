@@ -122,7 +122,10 @@ async fn a_trade_reaches_the_stream_under_the_markets_name() {
     assert!(messages.is_some_and(|m| m > 0.0), "{metrics}");
     up.stop();
     let client = async_nats::connect(nats_url()).await.unwrap();
-    jetstream::new(client).delete_stream(&stream).await.unwrap();
+    let context = jetstream::new(client);
+    context.delete_stream(&stream).await.unwrap();
+    let bucket = peregrine_fanout::snapshot::bucket_name(&stream);
+    context.delete_key_value(bucket).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,11 +24,15 @@
 //! Never does: write the journal, block or slow the engine, interpret an engine event itself
 //! (the views do), or serve clients (bridges do).
 
+pub mod consumer;
 pub mod message;
 mod metrics;
 mod publisher;
+pub mod snapshot;
 pub mod subject;
 
-pub use message::{DecodeError, MESSAGE_BYTES_MAX, MESSAGE_FORMAT, Published};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerError, ConsumerHandle, FeedEvent};
+pub use message::{DecodeError, MESSAGE_BYTES_MAX, MESSAGE_FORMAT, Part, Published};
 pub use publisher::{FanoutConfig, FanoutError, Publisher, PublisherHandle};
+pub use snapshot::BooksSnapshot;
 pub use subject::{MarketNames, SubjectError};

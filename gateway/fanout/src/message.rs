@@ -12,6 +12,41 @@ pub const MESSAGE_FORMAT: u16 = 1;
 pub const MESSAGE_BYTES_MAX: usize = 1 << 20;
 /// Header naming the command's journal sequence.
 pub const SEQ_HEADER: &str = "Peregrine-Seq";
+/// Header naming the message's place among its command's messages, `<index>/<count>` from 1:
+/// a reader knows when a command is complete and which message of it is missing or repeated.
+pub const PART_HEADER: &str = "Peregrine-Part";
+
+/// A message's place among its command's messages (see [`PART_HEADER`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// From 1.
+    pub index: u32,
+    /// Messages of the command.
+    pub count: u32,
+}
+
+impl Part {
+    /// Reads `<index>/<count>`; `None` unless `1 <= index <= count`.
+    pub fn parse(text: &str) -> Option<Part> {
+        let (index, count) = text.split_once('/')?;
+        let part = Part {
+            index: index.parse().ok()?,
+            count: count.parse().ok()?,
+        };
+        (part.index >= 1 && part.index <= part.count).then_some(part)
+    }
+
+    /// Whether it is the command's last message.
+    pub fn is_last(self) -> bool {
+        self.index == self.count
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
 
 /// What one message carries.
 #[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -100,6 +135,16 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn parts_read_back_and_nonsense_is_refused() {
+        let part = Part { index: 2, count: 3 };
+        assert_eq!(Part::parse(&part.to_string()), Some(part));
+        for bad in ["", "0/1", "2/1", "1", "a/b", "1/-1", "1/2/3"] {
+            assert_eq!(Part::parse(bad), None, "{bad:?}");
+        }
+        assert!(Part { index: 3, count: 3 }.is_last());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The publisher's Prometheus metrics (`fanout_*`; the appliance's registry adds the
 //! `peregrine_` prefix), updated by the publisher thread only.
 
-use prometheus::{IntCounter, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, Opts, Registry};
 
 /// The metrics.
 #[derive(Clone, Debug)]
@@ -18,6 +18,12 @@ pub struct FanoutMetrics {
     pub connected: IntGauge,
     /// The last command all of whose messages are in the stream.
     pub published_seq: IntGauge,
+    /// Book snapshots written to the bucket.
+    pub snapshots: IntCounter,
+    /// Book snapshots not written (too large for a message).
+    pub snapshot_errors: IntCounter,
+    /// Time to build and write one snapshot.
+    pub snapshot_seconds: Histogram,
 }
 
 impl FanoutMetrics {
@@ -41,7 +47,19 @@ impl FanoutMetrics {
                 "published_seq",
                 "The last command all of whose messages are in the stream.",
             )?,
+            snapshots: counter("snapshots_total", "Book snapshots written to the bucket.")?,
+            snapshot_errors: counter(
+                "snapshot_errors_total",
+                "Book snapshots not written because they exceed a message.",
+            )?,
+            snapshot_seconds: Histogram::with_opts(HistogramOpts::new(
+                "fanout_snapshot_seconds",
+                "Time to build and write one book snapshot.",
+            ))?,
         };
+        registry.register(Box::new(metrics.snapshots.clone()))?;
+        registry.register(Box::new(metrics.snapshot_errors.clone()))?;
+        registry.register(Box::new(metrics.snapshot_seconds.clone()))?;
         registry.register(Box::new(metrics.commands.clone()))?;
         registry.register(Box::new(metrics.messages.clone()))?;
         registry.register(Box::new(metrics.bytes.clone()))?;

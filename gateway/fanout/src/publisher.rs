@@ -23,10 +23,13 @@ use peregrine_persist::follow::{self, DurableSource, FollowError, Follower};
 use peregrine_persist::snapshot::RetentionFloor;
 use peregrine_views::{Change, OrdersLimits, Views};
 
-use crate::message::{MESSAGE_FORMAT, Published, SEQ_HEADER};
+use crate::message::{MESSAGE_BYTES_MAX, MESSAGE_FORMAT, PART_HEADER, Part, Published, SEQ_HEADER};
 use crate::metrics::FanoutMetrics;
+use crate::snapshot::{BooksSnapshot, SNAPSHOT_KEY, bucket_name};
 use crate::subject::MarketNames;
 
+/// Most copies JetStream keeps of a stream.
+pub const REPLICAS_MAX: usize = 5;
 /// Events one command yields, allocated up front (a sweep grows the buffer).
 const EVENTS_INITIAL: usize = 256;
 
@@ -47,6 +50,9 @@ pub struct FanoutConfig {
     pub duplicate_window: Duration,
     /// How long the stream keeps messages (late joiners replay at most this far back).
     pub max_age: Duration,
+    /// Copies JetStream keeps of the stream and the snapshot bucket (3 on a 3-node cluster);
+    /// applied when the stream is created.
+    pub replicas: usize,
     /// Messages published and not yet acknowledged, at most.
     pub inflight_max: usize,
     /// Bound on connecting and on each acknowledgement.
@@ -57,6 +63,9 @@ pub struct FanoutConfig {
     pub backoff_max: Duration,
     /// How long an idle publisher waits for the journal before looking at its stop flag.
     pub poll_interval: Duration,
+    /// How often every book is written to the snapshot bucket (when something changed): a
+    /// late joiner replays at most this much of the stream after loading it.
+    pub snapshot_interval: Duration,
     /// This reader's floor in the journal's retention (pass a sibling of the set in
     /// `JournalConfig::retention_floor`), raised as commands are published, so retention
     /// never deletes what a restart needs.
@@ -78,11 +87,13 @@ impl FanoutConfig {
             markets: MarketNames::default(),
             duplicate_window: Duration::from_secs(120),
             max_age: Duration::from_secs(24 * 3600),
+            replicas: 1,
             inflight_max: 1_024,
             operation_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             poll_interval: Duration::from_millis(20),
+            snapshot_interval: Duration::from_secs(1),
             retention_floor: None,
         }
     }
@@ -116,6 +127,12 @@ pub enum FanoutError {
     /// Publishing or its acknowledgement.
     #[error("publishing: {0}")]
     Publish(#[from] jetstream::context::PublishError),
+    /// Finding the snapshot bucket.
+    #[error("JetStream snapshot bucket: {0}")]
+    Bucket(#[from] jetstream::context::KeyValueError),
+    /// Writing a snapshot.
+    #[error("writing a book snapshot: {0}")]
+    Snapshot(#[from] jetstream::kv::PutError),
     /// An operation took longer than the configured bound.
     #[error("{0} timed out")]
     Timeout(&'static str),
@@ -216,9 +233,13 @@ impl Publisher {
         source: DurableSource,
         registry: &prometheus::Registry,
     ) -> Result<PublisherHandle, FanoutError> {
-        if config.inflight_max == 0 || config.backoff_min > config.backoff_max {
+        if config.inflight_max == 0
+            || config.backoff_min > config.backoff_max
+            || !(1..=REPLICAS_MAX).contains(&config.replicas)
+        {
             return Err(FanoutError::Config(
-                "inflight_max must be positive and backoff_min at most backoff_max",
+                "inflight_max must be positive, backoff_min at most backoff_max, and replicas \
+                 1 to 5",
             ));
         }
         let shared = Arc::new(Shared::default());
@@ -291,6 +312,7 @@ impl Publisher {
             duplicate_window: self.config.duplicate_window,
             max_age: self.config.max_age,
             storage: stream::StorageType::File,
+            num_replicas: self.config.replicas,
             ..stream::Config::default()
         };
         let mut stream = bounded(
@@ -307,6 +329,12 @@ impl Publisher {
             0 => 0,
             last => last_journal_seq(&stream, last, timeout).await?,
         };
+        let bucket = bounded(
+            timeout,
+            "snapshot bucket",
+            snapshot_bucket(&context, &self.config),
+        )
+        .await??;
         let (mut follower, mut views) = self.follower_before(resume_seq)?;
         if resume_seq > 0 {
             self.continue_books(&stream, &follower, &mut views, resume_seq)
@@ -317,9 +345,11 @@ impl Publisher {
         tracing::info!(resume_seq, stream_last, "fan-out publishing");
         let mut cursor = Cursor {
             context,
+            bucket,
             stream_last,
             resume_seq,
             pending: VecDeque::with_capacity(self.config.inflight_max),
+            snapshot_at: None,
         };
         self.publish_loop(&mut follower, &mut views, &mut cursor)
             .await
@@ -382,6 +412,7 @@ impl Publisher {
             let bound = self.source.bound();
             let Some((seq, command)) = follower.tailer.next(bound)? else {
                 self.settle_all(cursor, follower.applied_seq).await?;
+                self.snapshot_if_due(cursor, follower, views).await?;
                 self.idle(follower.applied_seq).await;
                 continue;
             };
@@ -398,17 +429,23 @@ impl Publisher {
             views.applied(seq, &mut self.changes);
             self.config.markets.group(&self.changes, &mut self.groups);
             let groups = std::mem::take(&mut self.groups);
-            for (subject, changes) in &groups {
+            let count = u32::try_from(groups.len()).unwrap_or(u32::MAX);
+            for (index, (subject, changes)) in (1..=count).zip(&groups) {
                 let message = Published {
                     format: MESSAGE_FORMAT,
                     seq,
                     ts_ns: command.ts.0,
                     changes: changes.clone(),
                 };
-                self.publish(cursor, seq, subject, &message).await?;
+                let part = Part { index, count };
+                self.publish(cursor, (seq, part), subject, &message).await?;
             }
             self.groups = groups;
             self.metrics.commands.inc();
+            if cursor.snapshot_due(self.config.snapshot_interval) {
+                self.settle_all(cursor, follower.applied_seq).await?;
+                self.snapshot_if_due(cursor, follower, views).await?;
+            }
         }
     }
 
@@ -417,7 +454,7 @@ impl Publisher {
     async fn publish(
         &mut self,
         cursor: &mut Cursor,
-        seq: Seq,
+        (seq, part): (Seq, Part),
         subject: &str,
         message: &Published,
     ) -> Result<(), FanoutError> {
@@ -427,6 +464,7 @@ impl Publisher {
             format!("{seq}.{subject}").as_str(),
         );
         headers.insert(SEQ_HEADER, seq.to_string().as_str());
+        headers.insert(PART_HEADER, part.to_string().as_str());
         let resuming = seq <= cursor.resume_seq;
         if !resuming {
             headers.insert(
@@ -500,6 +538,61 @@ impl Publisher {
         Ok(())
     }
 
+    /// Writes every book to the snapshot bucket when the interval has passed and something was
+    /// applied since the last one. Call with everything up to the follower's command settled:
+    /// the snapshot names the stream sequence to replay from.
+    async fn snapshot_if_due(
+        &self,
+        cursor: &mut Cursor,
+        follower: &Follower,
+        views: &Views,
+    ) -> Result<(), FanoutError> {
+        let seq = follower.applied_seq;
+        if !cursor.snapshot_due(self.config.snapshot_interval)
+            || cursor.snapshot_at.is_some_and(|(_, at)| at >= seq)
+        {
+            return Ok(());
+        }
+        assert!(
+            cursor.pending.is_empty(),
+            "a snapshot of unsettled messages"
+        );
+        let started = std::time::Instant::now();
+        let markets = follower.engine.market_ids();
+        let snapshot = BooksSnapshot {
+            format: MESSAGE_FORMAT,
+            seq,
+            stream_seq: cursor.stream_last,
+            books: views
+                .books()
+                .map(|(market, book)| (market, book.snapshot(usize::MAX, usize::MAX)))
+                .collect(),
+            halted: markets
+                .into_iter()
+                .filter(|market| views.market(*market).is_some_and(|m| m.halted))
+                .collect(),
+        };
+        cursor.snapshot_at = Some((tokio::time::Instant::now(), seq));
+        let bytes = snapshot.encode();
+        if bytes.len() > MESSAGE_BYTES_MAX {
+            // Books this deep do not fit a NATS message: late joiners wait for a smaller one.
+            tracing::warn!(bytes = bytes.len(), "book snapshot too large to publish");
+            self.metrics.snapshot_errors.inc();
+            return Ok(());
+        }
+        bounded(
+            self.config.operation_timeout,
+            "snapshot",
+            cursor.bucket.put(SNAPSHOT_KEY, bytes.into()),
+        )
+        .await??;
+        self.metrics.snapshots.inc();
+        self.metrics
+            .snapshot_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
     /// Waits for the journal to pass `applied`, at most one poll interval, without blocking
     /// the runtime (the NATS connection is driven by this thread).
     async fn idle(&self, applied: Seq) {
@@ -515,12 +608,51 @@ impl Publisher {
 /// Where a session stands in the stream.
 struct Cursor {
     context: jetstream::Context,
+    /// The snapshot bucket.
+    bucket: jetstream::kv::Store,
+    /// When the last snapshot was written, and its command.
+    snapshot_at: Option<(tokio::time::Instant, Seq)>,
     /// The stream sequence the next message must follow.
     stream_last: u64,
     /// The command the session started at (its messages may be in the stream already).
     resume_seq: Seq,
     /// Published, not yet acknowledged: (command sequence, acknowledgement).
     pending: VecDeque<(Seq, PublishAckFuture)>,
+}
+
+impl Cursor {
+    fn snapshot_due(&self, interval: Duration) -> bool {
+        self.snapshot_at
+            .is_none_or(|(at, _)| at.elapsed() >= interval)
+    }
+}
+
+/// The snapshot bucket beside the stream (one value, kept in a file like the stream). Its
+/// stream is made here with the key-value conventions (`KV_<bucket>`, subjects
+/// `$KV.<bucket>.>`, one message per key) rather than by `create_key_value`, which first asks
+/// for the account's limits in a shape nats-server 2.9 (Debian's) does not answer.
+async fn snapshot_bucket(
+    context: &jetstream::Context,
+    config: &FanoutConfig,
+) -> Result<jetstream::kv::Store, FanoutError> {
+    let bucket = bucket_name(&config.stream);
+    const _: () = assert!(MESSAGE_BYTES_MAX <= i32::MAX as usize);
+    context
+        .get_or_create_stream(stream::Config {
+            name: format!("KV_{bucket}"),
+            subjects: vec![format!("$KV.{bucket}.>")],
+            max_messages_per_subject: 1,
+            max_message_size: MESSAGE_BYTES_MAX as i32,
+            storage: stream::StorageType::File,
+            allow_rollup: true,
+            deny_delete: true,
+            allow_direct: true,
+            discard: stream::DiscardPolicy::New,
+            num_replicas: config.replicas,
+            ..stream::Config::default()
+        })
+        .await?;
+    Ok(context.get_key_value(bucket).await?)
 }
 
 /// The book sequence of `market` before command `resume_seq`, from the last published book

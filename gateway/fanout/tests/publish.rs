@@ -116,7 +116,13 @@ impl Exchange {
     }
 
     fn publisher(&self, prefix: &str) -> PublisherHandle {
+        self.publisher_with(prefix, Duration::from_secs(1))
+    }
+
+    /// A publisher writing book snapshots every `snapshot_interval`.
+    fn publisher_with(&self, prefix: &str, snapshot_interval: Duration) -> PublisherHandle {
         let mut config = FanoutConfig::new(nats_url(), &self.config.dir, engine_config());
+        config.snapshot_interval = snapshot_interval;
         config.stream = prefix.to_uppercase();
         config.markets = MarketNames::new([(MarketId(0), "btcusd".to_owned())])
             .unwrap()
@@ -190,6 +196,8 @@ fn read_stream(stream_name: &str) -> Vec<(String, String, Published)> {
             messages.push((message.subject.to_string(), id, published));
         }
         context.delete_stream(stream_name).await.unwrap();
+        let bucket = peregrine_fanout::snapshot::bucket_name(stream_name);
+        context.delete_key_value(bucket).await.unwrap();
         messages
     })
 }
@@ -317,4 +325,193 @@ fn a_publisher_stopped_and_restarted_leaves_no_gap_and_no_duplicate() {
         );
     }
     assert_eq!(restarted.len(), uninterrupted.len(), "message count");
+}
+
+/// A late joiner: loads the book snapshot the publisher wrote mid-stream and replays the
+/// stream from the sequence it names; its books end equal to the engine's, every level change
+/// following the last, and it sees every trade after the snapshot once.
+#[test]
+fn a_late_joiner_loads_the_snapshot_and_replays_from_its_sequence() {
+    use peregrine_fanout::{Consumer, ConsumerConfig, FeedEvent};
+    use peregrine_views::Book;
+
+    let prefix = unique_prefix("late");
+    let mut exchange = Exchange::new(11);
+    exchange.run(1_000);
+    let handle = exchange.publisher(&prefix);
+    wait_published(&handle, exchange.last_seq);
+    // Snapshots are written once a second: the one the joiner loads is from before these.
+    std::thread::sleep(Duration::from_millis(1_200));
+    exchange.run(1_000);
+    wait_published(&handle, exchange.last_seq);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (books, seed_seq, trades) = runtime.block_on(async {
+        let config = ConsumerConfig::new(nats_url(), prefix.to_uppercase());
+        let (consumer, mut events) = Consumer::start(config, &prometheus::Registry::new()).unwrap();
+        let mut books: BTreeMap<MarketId, Book> = BTreeMap::new();
+        let (mut seed_seq, mut trades) = (None, Vec::new());
+        let deadline = tokio::time::Instant::now() + CATCH_UP_MAX;
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("the joiner caught up")
+                .unwrap();
+            match event {
+                FeedEvent::Seed(snapshot) => {
+                    assert!(seed_seq.is_none(), "a resync: {snapshot:?}");
+                    seed_seq = Some(snapshot.seq);
+                    for (market, book) in &snapshot.books {
+                        books.entry(*market).or_default().mirror(book);
+                    }
+                }
+                FeedEvent::Command {
+                    seq,
+                    changes,
+                    replayed,
+                    ..
+                } => {
+                    assert!(!replayed);
+                    for change in changes {
+                        match change {
+                            Change::Level { market, change } => {
+                                books.entry(market).or_default().follow(change).unwrap();
+                            }
+                            Change::Trade(trade) => trades.push(trade.trade),
+                            _ => {}
+                        }
+                    }
+                    if seq == exchange.last_seq {
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        consumer.stop().await;
+        (books, seed_seq.unwrap(), trades)
+    });
+    handle.stop();
+    read_stream(&prefix.to_uppercase());
+    assert!(seed_seq > 0 && seed_seq < exchange.last_seq, "{seed_seq}");
+    for market in exchange.engine.market_ids() {
+        let book = books.get(&market).cloned().unwrap_or_default();
+        let snapshot = book.snapshot(usize::MAX, usize::MAX);
+        assert_eq!(
+            snapshot.bids,
+            exchange.engine.depth(market, Side::Buy, usize::MAX)
+        );
+        assert_eq!(
+            snapshot.asks,
+            exchange.engine.depth(market, Side::Sell, usize::MAX)
+        );
+    }
+    let after: Vec<_> = exchange.trades.iter().map(|t| t.trade).collect();
+    assert!(!trades.is_empty());
+    assert_eq!(
+        trades,
+        after[after.len() - trades.len()..],
+        "trades after the snapshot"
+    );
+}
+
+/// A resync asked for by the edge reloads the snapshot; the commands the edge already had are
+/// replayed for the books only, so its books end equal to the engine's and no trade comes twice.
+#[test]
+fn a_resync_replays_delivered_commands_for_the_books_only() {
+    use peregrine_fanout::{Consumer, ConsumerConfig, FeedEvent};
+    use peregrine_views::Book;
+
+    let prefix = unique_prefix("resync");
+    let mut exchange = Exchange::new(13);
+    exchange.run(800);
+    // One snapshot, at the first idle moment: everything after it is replayed on resync.
+    let handle = exchange.publisher_with(&prefix, Duration::from_secs(3_600));
+    wait_published(&handle, exchange.last_seq);
+    exchange.run(800);
+    wait_published(&handle, exchange.last_seq);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (books, trades, replayed) = runtime.block_on(async {
+        let config = ConsumerConfig::new(nats_url(), prefix.to_uppercase());
+        let (consumer, mut events) = Consumer::start(config, &prometheus::Registry::new()).unwrap();
+        let mut books: BTreeMap<MarketId, Book> = BTreeMap::new();
+        let (mut trades, mut replayed, mut seeds) = (Vec::new(), 0_usize, 0);
+        let deadline = tokio::time::Instant::now() + CATCH_UP_MAX;
+        // Bounded by the deadline.
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .expect("the consumer went on")
+                .unwrap();
+            match event {
+                FeedEvent::Seed(snapshot) => {
+                    seeds += 1;
+                    books.clear();
+                    for (market, book) in &snapshot.books {
+                        books.entry(*market).or_default().mirror(book);
+                    }
+                }
+                FeedEvent::Command {
+                    seq,
+                    changes,
+                    replayed: again,
+                    ..
+                } => {
+                    replayed += usize::from(again);
+                    for change in changes {
+                        match change {
+                            Change::Level { market, change } => {
+                                books.entry(market).or_default().follow(change).unwrap();
+                            }
+                            Change::Trade(trade) => trades.push(trade.trade),
+                            _ => {}
+                        }
+                    }
+                    if seq == exchange.last_seq {
+                        if seeds == 1 {
+                            consumer.resync();
+                        } else {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        consumer.stop().await;
+        (books, trades, replayed)
+    });
+    handle.stop();
+    read_stream(&prefix.to_uppercase());
+    assert!(replayed > 0, "nothing was replayed");
+    for market in exchange.engine.market_ids() {
+        let snapshot = books
+            .get(&market)
+            .cloned()
+            .unwrap_or_default()
+            .snapshot(usize::MAX, usize::MAX);
+        assert_eq!(
+            snapshot.bids,
+            exchange.engine.depth(market, Side::Buy, usize::MAX)
+        );
+        assert_eq!(
+            snapshot.asks,
+            exchange.engine.depth(market, Side::Sell, usize::MAX)
+        );
+    }
+    let unique: BTreeSet<_> = trades.iter().collect();
+    assert_eq!(unique.len(), trades.len(), "a trade twice");
+    let all: Vec<_> = exchange.trades.iter().map(|t| t.trade).collect();
+    assert_eq!(
+        trades,
+        all[all.len() - trades.len()..],
+        "trades after the snapshot, once"
+    );
 }

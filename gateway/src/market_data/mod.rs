@@ -137,6 +137,8 @@ pub struct MarketData {
     /// Book changes a mirror refused (never expected: the tap is gap-free or closed); the
     /// feed re-seeds when this grows.
     gaps: u64,
+    /// Markets halted, as the seed and later market-state changes said.
+    halted: HashMap<MarketId, bool>,
 }
 
 /// The core's books at one command, for seeding the mirrors.
@@ -146,6 +148,8 @@ pub struct Seed {
     pub seq: u64,
     /// Per market: the whole book, at its sequence.
     pub books: Vec<(MarketId, BookSnapshot)>,
+    /// Markets halted at `seq`.
+    pub halted: Vec<MarketId>,
 }
 
 impl Seed {
@@ -156,6 +160,11 @@ impl Seed {
             books: views
                 .books()
                 .map(|(market, book)| (market, book.snapshot(usize::MAX, usize::MAX)))
+                .collect(),
+            halted: views
+                .books()
+                .map(|(market, _)| market)
+                .filter(|market| views.market(*market).is_some_and(|m| m.halted))
                 .collect(),
         }
     }
@@ -172,6 +181,7 @@ impl MarketData {
             applied_seq: 0,
             tickers_changed: false,
             gaps: 0,
+            halted: HashMap::new(),
         }
     }
 
@@ -184,6 +194,7 @@ impl MarketData {
             state.book.mirror(book);
             out.push(Update::Snapshot { market: *market });
         }
+        self.halted = seed.halted.iter().map(|market| (*market, true)).collect();
         self.applied_seq = seed.seq;
         // The mirrors are in step again.
         self.gaps = 0;
@@ -306,6 +317,9 @@ impl MarketData {
                 });
             }
             Change::Order(record) => out.push(Update::Order(record.clone())),
+            Change::MarketState { market, halted } => {
+                self.halted.insert(*market, *halted);
+            }
             Change::Balance {
                 account,
                 currency,
@@ -326,6 +340,11 @@ impl MarketData {
         self.markets
             .get(&market)
             .map(|state| state.book.snapshot(bids, asks))
+    }
+
+    /// Whether `market` is halted (as the seed and the changes since said).
+    pub fn halted(&self, market: MarketId) -> bool {
+        self.halted.get(&market).copied().unwrap_or(false)
     }
 
     /// Book changes the mirrors refused as out of step (should stay 0; a re-seed repairs it).

@@ -106,13 +106,13 @@ pub(crate) async fn orders(
             && o.created_ns >= window.from_ns
             && o.created_ns < window.to_ns
     };
-    let (mut selected, held): (Vec<OrderRecord>, HashSet<OrderId>) = bridge.engine.read(|views| {
+    let (mut selected, held): (Vec<OrderRecord>, HashSet<OrderId>) = held(bridge, |views| {
         let kept = || views.orders().of_account(account).filter(|o| listed(o));
         (
             kept().filter(|o| keep(o)).cloned().collect(),
             kept().map(|o| o.id).collect(),
         )
-    });
+    })?;
     let mut high_water_seq = None;
     let mut from_replica = 0usize;
     if let Some(replica) = bridge.replica.get() {
@@ -172,19 +172,32 @@ pub(crate) async fn orders(
     })
 }
 
+/// What memory holds: the engine's views on the appliance; nothing on a bridge node, which
+/// reads accounts from the replica only (and without one, does not serve them).
+fn held<T: Default>(
+    bridge: &Bridge,
+    read: impl FnOnce(&peregrine_core::Views) -> T,
+) -> Result<T, ApiError> {
+    match bridge.read_views(read) {
+        Some(held) => Ok(held),
+        None if bridge.replica.get().is_some() => Ok(T::default()),
+        None => bridge.engine().map(|_| T::default()),
+    }
+}
+
 /// The account's order `id`: memory's copy, else the replica's.
 pub(crate) async fn order(
     bridge: &Bridge,
     account: AccountId,
     id: OrderId,
 ) -> Result<Option<OrderRecord>, ApiError> {
-    let held = bridge.engine.read(|views| {
+    let held = held(bridge, |views| {
         views
             .orders()
             .by_id(account, id)
             .filter(|o| listed(o))
             .cloned()
-    });
+    })?;
     if held.is_some() {
         return Ok(held);
     }
@@ -201,13 +214,13 @@ pub(crate) async fn order_by_client(
     account: AccountId,
     client_order_id: ClientOrderId,
 ) -> Result<Option<OrderRecord>, ApiError> {
-    let held = bridge.engine.read(|views| {
+    let held = held(bridge, |views| {
         views
             .orders()
             .by_client(account, client_order_id)
             .filter(|o| listed(o))
             .cloned()
-    });
+    })?;
     // Client ids are unique among live orders: a live one is the most recent.
     if held
         .as_ref()

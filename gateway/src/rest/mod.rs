@@ -7,7 +7,9 @@
 //!   handlers' annotations (the router and the document come from the same list).
 //! - Market data and history are derived from the engine's event tap by the feed task
 //!   ([`feed`]) into [`crate::market_data`], never by polling the engine; the engine is queried
-//!   only to seed the books and for balances.
+//!   only to seed the books and for balances. A bridge node ([`serve_fed`]) runs the same
+//!   market data and streams from a [`StreamFeed`] instead, with no engine: order entry and
+//!   balances answer 503 `server.not_served`, account history comes from the replica.
 //! - Writes are read back: an order's answer waits until the feed has applied its command, so a
 //!   `GET` after a `POST` sees it.
 //! - Errors: one JSON body with a stable code ([`error`]); 4xx for the client's faults.
@@ -43,6 +45,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{ConfigError, RestConfig, RestKey};
 use error::ApiError;
+pub use feed::{FeedItem, StreamFeed};
 
 use crate::catalog::Catalog;
 use crate::market_data::history::HistoryLimits;
@@ -96,7 +99,9 @@ pub(crate) struct Shared {
 /// The bridge's state, shared by handlers, the feed task and WebSocket connections.
 #[derive(Debug)]
 pub struct Bridge {
-    pub(crate) engine: Arc<EngineHandle>,
+    /// The engine, on the appliance; `None` on a bridge node fed from the stream, which takes
+    /// no orders and reads accounts only from the replica.
+    pub(crate) engine: Option<Arc<EngineHandle>>,
     pub(crate) catalog: Arc<Catalog>,
     pub(crate) config: RestConfig,
     pub(crate) keys: auth::KeyStore,
@@ -124,7 +129,7 @@ impl Bridge {
     /// Builds the state (no task started).
     pub fn new(
         config: RestConfig,
-        engine: Arc<EngineHandle>,
+        engine: Option<Arc<EngineHandle>>,
         catalog: Arc<Catalog>,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Bridge>, RestError> {
@@ -164,6 +169,25 @@ impl Bridge {
             replica: std::sync::OnceLock::new(),
             tokens: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The engine, or 503 on a bridge node (no engine: orders go to the appliance).
+    pub(crate) fn engine(&self) -> Result<&Arc<EngineHandle>, ApiError> {
+        self.engine.as_ref().ok_or_else(|| {
+            ApiError::unavailable(
+                "server.not_served",
+                "this bridge node serves market data only: place orders and read balances on \
+                 the appliance",
+            )
+        })
+    }
+
+    /// Reads the engine's views; `None` on a bridge node.
+    pub(crate) fn read_views<T>(
+        &self,
+        read: impl FnOnce(&peregrine_core::Views) -> T,
+    ) -> Option<T> {
+        self.engine.as_ref().map(|engine| engine.read(read))
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
@@ -334,15 +358,43 @@ pub async fn serve_on(
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {
-    let addr = config.listen;
-    let bridge = Bridge::new(config, engine, catalog, registry)?;
+    let bridge = Bridge::new(config, Some(engine), catalog, registry)?;
     if let Some(replica) = replica {
         let _ = bridge.replica.set(replica);
     }
+    let feed = tokio::spawn(feed::run(bridge.clone()));
+    start(listener, bridge, feed)
+}
+
+/// A bridge node's server: the same routes, market data and streams as [`serve_on`], fed by
+/// `feed` (the commands of a stream the appliance publishes, see [`StreamFeed`]) instead of
+/// the engine. Order entry and balances answer 503 `server.not_served`; account orders and
+/// trades are read from `replica` when given.
+pub async fn serve_fed(
+    listener: tokio::net::TcpListener,
+    config: RestConfig,
+    feed: StreamFeed,
+    catalog: Arc<Catalog>,
+    registry: &prometheus::Registry,
+    replica: Option<Arc<peregrine_replica::ReplicaReader>>,
+) -> Result<RestServer, RestError> {
+    let bridge = Bridge::new(config, None, catalog, registry)?;
+    if let Some(replica) = replica {
+        let _ = bridge.replica.set(replica);
+    }
+    let feed = tokio::spawn(feed::run_stream(bridge.clone(), feed));
+    start(listener, bridge, feed)
+}
+
+fn start(
+    listener: tokio::net::TcpListener,
+    bridge: Arc<Bridge>,
+    feed: JoinHandle<()>,
+) -> Result<RestServer, RestError> {
+    let addr = bridge.config.listen;
     let local_addr = listener
         .local_addr()
         .map_err(|source| RestError::Bind { addr, source })?;
-    let feed = tokio::spawn(feed::run(bridge.clone()));
     let app = router(bridge.clone());
     let mut stop = bridge.shutdown.subscribe();
     let server = tokio::spawn(async move {

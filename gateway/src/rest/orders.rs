@@ -214,7 +214,7 @@ async fn execute(
 ) -> Result<Executed, ApiError> {
     let mut request = peregrine_core::Request::new(actor, command);
     request.new_order = new_order;
-    let ticket = bridge.engine.submit(request).map_err(ApiError::submit)?;
+    let ticket = bridge.engine()?.submit(request).map_err(ApiError::submit)?;
     let executed = match tokio::time::timeout(EXECUTE_TIMEOUT, ticket).await {
         Ok(Ok(executed)) => executed,
         Ok(Err(_)) => {
@@ -551,13 +551,13 @@ fn read_balances(
     bridge: &Bridge,
     account: AccountId,
     currencies: Vec<(String, peregrine_hotpath::CurrencyId)>,
-) -> Vec<(String, BalanceView)> {
-    bridge.engine.read(|views| {
+) -> Result<Vec<(String, BalanceView)>, ApiError> {
+    Ok(bridge.engine()?.read(|views| {
         currencies
             .into_iter()
             .map(|(code, id)| (code, views.balance(account, id)))
             .collect()
-    })
+    }))
 }
 
 fn balance_json(bridge: &Bridge, code: &str, b: BalanceView) -> BalanceJson {
@@ -583,7 +583,7 @@ pub(crate) async fn balances(
         .iter()
         .map(|c| (c.code.clone(), c.id))
         .collect();
-    let list = read_balances(&bridge, account, currencies);
+    let list = read_balances(&bridge, account, currencies)?;
     Ok(Json(
         list.into_iter()
             .map(|(code, b)| balance_json(&bridge, &code, b))
@@ -607,7 +607,7 @@ pub(crate) async fn balance(
             format!("no currency `{code}`"),
         )
     })?;
-    let list = read_balances(&bridge, account, vec![(code.clone(), currency.id)]);
+    let list = read_balances(&bridge, account, vec![(code.clone(), currency.id)])?;
     let (code, b) = list
         .into_iter()
         .next()

@@ -86,15 +86,25 @@ pub(crate) async fn markets(
         .take(per_page)
         .collect();
     // A halted market says so (the views follow halts and resumes as they are released).
-    let list = bridge.engine.read(|views| {
+    let halted_in_views = bridge.read_views(|views| {
         selected
             .iter()
-            .map(|m| {
-                let halted = views.market(m.spec.market).is_some_and(|v| v.halted);
-                MarketJson::new(m, halted)
-            })
+            .map(|m| views.market(m.spec.market).is_some_and(|v| v.halted))
+            .collect::<Vec<_>>()
+    });
+    // A bridge node follows halts through the stream, into its market data.
+    let halted = halted_in_views.unwrap_or_else(|| {
+        let shared = bridge.lock();
+        selected
+            .iter()
+            .map(|m| shared.data.halted(m.spec.market))
             .collect()
     });
+    let list = selected
+        .iter()
+        .zip(halted)
+        .map(|(m, halted)| MarketJson::new(m, halted))
+        .collect();
     Ok(Json(list))
 }
 

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod audit;
 pub mod bench;
+pub mod bridge;
 pub mod keygen;
 pub mod replay;
 pub mod tuning;
@@ -20,6 +21,8 @@ pub const EXIT_FAILURE: u8 = 1;
 pub enum CommandError {
     #[error(transparent)]
     Up(#[from] up::UpError),
+    #[error(transparent)]
+    Bridge(#[from] bridge::BridgeError),
     #[error("bench: {0}")]
     Bench(#[from] bench::BenchError),
     #[error(transparent)]
@@ -38,11 +41,13 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Up(e) if e.is_config_error() => EXIT_CONFIG,
+            Self::Bridge(e) if e.is_config_error() => EXIT_CONFIG,
             Self::Bench(e) if bench::is_usage_error(e) => EXIT_CONFIG,
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
             Self::Tuning(e) => e.exit_code(),
             Self::Admin(e) if e.is_usage_error() => EXIT_CONFIG,
             Self::Up(_)
+            | Self::Bridge(_)
             | Self::Bench(_)
             | Self::Replay(_)
             | Self::Keygen(_)
@@ -56,6 +61,7 @@ impl CommandError {
 pub fn run(cli: Cli) -> Result<(), CommandError> {
     match cli.command {
         Command::Up(args) => up::run(&args, std::env::vars_os())?,
+        Command::Bridge(args) => bridge::run(&args, std::env::vars_os())?,
         Command::Bench(args) => bench::run(&args)?,
         Command::Replay(args) => replay::run(&args, std::env::vars_os())?,
         Command::Tuning(args) => tuning::run(&args, std::env::vars_os())?,

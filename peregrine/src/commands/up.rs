@@ -127,20 +127,7 @@ pub fn run(
         return Ok(());
     }
 
-    let rust_log = match env.iter().find(|(name, _)| name == logging::RUST_LOG) {
-        None => None,
-        Some((_, value)) => Some(
-            value
-                .to_str()
-                .ok_or_else(|| LoggingError::Filter("value is not valid UTF-8".to_owned()))?,
-        ),
-    };
-    let filter = logging::filter(
-        &loaded.config.log,
-        args.config.log_level.is_some(),
-        rust_log,
-    )?;
-    logging::init(loaded.config.log.format, filter)?;
+    logging::init_for(&loaded.config.log, args.config.log_level.is_some(), &env)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(RUNTIME_WORKER_THREADS)
@@ -559,6 +546,8 @@ fn start_fanout(
     fanout_config.stream = section.stream.clone();
     fanout_config.markets = markets;
     fanout_config.retention_floor = exchange.fanout_floor.clone();
+    fanout_config.snapshot_interval = Duration::from_millis(section.snapshot_interval_ms);
+    fanout_config.replicas = section.replicas;
     let handle = peregrine_fanout::Publisher::start(
         fanout_config,
         peregrine_persist::follow::DurableSource::Journal(exchange.journal().clone()),

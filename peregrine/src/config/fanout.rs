@@ -21,6 +21,12 @@ pub struct FanoutSection {
     /// on one NATS; empty: none.
     #[serde(deserialize_with = "prefix")]
     pub prefix: String,
+    /// How often every book is written to the snapshot bucket (`<stream>_BOOKS`), ms: a
+    /// bridge that starts or resynchronises replays at most this much of the stream.
+    pub snapshot_interval_ms: u64,
+    /// Copies JetStream keeps of the stream and the snapshot bucket, 1 to 5 (3 on a 3-node
+    /// cluster); applied when the stream is created.
+    pub replicas: usize,
 }
 
 impl Default for FanoutSection {
@@ -30,11 +36,13 @@ impl Default for FanoutSection {
             url: "nats://127.0.0.1:4222".to_owned(),
             stream: "PEREGRINE".to_owned(),
             prefix: String::new(),
+            snapshot_interval_ms: 1_000,
+            replicas: 1,
         }
     }
 }
 
-fn stream_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+pub(crate) fn stream_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let value = String::deserialize(deserializer)?;
     let valid = !value.is_empty()
         && value.len() <= NAME_BYTES_MAX

@@ -19,6 +19,7 @@
 //! Environment overrides (`PEREGRINE_<NAME>__<KEY>`), `--print-config` and error messages then
 //! work without further code. Add a CLI flag only for keys an operator changes per run.
 
+pub mod bridge;
 pub mod catalog;
 pub mod control;
 pub mod data;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use bridge::BridgeSection;
 pub use control::ControlConfig;
 pub use data::DataConfig;
 pub use env::{ENV_PREFIX, EnvOverride};
@@ -73,6 +75,8 @@ pub struct Config {
     pub replica: ReplicaSection,
     /// `[fanout]`: publishing to NATS JetStream (see [`fanout`]).
     pub fanout: FanoutSection,
+    /// `[bridge]`: a bridge node fed by the stream (see [`bridge`]).
+    pub bridge: BridgeSection,
     /// `[rest]`: the retail REST/WebSocket bridge (see `peregrine_gateway::rest`).
     pub rest: peregrine_gateway::rest::RestConfig,
     /// `[[currencies]]`: see [`catalog`].
@@ -93,6 +97,7 @@ impl Default for Config {
             control: ControlConfig::default(),
             replica: ReplicaSection::default(),
             fanout: FanoutSection::default(),
+            bridge: BridgeSection::default(),
             rest: peregrine_gateway::rest::RestConfig::default(),
             currencies: catalog::default_currencies(),
             markets: catalog::default_markets(),
@@ -493,7 +498,7 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, fanout, rest, currencies, markets)"
+                 quic, control, replica, fanout, bridge, rest, currencies, markets)"
             ),
             "{err}"
         );

@@ -60,6 +60,35 @@ pub fn write_config(dir: &Path, traders: &[Trader], extra: &str) -> PathBuf {
     path
 }
 
+/// Starts `peregrine <args>` in `dir`, stderr appended to `dir/stderr.log`; the receiver gets
+/// its stdout lines.
+pub fn spawn(dir: &Path, args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .env_clear()
+        .current_dir(dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("stderr.log"))
+                .unwrap(),
+        ))
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        // Drains to the end even once nobody listens: a closed pipe would fail the
+        // child's later writes.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = sender.send(line);
+        }
+    });
+    (child, receiver)
+}
+
 /// A running `peregrine up` and what its summary said.
 pub struct Up {
     pub child: Child,
@@ -80,30 +109,9 @@ impl Up {
 
     /// [`Up::start`] with more flags for `up`.
     pub fn start_with_args(dir: &Path, args: &[&str]) -> Up {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_peregrine"))
-            .env_clear()
-            .current_dir(dir)
-            .args(["up", "--log-format", "json"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(dir.join("stderr.log"))
-                    .unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (sender, receiver) = mpsc::channel();
-        std::thread::spawn(move || {
-            // Drains to the end even once nobody listens: a closed pipe would fail the
-            // child's later writes.
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = sender.send(line);
-            }
-        });
+        let mut all = vec!["up", "--log-format", "json"];
+        all.extend_from_slice(args);
+        let (mut child, receiver) = spawn(dir, &all);
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         let mut lines = Vec::new();
         let (mut http, mut rest, mut quic, mut token_path) = (None, None, None, None);

@@ -1,0 +1,265 @@
+//! `peregrine bridge`: a stateless bridge node. It reads the stream an appliance publishes with
+//! `[fanout]` (from the book snapshot on, see `peregrine_fanout::consumer`) and feeds the same
+//! market data and WebSocket hub the appliance's own REST/WebSocket edge runs, so any number of
+//! bridges behind a load balancer give the appliance's answers.
+//!
+//! ```text
+//! JetStream ──consumer──► FeedEvent ──► FeedItem ──► market data + hub (gateway) ──► REST, WS
+//! ```
+//!
+//! It holds no state of its own: killed and restarted, it loads the snapshot again. It takes no
+//! orders (503 `server.not_served`: clients place them on the appliance, over QUIC or REST) and
+//! reads account orders and trades only from the replica (`[bridge] accounts_from_replica`).
+//!
+//! Start order: configuration, logging, listeners, metrics and readiness, the consumer, the
+//! REST/WebSocket server, the health server, then the summary on stdout. Stop: not ready, the
+//! REST server (WebSocket close 1001), the consumer, the health server.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use peregrine_core::Executed;
+use peregrine_core::catalog::Catalog;
+use peregrine_fanout::{BooksSnapshot, Consumer, ConsumerConfig, ConsumerHandle, FeedEvent};
+use peregrine_gateway::market_data::Seed;
+use peregrine_gateway::rest::{FeedItem, RestServer, StreamFeed};
+use peregrine_hotpath::TimestampNs;
+use tokio::sync::mpsc;
+
+use crate::cli::BridgeArgs;
+use crate::config::{self, ConfigError};
+use crate::http::{self, AppState, HttpError};
+use crate::logging::{self, LoggingError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::readiness::{CheckStatus, Readiness, ReadinessError};
+use crate::shutdown::StopSignals;
+
+/// Items queued between the consumer and the edge's feed (the consumer has its own queue).
+const FEED_CAPACITY: usize = 1_024;
+/// Worker threads: the consumer, the REST/WebSocket server and the health server.
+const RUNTIME_WORKER_THREADS: usize = 2;
+/// Longest start-up waits to be ready before printing the summary.
+const READY_WAIT: Duration = Duration::from_secs(10);
+/// Longest the health server gets to finish in-flight requests at stop.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
+/// Why `bridge` failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("catalog: {0}")]
+    Catalog(#[from] peregrine_core::catalog::CatalogError),
+    #[error("rest: {0}")]
+    Rest(#[from] peregrine_gateway::rest::RestError),
+    #[error("stream: {0}")]
+    Consumer(#[from] peregrine_fanout::ConsumerError),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+}
+
+impl BridgeError {
+    /// Errors the operator fixes in the configuration (exit code 2).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::Logging(LoggingError::Filter(_)) | Self::Catalog(_)
+        )
+    }
+}
+
+/// Runs `peregrine bridge`. `env` is the process environment.
+pub fn run(
+    args: &BridgeArgs,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<(), BridgeError> {
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+    let loaded = config::load(
+        &args.config.file_choice(),
+        env.iter().cloned(),
+        &args.config.overrides(),
+    )?;
+    logging::init_for(&loaded.config.log, args.config.log_level.is_some(), &env)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_WORKER_THREADS)
+        .thread_name("bridge-rt")
+        .enable_all()
+        .build()
+        .map_err(BridgeError::Runtime)?;
+    runtime.block_on(serve_until_stopped(&loaded))
+}
+
+async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), BridgeError> {
+    let config = &loaded.config;
+    let mut signals = StopSignals::install().map_err(BridgeError::Signals)?;
+    let refused = |key: &str, addr: SocketAddr, error: std::io::Error| {
+        BridgeError::Config(
+            loaded
+                .sources
+                .invalid(key.to_owned(), format!("cannot listen on {addr}: {error}")),
+        )
+    };
+    let http_listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| refused("http.listen", config.http.listen, e))?;
+    let rest_listener = tokio::net::TcpListener::bind(config.rest.listen)
+        .await
+        .map_err(|e| refused("rest.listen", config.rest.listen, e))?;
+    let catalog = Arc::new(Catalog::new(&config.currencies, &config.markets)?);
+    let metrics = Metrics::new()?;
+    let readiness = Readiness::new();
+    let http_ready = readiness.register_flag("http")?;
+
+    let mut consumer_config = ConsumerConfig::new(&config.bridge.url, &config.bridge.stream);
+    consumer_config.ready_lag_max = config.bridge.ready_lag_max_messages;
+    let (consumer, events) = Consumer::start(consumer_config, metrics.registry())?;
+    let consumer = Arc::new(consumer);
+    let checked = Arc::clone(&consumer);
+    readiness.register_check("stream", move || match checked.readiness() {
+        Ok(()) => CheckStatus::Ready,
+        Err(why) => CheckStatus::NotReady(why),
+    })?;
+    let rest = start_rest(config, rest_listener, &consumer, events, catalog, &metrics).await?;
+    let feed_live = rest.readiness_probe();
+    readiness.register_check("rest", move || {
+        if feed_live() {
+            CheckStatus::Ready
+        } else {
+            CheckStatus::NotReady("market data is resynchronising".to_owned())
+        }
+    })?;
+
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| HttpError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+    let router = http::router(AppState {
+        metrics,
+        readiness: readiness.clone(),
+    });
+    let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(http::serve(http_listener, router, async move {
+        let _ = stop_receiver.await;
+    }));
+    http_ready.set_ready();
+    let deadline = tokio::time::Instant::now() + READY_WAIT;
+    while !readiness.report().is_ready() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    print_summary(http_addr, &rest, config)?;
+    tracing::info!(http = %http_addr, rest = %rest.local_addr(), "bridge up");
+
+    tokio::select! {
+        signal = signals.recv() => tracing::info!(%signal, "stopping"),
+        joined = &mut server => tracing::error!(?joined, "health server ended"),
+    }
+    http_ready.set_not_ready("shutting down");
+    rest.shutdown().await;
+    consumer.stop().await;
+    let _ = stop_sender.send(());
+    if tokio::time::timeout(HTTP_DRAIN, &mut server).await.is_err() {
+        server.abort();
+    }
+    Ok(())
+}
+
+/// The REST/WebSocket server fed by the consumer's events.
+async fn start_rest(
+    config: &config::Config,
+    listener: tokio::net::TcpListener,
+    consumer: &Arc<ConsumerHandle>,
+    mut events: mpsc::Receiver<FeedEvent>,
+    catalog: Arc<Catalog>,
+    metrics: &Metrics,
+) -> Result<RestServer, BridgeError> {
+    let (items, receiver) = mpsc::channel(FEED_CAPACITY);
+    // Ends when the consumer stops (its sender drops) or the feed is gone.
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let Some(item) = feed_item(event) else {
+                continue;
+            };
+            if items.send(item).await.is_err() {
+                return;
+            }
+        }
+    });
+    let resync = Arc::clone(consumer);
+    let feed = StreamFeed {
+        items: receiver,
+        resync: Box::new(move || resync.resync()),
+    };
+    let replica = (config.bridge.accounts_from_replica && config.replica.enabled).then(|| {
+        Arc::new(peregrine_replica::ReplicaReader::new(
+            config.replica.database_url(&config.data.dir),
+        ))
+    });
+    let rest = peregrine_gateway::rest::serve_fed(
+        listener,
+        config.rest.clone(),
+        feed,
+        catalog,
+        metrics.registry(),
+        replica,
+    )
+    .await?;
+    Ok(rest)
+}
+
+/// The edge's view of one event of the stream (`None` for kinds this build does not know).
+fn feed_item(event: FeedEvent) -> Option<FeedItem> {
+    match event {
+        FeedEvent::Seed(BooksSnapshot {
+            seq, books, halted, ..
+        }) => Some(FeedItem::Seed(Seed { seq, books, halted })),
+        FeedEvent::Command {
+            seq,
+            ts_ns,
+            changes,
+            ..
+        } => Some(FeedItem::Executed(Executed {
+            seq,
+            ts: TimestampNs(ts_ns),
+            events: Vec::new(),
+            changes,
+        })),
+        _ => None,
+    }
+}
+
+/// The addresses, one per line, for operators and tests (`http`, `rest`, `stream`).
+fn print_summary(
+    http_addr: SocketAddr,
+    rest: &RestServer,
+    config: &config::Config,
+) -> Result<(), BridgeError> {
+    let text = format!(
+        "http http://{http_addr}\nrest http://{}/api/v2\nstream {} on {}\n",
+        rest.local_addr(),
+        config.bridge.stream,
+        config.bridge.url
+    );
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(BridgeError::Stdout)
+}

@@ -1,0 +1,32 @@
+//! `[bridge]`: a bridge node (`peregrine bridge`) that serves the REST reads and WebSocket
+//! streams from the stream an appliance publishes with `[fanout]`. It listens where `[http]`
+//! (health, metrics) and `[rest]` (REST, WebSocket) say, and takes the catalog from
+//! `[[currencies]]` and `[[markets]]`, which must be the appliance's.
+
+use serde::{Deserialize, Serialize};
+
+/// The `[bridge]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BridgeSection {
+    /// The NATS server the appliance publishes to.
+    pub url: String,
+    /// The appliance's stream (`[fanout] stream`).
+    #[serde(deserialize_with = "super::fanout::stream_name")]
+    pub stream: String,
+    /// Messages behind the stream's end above which `/health/ready` says not ready.
+    pub ready_lag_max_messages: u64,
+    /// Serve account orders and trades from the `[replica]` database (read only).
+    pub accounts_from_replica: bool,
+}
+
+impl Default for BridgeSection {
+    fn default() -> Self {
+        Self {
+            url: "nats://127.0.0.1:4222".to_owned(),
+            stream: "PEREGRINE".to_owned(),
+            ready_lag_max_messages: 10_000,
+            accounts_from_replica: false,
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! `peregrine bridge` against a real `peregrine up` publishing to a real NATS with JetStream
+//! (`scripts/test` provides it and exports `NATS_URL`; the NATS-restart test starts its own
+//! `nats-server -js` on another port): bridge processes serve the same trades in the same
+//! order as the appliance, over real WebSocket and HTTP clients, across a bridge restart, an
+//! appliance restart and a NATS restart.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use peregrine_client::{Client, Order, Placed};
+use peregrine_hotpath::{ClientOrderId, MarketId, Price, Qty, Side};
+use serde_json::Value;
+use support::{PROCESS_TIMEOUT, Trader, Up, http_client, write_config};
+use tokio_tungstenite::tungstenite::Message;
+
+const BTCUSD: MarketId = MarketId(1);
+/// 50_000.00 usd in ticks of 0.01.
+const PRICE: Price = Price(5_000_000);
+/// 0.001 btc.
+const QTY: Qty = Qty(1_000);
+/// How long a bridge may take to show what the appliance shows.
+const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+fn nats_url() -> String {
+    match std::env::var("NATS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!("NATS_URL is not set: run the tests with `scripts/test`"),
+    }
+}
+
+/// A stream name of its own per test.
+fn unique(tag: &str) -> (String, String) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    let prefix = format!("{tag}{}-{nanos}", std::process::id());
+    let stream = prefix.to_uppercase().replace('-', "_");
+    (prefix, stream)
+}
+
+fn fanout_section(url: &str, stream: &str, prefix: &str) -> String {
+    format!(
+        "[fanout]\nenabled = true\nurl = \"{url}\"\nstream = \"{stream}\"\nprefix = \"{prefix}\"\nsnapshot_interval_ms = 200\n"
+    )
+}
+
+/// A running `peregrine bridge`.
+struct Bridge {
+    child: Child,
+    http: String,
+    /// e.g. `http://127.0.0.1:8081` (paths start with `/api/v2`).
+    rest: String,
+}
+
+impl Bridge {
+    /// Starts a bridge in `dir` (created) on `stream` at `url`, and waits for its summary.
+    fn start(dir: &Path, url: &str, stream: &str) -> Bridge {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[rest]\nlisten = \"127.0.0.1:0\"\n\n[bridge]\nurl = \"{url}\"\nstream = \"{stream}\"\n"
+        );
+        std::fs::write(dir.join("peregrine.toml"), config).unwrap();
+        let (mut child, receiver) = support::spawn(dir, &["bridge", "--log-format", "json"]);
+        let (mut http, mut rest) = (None, None);
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        while http.is_none() || rest.is_none() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = receiver.recv_timeout(remaining) else {
+                let stderr = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+                let _ = child.kill();
+                panic!("no summary from peregrine bridge; stderr:\n{stderr}");
+            };
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.first() {
+                Some(&"http") => http = Some(words[1].to_owned()),
+                Some(&"rest") => rest = Some(words[1].trim_end_matches("/api/v2").to_owned()),
+                _ => {}
+            }
+        }
+        Bridge {
+            child,
+            http: http.unwrap(),
+            rest: rest.unwrap(),
+        }
+    }
+
+    async fn ws(&self, stream: &str) -> Ws {
+        let url = format!(
+            "{}/api/v2/ranger/public?stream={stream}",
+            self.rest.replacen("http://", "ws://", 1)
+        );
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = http_client()
+            .get(format!("{}/metrics", self.http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+    }
+
+    fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A REST read of `base` (`/api/v2/peatio/public/...` path).
+async fn public(base: &str, path: &str) -> Value {
+    http_client()
+        .get(format!("{base}/api/v2/peatio/public/{path}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `value` without its book `sequence`: an appliance restarted numbers its own edge's books
+/// afresh, while the stream (and so every bridge) continues the published numbering.
+fn levels(mut value: Value) -> Value {
+    if let Some(object) = value.as_object_mut() {
+        object.remove("sequence");
+    }
+    value
+}
+
+/// Waits until `bridge` answers `path` as the appliance does (book levels, not numbering).
+async fn converges(up: &Up, bridge: &Bridge, path: &str) -> Value {
+    let started = Instant::now();
+    loop {
+        let want = levels(public(&up.rest, path).await);
+        let got = levels(public(&bridge.rest, path).await);
+        if want == got {
+            return got;
+        }
+        assert!(
+            started.elapsed() < CONVERGE_WITHIN,
+            "{path}: bridge {got} appliance {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Both sides of `count` trades, one per pair of orders at [`PRICE`]; client ids from `first`.
+async fn trade(buyer: &Client, seller: &Client, first: u64, count: u64) {
+    for id in first..first + count {
+        for (client, side) in [(buyer, Side::Buy), (seller, Side::Sell)] {
+            let placed = client
+                .place(Order::limit(ClientOrderId(id), BTCUSD, side, PRICE, QTY))
+                .await
+                .unwrap();
+            assert!(matches!(placed, Placed::Ack { .. }), "{placed:?}");
+        }
+    }
+}
+
+/// The trade ids of the next `count` trades on `ws`.
+async fn trade_ids(ws: &mut Ws, count: usize) -> Vec<u64> {
+    let mut ids = Vec::new();
+    while ids.len() < count {
+        let message = tokio::time::timeout(CONVERGE_WITHIN, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no trade within the bound; had {ids:?}"))
+            .expect("the WebSocket ended")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        if let Some(trades) = value.get("btcusd.trades") {
+            for trade in trades["trades"].as_array().unwrap() {
+                ids.push(trade["tid"].as_u64().unwrap());
+            }
+        }
+    }
+    ids
+}
+
+/// No more trades arrive on `ws` for a while (none repeated after the expected ones).
+async fn no_more_trades(ws: &mut Ws) {
+    let extra = tokio::time::timeout(Duration::from_millis(500), trade_ids(ws, 1)).await;
+    assert!(extra.is_err(), "an unexpected trade: {extra:?}");
+}
+
+/// The appliance, with a buyer and a seller funded and logged on.
+struct Market {
+    up: Up,
+    buyer: Client,
+    seller: Client,
+}
+
+async fn market(dir: &Path, url: &str, stream: &str, prefix: &str) -> Market {
+    let (buyer, seller) = (Trader::new(1), Trader::new(2));
+    write_config(dir, &[buyer, seller], &fanout_section(url, stream, prefix));
+    let up = Up::start(dir);
+    up.deposit(buyer.account, "usd", "1000000", 1).await;
+    up.deposit(seller.account, "btc", "10", 2).await;
+    let (b, s) = (up.connect(&buyer).await, up.connect(&seller).await);
+    Market {
+        up,
+        buyer: b,
+        seller: s,
+    }
+}
+
+async fn delete_stream(url: &str, stream: &str) {
+    let client = async_nats::connect(url).await.unwrap();
+    let context = async_nats::jetstream::new(client);
+    let _ = context.delete_stream(stream).await;
+    let _ = context
+        .delete_key_value(peregrine_fanout::snapshot::bucket_name(stream))
+        .await;
+}
+
+fn strictly_increasing(ids: &[u64]) -> bool {
+    ids.windows(2).all(|w| w[0] < w[1])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_bridges_give_the_same_trades_in_the_same_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("two");
+    let url = nats_url();
+    let m = market(dir.path(), &url, &stream, &prefix).await;
+    let one = Bridge::start(&dir.path().join("b1"), &url, &stream);
+    let two = Bridge::start(&dir.path().join("b2"), &url, &stream);
+    converges(&m.up, &one, "markets/btcusd/order-book").await;
+    converges(&m.up, &two, "markets/btcusd/order-book").await;
+    let (mut ws1, mut ws2) = (one.ws("btcusd.trades").await, two.ws("btcusd.trades").await);
+    trade(&m.buyer, &m.seller, 10, 6).await;
+    let (ids1, ids2) = (trade_ids(&mut ws1, 6).await, trade_ids(&mut ws2, 6).await);
+    assert_eq!(ids1, ids2);
+    assert!(strictly_increasing(&ids1), "{ids1:?}");
+    // REST answers equal the appliance's own.
+    for path in [
+        "markets/btcusd/trades?limit=100",
+        "markets/btcusd/order-book",
+        "markets/btcusd/depth",
+        "markets",
+    ] {
+        let got = converges(&m.up, &one, path).await;
+        assert_eq!(got, converges(&m.up, &two, path).await, "{path}");
+    }
+    no_more_trades(&mut ws1).await;
+    // Order entry belongs to the appliance.
+    let refused = http_client()
+        .post(format!("{}/api/v2/peatio/market/orders", one.rest))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(refused.status().is_client_error() || refused.status() == 503);
+    let ready = http_client()
+        .get(format!("{}/health/ready", one.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
+    assert_eq!(one.metric("peregrine_bridge_gaps_total").await, 0.0);
+    m.up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_killed_and_restarted_resumes_without_gaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("kill");
+    let url = nats_url();
+    let m = market(dir.path(), &url, &stream, &prefix).await;
+    // Resting orders so the book has levels to follow.
+    let rest_bid = Order::limit(ClientOrderId(1), BTCUSD, Side::Buy, Price(4_900_000), QTY);
+    m.buyer.place(rest_bid).await.unwrap();
+    let bridge = Bridge::start(&dir.path().join("b"), &url, &stream);
+    trade(&m.buyer, &m.seller, 10, 3).await;
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    bridge.kill();
+    // Missed while down.
+    trade(&m.buyer, &m.seller, 20, 3).await;
+    let ask = Order::limit(ClientOrderId(2), BTCUSD, Side::Sell, Price(5_100_000), QTY);
+    m.seller.place(ask).await.unwrap();
+    let bridge = Bridge::start(&dir.path().join("b"), &url, &stream);
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    // A book subscriber follows increments from the snapshot without a gap to the
+    // appliance's book.
+    let mut ws = bridge.ws("btcusd.ob-inc").await;
+    let snap = support::next_with(&mut ws, "btcusd.ob-snap").await;
+    let mut sequence = snap["sequence"].as_u64().unwrap();
+    let mut trades = bridge.ws("btcusd.trades").await;
+    trade(&m.buyer, &m.seller, 30, 2).await;
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    let served = public(&bridge.rest, "markets/btcusd/order-book").await;
+    let target = served["sequence"].as_u64().unwrap();
+    while sequence < target {
+        let inc = support::next_with(&mut ws, "btcusd.ob-inc").await;
+        let next = inc["sequence"].as_u64().unwrap();
+        assert_eq!(next, sequence + 1, "a gap in ob-inc: {inc}");
+        sequence = next;
+    }
+    let ids = trade_ids(&mut trades, 2).await;
+    assert!(strictly_increasing(&ids), "{ids:?}");
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    assert_eq!(bridge.metric("peregrine_bridge_gaps_total").await, 0.0);
+    m.up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bridges_continue_across_an_appliance_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("restart");
+    let url = nats_url();
+    let m = market(dir.path(), &url, &stream, &prefix).await;
+    let bridge = Bridge::start(&dir.path().join("b"), &url, &stream);
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    let mut ws = bridge.ws("btcusd.trades").await;
+    let mut book = bridge.ws("btcusd.ob-inc").await;
+    let snap = support::next_with(&mut book, "btcusd.ob-snap").await;
+    let mut sequence = snap["sequence"].as_u64().unwrap();
+    trade(&m.buyer, &m.seller, 10, 3).await;
+    let before = trade_ids(&mut ws, 3).await;
+    drop((m.buyer, m.seller));
+    m.up.stop();
+    let up = Up::start(dir.path());
+    let (buyer, seller) = (
+        up.connect(&Trader::new(1)).await,
+        up.connect(&Trader::new(2)).await,
+    );
+    trade(&buyer, &seller, 20, 3).await;
+    let after = trade_ids(&mut ws, 3).await;
+    let all: Vec<u64> = before.iter().chain(&after).copied().collect();
+    assert!(strictly_increasing(&all), "{all:?}");
+    no_more_trades(&mut ws).await;
+    // The same subscription's book numbering goes on across the restart, without a snapshot.
+    converges(&up, &bridge, "markets/btcusd/order-book").await;
+    let target = public(&bridge.rest, "markets/btcusd/order-book").await["sequence"]
+        .as_u64()
+        .unwrap();
+    while sequence < target {
+        let inc = support::next_with(&mut book, "btcusd.ob-inc").await;
+        let next = inc["sequence"].as_u64().unwrap();
+        assert_eq!(next, sequence + 1, "a gap in ob-inc: {inc}");
+        sequence = next;
+    }
+    converges(&up, &bridge, "markets/btcusd/order-book").await;
+    converges(&up, &bridge, "markets/btcusd/trades?limit=100").await;
+    up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+/// A `nats-server -js` of the test's own, on a free port with its own store.
+struct PrivateNats {
+    child: Option<Child>,
+    port: u16,
+    store: PathBuf,
+}
+
+impl PrivateNats {
+    fn start(store: &Path) -> PrivateNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = PrivateNats {
+            child: None,
+            port,
+            store: store.to_owned(),
+        };
+        nats.restart();
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(&self.store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restarted_mid_stream_no_gap_no_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut nats = PrivateNats::start(&dir.path().join("nats"));
+    let url = nats.url();
+    let (prefix, stream) = unique("nats");
+    let m = market(dir.path(), &url, &stream, &prefix).await;
+    let bridge = Bridge::start(&dir.path().join("b"), &url, &stream);
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    let mut ws = bridge.ws("btcusd.trades").await;
+    trade(&m.buyer, &m.seller, 10, 3).await;
+    let mut ids = trade_ids(&mut ws, 3).await;
+    nats.stop();
+    // Trading goes on while NATS is down; the publisher catches up after it returns.
+    trade(&m.buyer, &m.seller, 20, 3).await;
+    nats.restart();
+    trade(&m.buyer, &m.seller, 30, 3).await;
+    ids.extend(trade_ids(&mut ws, 6).await);
+    no_more_trades(&mut ws).await;
+    assert!(strictly_increasing(&ids), "{ids:?}");
+    let trades = converges(&m.up, &bridge, "markets/btcusd/trades?limit=100").await;
+    assert_eq!(trades.as_array().unwrap().len(), 9, "{trades}");
+    converges(&m.up, &bridge, "markets/btcusd/order-book").await;
+    m.up.stop();
+}
