@@ -159,6 +159,20 @@ impl Journal {
 
     /// Appends an already serialised payload (an rkyv archive of a `Envelope`).
     pub fn append_payload(&self, payload: &[u8]) -> Result<Seq, JournalError> {
+        self.append_at(None, payload)
+    }
+
+    /// Appends a payload that another journal already sequenced as `seq` (a standby copying
+    /// its primary's records): it must be exactly the next sequence. A gap
+    /// ([`JournalError::SequenceGap`]) or a sequence already held
+    /// ([`JournalError::SequenceBehind`]) is refused and nothing is appended, so the copy stays
+    /// gap-free and in the primary's order. The caller checks that `payload` decodes.
+    pub fn append_sequenced(&self, seq: Seq, payload: &[u8]) -> Result<Seq, JournalError> {
+        self.append_at(Some(seq), payload)
+    }
+
+    /// Appends `payload` at the next sequence, which must equal `expected_seq` when given.
+    fn append_at(&self, expected_seq: Option<Seq>, payload: &[u8]) -> Result<Seq, JournalError> {
         if payload.is_empty() || payload.len() > PAYLOAD_MAX_BYTES {
             return Err(JournalError::TooLarge(payload.len()));
         }
@@ -179,6 +193,15 @@ impl Journal {
             });
         }
         let seq = pending.next_seq;
+        match expected_seq {
+            Some(got) if got > seq => {
+                return Err(JournalError::SequenceGap { expected: seq, got });
+            }
+            Some(got) if got < seq => {
+                return Err(JournalError::SequenceBehind { expected: seq, got });
+            }
+            Some(_) | None => {}
+        }
         pending.next_seq += 1;
         record::encode(&mut pending.bytes, seq, payload);
         // The queue never reallocates: the bound above keeps it within its capacity.
