@@ -1,0 +1,261 @@
+//! Journal shipping between real processes over loopback, with mutual TLS: a primary trading a
+//! seeded flow ships it to a standby that joins late, is SIGKILLed mid-way and restarted, and
+//! must end with the primary's exact engine state; clients without the pair's certificate are
+//! refused before any record leaves.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+use std::time::{Duration, Instant};
+
+use peregrine_standby::wire::{self, Frame, PROTOCOL_VERSION};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
+};
+
+const NODE: &str = env!("CARGO_BIN_EXE_standby-test-node");
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A child node whose stdout lines arrive on a channel; killed when dropped.
+struct Node {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Node {
+    fn start(args: &[&str]) -> Node {
+        let mut child = Command::new(NODE)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (sender, lines) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if sender.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Node { child, lines }
+    }
+
+    /// Waits for a line `<word> <n>` with `n >= at_least`; returns `n`.
+    fn wait_for(&mut self, word: &str, at_least: u64) -> u64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self
+                .lines
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no `{word} >= {at_least}` line in {WAIT:?}"));
+            if let Some(value) = line.strip_prefix(word).map(str::trim)
+                && let Ok(value) = value.parse::<u64>()
+                && value >= at_least
+            {
+                return value;
+            }
+        }
+    }
+
+    fn wait_for_text(&mut self, word: &str) -> String {
+        let line = self.lines.recv_timeout(WAIT).unwrap();
+        line.strip_prefix(word)
+            .unwrap_or_else(|| panic!("expected `{word}`, got {line:?}"))
+            .trim()
+            .to_owned()
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+fn leaf(dir: &Path, name: &str, issuer: &CertifiedIssuer<'static, KeyPair>) {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, issuer).unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+    std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+}
+
+/// The pair's CA with `primary` and `standby` identities, and a `rogue` one from another CA.
+fn write_certs(dir: &Path) {
+    let pair = ca("peregrine pair CA");
+    std::fs::write(dir.join("ca.pem"), pair.pem()).unwrap();
+    leaf(dir, "primary", &pair);
+    leaf(dir, "standby", &pair);
+    leaf(dir, "rogue", &ca("someone else's CA"));
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn a_standby_joining_under_load_killed_and_restarted_ends_with_the_primarys_state() {
+    const COMMANDS: u64 = 40_000;
+    let root = tempfile::tempdir().unwrap();
+    let certs = root.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    write_certs(&certs);
+    let primary_dir = root.path().join("primary");
+    let standby_dir = root.path().join("standby");
+    let primary_state = root.path().join("primary.state");
+    let standby_state = root.path().join("standby.state");
+    let commands = COMMANDS.to_string();
+    let mut primary = Node::start(&[
+        "primary",
+        path(&primary_dir),
+        path(&certs),
+        &commands,
+        "10000",
+        path(&primary_state),
+    ]);
+    let addr = primary.wait_for_text("listening");
+    // Join a primary that is already trading: the standby catches up from its journal.
+    std::thread::sleep(Duration::from_millis(800));
+    let standby_args = [
+        "standby",
+        path(&standby_dir),
+        path(&certs),
+        "standby",
+        &addr,
+        &commands,
+        path(&standby_state),
+    ];
+    let mut standby = Node::start(&standby_args);
+    let replicated = primary.wait_for("replicated", 15_000);
+    assert!(replicated < COMMANDS, "the standby must die mid-stream");
+    standby.child.kill().unwrap();
+    standby.wait_exit();
+    // The restarted standby resumes from its own journal while the primary keeps trading.
+    let mut standby = Node::start(&standby_args);
+    assert_eq!(standby.wait_for("stopped", COMMANDS), COMMANDS);
+    assert!(standby.wait_exit().success());
+    assert_eq!(primary.wait_for("done", COMMANDS), COMMANDS);
+    let primary_bytes = std::fs::read(&primary_state).unwrap();
+    let standby_bytes = std::fs::read(&standby_state).unwrap();
+    assert!(
+        primary_bytes == standby_bytes,
+        "the standby's engine differs from the primary's at sequence {COMMANDS}"
+    );
+    // Its own journal alone recovers to the same state.
+    let recovered_state = root.path().join("recovered.state");
+    let mut recovery = Node::start(&["recover", path(&standby_dir), path(&recovered_state)]);
+    assert_eq!(recovery.wait_for("recovered", 0), COMMANDS);
+    assert!(std::fs::read(&recovered_state).unwrap() == primary_bytes);
+}
+
+fn client_without_certificate(certs: &Path) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
+}
+
+#[test]
+fn clients_without_the_pairs_certificate_are_refused_before_any_record() {
+    let root = tempfile::tempdir().unwrap();
+    let certs = root.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    write_certs(&certs);
+    let primary_dir = root.path().join("primary");
+    let rogue_dir = root.path().join("rogue");
+    let mut primary = Node::start(&[
+        "primary",
+        path(&primary_dir),
+        path(&certs),
+        "2000",
+        "100000",
+        path(&root.path().join("primary.state")),
+    ]);
+    let addr = primary.wait_for_text("listening");
+    assert_eq!(primary.wait_for("done", 2_000), 2_000);
+
+    // A certificate from another CA: the standby stops with an authentication error (status 2).
+    let mut rogue = Node::start(&[
+        "standby",
+        path(&rogue_dir),
+        path(&certs),
+        "rogue",
+        &addr,
+        "2000",
+        path(&root.path().join("rogue.state")),
+    ]);
+    assert_eq!(rogue.wait_exit().code(), Some(2));
+    let rogue_state = root.path().join("rogue.recovered");
+    let mut recovery = Node::start(&["recover", path(&rogue_dir), path(&rogue_state)]);
+    assert_eq!(
+        recovery.wait_for("recovered", 0),
+        0,
+        "a refused standby received records"
+    );
+
+    // No certificate at all: the handshake completes on the client's side, then the primary's
+    // alert ends the stream before any frame.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let connector = tokio_rustls::TlsConnector::from(client_without_certificate(&certs));
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let Ok(tls) = connector.connect(name, tcp).await else {
+            return;
+        };
+        let (mut reader, mut writer) = tokio::io::split(tls);
+        let hello = Frame::Hello {
+            version: PROTOCOL_VERSION,
+            next_seq: 1,
+        };
+        // The write may already fail; the read must.
+        let _ = wire::write_frame(&mut writer, &hello).await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(WAIT, wire::read_frame(&mut reader, &mut buf))
+            .await
+            .unwrap();
+        assert!(read.is_err(), "a client without certificate got {read:?}");
+    });
+}
