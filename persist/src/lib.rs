@@ -37,7 +37,7 @@ pub mod snapshot;
 pub mod tip;
 pub mod writer;
 
-pub use config::{AckMode, JournalConfig, WriterIdle};
+pub use config::{AckMode, JournalConfig, WithoutStandby, WriterIdle};
 pub use error::{ConfigError, JournalError, RecoveryError, SnapshotWriteError};
 pub use io::SyncMethod;
 pub use lock::DirLock;
