@@ -27,14 +27,21 @@
 //! # When it is acknowledged
 //!
 //! The standby sends ACK with its own journal's durable sequence after every group commit of
-//! its writer. The primary keeps the highest acknowledged sequence of any standby in
-//! [`primary::Replication::replicated_seq`]: what a `replicated` ack mode will wait for
-//! (not wired into the durability gate yet).
+//! its writer. The primary hands the highest acknowledged sequence of any standby to its journal
+//! ([`Journal::note_replicated`](peregrine_persist::Journal::note_replicated)), and the number
+//! of standbys connected ([`Journal::set_standbys_connected`](peregrine_persist::Journal::set_standbys_connected)).
+//! In ack mode [`AckMode::Replicated`](peregrine_persist::AckMode::Replicated) the durability
+//! gate (core's output router, through
+//! [`Journal::ackable_seq`](peregrine_persist::Journal::ackable_seq)) releases a command's
+//! effects only once it is durable here and a standby acknowledged it; with no standby
+//! connected it degrades to `durable` (logged) or holds everything, per
+//! [`WithoutStandby`](peregrine_persist::WithoutStandby).
 //!
 //! # Failures
 //!
 //! - Standby killed or disconnected: the primary's session ends, the slot is freed, the
-//!   primary keeps trading. The standby, restarted, recovers its journal and resumes from its
+//!   primary keeps trading (in `replicated` mode: degrading to `durable` with a warning, or
+//!   holding acknowledgements until a standby is back, per config). The standby, restarted, recovers its journal and resumes from its
 //!   end; records it had queued but not made durable are simply shipped again.
 //! - Primary killed: the standby keeps what it made durable and reconnects every
 //!   `reconnect_every` (failover is a later stage).

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use peregrine_persist::follow::{FollowError, Tailer, TornRecord};
 use peregrine_persist::payload::{self, Scratch};
 use peregrine_persist::record::PAYLOAD_MAX_BYTES;
-use peregrine_persist::{Journal, Seq};
+use peregrine_persist::{AckMode, Journal, Seq, WithoutStandby};
 use tokio::io::{AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -201,8 +201,21 @@ struct Slot<'a>(&'a Context);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.replication.standbys.fetch_sub(1, Ordering::AcqRel);
+        let left = self.0.replication.standbys.fetch_sub(1, Ordering::AcqRel) - 1;
         self.0.metrics.standbys.dec();
+        self.0.journal.set_standbys_connected(left as u64);
+        if left == 0 {
+            match self.0.journal.ack_mode() {
+                AckMode::Replicated(WithoutStandby::Refuse) => tracing::warn!(
+                    "no standby connected: acknowledgements held until one is (replicated, refuse)"
+                ),
+                AckMode::Replicated(_) => tracing::warn!(
+                    "no standby connected: acknowledging on the local durable write alone \
+                     (replicated, degrade)"
+                ),
+                _ => {}
+            }
+        }
     }
 }
 
@@ -239,6 +252,9 @@ async fn session(
     };
     context.metrics.standbys.inc();
     let _slot = Slot(context);
+    context
+        .journal
+        .set_standbys_connected(context.replication.standbys() as u64);
     context
         .metrics
         .sessions
@@ -376,6 +392,8 @@ async fn collect_acks(
         if durable_seq > before {
             context.metrics.replicated_seq.set(seq_gauge(durable_seq));
         }
+        // Releases acknowledgements held for it (`replicated` mode).
+        context.journal.note_replicated(durable_seq);
         let now = Instant::now();
         let mut times = progress
             .sent_times

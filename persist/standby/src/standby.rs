@@ -259,12 +259,13 @@ fn apply_loop(
         applied = seq;
         snapshotter.maybe_take(&engine, seq)?;
     }
-    drop(incoming);
     if let Some(stop) = config.stop_at.filter(|stop| applied >= *stop) {
+        // Durable before the sessions learn that applying stopped: their last ACK covers it.
         journal
             .wait_durable(stop, Duration::from_secs(30))
             .map_err(|source| ApplyError::Journal { seq: stop, source })?;
     }
+    drop(incoming);
     snapshotter.finish()?;
     Ok(engine)
 }
@@ -315,6 +316,7 @@ async fn session(
         Err(error) => return SessionEnd::Retry(format!("TLS: {error}")),
     };
     let (reader, mut writer) = tokio::io::split(tls);
+    let final_durable = durable.clone();
     let hello = Frame::Hello {
         version: PROTOCOL_VERSION,
         next_seq: *next_seq,
@@ -326,12 +328,26 @@ async fn session(
     tracing::info!(next_seq = *next_seq, "standby: connected to the primary");
     let end = tokio::select! {
         end = receive(reader, config, next_seq, apply, durable.clone(), metrics) => end,
-        end = acknowledge(writer, durable, metrics) => end,
+        end = acknowledge(&mut writer, durable, metrics) => end,
     };
     match end {
-        Ok(()) => SessionEnd::ApplyStopped,
+        Ok(()) => {
+            // Applying stopped with everything durable: say so before leaving, or the primary
+            // would never hear of the last commits.
+            let durable_seq = wait_published(final_durable, *next_seq - 1).await;
+            let _ = wire::write_frame(&mut writer, &Frame::Ack { durable_seq }).await;
+            SessionEnd::ApplyStopped
+        }
         Err(error) => error,
     }
+}
+
+/// The published durable sequence once it reaches `seq` (bounded: the apply thread made `seq`
+/// durable before it stopped, so the publisher is at most one wait behind).
+async fn wait_published(mut durable: watch::Receiver<Seq>, seq: Seq) -> Seq {
+    let waited = tokio::time::timeout(Duration::from_secs(1), durable.wait_for(|d| *d >= seq));
+    let _ = waited.await;
+    *durable.borrow()
 }
 
 fn wire_end(error: WireError) -> SessionEnd {
@@ -345,7 +361,7 @@ fn wire_end(error: WireError) -> SessionEnd {
 
 /// Sends the standby's durable sequence now and whenever it moves.
 async fn acknowledge(
-    mut writer: WriteHalf<TlsStream<TcpStream>>,
+    writer: &mut WriteHalf<TlsStream<TcpStream>>,
     mut durable: watch::Receiver<Seq>,
     metrics: &StandbyMetrics,
 ) -> Result<(), SessionEnd> {
@@ -353,7 +369,7 @@ async fn acknowledge(
     loop {
         let durable_seq = *durable.borrow_and_update();
         metrics.durable_seq.set(seq_gauge(durable_seq));
-        wire::write_frame(&mut writer, &Frame::Ack { durable_seq })
+        wire::write_frame(writer, &Frame::Ack { durable_seq })
             .await
             .map_err(wire_end)?;
         if durable.changed().await.is_err() {

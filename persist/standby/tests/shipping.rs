@@ -64,6 +64,23 @@ impl Node {
         }
     }
 
+    /// The largest `n` of the `<word> <n>` lines that arrive within `window`.
+    fn max_within(&mut self, word: &str, window: Duration) -> Option<u64> {
+        let deadline = Instant::now() + window;
+        let mut max = None;
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            if let Some(value) = line.strip_prefix(word).map(str::trim)
+                && let Ok(value) = value.parse::<u64>()
+            {
+                max = max.max(Some(value));
+            }
+        }
+        max
+    }
+
     fn wait_for_text(&mut self, word: &str) -> String {
         let line = self.lines.recv_timeout(WAIT).unwrap();
         line.strip_prefix(word)
@@ -113,8 +130,11 @@ fn leaf(dir: &Path, name: &str, issuer: &CertifiedIssuer<'static, KeyPair>) {
     std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
 }
 
-/// The pair's CA with `primary` and `standby` identities, and a `rogue` one from another CA.
-fn write_certs(dir: &Path) {
+/// In `root/certs`: the pair's CA with `primary` and `standby` identities, and a `rogue` one
+/// from another CA.
+fn write_certs(root: &Path) {
+    let dir = &root.join("certs");
+    std::fs::create_dir(dir).unwrap();
     let pair = ca("peregrine pair CA");
     std::fs::write(dir.join("ca.pem"), pair.pem()).unwrap();
     leaf(dir, "primary", &pair);
@@ -130,55 +150,29 @@ fn path(p: &Path) -> &str {
 fn a_standby_joining_under_load_killed_and_restarted_ends_with_the_primarys_state() {
     const COMMANDS: u64 = 40_000;
     let root = tempfile::tempdir().unwrap();
-    let certs = root.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    write_certs(&certs);
-    let primary_dir = root.path().join("primary");
-    let standby_dir = root.path().join("standby");
-    let primary_state = root.path().join("primary.state");
-    let standby_state = root.path().join("standby.state");
-    let commands = COMMANDS.to_string();
-    let mut primary = Node::start(&[
-        "primary",
-        path(&primary_dir),
-        path(&certs),
-        &commands,
-        "10000",
-        path(&primary_state),
-    ]);
-    let addr = primary.wait_for_text("listening");
+    write_certs(root.path());
+    let (mut primary, addr) = start_primary(root.path(), COMMANDS, 10_000, "durable");
     // Join a primary that is already trading: the standby catches up from its journal.
     std::thread::sleep(Duration::from_millis(800));
-    let standby_args = [
-        "standby",
-        path(&standby_dir),
-        path(&certs),
-        "standby",
-        &addr,
-        &commands,
-        path(&standby_state),
-    ];
-    let mut standby = Node::start(&standby_args);
+    let mut standby = start_standby(root.path(), "standby", &addr, COMMANDS);
     let replicated = primary.wait_for("replicated", 15_000);
     assert!(replicated < COMMANDS, "the standby must die mid-stream");
     standby.child.kill().unwrap();
     standby.wait_exit();
     // The restarted standby resumes from its own journal while the primary keeps trading.
-    let mut standby = Node::start(&standby_args);
+    let mut standby = start_standby(root.path(), "standby", &addr, COMMANDS);
     assert_eq!(standby.wait_for("stopped", COMMANDS), COMMANDS);
     assert!(standby.wait_exit().success());
     assert_eq!(primary.wait_for("done", COMMANDS), COMMANDS);
-    let primary_bytes = std::fs::read(&primary_state).unwrap();
-    let standby_bytes = std::fs::read(&standby_state).unwrap();
+    let primary_bytes = std::fs::read(root.path().join("primary.state")).unwrap();
+    let standby_bytes = std::fs::read(root.path().join("standby.state")).unwrap();
     assert!(
         primary_bytes == standby_bytes,
         "the standby's engine differs from the primary's at sequence {COMMANDS}"
     );
     // Its own journal alone recovers to the same state.
-    let recovered_state = root.path().join("recovered.state");
-    let mut recovery = Node::start(&["recover", path(&standby_dir), path(&recovered_state)]);
-    assert_eq!(recovery.wait_for("recovered", 0), COMMANDS);
-    assert!(std::fs::read(&recovered_state).unwrap() == primary_bytes);
+    assert_eq!(recover_node(root.path(), "standby"), COMMANDS);
+    assert!(std::fs::read(root.path().join("standby.recovered")).unwrap() == primary_bytes);
 }
 
 fn client_without_certificate(certs: &Path) -> Arc<rustls::ClientConfig> {
@@ -200,37 +194,16 @@ fn client_without_certificate(certs: &Path) -> Arc<rustls::ClientConfig> {
 #[test]
 fn clients_without_the_pairs_certificate_are_refused_before_any_record() {
     let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
     let certs = root.path().join("certs");
-    std::fs::create_dir(&certs).unwrap();
-    write_certs(&certs);
-    let primary_dir = root.path().join("primary");
-    let rogue_dir = root.path().join("rogue");
-    let mut primary = Node::start(&[
-        "primary",
-        path(&primary_dir),
-        path(&certs),
-        "2000",
-        "100000",
-        path(&root.path().join("primary.state")),
-    ]);
-    let addr = primary.wait_for_text("listening");
+    let (mut primary, addr) = start_primary(root.path(), 2_000, 100_000, "durable");
     assert_eq!(primary.wait_for("done", 2_000), 2_000);
 
     // A certificate from another CA: the standby stops with an authentication error (status 2).
-    let mut rogue = Node::start(&[
-        "standby",
-        path(&rogue_dir),
-        path(&certs),
-        "rogue",
-        &addr,
-        "2000",
-        path(&root.path().join("rogue.state")),
-    ]);
+    let mut rogue = start_standby(root.path(), "rogue", &addr, 2_000);
     assert_eq!(rogue.wait_exit().code(), Some(2));
-    let rogue_state = root.path().join("rogue.recovered");
-    let mut recovery = Node::start(&["recover", path(&rogue_dir), path(&rogue_state)]);
     assert_eq!(
-        recovery.wait_for("recovered", 0),
+        recover_node(root.path(), "rogue"),
         0,
         "a refused standby received records"
     );
@@ -258,4 +231,86 @@ fn clients_without_the_pairs_certificate_are_refused_before_any_record() {
             .unwrap();
         assert!(read.is_err(), "a client without certificate got {read:?}");
     });
+}
+
+/// Starts a standby `identity` (its certificate, `root/<identity>` its journal) following the
+/// primary at `addr` until `stop_at`; it writes its engine to `root/<identity>.state`.
+fn start_standby(root: &Path, identity: &str, addr: &str, stop_at: u64) -> Node {
+    Node::start(&[
+        "standby",
+        path(&root.join(identity)),
+        path(&root.join("certs")),
+        identity,
+        addr,
+        &stop_at.to_string(),
+        path(&root.join(format!("{identity}.state"))),
+    ])
+}
+
+/// Recovers the journal `root/<name>` alone into `root/<name>.recovered`; its last sequence.
+fn recover_node(root: &Path, name: &str) -> u64 {
+    let mut recovery = Node::start(&[
+        "recover",
+        path(&root.join(name)),
+        path(&root.join(format!("{name}.recovered"))),
+    ]);
+    recovery.wait_for("recovered", 0)
+}
+
+/// Starts a primary under `root` (certificates in `root/certs`), trading `commands` at `rate`
+/// in ack mode `ack`; returns it and its shipping address.
+fn start_primary(root: &Path, commands: u64, rate: u64, ack: &str) -> (Node, String) {
+    let certs = root.join("certs");
+    let mut primary = Node::start(&[
+        "primary",
+        path(&root.join("primary")),
+        path(&certs),
+        &commands.to_string(),
+        &rate.to_string(),
+        path(&root.join("primary.state")),
+        ack,
+    ]);
+    let addr = primary.wait_for_text("listening");
+    (primary, addr)
+}
+
+#[test]
+fn replicated_acknowledgements_are_on_the_standbys_disk_and_held_without_one() {
+    const COMMANDS: u64 = 30_000;
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let (mut primary, addr) = start_primary(root.path(), COMMANDS, 10_000, "replicated-refuse");
+    let mut standby = start_standby(root.path(), "standby", &addr, COMMANDS);
+    primary.wait_for("ack", 5_000);
+    standby.child.kill().unwrap();
+    standby.wait_exit();
+    // Acknowledgements the primary had received before the kill may still be released.
+    let acked = primary
+        .max_within("ack", Duration::from_millis(300))
+        .unwrap_or(0);
+    assert!(acked < COMMANDS, "the standby must die mid-stream");
+    // Everything acknowledged is on the dead standby's disk.
+    let on_standby = recover_node(root.path(), "standby");
+    assert!(
+        on_standby >= acked,
+        "acknowledged up to {acked}, the standby holds {on_standby}"
+    );
+    // With no standby, nothing more is acknowledged although the primary keeps journaling.
+    let held = primary.max_within("ack", Duration::from_millis(500));
+    assert!(
+        held.is_none_or(|seq| seq <= acked),
+        "acknowledged {held:?} with no standby"
+    );
+    // A standby back: acknowledgements resume, through the end.
+    let mut standby = start_standby(root.path(), "standby", &addr, COMMANDS);
+    assert_eq!(primary.wait_for("ack", COMMANDS), COMMANDS);
+    assert_eq!(standby.wait_for("stopped", COMMANDS), COMMANDS);
+}
+
+#[test]
+fn replicated_degrades_to_durable_without_a_standby() {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let (mut primary, _) = start_primary(root.path(), 2_000, 100_000, "replicated-degrade");
+    assert_eq!(primary.wait_for("ack", 2_000), 2_000);
 }

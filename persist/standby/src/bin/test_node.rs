@@ -1,9 +1,11 @@
 //! Test-only node for the multi-process shipping tests (`tests/shipping.rs`).
 //!
-//! `standby-test-node primary DIR CERTS COMMANDS RATE STATE_OUT`: journals the seeded flow
-//! (COMMANDS commands at about RATE per second) in durable mode while shipping it on a loopback
-//! port; prints `listening <addr>`, `replicated <seq>` as standbys acknowledge, and once done
-//! writes its engine snapshot to STATE_OUT and prints `done <seq>`; then serves until killed.
+//! `standby-test-node primary DIR CERTS COMMANDS RATE STATE_OUT [ACK]`: journals the seeded
+//! flow (COMMANDS commands at about RATE per second) while shipping it on a loopback port, in ack
+//! mode ACK (`durable`, the default, `replicated-degrade` or `replicated-refuse`); prints
+//! `listening <addr>`, `replicated <seq>` as standbys acknowledge, `ack <seq>` as the ack mode
+//! lets commands be acknowledged, and once done writes its engine snapshot to STATE_OUT and
+//! prints `done <seq>`; then serves until killed.
 //!
 //! `standby-test-node standby DIR CERTS IDENTITY ADDR STOP_AT STATE_OUT`: follows the primary at
 //! ADDR with the certificate CERTS/IDENTITY.pem until STOP_AT is durable, writes its engine
@@ -18,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use peregrine_hotpath::EngineConfig;
 use peregrine_hotpath::sim::{Flow, FlowParams};
-use peregrine_persist::{JournalConfig, JournalError, Snapshotter, open};
+use peregrine_persist::{AckMode, JournalConfig, JournalError, Snapshotter, WithoutStandby, open};
 use peregrine_standby::metrics::{ShipMetrics, StandbyMetrics};
 use peregrine_standby::{Shipper, ShipperConfig, StandbyConfig, StandbyError, TlsFiles};
 
@@ -90,7 +92,13 @@ fn primary(args: &[String]) -> Result<(), Error> {
     let commands: u64 = arg(args, 2, "COMMANDS")?.parse()?;
     let rate: u64 = arg(args, 3, "RATE")?.parse()?;
     let state_out = PathBuf::from(arg(args, 4, "STATE_OUT")?);
-    let config = journal_config(&dir);
+    let mut config = journal_config(&dir);
+    config.ack_mode = match args.get(5).map(String::as_str) {
+        None | Some("durable") => AckMode::Durable,
+        Some("replicated-degrade") => AckMode::Replicated(WithoutStandby::Degrade),
+        Some("replicated-refuse") => AckMode::Replicated(WithoutStandby::Refuse),
+        Some(other) => return Err(format!("unknown ack mode {other}").into()),
+    };
     let (recovered, writer) = open(&config, engine_config())?;
     let journal = writer.journal().clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -127,6 +135,17 @@ fn primary(args: &[String]) -> Result<(), Error> {
                 say(&format!("replicated {now}"));
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let acks = journal.clone();
+    std::thread::spawn(move || {
+        let mut seen = acks.ackable_seq();
+        // Until the process is killed (or the writer fails).
+        while let Ok(now) = acks.wait_ackable(seen + 1, Duration::from_millis(20)) {
+            if now > seen {
+                seen = now;
+                say(&format!("ack {now}"));
+            }
         }
     });
     let mut engine = recovered.engine;
