@@ -29,7 +29,8 @@
 //! The standby sends ACK with its own journal's durable sequence after every group commit of
 //! its writer. The primary hands the highest acknowledged sequence of any standby to its journal
 //! ([`Journal::note_replicated`](peregrine_persist::Journal::note_replicated)), and the number
-//! of standbys connected ([`Journal::set_standbys_connected`](peregrine_persist::Journal::set_standbys_connected)).
+//! of standbys connected
+//! ([`Journal::set_standbys_connected`](peregrine_persist::Journal::set_standbys_connected)).
 //! In ack mode [`AckMode::Replicated`](peregrine_persist::AckMode::Replicated) the durability
 //! gate (core's output router, through
 //! [`Journal::ackable_seq`](peregrine_persist::Journal::ackable_seq)) releases a command's
@@ -41,8 +42,9 @@
 //!
 //! - Standby killed or disconnected: the primary's session ends, the slot is freed, the
 //!   primary keeps trading (in `replicated` mode: degrading to `durable` with a warning, or
-//!   holding acknowledgements until a standby is back, per config). The standby, restarted, recovers its journal and resumes from its
-//!   end; records it had queued but not made durable are simply shipped again.
+//!   holding acknowledgements until a standby is back, per config). The standby, restarted,
+//!   recovers its journal and resumes from its end; records it had queued but not made durable
+//!   are simply shipped again.
 //! - Primary killed: the standby keeps what it made durable and reconnects every
 //!   `reconnect_every` (failover is a later stage).
 //! - A certificate the CA did not sign, or none: the TLS handshake fails; the primary counts
@@ -56,6 +58,29 @@
 //!
 //! Lag, records and seconds, on both sides: [`lag::LagClock`], `ship_lag_*` and
 //! `standby_lag_*`.
+
+//! # Coordination (next stage): etcd through its JSON gateway
+//!
+//! Leadership will be an etcd lease (`scripts/test` provides etcd 3.4 on loopback,
+//! `ETCD_ENDPOINTS`). The plan is etcd's v3 JSON gateway (`POST /v3/lease/grant`,
+//! `/v3/lease/keepalive`, `/v3/kv/txn` for put-if-absent under the lease) over the `reqwest`
+//! already built for OpenBao, not the `etcd-client` crate: that one adds about 20 crates (tonic,
+//! prost, h2, petgraph, pulldown-cmark, ...) and needs `protoc` on every build machine, for three
+//! calls. Measured: `perf/RESULTS.md`.
+//!
+//! # Not built yet
+//!
+//! - Terms and fencing: records do not carry the leader's term yet (a record format bump: a
+//!   version 3 record with a `u64` term after the sequence; version 2 segments would still be
+//!   read, their records taken as term 0), so a standby cannot yet refuse a deposed primary.
+//! - Leadership and failover through the etcd lease; the SDK's resume by client order id.
+//! - Catch-up from a snapshot when the primary's journal no longer holds the standby's start
+//!   (refused today with [`wire::RefuseReason::JournalGone`]); the primary should also hold its
+//!   retention for connected standbys (a retention floor, as the replica does).
+//! - `peregrine up --standby-of <addr>` and a `[standby]` config section: the two ends run in
+//!   tests (`standby-test-node`) and in `peregrine bench e2e --ack replicated`, not in `up`; so
+//!   the lag shows in these metrics but not yet on the appliance's `/metrics` and
+//!   `/health/ready`.
 
 pub mod lag;
 pub mod metrics;
