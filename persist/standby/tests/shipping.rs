@@ -314,3 +314,39 @@ fn replicated_degrades_to_durable_without_a_standby() {
     let (mut primary, _) = start_primary(root.path(), 2_000, 100_000, "replicated-degrade");
     assert_eq!(primary.wait_for("ack", 2_000), 2_000);
 }
+
+/// Copies the files of `from` into a new directory `to` (a journal directory has no
+/// subdirectories).
+fn copy_journal(from: &Path, to: &Path) {
+    std::fs::create_dir(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+#[test]
+fn a_standby_ahead_of_the_primary_is_refused_and_stops() {
+    // A standby that followed one primary to 3 000 ...
+    let first = tempfile::tempdir().unwrap();
+    write_certs(first.path());
+    let (_primary, addr) = start_primary(first.path(), 3_000, 100_000, "durable");
+    let mut standby = start_standby(first.path(), "standby", &addr, 3_000);
+    assert_eq!(standby.wait_for("stopped", 3_000), 3_000);
+    // ... pointed at another primary that holds 1 000: its journal is another history.
+    let second = tempfile::tempdir().unwrap();
+    write_certs(second.path());
+    copy_journal(
+        &first.path().join("standby"),
+        &second.path().join("standby"),
+    );
+    let (mut primary, addr) = start_primary(second.path(), 1_000, 100_000, "durable");
+    assert_eq!(primary.wait_for("done", 1_000), 1_000);
+    let mut standby = start_standby(second.path(), "standby", &addr, 5_000);
+    assert_eq!(standby.wait_exit().code(), Some(3), "refused, not retried");
+    assert_eq!(
+        recover_node(second.path(), "standby"),
+        3_000,
+        "nothing appended"
+    );
+}

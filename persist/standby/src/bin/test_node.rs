@@ -9,7 +9,8 @@
 //!
 //! `standby-test-node standby DIR CERTS IDENTITY ADDR STOP_AT STATE_OUT`: follows the primary at
 //! ADDR with the certificate CERTS/IDENTITY.pem until STOP_AT is durable, writes its engine
-//! snapshot to STATE_OUT and prints `stopped <seq>`. Exit status 2: TLS authentication refused.
+//! snapshot to STATE_OUT and prints `stopped <seq>`. Exit status 2: TLS authentication refused;
+//! 3: the primary refused this standby.
 //!
 //! `standby-test-node recover DIR STATE_OUT`: recovers the journal in DIR alone (snapshot and
 //! replay) with the nodes' engine limits, writes the engine snapshot and prints `recovered <seq>`.
@@ -38,6 +39,7 @@ fn main() {
         eprintln!("test node: {error}");
         let code = match error.downcast_ref::<StandbyError>() {
             Some(StandbyError::Authentication(_)) => 2,
+            Some(StandbyError::Refused(_)) => 3,
             _ => 1,
         };
         std::process::exit(code);
