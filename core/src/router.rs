@@ -1,5 +1,6 @@
 //! The output router: takes the shard's outputs in order, holds them until the journal's
-//! durable watermark passes them (in `durable` mode), then routes them under the state lock
+//! acknowledgeable watermark passes them (durable in `durable` mode; durable here and on a
+//! standby in `replicated` mode), then routes them under the state lock
 //! ([`crate::fanout::RouteState::route`]). It runs on a thread of its own or as a task on a
 //! tokio runtime ([`RouterPlacement`]); as a task it never blocks.
 
@@ -225,21 +226,19 @@ impl Router {
     /// The highest sequence whose outputs may leave now.
     fn releasable_seq(&self) -> u64 {
         match &self.journal {
-            Some(journal) if journal.ack_mode() == peregrine_persist::AckMode::Durable => {
-                journal.durable_seq()
-            }
-            _ => u64::MAX,
+            Some(journal) => journal.ackable_seq(),
+            None => u64::MAX,
         }
     }
 
-    /// Waits (bounded by `ROUTER_PARK`) for `seq` to become durable; returns the releasable
+    /// Waits (bounded by `ROUTER_PARK`) for `seq` to become acknowledgeable; returns the releasable
     /// sequence then. A failed journal releases nothing more: what is not durable was never
     /// acknowledged, and the operator sees the failure on `/health/ready`. Thread only.
     fn wait_releasable(&mut self, seq: u64) -> u64 {
         let Some(journal) = &self.journal else {
             return u64::MAX;
         };
-        match journal.wait_durable(seq, ROUTER_PARK) {
+        match journal.wait_ackable(seq, ROUTER_PARK) {
             Ok(durable) => durable,
             Err(error) => {
                 if !self.journal_failure_logged {

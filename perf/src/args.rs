@@ -83,6 +83,9 @@ pub enum AckMode {
     Durable,
     /// As soon as the order is sequenced, before it is durable.
     Fast,
+    /// After the journal entry is durable here and in a standby's journal (`e2e`: an
+    /// in-process standby over mutual TLS on loopback).
+    Replicated,
 }
 
 /// The order flow a workload generates (`--flow`).

@@ -29,6 +29,24 @@ pub enum AckMode {
     /// As soon as the command is sequenced: lower latency, but a crash loses the commands of the
     /// last group commit or so (up to the queue's worth) even though they were acknowledged.
     Fast,
+    /// After the record is durable here AND at least one standby has acknowledged it as durable
+    /// in its own journal ([`Journal::note_replicated`](crate::Journal::note_replicated)): an
+    /// acknowledged command survives the loss of this machine. While no standby is connected,
+    /// [`WithoutStandby`] decides.
+    Replicated(WithoutStandby),
+}
+
+/// What `replicated` acknowledgement does while no standby is connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WithoutStandby {
+    /// Acknowledge on the local durable write alone (as `durable`), and say so in the log:
+    /// trading goes on, the loss of this machine could lose those commands.
+    #[default]
+    Degrade,
+    /// Hold every acknowledgement until a standby has the record: trading stalls rather than
+    /// acknowledge what one disk holds.
+    Refuse,
 }
 
 /// How the writer thread waits, for appends and for the device.

@@ -33,6 +33,24 @@ pub enum JournalError {
     /// The journal was shut down.
     #[error("journal closed")]
     Closed,
+    /// A pre-sequenced record ([`Journal::append_sequenced`](crate::Journal::append_sequenced))
+    /// would leave a gap: records before it are missing. Nothing was appended.
+    #[error("sequence gap: the journal expects sequence {expected}, got {got}")]
+    SequenceGap {
+        /// The sequence the journal appends next.
+        expected: u64,
+        /// The sequence offered.
+        got: u64,
+    },
+    /// A pre-sequenced record's sequence is already in the journal (a replay or another
+    /// journal's history). Nothing was appended.
+    #[error("sequence {got} is already journaled: the journal expects {expected}")]
+    SequenceBehind {
+        /// The sequence the journal appends next.
+        expected: u64,
+        /// The sequence offered.
+        got: u64,
+    },
     /// An I/O error while opening.
     #[error("journal I/O on {path}: {source}")]
     Io {

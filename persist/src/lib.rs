@@ -15,6 +15,12 @@
 //!   submission (`O_DIRECT` write with `RWF_DSYNC`) into a preallocated, zero-filled
 //!   [`segment`], and publishes [`Journal::durable_seq`]; [`Journal::wait_durable`] and
 //!   [`Journal::is_ackable`] serve the [`AckMode`].
+//! - A hot standby (crate `peregrine-standby`) copies its primary's durable records into its
+//!   own journal with [`Journal::append_sequenced`] (same sequences; a gap or a replay is a
+//!   typed error). On the primary, the shipper reports each standby acknowledgement with
+//!   [`Journal::note_replicated`]; in [`AckMode::Replicated`] [`Journal::ackable_seq`] is the
+//!   lower of the local durable sequence and that one (with no standby connected: per
+//!   [`WithoutStandby`]).
 //! - The engine thread calls [`Snapshotter::maybe_take`] between commands; the snapshot is
 //!   written by a helper once the journal is durable up to it, then [`snapshot::apply_retention`]
 //!   deletes old snapshots and covered segments.
@@ -37,7 +43,7 @@ pub mod snapshot;
 pub mod tip;
 pub mod writer;
 
-pub use config::{AckMode, JournalConfig, WriterIdle};
+pub use config::{AckMode, JournalConfig, WithoutStandby, WriterIdle};
 pub use error::{ConfigError, JournalError, RecoveryError, SnapshotWriteError};
 pub use io::SyncMethod;
 pub use lock::DirLock;

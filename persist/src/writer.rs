@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use peregrine_hotpath::Envelope;
 
-use crate::config::{AckMode, JournalConfig, WriterIdle};
+use crate::config::{AckMode, JournalConfig, WithoutStandby, WriterIdle};
 use crate::error::JournalError;
 use crate::io::{AlignedBuf, BLOCK_BYTES, FaultPlan, Uring, open_direct};
 use crate::payload::{self, Scratch};
@@ -79,6 +79,10 @@ struct Shared {
     durable_waker: WakerSlot,
     /// Highest sequence whose record is durable (all before it are too).
     durable_seq: AtomicU64,
+    /// Highest sequence a standby acknowledged as durable in its own journal.
+    replicated_seq: AtomicU64,
+    /// Standbys connected now (the shipper says).
+    standbys_connected: AtomicU64,
     /// Pairs with `durable_changed` for waiters.
     durable_lock: Mutex<()>,
     durable_changed: Condvar,
@@ -159,6 +163,20 @@ impl Journal {
 
     /// Appends an already serialised payload (an rkyv archive of a `Envelope`).
     pub fn append_payload(&self, payload: &[u8]) -> Result<Seq, JournalError> {
+        self.append_at(None, payload)
+    }
+
+    /// Appends a payload that another journal already sequenced as `seq` (a standby copying
+    /// its primary's records): it must be exactly the next sequence. A gap
+    /// ([`JournalError::SequenceGap`]) or a sequence already held
+    /// ([`JournalError::SequenceBehind`]) is refused and nothing is appended, so the copy stays
+    /// gap-free and in the primary's order. The caller checks that `payload` decodes.
+    pub fn append_sequenced(&self, seq: Seq, payload: &[u8]) -> Result<Seq, JournalError> {
+        self.append_at(Some(seq), payload)
+    }
+
+    /// Appends `payload` at the next sequence, which must equal `expected_seq` when given.
+    fn append_at(&self, expected_seq: Option<Seq>, payload: &[u8]) -> Result<Seq, JournalError> {
         if payload.is_empty() || payload.len() > PAYLOAD_MAX_BYTES {
             return Err(JournalError::TooLarge(payload.len()));
         }
@@ -179,6 +197,15 @@ impl Journal {
             });
         }
         let seq = pending.next_seq;
+        match expected_seq {
+            Some(got) if got > seq => {
+                return Err(JournalError::SequenceGap { expected: seq, got });
+            }
+            Some(got) if got < seq => {
+                return Err(JournalError::SequenceBehind { expected: seq, got });
+            }
+            Some(_) | None => {}
+        }
         pending.next_seq += 1;
         record::encode(&mut pending.bytes, seq, payload);
         // The queue never reallocates: the bound above keeps it within its capacity.
@@ -211,15 +238,76 @@ impl Journal {
 
     /// Whether the effects of command `seq` may leave now under the ack mode.
     pub fn is_ackable(&self, seq: Seq) -> bool {
+        self.ackable_seq() >= seq
+    }
+
+    /// The highest sequence whose effects may leave now under the ack mode.
+    pub fn ackable_seq(&self) -> Seq {
         match self.ack_mode {
-            AckMode::Fast => true,
-            AckMode::Durable => self.durable_seq() >= seq,
+            AckMode::Fast => Seq::MAX,
+            AckMode::Durable => self.durable_seq(),
+            AckMode::Replicated(WithoutStandby::Degrade)
+                if self.shared.standbys_connected.load(Ordering::Acquire) == 0 =>
+            {
+                self.durable_seq()
+            }
+            AckMode::Replicated(_) => self.durable_seq().min(self.replicated_seq()),
         }
+    }
+
+    /// Highest sequence a standby acknowledged as durable in its own journal.
+    pub fn replicated_seq(&self) -> Seq {
+        self.shared.replicated_seq.load(Ordering::Acquire)
+    }
+
+    /// Records that a standby made every record up to `seq` durable (the shipper calls it on
+    /// each acknowledgement); wakes whoever waits for acknowledgeable records.
+    pub fn note_replicated(&self, seq: Seq) {
+        let before = self.shared.replicated_seq.fetch_max(seq, Ordering::AcqRel);
+        if seq > before {
+            self.wake_waiters();
+        }
+    }
+
+    /// Records how many standbys are connected (the shipper calls it as they come and go): with
+    /// none, `replicated` degrades or holds per [`WithoutStandby`].
+    pub fn set_standbys_connected(&self, standbys: u64) {
+        self.shared
+            .standbys_connected
+            .store(standbys, Ordering::Release);
+        self.wake_waiters();
+    }
+
+    fn wake_waiters(&self) {
+        {
+            let _guard = lock(&self.shared.durable_lock);
+            self.shared.durable_changed.notify_all();
+        }
+        if let Some(wake) = self.shared.durable_waker.0.get() {
+            wake();
+        }
+    }
+
+    /// Waits until `seq` is acknowledgeable under the ack mode or `timeout` passes; returns the
+    /// acknowledgeable sequence then (below `seq` on timeout). Fails if the writer failed.
+    pub fn wait_ackable(&self, seq: Seq, timeout: Duration) -> Result<Seq, JournalError> {
+        self.wait_watermark(seq, timeout, Journal::ackable_seq)
     }
 
     /// Waits until `seq` is durable or `timeout` passes; returns the durable sequence then
     /// (which is below `seq` on timeout). Fails if the writer failed.
     pub fn wait_durable(&self, seq: Seq, timeout: Duration) -> Result<Seq, JournalError> {
+        self.wait_watermark(seq, timeout, Journal::durable_seq)
+    }
+
+    /// Waits until `watermark` reaches `seq` or `timeout` passes; returns it then. Every change
+    /// of a watermark (a commit, a standby's acknowledgement) notifies `durable_changed`.
+    fn wait_watermark(
+        &self,
+        seq: Seq,
+        timeout: Duration,
+        watermark: fn(&Journal) -> Seq,
+    ) -> Result<Seq, JournalError> {
         let deadline = Instant::now() + timeout;
         let mut guard = lock(&self.shared.durable_lock);
         // Bounded by the deadline: each pass waits until it or until woken.
@@ -227,10 +315,10 @@ impl Journal {
             if self.shared.failed.load(Ordering::Acquire) {
                 return Err(JournalError::WriterFailed(self.failure()));
             }
-            let durable = self.durable_seq();
+            let reached = watermark(self);
             let now = Instant::now();
-            if durable >= seq || now >= deadline {
-                return Ok(durable);
+            if reached >= seq || now >= deadline {
+                return Ok(reached);
             }
             guard = self
                 .shared
@@ -312,6 +400,8 @@ impl JournalWriter {
             commit_times: Mutex::new(VecDeque::with_capacity(COMMIT_TIMES_MAX)),
             durable_waker: WakerSlot(OnceLock::new()),
             durable_seq: AtomicU64::new(tail.last_seq),
+            replicated_seq: AtomicU64::new(0),
+            standbys_connected: AtomicU64::new(0),
             durable_lock: Mutex::new(()),
             durable_changed: Condvar::new(),
             failed: AtomicBool::new(false),

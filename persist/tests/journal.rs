@@ -873,3 +873,56 @@ fn a_journal_that_lost_its_durable_end_is_refused_unless_the_loss_is_accepted() 
         "{error}"
     );
 }
+
+#[test]
+fn pre_sequenced_records_refuse_gaps_and_replays_and_copy_the_journal() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let commands = flow_commands(5, 500);
+    let (_, source) = open(&small_config(source_dir.path()), engine_config()).unwrap();
+    append_all(source.journal(), &commands);
+    source.shutdown().unwrap();
+
+    let (_, copy) = open(&small_config(copy_dir.path()), engine_config()).unwrap();
+    let journal = copy.journal();
+    let mut tailer = peregrine_persist::follow::Tailer::new(
+        source_dir.path(),
+        1,
+        peregrine_persist::follow::TornRecord::IsEnd,
+    );
+    let mut scratch = peregrine_persist::payload::Scratch::new();
+    let mut copied = 0_u64;
+    while let Some((seq, command)) = tailer.next(u64::MAX).unwrap() {
+        peregrine_persist::payload::encode(&command, &mut scratch).unwrap();
+        if seq == 10 {
+            // A record two ahead is a gap, one already held is a replay: neither is appended.
+            assert!(matches!(
+                journal.append_sequenced(seq + 1, &scratch),
+                Err(JournalError::SequenceGap {
+                    expected: 10,
+                    got: 11
+                })
+            ));
+            assert!(matches!(
+                journal.append_sequenced(seq - 1, &scratch),
+                Err(JournalError::SequenceBehind {
+                    expected: 10,
+                    got: 9
+                })
+            ));
+            assert_eq!(journal.appended_seq(), 9);
+        }
+        assert_eq!(journal.append_sequenced(seq, &scratch).unwrap(), seq);
+        copied = seq;
+    }
+    assert_eq!(copied, commands.len() as u64);
+    assert_eq!(copy.shutdown().unwrap(), copied);
+    // The copy recovers to the same engine as the source.
+    let source_engine = recover(&small_config(source_dir.path()), engine_config()).unwrap();
+    let copy_engine = recover(&small_config(copy_dir.path()), engine_config()).unwrap();
+    assert_eq!(copy_engine.last_seq, copied);
+    assert_eq!(
+        copy_engine.engine.snapshot().unwrap(),
+        source_engine.engine.snapshot().unwrap()
+    );
+}

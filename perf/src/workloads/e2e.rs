@@ -91,6 +91,10 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
     journal_config.ack_mode = match ack {
         AckMode::Durable => peregrine_persist::AckMode::Durable,
         AckMode::Fast => peregrine_persist::AckMode::Fast,
+        // Refuse: every Ack waits for the standby, none slips through on the local write.
+        AckMode::Replicated => {
+            peregrine_persist::AckMode::Replicated(peregrine_persist::WithoutStandby::Refuse)
+        }
     };
     // Snapshots are not what this measures.
     journal_config.snapshot_every_commands = 0;
@@ -141,6 +145,15 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
         })
         .build()
         .map_err(|e| BenchError::workload(NAME, e))?;
+    let standby = match ack {
+        AckMode::Replicated => Some(super::standby_pair::start(
+            &runtime,
+            writer.journal(),
+            dir,
+            &dir.join("standby"),
+        )?),
+        _ => None,
+    };
     let shard = Shard::start(
         Engine::new(EngineConfig::default()).map_err(|e| BenchError::workload(NAME, e))?,
         &ShardConfig {
@@ -339,12 +352,17 @@ fn run_in(args: &BenchArgs, dir: &std::path::Path) -> Result<Report, BenchError>
                 match ack {
                     AckMode::Durable => "durable",
                     AckMode::Fast => "fast",
+                    AckMode::Replicated => "replicated",
                 },
             )
             .with_param("fsync_floor_ns", fsync_floor_ns)
             .with_param("journal_dir", dir.display().to_string())
             .with_param("journal_commits", journal_commits)
             .with_param("journal_durable_seq", durable_seq)
+            .with_param(
+                "standby_replicated_seq",
+                standby.as_ref().map_or(0, |pair| pair.replicated_seq()),
+            )
             .with_param("latency_rate_ops_per_sec", rate.get())
             .with_param("latency_orders", count)
             .with_param("acks", counters.acks.load(Ordering::Relaxed))

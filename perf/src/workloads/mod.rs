@@ -7,4 +7,5 @@ pub mod matching;
 pub mod noop;
 pub mod replication;
 pub mod rest;
+pub mod standby_pair;
 pub mod ws;

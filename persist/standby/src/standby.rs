@@ -1,0 +1,451 @@
+//! The standby's side: connects to the primary over mutual TLS, asks for the records after its
+//! own journal's end, journals each at the primary's sequence
+//! ([`Journal::append_sequenced`](peregrine_persist::Journal::append_sequenced)), applies it to
+//! its engine (the same deterministic engine, recovered from its own journal at start), and
+//! acknowledges its own durable sequence.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peregrine_hotpath::{Engine, EngineConfig, Event};
+use peregrine_persist::payload::{self, Scratch};
+use peregrine_persist::record::PAYLOAD_MAX_BYTES;
+use peregrine_persist::{Journal, JournalConfig, JournalError, Seq, Snapshotter};
+use tokio::io::{ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::lag::LagClock;
+use crate::metrics::StandbyMetrics;
+use crate::primary::seq_gauge;
+use crate::tls::{TlsError, server_name};
+use crate::wire::{self, BODY_MAX_BYTES, Frame, PROTOCOL_VERSION, RefuseReason, WireError};
+
+/// Records received but not yet journaled: back-pressure on the primary past it (the socket
+/// stops being read). ~4 k records is a few milliseconds of the target rate.
+pub const APPLY_QUEUE_MAX: usize = 4_096;
+/// A connection attempt that takes longer is abandoned and retried.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Silence from the primary for this long ends the session (it heartbeats far more often).
+pub const PRIMARY_SILENCE_MAX: Duration = Duration::from_secs(5);
+
+/// A standby's settings.
+#[derive(Clone, Debug)]
+pub struct StandbyConfig {
+    /// The primary's shipping address (`host:port`).
+    pub primary_addr: String,
+    /// The name the primary's certificate carries.
+    pub primary_name: String,
+    /// This standby's own journal.
+    pub journal: JournalConfig,
+    /// The engine's limits (the primary's).
+    pub engine: EngineConfig,
+    /// Wait between a failed session and the next attempt.
+    pub reconnect_every: Duration,
+    /// Stop once this sequence is applied and durable (tests and planned switch-overs); `None`
+    /// follows forever.
+    pub stop_at: Option<Seq>,
+}
+
+/// Why a standby stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StandbyError {
+    /// Its journal could not be opened (recovery refused, or the writer did not start).
+    #[error("standby journal: {0}")]
+    Open(#[from] peregrine_persist::OpenError),
+    /// TLS could not be set up.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The primary refused its certificate, or it refused the primary's.
+    #[error("TLS authentication with the primary failed: {0}")]
+    Authentication(std::io::Error),
+    /// The primary refused it for good.
+    #[error("the primary refused this standby: {0}")]
+    Refused(RefuseReason),
+    /// A record could not be journaled or applied; the standby stops rather than diverge.
+    #[error("applying the primary's records: {0}")]
+    Apply(#[from] ApplyError),
+    /// A thread could not start.
+    #[error("standby thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Why a received record was not journaled and applied.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The payload is not a command (a CRC-valid record the engine cannot read).
+    #[error("record {seq}: payload does not decode: {reason}")]
+    Payload {
+        /// Its sequence.
+        seq: Seq,
+        /// Why.
+        reason: String,
+    },
+    /// The standby's journal refused it (a gap, a replay, a failed writer).
+    #[error("record {seq}: {source}")]
+    Journal {
+        /// Its sequence.
+        seq: Seq,
+        /// Why.
+        source: JournalError,
+    },
+    /// A snapshot could not be written.
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] peregrine_persist::SnapshotWriteError),
+    /// The apply thread panicked.
+    #[error("the apply thread panicked")]
+    Panicked,
+}
+
+/// Where a standby stopped (with [`StandbyConfig::stop_at`]).
+#[derive(Debug)]
+pub struct Stopped {
+    /// Its engine, at `durable_seq`.
+    pub engine: Engine,
+    /// Its journal's durable sequence.
+    pub durable_seq: Seq,
+}
+
+/// One received record on its way to the apply thread.
+struct Incoming {
+    seq: Seq,
+    payload: Vec<u8>,
+}
+
+/// Why one session ended.
+enum SessionEnd {
+    /// The apply side stopped (`stop_at` reached, or it failed).
+    ApplyStopped,
+    /// Retry after `reconnect_every`.
+    Retry(String),
+    /// Stop the standby.
+    Fatal(StandbyError),
+}
+
+/// Runs a standby until `stop_at` (or forever, reconnecting after each failed session).
+pub async fn run(
+    config: StandbyConfig,
+    tls: Arc<rustls::ClientConfig>,
+    metrics: StandbyMetrics,
+) -> Result<Stopped, StandbyError> {
+    let name = server_name(&config.primary_name)?;
+    let (recovered, writer) = peregrine_persist::open(&config.journal, config.engine.clone())?;
+    let journal = writer.journal().clone();
+    let start_seq = recovered.last_seq;
+    let (apply_tx, apply_rx) = mpsc::channel(APPLY_QUEUE_MAX);
+    let apply_config = config.clone();
+    let apply_journal = journal.clone();
+    let applier = std::thread::Builder::new()
+        .name("standby-apply".to_owned())
+        .spawn(move || {
+            apply_loop(
+                recovered.engine,
+                &apply_journal,
+                &apply_config,
+                start_seq,
+                apply_rx,
+            )
+        })
+        .map_err(StandbyError::Thread)?;
+    let (durable_tx, durable_rx) = watch::channel(journal.durable_seq());
+    let ack_journal = journal.clone();
+    std::thread::Builder::new()
+        .name("standby-acks".to_owned())
+        .spawn(move || publish_durable(&ack_journal, &durable_tx))
+        .map_err(StandbyError::Thread)?;
+    let connector = TlsConnector::from(tls);
+    let mut next_seq = start_seq + 1;
+    let mut fatal = None;
+    // Bounded by the standby's life: one pass per session.
+    loop {
+        let end = session(
+            &config,
+            &connector,
+            name.clone(),
+            &mut next_seq,
+            &apply_tx,
+            durable_rx.clone(),
+            &metrics,
+        )
+        .await;
+        metrics.connected.set(0);
+        match end {
+            SessionEnd::ApplyStopped => break,
+            SessionEnd::Fatal(error) => {
+                fatal = Some(error);
+                break;
+            }
+            SessionEnd::Retry(reason) => {
+                metrics.sessions_failed.inc();
+                tracing::warn!(%reason, "standby: session with the primary ended; reconnecting");
+                tokio::time::sleep(config.reconnect_every).await;
+            }
+        }
+    }
+    drop(apply_tx);
+    let applied = tokio::task::spawn_blocking(move || applier.join())
+        .await
+        .map_err(|_| ApplyError::Panicked)?
+        .map_err(|_| ApplyError::Panicked)?;
+    let durable_seq = writer
+        .shutdown()
+        .map_err(|source| ApplyError::Journal { seq: 0, source })?;
+    match (fatal, applied) {
+        (Some(error), _) => Err(error),
+        (None, Err(error)) => Err(error.into()),
+        (None, Ok(engine)) => Ok(Stopped {
+            engine,
+            durable_seq,
+        }),
+    }
+}
+
+/// Publishes the journal's durable sequence to the sessions, until no one listens.
+fn publish_durable(journal: &Journal, durable: &watch::Sender<Seq>) {
+    let mut seen = journal.durable_seq();
+    // Bounded by the standby's life: each pass waits at most 100 ms.
+    loop {
+        match journal.wait_durable_after(seen, Duration::from_millis(100)) {
+            Ok(now) if now > seen => {
+                seen = now;
+                if durable.send(now).is_err() {
+                    return;
+                }
+            }
+            Ok(_) if durable.is_closed() => return,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Journals and applies the received records in order; returns the engine at the end.
+fn apply_loop(
+    mut engine: Engine,
+    journal: &Journal,
+    config: &StandbyConfig,
+    start_seq: Seq,
+    mut incoming: mpsc::Receiver<Incoming>,
+) -> Result<Engine, ApplyError> {
+    let mut snapshotter = Snapshotter::start(&config.journal, journal.clone(), start_seq);
+    let mut scratch = Scratch::with_capacity(PAYLOAD_MAX_BYTES);
+    let mut events: Vec<Event> = Vec::with_capacity(1_024);
+    let mut applied = start_seq;
+    // Bounded by the channel: one pass per record, until the sessions stop or stop_at.
+    while config.stop_at.is_none_or(|stop| applied < stop) {
+        let Some(Incoming { seq, payload }) = incoming.blocking_recv() else {
+            break;
+        };
+        // Validated before it is journaled: a record the engine cannot read never becomes
+        // durable here.
+        let command = payload::decode(&payload, &mut scratch)
+            .map_err(|reason| ApplyError::Payload { seq, reason })?;
+        // Bounded by the writer: Busy clears as soon as it commits.
+        loop {
+            match journal.append_sequenced(seq, &payload) {
+                Ok(_) => break,
+                Err(JournalError::Busy { .. }) => {
+                    let _ = journal.wait_durable_after(journal.durable_seq(), WAIT_SLICE);
+                }
+                Err(source) => return Err(ApplyError::Journal { seq, source }),
+            }
+        }
+        events.clear();
+        engine.apply(&command, &mut events);
+        applied = seq;
+        snapshotter.maybe_take(&engine, seq)?;
+    }
+    if let Some(stop) = config.stop_at.filter(|stop| applied >= *stop) {
+        // Durable before the sessions learn that applying stopped: their last ACK covers it.
+        journal
+            .wait_durable(stop, Duration::from_secs(30))
+            .map_err(|source| ApplyError::Journal { seq: stop, source })?;
+    }
+    drop(incoming);
+    snapshotter.finish()?;
+    Ok(engine)
+}
+
+const WAIT_SLICE: Duration = Duration::from_millis(1);
+
+/// Whether `error` is TLS refusing one side's certificate (a configuration error: retrying
+/// cannot help).
+fn is_authentication(error: &std::io::Error) -> bool {
+    error
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|tls| {
+            matches!(
+                tls,
+                rustls::Error::AlertReceived(_)
+                    | rustls::Error::InvalidCertificate(_)
+                    | rustls::Error::NoCertificatesPresented
+            )
+        })
+}
+
+async fn session(
+    config: &StandbyConfig,
+    connector: &TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+    next_seq: &mut Seq,
+    apply: &mpsc::Sender<Incoming>,
+    durable: watch::Receiver<Seq>,
+    metrics: &StandbyMetrics,
+) -> SessionEnd {
+    if apply.is_closed() {
+        return SessionEnd::ApplyStopped;
+    }
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&config.primary_addr))
+        .await
+    {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(error)) => return SessionEnd::Retry(format!("connect: {error}")),
+        Err(_) => return SessionEnd::Retry("connect timed out".to_owned()),
+    };
+    let _ = tcp.set_nodelay(true);
+    let tls = match connector.connect(name, tcp).await {
+        Ok(tls) => tls,
+        Err(error) if is_authentication(&error) => {
+            return SessionEnd::Fatal(StandbyError::Authentication(error));
+        }
+        Err(error) => return SessionEnd::Retry(format!("TLS: {error}")),
+    };
+    let (reader, mut writer) = tokio::io::split(tls);
+    let final_durable = durable.clone();
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        next_seq: *next_seq,
+    };
+    if let Err(error) = wire::write_frame(&mut writer, &hello).await {
+        return wire_end(error);
+    }
+    metrics.connected.set(1);
+    tracing::info!(next_seq = *next_seq, "standby: connected to the primary");
+    let end = tokio::select! {
+        end = receive(reader, config, next_seq, apply, durable.clone(), metrics) => end,
+        end = acknowledge(&mut writer, durable, metrics) => end,
+    };
+    match end {
+        Ok(()) => {
+            // Applying stopped with everything durable: say so before leaving, or the primary
+            // would never hear of the last commits.
+            let durable_seq = wait_published(final_durable, *next_seq - 1).await;
+            let _ = wire::write_frame(&mut writer, &Frame::Ack { durable_seq }).await;
+            SessionEnd::ApplyStopped
+        }
+        Err(error) => error,
+    }
+}
+
+/// The published durable sequence once it reaches `seq` (bounded: the apply thread made `seq`
+/// durable before it stopped, so the publisher is at most one wait behind).
+async fn wait_published(mut durable: watch::Receiver<Seq>, seq: Seq) -> Seq {
+    let waited = tokio::time::timeout(Duration::from_secs(1), durable.wait_for(|d| *d >= seq));
+    let _ = waited.await;
+    *durable.borrow()
+}
+
+fn wire_end(error: WireError) -> SessionEnd {
+    match error {
+        WireError::Io(error) if is_authentication(&error) => {
+            SessionEnd::Fatal(StandbyError::Authentication(error))
+        }
+        other => SessionEnd::Retry(other.to_string()),
+    }
+}
+
+/// Sends the standby's durable sequence now and whenever it moves.
+async fn acknowledge(
+    writer: &mut WriteHalf<TlsStream<TcpStream>>,
+    mut durable: watch::Receiver<Seq>,
+    metrics: &StandbyMetrics,
+) -> Result<(), SessionEnd> {
+    // Bounded by the session: one pass per durable commit.
+    loop {
+        let durable_seq = *durable.borrow_and_update();
+        metrics.durable_seq.set(seq_gauge(durable_seq));
+        wire::write_frame(writer, &Frame::Ack { durable_seq })
+            .await
+            .map_err(wire_end)?;
+        if durable.changed().await.is_err() {
+            return Ok(());
+        }
+    }
+}
+
+/// Reads the primary's frames and queues its records for the apply thread.
+async fn receive(
+    mut reader: ReadHalf<TlsStream<TcpStream>>,
+    config: &StandbyConfig,
+    next_seq: &mut Seq,
+    apply: &mpsc::Sender<Incoming>,
+    durable: watch::Receiver<Seq>,
+    metrics: &StandbyMetrics,
+) -> Result<(), SessionEnd> {
+    let mut buf = Vec::with_capacity(BODY_MAX_BYTES);
+    let mut lag = LagClock::new();
+    // Bounded by the session: one pass per frame.
+    loop {
+        let frame =
+            tokio::time::timeout(PRIMARY_SILENCE_MAX, wire::read_frame(&mut reader, &mut buf))
+                .await
+                .map_err(|_| SessionEnd::Retry("the primary went silent".to_owned()))?
+                .map_err(wire_end)?;
+        let primary_durable_seq = match frame {
+            Frame::Record {
+                seq,
+                primary_durable_seq,
+                payload,
+            } => {
+                if seq != *next_seq || payload.len() > PAYLOAD_MAX_BYTES {
+                    return Err(SessionEnd::Retry(format!(
+                        "the primary sent sequence {seq}, expected {next_seq}"
+                    )));
+                }
+                if config.stop_at.is_none_or(|stop| seq <= stop) {
+                    let incoming = Incoming {
+                        seq,
+                        payload: payload.to_vec(),
+                    };
+                    if apply.send(incoming).await.is_err() {
+                        return Ok(());
+                    }
+                    *next_seq += 1;
+                    metrics.records.inc();
+                }
+                primary_durable_seq
+            }
+            Frame::Heartbeat {
+                primary_durable_seq,
+            } => primary_durable_seq,
+            Frame::Refuse { reason, .. } => {
+                return Err(match reason {
+                    RefuseReason::Full | RefuseReason::PrimaryJournal => {
+                        SessionEnd::Retry(reason.to_string())
+                    }
+                    _ => SessionEnd::Fatal(StandbyError::Refused(reason)),
+                });
+            }
+            Frame::Hello { .. } | Frame::Ack { .. } => {
+                return Err(SessionEnd::Retry(
+                    "unexpected frame from the primary".to_owned(),
+                ));
+            }
+        };
+        if apply.is_closed() {
+            return Ok(());
+        }
+        let own = *durable.borrow();
+        let (records, seconds) = lag.observe(primary_durable_seq, own, Instant::now());
+        metrics
+            .primary_durable_seq
+            .set(seq_gauge(primary_durable_seq));
+        metrics.lag_records.set(seq_gauge(records));
+        metrics.lag_seconds.set(seconds);
+    }
+}
