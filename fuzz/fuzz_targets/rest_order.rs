@@ -8,7 +8,10 @@
 use libfuzzer_sys::fuzz_target;
 use peregrine_fuzz::{market_units, rest};
 use peregrine_gateway::rest::RestKey;
-use peregrine_gateway::rest::auth::{HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, KeyStore};
+use peregrine_auth::api_keys::Scopes;
+use peregrine_gateway::rest::auth::{
+    HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE, KeyStore, RequestFacts, body_sha256,
+};
 use peregrine_gateway::rest::types::CreateOrder;
 use peregrine_hotpath::edge::{DECIMAL_TEXT_BYTES_MAX, parse_decimal};
 
@@ -69,11 +72,20 @@ fn check_auth(headers_text: &[u8]) {
         account: 1,
     };
     let store = KeyStore::new(&[key], rest::WINDOW_MS);
-    let first = store.authenticate(&headers, rest::NOW_MS);
+    // The request the headers came with: bootstrap keys also take Barong's legacy signature
+    // (nonce + key), which is what the seeds sign.
+    let facts = RequestFacts {
+        method: "POST",
+        path: "/api/v2/peatio/market/orders",
+        body_sha256: body_sha256(b""),
+        peer: None,
+        scope: Scopes::default(),
+    };
+    let first = store.authenticate(&headers, &facts, rest::NOW_MS);
     // One use per nonce: the same headers never pass twice.
     if first.is_ok() {
         assert!(
-            store.authenticate(&headers, rest::NOW_MS).is_err(),
+            store.authenticate(&headers, &facts, rest::NOW_MS).is_err(),
             "a nonce was accepted twice"
         );
     }
