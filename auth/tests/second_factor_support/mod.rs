@@ -18,48 +18,13 @@ use peregrine_secrets::{BaoToken, OpenBao};
 use reqwest::StatusCode;
 use ring::hmac;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 pub const PASSWORD: &str = "correct horse battery";
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 
-pub fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!(
-            "{name} is not set: run the tests with `scripts/test`, which starts MariaDB, \
-             OpenBao and an SMTP server on loopback and exports DATABASE_URL, VAULT_ADDR, \
-             VAULT_TOKEN, BAO_BIN, SMTP_ADDR and SMTP_MAIL_DIR"
-        ),
-    }
-}
-
-/// A name no other test or run uses.
-pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-/// A fresh MySQL database named after DATABASE_URL's plus `suffix`.
-pub async fn mysql_url(suffix: &str) -> String {
-    let base = required_env("DATABASE_URL");
-    let (server, database) = base.rsplit_once('/').unwrap();
-    let database = database.split('?').next().unwrap();
-    let name = format!("{database}_{suffix}");
-    let mut admin = sqlx::MySqlConnection::connect(&format!("{server}/"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL={base}: {e}"));
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    format!("{server}/{name}")
-}
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{mysql_url, required_env, unique};
 
 /// The shared dev OpenBao with the root token.
 pub fn shared_root() -> OpenBao {

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use peregrine_auth::kyc::{Kyc, KycConfig};
 use peregrine_auth::mail::MailConfig;
@@ -15,47 +15,13 @@ use peregrine_secrets::sys::Engine;
 use peregrine_secrets::{BaoToken, OpenBao};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 pub const PASSWORD: &str = "correct horse battery";
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 
-pub fn required_env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(value) if !value.is_empty() => value,
-        _ => panic!(
-            "{name} is not set: run the tests with `scripts/test`, which starts MariaDB, OpenBao \
-             and an SMTP server on loopback and exports DATABASE_URL, VAULT_ADDR, VAULT_TOKEN, \
-             SMTP_ADDR and SMTP_MAIL_DIR"
-        ),
-    }
-}
-
-/// A name no other test or run uses.
-pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-/// A fresh MySQL database named after DATABASE_URL's plus `suffix`.
-pub async fn mysql_url(suffix: &str) -> String {
-    let base = required_env("DATABASE_URL");
-    let (server, database) = base.rsplit_once('/').unwrap();
-    let name = format!("{}_{suffix}", database.split('?').next().unwrap());
-    let mut admin = sqlx::MySqlConnection::connect(&format!("{server}/"))
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to DATABASE_URL={base}: {e}"));
-    sqlx::raw_sql(&format!(
-        "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
-    ))
-    .execute(&mut admin)
-    .await
-    .unwrap();
-    format!("{server}/{name}")
-}
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{mysql_url, required_env, unique};
 
 pub fn bao() -> OpenBao {
     OpenBao::new(
