@@ -19,10 +19,20 @@
 //! [`Verifier`] is pure and in memory: a JWKS in, `verify(token, now)` out — the algorithm
 //! must be `EdDSA`, the `kid` known, `exp`/`nbf`/`iat` within a bounded skew, `iss` and `aud`
 //! the configured ones. [`Refresher`] reloads the JWKS from identity periodically.
+//!
+//! A signature check costs ~30 µs, far above the ~2 µs a request may spend on its credentials,
+//! and a client sends its one token with every request for up to a minute. So a [`Verifier`]
+//! remembers the tokens whose signature it has checked ([`VERIFIED_TOKENS_MAX`] of them, in a
+//! table allocated up front): a token seen again is compared in constant time with the one
+//! remembered and only its claims are checked again (`exp`, `nbf` against the current time).
+//! The table belongs to one key set: a JWKS reload that changes the keys starts a new verifier,
+//! so a token of a key withdrawn from the JWKS is never accepted from memory.
 
 use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -30,6 +40,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use crate::error::AuthError;
 use crate::store::User;
@@ -51,7 +62,13 @@ const SIGN_ROUNDS_MAX: u32 = 3;
 const PUBLIC_KEY_BYTES: usize = 32;
 const SIGNATURE_BYTES: usize = 64;
 
+/// Tokens a [`Verifier`] remembers as verified: one slot each, chosen by a keyed hash of the
+/// token (a power of two, so the slot is a mask). At ~600 bytes a token with its claims, 4 096
+/// live tokens hold ~2.5 MiB; the empty table is 64 KiB.
+pub const VERIFIED_TOKENS_MAX: usize = 4096;
+
 const _: () = assert!(SKEW_S_MAX < ACCESS_TTL_S_MAX);
+const _: () = assert!(VERIFIED_TOKENS_MAX.is_power_of_two());
 const _: () = assert!(JWKS_BYTES_MAX >= JWKS_KEYS_MAX * 256);
 
 /// What the issuer writes and the verifier expects.
@@ -347,10 +364,87 @@ impl JwtError {
 }
 
 /// Verifies access tokens from memory.
-#[derive(Clone)]
 pub struct Verifier {
     keys: HashMap<String, [u8; PUBLIC_KEY_BYTES]>,
     config: TokenConfig,
+    verified: VerifiedTokens,
+}
+
+impl Clone for Verifier {
+    /// The same keys and configuration with an empty table of verified tokens.
+    fn clone(&self) -> Verifier {
+        Verifier {
+            keys: self.keys.clone(),
+            config: self.config.clone(),
+            verified: VerifiedTokens::new(),
+        }
+    }
+}
+
+/// Tokens whose signature this verifier has checked, with their claims: a direct-mapped table
+/// (a token displaces the one in its slot), one lock per slot so concurrent requests rarely
+/// meet. The slot comes from a per-process random hash key, so a client cannot choose which
+/// remembered token its own is compared with.
+struct VerifiedTokens {
+    hasher: RandomState,
+    slots: Box<[Mutex<Option<Box<VerifiedToken>>>]>,
+}
+
+struct VerifiedToken {
+    token: Box<str>,
+    claims: Claims,
+}
+
+impl VerifiedTokens {
+    fn new() -> VerifiedTokens {
+        let slots: Box<[Mutex<Option<Box<VerifiedToken>>>]> =
+            (0..VERIFIED_TOKENS_MAX).map(|_| Mutex::new(None)).collect();
+        assert_eq!(slots.len(), VERIFIED_TOKENS_MAX);
+        VerifiedTokens {
+            hasher: RandomState::new(),
+            slots,
+        }
+    }
+
+    fn slot(&self, token: &str) -> &Mutex<Option<Box<VerifiedToken>>> {
+        let index = self.hasher.hash_one(token) as usize & (VERIFIED_TOKENS_MAX - 1);
+        &self.slots[index]
+    }
+
+    /// The claims remembered for exactly `token`, compared in constant time.
+    fn get(&self, token: &str) -> Option<Claims> {
+        let slot = self
+            .slot(token)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let remembered = slot.as_ref()?;
+        let same = remembered.token.len() == token.len()
+            && bool::from(remembered.token.as_bytes().ct_eq(token.as_bytes()));
+        same.then(|| remembered.claims.clone())
+    }
+
+    fn insert(&self, token: &str, claims: &Claims) {
+        debug_assert!(token.len() <= TOKEN_BYTES_MAX);
+        let entry = Box::new(VerifiedToken {
+            token: token.into(),
+            claims: claims.clone(),
+        });
+        *self
+            .slot(token)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(entry);
+    }
+
+    fn len(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|slot| {
+                slot.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .is_some()
+            })
+            .count()
+    }
 }
 
 impl std::fmt::Debug for Verifier {
@@ -395,7 +489,22 @@ impl Verifier {
         if keys.is_empty() {
             return Err(JwksError::Empty);
         }
-        Ok(Verifier { keys, config })
+        Ok(Verifier {
+            keys,
+            config,
+            verified: VerifiedTokens::new(),
+        })
+    }
+
+    /// Whether `other` verifies with the same keys and configuration (a reload that changed
+    /// nothing keeps the verifier, and with it the tokens it has verified).
+    pub fn same_keys(&self, other: &Verifier) -> bool {
+        self.keys == other.keys && self.config == other.config
+    }
+
+    /// How many verified tokens are remembered (a scan of the table: for tests and metrics).
+    pub fn verified_len(&self) -> usize {
+        self.verified.len()
     }
 
     /// The kids known.
@@ -408,6 +517,20 @@ impl Verifier {
         if token.len() > TOKEN_BYTES_MAX {
             return Err(JwtError::TooLong);
         }
+        // The signature, algorithm, key and parse were checked when it was remembered; the
+        // time is not the same, so the claims are checked again.
+        if let Some(claims) = self.verified.get(token) {
+            self.check_claims(&claims, now_s)?;
+            return Ok(claims);
+        }
+        let claims = self.verify_signed(token)?;
+        self.check_claims(&claims, now_s)?;
+        self.verified.insert(token, &claims);
+        Ok(claims)
+    }
+
+    /// The claims of `token` once its form, algorithm, key and signature are checked.
+    fn verify_signed(&self, token: &str) -> Result<Claims, JwtError> {
         let mut parts = token.split('.');
         let (Some(header_part), Some(payload), Some(signature), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -436,10 +559,7 @@ impl Verifier {
         UnparsedPublicKey::new(&ED25519, public_key)
             .verify(signed.as_bytes(), &signature)
             .map_err(|_| JwtError::BadSignature)?;
-        let claims: Claims =
-            serde_json::from_slice(&decode(payload)?).map_err(|_| JwtError::Malformed)?;
-        self.check_claims(&claims, now_s)?;
-        Ok(claims)
+        serde_json::from_slice(&decode(payload)?).map_err(|_| JwtError::Malformed)
     }
 
     fn check_claims(&self, claims: &Claims, now_s: u64) -> Result<(), JwtError> {
@@ -518,8 +638,13 @@ impl Refresher {
             .clone()
     }
 
+    /// Installs `verifier` unless it has the same keys as the current one, whose table of
+    /// verified tokens is then kept.
     fn replace(&self, verifier: Verifier) {
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(verifier);
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        if !current.same_keys(&verifier) {
+            *current = Arc::new(verifier);
+        }
     }
 }
 
@@ -541,4 +666,149 @@ pub async fn fetch_verifier(
         bytes.extend_from_slice(&chunk);
     }
     Verifier::from_jwks(&bytes, config.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use ring::rand::SystemRandom;
+    use ring::signature::{Ed25519KeyPair, KeyPair};
+
+    use super::*;
+
+    const NOW_S: u64 = 1_800_000_000;
+
+    fn key_pair() -> Ed25519KeyPair {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+        Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap()
+    }
+
+    fn verifier(keys: &[(&str, &Ed25519KeyPair)]) -> Verifier {
+        let keys: Vec<_> = keys
+            .iter()
+            .map(|(kid, pair)| {
+                json!({"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "kid": kid,
+                       "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref())})
+            })
+            .collect();
+        let jwks = serde_json::to_vec(&json!({ "keys": keys })).unwrap();
+        Verifier::from_jwks(&jwks, TokenConfig::default()).unwrap()
+    }
+
+    fn token(kid: &str, pair: &Ed25519KeyPair, jti: &str) -> String {
+        let config = TokenConfig::default();
+        let claims = Claims {
+            iss: config.issuer,
+            aud: config.audience,
+            sub: "ID0000000001".to_owned(),
+            email: "a@example.com".to_owned(),
+            role: "member".to_owned(),
+            level: 1,
+            account: Some(7),
+            iat: NOW_S,
+            nbf: NOW_S,
+            exp: NOW_S + ACCESS_TTL_S_MAX,
+            jti: jti.to_owned(),
+        };
+        let header = json!({"alg": "EdDSA", "kid": kid, "typ": "JWT"}).to_string();
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap())
+        );
+        let signature = pair.sign(input.as_bytes());
+        format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+    }
+
+    #[test]
+    fn a_remembered_token_is_still_checked_against_the_clock() {
+        let pair = key_pair();
+        let verifier = verifier(&[("k-v1", &pair)]);
+        let good = token("k-v1", &pair, "one");
+        let claims = verifier.verify(&good, NOW_S).unwrap();
+        assert_eq!(verifier.verified_len(), 1);
+        assert_eq!(verifier.verify(&good, NOW_S + 1), Ok(claims));
+        let skew_s = TokenConfig::default().skew_s;
+        let expired = NOW_S + ACCESS_TTL_S_MAX + skew_s;
+        assert_eq!(verifier.verify(&good, expired), Err(JwtError::Expired));
+        assert_eq!(
+            verifier.verify(&good, NOW_S - skew_s - 1),
+            Err(JwtError::NotYetValid)
+        );
+    }
+
+    #[test]
+    fn only_the_exact_token_is_served_from_memory() {
+        let pair = key_pair();
+        let verifier = verifier(&[("k-v1", &pair)]);
+        let good = token("k-v1", &pair, "one");
+        verifier.verify(&good, NOW_S).unwrap();
+        // Same length, one signature byte changed: must reach the signature check.
+        let mut forged = good.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(verifier.verify(&forged, NOW_S), Err(JwtError::BadSignature));
+        // A refused token is not remembered.
+        assert_eq!(verifier.verified_len(), 1);
+        let other = token("k-v1", &key_pair(), "two");
+        assert_eq!(verifier.verify(&other, NOW_S), Err(JwtError::BadSignature));
+        // A forgery that lands in the remembered token's slot is compared with it, whole.
+        let forged = same_slot_forgery(&verifier, &good);
+        assert!(verifier.verify(&forged, NOW_S).is_err());
+    }
+
+    /// `good` with one or two signature characters changed, hashing to `good`'s slot.
+    fn same_slot_forgery(verifier: &Verifier, good: &str) -> String {
+        const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let slot = |token: &str| std::ptr::from_ref(verifier.verified.slot(token));
+        let target = slot(good);
+        let signature_at = good.rfind('.').unwrap() + 1;
+        let mut bytes = good.as_bytes().to_vec();
+        // Positions well inside the signature; the first position's 64 values times the
+        // second's 64 make 4 096 candidates per pair, the table's size.
+        for first in signature_at..signature_at + 8 {
+            for &a in ALPHABET {
+                for &b in ALPHABET {
+                    bytes[first] = a;
+                    bytes[first + 20] = b;
+                    let candidate = std::str::from_utf8(&bytes).unwrap();
+                    if candidate != good && slot(candidate) == target {
+                        return candidate.to_owned();
+                    }
+                }
+            }
+            bytes = good.as_bytes().to_vec();
+        }
+        panic!("no forgery found in 32 768 candidates");
+    }
+
+    #[test]
+    fn a_reload_that_withdraws_a_key_forgets_its_tokens() {
+        let (old, new) = (key_pair(), key_pair());
+        let refresher = Refresher::fixed(verifier(&[("k-v1", &old), ("k-v2", &new)]));
+        let good = token("k-v1", &old, "one");
+        refresher.current().verify(&good, NOW_S).unwrap();
+        // The same keys again: the table, and the token in it, stay.
+        refresher.replace(verifier(&[("k-v1", &old), ("k-v2", &new)]));
+        assert_eq!(refresher.current().verified_len(), 1);
+        refresher.replace(verifier(&[("k-v2", &new)]));
+        assert_eq!(
+            refresher.current().verify(&good, NOW_S),
+            Err(JwtError::UnknownKey)
+        );
+    }
+
+    #[test]
+    fn the_table_holds_at_most_its_bound() {
+        let pair = key_pair();
+        let verifier = verifier(&[("k-v1", &pair)]);
+        let tokens_n = VERIFIED_TOKENS_MAX + VERIFIED_TOKENS_MAX / 2;
+        for index in 0..tokens_n {
+            let token = token("k-v1", &pair, &index.to_string());
+            verifier.verify(&token, NOW_S).unwrap();
+        }
+        let remembered = verifier.verified_len();
+        assert!(remembered <= VERIFIED_TOKENS_MAX);
+        assert!(remembered > VERIFIED_TOKENS_MAX / 2, "{remembered}");
+    }
 }
