@@ -1,6 +1,7 @@
 //! One module per workload; each exports `pub const WORKLOAD: Workload`, listed in
 //! [`registry::WORKLOADS`](crate::registry::WORKLOADS).
 
+pub mod auth;
 pub mod e2e;
 pub mod journal;
 pub mod matching;
