@@ -34,14 +34,14 @@ pub(crate) fn write(entries: &mut Entries, path: &str, body: &Body) -> Result<Re
         }
     };
     let current = entries.get(path).map_or(0, |entry| entry.version);
-    if let Some(Value::Object(options)) = body.get("options") {
-        if let Some(cas) = opt_u64(options, "cas")? {
-            if cas != current {
-                return Err(ApiError::bad(
-                    "check-and-set parameter did not match the current version",
-                ));
-            }
-        }
+    let cas = match body.get("options") {
+        Some(Value::Object(options)) => opt_u64(options, "cas")?,
+        _ => None,
+    };
+    if cas.is_some_and(|cas| cas != current) {
+        return Err(ApiError::bad(
+            "check-and-set parameter did not match the current version",
+        ));
     }
     if current == 0 && entries.len() >= KV_ENTRIES_MAX {
         return Err(ApiError::bad(format!(

@@ -210,10 +210,10 @@ fn put_policy(state: &mut State, name: &str, body: &Body) -> Result<(), ApiError
 
 fn create_token(inner: &mut Inner, caller: &Caller, body: &Body) -> Result<Reply, ApiError> {
     let policies = requested_policies(body)?;
-    if let Caller::Scoped(parent) = caller {
-        if !policies.iter().all(|policy| parent.contains(policy)) {
-            return Err(ApiError::bad("child policies must be subset of parent"));
-        }
+    if let Caller::Scoped(parent) = caller
+        && !policies.iter().all(|policy| parent.contains(policy))
+    {
+        return Err(ApiError::bad("child policies must be subset of parent"));
     }
     let ttl_s = match opt_str(body, "ttl")? {
         None | Some("") => TOKEN_TTL_S_MAX,

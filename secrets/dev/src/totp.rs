@@ -29,7 +29,7 @@ const USED_CODES_MAX: usize = 8;
 /// The longest issuer or account name.
 const LABEL_BYTES_MAX: usize = 256;
 
-const _: () = assert!(USED_CODES_MAX as u64 >= 2 * SKEW_PERIODS + 1);
+const _: () = assert!(USED_CODES_MAX as u64 > 2 * SKEW_PERIODS);
 const _: () = assert!(DIGITS == 6);
 
 /// `POST keys/<name>` with `generate`: a new key (replacing one of the same name, as OpenBao

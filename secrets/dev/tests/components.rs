@@ -15,7 +15,9 @@ use peregrine_secrets::sys::Engine;
 use peregrine_secrets::totp::Verdict;
 use peregrine_secrets::{BaoError, OpenBao};
 use peregrine_wallet::keys::{DerivationPath, SEED_MOUNT, SeedVault, wallet_policy};
-use ring::hmac;
+use support::code_now;
+
+mod support;
 
 fn now_s() -> u64 {
     SystemTime::now()
@@ -26,30 +28,6 @@ fn now_s() -> u64 {
 
 fn root(store: &DevSecrets) -> OpenBao {
     OpenBao::new(&store.url(), store.root_token()).unwrap()
-}
-
-/// The current RFC 6238 code of an enrolment URL, as an authenticator app computes it.
-fn code_now(url: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let text = url
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .unwrap();
-    let (mut bits, mut value, mut secret) = (0u32, 0u64, Vec::new());
-    for c in text.bytes() {
-        value = (value << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            secret.push((value >> bits) as u8);
-        }
-    }
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &secret);
-    let mac = hmac::sign(&key, &(now_s() / 30).to_be_bytes());
-    let mac = mac.as_ref();
-    let offset = usize::from(mac[19] & 0x0f);
-    let word = u32::from_be_bytes(mac[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", word % 1_000_000)
 }
 
 #[tokio::test]

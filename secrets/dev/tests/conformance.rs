@@ -11,9 +11,11 @@ use peregrine_devsecrets::DevSecrets;
 use peregrine_secrets::sys::Engine;
 use peregrine_secrets::transit::KeyType;
 use peregrine_secrets::{BaoError, BaoToken, OpenBao};
-use ring::hmac;
 use ring::signature::{ED25519, UnparsedPublicKey};
 use serde_json::json;
+use support::code_now;
+
+mod support;
 
 fn required_env(name: &str) -> String {
     match std::env::var(name) {
@@ -61,41 +63,6 @@ impl Log {
     fn see(&mut self, step: &'static str, outcome: impl Into<String>) {
         self.0.push((step, outcome.into()));
     }
-}
-
-/// RFC 4648 base32 (no padding), as in an `otpauth://` secret.
-fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let (mut bits, mut value, mut out) = (0u32, 0u64, Vec::new());
-    for c in text.bytes() {
-        let digit = ALPHABET.iter().position(|&a| a == c).unwrap() as u64;
-        value = (value << 5) | digit;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((value >> bits) as u8);
-        }
-    }
-    out
-}
-
-/// The RFC 6238 code (SHA-1, 6 digits, 30 s) of the enrolment URL's secret now, as an
-/// authenticator app computes it.
-fn code_now(url: &str) -> String {
-    let secret = url
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &base32_decode(secret));
-    let mac = hmac::sign(&key, &(now / 30).to_be_bytes());
-    let mac = mac.as_ref();
-    let offset = usize::from(mac[19] & 0x0f);
-    let word = u32::from_be_bytes(mac[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", word % 1_000_000)
 }
 
 async fn transit_signing(bao: &OpenBao, log: &mut Log) {

@@ -4,50 +4,19 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use peregrine_devsecrets::{DevSecrets, DevSecretsError};
 use peregrine_secrets::sys::Engine;
 use peregrine_secrets::totp::Verdict;
 use peregrine_secrets::transit::KeyType;
 use peregrine_secrets::{BaoError, OpenBao};
-use ring::hmac;
 use serde_json::json;
+use support::{code_at, counter_now};
+
+mod support;
 
 fn client(store: &DevSecrets) -> OpenBao {
     OpenBao::new(&store.url(), store.root_token()).unwrap()
-}
-
-/// The RFC 6238 code of the enrolment URL's secret for the 30 s period `counter`.
-fn code_at(url: &str, counter: u64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let text = url
-        .split(['?', '&'])
-        .find_map(|part| part.strip_prefix("secret="))
-        .unwrap();
-    let (mut bits, mut value, mut secret) = (0u32, 0u64, Vec::new());
-    for c in text.bytes() {
-        value = (value << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            secret.push((value >> bits) as u8);
-        }
-    }
-    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &secret);
-    let mac = hmac::sign(&key, &counter.to_be_bytes());
-    let mac = mac.as_ref();
-    let offset = usize::from(mac[19] & 0x0f);
-    let word = u32::from_be_bytes(mac[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", word % 1_000_000)
-}
-
-fn counter_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        / 30
 }
 
 #[tokio::test]
