@@ -337,8 +337,8 @@ fn run_engine(
         }
         (Mount::Totp { keys }, ["code", name]) if write => totp::check(keys, name, body),
         (Mount::Totp { keys }, ["code", name]) if get => totp::current(keys, name),
-        (Mount::Kv { entries }, ["data", ..]) => {
-            let key = &rest["data/".len()..];
+        (Mount::Kv { entries }, ["data", _, ..]) => {
+            let key = rest.strip_prefix("data/").unwrap_or(rest);
             match *method {
                 Method::GET => kv::read(entries, key),
                 Method::POST | Method::PUT => kv::write(entries, key, body),

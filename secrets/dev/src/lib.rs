@@ -62,7 +62,7 @@ pub use sys::{TOKEN_TTL_S_MAX, TOKENS_MAX};
 /// A running dev store.
 pub struct DevSecrets {
     addr: SocketAddr,
-    root_token: BaoToken,
+    root_token: Zeroizing<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -103,7 +103,7 @@ impl DevSecrets {
         tracing::info!(%addr, dir = %dir.display(), "dev secret store: serving (development only)");
         Ok(DevSecrets {
             addr,
-            root_token: BaoToken::new(root.as_str()),
+            root_token: root,
             shutdown: Some(shutdown),
             task,
         })
@@ -121,7 +121,13 @@ impl DevSecrets {
 
     /// The root token of this run (new at each start).
     pub fn root_token(&self) -> BaoToken {
-        self.root_token.clone()
+        BaoToken::new(self.root_token.as_str())
+    }
+
+    /// The root token's text, for a tool outside the client (a developer's `bao` CLI through
+    /// `VAULT_TOKEN`). Never log it.
+    pub fn root_token_text(&self) -> &str {
+        &self.root_token
     }
 
     /// Whether the server task still runs (for readiness).
