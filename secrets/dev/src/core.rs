@@ -176,7 +176,14 @@ impl Core {
         method: &Method,
         body: &Body,
     ) -> Result<Reply, ApiError> {
-        let writes = *method != Method::GET && !read_only_action(rest);
+        // A create-if-absent on a key that exists (transit `keys/<name>`, `encrypt/<name>`'s
+        // upsert) changes nothing, so it is not saved: encryption stays off the fsync path.
+        let upsert = matches!(inner.state.mounts.get(mount), Some(Mount::Transit { .. }))
+            && (rest.starts_with("keys/") || rest.starts_with("encrypt/"))
+            && rest.matches('/').count() == 1;
+        let writes = *method != Method::GET
+            && !read_only_action(rest)
+            && !(upsert && exists(&inner.state, mount, rest));
         if !writes {
             return run_engine(&mut inner.state, mount, rest, method, body);
         }
