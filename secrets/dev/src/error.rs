@@ -15,6 +15,9 @@ pub enum DevSecretsError {
         /// The operating system's error.
         source: std::io::Error,
     },
+    /// The loopback listener could not be opened.
+    #[error("dev secret store: cannot listen on 127.0.0.1: {0}")]
+    Bind(std::io::Error),
     /// Another process holds the directory (two stores writing one state would lose changes).
     #[error("dev secret store: {0} is in use by another process")]
     InUse(PathBuf),

@@ -85,8 +85,8 @@ impl DevSecrets {
         let core = Arc::new(core::Core::open(dir, root.clone())?);
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
-            .map_err(DevSecretsError::io(dir))?;
-        let addr = listener.local_addr().map_err(DevSecretsError::io(dir))?;
+            .map_err(DevSecretsError::Bind)?;
+        let addr = listener.local_addr().map_err(DevSecretsError::Bind)?;
         assert!(addr.ip().is_loopback(), "the dev store binds loopback only");
         let (shutdown, stop) = oneshot::channel::<()>();
         let app = server::router(core);
