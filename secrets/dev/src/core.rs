@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::api::{ApiError, Body, Reply, envelope, now_s, valid_name};
 use crate::file::StoreDir;
+use crate::metrics::Metrics;
 use crate::policy::{Capabilities, capabilities};
 use crate::state::{Mount, State};
 use crate::{DevSecretsError, kv, sys, totp, transit};
@@ -64,6 +65,7 @@ pub(crate) struct Inner {
 /// The store: its directory, its root token and its state.
 pub(crate) struct Core {
     dir: StoreDir,
+    pub(crate) metrics: Metrics,
     root_token: Zeroizing<String>,
     inner: Mutex<Inner>,
 }
@@ -85,6 +87,7 @@ impl Core {
     pub(crate) fn open(
         dir: &std::path::Path,
         root_token: Zeroizing<String>,
+        metrics: Metrics,
     ) -> Result<Core, DevSecretsError> {
         let store = StoreDir::open(dir)?;
         let state = match store.read()? {
@@ -98,6 +101,7 @@ impl Core {
         };
         Ok(Core {
             dir: store,
+            metrics,
             root_token,
             inner: Mutex::new(Inner {
                 state,
@@ -201,7 +205,12 @@ impl Core {
             .map_err(|error| {
                 ApiError::internal(format!("the state could not be encoded: {error}"))
             })?;
-        self.dir.write(&json).map_err(|error| {
+        let timer = self.metrics.save_seconds.start_timer();
+        let saved = self.dir.write(&json);
+        timer.observe_duration();
+        let outcome = if saved.is_ok() { "ok" } else { "failed" };
+        self.metrics.saves_total.with_label_values(&[outcome]).inc();
+        saved.map_err(|error| {
             tracing::error!(%error, "dev secret store: the state could not be saved");
             ApiError::internal(format!("the dev secret store could not save: {error}"))
         })

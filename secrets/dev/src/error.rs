@@ -70,6 +70,9 @@ pub enum DevSecretsError {
         /// The limit.
         limit_bytes: usize,
     },
+    /// The metrics could not be registered (a name already taken in the registry).
+    #[error("dev secret store: metrics: {0}")]
+    Metrics(String),
     /// The system's random generator failed.
     #[error("dev secret store: the system random generator failed")]
     Random,

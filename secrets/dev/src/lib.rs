@@ -17,7 +17,9 @@
 //! - the directory (`data/secrets/` under `up`): `master.key` (32 random bytes, mode 0600),
 //!   `state.bin` (everything, sealed with AES-256-GCM under the master key, written to a
 //!   temporary file, fsynced and renamed), and a lock that keeps a second process out. A
-//!   wrong master key or a changed state file is a typed [`DevSecretsError`], never a panic.
+//!   wrong master key or a changed state file is a typed [`DevSecretsError`], never a panic;
+//! - its metrics (requests by status and their latency, state saves and their latency) when
+//!   started with [`DevSecrets::start_with_metrics`].
 //!
 //! Never does:
 //! - listen anywhere but 127.0.0.1 (an ephemeral port);
@@ -33,6 +35,7 @@ mod core;
 mod error;
 mod file;
 mod kv;
+mod metrics;
 pub mod policy;
 mod qr;
 mod server;
@@ -77,12 +80,24 @@ impl DevSecrets {
     /// Opens (or makes) the store under `dir` and serves it on 127.0.0.1 at an ephemeral
     /// port, with a new random root token. Needs a Tokio runtime.
     pub async fn start(dir: &Path) -> Result<DevSecrets, DevSecretsError> {
+        DevSecrets::start_with_metrics(dir, &prometheus::Registry::new()).await
+    }
+
+    /// [`DevSecrets::start`], with the store's metrics (`devsecrets_requests_total`,
+    /// `devsecrets_request_duration_seconds`, `devsecrets_state_saves_total`,
+    /// `devsecrets_state_save_seconds`) registered in `registry`.
+    pub async fn start_with_metrics(
+        dir: &Path,
+        registry: &prometheus::Registry,
+    ) -> Result<DevSecrets, DevSecretsError> {
+        let metrics = metrics::Metrics::new(registry)
+            .map_err(|error| DevSecretsError::Metrics(error.to_string()))?;
         let mut random = [0u8; sys::TOKEN_RANDOM_BYTES];
         SystemRandom::new()
             .fill(&mut random)
             .map_err(|_| DevSecretsError::Random)?;
         let root = Zeroizing::new(format!("s.{}", URL_SAFE_NO_PAD.encode(random)));
-        let core = Arc::new(core::Core::open(dir, root.clone())?);
+        let core = Arc::new(core::Core::open(dir, root.clone(), metrics)?);
         let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
             .map_err(DevSecretsError::Bind)?;

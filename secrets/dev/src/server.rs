@@ -27,6 +27,19 @@ pub(crate) fn router(core: Arc<Core>) -> Router {
 }
 
 async fn handle(State(core): State<Arc<Core>>, request: Request) -> Response {
+    let timer = core.metrics.request_duration_seconds.start_timer();
+    let metrics = core.metrics.clone();
+    let response = answer(core, request).await;
+    timer.observe_duration();
+    let status = response.status();
+    metrics
+        .requests_total
+        .with_label_values(&[status.as_str()])
+        .inc();
+    response
+}
+
+async fn answer(core: Arc<Core>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let Some(path) = parts.uri.path().strip_prefix("/v1/").map(str::to_owned) else {
         return reply(core::Answer::from(crate::api::ApiError::not_found()));

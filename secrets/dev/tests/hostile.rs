@@ -124,3 +124,39 @@ async fn store_token(store: &DevSecrets, bao: &OpenBao) -> String {
     assert!(matches!(refused, BaoError::Denied { .. }), "{refused:?}");
     store.root_token_text().to_owned()
 }
+
+#[tokio::test]
+async fn requests_and_saves_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = prometheus::Registry::new();
+    let store = DevSecrets::start_with_metrics(dir.path(), &registry)
+        .await
+        .unwrap();
+    let bao = OpenBao::new(&store.url(), store.root_token()).unwrap();
+    bao.ensure_engine("kv", Engine::KvV2).await.unwrap();
+    let document = json!({ "v": 1 }).as_object().unwrap().clone();
+    bao.kv_put("kv", "a", &document).await.unwrap();
+    let stranger = bao.with_token(peregrine_secrets::BaoToken::new("s.stranger"));
+    stranger.kv_get("kv", "a").await.unwrap_err();
+    let value = |name: &str, label: &str| {
+        registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| family.get_metric().iter())
+            .filter(|metric| metric.get_label().iter().any(|pair| pair.value() == label))
+            .map(|metric| metric.get_counter().get_value())
+            .sum::<f64>()
+    };
+    assert_eq!(value("devsecrets_state_saves_total", "ok"), 2.0);
+    assert_eq!(value("devsecrets_requests_total", "200"), 1.0);
+    assert_eq!(value("devsecrets_requests_total", "204"), 1.0);
+    assert_eq!(value("devsecrets_requests_total", "403"), 1.0);
+    assert!(
+        DevSecrets::start_with_metrics(tempfile::tempdir().unwrap().path(), &registry)
+            .await
+            .is_err(),
+        "a second store cannot register the same names"
+    );
+    store.shutdown().await;
+}
