@@ -164,6 +164,13 @@ pub(crate) fn now_s() -> u64 {
         .map_or(0, |elapsed| elapsed.as_secs())
 }
 
+/// Unix milliseconds now (token lifetimes: a second's rounding would matter for short ones).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
 /// RFC 3339 UTC for Unix seconds (OpenBao's `creation_time`/`created_time`).
 pub(crate) fn rfc3339(unix_s: u64) -> String {
     let days = (unix_s / 86_400) as i64;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::api::{ApiError, Body, Reply, envelope, now_s, valid_name};
+use crate::api::{ApiError, Body, Reply, envelope, now_ms, valid_name};
 use crate::file::StoreDir;
 use crate::metrics::Metrics;
 use crate::policy::{Capabilities, capabilities};
@@ -44,7 +44,7 @@ impl From<ApiError> for Answer {
 /// A scoped token: its policies and expiry. Tokens live in memory only (see the crate doc).
 pub(crate) struct Token {
     pub(crate) policies: Vec<String>,
-    pub(crate) expires_s: u64,
+    pub(crate) expires_ms: u64,
 }
 
 /// Who is asking.
@@ -163,9 +163,9 @@ impl Core {
         if bool::from(token.as_bytes().ct_eq(self.root_token.as_bytes())) {
             return Ok(Caller::Root);
         }
-        let now = now_s();
+        let now = now_ms();
         match inner.tokens.get(&token_digest(token)) {
-            Some(entry) if entry.expires_s > now => Ok(Caller::Scoped(entry.policies.clone())),
+            Some(entry) if entry.expires_ms > now => Ok(Caller::Scoped(entry.policies.clone())),
             _ => Err(ApiError::denied()),
         }
     }

@@ -139,6 +139,12 @@ impl DevSecrets {
         BaoToken::new(self.root_token.as_str())
     }
 
+    /// A client of this store acting with the root token (for set-up: mounts, keys,
+    /// policies, the components' own tokens).
+    pub fn root_client(&self) -> Result<peregrine_secrets::OpenBao, peregrine_secrets::BaoError> {
+        peregrine_secrets::OpenBao::new(&self.url(), self.root_token())
+    }
+
     /// The root token's text, for a tool outside the client (a developer's `bao` CLI through
     /// `VAULT_TOKEN`). Never log it.
     pub fn root_token_text(&self) -> &str {

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use crate::api::{ApiError, Body, Reply, now_s, opt_str, random, valid_name};
+use crate::api::{ApiError, Body, Reply, now_ms, now_s, opt_str, random, valid_name};
 use crate::core::{Caller, Inner, Token, auth_block, token_digest};
 use crate::policy::{self, POLICY_BYTES_MAX};
 use crate::state::{MOUNTS_MAX, Mount, POLICIES_MAX, State};
@@ -225,8 +225,8 @@ fn create_token(inner: &mut Inner, caller: &Caller, body: &Body) -> Result<Reply
     } else {
         ttl_s.min(TOKEN_TTL_S_MAX)
     };
-    let now = now_s();
-    inner.tokens.retain(|_, token| token.expires_s > now);
+    let now = now_ms();
+    inner.tokens.retain(|_, token| token.expires_ms > now);
     if inner.tokens.len() >= TOKENS_MAX {
         return Err(ApiError::bad(format!(
             "the dev secret store keeps at most {TOKENS_MAX} live tokens"
@@ -241,7 +241,7 @@ fn create_token(inner: &mut Inner, caller: &Caller, body: &Body) -> Result<Reply
         token_digest(&token),
         Token {
             policies,
-            expires_s: now + ttl_s,
+            expires_ms: now + ttl_s * 1_000,
         },
     );
     Ok(Reply::Auth(auth))
