@@ -293,7 +293,37 @@ impl Lexer<'_> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// Any text, and any text made of the grammar's own pieces, parses or is refused
+        /// with a typed error: no panic, no out-of-bounds slice on a multi-byte character.
+        #[test]
+        fn any_text_parses_or_is_refused(text in "\\PC{0,200}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn grammar_shaped_text_parses_or_is_refused(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    Just("path"), Just("\"kv/data/*\""), Just("\"a/+\""), Just("{"), Just("}"),
+                    Just("["), Just("]"), Just("="), Just(","), Just("capabilities"),
+                    Just("\"read\""), Just("\"deny\""), Just("#c\n"), Just("//c\n"),
+                    Just("/*"), Just("*/"), Just(" "), Just("\n"), Just("é"), Just("\""),
+                ],
+                0..40,
+            )
+        ) {
+            let text = pieces.concat();
+            if let Ok(policy) = parse(&text) {
+                prop_assert!(policy.rules.len() <= RULES_MAX);
+                prop_assert_eq!(parse(&policy.text), Ok(policy.clone()));
+            }
+        }
+    }
 
     #[test]
     fn the_policies_peregrine_writes_parse_into_their_rules() {
