@@ -298,6 +298,8 @@ mod tests {
     use super::*;
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2048))]
+
         /// Any text, and any text made of the grammar's own pieces, parses or is refused
         /// with a typed error: no panic, no out-of-bounds slice on a multi-byte character.
         #[test]
@@ -396,5 +398,16 @@ mod tests {
             parse(&" ".repeat(POLICY_BYTES_MAX + 1)),
             Err(PolicyError::TooLarge)
         );
+        // Comments and multi-byte characters at the edges of the text.
+        for text in [
+            "/**/",
+            "/* é */",
+            "#",
+            "//",
+            "# é",
+            "path \"é\" { capabilities = [] }",
+        ] {
+            assert!(parse(text).is_ok(), "{text}");
+        }
     }
 }
