@@ -21,6 +21,17 @@
 //! - its metrics (requests by status and their latency, state saves and their latency) when
 //!   started with [`DevSecrets::start_with_metrics`].
 //!
+//! How `peregrine up` uses it when no OpenBao is configured (the components then run exactly
+//! as they do against OpenBao):
+//!
+//! ```text
+//! let secrets = DevSecrets::start(&data_dir.join("secrets")).await?;
+//! let admin = secrets.root_client()?;
+//! let identity_token = peregrine_auth::vault::provision(&admin, &vault_config).await?;
+//! // identity: Vault { client: admin.with_token(identity_token), config: vault_config }
+//! // readiness: secrets.is_running(); on stop: secrets.shutdown().await
+//! ```
+//!
 //! Never does:
 //! - listen anywhere but 127.0.0.1 (an ephemeral port);
 //! - serve as a production store, or stand in for OpenBao in the tests of the parts that use
