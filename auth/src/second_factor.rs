@@ -53,7 +53,8 @@ impl Identity {
             }
             let vault = self.vault()?;
             let (mount, key) = (&vault.config.totp_mount, Vault::totp_key(&auth.user.uid));
-            // OpenBao refuses to generate over an existing key: an abandoned enrolment goes.
+            // OpenBao would replace an existing key anyway; deleting first says that an
+            // abandoned enrolment's secret is gone even if the generation below fails.
             vault
                 .client
                 .totp_delete(mount, &key)

@@ -44,8 +44,9 @@ pub enum Verdict {
 pub const CODE_DIGITS_MAX: usize = 8;
 
 impl OpenBao {
-    /// Generates a new TOTP key `name` at `mount` for `account_name` under `issuer`, replacing
-    /// none (a key that exists is refused by OpenBao: delete it first).
+    /// Generates a new TOTP key `name` at `mount` for `account_name` under `issuer`. A key that
+    /// exists is replaced by OpenBao (probed against OpenBao 2.7; the dev store's conformance
+    /// test checks it).
     pub async fn totp_generate(
         &self,
         mount: &str,
