@@ -518,7 +518,9 @@ impl Refresher {
             .clone()
     }
 
-    fn replace(&self, verifier: Verifier) {
+    /// Puts `verifier` in place for every later request (a JWKS loaded some other way, e.g.
+    /// from identity in the same process).
+    pub fn replace(&self, verifier: Verifier) {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(verifier);
     }
 }
