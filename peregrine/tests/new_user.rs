@@ -535,3 +535,55 @@ async fn a_label_change_gates_new_orders_over_rest_and_quic_within_a_second() {
     client.close().await;
     up.stop();
 }
+
+/// The code `up` logged for `to` (no `[auth.smtp]`): the JSON log line's `code` field.
+async fn logged_code(dir: &Path, to: &str) -> String {
+    let deadline = Instant::now() + MAIL_WAIT;
+    loop {
+        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        let code = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["fields"]["email"] == to)
+            .and_then(|line| line["fields"]["code"].as_str().map(str::to_owned));
+        if let Some(code) = code {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "no code logged for {to}:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_openbao_or_smtp_identity_serves_and_logs_codes_and_2fa_answers_503() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &[], "");
+    let up = Up::start(dir.path());
+    let rest = up.rest.clone();
+    let email = format!("{}@example.com", unique("bare"));
+    let credentials = json!({ "email": email, "password": PASSWORD });
+    let (status, body) = anonymous(&rest, "/identity/users", &credentials).await;
+    assert_eq!(status, 201, "sign-up: {body}");
+    let code = logged_code(dir.path(), &email).await;
+    let confirm = json!({ "email": email, "token": code });
+    let (status, body) = anonymous(&rest, "/identity/users/email/confirm_code", &confirm).await;
+    assert_eq!(status, 201, "verify: {body}");
+    let session = log_in(&rest, &credentials).await;
+    // (An API key needs 2FA enabled first, which needs OpenBao: 403 `otp.not_enabled`.)
+    for (path, body) in [
+        ("/resource/otp/generate_qrcode", json!({})),
+        ("/resource/tokens", json!({})),
+    ] {
+        let (status, answer) = session.post(path, &body).await;
+        assert_eq!(status, 503, "{path}: {answer}");
+        assert_eq!(answer["errors"][0], "identity.vault_unavailable", "{path}");
+    }
+    // Readiness does not depend on OpenBao here: there is no key feed to follow.
+    let ready = http_client()
+        .get(format!("{}/health/ready", up.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 200);
+    up.stop();
+}
