@@ -3,6 +3,10 @@
 //! decrypted from their OpenBao transit ciphertext here, once per key change — never per
 //! request. A gateway polls [`KeyFeed::poll`] on a short interval (the changes take effect
 //! within one interval plus a store round trip).
+//!
+//! The same log carries each change of a trading account's KYC level (`KeyChange::Level`,
+//! written with the e-mail verification and every label change, keys or not), which the
+//! gateways' level gate follows; [`KeyFeed::levels`] gives every account's level at start.
 
 use std::net::IpAddr;
 

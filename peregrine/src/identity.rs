@@ -280,15 +280,7 @@ impl Running {
             self.spawn_jwks_refresh(refresher);
         }
         let tasks = Arc::clone(&self.tasks);
-        readiness.register_check("identity", move || {
-            let tasks = tasks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match tasks.iter().find(|(_, task)| task.is_finished()) {
-                Some((name, _)) => CheckStatus::NotReady(format!("identity's {name} task ended")),
-                None => CheckStatus::Ready,
-            }
-        })?;
+        readiness.register_check("identity", move || tasks_status(&tasks))?;
         Ok(())
     }
 
@@ -382,6 +374,18 @@ impl Running {
     }
 }
 
+/// Ready while every task runs: a task never ends on its own before `stop` (a follower
+/// retries a failed poll), so one that ended panicked, and its cache or verifier is stale.
+fn tasks_status(tasks: &Tasks) -> CheckStatus {
+    let tasks = tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match tasks.iter().find(|(_, task)| task.is_finished()) {
+        Some((name, _)) => CheckStatus::NotReady(format!("identity's {name} task ended")),
+        None => CheckStatus::Ready,
+    }
+}
+
 fn cache_task_name(cache: &'static str) -> &'static str {
     match cache {
         "rest" => "REST key feed",
@@ -397,4 +401,34 @@ async fn load_verifier(identity: &Identity) -> Result<Verifier, IdentityError> {
         jwks.to_string().as_bytes(),
         issuer.config().clone(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dead_task_fails_readiness_by_name() {
+        let tasks: Tasks = Arc::default();
+        let (keep, mut never) = watch::channel(false);
+        let running = tokio::spawn(async move {
+            let _ = never.wait_for(|&stop| stop).await;
+        });
+        tasks.lock().unwrap().push(("REST key feed", running));
+        assert_eq!(tasks_status(&tasks), CheckStatus::Ready);
+        let dead = tokio::spawn(async {});
+        tasks.lock().unwrap().push(("QUIC key feed", dead));
+        // Bounded: the empty task ends at once.
+        for _ in 0..1_000 {
+            if tasks_status(&tasks) != CheckStatus::Ready {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            tasks_status(&tasks),
+            CheckStatus::NotReady("identity's QUIC key feed task ended".to_owned())
+        );
+        drop(keep);
+    }
 }

@@ -2,7 +2,9 @@
 //!
 //! Start order: configuration (checked whole), logging, the listeners (bound before anything is
 //! written, so a port in use refuses the start with the data directory untouched), data
-//! directory, metrics and readiness registries, then the summary on stdout and readiness. Stop order is the reverse: not
+//! directory, metrics and readiness registries, identity (`[auth]`, see [`crate::identity`]:
+//! its routes go on the REST listener, its key feeds and JWT verifier to the gateways), then
+//! the summary on stdout and readiness. Stop order is the reverse: not
 //! ready, stop accepting, drain in-flight requests for at most `http.shutdown_timeout_ms`.
 
 use std::ffi::OsString;
