@@ -150,7 +150,9 @@ impl AuthError {
             AuthError::OtpNotEnabled => "identity.otp.not_enabled",
             AuthError::OtpAlreadyEnabled => "identity.otp.already_enabled",
             AuthError::VaultUnavailable => "identity.vault_unavailable",
-            AuthError::VaultNotConfigured => "identity.vault_not_configured",
+            // One code for "OpenBao cannot serve this now", configured or not: a client retries
+            // or tells the user, either way.
+            AuthError::VaultNotConfigured => "identity.vault_unavailable",
             AuthError::TooManyKeys => "resource.api_key.limit_reached",
             AuthError::KeyNotFound => "resource.api_key.doesnt_exist",
             AuthError::Store(_)

@@ -638,9 +638,10 @@ impl Refresher {
             .clone()
     }
 
-    /// Installs `verifier` unless it has the same keys as the current one, whose table of
-    /// verified tokens is then kept.
-    fn replace(&self, verifier: Verifier) {
+    /// Puts `verifier` in place for every later request (a JWKS loaded some other way, e.g.
+    /// from identity in the same process), unless it has the same keys as the current one,
+    /// whose table of verified tokens is then kept.
+    pub fn replace(&self, verifier: Verifier) {
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         if !current.same_keys(&verifier) {
             *current = Arc::new(verifier);

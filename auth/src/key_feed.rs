@@ -3,6 +3,10 @@
 //! decrypted from their OpenBao transit ciphertext here, once per key change — never per
 //! request. A gateway polls [`KeyFeed::poll`] on a short interval (the changes take effect
 //! within one interval plus a store round trip).
+//!
+//! The same log carries each change of a trading account's KYC level (`KeyChange::Level`,
+//! written with the e-mail verification and every label change, keys or not), which the
+//! gateways' level gate follows; [`KeyFeed::levels`] gives every account's level at start.
 
 use std::net::IpAddr;
 
@@ -64,6 +68,14 @@ pub enum KeyChange {
     Upsert(ResolvedKey),
     /// A key to drop.
     Remove(String),
+    /// The KYC level of the user trading with `account` is now `level` (the level gate's
+    /// input; key caches ignore it).
+    Level {
+        /// The trading account.
+        account: u32,
+        /// Its user's level.
+        level: i64,
+    },
 }
 
 /// Follows identity's key events.
@@ -119,12 +131,41 @@ impl KeyFeed {
                     // Retired since: a later event says so too; nothing to load.
                     _ => KeyChange::Remove(event.kid),
                 },
+                KeyEventKind::Level => match self.level_change(&event.kid).await? {
+                    Some(change) => change,
+                    None => {
+                        self.last_id = event.id;
+                        continue;
+                    }
+                },
                 _ => KeyChange::Remove(event.kid),
             };
             apply(change);
             self.last_id = event.id;
         }
         Ok(count)
+    }
+
+    /// Every trading account's level now, for a level gate's start (with [`KeyFeed::start`]:
+    /// a level changed since is in the feed).
+    pub async fn levels(&self) -> Result<Vec<KeyChange>, AuthError> {
+        let levels = self.store.account_levels(KEYS_LOADED_MAX).await?;
+        Ok(levels
+            .into_iter()
+            .map(|(account, level)| KeyChange::Level { account, level })
+            .collect())
+    }
+
+    /// The change a `level` event stands for; `None` for an event this version cannot read
+    /// (logged and skipped: one bad row must not stop every later change) or an account no
+    /// user owns any more.
+    async fn level_change(&self, kid: &str) -> Result<Option<KeyChange>, AuthError> {
+        let Ok(account) = kid.parse::<u32>() else {
+            tracing::error!(kid, "level event without an account: skipped");
+            return Ok(None);
+        };
+        let level = self.store.level_of_account(account).await?;
+        Ok(level.map(|level| KeyChange::Level { account, level }))
     }
 
     async fn resolve(&self, row: &ApiKeyRow) -> Result<ResolvedKey, AuthError> {

@@ -27,6 +27,9 @@ pub struct VaultConfig {
     pub jwt_key: String,
     /// The AES-GCM transit key that encrypts API-key secrets.
     pub secrets_key: String,
+    /// The AES-GCM transit key that wraps KYC documents' data keys (KYC's
+    /// `KycConfig::transit_key`, on the same mount).
+    pub documents_key: String,
     /// The issuer shown in authenticator apps.
     pub totp_issuer: String,
     /// The name of the policy [`provision`] writes (one per identity deployment sharing an
@@ -41,6 +44,7 @@ impl Default for VaultConfig {
             transit_mount: "transit".to_owned(),
             jwt_key: "identity-jwt".to_owned(),
             secrets_key: "identity-api-keys".to_owned(),
+            documents_key: "kyc-documents".to_owned(),
             totp_issuer: "Peregrine".to_owned(),
             policy: "peregrine-identity".to_owned(),
         }
@@ -59,15 +63,19 @@ impl VaultConfig {
     /// wallets' seeds, other components' transit keys), and TOTP keys not named `user-*`.
     pub fn policy_hcl(&self) -> String {
         let (totp, transit) = (&self.totp_mount, &self.transit_mount);
-        let (jwt, secrets) = (&self.jwt_key, &self.secrets_key);
+        let (jwt, secrets, documents) = (&self.jwt_key, &self.secrets_key, &self.documents_key);
         format!(
-            "# Peregrine identity: TOTP per user, JWT signing, API-key secrets at rest.\n\
+            "# Peregrine identity: TOTP per user, JWT signing, API-key secrets and KYC \
+             documents at rest.\n\
              path \"{totp}/keys/user-*\" {{ capabilities = [\"create\", \"update\", \"delete\"] }}\n\
              path \"{totp}/code/user-*\" {{ capabilities = [\"update\"] }}\n\
              path \"{transit}/sign/{jwt}\" {{ capabilities = [\"update\"] }}\n\
              path \"{transit}/keys/{jwt}\" {{ capabilities = [\"read\"] }}\n\
              path \"{transit}/encrypt/{secrets}\" {{ capabilities = [\"update\"] }}\n\
-             path \"{transit}/decrypt/{secrets}\" {{ capabilities = [\"update\"] }}\n"
+             path \"{transit}/decrypt/{secrets}\" {{ capabilities = [\"update\"] }}\n\
+             path \"{transit}/keys/{documents}\" {{ capabilities = [\"create\", \"update\"] }}\n\
+             path \"{transit}/datakey/plaintext/{documents}\" {{ capabilities = [\"update\"] }}\n\
+             path \"{transit}/decrypt/{documents}\" {{ capabilities = [\"update\"] }}\n"
         )
     }
 }
@@ -89,6 +97,13 @@ pub async fn provision(admin: &OpenBao, config: &VaultConfig) -> Result<BaoToken
         .transit_ensure_key(
             &config.transit_mount,
             &config.secrets_key,
+            KeyType::Aes256Gcm96,
+        )
+        .await?;
+    admin
+        .transit_ensure_key(
+            &config.transit_mount,
+            &config.documents_key,
             KeyType::Aes256Gcm96,
         )
         .await?;

@@ -11,10 +11,12 @@
 //!   the engine's outputs and the catalog; the edges here map its notices to their protocols.
 //! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI.
 //! - [`ws`]: Ranger-style WebSocket streams served by the same server.
+//! - [`levels`]: the KYC level gate both edges check before a new order is sequenced.
 //! - [`market_data`]: sans-IO derivation of trades, books, candles, tickers and account
 //!   history from the engine's event tap.
 
 pub use peregrine_core::catalog;
+pub mod levels;
 pub mod market_data;
 pub mod quic;
 pub mod rest;

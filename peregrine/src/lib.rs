@@ -7,6 +7,8 @@
 //! - [`exchange`]: the trading core `up` runs (journal, shard, sequencer, catalog, snapshots).
 //! - [`metrics`]: the shared Prometheus registry; [`journal_metrics`] and [`engine_metrics`]
 //!   copy the core's counters into it.
+//! - [`identity`]: identity (`[auth]`) in `up`: its routes on the REST listener, the key
+//!   feeds and JWT verifier of the gateways.
 //! - [`control_token`]: the control API's bearer token file.
 //! - [`readiness`]: the registry of readiness checks behind `/health/ready`.
 //! - [`logging`]: `tracing` to stderr, human or JSON.
@@ -20,6 +22,7 @@ pub mod control_token;
 pub mod engine_metrics;
 pub mod exchange;
 pub mod http;
+pub mod identity;
 pub mod journal_metrics;
 pub mod logging;
 pub mod metrics;

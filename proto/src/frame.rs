@@ -228,6 +228,8 @@ impl RejectCode {
     pub const UNAVAILABLE: RejectCode = RejectCode(1020);
     /// No such currency (balance query).
     pub const UNKNOWN_CURRENCY: RejectCode = RejectCode(1021);
+    /// The account's KYC level is below what placing an order needs; nothing was sequenced.
+    pub const LEVEL_TOO_LOW: RejectCode = RejectCode(1022);
 
     /// The code of an engine reject.
     pub const fn engine(reason: RejectReason) -> RejectCode {

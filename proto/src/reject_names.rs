@@ -113,6 +113,11 @@ const GATEWAY: &[(RejectCode, &str, &str)] = &[
         RejectReason::UnknownCurrency.error_code(),
         RejectReason::UnknownCurrency.message(),
     ),
+    (
+        RejectCode::LEVEL_TOO_LOW,
+        "identity.level_too_low",
+        "the account's KYC level is too low to place orders",
+    ),
 ];
 
 impl RejectCode {

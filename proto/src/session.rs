@@ -146,6 +146,9 @@ pub enum SubmitError {
     /// The exchange cannot take commands (its journal failed); nothing was sequenced.
     #[error("the exchange is unavailable")]
     Unavailable,
+    /// The gateway refused the command before sequencing it (e.g. `LEVEL_TOO_LOW`).
+    #[error("refused by the gateway: {0}")]
+    Refused(RejectCode),
 }
 
 /// An order's status as the gateway tracks it.
@@ -413,6 +416,7 @@ impl Session {
                 seq: 0,
                 code: RejectCode::UNAVAILABLE,
             }),
+            Err(SubmitError::Refused(code)) => self.reply(&Reply::Reject { req, seq: 0, code }),
             Err(SubmitError::Duplicate(status)) => {
                 let client_order_id = new_order.unwrap_or_default();
                 self.status_reply(req, client_order_id, status);

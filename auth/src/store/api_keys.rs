@@ -70,14 +70,20 @@ pub enum KeyEventKind {
     Disabled,
     /// Deleted (drop it).
     Deleted,
+    /// The KYC level of the user owning the trading account named in the event's `kid`
+    /// column (in decimal) changed: the gateways' level gate reloads it. Written with every
+    /// change of a level (e-mail verified, labels), whether or not the user holds keys: an
+    /// access JWT trades too.
+    Level,
 }
 
 impl KeyEventKind {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             KeyEventKind::Created => "created",
             KeyEventKind::Disabled => "disabled",
             KeyEventKind::Deleted => "deleted",
+            KeyEventKind::Level => "level",
         }
     }
 
@@ -86,6 +92,7 @@ impl KeyEventKind {
             "created" => Ok(KeyEventKind::Created),
             "disabled" => Ok(KeyEventKind::Disabled),
             "deleted" => Ok(KeyEventKind::Deleted),
+            "level" => Ok(KeyEventKind::Level),
             _ => Err(StoreError::UnknownValue {
                 column: "api_key_events.kind",
                 value: value.to_owned(),
@@ -174,6 +181,8 @@ macro_rules! append_event {
             .await?;
     }};
 }
+// For the users' and KYC's transactions that change a level.
+pub(super) use append_event;
 
 impl Store {
     /// Inserts a key and its `created` event; false (nothing written) when the user holds
@@ -323,5 +332,36 @@ impl Store {
             sqlx::query_as(&sql).bind(limit).fetch_all(pool).await?
         });
         Ok(rows.into_iter().map(key_from_tuple).collect())
+    }
+
+    /// The KYC level of the user owning trading account `account`, `None` when no user owns it.
+    pub async fn level_of_account(&self, account: u32) -> Result<Option<i64>, StoreError> {
+        const SQL: &str = "SELECT users.level FROM users JOIN accounts \
+                           ON accounts.user_id = users.id WHERE accounts.account_id = ?";
+        Ok(on_pool!(self, |pool, _d| {
+            sqlx::query_scalar(SQL)
+                .bind(i64::from(account))
+                .fetch_optional(pool)
+                .await?
+        }))
+    }
+
+    /// (account, level) of every user with a trading account, at most `limit` (a level gate's
+    /// start).
+    pub async fn account_levels(&self, limit: i64) -> Result<Vec<(u32, i64)>, StoreError> {
+        const SQL: &str = "SELECT accounts.account_id, users.level FROM accounts JOIN users \
+                           ON accounts.user_id = users.id ORDER BY accounts.account_id LIMIT ?";
+        let rows: Vec<(i64, i64)> = on_pool!(self, |pool, _d| {
+            sqlx::query_as(SQL).bind(limit).fetch_all(pool).await?
+        });
+        rows.into_iter()
+            .map(|(account, level)| {
+                let account = u32::try_from(account).map_err(|_| StoreError::UnknownValue {
+                    column: "accounts.account_id",
+                    value: account.to_string(),
+                })?;
+                Ok((account, level))
+            })
+            .collect()
     }
 }

@@ -2,6 +2,7 @@
 //! and the webhook's replay cache. What the values mean (the state machine, the level rules,
 //! the encryption) is `crate::kyc`'s; this module only stores them.
 
+use super::api_keys::append_event;
 use super::{Store, StoreError, User, on_pool};
 
 /// Where a profile is in its review (Barong's states).
@@ -367,6 +368,7 @@ impl Store {
         const LABELS: &str = "SELECT label_key, scope, label_value, created_at_ms, \
                               updated_at_ms FROM labels WHERE user_id = ?";
         const LEVEL: &str = "UPDATE users SET level = ?, updated_at_ms = ? WHERE id = ?";
+        const ACCOUNT: &str = "SELECT account_id FROM accounts WHERE user_id = ?";
         on_pool!(self, |pool, d| {
             let mut tx = pool.begin_with(d.begin).await?;
             let lock = format!("SELECT id FROM users WHERE id = ?{}", d.for_update);
@@ -405,6 +407,14 @@ impl Store {
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
+            let account: Option<i64> = sqlx::query_scalar(ACCOUNT)
+                .bind(user_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(account) = account {
+                // The gateways' level gate follows (within one key-feed poll).
+                append_event!(tx, account.to_string(), super::KeyEventKind::Level, now_ms);
+            }
             tx.commit().await?;
             Ok((level, removed))
         })

@@ -1,5 +1,6 @@
 //! Users, their labels, e-mailed codes and trading accounts.
 
+use super::api_keys::append_event;
 use super::{Store, StoreError, on_pool};
 
 /// Rounds of an account allocation that lost a race before giving up (each loss means another
@@ -410,6 +411,8 @@ impl Store {
                 .bind(user_id)
                 .execute(&mut *tx)
                 .await?;
+            // The level became at least 1: the gateways' level gate follows.
+            append_event!(tx, account.to_string(), super::KeyEventKind::Level, now_ms);
             sqlx::query(LABEL_DELETE)
                 .bind(user_id)
                 .execute(&mut *tx)

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use peregrine_core::{
@@ -26,6 +26,7 @@ use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
 use super::metrics::{Ended, OpenConnection, QuicMetrics};
 use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
+use crate::levels::LevelGate;
 use peregrine_auth::key_feed::KeyChange;
 use peregrine_proto::directory::Directory;
 use peregrine_proto::frame::{CHALLENGE_BYTES, KeyId, RejectCode, SIGNATURE_BYTES, SessionId};
@@ -153,6 +154,8 @@ pub struct Server {
     accept: tokio::task::JoinHandle<()>,
     /// A handle on the logon's registry (clones share identity's keys).
     keys: KeyRegistry,
+    /// The KYC level gate, shared with the sessions (set once identity runs).
+    levels: Arc<OnceLock<Arc<LevelGate>>>,
 }
 
 struct Shared {
@@ -166,6 +169,8 @@ struct Shared {
     epoch: Instant,
     directory: Arc<Directory>,
     metrics: QuicMetrics,
+    /// New orders pass it (when set).
+    levels: Arc<OnceLock<Arc<LevelGate>>>,
 }
 
 impl Shared {
@@ -238,6 +243,7 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let levels: Arc<OnceLock<Arc<LevelGate>>> = Arc::default();
         let shared = Arc::new(Shared {
             engine: engine.clone(),
             keys: keys.clone(),
@@ -249,6 +255,7 @@ impl Server {
             epoch: Instant::now(),
             directory,
             metrics,
+            levels: Arc::clone(&levels),
         });
         let accept = tokio::spawn(accept_loop(endpoint.clone(), shared));
         Ok(Server {
@@ -259,6 +266,7 @@ impl Server {
             engine,
             accept,
             keys,
+            levels,
         })
     }
 
@@ -277,10 +285,21 @@ impl Server {
         self.socket_buffers
     }
 
-    /// The engine side.
     /// Applies a change from identity's key feed to the logon's key registry.
     pub fn apply_key_change(&self, change: KeyChange) {
         self.keys.apply(change);
+    }
+
+    /// Gates new orders by `gate` from now on, in every session (once; a second call is
+    /// ignored).
+    pub fn gate_levels(&self, gate: Arc<LevelGate>) {
+        let _ = self.levels.set(gate);
+    }
+
+    /// A handle on the logon's registry: changes applied to it reach the running server (for a
+    /// key follower task, which must own what it feeds).
+    pub fn key_registry(&self) -> KeyRegistry {
+        self.keys.clone()
     }
 
     /// The engine.
@@ -436,6 +455,14 @@ impl EngineSide {
         let (Some(key), Some(subscription)) = (self.key, self.subscription) else {
             return Err(SubmitError::Unavailable);
         };
+        // A new order passes the KYC level gate (cancels never do: a user may always take
+        // orders off the book). Refused before sequencing: nothing changes.
+        if new_order.is_some()
+            && let Some(gate) = self.shared.levels.get()
+            && gate.check_trade(account).is_err()
+        {
+            return Err(SubmitError::Refused(RejectCode::LEVEL_TOO_LOW));
+        }
         let mut request =
             Request::new(Actor::ApiKey(ApiKeyId(key.0)), command).reply_to(subscription);
         if let Some(client_order_id) = new_order {

@@ -123,6 +123,8 @@ pub struct Bridge {
     /// Identity's access-token verifier, when identity runs: `Authorization: Bearer <JWT>`
     /// is then accepted for account reads and trading, verified from memory.
     pub(crate) tokens: std::sync::OnceLock<Arc<peregrine_auth::jwt::Refresher>>,
+    /// The KYC level gate new orders pass, when identity runs.
+    pub(crate) levels: std::sync::OnceLock<Arc<crate::levels::LevelGate>>,
 }
 
 impl Bridge {
@@ -168,6 +170,7 @@ impl Bridge {
             shutdown: watch::Sender::new(false),
             replica: std::sync::OnceLock::new(),
             tokens: std::sync::OnceLock::new(),
+            levels: std::sync::OnceLock::new(),
         }))
     }
 
@@ -197,6 +200,28 @@ impl Bridge {
     /// Accepts identity's access JWTs from now on (once; a second call is ignored).
     pub fn accept_tokens(&self, refresher: Arc<peregrine_auth::jwt::Refresher>) {
         let _ = self.tokens.set(refresher);
+    }
+
+    /// Gates new orders by `gate` from now on (once; a second call is ignored).
+    pub fn gate_levels(&self, gate: Arc<crate::levels::LevelGate>) {
+        let _ = self.levels.set(gate);
+    }
+
+    /// Refuses a new order of `account` below the trade level (403 `identity.level_too_low`).
+    pub(crate) fn check_trade_level(
+        &self,
+        account: peregrine_hotpath::AccountId,
+    ) -> Result<(), ApiError> {
+        let Some(gate) = self.levels.get() else {
+            return Ok(());
+        };
+        gate.check_trade(account).map_err(|refused| {
+            self.metrics
+                .auth_failures_total
+                .with_label_values(&[crate::levels::LevelTooLow::CODE])
+                .inc();
+            ApiError::forbidden(crate::levels::LevelTooLow::CODE, refused.to_string())
+        })
     }
 
     /// Applies a change from identity's key feed to the API-key cache.
@@ -358,12 +383,38 @@ pub async fn serve_on(
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {
+    serve_on_with_routes(
+        listener,
+        config,
+        engine,
+        catalog,
+        registry,
+        replica,
+        Router::new(),
+    )
+    .await
+}
+
+/// [`serve_on`], also serving `extra` (routes with their own state, layers and body limits,
+/// e.g. identity's `/api/v2/barong/...`) on the same listener: one origin for the retail
+/// page, so its session cookie (`Path=/api/v2`, SameSite=Strict) and CSRF header work. A path
+/// both serve stops the start (axum refuses overlapping routes); `extra` passes neither the
+/// bridge's layers (request metrics, body digest, body limit) nor its JSON fallbacks.
+pub async fn serve_on_with_routes(
+    listener: tokio::net::TcpListener,
+    config: RestConfig,
+    engine: Arc<EngineHandle>,
+    catalog: Arc<Catalog>,
+    registry: &prometheus::Registry,
+    replica: Option<Arc<peregrine_replica::ReplicaReader>>,
+    extra: Router,
+) -> Result<RestServer, RestError> {
     let bridge = Bridge::new(config, Some(engine), catalog, registry)?;
     if let Some(replica) = replica {
         let _ = bridge.replica.set(replica);
     }
     let feed = tokio::spawn(feed::run(bridge.clone()));
-    start(listener, bridge, feed)
+    start(listener, bridge, feed, extra)
 }
 
 /// A bridge node's server: the same routes, market data and streams as [`serve_on`], fed by
@@ -383,19 +434,20 @@ pub async fn serve_fed(
         let _ = bridge.replica.set(replica);
     }
     let feed = tokio::spawn(feed::run_stream(bridge.clone(), feed));
-    start(listener, bridge, feed)
+    start(listener, bridge, feed, Router::new())
 }
 
 fn start(
     listener: tokio::net::TcpListener,
     bridge: Arc<Bridge>,
     feed: JoinHandle<()>,
+    extra: Router,
 ) -> Result<RestServer, RestError> {
     let addr = bridge.config.listen;
     let local_addr = listener
         .local_addr()
         .map_err(|source| RestError::Bind { addr, source })?;
-    let app = router(bridge.clone());
+    let app = router(bridge.clone()).merge(extra);
     let mut stop = bridge.shutdown.subscribe();
     let server = tokio::spawn(async move {
         let graceful = async move { stopped(&mut stop).await };

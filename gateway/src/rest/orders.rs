@@ -273,7 +273,8 @@ fn render(bridge: &Bridge, record: &OrderRecord) -> Result<OrderJson, ApiError> 
     request_body = CreateOrder,
     security(("apikey" = [], "nonce" = [], "signature" = [])),
     responses((status = 201, body = OrderJson), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn create_order(
@@ -281,6 +282,7 @@ pub(crate) async fn create_order(
     Authenticated(account, actor): Authenticated,
     ApiJson(req): ApiJson<CreateOrder>,
 ) -> Result<(StatusCode, Json<OrderJson>), ApiError> {
+    bridge.check_trade_level(account)?;
     let order = build_order(&bridge, account, &req)?;
     let client = order.client_order_id;
     let executed = execute(

@@ -2,7 +2,9 @@
 //!
 //! Start order: configuration (checked whole), logging, the listeners (bound before anything is
 //! written, so a port in use refuses the start with the data directory untouched), data
-//! directory, metrics and readiness registries, then the summary on stdout and readiness. Stop order is the reverse: not
+//! directory, metrics and readiness registries, identity (`[auth]`, see [`crate::identity`]:
+//! its routes go on the REST listener, its key feeds and JWT verifier to the gateways), then
+//! the summary on stdout and readiness. Stop order is the reverse: not
 //! ready, stop accepting, drain in-flight requests for at most `http.shutdown_timeout_ms`.
 
 use std::ffi::OsString;
@@ -83,6 +85,8 @@ pub enum UpError {
     Rest(String),
     #[error("fanout: {0}")]
     Fanout(String),
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
     #[error("control token {}: {source}", path.display())]
     ControlToken {
         path: PathBuf,
@@ -360,16 +364,32 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     });
     let mut rest_config = config.rest.clone();
     rest_config.nonce_floor_path = Some(data_dir.join(REST_NONCE_FLOOR_FILE));
-    let rest = peregrine_gateway::rest::serve_on(
+    // Identity, on the REST listener: the retail page's origin, so its session cookie and
+    // CSRF header reach identity and the bridge alike.
+    let identity = if config.auth.enabled {
+        Some(crate::identity::start(&config.auth, &data_dir, metrics.registry()).await?)
+    } else {
+        None
+    };
+    let identity_routes = identity
+        .as_ref()
+        .map_or_else(axum::Router::new, |running| running.router.clone());
+    let rest = peregrine_gateway::rest::serve_on_with_routes(
         listeners.rest,
         rest_config,
         Arc::clone(&engine),
         Arc::clone(&exchange.catalog),
         metrics.registry(),
         replica_reader,
+        identity_routes,
     )
     .await
     .map_err(|e| UpError::Rest(e.to_string()))?;
+    if let Some(running) = &identity {
+        running
+            .attach(rest.bridge(), quic.as_ref(), &readiness)
+            .await?;
+    }
     {
         let feed_live = rest.readiness_probe();
         readiness.register_check("rest", move || {
@@ -438,6 +458,10 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         .replica
         .enabled
         .then(|| redact_url(&config.replica.database_url(&data_dir)));
+    let identity_store = config
+        .auth
+        .enabled
+        .then(|| redact_url(&config.auth.database_url(&data_dir)));
     let summary = Summary {
         http_addr: local_addr,
         config,
@@ -445,6 +469,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         exchange: &exchange,
         quic: quic.as_ref(),
         rest: &rest,
+        identity_store: identity_store.as_deref(),
         control_token_path: control_token_path.as_deref(),
         replica_url: replica_url.as_deref(),
     };
@@ -466,6 +491,9 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     rest.shutdown().await;
     if let Some(quic) = quic {
         quic.shutdown(QUIC_GRACE).await;
+    }
+    if let Some(running) = identity {
+        running.stop().await;
     }
     let _ = stop_sender.send(());
 
@@ -651,7 +679,7 @@ fn host_tuning_warning(
 
 /// `url` without its credentials (`mysql://user:secret@host/db` → `mysql://…@host/db`), for
 /// the summary and logs.
-fn redact_url(url: &str) -> String {
+pub(crate) fn redact_url(url: &str) -> String {
     match (url.split_once("://"), url.rsplit_once('@')) {
         (Some((scheme, _)), Some((_, rest))) => format!("{scheme}://…@{rest}"),
         _ => url.to_owned(),
@@ -667,6 +695,8 @@ struct Summary<'a> {
     exchange: &'a Exchange,
     quic: Option<&'a QuicServer>,
     rest: &'a peregrine_gateway::rest::RestServer,
+    /// The identity store's URL (credentials redacted) when identity runs.
+    identity_store: Option<&'a str>,
     control_token_path: Option<&'a std::path::Path>,
     replica_url: Option<&'a str>,
 }
@@ -713,6 +743,20 @@ impl Summary<'_> {
             self.rest.local_addr(),
             self.config.rest.keys.len()
         )?;
+        if let Some(store) = self.identity_store {
+            let auth = &self.config.auth;
+            writeln!(
+                stdout,
+                "identity  http://{}/api/v2/barong  (store {store}; openbao {}; smtp {})",
+                self.rest.local_addr(),
+                auth.openbao
+                    .as_ref()
+                    .map_or("none: 2FA and API keys off", |b| b.address.as_str()),
+                auth.smtp
+                    .as_ref()
+                    .map_or_else(|| "none: codes logged".to_owned(), |m| m.server.to_string()),
+            )?;
+        }
         writeln!(
             stdout,
             "journal  {}  (ack {}, recovered to seq {})",

@@ -44,17 +44,25 @@ impl Default for FanoutSection {
 
 pub(crate) fn stream_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let value = String::deserialize(deserializer)?;
+    check_name(&value, "stream name", NAME_BYTES_MAX).map_err(serde::de::Error::custom)?;
+    Ok(value)
+}
+
+/// Refuses `value` unless it is 1 to `bytes_max` of `A-Z a-z 0-9 _ -` (a name other systems
+/// take as one path segment or token: NATS streams, OpenBao mounts and policies).
+pub(crate) fn check_name(value: &str, what: &str, bytes_max: usize) -> Result<(), String> {
     let valid = !value.is_empty()
-        && value.len() <= NAME_BYTES_MAX
+        && value.len() <= bytes_max
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !valid {
-        return Err(serde::de::Error::custom(format!(
-            "{value:?} is not a stream name (1 to {NAME_BYTES_MAX} of A-Z a-z 0-9 _ -)"
-        )));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "{value:?} is not a {what} (1 to {bytes_max} of A-Z a-z 0-9 _ -)"
+        ))
     }
-    Ok(value)
 }
 
 fn prefix<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {

@@ -19,6 +19,7 @@
 //! Environment overrides (`PEREGRINE_<NAME>__<KEY>`), `--print-config` and error messages then
 //! work without further code. Add a CLI flag only for keys an operator changes per run.
 
+pub mod auth;
 pub mod bridge;
 pub mod catalog;
 pub mod control;
@@ -40,6 +41,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use auth::AuthSection;
 pub use bridge::BridgeSection;
 pub use control::ControlConfig;
 pub use data::DataConfig;
@@ -79,6 +81,8 @@ pub struct Config {
     pub bridge: BridgeSection,
     /// `[rest]`: the retail REST/WebSocket bridge (see `peregrine_gateway::rest`).
     pub rest: peregrine_gateway::rest::RestConfig,
+    /// `[auth]`: the identity service (see [`auth`]).
+    pub auth: AuthSection,
     /// `[[currencies]]`: see [`catalog`].
     pub currencies: Vec<peregrine_core::catalog::CurrencyDef>,
     /// `[[markets]]`: see [`catalog`].
@@ -99,6 +103,7 @@ impl Default for Config {
             fanout: FanoutSection::default(),
             bridge: BridgeSection::default(),
             rest: peregrine_gateway::rest::RestConfig::default(),
+            auth: AuthSection::default(),
             currencies: catalog::default_currencies(),
             markets: catalog::default_markets(),
         }
@@ -498,7 +503,7 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, fanout, bridge, rest, currencies, markets)"
+                 quic, control, replica, fanout, bridge, rest, auth, currencies, markets)"
             ),
             "{err}"
         );

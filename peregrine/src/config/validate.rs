@@ -87,6 +87,11 @@ impl Sources {
 pub fn validate(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
     rest(config, sources)?;
     quic(config, sources)?;
+    if config.auth.enabled {
+        crate::identity::identity_config(&config.auth)
+            .validate()
+            .map_err(|reason| sources.invalid("auth".to_owned(), reason.to_owned()))?;
+    }
     peregrine_core::catalog::Catalog::new(&config.currencies, &config.markets)
         .map_err(|e| sources.invalid("markets".to_owned(), e.to_string()))?;
     Ok(())

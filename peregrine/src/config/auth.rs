@@ -1,0 +1,167 @@
+//! `[auth]`: the identity service `up` runs (sign-up, sessions, 2FA, API keys, KYC levels; see
+//! `peregrine_auth`), mounted on the REST listener beside the bridge it feeds keys to.
+//!
+//! On by default with the embedded SQLite store `<data.dir>/identity.db`. Without
+//! `[auth.smtp]`, e-mailed codes are logged at INFO with their address (a development
+//! appliance). Without `[auth.openbao]`, identity's routes are served but 2FA, access tokens
+//! and API keys answer 503 `identity.vault_unavailable`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Shortest key poll interval accepted (a bound on the store queries the followers make).
+pub const KEY_POLL_INTERVAL_MS_MIN: u64 = 20;
+/// Longest key poll interval accepted: a new or revoked key must take effect within 1 s.
+pub const KEY_POLL_INTERVAL_MS_MAX: u64 = 500;
+/// Longest OpenBao mount or policy name.
+pub const NAME_BYTES_MAX: usize = 64;
+
+/// Bounds of `jwks_refresh_ms`: each reload is an OpenBao read; a rotated key must be seen
+/// well before the old one is retired.
+pub const JWKS_REFRESH_MS_MIN: u64 = 1_000;
+pub const JWKS_REFRESH_MS_MAX: u64 = 3_600_000;
+
+const _: () = assert!(KEY_POLL_INTERVAL_MS_MIN < KEY_POLL_INTERVAL_MS_MAX);
+// The followers refuse a shorter interval than the gateway's own floor.
+const _: () = assert!(
+    KEY_POLL_INTERVAL_MS_MIN >= peregrine_gateway::rest::key_follower::POLL_INTERVAL_MS_MIN
+);
+const _: () = assert!(JWKS_REFRESH_MS_MIN < JWKS_REFRESH_MS_MAX);
+
+/// The `[auth]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Run identity in `up`.
+    pub enabled: bool,
+    /// `mysql://user:password@host:port/database` or `sqlite://path`. Empty: the embedded
+    /// SQLite file `<data.dir>/identity.db` (the one `peregrine admin create-operator` opens
+    /// by default).
+    pub database_url: String,
+    /// The first trading account given to a verified user; accounts below are left to the
+    /// `[[rest.keys]]`/`[[quic.keys]]` bootstrap.
+    pub account_id_first: u32,
+    /// One past the last account given (at most the engine's 65536 accounts).
+    pub account_id_end: u32,
+    /// The session cookie carries `Secure` (turn off only behind plain HTTP on a trusted
+    /// network: browsers then never send it over TLS-less links anyway).
+    pub cookie_secure: bool,
+    /// The KYC level placing an order needs (e-mail verified gives 1).
+    pub trade_level_min: i64,
+    /// The KYC level withdrawing needs (phone verified gives 2).
+    pub withdraw_level_min: i64,
+    /// How often the gateways' key caches poll identity's key events, ms (20 to 500: a new
+    /// or revoked key takes effect within one interval plus a store round trip).
+    #[serde(deserialize_with = "key_poll_interval_ms")]
+    pub key_poll_interval_ms: u64,
+    /// How often the gateways' JWT verifier reloads identity's JWKS, ms (1000 to 3600000).
+    #[serde(deserialize_with = "jwks_refresh_ms")]
+    pub jwks_refresh_ms: u64,
+    /// Where codes are mailed; absent: logged at INFO with the address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSection>,
+    /// OpenBao for 2FA, access tokens, API-key secrets and KYC documents; absent: those
+    /// answer 503 `identity.vault_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub openbao: Option<OpenBaoSection>,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            database_url: String::new(),
+            account_id_first: 1024,
+            account_id_end: 1 << 16,
+            cookie_secure: true,
+            trade_level_min: 1,
+            withdraw_level_min: 2,
+            key_poll_interval_ms: 100,
+            jwks_refresh_ms: 10_000,
+            smtp: None,
+            openbao: None,
+        }
+    }
+}
+
+impl AuthSection {
+    /// The store's URL, with the embedded default resolved against `data_dir`.
+    pub fn database_url(&self, data_dir: &std::path::Path) -> String {
+        if self.database_url.is_empty() {
+            format!("sqlite://{}", data_dir.join("identity.db").display())
+        } else {
+            self.database_url.clone()
+        }
+    }
+}
+
+/// `[auth.smtp]`: the relay codes are mailed through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmtpSection {
+    /// The relay, e.g. `127.0.0.1:25`.
+    pub server: SocketAddr,
+    /// The sender address.
+    pub from: String,
+}
+
+/// `[auth.openbao]`: where identity keeps TOTP keys, the JWT signing key and the key that
+/// encrypts API-key secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenBaoSection {
+    /// e.g. `http://127.0.0.1:8200`.
+    pub address: String,
+    /// A file holding a token allowed to make identity's mounts, keys and policy. `up` uses
+    /// it once at start to make a narrow token (identity's policy only) and runs with that.
+    pub token_file: PathBuf,
+    /// The totp engine's mount.
+    #[serde(default = "default_totp_mount", deserialize_with = "name")]
+    pub totp_mount: String,
+    /// The transit engine's mount.
+    #[serde(default = "default_transit_mount", deserialize_with = "name")]
+    pub transit_mount: String,
+    /// The name of identity's policy (one per appliance sharing an OpenBao).
+    #[serde(default = "default_policy", deserialize_with = "name")]
+    pub policy: String,
+}
+
+fn default_totp_mount() -> String {
+    "totp".to_owned()
+}
+
+fn default_transit_mount() -> String {
+    "transit".to_owned()
+}
+
+fn default_policy() -> String {
+    "peregrine-identity".to_owned()
+}
+
+fn key_poll_interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if !(KEY_POLL_INTERVAL_MS_MIN..=KEY_POLL_INTERVAL_MS_MAX).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside {KEY_POLL_INTERVAL_MS_MIN} to {KEY_POLL_INTERVAL_MS_MAX}"
+        )));
+    }
+    Ok(value)
+}
+
+fn jwks_refresh_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if !(JWKS_REFRESH_MS_MIN..=JWKS_REFRESH_MS_MAX).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside {JWKS_REFRESH_MS_MIN} to {JWKS_REFRESH_MS_MAX}"
+        )));
+    }
+    Ok(value)
+}
+
+fn name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let value = String::deserialize(deserializer)?;
+    super::fanout::check_name(&value, "name", NAME_BYTES_MAX).map_err(serde::de::Error::custom)?;
+    Ok(value)
+}

@@ -1,0 +1,434 @@
+//! Identity in `up` (`[auth]`): the store, OpenBao, the Barong-shaped routes the REST listener
+//! serves, and the background tasks that keep the gateways' key caches and JWT verifier
+//! current from identity in this process.
+//!
+//! Start: [`start`] opens the store (migrations), gets identity's OpenBao client
+//! ([`admin_openbao`], the ONE place it comes from), provisions identity's mounts, keys and
+//! least-privilege policy with it and continues with the narrow token only. [`Running::attach`]
+//! then feeds the REST bridge's key cache, the QUIC logon's registry (each by its own key feed)
+//! and the bridge's JWT verifier (reloaded from identity's JWKS in-process, never over HTTP).
+//! Each task shows on `/health/ready` as `identity`: a dead task fails readiness.
+//!
+//! Never: runs identity's HTTP on the operator listener (that one carries the control API and
+//! metrics, not the retail page's cookies), or puts identity on the order path (the gateways
+//! verify from memory).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use peregrine_auth::jwt::{Refresher, TokenConfig, Verifier};
+use peregrine_auth::key_feed::{KeyChange, KeyFeed};
+use peregrine_auth::kyc::Kyc;
+use peregrine_auth::mail::MailConfig;
+use peregrine_auth::vault::{Vault, VaultConfig, provision};
+use peregrine_auth::{Clock, Identity, IdentityConfig, Store};
+use peregrine_gateway::levels::LevelGate;
+use peregrine_gateway::quic::server::Server as QuicServer;
+use peregrine_gateway::rest::Bridge;
+use peregrine_gateway::rest::key_follower::follow_keys_into;
+use peregrine_secrets::{BaoToken, OpenBao};
+use prometheus::{IntCounterVec, Opts};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::AuthSection;
+use crate::readiness::{CheckStatus, Readiness, ReadinessError};
+
+/// Longest a token file may be, bytes (a token is ~100 bytes; more is the wrong file).
+const TOKEN_FILE_BYTES_MAX: u64 = 4096;
+
+/// Why identity did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The store could not be opened or migrated.
+    #[error("identity store {url}: {source}")]
+    Store {
+        /// The URL, credentials redacted.
+        url: String,
+        /// Why.
+        source: peregrine_auth::StoreError,
+    },
+    /// The OpenBao token file could not be read.
+    #[error("auth.openbao.token_file {}: {reason}", path.display())]
+    TokenFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// OpenBao refused or could not be reached while provisioning.
+    #[error("OpenBao: {0}")]
+    OpenBao(#[from] peregrine_secrets::BaoError),
+    /// The KYC service could not start.
+    #[error("KYC: {0}")]
+    Kyc(#[from] peregrine_auth::kyc::StartError),
+    /// Loading the first keys or JWKS failed.
+    #[error("identity: {0}")]
+    Auth(#[from] peregrine_auth::AuthError),
+    /// identity's JWKS could not be read.
+    #[error("identity JWKS: {0}")]
+    Jwks(#[from] peregrine_auth::jwt::JwksError),
+    /// A metric could not be registered.
+    #[error("identity metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A readiness check could not be registered.
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+}
+
+/// The identity service's settings from `[auth]` (validated with the rest of the
+/// configuration, so `up` refuses a bad one before anything starts).
+pub fn identity_config(section: &AuthSection) -> IdentityConfig {
+    let mut config = IdentityConfig::default();
+    config.account_id_first = section.account_id_first;
+    config.account_id_end = section.account_id_end;
+    config.cookie_secure = section.cookie_secure;
+    config.mail = section
+        .smtp
+        .as_ref()
+        .map(|smtp| MailConfig::new(smtp.server.to_string(), smtp.from.clone()));
+    config.kyc.trade_level_min = section.trade_level_min;
+    config.kyc.withdraw_level_min = section.withdraw_level_min;
+    // KYC's documents key is identity's, on identity's transit mount (its policy covers it).
+    let vault = vault_config(section);
+    config.kyc.transit_mount = vault.transit_mount;
+    config.kyc.transit_key = vault.documents_key;
+    config
+}
+
+/// Where identity's secrets live in OpenBao, from `[auth.openbao]` (defaults without it).
+fn vault_config(section: &AuthSection) -> VaultConfig {
+    let mut config = VaultConfig::default();
+    if let Some(bao) = &section.openbao {
+        config.totp_mount.clone_from(&bao.totp_mount);
+        config.transit_mount.clone_from(&bao.transit_mount);
+        config.policy.clone_from(&bao.policy);
+    }
+    config
+}
+
+/// THE place identity's OpenBao client comes from: a client with a token allowed to make
+/// identity's mounts, keys and policy, or `None` when no OpenBao is configured (2FA, tokens
+/// and API keys then answer 503 `identity.vault_unavailable`). An embedded development store
+/// plugs in here.
+pub async fn admin_openbao(
+    section: &AuthSection,
+    _data_dir: &std::path::Path,
+) -> Result<Option<OpenBao>, IdentityError> {
+    let Some(bao) = &section.openbao else {
+        return Ok(None);
+    };
+    let token = read_token_file(&bao.token_file)?;
+    Ok(Some(OpenBao::new(&bao.address, token)?))
+}
+
+fn read_token_file(path: &std::path::Path) -> Result<BaoToken, IdentityError> {
+    let refused = |reason: String| IdentityError::TokenFile {
+        path: path.to_owned(),
+        reason,
+    };
+    let size_bytes = std::fs::metadata(path)
+        .map_err(|e| refused(e.to_string()))?
+        .len();
+    if size_bytes > TOKEN_FILE_BYTES_MAX {
+        return Err(refused(format!(
+            "{size_bytes} bytes is above the limit of {TOKEN_FILE_BYTES_MAX}"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(refused("the file is empty".to_owned()));
+    }
+    Ok(BaoToken::new(token.to_owned()))
+}
+
+/// identity's background tasks by name, shared with the readiness check.
+type Tasks = Arc<std::sync::Mutex<Vec<(&'static str, JoinHandle<()>)>>>;
+
+/// Identity, started. `attach` it to the gateways, `stop` it after them.
+pub struct Running {
+    /// The service.
+    pub identity: Arc<Identity>,
+    /// Its routes (identity, 2FA, tokens, API keys; KYC when OpenBao is there), full paths
+    /// from `/api/v2/barong`, for the REST listener.
+    pub router: Router,
+    store: Store,
+    vault: Option<Vault>,
+    section: AuthSection,
+    stop: watch::Sender<bool>,
+    tasks: Tasks,
+    counters: (IntCounterVec, IntCounterVec),
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("vault", &self.vault.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the store, provisions OpenBao (when there is one) and builds identity and its routes.
+pub async fn start(
+    section: &AuthSection,
+    data_dir: &std::path::Path,
+    registry: &prometheus::Registry,
+) -> Result<Running, IdentityError> {
+    let url = section.database_url(data_dir);
+    let store = Store::open(&url)
+        .await
+        .map_err(|source| IdentityError::Store {
+            url: crate::commands::up::redact_url(&url),
+            source,
+        })?;
+    let config = identity_config(section);
+    let mut identity = Identity::new(store.clone(), config, Clock::System, registry)?;
+    let admin = admin_openbao(section, data_dir).await?;
+    let vault = match &admin {
+        Some(admin) => {
+            let vault_config = vault_config(section);
+            let token = provision(admin, &vault_config).await?;
+            let vault = Vault {
+                client: admin.with_token(token),
+                config: vault_config,
+            };
+            identity = identity.with_vault(vault.clone(), TokenConfig::default());
+            Some(vault)
+        }
+        None => {
+            tracing::warn!(
+                "no [auth.openbao]: 2FA, access tokens and API keys answer 503 \
+                 identity.vault_unavailable"
+            );
+            None
+        }
+    };
+    if section.smtp.is_none() {
+        tracing::warn!("no [auth.smtp]: e-mailed codes are logged at INFO with their address");
+    }
+    let identity = Arc::new(identity);
+    let mut router = peregrine_auth::http::router(Arc::clone(&identity));
+    if let Some(vault) = &vault {
+        let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
+        router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
+    }
+    let counters = (
+        IntCounterVec::new(
+            Opts::new(
+                "auth_key_feed_changes_total",
+                "API-key changes applied to a gateway's cache, by cache",
+            ),
+            &["cache"],
+        )?,
+        IntCounterVec::new(
+            Opts::new(
+                "auth_key_feed_failures_total",
+                "Failed polls of identity's key events, by cache",
+            ),
+            &["cache"],
+        )?,
+    );
+    registry.register(Box::new(counters.0.clone()))?;
+    registry.register(Box::new(counters.1.clone()))?;
+    Ok(Running {
+        identity,
+        router,
+        store,
+        vault,
+        section: section.clone(),
+        stop: watch::Sender::new(false),
+        tasks: Arc::default(),
+        counters,
+    })
+}
+
+impl Running {
+    /// Feeds the REST bridge's key cache and JWT verifier and the QUIC logon's registry from
+    /// identity, and registers the `identity` readiness check over the tasks doing it. Without
+    /// OpenBao there is nothing to feed (no key can be made), and the check only says so.
+    pub async fn attach(
+        &self,
+        bridge: &Arc<Bridge>,
+        quic: Option<&QuicServer>,
+        readiness: &Readiness,
+    ) -> Result<(), IdentityError> {
+        if let Some(vault) = &self.vault {
+            let section = &self.section;
+            let gate = Arc::new(LevelGate::new(
+                section.account_id_first..section.account_id_end,
+                section.trade_level_min,
+            ));
+            // The REST feed carries the gate's levels too: one follower, one order of events.
+            let (rest, levels) = (Arc::clone(bridge), Arc::clone(&gate));
+            let apply = move |change: KeyChange| {
+                levels.apply(&change);
+                rest.apply_key_change(change);
+            };
+            self.follow("rest", vault, apply, true).await?;
+            bridge.gate_levels(Arc::clone(&gate));
+            if let Some(server) = quic {
+                let registry = server.key_registry();
+                self.follow("quic", vault, move |change| registry.apply(change), false)
+                    .await?;
+                server.gate_levels(Arc::clone(&gate));
+            }
+            let refresher = self.verifier().await?;
+            bridge.accept_tokens(Arc::clone(&refresher));
+            self.spawn_jwks_refresh(refresher);
+        }
+        let tasks = Arc::clone(&self.tasks);
+        readiness.register_check("identity", move || tasks_status(&tasks))?;
+        Ok(())
+    }
+
+    /// Loads every active key into a cache through `apply` and follows identity's key events
+    /// into it, on a task of its own.
+    async fn follow(
+        &self,
+        cache: &'static str,
+        vault: &Vault,
+        apply: impl Fn(KeyChange) + Send + Sync + 'static,
+        with_levels: bool,
+    ) -> Result<(), IdentityError> {
+        let (feed, initial) = KeyFeed::start(self.store.clone(), vault.clone()).await?;
+        tracing::info!(cache, keys = initial.len(), "identity's API keys loaded");
+        if with_levels {
+            for change in feed.levels().await? {
+                apply(change);
+            }
+        }
+        let task = follow_keys_into(
+            apply,
+            feed,
+            initial,
+            Duration::from_millis(self.section.key_poll_interval_ms),
+            self.stop.subscribe(),
+            (
+                self.counters.0.with_label_values(&[cache]),
+                self.counters.1.with_label_values(&[cache]),
+            ),
+        );
+        self.push_task(cache_task_name(cache), task);
+        Ok(())
+    }
+
+    /// The bridge's JWT verifier, from identity's JWKS read in this process.
+    async fn verifier(&self) -> Result<Arc<Refresher>, IdentityError> {
+        let verifier = load_verifier(&self.identity).await?;
+        Ok(Refresher::fixed(verifier))
+    }
+
+    /// Reloads the verifier every `jwks_refresh_ms` (a rotated key is accepted from the next
+    /// reload; a failed reload keeps the last verifier, tokens live 60 s).
+    fn spawn_jwks_refresh(&self, refresher: Arc<Refresher>) {
+        let identity = Arc::clone(&self.identity);
+        let interval = Duration::from_millis(self.section.jwks_refresh_ms);
+        assert!(interval >= Duration::from_millis(crate::config::auth::JWKS_REFRESH_MS_MIN));
+        let mut stop = self.stop.subscribe();
+        let task = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    _ = stop.wait_for(|&stop| stop) => return,
+                }
+                match load_verifier(&identity).await {
+                    Ok(verifier) => refresher.replace(verifier),
+                    Err(error) => tracing::warn!(%error, "JWKS reload failed; keeping the last"),
+                }
+            }
+        });
+        self.push_task("jwks", task);
+    }
+
+    fn push_task(&self, name: &'static str, task: JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((name, task));
+    }
+
+    /// Stops the tasks and closes the store.
+    pub async fn stop(self) {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(
+            &mut *self
+                .tasks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (name, task) in tasks {
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!(task = name, "identity task did not stop in time");
+            }
+        }
+        self.store.close().await;
+    }
+}
+
+/// Ready while every task runs: a task never ends on its own before `stop` (a follower
+/// retries a failed poll), so one that ended panicked, and its cache or verifier is stale.
+fn tasks_status(tasks: &Tasks) -> CheckStatus {
+    let tasks = tasks
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    match tasks.iter().find(|(_, task)| task.is_finished()) {
+        Some((name, _)) => CheckStatus::NotReady(format!("identity's {name} task ended")),
+        None => CheckStatus::Ready,
+    }
+}
+
+fn cache_task_name(cache: &'static str) -> &'static str {
+    match cache {
+        "rest" => "REST key feed",
+        "quic" => "QUIC key feed",
+        _ => "key feed",
+    }
+}
+
+async fn load_verifier(identity: &Identity) -> Result<Verifier, IdentityError> {
+    let issuer = identity.tokens()?;
+    let jwks = issuer.jwks().await?;
+    Ok(Verifier::from_jwks(
+        jwks.to_string().as_bytes(),
+        issuer.config().clone(),
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dead_task_fails_readiness_by_name() {
+        let tasks: Tasks = Arc::default();
+        let (keep, mut never) = watch::channel(false);
+        let running = tokio::spawn(async move {
+            let _ = never.wait_for(|&stop| stop).await;
+        });
+        tasks.lock().unwrap().push(("REST key feed", running));
+        assert_eq!(tasks_status(&tasks), CheckStatus::Ready);
+        let dead = tokio::spawn(async {});
+        tasks.lock().unwrap().push(("QUIC key feed", dead));
+        // Bounded: the empty task ends at once.
+        for _ in 0..1_000 {
+            if tasks_status(&tasks) != CheckStatus::Ready {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            tasks_status(&tasks),
+            CheckStatus::NotReady("identity's QUIC key feed task ended".to_owned())
+        );
+        drop(keep);
+    }
+}
