@@ -23,6 +23,7 @@ use peregrine_auth::kyc::Kyc;
 use peregrine_auth::mail::MailConfig;
 use peregrine_auth::vault::{Vault, VaultConfig, provision};
 use peregrine_auth::{Clock, Identity, IdentityConfig, Store};
+use peregrine_devsecrets::DevSecrets;
 use peregrine_gateway::levels::LevelGate;
 use peregrine_gateway::quic::server::Server as QuicServer;
 use peregrine_gateway::rest::Bridge;
@@ -37,6 +38,8 @@ use crate::readiness::{CheckStatus, Readiness, ReadinessError};
 
 /// Longest a token file may be, bytes (a token is ~100 bytes; more is the wrong file).
 const TOKEN_FILE_BYTES_MAX: u64 = 4096;
+/// The embedded development secret store's directory under the data directory.
+pub const DEV_SECRETS_DIR: &str = "secrets";
 
 /// Why identity did not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,9 @@ pub enum IdentityError {
     /// OpenBao refused or could not be reached while provisioning.
     #[error("OpenBao: {0}")]
     OpenBao(#[from] peregrine_secrets::BaoError),
+    /// The embedded development secret store could not start.
+    #[error("development secret store: {0}")]
+    DevSecrets(#[from] peregrine_devsecrets::DevSecretsError),
     /// The KYC service could not start.
     #[error("KYC: {0}")]
     Kyc(#[from] peregrine_auth::kyc::StartError),
@@ -109,19 +115,41 @@ fn vault_config(section: &AuthSection) -> VaultConfig {
     config
 }
 
-/// THE place identity's OpenBao client comes from: a client with a token allowed to make
-/// identity's mounts, keys and policy, or `None` when no OpenBao is configured (2FA, tokens
-/// and API keys then answer 503 `identity.vault_unavailable`). An embedded development store
-/// plugs in here.
+/// Identity's OpenBao: the configured one, or the embedded development store.
+pub struct AdminOpenBao {
+    /// A client with a token allowed to make identity's mounts, keys and policy.
+    pub client: OpenBao,
+    /// The embedded store serving `client`, when no `[auth.openbao]` is configured.
+    pub dev: Option<DevSecrets>,
+}
+
+/// THE place identity's OpenBao client comes from: `[auth.openbao]` (address and a token
+/// allowed to provision identity), or without it the embedded development store under
+/// `<data>/secrets` (`peregrine-devsecrets`: the same API on loopback, its master key on the
+/// same disk — for a bare machine, never production).
 pub async fn admin_openbao(
     section: &AuthSection,
-    _data_dir: &std::path::Path,
-) -> Result<Option<OpenBao>, IdentityError> {
-    let Some(bao) = &section.openbao else {
-        return Ok(None);
-    };
-    let token = read_token_file(&bao.token_file)?;
-    Ok(Some(OpenBao::new(&bao.address, token)?))
+    data_dir: &std::path::Path,
+    registry: &prometheus::Registry,
+) -> Result<AdminOpenBao, IdentityError> {
+    if let Some(bao) = &section.openbao {
+        let token = read_token_file(&bao.token_file)?;
+        return Ok(AdminOpenBao {
+            client: OpenBao::new(&bao.address, token)?,
+            dev: None,
+        });
+    }
+    let dir = data_dir.join(DEV_SECRETS_DIR);
+    let dev = DevSecrets::start_with_metrics(&dir, registry).await?;
+    tracing::warn!(
+        dir = %dir.display(),
+        "no [auth.openbao]: identity keeps its secrets in the embedded development store \
+         (its master key is on this disk; configure [auth.openbao] for production)"
+    );
+    Ok(AdminOpenBao {
+        client: dev.root_client()?,
+        dev: Some(dev),
+    })
 }
 
 fn read_token_file(path: &std::path::Path) -> Result<BaoToken, IdentityError> {
@@ -157,6 +185,8 @@ pub struct Running {
     pub router: Router,
     store: Store,
     vault: Option<Vault>,
+    /// The embedded store identity's secrets are in, when no OpenBao is configured.
+    dev_secrets: Option<DevSecrets>,
     section: AuthSection,
     stop: watch::Sender<bool>,
     tasks: Tasks,
@@ -186,26 +216,15 @@ pub async fn start(
         })?;
     let config = identity_config(section);
     let mut identity = Identity::new(store.clone(), config, Clock::System, registry)?;
-    let admin = admin_openbao(section, data_dir).await?;
-    let vault = match &admin {
-        Some(admin) => {
-            let vault_config = vault_config(section);
-            let token = provision(admin, &vault_config).await?;
-            let vault = Vault {
-                client: admin.with_token(token),
-                config: vault_config,
-            };
-            identity = identity.with_vault(vault.clone(), TokenConfig::default());
-            Some(vault)
-        }
-        None => {
-            tracing::warn!(
-                "no [auth.openbao]: 2FA, access tokens and API keys answer 503 \
-                 identity.vault_unavailable"
-            );
-            None
-        }
+    let admin = admin_openbao(section, data_dir, registry).await?;
+    let vault_config = vault_config(section);
+    let token = provision(&admin.client, &vault_config).await?;
+    let vault = Vault {
+        client: admin.client.with_token(token),
+        config: vault_config,
     };
+    identity = identity.with_vault(vault.clone(), TokenConfig::default());
+    let vault = Some(vault);
     if section.smtp.is_none() {
         tracing::warn!("no [auth.smtp]: e-mailed codes are logged at INFO with their address");
     }
@@ -238,6 +257,7 @@ pub async fn start(
         router,
         store,
         vault,
+        dev_secrets: admin.dev,
         section: section.clone(),
         stop: watch::Sender::new(false),
         tasks: Arc::default(),
@@ -281,6 +301,16 @@ impl Running {
         }
         let tasks = Arc::clone(&self.tasks);
         readiness.register_check("identity", move || tasks_status(&tasks))?;
+        if let Some(dev) = &self.dev_secrets {
+            let running = dev.running_flag();
+            readiness.register_check("secrets", move || {
+                if running() {
+                    CheckStatus::Ready
+                } else {
+                    CheckStatus::NotReady("the development secret store stopped".to_owned())
+                }
+            })?;
+        }
         Ok(())
     }
 
@@ -371,6 +401,9 @@ impl Running {
             }
         }
         self.store.close().await;
+        if let Some(dev) = self.dev_secrets {
+            dev.shutdown().await;
+        }
     }
 }
 

@@ -58,6 +58,7 @@ mod transit;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -79,6 +80,8 @@ pub struct DevSecrets {
     root_token: Zeroizing<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    /// Cleared when the server task ends, however it ends (for readiness without the handle).
+    serving: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for DevSecrets {
@@ -116,7 +119,11 @@ impl DevSecrets {
         assert!(addr.ip().is_loopback(), "the dev store binds loopback only");
         let (shutdown, stop) = oneshot::channel::<()>();
         let app = server::router(core);
+        let serving = Arc::new(AtomicBool::new(true));
+        // Cleared on drop, so a panic in the server task clears it too.
+        let serving_guard = ServingGuard(Arc::clone(&serving));
         let task = tokio::spawn(async move {
+            let _serving = serving_guard;
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stop.await;
@@ -132,6 +139,7 @@ impl DevSecrets {
             root_token: root,
             shutdown: Some(shutdown),
             task,
+            serving,
         })
     }
 
@@ -167,6 +175,12 @@ impl DevSecrets {
         !self.task.is_finished()
     }
 
+    /// A check of [`DevSecrets::is_running`] that outlives this borrow (a readiness probe).
+    pub fn running_flag(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let serving = Arc::clone(&self.serving);
+        move || serving.load(Ordering::Acquire)
+    }
+
     /// Stops serving and waits until the server has stopped (and released the directory's
     /// lock).
     pub async fn shutdown(mut self) {
@@ -183,5 +197,14 @@ impl Drop for DevSecrets {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+    }
+}
+
+/// Clears the serving flag when the server task's future is dropped (it returned or panicked).
+struct ServingGuard(Arc<AtomicBool>);
+
+impl Drop for ServingGuard {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
