@@ -33,6 +33,7 @@ pub mod log;
 pub mod quic;
 pub mod replica;
 pub mod validate;
+pub mod wallets;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -83,6 +84,8 @@ pub struct Config {
     pub currencies: Vec<peregrine_core::catalog::CurrencyDef>,
     /// `[[markets]]`: see [`catalog`].
     pub markets: Vec<peregrine_core::catalog::MarketDef>,
+    /// `[wallets]`: chain deposits (see [`wallets`]).
+    pub wallets: wallets::WalletsSection,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             rest: peregrine_gateway::rest::RestConfig::default(),
             currencies: catalog::default_currencies(),
             markets: catalog::default_markets(),
+            wallets: wallets::WalletsSection::default(),
         }
     }
 }
