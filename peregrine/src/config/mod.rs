@@ -502,7 +502,7 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, fanout, bridge, rest, currencies, markets)"
+                 quic, control, replica, fanout, bridge, rest, currencies, markets, wallets)"
             ),
             "{err}"
         );
