@@ -76,7 +76,7 @@ struct Stack {
     rpc: EthRpc,
     payer: String,
     token: Address,
-    _database: FreshDatabase,
+    database: FreshDatabase,
 }
 
 /// The `[wallets]` section: ether with `eth_confirmations`, the token as `usd` with 2.
@@ -132,7 +132,7 @@ impl Stack {
             rpc,
             payer,
             token,
-            _database: database,
+            database,
         }
     }
 
@@ -237,6 +237,15 @@ async fn plain_get(url: &str) -> (u16, String) {
         ),
         Err(error) => (0, error.to_string()),
     }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 fn kill(mut child: Child) {
@@ -453,4 +462,67 @@ async fn deposit_ids_from_2_62_belong_to_the_wallet_token_alone() {
         (403, Some("control.auth.forbidden"))
     );
     up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_in_flight_when_the_daemon_dies_is_applied_once() {
+    let anvil = OwnAnvil::start().await;
+    let stack = Stack::start(&anvil, "wallet_flight", 1).await;
+    let (daemon, _) = stack.daemon();
+    let address = stack.address("eth").await;
+    let store = sqlx::MySqlPool::connect(&stack.database.url).await.unwrap();
+    let state = || async {
+        sqlx::query_scalar::<_, String>("SELECT state FROM wallet_deposits")
+            .fetch_optional(&store)
+            .await
+            .unwrap()
+    };
+
+    // The appliance frozen: the daemon confirms the deposit and its credit request waits in
+    // the appliance's socket.
+    signal(&stack.up.child, "-STOP");
+    pay(&stack.rpc, &stack.payer, &address, 4_000_000 * GWEI).await;
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while state().await.as_deref() != Some("confirmed") {
+        assert!(
+            Instant::now() < deadline,
+            "never confirmed: {:?}",
+            state().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The daemon dies with its request in flight; the appliance then reads and applies it.
+    kill(daemon);
+    signal(&stack.up.child, "-CONT");
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while stack.balance("eth").await != "0.004" {
+        assert!(
+            Instant::now() < deadline,
+            "the request in flight was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        state().await.as_deref(),
+        Some("confirmed"),
+        "credited, not recorded as such"
+    );
+
+    // The restarted daemon submits it again under the same key: answered duplicate, recorded
+    // credited, and the balance holds one credit.
+    let (daemon, _) = stack.daemon();
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while state().await.as_deref() != Some("credited") {
+        assert!(
+            Instant::now() < deadline,
+            "never credited: {:?}",
+            state().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stack.balance("eth").await, "0.004");
+    kill(daemon);
+    store.close().await;
+    stack.up.stop();
 }
