@@ -526,3 +526,31 @@ async fn a_credit_in_flight_when_the_daemon_dies_is_applied_once() {
     store.close().await;
     stack.up.stop();
 }
+
+#[test]
+fn wallets_run_refuses_a_configuration_without_wallets_or_with_an_unknown_currency() {
+    let run = |extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), &[], extra);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
+            .env_clear()
+            .current_dir(dir.path())
+            .args(["wallets", "run"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = run("");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("[wallets] is not enabled"), "{stderr}");
+    let (code, stderr) = run(
+        "[wallets]\nenabled = true\n\n[[wallets.currencies]]\ncode = \"doge\"\ndecimals = 8\n\
+         confirmations = 6\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("wallets.currencies.0.code") && stderr.contains("`doge` is not in"),
+        "{stderr}"
+    );
+}

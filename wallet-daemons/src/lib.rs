@@ -64,8 +64,9 @@
 //!
 //! Withdrawals' request side (Peatio `POST account/withdraws`, TOTP, KYC, beneficiaries, the
 //! default-deny policy and approvals), fee bumps, token withdrawals, a signer loop,
-//! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation,
-//! the daemon's wiring into `peregrine up`, the Peatio REST routes and Ranger events.
+//! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation and
+//! Ranger `deposit` events. The daemon process (`peregrine wallets run`) and the Peatio deposit
+//! routes live in the `peregrine` and gateway crates.
 
 pub mod addresses;
 pub mod appliance;

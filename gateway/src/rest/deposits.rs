@@ -1,8 +1,10 @@
 //! Chain deposits of the signed-in account, Peatio's `GET account/deposit_address/{currency}`
 //! and `GET account/deposits`, read from the wallet daemons' store through a [`DepositBook`]
 //! (the gateway does not depend on the wallet crate: dependencies point down, and the appliance
-//! plugs the store in with [`super::Bridge::serve_deposits`]). Without a book the routes answer
-//! 503 `deposits.unavailable`.
+//! plugs the store in with [`super::Bridge::serve_deposits`]). Without a book (`[wallets]` off)
+//! no currency is deposited on a chain: the list is empty and an address is refused with 422
+//! `account.deposit_address.unsupported`; a store that cannot be read answers 503
+//! `deposits.unavailable`.
 //!
 //! The appliance holds no wallet seed: an address not derived yet is recorded as asked for and
 //! answered `"state": "pending"` with no address; the wallet daemon derives it at its next step.
@@ -138,15 +140,6 @@ pub struct DepositsQuery {
     pub page: Option<usize>,
 }
 
-fn book(bridge: &Bridge) -> Result<&Arc<dyn DepositBook>, ApiError> {
-    bridge.deposits.get().ok_or_else(|| {
-        ApiError::unavailable(
-            "deposits.unavailable",
-            "chain deposits are not served here ([wallets] is off)",
-        )
-    })
-}
-
 fn unavailable(error: BookError) -> ApiError {
     tracing::warn!(%error, "wallet store read failed");
     ApiError::unavailable(
@@ -155,21 +148,22 @@ fn unavailable(error: BookError) -> ApiError {
     )
 }
 
-/// The catalog's currency `code`, which must be deposited on a chain.
-fn chain_currency(bridge: &Bridge, book: &dyn DepositBook, code: &str) -> Result<(), ApiError> {
+/// The book of the catalog's currency `code`, which must be deposited on a chain (with
+/// `[wallets]` off, none is).
+fn chain_currency<'a>(bridge: &'a Bridge, code: &str) -> Result<&'a dyn DepositBook, ApiError> {
     if bridge.catalog.currency(code).is_none() {
         return Err(ApiError::not_found(
             "account.currency.doesnt_exist",
             format!("no currency `{code}`"),
         ));
     }
-    if !book.has_currency(code) {
-        return Err(ApiError::unprocessable(
+    match bridge.deposits.get() {
+        Some(book) if book.has_currency(code) => Ok(book.as_ref()),
+        _ => Err(ApiError::unprocessable(
             "account.deposit_address.unsupported",
-            format!("`{code}` is not deposited on a chain"),
-        ));
+            format!("`{code}` is not deposited on a chain here"),
+        )),
     }
-    Ok(())
 }
 
 /// The account's deposit address for a currency (Peatio `account/deposit_address`).
@@ -183,8 +177,7 @@ pub(crate) async fn deposit_address(
     Authenticated(account, _): Authenticated,
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<DepositAddressJson>, ApiError> {
-    let book = book(&bridge)?;
-    chain_currency(&bridge, book.as_ref(), &code)?;
+    let book = chain_currency(&bridge, &code)?;
     let address = book.address(account, &code).await.map_err(unavailable)?;
     Ok(Json(DepositAddressJson {
         state: if address.is_some() {
@@ -219,10 +212,13 @@ pub(crate) async fn deposits(
             format!("page * limit reaches row {depth}; lists go {DEPOSITS_DEPTH_MAX} rows deep"),
         ));
     }
-    let book = book(&bridge)?;
     if let Some(code) = q.currency.as_deref() {
-        chain_currency(&bridge, book.as_ref(), code)?;
+        chain_currency(&bridge, code)?;
     }
+    // With `[wallets]` off there are no chain deposits.
+    let Some(book) = bridge.deposits.get() else {
+        return Ok(Json(Vec::new()));
+    };
     let per_page = u32::try_from(per_page).unwrap_or(u32::MAX);
     let offset = u64::try_from(offset).unwrap_or(u64::MAX);
     let rows = book
