@@ -13,7 +13,7 @@ use axum::routing::{any, get, post};
 use peregrine_core::catalog::Catalog;
 use peregrine_core::{EngineHandle, Executed, Request, SubmitError};
 use peregrine_hotpath::edge::{EDGE_INTEGER_MAX, parse_decimal};
-use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Side};
+use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Service, Side};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,6 +25,13 @@ pub const BODY_BYTES_MAX: usize = 16 * 1024;
 /// Longest a request waits for its command's outcome (durable in `durable` mode): past it the
 /// exchange is not keeping up and the caller gets `unavailable` (the command may still apply).
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
+/// Deposit ids from here up are the wallet daemons' (`2^62 + row id` of their store): only the
+/// wallet credential may use them, and it may use nothing else, so an operator's id can never
+/// collide with a chain deposit's (a collision would make one of the two a "duplicate", never
+/// credited).
+pub const WALLET_DEPOSIT_IDS_FROM: u64 = 1 << 62;
+
+const _: () = assert!(WALLET_DEPOSIT_IDS_FROM <= EDGE_INTEGER_MAX);
 
 /// What the routes need.
 #[derive(Clone, Debug)]
@@ -35,6 +42,10 @@ pub struct ControlState {
     pub catalog: Arc<Catalog>,
     /// The bearer token operators present.
     pub token: Arc<str>,
+    /// The wallet daemons' bearer token, when they run: it may only credit chain deposits
+    /// (`POST /control/v1/deposits` with ids from [`WALLET_DEPOSIT_IDS_FROM`]), as the wallet
+    /// service.
+    pub wallet_token: Option<Arc<str>>,
     /// Requests by route and status, and their duration.
     pub metrics: crate::metrics::ControlMetrics,
 }
@@ -84,7 +95,8 @@ pub(crate) struct DepositRequest {
     /// Decimal string, exact in the currency's minor units (no exponent).
     amount: String,
     /// The wallet's or operator's reference, for traceability and idempotency: a deposit id
-    /// is credited once. At most 2^63-1.
+    /// is credited once. Operators' ids are below 2^62; from 2^62 to 2^63-1 they are the
+    /// wallet daemons' (their token only).
     #[schema(format = "uint64", maximum = 9223372036854775807_u64)]
     deposit_id: u64,
 }
@@ -210,11 +222,13 @@ pub(crate) async fn status(
     Ok(Json(status))
 }
 
-/// Credits a deposit (once per `deposit_id`).
+/// Credits a deposit (once per `deposit_id`). Operators' ids are below 2^62 (above: 422
+/// `control.deposit.wallet_id`); the wallet daemons' token credits ids from 2^62 only.
 #[utoipa::path(post, path = "/control/v1/deposits", tag = "control",
     request_body = DepositRequest, security(("bearer" = [])),
     responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn deposit(
@@ -222,7 +236,7 @@ pub(crate) async fn deposit(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<SeqJson>, ControlError> {
-    authorize(&state, &headers)?;
+    let caller = caller(&state, &headers)?;
     let request: DepositRequest = parse_body(body).await?;
     let currency = state
         .catalog
@@ -237,12 +251,25 @@ pub(crate) async fn deposit(
             request.deposit_id
         )));
     }
+    let wallet_id = request.deposit_id >= WALLET_DEPOSIT_IDS_FROM;
+    match (caller, wallet_id) {
+        (Caller::Operator, true) => {
+            return Err(ControlError::WalletDepositId(request.deposit_id));
+        }
+        (Caller::Wallet, false) => return Err(ControlError::Forbidden),
+        _ => {}
+    }
     let minor = currency
         .scale
         .to_minor(amount)
         .map_err(|e| ControlError::Unprocessable(format!("amount: {e}")))?;
-    let executed = execute(
+    let actor = match caller {
+        Caller::Operator => Actor::Operator(SHARED_TOKEN_OPERATOR),
+        Caller::Wallet => Actor::Service(Service::Wallet),
+    };
+    let executed = execute_as(
         &state,
+        actor,
         CommandKind::Deposit {
             account: AccountId(request.account),
             currency: currency.id,
@@ -369,19 +396,48 @@ pub(crate) async fn cancel_all(
     }))
 }
 
-/// Checks the bearer token in constant time (no early exit on the first differing byte).
+/// Who presented a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Caller {
+    /// The operators' token: every route.
+    Operator,
+    /// The wallet daemons' token: chain deposits only.
+    Wallet,
+}
+
+/// Checks the bearer token in constant time (no early exit on the first differing byte) and
+/// refuses the wallet's token on every route but deposits.
 fn authorize(state: &ControlState, headers: &HeaderMap) -> Result<(), ControlError> {
+    match caller(state, headers)? {
+        Caller::Operator => Ok(()),
+        Caller::Wallet => Err(ControlError::Forbidden),
+    }
+}
+
+/// Whose token `headers` carry.
+fn caller(state: &ControlState, headers: &HeaderMap) -> Result<Caller, ControlError> {
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .ok_or(ControlError::Unauthorized)?;
-    let (a, b) = (presented.as_bytes(), state.token.as_bytes());
-    let differs = a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0;
-    if differs {
-        return Err(ControlError::Unauthorized);
+    // Both compared whatever the first answers: the time does not tell which token matched.
+    let operator = same_secret(presented, &state.token);
+    let wallet = state
+        .wallet_token
+        .as_deref()
+        .is_some_and(|token| same_secret(presented, token));
+    match (operator, wallet) {
+        (true, _) => Ok(Caller::Operator),
+        (false, true) => Ok(Caller::Wallet),
+        (false, false) => Err(ControlError::Unauthorized),
     }
-    Ok(())
+}
+
+/// Constant-time equality of a presented token and a configured one.
+fn same_secret(presented: &str, expected: &str) -> bool {
+    let (a, b) = (presented.as_bytes(), expected.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn market_id(
@@ -421,9 +477,17 @@ async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Con
 /// Per-operator identities come with the operators' own credentials.
 const SHARED_TOKEN_OPERATOR: OperatorId = OperatorId(0);
 
-/// Sequences `command` and waits for its outcome; an engine reject is an error.
+/// Sequences `command` as the operator and waits for its outcome; an engine reject is an error.
 async fn execute(state: &ControlState, command: CommandKind) -> Result<Executed, ControlError> {
-    let actor = Actor::Operator(SHARED_TOKEN_OPERATOR);
+    execute_as(state, Actor::Operator(SHARED_TOKEN_OPERATOR), command).await
+}
+
+/// [`execute`] as `actor`.
+async fn execute_as(
+    state: &ControlState,
+    actor: Actor,
+    command: CommandKind,
+) -> Result<Executed, ControlError> {
     let ticket = state
         .engine
         .submit(Request::new(actor, command))

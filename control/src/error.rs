@@ -19,6 +19,13 @@ pub enum ControlError {
     /// No or wrong bearer token.
     #[error("missing or wrong bearer token (Authorization: Bearer <token>)")]
     Unauthorized,
+    /// The token is valid but may not do this (the wallet daemons' token anywhere but chain
+    /// deposits).
+    #[error("this token may not do that (the wallet token credits chain deposits only)")]
+    Forbidden,
+    /// An operator's deposit id in the wallet daemons' range (from 2^62): nothing changed.
+    #[error("deposit_id {0} is in the wallet daemons' range (from 2^62); operators use ids below")]
+    WalletDepositId(u64),
     /// The body or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -57,6 +64,8 @@ impl ControlError {
     pub fn code(&self) -> Cow<'static, str> {
         let code = match self {
             Self::Unauthorized => "control.auth.invalid_token",
+            Self::Forbidden => "control.auth.forbidden",
+            Self::WalletDepositId(_) => "control.deposit.wallet_id",
             Self::BadRequest(_) => "control.request.malformed",
             Self::Unprocessable(_) => "control.request.invalid_value",
             Self::BodyTooLarge(_) => "control.request.body_too_large",
@@ -77,13 +86,16 @@ impl ControlError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownMarket(_) | Self::UnknownCurrency(_) | Self::NotFound => {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Rejected(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Rejected(_) | Self::Unprocessable(_) | Self::WalletDepositId(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             Self::Busy | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

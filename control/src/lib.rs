@@ -9,9 +9,11 @@
 //! Every request but the OpenAPI document (`/control/v1/openapi.json`, [`openapi`]) carries
 //! `Authorization: Bearer <token>`. Errors are JSON `{"errors": [code], "error": {"code",
 //! "message"}}` with a stable dotted code (see [`ControlError::code`]): 400
-//! `control.request.malformed`, 401 `control.auth.invalid_token`, 404
+//! `control.request.malformed`, 401 `control.auth.invalid_token`, 403 `control.auth.forbidden`
+//! (the wallet daemons' token outside chain deposits), 404
 //! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.request.route_not_found`,
-//! 413 `control.request.body_too_large`, 422 `control.command.<reason>` (the engine refused;
+//! 413 `control.request.body_too_large`, 422 `control.deposit.wallet_id` (an operator's deposit id
+//! in the wallets' range, from 2^62), 422 `control.command.<reason>` (the engine refused;
 //! `reason` and `reason_code` too), 503 `control.server.busy`/`control.server.unavailable`.
 //!
 //! Every request counts in `peregrine_control_requests_total{route,status}` and

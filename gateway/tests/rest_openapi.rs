@@ -37,6 +37,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v2/peatio/account/balances"),
     ("get", "/api/v2/peatio/account/balances/{currency}"),
     ("get", "/api/v2/peatio/account/transactions"),
+    ("get", "/api/v2/peatio/account/deposit_address/{currency}"),
+    ("get", "/api/v2/peatio/account/deposits"),
 ];
 
 /// The WebSocket routes: served, and described in the `ranger` tag rather than listed as plain

@@ -52,6 +52,9 @@ pub enum Command {
     /// The identity audit trail: `verify` checks the hash chain and names the first broken
     /// record.
     Audit(crate::commands::audit::AuditArgs),
+    /// The wallet daemon: `run` follows the chain of [wallets] and credits confirmed deposits
+    /// through the appliance's control API (health and metrics on wallets.listen).
+    Wallets(crate::commands::wallets::WalletsArgs),
 }
 
 /// Flags of `peregrine up`.

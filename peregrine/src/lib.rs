@@ -14,6 +14,8 @@
 //! - [`logging`]: `tracing` to stderr, human or JSON.
 //! - [`shutdown`]: SIGINT / SIGTERM.
 //! - [`supervisor`]: restarts dead background threads, or shows them on readiness.
+//! - [`wallets`]: the appliance's side of `[wallets]` (the wallet token, chain deposits on the
+//!   REST bridge); the daemon itself is [`commands::wallets`].
 
 pub mod cli;
 pub mod commands;
@@ -29,3 +31,4 @@ pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
 pub mod supervisor;
+pub mod wallets;

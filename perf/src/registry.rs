@@ -15,6 +15,7 @@ pub const WORKLOADS: &[Workload] = &[
     workloads::rest::WORKLOAD,
     workloads::ws::WORKLOAD,
     workloads::auth::WORKLOAD,
+    workloads::wallets::WORKLOAD,
 ];
 
 /// One benchmark workload: a name, the workload-specific flags it accepts, and how to run it.

@@ -42,7 +42,7 @@ pub enum CreditOutcome {
 }
 
 /// The engine could not take the command now: try again later with the same key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum LedgerError {
     /// The sequencer's queue is full.
@@ -51,6 +51,10 @@ pub enum LedgerError {
     /// The engine stopped, or gave no outcome in time.
     #[error("the engine is unavailable")]
     Unavailable,
+    /// The appliance refused the request itself (a wrong token, an unknown currency): the
+    /// daemon's configuration, retried until an operator fixes it.
+    #[error("the appliance refused the request: {0}")]
+    Refused(String),
 }
 
 /// Where confirmed deposits are credited.

@@ -13,7 +13,10 @@
 //! - deposit addresses per (currency, account) with their derivation paths ([`addresses`]);
 //! - the wallet store ([`store`]: MySQL/MariaDB or SQLite, its own tables and migrations);
 //! - the deposit watcher ([`deposits`]) and the credit through the journaled `Deposit` command
-//!   ([`ledger`]), with metrics ([`metrics`]);
+//!   ([`ledger`]; from a daemon process, through the appliance's control API with the wallet
+//!   token: [`appliance`]), with metrics ([`metrics`]);
+//! - deposit addresses asked for on the REST bridge and derived by the daemon
+//!   ([`addresses::DepositAddresses::derive_requested`]: the appliance holds no seed);
 //! - withdrawals' chain side ([`withdrawals`]: the journaled hold before signing, the signed
 //!   bytes persisted before broadcast, settle or release only on a receipt; one transaction per
 //!   withdrawal whatever crashes).
@@ -61,10 +64,12 @@
 //!
 //! Withdrawals' request side (Peatio `POST account/withdraws`, TOTP, KYC, beneficiaries, the
 //! default-deny policy and approvals), fee bumps, token withdrawals, a signer loop,
-//! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation,
-//! the daemon's wiring into `peregrine up`, the Peatio REST routes and Ranger events.
+//! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation and
+//! Ranger `deposit` events. The daemon process (`peregrine wallets run`) and the Peatio deposit
+//! routes live in the `peregrine` and gateway crates.
 
 pub mod addresses;
+pub mod appliance;
 pub mod chain;
 pub mod deposits;
 pub mod keys;

@@ -200,6 +200,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "withdrawals",
         include_str!("../migrations/mysql/0002_withdrawals.sql"),
     ),
+    (
+        3,
+        "address_requests",
+        include_str!("../migrations/mysql/0003_address_requests.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -211,6 +216,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         2,
         "withdrawals",
         include_str!("../migrations/sqlite/0002_withdrawals.sql"),
+    ),
+    (
+        3,
+        "address_requests",
+        include_str!("../migrations/sqlite/0003_address_requests.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
@@ -619,6 +629,38 @@ impl WalletStore {
         rows.into_iter()
             .map(|(state, count)| Ok((DepositState::parse(&state)?, to_u64("count", count)?)))
             .collect()
+    }
+
+    /// One page of the deposits of `account` (only `currency`'s if given), newest first:
+    /// `limit` rows (at most [`ROWS_MAX`]) after skipping `offset`.
+    pub async fn deposits_page(
+        &self,
+        account: u32,
+        currency: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<Vec<DepositRow>, StoreError> {
+        let filter = if currency.is_some() {
+            " AND currency = ?"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT {DEPOSIT_COLUMNS} FROM wallet_deposits WHERE account = ?{filter} \
+             ORDER BY id DESC LIMIT ? OFFSET ?"
+        );
+        let rows: Vec<DepositTuple> = on_pool!(self, |pool, _mysql| {
+            let mut query = sqlx::query_as(&sql).bind(i64::from(account));
+            if let Some(currency) = currency {
+                query = query.bind(currency);
+            }
+            query
+                .bind(i64::from(limit.min(ROWS_MAX)))
+                .bind(to_i64(offset))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(deposit_row).collect()
     }
 
     /// The deposits of `account`, newest first, at most `limit`.

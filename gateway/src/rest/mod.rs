@@ -3,7 +3,8 @@
 //!
 //! - Public: markets, currencies, tickers, order book, depth, trades, k-lines, timestamp,
 //!   health, trading fees. Market (API-key signed): create, list, get, cancel orders, own
-//!   trades. Account: balances. OpenAPI 3 at `/api/v2/openapi.json`, generated from the
+//!   trades. Account: balances, transactions, chain deposits and deposit addresses
+//!   ([`deposits`], from the wallet store behind a trait). OpenAPI 3 at `/api/v2/openapi.json`, generated from the
 //!   handlers' annotations (the router and the document come from the same list).
 //! - Market data and history are derived from the engine's event tap by the feed task
 //!   ([`feed`]) into [`crate::market_data`], never by polling the engine; the engine is queried
@@ -16,6 +17,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod deposits;
 pub mod error;
 pub mod extract;
 mod feed;
@@ -125,6 +127,8 @@ pub struct Bridge {
     pub(crate) tokens: std::sync::OnceLock<Arc<peregrine_auth::jwt::Refresher>>,
     /// The KYC level gate new orders pass, when identity runs.
     pub(crate) levels: std::sync::OnceLock<Arc<crate::levels::LevelGate>>,
+    /// The wallet store's read model, when the wallets run: chain deposits and addresses.
+    pub(crate) deposits: std::sync::OnceLock<Arc<dyn deposits::DepositBook>>,
 }
 
 impl Bridge {
@@ -171,6 +175,7 @@ impl Bridge {
             replica: std::sync::OnceLock::new(),
             tokens: std::sync::OnceLock::new(),
             levels: std::sync::OnceLock::new(),
+            deposits: std::sync::OnceLock::new(),
         }))
     }
 
@@ -222,6 +227,12 @@ impl Bridge {
                 .inc();
             ApiError::forbidden(crate::levels::LevelTooLow::CODE, refused.to_string())
         })
+    }
+
+    /// Serves chain deposits and deposit addresses from `book` from now on (once; a second call
+    /// is ignored).
+    pub fn serve_deposits(&self, book: Arc<dyn deposits::DepositBook>) {
+        let _ = self.deposits.set(book);
     }
 
     /// Applies a change from identity's key feed to the API-key cache.

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE};
-use super::{Bridge, orders, public, transactions};
+use super::{Bridge, deposits, orders, public, transactions};
 use crate::ws;
 
 /// Where the document is served.
@@ -63,7 +63,7 @@ const RANGER_DESCRIPTION: &str = "Ranger-style WebSocket streams. Not HTTP opera
     modifiers(&Security),
     tags((name = "public", description = "market data, no authentication"),
         (name = "market", description = "orders and own trades (API-key signed)"),
-        (name = "account", description = "balances and transactions (API-key signed)"))
+        (name = "account", description = "balances, transactions and chain deposits (API-key signed)"))
 )]
 struct ApiDoc;
 
@@ -118,6 +118,8 @@ fn routes() -> OpenApiRouter<Arc<Bridge>> {
         .routes(routes!(orders::balances))
         .routes(routes!(orders::balance))
         .routes(routes!(transactions::transactions))
+        .routes(routes!(deposits::deposit_address))
+        .routes(routes!(deposits::deposits))
         .route(RANGER_PUBLIC_PATH, axum::routing::get(ws::public_stream))
         .route(RANGER_PRIVATE_PATH, axum::routing::get(ws::private_stream))
 }

@@ -8,6 +8,7 @@ pub mod keygen;
 pub mod replay;
 pub mod tuning;
 pub mod up;
+pub mod wallets;
 
 use crate::cli::{Cli, Command};
 
@@ -35,6 +36,8 @@ pub enum CommandError {
     Admin(#[from] admin::AdminError),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error("wallets: {0}")]
+    Wallets(#[from] wallets::WalletsError),
 }
 
 impl CommandError {
@@ -46,13 +49,15 @@ impl CommandError {
             Self::Replay(replay::ReplayError::Config(_)) => EXIT_CONFIG,
             Self::Tuning(e) => e.exit_code(),
             Self::Admin(e) if e.is_usage_error() => EXIT_CONFIG,
+            Self::Wallets(e) if e.is_config_error() => EXIT_CONFIG,
             Self::Up(_)
             | Self::Bridge(_)
             | Self::Bench(_)
             | Self::Replay(_)
             | Self::Keygen(_)
             | Self::Admin(_)
-            | Self::Audit(_) => EXIT_FAILURE,
+            | Self::Audit(_)
+            | Self::Wallets(_) => EXIT_FAILURE,
         }
     }
 }
@@ -68,6 +73,7 @@ pub fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Keygen(args) => keygen::run(&args)?,
         Command::Admin(args) => admin::run(&args)?,
         Command::Audit(args) => audit::run(&args)?,
+        Command::Wallets(args) => wallets::run(&args, std::env::vars_os())?,
     }
     Ok(())
 }

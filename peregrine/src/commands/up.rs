@@ -390,6 +390,9 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
             .attach(rest.bridge(), quic.as_ref(), &readiness)
             .await?;
     }
+    crate::wallets::serve_deposits(config, &data_dir, &rest)
+        .await
+        .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
     {
         let feed_live = rest.readiness_probe();
         readiness.register_check("rest", move || {
@@ -410,11 +413,14 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
                 source,
             }
         })?;
+        let wallet_token = crate::wallets::wallet_token(config, &data_dir)
+            .map_err(|e| UpError::ServerTask(e.to_string()))?;
         Some((
             peregrine_control::router(peregrine_control::ControlState {
                 engine: Arc::clone(&engine),
                 catalog: Arc::clone(&exchange.catalog),
                 token: token.into(),
+                wallet_token,
                 metrics: peregrine_control::ControlMetrics::new(metrics.registry())
                     .map_err(MetricsError::from)?,
             }),

@@ -34,6 +34,7 @@ pub mod log;
 pub mod quic;
 pub mod replica;
 pub mod validate;
+pub mod wallets;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -87,6 +88,8 @@ pub struct Config {
     pub currencies: Vec<peregrine_core::catalog::CurrencyDef>,
     /// `[[markets]]`: see [`catalog`].
     pub markets: Vec<peregrine_core::catalog::MarketDef>,
+    /// `[wallets]`: chain deposits (see [`wallets`]).
+    pub wallets: wallets::WalletsSection,
 }
 
 impl Default for Config {
@@ -106,6 +109,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             currencies: catalog::default_currencies(),
             markets: catalog::default_markets(),
+            wallets: wallets::WalletsSection::default(),
         }
     }
 }
@@ -503,7 +507,7 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, fanout, bridge, rest, auth, currencies, markets)"
+                 quic, control, replica, fanout, bridge, rest, auth, currencies, markets, wallets)"
             ),
             "{err}"
         );

@@ -94,6 +94,7 @@ pub fn validate(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
     }
     peregrine_core::catalog::Catalog::new(&config.currencies, &config.markets)
         .map_err(|e| sources.invalid("markets".to_owned(), e.to_string()))?;
+    super::wallets::validate(config, sources)?;
     Ok(())
 }
 

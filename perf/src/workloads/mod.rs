@@ -9,4 +9,5 @@ pub mod noop;
 pub mod replication;
 pub mod rest;
 pub mod standby_pair;
+pub mod wallets;
 pub mod ws;

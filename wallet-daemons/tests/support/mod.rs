@@ -276,7 +276,9 @@ pub async fn engine(currencies: u16) -> Arc<EngineHandle> {
 pub fn token_bytecode() -> String {
     let solcjs = required_env("SOLCJS_BIN");
     let out = tempfile::tempdir().unwrap();
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/TestToken.sol");
+    // From the workspace root: the appliance's tests (`peregrine/tests`) share this module.
+    let source =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../wallet-daemons/tests/TestToken.sol");
     let work = tempfile::tempdir().unwrap();
     std::fs::copy(&source, work.path().join("TestToken.sol")).unwrap();
     let status = Command::new("node")

@@ -1,0 +1,385 @@
+//! `peregrine wallets run`: the wallet daemon as a process. It follows the chain (`[wallets]`),
+//! records deposits to the accounts' addresses in the wallet store, credits each confirmed one
+//! exactly once through the appliance's control API with the wallet token
+//! ([`peregrine_wallet::appliance`]), and derives the deposit addresses the REST bridge was
+//! asked for. Health and metrics on `wallets.listen` like the other services; readiness fails
+//! while the chain, the store or the appliance cannot be reached (the watcher backs off and
+//! resumes from its stored tip: nothing is lost).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use peregrine_hotpath::CurrencyId;
+use peregrine_secrets::{BaoToken, OpenBao};
+use peregrine_wallet::addresses::DepositAddresses;
+use peregrine_wallet::appliance::{ApplianceCurrency, ApplianceLedger};
+use peregrine_wallet::chain::eth::EthRpc;
+use peregrine_wallet::chain::{Address, Asset, Chain};
+use peregrine_wallet::deposits::{
+    DepositWatcher, Pacing, WatchedCurrency, WatcherConfig, WatcherStatus,
+};
+use peregrine_wallet::keys::{COIN_TYPE_ETH, SeedVault};
+use peregrine_wallet::metrics::WalletMetrics;
+use peregrine_wallet::store::WalletStore;
+
+use crate::cli::ConfigArgs;
+use crate::config::{self, Config, ConfigError};
+use crate::http::{self, ALIVE_PATH, AppState, METRICS_PATH, READY_PATH};
+use crate::logging::{self, LoggingError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::readiness::{CheckStatus, Readiness, ReadinessError};
+use crate::shutdown::StopSignals;
+
+/// Worker threads of the daemon's runtime: the watcher, the address and probe loop, HTTP.
+const RUNTIME_WORKER_THREADS: usize = 2;
+/// Longest a stop waits for the watcher's step in flight.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest token file read (a token is tens of bytes).
+const TOKEN_FILE_BYTES_MAX: u64 = 4096;
+
+/// `peregrine wallets <command>`.
+#[derive(Debug, Args)]
+pub struct WalletsArgs {
+    #[command(subcommand)]
+    pub command: WalletsCommand,
+}
+
+/// The wallets' subcommands.
+#[derive(Debug, Subcommand)]
+pub enum WalletsCommand {
+    /// Run the wallet daemon until SIGINT or SIGTERM: follow the chain, credit confirmed
+    /// deposits through the appliance's control API, derive requested deposit addresses.
+    Run(WalletsRunArgs),
+}
+
+/// Flags of `peregrine wallets run`.
+#[derive(Debug, Args)]
+pub struct WalletsRunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+/// Why the daemon failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WalletsError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("[wallets] is not enabled in the configuration")]
+    Disabled,
+    #[error(transparent)]
+    Logging(#[from] LoggingError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{} {}: {source}", what, path.display())]
+    TokenFile {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Readiness(#[from] ReadinessError),
+    #[error("wallet store: {0}")]
+    Store(#[from] peregrine_wallet::store::StoreError),
+    #[error("openbao: {0}")]
+    Keys(String),
+    #[error("chain: {0}")]
+    Chain(#[from] peregrine_wallet::chain::ChainError),
+    #[error("appliance: {0}")]
+    Appliance(#[from] peregrine_wallet::appliance::ApplianceError),
+    #[error("watcher: {0}")]
+    Watcher(#[from] peregrine_wallet::deposits::WatchError),
+    #[error("cannot write to stdout: {0}")]
+    Stdout(std::io::Error),
+    #[error("http server: {0}")]
+    Http(String),
+}
+
+impl WalletsError {
+    /// Errors the operator fixes in the configuration (exit code 2).
+    pub fn is_config_error(&self) -> bool {
+        matches!(
+            self,
+            Self::Config(_) | Self::Disabled | Self::Logging(LoggingError::Filter(_))
+        )
+    }
+}
+
+/// Runs `peregrine wallets <command>`.
+pub fn run(
+    args: &WalletsArgs,
+    env: impl IntoIterator<Item = (OsString, OsString)>,
+) -> Result<(), WalletsError> {
+    let WalletsCommand::Run(run_args) = &args.command;
+    let env: Vec<(OsString, OsString)> = env.into_iter().collect();
+    let loaded = config::load(
+        &run_args.config.file_choice(),
+        env.iter().cloned(),
+        &run_args.config.overrides(),
+    )?;
+    if !loaded.config.wallets.enabled {
+        return Err(WalletsError::Disabled);
+    }
+    logging::init_for(
+        &loaded.config.log,
+        run_args.config.log_level.is_some(),
+        &env,
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(RUNTIME_WORKER_THREADS)
+        .thread_name("peregrine-wallets")
+        .enable_all()
+        .build()
+        .map_err(WalletsError::Runtime)?;
+    runtime.block_on(daemon(&loaded.config))
+}
+
+/// A token from its file (trimmed), bounded in size.
+fn read_token(what: &'static str, path: &Path) -> Result<String, WalletsError> {
+    let error = |source| WalletsError::TokenFile {
+        what,
+        path: path.to_owned(),
+        source,
+    };
+    let size_bytes = std::fs::metadata(path).map_err(error)?.len();
+    if size_bytes > TOKEN_FILE_BYTES_MAX {
+        return Err(error(std::io::Error::other(format!(
+            "larger than {TOKEN_FILE_BYTES_MAX} bytes"
+        ))));
+    }
+    Ok(std::fs::read_to_string(path)
+        .map_err(error)?
+        .trim()
+        .to_owned())
+}
+
+/// The watcher's and the ledger's view of each configured currency.
+fn currencies(config: &Config) -> (Vec<WatchedCurrency>, Vec<ApplianceCurrency>) {
+    let mut watched = Vec::new();
+    let mut credited = Vec::new();
+    for currency in &config.wallets.currencies {
+        // Validated with the configuration: every code is in the catalog.
+        let Some(def) = config.currencies.iter().find(|c| c.code == currency.code) else {
+            continue;
+        };
+        let asset = match Address::parse_eth(&currency.contract) {
+            Some(contract) => Asset::Token(contract),
+            None => Asset::Native,
+        };
+        watched.push(WatchedCurrency {
+            code: currency.code.clone(),
+            id: CurrencyId(def.id),
+            asset,
+            chain_decimals: currency.decimals,
+            precision: def.precision,
+            confirmations: currency.confirmations,
+        });
+        credited.push(ApplianceCurrency {
+            id: CurrencyId(def.id),
+            code: currency.code.clone(),
+            precision: def.precision,
+        });
+    }
+    (watched, credited)
+}
+
+/// What the watcher's status says for readiness.
+fn watcher_check(status: &WatcherStatus) -> CheckStatus {
+    match status {
+        WatcherStatus::Following { .. } => CheckStatus::Ready,
+        WatcherStatus::Starting => CheckStatus::NotReady("no watcher step finished yet".into()),
+        WatcherStatus::Failing {
+            kind,
+            reason,
+            failures,
+        } => CheckStatus::NotReady(format!("{kind} ({failures} failed steps): {reason}")),
+        _ => CheckStatus::NotReady("unknown watcher state".into()),
+    }
+}
+
+async fn daemon(config: &Config) -> Result<(), WalletsError> {
+    let wallets = &config.wallets;
+    let data_dir = &config.data.dir;
+    let mut signals = StopSignals::install().map_err(WalletsError::Signals)?;
+    let listener = tokio::net::TcpListener::bind(wallets.listen)
+        .await
+        .map_err(|source| WalletsError::Bind {
+            addr: wallets.listen,
+            source,
+        })?;
+    let metrics = Metrics::new()?;
+    let readiness = Readiness::new();
+    let wallet_metrics = WalletMetrics::new(metrics.registry()).map_err(MetricsError::from)?;
+
+    let store = WalletStore::open(&wallets.store_url(data_dir)).await?;
+    let bao_token = read_token(
+        "OpenBao token file",
+        &data_dir.join(&wallets.openbao_token_file),
+    )?;
+    let bao = OpenBao::new(&wallets.openbao_addr, BaoToken::new(bao_token))
+        .map_err(|e| WalletsError::Keys(e.to_string()))?;
+    let vault = SeedVault::new(bao, &wallets.seed_mount);
+    let (watched, credited) = currencies(config);
+    for currency in &watched {
+        vault
+            .ensure_seed(&currency.code)
+            .await
+            .map_err(|e| WalletsError::Keys(e.to_string()))?;
+    }
+    let rpc = EthRpc::new(&wallets.rpc_url)?;
+    let start_block = match (wallets.start_block, store.tip(&wallets.chain).await?) {
+        (0, None) => rpc.head().await?,
+        (block, _) => block,
+    };
+    let control_url = if wallets.control_url.is_empty() {
+        format!("http://{}", config.http.listen)
+    } else {
+        wallets.control_url.clone()
+    };
+    let token_path = if wallets.control_token_file.as_os_str().is_empty() {
+        data_dir.join(&config.control.wallet_token_file)
+    } else {
+        data_dir.join(&wallets.control_token_file)
+    };
+    let ledger = ApplianceLedger::new(
+        &control_url,
+        &read_token("wallet token file", &token_path)?,
+        credited,
+    )?;
+    let watcher = DepositWatcher::new(
+        rpc,
+        ledger.clone(),
+        store.clone(),
+        WatcherConfig {
+            chain: wallets.chain.clone(),
+            start_block,
+            currencies: watched.clone(),
+        },
+        wallet_metrics.clone(),
+    )?;
+
+    let (status_tx, status_rx) = tokio::sync::watch::channel(WatcherStatus::Starting);
+    readiness.register_check("chain", move || watcher_check(&status_rx.borrow()))?;
+    let appliance = ledger.status();
+    readiness.register_check("appliance", move || match appliance.problem() {
+        None => CheckStatus::Ready,
+        Some(why) => CheckStatus::NotReady(why),
+    })?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pacing = Pacing {
+        interval_ms: wallets.interval_ms,
+        backoff_ms_max: wallets.backoff_ms_max,
+    };
+    let watching = tokio::spawn({
+        let stop_rx = stop_rx.clone();
+        async move { watcher.run(pacing, &status_tx, stop_rx).await }
+    });
+    let side = tokio::spawn(side_loop(
+        DepositAddresses::new(vault, store.clone()),
+        ledger,
+        watched.iter().map(|c| c.code.clone()).collect(),
+        (wallets.chain.clone(), wallet_metrics),
+        Duration::from_millis(wallets.interval_ms),
+        stop_rx,
+    ));
+
+    let local_addr = listener.local_addr().map_err(|source| WalletsError::Bind {
+        addr: wallets.listen,
+        source,
+    })?;
+    let router = http::router(AppState {
+        metrics,
+        readiness: readiness.clone(),
+    });
+    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, router, async move {
+        let _ = http_stop_rx.await;
+    }));
+    print_summary(local_addr, config, &control_url, start_block)?;
+    tracing::info!(http = %local_addr, chain = %wallets.chain, "wallet daemon up");
+
+    let signal = signals.recv().await;
+    tracing::info!(%signal, "stopping");
+    stop_tx.send_replace(true);
+    let _ = http_stop_tx.send(());
+    let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
+        let _ = watching.await;
+        let _ = side.await;
+        let _ = server.await;
+    })
+    .await;
+    if stopped.is_err() {
+        tracing::warn!("the wallet daemon's tasks did not stop in time");
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Every interval until `stop`: derive the deposit addresses asked for on the REST bridge, and
+/// probe the appliance (so readiness shows it gone even while no credit is due).
+async fn side_loop(
+    addresses: DepositAddresses,
+    ledger: ApplianceLedger,
+    codes: Vec<String>,
+    (chain, metrics): (String, WalletMetrics),
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let coin_types: Vec<(&str, u32)> = codes.iter().map(|c| (c.as_str(), COIN_TYPE_ETH)).collect();
+    while !*stop.borrow() {
+        match addresses.derive_requested(&coin_types).await {
+            Ok(0) => {}
+            Ok(derived) => tracing::info!(derived, "deposit addresses derived"),
+            Err(error) => {
+                metrics
+                    .signer_errors_total
+                    .with_label_values(&[chain.as_str(), "derive"])
+                    .inc();
+                tracing::warn!(%error, "deriving requested deposit addresses failed");
+            }
+        }
+        if let Some(problem) = ledger.probe().await {
+            tracing::warn!(%problem, "appliance probe");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            changed = stop.changed() => if changed.is_err() { return; },
+        }
+    }
+}
+
+fn print_summary(
+    local_addr: std::net::SocketAddr,
+    config: &Config,
+    control_url: &str,
+    start_block: u64,
+) -> Result<(), WalletsError> {
+    let wallets = &config.wallets;
+    let codes: Vec<&str> = wallets.currencies.iter().map(|c| c.code.as_str()).collect();
+    let mut stdout = std::io::stdout().lock();
+    let lines = format!(
+        "peregrine {} wallets\nwallets  http://{local_addr}  ({ALIVE_PATH} {READY_PATH} \
+         {METRICS_PATH})\nchain  {}  {}  (from block {start_block})\nappliance  {control_url}\n\
+         currencies  {}\n",
+        env!("CARGO_PKG_VERSION"),
+        wallets.chain,
+        wallets.rpc_url,
+        codes.join(" "),
+    );
+    stdout
+        .write_all(lines.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(WalletsError::Stdout)
+}

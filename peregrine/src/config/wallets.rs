@@ -1,0 +1,166 @@
+//! `[wallets]`: the wallet daemon (`peregrine wallets run`) and, on the appliance, the chain
+//! deposits the REST bridge serves from the wallet store.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Bound on `wallets.interval_ms` and `wallets.backoff_ms_max`: ten minutes.
+pub const INTERVAL_MS_MAX: u64 = 600_000;
+/// Currencies one daemon follows at most.
+pub const CURRENCIES_MAX: usize = 64;
+
+/// One `[[wallets.currencies]]` entry: a catalog currency deposited on the chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WalletCurrency {
+    /// The catalog's code (`[[currencies]]`), e.g. `eth`; its precision is the engine's.
+    pub code: String,
+    /// The ERC-20 contract address; empty for the chain's own coin.
+    #[serde(default)]
+    pub contract: String,
+    /// Decimals of the chain's unit (18 for ether and most tokens).
+    pub decimals: u32,
+    /// Blocks, the deposit's own included, before a deposit is credited.
+    pub confirmations: u32,
+}
+
+/// The `[wallets]` section.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalletsSection {
+    /// Chain deposits on: `up` serves them from the store, `wallets run` follows the chain.
+    pub enabled: bool,
+    /// The daemon's health and metrics listener (`/health/alive`, `/health/ready`, `/metrics`).
+    pub listen: SocketAddr,
+    /// The chain's name in the store.
+    pub chain: String,
+    /// The node's JSON-RPC URL.
+    pub rpc_url: String,
+    /// `mysql://…` or `sqlite://…`; empty: the SQLite file `<data.dir>/wallets.db`.
+    pub store_url: String,
+    /// OpenBao's address (the seeds, KV v2).
+    pub openbao_addr: String,
+    /// File holding the daemon's OpenBao token (wallet policy only); relative to the data
+    /// directory.
+    pub openbao_token_file: PathBuf,
+    /// The KV v2 mount of the seeds.
+    pub seed_mount: String,
+    /// The appliance's operator HTTP listener; empty: `http://<http.listen>`.
+    pub control_url: String,
+    /// The wallet token file; empty: `[control] wallet_token_file` under the data directory.
+    pub control_token_file: PathBuf,
+    /// The first block read when the store has none; 0: the node's head at the first start.
+    pub start_block: u64,
+    /// Between two watcher steps (about the block time).
+    #[serde(deserialize_with = "interval_ms")]
+    pub interval_ms: u64,
+    /// The longest pause after failed steps (the pause doubles from `interval_ms`).
+    #[serde(deserialize_with = "interval_ms")]
+    pub backoff_ms_max: u64,
+    /// The currencies deposited on the chain.
+    pub currencies: Vec<WalletCurrency>,
+}
+
+impl Default for WalletsSection {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            chain: "eth".to_owned(),
+            rpc_url: "http://127.0.0.1:8545".to_owned(),
+            store_url: String::new(),
+            openbao_addr: "http://127.0.0.1:8200".to_owned(),
+            openbao_token_file: PathBuf::from("wallets-openbao.token"),
+            seed_mount: "peregrine-wallets".to_owned(),
+            control_url: String::new(),
+            control_token_file: PathBuf::new(),
+            start_block: 0,
+            interval_ms: 1_000,
+            backoff_ms_max: 30_000,
+            currencies: Vec::new(),
+        }
+    }
+}
+
+impl WalletsSection {
+    /// The store URL, with the embedded default resolved against `data_dir`.
+    pub fn store_url(&self, data_dir: &Path) -> String {
+        if self.store_url.is_empty() {
+            format!("sqlite://{}", data_dir.join("wallets.db").display())
+        } else {
+            self.store_url.clone()
+        }
+    }
+}
+
+fn interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if value == 0 || value > INTERVAL_MS_MAX {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside 1 to {INTERVAL_MS_MAX}"
+        )));
+    }
+    Ok(value)
+}
+
+/// Checks `[wallets]` against the catalog: each currency listed once, known to the catalog,
+/// with no more engine decimals than chain decimals, confirmations in range, a contract that
+/// is an address.
+pub fn validate(
+    config: &super::Config,
+    sources: &super::Sources,
+) -> Result<(), super::ConfigError> {
+    let wallets = &config.wallets;
+    let invalid = |key: String, reason: String| Err(sources.invalid(key, reason));
+    if wallets.currencies.len() > CURRENCIES_MAX {
+        return invalid(
+            "wallets.currencies".to_owned(),
+            format!("at most {CURRENCIES_MAX} currencies"),
+        );
+    }
+    for (index, currency) in wallets.currencies.iter().enumerate() {
+        let key = |field: &str| format!("wallets.currencies.{index}.{field}");
+        let Some(def) = config.currencies.iter().find(|c| c.code == currency.code) else {
+            return invalid(
+                key("code"),
+                format!("`{}` is not in [[currencies]]", currency.code),
+            );
+        };
+        if wallets.currencies[..index]
+            .iter()
+            .any(|c| c.code == currency.code)
+        {
+            return invalid(key("code"), format!("`{}` is listed twice", currency.code));
+        }
+        if def.precision > currency.decimals || currency.decimals - def.precision > 38 {
+            return invalid(
+                key("decimals"),
+                format!(
+                    "{} cannot hold the engine's {} decimals (at most 38 more)",
+                    currency.decimals, def.precision
+                ),
+            );
+        }
+        let most = peregrine_wallet::deposits::CONFIRMATIONS_MAX;
+        if currency.confirmations == 0 || currency.confirmations > most {
+            return invalid(key("confirmations"), format!("outside 1 to {most}"));
+        }
+        if !currency.contract.is_empty()
+            && peregrine_wallet::chain::Address::parse_eth(&currency.contract).is_none()
+        {
+            return invalid(
+                key("contract"),
+                "not an address (0x + 40 hex digits)".to_owned(),
+            );
+        }
+    }
+    if wallets.backoff_ms_max < wallets.interval_ms {
+        return invalid(
+            "wallets.backoff_ms_max".to_owned(),
+            "must be at least interval_ms".to_owned(),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,556 @@
+//! Chain deposits end to end on real processes: `peregrine up` and `peregrine wallets run` (the
+//! real binaries), a private anvil, the suite's OpenBao (a mount of the test's own) and MariaDB
+//! (a database of the test's own), the test token compiled with solcjs. A user asks for their
+//! deposit addresses on the REST bridge, pays ether and tokens to them, and sees the deposits in
+//! `account/deposits` and the credit in their balance; the daemon killed again and again while
+//! deposits are pending credits each exactly once; the node stopped and restarted: the daemon
+//! shows it on readiness, backs off and credits what was paid without loss.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+#[path = "../../wallet-daemons/tests/support/mod.rs"]
+mod wallet_support;
+
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use peregrine_wallet::chain::Address;
+use peregrine_wallet::chain::eth::EthRpc;
+use ring::hmac;
+use serde_json::{Value, json};
+use support::{FreshDatabase, PROCESS_TIMEOUT, Up, http_client, now_ms, spawn, write_config};
+use wallet_support::{OwnAnvil, accounts, deploy_token, mine, pay, required_env, token_transfer};
+
+const KEY: &str = "wallet-user-key";
+const SECRET: &str = "wallet-user-secret-of-32-bytes-0";
+const ACCOUNT: u32 = 5;
+const GWEI: u128 = 1_000_000_000;
+const TOKEN_UNIT: u128 = 1_000_000_000_000_000_000;
+/// Bound on waiting for a deposit's credit or an address.
+const CREDIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A mount and policy of this run's own in the suite's OpenBao.
+fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}-{}-{nanos:x}", std::process::id())
+}
+
+/// Makes the seed mount and a token with the wallet policy only; writes the token to `file`.
+async fn wallet_openbao_token(mount: &str, file: &Path) {
+    let root = wallet_support::bao_root();
+    root.ensure_engine(mount, peregrine_secrets::sys::Engine::KvV2)
+        .await
+        .unwrap();
+    root.put_policy(mount, &peregrine_wallet::keys::wallet_policy(mount))
+        .await
+        .unwrap();
+    // The token's text is needed for the daemon's file: asked over HTTP (the client keeps it
+    // private).
+    let created: Value = http_client()
+        .post(format!(
+            "{}/v1/auth/token/create",
+            required_env("VAULT_ADDR")
+        ))
+        .header("X-Vault-Token", required_env("VAULT_TOKEN"))
+        .json(&json!({"policies": [mount], "ttl": "1h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["auth"]["client_token"].as_str().unwrap();
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, token).unwrap();
+}
+
+/// An appliance, its wallet daemon's configuration, a chain with the test token.
+struct Stack {
+    dir: tempfile::TempDir,
+    up: Up,
+    rpc: EthRpc,
+    payer: String,
+    token: Address,
+    database: FreshDatabase,
+}
+
+/// The `[wallets]` section: ether with `eth_confirmations`, the token as `usd` with 2.
+fn wallets_section(
+    anvil: &str,
+    store: &str,
+    mount: &str,
+    token: &Address,
+    control_url: &str,
+    eth_confirmations: u32,
+) -> String {
+    format!(
+        "[wallets]\nenabled = true\nlisten = \"127.0.0.1:0\"\nrpc_url = \"{anvil}\"\n\
+         store_url = \"{store}\"\nopenbao_addr = \"{}\"\nseed_mount = \"{mount}\"\n\
+         control_url = \"{control_url}\"\ninterval_ms = 100\nbackoff_ms_max = 800\n\n\
+         [[wallets.currencies]]\ncode = \"eth\"\ndecimals = 18\nconfirmations = {eth_confirmations}\n\n\
+         [[wallets.currencies]]\ncode = \"usd\"\ncontract = \"{token}\"\ndecimals = 18\n\
+         confirmations = 2\n\n[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
+         account = {ACCOUNT}\n\n",
+        required_env("VAULT_ADDR"),
+    )
+}
+
+impl Stack {
+    async fn start(anvil: &OwnAnvil, name: &str, eth_confirmations: u32) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let rpc = EthRpc::new(&anvil.url).unwrap();
+        let payer = accounts(&rpc).await[1].clone();
+        let token = deploy_token(&rpc, &payer, 1_000_000 * TOKEN_UNIT).await;
+        let database = FreshDatabase::new(name);
+        let mount = unique("wallets-e2e");
+        wallet_openbao_token(&mount, &dir.path().join("data/wallets-openbao.token")).await;
+        let section = |control: &str| {
+            wallets_section(
+                &anvil.url,
+                &database.url,
+                &mount,
+                &token,
+                control,
+                eth_confirmations,
+            )
+        };
+        write_config(dir.path(), &[], &section(""));
+        let up = Up::start(dir.path());
+        // The daemon's own file: the same data directory, the appliance's bound address.
+        let text = std::fs::read_to_string(dir.path().join("peregrine.toml"))
+            .unwrap()
+            .replace(&section(""), &section(&up.http));
+        std::fs::write(dir.path().join("wallets.toml"), text).unwrap();
+        Stack {
+            dir,
+            up,
+            rpc,
+            payer,
+            token,
+            database,
+        }
+    }
+
+    /// Starts `peregrine wallets run`; the child and its health URL.
+    fn daemon(&self) -> (Child, String) {
+        let args = [
+            "wallets",
+            "run",
+            "--config",
+            "wallets.toml",
+            "--log-format",
+            "json",
+        ];
+        let (mut child, lines) = spawn(self.dir.path(), &args);
+        let deadline = Instant::now() + PROCESS_TIMEOUT;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(remaining) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("wallets  ") {
+                        let url = rest.split_whitespace().next().unwrap().to_owned();
+                        return (child, url);
+                    }
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let stderr = std::fs::read_to_string(self.dir.path().join("stderr.log"))
+                        .unwrap_or_default();
+                    panic!("no summary from peregrine wallets run ({e}); stderr:\n{stderr}");
+                }
+            }
+        }
+    }
+
+    /// A signed GET on the REST bridge: status and body.
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let nonce_ms = now_ms();
+        let mac = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+        let tag = hmac::sign(&mac, format!("{nonce_ms}{KEY}").as_bytes());
+        let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        let response = http_client()
+            .get(format!("{}/api/v2/peatio/{path}", self.up.rest))
+            .header("X-Auth-Apikey", KEY)
+            .header("X-Auth-Nonce", nonce_ms.to_string())
+            .header("X-Auth-Signature", signature)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// The deposit address of `currency`, asked until the daemon derived it.
+    async fn address(&self, currency: &str) -> Address {
+        let deadline = Instant::now() + CREDIT_TIMEOUT;
+        loop {
+            let (status, body) = self
+                .get(&format!("account/deposit_address/{currency}"))
+                .await;
+            assert_eq!(status, 200, "{body}");
+            if body["state"] == "active" {
+                return Address::parse_eth(body["address"].as_str().unwrap()).unwrap();
+            }
+            assert_eq!(body["state"], "pending", "{body}");
+            assert!(Instant::now() < deadline, "no address derived: {body}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The account's available balance of `currency` (decimal string).
+    async fn balance(&self, currency: &str) -> String {
+        let (status, body) = self.get(&format!("account/balances/{currency}")).await;
+        assert_eq!(status, 200, "{body}");
+        body["balance"].as_str().unwrap().to_owned()
+    }
+
+    /// Waits until `currency`'s balance is `want`, mining a block now and then so deposits
+    /// reach their confirmations.
+    async fn credited(&self, currency: &str, want: &str) {
+        let deadline = Instant::now() + CREDIT_TIMEOUT;
+        loop {
+            let balance = self.balance(currency).await;
+            if balance == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{currency} balance {balance}, want {want}; deposits: {}",
+                self.get("account/deposits").await.1
+            );
+            mine(&self.rpc, 1).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// `GET url` without credentials: status and text.
+async fn plain_get(url: &str) -> (u16, String) {
+    match http_client().get(url).send().await {
+        Ok(response) => (
+            response.status().as_u16(),
+            response.text().await.unwrap_or_default(),
+        ),
+        Err(error) => (0, error.to_string()),
+    }
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to `child`.
+fn signal(child: &Child, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn kill(mut child: Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ether_and_token_deposits_are_credited_and_listed_on_a_running_appliance() {
+    let anvil = OwnAnvil::start().await;
+    let stack = Stack::start(&anvil, "wallet_e2e", 3).await;
+    // Before the daemon runs the address is pending: the appliance holds no seed.
+    let (status, body) = stack.get("account/deposit_address/eth").await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("pending")),
+        "{body}"
+    );
+    let (status, body) = stack.get("account/deposit_address/btc").await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (422, Some("account.deposit_address.unsupported"))
+    );
+    let (daemon, health) = stack.daemon();
+    let eth_address = stack.address("eth").await;
+    let usd_address = stack.address("usd").await;
+    assert_ne!(eth_address, usd_address, "one seed per currency");
+
+    pay(&stack.rpc, &stack.payer, &eth_address, 1_500_000_000 * GWEI).await;
+    token_transfer(
+        &stack.rpc,
+        &stack.token,
+        &stack.payer,
+        &usd_address,
+        5 * TOKEN_UNIT / 2,
+    )
+    .await;
+    // Seen, short of its confirmations: listed, not credited.
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    let seen = loop {
+        let (_, list) = stack.get("account/deposits?currency=eth").await;
+        if list.as_array().is_some_and(|l| !l.is_empty()) {
+            break list;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ether deposit was never listed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(seen[0]["state"], "seen", "{seen}");
+    assert_eq!(stack.balance("eth").await, "0");
+
+    stack.credited("eth", "1.5").await;
+    stack.credited("usd", "2.5").await;
+    let (status, list) = stack.get("account/deposits").await;
+    assert_eq!(status, 200, "{list}");
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert!(list.iter().all(|d| d["state"] == "credited"), "{list:?}");
+    let usd = list.iter().find(|d| d["currency"] == "usd").unwrap();
+    assert_eq!(usd["amount"], "2.5");
+    assert!(
+        usd["txout"].as_i64().unwrap() >= 0,
+        "a token log index: {usd}"
+    );
+
+    let (status, ready) = plain_get(&format!("{health}/health/ready")).await;
+    assert_eq!(status, 200, "{ready}");
+    let (_, metrics) = plain_get(&format!("{health}/metrics")).await;
+    for name in [
+        "peregrine_wallet_head_lag_blocks{chain=\"eth\"}",
+        "peregrine_wallet_head_lag_seconds{chain=\"eth\"}",
+        "peregrine_wallet_deposits{chain=\"eth\",state=\"credited\"} 2",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    kill(daemon);
+    stack.up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_again_and_again_credits_each_deposit_exactly_once() {
+    const ROUNDS: u64 = 6;
+    let anvil = OwnAnvil::start().await;
+    let stack = Stack::start(&anvil, "wallet_kill", 2).await;
+    let (daemon, _) = stack.daemon();
+    let address = stack.address("eth").await;
+    let mut daemon = Some(daemon);
+    let mut paid_gwei = 0u128;
+    for round in 0..ROUNDS {
+        let gwei = 1_000_000 * u128::from(round + 1);
+        pay(&stack.rpc, &stack.payer, &address, gwei * GWEI).await;
+        paid_gwei += gwei;
+        mine(&stack.rpc, 1).await;
+        // Killed at a different moment each round: before, while and after it credits.
+        tokio::time::sleep(Duration::from_millis(60 * round)).await;
+        kill(daemon.take().unwrap());
+        mine(&stack.rpc, 1).await;
+        daemon = Some(stack.daemon().0);
+    }
+    let want = format!(
+        "{}",
+        rust_decimal::Decimal::new(paid_gwei as i64, 9).normalize()
+    );
+    stack.credited("eth", &want).await;
+    // Settled: more steps credit nothing more.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(stack.balance("eth").await, want);
+    let (_, list) = stack.get("account/deposits").await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), ROUNDS as usize, "{list:?}");
+    assert!(list.iter().all(|d| d["state"] == "credited"), "{list:?}");
+    kill(daemon.take().unwrap());
+    stack.up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_node_stopped_the_daemon_is_not_ready_and_recovers_without_loss() {
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("anvil.json");
+    let first = OwnAnvil::start().await;
+    let port = first.port();
+    first.stop();
+    let anvil = OwnAnvil::start_on(port, Some(&state)).await;
+    let stack = Stack::start(&anvil, "wallet_node", 3).await;
+    let (daemon, health) = stack.daemon();
+    let address = stack.address("eth").await;
+    pay(&stack.rpc, &stack.payer, &address, 2_000_000 * GWEI).await;
+    stack.credited("eth", "0.002").await;
+
+    // Paid, short of its confirmations, when the node goes away.
+    pay(&stack.rpc, &stack.payer, &address, 3_000_000 * GWEI).await;
+    anvil.stop();
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    let reason = loop {
+        let (status, text) = plain_get(&format!("{health}/health/ready")).await;
+        if status == 503 && text.contains("chain_unavailable") {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness stayed {status}: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains("not ready chain"), "{reason}");
+    assert_eq!(stack.balance("eth").await, "0.002");
+
+    let anvil = OwnAnvil::start_on(port, Some(&state)).await;
+    stack.credited("eth", "0.005").await;
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while plain_get(&format!("{health}/health/ready")).await.0 != 200 {
+        assert!(Instant::now() < deadline, "readiness did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, metrics) = plain_get(&format!("{health}/metrics")).await;
+    assert!(
+        metrics.contains("peregrine_wallet_errors_total{chain=\"eth\",kind=\"chain_unavailable\"}"),
+        "{metrics}"
+    );
+    kill(daemon);
+    stack.up.stop();
+    drop(anvil);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deposit_ids_from_2_62_belong_to_the_wallet_token_alone() {
+    const WALLET_IDS_FROM: u64 = 1 << 62;
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &[], "");
+    let up = Up::start(dir.path());
+    let deposit =
+        |id: u64| json!({"account": 9, "currency": "eth", "amount": "1", "deposit_id": id});
+    // An operator's id in the wallets' range: refused with its own code, nothing credited.
+    let (status, body) = up.control("deposits", deposit(WALLET_IDS_FROM)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("control.deposit.wallet_id")),
+        "{body}"
+    );
+    let (status, body) = up.control("deposits", deposit(WALLET_IDS_FROM - 1)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let wallet_token = std::fs::read_to_string(dir.path().join("data/wallet.token")).unwrap();
+    let as_wallet = |path: &str, body: Value| {
+        http_client()
+            .post(format!("{}/control/v1/{path}", up.http))
+            .bearer_auth(wallet_token.trim())
+            .json(&body)
+    };
+    let answer = |request: reqwest::RequestBuilder| async move {
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = answer(as_wallet("deposits", deposit(WALLET_IDS_FROM + 7))).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = answer(as_wallet("deposits", deposit(WALLET_IDS_FROM + 7))).await;
+    assert_eq!(
+        (status, body["error"]["reason"].as_str()),
+        (422, Some("duplicate_deposit")),
+        "{body}"
+    );
+    // The wallet token credits chain deposits only: not an operator's id, not another route.
+    let (status, body) = answer(as_wallet("deposits", deposit(12))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("control.auth.forbidden"))
+    );
+    let (status, body) = answer(as_wallet("accounts/9/kill-switch", json!({"on": true}))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("control.auth.forbidden"))
+    );
+    up.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_in_flight_when_the_daemon_dies_is_applied_once() {
+    let anvil = OwnAnvil::start().await;
+    let stack = Stack::start(&anvil, "wallet_flight", 1).await;
+    let (daemon, _) = stack.daemon();
+    let address = stack.address("eth").await;
+    let store = sqlx::MySqlPool::connect(&stack.database.url).await.unwrap();
+    let state = || async {
+        sqlx::query_scalar::<_, String>("SELECT state FROM wallet_deposits")
+            .fetch_optional(&store)
+            .await
+            .unwrap()
+    };
+
+    // The appliance frozen: the daemon confirms the deposit and its credit request waits in
+    // the appliance's socket.
+    signal(&stack.up.child, "-STOP");
+    pay(&stack.rpc, &stack.payer, &address, 4_000_000 * GWEI).await;
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while state().await.as_deref() != Some("confirmed") {
+        assert!(
+            Instant::now() < deadline,
+            "never confirmed: {:?}",
+            state().await
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The daemon dies with its request in flight; the appliance then reads and applies it.
+    kill(daemon);
+    signal(&stack.up.child, "-CONT");
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while stack.balance("eth").await != "0.004" {
+        assert!(
+            Instant::now() < deadline,
+            "the request in flight was not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        state().await.as_deref(),
+        Some("confirmed"),
+        "credited, not recorded as such"
+    );
+
+    // The restarted daemon submits it again under the same key: answered duplicate, recorded
+    // credited, and the balance holds one credit.
+    let (daemon, _) = stack.daemon();
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    while state().await.as_deref() != Some("credited") {
+        assert!(
+            Instant::now() < deadline,
+            "never credited: {:?}",
+            state().await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(stack.balance("eth").await, "0.004");
+    kill(daemon);
+    store.close().await;
+    stack.up.stop();
+}
+
+#[test]
+fn wallets_run_refuses_a_configuration_without_wallets_or_with_an_unknown_currency() {
+    let run = |extra: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        write_config(dir.path(), &[], extra);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_peregrine"))
+            .env_clear()
+            .current_dir(dir.path())
+            .args(["wallets", "run"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stderr)
+    };
+    let (code, stderr) = run("");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("[wallets] is not enabled"), "{stderr}");
+    let (code, stderr) = run(
+        "[wallets]\nenabled = true\n\n[[wallets.currencies]]\ncode = \"doge\"\ndecimals = 8\n\
+         confirmations = 6\n",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("wallets.currencies.0.code") && stderr.contains("`doge` is not in"),
+        "{stderr}"
+    );
+}
