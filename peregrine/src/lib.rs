@@ -11,6 +11,7 @@
 //! - [`readiness`]: the registry of readiness checks behind `/health/ready`.
 //! - [`logging`]: `tracing` to stderr, human or JSON.
 //! - [`shutdown`]: SIGINT / SIGTERM.
+//! - [`standby`]: the hot standby in `up`: shipping on a primary, `--standby-of` on a standby.
 //! - [`supervisor`]: restarts dead background threads, or shows them on readiness.
 
 pub mod cli;
@@ -25,4 +26,5 @@ pub mod logging;
 pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
+pub mod standby;
 pub mod supervisor;

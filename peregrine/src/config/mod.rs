@@ -32,6 +32,7 @@ pub mod journal;
 pub mod log;
 pub mod quic;
 pub mod replica;
+pub mod replication;
 pub mod validate;
 
 use std::ffi::OsString;
@@ -52,6 +53,7 @@ pub use journal::JournalSection;
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use quic::QuicConfig;
 pub use replica::ReplicaSection;
+pub use replication::{LeadershipSection, ReplicationSection, StandbySection};
 pub use validate::Sources;
 
 /// File read when `--config` is not given, relative to the working directory, if it exists.
@@ -73,6 +75,12 @@ pub struct Config {
     pub quic: QuicConfig,
     pub control: ControlConfig,
     pub replica: ReplicaSection,
+    /// `[replication]`: shipping the journal to hot standbys (see [`replication`]).
+    pub replication: ReplicationSection,
+    /// `[standby]`: following a primary instead of trading (see [`replication`]).
+    pub standby: StandbySection,
+    /// `[leadership]`: the pair's etcd lease (see [`replication`]).
+    pub leadership: LeadershipSection,
     /// `[fanout]`: publishing to NATS JetStream (see [`fanout`]).
     pub fanout: FanoutSection,
     /// `[bridge]`: a bridge node fed by the stream (see [`bridge`]).
@@ -96,6 +104,9 @@ impl Default for Config {
             quic: QuicConfig::default(),
             control: ControlConfig::default(),
             replica: ReplicaSection::default(),
+            replication: ReplicationSection::default(),
+            standby: StandbySection::default(),
+            leadership: LeadershipSection::default(),
             fanout: FanoutSection::default(),
             bridge: BridgeSection::default(),
             rest: peregrine_gateway::rest::RestConfig::default(),
