@@ -576,3 +576,43 @@ fn check_journal(journal: &Path, acked: &std::collections::HashMap<(u32, u64), u
         );
     }
 }
+
+/// A primary cut off from etcd (etcd killed: the partition every node sees alike) stops
+/// within its lease time: the process exits with code 4 and acknowledges nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_that_loses_its_lease_stops_within_the_lease_time() {
+    let root = tempfile::tempdir().unwrap();
+    let mut etcd = PrivateEtcd::start(&root.path().join("etcd"))
+        .await
+        .expect("etcd (Debian's etcd-server) must be installed; ETCD_BIN names it otherwise");
+    write_certs(root.path());
+    let traders = [Trader::new(1)];
+    let a = node(root.path(), "a", etcd.endpoint(), &traders);
+    let mut primary = Up::start(&a.dir);
+    // Renewed while etcd answers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        primary.child.try_wait().unwrap().is_none(),
+        "the primary stopped early"
+    );
+    etcd.kill();
+    let cut = Instant::now();
+    let lease = Duration::from_secs(1);
+    let status = loop {
+        if let Some(status) = primary.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            cut.elapsed() < lease * 3,
+            "the primary kept running without its lease"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let stopped = cut.elapsed();
+    assert_eq!(status.code(), Some(4), "{status:?}");
+    // The lease counts from the last renewal's send, at most one lease before the cut.
+    assert!(
+        stopped <= lease + Duration::from_millis(200),
+        "stopped after {stopped:?}"
+    );
+}

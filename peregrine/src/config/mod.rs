@@ -509,7 +509,8 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, fanout, bridge, rest, currencies, markets)"
+                 quic, control, replica, replication, standby, leadership, fanout, bridge, rest, \
+                 currencies, markets)"
             ),
             "{err}"
         );
