@@ -418,9 +418,11 @@ async fn trade(client: peregrine_client::Client, account: u32, cycle: u64, acked
     for n in 0..100_000_u64 {
         let id = (cycle << 32) | n;
         let side = if n % 2 == 0 { Side::Buy } else { Side::Sell };
+        // Aggressive: each order takes what rests on the other side, so few orders rest (the
+        // open-orders cap is never reached over many cycles).
         let price = match side {
-            Side::Buy => MID_TICKS - 5 + n % 7,
-            Side::Sell => MID_TICKS + 5 - n % 7,
+            Side::Buy => MID_TICKS + 5 - n % 7,
+            Side::Sell => MID_TICKS - 5 + n % 7,
         };
         let order = Order::limit(ClientOrderId(id), BTCUSD, side, Price(price), Qty(1));
         match client.place(order).await {
@@ -469,12 +471,15 @@ async fn sigkill_of_the_primary_under_load_fails_over_with_every_acknowledged_or
         .expect("etcd (Debian's etcd-server) must be installed; ETCD_BIN names it otherwise");
     write_certs(root.path());
     let traders = [Trader::new(1), Trader::new(2)];
+    // Places the one order that times each failover (resting, one per cycle).
+    let prober = Trader::new(3);
+    let keys = [traders[0], traders[1], prober];
     let nodes = [
-        node(root.path(), "a", etcd.endpoint(), &traders),
-        node(root.path(), "b", etcd.endpoint(), &traders),
+        node(root.path(), "a", etcd.endpoint(), &keys),
+        node(root.path(), "b", etcd.endpoint(), &keys),
     ];
     let mut primary = Up::start(&nodes[0].dir);
-    for (index, trader) in traders.iter().enumerate() {
+    for (index, trader) in keys.iter().enumerate() {
         let id = index as u64 * 2;
         primary
             .deposit(trader.account, "usd", "100000000", id + 1)
@@ -504,7 +509,7 @@ async fn sigkill_of_the_primary_under_load_fails_over_with_every_acknowledged_or
             let _ = task.await;
         }
         let promoted = tokio::task::block_in_place(|| standby.promoted());
-        let client = promoted.connect(&traders[0]).await;
+        let client = promoted.connect(&prober).await;
         let first = (cycle << 32) | 0xFFFF_FFFF;
         let order = Order::limit(
             ClientOrderId(first),
@@ -515,10 +520,7 @@ async fn sigkill_of_the_primary_under_load_fails_over_with_every_acknowledged_or
         );
         match client.place(order).await.unwrap() {
             Placed::Ack { seq, .. } => {
-                acked
-                    .lock()
-                    .unwrap()
-                    .insert((traders[0].account, first), seq);
+                acked.lock().unwrap().insert((prober.account, first), seq);
             }
             other => panic!("cycle {cycle}: first order on the new primary refused: {other:?}"),
         }
