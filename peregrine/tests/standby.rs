@@ -382,16 +382,15 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One node of the pair: its directory, its shipping address.
+/// One node of the pair: its directory (it ships on a port it picks, printed in its summary).
 struct Node {
     dir: std::path::PathBuf,
-    shipping: String,
 }
 
 fn node(root: &Path, name: &str, etcd: &str, traders: &[Trader]) -> Node {
     let dir = root.join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    let shipping = format!("127.0.0.1:{}", free_port());
+    let shipping = "127.0.0.1:0";
     let certs = |f: &str| root.join(f).display().to_string();
     let extra = format!(
         "[journal]\nack = \"replicated\"\nsnapshot_every_commands = 0\nsnapshot_every_ms = 0\n\n\
@@ -406,7 +405,7 @@ fn node(root: &Path, name: &str, etcd: &str, traders: &[Trader]) -> Node {
         certs("node.key"),
     );
     write_config(&dir, traders, &extra);
-    Node { dir, shipping }
+    Node { dir }
 }
 
 /// Acknowledged orders: (account, client order id) → sequence.
@@ -486,11 +485,11 @@ async fn sigkill_of_the_primary_under_load_fails_over_with_every_acknowledged_or
             .await;
         primary.deposit(trader.account, "btc", "1000", id + 2).await;
     }
-    let mut standby = Standby::start(&nodes[1].dir, &nodes[0].shipping);
+    let mut standby = Standby::start(&nodes[1].dir, &shipping_addr(&primary));
     let acked: Acked = Default::default();
     let mut failover_ms = Vec::new();
     for cycle in 0..cycles {
-        let (leader, follower) = ((cycle % 2) as usize, ((cycle + 1) % 2) as usize);
+        let leader = (cycle % 2) as usize;
         wait_in_sync(&primary, &standby).await;
         let mut tasks = Vec::new();
         for trader in &traders {
@@ -528,7 +527,7 @@ async fn sigkill_of_the_primary_under_load_fails_over_with_every_acknowledged_or
         drop(client);
         // The killed node rejoins, wiped, as the new primary's standby.
         let _ = std::fs::remove_dir_all(nodes[leader].dir.join("data"));
-        standby = Standby::start(&nodes[leader].dir, &nodes[follower].shipping);
+        standby = Standby::start(&nodes[leader].dir, &shipping_addr(&promoted));
         primary = promoted;
     }
     eprintln!(
