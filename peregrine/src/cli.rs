@@ -71,6 +71,11 @@ pub struct UpArgs {
     /// such a start and says how many); for this start only
     #[arg(long)]
     pub accept_journal_loss: bool,
+
+    /// Run as a hot standby of the primary whose [replication] listen address is ADDR
+    /// (host:port): follow its journal, open no gateway (standby.of)
+    #[arg(long, value_name = "ADDR")]
+    pub standby_of: Option<String>,
 }
 
 /// Flags of `peregrine bridge`.

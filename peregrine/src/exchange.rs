@@ -50,6 +50,9 @@ pub enum ExchangeError {
     CatalogApply { what: String, reason: String },
     #[error("snapshots: {0}")]
     Snapshot(String),
+    /// What [`Exchange::start_with`] ran once the journal was open failed.
+    #[error("{0}")]
+    Started(String),
 }
 
 /// The engine limits the appliance runs with; `up` and `replay` must agree on them.
@@ -61,7 +64,9 @@ pub fn engine_config() -> peregrine_hotpath::EngineConfig {
 pub fn journal_config(config: &Config, dir: &Path) -> JournalConfig {
     let section = &config.journal;
     let mut journal = JournalConfig::new(dir);
-    journal.ack_mode = section.ack.mode();
+    journal.ack_mode = section
+        .ack
+        .mode(config.replication.without_standby.policy());
     journal.snapshot_every_commands = section.snapshot_every_commands;
     journal.snapshot_every =
         (section.snapshot_every_ms > 0).then(|| Duration::from_millis(section.snapshot_every_ms));
@@ -100,6 +105,16 @@ pub struct Exchange {
 impl Exchange {
     /// Starts the core from the data directory in `config`.
     pub fn start(config: &Config) -> Result<Exchange, ExchangeError> {
+        Exchange::start_with(config, |_, _| Ok(())).map(|(exchange, ())| exchange)
+    }
+
+    /// [`Exchange::start`], running `on_journal` (with the journal directory and the journal)
+    /// once the journal is open and before the catalog's commands, which wait for their
+    /// acknowledgement: in `replicated` mode the standbys' shipping must run by then.
+    pub fn start_with<T>(
+        config: &Config,
+        on_journal: impl FnOnce(&Path, &peregrine_persist::Journal) -> Result<T, String>,
+    ) -> Result<(Exchange, T), ExchangeError> {
         let catalog = Arc::new(Catalog::new(&config.currencies, &config.markets)?);
         let journal_dir = config.data.dir.join(JOURNAL_SUBDIR);
         let mut journal_config = journal_config(config, &journal_dir);
@@ -146,6 +161,7 @@ impl Exchange {
         // market unit is refused here, not discovered in a mis-scaled price later.
         let missing = catalog.missing_in(&recovered.engine)?;
         let recovered_seq = recovered.last_seq;
+        let started = on_journal(&journal_dir, writer.journal()).map_err(ExchangeError::Started)?;
         let shard = Shard::start_at(
             recovered.engine,
             recovered_seq,
@@ -186,7 +202,7 @@ impl Exchange {
             tracing::info!(seq = executed.seq, command = %what, "catalog entry added");
         }
         let snapshots = SnapshotDriver::start(&journal_config, &engine, writer.journal().clone())?;
-        Ok(Exchange {
+        let exchange = Exchange {
             engine,
             catalog,
             journal_dir,
@@ -196,7 +212,8 @@ impl Exchange {
             fanout_floor,
             writer,
             snapshots,
-        })
+        };
+        Ok((exchange, started))
     }
 
     /// Whether the snapshot driver thread still runs (for readiness: a dead background thread

@@ -13,6 +13,7 @@
 //! - [`readiness`]: the registry of readiness checks behind `/health/ready`.
 //! - [`logging`]: `tracing` to stderr, human or JSON.
 //! - [`shutdown`]: SIGINT / SIGTERM.
+//! - [`standby`]: the hot standby in `up`: shipping on a primary, `--standby-of` on a standby.
 //! - [`supervisor`]: restarts dead background threads, or shows them on readiness.
 //! - [`wallets`]: the appliance's side of `[wallets]` (the wallet token, chain deposits on the
 //!   REST bridge); the daemon itself is [`commands::wallets`].
@@ -30,5 +31,6 @@ pub mod logging;
 pub mod metrics;
 pub mod readiness;
 pub mod shutdown;
+pub mod standby;
 pub mod supervisor;
 pub mod wallets;

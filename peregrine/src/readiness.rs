@@ -30,6 +30,15 @@ struct Check {
 #[derive(Clone, Default)]
 pub struct Readiness {
     checks: Arc<Mutex<Vec<Check>>>,
+    /// Figures shown under the checks that do not decide readiness (replication lag).
+    notes: Arc<Mutex<Vec<Note>>>,
+}
+
+type NoteFn = dyn Fn() -> String + Send + Sync;
+
+struct Note {
+    name: &'static str,
+    note: Arc<NoteFn>,
 }
 
 impl std::fmt::Debug for Readiness {
@@ -53,6 +62,8 @@ pub enum ReadinessError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadinessReport {
     pub checks: Vec<(&'static str, CheckStatus)>,
+    /// `info <name>: <text>` lines after the checks; they never make it not ready.
+    pub notes: Vec<(&'static str, String)>,
 }
 
 impl ReadinessReport {
@@ -77,6 +88,9 @@ impl ReadinessReport {
                     text.push_str(&format!("not ready {name}: {reason}\n"))
                 }
             }
+        }
+        for (name, note) in &self.notes {
+            text.push_str(&format!("info {name}: {note}\n"));
         }
         text
     }
@@ -107,6 +121,28 @@ impl Readiness {
         Ok(())
     }
 
+    /// Registers `note`, a figure shown on every probe under the checks (e.g. replication lag
+    /// while it is within bounds); it never decides readiness. Cheap and non-blocking, like a
+    /// check.
+    pub fn register_note(
+        &self,
+        name: &'static str,
+        note: impl Fn() -> String + Send + Sync + 'static,
+    ) -> Result<(), ReadinessError> {
+        let mut notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+        if notes.iter().any(|n| n.name == name) {
+            return Err(ReadinessError::Duplicate(name));
+        }
+        if notes.len() >= CHECKS_MAX {
+            return Err(ReadinessError::Full(name));
+        }
+        notes.push(Note {
+            name,
+            note: Arc::new(note),
+        });
+        Ok(())
+    }
+
     /// Registers a flag that starts not ready ("starting") until [`ReadyFlag::set_ready`].
     pub fn register_flag(&self, name: &'static str) -> Result<ReadyFlag, ReadinessError> {
         let flag = ReadyFlag {
@@ -127,10 +163,21 @@ impl Readiness {
                 .map(|c| (c.name, Arc::clone(&c.check)))
                 .collect()
         };
+        let notes: Vec<(&'static str, Arc<NoteFn>)> = {
+            let notes = self.notes.lock().unwrap_or_else(PoisonError::into_inner);
+            notes
+                .iter()
+                .map(|n| (n.name, Arc::clone(&n.note)))
+                .collect()
+        };
         ReadinessReport {
             checks: checks
                 .into_iter()
                 .map(|(name, check)| (name, check()))
+                .collect(),
+            notes: notes
+                .into_iter()
+                .map(|(name, note)| (name, note()))
                 .collect(),
         }
     }
@@ -205,6 +252,14 @@ mod tests {
         );
         flag.set_ready();
         assert!(readiness.report().is_ready());
+        readiness
+            .register_note("lag", || "3 records".to_owned())
+            .unwrap();
+        assert!(readiness.report().is_ready());
+        assert_eq!(
+            readiness.report().to_text(),
+            "ready\nok http\nok disk\ninfo lag: 3 records\n"
+        );
         flag.set_not_ready("shutting down");
         assert_eq!(
             readiness.report().checks[0].1,

@@ -20,7 +20,6 @@ use peregrine_gateway::quic::server::{Server as QuicServer, ServerConfig};
 use peregrine_gateway::quic::tls::{TlsSource, ensure_dev_certificate};
 
 use crate::cli::UpArgs;
-use crate::config::journal::AckName;
 use crate::config::{self, Config, ConfigError};
 use crate::exchange::{Exchange, ExchangeError};
 use crate::http::{self, ALIVE_PATH, AppState, HttpError, METRICS_PATH, READY_PATH};
@@ -87,6 +86,7 @@ pub enum UpError {
     Fanout(String),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    Standby(#[from] crate::standby::StandbyUpError),
     #[error("control token {}: {source}", path.display())]
     ControlToken {
         path: PathBuf,
@@ -102,6 +102,7 @@ impl UpError {
             Self::Config(_)
                 | Self::Logging(LoggingError::Filter(_))
                 | Self::Exchange(ExchangeError::Catalog(_))
+                | Self::Standby(crate::standby::StandbyUpError::Tls(_))
         )
     }
 }
@@ -120,6 +121,10 @@ pub fn run(
     )?;
     let mut loaded = loaded;
     loaded.config.journal.accept_lost_tail = args.accept_journal_loss;
+    if let Some(primary) = &args.standby_of {
+        loaded.config.standby.of = primary.clone();
+        config::validate::replication(&loaded.config, &loaded.sources)?;
+    }
 
     if args.print_config {
         let text = loaded.config.to_toml()?;
@@ -147,6 +152,8 @@ pub fn run(
 struct Listeners {
     http: tokio::net::TcpListener,
     rest: tokio::net::TcpListener,
+    /// Where standbys connect (`[replication] listen`), if this node ships.
+    shipping: Option<std::net::TcpListener>,
 }
 
 async fn bind_listeners(config: &Config, sources: &config::Sources) -> Result<Listeners, UpError> {
@@ -168,7 +175,14 @@ async fn bind_listeners(config: &Config, sources: &config::Sources) -> Result<Li
         std::net::UdpSocket::bind(config.quic.listen)
             .map_err(|e| refused("quic.listen", config.quic.listen, e))?;
     }
-    Ok(Listeners { http, rest })
+    let shipping = crate::standby::bind_shipping(config).map_err(|e| {
+        UpError::Config(sources.invalid("replication.listen".to_owned(), e.to_string()))
+    })?;
+    Ok(Listeners {
+        http,
+        rest,
+        shipping,
+    })
 }
 
 /// Waits (bounded by [`READY_WAIT`]) for the replicator's first connection and stops the start
@@ -196,6 +210,19 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let (config, config_file) = (&loaded.config, loaded.file.as_deref());
     // Installed first: a SIGTERM during start-up then stops gracefully instead of killing.
     let mut signals = StopSignals::install().map_err(UpError::Signals)?;
+    // A standby opens no gateway: it follows the primary until stopped, or until promoted
+    // (`[leadership]`), when it goes on as the primary on the journal it kept. A primary with
+    // `[leadership]` takes the lease before it opens the journal.
+    let leadership = if config.standby.is_standby() {
+        match crate::standby::serve_standby(loaded, &mut signals).await? {
+            Some(leadership) => Some(leadership),
+            None => return Ok(()),
+        }
+    } else {
+        crate::standby::lead(config).await?
+    };
+    let term = leadership.as_ref().map_or(0, |l| l.term());
+    let fence = leadership.map(crate::standby::fence);
     let listeners = bind_listeners(config, &loaded.sources).await?;
 
     let data_dir = config.data.dir.clone();
@@ -208,9 +235,20 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     // truncated and logged, corruption stops start-up), start the shard and the sequencer, add
     // the catalog. Blocking I/O, off the runtime's workers.
     let core_config = config.clone();
-    let exchange = tokio::task::spawn_blocking(move || Exchange::start(&core_config))
-        .await
-        .map_err(|e| UpError::ServerTask(e.to_string()))??;
+    let (exchange, shipping) = tokio::task::spawn_blocking(move || {
+        // Journal shipping to hot standbys (`[replication] listen`), from the journal's opening.
+        Exchange::start_with(&core_config, |dir, journal| {
+            listeners
+                .shipping
+                .map(|l| {
+                    crate::standby::start_shipping(&core_config, l, dir.to_owned(), journal, term)
+                })
+                .transpose()
+                .map_err(|e| e.to_string())
+        })
+    })
+    .await
+    .map_err(|e| UpError::ServerTask(e.to_string()))??;
     let engine = Arc::clone(&exchange.engine);
     let Some(journal) = engine.journal().cloned() else {
         return Err(UpError::ServerTask(
@@ -300,6 +338,9 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     } else {
         None
     };
+    if let Some(shipping) = &shipping {
+        shipping.expose(&metrics, &readiness)?;
+    }
     let supervision = supervise(&exchange, &journal, &metrics, &readiness, replica.as_ref())?;
     let replica = replica.map(|(handle, _)| handle);
     let fanout = start_fanout(config, &exchange, &metrics, &readiness)?;
@@ -478,6 +519,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         identity_store: identity_store.as_deref(),
         control_token_path: control_token_path.as_deref(),
         replica_url: replica_url.as_deref(),
+        shipping: shipping.as_ref().map(crate::standby::Shipping::local_addr),
     };
     // A closed stdout (`peregrine up | head -1`) must not stop the exchange: warn and go on.
     if let Err(error) = summary.print() {
@@ -542,10 +584,16 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
             }
         }
     }
+    // No new standby sessions while the journal closes.
+    drop(shipping);
     let durable_seq = tokio::task::spawn_blocking(move || exchange.stop())
         .await
         .map_err(|e| UpError::ServerTask(e.to_string()))??;
     tracing::info!(durable_seq, "journal closed");
+    if let Some(fence) = fence {
+        // Everything acknowledged is durable: hand the lead over now rather than at expiry.
+        fence.resign().await;
+    }
     Ok(())
 }
 
@@ -705,6 +753,8 @@ struct Summary<'a> {
     identity_store: Option<&'a str>,
     control_token_path: Option<&'a std::path::Path>,
     replica_url: Option<&'a str>,
+    /// Where standbys connect (`[replication] listen`).
+    shipping: Option<SocketAddr>,
 }
 
 impl Summary<'_> {
@@ -767,14 +817,17 @@ impl Summary<'_> {
             stdout,
             "journal  {}  (ack {}, recovered to seq {})",
             self.exchange.journal_dir.display(),
-            match self.config.journal.ack {
-                AckName::Durable => "durable",
-                AckName::Fast => "fast",
-            },
+            self.config.journal.ack.name(),
             self.exchange.recovered_seq
         )?;
         if let Some(url) = self.replica_url {
             writeln!(stdout, "replica  {url}")?;
+        }
+        if let Some(addr) = self.shipping {
+            writeln!(
+                stdout,
+                "replication  {addr}  (standbys: up --standby-of {addr})"
+            )?;
         }
         let markets: Vec<&str> = self
             .exchange

@@ -11,7 +11,8 @@ pub const SNAPSHOTS_KEPT_MAX: usize = 1_000;
 pub struct JournalSection {
     /// `durable`: nothing a command causes (ack, fill, market data) leaves before its journal
     /// record is on disk. `fast`: effects leave at once; a crash may lose the last acknowledged
-    /// commands.
+    /// commands. `replicated`: as `durable`, and also durable on a hot standby (see
+    /// `[replication]`).
     pub ack: AckName,
     /// Snapshot after this many commands since the last one (0: never by count).
     pub snapshot_every_commands: u64,
@@ -55,14 +56,28 @@ pub enum AckName {
     #[default]
     Durable,
     Fast,
+    Replicated,
 }
 
 impl AckName {
-    /// The journal's mode.
-    pub fn mode(self) -> peregrine_persist::AckMode {
+    /// The journal's mode; `without_standby` says what `replicated` does with no standby.
+    pub fn mode(
+        self,
+        without_standby: peregrine_persist::WithoutStandby,
+    ) -> peregrine_persist::AckMode {
         match self {
             Self::Durable => peregrine_persist::AckMode::Durable,
             Self::Fast => peregrine_persist::AckMode::Fast,
+            Self::Replicated => peregrine_persist::AckMode::Replicated(without_standby),
+        }
+    }
+
+    /// The name in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Durable => "durable",
+            Self::Fast => "fast",
+            Self::Replicated => "replicated",
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod journal;
 pub mod log;
 pub mod quic;
 pub mod replica;
+pub mod replication;
 pub mod validate;
 pub mod wallets;
 
@@ -55,6 +56,7 @@ pub use journal::JournalSection;
 pub use log::{LogConfig, LogFormat, LogLevel};
 pub use quic::QuicConfig;
 pub use replica::ReplicaSection;
+pub use replication::{LeadershipSection, ReplicationSection, StandbySection};
 pub use validate::Sources;
 
 /// File read when `--config` is not given, relative to the working directory, if it exists.
@@ -76,6 +78,12 @@ pub struct Config {
     pub quic: QuicConfig,
     pub control: ControlConfig,
     pub replica: ReplicaSection,
+    /// `[replication]`: shipping the journal to hot standbys (see [`replication`]).
+    pub replication: ReplicationSection,
+    /// `[standby]`: following a primary instead of trading (see [`replication`]).
+    pub standby: StandbySection,
+    /// `[leadership]`: the pair's etcd lease (see [`replication`]).
+    pub leadership: LeadershipSection,
     /// `[fanout]`: publishing to NATS JetStream (see [`fanout`]).
     pub fanout: FanoutSection,
     /// `[bridge]`: a bridge node fed by the stream (see [`bridge`]).
@@ -103,6 +111,9 @@ impl Default for Config {
             quic: QuicConfig::default(),
             control: ControlConfig::default(),
             replica: ReplicaSection::default(),
+            replication: ReplicationSection::default(),
+            standby: StandbySection::default(),
+            leadership: LeadershipSection::default(),
             fanout: FanoutSection::default(),
             bridge: BridgeSection::default(),
             rest: peregrine_gateway::rest::RestConfig::default(),
@@ -507,7 +518,8 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, fanout, bridge, rest, auth, currencies, markets, wallets)"
+                 quic, control, replica, replication, standby, leadership, fanout, bridge, rest, \
+                 auth, currencies, markets, wallets)"
             ),
             "{err}"
         );

@@ -92,6 +92,7 @@ pub fn validate(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
             .validate()
             .map_err(|reason| sources.invalid("auth".to_owned(), reason.to_owned()))?;
     }
+    replication(config, sources)?;
     peregrine_core::catalog::Catalog::new(&config.currencies, &config.markets)
         .map_err(|e| sources.invalid("markets".to_owned(), e.to_string()))?;
     super::wallets::validate(config, sources)?;
@@ -145,6 +146,65 @@ fn quic(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
     Err(sources.invalid(key, error.to_string()))
 }
 
+/// `[replication]` and `[standby]`: an address that parses, the TLS files a shipping or
+/// following node needs, and a shipping address for `replicated` acknowledgement. Public: `up`
+/// runs it again after `--standby-of`.
+pub fn replication(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+    let section = &config.replication;
+    if section.ships() && section.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(sources.invalid(
+            "replication.listen".to_owned(),
+            format!("{:?} is not an address (ip:port)", section.listen),
+        ));
+    }
+    if config.journal.ack == super::journal::AckName::Replicated && !section.ships() {
+        return Err(sources.invalid(
+            "journal.ack".to_owned(),
+            "\"replicated\" needs replication.listen (the address standbys connect to)".to_owned(),
+        ));
+    }
+    if config.standby.is_standby() && !config.standby.of.contains(':') {
+        return Err(sources.invalid(
+            "standby.of".to_owned(),
+            format!("{:?} is not host:port", config.standby.of),
+        ));
+    }
+    let leadership = &config.leadership;
+    if leadership.enabled() {
+        if peregrine_standby::etcd::Etcd::new(&leadership.etcd, std::time::Duration::from_secs(1))
+            .is_err()
+        {
+            return Err(sources.invalid(
+                "leadership.etcd".to_owned(),
+                "a comma-separated list of http://host:port".to_owned(),
+            ));
+        }
+        if leadership.node.is_empty() || leadership.node.contains('/') {
+            return Err(sources.invalid(
+                "leadership.node".to_owned(),
+                "a name unique in the pair, without '/', is needed with leadership.etcd".to_owned(),
+            ));
+        }
+    }
+    if section.ships() || config.standby.is_standby() {
+        let files = [
+            ("replication.ca_cert", &section.ca_cert),
+            ("replication.cert", &section.cert),
+            ("replication.key", &section.key),
+        ];
+        for (key, path) in files {
+            if path.as_os_str().is_empty() {
+                return Err(sources.invalid(
+                    key.to_owned(),
+                    "a shipping primary and a standby need the pair's CA, certificate and key"
+                        .to_owned(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::ffi::OsString;
@@ -196,5 +256,37 @@ mod tests {
             }
         );
         assert_eq!(Sources::default().origin("http.listen"), Origin::Defaults);
+    }
+
+    #[test]
+    fn replication_needs_its_address_and_certificates() {
+        let error = load_with(
+            &[("PEREGRINE_JOURNAL__ACK", "replicated")],
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`journal.ack`"), "{error}");
+        let error = load_with(
+            &[("PEREGRINE_REPLICATION__LISTEN", "127.0.0.1:7100")],
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`replication.ca_cert`"), "{error}");
+        let error = load_with(
+            &[("PEREGRINE_LEADERSHIP__ETCD", "http://127.0.0.1:2379")],
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("`leadership.node`"), "{error}");
+        let error = load_with(
+            &[("PEREGRINE_LEADERSHIP__LEASE_TTL_MS", "1500")],
+            &Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("whole seconds"), "{error}");
     }
 }

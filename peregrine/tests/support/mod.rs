@@ -111,7 +111,13 @@ impl Up {
     pub fn start_with_args(dir: &Path, args: &[&str]) -> Up {
         let mut all = vec!["up", "--log-format", "json"];
         all.extend_from_slice(args);
-        let (mut child, receiver) = spawn(dir, &all);
+        let (child, receiver) = spawn(dir, &all);
+        Up::from_summary(child, &receiver, dir)
+    }
+
+    /// Reads the summary `child` (started in `dir`) prints on `receiver`: at start, or once a
+    /// standby is promoted.
+    pub fn from_summary(mut child: Child, receiver: &mpsc::Receiver<String>, dir: &Path) -> Up {
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         let mut lines = Vec::new();
         let (mut http, mut rest, mut quic, mut token_path) = (None, None, None, None);

@@ -92,6 +92,7 @@ pub fn start(
             journal_dir: journal_dir.to_path_buf(),
             standbys_max: 1,
             heartbeat_every: Duration::from_millis(100),
+            term: 0,
         };
         let metrics = ShipMetrics::register(&registry).map_err(bench_error)?;
         let server = tls.server_config().map_err(bench_error)?;
@@ -107,6 +108,7 @@ pub fn start(
         engine: peregrine_hotpath::EngineConfig::default(),
         reconnect_every: Duration::from_millis(100),
         stop_at: None,
+        term_floor: Default::default(),
     };
     let client = tls.client_config().map_err(bench_error)?;
     let metrics = StandbyMetrics::register(&registry).map_err(bench_error)?;

@@ -1,10 +1,12 @@
-//! Hot standby, first stage: journal shipping from a primary to standbys over mutual TLS.
+//! Hot standby: journal shipping from a primary to standbys over mutual TLS, and leadership
+//! through an etcd lease.
 //!
 //! Owns: the shipping protocol ([`wire`]), both of its ends ([`primary::Shipper`] and
-//! [`standby::run`]), their TLS setup ([`tls`]) and metrics. Never does: sequence commands (the
+//! [`standby::run`]), their TLS setup ([`tls`]) and metrics, and leadership through an etcd
+//! lease ([`leader`], over etcd's JSON gateway: [`etcd`]). Never does: sequence commands (the
 //! primary's journal does; a standby only copies its sequences), read the hot path's memory (the
-//! primary's shipper reads the journal files back, like the replica), or decide leadership (a
-//! later stage, through an etcd lease).
+//! primary's shipper reads the journal files back, like the replica), or open gateways (the
+//! appliance's `up` does, on the side that leads).
 //!
 //! # What is shipped
 //!
@@ -46,7 +48,7 @@
 //!   recovers its journal and resumes from its end; records it had queued but not made durable
 //!   are simply shipped again.
 //! - Primary killed: the standby keeps what it made durable and reconnects every
-//!   `reconnect_every` (failover is a later stage).
+//!   `reconnect_every`; with leadership, the best standby takes over once the lease expires.
 //! - A certificate the CA did not sign, or none: the TLS handshake fails; the primary counts
 //!   `ship_sessions_total{outcome="tls_refused"}`, the standby stops with
 //!   [`standby::StandbyError::Authentication`] (a configuration error, not retried).
@@ -59,32 +61,39 @@
 //! Lag, records and seconds, on both sides: [`lag::LagClock`], `ship_lag_*` and
 //! `standby_lag_*`.
 
-//! # Coordination (next stage): etcd through its JSON gateway
+//! # Leadership, terms and failover
 //!
-//! Leadership will be an etcd lease (`scripts/test` provides etcd 3.4 on loopback,
-//! `ETCD_ENDPOINTS`). The plan is etcd's v3 JSON gateway (`POST /v3/lease/grant`,
-//! `/v3/lease/keepalive`, `/v3/kv/txn` for put-if-absent under the lease) over the `reqwest`
-//! already built for OpenBao, not the `etcd-client` crate: that one adds about 20 crates (tonic,
-//! prost, h2, petgraph, pulldown-cmark, ...) and needs `protoc` on every build machine, for three
-//! calls. Measured: `perf/RESULTS.md`.
+//! [`leader`]: the primary holds `<prefix>leader` under an etcd lease it renews every third of
+//! its TTL, and counts the lease from when it *sent* each renewal, so it knows it may have lost
+//! it no later than etcd expires it ([`leader::Leadership::lost`]; `up` then exits). The key's
+//! create revision is the leader's **term**: the shipper tells it first to every standby
+//! ([`wire::Frame::Term`], protocol version 2), and a standby that has seen a newer term (its
+//! etcd candidacy, [`leader::Candidacy`]) refuses the session, so a deposed primary cannot have
+//! its records accepted. At a vacancy the candidate with the highest durable sequence takes the
+//! key; `up` then stops the standby ([`standby::run_until`]: what was received is journaled and
+//! applied, the journal closed) and opens the same journal as the primary.
+//!
+//! etcd's JSON gateway over `reqwest` rather than the `etcd-client` crate: that one adds about
+//! 20 crates (tonic, prost, h2, petgraph, ...) and needs `protoc` on every build machine, for a
+//! handful of calls. Measured: `perf/RESULTS.md`.
 //!
 //! # Not built yet
 //!
-//! - Terms and fencing: records do not carry the leader's term yet (a record format bump: a
-//!   version 3 record with a `u64` term after the sequence; version 2 segments would still be
-//!   read, their records taken as term 0), so a standby cannot yet refuse a deposed primary.
-//! - Leadership and failover through the etcd lease; the SDK's resume by client order id.
-//! - Catch-up from a snapshot when the primary's journal no longer holds the standby's start
-//!   (refused today with [`wire::RefuseReason::JournalGone`]); the primary should also hold its
-//!   retention for connected standbys (a retention floor, as the replica does).
-//! - `peregrine up --standby-of <addr>` and a `[standby]` config section: the two ends run in
-//!   tests (`standby-test-node`) and in `peregrine bench e2e --ack replicated`, not in `up`; so
-//!   the lag shows in these metrics but not yet on the appliance's `/metrics` and
-//!   `/health/ready`.
+//! - Terms in journal records (a record format bump): the term is checked per session, on the
+//!   wire, not per record, so a node's journal does not say which leader wrote each record;
+//!   a deposed primary therefore rejoins with an empty data directory (its journal may hold
+//!   records the new primary never had), not by truncating to the common prefix.
+//! - Catch-up from a snapshot sent by the primary when its journal no longer holds the
+//!   standby's start (refused with [`wire::RefuseReason::JournalGone`]; seed the standby with a
+//!   copy of the snapshot file), and a retention floor on the primary for connected standbys.
+//! - The SDK's resume by client order id after a failover.
 
+pub mod etcd;
 pub mod lag;
+pub mod leader;
 pub mod metrics;
 pub mod primary;
+pub mod private_etcd;
 pub mod standby;
 pub mod tls;
 pub mod wire;

@@ -103,6 +103,8 @@ pub struct StandbyMetrics {
     pub lag_records: IntGauge,
     /// Age of the oldest such record.
     pub lag_seconds: Gauge,
+    /// Sessions ended because the primary's term was older than one already seen.
+    pub deposed_refused: IntCounter,
 }
 
 impl StandbyMetrics {
@@ -139,6 +141,13 @@ impl StandbyMetrics {
                 Gauge::with_opts(opts(
                     "lag_seconds",
                     "Age of the oldest record durable on the primary and not on this standby.",
+                ))?,
+            )?,
+            deposed_refused: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "deposed_refused_total",
+                    "Sessions refused because the primary's term was older than one seen.",
                 ))?,
             )?,
         })

@@ -42,6 +42,8 @@ pub struct ShipperConfig {
     pub standbys_max: usize,
     /// A standby hears at least this often (a heartbeat when there is nothing to ship).
     pub heartbeat_every: Duration,
+    /// This primary's leadership term, told to every standby first (0: no etcd leadership).
+    pub term: u64,
 }
 
 /// What the standbys have made durable: the durability gate reads [`Replication::replicated_seq`].
@@ -261,6 +263,10 @@ async fn session(
         .with_label_values(&["accepted"])
         .inc();
     tracing::info!(next_seq, durable, "standby connected");
+    let term = Frame::Term {
+        term: context.config.term,
+    };
+    wire::write_frame(&mut writer, &term).await?;
     ship(reader, writer, next_seq, context).await
 }
 

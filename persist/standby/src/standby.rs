@@ -47,6 +47,9 @@ pub struct StandbyConfig {
     /// Stop once this sequence is applied and durable (tests and planned switch-overs); `None`
     /// follows forever.
     pub stop_at: Option<Seq>,
+    /// The highest leadership term this standby has seen (raised by its etcd candidacy): a
+    /// primary that says an older term is deposed and none of its records is accepted.
+    pub term_floor: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Why a standby stopped.
@@ -132,6 +135,18 @@ pub async fn run(
     tls: Arc<rustls::ClientConfig>,
     metrics: StandbyMetrics,
 ) -> Result<Stopped, StandbyError> {
+    run_until(config, tls, metrics, std::future::pending()).await
+}
+
+/// [`run`], also stopping when `stop` completes (a SIGTERM, or a promotion to primary): the
+/// session ends, what was received is journaled and applied, the journal is closed durable,
+/// and the engine is returned at its durable sequence.
+pub async fn run_until(
+    config: StandbyConfig,
+    tls: Arc<rustls::ClientConfig>,
+    metrics: StandbyMetrics,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<Stopped, StandbyError> {
     let name = server_name(&config.primary_name)?;
     let (recovered, writer) = peregrine_persist::open(&config.journal, config.engine.clone())?;
     let journal = writer.journal().clone();
@@ -160,18 +175,21 @@ pub async fn run(
     let connector = TlsConnector::from(tls);
     let mut next_seq = start_seq + 1;
     let mut fatal = None;
+    let mut stop = std::pin::pin!(stop);
     // Bounded by the standby's life: one pass per session.
     loop {
-        let end = session(
-            &config,
-            &connector,
-            name.clone(),
-            &mut next_seq,
-            &apply_tx,
-            durable_rx.clone(),
-            &metrics,
-        )
-        .await;
+        let end = tokio::select! {
+            end = session(
+                &config,
+                &connector,
+                name.clone(),
+                &mut next_seq,
+                &apply_tx,
+                durable_rx.clone(),
+                &metrics,
+            ) => end,
+            () = &mut stop => SessionEnd::ApplyStopped,
+        };
         metrics.connected.set(0);
         match end {
             SessionEnd::ApplyStopped => break,
@@ -182,7 +200,10 @@ pub async fn run(
             SessionEnd::Retry(reason) => {
                 metrics.sessions_failed.inc();
                 tracing::warn!(%reason, "standby: session with the primary ended; reconnecting");
-                tokio::time::sleep(config.reconnect_every).await;
+                tokio::select! {
+                    () = tokio::time::sleep(config.reconnect_every) => {}
+                    () = &mut stop => break,
+                }
             }
         }
     }
@@ -430,6 +451,17 @@ async fn receive(
                     }
                     _ => SessionEnd::Fatal(StandbyError::Refused(reason)),
                 });
+            }
+            Frame::Term { term } => {
+                let floor = config.term_floor.load(std::sync::atomic::Ordering::Acquire);
+                if term < floor {
+                    metrics.deposed_refused.inc();
+                    return Err(SessionEnd::Retry(format!(
+                        "the primary's term {term} is older than term {floor}: deposed, its \
+                         records refused"
+                    )));
+                }
+                continue;
             }
             Frame::Hello { .. } | Frame::Ack { .. } => {
                 return Err(SessionEnd::Retry(

@@ -10,7 +10,11 @@
 //! HEARTBEAT primary → standby  u64 primary durable seq   (when no record went out for a while)
 //! ACK       standby → primary  u64 durable seq            (its own journal's)
 //! REFUSE    primary → standby  u16 reason code, u64 the primary's durable seq
+//! TERM      primary → standby  u64 the primary's leadership term (first, after HELLO)
 //! ```
+//!
+//! Version 2 added TERM: a standby that has seen a newer term (through etcd) refuses every
+//! record of a primary of an older one (a deposed primary cannot have its records accepted).
 
 use peregrine_persist::record::PAYLOAD_MAX_BYTES;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::Seq;
 
 /// Protocol version in HELLO; a primary refuses any other.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// HELLO's magic: "PGSB".
 pub const MAGIC: u32 = u32::from_le_bytes(*b"PGSB");
 /// Bytes of a frame header.
@@ -34,6 +38,7 @@ const KIND_RECORD: u8 = 2;
 const KIND_HEARTBEAT: u8 = 3;
 const KIND_ACK: u8 = 4;
 const KIND_REFUSE: u8 = 5;
+const KIND_TERM: u8 = 6;
 
 /// Why a primary refused a standby.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -117,6 +122,11 @@ pub enum Frame<'a> {
         /// The primary's durable sequence.
         primary_durable_seq: Seq,
     },
+    /// The primary's leadership term (0: it runs without etcd).
+    Term {
+        /// The term.
+        term: u64,
+    },
 }
 
 /// Bytes on the stream that are not a valid frame.
@@ -160,7 +170,7 @@ pub async fn read_frame<'a, R: AsyncRead + Unpin>(
     let fits = match kind {
         KIND_HELLO => length == 16,
         KIND_RECORD => length > RECORD_PREFIX_BYTES && length <= BODY_MAX_BYTES,
-        KIND_HEARTBEAT | KIND_ACK => length == 8,
+        KIND_HEARTBEAT | KIND_ACK | KIND_TERM => length == 8,
         KIND_REFUSE => length == 10,
         other => return Err(WireError::Kind(other)),
     };
@@ -191,6 +201,9 @@ pub async fn read_frame<'a, R: AsyncRead + Unpin>(
         },
         KIND_ACK => Frame::Ack {
             durable_seq: u64_at(body, 0),
+        },
+        KIND_TERM => Frame::Term {
+            term: u64_at(body, 0),
         },
         _ => {
             let code = u16::from_le_bytes([body[0], body[1]]);
@@ -240,6 +253,10 @@ pub fn encode(out: &mut Vec<u8>, frame: &Frame<'_>) {
             push_header(out, KIND_ACK, 8);
             out.extend_from_slice(&durable_seq.to_le_bytes());
         }
+        Frame::Term { term } => {
+            push_header(out, KIND_TERM, 8);
+            out.extend_from_slice(&term.to_le_bytes());
+        }
         Frame::Refuse {
             reason,
             primary_durable_seq,
@@ -284,6 +301,7 @@ mod tests {
                 primary_durable_seq: 3,
             },
             Frame::Ack { durable_seq: 4 },
+            Frame::Term { term: 6 },
             Frame::Refuse {
                 reason: RefuseReason::JournalGone,
                 primary_durable_seq: 5,

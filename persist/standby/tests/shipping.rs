@@ -350,3 +350,67 @@ fn a_standby_ahead_of_the_primary_is_refused_and_stops() {
         "nothing appended"
     );
 }
+
+#[test]
+fn a_standby_that_saw_a_newer_term_refuses_every_record_of_an_older_primary() {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    // The test node's primary runs without leadership: term 0.
+    let (mut primary, addr) = start_primary(root.path(), 1_000, 100_000, "durable");
+    assert_eq!(primary.wait_for("done", 1_000), 1_000);
+    let files = peregrine_standby::TlsFiles {
+        ca_cert: root.path().join("certs/ca.pem"),
+        cert: root.path().join("certs/standby.pem"),
+        key: root.path().join("certs/standby.key"),
+    };
+    let follow = |floor: u64| peregrine_standby::StandbyConfig {
+        primary_addr: addr.clone(),
+        primary_name: "localhost".to_owned(),
+        journal: peregrine_persist::JournalConfig::new(root.path().join("standby")),
+        engine: peregrine_hotpath::EngineConfig {
+            max_accounts: 64,
+            max_currencies: 4,
+            max_markets: 2,
+            max_orders: 1 << 14,
+            max_levels_per_side: 1_024,
+            max_open_orders_per_account: 1_000,
+            ..peregrine_hotpath::EngineConfig::default()
+        },
+        reconnect_every: Duration::from_millis(50),
+        stop_at: None,
+        term_floor: Arc::new(std::sync::atomic::AtomicU64::new(floor)),
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let registry = prometheus::Registry::new();
+    let metrics = peregrine_standby::metrics::StandbyMetrics::register(&registry).unwrap();
+    // Having seen term 5, it refuses the term-0 primary, session after session.
+    let stopped = runtime
+        .block_on(peregrine_standby::standby::run_until(
+            follow(5),
+            files.client_config().unwrap(),
+            metrics.clone(),
+            async { tokio::time::sleep(Duration::from_secs(1)).await },
+        ))
+        .unwrap();
+    assert_eq!(
+        stopped.durable_seq, 0,
+        "records of a deposed primary accepted"
+    );
+    assert!(
+        metrics.deposed_refused.get() > 1,
+        "not refused on every session"
+    );
+    // The same standby without that knowledge follows it.
+    let metrics =
+        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let mut config = follow(0);
+    config.stop_at = Some(1_000);
+    let stopped = runtime
+        .block_on(peregrine_standby::standby::run(
+            config,
+            files.client_config().unwrap(),
+            metrics,
+        ))
+        .unwrap();
+    assert_eq!(stopped.durable_seq, 1_000);
+}

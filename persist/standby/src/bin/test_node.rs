@@ -114,6 +114,7 @@ fn primary(args: &[String]) -> Result<(), Error> {
             journal_dir: dir.clone(),
             standbys_max: 2,
             heartbeat_every: Duration::from_millis(50),
+            term: 0,
         };
         let tls = tls_files(&certs, "primary").server_config()?;
         let metrics = ShipMetrics::register(&registry)?;
@@ -211,6 +212,7 @@ fn standby(args: &[String]) -> Result<(), Error> {
         engine: engine_config(),
         reconnect_every: Duration::from_millis(100),
         stop_at: Some(stop_at),
+        term_floor: Default::default(),
     };
     let tls = tls_files(&certs, identity).client_config()?;
     let metrics = StandbyMetrics::register(&prometheus::Registry::new())?;
