@@ -465,3 +465,41 @@ async fn nats_restarted_mid_stream_no_gap_no_duplicate() {
     converges(&m.up, &bridge, "markets/btcusd/order-book").await;
     m.up.stop();
 }
+
+/// `peregrine bench fanout` end to end, small: every measured trade reaches every subscriber
+/// on every bridge, and the report has the shape `perf/RESULTS.md` quotes.
+#[test]
+fn bench_fanout_delivers_every_trade_to_every_subscriber() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .args([
+            "bench",
+            "fanout",
+            "--json",
+            "--subscribers",
+            "20",
+            "--bridges",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.25",
+        ])
+        .env("NATS_URL", nats_url())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["workload"], "fanout");
+    let params = &report["params"];
+    assert_eq!(params["trades"], 20, "{report}");
+    assert_eq!(params["deliveries"], 20 * 20, "{report}");
+    assert_eq!(params["deliveries_missing"], 0, "{report}");
+    assert!(
+        report["floor_ns"].as_u64().is_some_and(|f| f > 0),
+        "{report}"
+    );
+    assert!(report["latency_ns"]["p99"].as_u64().is_some(), "{report}");
+}

@@ -14,6 +14,7 @@ pub const WORKLOADS: &[Workload] = &[
     workloads::replication::WORKLOAD,
     workloads::rest::WORKLOAD,
     workloads::ws::WORKLOAD,
+    workloads::fanout::WORKLOAD,
 ];
 
 /// One benchmark workload: a name, the workload-specific flags it accepts, and how to run it.

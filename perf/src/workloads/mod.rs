@@ -2,6 +2,7 @@
 //! [`registry::WORKLOADS`](crate::registry::WORKLOADS).
 
 pub mod e2e;
+pub mod fanout;
 pub mod journal;
 pub mod matching;
 pub mod noop;
