@@ -614,3 +614,59 @@ async fn orders_through_a_bridge_reach_every_book_and_survive_an_appliance_resta
     up.stop();
     delete_stream(&url, &stream).await;
 }
+
+/// Ranger's private streams on a bridge: the account's own order, from the stream's private
+/// changes, to a subscriber authenticated by the bridge (a read key in its `[rest]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_stream_on_a_bridge_sees_the_accounts_order() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("private");
+    let url = nats_url();
+    let (up, port) = relay_appliance(dir.path(), &url, &stream, &prefix);
+    up.deposit(1, "usd", "1000000", 1).await;
+    let lines = format!(
+        "orders_url = \"http://127.0.0.1:{port}\"\n\n[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n"
+    );
+    let bridge = Bridge::start_with(&dir.path().join("b"), &url, &stream, &lines);
+    converges(&up, &bridge, "markets/btcusd/order-book").await;
+    let path = "/api/v2/ranger/private?stream=order&stream=balance";
+    let nonce = support::now_ms() as u64;
+    let signature =
+        peregrine_gateway::rest::auth::sign_request(RELAY_SECRET, nonce, "GET", path, b"");
+    let mut request = format!("{}{path}", bridge.rest.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("x-auth-apikey", RELAY_KEY.parse().unwrap());
+    headers.insert("x-auth-nonce", nonce.to_string().parse().unwrap());
+    headers.insert("x-auth-signature", signature.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let subscribed = support::next_with(&mut ws, "success").await;
+    assert_eq!(
+        subscribed["streams"],
+        serde_json::json!(["order", "balance"])
+    );
+    let (status, body) = signed(&bridge.rest, "POST", ORDERS, &bid("49000"), RELAY_SECRET).await;
+    assert_eq!(status, 201, "{body}");
+    let (mut order, mut balance) = (None, None);
+    while order.is_none() || balance.is_none() {
+        let message = tokio::time::timeout(CONVERGE_WITHIN, ws.next())
+            .await
+            .expect("no private message within the bound")
+            .expect("the WebSocket ended")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        order = order.or_else(|| value.get("order").cloned());
+        balance = balance.or_else(|| value.get("balance").cloned());
+    }
+    let order = order.unwrap();
+    assert_eq!(order["market"], "btcusd", "{order}");
+    assert_eq!(order["side"], "buy", "{order}");
+    assert!(balance.unwrap().to_string().contains("usd"));
+    up.stop();
+    delete_stream(&url, &stream).await;
+}

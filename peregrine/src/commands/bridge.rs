@@ -12,7 +12,10 @@
 //! edge, which verifies the user's signature (`peregrine_gateway::rest::relay`: the bridge
 //! holds no key and cannot act for an account); without, it answers them 503
 //! `server.not_served`. It reads account orders and trades from the replica (`[bridge]
-//! accounts_from_replica`), else relays them too.
+//! accounts_from_replica`), else relays them too. Ranger's private streams (`order`, `trade`,
+//! `balance`) are served from the stream's `user.<account>.*` changes, which the consumer
+//! reads with the rest (no second source to keep in order with the books); their subscribers
+//! are authenticated by the bridge itself, with the read keys of its own `[rest] keys`.
 //!
 //! Start order: configuration, logging, listeners, metrics and readiness, the consumer, the
 //! REST/WebSocket server, the health server, then the summary on stdout. Stop: not ready, the
