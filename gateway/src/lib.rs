@@ -9,7 +9,9 @@
 //! - [`quic`]: the `peregrine/2` protocol, its sans-IO session and the quinn server.
 //! - [`catalog`]: re-exported from `peregrine-core`, which owns the sequencer, the router of
 //!   the engine's outputs and the catalog; the edges here map its notices to their protocols.
-//! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI.
+//! - [`rest`]: the REST bridge for retail (Peatio API v2 shapes), its server and OpenAPI; on
+//!   a bridge node, the relay of signed order entry and balances to the appliance
+//!   ([`rest::relay`]), which authenticates them (a bridge never acts for an account).
 //! - [`ws`]: Ranger-style WebSocket streams served by the same server.
 //! - [`levels`]: the KYC level gate both edges check before a new order is sequenced.
 //! - [`market_data`]: sans-IO derivation of trades, books, candles, tickers and account

@@ -17,6 +17,17 @@ pub const CHECKS_MAX: usize = 64;
 pub enum CheckStatus {
     Ready,
     NotReady(String),
+    /// Serving, with a part that is not: shown on `/health/ready` (`degraded <name>: <why>`)
+    /// but not failing it. For a part whose loss must not take the appliance out of service
+    /// (a load balancer or Kubernetes would stop sending orders to it), e.g. the fan-out.
+    Degraded(String),
+}
+
+impl CheckStatus {
+    /// Whether this check lets the appliance be ready.
+    pub fn is_serving(&self) -> bool {
+        matches!(self, CheckStatus::Ready | CheckStatus::Degraded(_))
+    }
 }
 
 type CheckFn = dyn Fn() -> CheckStatus + Send + Sync;
@@ -67,13 +78,13 @@ pub struct ReadinessReport {
 }
 
 impl ReadinessReport {
-    /// Ready when every check passes. With no checks registered the appliance has not started
-    /// anything, so it is not ready.
+    /// Ready when every check passes or is only degraded. With no checks registered the
+    /// appliance has not started anything, so it is not ready.
     pub fn is_ready(&self) -> bool {
-        !self.checks.is_empty() && self.checks.iter().all(|(_, s)| *s == CheckStatus::Ready)
+        !self.checks.is_empty() && self.checks.iter().all(|(_, s)| s.is_serving())
     }
 
-    /// One line per check: `ok http` or `not ready data: <reason>`.
+    /// One line per check: `ok http`, `not ready data: <reason>` or `degraded fanout: <reason>`.
     pub fn to_text(&self) -> String {
         let mut text = String::new();
         text.push_str(if self.is_ready() {
@@ -86,6 +97,9 @@ impl ReadinessReport {
                 CheckStatus::Ready => text.push_str(&format!("ok {name}\n")),
                 CheckStatus::NotReady(reason) => {
                     text.push_str(&format!("not ready {name}: {reason}\n"))
+                }
+                CheckStatus::Degraded(reason) => {
+                    text.push_str(&format!("degraded {name}: {reason}\n"))
                 }
             }
         }
@@ -264,6 +278,23 @@ mod tests {
         assert_eq!(
             readiness.report().checks[0].1,
             CheckStatus::NotReady("shutting down".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_degraded_check_shows_but_keeps_the_appliance_ready() {
+        let readiness = Readiness::new();
+        readiness
+            .register_check("http", || CheckStatus::Ready)
+            .unwrap();
+        readiness
+            .register_check("fanout", || CheckStatus::Degraded("NATS down".to_owned()))
+            .unwrap();
+        let report = readiness.report();
+        assert!(report.is_ready());
+        assert_eq!(
+            report.to_text(),
+            "ready\nok http\ndegraded fanout: NATS down\n"
         );
     }
 

@@ -65,9 +65,14 @@ struct Bridge {
 impl Bridge {
     /// Starts a bridge in `dir` (created) on `stream` at `url`, and waits for its summary.
     fn start(dir: &Path, url: &str, stream: &str) -> Bridge {
+        Bridge::start_with(dir, url, stream, "")
+    }
+
+    /// [`Bridge::start`] with more lines for its `[bridge]` section.
+    fn start_with(dir: &Path, url: &str, stream: &str, bridge_lines: &str) -> Bridge {
         std::fs::create_dir_all(dir).unwrap();
         let config = format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\n\n[rest]\nlisten = \"127.0.0.1:0\"\n\n[bridge]\nurl = \"{url}\"\nstream = \"{stream}\"\n"
+            "[http]\nlisten = \"127.0.0.1:0\"\n\n[rest]\nlisten = \"127.0.0.1:0\"\n\n[bridge]\nurl = \"{url}\"\nstream = \"{stream}\"\n{bridge_lines}"
         );
         std::fs::write(dir.join("peregrine.toml"), config).unwrap();
         let (mut child, receiver) = support::spawn(dir, &["bridge", "--log-format", "json"]);
@@ -464,4 +469,204 @@ async fn nats_restarted_mid_stream_no_gap_no_duplicate() {
     assert_eq!(trades.as_array().unwrap().len(), 9, "{trades}");
     converges(&m.up, &bridge, "markets/btcusd/order-book").await;
     m.up.stop();
+}
+
+/// `peregrine bench fanout` end to end, small: every measured trade reaches every subscriber
+/// on every bridge, and the report has the shape `perf/RESULTS.md` quotes.
+#[test]
+fn bench_fanout_delivers_every_trade_to_every_subscriber() {
+    let output = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .args([
+            "bench",
+            "fanout",
+            "--json",
+            "--subscribers",
+            "20",
+            "--bridges",
+            "2",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.25",
+        ])
+        .env("NATS_URL", nats_url())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["workload"], "fanout");
+    let params = &report["params"];
+    assert_eq!(params["trades"], 20, "{report}");
+    assert_eq!(params["deliveries"], 20 * 20, "{report}");
+    assert_eq!(params["deliveries_missing"], 0, "{report}");
+    assert!(
+        report["floor_ns"].as_u64().is_some_and(|f| f > 0),
+        "{report}"
+    );
+    assert!(report["latency_ns"]["p99"].as_u64().is_some(), "{report}");
+}
+
+const RELAY_KEY: &str = "relay-key";
+const RELAY_SECRET: &str = "relay-secret-0123456789";
+
+/// A `[rest]`-signed request (`nonce + METHOD + path + SHA-256(body)`) with `secret`.
+async fn signed(base: &str, method: &str, path: &str, body: &str, secret: &str) -> (u16, String) {
+    let nonce = support::now_ms() as u64;
+    let signature =
+        peregrine_gateway::rest::auth::sign_request(secret, nonce, method, path, body.as_bytes());
+    let request = match method {
+        "POST" => http_client()
+            .post(format!("{base}{path}"))
+            .body(body.to_owned()),
+        _ => http_client().get(format!("{base}{path}")),
+    };
+    let response = request
+        .header("x-auth-apikey", RELAY_KEY)
+        .header("x-auth-nonce", nonce.to_string())
+        .header("x-auth-signature", signature)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+const ORDERS: &str = "/api/v2/peatio/market/orders";
+
+fn bid(price: &str) -> String {
+    format!(r#"{{"market":"btcusd","side":"buy","volume":"0.01","price":"{price}"}}"#)
+}
+
+/// An appliance whose `[rest]` listens on a fixed port (a restarted one is found again), with
+/// an API key for account 1.
+fn relay_appliance(dir: &Path, url: &str, stream: &str, prefix: &str) -> (Up, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let extra = format!(
+        "{}\n[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n",
+        fanout_section(url, stream, prefix)
+    );
+    let path = write_config(dir, &[Trader::new(1)], &extra);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[rest]\nlisten = \"127.0.0.1:0\"",
+        &format!("[rest]\nlisten = \"127.0.0.1:{port}\""),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    (Up::start(dir), port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_through_a_bridge_reach_every_book_and_survive_an_appliance_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("relay");
+    let url = nats_url();
+    let (up, port) = relay_appliance(dir.path(), &url, &stream, &prefix);
+    up.deposit(1, "usd", "1000000", 1).await;
+    let orders_url = format!("orders_url = \"http://127.0.0.1:{port}\"\n");
+    let one = Bridge::start(&dir.path().join("b1"), &url, &stream);
+    let two = Bridge::start_with(&dir.path().join("b2"), &url, &stream, &orders_url);
+    // Placed through bridge two: on the appliance's book and on both bridges'.
+    let (status, body) = signed(&two.rest, "POST", ORDERS, &bid("49000"), RELAY_SECRET).await;
+    assert_eq!(status, 201, "{body}");
+    let book = converges(&up, &one, "markets/btcusd/order-book").await;
+    assert_eq!(book["bids"].as_array().unwrap().len(), 1, "{book}");
+    assert_eq!(
+        converges(&up, &two, "markets/btcusd/order-book").await,
+        book
+    );
+    // A wrong signature is refused at the bridge, and nothing changes.
+    let (status, body) = signed(&two.rest, "POST", ORDERS, &bid("48000"), "wrong-secret").await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = signed(&two.rest, "GET", "/api/v2/peatio/account/balances", "", "x").await;
+    assert_eq!(status, 401, "{body}");
+    // Balances, relayed: the order's funds are locked.
+    let balances = "/api/v2/peatio/account/balances/usd";
+    let (status, body) = signed(&two.rest, "GET", balances, "", RELAY_SECRET).await;
+    assert_eq!(status, 200, "{body}");
+    let usd: Value = serde_json::from_str(&body).unwrap();
+    let locked = usd["locked"].as_str().map(|l| l.parse::<f64>().unwrap());
+    assert!(locked.is_some_and(|l| l >= 490.0), "{usd}");
+    // The appliance restarted: the bridge reaches it again.
+    up.stop();
+    let up = Up::start(dir.path());
+    let started = Instant::now();
+    loop {
+        let (status, body) = signed(&two.rest, "POST", ORDERS, &bid("47000"), RELAY_SECRET).await;
+        if status == 201 {
+            break;
+        }
+        assert!(started.elapsed() < CONVERGE_WITHIN, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let book = converges(&up, &one, "markets/btcusd/order-book").await;
+    assert_eq!(book["bids"].as_array().unwrap().len(), 2, "{book}");
+    assert_eq!(
+        book,
+        levels(public(&up.rest, "markets/btcusd/order-book").await)
+    );
+    up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+/// Ranger's private streams on a bridge: the account's own order, from the stream's private
+/// changes, to a subscriber authenticated by the bridge (a read key in its `[rest]`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_stream_on_a_bridge_sees_the_accounts_order() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("private");
+    let url = nats_url();
+    let (up, port) = relay_appliance(dir.path(), &url, &stream, &prefix);
+    up.deposit(1, "usd", "1000000", 1).await;
+    let lines = format!(
+        "orders_url = \"http://127.0.0.1:{port}\"\n\n[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n"
+    );
+    let bridge = Bridge::start_with(&dir.path().join("b"), &url, &stream, &lines);
+    converges(&up, &bridge, "markets/btcusd/order-book").await;
+    let path = "/api/v2/ranger/private?stream=order&stream=balance";
+    let nonce = support::now_ms() as u64;
+    let signature =
+        peregrine_gateway::rest::auth::sign_request(RELAY_SECRET, nonce, "GET", path, b"");
+    let mut request = format!("{}{path}", bridge.rest.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("x-auth-apikey", RELAY_KEY.parse().unwrap());
+    headers.insert("x-auth-nonce", nonce.to_string().parse().unwrap());
+    headers.insert("x-auth-signature", signature.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let subscribed = support::next_with(&mut ws, "success").await;
+    assert_eq!(
+        subscribed["streams"],
+        serde_json::json!(["order", "balance"])
+    );
+    let (status, body) = signed(&bridge.rest, "POST", ORDERS, &bid("49000"), RELAY_SECRET).await;
+    assert_eq!(status, 201, "{body}");
+    let (mut order, mut balance) = (None, None);
+    while order.is_none() || balance.is_none() {
+        let message = tokio::time::timeout(CONVERGE_WITHIN, ws.next())
+            .await
+            .expect("no private message within the bound")
+            .expect("the WebSocket ended")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let value: Value = serde_json::from_str(&text).unwrap();
+        order = order.or_else(|| value.get("order").cloned());
+        balance = balance.or_else(|| value.get("balance").cloned());
+    }
+    let order = order.unwrap();
+    assert_eq!(order["market"], "btcusd", "{order}");
+    assert_eq!(order["side"], "buy", "{order}");
+    assert!(balance.unwrap().to_string().contains("usd"));
+    up.stop();
+    delete_stream(&url, &stream).await;
 }

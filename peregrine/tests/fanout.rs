@@ -129,7 +129,7 @@ async fn a_trade_reaches_the_stream_under_the_markets_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_nats_unreachable_trading_goes_on_and_readiness_says_why() {
+async fn with_nats_unreachable_trading_goes_on_and_readiness_says_degraded() {
     let dir = tempfile::tempdir().unwrap();
     let buyer = Trader::new(1);
     // Port 1 on loopback: nothing answers.
@@ -157,8 +157,17 @@ async fn with_nats_unreachable_trading_goes_on_and_readiness_says_why() {
         .send()
         .await
         .unwrap();
-    assert_eq!(ready.status(), 503);
+    // The outage shows, but does not take the market's only writer out of service.
+    assert_eq!(ready.status(), 200);
     let body = ready.text().await.unwrap();
-    assert!(body.contains("fan-out not connected to NATS"), "{body}");
+    assert!(
+        body.contains("degraded fanout: fan-out not connected to NATS"),
+        "{body}"
+    );
+    let metrics = up.metrics().await;
+    assert!(
+        metrics.lines().any(|l| l == "peregrine_fanout_connected 0"),
+        "{metrics}"
+    );
     up.stop();
 }

@@ -73,6 +73,15 @@ pub struct BenchArgs {
     /// Absent: `DATABASE_URL`, then `mysql://root@127.0.0.1:3306/peregrine_bench`.
     #[arg(long = "database-url", value_name = "URL")]
     pub database_url: Option<String>,
+
+    /// Subscribers (e.g. WebSocket connections) to fan out to; used by workloads that support
+    /// it.
+    #[arg(long, value_name = "N")]
+    pub subscribers: Option<usize>,
+
+    /// Bridge processes to spread the subscribers over; used by workloads that support it.
+    #[arg(long, value_name = "M")]
+    pub bridges: Option<usize>,
 }
 
 /// When the gateway acknowledges an order (`--ack`).
@@ -135,6 +144,10 @@ pub enum WorkloadFlag {
     DatabaseUrl,
     /// `--flow`.
     Flow,
+    /// `--subscribers`.
+    Subscribers,
+    /// `--bridges`.
+    Bridges,
 }
 
 impl WorkloadFlag {
@@ -148,6 +161,8 @@ impl WorkloadFlag {
             WorkloadFlag::Ack => "--ack",
             WorkloadFlag::DatabaseUrl => "--database-url",
             WorkloadFlag::Flow => "--flow",
+            WorkloadFlag::Subscribers => "--subscribers",
+            WorkloadFlag::Bridges => "--bridges",
         }
     }
 }
@@ -169,6 +184,8 @@ impl BenchArgs {
             ack: None,
             flow: None,
             database_url: None,
+            subscribers: None,
+            bridges: None,
         }
     }
 
@@ -198,6 +215,12 @@ impl BenchArgs {
         }
         if self.batch_commands == Some(0) {
             return Err(BenchError::invalid("--batch", "must be at least 1"));
+        }
+        if self.subscribers == Some(0) {
+            return Err(BenchError::invalid("--subscribers", "must be at least 1"));
+        }
+        if self.bridges == Some(0) {
+            return Err(BenchError::invalid("--bridges", "must be at least 1"));
         }
         Ok(())
     }
@@ -234,6 +257,8 @@ impl BenchArgs {
             ack,
             flow,
             database_url,
+            subscribers,
+            bridges,
         } = self;
         let given = [
             (rate_ops_per_sec.is_some(), WorkloadFlag::Rate),
@@ -243,6 +268,8 @@ impl BenchArgs {
             (ack.is_some(), WorkloadFlag::Ack),
             (flow.is_some(), WorkloadFlag::Flow),
             (database_url.is_some(), WorkloadFlag::DatabaseUrl),
+            (subscribers.is_some(), WorkloadFlag::Subscribers),
+            (bridges.is_some(), WorkloadFlag::Bridges),
         ];
         given
             .into_iter()
@@ -316,6 +343,10 @@ mod tests {
             "flash-crash",
             "--database-url",
             "mysql://root@127.0.0.1:3306/bench",
+            "--subscribers",
+            "100",
+            "--bridges",
+            "3",
         ])
         .unwrap();
         assert!(args.json);
@@ -340,7 +371,9 @@ mod tests {
                 WorkloadFlag::Batch,
                 WorkloadFlag::Ack,
                 WorkloadFlag::Flow,
-                WorkloadFlag::DatabaseUrl
+                WorkloadFlag::DatabaseUrl,
+                WorkloadFlag::Subscribers,
+                WorkloadFlag::Bridges
             ]
         );
     }

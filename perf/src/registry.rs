@@ -16,6 +16,7 @@ pub const WORKLOADS: &[Workload] = &[
     workloads::ws::WORKLOAD,
     workloads::auth::WORKLOAD,
     workloads::wallets::WORKLOAD,
+    workloads::fanout::WORKLOAD,
 ];
 
 /// One benchmark workload: a name, the workload-specific flags it accepts, and how to run it.

@@ -10,7 +10,8 @@
 //!   ([`feed`]) into [`crate::market_data`], never by polling the engine; the engine is queried
 //!   only to seed the books and for balances. A bridge node ([`serve_fed`]) runs the same
 //!   market data and streams from a [`StreamFeed`] instead, with no engine: order entry and
-//!   balances answer 503 `server.not_served`, account history comes from the replica.
+//!   balances are relayed to the appliance ([`relay`]) or answer 503 `server.not_served`,
+//!   account history comes from the replica (or is relayed).
 //! - Writes are read back: an order's answer waits until the feed has applied its command, so a
 //!   `GET` after a `POST` sees it.
 //! - Errors: one JSON body with a stable code ([`error`]); 4xx for the client's faults.
@@ -29,6 +30,7 @@ pub mod openapi;
 mod orders;
 mod public;
 pub mod rebuild;
+pub mod relay;
 pub mod time;
 pub mod transactions;
 pub mod types;
@@ -129,6 +131,9 @@ pub struct Bridge {
     pub(crate) levels: std::sync::OnceLock<Arc<crate::levels::LevelGate>>,
     /// The wallet store's read model, when the wallets run: chain deposits and addresses.
     pub(crate) deposits: std::sync::OnceLock<Arc<dyn deposits::DepositBook>>,
+    /// On a bridge node: the appliance's REST edge, which order entry and balances are
+    /// relayed to (see [`relay`]); unset, they answer 503 `server.not_served`.
+    pub(crate) relay: std::sync::OnceLock<relay::Relay>,
 }
 
 impl Bridge {
@@ -176,6 +181,7 @@ impl Bridge {
             tokens: std::sync::OnceLock::new(),
             levels: std::sync::OnceLock::new(),
             deposits: std::sync::OnceLock::new(),
+            relay: std::sync::OnceLock::new(),
         }))
     }
 
@@ -200,6 +206,13 @@ impl Bridge {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Shared> {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Relays order entry and balances to the appliance from now on (a bridge node; once, a
+    /// second call is ignored). Meaningless on the appliance, which has the engine.
+    pub fn relay_to(&self, relay: relay::Relay) {
+        assert!(self.engine.is_none(), "only a bridge node relays");
+        let _ = self.relay.set(relay);
     }
 
     /// Accepts identity's access JWTs from now on (once; a second call is ignored).
@@ -270,6 +283,11 @@ pub fn router(bridge: Arc<Bridge>) -> Router {
     .layer(axum::middleware::from_fn_with_state(
         bridge.clone(),
         extract::digest_signed_body,
+    ))
+    // Before the body is read for its digest: a relayed request goes on byte for byte.
+    .layer(axum::middleware::from_fn_with_state(
+        bridge.clone(),
+        relay::relay_layer,
     ))
     .layer(axum::middleware::from_fn_with_state(bridge.clone(), track))
     .layer(DefaultBodyLimit::max(bridge.config.body_limit_bytes))

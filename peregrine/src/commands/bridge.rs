@@ -7,9 +7,15 @@
 //! JetStream ──consumer──► FeedEvent ──► FeedItem ──► market data + hub (gateway) ──► REST, WS
 //! ```
 //!
-//! It holds no state of its own: killed and restarted, it loads the snapshot again. It takes no
-//! orders (503 `server.not_served`: clients place them on the appliance, over QUIC or REST) and
-//! reads account orders and trades only from the replica (`[bridge] accounts_from_replica`).
+//! It holds no state of its own: killed and restarted, it loads the snapshot again. With
+//! `[bridge] orders_url` it relays signed order entry and balances to the appliance's REST
+//! edge, which verifies the user's signature (`peregrine_gateway::rest::relay`: the bridge
+//! holds no key and cannot act for an account); without, it answers them 503
+//! `server.not_served`. It reads account orders and trades from the replica (`[bridge]
+//! accounts_from_replica`), else relays them too. Ranger's private streams (`order`, `trade`,
+//! `balance`) are served from the stream's `user.<account>.*` changes, which the consumer
+//! reads with the rest (no second source to keep in order with the books); their subscribers
+//! are authenticated by the bridge itself, with the read keys of its own `[rest] keys`.
 //!
 //! Start order: configuration, logging, listeners, metrics and readiness, the consumer, the
 //! REST/WebSocket server, the health server, then the summary on stdout. Stop: not ready, the
@@ -70,6 +76,8 @@ pub enum BridgeError {
     Rest(#[from] peregrine_gateway::rest::RestError),
     #[error("stream: {0}")]
     Consumer(#[from] peregrine_fanout::ConsumerError),
+    #[error("[bridge] orders_url: {0}")]
+    Relay(#[from] peregrine_gateway::rest::relay::RelayError),
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
 }
@@ -79,7 +87,10 @@ impl BridgeError {
     pub fn is_config_error(&self) -> bool {
         matches!(
             self,
-            Self::Config(_) | Self::Logging(LoggingError::Filter(_)) | Self::Catalog(_)
+            Self::Config(_)
+                | Self::Logging(LoggingError::Filter(_))
+                | Self::Catalog(_)
+                | Self::Relay(peregrine_gateway::rest::relay::RelayError::BadUrl(_))
         )
     }
 }
@@ -221,6 +232,12 @@ async fn start_rest(
         replica,
     )
     .await?;
+    if !config.bridge.orders_url.is_empty() {
+        rest.bridge()
+            .relay_to(peregrine_gateway::rest::relay::Relay::new(
+                &config.bridge.orders_url,
+            )?);
+    }
     Ok(rest)
 }
 

@@ -598,7 +598,15 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
 }
 
 /// Starts the publisher to NATS JetStream when `[fanout]` is on, with a readiness check. It
-/// connects and reconnects by itself: NATS being down shows on readiness, never stops `up`.
+/// connects and reconnects by itself: NATS being down never stops `up`.
+///
+/// A NATS outage leaves the appliance *ready*, shown as `degraded fanout: <why>` on
+/// `/health/ready` and as `peregrine_fanout_connected 0` on `/metrics`. Readiness decides
+/// whether a load balancer (a Kubernetes Service) sends orders here; this appliance is the
+/// market's only writer, so failing it would stop trading for everyone to protect only the
+/// bridges' freshness, which the bridges report on their own readiness (lag, not following).
+/// Nothing is lost meanwhile: the publisher republishes from the journal on reconnect, and
+/// journal retention keeps what it has not published.
 fn start_fanout(
     config: &Config,
     exchange: &Exchange,
@@ -640,7 +648,7 @@ fn start_fanout(
     let checked = Arc::clone(&handle);
     readiness.register_check("fanout", move || match checked.readiness() {
         Ok(()) => CheckStatus::Ready,
-        Err(why) => CheckStatus::NotReady(why),
+        Err(why) => CheckStatus::Degraded(why),
     })?;
     Ok(Some(handle))
 }

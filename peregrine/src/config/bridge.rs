@@ -18,6 +18,10 @@ pub struct BridgeSection {
     pub ready_lag_max_messages: u64,
     /// Serve account orders and trades from the `[replica]` database (read only).
     pub accounts_from_replica: bool,
+    /// The appliance's `[rest]` base (`http://host:port`) that signed order entry and balances
+    /// are relayed to (the appliance verifies the user's signature; see
+    /// `peregrine_gateway::rest::relay`); empty: the bridge answers them 503.
+    pub orders_url: String,
 }
 
 impl Default for BridgeSection {
@@ -27,6 +31,7 @@ impl Default for BridgeSection {
             stream: "PEREGRINE".to_owned(),
             ready_lag_max_messages: 10_000,
             accounts_from_replica: false,
+            orders_url: String::new(),
         }
     }
 }
