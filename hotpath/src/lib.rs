@@ -26,8 +26,12 @@
 //! | `CurrencyAdd`, `Deposit`, `WithdrawalHold/Settle/Release` | `CurrencyAdded`, `Deposited`, `WithdrawalHeld/Settled/Released` |
 //! | `MarketAdd/Update/Halt/Resume`, `FeeScheduleUpdate`, `AccountFeeTier` | the matching `Market*`/`Fee*` event |
 //!
-//! After the command's own events, a `Balance` event gives the new state of every balance cell
-//! the command changed, in (account, currency) order (when `EngineConfig::balance_events` is on).
+//! Balances ride on those events (event format 2): `OrderAccepted` carries the order's lock,
+//! `OrderRested`, `OrderFilled` and `OrderCancelled` what the order released, `OrderReplaced`
+//! its lock before and after, `Trade` both sides' settlement (with the market's currencies) and
+//! the funds events their amounts. [`Event::balance_changes`] is the one interpretation: applied
+//! to the balances a consumer started from (the engine's, at a snapshot), it yields the engine's
+//! balances after every command. There is no `Balance` event any more.
 //!
 //! # Orders
 //!
@@ -129,10 +133,14 @@
 //!   just found) are read through small accessors without a bounds check; each states why its
 //!   index is in bounds and `debug_assert!`s it, so every (debug) test still checks it (-7 %,
 //!   session 8 round 2). The ledger's cells keep their checks: unchecked measured worse.
-//! - **Balance events**: cells are appended as touched and sorted once per command; keeping
-//!   them sorted as they are touched, or a hand-written insertion sort, measured worse. They
-//!   cost ~130 instructions a command (against `scripts/instructions --no-balance-events`):
-//!   recording the touched cells, sorting them (~22) and writing ~1.7 events (~17 each).
+//! - **Balances in the events**: format 1 appended a `Balance` event per changed cell after each
+//!   command (the state after), which cost ~130 instructions a command: recording the touched
+//!   cells, sorting them (~22) and writing ~1.7 more events (~17 each); cheaper ways to build
+//!   those events (kept sorted, insertion sort, no sort for one cell) all measured worse.
+//!   Format 2 writes the amounts into the events that already carry the order or the trade
+//!   (a field or two each; the largest event, `Trade`, grew from 88 to 96 bytes for the two
+//!   currencies), and consumers rebuild the state with [`Event::balance_changes`]: 728.1 ->
+//!   594.3 instructions per command realistic, 776.1 -> 650.7 flash crash (session 9).
 //!
 //! # Snapshots
 //!
@@ -210,7 +218,9 @@ pub use command::{
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, OrderView};
-pub use event::{CancelReason, Event, RejectReason, Trade};
+pub use event::{
+    BALANCE_CHANGES_MAX, BalanceChange, BalanceChanges, CancelReason, Event, RejectReason, Trade,
+};
 pub use ids::*;
 pub use market::{BAND_BPS_MAX, MAX_FEE_PPM, MAX_FEE_TIERS};
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
