@@ -112,7 +112,11 @@
 //!   top of the session-8 vector alone it measured +1 to +3 instructions per command (the
 //!   vector's hint and guess already avoided most searches); once the bounds checks below were
 //!   gone it won on both flows (733.8 -> 728.1 realistic, 783.8 -> 776.1 flash crash,
-//!   session 8 round 2), for 96 KiB a side.
+//!   session 8 round 2), for 96 KiB a side. Width: 4 096 ticks. With balances in the events
+//!   (session 9), 8 192 ticks gave the same realistic count (594.3) and -0.7 % on the flash
+//!   crash (650.7 -> 646.4) for twice the memory (192 KiB a side, 96 MiB at 256 markets);
+//!   1 024 ticks lost more on the flash crash and 16 384 cost realistic instructions (session
+//!   8 round 2).
 //! - **Orders**: one 88-byte `Order` per slab slot, read and edited in place. The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
 //!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level
