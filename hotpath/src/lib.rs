@@ -133,8 +133,9 @@
 //!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
 //!   `take`, `rest` or `BookSide::unlink` measured worse or no better).
 //! - **Bounds checks**: the hot containers whose indices are valid by construction (the order
-//!   slab, the client-id table, account lists, account risk states, the market table, a level
-//!   just found) are read through small accessors without a bounds check; each states why its
+//!   slab, including a new order's write into a freed slot, the client-id table, account
+//!   lists, account risk states, the market table, a level just found) are read through small
+//!   accessors without a bounds check; each states why its
 //!   index is in bounds and `debug_assert!`s it, so every (debug) test still checks it (-7 %,
 //!   session 8 round 2). The ledger's cells keep their checks: unchecked measured worse.
 //! - **Balances in the events**: format 1 appended a `Balance` event per changed cell after each
