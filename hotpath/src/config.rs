@@ -22,8 +22,9 @@ pub struct EngineConfig {
     pub order_rate_per_sec: u32,
     /// Order-rate limit: burst size (bucket capacity) per account.
     pub order_burst: u32,
-    /// Emit a `Balance` event whenever a balance changes (the replica and private streams want
-    /// them; a pure matching benchmark may turn them off).
+    /// No effect since event format 2, where every event that changes a balance carries the
+    /// change ([`crate::Event::balance_changes`]) and there is no `Balance` event to turn off.
+    /// Kept so snapshots (which store the configuration) keep their format and bytes.
     pub balance_events: bool,
     /// Idempotency keys remembered per kind (deposit ids, withdrawal ids); older keys are
     /// refused as expired (see `idempotency`). About 40 bytes each when used.

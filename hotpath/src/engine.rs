@@ -20,9 +20,6 @@ use crate::market::{MAX_FEE_PPM, MAX_FEE_TIERS, Market, StopEntry};
 use crate::orders::{Kind, NIL, Order, OrderState, Orders};
 use crate::risk::{AccountRisk, account_risk, account_risk_mut, take_token};
 
-/// Balance cells one command usually changes, at most, before the touched list compacts.
-const TOUCHED_CAPACITY: usize = 4_096;
-
 /// Pending stops per market side: enough for real use, bounded so a flood is rejected.
 pub(crate) const STOPS_PER_SIDE: u32 = 16_384;
 
@@ -51,55 +48,6 @@ pub struct Engine {
     pub(crate) next_order_seq: u64,
     pub(crate) next_trade_id: u64,
     pub(crate) commands_applied: u64,
-    /// Cells changed by the current command, for its `Balance` events.
-    touched: Touched,
-}
-
-/// The balance cells the current command changed, possibly repeated (`Balance` events are
-/// emitted once per cell in (account, currency) order), each packed by `cell_key` so that
-/// sorting compares one integer instead of a tuple (the sort was ~6 % of a command). A field of
-/// its own so the match loop can record a cell while it holds the market and the orders.
-#[derive(Debug)]
-struct Touched {
-    keys: Vec<u64>,
-    /// `EngineConfig::balance_events`: when off, nothing is recorded.
-    enabled: bool,
-}
-
-impl Touched {
-    // Always: the compiler kept it out of line in some callers, where the call cost as much
-    // as the check (measured).
-    #[inline(always)]
-    fn touch(&mut self, account: AccountId, currency: CurrencyId) {
-        if !self.enabled {
-            return;
-        }
-        let key = cell_key(account, currency);
-        if self.keys.last() == Some(&key) {
-            return;
-        }
-        if self.keys.len() == self.keys.capacity() {
-            // A long sweep: compact in place before growing (growth only past this many
-            // distinct cells in one command).
-            self.keys.sort_unstable();
-            self.keys.dedup();
-        }
-        self.keys.push(key);
-    }
-}
-
-/// A balance cell packed into one integer whose numeric order is (account, currency) order: the
-/// currency takes the low 16 bits, the account the 32 above.
-#[inline]
-fn cell_key(account: AccountId, currency: CurrencyId) -> u64 {
-    u64::from(account.0) << 16 | u64::from(currency.0)
-}
-
-/// Inverse of `cell_key`.
-#[inline]
-fn cell_of_key(key: u64) -> (AccountId, CurrencyId) {
-    debug_assert!(key >> 48 == 0, "cell key above 48 bits");
-    (AccountId((key >> 16) as u32), CurrencyId(key as u16))
 }
 
 /// What the match loop keeps of the incoming order: read once, not per trade.
@@ -143,10 +91,6 @@ impl Engine {
             next_order_seq: 1,
             next_trade_id: 1,
             commands_applied: 0,
-            touched: Touched {
-                keys: Vec::with_capacity(TOUCHED_CAPACITY),
-                enabled: config.balance_events,
-            },
             config,
         })
     }
@@ -209,14 +153,10 @@ impl Engine {
             }
         };
         match result {
-            Ok(()) => self.emit_balances(out),
+            Ok(()) => {}
             Err(reason) => {
-                // Negative space: a rejected command emitted and touched nothing.
+                // Negative space: a rejected command emitted nothing.
                 debug_assert_eq!(out.len(), start, "rejected command emitted events");
-                debug_assert!(
-                    self.touched.keys.is_empty(),
-                    "rejected command touched balances"
-                );
                 out.push(Event::Rejected { reason });
             }
         }
@@ -291,28 +231,6 @@ impl Engine {
             Some(slot) if self.orders.get(slot).account == account => Ok(slot),
             _ => Err(RejectReason::UnknownOrder),
         }
-    }
-
-    #[inline]
-    fn touch(&mut self, account: AccountId, currency: CurrencyId) {
-        self.touched.touch(account, currency);
-    }
-
-    fn emit_balances(&mut self, out: &mut Vec<Event>) {
-        // Small (a few cells for most commands): sorting is cheaper than a per-cell mark table.
-        self.touched.keys.sort_unstable();
-        self.touched.keys.dedup();
-        for &key in &self.touched.keys {
-            let (account, currency) = cell_of_key(key);
-            let b = self.ledger.get(account, currency);
-            out.push(Event::Balance {
-                account,
-                currency,
-                available: Amount(b.available),
-                locked: Amount(b.locked),
-            });
-        }
-        self.touched.keys.clear();
     }
 
     #[inline(always)]
@@ -414,7 +332,6 @@ impl Engine {
         self.commit_rate(o.account, bucket);
         let locked = self.ledger.lock(o.account, spend, parsed.lock);
         debug_assert!(locked.is_ok());
-        self.touch(o.account, spend);
         let id = self.orders.next_id(self.next_order_seq);
         self.next_order_seq += 1;
         let slot = self.orders.insert_vacant(
@@ -454,6 +371,8 @@ impl Engine {
             side: o.side,
             price: parsed.price,
             qty: parsed.qty,
+            spend,
+            locked: Amount(parsed.lock),
         });
         if is_stop {
             let entry = StopEntry {
@@ -525,14 +444,16 @@ impl Engine {
         market.own(side).push(&mut self.orders, slot);
         if excess > 0 {
             self.ledger.unlock(account, spend, excess);
-            self.touched.touch(account, spend);
         }
         out.push(Event::OrderRested {
             order: id,
+            account,
             market: market_id,
             side,
             price,
             qty,
+            spend,
+            released: Amount(excess),
         });
     }
 
@@ -550,6 +471,8 @@ impl Engine {
                 order: o.id,
                 account,
                 client_order_id: o.client_order_id,
+                spend,
+                released: Amount(locked),
             },
             Some(reason) => Event::OrderCancelled {
                 order: o.id,
@@ -564,12 +487,13 @@ impl Engine {
                 },
                 remaining: o.qty,
                 reason,
+                spend,
+                released: Amount(locked),
             },
         });
         self.orders.remove(slot);
         if locked > 0 {
             self.ledger.unlock(account, spend, locked);
-            self.touched.touch(account, spend);
         }
         let risk = account_risk_mut(&mut self.accounts, account);
         assert!(risk.open_orders > 0);
@@ -720,10 +644,6 @@ impl Engine {
             .transfer_locked(buyer, seller, quote_ccy, quote, seller_fee);
         self.ledger
             .transfer_locked(seller, buyer, base_ccy, base, buyer_fee);
-        self.touched.touch(buyer, quote_ccy);
-        self.touched.touch(seller, quote_ccy);
-        self.touched.touch(seller, base_ccy);
-        self.touched.touch(buyer, base_ccy);
         let (taker_pays, maker_pays, taker_fee, maker_fee) = match taker.side {
             Side::Buy => (quote, base, buyer_fee, seller_fee),
             Side::Sell => (base, quote, seller_fee, buyer_fee),
@@ -759,6 +679,8 @@ impl Engine {
             quote_amount: Amount(quote),
             maker_fee: Amount(maker_fee),
             taker_fee: Amount(taker_fee),
+            base: base_ccy,
+            quote: quote_ccy,
         }));
         if maker_open == 0 {
             let popped = book.pop_best_head(&mut self.orders);
@@ -957,9 +879,6 @@ impl Engine {
         } else if needed < order.locked {
             self.ledger.unlock(r.account, spend, order.locked - needed);
         }
-        if needed != order.locked {
-            self.touch(r.account, spend);
-        }
         let event = Event::OrderReplaced {
             order: order.id,
             account: order.account,
@@ -970,6 +889,9 @@ impl Engine {
             price,
             qty,
             priority_kept: keeps_priority,
+            spend,
+            old_locked: Amount(order.locked),
+            locked: Amount(needed),
         };
         let market_id = order.market;
         if keeps_priority {
@@ -1054,7 +976,6 @@ impl Engine {
                 LedgerError::Insufficient => RejectReason::InsufficientBalance,
             })?;
         self.deposit_keys.insert(deposit.0);
-        self.touch(account, currency);
         out.push(Event::Deposited {
             account,
             currency,
@@ -1088,7 +1009,6 @@ impl Engine {
         self.ledger
             .lock(account, currency, amount.0)
             .map_err(|_| RejectReason::InsufficientBalance)?;
-        self.touch(account, currency);
         self.withdrawal_keys.insert(withdrawal.0);
         self.withdrawals.insert(
             withdrawal,
@@ -1135,7 +1055,6 @@ impl Engine {
                 amount,
             });
         }
-        self.touch(account, currency);
         Ok(())
     }
 

@@ -1,11 +1,26 @@
 //! Events: everything the engine tells the world. Every command produces either exactly one
 //! `Rejected` (and nothing else: a rejected command changes nothing) or its accepted events.
+//!
+//! Balances ride on the events that change them (event format 2): an order's lock on
+//! `OrderAccepted`, what a resting, filled or cancelled order releases on `OrderRested`,
+//! `OrderFilled` and `OrderCancelled`, a replace's new lock on `OrderReplaced`, both sides'
+//! settlement on `Trade`, and the funds events their amounts. [`Event::balance_changes`] is the
+//! one interpretation of them: every consumer that keeps balances (views, replica ledger, the
+//! cluster's sweep) uses it. Format 1 had a `Balance` event per changed cell after each command
+//! (the state after); it cost ~130 instructions a command to build and is gone. Events are never
+//! persisted (the journal holds commands, the replica rows, snapshots state), so nothing old
+//! has to be read in format 1.
 
 use crate::command::{FeeRates, MarketRisk};
 use crate::ids::{
     AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, OrderId, Price, Qty, Side,
     TradeId, WithdrawalId,
 };
+
+/// Bytes of one event: a trade (nine 8-byte fields and the rest) is the largest; events are
+/// written into the caller's vector on the hot path, so a larger one costs every push.
+const EVENT_BYTES_MAX: usize = 96;
+const _: () = assert!(core::mem::size_of::<Event>() <= EVENT_BYTES_MAX);
 
 /// One event.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -32,11 +47,17 @@ pub enum Event {
         price: Price,
         /// Quantity (0 for a market buy by quote budget).
         qty: Qty,
+        /// The currency the order spends (quote for a buy, base for a sell).
+        spend: CurrencyId,
+        /// What the order locked: moved from available to locked in `spend`.
+        locked: Amount,
     },
     /// An order (or what is left of it) now rests in the book.
     OrderRested {
         /// Engine's id.
         order: OrderId,
+        /// Owner.
+        account: AccountId,
         /// Market.
         market: MarketId,
         /// Side.
@@ -45,6 +66,11 @@ pub enum Event {
         price: Price,
         /// Quantity resting.
         qty: Qty,
+        /// The currency the order spends.
+        spend: CurrencyId,
+        /// The lock above what resting needs (a better fill, a market order's protection
+        /// price): moved from locked back to available in `spend`.
+        released: Amount,
     },
     /// A stop order's trigger was reached; it now acts as a limit or market order.
     StopTriggered {
@@ -63,6 +89,10 @@ pub enum Event {
         account: AccountId,
         /// Client's id.
         client_order_id: ClientOrderId,
+        /// The currency the order spent.
+        spend: CurrencyId,
+        /// What its lock still held (better fills): moved from locked back to available.
+        released: Amount,
     },
     /// An order (or its remainder) was cancelled.
     OrderCancelled {
@@ -82,6 +112,10 @@ pub enum Event {
         remaining: Qty,
         /// Why.
         reason: CancelReason,
+        /// The currency the order spends.
+        spend: CurrencyId,
+        /// What its lock held: moved from locked back to available.
+        released: Amount,
     },
     /// A resting order's price and/or quantity changed.
     OrderReplaced {
@@ -103,6 +137,12 @@ pub enum Event {
         qty: Qty,
         /// Whether it kept its place in the queue.
         priority_kept: bool,
+        /// The currency the order spends.
+        spend: CurrencyId,
+        /// The order's lock before (its open quantity at its price).
+        old_locked: Amount,
+        /// The order's lock now; the difference moved between available and locked.
+        locked: Amount,
     },
     /// A mass cancel or kill switch finished; `count` orders were cancelled by it.
     MassCancelled {
@@ -110,17 +150,6 @@ pub enum Event {
         account: AccountId,
         /// How many.
         count: u32,
-    },
-    /// A balance changed; the state after the change.
-    Balance {
-        /// Account.
-        account: AccountId,
-        /// Currency.
-        currency: CurrencyId,
-        /// Free to trade or withdraw.
-        available: Amount,
-        /// Held by open orders and pending withdrawals.
-        locked: Amount,
     },
     /// A currency was registered.
     CurrencyAdded {
@@ -247,6 +276,182 @@ pub struct Trade {
     pub maker_fee: Amount,
     /// Fee charged to the taker, in the currency it received.
     pub taker_fee: Amount,
+    /// The market's base currency (the seller pays `base_amount` of it from its lock).
+    pub base: CurrencyId,
+    /// The market's quote currency (the buyer pays `quote_amount` of it from its lock).
+    pub quote: CurrencyId,
+}
+
+impl Trade {
+    /// (buyer, seller, buyer's fee, seller's fee): the buyer pays quote and receives base less
+    /// its fee, the seller the other way round.
+    pub fn parties(&self) -> (AccountId, AccountId, Amount, Amount) {
+        match self.taker_side {
+            Side::Buy => (
+                self.taker_account,
+                self.maker_account,
+                self.taker_fee,
+                self.maker_fee,
+            ),
+            Side::Sell => (
+                self.maker_account,
+                self.taker_account,
+                self.maker_fee,
+                self.taker_fee,
+            ),
+        }
+    }
+}
+
+/// One balance cell's change as an event implies it: exactly what the engine did to the cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BalanceChange {
+    /// Account.
+    pub account: AccountId,
+    /// Currency.
+    pub currency: CurrencyId,
+    /// Change of the available amount.
+    pub available: i128,
+    /// Change of the locked amount.
+    pub locked: i128,
+}
+
+impl BalanceChange {
+    /// The cell `(available, locked)` after this change; `None` if either would leave
+    /// `0..=u64::MAX` (a consumer that did not start from the engine's balances).
+    pub fn apply_to(&self, available: Amount, locked: Amount) -> Option<(Amount, Amount)> {
+        let step = |amount: Amount, delta: i128| {
+            u64::try_from(i128::from(amount.0) + delta).ok().map(Amount)
+        };
+        Some((step(available, self.available)?, step(locked, self.locked)?))
+    }
+}
+
+/// Balance cells one event changes, at most: a trade settles four.
+pub const BALANCE_CHANGES_MAX: usize = 4;
+
+/// The balance changes of one event, in the order the engine makes them.
+#[derive(Clone, Copy, Debug)]
+pub struct BalanceChanges {
+    items: [BalanceChange; BALANCE_CHANGES_MAX],
+    len: usize,
+}
+
+impl BalanceChanges {
+    const NONE: BalanceChange = BalanceChange {
+        account: AccountId(0),
+        currency: CurrencyId(0),
+        available: 0,
+        locked: 0,
+    };
+
+    fn push(&mut self, account: AccountId, currency: CurrencyId, available: i128, locked: i128) {
+        assert!(
+            self.len < BALANCE_CHANGES_MAX,
+            "more balance changes than an event has"
+        );
+        self.items[self.len] = BalanceChange {
+            account,
+            currency,
+            available,
+            locked,
+        };
+        self.len += 1;
+    }
+
+    /// Moves `amount` from available to locked (`amount` > 0), or back (< 0).
+    fn lock(&mut self, account: AccountId, currency: CurrencyId, amount: i128) {
+        self.push(account, currency, -amount, amount);
+    }
+
+    /// The changes, as a slice.
+    pub fn as_slice(&self) -> &[BalanceChange] {
+        &self.items[..self.len]
+    }
+}
+
+impl Event {
+    /// The balance changes this event carries: the one interpretation of balances in events.
+    /// A cell the engine changed appears here exactly when the engine changed it (a release of
+    /// nothing is no change), so applying every event's changes to the balances the engine
+    /// started from yields its balances after every command.
+    pub fn balance_changes(&self) -> BalanceChanges {
+        let mut changes = BalanceChanges {
+            items: [BalanceChanges::NONE; BALANCE_CHANGES_MAX],
+            len: 0,
+        };
+        let amount = |a: &Amount| i128::from(a.0);
+        match self {
+            Event::OrderAccepted {
+                account,
+                spend,
+                locked,
+                ..
+            } => changes.lock(*account, *spend, amount(locked)),
+            Event::OrderRested {
+                account,
+                spend,
+                released,
+                ..
+            }
+            | Event::OrderFilled {
+                account,
+                spend,
+                released,
+                ..
+            }
+            | Event::OrderCancelled {
+                account,
+                spend,
+                released,
+                ..
+            } if released.0 > 0 => changes.lock(*account, *spend, -amount(released)),
+            Event::OrderReplaced {
+                account,
+                spend,
+                old_locked,
+                locked,
+                ..
+            } if locked != old_locked => {
+                changes.lock(*account, *spend, amount(locked) - amount(old_locked))
+            }
+            Event::Trade(trade) => {
+                let (buyer, seller, buyer_fee, seller_fee) = trade.parties();
+                let (base, quote) = (amount(&trade.base_amount), amount(&trade.quote_amount));
+                changes.push(buyer, trade.quote, 0, -quote);
+                changes.push(seller, trade.quote, quote - amount(&seller_fee), 0);
+                changes.push(seller, trade.base, 0, -base);
+                changes.push(buyer, trade.base, base - amount(&buyer_fee), 0);
+            }
+            Event::Deposited {
+                account,
+                currency,
+                amount: a,
+                ..
+            } => changes.push(*account, *currency, amount(a), 0),
+            Event::WithdrawalHeld {
+                account,
+                currency,
+                amount: a,
+                ..
+            } => changes.lock(*account, *currency, amount(a)),
+            Event::WithdrawalSettled {
+                account,
+                currency,
+                amount: a,
+                ..
+            } => changes.push(*account, *currency, 0, -amount(a)),
+            Event::WithdrawalReleased {
+                account,
+                currency,
+                amount: a,
+                ..
+            } => changes.lock(*account, *currency, -amount(a)),
+            // Everything else, and a release of nothing or a replace that keeps its lock.
+            _ => {}
+        }
+        changes
+    }
 }
 
 /// Why an order was cancelled.
@@ -362,5 +567,118 @@ impl RejectReason {
 impl core::fmt::Display for RejectReason {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         core::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: CurrencyId = CurrencyId(1);
+    const QUOTE: CurrencyId = CurrencyId(2);
+
+    fn trade(taker_side: Side) -> Event {
+        Event::Trade(Trade {
+            trade: TradeId(1),
+            market: MarketId(0),
+            price: Price(10),
+            qty: Qty(3),
+            taker_side,
+            maker_order: OrderId(1),
+            taker_order: OrderId(2),
+            maker_account: AccountId(1),
+            taker_account: AccountId(2),
+            base_amount: Amount(300),
+            quote_amount: Amount(3_000),
+            maker_fee: Amount(7),
+            taker_fee: Amount(11),
+            base: BASE,
+            quote: QUOTE,
+        })
+    }
+
+    fn change(account: u32, currency: CurrencyId, available: i128, locked: i128) -> BalanceChange {
+        BalanceChange {
+            account: AccountId(account),
+            currency,
+            available,
+            locked,
+        }
+    }
+
+    #[test]
+    fn a_trade_settles_four_cells_as_the_engine_does() {
+        // Taker (2) buys: pays quote from its lock, gets base less its fee; the maker (1) sold
+        // base from its lock and gets quote less its fee. In the engine's order.
+        assert_eq!(
+            trade(Side::Buy).balance_changes().as_slice(),
+            [
+                change(2, QUOTE, 0, -3_000),
+                change(1, QUOTE, 3_000 - 7, 0),
+                change(1, BASE, 0, -300),
+                change(2, BASE, 300 - 11, 0),
+            ]
+        );
+        // Taker (2) sells: the maker (1) buys and pays its fee in base.
+        assert_eq!(
+            trade(Side::Sell).balance_changes().as_slice(),
+            [
+                change(1, QUOTE, 0, -3_000),
+                change(2, QUOTE, 3_000 - 11, 0),
+                change(2, BASE, 0, -300),
+                change(1, BASE, 300 - 7, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_release_of_nothing_is_no_change_and_a_replace_moves_the_difference() {
+        let filled = |released| Event::OrderFilled {
+            order: OrderId(1),
+            account: AccountId(4),
+            client_order_id: ClientOrderId(9),
+            spend: QUOTE,
+            released: Amount(released),
+        };
+        assert!(filled(0).balance_changes().as_slice().is_empty());
+        assert_eq!(
+            filled(5).balance_changes().as_slice(),
+            [change(4, QUOTE, 5, -5)]
+        );
+        let replaced = |old, new| Event::OrderReplaced {
+            order: OrderId(1),
+            account: AccountId(4),
+            market: MarketId(0),
+            side: Side::Buy,
+            old_price: Price(10),
+            old_qty: Qty(2),
+            price: Price(10),
+            qty: Qty(3),
+            priority_kept: false,
+            spend: QUOTE,
+            old_locked: Amount(old),
+            locked: Amount(new),
+        };
+        assert_eq!(
+            replaced(20, 30).balance_changes().as_slice(),
+            [change(4, QUOTE, -10, 10)]
+        );
+        assert_eq!(
+            replaced(30, 20).balance_changes().as_slice(),
+            [change(4, QUOTE, 10, -10)]
+        );
+        assert!(replaced(20, 20).balance_changes().as_slice().is_empty());
+    }
+
+    #[test]
+    fn a_change_that_would_go_negative_does_not_apply() {
+        let release = change(4, QUOTE, 5, -5);
+        assert_eq!(
+            release.apply_to(Amount(1), Amount(5)),
+            Some((Amount(6), Amount(0)))
+        );
+        assert_eq!(release.apply_to(Amount(1), Amount(4)), None);
+        let credit = change(4, QUOTE, 1, 0);
+        assert_eq!(credit.apply_to(Amount(u64::MAX), Amount(0)), None);
     }
 }

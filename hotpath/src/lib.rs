@@ -26,8 +26,12 @@
 //! | `CurrencyAdd`, `Deposit`, `WithdrawalHold/Settle/Release` | `CurrencyAdded`, `Deposited`, `WithdrawalHeld/Settled/Released` |
 //! | `MarketAdd/Update/Halt/Resume`, `FeeScheduleUpdate`, `AccountFeeTier` | the matching `Market*`/`Fee*` event |
 //!
-//! After the command's own events, a `Balance` event gives the new state of every balance cell
-//! the command changed, in (account, currency) order (when `EngineConfig::balance_events` is on).
+//! Balances ride on those events (event format 2): `OrderAccepted` carries the order's lock,
+//! `OrderRested`, `OrderFilled` and `OrderCancelled` what the order released, `OrderReplaced`
+//! its lock before and after, `Trade` both sides' settlement (with the market's currencies) and
+//! the funds events their amounts. [`Event::balance_changes`] is the one interpretation: applied
+//! to the balances a consumer started from (the engine's, at a snapshot), it yields the engine's
+//! balances after every command. There is no `Balance` event any more.
 //!
 //! # Orders
 //!
@@ -108,7 +112,11 @@
 //!   top of the session-8 vector alone it measured +1 to +3 instructions per command (the
 //!   vector's hint and guess already avoided most searches); once the bounds checks below were
 //!   gone it won on both flows (733.8 -> 728.1 realistic, 783.8 -> 776.1 flash crash,
-//!   session 8 round 2), for 96 KiB a side.
+//!   session 8 round 2), for 96 KiB a side. Width: 4 096 ticks. With balances in the events
+//!   (session 9), 8 192 ticks gave the same realistic count (594.3) and -0.7 % on the flash
+//!   crash (650.7 -> 646.4) for twice the memory (192 KiB a side, 96 MiB at 256 markets);
+//!   1 024 ticks lost more on the flash crash and 16 384 cost realistic instructions (session
+//!   8 round 2).
 //! - **Orders**: one 88-byte `Order` per slab slot, read and edited in place. The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
 //!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level
@@ -125,14 +133,19 @@
 //!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
 //!   `take`, `rest` or `BookSide::unlink` measured worse or no better).
 //! - **Bounds checks**: the hot containers whose indices are valid by construction (the order
-//!   slab, the client-id table, account lists, account risk states, the market table, a level
-//!   just found) are read through small accessors without a bounds check; each states why its
+//!   slab, including a new order's write into a freed slot, the client-id table, account
+//!   lists, account risk states, the market table, a level just found) are read through small
+//!   accessors without a bounds check; each states why its
 //!   index is in bounds and `debug_assert!`s it, so every (debug) test still checks it (-7 %,
 //!   session 8 round 2). The ledger's cells keep their checks: unchecked measured worse.
-//! - **Balance events**: cells are appended as touched and sorted once per command; keeping
-//!   them sorted as they are touched, or a hand-written insertion sort, measured worse. They
-//!   cost ~130 instructions a command (against `scripts/instructions --no-balance-events`):
-//!   recording the touched cells, sorting them (~22) and writing ~1.7 events (~17 each).
+//! - **Balances in the events**: format 1 appended a `Balance` event per changed cell after each
+//!   command (the state after), which cost ~130 instructions a command: recording the touched
+//!   cells, sorting them (~22) and writing ~1.7 more events (~17 each); cheaper ways to build
+//!   those events (kept sorted, insertion sort, no sort for one cell) all measured worse.
+//!   Format 2 writes the amounts into the events that already carry the order or the trade
+//!   (a field or two each; the largest event, `Trade`, grew from 88 to 96 bytes for the two
+//!   currencies), and consumers rebuild the state with [`Event::balance_changes`]: 728.1 ->
+//!   594.3 instructions per command realistic, 776.1 -> 650.7 flash crash (session 9).
 //!
 //! # Snapshots
 //!
@@ -210,7 +223,9 @@ pub use command::{
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, OrderView};
-pub use event::{CancelReason, Event, RejectReason, Trade};
+pub use event::{
+    BALANCE_CHANGES_MAX, BalanceChange, BalanceChanges, CancelReason, Event, RejectReason, Trade,
+};
 pub use ids::*;
 pub use market::{BAND_BPS_MAX, MAX_FEE_PPM, MAX_FEE_TIERS};
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};

@@ -487,7 +487,8 @@ impl Orders {
         assert_eq!(order.id, expected, "order id not from next_id");
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.slots[slot as usize] = order;
+                // A freed slot is below the slab's length (the slab never shrinks).
+                *self.get_mut(slot) = order;
                 slot
             }
             None => {

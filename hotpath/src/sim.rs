@@ -121,7 +121,8 @@ impl Default for FlowParams {
 pub const BENCH_ACCOUNTS: u32 = 10_000;
 
 /// The engine limits `bench matching` runs with (risk and ledger on), shared with the tools that
-/// replay its flow (`hotpath/examples/engine_flow.rs`).
+/// replay its flow (`hotpath/examples/engine_flow.rs`). `balance_events` no longer changes what
+/// the engine does (see `EngineConfig::balance_events`); only the configuration records it.
 pub fn bench_engine_config(balance_events: bool) -> EngineConfig {
     EngineConfig {
         max_accounts: BENCH_ACCOUNTS,

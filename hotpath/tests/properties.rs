@@ -2,6 +2,7 @@
 //! runs (conservation, no negative or mismatched locks, uncrossed books, consistent levels), and
 //! the event stream is checked: ended orders never trade again, client order ids are unique among
 //! live orders, trades execute at the resting order's price, rejects emit exactly one event.
+//! And the balance changes the events carry replay the ledger exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // Test code asserts by unwrapping.
 
 mod common;
@@ -132,6 +133,44 @@ proptest! {
                 }
             }
             prop_assert_eq!(live.len() as u32, f.engine.live_orders());
+        }
+    }
+
+    /// Every consumer keeps balances by applying `Event::balance_changes` to the engine's
+    /// balances at its start: after every command that must equal the engine's ledger, cell for
+    /// cell (so no change is missing, doubled or of the wrong sign or currency), and a rejected
+    /// command must carry none.
+    #[test]
+    fn balance_changes_replay_the_ledger(commands in proptest::collection::vec(command(), 1..200)) {
+        let mut f = Fixture::new();
+        for a in 0..5 {
+            f.fund(a, 500 * BPL, 5_000_000);
+        }
+        let mut shadow: BTreeMap<(AccountId, CurrencyId), (Amount, Amount)> = f
+            .engine
+            .ledger()
+            .nonzero()
+            .map(|(a, c, b)| ((a, c), (Amount(b.available), Amount(b.locked))))
+            .collect();
+        for kind in commands {
+            let events = f.apply(kind);
+            for event in &events {
+                for change in event.balance_changes().as_slice() {
+                    let cell = (change.account, change.currency);
+                    let (available, locked) = shadow.get(&cell).copied().unwrap_or_default();
+                    let after = change.apply_to(available, locked);
+                    prop_assert!(after.is_some(), "{:?} does not apply to {:?}", change, cell);
+                    shadow.insert(cell, after.unwrap());
+                }
+            }
+            let engine: BTreeMap<_, _> = f
+                .engine
+                .ledger()
+                .nonzero()
+                .map(|(a, c, b)| ((a, c), (Amount(b.available), Amount(b.locked))))
+                .collect();
+            shadow.retain(|_, b| *b != (Amount(0), Amount(0)));
+            prop_assert_eq!(&shadow, &engine, "after {:?}", events);
         }
     }
 }

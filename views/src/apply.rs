@@ -17,6 +17,7 @@ impl Views {
         out: &mut Vec<Change>,
     ) {
         let ts_ns = ts.0;
+        self.balance_changes(event);
         match *event {
             Event::Rejected { reason } => self.update_seq(seq, ts_ns, |r| {
                 if r.state == OrderState::Sequenced {
@@ -32,6 +33,7 @@ impl Views {
                 side,
                 price,
                 qty,
+                ..
             } => self.accepted(
                 seq,
                 ts_ns,
@@ -46,6 +48,7 @@ impl Views {
                 side,
                 price,
                 qty,
+                ..
             } => {
                 self.level(market, side, price, qty, Qty(0), out);
                 self.update_id(order, ts_ns, |r| {
@@ -64,21 +67,6 @@ impl Views {
             }),
             Event::OrderCancelled { .. } => self.cancelled(ts_ns, event, out),
             Event::OrderReplaced { .. } => self.replaced(ts_ns, event, out),
-            Event::Balance {
-                account,
-                currency,
-                available,
-                locked,
-            } => {
-                self.balances
-                    .insert((account, currency), BalanceView { available, locked });
-                out.push(Change::Balance {
-                    account,
-                    currency,
-                    available,
-                    locked,
-                });
-            }
             Event::MarketAdded { market } => {
                 self.books.entry(market).or_default();
                 self.markets.entry(market).or_default();
@@ -89,6 +77,23 @@ impl Views {
                 self.kill_switches.insert(account, on);
             }
             _ => {}
+        }
+    }
+
+    /// Applies the balance changes `event` carries; the cells' `Change::Balance` follow at
+    /// [`Views::applied`], once per cell per command, as the engine left them.
+    fn balance_changes(&mut self, event: &Event) {
+        for change in event.balance_changes().as_slice() {
+            let cell = (change.account, change.currency);
+            let before = self.balance(change.account, change.currency);
+            let after = match change.apply_to(before.available, before.locked) {
+                Some((available, locked)) => BalanceView { available, locked },
+                // Only before `seed` (recovery's replay starts at a snapshot the views know
+                // nothing of, and `seed` then replaces every balance): keep what is known.
+                None => before,
+            };
+            self.balances.insert(cell, after);
+            self.balances_touched.push(cell);
         }
     }
 
@@ -321,8 +326,8 @@ impl Views {
 #[cfg(test)]
 mod tests {
     use peregrine_hotpath::{
-        CancelReason, ClientOrderId, CommandKind, Envelope, MarketSize, NewOrder, OrderKind,
-        SelfTradePrevention, TimeInForce, TimestampNs, TradeId,
+        CancelReason, ClientOrderId, CommandKind, CurrencyId, Envelope, MarketSize, NewOrder,
+        OrderKind, SelfTradePrevention, TimeInForce, TimestampNs, TradeId,
     };
 
     use super::*;
@@ -360,6 +365,8 @@ mod tests {
             side,
             price: Price(price),
             qty: Qty(qty),
+            spend: CurrencyId(0),
+            locked: Amount(0),
         }
     }
 
@@ -386,6 +393,9 @@ mod tests {
             side: Side::Sell,
             price: Price(10),
             qty: Qty(4),
+            account: AccountId(0),
+            spend: CurrencyId(0),
+            released: Amount(0),
         };
         let out = run(
             &mut views,
@@ -408,11 +418,15 @@ mod tests {
             quote_amount: Amount(30),
             maker_fee: Amount(0),
             taker_fee: Amount(1),
+            base: CurrencyId(0),
+            quote: CurrencyId(0),
         };
         let filled = Event::OrderFilled {
             order: OrderId(2),
             account: AccountId(2),
             client_order_id: ClientOrderId(2),
+            spend: CurrencyId(0),
+            released: Amount(0),
         };
         let taker = command(2, 2, Side::Buy, limit(10, 3));
         let events = [
@@ -495,6 +509,8 @@ mod tests {
             price: Price(55_000),
             remaining: Qty(2),
             reason: CancelReason::Unfilled,
+            spend: CurrencyId(0),
+            released: Amount(0),
         };
         let out = run(
             &mut views,

@@ -5,7 +5,8 @@
 //!   market data and Ranger `ob-snap`/`ob-inc` carry the same number);
 //! - one [`OrderRecord`] per order, built from its command (type, time in force, trigger) and
 //!   its events (state, fills), with the de-duplication window of client order ids;
-//! - balances as the last `Balance` event left them, and each market's trading state.
+//! - balances as the engine's events changed them ([`Event::balance_changes`], from the
+//!   engine's balances at [`Views::seed`]), and each market's trading state.
 //!
 //! [`Views::apply_event`] turns each event into [`Change`]s, in order, for the edges to fan
 //! out; reads (`book`, `orders`, `balance`) serve REST and control without touching the
@@ -34,7 +35,7 @@ pub use order::{OrderRecord, OrderState, OrderTerms, OrderType};
 pub use orders::{DEDUP_WINDOW_ORDERS, OrderStatus, Orders, OrdersLimits};
 pub use window::{WINDOW_IMAGE_VERSION, WindowImageError};
 
-/// A balance cell as the last `Balance` event left it.
+/// A balance cell as the events left it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BalanceView {
     /// Free to trade or withdraw.
@@ -63,6 +64,8 @@ pub struct Views {
     applied_seq: u64,
     /// Orders the command being applied touched, by the sequence that placed them.
     touched: Vec<u64>,
+    /// Balance cells the command being applied changed (repeats allowed).
+    balances_touched: Vec<(AccountId, CurrencyId)>,
 }
 
 /// Keys of orders found in the engine at start whose command the views never saw: above every
@@ -88,6 +91,7 @@ impl Views {
             kill_switches: HashMap::new(),
             applied_seq: 0,
             touched: Vec::with_capacity(TOUCHED_INITIAL),
+            balances_touched: Vec::with_capacity(TOUCHED_INITIAL),
         }
     }
 
@@ -123,6 +127,7 @@ impl Views {
             }
         }
         self.balances.clear();
+        self.balances_touched.clear();
         for (account, currency, balance) in engine.ledger().nonzero() {
             let view = BalanceView {
                 available: Amount(balance.available),
@@ -177,12 +182,34 @@ impl Views {
         self.applied_seq
     }
 
-    /// Marks command `seq` applied (after its last event): appends the record of every order
-    /// it touched to `out`.
+    /// Marks command `seq` applied (after its last event): appends the balance of every cell
+    /// it changed, in (account, currency) order, then the record of every order it touched, to
+    /// `out`.
     pub fn applied(&mut self, seq: u64, out: &mut Vec<Change>) {
+        self.balances_applied(|cell, balance| {
+            out.push(Change::Balance {
+                account: cell.0,
+                currency: cell.1,
+                available: balance.available,
+                locked: balance.locked,
+            })
+        });
         self.applied_each(seq, |record| {
             out.push(Change::Order(Box::new(record.clone())))
         });
+    }
+
+    /// The cells the command changed, in (account, currency) order, each once with its balance
+    /// now; forgets them. [`Views::applied`] calls it; the replica's mapper calls it before
+    /// [`Views::applied_each`].
+    pub fn balances_applied(&mut self, mut each: impl FnMut((AccountId, CurrencyId), BalanceView)) {
+        self.balances_touched.sort_unstable();
+        self.balances_touched.dedup();
+        for index in 0..self.balances_touched.len() {
+            let (account, currency) = self.balances_touched[index];
+            each((account, currency), self.balance(account, currency));
+        }
+        self.balances_touched.clear();
     }
 
     /// [`Views::applied`] for a reader that needs the records only for a moment (the
@@ -191,6 +218,8 @@ impl Views {
     pub fn applied_each(&mut self, seq: u64, mut each: impl FnMut(&OrderRecord)) {
         debug_assert!(seq >= self.applied_seq, "commands applied out of order");
         self.applied_seq = seq;
+        // A caller that does not want the balances (`balances_applied` was not called).
+        self.balances_touched.clear();
         for key in self.touched.drain(..) {
             if let Some(record) = self.orders.by_seq(key) {
                 each(record);

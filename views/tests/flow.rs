@@ -1,10 +1,10 @@
-//! The views' books equal the engine's book after every command of a long seeded flow (the
-//! random flow places, cancels, replaces, sweeps and triggers stops in two markets).
+//! The views' books and balances equal the engine's after every command of a long seeded flow
+//! (the random flow places, cancels, replaces, sweeps and triggers stops in two markets).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use peregrine_hotpath::sim::{Flow, FlowParams};
-use peregrine_hotpath::{CommandKind, Engine, EngineConfig, Event, Side};
-use peregrine_views::Views;
+use peregrine_hotpath::{AccountId, CommandKind, CurrencyId, Engine, EngineConfig, Event, Side};
+use peregrine_views::{Change, Views};
 
 const COMMANDS: usize = 20_000;
 
@@ -49,6 +49,7 @@ fn the_views_books_follow_the_engine_through_a_random_flow() {
             views.apply_event(seq, command.ts, event, &mut changes);
         }
         views.applied(seq, &mut changes);
+        check_balances(&engine, &views, &events, &changes, seq);
         changes.clear();
         for market in engine.market_ids() {
             let book = views.book(market).unwrap().snapshot(usize::MAX, usize::MAX);
@@ -60,5 +61,56 @@ fn the_views_books_follow_the_engine_through_a_random_flow() {
                 );
             }
         }
+    }
+}
+
+/// The command's `Change::Balance`s are the cells its events changed, once each, in (account,
+/// currency) order, as the engine holds them; and every balance the engine holds is the views'.
+fn check_balances(engine: &Engine, views: &Views, events: &[Event], changes: &[Change], seq: u64) {
+    let mut cells: Vec<(AccountId, CurrencyId)> = events
+        .iter()
+        .flat_map(|e| {
+            let changes = e.balance_changes();
+            let cells: Vec<_> = changes
+                .as_slice()
+                .iter()
+                .map(|c| (c.account, c.currency))
+                .collect();
+            cells
+        })
+        .collect();
+    cells.sort_unstable();
+    cells.dedup();
+    let reported: Vec<_> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Balance {
+                account,
+                currency,
+                available,
+                locked,
+            } => Some(((*account, *currency), (*available, *locked))),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<_> = cells
+        .iter()
+        .map(|&(account, currency)| {
+            let b = engine.balance(account, currency);
+            let amounts = (
+                peregrine_hotpath::Amount(b.available),
+                peregrine_hotpath::Amount(b.locked),
+            );
+            ((account, currency), amounts)
+        })
+        .collect();
+    assert_eq!(reported, expected, "balance changes of command {seq}");
+    for (account, currency, b) in engine.ledger().nonzero() {
+        let view = views.balance(account, currency);
+        assert_eq!(
+            (view.available.0, view.locked.0),
+            (b.available, b.locked),
+            "{account:?} {currency:?} after command {seq}"
+        );
     }
 }

@@ -19,9 +19,10 @@ pub struct ClusterEvent {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ClusterEventKind {
-    /// An engine event. Order ids are global; never `Event::Rejected` (see `Completed`). `Balance`
-    /// events come from risk shards only and give master balances after deposits and
-    /// withdrawals; escrow moves are reported by the two escrow events instead.
+    /// An engine event. Order ids are global; never `Event::Rejected` (see `Completed`). The
+    /// balance changes a matching shard's events carry ([`Event::balance_changes`]) are of its
+    /// escrow ledger; master balances change by the risk shards' funds events and the two
+    /// escrow events.
     Engine(Event),
     /// Funds left the account's master balance (risk shard) as the escrow of an order or a
     /// replace, on their way to a matching shard.

@@ -143,19 +143,14 @@ impl MatchingShard {
         let mut events = std::mem::take(&mut self.events);
         for mut event in events.drain(..) {
             self.globalize(&mut event);
+            // Cells whose available amount grew hold funds to sweep back (see `sweep`).
+            for change in event.balance_changes().as_slice() {
+                if change.available > 0 {
+                    self.cells.push((change.account, change.currency));
+                }
+            }
             match event {
                 Event::Rejected { .. } => continue,
-                Event::Balance {
-                    account,
-                    currency,
-                    available,
-                    ..
-                } => {
-                    if available.0 > 0 {
-                        self.cells.push((account, currency));
-                    }
-                    continue;
-                }
                 Event::OrderAccepted {
                     order,
                     account,
@@ -175,6 +170,7 @@ impl MatchingShard {
                     order,
                     account,
                     client_order_id,
+                    ..
                 }
                 | Event::OrderCancelled {
                     order,

@@ -86,6 +86,7 @@ pub enum UpError {
     Fanout(String),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
     Standby(#[from] crate::standby::StandbyUpError),
     #[error("control token {}: {source}", path.display())]
     ControlToken {

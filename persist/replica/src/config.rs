@@ -28,7 +28,6 @@ pub struct ReplicaConfig {
     /// The journal directory the appliance writes (segments and snapshots).
     pub journal_dir: PathBuf,
     /// The appliance's engine configuration: the follower engine must replay identically.
-    /// `balance_events` must be on (the ledger rows come from them).
     pub engine_config: EngineConfig,
     /// Bound on commands per transaction.
     pub batch_commands_max: usize,
@@ -132,9 +131,6 @@ impl ReplicaConfig {
     pub fn validate(&self) -> Result<(), ReplicaError> {
         let fail = |what: &str| Err(ReplicaError::Config(what.to_owned()));
         crate::dialect::Dialect::from_url(&self.database_url)?;
-        if !self.engine_config.balance_events {
-            return fail("engine_config.balance_events must be on: ledger rows come from them");
-        }
         if let Err(reason) = self.engine_config.validate() {
             return fail(reason);
         }
@@ -184,8 +180,5 @@ mod tests {
         let config = ReplicaConfig::new("mysql://u:pw@h/x", "j", EngineConfig::small());
         assert!(!format!("{config:?}").contains("pw"));
         config.validate().unwrap();
-        let mut bad = config.clone();
-        bad.engine_config.balance_events = false;
-        assert!(matches!(bad.validate(), Err(ReplicaError::Config(_))));
     }
 }

@@ -1,16 +1,16 @@
 //! An account cell's ledger entries for one command, split by cause.
 //!
-//! The engine reports each changed cell once per command (its `Balance` event carries the state
-//! after the command), but one command can change a cell for two reasons: what the command did
+//! The mapper writes each changed cell once per command (from its state before the command to
+//! its state after), but one command can change a cell for two reasons: what the command did
 //! itself (a new order's lock, a cancel's release, a deposit) and what its trades settled. A user
 //! reading the ledger expects fills labelled `trade`, so the mapper splits the cell's change:
-//! the trades' part is recomputed from the `Trade` events exactly as the engine settles them
-//! (the buyer pays the quote from its lock and receives the base less its fee; the seller pays
-//! the base from its lock and receives the quote less its fee), and the command's own part is
-//! the rest. The two entries sum to the cell's change, so balances recomputed from the ledger
+//! the trades' part is the sum of the `Trade` events' balance changes
+//! ([`Event::balance_changes`]: the buyer pays the quote from its lock and receives the base
+//! less its fee; the seller pays the base from its lock and receives the quote less its fee),
+//! and the command's own part is the rest. The two entries sum to the cell's change, so balances recomputed from the ledger
 //! stay exact.
 
-use peregrine_hotpath::{AccountId, Amount, CurrencyId, Side, Trade};
+use peregrine_hotpath::{AccountId, Amount, BalanceChanges, CurrencyId};
 
 /// The `cause` of an entry a trade settled.
 pub const TRADE_CAUSE: &str = "trade";
@@ -50,34 +50,15 @@ impl TradeCells {
         self.traded
     }
 
-    /// Adds one trade's settlement in a market of `base` and `quote`.
-    pub fn settled(&mut self, trade: &Trade, base: CurrencyId, quote: CurrencyId) {
+    /// Adds one trade's settlement: its event's balance changes.
+    pub fn settled(&mut self, changes: &BalanceChanges) {
         self.traded = true;
-        let (buyer, seller, buyer_fee, seller_fee) = match trade.taker_side {
-            Side::Buy => (
-                trade.taker_account,
-                trade.maker_account,
-                trade.taker_fee,
-                trade.maker_fee,
-            ),
-            _ => (
-                trade.maker_account,
-                trade.taker_account,
-                trade.maker_fee,
-                trade.taker_fee,
-            ),
-        };
-        let amount = |a: Amount| i128::from(a.0);
-        self.add((buyer, quote), (0, -amount(trade.quote_amount)));
-        self.add(
-            (buyer, base),
-            (amount(trade.base_amount) - amount(buyer_fee), 0),
-        );
-        self.add((seller, base), (0, -amount(trade.base_amount)));
-        self.add(
-            (seller, quote),
-            (amount(trade.quote_amount) - amount(seller_fee), 0),
-        );
+        for change in changes.as_slice() {
+            self.add(
+                (change.account, change.currency),
+                (change.available, change.locked),
+            );
+        }
     }
 
     fn add(&mut self, cell: (AccountId, CurrencyId), delta: Delta) {
@@ -167,7 +148,7 @@ fn step(before: (Amount, Amount), delta: Delta) -> Option<(Amount, Amount)> {
 
 #[cfg(test)]
 mod tests {
-    use peregrine_hotpath::{MarketId, OrderId, Price, Qty, TradeId};
+    use peregrine_hotpath::{Event, MarketId, OrderId, Price, Qty, Side, Trade, TradeId};
 
     use super::*;
 
@@ -189,7 +170,13 @@ mod tests {
             quote_amount: Amount(3_000),
             maker_fee: Amount(7),
             taker_fee: Amount(11),
+            base: BASE,
+            quote: QUOTE,
         }
+    }
+
+    fn settled(cells: &mut TradeCells, trade: Trade) {
+        cells.settled(&Event::Trade(trade).balance_changes());
     }
 
     #[test]
@@ -197,13 +184,13 @@ mod tests {
         let mut cells = TradeCells::default();
         // Taker buys: it pays quote from its lock and gets base less its (base) fee; the maker
         // sold base from its lock and gets quote less its (quote) fee.
-        cells.settled(&trade(Side::Buy), BASE, QUOTE);
+        settled(&mut cells, trade(Side::Buy));
         assert!(cells.traded());
         assert_eq!(cells.of((AccountId(2), QUOTE)), (0, -3_000));
         assert_eq!(cells.of((AccountId(2), BASE)), (300 - 11, 0));
         assert_eq!(cells.of((AccountId(1), BASE)), (0, -300));
         assert_eq!(cells.of((AccountId(1), QUOTE)), (3_000 - 7, 0));
-        cells.settled(&trade(Side::Sell), BASE, QUOTE);
+        settled(&mut cells, trade(Side::Sell));
         // Taker sells: the maker (account 1) now buys, paying its fee in base.
         assert_eq!(cells.of((AccountId(1), BASE)), (300 - 7, -300));
         assert_eq!(cells.of((AccountId(2), QUOTE)), (3_000 - 11, -3_000));

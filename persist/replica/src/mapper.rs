@@ -3,20 +3,22 @@
 //! The events are interpreted once, by the views the mapper feeds ([`Views`]): an order's row
 //! takes its type and time in force from the views' order record, and its state (status, price,
 //! open quantity) from the record as the command left it, so a row never depends on which
-//! batch the order was accepted in. Ledger entries come from the `Balance` events (the state
-//! of every changed cell after the command) against the cell the views held before it, so an
-//! entry is the exact difference. Each command's entries balance per currency: what the account cells gained in
+//! batch the order was accepted in. Ledger entries come from the balance changes the events
+//! carry ([`Event::balance_changes`]): every cell a command changed, from the views' cell before
+//! the command to the cell after it, so an entry is the exact difference. Each command's entries balance per currency: what the account cells gained in
 //! total came from outside (a deposit: an `external` entry), left it (a settled withdrawal) or
 //! went to fees (a `fees` entry, the remainder).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use peregrine_hotpath::{
-    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, MarketId,
-    OrderId, Price, Qty, TimeInForce,
+    AccountId, Amount, CancelReason, CommandKind, CurrencyId, Engine, Envelope, Event, OrderId,
+    Price, Qty, TimeInForce,
 };
 use peregrine_persist::Seq;
-use peregrine_views::{Change, OrderRecord, OrderState as ViewState, OrderTerms, OrderType, Views};
+use peregrine_views::{
+    BalanceView, Change, OrderRecord, OrderState as ViewState, OrderTerms, OrderType, Views,
+};
 
 use crate::entries::{self, TradeCells};
 use crate::rows::{
@@ -34,10 +36,12 @@ pub struct RowMapper {
     scales: BTreeMap<CurrencyId, u8>,
     /// Scratch, reused: what the current command changed in the views.
     changes: Vec<Change>,
-    /// (base, quote) of every market, for splitting out what trades settled.
-    markets: HashMap<MarketId, (CurrencyId, CurrencyId)>,
     /// Scratch: what the current command's trades did to each cell.
     trade_cells: TradeCells,
+    /// Scratch: each cell the current command changed, as it was before the command.
+    cells_before: Vec<((AccountId, CurrencyId), BalanceView)>,
+    /// Scratch: the same cells after the command, in (account, currency) order.
+    cells_after: Vec<((AccountId, CurrencyId), BalanceView)>,
     /// Scratch: per currency, (sum of cell changes, external flow) of the current command.
     flows: Vec<(CurrencyId, i128, i128)>,
 }
@@ -133,19 +137,11 @@ impl RowMapper {
     /// A mapper for a follower whose engine is `engine`, with `views` at the same command (see
     /// [`peregrine_persist::follow::start`]).
     pub fn new(views: Views, engine: &Engine, scales: BTreeMap<CurrencyId, u8>) -> RowMapper {
-        let markets = engine
-            .market_ids()
-            .into_iter()
-            .filter_map(|id| {
-                engine
-                    .market_spec(id)
-                    .map(|spec| (id, (spec.base, spec.quote)))
-            })
-            .collect();
         RowMapper {
             views,
-            markets,
             trade_cells: TradeCells::default(),
+            cells_before: Vec::with_capacity(CHANGES_INITIAL),
+            cells_after: Vec::with_capacity(CHANGES_INITIAL),
             accounts_known: vec![false; engine.config().max_accounts as usize],
             scales,
             changes: Vec::with_capacity(CHANGES_INITIAL),
@@ -203,18 +199,20 @@ impl RowMapper {
         self.changes.clear();
         self.flows.clear();
         self.trade_cells.clear();
+        self.cells_before.clear();
         if let CommandKind::NewOrder(new) = &command.kind {
             self.views.sequenced(seq, command.ts, new);
         }
         let mut entry_index = 0_u32;
         for (index, event) in events.iter().enumerate() {
-            // The cell as it was before this event (read before the views apply it).
-            let cell_before = match event {
-                Event::Balance {
-                    account, currency, ..
-                } => Some(self.views.balance(*account, *currency)),
-                _ => None,
-            };
+            // Each changed cell as it was before the command (read before the views apply it).
+            for change in event.balance_changes().as_slice() {
+                let cell = (change.account, change.currency);
+                if !self.cells_before.iter().any(|(c, _)| *c == cell) {
+                    let before = self.views.balance(cell.0, cell.1);
+                    self.cells_before.push((cell, before));
+                }
+            }
             self.views
                 .apply_event(seq, command.ts, event, &mut self.changes);
             // Only the order records matter here, and `applied` appends them at the end.
@@ -242,6 +240,7 @@ impl RowMapper {
                     side,
                     price,
                     qty,
+                    ..
                 } => {
                     history(*order, "accepted", *price, *qty, None);
                     let (order_type, time_in_force, trigger_price, quote_budget) = self
@@ -281,9 +280,7 @@ impl RowMapper {
                     history(*order, "triggered", Price(0), Qty(0), None)
                 }
                 Event::Trade(trade) => {
-                    if let Some(&(base, quote)) = self.markets.get(&trade.market) {
-                        self.trade_cells.settled(trade, base, quote);
-                    }
+                    self.trade_cells.settled(&event.balance_changes());
                     batch.trades.push(TradeRow {
                         seq,
                         trade: trade.clone(),
@@ -311,37 +308,6 @@ impl RowMapper {
                 Event::OrderReplaced {
                     order, price, qty, ..
                 } => history(*order, "replaced", *price, *qty, None),
-                Event::Balance {
-                    account,
-                    currency,
-                    available,
-                    locked,
-                } => {
-                    let before = cell_before.unwrap_or_default();
-                    let (parts, count) = entries::split(
-                        cause,
-                        (before.available, before.locked),
-                        (*available, *locked),
-                        self.trade_cells.of((*account, *currency)),
-                    );
-                    for part in &parts[..count] {
-                        self.flow(*currency).1 += part.delta.0 + part.delta.1;
-                        batch.ledger.push(LedgerRow {
-                            seq,
-                            entry_index,
-                            party: Party::Account(*account),
-                            currency: *currency,
-                            available_delta: part.delta.0,
-                            locked_delta: part.delta.1,
-                            available_after: part.after.map(|(available, _)| available),
-                            locked_after: part.after.map(|(_, locked)| locked),
-                            cause: part.cause,
-                            ts_ns,
-                        });
-                        entry_index += 1;
-                    }
-                    self.account_seen(batch, *account, seq);
-                }
                 Event::CurrencyAdded { currency } => batch.currencies.push(CurrencyRow {
                     currency: *currency,
                     scale: self.scales.get(currency).copied(),
@@ -412,7 +378,6 @@ impl RowMapper {
                     if let CommandKind::MarketAdd(spec) = &command.kind
                         && spec.market == *market
                     {
-                        self.markets.insert(*market, (spec.base, spec.quote));
                         batch.markets_new.insert(
                             *market,
                             MarketRow {
@@ -494,6 +459,7 @@ impl RowMapper {
                 _ => {}
             }
         }
+        entry_index = self.ledger_entries(seq, cause, ts_ns, entry_index, batch);
         // The state after the command of every order it touched, read in place.
         self.views.applied_each(seq, |record| {
             let Some(state) = row_state(record, seq) else {
@@ -507,6 +473,53 @@ impl RowMapper {
             }
         });
         self.balancing_entries(seq, cause, ts_ns, entry_index, batch);
+    }
+
+    /// The account entries of every cell the command changed, in (account, currency) order
+    /// (split by cause, see [`entries::split`]); returns the next entry index.
+    fn ledger_entries(
+        &mut self,
+        seq: Seq,
+        cause: &'static str,
+        ts_ns: u64,
+        mut entry_index: u32,
+        batch: &mut Batch,
+    ) -> u32 {
+        let mut after = std::mem::take(&mut self.cells_after);
+        after.clear();
+        self.views
+            .balances_applied(|cell, balance| after.push((cell, balance)));
+        self.cells_before.sort_unstable_by_key(|(cell, _)| *cell);
+        assert_eq!(self.cells_before.len(), after.len(), "changed cells differ");
+        for (index, &((account, currency), now)) in after.iter().enumerate() {
+            let (cell, before) = self.cells_before[index];
+            assert_eq!(cell, (account, currency), "changed cells differ");
+            let (parts, count) = entries::split(
+                cause,
+                (before.available, before.locked),
+                (now.available, now.locked),
+                self.trade_cells.of(cell),
+            );
+            for part in &parts[..count] {
+                self.flow(currency).1 += part.delta.0 + part.delta.1;
+                batch.ledger.push(LedgerRow {
+                    seq,
+                    entry_index,
+                    party: Party::Account(account),
+                    currency,
+                    available_delta: part.delta.0,
+                    locked_delta: part.delta.1,
+                    available_after: part.after.map(|(available, _)| available),
+                    locked_after: part.after.map(|(_, locked)| locked),
+                    cause: part.cause,
+                    ts_ns,
+                });
+                entry_index += 1;
+            }
+            self.account_seen(batch, account, seq);
+        }
+        self.cells_after = after;
+        entry_index
     }
 
     /// The `external` and `fees` entries that make the command's entries sum to zero per

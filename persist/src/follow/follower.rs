@@ -81,11 +81,6 @@ pub fn start(
             (engine, 0)
         }
     };
-    if !engine.config().balance_events {
-        return Err(no_start(
-            "the engine (from its snapshot) does not emit balance events".to_owned(),
-        ));
-    }
     let mut follower = Follower {
         engine,
         applied_seq: snapshot_seq,
