@@ -180,7 +180,8 @@ pub(crate) enum MarketAction {
 /// missing or wrong token fails it.
 #[utoipa::path(get, path = "/control/v1/status", tag = "control",
     security(("bearer" = [])),
-    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody)))]
 pub(crate) async fn status(
     State(state): State<ControlState>,
     headers: HeaderMap,
@@ -287,7 +288,7 @@ pub(crate) async fn deposit(
         ("action" = MarketAction, Path, description = "halt or resume")),
     security(("bearer" = [])),
     responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn market_state(
     State(state): State<ControlState>,
@@ -320,7 +321,7 @@ pub(crate) async fn market_state(
         maximum = 4294967295_u64)),
     request_body = KillSwitchRequest, security(("bearer" = [])),
     responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn kill_switch(
     State(state): State<ControlState>,
@@ -350,7 +351,7 @@ pub(crate) async fn kill_switch(
         description = "filters; no body (or `{}`) cancels all"),
     security(("bearer" = [])),
     responses((status = 200, body = CancelAllJson), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn cancel_all(

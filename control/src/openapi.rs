@@ -83,31 +83,32 @@ mod tests {
     fn each_operation_documents_the_statuses_its_handler_answers() {
         let document = serde_json::to_value(document()).unwrap();
         let cases: [(&str, &str, &[&str]); 6] = [
-            // Token, then a read of the views: nothing else can fail.
-            ("/control/v1/status", "get", &["200", "401"]),
+            // Token (401; the wallet's token 403 on every route but deposits), then a read of the
+            // views: nothing else can fail.
+            ("/control/v1/status", "get", &["200", "401", "403"]),
             // Body (400, 413), currency (404), amount or engine reject (422), queue (503).
             (
                 "/control/v1/deposits",
                 "post",
-                &["200", "400", "401", "404", "413", "422", "503"],
+                &["200", "400", "401", "403", "404", "413", "422", "503"],
             ),
             // No body; the action (400), the market (404), engine reject (422), queue (503).
             (
                 "/control/v1/markets/{market}/{action}",
                 "post",
-                &["200", "400", "401", "404", "422", "503"],
+                &["200", "400", "401", "403", "404", "422", "503"],
             ),
             // Account path and body (400, 413), engine reject (422), queue (503).
             (
                 "/control/v1/accounts/{account}/kill-switch",
                 "post",
-                &["200", "400", "401", "413", "422", "503"],
+                &["200", "400", "401", "403", "413", "422", "503"],
             ),
             // As the kill switch, plus the market filter (404).
             (
                 "/control/v1/accounts/{account}/cancel-all",
                 "post",
-                &["200", "400", "401", "404", "413", "422", "503"],
+                &["200", "400", "401", "403", "404", "413", "422", "503"],
             ),
             ("/control/v1/openapi.json", "get", &["200"]),
         ];
