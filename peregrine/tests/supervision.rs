@@ -20,7 +20,7 @@ use support::{FreshDatabase, Up, http_client, write_config};
 /// Longest wait for any one state the test expects.
 const WAIT: Duration = Duration::from_secs(60);
 /// How far the fault moves the mark beyond the journal.
-const MARK_AHEAD: u64 = 1_000_000;
+const MARK_AHEAD: i64 = 1_000_000;
 
 async fn metric(up: &Up, name: &str) -> u64 {
     let series = format!("{name}{{thread=\"replica\"}} ");
@@ -75,13 +75,30 @@ async fn mark(url: &str) -> u64 {
     u64::try_from(mark).unwrap()
 }
 
-async fn set_mark(url: &str, mark: u64) {
+/// Moves the mark by `delta` in one statement. Relative, never a value read earlier: the
+/// replicator may commit between a read and a write, and a mark put back below a row it wrote
+/// would make every later write a duplicate (the race that once made this test flaky).
+async fn shift_mark(url: &str, delta: i64) {
     let mut conn = sqlx::MySqlConnection::connect(url).await.unwrap();
-    sqlx::query("UPDATE replication_state SET high_water_seq = ? WHERE id = 1")
-        .bind(i64::try_from(mark).unwrap())
+    sqlx::query("UPDATE replication_state SET high_water_seq = high_water_seq + ? WHERE id = 1")
+        .bind(delta)
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+/// A deposit to account 3 through the control API; the sequence it was journaled at.
+async fn deposit_seq(up: &Up, deposit_id: u64) -> u64 {
+    let (status, body) = up
+        .control(
+            "deposits",
+            serde_json::json!({
+                "account": 3, "currency": "usd", "amount": "100", "deposit_id": deposit_id,
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["seq"].as_u64().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,12 +114,11 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
         ready(&up).await.0 == 200 && mark(&url).await > 0
     })
     .await;
-    let good_mark = mark(&url).await;
     assert_eq!(metric(&up, "peregrine_thread_deaths_total").await, 0);
 
     // Kill the replicator's work; a new command makes it commit and find out.
-    set_mark(&url, good_mark + MARK_AHEAD).await;
-    up.deposit(3, "usd", "100", 2).await;
+    shift_mark(&url, MARK_AHEAD).await;
+    let second = deposit_seq(&up, 2).await;
     wait_for(&up, &log, "the replicator's death counted", || async {
         metric(&up, "peregrine_thread_deaths_total").await >= 1
     })
@@ -111,12 +127,12 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     assert_eq!(status, 503, "{why}");
     assert!(why.contains("replica"), "{why}");
     // Repaired within the restart budget: a restart takes over and replicates the deposit.
-    set_mark(&url, good_mark).await;
+    shift_mark(&url, -MARK_AHEAD).await;
     wait_for(
         &up,
         &log,
         "the replicator restarted and caught up",
-        || async { ready(&up).await.0 == 200 && mark(&url).await > good_mark },
+        || async { ready(&up).await.0 == 200 && mark(&url).await >= second },
     )
     .await;
     let restarts = metric(&up, "peregrine_thread_restarts_total").await;
@@ -124,8 +140,7 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     assert!(ready(&up).await.1.contains("ok threads"));
 
     // Killed again and left broken: restarts run out and readiness names it for good.
-    let good_mark = mark(&url).await;
-    set_mark(&url, good_mark + MARK_AHEAD).await;
+    shift_mark(&url, MARK_AHEAD).await;
     up.deposit(3, "usd", "100", 3).await;
     wait_for(&up, &log, "the replicator given up on", || async {
         ready(&up).await.1.contains("replica stopped for good")
@@ -136,7 +151,7 @@ async fn a_replicator_killed_by_its_database_is_restarted_then_given_up_on() {
     assert_eq!(restarts, 4, "restarts beyond the budget of 4");
     assert!(deaths > restarts, "{deaths} deaths for {restarts} restarts");
     // And it stays so, even once the database is fine again: the operator must look.
-    set_mark(&url, good_mark).await;
+    shift_mark(&url, -MARK_AHEAD).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (status, why) = ready(&up).await;
     assert_eq!(status, 503, "{why}");
