@@ -315,8 +315,12 @@ fn request_message(nonce: &str, facts: &RequestFacts<'_>) -> String {
     message.push_str(nonce);
     message.push_str(facts.method);
     message.push_str(facts.path);
+    // By table, not `format!`: 32 formatted strings were two thirds of a request's
+    // authentication (callgrind: ~18 000 of ~28 000 instructions).
+    const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in facts.body_sha256 {
-        message.push_str(&format!("{byte:02x}"));
+        message.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+        message.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
     }
     message
 }
@@ -365,6 +369,23 @@ mod tests {
 
     use super::super::nonce_floor::RESERVATION_MS;
     use super::*;
+
+    #[test]
+    fn the_signed_message_is_nonce_method_path_and_the_body_digest_in_lower_hex() {
+        let facts = RequestFacts {
+            method: "POST",
+            path: "/api/v2/peatio/market/orders",
+            body_sha256: body_sha256(b""),
+            peer: None,
+            scope: Scopes::default(),
+        };
+        // SHA-256 of nothing, as every client library prints it.
+        assert_eq!(
+            request_message("1700000000000", &facts),
+            "1700000000000POST/api/v2/peatio/market/orders\
+             e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
 
     fn store() -> KeyStore {
         KeyStore::new(
