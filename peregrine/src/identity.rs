@@ -180,11 +180,11 @@ type Tasks = Arc<std::sync::Mutex<Vec<(&'static str, JoinHandle<()>)>>>;
 pub struct Running {
     /// The service.
     pub identity: Arc<Identity>,
-    /// Its routes (identity, 2FA, tokens, API keys; KYC when OpenBao is there), full paths
+    /// Its routes (identity, 2FA, tokens, API keys, KYC), full paths
     /// from `/api/v2/barong`, for the REST listener.
     pub router: Router,
     store: Store,
-    vault: Option<Vault>,
+    vault: Vault,
     /// The embedded store identity's secrets are in, when no OpenBao is configured.
     dev_secrets: Option<DevSecrets>,
     section: AuthSection,
@@ -196,7 +196,7 @@ pub struct Running {
 impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running")
-            .field("vault", &self.vault.is_some())
+            .field("dev_secrets", &self.dev_secrets.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -224,16 +224,13 @@ pub async fn start(
         config: vault_config,
     };
     identity = identity.with_vault(vault.clone(), TokenConfig::default());
-    let vault = Some(vault);
     if section.smtp.is_none() {
         tracing::warn!("no [auth.smtp]: e-mailed codes are logged at INFO with their address");
     }
     let identity = Arc::new(identity);
     let mut router = peregrine_auth::http::router(Arc::clone(&identity));
-    if let Some(vault) = &vault {
-        let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
-        router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
-    }
+    let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
+    router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
     let counters = (
         IntCounterVec::new(
             Opts::new(
@@ -267,38 +264,37 @@ pub async fn start(
 
 impl Running {
     /// Feeds the REST bridge's key cache and JWT verifier and the QUIC logon's registry from
-    /// identity, and registers the `identity` readiness check over the tasks doing it. Without
-    /// OpenBao there is nothing to feed (no key can be made), and the check only says so.
+    /// identity, and registers the `identity` readiness check over the tasks doing it (and the
+    /// `secrets` check when identity's secrets are in the embedded development store).
     pub async fn attach(
         &self,
         bridge: &Arc<Bridge>,
         quic: Option<&QuicServer>,
         readiness: &Readiness,
     ) -> Result<(), IdentityError> {
-        if let Some(vault) = &self.vault {
-            let section = &self.section;
-            let gate = Arc::new(LevelGate::new(
-                section.account_id_first..section.account_id_end,
-                section.trade_level_min,
-            ));
-            // The REST feed carries the gate's levels too: one follower, one order of events.
-            let (rest, levels) = (Arc::clone(bridge), Arc::clone(&gate));
-            let apply = move |change: KeyChange| {
-                levels.apply(&change);
-                rest.apply_key_change(change);
-            };
-            self.follow("rest", vault, apply, true).await?;
-            bridge.gate_levels(Arc::clone(&gate));
-            if let Some(server) = quic {
-                let registry = server.key_registry();
-                self.follow("quic", vault, move |change| registry.apply(change), false)
-                    .await?;
-                server.gate_levels(Arc::clone(&gate));
-            }
-            let refresher = self.verifier().await?;
-            bridge.accept_tokens(Arc::clone(&refresher));
-            self.spawn_jwks_refresh(refresher);
+        let vault = &self.vault;
+        let section = &self.section;
+        let gate = Arc::new(LevelGate::new(
+            section.account_id_first..section.account_id_end,
+            section.trade_level_min,
+        ));
+        // The REST feed carries the gate's levels too: one follower, one order of events.
+        let (rest, levels) = (Arc::clone(bridge), Arc::clone(&gate));
+        let apply = move |change: KeyChange| {
+            levels.apply(&change);
+            rest.apply_key_change(change);
+        };
+        self.follow("rest", vault, apply, true).await?;
+        bridge.gate_levels(Arc::clone(&gate));
+        if let Some(server) = quic {
+            let registry = server.key_registry();
+            self.follow("quic", vault, move |change| registry.apply(change), false)
+                .await?;
+            server.gate_levels(Arc::clone(&gate));
         }
+        let refresher = self.verifier().await?;
+        bridge.accept_tokens(Arc::clone(&refresher));
+        self.spawn_jwks_refresh(refresher);
         let tasks = Arc::clone(&self.tasks);
         readiness.register_check("identity", move || tasks_status(&tasks))?;
         if let Some(dev) = &self.dev_secrets {
