@@ -543,15 +543,25 @@ fn bid(price: &str) -> String {
 /// An appliance whose `[rest]` listens on a fixed port (a restarted one is found again), with
 /// an API key for account 1.
 fn relay_appliance(dir: &Path, url: &str, stream: &str, prefix: &str) -> (Up, u16) {
+    let keys =
+        format!("[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n");
+    relay_appliance_with(dir, url, stream, prefix, &keys)
+}
+
+/// [`relay_appliance`] with `sections` instead of its API key.
+fn relay_appliance_with(
+    dir: &Path,
+    url: &str,
+    stream: &str,
+    prefix: &str,
+    sections: &str,
+) -> (Up, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let extra = format!(
-        "{}\n[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n",
-        fanout_section(url, stream, prefix)
-    );
+    let extra = format!("{}\n{sections}", fanout_section(url, stream, prefix));
     let path = write_config(dir, &[Trader::new(1)], &extra);
     let text = std::fs::read_to_string(&path).unwrap().replacen(
         "[rest]\nlisten = \"127.0.0.1:0\"",
@@ -667,6 +677,104 @@ async fn a_private_stream_on_a_bridge_sees_the_accounts_order() {
     assert_eq!(order["market"], "btcusd", "{order}");
     assert_eq!(order["side"], "buy", "{order}");
     assert!(balance.unwrap().to_string().contains("usd"));
+    up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+/// `GET {base}{path}` with an access JWT.
+async fn with_token(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let response = http_client()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Identity's access JWT on bridges: a bridge that loads identity's JWKS (`[bridge] jwks_url`)
+/// verifies the token itself for what it serves from the replica, and relays order entry with
+/// it; a bridge without the JWKS, a tampered token and a token for nobody are refused 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_access_token_from_identity_reads_the_account_on_a_bridge_that_loads_the_jwks() {
+    use support::identity::{Session, identity_section, new_verified_user, unique as named};
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("tokens");
+    let url = nats_url();
+    let (up, port) = relay_appliance_with(
+        dir.path(),
+        &url,
+        &stream,
+        &prefix,
+        &identity_section(dir.path()),
+    );
+    let email = format!("{}@example.com", named("bridge-reader"));
+    let (session, account, _uid): (Session, u32, String) =
+        new_verified_user(&up.rest, &email).await;
+    up.deposit(account, "usd", "1000000", 1).await;
+    let (status, issued) = session
+        .post("/resource/tokens", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+
+    let replica = dir.path().join("data/replica.db");
+    let lines = format!(
+        "orders_url = \"http://127.0.0.1:{port}\"\naccounts_from_replica = true\n\
+         jwks_url = \"http://127.0.0.1:{port}/api/v2/barong/identity/jwks\"\n\n\
+         [replica]\nurl = \"sqlite://{}\"\n",
+        replica.display()
+    );
+    let verifying = Bridge::start_with(&dir.path().join("b1"), &url, &stream, &lines);
+    let plain = Bridge::start_with(
+        &dir.path().join("b2"),
+        &url,
+        &stream,
+        &lines.replacen("jwks_url", "# jwks_url", 1),
+    );
+    converges(&up, &verifying, "markets/btcusd/order-book").await;
+
+    // Order entry with the token, relayed to the appliance, which verifies it again.
+    let placed = http_client()
+        .post(format!("{}{ORDERS}", verifying.rest))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(bid("48000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        placed.status().as_u16(),
+        201,
+        "{}",
+        placed.text().await.unwrap()
+    );
+
+    // The account's orders, served by the bridge itself from the replica.
+    let mine = "/api/v2/peatio/market/orders?market=btcusd";
+    let started = Instant::now();
+    loop {
+        let (status, body) = with_token(&verifying.rest, mine, &token).await;
+        if status == 200 && body.as_array().is_some_and(|orders| orders.len() == 1) {
+            assert_eq!(body[0]["price"], "48000", "{body}");
+            break;
+        }
+        assert!(started.elapsed() < CONVERGE_WITHIN, "{status} {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = with_token(&plain.rest, mine, &token).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (401, Some("authz.invalid_token")),
+        "{body}"
+    );
+    let mut tampered = token.clone().into_bytes();
+    let last = tampered.len() - 2;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let (status, body) = with_token(&verifying.rest, mine, &tampered).await;
+    assert_eq!(status, 401, "{body}");
     up.stop();
     delete_stream(&url, &stream).await;
 }

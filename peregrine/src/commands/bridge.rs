@@ -15,7 +15,11 @@
 //! accounts_from_replica`), else relays them too. Ranger's private streams (`order`, `trade`,
 //! `balance`) are served from the stream's `user.<account>.*` changes, which the consumer
 //! reads with the rest (no second source to keep in order with the books); their subscribers
-//! are authenticated by the bridge itself, with the read keys of its own `[rest] keys`.
+//! are authenticated by the bridge itself, with the read keys of its own `[rest] keys`. With
+//! `[bridge] jwks_url` it also accepts identity's access JWTs (`Authorization: Bearer`),
+//! verified from memory against the JWKS it reloads (Barong's model: identity signs, every
+//! edge verifies locally); relayed requests carry the header on, and the appliance verifies it
+//! again.
 //!
 //! Start order: configuration, logging, listeners, metrics and readiness, the consumer, the
 //! REST/WebSocket server, the health server, then the summary on stdout. Stop: not ready, the
@@ -49,6 +53,8 @@ const FEED_CAPACITY: usize = 1_024;
 const RUNTIME_WORKER_THREADS: usize = 2;
 /// Longest start-up waits to be ready before printing the summary.
 const READY_WAIT: Duration = Duration::from_secs(10);
+/// Pause between attempts to load identity's JWKS at start.
+const JWKS_RETRY: Duration = Duration::from_secs(1);
 /// Longest the health server gets to finish in-flight requests at stop.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
 
@@ -147,6 +153,16 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), BridgeError>
         Err(why) => CheckStatus::NotReady(why),
     })?;
     let rest = start_rest(config, rest_listener, &consumer, events, catalog, &metrics).await?;
+    if !config.bridge.jwks_url.is_empty() {
+        let loaded = accept_tokens(&rest, config.bridge.jwks_url.clone());
+        readiness.register_check("tokens", move || {
+            if loaded.load(std::sync::atomic::Ordering::Acquire) {
+                CheckStatus::Ready
+            } else {
+                CheckStatus::NotReady("identity's JWKS ([bridge] jwks_url) not loaded yet".into())
+            }
+        })?;
+    }
     let feed_live = rest.readiness_probe();
     readiness.register_check("rest", move || {
         if feed_live() {
@@ -239,6 +255,34 @@ async fn start_rest(
             )?);
     }
     Ok(rest)
+}
+
+/// Loads identity's JWKS from `url` until it succeeds, retrying every [`JWKS_RETRY`], then lets
+/// the edge accept access JWTs (kept fresh by the refresher). The flag turns true once loaded.
+/// Why not fail the start: a bridge may come up before the appliance; it serves market data
+/// meanwhile and answers token-authenticated requests 401 until the keys are known.
+fn accept_tokens(rest: &RestServer, url: String) -> Arc<std::sync::atomic::AtomicBool> {
+    let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&loaded);
+    let bridge = Arc::clone(rest.bridge());
+    tokio::spawn(async move {
+        let reload = Duration::from_secs(config::bridge::JWKS_RELOAD_S);
+        loop {
+            // The appliance's identity signs with the default issuer and audience.
+            let expected = peregrine_auth::jwt::TokenConfig::default();
+            match peregrine_auth::jwt::Refresher::start(url.clone(), expected, reload).await {
+                Ok(refresher) => {
+                    bridge.accept_tokens(refresher);
+                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    tracing::info!(%url, "identity's JWKS loaded: access tokens accepted");
+                    return;
+                }
+                Err(error) => tracing::warn!(%url, %error, "cannot load identity's JWKS; retrying"),
+            }
+            tokio::time::sleep(JWKS_RETRY).await;
+        }
+    });
+    loaded
 }
 
 /// The edge's view of one event of the stream (`None` for kinds this build does not know).

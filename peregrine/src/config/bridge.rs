@@ -22,7 +22,15 @@ pub struct BridgeSection {
     /// are relayed to (the appliance verifies the user's signature; see
     /// `peregrine_gateway::rest::relay`); empty: the bridge answers them 503.
     pub orders_url: String,
+    /// Identity's JWKS (`http://host:port/api/v2/barong/identity/jwks` on the appliance's
+    /// `[rest]`): the bridge then accepts identity's access JWTs (`Authorization: Bearer`),
+    /// verified from memory and reloaded every [`JWKS_RELOAD_S`] s; empty: tokens are refused.
+    pub jwks_url: String,
 }
+
+/// Seconds between reloads of `[bridge] jwks_url` (a rotated key is served by identity before
+/// it signs, so one reload interval is the longest a new key goes unrecognised).
+pub const JWKS_RELOAD_S: u64 = 10;
 
 impl Default for BridgeSection {
     fn default() -> Self {
@@ -32,6 +40,7 @@ impl Default for BridgeSection {
             ready_lag_max_messages: 10_000,
             accounts_from_replica: false,
             orders_url: String::new(),
+            jwks_url: String::new(),
         }
     }
 }
