@@ -52,6 +52,20 @@ impl JournalMetrics {
         })
     }
 
+    /// Registers `journal_commit_seconds`, read from `journal`'s writer at each scrape: the
+    /// time from taking a batch to its records being durable (write and sync), per commit.
+    pub fn register_commit_latency(
+        registry: &Registry,
+        journal: Journal,
+    ) -> Result<(), prometheus::Error> {
+        crate::metrics::BucketsCollector::register(
+            registry,
+            "journal_commit_seconds",
+            "Time to make one group commit durable (write and sync).",
+            move || journal.stats().commit_latency.snapshot(),
+        )
+    }
+
     /// Copies the journal's counters (monotonic, so counters advance by the difference).
     pub fn refresh(&self, journal: &Journal) {
         use std::sync::atomic::Ordering::Relaxed;

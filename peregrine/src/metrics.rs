@@ -9,6 +9,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use peregrine_persist::latency::{LATENCY_BUCKETS, LatencySnapshot, upper_bound_ns};
+
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
@@ -49,6 +51,68 @@ pub fn advance_counter(counter: &prometheus::IntCounter, now: u64) {
 
 /// HTTP latency buckets in seconds: 50 µs doubling to ~1.6 s (16 buckets). The operator
 /// endpoints answer in microseconds; the upper buckets catch a stalled runtime.
+/// A `_seconds` histogram read from [`LatencyBuckets`] kept by a thread that calls no metrics
+/// library (the journal writer): at each scrape `read` takes a snapshot and this turns its
+/// counts into Prometheus's cumulative buckets.
+pub struct BucketsCollector {
+    desc: prometheus::core::Desc,
+    read: Box<dyn Fn() -> LatencySnapshot + Send + Sync>,
+}
+
+impl BucketsCollector {
+    /// Registers a histogram named `name` (prefixed on export) read by `read`.
+    pub fn register(
+        registry: &Registry,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> LatencySnapshot + Send + Sync + 'static,
+    ) -> Result<(), prometheus::Error> {
+        let desc = prometheus::core::Desc::new(
+            name.to_owned(),
+            help.to_owned(),
+            Vec::new(),
+            Default::default(),
+        )?;
+        registry.register(Box::new(BucketsCollector {
+            desc,
+            read: Box::new(read),
+        }))
+    }
+}
+
+impl prometheus::core::Collector for BucketsCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        vec![&self.desc]
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        use prometheus::proto::{Bucket, Histogram, Metric, MetricFamily, MetricType};
+        let snapshot = (self.read)();
+        let mut cumulative = 0_u64;
+        let mut buckets = Vec::with_capacity(LATENCY_BUCKETS);
+        for (index, count) in snapshot.counts[..LATENCY_BUCKETS].iter().enumerate() {
+            cumulative = cumulative.saturating_add(*count);
+            let mut bucket = Bucket::default();
+            bucket.set_cumulative_count(cumulative);
+            bucket.set_upper_bound(upper_bound_ns(index) as f64 / 1e9);
+            buckets.push(bucket);
+        }
+        let total = cumulative.saturating_add(snapshot.counts[LATENCY_BUCKETS]);
+        let mut histogram = Histogram::default();
+        histogram.set_sample_count(total);
+        histogram.set_sample_sum(snapshot.sum_ns as f64 / 1e9);
+        histogram.set_bucket(buckets);
+        let mut metric = Metric::default();
+        metric.set_histogram(histogram);
+        let mut family = MetricFamily::default();
+        family.set_name(self.desc.fq_name.clone());
+        family.set_help(self.desc.help.clone());
+        family.set_field_type(MetricType::HISTOGRAM);
+        family.set_metric(vec![metric]);
+        vec![family]
+    }
+}
+
 fn http_duration_buckets_s() -> Vec<f64> {
     (0..16).map(|i| 50e-6 * f64::from(1u32 << i)).collect()
 }

@@ -148,3 +148,46 @@ async fn quic_sessions_and_control_calls_move_their_series() {
     );
     up.stop();
 }
+
+/// The journal writer's group commits show as a `_seconds` histogram read at each scrape: the
+/// deposits' commits are counted (at least as many as `journal_commits_total`, which is copied
+/// once a second), the buckets are cumulative and end at the count, and the sum is positive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn journal_commits_show_as_a_seconds_histogram() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), &[], "");
+    let up = Up::start(dir.path());
+    for deposit in 1..=3 {
+        up.deposit(7, "usd", "100", deposit).await;
+    }
+    let text = up.metrics().await;
+    let count = value(&text, "peregrine_journal_commit_seconds_count");
+    assert!(count >= 3.0, "{text}");
+    assert!(count >= value(&text, "peregrine_journal_commits_total"));
+    assert!(value(&text, "peregrine_journal_commit_seconds_sum") > 0.0);
+    let buckets: Vec<f64> = text
+        .lines()
+        .filter(|line| line.starts_with("peregrine_journal_commit_seconds_bucket{"))
+        .map(|line| line.rsplit_once(' ').unwrap().1.parse().unwrap())
+        .collect();
+    assert_eq!(buckets.len(), 25, "24 bounds and +Inf:\n{text}");
+    assert!(
+        buckets.windows(2).all(|pair| pair[0] <= pair[1]),
+        "{buckets:?}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            "peregrine_journal_commit_seconds_bucket{le=\"+Inf\"}"
+        ),
+        count
+    );
+    assert_eq!(
+        value(
+            &text,
+            "peregrine_journal_commit_seconds_bucket{le=\"0.000001\"}"
+        ),
+        buckets[0]
+    );
+    up.stop();
+}

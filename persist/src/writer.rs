@@ -119,6 +119,8 @@ pub struct WriterStats {
     pub busy_count: AtomicU64,
     /// Writes of the durable tip (`tip`) that failed.
     pub tip_write_failures: AtomicU64,
+    /// Time from taking a batch to its records being durable (write and sync), per commit.
+    pub commit_latency: crate::latency::LatencyBuckets,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -632,9 +634,14 @@ impl WriterState {
             if !self.take_batch(shared) {
                 return Ok(());
             }
+            let taken_at = Instant::now();
             let (last_seq, records) = self.commit_batch()?;
             let durable_at = Instant::now();
             let stats = &shared.stats;
+            let commit_ns = durable_at.saturating_duration_since(taken_at).as_nanos();
+            stats
+                .commit_latency
+                .record(u64::try_from(commit_ns).unwrap_or(u64::MAX));
             stats.commits_count.fetch_add(1, Ordering::Relaxed);
             stats.records_count.fetch_add(records, Ordering::Relaxed);
             stats

@@ -263,6 +263,11 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let journal_metrics = crate::journal_metrics::JournalMetrics::register(metrics.registry())
         .map_err(crate::metrics::MetricsError::from)?;
     journal_metrics.refresh(&journal);
+    crate::journal_metrics::JournalMetrics::register_commit_latency(
+        metrics.registry(),
+        journal.clone(),
+    )
+    .map_err(crate::metrics::MetricsError::from)?;
     let journal_refresh = journal_metrics.spawn_refresh(journal.clone());
     crate::journal_metrics::register_readiness(&readiness, journal.clone())?;
     let engine_metrics = crate::engine_metrics::EngineMetrics::register(metrics.registry())
