@@ -112,4 +112,17 @@ impl WalletMetrics {
         registry.register(Box::new(metrics.errors_total.clone()))?;
         Ok(metrics)
     }
+
+    /// Exports `chain`'s event counters at zero before the first event: a series that
+    /// appears only with the first reorganisation hides it from `increase()`-based alerts and
+    /// dashboards until the second.
+    pub fn start_chain(&self, chain: &str) {
+        for counter in [
+            &self.reorgs_total,
+            &self.reorg_blocks_total,
+            &self.deep_reorg_deposits_total,
+        ] {
+            counter.with_label_values(&[chain]).inc_by(0);
+        }
+    }
 }

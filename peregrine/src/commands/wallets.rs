@@ -222,6 +222,7 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
     let metrics = Metrics::new()?;
     let readiness = Readiness::new();
     let wallet_metrics = WalletMetrics::new(metrics.registry()).map_err(MetricsError::from)?;
+    wallet_metrics.start_chain(&wallets.chain);
 
     let store = WalletStore::open(&wallets.store_url(data_dir)).await?;
     let bao_token = read_token(
