@@ -107,15 +107,19 @@ impl Bridge {
         tokio_tungstenite::connect_async(url).await.unwrap().0
     }
 
-    async fn metric(&self, name: &str) -> f64 {
-        let text = http_client()
+    async fn scrape(&self) -> String {
+        http_client()
             .get(format!("{}/metrics", self.http))
             .send()
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    async fn metric(&self, name: &str) -> f64 {
+        let text = self.scrape().await;
         text.lines()
             .find(|l| l.starts_with(name))
             .and_then(|l| l.split_whitespace().last())
@@ -290,6 +294,9 @@ async fn two_bridges_give_the_same_trades_in_the_same_order() {
         .unwrap();
     assert_eq!(ready.status(), 200, "{:?}", ready.text().await);
     assert_eq!(one.metric("peregrine_bridge_gaps_total").await, 0.0);
+    // The dashboard's bridge panels read what a bridge that served trades exports.
+    let scrape = one.scrape().await;
+    support::dashboard::assert_panels_exported("bridge", &scrape);
     m.up.stop();
     delete_stream(&url, &stream).await;
 }

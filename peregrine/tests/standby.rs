@@ -273,6 +273,7 @@ async fn a_standby_added_to_a_running_primary_catches_up_and_holds_every_acknowl
     ] {
         assert!(metric(&text, name).is_some(), "no {name} on the primary");
     }
+    support::dashboard::assert_panels_exported("replication", &text);
     let text = get(&standby_metrics).await;
     for name in [
         "peregrine_standby_lag_records",

@@ -323,6 +323,7 @@ async fn ether_and_token_deposits_are_credited_and_listed_on_a_running_appliance
     ] {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
+    support::dashboard::assert_panels_exported("wallets", &metrics);
     kill(daemon);
     stack.up.stop();
 }

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod dashboard;
 pub mod identity;
 
 use std::io::{BufRead, BufReader};
