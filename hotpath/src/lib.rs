@@ -203,6 +203,7 @@ mod engine;
 pub mod event;
 mod idempotency;
 pub mod ids;
+pub mod latency;
 pub mod ledger;
 mod market;
 mod orders;

@@ -88,6 +88,23 @@ impl EngineMetrics {
             .set(i64::from(health.consecutive_failures > 0));
     }
 
+    // The help text below names the rate.
+    const _SAMPLED: () = assert!(peregrine_hotpath::runtime::APPLY_SAMPLE_EVERY == 64);
+
+    /// Registers `engine_apply_seconds`, read from the shard's sampled apply latencies at each
+    /// scrape (one command in `APPLY_SAMPLE_EVERY`, by sequence).
+    pub fn register_apply_latency(
+        registry: &Registry,
+        engine: std::sync::Arc<EngineHandle>,
+    ) -> Result<(), prometheus::Error> {
+        crate::metrics::BucketsCollector::register(
+            registry,
+            "engine_apply_seconds",
+            "Engine::apply of one command, sampled one in 64 by sequence.",
+            move || engine.stats().apply_latency.snapshot(),
+        )
+    }
+
     /// Copies the shard's counters (monotonic, so counters advance by the difference).
     pub fn refresh(&self, engine: &EngineHandle) {
         let stats = engine.stats();

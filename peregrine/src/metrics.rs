@@ -9,7 +9,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use peregrine_persist::latency::{LATENCY_BUCKETS, LatencySnapshot, upper_bound_ns};
+use peregrine_hotpath::latency::{LATENCY_BUCKETS, LatencySnapshot};
 
 use prometheus::{
     Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -94,7 +94,7 @@ impl prometheus::core::Collector for BucketsCollector {
             cumulative = cumulative.saturating_add(*count);
             let mut bucket = Bucket::default();
             bucket.set_cumulative_count(cumulative);
-            bucket.set_upper_bound(upper_bound_ns(index) as f64 / 1e9);
+            bucket.set_upper_bound(snapshot.upper_bound_ns(index) as f64 / 1e9);
             buckets.push(bucket);
         }
         let total = cumulative.saturating_add(snapshot.counts[LATENCY_BUCKETS]);

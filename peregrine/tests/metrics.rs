@@ -152,15 +152,22 @@ async fn quic_sessions_and_control_calls_move_their_series() {
 /// The journal writer's group commits show as a `_seconds` histogram read at each scrape: the
 /// deposits' commits are counted (at least as many as `journal_commits_total`, which is copied
 /// once a second), the buckets are cumulative and end at the count, and the sum is positive.
+/// The engine's applies are sampled one in 64 by sequence into `engine_apply_seconds`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn journal_commits_show_as_a_seconds_histogram() {
+async fn journal_commits_and_engine_applies_show_as_seconds_histograms() {
     let dir = tempfile::tempdir().unwrap();
     write_config(dir.path(), &[], "");
     let up = Up::start(dir.path());
-    for deposit in 1..=3 {
+    for deposit in 1..=64 {
         up.deposit(7, "usd", "100", deposit).await;
     }
     let text = up.metrics().await;
+    let applies = value(&text, "peregrine_engine_apply_seconds_count");
+    assert!(
+        (1.0..=2.0).contains(&applies),
+        "one in 64 of ~70 commands:\n{text}"
+    );
+    assert!(value(&text, "peregrine_engine_apply_seconds_sum") > 0.0);
     let count = value(&text, "peregrine_journal_commit_seconds_count");
     assert!(count >= 3.0, "{text}");
     assert!(count >= value(&text, "peregrine_journal_commits_total"));

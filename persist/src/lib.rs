@@ -33,7 +33,6 @@ pub mod error;
 pub mod follow;
 pub mod format;
 pub mod io;
-pub mod latency;
 pub mod lock;
 pub mod marker;
 pub mod payload;

@@ -6,6 +6,7 @@
 //! and all of them go in the next commit; an idle writer wakes on the first record and commits it
 //! alone at once.
 
+use peregrine_hotpath::latency::LatencyBuckets;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fs::File;
@@ -107,7 +108,7 @@ impl std::fmt::Debug for WakerSlot {
 }
 
 /// Counters of the writer, for reports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WriterStats {
     /// Group commits made durable.
     pub commits_count: AtomicU64,
@@ -120,7 +121,23 @@ pub struct WriterStats {
     /// Writes of the durable tip (`tip`) that failed.
     pub tip_write_failures: AtomicU64,
     /// Time from taking a batch to its records being durable (write and sync), per commit.
-    pub commit_latency: crate::latency::LatencyBuckets,
+    pub commit_latency: LatencyBuckets,
+}
+
+/// The first bound of [`WriterStats::commit_latency`]: no sync completes in under 1 µs.
+pub const COMMIT_LATENCY_FIRST_NS: u64 = 1_000;
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        Self {
+            commits_count: AtomicU64::new(0),
+            records_count: AtomicU64::new(0),
+            batch_records_max: AtomicU64::new(0),
+            busy_count: AtomicU64::new(0),
+            tip_write_failures: AtomicU64::new(0),
+            commit_latency: LatencyBuckets::new(COMMIT_LATENCY_FIRST_NS),
+        }
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -273,6 +273,11 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let engine_metrics = crate::engine_metrics::EngineMetrics::register(metrics.registry())
         .map_err(crate::metrics::MetricsError::from)?;
     engine_metrics.refresh(&engine);
+    crate::engine_metrics::EngineMetrics::register_apply_latency(
+        metrics.registry(),
+        Arc::clone(&engine),
+    )
+    .map_err(crate::metrics::MetricsError::from)?;
     let engine_refresh =
         engine_metrics.spawn_refresh(Arc::clone(&engine), exchange.snapshot_pauses());
     let checked_engine = Arc::clone(&engine);
