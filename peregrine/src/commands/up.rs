@@ -416,6 +416,9 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let identity_routes = identity
         .as_ref()
         .map_or_else(axum::Router::new, |running| running.router.clone());
+    // The retail trading page at `/`, on identity's origin (see `peregrine-web`).
+    let web = peregrine_web::WebMetrics::new(metrics.registry()).map_err(MetricsError::from)?;
+    let identity_routes = identity_routes.merge(peregrine_web::router(web));
     let rest = peregrine_gateway::rest::serve_on_with_routes(
         listeners.rest,
         rest_config,
@@ -807,6 +810,11 @@ impl Summary<'_> {
             "rest  http://{}/api/v2  (ws /api/v2/ranger/public|private; API keys: {})",
             self.rest.local_addr(),
             self.config.rest.keys.len()
+        )?;
+        writeln!(
+            stdout,
+            "page  http://{}/  (retail trading)",
+            self.rest.local_addr()
         )?;
         if let Some(store) = self.identity_store {
             let auth = &self.config.auth;
