@@ -132,7 +132,7 @@ function fill(tableId, items, columns, empty = 'None') {
 
 function time(value) {
   const date = typeof value === 'number' ? new Date(value * 1000) : new Date(value);
-  return date.toLocaleTimeString();
+  return date.toLocaleTimeString([], { hour12: false });
 }
 
 // ---- Market data: the Ranger WebSocket ---------------------------------------------------
@@ -199,7 +199,7 @@ function renderBook() {
   fill('#asks', asks, ([p, a]) => [p, a], 'No asks');
   fill('#bids', bids, ([p, a]) => [p, a], 'No bids');
   const best = asks.length && bids.length
-    ? `spread ${(Number(asks[asks.length - 1][0]) - Number(bids[0][0])).toPrecision(6)}`
+    ? `spread ${(Number(asks[asks.length - 1][0]) - Number(bids[0][0])).toFixed(state.market.price_precision)}`
     : '';
   $('#spread').textContent = best;
 }
