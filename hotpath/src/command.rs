@@ -49,6 +49,8 @@ pub enum Service {
     Wallet,
     /// The identity service.
     Identity,
+    /// The demo market maker of `peregrine up --demo`: the deposit that funds its accounts.
+    MarketMaker,
 }
 
 impl core::fmt::Display for Actor {
@@ -62,6 +64,7 @@ impl core::fmt::Display for Actor {
             Actor::Operator(operator) => write!(f, "operator:{operator}"),
             Actor::Service(Service::Wallet) => f.write_str("service:wallet"),
             Actor::Service(Service::Identity) => f.write_str("service:identity"),
+            Actor::Service(Service::MarketMaker) => f.write_str("service:market-maker"),
         }
     }
 }

@@ -72,6 +72,12 @@ pub struct UpArgs {
     #[arg(long)]
     pub accept_journal_loss: bool,
 
+    /// Start a demo market maker: two accounts of its own, funded by a journaled deposit,
+    /// quoting both sides of every market over QUIC around a moving price, so the page at `/`
+    /// shows a live book and trades
+    #[arg(long)]
+    pub demo: bool,
+
     /// Run as a hot standby of the primary whose [replication] listen address is ADDR
     /// (host:port): follow its journal, open no gateway (standby.of)
     #[arg(long, value_name = "ADDR")]

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod control_token;
+pub mod demo;
 pub mod engine_metrics;
 pub mod exchange;
 pub mod http;

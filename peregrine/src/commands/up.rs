@@ -88,6 +88,8 @@ pub enum UpError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Standby(#[from] crate::standby::StandbyUpError),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
     #[error("control token {}: {source}", path.display())]
     ControlToken {
         path: PathBuf,
@@ -104,6 +106,10 @@ impl UpError {
                 | Self::Logging(LoggingError::Filter(_))
                 | Self::Exchange(ExchangeError::Catalog(_))
                 | Self::Standby(crate::standby::StandbyUpError::Tls(_))
+                | Self::Demo(
+                    crate::demo::DemoError::QuicDisabled
+                        | crate::demo::DemoError::AccountTaken { .. }
+                )
         )
     }
 }
@@ -145,7 +151,7 @@ pub fn run(
         .enable_all()
         .build()
         .map_err(UpError::Runtime)?;
-    runtime.block_on(serve_until_stopped(&loaded))
+    runtime.block_on(serve_until_stopped(&loaded, args.demo))
 }
 
 /// The TCP listeners, bound before the data directory is touched: a port in use stops the
@@ -207,7 +213,7 @@ async fn refuse_a_replica_ahead_of_the_journal(
     }
 }
 
-async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
+async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), UpError> {
     let (config, config_file) = (&loaded.config, loaded.file.as_deref());
     // Installed first: a SIGTERM during start-up then stops gracefully instead of killing.
     let mut signals = StopSignals::install().map_err(UpError::Signals)?;
@@ -356,6 +362,8 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let replica = replica.map(|(handle, _)| handle);
     let fanout = start_fanout(config, &exchange, &metrics, &readiness)?;
 
+    // The demo market maker's keys, registered with QUIC like configured ones.
+    let demo_keys = demo.then(|| demo_keys(config)).transpose()?;
     // QUIC order entry.
     let quic = if config.quic.enabled {
         let tls = match (&config.quic.cert_chain_pem, &config.quic.private_key_pem) {
@@ -377,7 +385,10 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         let server_config = ServerConfig {
             listen: config.quic.listen,
             tls,
-            keys: config.quic.keys.clone(),
+            keys: match &demo_keys {
+                Some(demo) => [config.quic.keys.clone(), demo.quic_keys()?].concat(),
+                None => config.quic.keys.clone(),
+            },
             limits: config.quic.limits,
             sessions_per_key: config.quic.sessions_per_key,
             transport: config.quic.transport,
@@ -426,6 +437,9 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let identity_routes = identity
         .as_ref()
         .map_or_else(axum::Router::new, |running| running.router.clone());
+    // The retail trading page at `/`, on identity's origin (see `peregrine-web`).
+    let web = peregrine_web::WebMetrics::new(metrics.registry()).map_err(MetricsError::from)?;
+    let identity_routes = identity_routes.merge(peregrine_web::router(web));
     let rest = peregrine_gateway::rest::serve_on_with_routes(
         listeners.rest,
         rest_config,
@@ -445,6 +459,10 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     crate::wallets::serve_deposits(config, &data_dir, &rest)
         .await
         .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
+    let demo_bot = match (demo_keys, quic.as_ref()) {
+        (Some(keys), Some(server)) => Some(start_demo(keys, server, &exchange, &metrics).await?),
+        _ => None,
+    };
     {
         let feed_live = rest.readiness_probe();
         readiness.register_check("rest", move || {
@@ -531,6 +549,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         control_token_path: control_token_path.as_deref(),
         replica_url: replica_url.as_deref(),
         shipping: shipping.as_ref().map(crate::standby::Shipping::local_addr),
+        demo: demo_bot.is_some(),
     };
     // A closed stdout (`peregrine up | head -1`) must not stop the exchange: warn and go on.
     if let Err(error) = summary.print() {
@@ -546,6 +565,10 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     http_ready.set_not_ready("shutting down");
     // First: what is stopped on purpose from here on must not be restarted.
     supervision.stop();
+    // The demo's quotes go before QUIC does: it cancels them and logs out.
+    if let Some(bot) = demo_bot {
+        bot.stop().await;
+    }
     // Order entry first: no new commands while the rest drains.
     rest.shutdown().await;
     if let Some(quic) = quic {
@@ -606,6 +629,38 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         fence.resign().await;
     }
     Ok(())
+}
+
+/// The demo market maker's keys (`--demo`): QUIC must run, and its accounts must stay out of
+/// identity's range.
+fn demo_keys(config: &Config) -> Result<crate::demo::DemoKeys, UpError> {
+    if !config.quic.enabled {
+        return Err(crate::demo::DemoError::QuicDisabled.into());
+    }
+    let identity = config
+        .auth
+        .enabled
+        .then_some(config.auth.account_id_first..config.auth.account_id_end);
+    Ok(crate::demo::DemoKeys::generate(identity)?)
+}
+
+/// Funds the demo's accounts (journaled, once) and starts its bot on `server`.
+async fn start_demo(
+    keys: crate::demo::DemoKeys,
+    server: &QuicServer,
+    exchange: &Exchange,
+    metrics: &Metrics,
+) -> Result<crate::demo::Running, UpError> {
+    crate::demo::fund(&exchange.engine, &exchange.catalog).await?;
+    let running = crate::demo::spawn(
+        keys,
+        server.local_addr(),
+        server.fingerprint_sha256(),
+        &exchange.catalog,
+        metrics.registry(),
+    )
+    .await?;
+    Ok(running)
 }
 
 /// Starts the publisher to NATS JetStream when `[fanout]` is on, with a readiness check. It
@@ -774,6 +829,8 @@ struct Summary<'a> {
     replica_url: Option<&'a str>,
     /// Where standbys connect (`[replication] listen`).
     shipping: Option<SocketAddr>,
+    /// The demo market maker runs (`--demo`).
+    demo: bool,
 }
 
 impl Summary<'_> {
@@ -818,6 +875,11 @@ impl Summary<'_> {
             self.rest.local_addr(),
             self.config.rest.keys.len()
         )?;
+        writeln!(
+            stdout,
+            "page  http://{}/  (retail trading)",
+            self.rest.local_addr()
+        )?;
         if let Some(store) = self.identity_store {
             let auth = &self.config.auth;
             writeln!(
@@ -856,6 +918,13 @@ impl Summary<'_> {
             .map(|m| m.name.as_str())
             .collect();
         writeln!(stdout, "markets  {}", markets.join(" "))?;
+        if self.demo {
+            let [maker, taker] = crate::demo::DEMO_ACCOUNTS;
+            writeln!(
+                stdout,
+                "demo  market maker quoting every market (accounts {maker} and {taker})"
+            )?;
+        }
         writeln!(stdout, "data  {}", self.config.data.dir.display())?;
         stdout.flush()
     }

@@ -366,3 +366,55 @@ pub fn now_ms() -> u128 {
         .unwrap();
     u128::from(clock.max(previous + 1))
 }
+
+/// The variable `name`, which scripts/test exports (a test run without it cannot work).
+pub fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under scripts/test"))
+}
+
+/// `prefix` made unique to this process and moment (OpenBao mounts, e-mail addresses).
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Writes `peregrine.toml` in `dir` with identity on the real OpenBao (VAULT_ADDR, mounts and
+/// policy of this run's own) and the real SMTP server (SMTP_ADDR).
+pub fn config_with_identity(dir: &Path) {
+    std::fs::write(dir.join("bao-token"), env("VAULT_TOKEN")).unwrap();
+    let auth = format!(
+        "[auth]\nkey_poll_interval_ms = 100\n\n[auth.smtp]\nserver = \"{smtp}\"\n\
+         from = \"exchange@example.com\"\n\n[auth.openbao]\naddress = \"{bao}\"\n\
+         token_file = \"bao-token\"\ntotp_mount = \"{totp}\"\ntransit_mount = \"{transit}\"\n\
+         policy = \"{policy}\"\n",
+        smtp = env("SMTP_ADDR"),
+        bao = env("VAULT_ADDR"),
+        totp = unique("totp"),
+        transit = unique("transit"),
+        policy = unique("identity"),
+    );
+    write_config(dir, &[], &auth);
+}
+
+/// The code mailed to `to`, read from the SMTP server's maildir (SMTP_MAIL_DIR); bounded.
+pub async fn mailed_code(to: &str) -> String {
+    const MAIL_WAIT: Duration = Duration::from_secs(10);
+    let dir = PathBuf::from(env("SMTP_MAIL_DIR"));
+    let deadline = Instant::now() + MAIL_WAIT;
+    loop {
+        let mail = ["new", "cur"]
+            .iter()
+            .filter_map(|sub| std::fs::read_dir(dir.join(sub)).ok())
+            .flat_map(|entries| entries.flatten())
+            .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
+            .find(|text| text.contains(&format!("To: <{to}>")));
+        if let Some(text) = mail {
+            return text.split(" is ").nth(1).unwrap()[..6].to_owned();
+        }
+        assert!(Instant::now() < deadline, "no mail to {to}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
