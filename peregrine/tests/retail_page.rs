@@ -16,7 +16,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::{Up, config_with_identity, env, mailed_code};
+use support::Up;
+use support::identity::{config_with_identity, env, mailed_code};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// The whole browser scenario, start to screenshots.
