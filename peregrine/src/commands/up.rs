@@ -223,6 +223,9 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
         crate::standby::lead(config).await?
     };
     let term = leadership.as_ref().map_or(0, |l| l.term());
+    let acknowledge_from = leadership
+        .as_ref()
+        .map(peregrine_standby::leader::Leadership::acknowledge_from);
     let fence = leadership.map(crate::standby::fence);
     let listeners = bind_listeners(config, &loaded.sources).await?;
 
@@ -346,6 +349,11 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
     let replica = replica.map(|(handle, _)| handle);
     let fanout = start_fanout(config, &exchange, &metrics, &readiness)?;
 
+    // A leader that revoked a gone predecessor's lease opens no gateway before that one's
+    // fence has passed (usually already, while the journal was recovered).
+    if let Some(at) = acknowledge_from {
+        tokio::time::sleep_until(at).await;
+    }
     // QUIC order entry.
     let quic = if config.quic.enabled {
         let tls = match (&config.quic.cert_chain_pem, &config.quic.private_key_pem) {
