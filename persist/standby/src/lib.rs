@@ -48,7 +48,9 @@
 //!   recovers its journal and resumes from its end; records it had queued but not made durable
 //!   are simply shipped again.
 //! - Primary killed: the standby keeps what it made durable and reconnects every
-//!   `reconnect_every`; with leadership, the best standby takes over once the lease expires.
+//!   `reconnect_every`; with leadership, the best standby takes over at once (the dead
+//!   primary's port refuses it, so it revokes that term's lease), or once the lease expires
+//!   when the primary is unreachable rather than gone.
 //! - A certificate the CA did not sign, or none: the TLS handshake fails; the primary counts
 //!   `ship_sessions_total{outcome="tls_refused"}`, the standby stops with
 //!   [`standby::StandbyError::Authentication`] (a configuration error, not retried).
