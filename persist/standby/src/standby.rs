@@ -158,6 +158,9 @@ enum SessionEnd {
     /// The primary said an older term than this standby has seen: retry after
     /// `reconnect_every` (another address may serve the new leader by then).
     Deposed(String),
+    /// The primary refused this standby for now (full, or its journal unreadable): retry after
+    /// `reconnect_every`, not at once like a lost session.
+    Refusal(String),
     /// Stop the standby.
     Fatal(StandbyError),
 }
@@ -279,7 +282,9 @@ async fn follow(
                 tracing::debug!(%reason, "standby: the primary's port refuses connections");
                 true
             }
-            SessionEnd::Retry(reason) | SessionEnd::Deposed(reason) => {
+            SessionEnd::Retry(reason)
+            | SessionEnd::Deposed(reason)
+            | SessionEnd::Refusal(reason) => {
                 metrics.sessions_failed.inc();
                 tracing::warn!(%reason, "standby: no session with the primary; retrying");
                 true
@@ -520,7 +525,7 @@ async fn receive(
             Frame::Refuse { reason, .. } => {
                 return Err(match reason {
                     RefuseReason::Full | RefuseReason::PrimaryJournal => {
-                        SessionEnd::Retry(reason.to_string())
+                        SessionEnd::Refusal(reason.to_string())
                     }
                     _ => SessionEnd::Fatal(StandbyError::Refused(reason)),
                 });
