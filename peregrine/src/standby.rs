@@ -23,6 +23,7 @@ use peregrine_persist::{AckMode, Journal, WithoutStandby};
 use peregrine_standby::etcd::Etcd;
 use peregrine_standby::leader::{Candidacy, LeaderConfig, Leadership, try_lead};
 use peregrine_standby::metrics::{ShipMetrics, StandbyMetrics};
+use peregrine_standby::standby::Followed;
 use peregrine_standby::{Shipper, ShipperConfig, StandbyConfig};
 
 use crate::config::{Config, Loaded};
@@ -127,9 +128,10 @@ pub async fn lead(config: &Config) -> Result<Option<Leadership>, StandbyUpError>
     }
 }
 
-/// Holds the leadership while `up` trades: the process exits ([`EXIT_DEPOSED`]) as soon as
-/// the lease may be lost (within the lease time of etcd's last renewal), so a deposed primary
-/// acknowledges nothing more; [`Fence::resign`] hands it over at a planned stop.
+/// Holds the leadership while `up` trades: the process exits ([`EXIT_DEPOSED`]) at its fence
+/// ([`peregrine_standby::leader::ACK_FENCE`] after the send of its last successful renewal, or
+/// as soon as etcd says the lease is gone), so a deposed primary acknowledges nothing more;
+/// [`Fence::resign`] hands it over at a planned stop.
 #[derive(Debug)]
 pub struct Fence {
     resign: tokio::sync::oneshot::Sender<()>,
@@ -340,6 +342,7 @@ pub fn standby_config(config: &Config) -> StandbyConfig {
         reconnect_every: Duration::from_millis(config.standby.reconnect_every_ms),
         stop_at: None,
         term_floor: Default::default(),
+        followed: Default::default(),
     }
 }
 
@@ -373,6 +376,7 @@ pub async fn serve_standby(
     let tls = config.replication.tls_files().client_config()?;
     let follow = standby_config(config);
     let term_floor = Arc::clone(&follow.term_floor);
+    let followed = Arc::clone(&follow.followed);
     let candidacy = leader_config(config)?.map(Candidacy::new);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let mut follower = tokio::spawn(peregrine_standby::standby::run_until(
@@ -400,7 +404,7 @@ pub async fn serve_standby(
             ((&mut follower).await, None)
         }
         ended = &mut follower => (ended, None),
-        leadership = campaign(candidacy, &standby_metrics, &term_floor) => {
+        leadership = campaign(candidacy, &standby_metrics, &term_floor, &followed) => {
             tracing::info!(term = leadership.term(), "promoted: finishing what was received");
             let _ = stop_tx.send(());
             ((&mut follower).await, Some(leadership))
@@ -414,19 +418,21 @@ pub async fn serve_standby(
 }
 
 /// Publishes this standby's durable sequence as its candidacy and takes the lead at a
-/// vacancy; raises `term_floor` with every term it sees. Pending forever without
-/// `[leadership]`.
+/// vacancy; raises `term_floor` with every term it sees. When the followed primary's process is
+/// gone (its port refuses connections), revokes its lease at once rather than wait for etcd to
+/// expire it. Pending forever without `[leadership]`.
 async fn campaign(
     candidacy: Option<Candidacy>,
     metrics: &StandbyMetrics,
     term_floor: &std::sync::atomic::AtomicU64,
+    followed: &Followed,
 ) -> Leadership {
     let Some(mut candidacy) = candidacy else {
         return std::future::pending().await;
     };
     let every = candidacy.renew_every();
     let mut vacant_since: Option<tokio::time::Instant> = None;
-    // Bounded by the standby's life: one look per interval.
+    // Bounded by the standby's life: one look per interval or per sign of the primary's death.
     loop {
         let durable_seq = u64::try_from(metrics.durable_seq.get()).unwrap_or(0);
         // A better candidate gets one lease time to take it; then anyone does.
@@ -446,7 +452,14 @@ async fn campaign(
             }
             Err(error) => tracing::warn!(%error, "standby: etcd not answering; retrying"),
         }
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            term = followed.gone() => {
+                if let Err(error) = candidacy.depose(term).await {
+                    tracing::warn!(%error, "standby: revoking the gone leader's lease failed");
+                }
+            }
+        }
     }
 }
 

@@ -82,6 +82,10 @@ pub struct BenchArgs {
     /// Bridge processes to spread the subscribers over; used by workloads that support it.
     #[arg(long, value_name = "M")]
     pub bridges: Option<usize>,
+
+    /// Repetitions of a whole scenario (e.g. failovers); used by workloads that support it.
+    #[arg(long, value_name = "N")]
+    pub cycles: Option<u64>,
 }
 
 /// When the gateway acknowledges an order (`--ack`).
@@ -148,6 +152,8 @@ pub enum WorkloadFlag {
     Subscribers,
     /// `--bridges`.
     Bridges,
+    /// `--cycles`.
+    Cycles,
 }
 
 impl WorkloadFlag {
@@ -163,6 +169,7 @@ impl WorkloadFlag {
             WorkloadFlag::Flow => "--flow",
             WorkloadFlag::Subscribers => "--subscribers",
             WorkloadFlag::Bridges => "--bridges",
+            WorkloadFlag::Cycles => "--cycles",
         }
     }
 }
@@ -186,6 +193,7 @@ impl BenchArgs {
             database_url: None,
             subscribers: None,
             bridges: None,
+            cycles: None,
         }
     }
 
@@ -221,6 +229,9 @@ impl BenchArgs {
         }
         if self.bridges == Some(0) {
             return Err(BenchError::invalid("--bridges", "must be at least 1"));
+        }
+        if self.cycles == Some(0) {
+            return Err(BenchError::invalid("--cycles", "must be at least 1"));
         }
         Ok(())
     }
@@ -259,6 +270,7 @@ impl BenchArgs {
             database_url,
             subscribers,
             bridges,
+            cycles,
         } = self;
         let given = [
             (rate_ops_per_sec.is_some(), WorkloadFlag::Rate),
@@ -270,6 +282,7 @@ impl BenchArgs {
             (database_url.is_some(), WorkloadFlag::DatabaseUrl),
             (subscribers.is_some(), WorkloadFlag::Subscribers),
             (bridges.is_some(), WorkloadFlag::Bridges),
+            (cycles.is_some(), WorkloadFlag::Cycles),
         ];
         given
             .into_iter()

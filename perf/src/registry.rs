@@ -17,6 +17,7 @@ pub const WORKLOADS: &[Workload] = &[
     workloads::auth::WORKLOAD,
     workloads::wallets::WORKLOAD,
     workloads::fanout::WORKLOAD,
+    workloads::failover::WORKLOAD,
 ];
 
 /// One benchmark workload: a name, the workload-specific flags it accepts, and how to run it.

@@ -229,6 +229,9 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         crate::standby::lead(config).await?
     };
     let term = leadership.as_ref().map_or(0, |l| l.term());
+    let acknowledge_from = leadership
+        .as_ref()
+        .map(peregrine_standby::leader::Leadership::acknowledge_from);
     let fence = leadership.map(crate::standby::fence);
     let listeners = bind_listeners(config, &loaded.sources).await?;
 
@@ -364,6 +367,11 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
 
     // The demo market maker's keys, registered with QUIC like configured ones.
     let demo_keys = demo.then(|| demo_keys(config)).transpose()?;
+    // A leader that revoked a gone predecessor's lease opens no gateway before that one's
+    // fence has passed (usually already, while the journal was recovered).
+    if let Some(at) = acknowledge_from {
+        tokio::time::sleep_until(at).await;
+    }
     // QUIC order entry.
     let quic = if config.quic.enabled {
         let tls = match (&config.quic.cert_chain_pem, &config.quic.private_key_pem) {

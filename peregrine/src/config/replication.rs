@@ -166,8 +166,10 @@ pub struct LeadershipSection {
     pub prefix: String,
     /// This node's name, unique in the pair (needed with `etcd`).
     pub node: String,
-    /// The lease's time to live, ms (whole seconds, 1 s to 60 s): a dead primary is replaced
-    /// after about this long, and a primary cut off from etcd stops within it.
+    /// The lease's time to live, ms (whole seconds, 1 s to 60 s): a primary cut off from etcd
+    /// and its standby is replaced after about this long (it stops acknowledging sooner, 0.4 s
+    /// after its last renewal); a crashed one is replaced at once, its lease revoked by the
+    /// standby.
     #[serde(deserialize_with = "lease_ttl_ms")]
     pub lease_ttl_ms: u64,
 }

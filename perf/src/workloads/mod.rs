@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod e2e;
+pub mod failover;
 pub mod fanout;
 pub mod journal;
 pub mod matching;

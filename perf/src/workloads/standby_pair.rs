@@ -49,7 +49,7 @@ fn bench_error(error: impl std::fmt::Display) -> BenchError {
 }
 
 /// A CA and one identity (`localhost`) it signs, as PEM files in `dir`; both sides use it.
-fn write_certs(dir: &Path) -> Result<TlsFiles, BenchError> {
+pub(crate) fn write_certs(dir: &Path) -> Result<TlsFiles, BenchError> {
     std::fs::create_dir_all(dir).map_err(bench_error)?;
     let mut ca_params = CertificateParams::new(Vec::new()).map_err(bench_error)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -109,6 +109,7 @@ pub fn start(
         reconnect_every: Duration::from_millis(100),
         stop_at: None,
         term_floor: Default::default(),
+        followed: Default::default(),
     };
     let client = tls.client_config().map_err(bench_error)?;
     let metrics = StandbyMetrics::register(&registry).map_err(bench_error)?;

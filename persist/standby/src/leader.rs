@@ -12,9 +12,14 @@
 //!
 //! The holder counts its lease from when it *sent* the grant or the last successful keep-alive,
 //! plus the TTL etcd answered: etcd counts from when it received the request, later, so the
-//! holder's deadline passes no later than etcd's expiry. [`Leadership::lost`] resolves at that
-//! deadline (or when etcd says the lease is gone), and `up` then stops acknowledging (it
-//! exits): a deposed primary stops before another node can take the key.
+//! holder's deadline passes no later than etcd's expiry. The holder fences itself sooner than
+//! that: [`Leadership::lost`] resolves [`ACK_FENCE`] after the send of the last successful
+//! renewal (or when etcd says the lease is gone), and `up` then stops acknowledging (it exits).
+//! So a deposed primary stops before etcd can expire its lease for another node, and before a
+//! successor that *revoked* its lease ([`Candidacy::depose`]: the primary's process is gone)
+//! acknowledges anything: the successor waits [`ACK_FENCE`] + [`EXIT_SLACK`] after the
+//! revocation ([`Leadership::acknowledge_from`]), and any renewal the old holder could still
+//! count was sent before that revocation.
 
 use std::time::Duration;
 
@@ -26,6 +31,21 @@ use crate::etcd::{Etcd, EtcdError, Held, LeaseId};
 
 /// Candidates compared at a vacancy, at most (more are ignored: a pair has one or two).
 pub const CANDIDATES_MAX: usize = 16;
+/// The shortest lease etcd grants: it counts TTLs in whole seconds.
+pub const LEASE_TTL_MIN: Duration = Duration::from_secs(1);
+/// A holder renews its lease this often, and a candidate looks at the leader key this often.
+pub const RENEW_EVERY: Duration = Duration::from_millis(100);
+/// A holder acknowledges nothing later than this after it *sent* its last successful renewal:
+/// it exits at that deadline. Two renewals in a row may fail or be slow before it does.
+pub const ACK_FENCE: Duration = Duration::from_millis(400);
+/// Time for a fenced holder to have stopped once its deadline passed: a timer that fires late on
+/// a loaded host, an acknowledgement mid-write when the process exits.
+pub const EXIT_SLACK: Duration = Duration::from_millis(150);
+// A renewal every RENEW_EVERY, two of them lost, still keeps the holder within its fence.
+const _: () = assert!(RENEW_EVERY.as_millis() * 3 <= ACK_FENCE.as_millis());
+// The holder stops before etcd can expire its lease for anyone else (etcd counts the TTL from
+// when it received the renewal, after its send).
+const _: () = assert!(ACK_FENCE.as_millis() + EXIT_SLACK.as_millis() < LEASE_TTL_MIN.as_millis());
 
 /// Where and as whom to lead.
 #[derive(Clone, Debug)]
@@ -36,7 +56,8 @@ pub struct LeaderConfig {
     pub prefix: String,
     /// This node's name (unique in the pair).
     pub node: String,
-    /// The lease's time to live: a dead primary is replaced after about this long.
+    /// The lease's time to live: a primary cut off from everyone is replaced after about this
+    /// long (a crashed one sooner: [`Candidacy::depose`]).
     pub lease_ttl: Duration,
 }
 
@@ -54,9 +75,10 @@ impl LeaderConfig {
         self.lease_ttl.as_secs().max(1)
     }
 
-    /// How often a holder renews and a candidate looks: a third of the TTL, at least 50 ms.
+    /// How often a holder renews and a candidate looks: [`RENEW_EVERY`] (well within the
+    /// fence, far within any lease etcd grants).
     pub fn renew_every(&self) -> Duration {
-        (self.lease_ttl / 3).max(Duration::from_millis(50))
+        RENEW_EVERY
     }
 }
 
@@ -64,6 +86,9 @@ impl LeaderConfig {
 #[derive(Debug)]
 pub struct Leadership {
     term: u64,
+    /// When this holder may first acknowledge: after the fence of a predecessor whose lease it
+    /// revoked, else at once.
+    acknowledge_from: Instant,
     lease: LeaseId,
     etcd: Etcd,
     lost: watch::Receiver<bool>,
@@ -74,6 +99,13 @@ impl Leadership {
     /// The term (the leader key's create revision).
     pub fn term(&self) -> u64 {
         self.term
+    }
+
+    /// When this holder may first acknowledge: `up` opens no gateway before. A leadership taken
+    /// after [`Candidacy::depose`] revoked the previous holder's lease waits for that holder's
+    /// fence ([`ACK_FENCE`] + [`EXIT_SLACK`] after the revocation).
+    pub fn acknowledge_from(&self) -> Instant {
+        self.acknowledge_from
     }
 
     /// Resolves once the lease is gone or may be (its deadline passed without a renewal).
@@ -115,11 +147,12 @@ pub async fn try_lead(
     {
         Ok(Ok(term)) => {
             let (tell, lost) = watch::channel(false);
-            let deadline = sent + config.lease_ttl.max(Duration::from_secs(1));
+            let deadline = sent + ACK_FENCE;
             let keeper = tokio::spawn(keep(config.clone(), lease, deadline, tell));
             tracing::info!(term, node = %config.node, "leadership taken");
             Ok(Ok(Leadership {
                 term,
+                acknowledge_from: Instant::now(),
                 lease,
                 etcd: config.etcd.clone(),
                 lost,
@@ -137,8 +170,8 @@ pub async fn try_lead(
     }
 }
 
-/// Renews the lease every third of its TTL; says `lost` at the deadline without a renewal or
-/// when etcd says the lease is gone.
+/// Renews the lease every [`RENEW_EVERY`]; says `lost` at the fence ([`ACK_FENCE`] after the
+/// last successful renewal's send) or when etcd says the lease is gone.
 async fn keep(
     config: LeaderConfig,
     lease: LeaseId,
@@ -159,7 +192,8 @@ async fn keep(
             }
         };
         match renewed {
-            Ok(Some(ttl_s)) => deadline = sent + Duration::from_secs(ttl_s),
+            // Never past what etcd answered (at least LEASE_TTL_MIN for a live lease).
+            Ok(Some(ttl_s)) => deadline = sent + ACK_FENCE.min(Duration::from_secs(ttl_s)),
             Ok(None) => {
                 tracing::error!("leadership: etcd says the lease is gone");
                 let _ = lost.send(true);
@@ -186,6 +220,9 @@ pub struct Candidacy {
     leader_present: bool,
     /// The highest term seen (a primary of an older term is deposed).
     pub term_seen: u64,
+    /// Whether this candidacy asked etcd to revoke a leader's lease: a leadership it takes then
+    /// waits for the old holder's fence.
+    revoked: bool,
 }
 
 impl Candidacy {
@@ -197,6 +234,7 @@ impl Candidacy {
             published: None,
             leader_present: true,
             term_seen: 0,
+            revoked: false,
         }
     }
 
@@ -268,7 +306,12 @@ impl Candidacy {
             return Ok(None);
         }
         match try_lead(&self.config).await? {
-            Ok(leadership) => {
+            Ok(mut leadership) => {
+                if self.revoked {
+                    // Taken after the key vanished, so after the old holder's last renewal
+                    // was sent: its fence has passed by then, whoever ended its lease and when.
+                    leadership.acknowledge_from = Instant::now() + ACK_FENCE + EXIT_SLACK;
+                }
                 self.term_seen = self.term_seen.max(leadership.term());
                 if let Some(lease) = self.lease.take() {
                     let _ = self.config.etcd.revoke(lease).await;
@@ -282,6 +325,33 @@ impl Candidacy {
                 Ok(None)
             }
         }
+    }
+
+    /// Revokes the lease of the leader of `term`, whose process is gone (its shipping port
+    /// refused a connection right after its session ended): the key goes now, not when etcd
+    /// expires the lease (a TTL after its last renewal, plus up to etcd's half-second expiry
+    /// sweep). Nothing is revoked when the key holds another term (a newer leader) or none.
+    /// Safe even if the holder is alive after all: a leadership this candidacy takes from then
+    /// on acknowledges only after the holder's fence ([`Leadership::acknowledge_from`]), and the
+    /// holder, unable to renew, exits at it. `Ok(true)` once revoked.
+    pub async fn depose(&mut self, term: u64) -> Result<bool, EtcdError> {
+        let Some(holder) = self.config.etcd.get(&self.config.leader_key()).await? else {
+            return Ok(false);
+        };
+        self.term_seen = self.term_seen.max(holder.term);
+        if term == 0 || holder.term != term || holder.lease == 0 {
+            return Ok(false);
+        }
+        // Before the call: etcd may act on it even if its answer is lost.
+        self.revoked = true;
+        self.config.etcd.revoke(holder.lease).await?;
+        tracing::warn!(
+            term,
+            leader = %holder.value,
+            "leadership: the leader's process is gone (its port refuses connections); its \
+             lease revoked"
+        );
+        Ok(true)
     }
 
     /// Withdraws (a standby that stops).

@@ -48,7 +48,9 @@
 //!   recovers its journal and resumes from its end; records it had queued but not made durable
 //!   are simply shipped again.
 //! - Primary killed: the standby keeps what it made durable and reconnects every
-//!   `reconnect_every`; with leadership, the best standby takes over once the lease expires.
+//!   `reconnect_every`; with leadership, the best standby takes over at once (the dead
+//!   primary's port refuses it, so it revokes that term's lease), or once the lease expires
+//!   when the primary is unreachable rather than gone.
 //! - A certificate the CA did not sign, or none: the TLS handshake fails; the primary counts
 //!   `ship_sessions_total{outcome="tls_refused"}`, the standby stops with
 //!   [`standby::StandbyError::Authentication`] (a configuration error, not retried).
@@ -63,15 +65,25 @@
 
 //! # Leadership, terms and failover
 //!
-//! [`leader`]: the primary holds `<prefix>leader` under an etcd lease it renews every third of
-//! its TTL, and counts the lease from when it *sent* each renewal, so it knows it may have lost
-//! it no later than etcd expires it ([`leader::Leadership::lost`]; `up` then exits). The key's
+//! [`leader`]: the primary holds `<prefix>leader` under an etcd lease it renews every
+//! [`leader::RENEW_EVERY`], and fences itself [`leader::ACK_FENCE`] after it *sent* its last
+//! successful renewal, well before etcd could expire the lease ([`leader::Leadership::lost`];
+//! `up` then exits). The key's
 //! create revision is the leader's **term**: the shipper tells it first to every standby
 //! ([`wire::Frame::Term`], protocol version 2), and a standby that has seen a newer term (its
 //! etcd candidacy, [`leader::Candidacy`]) refuses the session, so a deposed primary cannot have
 //! its records accepted. At a vacancy the candidate with the highest durable sequence takes the
 //! key; `up` then stops the standby ([`standby::run_until`]: what was received is journaled and
 //! applied, the journal closed) and opens the same journal as the primary.
+//!
+//! A SIGKILLed or crashed primary is not waited for: its session ends and its shipping port
+//! then refuses the standby's immediate reconnection (its kernel answers for the gone process;
+//! [`standby::Followed::gone`]), so the candidate revokes the lease of that term at once
+//! ([`leader::Candidacy::depose`]) instead of waiting a TTL plus etcd's half-second expiry
+//! sweep. Safe even when that sign lies (a primary alive after all): the successor opens its
+//! gateways only [`leader::ACK_FENCE`] + [`leader::EXIT_SLACK`] after the key went
+//! ([`leader::Leadership::acknowledge_from`]), and the old holder, unable to renew, has exited
+//! by then. A partitioned primary gives no such sign: the lease expires as before.
 //!
 //! etcd's JSON gateway over `reqwest` rather than the `etcd-client` crate: that one adds about
 //! 20 crates (tonic, prost, h2, petgraph, ...) and needs `protoc` on every build machine, for a

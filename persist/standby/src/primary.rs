@@ -338,17 +338,22 @@ async fn send(
         let shipment = tokio::time::timeout(context.config.heartbeat_every, receiver.recv()).await;
         match shipment {
             Ok(Some(Shipment::Records(bytes, last_seq, records))) => {
+                // Counted as sent before the write: while a large batch is still being
+                // written, the standby may already have made its first records durable and
+                // acknowledged them.
+                progress.sent_seq.store(last_seq, Ordering::Release);
+                {
+                    let mut times = progress
+                        .sent_times
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if times.len() < SENT_TIMES_MAX {
+                        times.push_back((last_seq, Instant::now()));
+                    }
+                }
                 writer.write_all(&bytes).await.map_err(WireError::Io)?;
                 writer.flush().await.map_err(WireError::Io)?;
                 context.metrics.records.inc_by(records);
-                progress.sent_seq.store(last_seq, Ordering::Release);
-                let mut times = progress
-                    .sent_times
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if times.len() < SENT_TIMES_MAX {
-                    times.push_back((last_seq, Instant::now()));
-                }
             }
             Ok(Some(Shipment::Failed(reason))) => {
                 return refuse(&mut writer, reason, context.journal.durable_seq()).await;

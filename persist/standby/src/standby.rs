@@ -5,6 +5,7 @@
 //! acknowledges its own durable sequence.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_hotpath::{Engine, EngineConfig, Event};
@@ -50,6 +51,30 @@ pub struct StandbyConfig {
     /// The highest leadership term this standby has seen (raised by its etcd candidacy): a
     /// primary that says an older term is deposed and none of its records is accepted.
     pub term_floor: Arc<std::sync::atomic::AtomicU64>,
+    /// What it knows of the primary it follows, for its candidacy.
+    pub followed: Arc<Followed>,
+}
+
+/// The primary a standby follows, as its candidacy needs it: the term it said, and whether its
+/// process is gone.
+#[derive(Debug, Default)]
+pub struct Followed {
+    term: AtomicU64,
+    gone: tokio::sync::Notify,
+}
+
+impl Followed {
+    /// The term the primary said in its last session (0: none yet, or no leadership).
+    pub fn term(&self) -> u64 {
+        self.term.load(Ordering::Acquire)
+    }
+
+    /// Resolves when the primary's shipping port refused a connection after a session with it
+    /// (a process that is gone: its kernel answers for it); returns the term it had said.
+    pub async fn gone(&self) -> u64 {
+        self.gone.notified().await;
+        self.term()
+    }
 }
 
 /// Why a standby stopped.
@@ -125,6 +150,17 @@ enum SessionEnd {
     ApplyStopped,
     /// Retry after `reconnect_every`.
     Retry(String),
+    /// A session that was up ended: retry at once (a primary that is gone refuses the next
+    /// connection, which its candidacy waits to learn).
+    Lost(String),
+    /// The primary's port refused the connection: nothing listens there.
+    Refused(String),
+    /// The primary said an older term than this standby has seen: retry after
+    /// `reconnect_every` (another address may serve the new leader by then).
+    Deposed(String),
+    /// The primary refused this standby for now (full, or its journal unreadable): retry after
+    /// `reconnect_every`, not at once like a lost session.
+    Refusal(String),
     /// Stop the standby.
     Fatal(StandbyError),
 }
@@ -172,41 +208,17 @@ pub async fn run_until(
         .name("standby-acks".to_owned())
         .spawn(move || publish_durable(&ack_journal, &durable_tx))
         .map_err(StandbyError::Thread)?;
-    let connector = TlsConnector::from(tls);
-    let mut next_seq = start_seq + 1;
-    let mut fatal = None;
-    let mut stop = std::pin::pin!(stop);
-    // Bounded by the standby's life: one pass per session.
-    loop {
-        let end = tokio::select! {
-            end = session(
-                &config,
-                &connector,
-                name.clone(),
-                &mut next_seq,
-                &apply_tx,
-                durable_rx.clone(),
-                &metrics,
-            ) => end,
-            () = &mut stop => SessionEnd::ApplyStopped,
-        };
-        metrics.connected.set(0);
-        match end {
-            SessionEnd::ApplyStopped => break,
-            SessionEnd::Fatal(error) => {
-                fatal = Some(error);
-                break;
-            }
-            SessionEnd::Retry(reason) => {
-                metrics.sessions_failed.inc();
-                tracing::warn!(%reason, "standby: session with the primary ended; reconnecting");
-                tokio::select! {
-                    () = tokio::time::sleep(config.reconnect_every) => {}
-                    () = &mut stop => break,
-                }
-            }
-        }
-    }
+    let fatal = follow(
+        &config,
+        TlsConnector::from(tls),
+        name,
+        start_seq + 1,
+        &apply_tx,
+        &durable_rx,
+        &metrics,
+        stop,
+    )
+    .await;
     drop(apply_tx);
     let applied = tokio::task::spawn_blocking(move || applier.join())
         .await
@@ -222,6 +234,68 @@ pub async fn run_until(
             engine,
             durable_seq,
         }),
+    }
+}
+
+/// Runs sessions with the primary, one after the other, until `stop`, the apply side stops, or
+/// a fatal error (returned).
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    config: &StandbyConfig,
+    connector: TlsConnector,
+    name: rustls::pki_types::ServerName<'static>,
+    mut next_seq: Seq,
+    apply_tx: &mpsc::Sender<Incoming>,
+    durable_rx: &watch::Receiver<Seq>,
+    metrics: &StandbyMetrics,
+    stop: impl std::future::Future<Output = ()>,
+) -> Option<StandbyError> {
+    let mut stop = std::pin::pin!(stop);
+    // Bounded by the standby's life: one pass per session.
+    loop {
+        let end = tokio::select! {
+            end = session(
+                config,
+                &connector,
+                name.clone(),
+                &mut next_seq,
+                apply_tx,
+                durable_rx.clone(),
+                metrics,
+            ) => end,
+            () = &mut stop => SessionEnd::ApplyStopped,
+        };
+        metrics.connected.set(0);
+        let pause = match end {
+            SessionEnd::ApplyStopped => return None,
+            SessionEnd::Fatal(error) => return Some(error),
+            SessionEnd::Lost(reason) => {
+                metrics.sessions_failed.inc();
+                tracing::warn!(%reason, "standby: session with the primary ended; reconnecting");
+                false
+            }
+            SessionEnd::Refused(reason) => {
+                // Its kernel answers for a process that is gone: the candidacy may depose it.
+                if config.followed.term() != 0 {
+                    config.followed.gone.notify_one();
+                }
+                tracing::debug!(%reason, "standby: the primary's port refuses connections");
+                true
+            }
+            SessionEnd::Retry(reason)
+            | SessionEnd::Deposed(reason)
+            | SessionEnd::Refusal(reason) => {
+                metrics.sessions_failed.inc();
+                tracing::warn!(%reason, "standby: no session with the primary; retrying");
+                true
+            }
+        };
+        if pause {
+            tokio::select! {
+                () = tokio::time::sleep(config.reconnect_every) => {}
+                () = &mut stop => return None,
+            }
+        }
     }
 }
 
@@ -325,6 +399,9 @@ async fn session(
         .await
     {
         Ok(Ok(tcp)) => tcp,
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return SessionEnd::Refused(format!("connect: {error}"));
+        }
         Ok(Err(error)) => return SessionEnd::Retry(format!("connect: {error}")),
         Err(_) => return SessionEnd::Retry("connect timed out".to_owned()),
     };
@@ -359,6 +436,7 @@ async fn session(
             let _ = wire::write_frame(&mut writer, &Frame::Ack { durable_seq }).await;
             SessionEnd::ApplyStopped
         }
+        Err(SessionEnd::Retry(reason)) => SessionEnd::Lost(reason),
         Err(error) => error,
     }
 }
@@ -447,20 +525,21 @@ async fn receive(
             Frame::Refuse { reason, .. } => {
                 return Err(match reason {
                     RefuseReason::Full | RefuseReason::PrimaryJournal => {
-                        SessionEnd::Retry(reason.to_string())
+                        SessionEnd::Refusal(reason.to_string())
                     }
                     _ => SessionEnd::Fatal(StandbyError::Refused(reason)),
                 });
             }
             Frame::Term { term } => {
-                let floor = config.term_floor.load(std::sync::atomic::Ordering::Acquire);
+                let floor = config.term_floor.load(Ordering::Acquire);
                 if term < floor {
                     metrics.deposed_refused.inc();
-                    return Err(SessionEnd::Retry(format!(
+                    return Err(SessionEnd::Deposed(format!(
                         "the primary's term {term} is older than term {floor}: deposed, its \
                          records refused"
                     )));
                 }
+                config.followed.term.store(term, Ordering::Release);
                 continue;
             }
             Frame::Hello { .. } | Frame::Ack { .. } => {

@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use peregrine_standby::etcd::Etcd;
-use peregrine_standby::leader::{Candidacy, LeaderConfig, try_lead};
+use peregrine_standby::leader::{ACK_FENCE, Candidacy, EXIT_SLACK, LeaderConfig, try_lead};
 use peregrine_standby::private_etcd::PrivateEtcd;
 
 async fn start_etcd(dir: &tempfile::TempDir) -> PrivateEtcd {
@@ -94,4 +94,42 @@ async fn at_a_vacancy_the_candidate_with_the_highest_durable_sequence_leads() {
     assert!(leader.term() > term);
     assert!(behind.step(10, true).await.unwrap().is_none());
     assert_eq!(behind.term_seen, leader.term());
+}
+
+#[tokio::test]
+async fn a_gone_leaders_lease_is_revoked_at_once_and_its_successor_waits_out_its_fence() {
+    let dir = tempfile::tempdir().unwrap();
+    let etcd = start_etcd(&dir).await;
+    let ttl = Duration::from_secs(2);
+    let mut primary = try_lead(&config(etcd.endpoint(), "p", ttl))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut standby = Candidacy::new(config(etcd.endpoint(), "s", ttl));
+    assert!(standby.step(10, false).await.unwrap().is_none());
+    // Another term than the holder's (a stale sign of death): nothing is revoked.
+    assert!(!standby.depose(primary.term() + 1).await.unwrap());
+    assert!(!standby.depose(0).await.unwrap());
+    assert!(standby.step(10, false).await.unwrap().is_none());
+    assert!(!primary.is_lost());
+
+    let revoked = tokio::time::Instant::now();
+    assert!(standby.depose(primary.term()).await.unwrap());
+    let successor = standby
+        .step(10, false)
+        .await
+        .unwrap()
+        .expect("the key is free at once, not a lease time later");
+    assert!(revoked.elapsed() < ttl / 2, "took {:?}", revoked.elapsed());
+    assert!(successor.term() > primary.term());
+    // The successor acknowledges only once the old holder, alive or not, is past its fence.
+    assert!(
+        successor.acknowledge_from() >= revoked + ACK_FENCE + EXIT_SLACK,
+        "acknowledging {:?} after the revocation",
+        successor.acknowledge_from() - revoked
+    );
+    // And an alive old holder does stop by then: its next renewal finds the lease gone.
+    tokio::time::timeout_at(successor.acknowledge_from(), primary.lost())
+        .await
+        .expect("the deposed holder did not fence itself before its successor acknowledges");
 }

@@ -379,6 +379,7 @@ fn a_standby_that_saw_a_newer_term_refuses_every_record_of_an_older_primary() {
         reconnect_every: Duration::from_millis(50),
         stop_at: None,
         term_floor: Arc::new(std::sync::atomic::AtomicU64::new(floor)),
+        followed: Default::default(),
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let registry = prometheus::Registry::new();

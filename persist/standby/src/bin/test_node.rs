@@ -213,6 +213,7 @@ fn standby(args: &[String]) -> Result<(), Error> {
         reconnect_every: Duration::from_millis(100),
         stop_at: Some(stop_at),
         term_floor: Default::default(),
+        followed: Default::default(),
     };
     let tls = tls_files(&certs, identity).client_config()?;
     let metrics = StandbyMetrics::register(&prometheus::Registry::new())?;
