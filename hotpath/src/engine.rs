@@ -332,36 +332,33 @@ impl Engine {
         self.commit_rate(o.account, bucket);
         let locked = self.ledger.lock(o.account, spend, parsed.lock);
         debug_assert!(locked.is_ok());
-        let id = self.orders.next_id(self.next_order_seq);
+        let seq = self.next_order_seq;
         self.next_order_seq += 1;
-        let slot = self.orders.insert_vacant(
-            Order {
-                id,
-                account: o.account,
-                market: market_id,
-                client_order_id: o.client_order_id,
-                spend,
-                side: o.side,
-                kind: parsed.kind,
-                tif: o.tif,
-                stp: o.stp,
-                state: if is_stop {
-                    OrderState::PendingStop
-                } else {
-                    OrderState::Taking
-                },
-                price: parsed.price,
-                trigger: parsed.trigger,
-                qty: parsed.qty,
-                locked: parsed.lock,
-                prev: NIL,
-                next: NIL,
-                acct_prev: NIL,
-                acct_next: NIL,
-                level_hint: NIL,
+        let (slot, id) = self.orders.insert_vacant(seq, vacancy, |id| Order {
+            id,
+            account: o.account,
+            market: market_id,
+            client_order_id: o.client_order_id,
+            spend,
+            side: o.side,
+            kind: parsed.kind,
+            tif: o.tif,
+            stp: o.stp,
+            state: if is_stop {
+                OrderState::PendingStop
+            } else {
+                OrderState::Taking
             },
-            vacancy,
-        );
+            price: parsed.price,
+            trigger: parsed.trigger,
+            qty: parsed.qty,
+            locked: parsed.lock,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+            level_hint: NIL,
+        });
         account_risk_mut(&mut self.accounts, o.account).open_orders += 1;
         out.push(Event::OrderAccepted {
             order: id,
