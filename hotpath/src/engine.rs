@@ -621,7 +621,7 @@ impl Engine {
         let quote = market.quote_amount(price, qty);
         let (base_ccy, quote_ccy) = (market.spec.base, market.spec.quote);
         let maker_ppm = market.fees[maker_tier].maker_ppm;
-        market.last_price = Some(price);
+        market.set_last_price(Some(price));
         let book = market.opposite(taker.side);
         match book.best_mut() {
             Some(level) => {
@@ -1099,7 +1099,7 @@ impl Engine {
         if u.risk.max_price < market.risk.max_price || u.risk.max_qty < market.risk.max_qty {
             return Err(RejectReason::InvalidMarketSpec);
         }
-        self.market_mut(u.market).risk = u.risk;
+        self.market_mut(u.market).set_risk(u.risk);
         out.push(Event::MarketUpdated {
             market: u.market,
             risk: u.risk,
