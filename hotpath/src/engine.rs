@@ -346,6 +346,8 @@ impl Engine {
             stp: o.stp,
             state: if is_stop {
                 OrderState::PendingStop
+            } else if rests_at_once {
+                OrderState::Resting
             } else {
                 OrderState::Taking
             },
@@ -381,11 +383,36 @@ impl Engine {
             return Ok(());
         }
         if rests_at_once {
-            // What `take` does when it finds nothing to match, without its match-loop setup.
-            self.rest(slot, out);
-        } else {
-            self.take(slot, out);
+            // What `rest` does, knowing more: a limit order's lock (`limit_lock`) is exactly what
+            // resting needs, so nothing is released and the order was built resting. And no
+            // trade, so no stop to trigger (after every command none is reached).
+            debug_assert_eq!(
+                parsed.lock,
+                resting_lock(
+                    market_entry(&self.markets, market_id),
+                    o.side,
+                    parsed.price,
+                    parsed.qty
+                )
+            );
+            let Some(market) = market_entry_mut(&mut self.markets, market_id) else {
+                unreachable!("market checked above");
+            };
+            debug_assert!(!market.has_reached_stop());
+            market.own(o.side).push(&mut self.orders, slot);
+            out.push(Event::OrderRested {
+                order: id,
+                account: o.account,
+                market: market_id,
+                side: o.side,
+                price: parsed.price,
+                qty: parsed.qty,
+                spend,
+                released: Amount(0),
+            });
+            return Ok(());
         }
+        self.take(slot, out);
         self.run_stops(market_id, out);
         Ok(())
     }
@@ -427,10 +454,7 @@ impl Engine {
             Some(m) => m,
             None => unreachable!("order's market exists"),
         };
-        let needed = match side {
-            Side::Buy => market.quote_amount(price, qty),
-            Side::Sell => market.base_amount(qty),
-        };
+        let needed = resting_lock(Some(market), side, price, qty);
         assert!(locked >= needed, "resting order under-locked");
         let excess = locked - needed;
         {
@@ -923,12 +947,13 @@ impl Engine {
             order.tif,
             TimeInForce::Gtc | TimeInForce::PostOnly
         ));
-        let rests_at_once = !market.crosses(order.side, price);
-        if rests_at_once {
+        if !market.crosses(order.side, price) {
+            // No trade, so no stop to trigger (as for a new order that rests at once).
+            debug_assert!(!market.has_reached_stop());
             self.rest(slot, out);
-        } else {
-            self.take(slot, out);
+            return Ok(());
         }
+        self.take(slot, out);
         self.run_stops(market_id, out);
         Ok(())
     }
@@ -1305,6 +1330,18 @@ fn parse_order(market: &Market, o: &NewOrder) -> Result<ParsedOrder, RejectReaso
                 lock,
             })
         }
+    }
+}
+
+/// What a resting order on `side` at `price` for `qty` lots must lock (`market` exists).
+#[inline(always)]
+fn resting_lock(market: Option<&Market>, side: Side, price: Price, qty: Qty) -> u64 {
+    let Some(market) = market else {
+        unreachable!("order's market exists");
+    };
+    match side {
+        Side::Buy => market.quote_amount(price, qty),
+        Side::Sell => market.base_amount(qty),
     }
 }
 

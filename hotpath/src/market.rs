@@ -268,6 +268,17 @@ impl Market {
         None
     }
 
+    /// Whether a pending stop's trigger is reached by the last price: never between commands
+    /// (`Engine::run_stops` triggers every reached stop after each trade), so a command that
+    /// does not trade need not look.
+    pub fn has_reached_stop(&self) -> bool {
+        let Some(last) = self.last_price else {
+            return false;
+        };
+        self.buy_stops.last().is_some_and(|e| last >= e.trigger)
+            || self.sell_stops.last().is_some_and(|e| last <= e.trigger)
+    }
+
     pub fn stops_full(&self, side: Side) -> bool {
         match side {
             Side::Buy => self.buy_stops.len() >= self.stops_capacity,
