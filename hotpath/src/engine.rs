@@ -17,7 +17,7 @@ use crate::ids::{
 };
 use crate::ledger::{Ledger, LedgerError};
 use crate::market::{MAX_FEE_PPM, MAX_FEE_TIERS, Market, StopEntry};
-use crate::orders::{Kind, NIL, Order, OrderState, Orders};
+use crate::orders::{ClientPosition, Kind, NIL, Order, OrderState, Orders};
 use crate::risk::{AccountRisk, account_risk, account_risk_mut, take_token};
 
 /// Pending stops per market side: enough for real use, bounded so a flood is rejected.
@@ -218,17 +218,27 @@ impl Engine {
         }
     }
 
-    /// The slot of an account's live order.
+    /// The slot of an account's live order, and where a lookup by client id found its entry
+    /// in the client index (for its removal).
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
-    fn find_order(&self, account: AccountId, target: OrderRef) -> Result<u32, RejectReason> {
-        let slot = match target {
-            OrderRef::Id(id) => self.orders.find_id(id),
-            OrderRef::Client(client) => self.orders.find_client(account, client),
+    fn find_order(
+        &self,
+        account: AccountId,
+        target: OrderRef,
+    ) -> Result<(u32, Option<ClientPosition>), RejectReason> {
+        let found = match target {
+            OrderRef::Id(id) => self.orders.find_id(id).map(|slot| (slot, None)),
+            OrderRef::Client(client) => self
+                .orders
+                .find_client_at(account, client)
+                .map(|(slot, position)| (slot, Some(position))),
         };
-        match slot {
-            Some(slot) if self.orders.get(slot).account == account => Ok(slot),
+        match found {
+            Some((slot, position)) if self.orders.get(slot).account == account => {
+                Ok((slot, position))
+            }
             _ => Err(RejectReason::UnknownOrder),
         }
     }
@@ -484,6 +494,18 @@ impl Engine {
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
     fn finish(&mut self, slot: u32, reason: Option<CancelReason>, out: &mut Vec<Event>) {
+        self.finish_at(slot, reason, None, out);
+    }
+
+    /// `finish`, for an order whose client-index entry a lookup found at `position`.
+    #[inline(always)]
+    fn finish_at(
+        &mut self,
+        slot: u32,
+        reason: Option<CancelReason>,
+        position: Option<ClientPosition>,
+        out: &mut Vec<Event>,
+    ) {
         let o = self.orders.get(slot);
         debug_assert_ne!(o.state, OrderState::Resting);
         let (account, spend, locked) = (o.account, o.spend, o.locked);
@@ -512,7 +534,7 @@ impl Engine {
                 released: Amount(locked),
             },
         });
-        self.orders.remove(slot);
+        self.orders.remove_at(slot, position);
         if locked > 0 {
             self.ledger.unlock(account, spend, locked);
         }
@@ -526,6 +548,18 @@ impl Engine {
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
     fn cancel_slot(&mut self, slot: u32, reason: CancelReason, out: &mut Vec<Event>) {
+        self.cancel_slot_at(slot, reason, None, out);
+    }
+
+    /// `cancel_slot`, for an order whose client-index entry a lookup found at `position`.
+    #[inline(always)]
+    fn cancel_slot_at(
+        &mut self,
+        slot: u32,
+        reason: CancelReason,
+        position: Option<ClientPosition>,
+        out: &mut Vec<Event>,
+    ) {
         let o = self.orders.get(slot);
         let (id, market_id, side, state, trigger) = (o.id, o.market, o.side, o.state, o.trigger);
         let market = match market_entry_mut(&mut self.markets, market_id) {
@@ -541,7 +575,7 @@ impl Engine {
             OrderState::PendingStop => market.remove_stop(side, trigger, id.0),
             OrderState::Taking => unreachable!("cancel of the incoming order"),
         }
-        self.finish(slot, Some(reason), out);
+        self.finish_at(slot, Some(reason), position, out);
     }
 
     /// What the match loop keeps of the incoming order in `slot`: read once, not per trade.
@@ -780,8 +814,8 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.check_account(account)?;
-        let slot = self.find_order(account, target)?;
-        self.cancel_slot(slot, CancelReason::Requested, out);
+        let (slot, position) = self.find_order(account, target)?;
+        self.cancel_slot_at(slot, CancelReason::Requested, position, out);
         Ok(())
     }
 
@@ -837,7 +871,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.check_account(r.account)?;
-        let slot = self.find_order(r.account, r.target)?;
+        let (slot, _) = self.find_order(r.account, r.target)?;
         let order = *self.orders.get(slot);
         if order.state != OrderState::Resting || order.kind != Kind::Limit {
             return Err(RejectReason::InvalidReplace);

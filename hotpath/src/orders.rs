@@ -154,6 +154,12 @@ pub(crate) struct ClientVacancy {
     version: u64,
 }
 
+/// Where a live order's entry is in the client index, as a lookup by client id found it: its
+/// removal then starts there instead of hashing and walking the run again (measured, session 10
+/// in perf/RESULTS.md). Checked against the slot before use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClientPosition(usize);
+
 /// Smallest prefix in use.
 const CLIENT_INDEX_MIN: usize = 1024;
 // Homes are `hash & mask` with a 32-bit hash: the table (twice the largest order capacity,
@@ -260,8 +266,19 @@ impl ClientIndex {
 
     #[inline]
     fn find(&self, slots: &[Order], account: AccountId, client: ClientOrderId) -> Option<u32> {
+        self.find_at(slots, account, client).map(|(slot, _)| slot)
+    }
+
+    /// The slot of (account, client) and the position of its entry.
+    #[inline(always)]
+    fn find_at(
+        &self,
+        slots: &[Order],
+        account: AccountId,
+        client: ClientOrderId,
+    ) -> Option<(u32, ClientPosition)> {
         match self.probe(slots, account, client) {
-            (i, true, _) => Some(self.table[i].slot),
+            (i, true, _) => Some((self.at(i).slot, ClientPosition(i))),
             (_, false, _) => None,
         }
     }
@@ -327,34 +344,50 @@ impl ClientIndex {
         self.bump_version();
     }
 
-    /// Removes the entry of the order in `slot`, whose key is (account, client); false if it is
+    /// The position of the entry of the order in `slot`, whose key is (account, client).
+    #[inline(always)]
+    fn position_of(&self, account: AccountId, client: ClientOrderId, slot: u32) -> Option<usize> {
+        // Keys are unique, so the slot is in its key's run, between its home and the next
+        // empty position.
+        let mut i = client_hash(account, client) as usize & self.mask;
+        // Bounded by the prefix size; it is never more than half full.
+        for _ in 0..=self.mask {
+            let entry = self.at(i);
+            if entry.slot == NIL {
+                return None;
+            }
+            if entry.slot == slot {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Removes the entry of the order in `slot`, whose key is (account, client), at `position`
+    /// if that is where a lookup found it (else it is looked for); false if it is
     /// not indexed. Reads no order: the run is walked by slot number and shifted by the stored
     /// hashes.
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
-    fn remove(&mut self, account: AccountId, client: ClientOrderId, slot: u32) -> bool {
-        // Keys are unique, so the slot is in its key's run, between its home and the next
-        // empty position.
-        let hash = client_hash(account, client);
-        let mut hole = hash as usize & self.mask;
-        let mut found = false;
-        // Bounded by the prefix size; it is never more than half full.
-        for _ in 0..=self.mask {
-            let entry = self.at(hole);
-            if entry.slot == NIL {
-                break;
-            }
-            if entry.slot == slot {
-                debug_assert_eq!(entry.hash, hash);
-                found = true;
-                break;
-            }
-            hole = (hole + 1) & self.mask;
-        }
-        if !found {
-            return false;
-        }
+    fn remove(
+        &mut self,
+        account: AccountId,
+        client: ClientOrderId,
+        slot: u32,
+        position: Option<ClientPosition>,
+    ) -> bool {
+        let mut hole = match position {
+            // Where a lookup just found it: no hash, no walk. Checked, so a stale position
+            // costs only the walk below.
+            Some(ClientPosition(i)) if i <= self.mask && self.at(i).slot == slot => i,
+            _ => match self.position_of(account, client, slot) {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        debug_assert_eq!(self.at(hole).hash, client_hash(account, client));
         *self.at_mut(hole) = CLIENT_EMPTY;
         self.len -= 1;
         self.bump_version();
@@ -475,6 +508,16 @@ impl Orders {
         self.by_client.find(&self.slots, account, client)
     }
 
+    /// `find_client`, with where the entry is, for `remove_at`.
+    #[inline(always)]
+    pub fn find_client_at(
+        &self,
+        account: AccountId,
+        client: ClientOrderId,
+    ) -> Option<(u32, ClientPosition)> {
+        self.by_client.find_at(&self.slots, account, client)
+    }
+
     /// Where a new order with (account, client) would be indexed, or None if the client id is
     /// taken by a live order of the account.
     #[inline]
@@ -592,18 +635,25 @@ impl Orders {
         }
     }
 
-    /// Removes an order from the indices and the account list and frees its slot. Reads the
-    /// four fields it needs, not a copy of the order.
+    /// Removes an order from the indices and the account list and frees its slot.
+    #[cfg(test)]
+    pub fn remove(&mut self, slot: u32) {
+        self.remove_at(slot, None);
+    }
+
+    /// Removes an order from the indices and the account list and frees its slot, starting the
+    /// client index's removal at `position` when a lookup (`find_client_at`) found the entry
+    /// there. Reads the four fields it needs, not a copy of the order.
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
-    pub fn remove(&mut self, slot: u32) {
+    pub fn remove_at(&mut self, slot: u32, position: Option<ClientPosition>) {
         let (account, client, acct_prev, acct_next) = {
             let o = self.get(slot);
             assert!(o.id.0 != 0, "remove of a free slot");
             (o.account, o.client_order_id, o.acct_prev, o.acct_next)
         };
-        let removed = self.by_client.remove(account, client, slot);
+        let removed = self.by_client.remove(account, client, slot, position);
         assert!(removed, "live order missing from the client index");
         if acct_prev == NIL {
             self.account_list(account).0 = acct_next;
@@ -734,6 +784,50 @@ mod tests {
         });
     }
 
+    /// A removal given the position a lookup found uses it, and one given a position gone
+    /// stale since (other removals shifted the run) still removes the right entry: a tiny
+    /// table, positions kept from lookups made many steps before, a map as the model.
+    #[test]
+    fn client_removal_at_a_found_or_stale_position_agrees_with_a_model() {
+        let mut rng = Rng::new(13);
+        let mut orders = Orders::new(8, 4);
+        let mut model: BTreeMap<(u32, u64), (u32, ClientPosition)> = BTreeMap::new();
+        let mut seq = 1;
+        for _ in 0..20_000 {
+            let key = (rng.below(4) as u32, rng.below(6));
+            let (account, client) = (AccountId(key.0), ClientOrderId(key.1));
+            match model.remove(&key) {
+                // The position from when it was inserted: often stale by now.
+                Some((slot, position)) => {
+                    let current = orders.find_client_at(account, client);
+                    assert_eq!(current.map(|(s, _)| s), Some(slot));
+                    let position = if rng.percent(50) {
+                        current.map_or(position, |(_, p)| p)
+                    } else {
+                        position
+                    };
+                    orders.remove_at(slot, Some(position));
+                }
+                None if !orders.is_full() => {
+                    let slot = orders.insert(order(&orders, seq, key.0, key.1));
+                    seq += 1;
+                    let Some((_, position)) = orders.find_client_at(account, client) else {
+                        panic!("inserted order not found");
+                    };
+                    model.insert(key, (slot, position));
+                }
+                None => {}
+            }
+            for (&(a, c), &(slot, _)) in &model {
+                assert_eq!(
+                    orders.find_client(AccountId(a), ClientOrderId(c)),
+                    Some(slot)
+                );
+            }
+            assert_eq!(orders.by_client.len, model.len());
+        }
+    }
+
     /// A tiny table (16 entries for 8 orders) forces long probe runs, wrap-around and
     /// backward-shift deletions; a BTreeMap is the model.
     #[test]
@@ -824,7 +918,7 @@ mod tests {
                 for o in orders.slots.iter_mut() {
                     o.client_order_id = ClientOrderId(rng.next_u64());
                 }
-                assert!(orders.by_client.remove(account, client, slot));
+                assert!(orders.by_client.remove(account, client, slot, None));
                 for (o, key) in orders.slots.iter_mut().zip(keys) {
                     o.client_order_id = key;
                 }
