@@ -332,7 +332,8 @@ impl Engine {
             }
         }
         let spend = spend_currency(market, o.side);
-        if self.ledger.get(o.account, spend).available < parsed.lock {
+        let cell = self.ledger.cell(o.account, spend);
+        if self.ledger.available_at(cell) < parsed.lock {
             return Err(RejectReason::InsufficientBalance);
         }
         let bucket = self.check_rate(o.account, ts)?;
@@ -340,7 +341,7 @@ impl Engine {
         // ---- execute: nothing below fails ----
         let market_id = o.market;
         self.commit_rate(o.account, bucket);
-        let locked = self.ledger.lock(o.account, spend, parsed.lock);
+        let locked = self.ledger.lock_at(cell, parsed.lock);
         debug_assert!(locked.is_ok());
         let seq = self.next_order_seq;
         self.next_order_seq += 1;
