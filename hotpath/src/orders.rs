@@ -134,6 +134,9 @@ struct ClientIndex {
     mask: usize,
     /// Entries in the table.
     len: usize,
+    /// Entries at which the prefix doubles: half its size, kept rather than computed on every
+    /// new order.
+    len_max: usize,
     /// Bumped by every change of the table, so a `ClientVacancy` taken before a change is
     /// recognised as stale. Debug builds only: a counter written on every insert and removal
     /// and compared on every new order cost more than it checks on a path where nothing
@@ -182,6 +185,7 @@ impl ClientIndex {
             table: vec![CLIENT_EMPTY; size],
             mask: size.min(CLIENT_INDEX_MIN) - 1,
             len: 0,
+            len_max: size.min(CLIENT_INDEX_MIN) / 2,
             #[cfg(debug_assertions)]
             version: 0,
         }
@@ -204,6 +208,7 @@ impl ClientIndex {
         );
         self.table[..size].fill(CLIENT_EMPTY);
         self.mask = size - 1;
+        self.len_max = size / 2;
         self.len = 0;
         self.bump_version();
         for (slot, o) in slots.iter().enumerate() {
@@ -421,6 +426,8 @@ pub(crate) struct Orders {
     free: Vec<u32>,
     capacity: u32,
     slot_bits: u32,
+    /// `u64::MAX >> slot_bits`, kept rather than shifted on every new order.
+    seq_max: u64,
     live: u32,
     by_client: ClientIndex,
     /// Per account: (head, tail) of its list.
@@ -433,6 +440,7 @@ impl Orders {
         let slot_bits = (32 - (capacity.max(2) - 1).leading_zeros()).max(1);
         Orders {
             slot_bits,
+            seq_max: u64::MAX >> slot_bits,
             // Reserve, not fill: pages are touched as slots are first used.
             slots: Vec::with_capacity(capacity as usize),
             free: Vec::with_capacity(capacity as usize),
@@ -449,7 +457,8 @@ impl Orders {
 
     /// Largest order sequence number: ids must fit in u64 with the slot bits below them.
     pub fn seq_max(&self) -> u64 {
-        u64::MAX >> self.slot_bits
+        debug_assert_eq!(self.seq_max, u64::MAX >> self.slot_bits);
+        self.seq_max
     }
 
     /// The id an order inserted now with sequence `seq` receives (`insert_vacant` returns it).
@@ -605,7 +614,9 @@ impl Orders {
     fn link(&mut self, slot: u32, vacancy: Option<ClientVacancy>) {
         let account = self.get(slot).account;
         // Keep the prefix at most half full; the slot being linked is already in the slab.
-        if (self.by_client.len + 1) * 2 > self.by_client.mask + 1 {
+        // The prefix size (`mask + 1`) is a power of two.
+        debug_assert_eq!(self.by_client.len_max, self.by_client.mask.div_ceil(2));
+        if self.by_client.len >= self.by_client.len_max {
             self.by_client.grow(&self.slots[..]);
             // `grow` re-inserted every live order, including this one.
             debug_assert!(
