@@ -4,13 +4,13 @@
 //! snapshot, which compare two builds command for command.
 //!
 //! `cargo run --release -p peregrine-hotpath --example engine_flow -- [--flow flash-crash]
-//! [--seed N] [--warmup N] [--commands N] [--digest [--legacy [--no-balance-events]]]`
+//! [--seed N] [--warmup N] [--commands N] [--digest [--legacy]]`
 //!
 //! `--legacy` digests the events as event format 1 wrote them: each event without the balance
 //! fields format 2 added, and after each accepted command one `Balance` event per cell its
 //! events changed (in (account, currency) order, the state after the command, from a shadow
-//! ledger that applies [`Event::balance_changes`] to the balances the flow started with);
-//! `--no-balance-events` leaves those out. Equal to the digests of a format-1 build, it shows
+//! ledger that applies [`Event::balance_changes`] to the balances the flow started with).
+//! Equal to the digests of a format-1 build, it shows
 //! that the new events carry exactly what the old ones did.
 
 use std::collections::BTreeMap;
@@ -34,7 +34,6 @@ struct Cli {
     warmup: u64,
     /// Measured commands, rounded down to whole batches of 1 024.
     commands: u64,
-    balance_events: bool,
     /// Digest the events rendered in event format 1 (see the module doc).
     legacy: bool,
     /// Print digests of every event and of the final snapshot, and rejects by reason.
@@ -74,7 +73,6 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Cli, UsageError> {
         seed: SEED_DEFAULT,
         warmup: 100_000,
         commands: 199_680,
-        balance_events: true,
         legacy: false,
         digest: false,
     };
@@ -85,7 +83,6 @@ fn parse(mut argv: impl Iterator<Item = String>) -> Result<Cli, UsageError> {
             "--seed" => cli.seed = number("--seed", argv.next())?,
             "--warmup" => cli.warmup = number("--warmup", argv.next())?,
             "--commands" => cli.commands = number("--commands", argv.next())?,
-            "--no-balance-events" => cli.balance_events = false,
             "--digest" => cli.digest = true,
             "--legacy" => cli.legacy = true,
             _ => return Err(UsageError::Unknown(flag)),
@@ -123,8 +120,8 @@ struct Digest {
     event_count: u64,
     rejects: BTreeMap<String, u64>,
     text: String,
-    /// `--legacy`: the shadow ledger, and whether to render `Balance` events.
-    legacy: Option<(legacy::Shadow, bool)>,
+    /// `--legacy`: the shadow ledger.
+    legacy: Option<legacy::Shadow>,
 }
 
 impl Digest {
@@ -138,7 +135,7 @@ impl Digest {
                 None => {
                     let _ = write!(self.text, "{event:?}");
                 }
-                Some((shadow, _)) => {
+                Some(shadow) => {
                     let _ = write!(self.text, "{}", legacy::render(event));
                     shadow.apply(event);
                 }
@@ -149,12 +146,10 @@ impl Digest {
                 *self.rejects.entry(reason.to_string()).or_default() += 1;
             }
         }
-        if let Some((shadow, balance_events)) = self.legacy.as_mut() {
+        if let Some(shadow) = self.legacy.as_mut() {
             for balance in shadow.command_balances() {
-                if *balance_events {
-                    self.events.write(balance.as_bytes());
-                    self.event_count += 1;
-                }
+                self.events.write(balance.as_bytes());
+                self.event_count += 1;
             }
         }
     }
@@ -175,12 +170,12 @@ fn main() -> ExitCode {
         Err(error) => {
             eprintln!(
                 "error: {error}\nusage: engine_flow [--flow realistic|flash-crash] [--seed N] \
-                 [--warmup N] [--commands N] [--digest [--legacy [--no-balance-events]]]"
+                 [--warmup N] [--commands N] [--digest [--legacy]]"
             );
             return ExitCode::FAILURE;
         }
     };
-    let (mut engine, mut flow) = match sim::bench_prepare(cli.seed, shape, cli.balance_events) {
+    let (mut engine, mut flow) = match sim::bench_prepare(cli.seed, shape) {
         Ok(prepared) => prepared,
         Err(error) => {
             eprintln!("error: {error}");
@@ -192,9 +187,7 @@ fn main() -> ExitCode {
         event_count: 0,
         rejects: BTreeMap::new(),
         text: String::new(),
-        legacy: cli
-            .legacy
-            .then(|| (legacy::Shadow::new(&engine), cli.balance_events)),
+        legacy: cli.legacy.then(|| legacy::Shadow::new(&engine)),
     });
     let mut events: Vec<Event> = Vec::with_capacity(BATCH_COMMANDS * 16);
     for _ in 0..cli.warmup {
@@ -230,16 +223,15 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     println!(
-        "flow={} seed={} warmup={} commands={} balance_events={} live_orders={}",
+        "flow={} seed={} warmup={} commands={} live_orders={}",
         cli.flow,
         cli.seed,
         cli.warmup,
         batches * BATCH_COMMANDS as u64,
-        cli.balance_events,
         engine.live_orders()
     );
     if let Some(d) = digest {
-        if let Some((legacy::Shadow { error: Some(e), .. }, _)) = &d.legacy {
+        if let Some(legacy::Shadow { error: Some(e), .. }) = &d.legacy {
             eprintln!("error: a balance change: {e}");
             return ExitCode::FAILURE;
         }

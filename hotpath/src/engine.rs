@@ -17,7 +17,7 @@ use crate::ids::{
 };
 use crate::ledger::{Ledger, LedgerError};
 use crate::market::{MAX_FEE_PPM, MAX_FEE_TIERS, Market, StopEntry};
-use crate::orders::{Kind, NIL, Order, OrderState, Orders};
+use crate::orders::{ClientPosition, Kind, NIL, Order, OrderState, Orders};
 use crate::risk::{AccountRisk, account_risk, account_risk_mut, take_token};
 
 /// Pending stops per market side: enough for real use, bounded so a flood is rejected.
@@ -218,17 +218,27 @@ impl Engine {
         }
     }
 
-    /// The slot of an account's live order.
+    /// The slot of an account's live order, and where a lookup by client id found its entry
+    /// in the client index (for its removal).
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
-    fn find_order(&self, account: AccountId, target: OrderRef) -> Result<u32, RejectReason> {
-        let slot = match target {
-            OrderRef::Id(id) => self.orders.find_id(id),
-            OrderRef::Client(client) => self.orders.find_client(account, client),
+    fn find_order(
+        &self,
+        account: AccountId,
+        target: OrderRef,
+    ) -> Result<(u32, Option<ClientPosition>), RejectReason> {
+        let found = match target {
+            OrderRef::Id(id) => self.orders.find_id(id).map(|slot| (slot, None)),
+            OrderRef::Client(client) => self
+                .orders
+                .find_client_at(account, client)
+                .map(|(slot, position)| (slot, Some(position))),
         };
-        match slot {
-            Some(slot) if self.orders.get(slot).account == account => Ok(slot),
+        match found {
+            Some((slot, position)) if self.orders.get(slot).account == account => {
+                Ok((slot, position))
+            }
             _ => Err(RejectReason::UnknownOrder),
         }
     }
@@ -322,7 +332,8 @@ impl Engine {
             }
         }
         let spend = spend_currency(market, o.side);
-        if self.ledger.get(o.account, spend).available < parsed.lock {
+        let cell = self.ledger.cell(o.account, spend);
+        if self.ledger.available_at(cell) < parsed.lock {
             return Err(RejectReason::InsufficientBalance);
         }
         let bucket = self.check_rate(o.account, ts)?;
@@ -330,38 +341,37 @@ impl Engine {
         // ---- execute: nothing below fails ----
         let market_id = o.market;
         self.commit_rate(o.account, bucket);
-        let locked = self.ledger.lock(o.account, spend, parsed.lock);
+        let locked = self.ledger.lock_at(cell, parsed.lock);
         debug_assert!(locked.is_ok());
-        let id = self.orders.next_id(self.next_order_seq);
+        let seq = self.next_order_seq;
         self.next_order_seq += 1;
-        let slot = self.orders.insert_vacant(
-            Order {
-                id,
-                account: o.account,
-                market: market_id,
-                client_order_id: o.client_order_id,
-                spend,
-                side: o.side,
-                kind: parsed.kind,
-                tif: o.tif,
-                stp: o.stp,
-                state: if is_stop {
-                    OrderState::PendingStop
-                } else {
-                    OrderState::Taking
-                },
-                price: parsed.price,
-                trigger: parsed.trigger,
-                qty: parsed.qty,
-                locked: parsed.lock,
-                prev: NIL,
-                next: NIL,
-                acct_prev: NIL,
-                acct_next: NIL,
-                level_hint: NIL,
+        let (slot, id) = self.orders.insert_vacant(seq, vacancy, |id| Order {
+            id,
+            account: o.account,
+            market: market_id,
+            client_order_id: o.client_order_id,
+            spend,
+            side: o.side,
+            kind: parsed.kind,
+            tif: o.tif,
+            stp: o.stp,
+            state: if is_stop {
+                OrderState::PendingStop
+            } else if rests_at_once {
+                OrderState::Resting
+            } else {
+                OrderState::Taking
             },
-            vacancy,
-        );
+            price: parsed.price,
+            trigger: parsed.trigger,
+            qty: parsed.qty,
+            locked: parsed.lock,
+            prev: NIL,
+            next: NIL,
+            acct_prev: NIL,
+            acct_next: NIL,
+            level_hint: NIL,
+        });
         account_risk_mut(&mut self.accounts, o.account).open_orders += 1;
         out.push(Event::OrderAccepted {
             order: id,
@@ -384,11 +394,36 @@ impl Engine {
             return Ok(());
         }
         if rests_at_once {
-            // What `take` does when it finds nothing to match, without its match-loop setup.
-            self.rest(slot, out);
-        } else {
-            self.take(slot, out);
+            // What `rest` does, knowing more: a limit order's lock (`limit_lock`) is exactly what
+            // resting needs, so nothing is released and the order was built resting. And no
+            // trade, so no stop to trigger (after every command none is reached).
+            debug_assert_eq!(
+                parsed.lock,
+                resting_lock(
+                    market_entry(&self.markets, market_id),
+                    o.side,
+                    parsed.price,
+                    parsed.qty
+                )
+            );
+            let Some(market) = market_entry_mut(&mut self.markets, market_id) else {
+                unreachable!("market checked above");
+            };
+            debug_assert!(!market.has_reached_stop());
+            market.own(o.side).push(&mut self.orders, slot);
+            out.push(Event::OrderRested {
+                order: id,
+                account: o.account,
+                market: market_id,
+                side: o.side,
+                price: parsed.price,
+                qty: parsed.qty,
+                spend,
+                released: Amount(0),
+            });
+            return Ok(());
         }
+        self.take(slot, out);
         self.run_stops(market_id, out);
         Ok(())
     }
@@ -430,10 +465,7 @@ impl Engine {
             Some(m) => m,
             None => unreachable!("order's market exists"),
         };
-        let needed = match side {
-            Side::Buy => market.quote_amount(price, qty),
-            Side::Sell => market.base_amount(qty),
-        };
+        let needed = resting_lock(Some(market), side, price, qty);
         assert!(locked >= needed, "resting order under-locked");
         let excess = locked - needed;
         {
@@ -463,6 +495,18 @@ impl Engine {
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
     fn finish(&mut self, slot: u32, reason: Option<CancelReason>, out: &mut Vec<Event>) {
+        self.finish_at(slot, reason, None, out);
+    }
+
+    /// `finish`, for an order whose client-index entry a lookup found at `position`.
+    #[inline(always)]
+    fn finish_at(
+        &mut self,
+        slot: u32,
+        reason: Option<CancelReason>,
+        position: Option<ClientPosition>,
+        out: &mut Vec<Event>,
+    ) {
         let o = self.orders.get(slot);
         debug_assert_ne!(o.state, OrderState::Resting);
         let (account, spend, locked) = (o.account, o.spend, o.locked);
@@ -491,7 +535,7 @@ impl Engine {
                 released: Amount(locked),
             },
         });
-        self.orders.remove(slot);
+        self.orders.remove_at(slot, position);
         if locked > 0 {
             self.ledger.unlock(account, spend, locked);
         }
@@ -505,6 +549,18 @@ impl Engine {
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
     fn cancel_slot(&mut self, slot: u32, reason: CancelReason, out: &mut Vec<Event>) {
+        self.cancel_slot_at(slot, reason, None, out);
+    }
+
+    /// `cancel_slot`, for an order whose client-index entry a lookup found at `position`.
+    #[inline(always)]
+    fn cancel_slot_at(
+        &mut self,
+        slot: u32,
+        reason: CancelReason,
+        position: Option<ClientPosition>,
+        out: &mut Vec<Event>,
+    ) {
         let o = self.orders.get(slot);
         let (id, market_id, side, state, trigger) = (o.id, o.market, o.side, o.state, o.trigger);
         let market = match market_entry_mut(&mut self.markets, market_id) {
@@ -520,7 +576,7 @@ impl Engine {
             OrderState::PendingStop => market.remove_stop(side, trigger, id.0),
             OrderState::Taking => unreachable!("cancel of the incoming order"),
         }
-        self.finish(slot, Some(reason), out);
+        self.finish_at(slot, Some(reason), position, out);
     }
 
     /// What the match loop keeps of the incoming order in `slot`: read once, not per trade.
@@ -624,7 +680,7 @@ impl Engine {
         let quote = market.quote_amount(price, qty);
         let (base_ccy, quote_ccy) = (market.spec.base, market.spec.quote);
         let maker_ppm = market.fees[maker_tier].maker_ppm;
-        market.last_price = Some(price);
+        market.set_last_price(Some(price));
         let book = market.opposite(taker.side);
         match book.best_mut() {
             Some(level) => {
@@ -759,8 +815,8 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.check_account(account)?;
-        let slot = self.find_order(account, target)?;
-        self.cancel_slot(slot, CancelReason::Requested, out);
+        let (slot, position) = self.find_order(account, target)?;
+        self.cancel_slot_at(slot, CancelReason::Requested, position, out);
         Ok(())
     }
 
@@ -816,7 +872,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.check_account(r.account)?;
-        let slot = self.find_order(r.account, r.target)?;
+        let (slot, _) = self.find_order(r.account, r.target)?;
         let order = *self.orders.get(slot);
         if order.state != OrderState::Resting || order.kind != Kind::Limit {
             return Err(RejectReason::InvalidReplace);
@@ -926,12 +982,13 @@ impl Engine {
             order.tif,
             TimeInForce::Gtc | TimeInForce::PostOnly
         ));
-        let rests_at_once = !market.crosses(order.side, price);
-        if rests_at_once {
+        if !market.crosses(order.side, price) {
+            // No trade, so no stop to trigger (as for a new order that rests at once).
+            debug_assert!(!market.has_reached_stop());
             self.rest(slot, out);
-        } else {
-            self.take(slot, out);
+            return Ok(());
         }
+        self.take(slot, out);
         self.run_stops(market_id, out);
         Ok(())
     }
@@ -1102,7 +1159,7 @@ impl Engine {
         if u.risk.max_price < market.risk.max_price || u.risk.max_qty < market.risk.max_qty {
             return Err(RejectReason::InvalidMarketSpec);
         }
-        self.market_mut(u.market).risk = u.risk;
+        self.market_mut(u.market).set_risk(u.risk);
         out.push(Event::MarketUpdated {
             market: u.market,
             risk: u.risk,
@@ -1308,6 +1365,18 @@ fn parse_order(market: &Market, o: &NewOrder) -> Result<ParsedOrder, RejectReaso
                 lock,
             })
         }
+    }
+}
+
+/// What a resting order on `side` at `price` for `qty` lots must lock (`market` exists).
+#[inline(always)]
+fn resting_lock(market: Option<&Market>, side: Side, price: Price, qty: Qty) -> u64 {
+    let Some(market) = market else {
+        unreachable!("order's market exists");
+    };
+    match side {
+        Side::Buy => market.quote_amount(price, qty),
+        Side::Sell => market.base_amount(qty),
     }
 }
 

@@ -52,6 +52,14 @@ pub struct InvariantViolation {
     pub what: String,
 }
 
+/// A cell's place in the table, from `Ledger::cell`: in bounds (checked there, and the table
+/// never changes length). Used at once, on the ledger that made it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cell {
+    index: usize,
+    currency: CurrencyId,
+}
+
 /// The dense balances table.
 #[derive(Clone, Debug)]
 pub struct Ledger {
@@ -129,6 +137,25 @@ impl Ledger {
         Ok(())
     }
 
+    /// Where the cell of (account, currency) is, for `available_at` and `lock_at`: a new order
+    /// checks and then locks the same cell, so the index (a multiply) is computed and its bounds
+    /// checked once, here, and the two read the cell without a check (516.2 -> 510.8
+    /// instructions a command, session 10 in perf/RESULTS.md).
+    #[inline(always)]
+    pub(crate) fn cell(&self, account: AccountId, currency: CurrencyId) -> Cell {
+        let index = self.index(account, currency);
+        assert!(index < self.cells.len(), "balance cell beyond the table");
+        Cell { index, currency }
+    }
+
+    /// The available amount of a cell `cell` found.
+    #[inline(always)]
+    pub(crate) fn available_at(&self, cell: Cell) -> u64 {
+        debug_assert!(cell.index < self.cells.len());
+        // SAFETY: `cell` checked the index, and the table never changes length.
+        unsafe { self.cells.get_unchecked(cell.index) }.available
+    }
+
     /// Available -> locked.
     // Always: on the order path (measured, see `Engine::market_mut`).
     #[inline(always)]
@@ -138,8 +165,17 @@ impl Ledger {
         currency: CurrencyId,
         amount: u64,
     ) -> Result<(), LedgerError> {
-        let i = self.index(account, currency);
-        let cell = &mut self.cells[i];
+        let cell = self.cell(account, currency);
+        self.lock_at(cell, amount)
+    }
+
+    /// `lock` of a cell `cell` found.
+    #[inline(always)]
+    pub(crate) fn lock_at(&mut self, at: Cell, amount: u64) -> Result<(), LedgerError> {
+        let currency = at.currency;
+        debug_assert!(at.index < self.cells.len());
+        // SAFETY: `cell` checked the index, and the table never changes length.
+        let cell = unsafe { self.cells.get_unchecked_mut(at.index) };
         if cell.available < amount {
             return Err(LedgerError::Insufficient);
         }
@@ -280,5 +316,37 @@ impl Ledger {
 
     pub(crate) fn restore_totals(&mut self, currency: CurrencyId, t: CurrencyTotals) {
         self.totals[currency.0 as usize] = t;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `available_at` and `lock_at` read the table without a bounds check: `cell` is where the
+    /// index is checked, in release builds too.
+    #[test]
+    #[should_panic(expected = "balance cell beyond the table")]
+    fn a_cell_beyond_the_table_is_refused() {
+        let ledger = Ledger::new(2, 2);
+        let _ = ledger.cell(AccountId(2), CurrencyId(0));
+    }
+
+    #[test]
+    fn lock_at_a_cell_moves_available_to_locked() {
+        let mut ledger = Ledger::new(2, 2);
+        ledger.register(CurrencyId(1));
+        assert!(
+            ledger
+                .deposit(AccountId(1), CurrencyId(1), Amount(10))
+                .is_ok()
+        );
+        let cell = ledger.cell(AccountId(1), CurrencyId(1));
+        assert_eq!(ledger.available_at(cell), 10);
+        assert_eq!(ledger.lock_at(cell, 11), Err(LedgerError::Insufficient));
+        assert_eq!(ledger.lock_at(cell, 4), Ok(()));
+        let balance = ledger.get(AccountId(1), CurrencyId(1));
+        assert_eq!((balance.available, balance.locked), (6, 4));
+        assert!(ledger.audit().is_ok());
     }
 }

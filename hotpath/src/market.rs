@@ -33,7 +33,14 @@ pub(crate) struct Market {
     pub risk: MarketRisk,
     pub fees: [FeeRates; MAX_FEE_TIERS],
     pub halted: bool,
+    /// Last trade price. Written only through `set_last_price` (and `risk` through `set_risk`),
+    /// which keep `band` in step.
     pub last_price: Option<Price>,
+    /// `band_limits` of the reference, the band and the maximum price: computed when one of
+    /// them changes (a trade at a new price, a risk update) instead of for every order and
+    /// replace, which paid a multiply-divide and the clamps each time (measured, session 10 in
+    /// perf/RESULTS.md).
+    band: (Price, Price),
     pub bids: BookSide,
     pub asks: BookSide,
     /// Buy stops trigger when last >= trigger: lowest trigger at the end.
@@ -46,6 +53,11 @@ pub(crate) struct Market {
 impl Market {
     pub fn new(spec: MarketSpec, levels_per_side: u32, stops_capacity: u32) -> Market {
         Market {
+            band: band_limits(
+                spec.risk.reference_price,
+                spec.risk.band_bps,
+                spec.risk.max_price,
+            ),
             risk: spec.risk,
             fees: [spec.fees; MAX_FEE_TIERS],
             spec,
@@ -114,7 +126,28 @@ impl Market {
     /// buy may take at), within 1..=max_price; the whole range when the market has no band.
     #[inline]
     pub fn band(&self) -> (Price, Price) {
-        band_limits(self.reference(), self.risk.band_bps, self.risk.max_price)
+        debug_assert_eq!(
+            self.band,
+            band_limits(self.reference(), self.risk.band_bps, self.risk.max_price),
+            "stale band: last price or risk written without its setter"
+        );
+        self.band
+    }
+
+    /// Records the last trade price (`None` only when restoring a market that never traded).
+    #[inline]
+    pub fn set_last_price(&mut self, price: Option<Price>) {
+        // Most trades are at the price of the one before: nothing to recompute.
+        if self.last_price != price {
+            self.last_price = price;
+            self.band = band_limits(self.reference(), self.risk.band_bps, self.risk.max_price);
+        }
+    }
+
+    /// Replaces the risk parameters.
+    pub fn set_risk(&mut self, risk: MarketRisk) {
+        self.risk = risk;
+        self.band = band_limits(self.reference(), risk.band_bps, risk.max_price);
     }
 
     /// Whether a limit price on `side` is inside the band. Only the side that can trade at once
@@ -233,6 +266,17 @@ impl Market {
             return self.sell_stops.pop();
         }
         None
+    }
+
+    /// Whether a pending stop's trigger is reached by the last price: never between commands
+    /// (`Engine::run_stops` triggers every reached stop after each trade), so a command that
+    /// does not trade need not look.
+    pub fn has_reached_stop(&self) -> bool {
+        let Some(last) = self.last_price else {
+            return false;
+        };
+        self.buy_stops.last().is_some_and(|e| last >= e.trigger)
+            || self.sell_stops.last().is_some_and(|e| last <= e.trigger)
     }
 
     pub fn stops_full(&self, side: Side) -> bool {

@@ -134,8 +134,15 @@ struct ClientIndex {
     mask: usize,
     /// Entries in the table.
     len: usize,
+    /// Entries at which the prefix doubles: half its size, kept rather than computed on every
+    /// new order.
+    len_max: usize,
     /// Bumped by every change of the table, so a `ClientVacancy` taken before a change is
-    /// recognised as stale.
+    /// recognised as stale. Debug builds only: a counter written on every insert and removal
+    /// and compared on every new order cost more than it checks on a path where nothing
+    /// changes the table between the two (release builds still check that the vacancy's
+    /// position is empty).
+    #[cfg(debug_assertions)]
     version: u64,
 }
 
@@ -146,8 +153,15 @@ struct ClientIndex {
 pub(crate) struct ClientVacancy {
     position: usize,
     hash: u32,
+    #[cfg(debug_assertions)]
     version: u64,
 }
+
+/// Where a live order's entry is in the client index, as a lookup by client id found it: its
+/// removal then starts there instead of hashing and walking the run again (measured, session 10
+/// in perf/RESULTS.md). Checked against the slot before use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ClientPosition(usize);
 
 /// Smallest prefix in use.
 const CLIENT_INDEX_MIN: usize = 1024;
@@ -171,7 +185,17 @@ impl ClientIndex {
             table: vec![CLIENT_EMPTY; size],
             mask: size.min(CLIENT_INDEX_MIN) - 1,
             len: 0,
+            len_max: size.min(CLIENT_INDEX_MIN) / 2,
+            #[cfg(debug_assertions)]
             version: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn bump_version(&mut self) {
+        #[cfg(debug_assertions)]
+        {
+            self.version += 1;
         }
     }
 
@@ -184,8 +208,9 @@ impl ClientIndex {
         );
         self.table[..size].fill(CLIENT_EMPTY);
         self.mask = size - 1;
+        self.len_max = size / 2;
         self.len = 0;
-        self.version += 1;
+        self.bump_version();
         for (slot, o) in slots.iter().enumerate() {
             if o.id.0 != 0 {
                 let inserted = self.insert(slots, slot as u32);
@@ -246,8 +271,19 @@ impl ClientIndex {
 
     #[inline]
     fn find(&self, slots: &[Order], account: AccountId, client: ClientOrderId) -> Option<u32> {
+        self.find_at(slots, account, client).map(|(slot, _)| slot)
+    }
+
+    /// The slot of (account, client) and the position of its entry.
+    #[inline(always)]
+    fn find_at(
+        &self,
+        slots: &[Order],
+        account: AccountId,
+        client: ClientOrderId,
+    ) -> Option<(u32, ClientPosition)> {
         match self.probe(slots, account, client) {
-            (i, true, _) => Some(self.table[i].slot),
+            (i, true, _) => Some((self.at(i).slot, ClientPosition(i))),
             (_, false, _) => None,
         }
     }
@@ -259,7 +295,7 @@ impl ClientIndex {
             (i, false, hash) => {
                 self.table[i] = ClientEntry { hash, slot };
                 self.len += 1;
-                self.version += 1;
+                self.bump_version();
                 true
             }
         }
@@ -278,6 +314,7 @@ impl ClientIndex {
             (position, false, hash) => Some(ClientVacancy {
                 position,
                 hash,
+                #[cfg(debug_assertions)]
                 version: self.version,
             }),
         }
@@ -288,11 +325,15 @@ impl ClientIndex {
     fn insert_at(&mut self, slots: &[Order], slot: u32, vacancy: ClientVacancy) {
         // The probe that found the vacancy saw this very table: no insert, removal or growth
         // since, so the position is still the end of the key's run and the key still absent.
+        #[cfg(debug_assertions)]
         assert!(
             vacancy.version == self.version,
             "stale client index vacancy"
         );
-        debug_assert_eq!(self.table[vacancy.position], CLIENT_EMPTY);
+        assert!(
+            self.table[vacancy.position] == CLIENT_EMPTY,
+            "stale client index vacancy"
+        );
         debug_assert_eq!(
             {
                 let o = &slots[slot as usize];
@@ -305,40 +346,56 @@ impl ClientIndex {
             slot,
         };
         self.len += 1;
-        self.version += 1;
+        self.bump_version();
     }
 
-    /// Removes the entry of the order in `slot`, whose key is (account, client); false if it is
+    /// The position of the entry of the order in `slot`, whose key is (account, client).
+    #[inline(always)]
+    fn position_of(&self, account: AccountId, client: ClientOrderId, slot: u32) -> Option<usize> {
+        // Keys are unique, so the slot is in its key's run, between its home and the next
+        // empty position.
+        let mut i = client_hash(account, client) as usize & self.mask;
+        // Bounded by the prefix size; it is never more than half full.
+        for _ in 0..=self.mask {
+            let entry = self.at(i);
+            if entry.slot == NIL {
+                return None;
+            }
+            if entry.slot == slot {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Removes the entry of the order in `slot`, whose key is (account, client), at `position`
+    /// if that is where a lookup found it (else it is looked for); false if it is
     /// not indexed. Reads no order: the run is walked by slot number and shifted by the stored
     /// hashes.
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
-    fn remove(&mut self, account: AccountId, client: ClientOrderId, slot: u32) -> bool {
-        // Keys are unique, so the slot is in its key's run, between its home and the next
-        // empty position.
-        let hash = client_hash(account, client);
-        let mut hole = hash as usize & self.mask;
-        let mut found = false;
-        // Bounded by the prefix size; it is never more than half full.
-        for _ in 0..=self.mask {
-            let entry = self.at(hole);
-            if entry.slot == NIL {
-                break;
-            }
-            if entry.slot == slot {
-                debug_assert_eq!(entry.hash, hash);
-                found = true;
-                break;
-            }
-            hole = (hole + 1) & self.mask;
-        }
-        if !found {
-            return false;
-        }
+    fn remove(
+        &mut self,
+        account: AccountId,
+        client: ClientOrderId,
+        slot: u32,
+        position: Option<ClientPosition>,
+    ) -> bool {
+        let mut hole = match position {
+            // Where a lookup just found it: no hash, no walk. Checked, so a stale position
+            // costs only the walk below.
+            Some(ClientPosition(i)) if i <= self.mask && self.at(i).slot == slot => i,
+            _ => match self.position_of(account, client, slot) {
+                Some(i) => i,
+                None => return false,
+            },
+        };
+        debug_assert_eq!(self.at(hole).hash, client_hash(account, client));
         *self.at_mut(hole) = CLIENT_EMPTY;
         self.len -= 1;
-        self.version += 1;
+        self.bump_version();
         // Backward shift: move later entries of the run into the hole when their home allows.
         let mut i = (hole + 1) & self.mask;
         for _ in 0..=self.mask {
@@ -369,6 +426,8 @@ pub(crate) struct Orders {
     free: Vec<u32>,
     capacity: u32,
     slot_bits: u32,
+    /// `u64::MAX >> slot_bits`, kept rather than shifted on every new order.
+    seq_max: u64,
     live: u32,
     by_client: ClientIndex,
     /// Per account: (head, tail) of its list.
@@ -381,6 +440,7 @@ impl Orders {
         let slot_bits = (32 - (capacity.max(2) - 1).leading_zeros()).max(1);
         Orders {
             slot_bits,
+            seq_max: u64::MAX >> slot_bits,
             // Reserve, not fill: pages are touched as slots are first used.
             slots: Vec::with_capacity(capacity as usize),
             free: Vec::with_capacity(capacity as usize),
@@ -397,10 +457,12 @@ impl Orders {
 
     /// Largest order sequence number: ids must fit in u64 with the slot bits below them.
     pub fn seq_max(&self) -> u64 {
-        u64::MAX >> self.slot_bits
+        debug_assert_eq!(self.seq_max, u64::MAX >> self.slot_bits);
+        self.seq_max
     }
 
-    /// The id an order inserted now with sequence `seq` receives.
+    /// The id an order inserted now with sequence `seq` receives (`insert_vacant` returns it).
+    #[cfg(test)]
     pub fn next_id(&self, seq: u64) -> OrderId {
         debug_assert!(seq > 0 && seq <= self.seq_max());
         let slot = match self.free.last() {
@@ -416,10 +478,10 @@ impl Orders {
 
     // Slab accesses without a bounds check (measured, session 8 round 2 in perf/RESULTS.md).
     // Invariant: every slot number the engine holds names a slot below the high-water mark
-    // `slots.len()`, which never falls. Slot numbers come only from `insert_with` (a slot
+    // `slots.len()`, which never falls. Slot numbers come only from `take_slot` (a slot
     // below the new length), `find_id` and `find_client` (checked against the slab), and the
     // links stored in levels, orders and account lists (copies of those); `slots` only grows
-    // (`insert_with` pushes, `restore` resizes an empty slab). A slot number from outside
+    // (`take_slot` pushes, `restore` resizes an empty slab). A slot number from outside
     // (an order id in a command) goes through `find_id` first.
     #[inline]
     pub fn get(&self, slot: u32) -> &Order {
@@ -455,6 +517,16 @@ impl Orders {
         self.by_client.find(&self.slots, account, client)
     }
 
+    /// `find_client`, with where the entry is, for `remove_at`.
+    #[inline(always)]
+    pub fn find_client_at(
+        &self,
+        account: AccountId,
+        client: ClientOrderId,
+    ) -> Option<(u32, ClientPosition)> {
+        self.by_client.find_at(&self.slots, account, client)
+    }
+
     /// Where a new order with (account, client) would be indexed, or None if the client id is
     /// taken by a live order of the account.
     #[inline]
@@ -474,33 +546,54 @@ impl Orders {
     }
 
     /// `insert` for an order whose client id `client_vacancy` found free, with nothing changed
-    /// in the orders since: the client index is not probed again.
+    /// in the orders since: the client index is not probed again. The order is built in its
+    /// slot by `build`, given the id the slot gives it (`seq` in the high bits, the slot in the
+    /// low ones), so it is never built elsewhere and copied (measured, session 10 in
+    /// perf/RESULTS.md). Returns the slot and the id.
     // Always: on every new order's path (measured, session 8 step 7 in perf/RESULTS.md).
     #[inline(always)]
-    pub fn insert_vacant(&mut self, order: Order, vacancy: ClientVacancy) -> u32 {
-        self.insert_with(order, Some(vacancy))
+    pub fn insert_vacant(
+        &mut self,
+        seq: u64,
+        vacancy: ClientVacancy,
+        build: impl FnOnce(OrderId) -> Order,
+    ) -> (u32, OrderId) {
+        let (slot, id) = self.take_slot(seq);
+        // In bounds: `take_slot` returned a slot below the slab's length.
+        let o = self.get_mut(slot);
+        *o = build(id);
+        debug_assert_eq!(o.id, id, "order built with another id");
+        self.link(slot, Some(vacancy));
+        (slot, id)
     }
 
+    #[cfg(test)]
     fn insert_with(&mut self, order: Order, vacancy: Option<ClientVacancy>) -> u32 {
+        let (slot, id) = self.take_slot(order.id.0 >> self.slot_bits);
+        assert_eq!(order.id, id, "order id not from next_id");
+        *self.get_mut(slot) = order;
+        self.link(slot, vacancy);
+        slot
+    }
+
+    /// Takes a slot for a new order with sequence `seq` (the last freed one, else a new one at
+    /// the high-water mark) and counts it live; returns it and the order's id, which is what
+    /// `next_id(seq)` said.
+    #[inline(always)]
+    fn take_slot(&mut self, seq: u64) -> (u32, OrderId) {
         assert!(!self.is_full(), "order slab full");
-        let expected = self.next_id(order.id.0 >> self.slot_bits);
-        assert_eq!(order.id, expected, "order id not from next_id");
+        debug_assert!(seq > 0 && seq <= self.seq_max());
         let slot = match self.free.pop() {
-            Some(slot) => {
-                // A freed slot is below the slab's length (the slab never shrinks).
-                *self.get_mut(slot) = order;
-                slot
-            }
+            Some(slot) => slot,
             None => {
                 // Never reallocates: len < capacity by the assertion above.
                 debug_assert!(self.slots.len() < self.slots.capacity());
-                self.slots.push(order);
+                self.slots.push(VACANT);
                 (self.slots.len() - 1) as u32
             }
         };
         self.live += 1;
-        self.link(slot, vacancy);
-        slot
+        (slot, OrderId(seq << self.slot_bits | u64::from(slot)))
     }
 
     /// The (head, tail) of an account's list, without a bounds check (measured, session 8
@@ -521,7 +614,9 @@ impl Orders {
     fn link(&mut self, slot: u32, vacancy: Option<ClientVacancy>) {
         let account = self.get(slot).account;
         // Keep the prefix at most half full; the slot being linked is already in the slab.
-        if (self.by_client.len + 1) * 2 > self.by_client.mask + 1 {
+        // The prefix size (`mask + 1`) is a power of two.
+        debug_assert_eq!(self.by_client.len_max, self.by_client.mask.div_ceil(2));
+        if self.by_client.len >= self.by_client.len_max {
             self.by_client.grow(&self.slots[..]);
             // `grow` re-inserted every live order, including this one.
             debug_assert!(
@@ -551,18 +646,25 @@ impl Orders {
         }
     }
 
-    /// Removes an order from the indices and the account list and frees its slot. Reads the
-    /// four fields it needs, not a copy of the order.
+    /// Removes an order from the indices and the account list and frees its slot.
+    #[cfg(test)]
+    pub fn remove(&mut self, slot: u32) {
+        self.remove_at(slot, None);
+    }
+
+    /// Removes an order from the indices and the account list and frees its slot, starting the
+    /// client index's removal at `position` when a lookup (`find_client_at`) found the entry
+    /// there. Reads the four fields it needs, not a copy of the order.
     // Always: the cancel and new-order paths are chains of small calls; inlined, each call's
     // register saves go (measured, session 8 step 6 in perf/RESULTS.md).
     #[inline(always)]
-    pub fn remove(&mut self, slot: u32) {
+    pub fn remove_at(&mut self, slot: u32, position: Option<ClientPosition>) {
         let (account, client, acct_prev, acct_next) = {
             let o = self.get(slot);
             assert!(o.id.0 != 0, "remove of a free slot");
             (o.account, o.client_order_id, o.acct_prev, o.acct_next)
         };
-        let removed = self.by_client.remove(account, client, slot);
+        let removed = self.by_client.remove(account, client, slot, position);
         assert!(removed, "live order missing from the client index");
         if acct_prev == NIL {
             self.account_list(account).0 = acct_next;
@@ -675,6 +777,68 @@ mod tests {
         let _ = orders.get(slot + 1);
     }
 
+    /// A vacancy found before the index changed is refused, in release builds too (where the
+    /// version counter is gone, by its position no longer being empty): here another order
+    /// took the very position.
+    #[test]
+    #[should_panic(expected = "stale client index vacancy")]
+    fn a_stale_client_vacancy_is_refused() {
+        let mut orders = Orders::new(8, 2);
+        let Some(vacancy) = orders.client_vacancy(AccountId(0), ClientOrderId(1)) else {
+            panic!("an empty index has room");
+        };
+        orders.insert(order(&orders, 1, 0, 1));
+        let _ = orders.insert_vacant(2, vacancy, |id| Order {
+            id,
+            client_order_id: ClientOrderId(2),
+            ..VACANT
+        });
+    }
+
+    /// A removal given the position a lookup found uses it, and one given a position gone
+    /// stale since (other removals shifted the run) still removes the right entry: a tiny
+    /// table, positions kept from lookups made many steps before, a map as the model.
+    #[test]
+    fn client_removal_at_a_found_or_stale_position_agrees_with_a_model() {
+        let mut rng = Rng::new(13);
+        let mut orders = Orders::new(8, 4);
+        let mut model: BTreeMap<(u32, u64), (u32, ClientPosition)> = BTreeMap::new();
+        let mut seq = 1;
+        for _ in 0..20_000 {
+            let key = (rng.below(4) as u32, rng.below(6));
+            let (account, client) = (AccountId(key.0), ClientOrderId(key.1));
+            match model.remove(&key) {
+                // The position from when it was inserted: often stale by now.
+                Some((slot, position)) => {
+                    let current = orders.find_client_at(account, client);
+                    assert_eq!(current.map(|(s, _)| s), Some(slot));
+                    let position = if rng.percent(50) {
+                        current.map_or(position, |(_, p)| p)
+                    } else {
+                        position
+                    };
+                    orders.remove_at(slot, Some(position));
+                }
+                None if !orders.is_full() => {
+                    let slot = orders.insert(order(&orders, seq, key.0, key.1));
+                    seq += 1;
+                    let Some((_, position)) = orders.find_client_at(account, client) else {
+                        panic!("inserted order not found");
+                    };
+                    model.insert(key, (slot, position));
+                }
+                None => {}
+            }
+            for (&(a, c), &(slot, _)) in &model {
+                assert_eq!(
+                    orders.find_client(AccountId(a), ClientOrderId(c)),
+                    Some(slot)
+                );
+            }
+            assert_eq!(orders.by_client.len, model.len());
+        }
+    }
+
     /// A tiny table (16 entries for 8 orders) forces long probe runs, wrap-around and
     /// backward-shift deletions; a BTreeMap is the model.
     #[test]
@@ -765,7 +929,7 @@ mod tests {
                 for o in orders.slots.iter_mut() {
                     o.client_order_id = ClientOrderId(rng.next_u64());
                 }
-                assert!(orders.by_client.remove(account, client, slot));
+                assert!(orders.by_client.remove(account, client, slot, None));
                 for (o, key) in orders.slots.iter_mut().zip(keys) {
                     o.client_order_id = key;
                 }

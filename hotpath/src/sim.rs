@@ -121,9 +121,8 @@ impl Default for FlowParams {
 pub const BENCH_ACCOUNTS: u32 = 10_000;
 
 /// The engine limits `bench matching` runs with (risk and ledger on), shared with the tools that
-/// replay its flow (`hotpath/examples/engine_flow.rs`). `balance_events` no longer changes what
-/// the engine does (see `EngineConfig::balance_events`); only the configuration records it.
-pub fn bench_engine_config(balance_events: bool) -> EngineConfig {
+/// replay its flow (`hotpath/examples/engine_flow.rs`).
+pub fn bench_engine_config() -> EngineConfig {
     EngineConfig {
         max_accounts: BENCH_ACCOUNTS,
         max_currencies: 4,
@@ -134,18 +133,13 @@ pub fn bench_engine_config(balance_events: bool) -> EngineConfig {
         // the flow stops tracking (never cancels) orders the mid has passed, so they stay.
         max_levels_per_side: 1 << 18,
         max_open_orders_per_account: 10_000,
-        balance_events,
         ..EngineConfig::default()
     }
 }
 
 /// `bench matching`'s engine and one-market flow, with the flow's setup applied.
-pub fn bench_prepare(
-    seed: u64,
-    shape: FlowShape,
-    balance_events: bool,
-) -> Result<(Engine, Flow), &'static str> {
-    let mut engine = Engine::new(bench_engine_config(balance_events))?;
+pub fn bench_prepare(seed: u64, shape: FlowShape) -> Result<(Engine, Flow), &'static str> {
+    let mut engine = Engine::new(bench_engine_config())?;
     let mut flow = Flow::new(FlowParams {
         seed,
         accounts: BENCH_ACCOUNTS,

@@ -350,10 +350,10 @@ impl Engine {
                 return Err(Inconsistent("market stops capacity over the limit"));
             }
             let mut market = Market::new(m.spec, cfg.max_levels_per_side, m.stops_capacity);
-            market.risk = m.risk;
+            market.set_risk(m.risk);
             market.fees.copy_from_slice(&m.fees);
             market.halted = m.halted;
-            market.last_price = m.last_price;
+            market.set_last_price(m.last_price);
             engine.markets[index] = Some(Box::new(market));
             // Books are filled once all orders exist.
             books.push((index, m.bids, m.asks));

@@ -726,6 +726,56 @@ fn price_band_bounds_only_the_aggressive_side() {
     f.rejected(replace(15_001), RejectReason::PriceOutOfBand);
 }
 
+/// The band moves with the last trade price and with a risk update, and a restored engine has
+/// the band of the one it was taken from (the engine keeps the band's limits and recomputes
+/// them only when one of those changes).
+#[test]
+fn the_band_follows_the_last_trade_a_risk_update_and_a_restore() {
+    let mut f = Fixture::new();
+    f.fund(1, 1_000_000, 1_000_000_000);
+    f.fund(2, 1_000_000, 1_000_000_000);
+    let buy = |f: &mut Fixture, price: u64| {
+        f.order(
+            1,
+            Buy,
+            Limit {
+                price: Price(price),
+                qty: Qty(1),
+            },
+            Gtc,
+        )
+    };
+    // Reference 10 000, 50 %: a buy above 15 000 is out of the band.
+    let k = buy(&mut f, 17_000);
+    f.rejected(k, RejectReason::PriceOutOfBand);
+    // A trade at 12 000 moves the top to 18 000.
+    f.limit(2, Sell, 12_000, 1);
+    assert_eq!(trades(&f.limit(1, Buy, 12_000, 1)).len(), 1);
+    let k = buy(&mut f, 17_000);
+    f.ok(k);
+    let k = buy(&mut f, 18_001);
+    f.rejected(k, RejectReason::PriceOutOfBand);
+    // A 10 % band around the same last trade: the top is 13 200.
+    f.ok(CommandKind::MarketUpdate(MarketUpdate {
+        market: M,
+        risk: MarketRisk {
+            band_bps: 1_000,
+            ..risk()
+        },
+    }));
+    let k = buy(&mut f, 13_201);
+    f.rejected(k, RejectReason::PriceOutOfBand);
+    let k = buy(&mut f, 13_200);
+    f.ok(k);
+    // Restored, the engine refuses and accepts exactly the same.
+    let mut restored = Engine::restore(&f.engine.snapshot().unwrap()).unwrap();
+    std::mem::swap(&mut f.engine, &mut restored);
+    let k = buy(&mut f, 13_201);
+    f.rejected(k, RejectReason::PriceOutOfBand);
+    let k = buy(&mut f, 13_200);
+    f.ok(k);
+}
+
 /// `band_bps` 0 is no band: any price in 1..=max_price is accepted on either side, and a market
 /// order's protection price is max_price (buy) or 1 (sell).
 #[test]

@@ -158,7 +158,7 @@ fn flow_of(args: &BenchArgs) -> FlowArg {
 
 /// A flow and an engine with the flow's setup applied.
 fn prepare(args: &BenchArgs) -> Result<(Engine, Flow), BenchError> {
-    sim::bench_prepare(args.seed_or_default(), flow_of(args).shape(), true)
+    sim::bench_prepare(args.seed_or_default(), flow_of(args).shape())
         .map_err(|e| BenchError::workload(NAME, e))
 }
 
@@ -397,7 +397,6 @@ fn run_engine(args: &BenchArgs) -> Result<Report, BenchError> {
             .with_param("seed", seed)
             .with_param("accounts", u64::from(ACCOUNTS))
             .with_param("risk_and_ledger", true)
-            .with_param("balance_events", engine.config().balance_events)
             .with_param(
                 "events_per_command",
                 tally.events as f64 / tally.commands as f64,

@@ -115,7 +115,7 @@ impl Shape {
             // The realistic flow's books stay near the touch; the single engine's 2^18 levels
             // are for the flash crash, which the cluster does not run.
             max_levels_per_side: 8_192,
-            ..peregrine_hotpath::sim::bench_engine_config(true)
+            ..peregrine_hotpath::sim::bench_engine_config()
         }
     }
 
