@@ -18,8 +18,8 @@ use peregrine_client::{Client, KeyId, Placed, ServerTrust, SigningKey};
 use peregrine_gateway::rest::auth::sign_request;
 use peregrine_hotpath::Side;
 use peregrine_proto::frame::RejectCode;
-use ring::hmac;
 use serde_json::{Value, json};
+use support::identity::{env, logged_code, now_s, totp, unique};
 use support::{Up, http_client, write_config};
 
 /// A key change must take effect on the running appliance within this.
@@ -29,25 +29,6 @@ const MAIL_WAIT: Duration = Duration::from_secs(10);
 const BARONG: &str = "/api/v2/barong";
 const ORDERS: &str = "/api/v2/peatio/market/orders";
 const PASSWORD: &str = "correct horse battery staple";
-
-fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under scripts/test"))
-}
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
-
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// A fresh nonce: the clock in ms, strictly above the last one given.
 fn nonce_ms() -> u64 {
@@ -62,34 +43,6 @@ fn nonce_ms() -> u64 {
         .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(next(last)))
         .unwrap_or_else(|last| last);
     next(previous)
-}
-
-/// RFC 6238 (SHA-1, 6 digits, 30 s), `periods` from now, from an otpauth URL's secret: what
-/// an authenticator app shows.
-fn totp(url: &str, periods: i64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let text = url
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap();
-    let (mut bits, mut value, mut secret) = (0u32, 0u64, Vec::new());
-    for c in text.bytes() {
-        value = (value << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            secret.push((value >> bits) as u8);
-        }
-    }
-    let counter = ((now_s() / 30) + periods) as u64;
-    let mac = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &secret),
-        &counter.to_be_bytes(),
-    );
-    let mac = mac.as_ref();
-    let offset = usize::from(mac[19] & 0x0f);
-    let word = u32::from_be_bytes(mac[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", word % 1_000_000)
 }
 
 /// Waits until the current 30 s TOTP period has at least 12 s left, so the three codes of a
@@ -534,24 +487,6 @@ async fn a_label_change_gates_new_orders_over_rest_and_quic_within_a_second() {
     assert!(matches!(placed, Placed::Ack { .. }), "{placed:?}");
     client.close().await;
     up.stop();
-}
-
-/// The code `up` logged for `to` (no `[auth.smtp]`): the JSON log line's `code` field.
-async fn logged_code(dir: &Path, to: &str) -> String {
-    let deadline = Instant::now() + MAIL_WAIT;
-    loop {
-        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-        let code = log
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|line| line["fields"]["email"] == to)
-            .and_then(|line| line["fields"]["code"].as_str().map(str::to_owned));
-        if let Some(code) = code {
-            return code;
-        }
-        assert!(Instant::now() < deadline, "no code logged for {to}:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
