@@ -358,11 +358,15 @@ async fn approve(
             .await
             .map_err(|_| ControlError::StoreUnavailable)?;
         let now = load(state, row.id).await?;
-        if !moved_now && now.state == AdjustmentState::Rejected && moved.debit {
-            // Rejected meanwhile: give back what this request held.
-            release(state, actor, moved, key).await?;
+        if !moved_now && now.state != AdjustmentState::Approved {
+            // Rejected meanwhile, or the store refused the creator: nothing may apply; give
+            // back what this request held.
+            if moved.debit {
+                release(state, actor, moved, key).await?;
+            }
+            not_rejected(&now)?;
+            return Err(ControlError::OwnProposal);
         }
-        not_rejected(&now)?;
     }
     not_rejected(&row)?;
     let applied = apply(state, actor, account, moved, key).await?;
