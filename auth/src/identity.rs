@@ -185,8 +185,8 @@ impl Identity {
     }
 
     /// Writes an audit record: denied with `code`, or allowed when `code` is `None` (for
-    /// refusals typed outside [`AuthError`], e.g. KYC's and RBAC's).
-    pub(crate) async fn audit_code(
+    /// refusals typed outside [`AuthError`], e.g. KYC's, RBAC's and the control API's).
+    pub async fn audit_code(
         &self,
         actor: &str,
         action: &str,

@@ -138,6 +138,12 @@ pub struct Claims {
     pub exp: u64,
     /// Unique id.
     pub jti: String,
+    /// Whether the user had 2FA (TOTP) enabled when the token was issued. Every live session
+    /// of such a user has proved a code: at login, or when 2FA was enabled in it (enabling
+    /// ends the user's other sessions). The control API refuses operators' tokens without it.
+    /// Absent (a token of an older issuer) reads as `false`: refused where 2FA is required.
+    #[serde(default)]
+    pub otp: bool,
 }
 
 /// An issued token.
@@ -210,6 +216,7 @@ impl Issuer {
             nbf: now_s,
             exp: now_s + self.config.ttl_s,
             jti,
+            otp: user.otp_enabled,
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| AuthError::Random)?;
         let payload = URL_SAFE_NO_PAD.encode(payload);
@@ -709,6 +716,7 @@ mod tests {
             nbf: NOW_S,
             exp: NOW_S + ACCESS_TTL_S_MAX,
             jti: jti.to_owned(),
+            otp: false,
         };
         let header = json!({"alg": "EdDSA", "kid": kid, "typ": "JWT"}).to_string();
         let input = format!(

@@ -14,6 +14,9 @@
 //! - KYC ([`kyc`]): labels, the levels they give and the level gate of actions, profiles under
 //!   review, documents sealed with OpenBao transit data keys, the provider webhook;
 //! - RBAC ([`rbac`]): roles x typed permissions, read from the store, every decision audited;
+//! - four-eyes ([`four_eyes`]): the check every approval of another operator's proposal makes
+//!   (permission, never the proposer, audited), and the store of manual balance adjustments
+//!   awaiting it (the control API journals the approved ones);
 //! - two-factor authentication with TOTP kept in OpenBao's totp engine (one key per user),
 //!   required at login once enabled; OpenBao sealed or gone is 503
 //!   `identity.vault_unavailable` for 2FA and token issuance, never a 500, and sessions go on;
@@ -42,6 +45,7 @@ pub mod audit;
 mod clock;
 pub mod config;
 pub mod error;
+pub mod four_eyes;
 pub mod http;
 mod identity;
 pub mod jwt;

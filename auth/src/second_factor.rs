@@ -72,7 +72,9 @@ impl Identity {
             .await
     }
 
-    /// Turns 2FA on with a code from the generated key.
+    /// Turns 2FA on with a code from the generated key, and ends the user's other sessions:
+    /// from here on every live session of the user has proved a code, which is what an access
+    /// token's `otp` claim tells the control API.
     pub async fn otp_enable(
         &self,
         auth: &SessionAuth,
@@ -91,6 +93,9 @@ impl Identity {
             {
                 return Err(AuthError::OtpAlreadyEnabled);
             }
+            self.store()
+                .revoke_sessions_of(auth.user.id, Some(&auth.session.digest), self.now_ms())
+                .await?;
             Ok(())
         }
         .await;

@@ -150,7 +150,8 @@ async fn a_member_calling_operator_actions_is_refused_and_every_decision_is_audi
             "kyc.profile.review",
             "kyc.label.write",
             "kyc.document.read_any",
-            "audit.read"
+            "audit.read",
+            "exchange.read"
         ])
     );
     assert_eq!(

@@ -102,6 +102,26 @@ async fn tokens_verify_from_memory_and_survive_a_key_rotation() {
     assert_eq!(harness.identity.metrics().tokens_issued_total.get(), 2);
 }
 
+/// A token's `otp` claim says whether its user has 2FA; enabling 2FA ends the user's other
+/// sessions (which never proved a code), so a token with `otp` comes from a session that did.
+#[tokio::test]
+async fn the_otp_claim_follows_2fa_and_enabling_it_ends_the_other_sessions() {
+    let root = shared_root();
+    let vault = identity_vault(&root, unique_vault_config()).await;
+    let harness = start("tokens_otp", Some(vault)).await;
+    let (email, here) = harness.new_user("otp_claim").await;
+    let elsewhere = harness.login_ok(&email, None).await;
+    let verifier = Verifier::from_jwks(&jwks(&harness).await, TokenConfig::default()).unwrap();
+    let (before, _) = token(&harness, &here).await;
+    assert!(!verifier.verify(&before, now_s()).unwrap().otp);
+    harness.enable_2fa(&here).await;
+    let (after, _) = token(&harness, &here).await;
+    assert!(verifier.verify(&after, now_s()).unwrap().otp);
+    let me = |session| harness.call("GET", "/resource/users/me", None, Some(session));
+    assert_eq!(me(&here).await.status, StatusCode::OK);
+    assert_eq!(me(&elsewhere).await.status, StatusCode::UNAUTHORIZED);
+}
+
 fn b64(value: &Value) -> String {
     URL_SAFE_NO_PAD.encode(value.to_string())
 }

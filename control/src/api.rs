@@ -10,14 +10,16 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{any, get, post};
+use peregrine_auth::rbac::Permission;
 use peregrine_core::catalog::Catalog;
 use peregrine_core::{EngineHandle, Executed, Request, SubmitError};
 use peregrine_hotpath::edge::{EDGE_INTEGER_MAX, parse_decimal};
-use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, OperatorId, Service, Side};
+use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, Side};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::access::{Access, Caller, Client};
 use crate::error::{ControlError, ErrorBody};
 
 /// Largest request body: control requests are a few hundred bytes.
@@ -30,8 +32,13 @@ const OUTCOME_TIMEOUT: Duration = Duration::from_secs(10);
 /// collide with a chain deposit's (a collision would make one of the two a "duplicate", never
 /// credited).
 pub const WALLET_DEPOSIT_IDS_FROM: u64 = 1 << 62;
+/// Deposit and withdrawal ids from here to [`WALLET_DEPOSIT_IDS_FROM`] are approved
+/// adjustments' (`2^61 + adjustment id`): no operator's deposit id can collide with one, and
+/// they stay within what every replica stores (below 2^63).
+pub const ADJUSTMENT_KEYS_FROM: u64 = 1 << 61;
 
 const _: () = assert!(WALLET_DEPOSIT_IDS_FROM <= EDGE_INTEGER_MAX);
+const _: () = assert!(ADJUSTMENT_KEYS_FROM < WALLET_DEPOSIT_IDS_FROM);
 
 /// What the routes need.
 #[derive(Clone, Debug)]
@@ -40,12 +47,10 @@ pub struct ControlState {
     pub engine: Arc<EngineHandle>,
     /// Names and units.
     pub catalog: Arc<Catalog>,
-    /// The bearer token operators present.
-    pub token: Arc<str>,
-    /// The wallet daemons' bearer token, when they run: it may only credit chain deposits
-    /// (`POST /control/v1/deposits` with ids from [`WALLET_DEPOSIT_IDS_FROM`]), as the wallet
-    /// service.
-    pub wallet_token: Option<Arc<str>>,
+    /// The credentials accepted and how each call is decided and audited: operators' access
+    /// tokens, the host-only break-glass token, the wallet daemons' token (which may only
+    /// credit chain deposits, ids from [`WALLET_DEPOSIT_IDS_FROM`]).
+    pub access: Arc<Access>,
     /// Requests by route and status, and their duration.
     pub metrics: crate::metrics::ControlMetrics,
 }
@@ -67,6 +72,14 @@ pub fn router(state: ControlState) -> Router {
         .route(
             "/control/v1/accounts/{account}/cancel-all",
             post(cancel_all),
+        )
+        .route(
+            "/control/v1/adjustments",
+            post(crate::adjustments::create).get(crate::adjustments::list),
+        )
+        .route(
+            "/control/v1/adjustments/{id}/{action}",
+            post(crate::adjustments::review),
         )
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .route("/control/v1", any(not_found))
@@ -95,8 +108,8 @@ pub(crate) struct DepositRequest {
     /// Decimal string, exact in the currency's minor units (no exponent).
     amount: String,
     /// The wallet's or operator's reference, for traceability and idempotency: a deposit id
-    /// is credited once. Operators' ids are below 2^62; from 2^62 to 2^63-1 they are the
-    /// wallet daemons' (their token only).
+    /// is credited once. Operators' ids are below 2^61; 2^61 to 2^62 are approved
+    /// adjustments'; from 2^62 to 2^63-1 they are the wallet daemons' (their token only).
     #[schema(format = "uint64", maximum = 9223372036854775807_u64)]
     deposit_id: u64,
 }
@@ -176,17 +189,21 @@ pub(crate) enum MarketAction {
 
 /// The exchange's state: the last applied command, open orders, each market's state (enabled
 /// or halted) and last price, and the accounts whose kill switch is on. It reads the views
-/// (never the matching thread), so it answers while the engine is busy or stopped: only a
-/// missing or wrong token fails it.
+/// (never the matching thread), so it answers while the engine is busy or stopped: only the
+/// caller's admission fails it.
 #[utoipa::path(get, path = "/control/v1/status", tag = "control",
     security(("bearer" = [])),
     responses((status = 200, body = StatusJson), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody)))]
+        (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn status(
     State(state): State<ControlState>,
+    client: Client,
     headers: HeaderMap,
 ) -> Result<Json<StatusJson>, ControlError> {
-    authorize(&state, &headers)?;
+    let access = &state.access;
+    access
+        .admit(&headers, &client, Permission::ExchangeRead, "status")
+        .await?;
     let engine_seq = state
         .engine
         .stats()
@@ -223,8 +240,9 @@ pub(crate) async fn status(
     Ok(Json(status))
 }
 
-/// Credits a deposit (once per `deposit_id`). Operators' ids are below 2^62 (above: 422
-/// `control.deposit.wallet_id`); the wallet daemons' token credits ids from 2^62 only.
+/// Credits a deposit (once per `deposit_id`). Operators' ids are below 2^61 (422
+/// `control.deposit.reserved_id` up to 2^62, the adjustments' range, and
+/// `control.deposit.wallet_id` above); the wallet daemons' token credits ids from 2^62 only.
 #[utoipa::path(post, path = "/control/v1/deposits", tag = "control",
     request_body = DepositRequest, security(("bearer" = [])),
     responses((status = 200, body = SeqJson), (status = 400, body = ErrorBody),
@@ -234,10 +252,14 @@ pub(crate) async fn status(
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn deposit(
     State(state): State<ControlState>,
+    client: Client,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<SeqJson>, ControlError> {
-    let caller = caller(&state, &headers)?;
+    let access = &state.access;
+    let caller = access
+        .admit(&headers, &client, Permission::DepositCredit, "deposits")
+        .await?;
     let request: DepositRequest = parse_body(body).await?;
     let currency = state
         .catalog
@@ -252,25 +274,14 @@ pub(crate) async fn deposit(
             request.deposit_id
         )));
     }
-    let wallet_id = request.deposit_id >= WALLET_DEPOSIT_IDS_FROM;
-    match (caller, wallet_id) {
-        (Caller::Operator, true) => {
-            return Err(ControlError::WalletDepositId(request.deposit_id));
-        }
-        (Caller::Wallet, false) => return Err(ControlError::Forbidden),
-        _ => {}
-    }
+    check_deposit_id(&caller, request.deposit_id)?;
     let minor = currency
         .scale
         .to_minor(amount)
         .map_err(|e| ControlError::Unprocessable(format!("amount: {e}")))?;
-    let actor = match caller {
-        Caller::Operator => Actor::Operator(SHARED_TOKEN_OPERATOR),
-        Caller::Wallet => Actor::Service(Service::Wallet),
-    };
     let executed = execute_as(
         &state,
-        actor,
+        caller.actor(),
         CommandKind::Deposit {
             account: AccountId(request.account),
             currency: currency.id,
@@ -292,10 +303,17 @@ pub(crate) async fn deposit(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn market_state(
     State(state): State<ControlState>,
+    client: Client,
     headers: HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<SeqJson>, ControlError> {
-    authorize(&state, &headers)?;
+    let target = path
+        .as_ref()
+        .map_or_else(|_| "market".to_owned(), |p| format!("market:{}", p.0.0));
+    let caller = state
+        .access
+        .admit(&headers, &client, Permission::MarketManage, &target)
+        .await?;
     let Path((market, action)) = path.map_err(path_error)?;
     let market = market_id(&state, &market)?;
     let action = match action.as_str() {
@@ -311,7 +329,7 @@ pub(crate) async fn market_state(
         MarketAction::Halt => CommandKind::MarketHalt { market },
         MarketAction::Resume => CommandKind::MarketResume { market },
     };
-    let executed = execute(&state, command).await?;
+    let executed = execute_as(&state, caller.actor(), command).await?;
     Ok(Json(SeqJson { seq: executed.seq }))
 }
 
@@ -325,15 +343,21 @@ pub(crate) async fn market_state(
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn kill_switch(
     State(state): State<ControlState>,
+    client: Client,
     headers: HeaderMap,
     account: Result<Path<u32>, PathRejection>,
     body: Body,
 ) -> Result<Json<SeqJson>, ControlError> {
-    authorize(&state, &headers)?;
+    let target = account_target(&account);
+    let caller = state
+        .access
+        .admit(&headers, &client, Permission::AccountKillSwitch, &target)
+        .await?;
     let Path(account) = account.map_err(path_error)?;
     let request: KillSwitchRequest = parse_body(body).await?;
-    let executed = execute(
+    let executed = execute_as(
         &state,
+        caller.actor(),
         CommandKind::KillSwitch {
             account: AccountId(account),
             on: request.on,
@@ -356,11 +380,16 @@ pub(crate) async fn kill_switch(
         (status = 503, body = ErrorBody)))]
 pub(crate) async fn cancel_all(
     State(state): State<ControlState>,
+    client: Client,
     headers: HeaderMap,
     account: Result<Path<u32>, PathRejection>,
     body: Body,
 ) -> Result<Json<CancelAllJson>, ControlError> {
-    authorize(&state, &headers)?;
+    let target = account_target(&account);
+    let caller = state
+        .access
+        .admit(&headers, &client, Permission::AccountKillSwitch, &target)
+        .await?;
     let Path(account) = account.map_err(path_error)?;
     let request: CancelAllRequest = parse_body(body).await?;
     let market = request
@@ -378,8 +407,9 @@ pub(crate) async fn cancel_all(
             )));
         }
     };
-    let executed = execute(
+    let executed = execute_as(
         &state,
+        caller.actor(),
         CommandKind::MassCancel {
             account: AccountId(account),
             market,
@@ -397,48 +427,25 @@ pub(crate) async fn cancel_all(
     }))
 }
 
-/// Who presented a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Caller {
-    /// The operators' token: every route.
-    Operator,
-    /// The wallet daemons' token: chain deposits only.
-    Wallet,
-}
-
-/// Checks the bearer token in constant time (no early exit on the first differing byte) and
-/// refuses the wallet's token on every route but deposits.
-fn authorize(state: &ControlState, headers: &HeaderMap) -> Result<(), ControlError> {
-    match caller(state, headers)? {
-        Caller::Operator => Ok(()),
-        Caller::Wallet => Err(ControlError::Forbidden),
+/// Refuses a deposit id outside the caller's range: the wallet daemons' token credits ids
+/// from [`WALLET_DEPOSIT_IDS_FROM`] only; people use ids below [`ADJUSTMENT_KEYS_FROM`] (the
+/// range between is approved adjustments').
+fn check_deposit_id(caller: &Caller, deposit_id: u64) -> Result<(), ControlError> {
+    let wallet_id = deposit_id >= WALLET_DEPOSIT_IDS_FROM;
+    match caller {
+        Caller::Wallet if !wallet_id => Err(ControlError::Forbidden(Permission::DepositCredit)),
+        Caller::Wallet => Ok(()),
+        _ if wallet_id => Err(ControlError::WalletDepositId(deposit_id)),
+        _ if deposit_id >= ADJUSTMENT_KEYS_FROM => Err(ControlError::ReservedDepositId(deposit_id)),
+        _ => Ok(()),
     }
 }
 
-/// Whose token `headers` carry.
-fn caller(state: &ControlState, headers: &HeaderMap) -> Result<Caller, ControlError> {
-    let presented = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .ok_or(ControlError::Unauthorized)?;
-    // Both compared whatever the first answers: the time does not tell which token matched.
-    let operator = same_secret(presented, &state.token);
-    let wallet = state
-        .wallet_token
-        .as_deref()
-        .is_some_and(|token| same_secret(presented, token));
-    match (operator, wallet) {
-        (true, _) => Ok(Caller::Operator),
-        (false, true) => Ok(Caller::Wallet),
-        (false, false) => Err(ControlError::Unauthorized),
-    }
-}
-
-/// Constant-time equality of a presented token and a configured one.
-fn same_secret(presented: &str, expected: &str) -> bool {
-    let (a, b) = (presented.as_bytes(), expected.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// `account:<id>` for the audit, from the path (or `account` when it does not parse).
+fn account_target(account: &Result<Path<u32>, PathRejection>) -> String {
+    account
+        .as_ref()
+        .map_or_else(|_| "account".to_owned(), |p| format!("account:{}", p.0))
 }
 
 fn market_id(
@@ -458,7 +465,9 @@ fn path_error(rejection: PathRejection) -> ControlError {
 }
 
 /// Reads at most [`BODY_BYTES_MAX`] bytes and parses them; an empty body is `{}`.
-async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ControlError> {
+pub(crate) async fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Body,
+) -> Result<T, ControlError> {
     let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
         .await
         .map_err(|_| ControlError::BodyTooLarge(BODY_BYTES_MAX))?;
@@ -474,17 +483,8 @@ async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, Con
     serde_json::from_value(value).map_err(|e| ControlError::BadRequest(format!("body: {e}")))
 }
 
-/// The actor of every control command while the API has one shared bearer token: operator 0.
-/// Per-operator identities come with the operators' own credentials.
-const SHARED_TOKEN_OPERATOR: OperatorId = OperatorId(0);
-
-/// Sequences `command` as the operator and waits for its outcome; an engine reject is an error.
-async fn execute(state: &ControlState, command: CommandKind) -> Result<Executed, ControlError> {
-    execute_as(state, Actor::Operator(SHARED_TOKEN_OPERATOR), command).await
-}
-
-/// [`execute`] as `actor`.
-async fn execute_as(
+/// Sequences `command` as `actor` and waits for its outcome; an engine reject is an error.
+pub(crate) async fn execute_as(
     state: &ControlState,
     actor: Actor,
     command: CommandKind,

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use peregrine_auth::rbac::Permission;
 use peregrine_hotpath::RejectReason;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -16,16 +17,43 @@ use utoipa::ToSchema;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ControlError {
-    /// No or wrong bearer token.
-    #[error("missing or wrong bearer token (Authorization: Bearer <token>)")]
+    /// No credential, or one that does not verify: a wrong token, an access token expired,
+    /// for another audience, of an unknown key; the break-glass token from another host.
+    #[error("missing or invalid credential (Authorization: Bearer <operator access token>)")]
     Unauthorized,
-    /// The token is valid but may not do this (the wallet daemons' token anywhere but chain
-    /// deposits).
-    #[error("this token may not do that (the wallet token credits chain deposits only)")]
-    Forbidden,
+    /// The credential is valid but may not do this: the role lacks the permission, the wallet
+    /// daemons' token anywhere but chain deposits, the break-glass token on a four-eyes step.
+    #[error("this credential may not {}", .0.as_str())]
+    Forbidden(Permission),
+    /// An access token of a user who is not staff (a member or trader).
+    #[error("only operators (staff roles) may use the control API")]
+    NotOperator,
+    /// An operator's access token without 2FA: enable TOTP, log in again, get a new token.
+    #[error("operators must have two-factor authentication enabled")]
+    SecondFactorRequired,
+    /// The operator proposed this adjustment: a second operator must review it.
+    #[error("the operator who proposed it may not review it: a second operator must")]
+    OwnProposal,
+    /// No adjustment with this id.
+    #[error("no adjustment {0}")]
+    UnknownAdjustment(i64),
+    /// The adjustment was reviewed already (its state is named): nothing changed.
+    #[error("adjustment {id} is {state}, not pending")]
+    NotPending {
+        /// Which.
+        id: i64,
+        /// Its state.
+        state: &'static str,
+    },
+    /// Identity's store (audit, operators, adjustments) cannot answer now.
+    #[error("the identity store is unavailable; nothing was done, retry")]
+    StoreUnavailable,
     /// An operator's deposit id in the wallet daemons' range (from 2^62): nothing changed.
     #[error("deposit_id {0} is in the wallet daemons' range (from 2^62); operators use ids below")]
     WalletDepositId(u64),
+    /// An operator's deposit id in the adjustments' range (2^61 to 2^62): nothing changed.
+    #[error("deposit_id {0} is in the adjustments' range (2^61 to 2^62); operators use ids below")]
+    ReservedDepositId(u64),
     /// The body or a parameter is malformed.
     #[error("{0}")]
     BadRequest(String),
@@ -64,8 +92,15 @@ impl ControlError {
     pub fn code(&self) -> Cow<'static, str> {
         let code = match self {
             Self::Unauthorized => "control.auth.invalid_token",
-            Self::Forbidden => "control.auth.forbidden",
+            Self::Forbidden(_) => "control.auth.forbidden",
+            Self::NotOperator => "control.auth.not_operator",
+            Self::SecondFactorRequired => "control.auth.second_factor_required",
+            Self::OwnProposal => "control.adjustment.own_proposal",
+            Self::UnknownAdjustment(_) => "control.adjustment.doesnt_exist",
+            Self::NotPending { .. } => "control.adjustment.not_pending",
+            Self::StoreUnavailable => "control.store.unavailable",
             Self::WalletDepositId(_) => "control.deposit.wallet_id",
+            Self::ReservedDepositId(_) => "control.deposit.reserved_id",
             Self::BadRequest(_) => "control.request.malformed",
             Self::Unprocessable(_) => "control.request.invalid_value",
             Self::BodyTooLarge(_) => "control.request.body_too_large",
@@ -86,17 +121,25 @@ impl ControlError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
+            Self::Forbidden(_)
+            | Self::NotOperator
+            | Self::SecondFactorRequired
+            | Self::OwnProposal => StatusCode::FORBIDDEN,
+            Self::NotPending { .. } => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnknownMarket(_) | Self::UnknownCurrency(_) | Self::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            Self::UnknownMarket(_)
+            | Self::UnknownCurrency(_)
+            | Self::UnknownAdjustment(_)
+            | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Rejected(_) | Self::Unprocessable(_) | Self::WalletDepositId(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
+            Self::Rejected(_)
+            | Self::Unprocessable(_)
+            | Self::WalletDepositId(_)
+            | Self::ReservedDepositId(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Busy | Self::Unavailable | Self::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            Self::Busy | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }

@@ -1,29 +1,40 @@
 //! Peregrine's operations control API: deposits credited by operators, market halts and
-//! resumes, account kill switches, mass cancels and status, under `/control/v1` on the
-//! operator HTTP listener.
+//! resumes, account kill switches, mass cancels, status, and manual balance adjustments under
+//! four-eyes, under `/control/v1` on the operator HTTP listener.
 //!
-//! Owns: the ops-facing surface. Never does: trade on anyone's behalf or bypass the journal; every
-//! change it makes is a sequenced command like any other, answered once it may be acknowledged
-//! (after its journal record is durable in `durable` mode).
+//! Owns: the ops-facing surface and the decision on each call ([`access`]: operators' access
+//! JWTs verified from memory, each route one typed permission of identity's RBAC, every call
+//! audited in identity's chain; a host-only break-glass token; the wallet daemons' token).
+//! Never does: trade on anyone's behalf or bypass the journal; every change it makes is a
+//! sequenced command like any other, named after the operator who made it, answered once it
+//! may be acknowledged (after its journal record is durable in `durable` mode). It never
+//! reaches an edge (gateway, wire protocol): identity's crate is its only way to users.
 //!
 //! Every request but the OpenAPI document (`/control/v1/openapi.json`, [`openapi`]) carries
-//! `Authorization: Bearer <token>`. Errors are JSON `{"errors": [code], "error": {"code",
+//! `Authorization: Bearer <credential>`. Errors are JSON `{"errors": [code], "error": {"code",
 //! "message"}}` with a stable dotted code (see [`ControlError::code`]): 400
 //! `control.request.malformed`, 401 `control.auth.invalid_token`, 403 `control.auth.forbidden`
-//! (the wallet daemons' token outside chain deposits), 404
-//! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.request.route_not_found`,
-//! 413 `control.request.body_too_large`, 422 `control.deposit.wallet_id` (an operator's deposit id
-//! in the wallets' range, from 2^62), 422 `control.command.<reason>` (the engine refused;
-//! `reason` and `reason_code` too), 503 `control.server.busy`/`control.server.unavailable`.
+//! (the role lacks the route's permission; the wallet daemons' token outside chain deposits),
+//! `control.auth.not_operator`, `control.auth.second_factor_required`,
+//! `control.adjustment.own_proposal`, 404
+//! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.adjustment.doesnt_exist`/`control.request.route_not_found`,
+//! 409 `control.adjustment.not_pending`, 413 `control.request.body_too_large`, 422
+//! `control.deposit.wallet_id` (an operator's deposit id in the wallets' range, from 2^62) and
+//! `control.deposit.reserved_id` (in the adjustments' range, 2^61 to 2^62), 422
+//! `control.command.<reason>` (the engine refused; `reason` and `reason_code` too), 503
+//! `control.server.busy`/`control.server.unavailable`/`control.store.unavailable`.
 //!
 //! Every request counts in `peregrine_control_requests_total{route,status}` and
 //! `peregrine_control_request_duration_seconds{route}` ([`metrics`]).
 
+pub mod access;
+pub mod adjustments;
 pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
 
+pub use access::{Access, Caller, Operators};
 pub use api::{BODY_BYTES_MAX, ControlState, router};
 pub use error::ControlError;
 pub use metrics::ControlMetrics;

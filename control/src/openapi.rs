@@ -6,8 +6,8 @@ use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use crate::api;
 use crate::error::{ErrorBody, ErrorDetail};
+use crate::{adjustments, api};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
@@ -17,8 +17,12 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     info(
         title = "Peregrine control API",
         description = "Operations: deposits credited by operators, market halts and resumes, \
-            account kill switches, mass cancels and status. Every route but this document \
-            takes `Authorization: Bearer <token>` (the token file is printed at start). \
+            account kill switches, mass cancels, status, and manual balance adjustments under \
+            four-eyes (one operator proposes, another approves). Every route but this document \
+            takes `Authorization: Bearer <credential>`: an operator's access JWT from identity \
+            (`POST /api/v2/barong/resource/tokens`; a staff role with 2FA enabled; each route \
+            needs one permission of the role), or on the host itself the break-glass token \
+            (its file is printed at start; loopback only, every use audited). \
             Amounts are decimal strings without exponents. Errors are \
             `{\"errors\":[code],\"error\":{\"code\",\"message\"}}` with dotted codes \
             (`control.market.doesnt_exist`); an engine reject is `control.command.<reason>` \
@@ -26,8 +30,9 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     ),
     servers((url = "/", description = "the operator HTTP listener (paths are absolute)")),
     paths(api::status, api::deposit, api::market_state, api::kill_switch, api::cancel_all,
+        adjustments::create, adjustments::list, adjustments::review,
         openapi_json),
-    components(schemas(ErrorBody, ErrorDetail, api::MarketAction)),
+    components(schemas(ErrorBody, ErrorDetail, api::MarketAction, adjustments::ReviewAction)),
     modifiers(&Bearer),
     tags((name = "control", description = "operator commands, each a journaled command"))
 )]
@@ -42,7 +47,16 @@ impl Modify for Bearer {
             .get_or_insert_with(Default::default)
             .add_security_scheme(
                 "bearer",
-                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+                SecurityScheme::Http(
+                    HttpBuilder::new()
+                        .scheme(HttpAuthScheme::Bearer)
+                        .bearer_format("JWT")
+                        .description(Some(
+                            "an operator's access JWT (EdDSA, from identity), or on the host \
+                             the break-glass token",
+                        ))
+                        .build(),
+                ),
             );
         openapi.security = Some(Vec::new());
     }
@@ -82,10 +96,12 @@ mod tests {
     #[test]
     fn each_operation_documents_the_statuses_its_handler_answers() {
         let document = serde_json::to_value(document()).unwrap();
-        let cases: [(&str, &str, &[&str]); 6] = [
-            // Token (401; the wallet's token 403 on every route but deposits), then a read of the
-            // views: nothing else can fail.
-            ("/control/v1/status", "get", &["200", "401", "403"]),
+        // Every operation but the document admits its caller first: 401 without a valid
+        // credential, 403 without the permission, 503 when identity's store cannot name the
+        // operator.
+        let cases: [(&str, &str, &[&str]); 9] = [
+            // Admission, then a read of the views: nothing else can fail.
+            ("/control/v1/status", "get", &["200", "401", "403", "503"]),
             // Body (400, 413), currency (404), amount or engine reject (422), queue (503).
             (
                 "/control/v1/deposits",
@@ -109,6 +125,25 @@ mod tests {
                 "/control/v1/accounts/{account}/cancel-all",
                 "post",
                 &["200", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // Body (400, 413), currency (404), amount or reason (422), store (503).
+            (
+                "/control/v1/adjustments",
+                "post",
+                &["201", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // The state filter (400), store (503).
+            (
+                "/control/v1/adjustments",
+                "get",
+                &["200", "400", "401", "403", "503"],
+            ),
+            // Path and action (400), own proposal (403), id (404), reviewed (409), engine
+            // reject (422).
+            (
+                "/control/v1/adjustments/{id}/{action}",
+                "post",
+                &["200", "400", "401", "403", "404", "409", "422", "503"],
             ),
             ("/control/v1/openapi.json", "get", &["200"]),
         ];

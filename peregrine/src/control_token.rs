@@ -1,5 +1,6 @@
-//! The control API's bearer token: read from its file, or made (32 random bytes, hex) and
-//! written with mode 0600 on first start so only the appliance's user can read it.
+//! The control API's static bearer tokens (the host-only break-glass token, the wallet
+//! daemons' token): read from a file, or made (32 random bytes, hex) and written with mode 0600
+//! on first start so only the appliance's user can read it.
 
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;

@@ -21,6 +21,7 @@ use peregrine_auth::jwt::{Refresher, TokenConfig, Verifier};
 use peregrine_auth::key_feed::{KeyChange, KeyFeed};
 use peregrine_auth::kyc::Kyc;
 use peregrine_auth::mail::MailConfig;
+use peregrine_auth::rbac::Authorizer;
 use peregrine_auth::vault::{Vault, VaultConfig, provision};
 use peregrine_auth::{Clock, Identity, IdentityConfig, Store};
 use peregrine_devsecrets::DevSecrets;
@@ -183,6 +184,8 @@ pub struct Running {
     /// Its routes (identity, 2FA, tokens, API keys, KYC), full paths
     /// from `/api/v2/barong`, for the REST listener.
     pub router: Router,
+    /// The role table read at start with its decision counter (KYC's and the control API's).
+    pub authorizer: Authorizer,
     store: Store,
     vault: Vault,
     /// The embedded store identity's secrets are in, when no OpenBao is configured.
@@ -230,6 +233,7 @@ pub async fn start(
     let identity = Arc::new(identity);
     let mut router = peregrine_auth::http::router(Arc::clone(&identity));
     let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
+    let authorizer = kyc.authorizer().clone();
     router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
     let counters = (
         IntCounterVec::new(
@@ -252,6 +256,7 @@ pub async fn start(
     Ok(Running {
         identity,
         router,
+        authorizer,
         store,
         vault,
         dev_secrets: admin.dev,
@@ -265,13 +270,14 @@ pub async fn start(
 impl Running {
     /// Feeds the REST bridge's key cache and JWT verifier and the QUIC logon's registry from
     /// identity, and registers the `identity` readiness check over the tasks doing it (and the
-    /// `secrets` check when identity's secrets are in the embedded development store).
+    /// `secrets` check when identity's secrets are in the embedded development store). The
+    /// JWT verifier, kept current, for the control API too.
     pub async fn attach(
         &self,
         bridge: &Arc<Bridge>,
         quic: Option<&QuicServer>,
         readiness: &Readiness,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<Arc<Refresher>, IdentityError> {
         let vault = &self.vault;
         let section = &self.section;
         let gate = Arc::new(LevelGate::new(
@@ -294,7 +300,7 @@ impl Running {
         }
         let refresher = self.verifier().await?;
         bridge.accept_tokens(Arc::clone(&refresher));
-        self.spawn_jwks_refresh(refresher);
+        self.spawn_jwks_refresh(Arc::clone(&refresher));
         let tasks = Arc::clone(&self.tasks);
         readiness.register_check("identity", move || tasks_status(&tasks))?;
         if let Some(dev) = &self.dev_secrets {
@@ -307,7 +313,7 @@ impl Running {
                 }
             })?;
         }
-        Ok(())
+        Ok(refresher)
     }
 
     /// Loads every active key into a cache through `apply` and follows identity's key events

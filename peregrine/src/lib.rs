@@ -9,7 +9,7 @@
 //!   copy the core's counters into it.
 //! - [`identity`]: identity (`[auth]`) in `up`: its routes on the REST listener, the key
 //!   feeds and JWT verifier of the gateways.
-//! - [`control_token`]: the control API's bearer token file.
+//! - [`control_token`]: the control API's static token files (break-glass, wallet daemons).
 //! - [`readiness`]: the registry of readiness checks behind `/health/ready`.
 //! - [`logging`]: `tracing` to stderr, human or JSON.
 //! - [`shutdown`]: SIGINT / SIGTERM.

@@ -229,24 +229,6 @@ async fn a_label_change_gates_new_orders_over_rest_and_quic_within_a_second() {
     up.stop();
 }
 
-/// The code `up` logged for `to` (no `[auth.smtp]`): the JSON log line's `code` field.
-async fn logged_code(dir: &Path, to: &str) -> String {
-    let deadline = Instant::now() + MAIL_WAIT;
-    loop {
-        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
-        let code = log
-            .lines()
-            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-            .find(|line| line["fields"]["email"] == to)
-            .and_then(|line| line["fields"]["code"].as_str().map(str::to_owned));
-        if let Some(code) = code {
-            return code;
-        }
-        assert!(Instant::now() < deadline, "no code logged for {to}:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_bare_machine_identity_logs_codes_keeps_secrets_in_the_dev_store_across_restarts() {
     // No [auth.openbao], no [auth.smtp]: what `peregrine up` does on a machine with nothing.

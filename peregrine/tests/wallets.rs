@@ -428,7 +428,14 @@ async fn deposit_ids_from_2_62_belong_to_the_wallet_token_alone() {
         (422, Some("control.deposit.wallet_id")),
         "{body}"
     );
+    // Below it, from 2^61, the approved adjustments' keys: refused too.
     let (status, body) = up.control("deposits", deposit(WALLET_IDS_FROM - 1)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("control.deposit.reserved_id")),
+        "{body}"
+    );
+    let (status, body) = up.control("deposits", deposit((1 << 61) - 1)).await;
     assert_eq!(status, 200, "{body}");
 
     let wallet_token = std::fs::read_to_string(dir.path().join("data/wallet.token")).unwrap();

@@ -53,10 +53,10 @@ fn kind_of(request: &Create) -> Result<KeyKind, AuthError> {
             legacy: request.legacy,
         }),
         (Some("ed25519"), Some(hex)) if !request.legacy => {
-            let bytes =
-                peregrine_proto::hex::parse_hex_32(hex).ok_or(AuthError::InvalidParams {
-                    field: "public_key",
-                })?;
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(hex, &mut bytes).map_err(|_| AuthError::InvalidParams {
+                field: "public_key",
+            })?;
             Ok(KeyKind::Ed25519 { public_key: bytes })
         }
         _ => Err(AuthError::InvalidParams { field: "algorithm" }),

@@ -7,6 +7,7 @@
 //! on either back end by `on_pool!`; where the dialects differ the difference is named
 //! here (`FOR UPDATE`, how a write transaction begins).
 
+mod adjustments;
 mod api_keys;
 mod audit;
 mod kyc;
@@ -26,6 +27,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use adjustments::{AdjustmentRow, AdjustmentState, NewAdjustment};
 pub use api_keys::{ApiKeyRow, KeyEvent, KeyEventKind, NewApiKey};
 pub use audit::AuditRow;
 pub use kyc::{
@@ -121,17 +123,22 @@ pub(crate) struct Spelling {
     /// Appended to a SELECT that the transaction will update from (row locks on MySQL; the
     /// IMMEDIATE transaction already serialises SQLite).
     pub for_update: &'static str,
+    /// Reads the key the connection's last insert gave (MySQL's is unsigned: cast, so both
+    /// decode as `i64`).
+    pub last_insert_id: &'static str,
 }
 
 pub(crate) const MYSQL: Spelling = Spelling {
     name: "mysql",
     begin: "START TRANSACTION",
     for_update: " FOR UPDATE",
+    last_insert_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)",
 };
 pub(crate) const SQLITE: Spelling = Spelling {
     name: "sqlite",
     begin: "BEGIN IMMEDIATE",
     for_update: "",
+    last_insert_id: "SELECT last_insert_rowid()",
 };
 
 impl Spelling {
@@ -233,6 +240,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "kyc rbac",
         include_str!("../../migrations/mysql/0003_kyc_rbac.sql"),
     ),
+    (
+        4,
+        "operators",
+        include_str!("../../migrations/mysql/0004_operators.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -249,6 +261,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         3,
         "kyc rbac",
         include_str!("../../migrations/sqlite/0003_kyc_rbac.sql"),
+    ),
+    (
+        4,
+        "operators",
+        include_str!("../../migrations/sqlite/0004_operators.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());

@@ -105,6 +105,12 @@ impl Role {
     pub fn parse(value: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|role| role.as_str() == value)
     }
+
+    /// Whether the role is staff, made on the host (`peregrine admin create-operator`): every
+    /// role but the two a signed-up user can hold. Only staff reach the control API.
+    pub fn is_operator(self) -> bool {
+        !matches!(self, Role::Trader | Role::Member)
+    }
 }
 
 /// A user row.

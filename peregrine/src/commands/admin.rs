@@ -107,7 +107,7 @@ pub fn run(args: &AdminArgs) -> Result<(), AdminError> {
 
 fn create_operator(args: &CreateOperatorArgs) -> Result<(), AdminError> {
     let role = Role::parse(&args.role)
-        .filter(|role| !matches!(role, Role::Member | Role::Trader))
+        .filter(|role| role.is_operator())
         .ok_or_else(|| AdminError::Role(args.role.clone()))?;
     let password = match std::env::var(PASSWORD_ENV) {
         Ok(password) if !password.is_empty() => password,

@@ -90,7 +90,7 @@ pub enum UpError {
     Standby(#[from] crate::standby::StandbyUpError),
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
-    #[error("control token {}: {source}", path.display())]
+    #[error("control break-glass token {}: {source}", path.display())]
     ControlToken {
         path: PathBuf,
         source: std::io::Error,
@@ -459,10 +459,12 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
     )
     .await
     .map_err(|e| UpError::Rest(e.to_string()))?;
+    let mut operator_tokens = None;
     if let Some(running) = &identity {
-        running
+        let tokens = running
             .attach(rest.bridge(), quic.as_ref(), &readiness)
             .await?;
+        operator_tokens = Some(tokens);
     }
     crate::wallets::serve_deposits(config, &data_dir, &rest)
         .await
@@ -484,21 +486,31 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
 
     // The operators' control API, on the operator listener.
     let control = if config.control.enabled {
-        let token_path = data_dir.join(&config.control.token_file);
-        let token = crate::control_token::load_or_create(&token_path).map_err(|source| {
-            UpError::ControlToken {
-                path: token_path.clone(),
-                source,
-            }
-        })?;
+        let (break_glass, token_path) = break_glass_token(config, &data_dir)?;
         let wallet_token = crate::wallets::wallet_token(config, &data_dir)
             .map_err(|e| UpError::ServerTask(e.to_string()))?;
+        // Operators by their access tokens, verified like the bridge's, decided by identity's
+        // role table and audited in its chain.
+        let operators = identity
+            .as_ref()
+            .zip(operator_tokens)
+            .map(|(running, tokens)| {
+                peregrine_control::Operators::new(
+                    Arc::clone(&running.identity),
+                    tokens,
+                    running.authorizer.clone(),
+                )
+            });
+        let access = peregrine_control::Access {
+            operators,
+            break_glass,
+            wallet: wallet_token,
+        };
         Some((
             peregrine_control::router(peregrine_control::ControlState {
                 engine: Arc::clone(&engine),
                 catalog: Arc::clone(&exchange.catalog),
-                token: token.into(),
-                wallet_token,
+                access: Arc::new(access),
                 metrics: peregrine_control::ControlMetrics::new(metrics.registry())
                     .map_err(MetricsError::from)?,
             }),
@@ -517,7 +529,8 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         metrics,
         readiness: readiness.clone(),
     });
-    let control_token_path = control.as_ref().map(|(_, path)| path.clone());
+    let control_on = control.is_some();
+    let control_token_path = control.as_ref().and_then(|(_, path)| path.clone());
     if let Some((control_router, _)) = control {
         router = router.merge(control_router);
     }
@@ -554,7 +567,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         quic: quic.as_ref(),
         rest: &rest,
         identity_store: identity_store.as_deref(),
-        control_token_path: control_token_path.as_deref(),
+        control: control_on.then_some(control_token_path.as_deref()),
         replica_url: replica_url.as_deref(),
         shipping: shipping.as_ref().map(crate::standby::Shipping::local_addr),
         demo: demo_bot.is_some(),
@@ -822,6 +835,25 @@ pub(crate) fn redact_url(url: &str) -> String {
     }
 }
 
+/// The control API's break-glass token and its file (made on first start, mode 0600), or
+/// none when `[control] break_glass_token_file` is empty.
+fn break_glass_token(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<(Option<Arc<str>>, Option<PathBuf>), UpError> {
+    let file = &config.control.break_glass_token_file;
+    if file.as_os_str().is_empty() {
+        return Ok((None, None));
+    }
+    let path = data_dir.join(file);
+    let token =
+        crate::control_token::load_or_create(&path).map_err(|source| UpError::ControlToken {
+            path: path.clone(),
+            source,
+        })?;
+    Ok((Some(token.into()), Some(path)))
+}
+
 /// What started and where, on stdout (logs go to stderr), one `name  value` line each, e.g.
 /// `http  http://127.0.0.1:8080  (/health/alive /health/ready /metrics)`.
 struct Summary<'a> {
@@ -833,7 +865,8 @@ struct Summary<'a> {
     rest: &'a peregrine_gateway::rest::RestServer,
     /// The identity store's URL (credentials redacted) when identity runs.
     identity_store: Option<&'a str>,
-    control_token_path: Option<&'a std::path::Path>,
+    /// When the control API runs: its break-glass token file, if any.
+    control: Option<Option<&'a std::path::Path>>,
     replica_url: Option<&'a str>,
     /// Where standbys connect (`[replication] listen`).
     shipping: Option<SocketAddr>,
@@ -855,13 +888,19 @@ impl Summary<'_> {
             "http  http://{}  ({ALIVE_PATH} {READY_PATH} {METRICS_PATH})",
             self.http_addr
         )?;
-        if let Some(path) = self.control_token_path {
-            writeln!(
+        match self.control {
+            Some(Some(path)) => writeln!(
                 stdout,
-                "control  http://{}/control/v1  (bearer token in {})",
+                "control  http://{}/control/v1  (operators' access tokens; break-glass token in {})",
                 self.http_addr,
                 path.display()
-            )?;
+            )?,
+            Some(None) => writeln!(
+                stdout,
+                "control  http://{}/control/v1  (operators' access tokens)",
+                self.http_addr
+            )?,
+            None => {}
         }
         if let Some(quic) = self.quic {
             let fingerprint: Vec<String> = quic

@@ -10,12 +10,15 @@ use serde::{Deserialize, Serialize};
 pub struct ControlConfig {
     /// Serve `/control/v1` on the `[http]` listener.
     pub enabled: bool,
-    /// File holding the bearer token operators present. Relative paths are relative to the
-    /// data directory. Created with a fresh random token (mode 0600) if missing.
-    pub token_file: PathBuf,
+    /// File holding the host-only break-glass token: accepted only from a loopback address,
+    /// every use audited as `break_glass`, never for the four-eyes steps. Operators use their
+    /// own access tokens; this is for the host's scripts and for when identity cannot issue
+    /// tokens. Relative paths are relative to the data directory. Created with a fresh random
+    /// token (mode 0600) if missing. Empty: no break-glass token.
+    pub break_glass_token_file: PathBuf,
     /// File holding the wallet daemons' bearer token, which credits chain deposits only (ids
-    /// from 2^62). Relative to the data directory; made like `token_file`. Empty: no wallet
-    /// token, the appliance takes no chain deposits.
+    /// from 2^62). Relative to the data directory; made like the break-glass token. Empty: no
+    /// wallet token, the appliance takes no chain deposits.
     pub wallet_token_file: PathBuf,
 }
 
@@ -23,7 +26,7 @@ impl Default for ControlConfig {
     fn default() -> Self {
         Self {
             enabled: true,
-            token_file: PathBuf::from("control.token"),
+            break_glass_token_file: PathBuf::from("break-glass.token"),
             wallet_token_file: PathBuf::from("wallet.token"),
         }
     }

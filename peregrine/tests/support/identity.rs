@@ -324,3 +324,24 @@ pub async fn up_with_a_user(dir: &Path, who: &str) -> (Up, Session, u32, String,
     let url = enable_2fa(&session).await;
     (up, session, account, uid, url)
 }
+
+/// How long a logged code may take to appear.
+const CODE_WAIT: Duration = Duration::from_secs(10);
+
+/// The code `up` logged for `to` (no `[auth.smtp]`): the JSON log line's `code` field.
+pub async fn logged_code(dir: &Path, to: &str) -> String {
+    let deadline = Instant::now() + CODE_WAIT;
+    loop {
+        let log = std::fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+        let code = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["fields"]["email"] == to)
+            .and_then(|line| line["fields"]["code"].as_str().map(str::to_owned));
+        if let Some(code) = code {
+            return code;
+        }
+        assert!(Instant::now() < deadline, "no code logged for {to}:\n{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
