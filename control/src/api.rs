@@ -59,6 +59,10 @@ pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/control/v1/status", get(status))
         .route("/control/v1/deposits", post(deposit))
+        .route(
+            "/control/v1/withdrawals/{id}/{action}",
+            post(crate::withdrawals::withdrawal),
+        )
         .route("/control/v1/markets/{market}/{action}", post(market_state))
         .route(
             "/control/v1/accounts/{account}/kill-switch",
@@ -123,7 +127,7 @@ pub(crate) struct CancelAllRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SeqJson {
     /// The journal sequence of the command.
-    seq: u64,
+    pub(crate) seq: u64,
 }
 
 /// A mass cancel's outcome.
@@ -399,10 +403,10 @@ pub(crate) async fn cancel_all(
 
 /// Who presented a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Caller {
+pub(crate) enum Caller {
     /// The operators' token: every route.
     Operator,
-    /// The wallet daemons' token: chain deposits only.
+    /// The wallet daemons' token: chain deposits and withdrawals' funds only.
     Wallet,
 }
 
@@ -416,7 +420,7 @@ fn authorize(state: &ControlState, headers: &HeaderMap) -> Result<(), ControlErr
 }
 
 /// Whose token `headers` carry.
-fn caller(state: &ControlState, headers: &HeaderMap) -> Result<Caller, ControlError> {
+pub(crate) fn caller(state: &ControlState, headers: &HeaderMap) -> Result<Caller, ControlError> {
     let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -453,12 +457,14 @@ fn market_id(
 }
 
 /// A path segment that does not parse (an account id that is not a `u32`) as the JSON error.
-fn path_error(rejection: PathRejection) -> ControlError {
+pub(crate) fn path_error(rejection: PathRejection) -> ControlError {
     ControlError::BadRequest(format!("path: {}", rejection.body_text()))
 }
 
 /// Reads at most [`BODY_BYTES_MAX`] bytes and parses them; an empty body is `{}`.
-async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ControlError> {
+pub(crate) async fn parse_body<T: serde::de::DeserializeOwned>(
+    body: Body,
+) -> Result<T, ControlError> {
     let bytes = axum::body::to_bytes(body, BODY_BYTES_MAX)
         .await
         .map_err(|_| ControlError::BodyTooLarge(BODY_BYTES_MAX))?;
@@ -484,7 +490,7 @@ async fn execute(state: &ControlState, command: CommandKind) -> Result<Executed,
 }
 
 /// [`execute`] as `actor`.
-async fn execute_as(
+pub(crate) async fn execute_as(
     state: &ControlState,
     actor: Actor,
     command: CommandKind,

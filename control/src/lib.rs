@@ -1,6 +1,7 @@
 //! Peregrine's operations control API: deposits credited by operators, market halts and
 //! resumes, account kill switches, mass cancels and status, under `/control/v1` on the
-//! operator HTTP listener.
+//! operator HTTP listener; and the wallet daemons' door for chain deposits and withdrawals'
+//! holds, settles and releases ([`withdrawals`]), their token's only routes.
 //!
 //! Owns: the ops-facing surface. Never does: trade on anyone's behalf or bypass the journal; every
 //! change it makes is a sequenced command like any other, answered once it may be acknowledged
@@ -23,6 +24,7 @@ pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod withdrawals;
 
 pub use api::{BODY_BYTES_MAX, ControlState, router};
 pub use error::ControlError;

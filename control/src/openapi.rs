@@ -26,7 +26,7 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     ),
     servers((url = "/", description = "the operator HTTP listener (paths are absolute)")),
     paths(api::status, api::deposit, api::market_state, api::kill_switch, api::cancel_all,
-        openapi_json),
+        crate::withdrawals::withdrawal, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, api::MarketAction)),
     modifiers(&Bearer),
     tags((name = "control", description = "operator commands, each a journaled command"))
