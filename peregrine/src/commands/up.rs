@@ -432,9 +432,17 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), UpError> {
             .attach(rest.bridge(), quic.as_ref(), &readiness)
             .await?;
     }
-    crate::wallets::serve_deposits(config, &data_dir, &rest)
-        .await
-        .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
+    crate::wallets::serve_deposits(
+        config,
+        &data_dir,
+        &rest,
+        identity
+            .as_ref()
+            .map(|running| Arc::clone(&running.identity)),
+        metrics.registry(),
+    )
+    .await
+    .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
     {
         let feed_live = rest.readiness_probe();
         readiness.register_check("rest", move || {
