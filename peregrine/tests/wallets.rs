@@ -475,6 +475,26 @@ async fn deposit_ids_from_2_62_belong_to_the_wallet_token_alone() {
         (status, body["error"]["code"].as_str()),
         (403, Some("control.auth.forbidden"))
     );
+    // A withdrawal's funds move on the wallet token alone: no operator holds or settles one.
+    let hold = json!({"account": 9, "currency": "eth", "amount": "0.5"});
+    let (status, body) = up.control("withdrawals/1/hold", hold.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("control.auth.forbidden")),
+        "{body}"
+    );
+    let (status, body) = up.control("withdrawals/1/settle", json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = answer(as_wallet("withdrawals/1/hold", hold.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = answer(as_wallet("withdrawals/1/hold", hold)).await;
+    assert_eq!(
+        (status, body["error"]["reason"].as_str()),
+        (422, Some("duplicate_withdrawal")),
+        "{body}"
+    );
+    let (status, body) = answer(as_wallet("withdrawals/1/release", json!({}))).await;
+    assert_eq!(status, 200, "{body}");
     up.stop();
 }
 
