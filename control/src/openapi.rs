@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn each_operation_documents_the_statuses_its_handler_answers() {
         let document = serde_json::to_value(document()).unwrap();
-        let cases: [(&str, &str, &[&str]); 6] = [
+        let cases: [(&str, &str, &[&str]); 7] = [
             // Token (401; the wallet's token 403 on every route but deposits), then a read of the
             // views: nothing else can fail.
             ("/control/v1/status", "get", &["200", "401", "403"]),
@@ -107,6 +107,13 @@ mod tests {
             // As the kill switch, plus the market filter (404).
             (
                 "/control/v1/accounts/{account}/cancel-all",
+                "post",
+                &["200", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // The wallet's token only (403), id and action and body (400, 413), currency
+            // (404), amount or engine reject (422), queue (503).
+            (
+                "/control/v1/withdrawals/{id}/{action}",
                 "post",
                 &["200", "400", "401", "403", "404", "413", "422", "503"],
             ),
