@@ -48,11 +48,14 @@ pub enum Permission {
     AdjustmentApprove,
     /// List adjustments.
     AdjustmentRead,
+    /// Hold, settle and release a withdrawal's funds: the wallet daemons' service token only,
+    /// granted to no role (a person moves funds only through four-eyes adjustments).
+    WithdrawalFunds,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 18] = [
+    pub const ALL: [Permission; 19] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -71,6 +74,7 @@ impl Permission {
         Permission::AdjustmentCreate,
         Permission::AdjustmentApprove,
         Permission::AdjustmentRead,
+        Permission::WithdrawalFunds,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -94,6 +98,7 @@ impl Permission {
             Permission::AdjustmentCreate => "adjustment.create",
             Permission::AdjustmentApprove => "adjustment.approve",
             Permission::AdjustmentRead => "adjustment.read",
+            Permission::WithdrawalFunds => "withdrawal.funds",
         }
     }
 

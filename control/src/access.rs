@@ -267,8 +267,12 @@ impl Access {
         target: &str,
     ) -> Result<Caller, ControlError> {
         let action = format!("service.{}", permission.as_str());
-        let refusal = (permission != Permission::DepositCredit)
-            .then_some(ControlError::Forbidden(permission));
+        // Least privilege: chain deposits' credits and withdrawals' funds, nothing else.
+        let allowed = matches!(
+            permission,
+            Permission::DepositCredit | Permission::WithdrawalFunds
+        );
+        let refusal = (!allowed).then_some(ControlError::Forbidden(permission));
         let code = refusal.as_ref().map(ControlError::code);
         self.audit(WALLET_ACTOR, &action, target, source, code.as_deref())
             .await;

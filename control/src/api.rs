@@ -64,6 +64,10 @@ pub fn router(state: ControlState) -> Router {
     Router::new()
         .route("/control/v1/status", get(status))
         .route("/control/v1/deposits", post(deposit))
+        .route(
+            "/control/v1/withdrawals/{id}/{action}",
+            post(crate::withdrawals::withdrawal),
+        )
         .route("/control/v1/markets/{market}/{action}", post(market_state))
         .route(
             "/control/v1/accounts/{account}/kill-switch",
@@ -86,10 +90,25 @@ pub fn router(state: ControlState) -> Router {
         .route("/control/v1/{*rest}", any(not_found))
         .method_not_allowed_fallback(|| async { ControlError::MethodNotAllowed })
         .with_state(state)
+        .layer(axum::middleware::from_fn(run_to_completion))
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::track,
         ))
+}
+
+/// Runs each request on a task of its own, so a caller that goes away mid-request (a wallet
+/// daemon killed while its credit waits) does not cancel it half-way: a command whose admission
+/// has begun is carried through to the journal or refused, never dropped at an `.await`. The
+/// caller retries with the same idempotency key, which the engine applies once.
+async fn run_to_completion(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => axum::response::IntoResponse::into_response(ControlError::Unavailable),
+    }
 }
 
 async fn not_found() -> ControlError {
@@ -136,7 +155,7 @@ pub(crate) struct CancelAllRequest {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SeqJson {
     /// The journal sequence of the command.
-    seq: u64,
+    pub(crate) seq: u64,
 }
 
 /// A mass cancel's outcome.
@@ -460,7 +479,7 @@ fn market_id(
 }
 
 /// A path segment that does not parse (an account id that is not a `u32`) as the JSON error.
-fn path_error(rejection: PathRejection) -> ControlError {
+pub(crate) fn path_error(rejection: PathRejection) -> ControlError {
     ControlError::BadRequest(format!("path: {}", rejection.body_text()))
 }
 

@@ -1,6 +1,8 @@
 //! Peregrine's operations control API: deposits credited by operators, market halts and
 //! resumes, account kill switches, mass cancels, status, and manual balance adjustments under
-//! four-eyes, under `/control/v1` on the operator HTTP listener.
+//! four-eyes, under `/control/v1` on the operator HTTP listener; and the wallet daemons' door
+//! for chain deposits and withdrawals' holds, settles and releases ([`withdrawals`]), their
+//! token's only routes.
 //!
 //! Owns: the ops-facing surface and the decision on each call ([`access`]: operators' access
 //! JWTs verified from memory, each route one typed permission of identity's RBAC, every call
@@ -33,6 +35,7 @@ pub mod api;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod withdrawals;
 
 pub use access::{Access, Caller, Operators};
 pub use api::{BODY_BYTES_MAX, ControlState, router};

@@ -31,7 +31,7 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     servers((url = "/", description = "the operator HTTP listener (paths are absolute)")),
     paths(api::status, api::deposit, api::market_state, api::kill_switch, api::cancel_all,
         adjustments::create, adjustments::list, adjustments::review,
-        openapi_json),
+        crate::withdrawals::withdrawal, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, api::MarketAction, adjustments::ReviewAction)),
     modifiers(&Bearer),
     tags((name = "control", description = "operator commands, each a journaled command"))
@@ -99,7 +99,7 @@ mod tests {
         // Every operation but the document admits its caller first: 401 without a valid
         // credential, 403 without the permission, 503 when identity's store cannot name the
         // operator.
-        let cases: [(&str, &str, &[&str]); 9] = [
+        let cases: [(&str, &str, &[&str]); 10] = [
             // Admission, then a read of the views: nothing else can fail.
             ("/control/v1/status", "get", &["200", "401", "403", "503"]),
             // Body (400, 413), currency (404), amount or engine reject (422), queue (503).
@@ -144,6 +144,13 @@ mod tests {
                 "/control/v1/adjustments/{id}/{action}",
                 "post",
                 &["200", "400", "401", "403", "404", "409", "422", "503"],
+            ),
+            // The wallet's token only (403), id and action and body (400, 413), currency
+            // (404), amount or engine reject (422), queue or store (503).
+            (
+                "/control/v1/withdrawals/{id}/{action}",
+                "post",
+                &["200", "400", "401", "403", "404", "413", "422", "503"],
             ),
             ("/control/v1/openapi.json", "get", &["200"]),
         ];

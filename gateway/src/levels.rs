@@ -15,9 +15,9 @@ use std::sync::{PoisonError, RwLock};
 use peregrine_auth::key_feed::KeyChange;
 use peregrine_hotpath::AccountId;
 
-/// Why an order was refused by the gate.
+/// Why an order (or a withdrawal) was refused by the gate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the account's KYC level is {level}; placing orders needs {required}")]
+#[error("the account's KYC level is {level}; this needs {required}")]
 pub struct LevelTooLow {
     /// The level the action needs.
     pub required: i64,
@@ -35,6 +35,8 @@ impl LevelTooLow {
 pub struct LevelGate {
     accounts: Range<u32>,
     trade_level_min: i64,
+    /// The level a withdrawal needs (`[auth] withdraw_level_min`).
+    withdraw_level_min: i64,
     /// At most one entry per account of `accounts`.
     levels: RwLock<HashMap<u32, i64>>,
 }
@@ -47,8 +49,16 @@ impl LevelGate {
         LevelGate {
             accounts,
             trade_level_min,
+            withdraw_level_min: trade_level_min,
             levels: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// The gate with `withdraw_level_min` for withdrawals (the trade level until set).
+    pub fn with_withdraw_level(mut self, withdraw_level_min: i64) -> LevelGate {
+        assert!(withdraw_level_min >= 0, "a level is never negative");
+        self.withdraw_level_min = withdraw_level_min;
+        self
     }
 
     /// Takes a level change from identity's key feed (other changes are the key caches').
@@ -75,17 +85,24 @@ impl LevelGate {
 
     /// Whether `account` may place an order.
     pub fn check_trade(&self, account: AccountId) -> Result<(), LevelTooLow> {
+        self.check(account, self.trade_level_min)
+    }
+
+    /// Whether `account` may ask for a withdrawal (bootstrap accounts pass here; they have no
+    /// user to give a TOTP code, which the withdrawal asks for next).
+    pub fn check_withdraw(&self, account: AccountId) -> Result<(), LevelTooLow> {
+        self.check(account, self.withdraw_level_min)
+    }
+
+    fn check(&self, account: AccountId, required: i64) -> Result<(), LevelTooLow> {
         if !self.accounts.contains(&account.0) {
             return Ok(());
         }
         let level = self.level(account);
-        if level >= self.trade_level_min {
+        if level >= required {
             Ok(())
         } else {
-            Err(LevelTooLow {
-                required: self.trade_level_min,
-                level,
-            })
+            Err(LevelTooLow { required, level })
         }
     }
 }

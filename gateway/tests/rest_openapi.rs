@@ -39,6 +39,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v2/peatio/account/transactions"),
     ("get", "/api/v2/peatio/account/deposit_address/{currency}"),
     ("get", "/api/v2/peatio/account/deposits"),
+    ("get", "/api/v2/peatio/account/beneficiaries"),
+    ("post", "/api/v2/peatio/account/beneficiaries"),
+    ("delete", "/api/v2/peatio/account/beneficiaries/{id}"),
+    ("get", "/api/v2/peatio/account/withdraws"),
+    ("post", "/api/v2/peatio/account/withdraws"),
 ];
 
 /// The WebSocket routes: served, and described in the `ranger` tag rather than listed as plain

@@ -280,10 +280,13 @@ impl Running {
     ) -> Result<Arc<Refresher>, IdentityError> {
         let vault = &self.vault;
         let section = &self.section;
-        let gate = Arc::new(LevelGate::new(
-            section.account_id_first..section.account_id_end,
-            section.trade_level_min,
-        ));
+        let gate = Arc::new(
+            LevelGate::new(
+                section.account_id_first..section.account_id_end,
+                section.trade_level_min,
+            )
+            .with_withdraw_level(section.withdraw_level_min),
+        );
         // The REST feed carries the gate's levels too: one follower, one order of events.
         let (rest, levels) = (Arc::clone(bridge), Arc::clone(&gate));
         let apply = move |change: KeyChange| {

@@ -1,15 +1,26 @@
-//! The appliance's side of the wallets (`[wallets]`): the wallet daemons' control token, and the
+//! The appliance's side of the wallets (`[wallets]`): the wallet daemons' control token, the
 //! REST bridge's chain deposits and deposit addresses read from the wallet store
-//! ([`StoreBook`], the gateway's [`DepositBook`]). The appliance holds no seed: an address not
-//! derived yet is recorded as asked for, and the daemon (`peregrine wallets run`,
-//! [`crate::commands::wallets`]) derives it.
+//! ([`StoreBook`], the gateway's [`DepositBook`]), and its beneficiaries and withdrawal requests
+//! ([`StoreDesk`], the gateway's [`WithdrawDesk`]: TOTP through identity, then the policy,
+//! recorded in the wallet store). The appliance holds no seed: an address not derived yet is
+//! recorded as asked for, and the daemon (`peregrine wallets run`,
+//! [`crate::commands::wallets`]) derives it; a withdrawal is recorded `approved` or
+//! `awaiting_approval`, and the daemon holds, signs and sends it.
 
 use std::path::Path;
 use std::sync::Arc;
 
+use peregrine_auth::Identity;
 use peregrine_gateway::rest::deposits::{BookError, BookFuture, DepositBook, DepositRecord};
-use peregrine_hotpath::AccountId;
+use peregrine_gateway::rest::withdraws::{
+    BeneficiaryRecord, DeskError, DeskFuture, WithdrawAsk, WithdrawDesk, WithdrawRecord,
+};
+use peregrine_hotpath::{AccountId, CurrencyId};
+use peregrine_wallet::chain::Address;
+use peregrine_wallet::policy::{PolicyMetrics, WithdrawPolicy};
+use peregrine_wallet::requests::{Beneficiary, BeneficiaryError, WithdrawRequest};
 use peregrine_wallet::store::{DepositState, WalletStore};
+use peregrine_wallet::withdrawals::WithdrawalState;
 
 use crate::config::Config;
 
@@ -26,6 +37,12 @@ pub enum WalletsError {
     /// The wallet store could not be opened.
     #[error("wallet store: {0}")]
     Store(#[from] peregrine_wallet::store::StoreError),
+    /// The withdrawal policy's metrics could not be registered.
+    #[error("wallet metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A currency's withdrawal policy is invalid (checked with the configuration first).
+    #[error("withdrawal policy: {0}")]
+    Policy(String),
     /// The wallet token file could not be read or made.
     #[error("wallet token {}: {source}", path.display())]
     Token {
@@ -48,18 +65,22 @@ pub fn wallet_token(config: &Config, data_dir: &Path) -> Result<Option<Arc<str>>
     Ok(Some(token.into()))
 }
 
-/// Plugs the wallet store into the REST bridge when `[wallets]` is on.
+/// Plugs the wallet store into the REST bridge when `[wallets]` is on: chain deposits, and
+/// beneficiaries and withdrawals (TOTP codes checked by `identity`, when it runs; without it
+/// every withdrawal is refused, as no user can give a code).
 pub async fn serve_deposits(
     config: &Config,
     data_dir: &Path,
     rest: &peregrine_gateway::rest::RestServer,
+    identity: Option<Arc<Identity>>,
+    registry: &prometheus::Registry,
 ) -> Result<(), WalletsError> {
     if !config.wallets.enabled {
         return Ok(());
     }
     let store = WalletStore::open(&config.wallets.store_url(data_dir)).await?;
     let book = StoreBook {
-        store,
+        store: store.clone(),
         chain: config.wallets.chain.clone(),
         currencies: config
             .wallets
@@ -69,7 +90,302 @@ pub async fn serve_deposits(
             .collect(),
     };
     rest.bridge().serve_deposits(Arc::new(book));
+    let desk = StoreDesk::new(config, store, identity, registry)?;
+    rest.bridge().serve_withdraws(Arc::new(desk));
     Ok(())
+}
+
+/// A withdrawable currency as the desk needs it.
+#[derive(Debug)]
+struct DeskCurrency {
+    code: String,
+    id: CurrencyId,
+    /// Chain units per minor unit.
+    chain_per_minor: u128,
+}
+
+/// The wallet store and identity as the bridge's withdrawal desk.
+pub struct StoreDesk {
+    store: WalletStore,
+    chain: String,
+    policy: WithdrawPolicy,
+    currencies: Vec<DeskCurrency>,
+    identity: Option<Arc<Identity>>,
+    delay_ms: i64,
+    metrics: PolicyMetrics,
+}
+
+impl std::fmt::Debug for StoreDesk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreDesk")
+            .field("chain", &self.chain)
+            .field("currencies", &self.currencies)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreDesk {
+    /// The desk of `config`'s `[wallets]`: the policy of each currency that has one (default
+    /// deny), amounts converted with the catalog's precision.
+    pub fn new(
+        config: &Config,
+        store: WalletStore,
+        identity: Option<Arc<Identity>>,
+        registry: &prometheus::Registry,
+    ) -> Result<StoreDesk, WalletsError> {
+        let mut policy = WithdrawPolicy::deny_all();
+        let mut currencies = Vec::new();
+        for currency in &config.wallets.currencies {
+            let (Some(section), Some(def)) = (
+                &currency.withdraw,
+                config.currencies.iter().find(|c| c.code == currency.code),
+            ) else {
+                continue;
+            };
+            let rules =
+                crate::config::wallets::currency_policy(&currency.code, section, def.precision)
+                    .map_err(WalletsError::Policy)?;
+            policy = policy
+                .with(&currency.code, rules)
+                .map_err(|e| WalletsError::Policy(e.to_string()))?;
+            // Validated: the chain has at least the engine's decimals, at most 38 more.
+            let chain_per_minor = 10u128.pow(currency.decimals.saturating_sub(def.precision));
+            currencies.push(DeskCurrency {
+                code: currency.code.clone(),
+                id: CurrencyId(def.id),
+                chain_per_minor,
+            });
+        }
+        Ok(StoreDesk {
+            store,
+            chain: config.wallets.chain.clone(),
+            policy,
+            currencies,
+            identity,
+            delay_ms: i64::try_from(config.wallets.beneficiary_activation_delay_ms)
+                .unwrap_or(i64::MAX),
+            metrics: PolicyMetrics::new(registry)?,
+        })
+    }
+
+    fn refused(&self, status: u16, code: &'static str, message: String) -> DeskError {
+        self.metrics.refusals_total.with_label_values(&[code]).inc();
+        DeskError {
+            status,
+            code,
+            message,
+        }
+    }
+
+    /// The uid of the account's user once its TOTP code checks out.
+    async fn check_otp(&self, account: AccountId, otp: &str) -> Result<String, DeskError> {
+        let no_user = || {
+            self.refused(
+                403,
+                "withdraw.no_user",
+                "this account has no user to give a TOTP code".to_owned(),
+            )
+        };
+        let identity = self.identity.as_ref().ok_or_else(no_user)?;
+        let user = identity
+            .store()
+            .user_by_account(account.0)
+            .await
+            .map_err(|e| self.refused(503, "withdraw.unavailable", e.to_string()))?
+            .ok_or_else(no_user)?;
+        match identity.require_otp(&user, Some(otp)).await {
+            Ok(()) => Ok(user.uid),
+            Err(error) => {
+                let status = error.status().as_u16();
+                Err(self.refused(status, error.code(), error.to_string()))
+            }
+        }
+    }
+}
+
+fn unavailable_desk(error: impl std::fmt::Display) -> DeskError {
+    DeskError {
+        status: 503,
+        code: "withdraw.unavailable",
+        message: format!("the wallet store cannot be used now: {error}"),
+    }
+}
+
+fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn beneficiary_record(beneficiary: Beneficiary, now_ms: i64) -> BeneficiaryRecord {
+    BeneficiaryRecord {
+        id: beneficiary.id,
+        state: beneficiary.state(now_ms).name().to_owned(),
+        currency: beneficiary.currency,
+        name: beneficiary.name,
+        address: beneficiary.address.eip55(),
+        active_at_ms: beneficiary.active_at_ms,
+    }
+}
+
+impl WithdrawDesk for StoreDesk {
+    fn has_currency(&self, currency: &str) -> bool {
+        self.currencies.iter().any(|c| c.code == currency)
+    }
+
+    fn beneficiaries<'a>(
+        &'a self,
+        account: AccountId,
+        currency: Option<&'a str>,
+    ) -> DeskFuture<'a, Vec<BeneficiaryRecord>> {
+        Box::pin(async move {
+            let now = now_ms();
+            let list = self
+                .store
+                .beneficiaries(account, currency)
+                .await
+                .map_err(unavailable_desk)?;
+            Ok(list
+                .into_iter()
+                .map(|b| beneficiary_record(b, now))
+                .collect())
+        })
+    }
+
+    fn create_beneficiary<'a>(
+        &'a self,
+        account: AccountId,
+        currency: &'a str,
+        name: &'a str,
+        address: &'a str,
+    ) -> DeskFuture<'a, BeneficiaryRecord> {
+        Box::pin(async move {
+            let address = Address::parse_eip55(address).ok_or_else(|| {
+                self.refused(
+                    422,
+                    "withdraw.beneficiary_invalid_address",
+                    format!("`{address}` is not an Ethereum address in its EIP-55 checksum case"),
+                )
+            })?;
+            let now = now_ms();
+            let created = self
+                .store
+                .add_beneficiary(account, currency, name, &address, now, self.delay_ms)
+                .await;
+            match created {
+                Ok(beneficiary) => Ok(beneficiary_record(beneficiary, now)),
+                Err(BeneficiaryError::Store(error)) => Err(unavailable_desk(error)),
+                Err(error) => {
+                    Err(self.refused(422, "withdraw.beneficiary_invalid", error.to_string()))
+                }
+            }
+        })
+    }
+
+    fn delete_beneficiary(&self, account: AccountId, id: u64) -> DeskFuture<'_, bool> {
+        Box::pin(async move {
+            self.store
+                .archive_beneficiary(account, id)
+                .await
+                .map_err(unavailable_desk)
+        })
+    }
+
+    fn request<'a>(&'a self, ask: WithdrawAsk<'a>) -> DeskFuture<'a, WithdrawRecord> {
+        Box::pin(async move {
+            let currency = self
+                .currencies
+                .iter()
+                .find(|c| c.code == ask.currency)
+                .ok_or_else(|| {
+                    self.refused(
+                        422,
+                        "withdraw.currency_not_withdrawable",
+                        format!("`{}` cannot be withdrawn here", ask.currency),
+                    )
+                })?;
+            let mut request = WithdrawRequest {
+                account: ask.account,
+                // The placeholder passes the checks; the code's user replaces it below.
+                requested_by: "pending".to_owned(),
+                currency: currency.code.clone(),
+                currency_id: currency.id,
+                amount_minor: ask.amount_minor,
+                chain_per_minor: currency.chain_per_minor,
+                beneficiary_id: ask.beneficiary_id,
+                now_ms: now_ms(),
+            };
+            // What the policy refuses is refused before the code is spent.
+            let checked = self
+                .store
+                .check_withdrawal(&self.chain, &self.policy, &request)
+                .await;
+            let recorded = match checked {
+                Ok(()) => {
+                    request.requested_by = self.check_otp(ask.account, ask.otp).await?;
+                    self.store
+                        .request_withdrawal(&self.chain, &self.policy, &request)
+                        .await
+                }
+                Err(error) => Err(error),
+            };
+            let recorded = match recorded {
+                Ok(recorded) => recorded,
+                Err(peregrine_wallet::requests::RequestError::Store(error)) => {
+                    return Err(unavailable_desk(error));
+                }
+                Err(error) => {
+                    let status = match error {
+                        peregrine_wallet::requests::RequestError::NoHotWallet(_) => 503,
+                        _ => 422,
+                    };
+                    return Err(self.refused(status, error.code(), error.to_string()));
+                }
+            };
+            self.metrics
+                .requests_total
+                .with_label_values(&[recorded.state.name()])
+                .inc();
+            self.store
+                .withdrawal_of(ask.account, recorded.id)
+                .await
+                .map_err(unavailable_desk)?
+                .map(withdraw_record)
+                .ok_or_else(|| unavailable_desk("the recorded withdrawal was not read back"))
+        })
+    }
+
+    fn withdrawals<'a>(
+        &'a self,
+        account: AccountId,
+        currency: Option<&'a str>,
+        limit: u32,
+        offset: u64,
+    ) -> DeskFuture<'a, Vec<WithdrawRecord>> {
+        Box::pin(async move {
+            let rows = self
+                .store
+                .withdrawals_page(account, currency, limit, offset)
+                .await
+                .map_err(unavailable_desk)?;
+            Ok(rows.into_iter().map(withdraw_record).collect())
+        })
+    }
+}
+
+fn withdraw_record(view: peregrine_wallet::requests::WithdrawalView) -> WithdrawRecord {
+    let state: WithdrawalState = view.state;
+    WithdrawRecord {
+        id: view.id,
+        currency: view.currency,
+        amount_minor: view.amount_minor,
+        address: Address::parse_eth(&view.to).map_or(view.to, |a| a.eip55()),
+        beneficiary_id: view.beneficiary_id,
+        state: state.name().to_owned(),
+        txid: view.txid,
+        created_at_ms: view.created_at_ms,
+    }
 }
 
 /// The wallet store as the bridge's read model.

@@ -1,14 +1,19 @@
-//! Chain deposits end to end on real processes: `peregrine up` and `peregrine wallets run` (the
-//! real binaries), a private anvil, the suite's OpenBao (a mount of the test's own) and MariaDB
-//! (a database of the test's own), the test token compiled with solcjs. A user asks for their
-//! deposit addresses on the REST bridge, pays ether and tokens to them, and sees the deposits in
-//! `account/deposits` and the credit in their balance; the daemon killed again and again while
-//! deposits are pending credits each exactly once; the node stopped and restarted: the daemon
-//! shows it on readiness, backs off and credits what was paid without loss.
+//! Chain deposits and withdrawals end to end on real processes: `peregrine up` and `peregrine
+//! wallets run` (the real binaries), a private anvil, the suite's OpenBao (a mount of the test's
+//! own) and MariaDB (a database of the test's own), the test token compiled with solcjs. A user
+//! asks for their deposit addresses on the REST bridge, pays ether and tokens to them, and sees
+//! the deposits in `account/deposits` and the credit in their balance; the daemon killed again
+//! and again while deposits are pending credits each exactly once; the node stopped and
+//! restarted: the daemon shows it on readiness, backs off and credits what was paid without
+//! loss. A user of identity with 2FA and the KYC level withdraws ether to an anvil address
+//! through a beneficiary, the policy and operators' approvals; the daemon holds, signs,
+//! broadcasts and settles it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
+#[path = "support/users.rs"]
+mod users;
 #[path = "../../wallet-daemons/tests/support/mod.rs"]
 mod wallet_support;
 
@@ -79,20 +84,23 @@ struct Stack {
     database: FreshDatabase,
 }
 
-/// The `[wallets]` section: ether with `eth_confirmations`, the token as `usd` with 2.
+/// The `[wallets]` section: ether with `eth_confirmations` (and `eth_withdraw`, its
+/// withdrawal policy's table or nothing), the token as `usd` with 2.
 fn wallets_section(
     anvil: &str,
     store: &str,
     mount: &str,
     token: &Address,
     control_url: &str,
-    eth_confirmations: u32,
+    (eth_confirmations, eth_withdraw): (u32, &str),
 ) -> String {
     format!(
         "[wallets]\nenabled = true\nlisten = \"127.0.0.1:0\"\nrpc_url = \"{anvil}\"\n\
          store_url = \"{store}\"\nopenbao_addr = \"{}\"\nseed_mount = \"{mount}\"\n\
-         control_url = \"{control_url}\"\ninterval_ms = 100\nbackoff_ms_max = 800\n\n\
+         control_url = \"{control_url}\"\ninterval_ms = 100\nbackoff_ms_max = 800\n\
+         beneficiary_activation_delay_ms = 0\n\n\
          [[wallets.currencies]]\ncode = \"eth\"\ndecimals = 18\nconfirmations = {eth_confirmations}\n\n\
+         {eth_withdraw}\
          [[wallets.currencies]]\ncode = \"usd\"\ncontract = \"{token}\"\ndecimals = 18\n\
          confirmations = 2\n\n[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
          account = {ACCOUNT}\n\n",
@@ -102,6 +110,17 @@ fn wallets_section(
 
 impl Stack {
     async fn start(anvil: &OwnAnvil, name: &str, eth_confirmations: u32) -> Stack {
+        Stack::start_with(anvil, name, (eth_confirmations, ""), None).await
+    }
+
+    /// A stack whose ether has `eth_withdraw` (its withdrawal policy's table) and, with
+    /// `withdraw_level_min`, identity on the real OpenBao and SMTP.
+    async fn start_with(
+        anvil: &OwnAnvil,
+        name: &str,
+        eth: (u32, &str),
+        withdraw_level_min: Option<i64>,
+    ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let rpc = EthRpc::new(&anvil.url).unwrap();
         let payer = accounts(&rpc).await[1].clone();
@@ -110,16 +129,11 @@ impl Stack {
         let mount = unique("wallets-e2e");
         wallet_openbao_token(&mount, &dir.path().join("data/wallets-openbao.token")).await;
         let section = |control: &str| {
-            wallets_section(
-                &anvil.url,
-                &database.url,
-                &mount,
-                &token,
-                control,
-                eth_confirmations,
-            )
+            wallets_section(&anvil.url, &database.url, &mount, &token, control, eth)
         };
-        write_config(dir.path(), &[], &section(""));
+        let auth = withdraw_level_min
+            .map_or_else(String::new, |level| users::auth_section(dir.path(), level));
+        write_config(dir.path(), &[], &format!("{auth}{}", section("")));
         let up = Up::start(dir.path());
         // The daemon's own file: the same data directory, the appliance's bound address.
         let text = std::fs::read_to_string(dir.path().join("peregrine.toml"))
@@ -469,6 +483,26 @@ async fn deposit_ids_from_2_62_belong_to_the_wallet_token_alone() {
         (status, body["error"]["code"].as_str()),
         (403, Some("control.auth.forbidden"))
     );
+    // A withdrawal's funds move on the wallet token alone: no operator holds or settles one.
+    let hold = json!({"account": 9, "currency": "eth", "amount": "0.5"});
+    let (status, body) = up.control("withdrawals/1/hold", hold.clone()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("control.auth.forbidden")),
+        "{body}"
+    );
+    let (status, body) = up.control("withdrawals/1/settle", json!({})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = answer(as_wallet("withdrawals/1/hold", hold.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = answer(as_wallet("withdrawals/1/hold", hold)).await;
+    assert_eq!(
+        (status, body["error"]["reason"].as_str()),
+        (422, Some("duplicate_withdrawal")),
+        "{body}"
+    );
+    let (status, body) = answer(as_wallet("withdrawals/1/release", json!({}))).await;
+    assert_eq!(status, 200, "{body}");
     up.stop();
 }
 
@@ -561,4 +595,280 @@ fn wallets_run_refuses_a_configuration_without_wallets_or_with_an_unknown_curren
         stderr.contains("wallets.currencies.0.code") && stderr.contains("`doge` is not in"),
         "{stderr}"
     );
+}
+
+/// Ether's withdrawal policy in the whole-path test: 0.5 a day, 1 a month, above 0.2 two
+/// operators' approvals.
+const ETH_WITHDRAW: &str = "[wallets.currencies.withdraw]\nlimit_24h = \"0.5\"\n\
+     limit_30d = \"1\"\napproval_above = \"0.2\"\napprovals = 2\n\n";
+const WITHDRAWS: &str = "/api/v2/peatio/account/withdraws";
+const BENEFICIARIES: &str = "/api/v2/peatio/account/beneficiaries";
+/// Bound on a withdrawal reaching `settled`.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Waits until the current TOTP period is over (the next one's code is then fresh).
+async fn next_totp_period() {
+    let now_s = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let period = now_s() / 30;
+    while now_s() / 30 == period {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+impl Stack {
+    /// Waits until the user's withdrawal `id` is `settled`, mining a block now and then.
+    async fn settled(&self, key: (&str, &str), id: u64) -> Value {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        loop {
+            let (status, list) = users::signed(&self.up.rest, key, "GET", WITHDRAWS, None).await;
+            assert_eq!(status, 200, "{list}");
+            let row = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|w| w["id"] == id)
+                .cloned()
+                .unwrap();
+            if row["state"] == "settled" {
+                return row;
+            }
+            assert!(Instant::now() < deadline, "withdrawal {id} stuck: {row}");
+            mine(&self.rpc, 1).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// The user's `eth` balance and locked amount over REST with `key`.
+async fn eth_balance(rest: &str, key: (&str, &str)) -> (String, String) {
+    let path = "/api/v2/peatio/account/balances/eth";
+    let (status, body) = users::signed(rest, key, "GET", path, None).await;
+    assert_eq!(status, 200, "{body}");
+    (
+        body["balance"].as_str().unwrap().to_owned(),
+        body["locked"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_with_2fa_and_kyc_withdraws_ether_to_an_anvil_address_exactly_once() {
+    let anvil = OwnAnvil::start().await;
+    let stack = Stack::start_with(&anvil, "wallet_withdraw", (1, ETH_WITHDRAW), Some(2)).await;
+    let rest = stack.up.rest.clone();
+    let (daemon, health) = stack.daemon();
+    let email = format!("{}@example.com", users::unique("withdrawer"));
+    let (session, account, uid) = users::new_verified_user(&rest, &email).await;
+    users::early_in_a_totp_period().await;
+    let url = users::enable_2fa(&session).await; // the current period's code
+    let (kid, secret) = users::create_hmac_key(&session, &url, &["read", "withdraw"], 1).await;
+    let key = (kid.as_str(), secret.as_str());
+    let (trade_kid, trade_secret) =
+        users::create_hmac_key(&session, &url, &["read", "trade"], -1).await;
+    stack.up.deposit(account, "eth", "1", 1).await;
+    // The hot wallet the daemon recorded, funded from an anvil account.
+    let store = peregrine_wallet::store::WalletStore::open(&stack.database.url)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    let hot = loop {
+        if let Some((hot, _)) = store.hot_wallet("eth", "eth").await.unwrap() {
+            break hot;
+        }
+        assert!(Instant::now() < deadline, "no hot wallet recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    pay(&stack.rpc, &stack.payer, &hot, 2_000_000_000 * GWEI).await;
+    let payee = Address::parse_eth(&accounts(&stack.rpc).await[9]).unwrap();
+    let payee_before = stack.rpc.balance(&payee).await.unwrap();
+
+    // Refusals that change nothing: a key without `withdraw`, a level below 2.
+    let trade_key = (trade_kid.as_str(), trade_secret.as_str());
+    let ask = |beneficiary_id: u64, amount: &str, otp: &str| {
+        json!({"currency": "eth", "amount": amount, "beneficiary_id": beneficiary_id,
+            "otp": otp})
+    };
+    // Both keys reach the bridge's cache within a poll of identity's key feed.
+    for k in [key, trade_key] {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let path = "/api/v2/peatio/account/balances";
+        while users::signed(&rest, k, "GET", path, None).await.0 != 200 {
+            assert!(Instant::now() < deadline, "the new key never worked");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let early = ask(1, "0.1", "000000");
+    let (status, body) = users::signed(&rest, trade_key, "POST", WITHDRAWS, Some(&early)).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (403, Some("authz.scope_denied"))
+    );
+    let (status, body) = users::signed(&rest, key, "POST", WITHDRAWS, Some(&early)).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (403, Some("identity.level_too_low")),
+        "{body}"
+    );
+    let (ops, first_operator) = users::operator(stack.dir.path(), &rest, "compliance").await;
+    let phone = json!({ "uid": uid, "key": "phone", "value": "verified" });
+    let (status, body) = ops.post("/admin/users/labels", &phone).await;
+    assert_eq!((status, &body["level"]), (201, &json!(2)), "{body}");
+
+    // A beneficiary: the address in its EIP-55 case (no checksum: refused), active at once.
+    let beneficiary = |address: String| json!({"currency": "eth", "name": "my wallet", "data": {"address": address}});
+    let lower = beneficiary(payee.as_str().to_owned());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let (status, body) = users::signed(&rest, key, "POST", BENEFICIARIES, Some(&lower)).await;
+        if body["errors"][0] != "identity.level_too_low" {
+            assert_eq!(status, 422, "{body}");
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the level never reached the gate: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        body["errors"][0], "withdraw.beneficiary_invalid_address",
+        "{body}"
+    );
+    let checksummed = beneficiary(payee.eip55());
+    let (status, body) = users::signed(&rest, key, "POST", BENEFICIARIES, Some(&checksummed)).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (201, Some("active")),
+        "{body}"
+    );
+    let beneficiary_id = body["id"].as_u64().unwrap();
+    let withdraw = |amount: &str, otp: &str| ask(beneficiary_id, amount, otp);
+
+    // A wrong and a reused code.
+    let wrong = (0..1_000_000)
+        .map(|n| format!("{n:06}"))
+        .find(|code| (-1..=1).all(|p| users::totp(&url, p) != *code))
+        .unwrap();
+    let (status, body) = users::signed(
+        &rest,
+        key,
+        "POST",
+        WITHDRAWS,
+        Some(&withdraw("0.1", &wrong)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (403, Some("identity.session.invalid_otp")),
+        "{body}"
+    );
+    let reused = withdraw("0.1", &users::totp(&url, 0));
+    let (status, body) = users::signed(&rest, key, "POST", WITHDRAWS, Some(&reused)).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (422, Some("identity.otp.already_used")),
+        "{body}"
+    );
+    let (status, list) = users::signed(&rest, key, "GET", WITHDRAWS, None).await;
+    assert_eq!(
+        (status, list.as_array().map(Vec::len)),
+        (200, Some(0)),
+        "{list}"
+    );
+
+    // Under the threshold: approved, held, signed, broadcast, settled by the daemon.
+    next_totp_period().await;
+    let request = withdraw("0.1", &users::totp(&url, 1));
+    let (status, body) = users::signed(&rest, key, "POST", WITHDRAWS, Some(&request)).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (201, Some("approved")),
+        "{body}"
+    );
+    let settled = stack.settled(key, body["id"].as_u64().unwrap()).await;
+    assert!(settled["blockchain_txid"].is_string(), "{settled}");
+    assert_eq!(
+        stack.rpc.balance(&payee).await.unwrap(),
+        payee_before + 100_000_000 * GWEI
+    );
+    assert_eq!(
+        eth_balance(&rest, key).await,
+        ("0.9".to_owned(), "0".to_owned())
+    );
+
+    // Above the threshold: waits for two operators; the requester's approval is refused.
+    next_totp_period().await;
+    let request = withdraw("0.3", &users::totp(&url, 1));
+    let (status, body) = users::signed(&rest, key, "POST", WITHDRAWS, Some(&request)).await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (201, Some("awaiting_approval")),
+        "{body}"
+    );
+    let large = body["id"].as_u64().unwrap();
+    let now = i64::try_from(now_ms()).unwrap();
+    let refused = store
+        .approve_withdrawal(large, &uid, now)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), "withdraw.self_approval");
+    let state = store
+        .approve_withdrawal(large, &first_operator, now)
+        .await
+        .unwrap();
+    assert_eq!(state.name(), "awaiting_approval");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        eth_balance(&rest, key).await,
+        ("0.9".to_owned(), "0".to_owned()),
+        "nothing held before the approvals"
+    );
+    let (_, second_operator) = users::operator(stack.dir.path(), &rest, "compliance").await;
+    let state = store
+        .approve_withdrawal(large, &second_operator, now)
+        .await
+        .unwrap();
+    assert_eq!(state.name(), "approved");
+    stack.settled(key, large).await;
+    assert_eq!(
+        stack.rpc.balance(&payee).await.unwrap(),
+        payee_before + 400_000_000 * GWEI
+    );
+
+    // Over the 24 h limit (0.4 used of 0.5): refused, typed, before the code is spent; nothing
+    // recorded, nothing held.
+    let request = withdraw("0.2", &users::totp(&url, 1));
+    let (status, body) = users::signed(&rest, key, "POST", WITHDRAWS, Some(&request)).await;
+    assert_eq!(
+        (status, body["errors"][0].as_str()),
+        (422, Some("withdraw.limit_24h_exceeded")),
+        "{body}"
+    );
+    let (_, list) = users::signed(&rest, key, "GET", WITHDRAWS, None).await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(
+        eth_balance(&rest, key).await,
+        ("0.6".to_owned(), "0".to_owned()),
+        "debited exactly once per withdrawal"
+    );
+
+    let (_, metrics) = plain_get(&format!("{}/metrics", stack.up.http)).await;
+    for name in [
+        "peregrine_wallet_withdraw_refusals_total{reason=\"withdraw.limit_24h_exceeded\"} 1",
+        "peregrine_wallet_withdraw_requests_total{state=\"awaiting_approval\"} 1",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    let (_, metrics) = plain_get(&format!("{health}/metrics")).await;
+    assert!(
+        metrics.contains("peregrine_wallet_withdrawals{chain=\"eth\",state=\"settled\"} 2"),
+        "{metrics}"
+    );
+    store.close().await;
+    kill(daemon);
+    stack.up.stop();
 }

@@ -1,6 +1,7 @@
 //! The appliance as the wallet daemon's ledger: confirmed deposits are credited through the
-//! control API (`POST /control/v1/deposits`) with the wallet daemons' own bearer token, which the
-//! appliance accepts for chain deposits only and sequences as the wallet service.
+//! control API (`POST /control/v1/deposits`) and withdrawals' funds held, settled and released
+//! (`POST /control/v1/withdrawals/{id}/{action}`) with the wallet daemons' own bearer token,
+//! which the appliance accepts for those routes only and sequences as the wallet service.
 //!
 //! Why the control API rather than a journal or engine link of its own: it is the appliance's
 //! one door for journaled commands from outside the process, it already answers once the command
@@ -13,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use peregrine_hotpath::{AccountId, Amount, CurrencyId, DepositId, RejectReason};
+use peregrine_hotpath::{AccountId, Amount, CommandKind, CurrencyId, DepositId, RejectReason};
 use serde_json::{Value, json};
 
-use crate::ledger::{CreditOutcome, Ledger, LedgerError};
+use crate::ledger::{Answer, CreditOutcome, Ledger, LedgerError, WithdrawalLedger};
 
 /// Longest one control request may take (the command waits for its journal record).
 pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
@@ -166,8 +167,8 @@ impl ApplianceLedger {
         problem
     }
 
-    async fn post(&self, body: Value) -> Result<(u16, Value), LedgerError> {
-        let url = format!("{}/control/v1/deposits", self.base);
+    async fn post(&self, path: &str, body: Value) -> Result<(u16, Value), LedgerError> {
+        let url = format!("{}/control/v1/{path}", self.base);
         let sent = self
             .client
             .post(&url)
@@ -220,31 +221,85 @@ impl Ledger for ApplianceLedger {
             "amount": minor_to_decimal(amount.0, known.precision),
             "deposit_id": deposit.0,
         });
-        let (status, answer) = self.post(body).await?;
+        let (status, answer) = self.post("deposits", body).await?;
+        Ok(match self.engine_answer(status, &answer, "the credit")? {
+            Answer::Applied { seq } => CreditOutcome::Applied { seq },
+            Answer::Refused(RejectReason::DuplicateDeposit) => CreditOutcome::AlreadyApplied,
+            Answer::Refused(reason) => CreditOutcome::Refused(reason),
+        })
+    }
+}
+
+impl ApplianceLedger {
+    /// The control API's answer to a command: applied (its sequence) or the engine's refusal;
+    /// anything else is an error to retry.
+    fn engine_answer(
+        &self,
+        status: u16,
+        answer: &Value,
+        what: &str,
+    ) -> Result<Answer, LedgerError> {
         match status {
             200 => answer["seq"]
                 .as_u64()
-                .map(|seq| CreditOutcome::Applied { seq })
+                .map(|seq| Answer::Applied { seq })
                 .ok_or_else(|| LedgerError::Refused(format!("malformed answer {answer}"))),
-            422 => match answer["error"]["reason_code"]
+            422 => answer["error"]["reason_code"]
                 .as_u64()
                 .and_then(|code| u16::try_from(code).ok())
                 .and_then(RejectReason::from_code)
-            {
-                Some(RejectReason::DuplicateDeposit) => Ok(CreditOutcome::AlreadyApplied),
-                Some(reason) => Ok(CreditOutcome::Refused(reason)),
+                .map(Answer::Refused)
                 // Not the engine's refusal: the request itself (an amount the currency cannot
                 // hold, an id out of range) — the daemon's configuration, retried until fixed.
-                None => Err(LedgerError::Refused(answer["error"]["message"].to_string())),
-            },
+                .ok_or_else(|| LedgerError::Refused(answer["error"]["message"].to_string())),
             503 if answer["error"]["code"] == "control.server.busy" => Err(LedgerError::Busy),
             503 => Err(LedgerError::Unavailable),
             _ => {
-                let problem = format!("the appliance refused the credit: HTTP {status} {answer}");
+                let problem = format!("the appliance refused {what}: HTTP {status} {answer}");
                 self.status.set(Some(problem.clone()));
                 Err(LedgerError::Refused(problem))
             }
         }
+    }
+}
+
+impl WithdrawalLedger for ApplianceLedger {
+    /// Posts the command to `/control/v1/withdrawals/{id}/{hold|settle|release}`.
+    async fn withdrawal(&self, command: CommandKind) -> Result<Answer, LedgerError> {
+        let (path, body) = match command {
+            CommandKind::WithdrawalHold {
+                account,
+                currency,
+                amount,
+                withdrawal,
+            } => {
+                let Some(known) = self.currencies.iter().find(|c| c.id == currency) else {
+                    return Err(LedgerError::Refused(format!(
+                        "currency id {} is not configured",
+                        currency.0
+                    )));
+                };
+                let body = json!({
+                    "account": account.0,
+                    "currency": known.code,
+                    "amount": minor_to_decimal(amount.0, known.precision),
+                });
+                (format!("withdrawals/{}/hold", withdrawal.0), body)
+            }
+            CommandKind::WithdrawalSettle { withdrawal } => {
+                (format!("withdrawals/{}/settle", withdrawal.0), json!({}))
+            }
+            CommandKind::WithdrawalRelease { withdrawal } => {
+                (format!("withdrawals/{}/release", withdrawal.0), json!({}))
+            }
+            other => {
+                return Err(LedgerError::Refused(format!(
+                    "not a withdrawal command: {other:?}"
+                )));
+            }
+        };
+        let (status, answer) = self.post(&path, body).await?;
+        self.engine_answer(status, &answer, "the withdrawal command")
     }
 }
 

@@ -78,6 +78,21 @@ impl DerivationPath {
         ]))
     }
 
+    /// The hot wallet's path for `coin_type`: `m/44'/coin'/1'/0/0` (its own BIP-44 account,
+    /// apart from every deposit address under account 0').
+    pub fn hot(coin_type: u32) -> Result<DerivationPath, KeyError> {
+        if coin_type >= HARDENED {
+            return Err(KeyError::Path(format!("coin type {coin_type}")));
+        }
+        Ok(DerivationPath(vec![
+            44 | HARDENED,
+            coin_type | HARDENED,
+            1 | HARDENED,
+            0,
+            0,
+        ]))
+    }
+
     /// The indices.
     pub fn indices(&self) -> &[u32] {
         &self.0

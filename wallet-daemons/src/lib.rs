@@ -17,12 +17,18 @@
 //!   token: [`appliance`]), with metrics ([`metrics`]);
 //! - deposit addresses asked for on the REST bridge and derived by the daemon
 //!   ([`addresses::DepositAddresses::derive_requested`]: the appliance holds no seed);
+//! - withdrawals' request side ([`requests`]: beneficiaries with an EIP-55 address and an
+//!   activation delay, requests decided by the default-deny [`policy`] — per-account limits
+//!   over 24 hours and 30 days, a threshold above which one or two operators approve, never
+//!   the requester, never one operator twice — under a per-(account, currency) lock);
 //! - withdrawals' chain side ([`withdrawals`]: the journaled hold before signing, the signed
 //!   bytes persisted before broadcast, settle or release only on a receipt; one transaction per
-//!   withdrawal whatever crashes).
+//!   withdrawal whatever crashes), driven by [`withdrawals::Signer::step`]. The states and
+//!   their transitions, request to settled, are drawn in [`withdrawals`].
 //!
 //! Never does: change a balance except through a sequenced deposit or withdrawal command (each
-//! deposit carries its idempotency key, so a retry never credits twice), hold a cold-wallet
+//! deposit carries its idempotency key, so a retry never credits twice), hold funds for a
+//! withdrawal the policy (and its approvals) did not pass, hold a cold-wallet
 //! key, keep a private key or seed in memory past one derivation or signature, or read another
 //! component's secrets (its OpenBao token has the wallet policy only).
 //!
@@ -62,11 +68,13 @@
 //!
 //! # Still to come
 //!
-//! Withdrawals' request side (Peatio `POST account/withdraws`, TOTP, KYC, beneficiaries, the
-//! default-deny policy and approvals), fee bumps, token withdrawals, a signer loop,
-//! collection to the hot wallet with gas top-ups, hot/warm/cold thresholds, reconciliation and
-//! Ranger `deposit` events. The daemon process (`peregrine wallets run`) and the Peatio deposit
-//! routes live in the `peregrine` and gateway crates.
+//! An operator's rejection of a withdrawal awaiting approval and the control API's approval
+//! route (approval is [`store::WalletStore::approve_withdrawal`], taking the approver's uid),
+//! beneficiary activation by a mailed code, fee bumps, token withdrawals, collection to the hot
+//! wallet with gas top-ups (the hot wallet is funded by hand for now), hot/warm/cold
+//! thresholds, reconciliation and Ranger `deposit` events. The daemon process (`peregrine
+//! wallets run`) and the Peatio deposit and withdrawal routes (TOTP through identity, the KYC
+//! level, the `withdraw` scope) live in the `peregrine` and gateway crates.
 
 pub mod addresses;
 pub mod appliance;
@@ -75,5 +83,7 @@ pub mod deposits;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;
+pub mod policy;
+pub mod requests;
 pub mod store;
 pub mod withdrawals;

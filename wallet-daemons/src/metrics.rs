@@ -27,6 +27,8 @@ pub struct WalletMetrics {
     pub credits_total: IntCounterVec,
     /// Failed steps by kind (`chain_unavailable`, `chain_refused`, `store`, `reorg_too_deep`).
     pub errors_total: IntCounterVec,
+    /// Withdrawals by state (the store's count at the signer's last step).
+    pub withdrawals: IntGaugeVec,
     /// Withdrawals entering each state.
     pub withdrawal_transitions_total: IntCounterVec,
     /// Signer failures by kind (`unavailable`, `refused`, `rejected`, `store`, `state`).
@@ -87,6 +89,10 @@ impl WalletMetrics {
                 Opts::new("wallet_errors_total", "failed watcher steps by kind"),
                 &["chain", "kind"],
             )?,
+            withdrawals: IntGaugeVec::new(
+                Opts::new("wallet_withdrawals", "withdrawals by state"),
+                &["chain", "state"],
+            )?,
             withdrawal_transitions_total: IntCounterVec::new(
                 Opts::new(
                     "wallet_withdrawal_transitions_total",
@@ -99,6 +105,7 @@ impl WalletMetrics {
                 &["chain", "kind"],
             )?,
         };
+        registry.register(Box::new(metrics.withdrawals.clone()))?;
         registry.register(Box::new(metrics.withdrawal_transitions_total.clone()))?;
         registry.register(Box::new(metrics.signer_errors_total.clone()))?;
         registry.register(Box::new(metrics.head_lag_blocks.clone()))?;

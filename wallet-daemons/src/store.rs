@@ -205,6 +205,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "address_requests",
         include_str!("../migrations/mysql/0003_address_requests.sql"),
     ),
+    (
+        4,
+        "withdraw_requests",
+        include_str!("../migrations/mysql/0004_withdraw_requests.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -221,6 +226,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         3,
         "address_requests",
         include_str!("../migrations/sqlite/0003_address_requests.sql"),
+    ),
+    (
+        4,
+        "withdraw_requests",
+        include_str!("../migrations/sqlite/0004_withdraw_requests.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());

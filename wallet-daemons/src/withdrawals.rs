@@ -1,13 +1,24 @@
-//! Withdrawals: the engine's hold, then the signer's persist-before-broadcast, then settle or
-//! release on the receipt.
+//! Withdrawals: the request and its policy, then the engine's hold, then the signer's
+//! persist-before-broadcast, then settle or release on the receipt.
 //!
 //! ```text
-//!   requested ──hold──► held ──sign──► signed ──broadcast──► broadcast ──receipt, N confs──► settled
-//!       │ (journaled)          (nonce, raw bytes, id          │ (resent after a       (journaled)
-//!       ▼                       written before any            │  crash: same bytes)
-//!   rejected (the engine        byte leaves)                  └──failed receipt──► released
-//!   refused the hold)                                                            (journaled)
+//!  request ──policy──► (refused: typed error, nothing recorded)
+//!     │  (REST, TOTP, KYC level, scope, active beneficiary, limits: crate::requests)
+//!     ├── amount ≤ threshold ──────────────────────────────► approved
+//!     └── amount > threshold ──► awaiting_approval ──N operators' approvals──►┘
+//!                                 (never the requester, never one operator twice)
+//!
+//!  approved ──hold──► held ──sign──► signed ──broadcast──► broadcast ──receipt, N confs──► settled
+//!     │ (journaled)          (nonce, raw bytes, id          │ (resent after a       (journaled)
+//!     ▼                       written before any            │  crash: same bytes)
+//!  rejected (the engine        byte leaves)                 └──failed receipt──► released
+//!  refused the hold)                                                            (journaled)
 //! ```
+//!
+//! The request side runs where the request arrives (the appliance's REST bridge, which holds
+//! no seed): it records `approved` or `awaiting_approval` rows in the wallet store. The daemon,
+//! which holds the seeds, takes `approved` rows through the rest ([`Signer::step`]). Nothing is
+//! held before the policy (and its approvals) passed, and nothing is signed before the hold.
 //!
 //! The funds are held in the engine (`WithdrawalHold`, journaled, keyed by the withdrawal id)
 //! before anything is signed. [`Signer::sign`] signs a withdrawal once: its nonce, raw
@@ -22,8 +33,9 @@
 //! one.
 //!
 //! Still to come: fee bumps (a replacement is a new signed state of the same withdrawal), token
-//! withdrawals, the request API with its approval policy, a receipt in a block that left the
-//! chain after settling (the deposit watcher's block chain will vouch for the receipt's block).
+//! withdrawals, an operator's rejection of a withdrawal awaiting approval, a receipt in a block
+//! that left the chain after settling (the deposit watcher's block chain will vouch for the
+//! receipt's block).
 
 use peregrine_secrets::BaoError;
 use serde_json::json;
@@ -39,13 +51,17 @@ use peregrine_hotpath::{AccountId, Amount, CommandKind, CurrencyId, RejectReason
 
 /// Gas of a plain ether transfer.
 pub const GAS_LIMIT_ETHER: u64 = 21_000;
+/// Withdrawals one [`Signer::step`] moves at most (the rest wait for the next step).
+pub const STEP_WITHDRAWALS_MAX: u32 = 256;
 
 /// A withdrawal's state (see the module docs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum WithdrawalState {
-    /// Recorded; the engine has not held the funds yet.
-    Requested,
+    /// Above the policy's threshold: waits for operators' approvals; nothing held.
+    AwaitingApproval,
+    /// Passed the policy (and its approvals); the engine has not held the funds yet.
+    Approved,
     /// The engine holds the funds; nothing signed yet.
     Held,
     /// Signed: nonce, raw bytes and id stored; maybe not sent yet.
@@ -61,8 +77,10 @@ pub enum WithdrawalState {
 }
 
 impl WithdrawalState {
-    const ALL: [WithdrawalState; 7] = [
-        WithdrawalState::Requested,
+    /// Every state, for metrics.
+    pub const ALL: [WithdrawalState; 8] = [
+        WithdrawalState::AwaitingApproval,
+        WithdrawalState::Approved,
         WithdrawalState::Held,
         WithdrawalState::Signed,
         WithdrawalState::Broadcast,
@@ -71,9 +89,11 @@ impl WithdrawalState {
         WithdrawalState::Rejected,
     ];
 
-    fn name(self) -> &'static str {
+    /// The stored (and shown) name.
+    pub fn name(self) -> &'static str {
         match self {
-            WithdrawalState::Requested => "requested",
+            WithdrawalState::AwaitingApproval => "awaiting_approval",
+            WithdrawalState::Approved => "approved",
             WithdrawalState::Held => "held",
             WithdrawalState::Signed => "signed",
             WithdrawalState::Broadcast => "broadcast",
@@ -83,7 +103,7 @@ impl WithdrawalState {
         }
     }
 
-    fn parse(text: &str) -> Result<WithdrawalState, StoreError> {
+    pub(crate) fn parse(text: &str) -> Result<WithdrawalState, StoreError> {
         WithdrawalState::ALL
             .into_iter()
             .find(|state| state.name() == text)
@@ -268,7 +288,8 @@ fn withdrawal_row(tuple: WithdrawalTuple) -> Result<WithdrawalRow, StoreError> {
 }
 
 impl WalletStore {
-    /// Records a requested withdrawal (approved by the policy, not held yet); its id.
+    /// Records a withdrawal approved outside the request path (no policy, no beneficiary: the
+    /// signer's own tests, an operator's tool), not held yet; its id.
     pub async fn insert_withdrawal(
         &self,
         chain: &str,
@@ -276,7 +297,7 @@ impl WalletStore {
     ) -> Result<u64, StoreError> {
         const SQL: &str = "INSERT INTO wallet_withdrawals (chain, currency, currency_id, account, \
              amount_minor, from_address, path, to_address, amount_chain, state) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'requested')";
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'approved')";
         let path = request.path.to_string();
         let amount = request.amount_chain.to_string();
         // One statement, bound the same way for either back end (the query's type names it).
@@ -354,7 +375,7 @@ impl WalletStore {
     }
 
     /// `from` → `to`; false when the withdrawal was not in `from`.
-    async fn move_withdrawal(
+    pub(crate) async fn move_withdrawal(
         &self,
         id: u64,
         from: WithdrawalState,
@@ -411,7 +432,7 @@ impl<L: WithdrawalLedger> Signer<L> {
     /// [`Signer::hold`] without the counting.
     async fn hold_inner(&self, id: u64) -> Result<WithdrawalState, SignError> {
         let row = self.row(id).await?;
-        if row.state != WithdrawalState::Requested {
+        if row.state != WithdrawalState::Approved {
             return Ok(row.state);
         }
         let request = &row.request;
@@ -474,7 +495,7 @@ impl<L: WithdrawalLedger> Signer<L> {
         Ok(next)
     }
 
-    /// Holds the funds of withdrawal `id` in the engine (`requested` → `held`); a refusal makes
+    /// Holds the funds of withdrawal `id` in the engine (`approved` → `held`); a refusal makes
     /// it `rejected`. A retry after a crash finds the hold applied (the engine answers
     /// "duplicate" for the same id) and moves on.
     pub async fn hold(&self, id: u64) -> Result<WithdrawalState, SignError> {
@@ -504,6 +525,65 @@ impl<L: WithdrawalLedger> Signer<L> {
         self.count(outcome, |state| {
             matches!(state, WithdrawalState::Settled | WithdrawalState::Released).then_some(*state)
         })
+    }
+
+    /// Moves withdrawal `id` as far as it goes now: `approved` → held → signed → broadcast,
+    /// then settled or released once its receipt has `confirmations`. Each step is the
+    /// crash-safe one above, so a call after a crash resumes where the last one stopped. The
+    /// state it is left in (`broadcast` while waiting for the receipt).
+    pub async fn drive(&self, id: u64, confirmations: u64) -> Result<WithdrawalState, SignError> {
+        loop {
+            let state = self.row(id).await?.state;
+            let next = match state {
+                WithdrawalState::Approved => self.hold(id).await?,
+                WithdrawalState::Held => {
+                    self.sign(id).await?;
+                    WithdrawalState::Signed
+                }
+                WithdrawalState::Signed => {
+                    self.broadcast(id).await?;
+                    WithdrawalState::Broadcast
+                }
+                WithdrawalState::Broadcast => return self.finish(id, confirmations).await,
+                other => return Ok(other),
+            };
+            if next == state {
+                return Ok(state);
+            }
+        }
+    }
+
+    /// One pass over the open withdrawals of the chain, oldest first: each driven
+    /// ([`Signer::drive`]) with its currency's `confirmations`; one that fails (counted and
+    /// logged) does not stop the others. Refreshes the by-state gauge. How many failed.
+    pub async fn step(&self, confirmations: impl Fn(&str) -> u64) -> Result<u32, SignError> {
+        let mut failed = 0;
+        for id in self
+            .store
+            .open_withdrawals(&self.chain, STEP_WITHDRAWALS_MAX)
+            .await?
+        {
+            let row = self.row(id).await?;
+            if self
+                .drive(id, confirmations(&row.request.currency))
+                .await
+                .is_err()
+            {
+                failed += 1;
+            }
+        }
+        let counts = self.store.withdrawal_counts(&self.chain).await?;
+        for state in WithdrawalState::ALL {
+            let count = counts
+                .iter()
+                .find(|(counted, _)| *counted == state)
+                .map_or(0, |(_, count)| *count);
+            self.metrics
+                .withdrawals
+                .with_label_values(&[self.chain.as_str(), state.name()])
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        Ok(failed)
     }
 
     /// Counts the outcome: the state entered (a retry counts again), or the error's kind.

@@ -342,6 +342,27 @@ impl Store {
             .transpose()
     }
 
+    /// The user a trading account is mapped to, if any (the wallets ask it for the TOTP code
+    /// of a withdrawal, which names an account).
+    pub async fn user_by_account(&self, account: u32) -> Result<Option<User>, StoreError> {
+        let columns = USER_COLUMNS
+            .split(", ")
+            .map(|column| format!("u.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {columns} FROM users u JOIN accounts a ON a.user_id = u.id \
+             WHERE a.account_id = ?"
+        );
+        on_pool!(self, |pool, _d| {
+            let row: Option<UserTuple> = sqlx::query_as(&sql)
+                .bind(i64::from(account))
+                .fetch_optional(pool)
+                .await?;
+            row.map(user_from_tuple).transpose()
+        })
+    }
+
     /// Marks a pending user's e-mail verified in one transaction: state `active`, level at
     /// least 1, label `email: verified`, and a trading account from `[first, end)` (the lowest
     /// unused above the highest given). Returns the account, or `None` when the range is full

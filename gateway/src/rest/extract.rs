@@ -130,38 +130,66 @@ impl FromRequestParts<Arc<Bridge>> for Authenticated {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, bridge: &Arc<Bridge>) -> Result<Self, ApiError> {
-        if let Some(token) = bearer(parts) {
-            return bridge.authenticate_token(token);
-        }
-        let path = parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path(), |p| p.as_str());
-        let body_sha256 = parts
-            .extensions
-            .get::<BodyDigest>()
-            .map_or_else(|| body_sha256(b""), |digest| digest.0);
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|info| info.0.ip());
         // Reads need `read`; every other method changes orders and needs `trade`.
         let scope = if parts.method == Method::GET || parts.method == Method::HEAD {
             Scopes::READ
         } else {
             Scopes::TRADE
         };
-        let facts = RequestFacts {
-            method: parts.method.as_str(),
-            path,
-            body_sha256,
-            peer,
-            scope,
-        };
-        bridge
-            .authenticate(&parts.headers, &facts)
-            .map(|(account, actor)| Authenticated(account, actor))
+        authenticate_parts(parts, bridge, scope)
     }
+}
+
+/// [`Authenticated`] for the withdrawal routes: reads need `read`, every other method the
+/// `withdraw` scope (a key that may trade may not move funds out).
+#[derive(Clone, Copy, Debug)]
+pub struct WithdrawAuthenticated(pub AccountId, pub Actor);
+
+impl FromRequestParts<Arc<Bridge>> for WithdrawAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, bridge: &Arc<Bridge>) -> Result<Self, ApiError> {
+        let scope = if parts.method == Method::GET || parts.method == Method::HEAD {
+            Scopes::READ
+        } else {
+            Scopes::WITHDRAW
+        };
+        let Authenticated(account, actor) = authenticate_parts(parts, bridge, scope)?;
+        Ok(WithdrawAuthenticated(account, actor))
+    }
+}
+
+/// The account a request acts for: an access JWT, or an API key's signature with `scope`.
+fn authenticate_parts(
+    parts: &Parts,
+    bridge: &Bridge,
+    scope: Scopes,
+) -> Result<Authenticated, ApiError> {
+    if let Some(token) = bearer(parts) {
+        return bridge.authenticate_token(token);
+    }
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path(), |p| p.as_str());
+    let body_sha256 = parts
+        .extensions
+        .get::<BodyDigest>()
+        .map_or_else(|| body_sha256(b""), |digest| digest.0);
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip());
+    let facts = RequestFacts {
+        method: parts.method.as_str(),
+        path,
+        body_sha256,
+        peer,
+        scope,
+    };
+    bridge
+        .authenticate(&parts.headers, &facts)
+        .map(|(account, actor)| Authenticated(account, actor))
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -172,7 +200,8 @@ fn bearer(parts: &Parts) -> Option<&str> {
 
 impl Bridge {
     /// Authenticates an access JWT from memory: the account in its claims, the user's id as
-    /// the actor. A token carries `read` and `trade`, never `withdraw` (not served here).
+    /// the actor. A token (issued to a signed-in session) may do what the session may: read,
+    /// trade, and ask for a withdrawal — which takes a fresh TOTP code besides.
     fn authenticate_token(&self, token: &str) -> Result<Authenticated, ApiError> {
         let refused = |code: &'static str, message: String| {
             self.metrics

@@ -4,7 +4,8 @@
 //! - Public: markets, currencies, tickers, order book, depth, trades, k-lines, timestamp,
 //!   health, trading fees. Market (API-key signed): create, list, get, cancel orders, own
 //!   trades. Account: balances, transactions, chain deposits and deposit addresses
-//!   ([`deposits`], from the wallet store behind a trait). OpenAPI 3 at `/api/v2/openapi.json`, generated from the
+//!   ([`deposits`], from the wallet store behind a trait), beneficiaries and withdrawal
+//!   requests ([`withdraws`], through a desk the appliance plugs in). OpenAPI 3 at `/api/v2/openapi.json`, generated from the
 //!   handlers' annotations (the router and the document come from the same list).
 //! - Market data and history are derived from the engine's event tap by the feed task
 //!   ([`feed`]) into [`crate::market_data`], never by polling the engine; the engine is queried
@@ -34,6 +35,7 @@ pub mod relay;
 pub mod time;
 pub mod transactions;
 pub mod types;
+pub mod withdraws;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -131,6 +133,8 @@ pub struct Bridge {
     pub(crate) levels: std::sync::OnceLock<Arc<crate::levels::LevelGate>>,
     /// The wallet store's read model, when the wallets run: chain deposits and addresses.
     pub(crate) deposits: std::sync::OnceLock<Arc<dyn deposits::DepositBook>>,
+    /// Beneficiaries and withdrawal requests, when the wallets run.
+    pub(crate) withdraws: std::sync::OnceLock<Arc<dyn withdraws::WithdrawDesk>>,
     /// On a bridge node: the appliance's REST edge, which order entry and balances are
     /// relayed to (see [`relay`]); unset, they answer 503 `server.not_served`.
     pub(crate) relay: std::sync::OnceLock<relay::Relay>,
@@ -181,6 +185,7 @@ impl Bridge {
             tokens: std::sync::OnceLock::new(),
             levels: std::sync::OnceLock::new(),
             deposits: std::sync::OnceLock::new(),
+            withdraws: std::sync::OnceLock::new(),
             relay: std::sync::OnceLock::new(),
         }))
     }
@@ -240,6 +245,30 @@ impl Bridge {
                 .inc();
             ApiError::forbidden(crate::levels::LevelTooLow::CODE, refused.to_string())
         })
+    }
+
+    /// Refuses a withdrawal (or a new beneficiary) of `account` below the withdraw level
+    /// (403 `identity.level_too_low`).
+    pub(crate) fn check_withdraw_level(
+        &self,
+        account: peregrine_hotpath::AccountId,
+    ) -> Result<(), ApiError> {
+        let Some(gate) = self.levels.get() else {
+            return Ok(());
+        };
+        gate.check_withdraw(account).map_err(|refused| {
+            self.metrics
+                .auth_failures_total
+                .with_label_values(&[crate::levels::LevelTooLow::CODE])
+                .inc();
+            ApiError::forbidden(crate::levels::LevelTooLow::CODE, refused.to_string())
+        })
+    }
+
+    /// Serves beneficiaries and withdrawal requests through `desk` from now on (once; a second
+    /// call is ignored).
+    pub fn serve_withdraws(&self, desk: Arc<dyn withdraws::WithdrawDesk>) {
+        let _ = self.withdraws.set(desk);
     }
 
     /// Serves chain deposits and deposit addresses from `book` from now on (once; a second call

@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::auth::{HEADER_KEY, HEADER_NONCE, HEADER_SIGNATURE};
-use super::{Bridge, deposits, orders, public, transactions};
+use super::{Bridge, deposits, orders, public, transactions, withdraws};
 use crate::ws;
 
 /// Where the document is served.
@@ -120,6 +120,12 @@ fn routes() -> OpenApiRouter<Arc<Bridge>> {
         .routes(routes!(transactions::transactions))
         .routes(routes!(deposits::deposit_address))
         .routes(routes!(deposits::deposits))
+        .routes(routes!(
+            withdraws::beneficiaries,
+            withdraws::create_beneficiary
+        ))
+        .routes(routes!(withdraws::delete_beneficiary))
+        .routes(routes!(withdraws::create_withdraw, withdraws::withdraws))
         .route(RANGER_PUBLIC_PATH, axum::routing::get(ws::public_stream))
         .route(RANGER_PRIVATE_PATH, axum::routing::get(ws::private_stream))
 }

@@ -466,9 +466,17 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
             .await?;
         operator_tokens = Some(tokens);
     }
-    crate::wallets::serve_deposits(config, &data_dir, &rest)
-        .await
-        .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
+    crate::wallets::serve_deposits(
+        config,
+        &data_dir,
+        &rest,
+        identity
+            .as_ref()
+            .map(|running| Arc::clone(&running.identity)),
+        metrics.registry(),
+    )
+    .await
+    .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
     let demo_bot = match (demo_keys, quic.as_ref()) {
         (Some(keys), Some(server)) => Some(start_demo(keys, server, &exchange, &metrics).await?),
         _ => None,

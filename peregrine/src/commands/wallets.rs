@@ -1,8 +1,10 @@
 //! `peregrine wallets run`: the wallet daemon as a process. It follows the chain (`[wallets]`),
 //! records deposits to the accounts' addresses in the wallet store, credits each confirmed one
 //! exactly once through the appliance's control API with the wallet token
-//! ([`peregrine_wallet::appliance`]), and derives the deposit addresses the REST bridge was
-//! asked for. Health and metrics on `wallets.listen` like the other services; readiness fails
+//! ([`peregrine_wallet::appliance`]), derives the deposit addresses the REST bridge was
+//! asked for, and takes the withdrawals the appliance recorded `approved` through hold, sign,
+//! broadcast and settle ([`peregrine_wallet::withdrawals::Signer::step`]) from the hot wallet
+//! of each withdrawable currency (printed as `hot  <code>  <address>`). Health and metrics on `wallets.listen` like the other services; readiness fails
 //! while the chain, the store or the appliance cannot be reached (the watcher backs off and
 //! resumes from its stored tip: nothing is lost).
 
@@ -21,9 +23,10 @@ use peregrine_wallet::chain::{Address, Asset, Chain};
 use peregrine_wallet::deposits::{
     DepositWatcher, Pacing, WatchedCurrency, WatcherConfig, WatcherStatus,
 };
-use peregrine_wallet::keys::{COIN_TYPE_ETH, SeedVault};
+use peregrine_wallet::keys::{COIN_TYPE_ETH, DerivationPath, SeedVault};
 use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::WalletStore;
+use peregrine_wallet::withdrawals::Signer;
 
 use crate::cli::ConfigArgs;
 use crate::config::{self, Config, ConfigError};
@@ -239,6 +242,7 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
             .await
             .map_err(|e| WalletsError::Keys(e.to_string()))?;
     }
+    let hot = hot_wallets(config, &vault, &store).await?;
     let rpc = EthRpc::new(&wallets.rpc_url)?;
     let start_block = match (wallets.start_block, store.tip(&wallets.chain).await?) {
         (0, None) => rpc.head().await?,
@@ -287,6 +291,17 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
         let stop_rx = stop_rx.clone();
         async move { watcher.run(pacing, &status_tx, stop_rx).await }
     });
+    let signing = tokio::spawn(signer_loop(
+        (wallets.rpc_url.clone(), vault.clone(), store.clone()),
+        ledger.clone(),
+        (wallets.chain.clone(), wallet_metrics.clone()),
+        watched
+            .iter()
+            .map(|c| (c.code.clone(), u64::from(c.confirmations)))
+            .collect(),
+        Duration::from_millis(wallets.interval_ms),
+        stop_rx.clone(),
+    ));
     let side = tokio::spawn(side_loop(
         DepositAddresses::new(vault, store.clone()),
         ledger,
@@ -308,7 +323,7 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
     let server = tokio::spawn(http::serve(listener, router, async move {
         let _ = http_stop_rx.await;
     }));
-    print_summary(local_addr, config, &control_url, start_block)?;
+    print_summary(local_addr, config, &control_url, start_block, &hot)?;
     tracing::info!(http = %local_addr, chain = %wallets.chain, "wallet daemon up");
 
     let signal = signals.recv().await;
@@ -317,6 +332,7 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
     let _ = http_stop_tx.send(());
     let stopped = tokio::time::timeout(STOP_TIMEOUT, async {
         let _ = watching.await;
+        let _ = signing.await;
         let _ = side.await;
         let _ = server.await;
     })
@@ -326,6 +342,80 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
     }
     store.close().await;
     Ok(())
+}
+
+/// Derives the hot wallet of each withdrawable currency (a policy, the chain's own coin) and
+/// records it for the appliance, which holds no seed; (code, address) of each.
+async fn hot_wallets(
+    config: &Config,
+    vault: &SeedVault,
+    store: &WalletStore,
+) -> Result<Vec<(String, Address)>, WalletsError> {
+    let wallets = &config.wallets;
+    let path = DerivationPath::hot(COIN_TYPE_ETH).map_err(|e| WalletsError::Keys(e.to_string()))?;
+    let mut hot = Vec::new();
+    for currency in &wallets.currencies {
+        if currency.withdraw.is_none() || !currency.contract.is_empty() {
+            continue;
+        }
+        let address = vault
+            .eth_address(&currency.code, &path)
+            .await
+            .map_err(|e| WalletsError::Keys(e.to_string()))?;
+        store
+            .set_hot_wallet(&wallets.chain, &currency.code, &address, &path)
+            .await?;
+        hot.push((currency.code.clone(), address));
+    }
+    Ok(hot)
+}
+
+/// Every interval until `stop`: one signer step, taking approved withdrawals through hold,
+/// sign, broadcast and settle or release ([`Signer::step`]). The signer is made once the node
+/// answers (it reads the chain id); a failed step is counted and retried at the next.
+async fn signer_loop(
+    (rpc_url, vault, store): (String, SeedVault, WalletStore),
+    ledger: ApplianceLedger,
+    (chain, metrics): (String, WalletMetrics),
+    confirmations: Vec<(String, u64)>,
+    interval: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut signer = None;
+    while !*stop.borrow() {
+        if signer.is_none() {
+            let made = match EthRpc::new(&rpc_url) {
+                Ok(rpc) => {
+                    let parts = (vault.clone(), store.clone(), ledger.clone());
+                    Signer::new(rpc, parts.0, parts.1, parts.2, metrics.clone(), &chain).await
+                }
+                Err(error) => Err(error.into()),
+            };
+            match made {
+                Ok(made) => signer = Some(made),
+                Err(error) => tracing::warn!(%error, "the signer cannot start yet"),
+            }
+        }
+        if let Some(signer) = &signer {
+            let step = signer
+                .step(|code| {
+                    confirmations
+                        .iter()
+                        .find(|(known, _)| known == code)
+                        .map_or(u64::MAX, |(_, n)| *n)
+                })
+                .await;
+            match step {
+                Ok(0) => {}
+                Ok(failed) => tracing::warn!(failed, "withdrawals failed a step; retrying"),
+                Err(error) => tracing::warn!(%error, "the signer's step failed"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(interval) => {}
+            changed = stop.changed() => if changed.is_err() { return; },
+        }
+    }
 }
 
 /// Every interval until `stop`: derive the deposit addresses asked for on the REST bridge, and
@@ -366,11 +456,12 @@ fn print_summary(
     config: &Config,
     control_url: &str,
     start_block: u64,
+    hot: &[(String, Address)],
 ) -> Result<(), WalletsError> {
     let wallets = &config.wallets;
     let codes: Vec<&str> = wallets.currencies.iter().map(|c| c.code.as_str()).collect();
     let mut stdout = std::io::stdout().lock();
-    let lines = format!(
+    let mut lines = format!(
         "peregrine {} wallets\nwallets  http://{local_addr}  ({ALIVE_PATH} {READY_PATH} \
          {METRICS_PATH})\nchain  {}  {}  (from block {start_block})\nappliance  {control_url}\n\
          currencies  {}\n",
@@ -379,6 +470,10 @@ fn print_summary(
         wallets.rpc_url,
         codes.join(" "),
     );
+    // The hot wallets withdrawals pay from: fund them (collection is still to come).
+    for (code, address) in hot {
+        lines.push_str(&format!("hot  {code}  {}\n", address.eip55()));
+    }
     stdout
         .write_all(lines.as_bytes())
         .and_then(|()| stdout.flush())

@@ -10,6 +10,10 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub const INTERVAL_MS_MAX: u64 = 600_000;
 /// Currencies one daemon follows at most.
 pub const CURRENCIES_MAX: usize = 64;
+/// A new beneficiary's wait by default: one day.
+pub const BENEFICIARY_ACTIVATION_DELAY_MS_DEFAULT: u64 = 86_400_000;
+/// The longest wait accepted: 30 days.
+pub const BENEFICIARY_ACTIVATION_DELAY_MS_MAX: u64 = 30 * 86_400_000;
 
 /// One `[[wallets.currencies]]` entry: a catalog currency deposited on the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,8 +26,32 @@ pub struct WalletCurrency {
     pub contract: String,
     /// Decimals of the chain's unit (18 for ether and most tokens).
     pub decimals: u32,
-    /// Blocks, the deposit's own included, before a deposit is credited.
+    /// Blocks, the deposit's own included, before a deposit is credited (and before a
+    /// withdrawal's receipt settles it).
     pub confirmations: u32,
+    /// The withdrawal policy (default deny): without it the currency cannot be withdrawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub withdraw: Option<WithdrawSection>,
+}
+
+/// `[wallets.currencies.withdraw]`: one currency's withdrawal policy, amounts as decimal
+/// strings in the currency (exact in the catalog's precision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithdrawSection {
+    /// Most one account withdraws over the last 24 hours.
+    pub limit_24h: String,
+    /// Most one account withdraws over the last 30 days (at least `limit_24h`).
+    pub limit_30d: String,
+    /// A withdrawal above this waits for operators' approvals.
+    pub approval_above: String,
+    /// Approvals it then needs: 1 or 2 operators, never the requester.
+    #[serde(default = "one")]
+    pub approvals: u8,
+}
+
+fn one() -> u8 {
+    1
 }
 
 /// The `[wallets]` section.
@@ -59,6 +87,9 @@ pub struct WalletsSection {
     /// The longest pause after failed steps (the pause doubles from `interval_ms`).
     #[serde(deserialize_with = "interval_ms")]
     pub backoff_ms_max: u64,
+    /// How long a new beneficiary waits before withdrawals may go to it, ms (a stolen
+    /// session cannot add its own payee and withdraw at once).
+    pub beneficiary_activation_delay_ms: u64,
     /// The currencies deposited on the chain.
     pub currencies: Vec<WalletCurrency>,
 }
@@ -79,6 +110,7 @@ impl Default for WalletsSection {
             start_block: 0,
             interval_ms: 1_000,
             backoff_ms_max: 30_000,
+            beneficiary_activation_delay_ms: BENEFICIARY_ACTIVATION_DELAY_MS_DEFAULT,
             currencies: Vec::new(),
         }
     }
@@ -155,6 +187,23 @@ pub fn validate(
                 "not an address (0x + 40 hex digits)".to_owned(),
             );
         }
+        if let Some(withdraw) = &currency.withdraw {
+            if !currency.contract.is_empty() {
+                return invalid(
+                    key("withdraw"),
+                    "token withdrawals are not supported yet".to_owned(),
+                );
+            }
+            if let Err(reason) = currency_policy(&currency.code, withdraw, def.precision) {
+                return invalid(key("withdraw"), reason);
+            }
+        }
+    }
+    if wallets.beneficiary_activation_delay_ms > BENEFICIARY_ACTIVATION_DELAY_MS_MAX {
+        return invalid(
+            "wallets.beneficiary_activation_delay_ms".to_owned(),
+            format!("at most {BENEFICIARY_ACTIVATION_DELAY_MS_MAX}"),
+        );
     }
     if wallets.backoff_ms_max < wallets.interval_ms {
         return invalid(
@@ -163,4 +212,34 @@ pub fn validate(
         );
     }
     Ok(())
+}
+
+/// `amount` (a decimal string) in minor units of `precision` decimals, exactly.
+fn to_minor(field: &str, amount: &str, precision: u32) -> Result<u64, String> {
+    let value = peregrine_hotpath::edge::parse_decimal(amount)
+        .map_err(|error| format!("{field} `{amount}` {error}"))?;
+    let scaled = value
+        .checked_mul(rust_decimal::Decimal::from(10u64.pow(precision.min(19))))
+        .filter(|scaled| scaled.fract().is_zero())
+        .ok_or_else(|| format!("{field} `{amount}` is not exact in {precision} decimals"))?;
+    u64::try_from(scaled).map_err(|_| format!("{field} `{amount}` is too large"))
+}
+
+/// One currency's policy in minor units of `precision` decimals.
+pub fn currency_policy(
+    code: &str,
+    section: &WithdrawSection,
+    precision: u32,
+) -> Result<peregrine_wallet::policy::CurrencyPolicy, String> {
+    let rules = peregrine_wallet::policy::CurrencyPolicy {
+        limit_24h_minor: to_minor("limit_24h", &section.limit_24h, precision)?,
+        limit_30d_minor: to_minor("limit_30d", &section.limit_30d, precision)?,
+        approval_above_minor: to_minor("approval_above", &section.approval_above, precision)?,
+        approvals_required: section.approvals,
+    };
+    // The policy's own checks (approvals 1 or 2, 30 days at least 24 hours).
+    peregrine_wallet::policy::WithdrawPolicy::deny_all()
+        .with(code, rules)
+        .map_err(|error| error.to_string())?;
+    Ok(rules)
 }

@@ -66,6 +66,38 @@ impl Address {
         Some(Address::from_eth_bytes(&bytes))
     }
 
+    /// An Ethereum address a person typed, in its EIP-55 checksum case: `None` unless it is
+    /// `0x` + 40 hex digits whose letters are upper case exactly where the checksum says. An
+    /// all-lower-case address carries no checksum and is refused too: a payee's address is
+    /// where funds leave for good, and one mistyped digit must not pass.
+    pub fn parse_eip55(text: &str) -> Option<Address> {
+        let address = Address::parse_eth(text)?;
+        (address.eip55() == text).then_some(address)
+    }
+
+    /// The EIP-55 form of an Ethereum address: a hex letter is upper case where the matching
+    /// nibble of Keccak-256 of the lower-case hex is 8 or more.
+    pub fn eip55(&self) -> String {
+        let digits = self.0.strip_prefix("0x").unwrap_or(&self.0);
+        let hash = eth::keccak256(digits.as_bytes());
+        let mut text = String::with_capacity(42);
+        text.push_str("0x");
+        for (index, c) in digits.chars().enumerate() {
+            let byte = hash.get(index / 2).copied().unwrap_or(0);
+            let nibble = if index % 2 == 0 {
+                byte >> 4
+            } else {
+                byte & 0x0f
+            };
+            text.push(if nibble >= 8 {
+                c.to_ascii_uppercase()
+            } else {
+                c
+            });
+        }
+        text
+    }
+
     /// An Ethereum address's 20 bytes; `None` for another chain's address.
     pub fn eth_bytes(&self) -> Option<[u8; 20]> {
         decode_hex(self.0.strip_prefix("0x")?)?.try_into().ok()
@@ -310,3 +342,27 @@ pub(crate) fn encode_hex(bytes: &[u8]) -> String {
 }
 
 const _: () = assert!(ADDRESS_CHARS_MAX >= 42);
+
+#[cfg(test)]
+mod eip55_tests {
+    use super::Address;
+
+    #[test]
+    fn eip55_accepts_the_checksum_case_only() {
+        // The vectors of EIP-55 itself.
+        for text in [
+            "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+            "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359",
+            "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB",
+            "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb",
+        ] {
+            let address = Address::parse_eip55(text).expect(text);
+            assert_eq!(address.eip55(), text);
+            assert_eq!(address.as_str(), text.to_ascii_lowercase());
+        }
+        // One letter's case flipped, no checksum at all, not an address.
+        assert!(Address::parse_eip55("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAeD").is_none());
+        assert!(Address::parse_eip55("0x5aaeb6053f3e94c9b9a09f33669435e7ef1beaed").is_none());
+        assert!(Address::parse_eip55("0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeA").is_none());
+    }
+}
