@@ -275,6 +275,7 @@ pub async fn start(
     let mut router = peregrine_auth::http::router(Arc::clone(&identity));
     let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
     router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
+    router = router.merge(peregrine_auth::http::openapi::router());
     let counters = (
         IntCounterVec::new(
             Opts::new(
