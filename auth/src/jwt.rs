@@ -503,6 +503,16 @@ impl Verifier {
         })
     }
 
+    /// A verifier that knows no key yet (every token is refused with an unknown `kid`): for a
+    /// gateway started while the JWKS could not be read, until a reload brings the keys.
+    pub fn without_keys(config: TokenConfig) -> Verifier {
+        Verifier {
+            keys: HashMap::new(),
+            config,
+            verified: VerifiedTokens::new(),
+        }
+    }
+
     /// Whether `other` verifies with the same keys and configuration (a reload that changed
     /// nothing keeps the verifier, and with it the tokens it has verified).
     pub fn same_keys(&self, other: &Verifier) -> bool {

@@ -7,6 +7,11 @@
 //! The same log carries each change of a trading account's KYC level (`KeyChange::Level`,
 //! written with the e-mail verification and every label change, keys or not), which the
 //! gateways' level gate follows; [`KeyFeed::levels`] gives every account's level at start.
+//!
+//! OpenBao unavailable (unreachable, sealed, or identity started before it could get its
+//! token): an HMAC key whose secret cannot be decrypted now is *pending* — the feed moves on
+//! past its event (a later revocation must not wait behind it) and decrypts it again at each
+//! poll until OpenBao answers. Ed25519 keys need no OpenBao and are never pending.
 
 use std::net::IpAddr;
 
@@ -21,6 +26,12 @@ use crate::vault::{Vault, bao_error};
 pub const EVENTS_PER_POLL_MAX: i64 = 256;
 /// Keys loaded at start at most.
 pub const KEYS_LOADED_MAX: i64 = 1 << 20;
+/// Pending keys retried per poll at most (each retry is a store read and a decryption).
+pub const PENDING_RETRIES_PER_POLL_MAX: usize = 256;
+/// Pending keys are retried at most this often, ms: an OpenBao that does not answer holds a
+/// retry up to its request timeout, and the polls in between must stay fast (a revocation
+/// takes effect within 1 s).
+pub const PENDING_RETRY_INTERVAL_MS: u64 = 1_000;
 
 /// A key as a gateway uses it.
 #[derive(Debug)]
@@ -42,6 +53,9 @@ pub struct ResolvedKey {
     pub allowed_ips: Vec<IpAddr>,
     /// Expiry, Unix ms.
     pub expires_at_ms: Option<i64>,
+    /// An HMAC key whose secret OpenBao could not decrypt yet: a cache refuses it with 503
+    /// until an `Upsert` with the secret follows.
+    pub secret_pending: bool,
 }
 
 impl ResolvedKey {
@@ -56,6 +70,7 @@ impl ResolvedKey {
             legacy: false,
             allowed_ips: Vec::new(),
             expires_at_ms: None,
+            secret_pending: false,
         }
     }
 }
@@ -84,25 +99,44 @@ pub struct KeyFeed {
     store: Store,
     vault: Vault,
     last_id: i64,
+    /// HMAC keys whose secret OpenBao could not decrypt yet, in the order they were met.
+    pending: Vec<String>,
+    /// When pending keys were last retried.
+    retried_at: std::time::Instant,
 }
 
 impl KeyFeed {
     /// Every active key now, and a feed of the changes after them. The event position is read
-    /// before the keys, so a change racing the load is applied again, never missed.
+    /// before the keys, so a change racing the load is applied again, never missed. HMAC keys
+    /// OpenBao cannot decrypt now come `secret_pending` and load at a later poll.
     pub async fn start(
         store: Store,
         vault: Vault,
     ) -> Result<(KeyFeed, Vec<ResolvedKey>), AuthError> {
         let last_id = store.last_key_event_id().await?;
         let rows = store.active_api_keys(KEYS_LOADED_MAX).await?;
-        let feed = KeyFeed {
+        let mut feed = KeyFeed {
             store,
             vault,
             last_id,
+            pending: Vec::new(),
+            retried_at: std::time::Instant::now(),
         };
         let mut keys = Vec::with_capacity(rows.len());
         for row in &rows {
-            keys.push(feed.resolve(row).await?);
+            // After one unavailable answer the rest are not asked: each would wait for OpenBao
+            // again (up to its request timeout), and the polls retry them anyway.
+            let key = feed.resolve(row, feed.pending.is_empty()).await?;
+            if key.secret_pending {
+                feed.pending.push(key.kid.clone());
+            }
+            keys.push(key);
+        }
+        if !feed.pending.is_empty() {
+            tracing::warn!(
+                pending = feed.pending.len(),
+                "OpenBao unavailable: HMAC keys load once it answers"
+            );
         }
         Ok((feed, keys))
     }
@@ -112,10 +146,52 @@ impl KeyFeed {
         self.last_id
     }
 
-    /// Applies the changes since the last poll through `apply`, in order; on a failure (the
-    /// store or OpenBao unavailable) the changes applied so far stay and the next poll resumes
-    /// after them.
+    /// The HMAC keys waiting for OpenBao to decrypt their secret.
+    pub fn pending(&self) -> &[String] {
+        &self.pending
+    }
+
+    /// Decrypts pending keys again and applies those OpenBao now answers for (or drops those
+    /// retired since); stops at the first unavailable answer.
+    async fn retry_pending(&mut self, apply: &mut impl FnMut(KeyChange)) -> Result<(), AuthError> {
+        for _ in 0..PENDING_RETRIES_PER_POLL_MAX {
+            let Some(kid) = self.pending.first().cloned() else {
+                break;
+            };
+            match self.store.api_key(&kid).await? {
+                Some(row) if row.state == "active" => {
+                    let key = self.resolve(&row, true).await?;
+                    if key.secret_pending {
+                        return Ok(());
+                    }
+                    apply(KeyChange::Upsert(key));
+                }
+                // Retired meanwhile: its event removes it from the caches.
+                _ => {}
+            }
+            self.pending.remove(0);
+        }
+        Ok(())
+    }
+
+    /// Applies the changes since the last poll through `apply`, in order, then (at most every
+    /// [`PENDING_RETRY_INTERVAL_MS`]) the pending keys whose secret OpenBao now decrypts; on a
+    /// failure (the store unavailable) the changes applied so far stay and the next poll
+    /// resumes after them.
     pub async fn poll(&mut self, mut apply: impl FnMut(KeyChange)) -> Result<usize, AuthError> {
+        let count = self.apply_events(&mut apply).await?;
+        let interval = std::time::Duration::from_millis(PENDING_RETRY_INTERVAL_MS);
+        if !self.pending.is_empty() && self.retried_at.elapsed() >= interval {
+            self.retried_at = std::time::Instant::now();
+            self.retry_pending(&mut apply).await?;
+        }
+        Ok(count)
+    }
+
+    async fn apply_events(
+        &mut self,
+        apply: &mut impl FnMut(KeyChange),
+    ) -> Result<usize, AuthError> {
         let events = self
             .store
             .key_events_after(self.last_id, EVENTS_PER_POLL_MAX)
@@ -126,7 +202,11 @@ impl KeyFeed {
             let change = match event.kind {
                 KeyEventKind::Created => match self.store.api_key(&event.kid).await? {
                     Some(row) if row.state == "active" => {
-                        KeyChange::Upsert(self.resolve(&row).await?)
+                        let key = self.resolve(&row, self.pending.is_empty()).await?;
+                        if key.secret_pending {
+                            self.pending.push(key.kid.clone());
+                        }
+                        KeyChange::Upsert(key)
                     }
                     // Retired since: a later event says so too; nothing to load.
                     _ => KeyChange::Remove(event.kid),
@@ -138,7 +218,10 @@ impl KeyFeed {
                         continue;
                     }
                 },
-                _ => KeyChange::Remove(event.kid),
+                _ => {
+                    self.pending.retain(|kid| *kid != event.kid);
+                    KeyChange::Remove(event.kid)
+                }
             };
             apply(change);
             self.last_id = event.id;
@@ -168,56 +251,81 @@ impl KeyFeed {
         Ok(level.map(|level| KeyChange::Level { account, level }))
     }
 
-    async fn resolve(&self, row: &ApiKeyRow) -> Result<ResolvedKey, AuthError> {
-        // A row this version cannot use: a store fault (500), named by its key.
-        let malformed = || {
-            AuthError::Store(StoreError::UnknownValue {
-                column: "api_keys",
-                value: row.kid.clone(),
-            })
+    /// The key of `row`, its HMAC secret decrypted by OpenBao when `ask` and OpenBao answers,
+    /// else `secret_pending`.
+    async fn resolve(&self, row: &ApiKeyRow, ask: bool) -> Result<ResolvedKey, AuthError> {
+        let mut key = describe(row)?;
+        let Some(ciphertext) = row
+            .secret_ciphertext
+            .as_ref()
+            .filter(|_| row.algorithm == HMAC_SHA256)
+        else {
+            return Ok(key);
         };
-        let account = row
-            .account_id
-            .and_then(|id| u32::try_from(id).ok())
-            .ok_or_else(malformed)?;
-        let hmac_secret = match (row.algorithm.as_str(), &row.secret_ciphertext) {
-            (HMAC_SHA256, Some(ciphertext)) => {
-                let (mount, key) = (
-                    &self.vault.config.transit_mount,
-                    &self.vault.config.secrets_key,
-                );
-                let secret = self
-                    .vault
-                    .client
-                    .transit_decrypt(mount, key, ciphertext)
-                    .await
-                    .map_err(bao_error)?;
-                Some(secret)
+        key.secret_pending = true;
+        if !ask {
+            return Ok(key);
+        }
+        let (mount, name) = (
+            &self.vault.config.transit_mount,
+            &self.vault.config.secrets_key,
+        );
+        match self
+            .vault
+            .client
+            .transit_decrypt(mount, name, ciphertext)
+            .await
+            .map_err(bao_error)
+        {
+            Ok(secret) => {
+                key.hmac_secret = Some(secret);
+                key.secret_pending = false;
             }
-            (ED25519, None) => None,
-            _ => return Err(malformed()),
-        };
-        let public_key = match &row.public_key {
-            Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| malformed())?),
-            None => None,
-        };
-        let allowed_ips = match &row.allowed_ips {
-            Some(text) => text
-                .split(',')
-                .map(str::parse)
-                .collect::<Result<Vec<IpAddr>, _>>()
-                .map_err(|_| malformed())?,
-            None => Vec::new(),
-        };
-        Ok(ResolvedKey {
-            kid: row.kid.clone(),
-            account,
-            scopes: Scopes::from_csv(&row.scopes)?,
-            hmac_secret,
-            public_key,
-            legacy: row.legacy,
-            allowed_ips,
-            expires_at_ms: row.expires_at_ms,
-        })
+            Err(AuthError::VaultUnavailable) => {}
+            Err(error) => return Err(error),
+        }
+        Ok(key)
     }
+}
+
+/// The key of `row` without its secret: what needs no OpenBao.
+fn describe(row: &ApiKeyRow) -> Result<ResolvedKey, AuthError> {
+    // A row this version cannot use: a store fault (500), named by its key.
+    let malformed = || {
+        AuthError::Store(StoreError::UnknownValue {
+            column: "api_keys",
+            value: row.kid.clone(),
+        })
+    };
+    let account = row
+        .account_id
+        .and_then(|id| u32::try_from(id).ok())
+        .ok_or_else(malformed)?;
+    match (row.algorithm.as_str(), &row.secret_ciphertext) {
+        (HMAC_SHA256, Some(_)) | (ED25519, None) => {}
+        _ => return Err(malformed()),
+    }
+    let public_key = match &row.public_key {
+        Some(bytes) => Some(<[u8; 32]>::try_from(bytes.as_slice()).map_err(|_| malformed())?),
+        None => None,
+    };
+    let allowed_ips = match &row.allowed_ips {
+        Some(text) => text
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<IpAddr>, _>>()
+            .map_err(|_| malformed())?,
+        None => Vec::new(),
+    };
+    Ok(ResolvedKey {
+        kid: row.kid.clone(),
+        account,
+        scopes: Scopes::from_csv(&row.scopes)?,
+        hmac_secret: None,
+        public_key,
+        legacy: row.legacy,
+        allowed_ips,
+        expires_at_ms: row.expires_at_ms,
+        secret_pending: false,
+    })
 }

@@ -311,3 +311,55 @@ async fn a_self_service_key_trades_within_a_second_of_creation_and_stops_within_
         "the disabled key still worked for {waited:?}"
     );
 }
+
+/// Opens a private stream signed with an identity key; the upgrade's HTTP status (101 when
+/// accepted).
+async fn private_stream_status(h: &Harness, kid: &str, secret: &str) -> u16 {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    const PATH: &str = "/api/v2/ranger/private?stream=order";
+    let nonce = now_ms();
+    let signature = sign_request(secret, nonce, "GET", PATH, b"");
+    let mut request = format!("{}{PATH}", h.ws_base)
+        .into_client_request()
+        .unwrap();
+    for (name, value) in [
+        ("X-Auth-Apikey", kid.to_owned()),
+        ("X-Auth-Nonce", nonce.to_string()),
+        ("X-Auth-Signature", signature),
+    ] {
+        request.headers_mut().insert(name, value.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("private stream: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn a_private_stream_honours_the_keys_address_allowlist() {
+    use peregrine_auth::key_feed::{KeyChange, ResolvedKey};
+    let harness = Harness::start().await;
+    let bridge = harness.server.as_ref().unwrap().bridge();
+    let secret = "an allowlisted key's secret of 32+ bytes";
+    for (kid, allowed) in [
+        ("from-loopback", "127.0.0.1"),
+        ("from-elsewhere", "192.0.2.7"),
+    ] {
+        let mut key = ResolvedKey::new(kid.to_owned(), 1);
+        key.scopes = Scopes::from_names(&["read"]).unwrap();
+        key.hmac_secret = Some(peregrine_secrets::SecretBytes::new(
+            secret.as_bytes().to_vec(),
+        ));
+        key.allowed_ips = vec![allowed.parse().unwrap()];
+        bridge.apply_key_change(KeyChange::Upsert(key));
+    }
+    assert_eq!(
+        private_stream_status(&harness, "from-loopback", secret).await,
+        101
+    );
+    assert_eq!(
+        private_stream_status(&harness, "from-elsewhere", secret).await,
+        403
+    );
+}

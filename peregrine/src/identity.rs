@@ -9,6 +9,13 @@
 //! and the bridge's JWT verifier (reloaded from identity's JWKS in-process, never over HTTP).
 //! Each task shows on `/health/ready` as `identity`: a dead task fails readiness.
 //!
+//! A configured OpenBao that is unreachable or sealed at start does not stop it: identity
+//! starts with a client awaiting its token, [`crate::secret_store::Watcher`] provisions it once
+//! OpenBao answers, and `/health/ready` shows `degraded secrets` meanwhile. What works then:
+//! trading, sessions (login without 2FA, reads), ed25519 QUIC keys (their public key is in the
+//! store); what waits for OpenBao: 2FA, access tokens (JWKS included), API-key changes, and
+//! HMAC keys (their secret is transit ciphertext: pending in the key feed until decrypted).
+//!
 //! Never: runs identity's HTTP on the operator listener (that one carries the control API and
 //! metrics, not the retail page's cookies), or puts identity on the order path (the gateways
 //! verify from memory).
@@ -36,6 +43,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::AuthSection;
 use crate::readiness::{CheckStatus, Readiness, ReadinessError};
+use crate::secret_store::{WatchMetrics, Watcher};
 
 /// Longest a token file may be, bytes (a token is ~100 bytes; more is the wrong file).
 const TOKEN_FILE_BYTES_MAX: u64 = 4096;
@@ -83,6 +91,40 @@ pub enum IdentityError {
     /// A readiness check could not be registered.
     #[error(transparent)]
     Readiness(#[from] ReadinessError),
+}
+
+/// Identity's OpenBao client for `vault`: with identity's own token when provisioning with
+/// `admin` succeeds, or (a configured OpenBao that cannot answer now) awaiting it, with a
+/// watch that provisions it later. The dev store answers or is broken: its errors stop `up`.
+async fn provisioned_client(
+    admin: &AdminOpenBao,
+    vault: &VaultConfig,
+    registry: &prometheus::Registry,
+) -> Result<(OpenBao, Option<Watcher>), IdentityError> {
+    let (client, first) = match provision(&admin.client, vault).await {
+        Ok(token) => (admin.client.with_token(token), CheckStatus::Ready),
+        Err(error) if error.is_unavailable() && admin.dev.is_none() => {
+            tracing::warn!(
+                %error,
+                "OpenBao unavailable: identity starts degraded and provisions once it answers"
+            );
+            let status = crate::secret_store::degraded(admin.client.addr(), &error.to_string());
+            (admin.client.awaiting_token(), status)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if admin.dev.is_some() {
+        return Ok((client, None));
+    }
+    let metrics = WatchMetrics::new(registry)?;
+    let watcher = Watcher::new(
+        admin.client.clone(),
+        client.clone(),
+        vault.clone(),
+        first,
+        metrics,
+    );
+    Ok((client, Some(watcher)))
 }
 
 /// The identity service's settings from `[auth]` (validated with the rest of the
@@ -190,6 +232,8 @@ pub struct Running {
     vault: Vault,
     /// The embedded store identity's secrets are in, when no OpenBao is configured.
     dev_secrets: Option<DevSecrets>,
+    /// The watch over a configured OpenBao, until `attach` starts it.
+    watcher: std::sync::Mutex<Option<Watcher>>,
     section: AuthSection,
     stop: watch::Sender<bool>,
     tasks: Tasks,
@@ -221,9 +265,9 @@ pub async fn start(
     let mut identity = Identity::new(store.clone(), config, Clock::System, registry)?;
     let admin = admin_openbao(section, data_dir, registry).await?;
     let vault_config = vault_config(section);
-    let token = provision(&admin.client, &vault_config).await?;
+    let (client, watcher) = provisioned_client(&admin, &vault_config, registry).await?;
     let vault = Vault {
-        client: admin.client.with_token(token),
+        client,
         config: vault_config,
     };
     identity = identity.with_vault(vault.clone(), TokenConfig::default());
@@ -235,6 +279,7 @@ pub async fn start(
     let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
     let authorizer = kyc.authorizer().clone();
     router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
+    router = router.merge(peregrine_auth::http::openapi::router());
     let counters = (
         IntCounterVec::new(
             Opts::new(
@@ -260,6 +305,7 @@ pub async fn start(
         store,
         vault,
         dev_secrets: admin.dev,
+        watcher: std::sync::Mutex::new(watcher),
         section: section.clone(),
         stop: watch::Sender::new(false),
         tasks: Arc::default(),
@@ -306,6 +352,21 @@ impl Running {
         self.spawn_jwks_refresh(Arc::clone(&refresher));
         let tasks = Arc::clone(&self.tasks);
         readiness.register_check("identity", move || tasks_status(&tasks))?;
+        let watcher = self
+            .watcher
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(watcher) = watcher {
+            let status = watcher.status();
+            readiness.register_check("secrets", move || {
+                status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            })?;
+            self.push_task("OpenBao watch", watcher.spawn(self.stop.subscribe()));
+        }
         if let Some(dev) = &self.dev_secrets {
             let running = dev.running_flag();
             readiness.register_check("secrets", move || {
@@ -350,9 +411,18 @@ impl Running {
         Ok(())
     }
 
-    /// The bridge's JWT verifier, from identity's JWKS read in this process.
+    /// The bridge's JWT verifier, from identity's JWKS read in this process; without keys
+    /// while OpenBao cannot answer (no token can have been issued by it meanwhile either:
+    /// issuance signs in OpenBao), until the refresh loads them.
     async fn verifier(&self) -> Result<Arc<Refresher>, IdentityError> {
-        let verifier = load_verifier(&self.identity).await?;
+        let verifier = match load_verifier(&self.identity).await {
+            Ok(verifier) => verifier,
+            Err(IdentityError::Auth(peregrine_auth::AuthError::VaultUnavailable)) => {
+                tracing::warn!("OpenBao unavailable: access tokens accepted once it answers");
+                Verifier::without_keys(self.identity.tokens()?.config().clone())
+            }
+            Err(error) => return Err(error),
+        };
         Ok(Refresher::fixed(verifier))
     }
 

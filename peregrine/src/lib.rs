@@ -31,6 +31,7 @@ pub mod journal_metrics;
 pub mod logging;
 pub mod metrics;
 pub mod readiness;
+pub mod secret_store;
 pub mod shutdown;
 pub mod standby;
 pub mod supervisor;

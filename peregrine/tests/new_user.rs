@@ -14,20 +14,12 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use peregrine_client::{Client, KeyId, Placed, ServerTrust, SigningKey};
+use peregrine_client::Placed;
 use peregrine_hotpath::Side;
 use peregrine_proto::frame::RejectCode;
 use serde_json::{Value, json};
 use support::identity::*;
 use support::{Up, http_client, write_config};
-
-/// A key change must take effect on the running appliance within this.
-const CHANGE_WITHIN: Duration = Duration::from_secs(1);
-const ORDERS: &str = "/api/v2/peatio/market/orders";
-
-fn order() -> Value {
-    json!({"market": "btcusd", "side": "buy", "volume": "0.01", "price": "40000"})
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_user_signs_up_enables_2fa_and_trades_over_rest_and_quic_with_own_keys() {
@@ -80,29 +72,6 @@ async fn a_new_user_signs_up_enables_2fa_and_trades_over_rest_and_quic_with_own_
     );
     client.close().await;
     up.stop();
-}
-
-/// Logs on with a self-service key, retrying while the QUIC registry has not loaded it yet
-/// (it must within `within`).
-async fn connect_within(up: &Up, kid: u64, seed: &[u8; 32], within: Duration) -> Client {
-    let started = Instant::now();
-    loop {
-        match Client::connect(
-            up.quic,
-            ServerTrust::Fingerprint(up.fingerprint),
-            KeyId(kid),
-            SigningKey::from_seed(seed).unwrap(),
-        )
-        .await
-        {
-            Ok(client) => return client,
-            Err(error) => assert!(
-                started.elapsed() < within,
-                "the QUIC key did not log on within {within:?}: {error}"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
-//! The OpenAPI documents a running `peregrine up` serves, the REST bridge's and the control
-//! API's, are valid OpenAPI 3 by an independent validator (PyPI `openapi-spec-validator`,
+//! The OpenAPI documents a running `peregrine up` serves, the REST bridge's, identity's and the
+//! control API's, are valid OpenAPI 3 by an independent validator (PyPI `openapi-spec-validator`,
 //! which `scripts/test` installs into `.services/venv`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -69,6 +69,33 @@ async fn the_served_rest_and_control_documents_are_valid_openapi() {
     let control = get_json(&format!("{}/control/v1/openapi.json", up.http), None).await;
     assert!(control["openapi"].as_str().unwrap().starts_with("3."));
     assert_valid("control", &control, dir.path());
+
+    // Identity's, on the REST listener: valid, and every operation it lists is served.
+    let identity = get_json(&format!("{}/api/v2/barong/openapi.json", up.rest), None).await;
+    assert_valid("identity", &identity, dir.path());
+    let paths = identity["paths"].as_object().unwrap();
+    let operations: usize = paths
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, peregrine_auth::http::openapi::OPERATIONS.len());
+    for (path, item) in paths {
+        let concrete = path.replace(['{', '}'], "");
+        for method in item.as_object().unwrap().keys() {
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response = http_client()
+                .request(method.clone(), format!("{}{concrete}", up.rest))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap();
+            assert!(
+                !matches!(status, 404 | 405) || !body.contains("request."),
+                "{method} {path} is documented but not served: {status} {body}"
+            );
+        }
+    }
     up.stop();
 }
 

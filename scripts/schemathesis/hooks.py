@@ -4,6 +4,8 @@ verifies it, so the signed operations are exercised past their 401.
 - REST (gateway/src/rest/auth.rs): X-Auth-Apikey, X-Auth-Nonce (Unix ms, strictly increasing
   per key, within the server's window) and X-Auth-Signature = hex(HMAC-SHA256(secret,
   nonce + key)), from SCHEMATHESIS_REST_KEY and SCHEMATHESIS_REST_SECRET.
+- Identity: the session cookie `peregrine_session` and the X-CSRF-Token header, from
+  SCHEMATHESIS_SESSION_COOKIE and SCHEMATHESIS_CSRF_TOKEN (a verified user's login).
 - Control API: Authorization: Bearer <token>, from SCHEMATHESIS_BEARER_TOKEN.
 
 Loaded by scripts/schemathesis/run through SCHEMATHESIS_HOOKS. Nonces come from one lock, so
@@ -44,6 +46,8 @@ class PeregrineAuth:
             "key": os.environ.get("SCHEMATHESIS_REST_KEY"),
             "secret": os.environ.get("SCHEMATHESIS_REST_SECRET"),
             "bearer": os.environ.get("SCHEMATHESIS_BEARER_TOKEN"),
+            "session": os.environ.get("SCHEMATHESIS_SESSION_COOKIE"),
+            "csrf": os.environ.get("SCHEMATHESIS_CSRF_TOKEN"),
         }
 
     def set(self, case, data, context):
@@ -55,6 +59,9 @@ class PeregrineAuth:
             case.headers["X-Auth-Signature"] = sign(data["secret"], nonce, data["key"])
         if data["bearer"]:
             case.headers["Authorization"] = f"Bearer {data['bearer']}"
+        if data["session"] and data["csrf"]:
+            case.cookies = {**(case.cookies or {}), "peregrine_session": data["session"]}
+            case.headers["X-CSRF-Token"] = data["csrf"]
 
 
 @schemathesis.hook

@@ -1,5 +1,6 @@
 //! Requests to OpenBao: bounded in time and size, every failure classified.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
@@ -24,7 +25,9 @@ const _: () = assert!(RESPONSE_BYTES_MAX >= 64 * 1024);
 pub struct OpenBao {
     /// `http://host:port`, no trailing slash.
     addr: String,
-    token: BaoToken,
+    /// Shared by the clones of a client: a client made by [`OpenBao::awaiting_token`] gets its
+    /// token once ([`OpenBao::give_token`]) and every clone uses it from then on.
+    token: Arc<OnceLock<BaoToken>>,
     http: reqwest::Client,
 }
 
@@ -52,7 +55,7 @@ impl OpenBao {
             })?;
         Ok(OpenBao {
             addr: trimmed.to_owned(),
-            token,
+            token: Arc::new(OnceLock::from(token)),
             http,
         })
     }
@@ -61,9 +64,32 @@ impl OpenBao {
     pub fn with_token(&self, token: BaoToken) -> OpenBao {
         OpenBao {
             addr: self.addr.clone(),
-            token,
+            token: Arc::new(OnceLock::from(token)),
             http: self.http.clone(),
         }
+    }
+
+    /// The same server with no token yet: a component that started while OpenBao could not
+    /// make its token (unreachable, sealed) holds this client and its clones, and every call
+    /// needing a token fails [`BaoError::NoToken`] (unavailable, so 503) until
+    /// [`OpenBao::give_token`].
+    pub fn awaiting_token(&self) -> OpenBao {
+        OpenBao {
+            addr: self.addr.clone(),
+            token: Arc::new(OnceLock::new()),
+            http: self.http.clone(),
+        }
+    }
+
+    /// Gives a client made by [`OpenBao::awaiting_token`] (and all its clones) its token;
+    /// false, and nothing changed, when it has one already.
+    pub fn give_token(&self, token: BaoToken) -> bool {
+        self.token.set(token).is_ok()
+    }
+
+    /// Whether this client has a token.
+    pub fn has_token(&self) -> bool {
+        self.token.get().is_some()
     }
 
     /// The server's address.
@@ -103,7 +129,10 @@ impl OpenBao {
         let url = format!("{}/v1/{}", self.addr, path);
         let mut request = self.http.request(method, url);
         if with_token {
-            request = request.header("X-Vault-Token", self.token.expose());
+            let token = self.token.get().ok_or_else(|| BaoError::NoToken {
+                addr: self.addr.clone(),
+            })?;
+            request = request.header("X-Vault-Token", token.expose());
         }
         if let Some(body) = body {
             request = request.json(body);

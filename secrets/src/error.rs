@@ -12,6 +12,13 @@ pub enum BaoError {
         /// The transport's error.
         source: reqwest::Error,
     },
+    /// The client has no token yet: it was made while OpenBao could not issue one
+    /// ([`crate::OpenBao::awaiting_token`]); nothing was sent.
+    #[error("no OpenBao token yet for {addr}: OpenBao was not available to issue it")]
+    NoToken {
+        /// The address configured.
+        addr: String,
+    },
     /// OpenBao answered that it is sealed.
     #[error("OpenBao is sealed")]
     Sealed,
@@ -74,7 +81,10 @@ impl BaoError {
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            BaoError::Unreachable { .. } | BaoError::Sealed | BaoError::Unavailable { .. }
+            BaoError::Unreachable { .. }
+                | BaoError::Sealed
+                | BaoError::Unavailable { .. }
+                | BaoError::NoToken { .. }
         )
     }
 }

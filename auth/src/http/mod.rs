@@ -10,6 +10,7 @@ mod api_keys;
 pub mod error;
 mod format;
 pub mod kyc;
+pub mod openapi;
 mod second_factor;
 
 use std::net::SocketAddr;

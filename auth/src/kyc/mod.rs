@@ -68,19 +68,28 @@ pub struct Kyc {
 }
 
 impl Kyc {
-    /// Starts the service: makes the transit key if missing and reads the RBAC table.
+    /// Starts the service: makes the transit key if missing and reads the RBAC table. An
+    /// OpenBao that cannot answer now does not stop the start: documents answer 503 until it
+    /// does, and the key is made by then (identity's provisioning makes it too).
     pub async fn start(
         identity: Arc<Identity>,
         bao: OpenBao,
         registry: &prometheus::Registry,
     ) -> Result<Kyc, StartError> {
         let config = &identity.config().kyc;
-        bao.transit_ensure_key(
-            &config.transit_mount,
-            &config.transit_key,
-            KeyType::Aes256Gcm96,
-        )
-        .await?;
+        let ensured = bao
+            .transit_ensure_key(
+                &config.transit_mount,
+                &config.transit_key,
+                KeyType::Aes256Gcm96,
+            )
+            .await;
+        match ensured {
+            Err(error) if error.is_unavailable() => {
+                tracing::warn!(%error, "KYC documents' transit key not checked: OpenBao unavailable");
+            }
+            other => other?,
+        }
         let table = Rbac::load(identity.store()).await?;
         Ok(Kyc {
             authorizer: Authorizer::new(table, registry)?,

@@ -122,10 +122,12 @@ impl Kyc {
         target: &mut String,
     ) -> Result<(), KycError> {
         let config = self.config();
-        let secret = config.webhook_secret.as_ref().ok_or(KycError::WebhookOff)?;
+        // Unsigned first: a call without the signature headers is refused as such (401)
+        // whether the webhook is on or not; a signed one to a webhook that is off is 404.
         let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
             return Err(KycError::WebhookSignature);
         };
+        let secret = config.webhook_secret.as_ref().ok_or(KycError::WebhookOff)?;
         if body.len() > WEBHOOK_BODY_BYTES_MAX
             || timestamp.len() > TIMESTAMP_DIGITS_MAX
             || !verify_signature(secret.as_bytes(), timestamp, body, signature)

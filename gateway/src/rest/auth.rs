@@ -14,7 +14,7 @@
 //! inside which replays worked). The signature is checked first, in constant time, so an
 //! unsigned request can neither learn anything nor advance a key's nonce.
 //!
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
@@ -85,6 +85,9 @@ pub struct KeyStore {
     keys: HashMap<String, Arc<KeyEntry>>,
     /// Identity's self-service keys, changed by [`KeyStore::apply`].
     dynamic: RwLock<HashMap<String, Arc<KeyEntry>>>,
+    /// Identity's HMAC keys whose secret OpenBao could not decrypt yet: refused with 503
+    /// `identity.vault_unavailable` (retry later), not 401 (the key is not unknown).
+    pending: RwLock<HashSet<String>>,
     window_ms: u64,
     /// At or above every nonce ever accepted, also before a restart.
     floor: NonceFloor,
@@ -134,6 +137,9 @@ pub enum AuthError {
     /// The key expired.
     #[error("this API key expired")]
     KeyExpired,
+    /// The key exists but its secret is in OpenBao, which cannot answer now (503).
+    #[error("this API key's secret cannot be read while the secret store is unavailable; retry")]
+    SecretPending,
 }
 
 impl AuthError {
@@ -150,6 +156,7 @@ impl AuthError {
             AuthError::ScopeDenied => "authz.scope_denied",
             AuthError::AddressDenied => "authz.address_denied",
             AuthError::KeyExpired => "authz.api_key_expired",
+            AuthError::SecretPending => "identity.vault_unavailable",
         }
     }
 }
@@ -157,7 +164,9 @@ impl AuthError {
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         match error {
-            AuthError::NonceFloor => ApiError::unavailable(error.code(), error.to_string()),
+            AuthError::NonceFloor | AuthError::SecretPending => {
+                ApiError::unavailable(error.code(), error.to_string())
+            }
             AuthError::ScopeDenied | AuthError::AddressDenied => {
                 ApiError::forbidden(error.code(), error.to_string())
             }
@@ -197,17 +206,27 @@ impl KeyStore {
                 })
                 .collect(),
             dynamic: RwLock::new(HashMap::new()),
+            pending: RwLock::new(HashSet::new()),
             window_ms,
             floor,
         }
     }
 
-    /// Adds, replaces or drops one of identity's self-service keys (an HMAC key without a
-    /// secret is not a REST key and is ignored). A new key's nonces start above the floor.
+    /// Adds, replaces or drops one of identity's self-service keys (a key without a secret
+    /// is not a REST key and is ignored, unless its secret is pending). A new key's nonces
+    /// start above the floor.
     pub fn apply(&self, change: KeyChange) {
+        let mut pending = self.pending.write().unwrap_or_else(PoisonError::into_inner);
         let mut dynamic = self.dynamic.write().unwrap_or_else(PoisonError::into_inner);
         match change {
+            KeyChange::Upsert(key) if key.secret_pending => {
+                dynamic.remove(&key.kid);
+                if pending.len() < DYNAMIC_KEYS_MAX {
+                    pending.insert(key.kid);
+                }
+            }
             KeyChange::Upsert(key) => {
+                pending.remove(&key.kid);
                 let Some(entry) = self.entry_of(&key) else {
                     return;
                 };
@@ -219,6 +238,7 @@ impl KeyStore {
             }
             KeyChange::Remove(kid) => {
                 dynamic.remove(&kid);
+                pending.remove(&kid);
             }
             _ => {}
         }
@@ -236,6 +256,16 @@ impl KeyStore {
             allowed_ips: key.allowed_ips.clone(),
             expires_at_ms: key.expires_at_ms.and_then(|ms| u64::try_from(ms).ok()),
         })
+    }
+
+    /// Why `key` has no entry: its secret is pending, or it is unknown.
+    fn missing(&self, key: &str) -> AuthError {
+        let pending = self.pending.read().unwrap_or_else(PoisonError::into_inner);
+        if pending.contains(key) {
+            AuthError::SecretPending
+        } else {
+            AuthError::UnknownKey
+        }
     }
 
     fn entry(&self, key: &str) -> Option<Arc<KeyEntry>> {
@@ -265,7 +295,7 @@ impl KeyStore {
             header(HEADER_NONCE)?,
             header(HEADER_SIGNATURE)?,
         );
-        let entry = self.entry(key).ok_or(AuthError::UnknownKey)?;
+        let entry = self.entry(key).ok_or_else(|| self.missing(key))?;
         let nonce_ms: u64 = nonce.parse().map_err(|_| AuthError::BadNonce)?;
         let tag = decode_hex(signature).ok_or(AuthError::BadSignature)?;
         // Constant time, each.

@@ -62,20 +62,25 @@ pub(crate) async fn public_stream(
 pub(crate) async fn private_stream(
     State(bridge): State<Arc<Bridge>>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     uri: axum::http::Uri,
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // The upgrade is a read: its signature covers `GET`, the path and query, an empty body.
-    // No peer address here: a key with an allowlist is refused on this stream.
+    // The peer's address, as for REST: a key with an allowlist opens a stream only from it
+    // (no address known, e.g. a server without connect info, refuses such a key).
     let path = uri
         .path_and_query()
         .map_or_else(|| uri.path(), |p| p.as_str());
+    let peer = extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
     let facts = crate::rest::auth::RequestFacts {
         method: "GET",
         path,
         body_sha256: crate::rest::auth::body_sha256(b""),
-        peer: None,
+        peer,
         scope: peregrine_auth::api_keys::Scopes::READ,
     };
     match bridge.authenticate(&headers, &facts) {

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use peregrine_client::SigningKey;
+use peregrine_client::{Client, KeyId, ServerTrust, SigningKey};
 use peregrine_gateway::rest::auth::sign_request;
 use ring::hmac;
 use serde_json::{Value, json};
@@ -343,5 +343,36 @@ pub async fn logged_code(dir: &Path, to: &str) -> String {
         }
         assert!(Instant::now() < deadline, "no code logged for {to}:\n{log}");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A key change must take effect on the running appliance within this.
+pub const CHANGE_WITHIN: Duration = Duration::from_secs(1);
+pub const ORDERS: &str = "/api/v2/peatio/market/orders";
+
+pub fn order() -> Value {
+    json!({"market": "btcusd", "side": "buy", "volume": "0.01", "price": "40000"})
+}
+
+/// Logs on with a self-service key, retrying while the QUIC registry has not loaded it yet
+/// (it must within `within`).
+pub async fn connect_within(up: &Up, kid: u64, seed: &[u8; 32], within: Duration) -> Client {
+    let started = Instant::now();
+    loop {
+        match Client::connect(
+            up.quic,
+            ServerTrust::Fingerprint(up.fingerprint),
+            KeyId(kid),
+            SigningKey::from_seed(seed).unwrap(),
+        )
+        .await
+        {
+            Ok(client) => return client,
+            Err(error) => assert!(
+                started.elapsed() < within,
+                "the QUIC key did not log on within {within:?}: {error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
