@@ -47,9 +47,15 @@ async fn the_seeded_table_is_read_from_the_store() {
         assert!(!rbac.allows(role, Permission::OrderTrade), "{role:?}");
         assert!(!rbac.permissions_of(role).is_empty(), "{role:?}");
     }
-    // Superadmin holds every operator permission but reading documents.
+    // Superadmin holds every operator permission but reading documents and moving withdrawal
+    // funds (the wallet daemons' service token's alone).
     let superadmin = rbac.permissions_of(Role::Superadmin);
-    assert_eq!(superadmin.len(), Permission::ALL.len() - own.len() - 1);
+    assert_eq!(superadmin.len(), Permission::ALL.len() - own.len() - 2);
+    assert!(
+        Role::ALL
+            .iter()
+            .all(|role| !rbac.allows(*role, Permission::WithdrawalFunds))
+    );
     assert!(!rbac.allows(Role::Support, Permission::UserManage));
     assert!(!rbac.allows(Role::Technical, Permission::DepositCredit));
 
