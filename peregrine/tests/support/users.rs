@@ -8,85 +8,24 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use peregrine_gateway::rest::auth::sign_request;
-use ring::hmac;
 use serde_json::{Value, json};
 
 use super::http_client;
+pub use crate::support::identity::{
+    PASSWORD, Session, create_hmac_key, early_in_a_totp_period, enable_2fa, env, log_in,
+    new_verified_user, signed, totp, unique,
+};
 
 /// How long the mail may take to arrive.
 const MAIL_WAIT: Duration = Duration::from_secs(10);
 const BARONG: &str = "/api/v2/barong";
 /// Every test user's password.
-pub const PASSWORD: &str = "correct horse battery staple";
-
-pub fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run under scripts/test"))
-}
-
-pub fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}-{}-{nanos}", std::process::id())
-}
 
 fn now_s() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64
-}
-
-/// A fresh nonce: the clock in ms, strictly above the last one given.
-pub fn nonce_ms() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static LAST: AtomicU64 = AtomicU64::new(0);
-    let clock = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
-    let next = |last: u64| clock.max(last + 1);
-    let previous = LAST
-        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(next(last)))
-        .unwrap_or_else(|last| last);
-    next(previous)
-}
-
-/// RFC 6238 (SHA-1, 6 digits, 30 s), `periods` from now, from an otpauth URL's secret.
-pub fn totp(url: &str, periods: i64) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let text = url
-        .split(['?', '&'])
-        .find_map(|p| p.strip_prefix("secret="))
-        .unwrap();
-    let (mut bits, mut value, mut secret) = (0u32, 0u64, Vec::new());
-    for c in text.bytes() {
-        value = (value << 5) | ALPHABET.iter().position(|&a| a == c).unwrap() as u64;
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            secret.push((value >> bits) as u8);
-        }
-    }
-    let counter = ((now_s() / 30) + periods) as u64;
-    let mac = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, &secret),
-        &counter.to_be_bytes(),
-    );
-    let mac = mac.as_ref();
-    let offset = usize::from(mac[19] & 0x0f);
-    let word = u32::from_be_bytes(mac[offset..offset + 4].try_into().unwrap()) & 0x7fff_ffff;
-    format!("{:06}", word % 1_000_000)
-}
-
-/// Waits until the current 30 s TOTP period has at least 12 s left, so the three codes of a
-/// user (previous, current, next period) stay valid through its steps.
-pub async fn early_in_a_totp_period() {
-    while now_s() % 30 > 18 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
 }
 
 /// The code mailed to `to` (the newest), read from the SMTP server's maildir.
@@ -106,13 +45,6 @@ async fn mailed_code(to: &str) -> String {
         assert!(Instant::now() < deadline, "no mail to {to}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-/// A browser-like client of identity: the session cookie and CSRF token it was given.
-pub struct Session {
-    pub rest: String,
-    cookie: String,
-    csrf: String,
 }
 
 /// Sends; status, JSON (or `null`) and headers back.
@@ -138,106 +70,6 @@ async fn anonymous(rest: &str, path: &str, body: &Value) -> (u16, Value) {
     (status, body)
 }
 
-impl Session {
-    /// `method` on a session path, with the cookie and the CSRF token.
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: &Value) -> (u16, Value) {
-        let (status, body, _) = send(
-            http_client()
-                .request(method, format!("{}{BARONG}{path}", self.rest))
-                .header("Cookie", format!("peregrine_session={}", self.cookie))
-                .header("X-CSRF-Token", &self.csrf)
-                .json(body),
-        )
-        .await;
-        (status, body)
-    }
-
-    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        self.call(reqwest::Method::POST, path, body).await
-    }
-}
-
-/// Signs up `email`, verifies it with the mailed code and logs in; the session, account and
-/// uid.
-pub async fn new_verified_user(rest: &str, email: &str) -> (Session, u32, String) {
-    let credentials = json!({ "email": email, "password": PASSWORD });
-    let (status, body) = anonymous(rest, "/identity/users", &credentials).await;
-    assert_eq!(status, 201, "sign-up: {body}");
-    let uid = body["uid"].as_str().unwrap().to_owned();
-    let code = mailed_code(email).await;
-    let confirm = json!({ "email": email, "token": code });
-    let (status, body) = anonymous(rest, "/identity/users/email/confirm_code", &confirm).await;
-    assert_eq!(status, 201, "verify: {body}");
-    let account = u32::try_from(body["account_id"].as_u64().unwrap()).unwrap();
-    let session = log_in(rest, &credentials).await;
-    (session, account, uid)
-}
-
-/// Logs in with e-mail and password; the session cookie and CSRF token it gave.
-pub async fn log_in(rest: &str, credentials: &Value) -> Session {
-    let (status, body, headers) = send(
-        http_client()
-            .post(format!("{rest}{BARONG}/identity/sessions"))
-            .json(credentials),
-    )
-    .await;
-    assert_eq!(status, 200, "login: {body}");
-    let set_cookie = headers.get("set-cookie").unwrap().to_str().unwrap();
-    let cookie = set_cookie
-        .strip_prefix("peregrine_session=")
-        .and_then(|rest| rest.split(';').next())
-        .unwrap()
-        .to_owned();
-    let csrf = body["csrf_token"].as_str().unwrap().to_owned();
-    Session {
-        rest: rest.to_owned(),
-        cookie,
-        csrf,
-    }
-}
-
-/// Enrols and enables 2FA with the current period's code; the otpauth URL.
-pub async fn enable_2fa(session: &Session) -> String {
-    let (status, body) = session
-        .post("/resource/otp/generate_qrcode", &json!({}))
-        .await;
-    assert_eq!(status, 201, "enrol: {body}");
-    let url = body["data"]["url"].as_str().unwrap().to_owned();
-    let (status, body) = session
-        .post("/resource/otp/enable", &json!({ "code": totp(&url, 0) }))
-        .await;
-    assert_eq!(status, 201, "enable: {body}");
-    url
-}
-
-/// A request signed with an HMAC key over nonce, method, path and the body's SHA-256.
-pub async fn signed(
-    rest: &str,
-    (kid, secret): (&str, &str),
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> (u16, Value) {
-    let bytes = body.map(Value::to_string).unwrap_or_default();
-    let nonce = nonce_ms();
-    let signature = sign_request(secret, nonce, method, path, bytes.as_bytes());
-    let mut request = http_client()
-        .request(
-            reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-            format!("{rest}{path}"),
-        )
-        .header("X-Auth-Apikey", kid)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature);
-    if body.is_some() {
-        request = request
-            .header("Content-Type", "application/json")
-            .body(bytes);
-    }
-    let (status, body, _) = send(request).await;
-    (status, body)
-}
-
 /// `[auth]` on the real OpenBao (mounts and policy of this run's own) and SMTP, with
 /// `withdraw_level_min`; the root token written to `dir/bao-token`.
 pub fn auth_section(dir: &Path, withdraw_level_min: i64) -> String {
@@ -252,22 +84,6 @@ pub fn auth_section(dir: &Path, withdraw_level_min: i64) -> String {
         totp = unique("totp"),
         transit = unique("transit"),
         policy = unique("identity"),
-    )
-}
-
-/// A new HMAC key with `scope`, made with the `period`'s code; (kid, secret).
-pub async fn create_hmac_key(
-    session: &Session,
-    url: &str,
-    scope: &[&str],
-    period: i64,
-) -> (String, String) {
-    let create = json!({ "scope": scope, "totp_code": totp(url, period) });
-    let (status, created) = session.post("/resource/api_keys", &create).await;
-    assert_eq!(status, 201, "create key: {created}");
-    (
-        created["kid"].as_str().unwrap().to_owned(),
-        created["secret"].as_str().unwrap().to_owned(),
     )
 }
 
