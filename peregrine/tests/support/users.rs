@@ -5,70 +5,14 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::http_client;
 pub use crate::support::identity::{
     PASSWORD, Session, create_hmac_key, early_in_a_totp_period, enable_2fa, env, log_in,
     new_verified_user, signed, totp, unique,
 };
-
-/// How long the mail may take to arrive.
-const MAIL_WAIT: Duration = Duration::from_secs(10);
-const BARONG: &str = "/api/v2/barong";
-/// Every test user's password.
-
-fn now_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
-/// The code mailed to `to` (the newest), read from the SMTP server's maildir.
-async fn mailed_code(to: &str) -> String {
-    let dir = PathBuf::from(env("SMTP_MAIL_DIR"));
-    let deadline = Instant::now() + MAIL_WAIT;
-    loop {
-        let mail = ["new", "cur"]
-            .iter()
-            .filter_map(|sub| std::fs::read_dir(dir.join(sub)).ok())
-            .flat_map(|entries| entries.flatten())
-            .map(|entry| std::fs::read_to_string(entry.path()).unwrap_or_default())
-            .find(|text| text.contains(&format!("To: <{to}>")));
-        if let Some(text) = mail {
-            return text.split(" is ").nth(1).unwrap()[..6].to_owned();
-        }
-        assert!(Instant::now() < deadline, "no mail to {to}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Sends; status, JSON (or `null`) and headers back.
-async fn send(request: reqwest::RequestBuilder) -> (u16, Value, reqwest::header::HeaderMap) {
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        headers,
-    )
-}
-
-async fn anonymous(rest: &str, path: &str, body: &Value) -> (u16, Value) {
-    let (status, body, _) = send(
-        http_client()
-            .post(format!("{rest}{BARONG}{path}"))
-            .json(body),
-    )
-    .await;
-    (status, body)
-}
 
 /// `[auth]` on the real OpenBao (mounts and policy of this run's own) and SMTP, with
 /// `withdraw_level_min`; the root token written to `dir/bao-token`.
