@@ -618,6 +618,17 @@ impl Refresher {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
+        Self::start_with(http, url, config, interval).await
+    }
+
+    /// [`Refresher::start`] with the caller's HTTP client (e.g. one that trusts only the
+    /// appliance's certificate, for an `https://` JWKS).
+    pub async fn start_with(
+        http: reqwest::Client,
+        url: String,
+        config: TokenConfig,
+        interval: Duration,
+    ) -> Result<Arc<Refresher>, JwksError> {
         let first = fetch_verifier(&http, &url, &config).await?;
         let refresher = Arc::new(Refresher {
             current: RwLock::new(Arc::new(first)),

@@ -785,3 +785,102 @@ async fn an_access_token_from_identity_reads_the_account_on_a_bridge_that_loads_
     up.stop();
     delete_stream(&url, &stream).await;
 }
+
+/// A self-signed certificate for 127.0.0.1 and its key, written under `dir` as `<name>.pem` and
+/// `<name>-key.pem`.
+fn write_certificate(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let certified = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
+
+/// The bids of `bridge`'s btcusd book once it shows `count` of them.
+async fn bids_when(bridge: &Bridge, count: usize) -> Vec<Value> {
+    let started = Instant::now();
+    loop {
+        let book = public(&bridge.rest, "markets/btcusd/order-book").await;
+        let bids = book["bids"].as_array().cloned().unwrap_or_default();
+        if bids.len() == count {
+            return bids;
+        }
+        assert!(started.elapsed() < CONVERGE_WITHIN, "{book}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `[rest.tls]` on the appliance and `https://` relays: a bridge that trusts the appliance's
+/// certificate places orders through it; a bridge that trusts another certificate cannot reach
+/// it (503, nothing placed); plain HTTP to the TLS port gets no answer; failed handshakes are
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_reach_a_tls_appliance_only_through_a_bridge_that_trusts_its_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("tls");
+    let url = nats_url();
+    let (cert, key) = write_certificate(dir.path(), "appliance");
+    let (other, _) = write_certificate(dir.path(), "other");
+    let sections = format!(
+        "[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n\n\
+         [rest.tls]\nsource = \"files\"\ncert_chain_pem = \"{}\"\nprivate_key_pem = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let (up, port) = relay_appliance_with(dir.path(), &url, &stream, &prefix, &sections);
+    assert_eq!(
+        up.rest,
+        format!("https://127.0.0.1:{port}"),
+        "{:?}",
+        up.lines
+    );
+    up.deposit(1, "usd", "1000000", 1).await;
+    let relay_lines = |trusted: &Path| {
+        format!(
+            "orders_url = \"https://127.0.0.1:{port}\"\nappliance_ca_pem = \"{}\"\n",
+            trusted.display()
+        )
+    };
+    let trusting = Bridge::start_with(&dir.path().join("b1"), &url, &stream, &relay_lines(&cert));
+    let fooled = Bridge::start_with(&dir.path().join("b2"), &url, &stream, &relay_lines(&other));
+
+    let (status, body) = signed(&trusting.rest, "POST", ORDERS, &bid("49000"), RELAY_SECRET).await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = signed(&fooled.rest, "POST", ORDERS, &bid("48000"), RELAY_SECRET).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("server.appliance_unreachable"), "{body}");
+    // Placed after the refused one: once the book shows it, the refused order would show too.
+    let (status, body) = signed(&trusting.rest, "POST", ORDERS, &bid("47000"), RELAY_SECRET).await;
+    assert_eq!(status, 201, "{body}");
+    let bids = bids_when(&fooled, 2).await;
+    let prices: Vec<&Value> = bids.iter().map(|level| &level["price"]).collect();
+    assert_eq!(prices, ["49000", "47000"], "{bids:?}");
+
+    // The TLS port answers no plain HTTP; a client that trusts the certificate is served.
+    let plain = http_client()
+        .get(format!(
+            "http://127.0.0.1:{port}/api/v2/peatio/public/markets"
+        ))
+        .send()
+        .await;
+    assert!(plain.is_err(), "{plain:?}");
+    let pinned = peregrine_gateway::rest::relay::appliance_client(Some(&cert)).unwrap();
+    let markets = pinned
+        .get(format!("{}/api/v2/peatio/public/markets", up.rest))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(markets.status().as_u16(), 200);
+    let metrics = up.metrics().await;
+    let failed = metrics
+        .lines()
+        .find(|l| l.starts_with("peregrine_rest_tls_handshakes_total{outcome=\"failed\"}"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(failed.is_some_and(|n| n >= 2), "{failed:?}");
+    up.stop();
+    delete_stream(&url, &stream).await;
+}

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use ring::digest::{SHA256, digest};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use peregrine_proto::frame::ALPN;
 
 /// Where the server's certificate comes from.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "snake_case", tag = "source")]
 #[non_exhaustive]
 pub enum TlsSource {

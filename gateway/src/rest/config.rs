@@ -61,6 +61,10 @@ pub struct RestConfig {
     /// Trades read from the replica at start, at most, to rebuild public trades, k-lines and
     /// tickers (see `market_data::restore`): a bound on start time.
     pub rebuild_trades_max: usize,
+    /// TLS on this listener (`[rest.tls]`, e.g. `source = "files"` with `cert_chain_pem` and
+    /// `private_key_pem`): what a bridge on another host relays order entry and bearer tokens
+    /// over (see `tls`). None: plain HTTP, for loopback or behind a TLS-terminating balancer.
+    pub tls: Option<crate::quic::tls::TlsSource>,
     /// Where the durable nonce floor is kept (see `nonce_floor`): set by `up` to a file in
     /// the data directory, never read from configuration; `None` keeps it in memory only.
     #[serde(skip)]
@@ -84,6 +88,7 @@ impl Default for RestConfig {
             history_per_account: 1_000,
             history_total: 200_000,
             rebuild_trades_max: crate::market_data::restore::REBUILD_TRADES_MAX,
+            tls: None,
             nonce_floor_path: None,
         }
     }

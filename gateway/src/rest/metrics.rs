@@ -27,6 +27,10 @@ pub struct Metrics {
     pub key_changes_total: IntCounter,
     /// Polls of identity's key feed that failed.
     pub key_feed_failures_total: IntCounter,
+    /// TLS handshakes on `[rest.tls]` by outcome (`ok`, `failed`, `timeout`, `refused`).
+    pub tls_handshakes_total: IntCounterVec,
+    /// Time from a TCP connection's accept to its finished TLS handshake.
+    pub tls_handshake_seconds: Histogram,
 }
 
 impl Metrics {
@@ -68,6 +72,20 @@ impl Metrics {
                     "market_data_batch_seconds",
                     "time to derive and fan out one batch of commands",
                 )
+                .buckets(buckets.clone()),
+            )?,
+            tls_handshakes_total: IntCounterVec::new(
+                Opts::new(
+                    "rest_tls_handshakes_total",
+                    "TLS handshakes on the REST listener, by outcome",
+                ),
+                &["outcome"],
+            )?,
+            tls_handshake_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "rest_tls_handshake_seconds",
+                    "time from a connection's accept to its finished TLS handshake",
+                )
                 .buckets(buckets),
             )?,
             key_changes_total: IntCounter::new(
@@ -89,6 +107,8 @@ impl Metrics {
         registry.register(Box::new(metrics.feed_batch_seconds.clone()))?;
         registry.register(Box::new(metrics.key_changes_total.clone()))?;
         registry.register(Box::new(metrics.key_feed_failures_total.clone()))?;
+        registry.register(Box::new(metrics.tls_handshakes_total.clone()))?;
+        registry.register(Box::new(metrics.tls_handshake_seconds.clone()))?;
         Ok(metrics)
     }
 }

@@ -33,6 +33,7 @@ mod public;
 pub mod rebuild;
 pub mod relay;
 pub mod time;
+pub mod tls;
 pub mod transactions;
 pub mod types;
 pub mod withdraws;
@@ -92,6 +93,9 @@ pub enum RestError {
     /// The durable nonce floor could not be read.
     #[error(transparent)]
     NonceFloor(#[from] nonce_floor::FloorError),
+    /// `[rest.tls]` could not be loaded.
+    #[error("rest tls: {0}")]
+    Tls(#[from] crate::quic::tls::TlsError),
 }
 
 /// What the feed task and the WebSocket connections share: derived data and subscribers,
@@ -506,27 +510,52 @@ fn start(
         .local_addr()
         .map_err(|source| RestError::Bind { addr, source })?;
     let app = router(bridge.clone()).merge(extra);
-    let mut stop = bridge.shutdown.subscribe();
-    let server = tokio::spawn(async move {
-        let graceful = async move { stopped(&mut stop).await };
-        // With the peer's address: an API key's allowlist is checked against it.
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful)
-        .await;
-        if let Err(error) = served {
-            tracing::error!(%error, "REST server failed");
+    let stop = bridge.shutdown.subscribe();
+    let server = match &bridge.config.tls {
+        None => tokio::spawn(run_server(listener, app, stop)),
+        Some(source) => {
+            let metrics = tls::HandshakeMetrics {
+                total: bridge.metrics.tls_handshakes_total.clone(),
+                seconds: bridge.metrics.tls_handshake_seconds.clone(),
+            };
+            let listener = tls::TlsListener::new(listener, tls::server_config(source)?, metrics)
+                .map_err(|source| RestError::Bind { addr, source })?;
+            // Tapped: axum gives the peer's address (`ConnectInfo`) for tapped listeners.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
+            tokio::spawn(run_server(listener, app, stop))
         }
-    });
-    tracing::info!(%local_addr, "REST/WebSocket bridge listening");
+    };
+    let scheme = if bridge.config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(%local_addr, scheme, "REST/WebSocket bridge listening");
     Ok(RestServer {
         local_addr,
         bridge,
         server: Some(server),
         feed: Some(feed),
     })
+}
+
+/// Serves `app` on `listener` until `stop` says so.
+async fn run_server<L>(listener: L, app: Router, mut stop: watch::Receiver<bool>)
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    SocketAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
+{
+    let graceful = async move { stopped(&mut stop).await };
+    // With the peer's address: an API key's allowlist is checked against it.
+    let served = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(graceful)
+    .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "REST server failed");
+    }
 }
 
 impl RestServer {

@@ -59,43 +59,101 @@ const BALANCES_PREFIX: &str = "/api/v2/peatio/account/balances";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RelayError {
-    /// The appliance's address is not an `http://host:port` base.
-    #[error("orders url {0:?} is not an http://host[:port] base without a path")]
+    /// The appliance's address is not an `http(s)://host:port` base.
+    #[error("orders url {0:?} is not an http(s)://host[:port] base without a path")]
     BadUrl(String),
+    /// An `https://` address without the certificate to trust for it (this build trusts no
+    /// public roots: the appliance's certificate or its CA is named explicitly).
+    #[error("{0:?} is https: name the appliance's certificate or CA to trust (appliance_ca_pem)")]
+    TrustMissing(String),
+    /// A certificate to trust given for a plain `http://` address (it would go unused: the
+    /// configuration says TLS where there is none).
+    #[error("{0:?} is plain http, yet a certificate to trust is given: use https://")]
+    TrustUnused(String),
+    /// The certificate file could not be read or holds no certificate.
+    #[error("certificate to trust {path}: {reason}")]
+    Trust {
+        /// The PEM file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The HTTP client could not be built.
     #[error("relay client: {0}")]
     Client(#[from] reqwest::Error),
 }
 
+/// What [`appliance_client`] makes (a cheap handle: clones share one pool).
+pub type ApplianceClient = reqwest::Client;
+
+/// The HTTP client a bridge reaches the appliance with (relayed order entry, identity's JWKS):
+/// plain HTTP, or — with `trust`, a PEM file of the appliance's certificate or its CA — HTTPS
+/// only, TLS 1.3, trusting that file alone (no public roots: a bridge talks to one appliance).
+pub fn appliance_client(trust: Option<&std::path::Path>) -> Result<ApplianceClient, RelayError> {
+    let builder = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(RELAY_TIMEOUT)
+        .pool_max_idle_per_host(POOL_IDLE_MAX);
+    let Some(path) = trust else {
+        return Ok(builder.build()?);
+    };
+    let trust_error = |reason: String| RelayError::Trust {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| trust_error(e.to_string()))?;
+    let certificates =
+        reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| trust_error(e.to_string()))?;
+    if certificates.is_empty() {
+        return Err(trust_error("no certificate in the file".to_owned()));
+    }
+    let mut builder = builder
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .min_tls_version(reqwest::tls::Version::TLS_1_3)
+        .https_only(true);
+    for certificate in certificates {
+        builder = builder.add_root_certificate(certificate);
+    }
+    Ok(builder.build()?)
+}
+
+/// Checks that `url`'s scheme agrees with whether a certificate to trust is given.
+pub fn check_scheme(url: &str, trusted: bool) -> Result<(), RelayError> {
+    let scheme = reqwest::Url::parse(url)
+        .map_err(|_| RelayError::BadUrl(url.to_owned()))?
+        .scheme()
+        .to_owned();
+    match (scheme.as_str(), trusted) {
+        ("https", false) => Err(RelayError::TrustMissing(url.to_owned())),
+        ("http", true) => Err(RelayError::TrustUnused(url.to_owned())),
+        ("http" | "https", _) => Ok(()),
+        _ => Err(RelayError::BadUrl(url.to_owned())),
+    }
+}
+
 /// The appliance's REST edge, as a bridge relays to it.
 #[derive(Debug)]
 pub struct Relay {
-    /// `http://host:port`, no trailing slash.
+    /// `http(s)://host:port`, no trailing slash.
     base: String,
     client: reqwest::Client,
 }
 
 impl Relay {
-    /// A relay to the appliance's `[rest]` base, e.g. `http://10.0.0.5:8081`.
-    pub fn new(base: &str) -> Result<Relay, RelayError> {
+    /// A relay to the appliance's `[rest]` base, e.g. `http://10.0.0.5:8081`, or
+    /// `https://10.0.0.5:8081` with `trust` (see [`appliance_client`]).
+    pub fn new(base: &str, trust: Option<&std::path::Path>) -> Result<Relay, RelayError> {
         let parsed = reqwest::Url::parse(base).map_err(|_| RelayError::BadUrl(base.to_owned()))?;
-        // Plain HTTP on the appliance's private network (this build has no TLS client).
-        let valid = parsed.scheme() == "http"
-            && parsed.host_str().is_some()
-            && parsed.path() == "/"
-            && parsed.query().is_none();
+        let valid = parsed.host_str().is_some() && parsed.path() == "/" && parsed.query().is_none();
         if !valid {
             return Err(RelayError::BadUrl(base.to_owned()));
         }
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(RELAY_TIMEOUT)
-            .pool_max_idle_per_host(POOL_IDLE_MAX)
-            .build()?;
+        check_scheme(base, trust.is_some())?;
         Ok(Relay {
             base: base.trim_end_matches('/').to_owned(),
-            client,
+            client: appliance_client(trust)?,
         })
     }
 }
@@ -214,19 +272,44 @@ mod tests {
 
     #[test]
     fn refuses_a_base_that_is_not_one() {
-        assert!(Relay::new("http://127.0.0.1:8081").is_ok());
-        assert!(Relay::new("http://127.0.0.1:8081/").is_ok());
+        assert!(Relay::new("http://127.0.0.1:8081", None).is_ok());
+        assert!(Relay::new("http://127.0.0.1:8081/", None).is_ok());
         for bad in [
             "",
             "127.0.0.1:8081",
             "ftp://x",
+            "ftp://x/",
             "http://x/api/v2",
             "http://x/?a=1",
         ] {
             assert!(
-                matches!(Relay::new(bad), Err(RelayError::BadUrl(_))),
+                matches!(Relay::new(bad, None), Err(RelayError::BadUrl(_))),
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn https_needs_a_certificate_to_trust_and_http_takes_none() {
+        let missing = std::path::Path::new("/nonexistent/ca.pem");
+        assert!(matches!(
+            Relay::new("https://127.0.0.1:8081", None),
+            Err(RelayError::TrustMissing(_))
+        ));
+        assert!(matches!(
+            Relay::new("http://127.0.0.1:8081", Some(missing)),
+            Err(RelayError::TrustUnused(_))
+        ));
+        assert!(matches!(
+            Relay::new("https://127.0.0.1:8081", Some(missing)),
+            Err(RelayError::Trust { .. })
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert!(matches!(
+            Relay::new("https://127.0.0.1:8081", Some(&empty)),
+            Err(RelayError::Trust { .. })
+        ));
     }
 }

@@ -35,6 +35,7 @@ use peregrine_core::Executed;
 use peregrine_core::catalog::Catalog;
 use peregrine_fanout::{BooksSnapshot, Consumer, ConsumerConfig, ConsumerHandle, FeedEvent};
 use peregrine_gateway::market_data::Seed;
+use peregrine_gateway::rest::relay::{self, RelayError};
 use peregrine_gateway::rest::{FeedItem, RestServer, StreamFeed};
 use peregrine_hotpath::TimestampNs;
 use tokio::sync::mpsc;
@@ -82,7 +83,7 @@ pub enum BridgeError {
     Rest(#[from] peregrine_gateway::rest::RestError),
     #[error("stream: {0}")]
     Consumer(#[from] peregrine_fanout::ConsumerError),
-    #[error("[bridge] orders_url: {0}")]
+    #[error("[bridge]: {0}")]
     Relay(#[from] peregrine_gateway::rest::relay::RelayError),
     #[error("cannot write to stdout: {0}")]
     Stdout(std::io::Error),
@@ -96,7 +97,12 @@ impl BridgeError {
             Self::Config(_)
                 | Self::Logging(LoggingError::Filter(_))
                 | Self::Catalog(_)
-                | Self::Relay(peregrine_gateway::rest::relay::RelayError::BadUrl(_))
+                | Self::Relay(
+                    RelayError::BadUrl(_)
+                        | RelayError::TrustMissing(_)
+                        | RelayError::TrustUnused(_)
+                        | RelayError::Trust { .. }
+                )
         )
     }
 }
@@ -124,6 +130,14 @@ pub fn run(
 
 async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), BridgeError> {
     let config = &loaded.config;
+    // Before any port is bound: a URL whose scheme disagrees with `appliance_ca_pem` is a
+    // configuration error, not a relay that fails later.
+    let trust = appliance_trust(config);
+    for url in [&config.bridge.orders_url, &config.bridge.jwks_url] {
+        if !url.is_empty() {
+            relay::check_scheme(url, trust.is_some())?;
+        }
+    }
     let mut signals = StopSignals::install().map_err(BridgeError::Signals)?;
     let refused = |key: &str, addr: SocketAddr, error: std::io::Error| {
         BridgeError::Config(
@@ -154,7 +168,8 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), BridgeError>
     })?;
     let rest = start_rest(config, rest_listener, &consumer, events, catalog, &metrics).await?;
     if !config.bridge.jwks_url.is_empty() {
-        let loaded = accept_tokens(&rest, config.bridge.jwks_url.clone());
+        let client = relay::appliance_client(trust.as_deref())?;
+        let loaded = accept_tokens(&rest, config.bridge.jwks_url.clone(), client);
         readiness.register_check("tokens", move || {
             if loaded.load(std::sync::atomic::Ordering::Acquire) {
                 CheckStatus::Ready
@@ -249,19 +264,31 @@ async fn start_rest(
     )
     .await?;
     if !config.bridge.orders_url.is_empty() {
-        rest.bridge()
-            .relay_to(peregrine_gateway::rest::relay::Relay::new(
-                &config.bridge.orders_url,
-            )?);
+        let trust = appliance_trust(config);
+        rest.bridge().relay_to(relay::Relay::new(
+            &config.bridge.orders_url,
+            trust.as_deref(),
+        )?);
     }
     Ok(rest)
+}
+
+/// `[bridge] appliance_ca_pem`, if set: the one certificate file the bridge trusts for the
+/// appliance's `https://` addresses.
+fn appliance_trust(config: &config::Config) -> Option<std::path::PathBuf> {
+    let path = &config.bridge.appliance_ca_pem;
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
 }
 
 /// Loads identity's JWKS from `url` until it succeeds, retrying every [`JWKS_RETRY`], then lets
 /// the edge accept access JWTs (kept fresh by the refresher). The flag turns true once loaded.
 /// Why not fail the start: a bridge may come up before the appliance; it serves market data
 /// meanwhile and answers token-authenticated requests 401 until the keys are known.
-fn accept_tokens(rest: &RestServer, url: String) -> Arc<std::sync::atomic::AtomicBool> {
+fn accept_tokens(
+    rest: &RestServer,
+    url: String,
+    client: relay::ApplianceClient,
+) -> Arc<std::sync::atomic::AtomicBool> {
     let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = Arc::clone(&loaded);
     let bridge = Arc::clone(rest.bridge());
@@ -270,7 +297,13 @@ fn accept_tokens(rest: &RestServer, url: String) -> Arc<std::sync::atomic::Atomi
         loop {
             // The appliance's identity signs with the default issuer and audience.
             let expected = peregrine_auth::jwt::TokenConfig::default();
-            match peregrine_auth::jwt::Refresher::start(url.clone(), expected, reload).await {
+            let started = peregrine_auth::jwt::Refresher::start_with(
+                client.clone(),
+                url.clone(),
+                expected,
+                reload,
+            );
+            match started.await {
                 Ok(refresher) => {
                     bridge.accept_tokens(refresher);
                     flag.store(true, std::sync::atomic::Ordering::Release);

@@ -924,22 +924,28 @@ impl Summary<'_> {
                 self.config.quic.keys.len()
             )?;
         }
+        // `[rest.tls]` makes the REST listener (and the page and identity on it) https.
+        let scheme = if self.config.rest.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         writeln!(
             stdout,
-            "rest  http://{}/api/v2  (ws /api/v2/ranger/public|private; API keys: {})",
+            "rest  {scheme}://{}/api/v2  (ws /api/v2/ranger/public|private; API keys: {})",
             self.rest.local_addr(),
             self.config.rest.keys.len()
         )?;
         writeln!(
             stdout,
-            "page  http://{}/  (retail trading)",
+            "page  {scheme}://{}/  (retail trading)",
             self.rest.local_addr()
         )?;
         if let Some(store) = self.identity_store {
             let auth = &self.config.auth;
             writeln!(
                 stdout,
-                "identity  http://{}/api/v2/barong  (store {store}; openbao {}; smtp {})",
+                "identity  {scheme}://{}/api/v2/barong  (store {store}; openbao {}; smtp {})",
                 self.rest.local_addr(),
                 auth.openbao
                     .as_ref()

@@ -26,6 +26,10 @@ pub struct BridgeSection {
     /// `[rest]`): the bridge then accepts identity's access JWTs (`Authorization: Bearer`),
     /// verified from memory and reloaded every [`JWKS_RELOAD_S`] s; empty: tokens are refused.
     pub jwks_url: String,
+    /// The appliance's certificate or its CA (PEM): with it, `orders_url` and `jwks_url` are
+    /// `https://` and the bridge trusts this file alone (the appliance's `[rest.tls]`); empty:
+    /// both are plain `http://` (loopback or a private network).
+    pub appliance_ca_pem: String,
 }
 
 /// Seconds between reloads of `[bridge] jwks_url` (a rotated key is served by identity before
@@ -41,6 +45,7 @@ impl Default for BridgeSection {
             accounts_from_replica: false,
             orders_url: String::new(),
             jwks_url: String::new(),
+            appliance_ca_pem: String::new(),
         }
     }
 }
