@@ -212,10 +212,7 @@ impl Engine {
     // these out of line on the order path; inlined they measured 2.5 % fewer instructions.
     #[inline(always)]
     fn market_mut(&mut self, market: MarketId) -> &mut Market {
-        match market_entry_mut(&mut self.markets, market) {
-            Some(m) => m,
-            None => unreachable!("market checked by the caller"),
-        }
+        market_entry_mut(&mut self.markets, market)
     }
 
     /// The slot of an account's live order, and where a lookup by client id found its entry
@@ -400,15 +397,13 @@ impl Engine {
             debug_assert_eq!(
                 parsed.lock,
                 resting_lock(
-                    market_entry(&self.markets, market_id),
+                    Some(market_entry(&self.markets, market_id)),
                     o.side,
                     parsed.price,
                     parsed.qty
                 )
             );
-            let Some(market) = market_entry_mut(&mut self.markets, market_id) else {
-                unreachable!("market checked above");
-            };
+            let market = market_entry_mut(&mut self.markets, market_id);
             debug_assert!(!market.has_reached_stop());
             market.own(o.side).push(&mut self.orders, slot);
             out.push(Event::OrderRested {
@@ -461,10 +456,7 @@ impl Engine {
         debug_assert_eq!(o.state, OrderState::Taking);
         let (id, account, market_id, side) = (o.id, o.account, o.market, o.side);
         let (price, qty, locked, spend) = (o.price, o.qty, o.locked, o.spend);
-        let market = match market_entry_mut(&mut self.markets, market_id) {
-            Some(m) => m,
-            None => unreachable!("order's market exists"),
-        };
+        let market = market_entry_mut(&mut self.markets, market_id);
         let needed = resting_lock(Some(market), side, price, qty);
         assert!(locked >= needed, "resting order under-locked");
         let excess = locked - needed;
@@ -563,10 +555,7 @@ impl Engine {
     ) {
         let o = self.orders.get(slot);
         let (id, market_id, side, state, trigger) = (o.id, o.market, o.side, o.state, o.trigger);
-        let market = match market_entry_mut(&mut self.markets, market_id) {
-            Some(m) => m,
-            None => unreachable!("order's market exists"),
-        };
+        let market = market_entry_mut(&mut self.markets, market_id);
         match state {
             OrderState::Resting => {
                 market.own(side).unlink(&mut self.orders, slot);
@@ -583,10 +572,7 @@ impl Engine {
     fn taker(&self, slot: u32) -> Taker {
         let o = self.orders.get(slot);
         let tier = fee_tier(account_risk(&self.accounts, o.account));
-        let fee_ppm = match market_entry(&self.markets, o.market) {
-            Some(market) => market.fees[tier].taker_ppm,
-            None => unreachable!("order's market exists"),
-        };
+        let fee_ppm = market_entry(&self.markets, o.market).fees[tier].taker_ppm;
         Taker {
             slot,
             id: o.id,
@@ -615,10 +601,7 @@ impl Engine {
             if (if taker.budget { locked } else { open }) == 0 {
                 return MatchEnd::Filled;
             }
-            let market = match market_entry(&self.markets, taker.market) {
-                Some(m) => m,
-                None => unreachable!("order's market exists"),
-            };
+            let market = market_entry(&self.markets, taker.market);
             let Some(level) = market.opposite_ref(taker.side).best() else {
                 return MatchEnd::NoMoreLiquidity;
             };
@@ -672,10 +655,7 @@ impl Engine {
         out: &mut Vec<Event>,
     ) {
         let maker_tier = fee_tier(account_risk(&self.accounts, maker_account));
-        let market = match market_entry_mut(&mut self.markets, taker.market) {
-            Some(m) => m,
-            None => unreachable!("order's market exists"),
-        };
+        let market = market_entry_mut(&mut self.markets, taker.market);
         let base = market.base_amount(qty);
         let quote = market.quote_amount(price, qty);
         let (base_ccy, quote_ccy) = (market.spec.base, market.spec.quote);
@@ -962,10 +942,7 @@ impl Engine {
             out.push(event);
             return Ok(());
         }
-        let market = match market_entry_mut(&mut self.markets, market_id) {
-            Some(m) => m,
-            None => unreachable!("order's market exists"),
-        };
+        let market = market_entry_mut(&mut self.markets, market_id);
         market.own(order.side).unlink(&mut self.orders, slot);
         {
             let o = self.orders.get_mut(slot);
@@ -1570,28 +1547,41 @@ pub struct OrderView {
     pub pending_stop: bool,
 }
 
-// A market known to exist, without a bounds check (measured, session 8 round 2 in
-// perf/RESULTS.md). Invariant: `markets` has `max_markets` entries and never changes length,
-// and a market id reaches these only from an order in the slab or a command whose market
-// `Engine::market` found (markets are never removed). Checked in debug builds.
+// A market known to exist, without a bounds check or a check that it is there (measured,
+// session 8 round 2 and session 11 in perf/RESULTS.md). Invariant: `markets` has `max_markets`
+// entries and never changes length, markets are never removed, and a market id reaches these
+// only from an order in the slab (whose market existed when it was placed or restored) or a
+// command whose market `Engine::market` found. Checked in debug builds.
 #[inline(always)]
-fn market_entry(markets: &[Option<Box<Market>>], market: MarketId) -> Option<&Market> {
+fn market_entry(markets: &[Option<Box<Market>>], market: MarketId) -> &Market {
     debug_assert!(
-        (market.0 as usize) < markets.len(),
-        "market beyond the table"
+        markets.get(market.0 as usize).is_some_and(Option::is_some),
+        "market {} beyond the table or missing",
+        market.0
     );
-    // SAFETY: in bounds by the invariant above.
-    unsafe { markets.get_unchecked(market.0 as usize) }.as_deref()
+    // SAFETY: in bounds and present by the invariant above.
+    unsafe {
+        markets
+            .get_unchecked(market.0 as usize)
+            .as_deref()
+            .unwrap_unchecked()
+    }
 }
 
 #[inline(always)]
-fn market_entry_mut(markets: &mut [Option<Box<Market>>], market: MarketId) -> Option<&mut Market> {
+fn market_entry_mut(markets: &mut [Option<Box<Market>>], market: MarketId) -> &mut Market {
     debug_assert!(
-        (market.0 as usize) < markets.len(),
-        "market beyond the table"
+        markets.get(market.0 as usize).is_some_and(Option::is_some),
+        "market {} beyond the table or missing",
+        market.0
     );
-    // SAFETY: in bounds by the invariant above.
-    unsafe { markets.get_unchecked_mut(market.0 as usize) }.as_deref_mut()
+    // SAFETY: in bounds and present by the invariant above.
+    unsafe {
+        markets
+            .get_unchecked_mut(market.0 as usize)
+            .as_deref_mut()
+            .unwrap_unchecked()
+    }
 }
 
 // A fee tier as an index the compiler sees is below `MAX_FEE_TIERS` (a mask, no bounds check
@@ -1603,4 +1593,19 @@ fn fee_tier(risk: &AccountRisk) -> usize {
     let tier = risk.fee_tier as usize;
     debug_assert!(tier < MAX_FEE_TIERS, "fee tier beyond the table");
     tier % MAX_FEE_TIERS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Markets are read without checking that they are there (`market_entry`); a debug build
+    /// (every test) still stops at a market id that names none.
+    #[test]
+    #[cfg(debug_assertions)]
+    #[should_panic(expected = "beyond the table or missing")]
+    fn a_missing_market_is_caught_in_debug_builds() {
+        let markets: Vec<Option<Box<Market>>> = vec![None, None];
+        let _ = market_entry(&markets, MarketId(1));
+    }
 }
