@@ -1554,11 +1554,7 @@ pub struct OrderView {
 // command whose market `Engine::market` found. Checked in debug builds.
 #[inline(always)]
 fn market_entry(markets: &[Option<Box<Market>>], market: MarketId) -> &Market {
-    debug_assert!(
-        markets.get(market.0 as usize).is_some_and(Option::is_some),
-        "market {} beyond the table or missing",
-        market.0
-    );
+    debug_assert_market(markets, market);
     // SAFETY: in bounds and present by the invariant above.
     unsafe {
         markets
@@ -1570,11 +1566,7 @@ fn market_entry(markets: &[Option<Box<Market>>], market: MarketId) -> &Market {
 
 #[inline(always)]
 fn market_entry_mut(markets: &mut [Option<Box<Market>>], market: MarketId) -> &mut Market {
-    debug_assert!(
-        markets.get(market.0 as usize).is_some_and(Option::is_some),
-        "market {} beyond the table or missing",
-        market.0
-    );
+    debug_assert_market(markets, market);
     // SAFETY: in bounds and present by the invariant above.
     unsafe {
         markets
@@ -1582,6 +1574,16 @@ fn market_entry_mut(markets: &mut [Option<Box<Market>>], market: MarketId) -> &m
             .as_deref_mut()
             .unwrap_unchecked()
     }
+}
+
+/// The invariant of `market_entry` and `market_entry_mut`, checked in debug builds.
+#[inline(always)]
+fn debug_assert_market(markets: &[Option<Box<Market>>], market: MarketId) {
+    debug_assert!(
+        markets.get(market.0 as usize).is_some_and(Option::is_some),
+        "market {} beyond the table or missing",
+        market.0
+    );
 }
 
 // A fee tier as an index the compiler sees is below `MAX_FEE_TIERS` (a mask, no bounds check
