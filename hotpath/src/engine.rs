@@ -662,13 +662,7 @@ impl Engine {
         let maker_ppm = market.fees[maker_tier].maker_ppm;
         market.set_last_price(Some(price));
         let book = market.opposite(taker.side);
-        match book.best_mut() {
-            Some(level) => {
-                debug_assert_eq!(level.head, maker_slot);
-                level.total -= qty.0;
-            }
-            None => unreachable!("a trade's level is missing"),
-        }
+        debug_assert_eq!(book.best().map(|level| level.head), Some(maker_slot));
         // The buyer pays quote, the seller base; each pays the fee on what it receives.
         let (buyer, seller, buyer_ppm, seller_ppm) = match taker.side {
             Side::Buy => (taker.account, maker_account, taker.fee_ppm, maker_ppm),
@@ -718,9 +712,8 @@ impl Engine {
             base: base_ccy,
             quote: quote_ccy,
         }));
+        book.fill_best_head(&mut self.orders, qty.0, maker_open == 0);
         if maker_open == 0 {
-            let popped = book.pop_best_head(&mut self.orders);
-            debug_assert_eq!(popped, maker_slot);
             // A resting order is locked for exactly its remaining quantity at its price.
             debug_assert_eq!(self.orders.get(maker_slot).locked, 0);
             self.orders.get_mut(maker_slot).state = OrderState::Taking;
