@@ -104,11 +104,6 @@ impl SortedLevels {
         self.levels.last()
     }
 
-    #[inline]
-    pub fn best_mut(&mut self) -> Option<&mut Level> {
-        self.levels.last_mut()
-    }
-
     /// Non-empty levels from best to worst.
     pub fn iter_best_first(&self) -> impl Iterator<Item = &Level> {
         self.levels.iter().rev().filter(|l| l.head != NIL)
@@ -226,16 +221,14 @@ impl SortedLevels {
         }
     }
 
-    /// Unlinks the oldest order of the best level, which a trade just filled completely (its
-    /// quantity already taken off the level's total), dropping the level if it empties; returns
-    /// its slot. The match loop's unlink: no search, no neighbour on the left.
-    pub fn pop_best_head(&mut self, orders: &mut Orders) -> u32 {
+    /// `BookSide::fill_best_head` for the fallback's best level.
+    fn fill_best_head(&mut self, orders: &mut Orders, qty: u64, filled: bool) {
         let Some(level) = self.levels.last_mut() else {
             unreachable!("a trade's level is missing");
         };
-        let (slot, emptied) = pop_head(level, orders);
-        if !emptied {
-            return slot;
+        level.total -= qty;
+        if !filled || !pop_head(level, orders) {
+            return;
         }
         self.live -= 1;
         // The best level emptied: drop it and the tombstones behind it (bounded by the levels).
@@ -243,7 +236,6 @@ impl SortedLevels {
         while self.levels.last().is_some_and(|l| l.head == NIL) {
             self.levels.pop();
         }
-        slot
     }
 
     /// Lowers the level total after the order at `price` (level hint `hint`) shrank by `qty`
@@ -388,15 +380,6 @@ impl BookSide {
         }
     }
 
-    #[inline]
-    pub fn best_mut(&mut self) -> Option<&mut Level> {
-        if self.window_live > 0 {
-            Some(&mut self.window[(self.window_best % WINDOW_TICKS) as usize])
-        } else {
-            self.fallback.best_mut()
-        }
-    }
-
     /// Non-empty levels from best to worst: the window's, then the fallback's.
     pub fn iter_best_first(&self) -> impl Iterator<Item = &Level> {
         let mut next = (self.window_live > 0).then_some(self.window_best);
@@ -416,7 +399,10 @@ impl BookSide {
     fn window_best_at_or_below(&self, rank: u64) -> Option<u64> {
         debug_assert!(rank.wrapping_sub(self.window_lo) < WINDOW_TICKS);
         let mut rank = rank;
-        for _ in 0..=WINDOW_WORDS {
+        // Exclusive: `0..=WINDOW_WORDS` kept `RangeInclusive`'s exhaustion flag, a compare and
+        // add-with-carry a step (494.5 -> 492.5 instructions a command, session 11 in
+        // perf/RESULTS.md).
+        for _ in 0..WINDOW_WORDS + 1 {
             let slot = rank % WINDOW_TICKS;
             // Bits at or below the rank's own in its word.
             let below = u64::MAX >> (63 - slot % 64);
@@ -577,22 +563,25 @@ impl BookSide {
         }
     }
 
-    /// Unlinks the oldest order of the best level, which a trade just filled completely (its
-    /// quantity already taken off the level's total), dropping the level if it empties; returns
-    /// its slot. The match loop's unlink: no search, no neighbour on the left.
-    pub fn pop_best_head(&mut self, orders: &mut Orders) -> u32 {
+    /// Takes `qty` lots, which a trade just took from the oldest order of the best level, off
+    /// that level's total and, when the trade `filled` the order, unlinks it (the match loop's
+    /// unlink: no search, no neighbour on the left), dropping the level if it empties. One
+    /// window-or-fallback dispatch a trade, where a level edit and an unlink made two
+    /// (measured, session 11 in perf/RESULTS.md).
+    // Always: out of line, the unlink was a call with its register saves on every trade that
+    // fills a maker (485.9 -> 483.9 instructions a command, session 11).
+    #[inline(always)]
+    pub fn fill_best_head(&mut self, orders: &mut Orders, qty: u64, filled: bool) {
         if self.window_live == 0 {
-            return self.fallback.pop_best_head(orders);
+            return self.fallback.fill_best_head(orders, qty, filled);
         }
         let rank = self.window_best;
         let index = (rank % WINDOW_TICKS) as usize;
         let level = &mut self.window[index];
-        let (slot, emptied) = pop_head(level, orders);
-        if !emptied {
-            return slot;
+        level.total -= qty;
+        if filled && pop_head(level, orders) {
+            self.window_emptied(index, rank);
         }
-        self.window_emptied(index, rank);
-        slot
     }
 
     /// Lowers the level total after the order at `price` (level hint `hint`) shrank by `qty`
@@ -696,9 +685,9 @@ fn unlink_from(level: &mut Level, orders: &mut Orders, prev: u32, next: u32, qty
 }
 
 /// Unlinks the oldest order of a non-empty `level` (a trade already took its quantity off the
-/// total); returns its slot and whether the level is now empty.
+/// total); returns whether the level is now empty.
 #[inline(always)]
-fn pop_head(level: &mut Level, orders: &mut Orders) -> (u32, bool) {
+fn pop_head(level: &mut Level, orders: &mut Orders) -> bool {
     let slot = level.head;
     debug_assert_ne!(slot, NIL, "the best level is never empty");
     debug_assert_eq!(orders.get(slot).prev, NIL);
@@ -706,11 +695,11 @@ fn pop_head(level: &mut Level, orders: &mut Orders) -> (u32, bool) {
     level.head = next;
     if next != NIL {
         orders.get_mut(next).prev = NIL;
-        return (slot, false);
+        return false;
     }
     debug_assert_eq!(level.total, 0);
     level.tail = NIL;
-    (slot, true)
+    true
 }
 
 #[cfg(test)]
@@ -779,10 +768,8 @@ mod tests {
                     // A fill of the best level's oldest order.
                     let slot = best.head;
                     let qty = orders.get(slot).qty.0;
-                    if let Some(level) = book.best_mut() {
-                        level.total -= qty;
-                    }
-                    assert_eq!(book.pop_best_head(&mut orders), slot);
+                    book.fill_best_head(&mut orders, qty, true);
+                    assert_ne!(book.best().map(|level| level.head), Some(slot));
                     orders.remove(slot);
                     live.retain(|&s| s != slot);
                     remove_from_model(&mut model, best.price.0, qty);

@@ -124,8 +124,8 @@
 //!   order is written into its slot by a closure given the id the slot yields, never built on
 //!   the stack and copied (593.1 -> 561.8 instructions per command, session 10). The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
-//!   quantity and lock where it lies, and unlinks a filled maker from the head of the best level
-//!   without a search. Each order keeps the currency it locks, so ending it needs no market
+//!   quantity and lock where it lies, and takes the trade off the best level and unlinks a
+//!   filled maker from its head in one call, without a search (`fill_best_head`). Each order keeps the currency it locks, so ending it needs no market
 //!   lookup. A hot/cold split (128 bytes, two cache lines) measured more instructions and no
 //!   fewer cache misses on these books, and removing whole-order copies changed nothing: the
 //!   compiler already loads only the fields used (`perf/RESULTS.md`, sessions 6 and 7).
@@ -139,13 +139,23 @@
 //!   removal, order lookup, cancel, finish, slab insert and removal, ledger lock and
 //!   settlement, rate check, capacity check), each saving and restoring registers; they are
 //!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
-//!   `take`, `rest` or `BookSide::unlink` measured worse or no better).
+//!   `take`, `rest` or `BookSide::unlink` measured worse or no better; the client index's insert
+//!   at a vacancy and a filled maker's unlink joined them in session 11).
+//! - **Reject paths**: every reject reason is built by `rejected`, a cold function never
+//!   inlined, so each reject site is a cold block of its own. Funnelled into one block that
+//!   took the reason in a register, they made the compiler set that register before each check
+//!   on the accepted path and keep it live through the handler, spilling what it displaced:
+//!   483.9 -> 455.6 instructions a command realistic, 540.8 -> 514.5 flash crash (session 11),
+//!   the largest single step of that session. Loops are bounded by exclusive ranges
+//!   (`0..n + 1`, not `0..=n`: `RangeInclusive`'s exhaustion flag cost a compare and
+//!   add-with-carry a step in the client index's walks and the window's bitmap scan; -11).
 //! - **Bounds checks**: the hot containers whose indices are valid by construction (the order
 //!   slab, including a new order's write into a freed slot, the client-id table, account
-//!   lists, account risk states, the market table, a level just found) are read through small
-//!   accessors without a bounds check; each states why its
-//!   index is in bounds and `debug_assert!`s it, so every (debug) test still checks it (-7 %,
-//!   session 8 round 2). The ledger's cells keep their checks (unchecked measured worse),
+//!   lists, account risk states, the market table, a level just found, the ledger's
+//!   per-currency totals) are read through small accessors without a bounds check; each states
+//!   why its index is in bounds and `debug_assert!`s it, so every (debug) test still checks it
+//!   (-7 %, session 8 round 2; the totals -6.6 and a known market read without checking it is
+//!   there -2.7, session 11). The ledger's cells keep their checks (unchecked measured worse),
 //!   except a new order's: its cell index is computed and checked once for the balance check
 //!   and the lock (516.2 -> 510.8, session 10).
 //! - **Balances in the events**: format 1 appended a `Balance` event per changed cell after each
