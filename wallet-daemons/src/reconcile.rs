@@ -112,6 +112,12 @@ impl Reconciliation {
     }
 }
 
+/// Every currency's outcome as one JSON object: `{"currencies": [...]}`.
+pub fn reports_json(reports: &[Reconciliation]) -> Value {
+    let all: Vec<Value> = reports.iter().map(Reconciliation::to_json).collect();
+    json!({ "currencies": all })
+}
+
 /// `units` with `decimals` decimals as a decimal string (`-` first when `negative`).
 pub fn units_to_decimal(units: u128, negative: bool, decimals: u32) -> String {
     let digits = units.to_string();

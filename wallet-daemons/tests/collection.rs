@@ -29,7 +29,6 @@ const ETH: CurrencyId = CurrencyId(0);
 const TOKEN: CurrencyId = CurrencyId(1);
 const ETHER: u128 = 1_000_000_000_000_000_000;
 
-
 struct Setup {
     rpc: EthRpc,
     store: WalletStore,

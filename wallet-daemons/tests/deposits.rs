@@ -29,7 +29,6 @@ const ETH: CurrencyId = CurrencyId(0);
 const TOKEN: CurrencyId = CurrencyId(1);
 const GWEI: u128 = 1_000_000_000;
 
-
 /// The wallet's vault, with its own token and policy.
 async fn vault() -> SeedVault {
     support::wallet_vault(MOUNT, "peregrine-wallets-test").await
