@@ -11,8 +11,9 @@
 //!   only from a loopback address, every use audited as `break_glass`, journaled as
 //!   [`BREAK_GLASS_OPERATOR`]. It may do everything but the four-eyes steps, which need two
 //!   people. It exists for the host's own scripts and for when identity cannot issue tokens.
-//! - **the wallet daemons' token**: chain deposits only (least privilege: a stolen wallet token
-//!   credits nothing an operator could not see on chain), journaled as the wallet service.
+//! - **the wallet daemons' token**: chain deposits, withdrawals' funds and reading the status
+//!   (least privilege: a stolen wallet token credits nothing an operator could not see on
+//!   chain), journaled as the wallet service.
 //!
 //! Every call is audited in identity's chain: actor (uid, `break_glass`, `service:wallet` or
 //! `anonymous`), action (`rbac.<permission>`, `break_glass.<permission>`, ...), target, source
@@ -267,10 +268,11 @@ impl Access {
         target: &str,
     ) -> Result<Caller, ControlError> {
         let action = format!("service.{}", permission.as_str());
-        // Least privilege: chain deposits' credits and withdrawals' funds, nothing else.
+        // Least privilege: chain deposits' credits, withdrawals' funds and the status (read
+        // only: the reconciliation compares its liabilities with the chain), nothing else.
         let allowed = matches!(
             permission,
-            Permission::DepositCredit | Permission::WithdrawalFunds
+            Permission::DepositCredit | Permission::WithdrawalFunds | Permission::ExchangeRead
         );
         let refusal = (!allowed).then_some(ControlError::Forbidden(permission));
         let code = refusal.as_ref().map(ControlError::code);

@@ -180,6 +180,20 @@ pub(crate) struct StatusJson {
     markets: Vec<MarketStatusJson>,
     /// Accounts whose kill switch is on, ascending.
     kill_switches: Vec<u32>,
+    /// What the ledger owes per currency (every account's available plus locked), for the
+    /// wallets' reconciliation against the chain.
+    liabilities: Vec<LiabilityJson>,
+}
+
+/// One currency's liabilities in the status.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LiabilityJson {
+    /// Currency code.
+    currency: String,
+    /// Decimals of the minor unit.
+    precision: u32,
+    /// The total in minor units (a decimal integer string: it may exceed 2^53).
+    total_minor: String,
 }
 
 /// One market in the status.
@@ -207,7 +221,8 @@ pub(crate) enum MarketAction {
 }
 
 /// The exchange's state: the last applied command, open orders, each market's state (enabled
-/// or halted) and last price, and the accounts whose kill switch is on. It reads the views
+/// or halted) and last price, the accounts whose kill switch is on, and what the ledger owes
+/// per currency. It reads the views
 /// (never the matching thread), so it answers while the engine is busy or stopped: only the
 /// caller's admission fails it.
 #[utoipa::path(get, path = "/control/v1/status", tag = "control",
@@ -248,7 +263,18 @@ pub(crate) async fn status(
             .collect();
         let mut kill_switches: Vec<u32> = views.kill_switches().map(|a| a.0).collect();
         kill_switches.sort_unstable();
+        let liabilities = state
+            .catalog
+            .currencies()
+            .iter()
+            .map(|currency| LiabilityJson {
+                currency: currency.code.clone(),
+                precision: currency.scale.scale,
+                total_minor: views.liabilities(currency.id).to_string(),
+            })
+            .collect();
         StatusJson {
+            liabilities,
             applied_seq: views.applied_seq(),
             engine_seq,
             live_orders: u32::try_from(views.orders().open_count()).unwrap_or(u32::MAX),

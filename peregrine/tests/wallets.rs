@@ -17,7 +17,6 @@ mod users;
 #[path = "../../wallet-daemons/tests/support/mod.rs"]
 mod wallet_support;
 
-use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,9 @@ use peregrine_wallet::chain::eth::EthRpc;
 use ring::hmac;
 use serde_json::{Value, json};
 use support::{FreshDatabase, PROCESS_TIMEOUT, Up, http_client, now_ms, spawn, write_config};
-use wallet_support::{OwnAnvil, accounts, deploy_token, mine, pay, required_env, token_transfer};
+use wallet_support::{
+    OwnAnvil, accounts, deploy_token, mine, pay, required_env, token_transfer, wallet_openbao_token,
+};
 
 const KEY: &str = "wallet-user-key";
 const SECRET: &str = "wallet-user-secret-of-32-bytes-0";
@@ -45,35 +46,6 @@ fn unique(prefix: &str) -> String {
         .unwrap()
         .subsec_nanos();
     format!("{prefix}-{}-{nanos:x}", std::process::id())
-}
-
-/// Makes the seed mount and a token with the wallet policy only; writes the token to `file`.
-async fn wallet_openbao_token(mount: &str, file: &Path) {
-    let root = wallet_support::bao_root();
-    root.ensure_engine(mount, peregrine_secrets::sys::Engine::KvV2)
-        .await
-        .unwrap();
-    root.put_policy(mount, &peregrine_wallet::keys::wallet_policy(mount))
-        .await
-        .unwrap();
-    // The token's text is needed for the daemon's file: asked over HTTP (the client keeps it
-    // private).
-    let created: Value = http_client()
-        .post(format!(
-            "{}/v1/auth/token/create",
-            required_env("VAULT_ADDR")
-        ))
-        .header("X-Vault-Token", required_env("VAULT_TOKEN"))
-        .json(&json!({"policies": [mount], "ttl": "1h"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["auth"]["client_token"].as_str().unwrap();
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(file, token).unwrap();
 }
 
 /// An appliance, its wallet daemon's configuration, a chain with the test token.

@@ -273,6 +273,17 @@ impl Views {
             .unwrap_or_default()
     }
 
+    /// What the ledger owes in `currency`, in minor units: every account's available plus
+    /// locked (open orders and withdrawal holds included). Walks every balance cell: for
+    /// operators' reads (reconciliation), not the hot path.
+    pub fn liabilities(&self, currency: CurrencyId) -> u128 {
+        self.balances
+            .iter()
+            .filter(|((_, cell), _)| *cell == currency)
+            .map(|(_, balance)| u128::from(balance.available.0) + u128::from(balance.locked.0))
+            .sum()
+    }
+
     /// Accounts whose kill switch is on.
     pub fn kill_switches(&self) -> impl Iterator<Item = AccountId> + '_ {
         self.kill_switches

@@ -17,11 +17,12 @@ use std::time::Duration;
 use peregrine_hotpath::{AccountId, Amount, CommandKind, CurrencyId, DepositId, RejectReason};
 use serde_json::{Value, json};
 
-use crate::ledger::{Answer, CreditOutcome, Ledger, LedgerError, WithdrawalLedger};
+use crate::ledger::{Answer, CreditOutcome, Ledger, LedgerError, Liabilities, WithdrawalLedger};
 
 /// Longest one control request may take (the command waits for its journal record).
 pub const REQUEST_TIMEOUT_MS: u64 = 15_000;
-/// Longest answer body read (an answer is a few hundred bytes).
+/// Longest answer body read (an answer is a few hundred bytes; the status a few per market
+/// and currency).
 pub const ANSWER_BYTES_MAX: usize = 64 * 1024;
 /// Longest a health probe of the appliance may take.
 pub const PROBE_TIMEOUT_MS: u64 = 2_000;
@@ -169,13 +170,17 @@ impl ApplianceLedger {
 
     async fn post(&self, path: &str, body: Value) -> Result<(u16, Value), LedgerError> {
         let url = format!("{}/control/v1/{path}", self.base);
-        let sent = self
-            .client
-            .post(&url)
-            .bearer_auth(&*self.token)
-            .json(&body)
-            .send()
-            .await;
+        self.answer(self.client.post(&url).json(&body)).await
+    }
+
+    async fn get(&self, path: &str) -> Result<(u16, Value), LedgerError> {
+        let url = format!("{}/control/v1/{path}", self.base);
+        self.answer(self.client.get(&url)).await
+    }
+
+    /// Sends `request` with the token; the status and the JSON body (bounded).
+    async fn answer(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value), LedgerError> {
+        let sent = request.bearer_auth(&*self.token).send().await;
         let mut response = match sent {
             Ok(response) => response,
             Err(error) => {
@@ -188,7 +193,7 @@ impl ApplianceLedger {
         };
         let status = response.status().as_u16();
         let mut bytes = Vec::new();
-        // Bounded read: the answer is a few hundred bytes.
+        // Bounded read.
         while let Ok(Some(chunk)) = response.chunk().await {
             if bytes.len() + chunk.len() > ANSWER_BYTES_MAX {
                 return Err(LedgerError::Unavailable);
@@ -260,6 +265,40 @@ impl ApplianceLedger {
                 Err(LedgerError::Refused(problem))
             }
         }
+    }
+}
+
+impl Liabilities for ApplianceLedger {
+    /// Reads `GET /control/v1/status` (its `liabilities`) with the wallet token.
+    async fn liabilities(&self, currency: CurrencyId) -> Result<u128, LedgerError> {
+        let Some(known) = self.currencies.iter().find(|c| c.id == currency) else {
+            return Err(LedgerError::Refused(format!(
+                "currency id {} is not configured",
+                currency.0
+            )));
+        };
+        let (status, answer) = self.get("status").await?;
+        if status != 200 {
+            return Err(LedgerError::Refused(format!(
+                "the appliance refused the status: HTTP {status} {answer}"
+            )));
+        }
+        let listed = answer["liabilities"]
+            .as_array()
+            .and_then(|all| all.iter().find(|entry| entry["currency"] == *known.code))
+            .ok_or_else(|| {
+                LedgerError::Refused(format!("the status lists no liabilities of {}", known.code))
+            })?;
+        if listed["precision"].as_u64() != Some(u64::from(known.precision)) {
+            return Err(LedgerError::Refused(format!(
+                "the appliance's precision of {} is not the configured {}",
+                known.code, known.precision
+            )));
+        }
+        listed["total_minor"]
+            .as_str()
+            .and_then(|total| total.parse().ok())
+            .ok_or_else(|| LedgerError::Refused(format!("malformed liabilities {listed}")))
     }
 }
 

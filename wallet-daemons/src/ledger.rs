@@ -91,6 +91,22 @@ pub trait WithdrawalLedger: Send + Sync {
     ) -> impl Future<Output = Result<Answer, LedgerError>> + Send;
 }
 
+/// What the ledger owes per currency: every account's available plus locked, read from the
+/// views (never the matching thread).
+pub trait Liabilities: Send + Sync {
+    /// The total of `currency` in its minor units.
+    fn liabilities(
+        &self,
+        currency: CurrencyId,
+    ) -> impl Future<Output = Result<u128, LedgerError>> + Send;
+}
+
+impl Liabilities for Arc<EngineHandle> {
+    async fn liabilities(&self, currency: CurrencyId) -> Result<u128, LedgerError> {
+        Ok(self.read(|views| views.liabilities(currency)))
+    }
+}
+
 /// Submits `command` as the wallet service and waits for its outcome.
 async fn execute(engine: &EngineHandle, command: CommandKind) -> Result<Answer, LedgerError> {
     let ticket = engine

@@ -24,7 +24,17 @@
 //! - withdrawals' chain side ([`withdrawals`]: the journaled hold before signing, the signed
 //!   bytes persisted before broadcast, settle or release only on a receipt; one transaction per
 //!   withdrawal whatever crashes), driven by [`withdrawals::Signer::step`]. The states and
-//!   their transitions, request to settled, are drawn in [`withdrawals`].
+//!   their transitions, request to settled, are drawn in [`withdrawals`]. Token withdrawals are
+//!   the same withdrawals paid by an ERC-20 `transfer` ([`withdrawals::Signer::with_tokens`]);
+//! - collection and hot / warm / cold ([`collect`], its transactions in [`transfers`]): sweeps
+//!   of deposit addresses whose deposits are all credited to the hot wallet, a token address's
+//!   gas topped up first and swept only once the top-up is confirmed (waiting, never skipped),
+//!   the hot wallet's excess above `hot_max` to the warm address (up to `warm_max`) then the
+//!   cold one — addresses only, no key on the host; the same persist-before-broadcast states
+//!   as a withdrawal, one transaction per row whatever crashes;
+//! - reconciliation ([`reconcile`]): the chain's balances (hot, warm, cold, deposit
+//!   addresses, gas on token addresses) against the ledger's liabilities per currency, read
+//!   from the appliance's views ([`ledger::Liabilities`]), with its gauge.
 //!
 //! Never does: change a balance except through a sequenced deposit or withdrawal command (each
 //! deposit carries its idempotency key, so a retry never credits twice), hold funds for a
@@ -51,6 +61,9 @@
 //! transfer mined again is `seen` (or `dust`) again in its new block, under the same row and
 //! so the same idempotency key.
 //!
+//! A `credited` deposit carries the id of the sweep that collected it ([`collect`]) once one
+//! is signed; a sweep that fails or is dropped lets its deposits go, to be collected again.
+//!
 //! `confirmed` is written before the command is submitted and `credited` after its outcome, so
 //! a crash between the two resubmits under the same key (the engine answers "duplicate"). A
 //! reorganisation deeper than a currency's confirmations leaves `confirmed` and `credited`
@@ -70,20 +83,23 @@
 //!
 //! An operator's rejection of a withdrawal awaiting approval and the control API's approval
 //! route (approval is [`store::WalletStore::approve_withdrawal`], taking the approver's uid),
-//! beneficiary activation by a mailed code, fee bumps, token withdrawals, collection to the hot
-//! wallet with gas top-ups (the hot wallet is funded by hand for now), hot/warm/cold
-//! thresholds, reconciliation and Ranger `deposit` events. The daemon process (`peregrine
+//! beneficiary activation by a mailed code, fee bumps (of withdrawals and of the collector's
+//! transactions stuck unmined), refilling the hot wallet from warm (an operator's transfer:
+//! no warm key is on the host) and Ranger `deposit` events. The daemon process (`peregrine
 //! wallets run`) and the Peatio deposit and withdrawal routes (TOTP through identity, the KYC
 //! level, the `withdraw` scope) live in the `peregrine` and gateway crates.
 
 pub mod addresses;
 pub mod appliance;
 pub mod chain;
+pub mod collect;
 pub mod deposits;
 pub mod keys;
 pub mod ledger;
 pub mod metrics;
 pub mod policy;
+pub mod reconcile;
 pub mod requests;
 pub mod store;
+pub mod transfers;
 pub mod withdrawals;

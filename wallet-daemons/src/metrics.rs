@@ -33,6 +33,14 @@ pub struct WalletMetrics {
     pub withdrawal_transitions_total: IntCounterVec,
     /// Signer failures by kind (`unavailable`, `refused`, `rejected`, `store`, `state`).
     pub signer_errors_total: IntCounterVec,
+    /// Wallet transactions (top-ups, sweeps, rebalancing) entering each state.
+    pub transfers_total: IntCounterVec,
+    /// One collection step (advance open transactions, plan, send).
+    pub collect_seconds: HistogramVec,
+    /// On chain minus owed per currency at the last reconciliation, in the currency's units.
+    pub reconciliation_difference: GaugeVec,
+    /// One reconciliation (every currency's balances and liabilities).
+    pub reconciliation_seconds: HistogramVec,
 }
 
 impl WalletMetrics {
@@ -60,7 +68,7 @@ impl WalletMetrics {
             )?,
             scan_seconds: HistogramVec::new(
                 HistogramOpts::new("wallet_scan_seconds", "one deposit watcher step")
-                    .buckets(buckets),
+                    .buckets(buckets.clone()),
                 &["chain"],
             )?,
             reorgs_total: IntCounterVec::new(
@@ -104,7 +112,35 @@ impl WalletMetrics {
                 Opts::new("wallet_signer_errors_total", "signer failures by kind"),
                 &["chain", "kind"],
             )?,
+            transfers_total: IntCounterVec::new(
+                Opts::new(
+                    "wallet_transfers_total",
+                    "wallet transactions (topup, sweep, rebalance) entering each state",
+                ),
+                &["chain", "kind", "state"],
+            )?,
+            collect_seconds: HistogramVec::new(
+                HistogramOpts::new("wallet_collect_seconds", "one collection step")
+                    .buckets(buckets.clone()),
+                &["chain"],
+            )?,
+            reconciliation_difference: GaugeVec::new(
+                Opts::new(
+                    "wallet_reconciliation_difference",
+                    "on chain minus owed by the ledger, in the currency's units",
+                ),
+                &["chain", "currency"],
+            )?,
+            reconciliation_seconds: HistogramVec::new(
+                HistogramOpts::new("wallet_reconciliation_seconds", "one reconciliation")
+                    .buckets(buckets),
+                &["chain"],
+            )?,
         };
+        registry.register(Box::new(metrics.reconciliation_difference.clone()))?;
+        registry.register(Box::new(metrics.reconciliation_seconds.clone()))?;
+        registry.register(Box::new(metrics.transfers_total.clone()))?;
+        registry.register(Box::new(metrics.collect_seconds.clone()))?;
         registry.register(Box::new(metrics.withdrawals.clone()))?;
         registry.register(Box::new(metrics.withdrawal_transitions_total.clone()))?;
         registry.register(Box::new(metrics.signer_errors_total.clone()))?;
@@ -131,5 +167,23 @@ impl WalletMetrics {
         ] {
             counter.with_label_values(&[chain]).inc_by(0);
         }
+        for kind in crate::transfers::TransferKind::ALL {
+            for state in crate::transfers::TransferState::ALL {
+                self.transfers_total
+                    .with_label_values(&[chain, kind.name(), state.name()])
+                    .inc_by(0);
+            }
+        }
+        // Histograms export their series once the child exists, before any observation.
+        let _ = self.collect_seconds.with_label_values(&[chain]);
+        let _ = self.reconciliation_seconds.with_label_values(&[chain]);
+    }
+
+    /// Exports `currency`'s reconciliation difference as NaN (not reconciled yet) until the
+    /// first reconciliation sets it.
+    pub fn start_currency(&self, chain: &str, currency: &str) {
+        self.reconciliation_difference
+            .with_label_values(&[chain, currency])
+            .set(f64::NAN);
     }
 }

@@ -210,6 +210,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "withdraw_requests",
         include_str!("../migrations/mysql/0004_withdraw_requests.sql"),
     ),
+    (
+        5,
+        "collection",
+        include_str!("../migrations/mysql/0005_collection.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -231,6 +236,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         4,
         "withdraw_requests",
         include_str!("../migrations/sqlite/0004_withdraw_requests.sql"),
+    ),
+    (
+        5,
+        "collection",
+        include_str!("../migrations/sqlite/0005_collection.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());

@@ -32,8 +32,11 @@
 //! settles the hold, a failed transaction releases it; nothing marks a withdrawal done without
 //! one.
 //!
-//! Still to come: fee bumps (a replacement is a new signed state of the same withdrawal), token
-//! withdrawals, an operator's rejection of a withdrawal awaiting approval, a receipt in a block
+//! A token withdrawal is the same withdrawal whose transaction calls the token's `transfer`
+//! ([`Signer::with_tokens`]); its hot wallet pays the gas in ether, topped up by the collector.
+//!
+//! Still to come: fee bumps (a replacement is a new signed state of the same withdrawal), an
+//! operator's rejection of a withdrawal awaiting approval, a receipt in a block
 //! that left the chain after settling (the deposit watcher's block chain will vouch for the
 //! receipt's block).
 
@@ -41,7 +44,7 @@ use peregrine_secrets::BaoError;
 use serde_json::json;
 
 use crate::chain::eth::EthRpc;
-use crate::chain::eth_tx::{Eip1559, SignedTx, TxError};
+use crate::chain::eth_tx::{Eip1559, SignedTx, TxError, erc20_transfer_data};
 use crate::chain::{Address, Chain, ChainError, FeeEstimate, Hash32, decode_hex, encode_hex};
 use crate::keys::{DerivationPath, KeyError, SeedVault};
 use crate::ledger::{Answer, LedgerError, WithdrawalLedger};
@@ -131,7 +134,7 @@ pub struct NewWithdrawal {
     pub path: DerivationPath,
     /// The payee.
     pub to: Address,
-    /// Wei.
+    /// Chain units: wei, or the token's base units.
     pub amount_chain: u128,
 }
 
@@ -338,12 +341,21 @@ impl WalletStore {
         row.map(withdrawal_row).transpose()
     }
 
-    /// The highest nonce signed from `from` on `chain`.
-    async fn nonce_max(&self, chain: &str, from: &Address) -> Result<Option<u64>, StoreError> {
-        const SQL: &str =
-            "SELECT MAX(nonce) FROM wallet_withdrawals WHERE chain = ? AND from_address = ?";
+    /// The highest nonce signed from `from` on `chain`, by a withdrawal or by the wallet's
+    /// own transfers (a hot wallet pays both: withdrawals, gas top-ups and rebalancing).
+    pub(crate) async fn nonce_max(
+        &self,
+        chain: &str,
+        from: &Address,
+    ) -> Result<Option<u64>, StoreError> {
+        const SQL: &str = "SELECT MAX(nonce) FROM (\
+             SELECT nonce FROM wallet_withdrawals WHERE chain = ? AND from_address = ? \
+             UNION ALL SELECT nonce FROM wallet_transfers WHERE chain = ? AND from_address = ?\
+             ) AS signed";
         let row: (Option<i64>,) = on_pool!(self, |pool, _mysql| {
             sqlx::query_as(SQL)
+                .bind(chain)
+                .bind(from.as_str())
                 .bind(chain)
                 .bind(from.as_str())
                 .fetch_one(pool)
@@ -405,9 +417,41 @@ pub struct Signer<L> {
     metrics: WalletMetrics,
     chain: String,
     chain_id: u64,
+    /// Token currencies (code, contract): their withdrawals are `transfer` calls.
+    tokens: Vec<(String, Address)>,
 }
 
 impl<L: WithdrawalLedger> Signer<L> {
+    /// The same signer, paying the currencies in `tokens` (code, contract) as ERC-20
+    /// `transfer` calls from their hot wallets (which pay the gas in ether: the collector keeps
+    /// it there, [`crate::collect`]). A currency not listed is the chain's coin.
+    pub fn with_tokens(mut self, tokens: Vec<(String, Address)>) -> Signer<L> {
+        self.tokens = tokens;
+        self
+    }
+
+    /// What the transaction of `request` sends: (recipient, value, calldata, gas limit).
+    fn payment(&self, request: &NewWithdrawal) -> Result<(Address, u128, Vec<u8>, u64), TxError> {
+        match self
+            .tokens
+            .iter()
+            .find(|(code, _)| *code == request.currency)
+        {
+            Some((_, contract)) => Ok((
+                contract.clone(),
+                0,
+                erc20_transfer_data(&request.to, request.amount_chain)?,
+                crate::collect::GAS_LIMIT_TOKEN,
+            )),
+            None => Ok((
+                request.to.clone(),
+                request.amount_chain,
+                Vec::new(),
+                GAS_LIMIT_ETHER,
+            )),
+        }
+    }
+
     /// A signer for `chain` (the store's name) through `rpc`, reading the chain id.
     pub async fn new(
         rpc: EthRpc,
@@ -426,6 +470,7 @@ impl<L: WithdrawalLedger> Signer<L> {
             metrics,
             chain: chain.to_owned(),
             chain_id,
+            tokens: Vec::new(),
         })
     }
 
@@ -644,15 +689,16 @@ impl<L: WithdrawalLedger> Signer<L> {
         else {
             return Err(ChainError::Unsupported("a fee other than EIP-1559").into());
         };
+        let (to, value, data, gas_limit) = self.payment(request)?;
         let tx = Eip1559 {
             chain_id: self.chain_id,
             nonce,
             max_priority_fee_per_gas,
             max_fee_per_gas,
-            gas_limit: GAS_LIMIT_ETHER,
-            to: request.to.clone(),
-            value: request.amount_chain,
-            data: Vec::new(),
+            gas_limit,
+            to,
+            value,
+            data,
         };
         let signed = self
             .vault

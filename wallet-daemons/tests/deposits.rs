@@ -22,21 +22,12 @@ use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::{DepositState, WalletStore};
 use peregrine_wallet::withdrawals::{NewWithdrawal, Signer, WithdrawalState};
 use serde_json::json;
-use support::{OwnAnvil, accounts, mine, pay, required_env};
+use support::{OwnAnvil, accounts, mine, pay, required_env, unique_code as code};
 
 const MOUNT: &str = "peregrine-wallets-test";
 const ETH: CurrencyId = CurrencyId(0);
 const TOKEN: CurrencyId = CurrencyId(1);
 const GWEI: u128 = 1_000_000_000;
-
-/// A currency code of this run's own (seeds stay in OpenBao between runs).
-fn code(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}{:x}{:x}", std::process::id() & 0xffff, nanos)
-}
 
 /// The wallet's vault, with its own token and policy.
 async fn vault() -> SeedVault {

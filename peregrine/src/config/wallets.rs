@@ -32,6 +32,36 @@ pub struct WalletCurrency {
     /// The withdrawal policy (default deny): without it the currency cannot be withdrawn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub withdraw: Option<WithdrawSection>,
+    /// Hot / warm / cold: without it the hot wallet keeps everything collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tiers: Option<TiersSection>,
+    /// The largest difference between the chain and the ledger (either sign, a decimal in
+    /// the currency) the reconciliation does not report; fees the wallet pays count in it.
+    #[serde(default = "zero")]
+    pub reconcile_tolerance: String,
+}
+
+fn zero() -> String {
+    "0".to_owned()
+}
+
+/// `[wallets.currencies.tiers]`: what the hot wallet keeps; the excess goes to the warm
+/// address up to `warm_max`, then to the cold address. Warm and cold are addresses only (no
+/// key on the host). Amounts are decimal strings in the currency, exact in its chain decimals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TiersSection {
+    /// The most the hot wallet keeps.
+    pub hot_max: String,
+    /// The warm address (EIP-55); empty: none.
+    #[serde(default)]
+    pub warm_address: String,
+    /// The most sent to the warm address to hold (required with `warm_address`).
+    #[serde(default)]
+    pub warm_max: String,
+    /// The cold address (EIP-55); empty: none.
+    #[serde(default)]
+    pub cold_address: String,
 }
 
 /// `[wallets.currencies.withdraw]`: one currency's withdrawal policy, amounts as decimal
@@ -90,6 +120,9 @@ pub struct WalletsSection {
     /// How long a new beneficiary waits before withdrawals may go to it, ms (a stolen
     /// session cannot add its own payee and withdraw at once).
     pub beneficiary_activation_delay_ms: u64,
+    /// Between two reconciliations of the chain with the ledger by the daemon.
+    #[serde(deserialize_with = "interval_ms")]
+    pub reconcile_interval_ms: u64,
     /// The currencies deposited on the chain.
     pub currencies: Vec<WalletCurrency>,
 }
@@ -111,6 +144,7 @@ impl Default for WalletsSection {
             interval_ms: 1_000,
             backoff_ms_max: 30_000,
             beneficiary_activation_delay_ms: BENEFICIARY_ACTIVATION_DELAY_MS_DEFAULT,
+            reconcile_interval_ms: 60_000,
             currencies: Vec::new(),
         }
     }
@@ -187,16 +221,22 @@ pub fn validate(
                 "not an address (0x + 40 hex digits)".to_owned(),
             );
         }
-        if let Some(withdraw) = &currency.withdraw {
-            if !currency.contract.is_empty() {
-                return invalid(
-                    key("withdraw"),
-                    "token withdrawals are not supported yet".to_owned(),
-                );
-            }
-            if let Err(reason) = currency_policy(&currency.code, withdraw, def.precision) {
-                return invalid(key("withdraw"), reason);
-            }
+        if let Some(withdraw) = &currency.withdraw
+            && let Err(reason) = currency_policy(&currency.code, withdraw, def.precision)
+        {
+            return invalid(key("withdraw"), reason);
+        }
+        if let Some(tiers) = &currency.tiers
+            && let Err(reason) = currency_tiers(tiers, currency.decimals)
+        {
+            return invalid(key("tiers"), reason);
+        }
+        if let Err(reason) = to_chain_units(
+            "reconcile_tolerance",
+            &currency.reconcile_tolerance,
+            currency.decimals,
+        ) {
+            return invalid(key("reconcile_tolerance"), reason);
         }
     }
     if wallets.beneficiary_activation_delay_ms > BENEFICIARY_ACTIVATION_DELAY_MS_MAX {
@@ -242,4 +282,63 @@ pub fn currency_policy(
         .with(code, rules)
         .map_err(|error| error.to_string())?;
     Ok(rules)
+}
+
+/// `amount` (a decimal string) in chain units of `decimals` decimals, exactly.
+pub fn to_chain_units(field: &str, amount: &str, decimals: u32) -> Result<u128, String> {
+    let value = peregrine_hotpath::edge::parse_decimal(amount)
+        .map_err(|error| format!("{field} `{amount}` {error}"))?;
+    let (mantissa, scale) = (value.mantissa(), value.scale());
+    let unsigned =
+        u128::try_from(mantissa).map_err(|_| format!("{field} `{amount}` is negative"))?;
+    if scale > decimals {
+        return Err(format!(
+            "{field} `{amount}` is not exact in {decimals} decimals"
+        ));
+    }
+    10u128
+        .checked_pow(decimals - scale)
+        .and_then(|factor| unsigned.checked_mul(factor))
+        .ok_or_else(|| format!("{field} `{amount}` is too large"))
+}
+
+/// One currency's tiers in chain units of `decimals` decimals: a positive `hot_max`, a warm
+/// address with a positive `warm_max`, at least one of warm and cold, EIP-55 addresses.
+pub fn currency_tiers(
+    section: &TiersSection,
+    decimals: u32,
+) -> Result<peregrine_wallet::collect::Tiers, String> {
+    use peregrine_wallet::chain::Address;
+    let hot_max = to_chain_units("hot_max", &section.hot_max, decimals)?;
+    if hot_max == 0 {
+        return Err("hot_max must be above 0".to_owned());
+    }
+    let address = |field: &str, text: &str| -> Result<Option<Address>, String> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        Address::parse_eip55(text)
+            .map(Some)
+            .ok_or_else(|| format!("{field} `{text}` is not an EIP-55 address"))
+    };
+    let warm = match address("warm_address", &section.warm_address)? {
+        Some(warm) => {
+            let most = to_chain_units("warm_max", &section.warm_max, decimals)?;
+            if most == 0 {
+                return Err("warm_max must be above 0".to_owned());
+            }
+            Some((warm, most))
+        }
+        None if section.warm_max.is_empty() => None,
+        None => return Err("warm_max without warm_address".to_owned()),
+    };
+    let cold = address("cold_address", &section.cold_address)?;
+    if warm.is_none() && cold.is_none() {
+        return Err("a warm or a cold address is needed".to_owned());
+    }
+    Ok(peregrine_wallet::collect::Tiers {
+        hot_max,
+        warm,
+        cold,
+    })
 }

@@ -86,6 +86,38 @@ impl EthRpc {
         quantity(METHOD, "balance", &balance)
     }
 
+    /// The balance of `address` in `token` (ERC-20 `balanceOf`) at the latest block, in the
+    /// token's base units; a balance above 2^128 is refused as malformed (no real supply
+    /// reaches it).
+    pub async fn token_balance(
+        &self,
+        token: &Address,
+        address: &Address,
+    ) -> Result<u128, ChainError> {
+        const METHOD: &str = "eth_call";
+        let malformed = |what| ChainError::Malformed {
+            method: METHOD,
+            what,
+        };
+        let holder = address.eth_bytes().ok_or(malformed("holder address"))?;
+        let mut data = keccak256(b"balanceOf(address)")[..4].to_vec();
+        data.extend_from_slice(&[0u8; 12]);
+        data.extend_from_slice(&holder);
+        let call = json!({ "to": token.as_str(), "data": format!("0x{}", encode_hex(&data)) });
+        let answer: String = self.call(METHOD, json!([call, "latest"])).await?;
+        let word = answer
+            .strip_prefix("0x")
+            .and_then(decode_hex)
+            .filter(|word| word.len() == 32)
+            .ok_or(malformed("balanceOf answer"))?;
+        if word[..16].iter().any(|byte| *byte != 0) {
+            return Err(malformed("balance above 2^128"));
+        }
+        let mut low = [0u8; 16];
+        low.copy_from_slice(&word[16..]);
+        Ok(u128::from_be_bytes(low))
+    }
+
     /// Calls `method` with `params` and decodes its `result` (JSON `null` decodes as `None`
     /// where `T` is an `Option`).
     pub async fn call<T: DeserializeOwned>(

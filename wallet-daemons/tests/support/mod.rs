@@ -31,6 +31,15 @@ pub fn required_env(name: &str) -> String {
     }
 }
 
+/// A currency code of this run's own (seeds stay in OpenBao between runs).
+pub fn unique_code(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{prefix}{:x}{:x}", std::process::id() & 0xffff, nanos)
+}
+
 /// OpenBao with the root token of the test server.
 pub fn bao_root() -> OpenBao {
     OpenBao::new(
@@ -54,6 +63,35 @@ pub async fn wallet_vault_on(root: OpenBao, mount: &str, policy: &str) -> SeedVa
         .unwrap();
     let token = root.create_token(&[policy], "10m").await.unwrap();
     SeedVault::new(root.with_token(token), mount)
+}
+
+/// Makes the seed mount and a token with the wallet policy only; writes the token to `file`.
+pub async fn wallet_openbao_token(mount: &str, file: &Path) {
+    let root = bao_root();
+    root.ensure_engine(mount, peregrine_secrets::sys::Engine::KvV2)
+        .await
+        .unwrap();
+    root.put_policy(mount, &peregrine_wallet::keys::wallet_policy(mount))
+        .await
+        .unwrap();
+    // The token's text is needed for the daemon's file: asked over HTTP (the client keeps it
+    // private).
+    let created: Value = reqwest::Client::new()
+        .post(format!(
+            "{}/v1/auth/token/create",
+            required_env("VAULT_ADDR")
+        ))
+        .header("X-Vault-Token", required_env("VAULT_TOKEN"))
+        .json(&json!({"policies": [mount], "ttl": "1h"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["auth"]["client_token"].as_str().unwrap();
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(file, token).unwrap();
 }
 
 /// An OpenBao dev server of the test's own (in memory) on a free port, killed when dropped.
