@@ -12,9 +12,10 @@
 //! A configured OpenBao that is unreachable or sealed at start does not stop it: identity
 //! starts with a client awaiting its token, [`crate::secret_store::Watcher`] provisions it once
 //! OpenBao answers, and `/health/ready` shows `degraded secrets` meanwhile. What works then:
-//! trading, sessions (login without 2FA, reads), ed25519 QUIC keys (their public key is in the
-//! store); what waits for OpenBao: 2FA, access tokens (JWKS included), API-key changes, and
-//! HMAC keys (their secret is transit ciphertext: pending in the key feed until decrypted).
+//! trading, sessions (login without 2FA, reads, access tokens signed by identity's in-memory
+//! standby key, which the JWKS lists), ed25519 QUIC keys (their public key is in the store);
+//! what waits for OpenBao: 2FA, API-key changes, and HMAC keys (their secret is transit
+//! ciphertext: pending in the key feed until decrypted).
 //!
 //! Never: runs identity's HTTP on the operator listener (that one carries the control API and
 //! metrics, not the retail page's cookies), or puts identity on the order path (the gateways
@@ -411,9 +412,9 @@ impl Running {
         Ok(())
     }
 
-    /// The bridge's JWT verifier, from identity's JWKS read in this process; without keys
-    /// while OpenBao cannot answer (no token can have been issued by it meanwhile either:
-    /// issuance signs in OpenBao), until the refresh loads them.
+    /// The bridge's JWT verifier, from identity's JWKS read in this process (through an
+    /// outage: the standby key and transit's keys as last read); without keys only when the
+    /// JWKS cannot be made at all, until the refresh loads them.
     async fn verifier(&self) -> Result<Arc<Refresher>, IdentityError> {
         let verifier = match load_verifier(&self.identity).await {
             Ok(verifier) => verifier,
