@@ -27,7 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use peregrine_auth::jwt::{Refresher, TokenConfig, Verifier};
 use peregrine_auth::key_feed::{KeyChange, KeyFeed};
-use peregrine_auth::kyc::Kyc;
+use peregrine_auth::kyc::{KvLocation, Kyc};
 use peregrine_auth::mail::MailConfig;
 use peregrine_auth::rbac::Authorizer;
 use peregrine_auth::vault::{Vault, VaultConfig, provision};
@@ -145,6 +145,13 @@ pub fn identity_config(section: &AuthSection) -> IdentityConfig {
     let vault = vault_config(section);
     config.kyc.transit_mount = vault.transit_mount;
     config.kyc.transit_key = vault.documents_key;
+    // The webhook's secret only from OpenBao KV, never from this file.
+    if let Some(bao) = section.openbao.as_ref().filter(|bao| bao.kyc_webhook) {
+        let location = KvLocation::new(&vault.kv_mount, &vault.webhook_secret_path);
+        config.kyc.webhook_secret_kv = Some(location);
+        config.kyc.webhook_secret_grace_ms = i64::from(bao.kyc_webhook_grace_ms);
+        config.kyc.webhook_secret_refresh_ms = u64::from(bao.kyc_webhook_refresh_ms);
+    }
     config
 }
 
@@ -155,6 +162,7 @@ fn vault_config(section: &AuthSection) -> VaultConfig {
         config.totp_mount.clone_from(&bao.totp_mount);
         config.transit_mount.clone_from(&bao.transit_mount);
         config.policy.clone_from(&bao.policy);
+        config.kv_mount.clone_from(&bao.kv_mount);
     }
     config
 }
@@ -279,7 +287,8 @@ pub async fn start(
     let mut router = peregrine_auth::http::router(Arc::clone(&identity));
     let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
     let authorizer = kyc.authorizer().clone();
-    router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
+    let kyc = Arc::new(kyc);
+    router = router.merge(peregrine_auth::http::kyc::router(Arc::clone(&kyc)));
     router = router.merge(peregrine_auth::http::openapi::router());
     let counters = (
         IntCounterVec::new(
@@ -299,7 +308,7 @@ pub async fn start(
     );
     registry.register(Box::new(counters.0.clone()))?;
     registry.register(Box::new(counters.1.clone()))?;
-    Ok(Running {
+    let running = Running {
         identity,
         router,
         authorizer,
@@ -311,7 +320,13 @@ pub async fn start(
         stop: watch::Sender::new(false),
         tasks: Arc::default(),
         counters,
-    })
+    };
+    if kyc.config().webhook_secret_kv.is_some() {
+        let stop = running.stop.subscribe();
+        let task = tokio::spawn(async move { kyc.follow_webhook_secret(stop).await });
+        running.push_task("KYC webhook secret", task);
+    }
+    Ok(running)
 }
 
 impl Running {

@@ -126,6 +126,31 @@ pub struct OpenBaoSection {
     /// The name of identity's policy (one per appliance sharing an OpenBao).
     #[serde(default = "default_policy", deserialize_with = "name")]
     pub policy: String,
+    /// Identity's KV v2 mount (the KYC webhook secret at `kyc/webhook`, field `secret`,
+    /// written there by an operator).
+    #[serde(default = "default_kv_mount", deserialize_with = "name")]
+    pub kv_mount: String,
+    /// Turns the KYC provider webhook on, its HMAC secret read from `kv_mount`.
+    #[serde(default)]
+    pub kyc_webhook: bool,
+    /// How long a rotated-out webhook secret is still accepted, ms.
+    #[serde(default = "default_kyc_webhook_grace_ms")]
+    pub kyc_webhook_grace_ms: u32,
+    /// How often the webhook secret is read from KV, ms (at least 100).
+    #[serde(default = "default_kyc_webhook_refresh_ms")]
+    pub kyc_webhook_refresh_ms: u32,
+}
+
+fn default_kv_mount() -> String {
+    "peregrine-identity".to_owned()
+}
+
+fn default_kyc_webhook_grace_ms() -> u32 {
+    600_000
+}
+
+fn default_kyc_webhook_refresh_ms() -> u32 {
+    5_000
 }
 
 fn default_totp_mount() -> String {
