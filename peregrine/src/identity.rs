@@ -467,6 +467,22 @@ impl Running {
         self.push_task("jwks", task);
     }
 
+    /// Anchors the audit chain's head in the journal through `engine` every
+    /// `audit_anchor_interval_ms` and once more at [`Running::stop`] (see
+    /// [`crate::audit_anchor`]).
+    pub fn anchor_audit(
+        &self,
+        engine: Arc<peregrine_core::EngineHandle>,
+        registry: &prometheus::Registry,
+    ) -> Result<(), IdentityError> {
+        let metrics = crate::audit_anchor::AnchorMetrics::new(registry)?;
+        let interval = Duration::from_millis(self.section.audit_anchor_interval_ms);
+        let stop = self.stop.subscribe();
+        let task = crate::audit_anchor::spawn(self.store.clone(), engine, interval, stop, metrics);
+        self.push_task("audit anchor", task);
+        Ok(())
+    }
+
     fn push_task(&self, name: &'static str, task: JoinHandle<()>) {
         self.tasks
             .lock()

@@ -30,6 +30,11 @@ const _: () = assert!(
 );
 const _: () = assert!(JWKS_REFRESH_MS_MIN < JWKS_REFRESH_MS_MAX);
 
+/// Bounds of `audit_anchor_interval_ms`: each anchor is one journaled command.
+pub const AUDIT_ANCHOR_INTERVAL_MS_MIN: u64 = 100;
+pub const AUDIT_ANCHOR_INTERVAL_MS_MAX: u64 = 3_600_000;
+const _: () = assert!(AUDIT_ANCHOR_INTERVAL_MS_MIN < AUDIT_ANCHOR_INTERVAL_MS_MAX);
+
 /// The `[auth]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +64,10 @@ pub struct AuthSection {
     /// How often the gateways' JWT verifier reloads identity's JWKS, ms (1000 to 3600000).
     #[serde(deserialize_with = "jwks_refresh_ms")]
     pub jwks_refresh_ms: u64,
+    /// How often the audit chain's head is anchored in the journal, ms (100 to 3600000; and
+    /// once more at shutdown). `peregrine audit verify` sees a cut or rewrite after an anchor.
+    #[serde(deserialize_with = "audit_anchor_interval_ms")]
+    pub audit_anchor_interval_ms: u64,
     /// Where codes are mailed; absent: logged at INFO with the address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpSection>,
@@ -80,6 +89,7 @@ impl Default for AuthSection {
             withdraw_level_min: 2,
             key_poll_interval_ms: 100,
             jwks_refresh_ms: 10_000,
+            audit_anchor_interval_ms: 60_000,
             smtp: None,
             openbao: None,
         }
@@ -163,6 +173,16 @@ fn default_transit_mount() -> String {
 
 fn default_policy() -> String {
     "peregrine-identity".to_owned()
+}
+
+fn audit_anchor_interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if !(AUDIT_ANCHOR_INTERVAL_MS_MIN..=AUDIT_ANCHOR_INTERVAL_MS_MAX).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside {AUDIT_ANCHOR_INTERVAL_MS_MIN} to {AUDIT_ANCHOR_INTERVAL_MS_MAX}"
+        )));
+    }
+    Ok(value)
 }
 
 fn key_poll_interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
