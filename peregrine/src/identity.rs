@@ -279,7 +279,9 @@ pub async fn start(
         client,
         config: vault_config,
     };
-    identity = identity.with_vault(vault.clone(), TokenConfig::default());
+    let mut tokens = TokenConfig::default();
+    tokens.ttl_s = section.access_token_ttl_s;
+    identity = identity.with_vault(vault.clone(), tokens);
     if section.smtp.is_none() {
         tracing::warn!("no [auth.smtp]: e-mailed codes are logged at INFO with their address");
     }

@@ -64,6 +64,10 @@ pub struct AuthSection {
     /// How often the gateways' JWT verifier reloads identity's JWKS, ms (1000 to 3600000).
     #[serde(deserialize_with = "jwks_refresh_ms")]
     pub jwks_refresh_ms: u64,
+    /// Access tokens' lifetime, s (6 to 60). Browsers renew theirs, and the one on their
+    /// private WebSocket, before it ends.
+    #[serde(deserialize_with = "access_token_ttl_s")]
+    pub access_token_ttl_s: u64,
     /// How often the audit chain's head is anchored in the journal, ms (100 to 3600000; and
     /// once more at shutdown). `peregrine audit verify` sees a cut or rewrite after an anchor.
     #[serde(deserialize_with = "audit_anchor_interval_ms")]
@@ -89,6 +93,7 @@ impl Default for AuthSection {
             withdraw_level_min: 2,
             key_poll_interval_ms: 100,
             jwks_refresh_ms: 10_000,
+            access_token_ttl_s: peregrine_auth::jwt::ACCESS_TTL_S_MAX,
             audit_anchor_interval_ms: 60_000,
             smtp: None,
             openbao: None,
@@ -173,6 +178,19 @@ fn default_transit_mount() -> String {
 
 fn default_policy() -> String {
     "peregrine-identity".to_owned()
+}
+
+fn access_token_ttl_s<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    let max = peregrine_auth::jwt::ACCESS_TTL_S_MAX;
+    // Above the verifiers' clock skew, so a token is never born expired at a gateway.
+    let min = peregrine_auth::jwt::SKEW_S_MAX + 1;
+    if !(min..=max).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside {min} to {max}"
+        )));
+    }
+    Ok(value)
 }
 
 fn audit_anchor_interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
