@@ -62,7 +62,7 @@ fn verifier(pair: &Ed25519KeyPair) -> Verifier {
 
 /// Opens the private stream with `header: value` on the upgrade; the socket and the
 /// subprotocol the server chose, or the refusal's HTTP status.
-async fn open(h: &Harness, header: &str, value: &str) -> Result<(Ws, Option<String>), u16> {
+async fn open(h: &Harness, header: &'static str, value: &str) -> Result<(Ws, Option<String>), u16> {
     let mut request = format!("{}{STREAMS}", h.ws_base)
         .into_client_request()
         .unwrap();

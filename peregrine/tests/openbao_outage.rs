@@ -259,7 +259,12 @@ async fn up_started_while_openbao_is_down_trades_degraded_and_recovers_when_it_a
     let login = login_with_a_code(&up.rest, &user.email, &user.url).await;
     assert_vault_unavailable("2FA login", &login);
     // The session from before the restart gets a token (only the standby key is in the JWKS).
-    let token = standby_token(&user.session).await;
+    let session = Session {
+        rest: up.rest.clone(),
+        cookie: user.session.cookie.clone(),
+        csrf: user.session.csrf.clone(),
+    };
+    let token = standby_token(&session).await;
     let (status, body, _) = send(
         http_client()
             .get(format!("{}{BALANCES}", up.rest))

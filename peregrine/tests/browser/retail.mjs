@@ -136,10 +136,10 @@ function watchAccount(page) {
 }
 
 // Waits (bounded) until `check()` holds.
-async function until(what, check) {
+async function until(what, check, seen) {
   const deadline = Date.now() + 3 * STEP_MS;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`never: ${what}`);
+    if (Date.now() > deadline) throw new Error(`never: ${what} ${JSON.stringify(seen)}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -170,7 +170,7 @@ async function main() {
     const buyerAccount = await signUp(buyer, `buyer-${stamp}@example.com`);
     const sellerAccount = await signUp(seller, `seller-${stamp}@example.com`);
     for (const seen of watched) {
-      await until('the account read at sign-in', () => seen.reads === ACCOUNT_READS_AT_SIGN_IN && seen.sockets === 1);
+      await until('the account read at sign-in', () => seen.reads === ACCOUNT_READS_AT_SIGN_IN && seen.sockets === 1, seen);
     }
     await ask('deposit', buyerAccount, 'usd', '100000');
     await ask('deposit', sellerAccount, 'btc', '10');
@@ -204,7 +204,7 @@ async function main() {
     await setUp2fa(buyer);
 
     // Everything since sign-in came over one private socket per page, which renewed its token.
-    for (const seen of watched) await until('a token renewed on the open socket', () => seen.renewals >= 1);
+    for (const seen of watched) await until('a token renewed on the open socket', () => seen.renewals >= 1, seen);
     for (const [index, seen] of watched.entries()) {
       const who = index === 0 ? 'buyer' : 'seller';
       if (seen.reads !== ACCOUNT_READS_AT_SIGN_IN) throw new Error(`${who} read the account ${seen.reads} times: the page polls`);
