@@ -1,8 +1,10 @@
 //! The audit trail: one append-only record per sensitive action, allowed or denied, each
 //! carrying the SHA-256 of the previous record, so changing, removing or inserting a record
 //! anywhere but at the end breaks every hash after it. [`verify`] walks the chain and names the
-//! first broken record. (Cutting records off the end leaves a valid shorter chain: the head's
-//! sequence number and hash must also be kept elsewhere, e.g. in the journal, to catch that.)
+//! first broken record. Cutting records off the end leaves a valid shorter chain, so `up`
+//! also journals the head's sequence number and hash from time to time (an anchor), and
+//! [`check_anchor`] proves the table still holds each anchored record with its anchored hash:
+//! with the chain intact, that vouches for every record up to the anchor.
 
 use ring::digest::{Context, SHA256};
 
@@ -149,6 +151,38 @@ pub async fn verify(store: &Store) -> Result<ChainStatus, StoreError> {
             records += 1;
         }
     }
+}
+
+/// An audit head as anchored in the journal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Anchor {
+    /// The journal sequence number of the anchor command.
+    pub journal_seq: u64,
+    /// The anchored record's sequence number in the chain.
+    pub seq: i64,
+    /// Its hash then.
+    pub hash: [u8; 32],
+}
+
+/// What the table says of an anchor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnchorStatus {
+    /// The record is there with the anchored hash.
+    Holds,
+    /// The record is gone: the table was cut after the anchor.
+    Missing,
+    /// The record is there with another hash: the chain was rewritten after the anchor.
+    Differs,
+}
+
+/// Checks one anchor against the table.
+pub async fn check_anchor(store: &Store, anchor: &Anchor) -> Result<AnchorStatus, StoreError> {
+    Ok(match store.audit_hash(anchor.seq).await? {
+        None => AnchorStatus::Missing,
+        Some(hash) if hash.as_slice() == anchor.hash.as_slice() => AnchorStatus::Holds,
+        Some(_) => AnchorStatus::Differs,
+    })
 }
 
 #[cfg(test)]

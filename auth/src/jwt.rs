@@ -8,8 +8,8 @@
 //! (`transit/keys/<key>/rotate`, an operator's act) and OpenBao keeps every version's public
 //! half, which is what the JWKS needs. A key in KV would be read into identity's memory and be
 //! as exposed as any file. The cost is a round trip to OpenBao per token issued (once per
-//! client per token lifetime, never per request) and no issuance while OpenBao is down (503
-//! `identity.vault_unavailable`); verification, the per-request part, never calls OpenBao.
+//! client per token lifetime, never per request); verification, the per-request part, never
+//! calls OpenBao.
 //!
 //! `kid` is `<transit key name>-v<version>`. Rotation without downtime: after a rotation the
 //! next signature comes back with the new version, the issuer notices that it differs from the
@@ -19,6 +19,21 @@
 //! [`Verifier`] is pure and in memory: a JWKS in, `verify(token, now)` out — the algorithm
 //! must be `EdDSA`, the `kid` known, `exp`/`nbf`/`iat` within a bounded skew, `iss` and `aud`
 //! the configured ones. [`Refresher`] reloads the JWKS from identity periodically.
+//!
+//! While OpenBao cannot answer, sessions still get tokens: at start the issuer makes a
+//! *standby key*, an ed25519 key pair generated in its own memory ([`StandbyKey`]), and lists
+//! its public half in the JWKS next to transit's versions, so every gateway already knows it
+//! before an outage. A token is signed with it only when transit answers "unavailable"; 2FA
+//! and every other OpenBao-backed action still answer 503. Why this keeps the key custody:
+//! the transit key still never leaves OpenBao; the standby key is never written anywhere (no
+//! disk, no KV, no log, no journal), dies with the process (a restart makes a new one under
+//! a new `kid`, and the old one leaves the JWKS with it), and signs nothing while transit
+//! works. Whoever can read identity's memory could copy it — but that party already holds
+//! identity's OpenBao token (it may ask transit for signatures for the token's whole life)
+//! and serves the JWKS the gateways trust, so the standby key gives it nothing new. A key
+//! loaded from KV at start would instead sit, copyable, in OpenBao and in every process that
+//! ever read it. The transit keys' public halves are remembered from the last read, so the
+//! JWKS keeps answering through an outage.
 //!
 //! A signature check costs ~30 µs, far above the ~2 µs a request may spend on its credentials,
 //! and a client sends its one token with every request for up to a minute. So a [`Verifier`]
@@ -37,7 +52,8 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{ED25519, UnparsedPublicKey};
+use ring::rand::SystemRandom;
+use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use subtle::ConstantTimeEq;
@@ -156,6 +172,8 @@ pub struct AccessToken {
     pub kid: String,
     /// Its expiry, Unix seconds.
     pub expires_at_s: u64,
+    /// Signed by the in-memory standby key (OpenBao could not answer).
+    pub standby: bool,
 }
 
 #[derive(Deserialize)]
@@ -164,13 +182,52 @@ struct Header {
     kid: Option<String>,
 }
 
-/// Issues access tokens with OpenBao's transit key.
+/// Bytes of randomness in the standby key's `kid` suffix (a new one each process).
+const STANDBY_KID_BYTES: usize = 6;
+
+/// The ed25519 key that signs while OpenBao cannot answer: generated in memory at start,
+/// never stored or exported (see the module docs for why this keeps the key custody).
+pub struct StandbyKey {
+    kid: String,
+    pair: Ed25519KeyPair,
+}
+
+impl std::fmt::Debug for StandbyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StandbyKey({})", self.kid)
+    }
+}
+
+impl StandbyKey {
+    /// A fresh key named `<jwt key>-standby-<random hex>` (never `-v<n>`: no transit kid).
+    fn generate(jwt_key: &str) -> Result<StandbyKey, AuthError> {
+        let rng = SystemRandom::new();
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| AuthError::Random)?;
+        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| AuthError::Random)?;
+        let suffix = crate::secret::random_bytes::<STANDBY_KID_BYTES>(&rng)?;
+        let kid = format!("{jwt_key}-standby-{}", crate::secret::hex(&suffix));
+        Ok(StandbyKey { kid, pair })
+    }
+
+    /// Its `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+}
+
+/// Issues access tokens with OpenBao's transit key, or its [`StandbyKey`] while OpenBao
+/// cannot answer.
 #[derive(Debug)]
 pub struct Issuer {
     vault: Vault,
     config: TokenConfig,
     /// The key version believed latest (0: not read yet).
     latest_version: AtomicU32,
+    /// `None` only when the system's random source failed at start: then no token is issued
+    /// while OpenBao is out (the behaviour before the standby key).
+    standby: Option<StandbyKey>,
+    /// Transit's public keys as last read, so the JWKS answers through an outage.
+    transit_keys: RwLock<Vec<(u32, Vec<u8>)>>,
 }
 
 impl Issuer {
@@ -180,11 +237,21 @@ impl Issuer {
             config.validate().is_ok(),
             "token settings checked by the caller"
         );
+        let standby = StandbyKey::generate(&vault.config.jwt_key)
+            .inspect_err(|error| tracing::error!(%error, "no standby JWT key"))
+            .ok();
         Issuer {
             vault,
             config,
             latest_version: AtomicU32::new(0),
+            standby,
+            transit_keys: RwLock::new(Vec::new()),
         }
+    }
+
+    /// The standby key's `kid`, if there is one.
+    pub fn standby_kid(&self) -> Option<&str> {
+        self.standby.as_ref().map(StandbyKey::kid)
     }
 
     /// The settings.
@@ -220,6 +287,16 @@ impl Issuer {
         };
         let payload = serde_json::to_vec(&claims).map_err(|_| AuthError::Random)?;
         let payload = URL_SAFE_NO_PAD.encode(payload);
+        match (self.sign_transit(&payload, claims.exp).await, &self.standby) {
+            (Err(AuthError::VaultUnavailable), Some(standby)) => {
+                Ok(sign_standby(standby, &payload, claims.exp))
+            }
+            (signed, _) => signed,
+        }
+    }
+
+    /// `payload` signed by transit's latest key version.
+    async fn sign_transit(&self, payload: &str, exp: u64) -> Result<AccessToken, AuthError> {
         let mut version = self.latest_version.load(Ordering::Acquire);
         if version == 0 {
             version = self.read_latest_version().await?;
@@ -239,7 +316,8 @@ impl Issuer {
                 return Ok(AccessToken {
                     token: format!("{input}.{}", URL_SAFE_NO_PAD.encode(&signature.bytes)),
                     kid,
-                    expires_at_s: claims.exp,
+                    expires_at_s: exp,
+                    standby: false,
                 });
             }
             // Rotated since the version was read: sign again under the new kid.
@@ -257,43 +335,82 @@ impl Issuer {
         Ok(latest)
     }
 
+    /// Transit's public keys, read now (and remembered), or as last read while OpenBao
+    /// cannot answer (a key rotated meanwhile is an operator's act in OpenBao: none can be).
     async fn public_keys(&self) -> Result<Vec<(u32, Vec<u8>)>, AuthError> {
         let (mount, key) = (&self.vault.config.transit_mount, &self.vault.config.jwt_key);
-        let versions = self
-            .vault
-            .client
-            .transit_public_keys(mount, key)
-            .await
-            .map_err(bao_error)?;
-        Ok(versions
-            .into_iter()
-            .map(|v| (v.version, v.public_key))
-            .collect())
+        let read = self.vault.client.transit_public_keys(mount, key).await;
+        let mut remembered = match read.map_err(bao_error) {
+            Ok(versions) => {
+                let keys: Vec<_> = versions
+                    .into_iter()
+                    .map(|v| (v.version, v.public_key))
+                    .collect();
+                *self
+                    .transit_keys
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = keys.clone();
+                return Ok(keys);
+            }
+            Err(AuthError::VaultUnavailable) => self
+                .transit_keys
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone(),
+            Err(error) => return Err(error),
+        };
+        if remembered.is_empty() && self.standby.is_none() {
+            return Err(AuthError::VaultUnavailable);
+        }
+        remembered.truncate(JWKS_KEYS_MAX);
+        Ok(remembered)
     }
 
     /// The JWKS: every version of the signing key OpenBao keeps (so a token signed before a
-    /// rotation verifies until it expires), newest first.
+    /// rotation verifies until it expires), newest first, then the standby key.
     pub async fn jwks(&self) -> Result<serde_json::Value, AuthError> {
         let mut keys = self.public_keys().await?;
         keys.sort_by_key(|key| std::cmp::Reverse(key.0));
         if let Some((latest, _)) = keys.first() {
             self.latest_version.fetch_max(*latest, Ordering::AcqRel);
         }
-        let keys: Vec<_> = keys
+        let transit_n = JWKS_KEYS_MAX - usize::from(self.standby.is_some());
+        let mut set: Vec<_> = keys
             .iter()
-            .take(JWKS_KEYS_MAX)
-            .map(|(version, public_key)| {
-                json!({
-                    "kty": "OKP",
-                    "crv": "Ed25519",
-                    "alg": "EdDSA",
-                    "use": "sig",
-                    "kid": self.kid(*version),
-                    "x": URL_SAFE_NO_PAD.encode(public_key),
-                })
-            })
+            .take(transit_n)
+            .map(|(version, public_key)| jwk(&self.kid(*version), public_key))
             .collect();
-        Ok(json!({ "keys": keys }))
+        if let Some(standby) = &self.standby {
+            set.push(jwk(&standby.kid, standby.pair.public_key().as_ref()));
+        }
+        assert!(set.len() <= JWKS_KEYS_MAX);
+        Ok(json!({ "keys": set }))
+    }
+}
+
+/// One Ed25519 signing key of a JWKS.
+fn jwk(kid: &str, public_key: &[u8]) -> serde_json::Value {
+    json!({
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "alg": "EdDSA",
+        "use": "sig",
+        "kid": kid,
+        "x": URL_SAFE_NO_PAD.encode(public_key),
+    })
+}
+
+/// `payload` signed in memory by the standby key (OpenBao cannot answer).
+fn sign_standby(standby: &StandbyKey, payload: &str, exp: u64) -> AccessToken {
+    let header = json!({ "alg": "EdDSA", "typ": "JWT", "kid": standby.kid }).to_string();
+    let input = format!("{}.{payload}", URL_SAFE_NO_PAD.encode(header));
+    let signature = standby.pair.sign(input.as_bytes());
+    assert_eq!(signature.as_ref().len(), SIGNATURE_BYTES);
+    AccessToken {
+        token: format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref())),
+        kid: standby.kid.clone(),
+        expires_at_s: exp,
+        standby: true,
     }
 }
 
@@ -699,9 +816,6 @@ pub async fn fetch_verifier(
 
 #[cfg(test)]
 mod tests {
-    use ring::rand::SystemRandom;
-    use ring::signature::{Ed25519KeyPair, KeyPair};
-
     use super::*;
 
     const NOW_S: u64 = 1_800_000_000;

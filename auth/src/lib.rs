@@ -19,9 +19,11 @@
 //!   awaiting it (the control API journals the approved ones);
 //! - two-factor authentication with TOTP kept in OpenBao's totp engine (one key per user),
 //!   required at login once enabled; OpenBao sealed or gone is 503
-//!   `identity.vault_unavailable` for 2FA and token issuance, never a 500, and sessions go on;
+//!   `identity.vault_unavailable` for 2FA, never a 500, and sessions go on (their tokens
+//!   signed meanwhile by an in-memory standby key: [`jwt`]);
 //! - identity's OpenBao set-up and least-privilege policy ([`vault`]);
-//! - access JWTs (≤ 60 s, EdDSA, signed by OpenBao transit) with their JWKS, and the pure
+//! - access JWTs (≤ 60 s, EdDSA, signed by OpenBao transit, or by a standby key born in memory
+//!   while OpenBao cannot answer) with their JWKS, and the pure
 //!   in-memory [`jwt::Verifier`] and [`jwt::Refresher`] the gateways verify them with ([`jwt`]);
 //! - self-service API keys ([`api_keys`]: HMAC secrets as transit ciphertext, ed25519 keys for
 //!   the QUIC logon, scopes, allowlists, expiry) and the ordered event feed
@@ -30,7 +32,8 @@
 //! Never does:
 //! - keep or log a secret in clear: passwords are argon2id hashes, session ids, CSRF tokens and
 //!   e-mailed codes are stored as SHA-256 digests and compared in constant time; TOTP secrets
-//!   and the JWT signing key never leave OpenBao;
+//!   and the transit JWT signing key never leave OpenBao; the standby JWT key never leaves
+//!   the process's memory;
 //! - keep a KYC document in clear, or send one to the journal: content is AES-256-GCM
 //!   ciphertext under a data key only OpenBao can unwrap;
 //! - sit on the order path: gateways verify tokens from memory ([`jwt::Verifier`]), never by

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub audit_failures_total: IntCounter,
     /// Access tokens issued.
     pub tokens_issued_total: IntCounter,
+    /// Access tokens signed by the in-memory standby key (OpenBao could not answer).
+    pub tokens_standby_signed_total: IntCounter,
 }
 
 impl Metrics {
@@ -66,6 +68,10 @@ impl Metrics {
                 "audit records that could not be written",
             )?,
             tokens_issued_total: IntCounter::new("auth_tokens_issued_total", "access JWTs issued")?,
+            tokens_standby_signed_total: IntCounter::new(
+                "auth_tokens_standby_signed_total",
+                "access JWTs signed by the standby key while OpenBao could not answer",
+            )?,
         };
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration_seconds.clone()))?;
@@ -75,6 +81,7 @@ impl Metrics {
         registry.register(Box::new(metrics.audit_records_total.clone()))?;
         registry.register(Box::new(metrics.audit_failures_total.clone()))?;
         registry.register(Box::new(metrics.tokens_issued_total.clone()))?;
+        registry.register(Box::new(metrics.tokens_standby_signed_total.clone()))?;
         Ok(metrics)
     }
 }

@@ -7,7 +7,9 @@
 //!   after the enrolment's QR code is shown once);
 //! - the JWT signing key, an ed25519 key in transit: identity asks OpenBao to sign and reads
 //!   the public halves for the JWKS;
-//! - the key that encrypts API-key secrets at rest, an AES-GCM key in transit.
+//! - the key that encrypts API-key secrets at rest, an AES-GCM key in transit;
+//! - in its own KV v2 mount, documents an operator writes and identity only reads: the KYC
+//!   provider webhook's HMAC secret.
 
 use peregrine_secrets::sys::Engine;
 use peregrine_secrets::transit::KeyType;
@@ -30,6 +32,10 @@ pub struct VaultConfig {
     /// The AES-GCM transit key that wraps KYC documents' data keys (KYC's
     /// `KycConfig::transit_key`, on the same mount).
     pub documents_key: String,
+    /// Identity's KV v2 mount (documents an operator writes, identity reads).
+    pub kv_mount: String,
+    /// The KYC webhook secret's document in [`Self::kv_mount`] (field `secret`).
+    pub webhook_secret_path: String,
     /// The issuer shown in authenticator apps.
     pub totp_issuer: String,
     /// The name of the policy [`provision`] writes (one per identity deployment sharing an
@@ -45,6 +51,8 @@ impl Default for VaultConfig {
             jwt_key: "identity-jwt".to_owned(),
             secrets_key: "identity-api-keys".to_owned(),
             documents_key: "kyc-documents".to_owned(),
+            kv_mount: "peregrine-identity".to_owned(),
+            webhook_secret_path: "kyc/webhook".to_owned(),
             totp_issuer: "Peregrine".to_owned(),
             policy: "peregrine-identity".to_owned(),
         }
@@ -60,9 +68,11 @@ impl VaultConfig {
     ///
     /// Not granted on purpose: rotating or deleting the JWT or secrets keys (an operator's
     /// act), reading or exporting any key's private part, every other mount (KV with the
-    /// wallets' seeds, other components' transit keys), and TOTP keys not named `user-*`.
+    /// wallets' seeds, other components' transit keys), TOTP keys not named `user-*`, and
+    /// writing or listing its own KV mount (the webhook secret is an operator's to write).
     pub fn policy_hcl(&self) -> String {
         let (totp, transit) = (&self.totp_mount, &self.transit_mount);
+        let (kv, webhook) = (&self.kv_mount, &self.webhook_secret_path);
         let (jwt, secrets, documents) = (&self.jwt_key, &self.secrets_key, &self.documents_key);
         format!(
             "# Peregrine identity: TOTP per user, JWT signing, API-key secrets and KYC \
@@ -75,7 +85,8 @@ impl VaultConfig {
              path \"{transit}/decrypt/{secrets}\" {{ capabilities = [\"update\"] }}\n\
              path \"{transit}/keys/{documents}\" {{ capabilities = [\"create\", \"update\"] }}\n\
              path \"{transit}/datakey/plaintext/{documents}\" {{ capabilities = [\"update\"] }}\n\
-             path \"{transit}/decrypt/{documents}\" {{ capabilities = [\"update\"] }}\n"
+             path \"{transit}/decrypt/{documents}\" {{ capabilities = [\"update\"] }}\n\
+             path \"{kv}/data/{webhook}\" {{ capabilities = [\"read\"] }}\n"
         )
     }
 }
@@ -107,6 +118,7 @@ pub async fn provision(admin: &OpenBao, config: &VaultConfig) -> Result<BaoToken
             KeyType::Aes256Gcm96,
         )
         .await?;
+    admin.ensure_engine(&config.kv_mount, Engine::KvV2).await?;
     admin
         .put_policy(&config.policy, &config.policy_hcl())
         .await?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use peregrine_auth::Role;
 use peregrine_auth::audit::{self, ChainStatus, Outcome};
 use peregrine_auth::kyc::webhook::sign;
-use peregrine_auth::kyc::{GatedAction, KycError};
+use peregrine_auth::kyc::{GatedAction, KvLocation, KycError};
 use peregrine_auth::store::ProfileState;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -862,4 +862,106 @@ async fn a_sealed_or_stopped_openbao_answers_503_and_changes_nothing() {
     assert_eq!(listed.body.as_array().unwrap().len(), 1);
     let labels = h.call("GET", "/resource/labels", None, Some(&alice)).await;
     assert_eq!(labels.status, StatusCode::OK);
+}
+
+/// `{"secret": secret}`, the KV document of the webhook secret.
+fn secret_document(secret: &str) -> serde_json::Map<String, Value> {
+    let mut document = serde_json::Map::new();
+    document.insert("secret".to_owned(), json!(secret));
+    document
+}
+
+/// A webhook call signed with each secret in turn until one is answered 200 (bounded: the
+/// follower reads KV every 100 ms).
+async fn until_accepted(h: &Harness, body: &Value, secret: &str) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = webhook(h, body, h.identity.now_ms(), secret).await;
+        if answer.status == StatusCode::OK {
+            return started.elapsed();
+        }
+        assert_eq!(
+            answer.code(),
+            "kyc.webhook.invalid_signature",
+            "{}",
+            answer.body
+        );
+        assert!(started.elapsed() < Duration::from_secs(5), "never accepted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_webhook_secret_comes_from_openbao_kv_and_rotates_without_a_restart() {
+    const OLD: &str = "the provider's first secret, 32 bytes or more";
+    const NEW: &str = "the provider's second secret, 32 bytes or more";
+    const GRACE_MS: i64 = 60_000;
+    let root = support::bao();
+    let mount = support::unique("kyc-kv");
+    root.ensure_engine(&mount, peregrine_secrets::sys::Engine::KvV2)
+        .await
+        .unwrap();
+    let path = "kyc/webhook";
+    root.kv_put(&mount, path, &secret_document(OLD))
+        .await
+        .unwrap();
+    let h = start("kyc_webhook_kv", |kyc| {
+        kyc.webhook_secret_kv = Some(KvLocation::new(&mount, path));
+        kyc.webhook_secret_refresh_ms = 100;
+        kyc.webhook_secret_grace_ms = GRACE_MS;
+    })
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let kyc = h.kyc.clone();
+    let follower = tokio::spawn(async move { kyc.follow_webhook_secret(stopped).await });
+    let alice = h.member("alice").await;
+    let event = |id: &str| json!({"event_id": id, "uid": alice.uid, "labels": [{"key": "phone", "value": "verified"}]});
+
+    // Read at start: the KV secret signs, another does not.
+    let refused = webhook(&h, &event("k1"), h.identity.now_ms(), NEW).await;
+    assert_eq!(refused.code(), "kyc.webhook.invalid_signature");
+    let answer = webhook(&h, &event("k1"), h.identity.now_ms(), OLD).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+
+    // Rotated in KV: the new secret is taken without a restart, the old one still signs.
+    root.kv_put(&mount, path, &secret_document(NEW))
+        .await
+        .unwrap();
+    until_accepted(&h, &event("k2"), NEW).await;
+    let answer = webhook(&h, &event("k3"), h.identity.now_ms(), OLD).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "old secret in the grace window: {}",
+        answer.body
+    );
+
+    // The grace window over: only the new secret signs.
+    h.clock.advance_ms(GRACE_MS);
+    let refused = webhook(&h, &event("k4"), h.identity.now_ms(), OLD).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    assert_eq!(refused.code(), "kyc.webhook.invalid_signature");
+    let answer = webhook(&h, &event("k4"), h.identity.now_ms(), NEW).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+
+    // A malformed document is refused by the reader; the secret held stays.
+    root.kv_put(&mount, path, &secret_document("short"))
+        .await
+        .unwrap();
+    let invalid = || {
+        h.kyc
+            .metrics()
+            .webhook_secret_reads_total
+            .with_label_values(&["kyc.webhook.secret_invalid"])
+            .get()
+    };
+    let started = std::time::Instant::now();
+    while invalid() == 0 {
+        assert!(started.elapsed() < Duration::from_secs(5), "never read");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = webhook(&h, &event("k5"), h.identity.now_ms(), NEW).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    stop.send_replace(true);
+    follower.await.unwrap();
 }

@@ -1,11 +1,13 @@
 //! 2FA through a real OpenBao's totp engine, over HTTP, with real MariaDB and SMTP: enrolment,
 //! login with a code, single use, disable; identity's least-privilege token; and what happens
-//! when OpenBao is sealed or gone (503 `identity.vault_unavailable` for 2FA, sessions go on).
+//! when OpenBao is sealed or gone (503 `identity.vault_unavailable` for 2FA, sessions go on
+//! and get access tokens signed by the standby key, which the JWKS from before listed).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod second_factor_support;
 use second_factor_support as support;
 
+use peregrine_auth::jwt::{TokenConfig, Verifier};
 use peregrine_secrets::BaoError;
 use peregrine_secrets::sys::Engine;
 use reqwest::StatusCode;
@@ -183,6 +185,39 @@ async fn identitys_token_may_use_its_own_paths_and_nothing_else() {
     }
 }
 
+/// While OpenBao cannot answer: `session` gets a token signed by the standby key, which a
+/// verifier made from the JWKS of before (`jwks`) accepts, and the JWKS still lists the same.
+async fn token_from_the_standby_key(
+    harness: &Harness,
+    session: &Session,
+    verifier: &Verifier,
+    jwks: &serde_json::Value,
+) {
+    let issued = harness
+        .call("POST", "/resource/tokens", None, Some(session))
+        .await;
+    assert_eq!(issued.status, StatusCode::CREATED, "{}", issued.body);
+    let kid = issued.body["kid"].as_str().unwrap();
+    assert!(kid.contains("-standby-"), "{}", issued.body);
+    let now_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = verifier
+        .verify(issued.body["token"].as_str().unwrap(), now_s)
+        .unwrap();
+    assert!(claims.otp);
+    let during = harness.call("GET", "/identity/jwks", None, None).await;
+    assert_eq!(during.status, StatusCode::OK, "{}", during.body);
+    assert_eq!(&during.body, jwks);
+    let transit = jwks["keys"].as_array().unwrap();
+    assert!(
+        transit
+            .iter()
+            .any(|key| key["kid"].as_str().unwrap().ends_with("-v1"))
+    );
+}
+
 #[tokio::test]
 async fn a_sealed_or_stopped_openbao_answers_503_for_2fa_and_sessions_go_on() {
     let (mut private, root) = start_private_bao("identity-private-root").await;
@@ -194,9 +229,13 @@ async fn a_sealed_or_stopped_openbao_answers_503_for_2fa_and_sessions_go_on() {
     let (with_2fa, session) = harness.new_user("sealed2fa").await;
     let secret = harness.enable_2fa(&session).await;
     let (without_2fa, plain) = harness.new_user("sealedplain").await;
+    let before = harness.call("GET", "/identity/jwks", None, None).await;
+    let jwks_bytes = serde_json::to_vec(&before.body).unwrap();
+    let verifier = Verifier::from_jwks(&jwks_bytes, TokenConfig::default()).unwrap();
 
     root.seal().await.unwrap();
     for round in ["sealed", "stopped"] {
+        token_from_the_standby_key(&harness, &session, &verifier, &before.body).await;
         let answer = harness.login(&with_2fa, Some(&totp_at(&secret, 1))).await;
         assert_eq!(
             answer.status,

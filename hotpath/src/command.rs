@@ -169,6 +169,21 @@ pub enum CommandKind {
         /// Which tier (`0..MAX_FEE_TIERS`).
         tier: u8,
     },
+    /// The identity service's audit chain head, journaled so that cutting or rewriting the
+    /// audit table afterwards shows (`peregrine audit verify` compares). Changes no engine
+    /// state and emits no event. Last in the enum: earlier variants keep their archived tags.
+    AuditAnchor(AuditAnchor),
+}
+
+/// An audit chain head as identity read it (actor `service:identity`). Its idempotency key is
+/// `seq`: anchoring the same head twice journals the same fact twice, which verification
+/// accepts; two anchors of one `seq` with different hashes are themselves proof of a rewrite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct AuditAnchor {
+    /// The head record's sequence number in the audit chain (from 1).
+    pub seq: u64,
+    /// That record's chain hash (SHA-256).
+    pub hash: [u8; 32],
 }
 
 /// An order by the engine's id or by the client's id.

@@ -239,8 +239,9 @@ pub use cluster::{
     ClusterRuntimeConfig,
 };
 pub use command::{
-    Actor, CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize, MarketSpec,
-    MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, Service, TimeInForce,
+    Actor, AuditAnchor, CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize,
+    MarketSpec, MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, Service,
+    TimeInForce,
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, OrderView};

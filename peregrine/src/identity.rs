@@ -12,9 +12,10 @@
 //! A configured OpenBao that is unreachable or sealed at start does not stop it: identity
 //! starts with a client awaiting its token, [`crate::secret_store::Watcher`] provisions it once
 //! OpenBao answers, and `/health/ready` shows `degraded secrets` meanwhile. What works then:
-//! trading, sessions (login without 2FA, reads), ed25519 QUIC keys (their public key is in the
-//! store); what waits for OpenBao: 2FA, access tokens (JWKS included), API-key changes, and
-//! HMAC keys (their secret is transit ciphertext: pending in the key feed until decrypted).
+//! trading, sessions (login without 2FA, reads, access tokens signed by identity's in-memory
+//! standby key, which the JWKS lists), ed25519 QUIC keys (their public key is in the store);
+//! what waits for OpenBao: 2FA, API-key changes, and HMAC keys (their secret is transit
+//! ciphertext: pending in the key feed until decrypted).
 //!
 //! Never: runs identity's HTTP on the operator listener (that one carries the control API and
 //! metrics, not the retail page's cookies), or puts identity on the order path (the gateways
@@ -26,7 +27,7 @@ use std::time::Duration;
 use axum::Router;
 use peregrine_auth::jwt::{Refresher, TokenConfig, Verifier};
 use peregrine_auth::key_feed::{KeyChange, KeyFeed};
-use peregrine_auth::kyc::Kyc;
+use peregrine_auth::kyc::{KvLocation, Kyc};
 use peregrine_auth::mail::MailConfig;
 use peregrine_auth::rbac::Authorizer;
 use peregrine_auth::vault::{Vault, VaultConfig, provision};
@@ -144,6 +145,13 @@ pub fn identity_config(section: &AuthSection) -> IdentityConfig {
     let vault = vault_config(section);
     config.kyc.transit_mount = vault.transit_mount;
     config.kyc.transit_key = vault.documents_key;
+    // The webhook's secret only from OpenBao KV, never from this file.
+    if let Some(bao) = section.openbao.as_ref().filter(|bao| bao.kyc_webhook) {
+        let location = KvLocation::new(&vault.kv_mount, &vault.webhook_secret_path);
+        config.kyc.webhook_secret_kv = Some(location);
+        config.kyc.webhook_secret_grace_ms = i64::from(bao.kyc_webhook_grace_ms);
+        config.kyc.webhook_secret_refresh_ms = u64::from(bao.kyc_webhook_refresh_ms);
+    }
     config
 }
 
@@ -154,6 +162,7 @@ fn vault_config(section: &AuthSection) -> VaultConfig {
         config.totp_mount.clone_from(&bao.totp_mount);
         config.transit_mount.clone_from(&bao.transit_mount);
         config.policy.clone_from(&bao.policy);
+        config.kv_mount.clone_from(&bao.kv_mount);
     }
     config
 }
@@ -270,7 +279,9 @@ pub async fn start(
         client,
         config: vault_config,
     };
-    identity = identity.with_vault(vault.clone(), TokenConfig::default());
+    let mut tokens = TokenConfig::default();
+    tokens.ttl_s = section.access_token_ttl_s;
+    identity = identity.with_vault(vault.clone(), tokens);
     if section.smtp.is_none() {
         tracing::warn!("no [auth.smtp]: e-mailed codes are logged at INFO with their address");
     }
@@ -278,7 +289,8 @@ pub async fn start(
     let mut router = peregrine_auth::http::router(Arc::clone(&identity));
     let kyc = Kyc::start(Arc::clone(&identity), vault.client.clone(), registry).await?;
     let authorizer = kyc.authorizer().clone();
-    router = router.merge(peregrine_auth::http::kyc::router(Arc::new(kyc)));
+    let kyc = Arc::new(kyc);
+    router = router.merge(peregrine_auth::http::kyc::router(Arc::clone(&kyc)));
     router = router.merge(peregrine_auth::http::openapi::router());
     let counters = (
         IntCounterVec::new(
@@ -298,7 +310,7 @@ pub async fn start(
     );
     registry.register(Box::new(counters.0.clone()))?;
     registry.register(Box::new(counters.1.clone()))?;
-    Ok(Running {
+    let running = Running {
         identity,
         router,
         authorizer,
@@ -310,7 +322,13 @@ pub async fn start(
         stop: watch::Sender::new(false),
         tasks: Arc::default(),
         counters,
-    })
+    };
+    if kyc.config().webhook_secret_kv.is_some() {
+        let stop = running.stop.subscribe();
+        let task = tokio::spawn(async move { kyc.follow_webhook_secret(stop).await });
+        running.push_task("KYC webhook secret", task);
+    }
+    Ok(running)
 }
 
 impl Running {
@@ -411,9 +429,9 @@ impl Running {
         Ok(())
     }
 
-    /// The bridge's JWT verifier, from identity's JWKS read in this process; without keys
-    /// while OpenBao cannot answer (no token can have been issued by it meanwhile either:
-    /// issuance signs in OpenBao), until the refresh loads them.
+    /// The bridge's JWT verifier, from identity's JWKS read in this process (through an
+    /// outage: the standby key and transit's keys as last read); without keys only when the
+    /// JWKS cannot be made at all, until the refresh loads them.
     async fn verifier(&self) -> Result<Arc<Refresher>, IdentityError> {
         let verifier = match load_verifier(&self.identity).await {
             Ok(verifier) => verifier,
@@ -449,6 +467,22 @@ impl Running {
             }
         });
         self.push_task("jwks", task);
+    }
+
+    /// Anchors the audit chain's head in the journal through `engine` every
+    /// `audit_anchor_interval_ms` and once more at [`Running::stop`] (see
+    /// [`crate::audit_anchor`]).
+    pub fn anchor_audit(
+        &self,
+        engine: Arc<peregrine_core::EngineHandle>,
+        registry: &prometheus::Registry,
+    ) -> Result<(), IdentityError> {
+        let metrics = crate::audit_anchor::AnchorMetrics::new(registry)?;
+        let interval = Duration::from_millis(self.section.audit_anchor_interval_ms);
+        let stop = self.stop.subscribe();
+        let task = crate::audit_anchor::spawn(self.store.clone(), engine, interval, stop, metrics);
+        self.push_task("audit anchor", task);
+        Ok(())
     }
 
     fn push_task(&self, name: &'static str, task: JoinHandle<()>) {

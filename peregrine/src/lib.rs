@@ -18,6 +18,7 @@
 //! - [`wallets`]: the appliance's side of `[wallets]` (the wallet token, chain deposits on the
 //!   REST bridge); the daemon itself is [`commands::wallets`].
 
+pub mod audit_anchor;
 pub mod cli;
 pub mod commands;
 pub mod config;

@@ -1,5 +1,7 @@
 //! `peregrine audit verify` on a real MariaDB identity store: an intact chain exits 0; a row
-//! changed by hand in the database is named (exit 1), as is a row removed.
+//! changed by hand in the database is named (exit 1), as is a row removed. And on `up`'s
+//! SQLite store with its journal: records cut off the end after `up` anchored the head in the
+//! journal are named, though the shorter chain is intact.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
@@ -14,6 +16,90 @@ fn verify(url: &str) -> std::process::Output {
         .args(["audit", "verify", "--database-url", url])
         .output()
         .unwrap()
+}
+
+/// `peregrine audit verify` of `up`'s data directory (its SQLite store and journal).
+fn verify_data_dir(data: &std::path::Path) -> (Option<i32>, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_peregrine"))
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_names_records_cut_after_up_anchored_the_head_in_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    support::write_config(dir.path(), &[], "[auth]\naudit_anchor_interval_ms = 200\n");
+    let up = support::Up::start(dir.path());
+    // Three audited refusals: logins of unknown users.
+    for n in 0..3 {
+        let body = serde_json::json!({"email": format!("nobody{n}@example.com"), "password": "wrong password"});
+        let response = support::http_client()
+            .post(format!("{}/api/v2/barong/identity/sessions", up.rest))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_client_error(), "{}", response.status());
+    }
+    // A whole tick after the refusals: the head (record 3) is anchored by then.
+    let ticks = |scrape: &str| -> (u64, bool) {
+        let mut total = 0;
+        let mut journaled = false;
+        for line in scrape.lines() {
+            if let Some(rest) = line.strip_prefix("peregrine_auth_audit_anchors_total{") {
+                let count: u64 = rest.rsplit(' ').next().unwrap().parse().unwrap();
+                total += count;
+                journaled |= rest.starts_with("outcome=\"journaled\"") && count > 0;
+            }
+        }
+        (total, journaled)
+    };
+    let (after_refusals, _) = ticks(&up.metrics().await);
+    let started = std::time::Instant::now();
+    loop {
+        let (total, journaled) = ticks(&up.metrics().await);
+        if journaled && total >= after_refusals + 2 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "never anchored"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    up.stop();
+    let data = dir.path().join("data");
+    let (code, stdout, stderr) = verify_data_dir(&data);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("intact, 3 records"), "{stdout}");
+    assert!(
+        stdout.contains("(last: record 3 at journal seq"),
+        "{stdout}"
+    );
+
+    // Cut the last record: the chain of two is intact, the anchor of record 3 is not.
+    let url = format!("sqlite://{}", data.join("identity.db").display());
+    let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq = 3")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let (code, stdout, stderr) = verify_data_dir(&data);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("intact, 2 records"), "{stdout}");
+    assert!(
+        stderr.contains("record 3, anchored at journal seq")
+            && stderr.contains("is missing: the audit table was cut after the anchor"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]

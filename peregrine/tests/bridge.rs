@@ -30,6 +30,26 @@ const CONVERGE_WITHIN: Duration = Duration::from_secs(30);
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The next text message of `ws` carrying `key`, skipping others (bounded).
+async fn next_with(ws: &mut Ws, key: &str) -> Value {
+    tokio::time::timeout(CONVERGE_WITHIN, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let message: Value = serde_json::from_str(&text).unwrap();
+                    if let Some(value) = message.get(key) {
+                        return value.clone();
+                    }
+                }
+                Some(Ok(_)) => {}
+                other => panic!("stream ended: {other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no `{key}` message in time"))
+}
+
 fn nats_url() -> String {
     match std::env::var("NATS_URL") {
         Ok(url) if !url.is_empty() => url,
@@ -105,6 +125,22 @@ impl Bridge {
             self.rest.replacen("http://", "ws://", 1)
         );
         tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    /// The private stream of orders, opened with an access JWT as a browser does (the
+    /// subprotocols `peregrine.jwt, <token>`).
+    async fn private_ws(&self, token: &str) -> Ws {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!(
+            "{}/api/v2/ranger/private?stream=order",
+            self.rest.replacen("http://", "ws://", 1)
+        );
+        let mut request = url.into_client_request().unwrap();
+        let protocols = format!("peregrine.jwt, {token}");
+        request
+            .headers_mut()
+            .insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+        tokio_tungstenite::connect_async(request).await.unwrap().0
     }
 
     async fn scrape(&self) -> String {
@@ -703,6 +739,8 @@ async fn with_token(base: &str, path: &str, token: &str) -> (u16, Value) {
 /// Identity's access JWT on bridges: a bridge that loads identity's JWKS (`[bridge] jwks_url`)
 /// verifies the token itself for what it serves from the replica, and relays order entry with
 /// it; a bridge without the JWKS, a tampered token and a token for nobody are refused 401.
+/// The bridge's private WebSocket opened with the token carries the account's order, and
+/// takes a renewed token on the open socket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_access_token_from_identity_reads_the_account_on_a_bridge_that_loads_the_jwks() {
     use support::identity::{Session, identity_section, new_verified_user, unique as named};
@@ -741,6 +779,7 @@ async fn an_access_token_from_identity_reads_the_account_on_a_bridge_that_loads_
         &lines.replacen("jwks_url", "# jwks_url", 1),
     );
     converges(&up, &verifying, "markets/btcusd/order-book").await;
+    let mut orders = verifying.private_ws(&token).await;
 
     // Order entry with the token, relayed to the appliance, which verifies it again.
     let placed = http_client()
@@ -770,6 +809,19 @@ async fn an_access_token_from_identity_reads_the_account_on_a_bridge_that_loads_
         assert!(started.elapsed() < CONVERGE_WITHIN, "{status} {body}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The same order on the bridge's private socket; a fresh token renews it there.
+    let pushed = next_with(&mut orders, "order").await;
+    assert_eq!(pushed["price"], "48000", "{pushed}");
+    let (status, renewed) = session
+        .post("/resource/tokens", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 201, "{renewed}");
+    let renewal = serde_json::json!({"event": "token", "token": renewed["token"]});
+    futures_util::SinkExt::send(&mut orders, Message::Text(renewal.to_string().into()))
+        .await
+        .unwrap();
+    let accepted = next_with(&mut orders, "success").await;
+    assert_eq!(accepted["message"], "token accepted", "{accepted}");
     let (status, body) = with_token(&plain.rest, mine, &token).await;
     assert_eq!(
         (status, body["errors"][0].as_str()),

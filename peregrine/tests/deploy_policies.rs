@@ -308,6 +308,23 @@ async fn each_components_token_does_what_it_needs_and_is_refused_the_rest() {
         .unwrap();
 
     check_identity(&identity, &config).await;
+    // The KYC webhook secret: an operator writes it, identity reads it and cannot write it.
+    let (kv, path) = (&config.kv_mount, &config.webhook_secret_path);
+    let mut webhook = Document::new();
+    webhook.insert("secret".to_owned(), Value::String("s".repeat(32)));
+    root.kv_put(kv, path, &webhook).await.unwrap();
+    assert_eq!(
+        identity.kv_get(kv, path).await.unwrap(),
+        Some(webhook.clone())
+    );
+    assert_denied(
+        "identity writes the webhook secret",
+        identity.kv_put(kv, path, &webhook).await,
+    );
+    assert_denied(
+        "the provisioner reads the webhook secret",
+        provisioner.kv_get(kv, path).await,
+    );
     let sealed_secret = identity
         .transit_encrypt(&config.transit_mount, &config.secrets_key, b"hmac secret")
         .await

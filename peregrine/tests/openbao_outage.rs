@@ -3,13 +3,16 @@
 //! started again with its keys; the shared one on 8200 is never touched), a user with a
 //! session, 2FA, an HMAC key and an ed25519 key.
 //!
-//! - OpenBao sealed, then stopped, mid-run: 2FA logins, token issuance and key creation answer
-//!   503 `identity.vault_unavailable` (never 500); `/health/ready` stays 200 and says the
-//!   secret store is degraded; trading through the HMAC key (REST), an access token issued
-//!   before and the ed25519 key (QUIC) goes on; started again: 2FA works.
+//! - OpenBao sealed, then stopped, mid-run: 2FA logins and key creation answer 503
+//!   `identity.vault_unavailable` (never 500); `/health/ready` stays 200 and says the secret
+//!   store is degraded; the logged-in session still gets fresh access tokens (signed by
+//!   identity's in-memory standby key) and places an order with one; trading through the HMAC
+//!   key (REST), an access token issued before and the ed25519 key (QUIC) goes on; started
+//!   again: 2FA works and tokens are signed by transit again.
 //! - `up` started while OpenBao is down: it starts (degraded, no crash loop), the ed25519 key
-//!   trades over QUIC (its public key is in identity's store), the HMAC key answers 503 (its
-//!   secret is transit ciphertext), and all recovers once OpenBao answers.
+//!   trades over QUIC (its public key is in identity's store), the session refreshes its token
+//!   and reads its balances with it, the HMAC key answers 503 (its secret is transit
+//!   ciphertext), and all recovers once OpenBao answers.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -134,8 +137,19 @@ async fn check_outage(up: &Up, user: &User, client: &peregrine_client::Client, t
     let create = json!({ "scope": ["read"], "totp_code": totp(&user.url, 0) });
     let created = user.session.post("/resource/api_keys", &create).await;
     assert_vault_unavailable("key creation", &created);
-    let issued = user.session.post("/resource/tokens", &json!({})).await;
-    assert_vault_unavailable("token issuance", &issued);
+    // The session refreshes its access token and trades with the fresh one.
+    let fresh = standby_token(&user.session).await;
+    let (status, placed, _) = send(
+        http_client()
+            .post(format!("{}{ORDERS}", up.rest))
+            .bearer_auth(&fresh)
+            .json(&order()),
+    )
+    .await;
+    assert_eq!(
+        status, 201,
+        "REST order with a token issued in the outage: {placed}"
+    );
     // The session itself goes on (no OpenBao in it).
     let (status, me) = user
         .session
@@ -157,6 +171,15 @@ async fn check_outage(up: &Up, user: &User, client: &peregrine_client::Client, t
     let fresh = connect_within(up, user.quic.0, &user.quic.1, CHANGE_WITHIN).await;
     quic_order_acked(&fresh, "QUIC order on a new logon").await;
     fresh.close().await;
+}
+
+/// A token for `session` issued while OpenBao cannot answer: signed by the standby key.
+async fn standby_token(session: &Session) -> String {
+    let (status, issued) = session.post("/resource/tokens", &json!({})).await;
+    assert_eq!(status, 201, "token issuance in the outage: {issued}");
+    let kid = issued["kid"].as_str().unwrap();
+    assert!(kid.contains("-standby-"), "{issued}");
+    issued["token"].as_str().unwrap().to_owned()
 }
 
 /// A private OpenBao under `bao_home`, `up` in `dir` with identity on it, and a trading user.
@@ -200,7 +223,12 @@ async fn openbao_sealed_then_stopped_mid_run_answers_503_for_2fa_while_trading_g
     assert_eq!(status, 200, "2FA login after the outage: {body}");
     let (status, body) = user.session.post("/resource/tokens", &json!({})).await;
     assert_eq!(status, 201, "token after the outage: {body}");
+    assert!(body["kid"].as_str().unwrap().ends_with("-v1"), "{body}");
     let metrics = up.metrics().await;
+    assert!(
+        metrics.contains("peregrine_auth_tokens_standby_signed_total 2"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("peregrine_auth_openbao_probes_total{outcome=\"sealed\"}")
             && metrics.contains("peregrine_auth_openbao_probes_total{outcome=\"unreachable\"}"),
@@ -230,6 +258,23 @@ async fn up_started_while_openbao_is_down_trades_degraded_and_recovers_when_it_a
     assert_vault_unavailable("REST order with a pending HMAC key", &refused);
     let login = login_with_a_code(&up.rest, &user.email, &user.url).await;
     assert_vault_unavailable("2FA login", &login);
+    // The session from before the restart gets a token (only the standby key is in the JWKS).
+    let session = Session {
+        rest: up.rest.clone(),
+        cookie: user.session.cookie.clone(),
+        csrf: user.session.csrf.clone(),
+    };
+    let token = standby_token(&session).await;
+    let (status, body, _) = send(
+        http_client()
+            .get(format!("{}{BALANCES}", up.rest))
+            .bearer_auth(&token),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "balances with a token issued in the outage: {body}"
+    );
     assert!(up.child.try_wait().unwrap().is_none(), "up exited");
 
     // OpenBao answers: identity provisions itself, the HMAC key loads, 2FA works.

@@ -2,7 +2,9 @@
 //! installed by scripts/test, found through CHROMIUM_BIN and PLAYWRIGHT_CORE_DIR) against
 //! `peregrine up` with identity on the real OpenBao and SMTP server: two users sign up, verify
 //! with the mailed code, log in, are credited through the control API, trade against each other
-//! on the page, and each sees the trade and the new balances (`tests/browser/retail.mjs`).
+//! on the page, and each sees the trade and the new balances (`tests/browser/retail.mjs`). The
+//! account reaches the page over the private Ranger WebSocket with the session's access JWT
+//! (15 s tokens here, renewed on the open socket); the script fails if the page polls.
 //! Screenshots go to `<CARGO_TARGET_TMPDIR>/retail_page/`.
 //!
 //! The browser script asks this test for what only it does, one line each on its stdout (`ASK
@@ -17,7 +19,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use support::Up;
-use support::identity::{config_with_identity, env, mailed_code};
+use support::identity::{env, identity_section, mailed_code};
+use support::write_config;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// The whole browser scenario, start to screenshots.
@@ -93,7 +96,10 @@ async fn run_browser_scenario(up: &Up, page_url: &str, out_dir: &Path) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_users_sign_up_and_trade_with_each_other_on_the_page() {
     let dir = tempfile::tempdir().unwrap();
-    config_with_identity(dir.path());
+    // Short tokens: the scenario outlives several, so the page must renew on its socket.
+    let auth =
+        identity_section(dir.path()).replacen("[auth]\n", "[auth]\naccess_token_ttl_s = 15\n", 1);
+    write_config(dir.path(), &[], &auth);
     let up = Up::start(dir.path());
     let page_url = up
         .lines

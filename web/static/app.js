@@ -1,12 +1,17 @@
 // The retail page's one script: identity (/api/v2/barong) with the session cookie and CSRF
-// token, trading and account reads (/api/v2/peatio) with identity's short-lived access JWT,
-// the book and trades from the public Ranger WebSocket. Plain DOM, no framework, no build.
+// token, trading (/api/v2/peatio) with identity's short-lived access JWT, the book and trades
+// from the public Ranger WebSocket, and the account (balances, orders, trades) read once at
+// sign-in, then kept current by the private Ranger WebSocket (no polling), which carries the
+// JWT and renews it on the open socket. Plain DOM, no framework, no build.
 
 const API = '/api/v2';
-// Account tables are re-read this often while signed in, and soon after a trade in the market.
-const ACCOUNT_REFRESH_MS = 2000;
-// A JWT lives at most 60 s: a fresh one is fetched when the current has less than this left.
-const TOKEN_MARGIN_S = 15;
+// A JWT lives at most 60 s: a fresh one is fetched when less than this share of its life is
+// left, and the private WebSocket's is renewed then.
+const TOKEN_LEFT_SHARE = 1 / 3;
+// The subprotocol that carries the JWT on the private WebSocket (browsers set no headers).
+const JWT_PROTOCOL = 'peregrine.jwt';
+const ORDERS_READ = 50;
+const ACCOUNT_ROWS_SHOWN = 20;
 const BOOK_LEVELS = 12;
 const TRADES_SHOWN = 30;
 const RECONNECT_MS = 1000;
@@ -18,11 +23,17 @@ const state = {
   user: null,
   token: null,
   tokenExpiresS: 0,
+  tokenLifeS: 0,
   tokenPending: null,
   book: { asks: new Map(), bids: new Map(), sequence: null },
   trades: [],
   ws: null,
-  refreshTimer: null,
+  // The account as the private stream keeps it: currency -> balance, id -> order, own trades.
+  balances: new Map(),
+  orders: new Map(),
+  myTrades: new Map(),
+  privateWs: null,
+  renewTimer: null,
 };
 
 const $ = (selector) => document.querySelector(selector);
@@ -62,12 +73,14 @@ async function call(method, path, { body, auth } = {}) {
 // The session's access JWT, fetched again shortly before it expires; one fetch at a time.
 async function accessToken() {
   const nowS = Date.now() / 1000;
-  if (state.token && state.tokenExpiresS - nowS > TOKEN_MARGIN_S) return state.token;
+  const leftS = state.tokenExpiresS - nowS;
+  if (state.token && leftS > state.tokenLifeS * TOKEN_LEFT_SHARE) return state.token;
   if (!state.tokenPending) {
     state.tokenPending = call('POST', '/barong/resource/tokens', { auth: 'session', body: {} })
       .then((r) => {
         state.token = r.token;
         state.tokenExpiresS = r.expires_at;
+        state.tokenLifeS = Math.max(1, r.expires_at - Date.now() / 1000);
         return r.token;
       })
       .finally(() => { state.tokenPending = null; });
@@ -188,7 +201,6 @@ function onStream(stream, data) {
     }
     state.trades.length = Math.min(state.trades.length, TRADES_SHOWN);
     renderTrades();
-    if (state.user) scheduleAccountRefresh(200);
   }
 }
 
@@ -222,7 +234,7 @@ async function selectMarket(id) {
   }
   connectFeed();
   await loadTrades().catch((error) => notice(failure(error)));
-  if (state.user) await refreshAccount();
+  if (state.user) await loadAccount();
 }
 
 // ---- Identity: sign up, verify, log in, 2FA -----------------------------------------------
@@ -241,7 +253,7 @@ function signedIn(user) {
   $('#who').textContent = `${user.email} · account ${user.account_id ?? '—'}`;
   $('#otp-state').textContent = user.otp ? '2FA is on.' : '2FA is off: set it up to withdraw.';
   $('#otp-start').hidden = Boolean(user.otp);
-  scheduleAccountRefresh(0);
+  if (!state.privateWs) connectAccount();
 }
 
 function signedOut(message = '') {
@@ -249,7 +261,12 @@ function signedOut(message = '') {
   state.token = null;
   state.csrf = null;
   sessionStorage.removeItem('peregrine.csrf');
-  clearTimeout(state.refreshTimer);
+  clearTimeout(state.renewTimer);
+  if (state.privateWs) {
+    const old = state.privateWs;
+    state.privateWs = null;
+    old.close();
+  }
   $('#signed-out').hidden = false;
   $('#signed-in').hidden = true;
   $('#logout').hidden = true;
@@ -321,38 +338,105 @@ function wireIdentity() {
 
 // ---- Account: balances, orders, trades, deposits, withdrawals ----------------------------
 
-function scheduleAccountRefresh(delayMs = ACCOUNT_REFRESH_MS) {
-  clearTimeout(state.refreshTimer);
-  state.refreshTimer = setTimeout(async () => {
-    await refreshAccount();
-    if (state.user) scheduleAccountRefresh();
+// The private Ranger WebSocket with the session's JWT: once open, the account is read once
+// (what happened before the socket), then every change arrives on it. Closed by the server
+// when its token expires without renewal, or by the network: opened again, and read again.
+async function connectAccount() {
+  clearTimeout(state.renewTimer);
+  let token;
+  try {
+    token = await accessToken();
+  } catch (error) {
+    if (state.user) notice(`Account data could not be read: ${failure(error)}`);
+    return;
+  }
+  if (!state.user) return;
+  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+  const url = `${scheme}://${location.host}${API}/ranger/private?stream=order&stream=trade&stream=balance`;
+  const ws = new WebSocket(url, [JWT_PROTOCOL, token]);
+  state.privateWs = ws;
+  ws.onopen = () => {
+    scheduleRenewal(ws, state.tokenExpiresS);
+    loadAccount();
+  };
+  ws.onmessage = (event) => onAccountMessage(ws, JSON.parse(event.data));
+  ws.onclose = () => {
+    if (state.privateWs !== ws) return;
+    state.privateWs = null;
+    clearTimeout(state.renewTimer);
+    if (state.user) setTimeout(() => { if (state.user && !state.privateWs) connectAccount(); }, RECONNECT_MS);
+  };
+}
+
+// Sends a fresh JWT on the open socket when the one it holds has a third of its life left.
+function scheduleRenewal(ws, expiresAtS) {
+  clearTimeout(state.renewTimer);
+  const lifeLeftMs = expiresAtS * 1000 - Date.now();
+  const delayMs = Math.max(0, lifeLeftMs - state.tokenLifeS * TOKEN_LEFT_SHARE * 1000);
+  state.renewTimer = setTimeout(async () => {
+    try {
+      const token = await accessToken();
+      if (state.privateWs === ws && ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ event: 'token', token }));
+      }
+    } catch (error) {
+      if (state.user) notice(`The session's token could not be renewed: ${failure(error)}`);
+    }
   }, delayMs);
 }
 
-async function refreshAccount() {
+function onAccountMessage(ws, message) {
+  if (message.success?.expires_at) {
+    scheduleRenewal(ws, message.success.expires_at);
+    return;
+  }
+  if (message.error) {
+    notice(`Account stream: ${message.error.message}`);
+    return;
+  }
+  if (message.balance) state.balances.set(message.balance.currency, message.balance);
+  if (message.order) state.orders.set(message.order.id, message.order);
+  if (message.trade) state.myTrades.set(message.trade.id, message.trade);
+  renderAccount();
+}
+
+// Reads the account once: balances, the market's recent orders and own trades.
+async function loadAccount() {
   if (!state.user || !state.market) return;
   const market = state.market.id;
   try {
-    const [balances, open, history, trades] = await Promise.all([
+    const [balances, orders, trades] = await Promise.all([
       call('GET', '/peatio/account/balances', { auth: 'token' }),
-      call('GET', `/peatio/market/orders?market=${market}&state=wait&limit=50`, { auth: 'token' }),
-      call('GET', `/peatio/market/orders?market=${market}&limit=20`, { auth: 'token' }),
-      call('GET', `/peatio/market/trades?market=${market}&limit=20`, { auth: 'token' }),
+      call('GET', `/peatio/market/orders?market=${market}&limit=${ORDERS_READ}`, { auth: 'token' }),
+      call('GET', `/peatio/market/trades?market=${market}&limit=${ACCOUNT_ROWS_SHOWN}`, { auth: 'token' }),
     ]);
-    fill('#balances', balances, (b) => [b.currency.toUpperCase(), b.balance, b.locked], 'No balances yet: deposit first');
-    fill('#open-orders', open, (o) => [
-      String(o.id), o.market, cell(o.side, o.side), o.price, o.origin_volume, o.executed_volume, cancelButton(o),
-    ], 'No open orders');
-    fill('#order-history', history, (o) => [
-      String(o.id), o.market, cell(o.side, o.side), o.price ?? 'market', o.origin_volume, o.executed_volume, o.state,
-    ], 'No orders yet');
-    fill('#my-trades', trades, (t) => [
-      time(t.created_at), t.market, cell(t.side, t.side), t.price, t.amount, t.total,
-    ], 'No trades yet');
+    // What the stream brought meanwhile is as new as the read or newer: kept.
+    for (const b of balances) if (!state.balances.has(b.currency)) state.balances.set(b.currency, b);
+    for (const o of orders) if (!state.orders.has(o.id)) state.orders.set(o.id, o);
+    for (const t of trades) if (!state.myTrades.has(t.id)) state.myTrades.set(t.id, t);
+    renderAccount();
     notice('');
   } catch (error) {
     if (state.user) notice(`Account data could not be read: ${failure(error)}`);
   }
+}
+
+function renderAccount() {
+  const market = state.market?.id;
+  const newestFirst = (a, b) => b.id - a.id;
+  const balances = [...state.balances.values()].sort((a, b) => a.currency.localeCompare(b.currency));
+  const orders = [...state.orders.values()].filter((o) => o.market === market).sort(newestFirst);
+  const trades = [...state.myTrades.values()].filter((t) => t.market === market).sort(newestFirst);
+  fill('#balances', balances, (b) => [b.currency.toUpperCase(), b.balance, b.locked], 'No balances yet: deposit first');
+  fill('#open-orders', orders.filter((o) => o.state === 'wait'), (o) => [
+    String(o.id), o.market, cell(o.side, o.side), o.price, o.origin_volume, o.executed_volume, cancelButton(o),
+  ], 'No open orders');
+  fill('#order-history', orders.slice(0, ACCOUNT_ROWS_SHOWN), (o) => [
+    String(o.id), o.market, cell(o.side, o.side), o.price ?? 'market', o.origin_volume, o.executed_volume, o.state,
+  ], 'No orders yet');
+  fill('#my-trades', trades.slice(0, ACCOUNT_ROWS_SHOWN), (t) => [
+    time(t.created_at), t.market, cell(t.side, t.side), t.price, t.amount, t.total,
+  ], 'No trades yet');
 }
 
 function cancelButton(order) {
@@ -368,8 +452,8 @@ function cancelButton(order) {
       say('#order-msg', `Order ${order.id} cancelled.`);
     } catch (error) {
       say('#order-msg', failure(error), true);
+      button.disabled = false;
     }
-    await refreshAccount();
   });
   td.append(button);
   return td;
@@ -382,7 +466,6 @@ function wireAccount() {
       body: { market: state.market.id, side: data.side, ord_type: 'limit', price: data.price, volume: data.volume },
     });
     say('#order-msg', `Order ${order.id}: ${order.side} ${order.origin_volume} at ${order.price}, ${order.state}.`);
-    await refreshAccount();
   });
   onSubmit('#deposit-form', '#deposit-msg', async (data) => {
     const img = $('#deposit-qr');
@@ -424,7 +507,6 @@ function wireAccount() {
       }
       throw error;
     }
-    await refreshAccount();
   });
 }
 

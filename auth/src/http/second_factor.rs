@@ -88,6 +88,9 @@ async fn issue_token(
     let now_s = u64::try_from(identity.now_ms() / 1000).unwrap_or(0);
     let token = issuer.issue(&auth.user, account, now_s, jti).await?;
     identity.metrics().tokens_issued_total.inc();
+    if token.standby {
+        identity.metrics().tokens_standby_signed_total.inc();
+    }
     let body = json!({
         "token": token.token,
         "kid": token.kid,

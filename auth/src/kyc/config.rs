@@ -10,6 +10,29 @@ pub const DOCUMENT_TYPES_MAX: usize = 16;
 /// MEDIUMBLOB, 16 MiB, and the packet must also hold the statement).
 pub const DOCUMENT_BYTES_LIMIT: usize = 12 * 1024 * 1024;
 
+/// The fastest the webhook secret may be re-read, ms (one KV read each time).
+pub const WEBHOOK_SECRET_REFRESH_MS_MIN: u64 = 100;
+
+/// A document in an OpenBao KV v2 mount.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KvLocation {
+    /// The KV v2 mount.
+    pub mount: String,
+    /// The document's path in it.
+    pub path: String,
+}
+
+impl KvLocation {
+    /// `path` in `mount`.
+    pub fn new(mount: &str, path: &str) -> KvLocation {
+        KvLocation {
+            mount: mount.to_owned(),
+            path: path.to_owned(),
+        }
+    }
+}
+
 /// A label that gives a level: the user has it (private scope) with `value`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -73,8 +96,16 @@ pub struct KycConfig {
     pub transit_mount: String,
     /// The transit key (AES-256-GCM) there.
     pub transit_key: String,
-    /// The provider webhook's HMAC-SHA256 key; `None` turns the webhook off.
+    /// A fixed provider webhook HMAC-SHA256 key (embedding and tests; `up` never sets it:
+    /// its secret comes from [`Self::webhook_secret_kv`]). Neither set turns the webhook off.
     pub webhook_secret: Option<String>,
+    /// Where in OpenBao KV v2 the webhook secret lives (field `secret`), followed every
+    /// [`Self::webhook_secret_refresh_ms`].
+    pub webhook_secret_kv: Option<KvLocation>,
+    /// How long a rotated-out webhook secret is still accepted, ms.
+    pub webhook_secret_grace_ms: i64,
+    /// How often the KV secret is read, ms.
+    pub webhook_secret_refresh_ms: u64,
     /// A webhook call's timestamp must be within this of now, either way; its event id is
     /// remembered at least this long.
     pub webhook_window_ms: i64,
@@ -104,6 +135,9 @@ impl Default for KycConfig {
             transit_mount: "transit".to_owned(),
             transit_key: "kyc-documents".to_owned(),
             webhook_secret: None,
+            webhook_secret_kv: None,
+            webhook_secret_grace_ms: 10 * 60_000,
+            webhook_secret_refresh_ms: 5_000,
             webhook_window_ms: 5 * 60_000,
         }
     }
@@ -146,6 +180,14 @@ impl KycConfig {
         }
         if self.webhook_secret.as_ref().is_some_and(|s| s.len() < 32) {
             return Err("kyc.webhook_secret must have at least 32 bytes");
+        }
+        if self.webhook_secret.is_some() && self.webhook_secret_kv.is_some() {
+            return Err("kyc.webhook_secret and kyc.webhook_secret_kv exclude each other");
+        }
+        if self.webhook_secret_grace_ms < 0
+            || self.webhook_secret_refresh_ms < WEBHOOK_SECRET_REFRESH_MS_MIN
+        {
+            return Err("kyc.webhook_secret_grace_ms must be >= 0, refresh_ms >= 100");
         }
         Ok(())
     }

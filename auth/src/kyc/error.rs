@@ -92,6 +92,10 @@ pub enum KycError {
     /// The webhook's event was received already.
     #[error("webhook event replayed")]
     WebhookReplay,
+    /// The webhook secret's KV document is missing, has no `secret` field, or one outside
+    /// 32..=1024 bytes (a deployment error: the secrets held are kept).
+    #[error("the KYC webhook secret in OpenBao KV is missing or malformed")]
+    WebhookSecretInvalid,
     /// OpenBao cannot answer now (unreachable, sealed, standby).
     #[error("the secret store is unavailable")]
     VaultUnavailable,
@@ -141,6 +145,7 @@ impl KycError {
             KycError::WebhookSignature => "kyc.webhook.invalid_signature",
             KycError::WebhookStale => "kyc.webhook.stale",
             KycError::WebhookReplay => "kyc.webhook.replayed",
+            KycError::WebhookSecretInvalid => "kyc.webhook.secret_invalid",
             KycError::VaultUnavailable => "identity.vault_unavailable",
             KycError::Vault(_) | KycError::Crypto | KycError::Store(_) => "server.internal_error",
         }
@@ -170,9 +175,10 @@ impl KycError {
             KycError::WebhookSignature | KycError::WebhookStale => StatusCode::UNAUTHORIZED,
             KycError::WebhookReplay => StatusCode::CONFLICT,
             KycError::VaultUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            KycError::Vault(_) | KycError::Crypto | KycError::Store(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            KycError::Vault(_)
+            | KycError::Crypto
+            | KycError::Store(_)
+            | KycError::WebhookSecretInvalid => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -16,6 +16,9 @@ pub struct KycMetrics {
     pub document_open_seconds: Histogram,
     /// Webhook calls by outcome (`ok` or the refusal's code).
     pub webhooks_total: IntCounterVec,
+    /// Reads of the webhook secret from OpenBao KV by outcome (`unchanged`, `rotated` or the
+    /// failure's code).
+    pub webhook_secret_reads_total: IntCounterVec,
     /// Profile transitions by the state reached.
     pub profile_transitions_total: IntCounterVec,
     /// Level gate decisions by action and outcome.
@@ -49,6 +52,13 @@ impl KycMetrics {
                 ),
                 &["outcome"],
             )?,
+            webhook_secret_reads_total: IntCounterVec::new(
+                Opts::new(
+                    "auth_kyc_webhook_secret_reads_total",
+                    "reads of the KYC webhook secret from OpenBao KV by outcome",
+                ),
+                &["outcome"],
+            )?,
             profile_transitions_total: IntCounterVec::new(
                 Opts::new(
                     "auth_kyc_profile_transitions_total",
@@ -65,6 +75,13 @@ impl KycMetrics {
         registry.register(Box::new(metrics.document_seal_seconds.clone()))?;
         registry.register(Box::new(metrics.document_open_seconds.clone()))?;
         registry.register(Box::new(metrics.webhooks_total.clone()))?;
+        registry.register(Box::new(metrics.webhook_secret_reads_total.clone()))?;
+        // Exported before the first read (a dashboard reads them; the webhook may be off).
+        for outcome in ["unchanged", "rotated"] {
+            metrics
+                .webhook_secret_reads_total
+                .with_label_values(&[outcome]);
+        }
         registry.register(Box::new(metrics.profile_transitions_total.clone()))?;
         registry.register(Box::new(metrics.gate_decisions_total.clone()))?;
         Ok(metrics)

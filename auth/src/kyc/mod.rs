@@ -13,6 +13,8 @@
 //!   transit; only the wrapped data key and the ciphertext are stored ([`document`]). Nothing
 //!   of a document goes to the journal: the identity service does not write there.
 //! - Levels gate actions ([`Kyc::gate`]): trade >= 1 and withdraw >= 2 unless configured.
+//! - The provider webhook's HMAC secret comes from OpenBao KV and is followed there, a
+//!   rotated-out secret accepted for a grace window ([`webhook_secret`]).
 
 pub mod config;
 pub mod document;
@@ -21,6 +23,7 @@ pub mod level;
 mod metrics;
 pub mod profile;
 pub mod webhook;
+pub mod webhook_secret;
 
 use std::sync::Arc;
 
@@ -28,7 +31,7 @@ use peregrine_secrets::OpenBao;
 use peregrine_secrets::transit::KeyType;
 use ring::rand::SystemRandom;
 
-pub use config::{GatedAction, KycConfig, LevelRule};
+pub use config::{GatedAction, KvLocation, KycConfig, LevelRule};
 pub use error::KycError;
 pub use metrics::KycMetrics;
 
@@ -65,6 +68,7 @@ pub struct Kyc {
     authorizer: Authorizer,
     metrics: KycMetrics,
     rng: SystemRandom,
+    webhook_secrets: webhook_secret::WebhookSecrets,
 }
 
 impl Kyc {
@@ -91,13 +95,23 @@ impl Kyc {
             other => other?,
         }
         let table = Rbac::load(identity.store()).await?;
-        Ok(Kyc {
+        let webhook_secrets =
+            webhook_secret::WebhookSecrets::starting_with(config.webhook_secret.as_deref());
+        let kyc = Kyc {
             authorizer: Authorizer::new(table, registry)?,
             metrics: KycMetrics::new(registry)?,
             identity,
             bao,
             rng: SystemRandom::new(),
-        })
+            webhook_secrets,
+        };
+        if kyc.config().webhook_secret_kv.is_some() {
+            // Not fatal: the webhook answers 503 until a later read succeeds.
+            if let Err(error) = kyc.refresh_webhook_secret().await {
+                tracing::warn!(%error, "KYC webhook secret not read at start");
+            }
+        }
+        Ok(kyc)
     }
 
     /// The identity service.

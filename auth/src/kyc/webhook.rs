@@ -2,7 +2,8 @@
 //! verdict on the profile).
 //!
 //! A call carries `X-KYC-Timestamp` (Unix milliseconds) and `X-KYC-Signature`, the hex
-//! HMAC-SHA256 under the shared secret of `<timestamp>.<body>`. The signature is checked
+//! HMAC-SHA256 under the shared secret of `<timestamp>.<body>` (the secret from OpenBao KV,
+//! or the previous one within its grace window after a rotation: [`super::webhook_secret`]). The signature is checked
 //! first, in constant time (`ring::hmac::verify`), before the body is parsed; then the
 //! timestamp must lie within the replay window of now; then the event id must not have been
 //! seen within the window (the store keeps them). Only then are labels set, in the private
@@ -127,15 +128,23 @@ impl Kyc {
         let (Some(timestamp), Some(signature)) = (timestamp, signature) else {
             return Err(KycError::WebhookSignature);
         };
-        let secret = config.webhook_secret.as_ref().ok_or(KycError::WebhookOff)?;
+        if !self.webhook_secrets.loaded() {
+            // From KV but not read yet (OpenBao out since start): the provider retries.
+            return Err(match config.webhook_secret_kv {
+                Some(_) => KycError::VaultUnavailable,
+                None => KycError::WebhookOff,
+            });
+        }
+        let now_ms = self.identity.now_ms();
         if body.len() > WEBHOOK_BODY_BYTES_MAX
             || timestamp.len() > TIMESTAMP_DIGITS_MAX
-            || !verify_signature(secret.as_bytes(), timestamp, body, signature)
+            || !self.webhook_secrets.accepts(now_ms, |secret| {
+                verify_signature(secret, timestamp, body, signature)
+            })
         {
             return Err(KycError::WebhookSignature);
         }
         let at_ms: i64 = timestamp.parse().map_err(|_| KycError::WebhookStale)?;
-        let now_ms = self.identity.now_ms();
         if (now_ms - at_ms).abs() > config.webhook_window_ms {
             return Err(KycError::WebhookStale);
         }

@@ -86,6 +86,24 @@ impl Store {
         })
     }
 
+    /// The chain's head: the last record's sequence number and hash (`None`: no record).
+    pub async fn audit_head(&self) -> Result<Option<(i64, Vec<u8>)>, StoreError> {
+        const SQL: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+        let head: Option<(i64, Vec<u8>)> = on_pool!(self, |pool, _d| sqlx::query_as(SQL)
+            .fetch_optional(pool)
+            .await?);
+        Ok(head)
+    }
+
+    /// The record `seq`'s hash, if the table holds it.
+    pub async fn audit_hash(&self, seq: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        const SQL: &str = "SELECT hash FROM audit WHERE seq = ?";
+        let hash: Option<(Vec<u8>,)> = on_pool!(self, |pool, _d| {
+            sqlx::query_as(SQL).bind(seq).fetch_optional(pool).await?
+        });
+        Ok(hash.map(|(hash,)| hash))
+    }
+
     /// Up to `limit` records after `after_seq`, in order.
     pub async fn audit_page(
         &self,

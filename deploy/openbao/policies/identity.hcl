@@ -47,6 +47,12 @@ path "transit/decrypt/kyc-documents" {
   capabilities = ["update"]
 }
 
+# The KYC provider webhook's HMAC secret (field `secret`): written by an operator, followed by
+# identity (a new version is taken within a refresh, the old one accepted for a grace window).
+path "peregrine-identity/data/kyc/webhook" {
+  capabilities = ["read"]
+}
+
 # Never: the wallets' seeds, exporting or backing up any transit key (explicit, so a token
 # that also carries another policy still cannot).
 path "peregrine-wallets/*" {

@@ -4,12 +4,17 @@
 # signature, no decryption, no seed. peregrine/tests/deploy_policies.rs applies it to a real
 # OpenBao and checks both.
 #
-# Engines: identity's totp and transit, the wallets' KV v2 (mounting is root-protected: sudo).
+# Engines: identity's totp, transit and KV v2, the wallets' KV v2 (mounting is root-protected:
+# sudo).
 path "sys/mounts/totp" {
   capabilities = ["create", "update", "sudo"]
 }
 
 path "sys/mounts/transit" {
+  capabilities = ["create", "update", "sudo"]
+}
+
+path "sys/mounts/peregrine-identity" {
   capabilities = ["create", "update", "sudo"]
 }
 
@@ -63,6 +68,10 @@ path "transit/datakey/*" {
 }
 
 path "transit/export/*" {
+  capabilities = ["deny"]
+}
+
+path "peregrine-identity/*" {
   capabilities = ["deny"]
 }
 

@@ -203,6 +203,17 @@ impl Bridge {
     /// the actor. A token (issued to a signed-in session) may do what the session may: read,
     /// trade, and ask for a withdrawal — which takes a fresh TOTP code besides.
     fn authenticate_token(&self, token: &str) -> Result<Authenticated, ApiError> {
+        let (account, claims) = self.verify_token(token)?;
+        let actor = Actor::ApiKey(peregrine_hotpath::ApiKeyId::of_key(claims.sub.as_bytes()));
+        Ok(Authenticated(account, actor))
+    }
+
+    /// The account and claims of a valid access JWT that names an account, verified from
+    /// memory now (refusals counted by code).
+    pub(crate) fn verify_token(
+        &self,
+        token: &str,
+    ) -> Result<(AccountId, peregrine_auth::jwt::Claims), ApiError> {
         let refused = |code: &'static str, message: String| {
             self.metrics
                 .auth_failures_total
@@ -227,8 +238,7 @@ impl Bridge {
                 "the token names no trading account".to_owned(),
             )
         })?;
-        let actor = Actor::ApiKey(peregrine_hotpath::ApiKeyId::of_key(claims.sub.as_bytes()));
-        Ok(Authenticated(AccountId(account), actor))
+        Ok((AccountId(account), claims))
     }
 
     /// Authenticates request headers now, counting failures.

@@ -19,6 +19,10 @@ pub struct Metrics {
     pub ws_messages_total: IntCounter,
     /// WebSocket connections closed because they fell behind.
     pub ws_slow_consumers_total: IntCounter,
+    /// Access-token renewals on open private WebSocket connections, by outcome.
+    pub ws_token_renewals_total: IntCounterVec,
+    /// Private WebSocket connections closed because their access token expired.
+    pub ws_token_expiries_total: IntCounter,
     /// Times the market-data feed fell behind the engine and re-seeded.
     pub feed_resyncs_total: IntCounter,
     /// Time to apply one batch of commands to market data and fan it out.
@@ -63,6 +67,17 @@ impl Metrics {
                 "ws_slow_consumers_total",
                 "WebSocket connections closed for falling behind",
             )?,
+            ws_token_renewals_total: IntCounterVec::new(
+                Opts::new(
+                    "ws_token_renewals_total",
+                    "access-token renewals on open private WebSocket connections",
+                ),
+                &["outcome"],
+            )?,
+            ws_token_expiries_total: IntCounter::new(
+                "ws_token_expiries_total",
+                "private WebSocket connections closed when their access token expired",
+            )?,
             feed_resyncs_total: IntCounter::new(
                 "market_data_resyncs_total",
                 "market-data feed re-seeds after falling behind the engine",
@@ -103,6 +118,14 @@ impl Metrics {
         registry.register(Box::new(metrics.ws_connections.clone()))?;
         registry.register(Box::new(metrics.ws_messages_total.clone()))?;
         registry.register(Box::new(metrics.ws_slow_consumers_total.clone()))?;
+        registry.register(Box::new(metrics.ws_token_renewals_total.clone()))?;
+        // Both outcomes exported from the start (a dashboard reads them before any renewal).
+        for outcome in ["accepted", "refused"] {
+            metrics
+                .ws_token_renewals_total
+                .with_label_values(&[outcome]);
+        }
+        registry.register(Box::new(metrics.ws_token_expiries_total.clone()))?;
         registry.register(Box::new(metrics.feed_resyncs_total.clone()))?;
         registry.register(Box::new(metrics.feed_batch_seconds.clone()))?;
         registry.register(Box::new(metrics.key_changes_total.clone()))?;

@@ -41,8 +41,11 @@ const SECURITY_SCHEMES: [(&str, &str); 3] = [
 const RANGER_DESCRIPTION: &str = "Ranger-style WebSocket streams. Not HTTP operations, so not \
     listed under paths: open a WebSocket (`GET` with `Upgrade: websocket`, answered `101`) to \
     `/api/v2/ranger/public` (market data) or `/api/v2/ranger/private` (market data plus the \
-    `order`, `trade` and `balance` streams of the key's account; the three X-Auth headers on \
-    the upgrade request, `401` without them). Name streams on the URL \
+    `order`, `trade` and `balance` streams of the account; on the upgrade request the three \
+    X-Auth headers, or identity's access JWT as `Authorization: Bearer` or as the subprotocols \
+    `peregrine.jwt, <token>` (answered `peregrine.jwt`), `401` without them; a JWT connection \
+    is closed (1008) when its token expires unless the client sends \
+    `{\"event\":\"token\",\"token\":\"<fresh JWT>\"}` first). Name streams on the URL \
     (`?stream=btcusd.trades&stream=btcusd.ob-inc`) or send \
     `{\"event\":\"subscribe\",\"streams\":[...]}`. A request without the upgrade headers is \
     answered `400` `ranger.upgrade_required`; past the connection limit, `503`.";

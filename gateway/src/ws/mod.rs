@@ -1,5 +1,13 @@
 //! Ranger-style WebSocket streams at `/api/v2/ranger/public` and `/api/v2/ranger/private`
-//! (the latter authenticated with the REST API-key headers on the upgrade request).
+//! (the latter authenticated on the upgrade request with the REST API-key headers, or with
+//! identity's access JWT: `Authorization: Bearer <token>`, or — browsers cannot set headers on
+//! a WebSocket — the subprotocols `peregrine.jwt, <token>`, answered with `peregrine.jwt`).
+//!
+//! A connection opened with a JWT lives only as long as its token (≤ 60 s): the client sends
+//! `{"event":"token","token":"<fresh JWT>"}` of the same user before it expires, answered by
+//! `{"success":{"message":"token accepted","expires_at":<Unix s>}}`; when the last token
+//! expires the connection is closed with 1008 `access token expired`. So a session logged out
+//! or a user disabled stops receiving within a token's life, as its REST calls do.
 //!
 //! Protocol: streams are named on the URL (`?stream=btcusd.trades&stream=...`) and/or by
 //! messages `{"event":"subscribe","streams":[...]}` / `{"event":"unsubscribe",...}`, answered
@@ -47,6 +55,46 @@ pub(crate) const CLOSE_POLICY: u16 = 1008;
 pub(crate) const CLOSE_GOING_AWAY: u16 = 1001;
 /// Close code for a message over [`INBOUND_BYTES_MAX`] (RFC 6455 §7.4.1: message too big).
 const CLOSE_TOO_BIG: u16 = 1009;
+/// The subprotocol naming an access JWT as the next subprotocol (a browser's only header).
+pub const JWT_PROTOCOL: &str = "peregrine.jwt";
+
+/// The user a JWT-authenticated connection belongs to, and when its token expires.
+#[derive(Debug)]
+struct TokenLease {
+    sub: String,
+    account: AccountId,
+    expires_at_s: u64,
+}
+
+impl TokenLease {
+    /// When the token expires, on the monotonic clock (now if already past).
+    fn deadline(&self) -> tokio::time::Instant {
+        let left_ms = self
+            .expires_at_s
+            .saturating_mul(1000)
+            .saturating_sub(crate::rest::time::now_ms());
+        tokio::time::Instant::now() + Duration::from_millis(left_ms)
+    }
+}
+
+/// The access JWT of an upgrade request: `Authorization: Bearer`, or the subprotocol after
+/// [`JWT_PROTOCOL`].
+fn upgrade_token(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    bearer.or_else(|| {
+        let offered = headers
+            .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)?
+            .to_str()
+            .ok()?;
+        let mut protocols = offered.split(',').map(str::trim);
+        // Bounded by the header's size: a linear scan for the marker.
+        protocols.find(|p| *p == JWT_PROTOCOL)?;
+        protocols.next().filter(|token| !token.is_empty())
+    })
+}
 
 /// Public streams (`GET /api/v2/ranger/public`, a WebSocket upgrade).
 pub(crate) async fn public_stream(
@@ -54,11 +102,11 @@ pub(crate) async fn public_stream(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    accept(bridge, None, query, upgrade)
+    accept(bridge, None, None, query, upgrade)
 }
 
 /// Public and private (`order`, `trade`, `balance`) streams (`GET /api/v2/ranger/private`, a
-/// WebSocket upgrade); API-key headers required on the upgrade request.
+/// WebSocket upgrade); an access JWT or API-key headers required on the upgrade request.
 pub(crate) async fn private_stream(
     State(bridge): State<Arc<Bridge>>,
     headers: HeaderMap,
@@ -67,6 +115,19 @@ pub(crate) async fn private_stream(
     RawQuery(query): RawQuery,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    if let Some(token) = upgrade_token(&headers) {
+        return match bridge.verify_token(token) {
+            Ok((account, claims)) => {
+                let lease = TokenLease {
+                    sub: claims.sub,
+                    account,
+                    expires_at_s: claims.exp,
+                };
+                accept(bridge, Some(lease.account), Some(lease), query, upgrade)
+            }
+            Err(error) => error.into_response(),
+        };
+    }
     // The upgrade is a read: its signature covers `GET`, the path and query, an empty body.
     // The peer's address, as for REST: a key with an allowlist opens a stream only from it
     // (no address known, e.g. a server without connect info, refuses such a key).
@@ -84,7 +145,7 @@ pub(crate) async fn private_stream(
         scope: peregrine_auth::api_keys::Scopes::READ,
     };
     match bridge.authenticate(&headers, &facts) {
-        Ok((account, _actor)) => accept(bridge, Some(account), query, upgrade),
+        Ok((account, _actor)) => accept(bridge, Some(account), None, query, upgrade),
         Err(error) => error.into_response(),
     }
 }
@@ -92,6 +153,7 @@ pub(crate) async fn private_stream(
 fn accept(
     bridge: Arc<Bridge>,
     account: Option<AccountId>,
+    lease: Option<TokenLease>,
     query: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
@@ -121,10 +183,11 @@ fn accept(
     }
     bridge.metrics.ws_connections.inc();
     upgrade
+        .protocols([JWT_PROTOCOL])
         .max_message_size(INBOUND_BYTES_MAX)
         .max_frame_size(INBOUND_BYTES_MAX)
         .on_upgrade(move |socket| async move {
-            connection(&bridge, socket, account, initial).await;
+            connection(&bridge, socket, account, lease, initial).await;
             bridge.ws_connections.fetch_sub(1, Ordering::AcqRel);
             bridge.metrics.ws_connections.dec();
         })
@@ -163,13 +226,18 @@ fn query_streams(
 #[serde(deny_unknown_fields)]
 struct ClientMessage {
     event: String,
+    #[serde(default)]
     streams: Vec<String>,
+    /// A fresh access JWT (`event: token`).
+    #[serde(default)]
+    token: Option<String>,
 }
 
 async fn connection(
     bridge: &Arc<Bridge>,
     mut socket: WebSocket,
     account: Option<AccountId>,
+    mut lease: Option<TokenLease>,
     initial: Vec<Stream>,
 ) {
     let (queue, mut outbound) = mpsc::channel(bridge.config.ws_buffer_messages);
@@ -179,11 +247,21 @@ async fn connection(
     if !initial.is_empty() {
         subscribe(bridge, id, &initial);
     }
+    // Without a token the deadline is never armed (the branch below is disabled).
+    let expiry = tokio::time::sleep_until(lease.as_ref().map_or_else(
+        || tokio::time::Instant::now() + SEND_TIMEOUT,
+        TokenLease::deadline,
+    ));
+    tokio::pin!(expiry);
     let close = loop {
         tokio::select! {
             biased;
             killed = kill.wait() => break Some(killed),
             () = crate::rest::stopped(&mut stop) => break Some((CLOSE_GOING_AWAY, "server shutting down".into())),
+            () = &mut expiry, if lease.is_some() => {
+                bridge.metrics.ws_token_expiries_total.inc();
+                break Some((CLOSE_POLICY, "access token expired".into()));
+            }
             text = outbound.recv() => {
                 let Some(text) = text else { break None };
                 match tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Text(text))).await {
@@ -193,7 +271,11 @@ async fn connection(
                 }
             }
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Text(text))) => on_message(bridge, id, account.is_some(), &text),
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(deadline) = on_message(bridge, id, account.is_some(), &mut lease, &text) {
+                        expiry.as_mut().reset(deadline);
+                    }
+                }
                 Some(Ok(Message::Binary(_))) => {
                     let error = json!({"error": {"message": "send JSON text messages"}});
                     bridge.lock().hub.send(id, message(&error));
@@ -225,9 +307,21 @@ fn is_too_big(error: &axum::Error) -> bool {
         .is_some_and(|inner| matches!(inner, tungstenite::Error::Capacity(_)))
 }
 
-fn on_message(bridge: &Bridge, id: ConnId, private: bool, text: &str) {
+/// Handles one client message; the new expiry when it renewed the connection's token.
+fn on_message(
+    bridge: &Bridge,
+    id: ConnId,
+    private: bool,
+    lease: &mut Option<TokenLease>,
+    text: &str,
+) -> Option<tokio::time::Instant> {
     let parsed: Result<ClientMessage, String> =
         serde_json::from_str(text).map_err(|e| format!("invalid message: {e}"));
+    if let Ok(ClientMessage { event, token, .. }) = &parsed
+        && event == "token"
+    {
+        return renew(bridge, id, lease, token.as_deref().unwrap_or_default());
+    }
     let outcome = parsed.and_then(|msg| {
         let streams = msg
             .streams
@@ -244,7 +338,7 @@ fn on_message(bridge: &Bridge, id: ConnId, private: bool, text: &str) {
                 Ok(())
             }
             other => Err(format!(
-                "event is `subscribe` or `unsubscribe`, not `{other}`"
+                "event is `subscribe`, `unsubscribe` or `token`, not `{other}`"
             )),
         }
     });
@@ -252,6 +346,51 @@ fn on_message(bridge: &Bridge, id: ConnId, private: bool, text: &str) {
         let error = json!({"error": {"message": reason}});
         bridge.lock().hub.send(id, message(&error));
     }
+    None
+}
+
+/// Renews a JWT connection's lease with `token` (same user and account, verified now); the
+/// new deadline, or `None` with an error message sent (the old deadline stands).
+fn renew(
+    bridge: &Bridge,
+    id: ConnId,
+    lease: &mut Option<TokenLease>,
+    token: &str,
+) -> Option<tokio::time::Instant> {
+    let outcome = match (lease.as_mut(), bridge.verify_token(token)) {
+        (None, _) => Err("this connection is not authenticated by an access token".to_owned()),
+        (Some(_), Err(error)) => Err(error.message),
+        (Some(held), Ok((account, claims)))
+            if claims.sub != held.sub || account != held.account =>
+        {
+            Err("the token is another user's".to_owned())
+        }
+        (Some(held), Ok((_, claims))) => {
+            // Never shortened: a token older than the one held only confirms the user.
+            held.expires_at_s = held.expires_at_s.max(claims.exp);
+            Ok(held.expires_at_s)
+        }
+    };
+    let outcome_label = if outcome.is_ok() {
+        "accepted"
+    } else {
+        "refused"
+    };
+    bridge
+        .metrics
+        .ws_token_renewals_total
+        .with_label_values(&[outcome_label])
+        .inc();
+    let reply = match &outcome {
+        Ok(expires_at) => {
+            json!({"success": {"message": "token accepted", "expires_at": expires_at}})
+        }
+        Err(reason) => json!({"error": {"message": reason}}),
+    };
+    bridge.lock().hub.send(id, message(&reply));
+    outcome
+        .ok()
+        .and_then(|_| lease.as_ref().map(TokenLease::deadline))
 }
 
 fn subscribe(bridge: &Bridge, id: ConnId, streams: &[Stream]) {

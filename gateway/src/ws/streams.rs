@@ -41,7 +41,7 @@ impl Stream {
             "global.tickers" => return Ok(Stream::Tickers),
             "order" | "trade" | "balance" if !private => {
                 return Err(format!(
-                    "stream `{name}` is private: use /api/v2/ranger/private with API-key headers"
+                    "stream `{name}` is private: use /api/v2/ranger/private with an access token or API-key headers"
                 ));
             }
             "order" => return Ok(Stream::Order),

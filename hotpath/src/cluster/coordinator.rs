@@ -229,6 +229,8 @@ impl Coordinator {
             | CommandKind::FeeScheduleUpdate { market, .. } => {
                 direct(bufs, by_market(*market), command.clone())
             }
+            // No state anywhere: the first risk shard accepts it.
+            CommandKind::AuditAnchor(_) => to_risk(bufs, 0),
         }
         Ok(())
     }

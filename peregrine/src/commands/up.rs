@@ -465,6 +465,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
             .attach(rest.bridge(), quic.as_ref(), &readiness)
             .await?;
         operator_tokens = Some(tokens);
+        running.anchor_audit(Arc::clone(&engine), metrics.registry())?;
     }
     crate::wallets::serve_deposits(
         config,

@@ -30,6 +30,11 @@ const _: () = assert!(
 );
 const _: () = assert!(JWKS_REFRESH_MS_MIN < JWKS_REFRESH_MS_MAX);
 
+/// Bounds of `audit_anchor_interval_ms`: each anchor is one journaled command.
+pub const AUDIT_ANCHOR_INTERVAL_MS_MIN: u64 = 100;
+pub const AUDIT_ANCHOR_INTERVAL_MS_MAX: u64 = 3_600_000;
+const _: () = assert!(AUDIT_ANCHOR_INTERVAL_MS_MIN < AUDIT_ANCHOR_INTERVAL_MS_MAX);
+
 /// The `[auth]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -59,6 +64,14 @@ pub struct AuthSection {
     /// How often the gateways' JWT verifier reloads identity's JWKS, ms (1000 to 3600000).
     #[serde(deserialize_with = "jwks_refresh_ms")]
     pub jwks_refresh_ms: u64,
+    /// Access tokens' lifetime, s (6 to 60). Browsers renew theirs, and the one on their
+    /// private WebSocket, before it ends.
+    #[serde(deserialize_with = "access_token_ttl_s")]
+    pub access_token_ttl_s: u64,
+    /// How often the audit chain's head is anchored in the journal, ms (100 to 3600000; and
+    /// once more at shutdown). `peregrine audit verify` sees a cut or rewrite after an anchor.
+    #[serde(deserialize_with = "audit_anchor_interval_ms")]
+    pub audit_anchor_interval_ms: u64,
     /// Where codes are mailed; absent: logged at INFO with the address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp: Option<SmtpSection>,
@@ -80,6 +93,8 @@ impl Default for AuthSection {
             withdraw_level_min: 2,
             key_poll_interval_ms: 100,
             jwks_refresh_ms: 10_000,
+            access_token_ttl_s: peregrine_auth::jwt::ACCESS_TTL_S_MAX,
+            audit_anchor_interval_ms: 60_000,
             smtp: None,
             openbao: None,
         }
@@ -126,6 +141,31 @@ pub struct OpenBaoSection {
     /// The name of identity's policy (one per appliance sharing an OpenBao).
     #[serde(default = "default_policy", deserialize_with = "name")]
     pub policy: String,
+    /// Identity's KV v2 mount (the KYC webhook secret at `kyc/webhook`, field `secret`,
+    /// written there by an operator).
+    #[serde(default = "default_kv_mount", deserialize_with = "name")]
+    pub kv_mount: String,
+    /// Turns the KYC provider webhook on, its HMAC secret read from `kv_mount`.
+    #[serde(default)]
+    pub kyc_webhook: bool,
+    /// How long a rotated-out webhook secret is still accepted, ms.
+    #[serde(default = "default_kyc_webhook_grace_ms")]
+    pub kyc_webhook_grace_ms: u32,
+    /// How often the webhook secret is read from KV, ms (at least 100).
+    #[serde(default = "default_kyc_webhook_refresh_ms")]
+    pub kyc_webhook_refresh_ms: u32,
+}
+
+fn default_kv_mount() -> String {
+    "peregrine-identity".to_owned()
+}
+
+fn default_kyc_webhook_grace_ms() -> u32 {
+    600_000
+}
+
+fn default_kyc_webhook_refresh_ms() -> u32 {
+    5_000
 }
 
 fn default_totp_mount() -> String {
@@ -138,6 +178,29 @@ fn default_transit_mount() -> String {
 
 fn default_policy() -> String {
     "peregrine-identity".to_owned()
+}
+
+fn access_token_ttl_s<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    let max = peregrine_auth::jwt::ACCESS_TTL_S_MAX;
+    // Above the verifiers' clock skew, so a token is never born expired at a gateway.
+    let min = peregrine_auth::jwt::SKEW_S_MAX + 1;
+    if !(min..=max).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside {min} to {max}"
+        )));
+    }
+    Ok(value)
+}
+
+fn audit_anchor_interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if !(AUDIT_ANCHOR_INTERVAL_MS_MIN..=AUDIT_ANCHOR_INTERVAL_MS_MAX).contains(&value) {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is outside {AUDIT_ANCHOR_INTERVAL_MS_MIN} to {AUDIT_ANCHOR_INTERVAL_MS_MAX}"
+        )));
+    }
+    Ok(value)
 }
 
 fn key_poll_interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {

@@ -4,6 +4,12 @@
 // and the new balances; the buyer also sets up 2FA, cancels an order and asks for a deposit
 // address. A screenshot per user goes to OUT_DIR.
 //
+// The account is read once at sign-in (three GETs: balances, orders, trades), then kept by the
+// private WebSocket: every later balance, order and trade on the page must come from it. The
+// script fails if the page reads the account again (polling, or a reload after an action or a
+// reconnect), if its private socket was opened more than once, or if the socket never renewed
+// its access token (`up` issues 15 s tokens here, so the scenario outlives several).
+//
 // What only the test harness can do (read the mailed code, credit through the control API) is
 // asked for on stdout, one line each (`ASK code <email>`, `ASK deposit <account> <currency>
 // <amount>`), and answered on stdin. Logs go to stderr. Any failed step exits non-zero.
@@ -22,6 +28,9 @@ const OUT_DIR = process.env.OUT_DIR;
 // Each wait is bounded: a page that does not show what it should within this is broken.
 const STEP_MS = 10_000;
 const PASSWORD = 'correct horse battery staple';
+// The account reads of one sign-in: balances, the market's orders, the market's own trades.
+const ACCOUNT_READS_AT_SIGN_IN = 3;
+const ACCOUNT_READ = /^\/api\/v2\/peatio\/(account\/balances|market\/orders|market\/trades)$/;
 
 const answers = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 
@@ -109,6 +118,32 @@ async function setUp2fa(page) {
   await page.locator('#otp-msg', { hasText: '2FA is on' }).waitFor({ timeout: STEP_MS });
 }
 
+// Counts `page`'s account reads and private WebSockets, and the token renewals they confirm.
+function watchAccount(page) {
+  const seen = { reads: 0, sockets: 0, renewals: 0, closes: [] };
+  page.on('request', (request) => {
+    if (request.method() === 'GET' && ACCOUNT_READ.test(new URL(request.url()).pathname)) seen.reads += 1;
+  });
+  page.on('websocket', (ws) => {
+    if (!ws.url().includes('/ranger/private')) return;
+    seen.sockets += 1;
+    ws.on('framereceived', (frame) => {
+      if (String(frame.payload).includes('token accepted')) seen.renewals += 1;
+    });
+    ws.on('close', () => seen.closes.push(ws.url()));
+  });
+  return seen;
+}
+
+// Waits (bounded) until `check()` holds.
+async function until(what, check, seen) {
+  const deadline = Date.now() + 3 * STEP_MS;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`never: ${what} ${JSON.stringify(seen)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 async function main() {
   // launch() runs Chromium on a fresh --user-data-dir of its own (a temporary directory it
   // removes at close): Playwright refuses that flag from callers.
@@ -121,10 +156,12 @@ async function main() {
   try {
     const stamp = `${process.pid}-${Date.now()}`;
     const pages = [];
+    const watched = [];
     for (const who of ['buyer', 'seller']) {
       const context = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
       const page = await context.newPage();
       page.on('pageerror', (error) => log(who, 'page error:', error.message));
+      watched.push(watchAccount(page));
       await page.goto(PAGE_URL);
       await page.locator('#feed', { hasText: 'live' }).waitFor({ timeout: STEP_MS });
       pages.push(page);
@@ -132,6 +169,9 @@ async function main() {
     const [buyer, seller] = pages;
     const buyerAccount = await signUp(buyer, `buyer-${stamp}@example.com`);
     const sellerAccount = await signUp(seller, `seller-${stamp}@example.com`);
+    for (const seen of watched) {
+      await until('the account read at sign-in', () => seen.reads === ACCOUNT_READS_AT_SIGN_IN && seen.sockets === 1, seen);
+    }
     await ask('deposit', buyerAccount, 'usd', '100000');
     await ask('deposit', sellerAccount, 'btc', '10');
     await balance(buyer, 'USD', '100000', '0');
@@ -162,6 +202,15 @@ async function main() {
     await buyer.getByRole('button', { name: 'Show my deposit address' }).click();
     await buyer.locator('#deposit-msg', { hasText: 'not available' }).waitFor({ timeout: STEP_MS });
     await setUp2fa(buyer);
+
+    // Everything since sign-in came over one private socket per page, which renewed its token.
+    for (const seen of watched) await until('a token renewed on the open socket', () => seen.renewals >= 1, seen);
+    for (const [index, seen] of watched.entries()) {
+      const who = index === 0 ? 'buyer' : 'seller';
+      if (seen.reads !== ACCOUNT_READS_AT_SIGN_IN) throw new Error(`${who} read the account ${seen.reads} times: the page polls`);
+      if (seen.sockets !== 1 || seen.closes.length !== 0) throw new Error(`${who}'s private socket was reopened: ${JSON.stringify(seen)}`);
+      log(who, 'account over the private socket:', JSON.stringify(seen));
+    }
 
     await buyer.screenshot({ path: join(OUT_DIR, 'retail-buyer.png'), fullPage: true });
     await seller.screenshot({ path: join(OUT_DIR, 'retail-seller.png'), fullPage: true });

@@ -65,6 +65,7 @@ pub fn command_name(kind: &CommandKind) -> &'static str {
         CommandKind::KillSwitch { .. } => "kill_switch",
         CommandKind::FeeScheduleUpdate { .. } => "fee_schedule",
         CommandKind::AccountFeeTier { .. } => "account_fee_tier",
+        CommandKind::AuditAnchor(_) => "audit_anchor",
         _ => "other",
     }
 }
