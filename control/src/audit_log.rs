@@ -116,7 +116,7 @@ fn record(row: AuditRow) -> AuditJson {
 }
 
 /// Pages the audit chain newest first, filtered by actor, action prefix, outcome and time.
-#[utoipa::path(get, path = "/control/v1/audit", tag = "control",
+#[utoipa::path(get, path = "/control/v1/audit", operation_id = "audit_list", tag = "control",
     params(AuditQuery), security(("bearer" = [])),
     responses((status = 200, body = AuditPageJson), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -176,7 +176,7 @@ pub(crate) async fn list(
 
 /// Walks the audit chain from its first record: intact (with the count) or the first broken
 /// record's sequence number and how it breaks the chain (removed, relinked or changed).
-#[utoipa::path(get, path = "/control/v1/audit/verify", tag = "control",
+#[utoipa::path(get, path = "/control/v1/audit/verify", operation_id = "audit_verify", tag = "control",
     security(("bearer" = [])),
     responses((status = 200, body = VerifyJson), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 503, body = ErrorBody)))]

@@ -156,4 +156,22 @@ mod tests {
             .sum();
         assert_eq!(operations, cases.len(), "an operation without a case here");
     }
+
+    /// Operation ids are unique across the merged document (utoipa names an operation after
+    /// its handler, and several modules have a `list` or a `review`): OpenAPI requires it.
+    #[test]
+    fn operation_ids_are_unique_in_the_served_document() {
+        let document = serde_json::to_value(crate::openapi::document()).unwrap();
+        let mut ids: Vec<&str> = document["paths"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|item| item.as_object().unwrap().values())
+            .filter_map(|operation| operation["operationId"].as_str())
+            .collect();
+        let all = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), all, "{ids:?}");
+    }
 }

@@ -175,7 +175,8 @@ fn decimal_of(state: &ControlState, request: QueuedWithdrawal) -> QueuedJson {
 
 /// Lists withdrawal requests in one state (awaiting approval by default), oldest first, at
 /// most 200, with their approvers.
-#[utoipa::path(get, path = "/control/v1/withdrawal-requests", tag = "control",
+#[utoipa::path(get, path = "/control/v1/withdrawal-requests",
+    operation_id = "withdrawal_requests_list", tag = "control",
     params(QueueQuery), security(("bearer" = [])),
     responses((status = 200, body = Vec<QueuedJson>), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -207,7 +208,8 @@ pub(crate) async fn list(
 /// `withdrawal.review`: never its requester, never twice by one operator. Approved by as many
 /// operators as its policy demands, it is `approved` and the wallet daemon holds, signs and
 /// sends it; rejected, it never moves (nothing was held while it waited).
-#[utoipa::path(post, path = "/control/v1/withdrawal-requests/{id}/{action}", tag = "control",
+#[utoipa::path(post, path = "/control/v1/withdrawal-requests/{id}/{action}",
+    operation_id = "withdrawal_request_review", tag = "control",
     params(("id" = u64, Path, description = "the request's id", format = "uint64",
             maximum = 9223372036854775807_u64),
         ("action" = String, Path, description = "approve or reject")),
