@@ -53,6 +53,11 @@ pub struct ControlState {
     pub access: Arc<Access>,
     /// Requests by route and status, and their duration.
     pub metrics: crate::metrics::ControlMetrics,
+    /// Withdrawal requests awaiting operators' approval: the wallet store, when `[wallets]`
+    /// is on.
+    pub withdrawal_queue: Option<Arc<dyn crate::withdrawal_requests::WithdrawalQueue>>,
+    /// The replica, for orders and trades search, when `[replica]` is on.
+    pub replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 }
 
 /// The routes, to be merged into the operator HTTP server. Unknown routes under `/control/v1`
@@ -85,6 +90,7 @@ pub fn router(state: ControlState) -> Router {
             "/control/v1/adjustments/{id}/{action}",
             post(crate::adjustments::review),
         )
+        .merge(crate::console_api::routes())
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .route("/control/v1", any(not_found))
         .route("/control/v1/{*rest}", any(not_found))

@@ -79,6 +79,41 @@ pub enum ControlError {
     /// The exchange cannot take commands (its journal failed) or is stopping.
     #[error("the exchange is not taking commands")]
     Unavailable,
+    /// The wallet store refused a withdrawal request's review, or has no such request.
+    #[error(transparent)]
+    Queue(#[from] crate::withdrawal_requests::QueueError),
+    /// `[wallets]` is off: there is no withdrawal queue.
+    #[error("the wallets are not configured: there are no withdrawal requests")]
+    WalletsUnavailable,
+    /// No user with that uid.
+    #[error("no user {0}")]
+    UnknownUser(String),
+    /// The user is not in the state the change starts from (its state is named).
+    #[error("user {uid} is {state}: {wanted}")]
+    UserState {
+        /// Which.
+        uid: String,
+        /// Its state.
+        state: &'static str,
+        /// What the change needs.
+        wanted: &'static str,
+    },
+    /// No live session of that user with that id.
+    #[error("no live session {0} of this user")]
+    UnknownSession(String),
+    /// Identity refused the operator's login (identity's code and status).
+    #[error("{message}")]
+    Login {
+        /// Identity's code (`identity.session.invalid_otp`, ...).
+        code: &'static str,
+        /// Identity's status.
+        status: StatusCode,
+        /// Identity's message.
+        message: String,
+    },
+    /// The replica (orders and trades search) is off or cannot answer.
+    #[error("the replica is not available: {0}")]
+    ReplicaUnavailable(String),
     /// No such control route.
     #[error("no such control route")]
     NotFound,
@@ -109,6 +144,13 @@ impl ControlError {
             Self::Rejected(reason) => {
                 return Cow::Owned(format!("control.command.{}", reason.name()));
             }
+            Self::Queue(error) => error.code(),
+            Self::WalletsUnavailable => "control.wallets.unavailable",
+            Self::UnknownUser(_) => "control.user.doesnt_exist",
+            Self::UserState { .. } => "control.user.wrong_state",
+            Self::UnknownSession(_) => "control.session.doesnt_exist",
+            Self::Login { code, .. } => *code,
+            Self::ReplicaUnavailable(_) => "control.replica.unavailable",
             Self::Busy => "control.server.busy",
             Self::Unavailable => "control.server.unavailable",
             Self::NotFound => "control.request.route_not_found",
@@ -133,6 +175,13 @@ impl ControlError {
             | Self::UnknownAdjustment(_)
             | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Queue(error) => error.status(),
+            Self::UnknownUser(_) | Self::UnknownSession(_) => StatusCode::NOT_FOUND,
+            Self::UserState { .. } => StatusCode::CONFLICT,
+            Self::Login { status, .. } => *status,
+            Self::WalletsUnavailable | Self::ReplicaUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Rejected(_)
             | Self::Unprocessable(_)
             | Self::WalletDepositId(_)

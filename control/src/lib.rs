@@ -2,7 +2,10 @@
 //! resumes, account kill switches, mass cancels, status, and manual balance adjustments under
 //! four-eyes, under `/control/v1` on the operator HTTP listener; and the wallet daemons' door
 //! for chain deposits and withdrawals' holds, settles and releases ([`withdrawals`]), their
-//! token's only routes.
+//! token's only routes. For the operator console (`peregrine-web`'s `/console`, on the same
+//! listener): operators' login and token renewal ([`login`]), the audit chain paged and
+//! verified ([`audit_log`]), withdrawal requests awaiting approval ([`withdrawal_requests`]),
+//! users, their locks and sessions ([`users`]), orders and trades by account ([`search`]).
 //!
 //! Owns: the ops-facing surface and the decision on each call ([`access`]: operators' access
 //! JWTs verified from memory, each route one typed permission of identity's RBAC, every call
@@ -18,13 +21,17 @@
 //! `control.request.malformed`, 401 `control.auth.invalid_token`, 403 `control.auth.forbidden`
 //! (the role lacks the route's permission; the wallet daemons' token outside chain deposits),
 //! `control.auth.not_operator`, `control.auth.second_factor_required`,
-//! `control.adjustment.own_proposal`, 404
+//! `control.adjustment.own_proposal`, `control.withdrawal_request.own_request`, 404
+//! `control.withdrawal_request.doesnt_exist`/`control.user.doesnt_exist`/`control.session.doesnt_exist`/
 //! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.adjustment.doesnt_exist`/`control.request.route_not_found`,
-//! 409 `control.adjustment.not_pending`, 413 `control.request.body_too_large`, 422
+//! 409 `control.adjustment.not_pending`/`control.withdrawal_request.not_awaiting_approval`/
+//! `control.withdrawal_request.already_reviewed`/`control.user.wrong_state`, 413 `control.request.body_too_large`, 422
 //! `control.deposit.wallet_id` (an operator's deposit id in the wallets' range, from 2^62) and
 //! `control.deposit.reserved_id` (in the adjustments' range, 2^61 to 2^62), 422
 //! `control.command.<reason>` (the engine refused; `reason` and `reason_code` too), 503
-//! `control.server.busy`/`control.server.unavailable`/`control.store.unavailable`.
+//! `control.server.busy`/`control.server.unavailable`/`control.store.unavailable`/
+//! `control.wallets.unavailable`/`control.replica.unavailable`. The login keeps identity's
+//! codes (`identity.session.invalid_otp`, ...).
 //!
 //! Every request counts in `peregrine_control_requests_total{route,status}` and
 //! `peregrine_control_request_duration_seconds{route}` ([`metrics`]).
@@ -32,12 +39,19 @@
 pub mod access;
 pub mod adjustments;
 pub mod api;
+pub mod audit_log;
+mod console_api;
 pub mod error;
+pub mod login;
 pub mod metrics;
 pub mod openapi;
+pub mod search;
+pub mod users;
+pub mod withdrawal_requests;
 pub mod withdrawals;
 
 pub use access::{Access, Caller, Operators};
 pub use api::{BODY_BYTES_MAX, ControlState, router};
 pub use error::ControlError;
 pub use metrics::ControlMetrics;
+pub use withdrawal_requests::{QueueError, QueueFuture, QueuedWithdrawal, WithdrawalQueue};

@@ -70,7 +70,9 @@ fn openapi_json() {}
 
 /// The document.
 pub fn document() -> Document {
-    ControlDoc::openapi()
+    let mut document = ControlDoc::openapi();
+    document.merge(crate::console_api::ConsoleDoc::openapi());
+    document
 }
 
 /// `GET` [`OPENAPI_PATH`].
@@ -95,7 +97,8 @@ mod tests {
     /// of every `ControlError` the handler can return (`api.rs`), beside each line why.
     #[test]
     fn each_operation_documents_the_statuses_its_handler_answers() {
-        let document = serde_json::to_value(document()).unwrap();
+        // The console's operations are checked beside their routes (`console_api`).
+        let document = serde_json::to_value(ControlDoc::openapi()).unwrap();
         // Every operation but the document admits its caller first: 401 without a valid
         // credential, 403 without the permission, 503 when identity's store cannot name the
         // operator.

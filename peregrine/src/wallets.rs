@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use peregrine_auth::Identity;
+use peregrine_control::{QueueError, QueueFuture, QueuedWithdrawal, WithdrawalQueue};
 use peregrine_gateway::rest::deposits::{BookError, BookFuture, DepositBook, DepositRecord};
 use peregrine_gateway::rest::withdraws::{
     BeneficiaryRecord, DeskError, DeskFuture, WithdrawAsk, WithdrawDesk, WithdrawRecord,
@@ -18,7 +19,9 @@ use peregrine_gateway::rest::withdraws::{
 use peregrine_hotpath::{AccountId, CurrencyId};
 use peregrine_wallet::chain::Address;
 use peregrine_wallet::policy::{PolicyMetrics, WithdrawPolicy};
-use peregrine_wallet::requests::{Beneficiary, BeneficiaryError, WithdrawRequest};
+use peregrine_wallet::requests::{
+    ApprovalError, Beneficiary, BeneficiaryError, ReviewView, WithdrawRequest,
+};
 use peregrine_wallet::store::{DepositState, WalletStore};
 use peregrine_wallet::withdrawals::WithdrawalState;
 
@@ -67,16 +70,17 @@ pub fn wallet_token(config: &Config, data_dir: &Path) -> Result<Option<Arc<str>>
 
 /// Plugs the wallet store into the REST bridge when `[wallets]` is on: chain deposits, and
 /// beneficiaries and withdrawals (TOTP codes checked by `identity`, when it runs; without it
-/// every withdrawal is refused, as no user can give a code).
+/// every withdrawal is refused, as no user can give a code). The store's review side, for the
+/// control API's withdrawal queue.
 pub async fn serve_deposits(
     config: &Config,
     data_dir: &Path,
     rest: &peregrine_gateway::rest::RestServer,
     identity: Option<Arc<Identity>>,
     registry: &prometheus::Registry,
-) -> Result<(), WalletsError> {
+) -> Result<Option<Arc<dyn WithdrawalQueue>>, WalletsError> {
     if !config.wallets.enabled {
-        return Ok(());
+        return Ok(None);
     }
     let store = WalletStore::open(&config.wallets.store_url(data_dir)).await?;
     let book = StoreBook {
@@ -90,9 +94,86 @@ pub async fn serve_deposits(
             .collect(),
     };
     rest.bridge().serve_deposits(Arc::new(book));
+    let queue = ReviewQueue(store.clone());
     let desk = StoreDesk::new(config, store, identity, registry)?;
     rest.bridge().serve_withdraws(Arc::new(desk));
-    Ok(())
+    Ok(Some(Arc::new(queue)))
+}
+
+/// The wallet store as the control API's queue of withdrawal requests.
+#[derive(Clone)]
+struct ReviewQueue(WalletStore);
+
+impl std::fmt::Debug for ReviewQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReviewQueue")
+    }
+}
+
+fn queued(view: ReviewView) -> QueuedWithdrawal {
+    QueuedWithdrawal {
+        id: view.id,
+        account: view.account.0,
+        currency: view.currency,
+        amount_minor: view.amount_minor,
+        to: view.to,
+        state: view.state.name().to_owned(),
+        requested_by: view.requested_by,
+        approvals_required: view.approvals_required,
+        approvers: view.approvers,
+        created_at_ms: view.created_at_ms,
+    }
+}
+
+fn review_refusal(error: ApprovalError) -> QueueError {
+    match error {
+        ApprovalError::NotFound(id) => QueueError::NotFound(id),
+        ApprovalError::State { id, state } => QueueError::NotAwaiting {
+            id,
+            state: state.name().to_owned(),
+        },
+        ApprovalError::SelfApproval(id) => QueueError::OwnRequest(id),
+        ApprovalError::AlreadyApproved(id) => QueueError::AlreadyReviewed(id),
+        _ => QueueError::Unavailable,
+    }
+}
+
+impl WithdrawalQueue for ReviewQueue {
+    fn list<'a>(&'a self, state: &'a str, limit: u32) -> QueueFuture<'a, Vec<QueuedWithdrawal>> {
+        Box::pin(async move {
+            let wanted = WithdrawalState::ALL
+                .into_iter()
+                .find(|s| s.name() == state)
+                .ok_or_else(|| QueueError::UnknownState(state.to_owned()))?;
+            let views = self
+                .0
+                .withdrawals_for_review(wanted, limit)
+                .await
+                .map_err(|_| QueueError::Unavailable)?;
+            Ok(views.into_iter().map(queued).collect())
+        })
+    }
+
+    fn get(&self, id: u64) -> QueueFuture<'_, Option<QueuedWithdrawal>> {
+        Box::pin(async move {
+            let view = self.0.withdrawal_for_review(id).await;
+            Ok(view.map_err(|_| QueueError::Unavailable)?.map(queued))
+        })
+    }
+
+    fn approve<'a>(&'a self, id: u64, reviewer: &'a str, now_ms: i64) -> QueueFuture<'a, String> {
+        Box::pin(async move {
+            let state = self.0.approve_withdrawal(id, reviewer, now_ms).await;
+            Ok(state.map_err(review_refusal)?.name().to_owned())
+        })
+    }
+
+    fn reject<'a>(&'a self, id: u64, reviewer: &'a str) -> QueueFuture<'a, String> {
+        Box::pin(async move {
+            let state = self.0.reject_withdrawal(id, reviewer).await;
+            Ok(state.map_err(review_refusal)?.name().to_owned())
+        })
+    }
 }
 
 /// A withdrawable currency as the desk needs it.

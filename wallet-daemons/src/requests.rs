@@ -818,3 +818,173 @@ impl WalletStore {
             .collect()
     }
 }
+
+/// A withdrawal as an operator reviews it (the control API's queue).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewView {
+    /// Row id.
+    pub id: u64,
+    /// The account debited.
+    pub account: AccountId,
+    /// Currency code.
+    pub currency: String,
+    /// In the engine's minor units.
+    pub amount_minor: u64,
+    /// The payee's address.
+    pub to: String,
+    /// State.
+    pub state: WithdrawalState,
+    /// Who asked (identity's uid), when a person did.
+    pub requested_by: Option<String>,
+    /// Approvals the policy demands.
+    pub approvals_required: u32,
+    /// The operators who approved it so far (uids, in order).
+    pub approvers: Vec<String>,
+    /// Unix ms.
+    pub created_at_ms: i64,
+}
+
+type ReviewTuple = (
+    i64,
+    i64,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+);
+const REVIEW_COLUMNS: &str = "id, account, currency, amount_minor, to_address, state, \
+     requested_by, approvals_required, created_at_ms";
+
+impl WalletStore {
+    /// Up to `limit` withdrawals in `state`, oldest first, with their approvers: what the
+    /// operators' queue shows (`awaiting_approval` is the one to act on).
+    pub async fn withdrawals_for_review(
+        &self,
+        state: WithdrawalState,
+        limit: u32,
+    ) -> Result<Vec<ReviewView>, StoreError> {
+        let sql = format!(
+            "SELECT {REVIEW_COLUMNS} FROM wallet_withdrawals WHERE state = ? ORDER BY id LIMIT ?"
+        );
+        let rows: Vec<ReviewTuple> = on_pool!(self, |pool, _mysql| {
+            sqlx::query_as(&sql)
+                .bind(state.name())
+                .bind(i64::from(limit.min(ROWS_MAX)))
+                .fetch_all(pool)
+                .await?
+        });
+        let mut views = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut view = review_row(row)?;
+            view.approvers = self.approvers_of(view.id).await?;
+            views.push(view);
+        }
+        Ok(views)
+    }
+
+    /// The withdrawal `id` as an operator reviews it.
+    pub async fn withdrawal_for_review(&self, id: u64) -> Result<Option<ReviewView>, StoreError> {
+        let sql = format!("SELECT {REVIEW_COLUMNS} FROM wallet_withdrawals WHERE id = ?");
+        let row: Option<ReviewTuple> = on_pool!(self, |pool, _mysql| {
+            sqlx::query_as(&sql)
+                .bind(to_i64(id))
+                .fetch_optional(pool)
+                .await?
+        });
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let mut view = review_row(row)?;
+        view.approvers = self.approvers_of(view.id).await?;
+        Ok(Some(view))
+    }
+
+    async fn approvers_of(&self, id: u64) -> Result<Vec<String>, StoreError> {
+        const SQL: &str = "SELECT approver FROM wallet_withdrawal_approvals \
+             WHERE withdrawal_id = ? ORDER BY approved_at_ms, approver";
+        let rows: Vec<(String,)> = on_pool!(self, |pool, _mysql| {
+            sqlx::query_as(SQL).bind(to_i64(id)).fetch_all(pool).await?
+        });
+        Ok(rows.into_iter().map(|(approver,)| approver).collect())
+    }
+
+    /// Operator `rejecter`'s rejection of withdrawal `id`: refused to its requester, to an
+    /// operator who approved it (one person, one review), and outside `awaiting_approval`.
+    /// Nothing is held while a withdrawal awaits approval (the daemon holds only `approved`
+    /// ones), so a rejection releases nothing in the engine: the row becomes `rejected`, which
+    /// no daemon takes and no limit counts. Who rejected it is in the control API's audit.
+    pub async fn reject_withdrawal(
+        &self,
+        id: u64,
+        rejecter: &str,
+    ) -> Result<WithdrawalState, ApprovalError> {
+        if !valid_actor(rejecter) {
+            return Err(ApprovalError::Approver);
+        }
+        on_pool!(self, |pool, mysql| {
+            let mut tx = pool.begin().await.map_err(StoreError::from)?;
+            let lock = if mysql { " FOR UPDATE" } else { "" };
+            let select =
+                format!("SELECT state, requested_by FROM wallet_withdrawals WHERE id = ?{lock}");
+            let row: Option<(String, Option<String>)> = sqlx::query_as(&select)
+                .bind(to_i64(id))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(StoreError::from)?;
+            let (state, requested_by) = row.ok_or(ApprovalError::NotFound(id))?;
+            let state = WithdrawalState::parse(&state)?;
+            if state != WithdrawalState::AwaitingApproval {
+                return Err(ApprovalError::State { id, state });
+            }
+            if requested_by.as_deref() == Some(rejecter) {
+                return Err(ApprovalError::SelfApproval(id));
+            }
+            let (approved,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM wallet_withdrawal_approvals \
+                 WHERE withdrawal_id = ? AND approver = ?",
+            )
+            .bind(to_i64(id))
+            .bind(rejecter)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            if approved > 0 {
+                return Err(ApprovalError::AlreadyApproved(id));
+            }
+            sqlx::query(
+                "UPDATE wallet_withdrawals SET state = 'rejected' WHERE id = ? \
+                 AND state = 'awaiting_approval'",
+            )
+            .bind(to_i64(id))
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            tx.commit().await.map_err(StoreError::from)?;
+            Ok(WithdrawalState::Rejected)
+        })
+    }
+}
+
+fn review_row(tuple: ReviewTuple) -> Result<ReviewView, StoreError> {
+    let (id, account, currency, minor, to, state, requested_by, required, created_at_ms) = tuple;
+    let bad = |column: &'static str, value: i64| StoreError::UnknownValue {
+        column,
+        value: value.to_string(),
+    };
+    Ok(ReviewView {
+        id: to_u64("id", id)?,
+        account: AccountId(u32::try_from(account).map_err(|_| bad("account", account))?),
+        currency,
+        amount_minor: to_u64("amount_minor", minor)?,
+        to,
+        state: WithdrawalState::parse(&state)?,
+        requested_by,
+        approvals_required: u32::try_from(required)
+            .map_err(|_| bad("approvals_required", required))?,
+        approvers: Vec::new(),
+        created_at_ms,
+    })
+}

@@ -30,6 +30,8 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 use qrcodegen::{QrCode, QrCodeEcc};
 use serde::Deserialize;
 
+pub mod console;
+
 /// The page.
 const INDEX_HTML: &str = include_str!("../static/index.html");
 /// Its stylesheet.
@@ -107,7 +109,7 @@ pub fn router(metrics: WebMetrics) -> Router {
 
 /// A static file with the page's security headers. `no-cache`: revalidated on every load, so
 /// a new binary's page is never mixed with an old script.
-fn asset(content_type: &'static str, body: &'static str) -> Response {
+pub(crate) fn asset(content_type: &'static str, body: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -202,7 +204,11 @@ pub fn qr_svg_text(text: &str) -> Result<String, QrError> {
 }
 
 /// Counts and times every request by its route (the matched template, never the raw path).
-async fn track(State(metrics): State<WebMetrics>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State(metrics): State<WebMetrics>,
+    request: Request,
+    next: Next,
+) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

@@ -104,6 +104,56 @@ impl Store {
         Ok(hash.map(|(hash,)| hash))
     }
 
+    /// Up to `limit` records below `before_seq` matching `filter`, newest first (the
+    /// operator console's audit page; [`Store::audit_page`] is the chain walk's).
+    pub async fn audit_search(
+        &self,
+        filter: &AuditFilter<'_>,
+        before_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<AuditRow>, StoreError> {
+        let mut sql = String::from(
+            "SELECT seq, at_ms, actor, action, target, source, outcome, code, prev_hash, hash \
+             FROM audit WHERE seq < ?",
+        );
+        // Each present filter adds one bound condition, in this order (no text is spliced).
+        for (present, condition) in [
+            (filter.actor.is_some(), " AND actor = ?"),
+            (filter.action.is_some(), " AND action LIKE ?"),
+            (filter.outcome.is_some(), " AND outcome = ?"),
+            (filter.from_ms.is_some(), " AND at_ms >= ?"),
+            (filter.to_ms.is_some(), " AND at_ms < ?"),
+        ] {
+            if present {
+                sql.push_str(condition);
+            }
+        }
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        // `action` matches a prefix: `rbac.` finds every RBAC decision. LIKE's wildcards in
+        // the operator's text are escaped out of it by refusing them (see AuditFilter).
+        let action = filter.action.map(|a| format!("{a}%"));
+        let rows: Vec<AuditTuple> = on_pool!(self, |pool, _d| {
+            let mut query = sqlx::query_as(&sql).bind(before_seq);
+            if let Some(actor) = filter.actor {
+                query = query.bind(actor);
+            }
+            if let Some(action) = &action {
+                query = query.bind(action);
+            }
+            if let Some(outcome) = filter.outcome {
+                query = query.bind(outcome.as_str());
+            }
+            if let Some(from_ms) = filter.from_ms {
+                query = query.bind(from_ms);
+            }
+            if let Some(to_ms) = filter.to_ms {
+                query = query.bind(to_ms);
+            }
+            query.bind(i64::from(limit)).fetch_all(pool).await?
+        });
+        rows.into_iter().map(audit_row).collect()
+    }
+
     /// Up to `limit` records after `after_seq`, in order.
     pub async fn audit_page(
         &self,
@@ -119,30 +169,43 @@ impl Store {
                 .fetch_all(pool)
                 .await?
         });
-        rows.into_iter()
-            .map(
-                |(seq, at_ms, actor, action, target, source, outcome, code, prev, hash)| {
-                    let outcome =
-                        crate::audit::Outcome::parse(&outcome).ok_or(StoreError::UnknownValue {
-                            column: "audit.outcome",
-                            value: outcome,
-                        })?;
-                    Ok(AuditRow {
-                        seq,
-                        entry: AuditEntry {
-                            at_ms,
-                            actor,
-                            action,
-                            target,
-                            source,
-                            outcome,
-                            code,
-                        },
-                        prev_hash: prev,
-                        hash,
-                    })
-                },
-            )
-            .collect()
+        rows.into_iter().map(audit_row).collect()
     }
+}
+
+/// Which audit records [`Store::audit_search`] answers (each `None`: any).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter<'a> {
+    /// Exactly this actor (a uid, `break_glass`, `service:wallet`, `anonymous`).
+    pub actor: Option<&'a str>,
+    /// Actions starting with this text (no `%` or `_`: the caller refuses them).
+    pub action: Option<&'a str>,
+    /// This outcome.
+    pub outcome: Option<crate::audit::Outcome>,
+    /// At or after, Unix ms.
+    pub from_ms: Option<i64>,
+    /// Before, Unix ms.
+    pub to_ms: Option<i64>,
+}
+
+fn audit_row(tuple: AuditTuple) -> Result<AuditRow, StoreError> {
+    let (seq, at_ms, actor, action, target, source, outcome, code, prev_hash, hash) = tuple;
+    let outcome = crate::audit::Outcome::parse(&outcome).ok_or(StoreError::UnknownValue {
+        column: "audit.outcome",
+        value: outcome,
+    })?;
+    Ok(AuditRow {
+        seq,
+        entry: AuditEntry {
+            at_ms,
+            actor,
+            action,
+            target,
+            source,
+            outcome,
+            code,
+        },
+        prev_hash,
+        hash,
+    })
 }

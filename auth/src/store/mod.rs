@@ -29,7 +29,7 @@ use sqlx::sqlite::{
 
 pub use adjustments::{AdjustmentRow, AdjustmentState, NewAdjustment};
 pub use api_keys::{ApiKeyRow, KeyEvent, KeyEventKind, NewApiKey};
-pub use audit::AuditRow;
+pub use audit::{AuditFilter, AuditRow};
 pub use kyc::{
     DocumentMeta, DocumentRow, LabelChange, LabelRow, NewDocument, ProfileFields, ProfileRow,
     ProfileState,

@@ -276,6 +276,26 @@ impl Store {
         })
     }
 
+    /// Up to `limit` users whose (lower-cased) e-mail address starts with `prefix`, by
+    /// address (the operator console's user search). The caller refuses `%` and `_`.
+    pub async fn users_by_email_prefix(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<User>, StoreError> {
+        let sql =
+            format!("SELECT {USER_COLUMNS} FROM users WHERE email LIKE ? ORDER BY email LIMIT ?");
+        let pattern = format!("{prefix}%");
+        let rows: Vec<UserTuple> = on_pool!(self, |pool, _d| {
+            sqlx::query_as(&sql)
+                .bind(&pattern)
+                .bind(i64::from(limit))
+                .fetch_all(pool)
+                .await?
+        });
+        rows.into_iter().map(user_from_tuple).collect()
+    }
+
     /// The user with this key.
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = ?");

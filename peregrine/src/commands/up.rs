@@ -433,6 +433,8 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
             config.replica.database_url(&data_dir),
         ))
     });
+    // The control API's orders and trades search reads the same replica.
+    let control_replica = replica_reader.clone();
     let mut rest_config = config.rest.clone();
     rest_config.nonce_floor_path = Some(data_dir.join(REST_NONCE_FLOOR_FILE));
     // Identity, on the REST listener: the retail page's origin, so its session cookie and
@@ -447,7 +449,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         .map_or_else(axum::Router::new, |running| running.router.clone());
     // The retail trading page at `/`, on identity's origin (see `peregrine-web`).
     let web = peregrine_web::WebMetrics::new(metrics.registry()).map_err(MetricsError::from)?;
-    let identity_routes = identity_routes.merge(peregrine_web::router(web));
+    let identity_routes = identity_routes.merge(peregrine_web::router(web.clone()));
     let rest = peregrine_gateway::rest::serve_on_with_routes(
         listeners.rest,
         rest_config,
@@ -467,7 +469,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         operator_tokens = Some(tokens);
         running.anchor_audit(Arc::clone(&engine), metrics.registry())?;
     }
-    crate::wallets::serve_deposits(
+    let withdrawal_queue = crate::wallets::serve_deposits(
         config,
         &data_dir,
         &rest,
@@ -522,7 +524,11 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
                 access: Arc::new(access),
                 metrics: peregrine_control::ControlMetrics::new(metrics.registry())
                     .map_err(MetricsError::from)?,
-            }),
+                withdrawal_queue,
+                replica: control_replica,
+            })
+            // The operator console, on the control API's origin (see `peregrine-web`).
+            .merge(peregrine_web::console::router(web)),
             token_path,
         ))
     } else {
@@ -910,6 +916,13 @@ impl Summary<'_> {
                 self.http_addr
             )?,
             None => {}
+        }
+        if self.control.is_some() {
+            writeln!(
+                stdout,
+                "console  http://{}/console  (operators: e-mail, password, TOTP code)",
+                self.http_addr
+            )?;
         }
         if let Some(quic) = self.quic {
             let fingerprint: Vec<String> = quic
