@@ -144,7 +144,7 @@ fn movement(state: &ControlState, currency: &str, amount: &str) -> Result<Moveme
     })
 }
 
-fn operators(state: &ControlState) -> Result<&Operators, ControlError> {
+pub(crate) fn operators(state: &ControlState) -> Result<&Operators, ControlError> {
     state
         .access
         .operators
@@ -152,7 +152,7 @@ fn operators(state: &ControlState) -> Result<&Operators, ControlError> {
         .ok_or(ControlError::StoreUnavailable)
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{adjustments, api};
+use crate::{adjustments, api, reference};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
@@ -17,8 +17,9 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     info(
         title = "Peregrine control API",
         description = "Operations: deposits credited by operators, market halts and resumes, \
-            account kill switches, mass cancels, status, and manual balance adjustments under \
-            four-eyes (one operator proposes, another approves). Every route but this document \
+            account kill switches, mass cancels, status, manual balance adjustments under \
+            four-eyes (one operator proposes, another approves), market states and risk \
+            parameters, and fee changes under four-eyes. Every route but this document \
             takes `Authorization: Bearer <credential>`: an operator's access JWT from identity \
             (`POST /api/v2/barong/resource/tokens`; a staff role with 2FA enabled; each route \
             needs one permission of the role), or on the host itself the break-glass token \
@@ -31,7 +32,8 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     servers((url = "/", description = "the operator HTTP listener (paths are absolute)")),
     paths(api::status, api::deposit, api::market_state, api::kill_switch, api::cancel_all,
         adjustments::create, adjustments::list, adjustments::review,
-        crate::withdrawals::withdrawal, openapi_json),
+        crate::withdrawals::withdrawal, reference::patch_market, reference::propose_fee,
+        reference::list_fees, reference::review_fee, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, api::MarketAction, adjustments::ReviewAction)),
     modifiers(&Bearer),
     tags((name = "control", description = "operator commands, each a journaled command"))
