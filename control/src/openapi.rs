@@ -101,7 +101,7 @@ mod tests {
         // Every operation but the document admits its caller first: 401 without a valid
         // credential, 403 without the permission, 503 when identity's store cannot name the
         // operator.
-        let cases: [(&str, &str, &[&str]); 10] = [
+        let cases: [(&str, &str, &[&str]); 14] = [
             // Admission, then a read of the views: nothing else can fail.
             ("/control/v1/status", "get", &["200", "401", "403", "503"]),
             // Body (400, 413), currency (404), amount or engine reject (422), queue (503).
@@ -153,6 +153,32 @@ mod tests {
                 "/control/v1/withdrawals/{id}/{action}",
                 "post",
                 &["200", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // Path and body (400, 413), market (404), a field or engine reject (422), queue
+            // (503).
+            (
+                "/control/v1/markets/{market}",
+                "patch",
+                &["200", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // Body (400, 413), market (404), a field (422), store (503); 403 also for a caller
+            // that names no operator.
+            (
+                "/control/v1/fees",
+                "post",
+                &["201", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // The state filter (400), store (503).
+            (
+                "/control/v1/fees",
+                "get",
+                &["200", "400", "401", "403", "503"],
+            ),
+            // As an adjustment's review.
+            (
+                "/control/v1/fees/{id}/{action}",
+                "post",
+                &["200", "400", "401", "403", "404", "409", "422", "503"],
             ),
             ("/control/v1/openapi.json", "get", &["200"]),
         ];
