@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{engine_config, flow_commands, small_config};
+use common::{engine_config, flow_commands, small_config, wait_written};
 use peregrine_hotpath::{
     Actor, CommandKind, Engine, Envelope, Event, FeeRates, MarketId, MarketRisk, MarketState,
     MarketUpdate, OperatorId, Price,
@@ -85,23 +85,6 @@ fn append(journal: &peregrine_persist::Journal, command: &Envelope) -> u64 {
             }
             Err(other) => panic!("{other}"),
         }
-    }
-}
-
-/// Waits (bounded) until the snapshot of `seq` is on disk.
-fn wait_written(snapshotter: &Snapshotter, seq: u64) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while snapshotter.written_seq() < seq {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "snapshot {seq} not written"
-        );
-        assert!(
-            snapshotter.failure().is_none(),
-            "{:?}",
-            snapshotter.failure()
-        );
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
