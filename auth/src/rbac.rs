@@ -51,11 +51,17 @@ pub enum Permission {
     /// Hold, settle and release a withdrawal's funds: the wallet daemons' service token only,
     /// granted to no role (a person moves funds only through four-eyes adjustments).
     WithdrawalFunds,
+    /// Change a market's state (enabled, hidden, disabled, locked) and risk parameters.
+    ReferenceManage,
+    /// Propose a fee change (pending until a second operator approves it).
+    FeeCreate,
+    /// Approve or reject another operator's pending fee change.
+    FeeApprove,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 22] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -75,6 +81,9 @@ impl Permission {
         Permission::AdjustmentApprove,
         Permission::AdjustmentRead,
         Permission::WithdrawalFunds,
+        Permission::ReferenceManage,
+        Permission::FeeCreate,
+        Permission::FeeApprove,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -99,6 +108,9 @@ impl Permission {
             Permission::AdjustmentApprove => "adjustment.approve",
             Permission::AdjustmentRead => "adjustment.read",
             Permission::WithdrawalFunds => "withdrawal.funds",
+            Permission::ReferenceManage => "reference.manage",
+            Permission::FeeCreate => "fee.create",
+            Permission::FeeApprove => "fee.approve",
         }
     }
 

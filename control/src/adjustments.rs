@@ -144,7 +144,7 @@ fn movement(state: &ControlState, currency: &str, amount: &str) -> Result<Moveme
     })
 }
 
-fn operators(state: &ControlState) -> Result<&Operators, ControlError> {
+pub(crate) fn operators(state: &ControlState) -> Result<&Operators, ControlError> {
     state
         .access
         .operators

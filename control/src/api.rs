@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, patch, post};
 use peregrine_auth::rbac::Permission;
 use peregrine_core::catalog::Catalog;
 use peregrine_core::{EngineHandle, Executed, Request, SubmitError};
@@ -74,6 +74,18 @@ pub fn router(state: ControlState) -> Router {
             post(crate::withdrawals::withdrawal),
         )
         .route("/control/v1/markets/{market}/{action}", post(market_state))
+        .route(
+            "/control/v1/markets/{market}",
+            patch(crate::reference::patch_market),
+        )
+        .route(
+            "/control/v1/fees",
+            post(crate::reference::propose_fee).get(crate::reference::list_fees),
+        )
+        .route(
+            "/control/v1/fees/{id}/{action}",
+            post(crate::reference::review_fee),
+        )
         .route(
             "/control/v1/accounts/{account}/kill-switch",
             post(kill_switch),
@@ -209,7 +221,7 @@ pub(crate) struct MarketStatusJson {
     name: String,
     /// Engine id.
     id: u32,
-    /// `enabled`, or `halted` while an operator has halted it.
+    /// `enabled`, `hidden`, `disabled`, or `halted` while locked (halted).
     state: &'static str,
     /// The last trade price (decimal string), null before the first trade.
     last_price: Option<String>,
@@ -260,7 +272,7 @@ pub(crate) async fn status(
                 MarketStatusJson {
                     name: market.name.clone(),
                     id: market.spec.market.0,
-                    state: if view.halted { "halted" } else { "enabled" },
+                    state: view.state_name(),
                     last_price: view
                         .last_price
                         .map(|p| market.units.price_decimal(p).normalize().to_string()),

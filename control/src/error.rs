@@ -45,6 +45,25 @@ pub enum ControlError {
         /// Its state.
         state: &'static str,
     },
+    /// A value of a reference data change is refused (the field is named): nothing changed.
+    #[error("{field}: {why}")]
+    InvalidField {
+        /// The request's field.
+        field: &'static str,
+        /// Why, for a person.
+        why: String,
+    },
+    /// No fee change with this id.
+    #[error("no fee change {0}")]
+    UnknownFeeChange(i64),
+    /// The fee change was reviewed already (its state is named): nothing changed.
+    #[error("fee change {id} is {state}, not pending")]
+    FeeChangeNotPending {
+        /// Which.
+        id: i64,
+        /// Its state.
+        state: &'static str,
+    },
     /// Identity's store (audit, operators, adjustments) cannot answer now.
     #[error("the identity store is unavailable; nothing was done, retry")]
     StoreUnavailable,
@@ -133,6 +152,9 @@ impl ControlError {
             Self::OwnProposal => "control.adjustment.own_proposal",
             Self::UnknownAdjustment(_) => "control.adjustment.doesnt_exist",
             Self::NotPending { .. } => "control.adjustment.not_pending",
+            Self::InvalidField { .. } => "control.reference.invalid_field",
+            Self::UnknownFeeChange(_) => "control.fee_change.doesnt_exist",
+            Self::FeeChangeNotPending { .. } => "control.fee_change.not_pending",
             Self::StoreUnavailable => "control.store.unavailable",
             Self::WalletDepositId(_) => "control.deposit.wallet_id",
             Self::ReservedDepositId(_) => "control.deposit.reserved_id",
@@ -167,12 +189,13 @@ impl ControlError {
             | Self::NotOperator
             | Self::SecondFactorRequired
             | Self::OwnProposal => StatusCode::FORBIDDEN,
-            Self::NotPending { .. } => StatusCode::CONFLICT,
+            Self::NotPending { .. } | Self::FeeChangeNotPending { .. } => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownMarket(_)
             | Self::UnknownCurrency(_)
             | Self::UnknownAdjustment(_)
+            | Self::UnknownFeeChange(_)
             | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Queue(error) => error.status(),
@@ -183,6 +206,7 @@ impl ControlError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             Self::Rejected(_)
+            | Self::InvalidField { .. }
             | Self::Unprocessable(_)
             | Self::WalletDepositId(_)
             | Self::ReservedDepositId(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -215,6 +239,9 @@ pub struct ErrorDetail {
     /// An engine reject's wire number, only on `control.command.*`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason_code: Option<u16>,
+    /// The refused field, only on `control.reference.invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl IntoResponse for ControlError {
@@ -231,6 +258,10 @@ impl IntoResponse for ControlError {
                 message: self.to_string(),
                 reason: rejected.map(|r| r.name().to_owned()),
                 reason_code: rejected.map(RejectReason::code),
+                field: match &self {
+                    Self::InvalidField { field, .. } => Some((*field).to_owned()),
+                    _ => None,
+                },
             },
         };
         let mut response = (self.status(), Json(body)).into_response();

@@ -1,6 +1,7 @@
 //! Peregrine's operations control API: deposits credited by operators, market halts and
-//! resumes, account kill switches, mass cancels, status, and manual balance adjustments under
-//! four-eyes, under `/control/v1` on the operator HTTP listener; and the wallet daemons' door
+//! resumes, account kill switches, mass cancels, status, manual balance adjustments under
+//! four-eyes, market states and risk parameters and fee changes under four-eyes
+//! ([`reference`]), under `/control/v1` on the operator HTTP listener; and the wallet daemons' door
 //! for chain deposits and withdrawals' holds, settles and releases ([`withdrawals`]), their
 //! token's only routes. For the operator console (`peregrine-web`'s `/console`, on the same
 //! listener): operators' login and token renewal ([`login`]), the audit chain paged and
@@ -21,11 +22,13 @@
 //! `control.request.malformed`, 401 `control.auth.invalid_token`, 403 `control.auth.forbidden`
 //! (the role lacks the route's permission; the wallet daemons' token outside chain deposits),
 //! `control.auth.not_operator`, `control.auth.second_factor_required`,
-//! `control.adjustment.own_proposal`, `control.withdrawal_request.own_request`, 404
+//! `control.adjustment.own_proposal` (any four-eyes proposal's creator reviewing it),
+//! `control.withdrawal_request.own_request`, 404
 //! `control.withdrawal_request.doesnt_exist`/`control.user.doesnt_exist`/`control.session.doesnt_exist`/
-//! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.adjustment.doesnt_exist`/`control.request.route_not_found`,
-//! 409 `control.adjustment.not_pending`/`control.withdrawal_request.not_awaiting_approval`/
-//! `control.withdrawal_request.already_reviewed`/`control.user.wrong_state`, 413 `control.request.body_too_large`, 422
+//! `control.market.doesnt_exist`/`control.currency.doesnt_exist`/`control.adjustment.doesnt_exist`/`control.fee_change.doesnt_exist`/`control.request.route_not_found`,
+//! 409 `control.adjustment.not_pending`/`control.fee_change.not_pending`/`control.withdrawal_request.not_awaiting_approval`/
+//! `control.withdrawal_request.already_reviewed`/`control.user.wrong_state`, 422
+//! `control.reference.invalid_field` (with `field`), 413 `control.request.body_too_large`, 422
 //! `control.deposit.wallet_id` (an operator's deposit id in the wallets' range, from 2^62) and
 //! `control.deposit.reserved_id` (in the adjustments' range, 2^61 to 2^62), 422
 //! `control.command.<reason>` (the engine refused; `reason` and `reason_code` too), 503
@@ -45,6 +48,7 @@ pub mod error;
 pub mod login;
 pub mod metrics;
 pub mod openapi;
+pub mod reference;
 pub mod search;
 pub mod users;
 pub mod withdrawal_requests;

@@ -7,7 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{adjustments, api};
+use crate::{adjustments, api, reference};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
@@ -17,8 +17,9 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     info(
         title = "Peregrine control API",
         description = "Operations: deposits credited by operators, market halts and resumes, \
-            account kill switches, mass cancels, status, and manual balance adjustments under \
-            four-eyes (one operator proposes, another approves). Every route but this document \
+            account kill switches, mass cancels, status, manual balance adjustments under \
+            four-eyes (one operator proposes, another approves), market states and risk \
+            parameters, and fee changes under four-eyes. Every route but this document \
             takes `Authorization: Bearer <credential>`: an operator's access JWT from identity \
             (`POST /api/v2/barong/resource/tokens`; a staff role with 2FA enabled; each route \
             needs one permission of the role), or on the host itself the break-glass token \
@@ -31,7 +32,8 @@ pub const OPENAPI_PATH: &str = "/control/v1/openapi.json";
     servers((url = "/", description = "the operator HTTP listener (paths are absolute)")),
     paths(api::status, api::deposit, api::market_state, api::kill_switch, api::cancel_all,
         adjustments::create, adjustments::list, adjustments::review,
-        crate::withdrawals::withdrawal, openapi_json),
+        crate::withdrawals::withdrawal, reference::patch_market, reference::propose_fee,
+        reference::list_fees, reference::review_fee, openapi_json),
     components(schemas(ErrorBody, ErrorDetail, api::MarketAction, adjustments::ReviewAction)),
     modifiers(&Bearer),
     tags((name = "control", description = "operator commands, each a journaled command"))
@@ -102,7 +104,7 @@ mod tests {
         // Every operation but the document admits its caller first: 401 without a valid
         // credential, 403 without the permission, 503 when identity's store cannot name the
         // operator.
-        let cases: [(&str, &str, &[&str]); 10] = [
+        let cases: [(&str, &str, &[&str]); 14] = [
             // Admission, then a read of the views: nothing else can fail.
             ("/control/v1/status", "get", &["200", "401", "403", "503"]),
             // Body (400, 413), currency (404), amount or engine reject (422), queue (503).
@@ -154,6 +156,32 @@ mod tests {
                 "/control/v1/withdrawals/{id}/{action}",
                 "post",
                 &["200", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // Path and body (400, 413), market (404), a field or engine reject (422), queue
+            // (503).
+            (
+                "/control/v1/markets/{market}",
+                "patch",
+                &["200", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // Body (400, 413), market (404), a field (422), store (503); 403 also for a caller
+            // that names no operator.
+            (
+                "/control/v1/fees",
+                "post",
+                &["201", "400", "401", "403", "404", "413", "422", "503"],
+            ),
+            // The state filter (400), store (503).
+            (
+                "/control/v1/fees",
+                "get",
+                &["200", "400", "401", "403", "503"],
+            ),
+            // As an adjustment's review.
+            (
+                "/control/v1/fees/{id}/{action}",
+                "post",
+                &["200", "400", "401", "403", "404", "409", "422", "503"],
             ),
             ("/control/v1/openapi.json", "get", &["200"]),
         ];

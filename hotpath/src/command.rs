@@ -171,8 +171,17 @@ pub enum CommandKind {
     },
     /// The identity service's audit chain head, journaled so that cutting or rewriting the
     /// audit table afterwards shows (`peregrine audit verify` compares). Changes no engine
-    /// state and emits no event. Last in the enum: earlier variants keep their archived tags.
+    /// state and emits no event.
     AuditAnchor(AuditAnchor),
+    // New variants go last: the archived discriminant is the declaration order, and journals
+    // written before them must still read.
+    /// Set a market's state (`MarketHalt` is `Locked`, `MarketResume` is `Enabled`).
+    MarketStateSet {
+        /// Which market.
+        market: MarketId,
+        /// The new state.
+        state: MarketState,
+    },
 }
 
 /// An audit chain head as identity read it (actor `service:identity`). Its idempotency key is
@@ -355,6 +364,69 @@ pub struct MarketRisk {
     pub band_bps: u32,
     /// Reference price until the first trade (then the last trade price is used).
     pub reference_price: Price,
+}
+
+/// What a market accepts. The engine refuses new orders (and replaces, which may trade) in
+/// `Disabled` and `Locked`, and never refuses a cancel, so no funds are ever trapped in a
+/// book; `Hidden` and `Disabled` are for the listings (the public market list omits them).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+)]
+#[non_exhaustive]
+pub enum MarketState {
+    /// Listed and trading.
+    #[default]
+    Enabled,
+    /// Trading, but not listed publicly (a market being prepared, or for invited traders).
+    Hidden,
+    /// Not listed; new orders and replaces refused (`MarketDisabled`), cancels work.
+    Disabled,
+    /// Listed; cancels only: new orders and replaces refused (`MarketHalted`). A halt.
+    Locked,
+}
+
+impl MarketState {
+    /// Every state, in wire order.
+    pub const ALL: [MarketState; 4] = [
+        MarketState::Enabled,
+        MarketState::Hidden,
+        MarketState::Disabled,
+        MarketState::Locked,
+    ];
+
+    /// Its name in the APIs: `enabled`, `hidden`, `disabled`, `locked`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MarketState::Enabled => "enabled",
+            MarketState::Hidden => "hidden",
+            MarketState::Disabled => "disabled",
+            MarketState::Locked => "locked",
+        }
+    }
+
+    /// The state named `name` ([`MarketState::as_str`]).
+    pub fn parse(name: &str) -> Option<MarketState> {
+        MarketState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether new orders (and replaces) are refused.
+    pub const fn refuses_orders(self) -> bool {
+        matches!(self, MarketState::Disabled | MarketState::Locked)
+    }
+
+    /// Whether the public market list shows it.
+    pub const fn listed(self) -> bool {
+        matches!(self, MarketState::Enabled | MarketState::Locked)
+    }
 }
 
 /// A change of a market's risk parameters.

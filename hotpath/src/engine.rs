@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use crate::command::{
-    CancelReplace, CommandKind, Envelope, MarketSize, MarketSpec, MarketUpdate, NewOrder,
-    OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
+    CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize, MarketSpec,
+    MarketState, MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, TimeInForce,
 };
 use crate::config::EngineConfig;
 use crate::event::{CancelReason, Event, RejectReason};
@@ -153,6 +153,9 @@ impl Engine {
             }
             // A record in the journal, nothing for the engine.
             CommandKind::AuditAnchor(_) => Ok(()),
+            CommandKind::MarketStateSet { market, state } => {
+                self.market_state_set(*market, *state, out)
+            }
         };
         match result {
             Ok(()) => {}
@@ -277,7 +280,7 @@ impl Engine {
         self.check_account(o.account)?;
         let market = self.market(o.market)?;
         if market.halted {
-            return Err(rejected(RejectReason::MarketHalted));
+            return Err(rejected(market.refusal()));
         }
         let risk = *account_risk(&self.accounts, o.account);
         if risk.kill_switch {
@@ -854,7 +857,7 @@ impl Engine {
         }
         let market = self.market(order.market)?;
         if market.halted {
-            return Err(rejected(RejectReason::MarketHalted));
+            return Err(rejected(market.refusal()));
         }
         if account_risk(&self.accounts, r.account).kill_switch {
             return Err(rejected(RejectReason::KillSwitchActive));
@@ -1146,12 +1149,31 @@ impl Engine {
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.market(market)?;
-        self.market_mut(market).halted = halt;
+        let state = if halt {
+            MarketState::Locked
+        } else {
+            MarketState::Enabled
+        };
+        self.market_mut(market).set_state(state);
         out.push(if halt {
             Event::MarketHalted { market }
         } else {
             Event::MarketResumed { market }
         });
+        Ok(())
+    }
+
+    fn market_state_set(
+        &mut self,
+        market: MarketId,
+        state: MarketState,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
+        self.market(market)?;
+        let entry = self.market_mut(market);
+        entry.set_state(state);
+        debug_assert_eq!(entry.halted, state.refuses_orders());
+        out.push(Event::MarketStateChanged { market, state });
         Ok(())
     }
 
@@ -1175,7 +1197,7 @@ impl Engine {
         &mut self,
         market: MarketId,
         tier: u8,
-        rates: crate::command::FeeRates,
+        rates: FeeRates,
         out: &mut Vec<Event>,
     ) -> Result<(), RejectReason> {
         self.market(market)?;
@@ -1499,6 +1521,23 @@ impl Engine {
     /// A market's specification as last added or updated.
     pub fn market_spec(&self, market: MarketId) -> Option<&MarketSpec> {
         self.market(market).ok().map(|m| &m.spec)
+    }
+
+    /// A market's state (`None` for an unknown market).
+    pub fn market_state(&self, market: MarketId) -> Option<MarketState> {
+        self.market(market).ok().map(|m| m.state())
+    }
+
+    /// A market's current risk parameters (`None` for an unknown market).
+    pub fn market_risk(&self, market: MarketId) -> Option<MarketRisk> {
+        self.market(market).ok().map(|m| m.risk)
+    }
+
+    /// The fee rates of `tier` in `market` (`None` for an unknown market or tier).
+    pub fn fee_rates(&self, market: MarketId, tier: u8) -> Option<FeeRates> {
+        self.market(market)
+            .ok()
+            .and_then(|m| m.fees.get(usize::from(tier)).copied())
     }
 
     /// Ids of the markets that exist.

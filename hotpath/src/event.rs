@@ -11,7 +11,7 @@
 //! persisted (the journal holds commands, the replica rows, snapshots state), so nothing old
 //! has to be read in format 1.
 
-use crate::command::{FeeRates, MarketRisk};
+use crate::command::{FeeRates, MarketRisk, MarketState};
 use crate::ids::{
     AccountId, Amount, ClientOrderId, CurrencyId, DepositId, MarketId, OrderId, Price, Qty, Side,
     TradeId, WithdrawalId,
@@ -244,6 +244,14 @@ pub enum Event {
         account: AccountId,
         /// Tier.
         tier: u8,
+    },
+    // New variants go last (the archived discriminant is the declaration order).
+    /// A market's state changed (`MarketStateSet`; a halt or resume emits its own event).
+    MarketStateChanged {
+        /// Which.
+        market: MarketId,
+        /// The new state.
+        state: MarketState,
     },
 }
 
@@ -555,6 +563,8 @@ pub enum RejectReason {
     /// The idempotency key (deposit or withdrawal id) is at or below the oldest the engine
     /// still remembers, so it cannot be proven new; nothing was applied.
     IdempotencyKeyExpired = 35,
+    /// The market is disabled: no new orders or replaces (cancels still work).
+    MarketDisabled = 36,
 }
 
 impl RejectReason {

@@ -25,6 +25,20 @@
 //! | `KillSwitch` | on: cancels all the account's orders and refuses new ones; `KillSwitchSet` |
 //! | `CurrencyAdd`, `Deposit`, `WithdrawalHold/Settle/Release` | `CurrencyAdded`, `Deposited`, `WithdrawalHeld/Settled/Released` |
 //! | `MarketAdd/Update/Halt/Resume`, `FeeScheduleUpdate`, `AccountFeeTier` | the matching `Market*`/`Fee*` event |
+//! | `MarketStateSet` | `MarketStateChanged` |
+//!
+//! # Market states
+//!
+//! A market is `Enabled` (listed, trading), `Hidden` (trading, left out of the public market
+//! list), `Disabled` (left out of the list; new orders and replaces refused with
+//! `MarketDisabled`) or `Locked` (listed; new orders and replaces refused with `MarketHalted`:
+//! what `MarketHalt` sets, and `MarketResume` returns to `Enabled`). Cancels always work, in
+//! every state, so funds are never trapped in a book; resting orders of a disabled or locked
+//! market stay until cancelled, and pending stops do not trigger there (no trade moves the
+//! last price). The order path tests one flag (`refuses_orders`), as it did for halts, and
+//! picks the refusal only on the reject path. `check_spec` and `check_risk` name the field a
+//! `MarketAdd` or `MarketUpdate` would be refused for (`InvalidMarketSpec`), so an edge can
+//! say which before it journals anything.
 //!
 //! Balances ride on those events (event format 2): `OrderAccepted` carries the order's lock,
 //! `OrderRested`, `OrderFilled` and `OrderCancelled` what the order released, `OrderReplaced`
@@ -240,7 +254,7 @@ pub use cluster::{
 };
 pub use command::{
     Actor, AuditAnchor, CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize,
-    MarketSpec, MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, Service,
+    MarketSpec, MarketState, MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, Service,
     TimeInForce,
 };
 pub use config::EngineConfig;
@@ -249,5 +263,5 @@ pub use event::{
     BALANCE_CHANGES_MAX, BalanceChange, BalanceChanges, CancelReason, Event, RejectReason, Trade,
 };
 pub use ids::*;
-pub use market::{BAND_BPS_MAX, MAX_FEE_PPM, MAX_FEE_TIERS};
+pub use market::{BAND_BPS_MAX, MAX_FEE_PPM, MAX_FEE_TIERS, SpecField, check_risk, check_spec};
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};

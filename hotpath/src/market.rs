@@ -2,7 +2,8 @@
 //! and the exact integer arithmetic that turns ticks and lots into currency amounts.
 
 use crate::book::BookSide;
-use crate::command::{FeeRates, MarketRisk, MarketSpec};
+use crate::command::{FeeRates, MarketRisk, MarketSpec, MarketState};
+use crate::event::RejectReason;
 use crate::ids::{Price, Qty, Side};
 
 /// Fee tiers per market.
@@ -32,7 +33,12 @@ pub(crate) struct Market {
     pub spec: MarketSpec,
     pub risk: MarketRisk,
     pub fees: [FeeRates; MAX_FEE_TIERS],
+    /// Whether new orders are refused: `state.refuses_orders()`, kept as a flag of its own
+    /// (written only through `set_state`) so the order path tests one byte, as it did before
+    /// there were states.
     pub halted: bool,
+    /// Enabled, hidden, disabled or locked; chooses the refusal when `halted`.
+    state: MarketState,
     /// Last trade price. Written only through `set_last_price` (and `risk` through `set_risk`),
     /// which keep `band` in step.
     pub last_price: Option<Price>,
@@ -62,6 +68,7 @@ impl Market {
             fees: [spec.fees; MAX_FEE_TIERS],
             spec,
             halted: false,
+            state: MarketState::Enabled,
             last_price: None,
             bids: BookSide::new(Side::Buy, levels_per_side),
             asks: BookSide::new(Side::Sell, levels_per_side),
@@ -73,35 +80,35 @@ impl Market {
 
     /// Checks a specification: sizes positive and every amount the market can produce fits u64.
     pub fn validate_spec(spec: &MarketSpec) -> bool {
-        if spec.base == spec.quote || spec.base_per_lot == 0 || spec.quote_per_tick_lot == 0 {
-            return false;
-        }
-        if spec.fees.maker_ppm > MAX_FEE_PPM || spec.fees.taker_ppm > MAX_FEE_PPM {
-            return false;
-        }
-        Self::validate_risk(spec.base_per_lot, spec.quote_per_tick_lot, &spec.risk)
+        check_spec(spec).is_ok()
     }
 
     /// Checks risk parameters against the market's sizes.
     pub fn validate_risk(base_per_lot: u64, quote_per_tick_lot: u64, risk: &MarketRisk) -> bool {
-        if risk.max_price.0 == 0 || risk.max_qty.0 == 0 || risk.max_notional.0 == 0 {
-            return false;
+        check_risk(base_per_lot, quote_per_tick_lot, risk).is_ok()
+    }
+
+    /// The market's state.
+    #[inline]
+    pub fn state(&self) -> MarketState {
+        self.state
+    }
+
+    /// Sets the state, and with it whether new orders are refused.
+    pub fn set_state(&mut self, state: MarketState) {
+        self.state = state;
+        self.halted = state.refuses_orders();
+    }
+
+    /// Why a new order or a replace is refused while `halted`: out of the order path's way,
+    /// which tests only the flag.
+    #[cold]
+    pub fn refusal(&self) -> RejectReason {
+        debug_assert!(self.halted, "refusal asked of a market that takes orders");
+        match self.state {
+            MarketState::Disabled => RejectReason::MarketDisabled,
+            _ => RejectReason::MarketHalted,
         }
-        // 0 is "no band"; above the maximum a band bounds nothing a sane market trades at.
-        if risk.band_bps > BAND_BPS_MAX {
-            return false;
-        }
-        if risk.reference_price.0 == 0 || risk.reference_price > risk.max_price {
-            return false;
-        }
-        // The largest order's amounts must fit u64 so no trade can overflow.
-        // Three u64 factors can overflow even u128: checked, so huge values are refused, never
-        // a panic (or, without overflow checks, a wrapped product that passes).
-        let base = u128::from(risk.max_qty.0) * u128::from(base_per_lot);
-        let quote = u128::from(risk.max_price.0)
-            .checked_mul(u128::from(risk.max_qty.0))
-            .and_then(|quote| quote.checked_mul(u128::from(quote_per_tick_lot)));
-        base <= u128::from(u64::MAX) && quote.is_some_and(|quote| quote <= u128::from(u64::MAX))
     }
 
     /// Base minor units of `qty` lots. Fits u64 by `validate_risk` for any qty <= max_qty.
@@ -294,6 +301,117 @@ fn stop_before(side: Side, a: &StopEntry, b: &StopEntry) -> bool {
         Side::Buy => a.trigger > b.trigger || (a.trigger == b.trigger && a.id > b.id),
         // Higher trigger fires first; among equals, the older first.
         Side::Sell => a.trigger < b.trigger || (a.trigger == b.trigger && a.id > b.id),
+    }
+}
+
+/// The field of a market specification or risk update a value was refused for: what the
+/// engine's `InvalidMarketSpec` is about, named for the operator who sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SpecField {
+    /// Base and quote are the same currency.
+    Quote,
+    /// Zero base units per lot.
+    BasePerLot,
+    /// Zero quote units per tick-lot.
+    QuotePerTickLot,
+    /// A maker fee above [`MAX_FEE_PPM`].
+    MakerFee,
+    /// A taker fee above [`MAX_FEE_PPM`].
+    TakerFee,
+    /// Zero maximum price, or one whose largest order's quote amount would not fit u64.
+    MaxPrice,
+    /// Zero maximum quantity, or one whose largest order's base amount would not fit u64.
+    MaxQty,
+    /// Zero maximum notional.
+    MaxNotional,
+    /// A band above [`BAND_BPS_MAX`].
+    BandBps,
+    /// A zero reference price, or one above the maximum price.
+    ReferencePrice,
+}
+
+impl SpecField {
+    /// The field's name in the control API's requests: `max_price`, `band_bps`, ...
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SpecField::Quote => "quote",
+            SpecField::BasePerLot => "lot",
+            SpecField::QuotePerTickLot => "tick",
+            SpecField::MakerFee => "maker_fee",
+            SpecField::TakerFee => "taker_fee",
+            SpecField::MaxPrice => "max_price",
+            SpecField::MaxQty => "max_amount",
+            SpecField::MaxNotional => "max_notional",
+            SpecField::BandBps => "band_bps",
+            SpecField::ReferencePrice => "reference_price",
+        }
+    }
+}
+
+impl core::fmt::Display for SpecField {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Checks a specification as `MarketAdd` does (sizes positive, fees at most [`MAX_FEE_PPM`],
+/// every amount the market can produce fits u64), naming the first field refused.
+pub fn check_spec(spec: &MarketSpec) -> Result<(), SpecField> {
+    if spec.base == spec.quote {
+        return Err(SpecField::Quote);
+    }
+    if spec.base_per_lot == 0 {
+        return Err(SpecField::BasePerLot);
+    }
+    if spec.quote_per_tick_lot == 0 {
+        return Err(SpecField::QuotePerTickLot);
+    }
+    if spec.fees.maker_ppm > MAX_FEE_PPM {
+        return Err(SpecField::MakerFee);
+    }
+    if spec.fees.taker_ppm > MAX_FEE_PPM {
+        return Err(SpecField::TakerFee);
+    }
+    check_risk(spec.base_per_lot, spec.quote_per_tick_lot, &spec.risk)
+}
+
+/// Checks risk parameters against a market's sizes as `MarketAdd` and `MarketUpdate` do,
+/// naming the first field refused.
+pub fn check_risk(
+    base_per_lot: u64,
+    quote_per_tick_lot: u64,
+    risk: &MarketRisk,
+) -> Result<(), SpecField> {
+    if risk.max_price.0 == 0 {
+        return Err(SpecField::MaxPrice);
+    }
+    if risk.max_qty.0 == 0 {
+        return Err(SpecField::MaxQty);
+    }
+    if risk.max_notional.0 == 0 {
+        return Err(SpecField::MaxNotional);
+    }
+    // 0 is "no band"; above the maximum a band bounds nothing a sane market trades at.
+    if risk.band_bps > BAND_BPS_MAX {
+        return Err(SpecField::BandBps);
+    }
+    if risk.reference_price.0 == 0 || risk.reference_price > risk.max_price {
+        return Err(SpecField::ReferencePrice);
+    }
+    // The largest order's amounts must fit u64 so no trade can overflow.
+    let base = u128::from(risk.max_qty.0) * u128::from(base_per_lot);
+    if base > u128::from(u64::MAX) {
+        return Err(SpecField::MaxQty);
+    }
+    // Three u64 factors can overflow even u128: checked, so huge values are refused, never
+    // a panic (or, without overflow checks, a wrapped product that passes).
+    let quote = u128::from(risk.max_price.0)
+        .checked_mul(u128::from(risk.max_qty.0))
+        .and_then(|quote| quote.checked_mul(u128::from(quote_per_tick_lot)));
+    match quote {
+        Some(quote) if quote <= u128::from(u64::MAX) => Ok(()),
+        _ => Err(SpecField::MaxPrice),
     }
 }
 

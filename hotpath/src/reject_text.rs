@@ -31,7 +31,7 @@ const fn text(name: &'static str, code: &'static str, message: &'static str) -> 
 
 impl RejectReason {
     /// Every reason, in code order (code `i + 1` at index `i`). A new reason goes at the end.
-    pub const ALL: [RejectReason; 35] = {
+    pub const ALL: [RejectReason; 36] = {
         use RejectReason as R;
         [
             R::UnknownAccount,
@@ -69,6 +69,7 @@ impl RejectReason {
             R::CurrencyOutOfRange,
             R::DuplicateDeposit,
             R::IdempotencyKeyExpired,
+            R::MarketDisabled,
         ]
     };
 
@@ -260,6 +261,11 @@ impl RejectReason {
                 "admin.idempotency_key.expired",
                 "the id is older than the oldest the exchange remembers, so it cannot be proven new",
             ),
+            R::MarketDisabled => text(
+                "market_disabled",
+                "market.order.market_disabled",
+                "the market is disabled: it takes no new orders, only cancels",
+            ),
         }
     }
 
@@ -323,6 +329,6 @@ mod tests {
             assert_eq!(RejectReason::from_code(reason.code()), Some(reason));
         }
         assert_eq!(RejectReason::from_code(0), None);
-        assert_eq!(RejectReason::from_code(36), None);
+        assert_eq!(RejectReason::from_code(37), None);
     }
 }

@@ -8,7 +8,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::command::{FeeRates, MarketRisk, MarketSpec, SelfTradePrevention, TimeInForce};
+use crate::command::{
+    FeeRates, MarketRisk, MarketSpec, MarketState, SelfTradePrevention, TimeInForce,
+};
 use crate::config::EngineConfig;
 use crate::engine::{Engine, PendingWithdrawal};
 use crate::idempotency::SeenKeys;
@@ -134,7 +136,9 @@ struct MarketImage {
     spec: MarketSpec,
     risk: MarketRisk,
     fees: Vec<FeeRates>,
-    halted: bool,
+    /// The state's code ([`state_code`]): a byte where images before states had `halted: bool`,
+    /// whose archived form is the same byte (0 enabled, 1 locked), so those still restore.
+    state: u8,
     last_price: Option<Price>,
     /// Order ids in priority order, best first.
     bids: Vec<OrderId>,
@@ -215,7 +219,7 @@ impl Engine {
                 spec: m.spec.clone(),
                 risk: m.risk,
                 fees: m.fees.to_vec(),
-                halted: m.halted,
+                state: state_code(m.state()),
                 last_price: m.last_price,
                 bids: self.side_ids(m, Side::Buy),
                 asks: self.side_ids(m, Side::Sell),
@@ -352,7 +356,8 @@ impl Engine {
             let mut market = Market::new(m.spec, cfg.max_levels_per_side, m.stops_capacity);
             market.set_risk(m.risk);
             market.fees.copy_from_slice(&m.fees);
-            market.halted = m.halted;
+            let state = state_of(m.state).ok_or(Inconsistent("market state unknown"))?;
+            market.set_state(state);
             market.set_last_price(m.last_price);
             engine.markets[index] = Some(Box::new(market));
             // Books are filled once all orders exist.
@@ -537,4 +542,21 @@ fn check_capacities(found: &EngineConfig, limits: &EngineConfig) -> Result<(), S
         Some(&(name, found, limit)) => Err(SnapshotError::Capacity { name, found, limit }),
         None => Ok(()),
     }
+}
+
+/// A market state's code in an image: 0 and 1 are what `halted: false`/`true` were.
+fn state_code(state: MarketState) -> u8 {
+    match state {
+        MarketState::Enabled => 0,
+        MarketState::Locked => 1,
+        MarketState::Hidden => 2,
+        MarketState::Disabled => 3,
+    }
+}
+
+/// The state of code `code`, if it is one.
+fn state_of(code: u8) -> Option<MarketState> {
+    MarketState::ALL
+        .into_iter()
+        .find(|state| state_code(*state) == code)
 }

@@ -57,6 +57,7 @@ fn command() -> impl Strategy<Value = CommandKind> {
         1 => (account.clone(), proptest::option::of(side())).prop_map(|(account, side)| CommandKind::MassCancel { account, market: Some(M), side }),
         1 => (account.clone(), any::<bool>()).prop_map(|(account, on)| CommandKind::KillSwitch { account, on }),
         1 => any::<bool>().prop_map(|halt| if halt { CommandKind::MarketHalt { market: M } } else { CommandKind::MarketResume { market: M } }),
+        1 => (0..MarketState::ALL.len()).prop_map(|i| CommandKind::MarketStateSet { market: M, state: MarketState::ALL[i] }),
         1 => (account.clone(), 0..2u16, 0..100_000u64, 0..8u64).prop_map(|(account, c, amount, d)| CommandKind::Deposit {
             account, currency: CurrencyId(c), amount: Amount(amount), deposit: DepositId(d)
         }),

@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{engine_config, flow_commands, reference_engine, small_config};
+use common::{engine_config, flow_commands, reference_engine, small_config, wait_written};
 use peregrine_hotpath::Event;
 use peregrine_persist::record::{self, Parsed};
 use peregrine_persist::segment::list_segments;
@@ -31,24 +31,6 @@ fn append_all(journal: &peregrine_persist::Journal, commands: &[peregrine_hotpat
                 Err(other) => panic!("{other}"),
             }
         }
-    }
-}
-
-/// Waits (bounded) until the snapshot of `seq` is on disk, so a test's fast loop takes every
-/// due snapshot instead of skipping those due while one is in flight.
-fn wait_written(snapshotter: &Snapshotter, seq: u64) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while snapshotter.written_seq() < seq {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "snapshot {seq} not written"
-        );
-        assert!(
-            snapshotter.failure().is_none(),
-            "{:?}",
-            snapshotter.failure()
-        );
-        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -1,6 +1,8 @@
 //! [`Views::apply_event`]: the one interpretation of each engine event.
 
-use peregrine_hotpath::{AccountId, Amount, Event, MarketId, OrderId, Price, Qty, Side, Trade};
+use peregrine_hotpath::{
+    AccountId, Amount, Event, MarketId, MarketState, OrderId, Price, Qty, Side, Trade,
+};
 
 use crate::change::{Change, FillChange, TradeChange};
 use crate::order::{OrderRecord, OrderState, OrderTerms, OrderType};
@@ -71,8 +73,14 @@ impl Views {
                 self.books.entry(market).or_default();
                 self.markets.entry(market).or_default();
             }
-            Event::MarketHalted { market } => self.market_state(market, true, out),
-            Event::MarketResumed { market } => self.market_state(market, false, out),
+            Event::MarketUpdated { market, risk } => {
+                self.markets.entry(market).or_default().risk = Some(risk);
+            }
+            Event::MarketHalted { market } => self.market_state(market, MarketState::Locked, out),
+            Event::MarketResumed { market } => {
+                self.market_state(market, MarketState::Enabled, out);
+            }
+            Event::MarketStateChanged { market, state } => self.market_state(market, state, out),
             Event::KillSwitchSet { account, on } => {
                 self.kill_switches.insert(account, on);
             }
@@ -279,8 +287,13 @@ impl Views {
         });
     }
 
-    fn market_state(&mut self, market: MarketId, halted: bool, out: &mut Vec<Change>) {
-        self.markets.entry(market).or_default().halted = halted;
+    /// The change carries only whether orders are refused: the fan-out's message format
+    /// predates states, and what its readers serve (books, trades) needs no more.
+    fn market_state(&mut self, market: MarketId, state: MarketState, out: &mut Vec<Change>) {
+        let view = self.markets.entry(market).or_default();
+        let halted = state.refuses_orders();
+        view.state = state;
+        view.halted = halted;
         out.push(Change::MarketState { market, halted });
     }
 

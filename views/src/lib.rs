@@ -6,7 +6,8 @@
 //! - one [`OrderRecord`] per order, built from its command (type, time in force, trigger) and
 //!   its events (state, fills), with the de-duplication window of client order ids;
 //! - balances as the engine's events changed them ([`Event::balance_changes`], from the
-//!   engine's balances at [`Views::seed`]), and each market's trading state.
+//!   engine's balances at [`Views::seed`]), and each market's state (enabled, hidden, disabled,
+//!   locked) and risk parameters as last updated, which the public market list shows.
 //!
 //! [`Views::apply_event`] turns each event into [`Change`]s, in order, for the edges to fan
 //! out; reads (`book`, `orders`, `balance`) serve REST and control without touching the
@@ -25,8 +26,8 @@ mod window;
 use std::collections::HashMap;
 
 use peregrine_hotpath::{
-    AccountId, Amount, CommandKind, CurrencyId, Engine, Envelope, Event, MarketId, NewOrder, Price,
-    Qty, Side, TimestampNs,
+    AccountId, Amount, CommandKind, CurrencyId, Engine, Envelope, Event, MarketId, MarketRisk,
+    MarketState, NewOrder, Price, Qty, Side, TimestampNs,
 };
 
 pub use book::{Book, BookSnapshot, LevelChange, SequenceGap};
@@ -47,10 +48,25 @@ pub struct BalanceView {
 /// A market's trading state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MarketView {
-    /// Halted by an operator.
+    /// New orders refused: halted (locked) or disabled by an operator.
     pub halted: bool,
+    /// Enabled, hidden, disabled or locked (`halted` is `state.refuses_orders()`).
+    pub state: MarketState,
+    /// Risk parameters as last added or updated (`None` until the views saw them).
+    pub risk: Option<MarketRisk>,
     /// Last trade price (None before the first trade the views saw).
     pub last_price: Option<Price>,
+}
+
+impl MarketView {
+    /// The state as the listings name it: `enabled`, `hidden`, `disabled`, or `halted` for a
+    /// locked market (a halt locks it; the name the listings gave halts before states).
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            MarketState::Locked => "halted",
+            state => state.as_str(),
+        }
+    }
 }
 
 /// Books, orders, balances and market states, as of the last applied command.
@@ -120,6 +136,9 @@ impl Views {
             book.reseed(&depth(Side::Buy), &depth(Side::Sell));
             let view = self.markets.entry(market).or_default();
             view.last_price = engine.last_price(market);
+            view.state = engine.market_state(market).unwrap_or_default();
+            view.halted = view.state.refuses_orders();
+            view.risk = engine.market_risk(market);
             for side in [Side::Buy, Side::Sell] {
                 for order in engine.book_orders(market, side) {
                     self.seed_order(&order);

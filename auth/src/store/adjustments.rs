@@ -1,6 +1,7 @@
 //! Manual balance adjustments awaiting a second operator (four-eyes): proposed, then approved
 //! or rejected once. The store keeps the proposal and its review; the journaled command that
-//! applies an approved one is the control API's (keyed by the adjustment's id).
+//! applies an approved one is the control API's (keyed by the adjustment's id). The review's
+//! conditional update serves every four-eyes table ([`Proposals`]).
 
 use super::{Store, StoreError, on_pool};
 
@@ -184,14 +185,32 @@ impl Store {
         to: AdjustmentState,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE adjustments SET state = ?, reviewer = ?, reviewed_at_ms = ? \
-                           WHERE id = ? AND state = 'pending' AND creator <> ?";
+        self.review_proposal(Proposals::Adjustments, id, reviewer, to, now_ms)
+            .await
+    }
+
+    /// Moves a pending proposal of `table` to `to` as reviewed by `reviewer`, unless the
+    /// reviewer is its creator (the four-eyes condition, in the same statement as the state
+    /// change, so no race passes between check and write); whether it moved.
+    pub(super) async fn review_proposal(
+        &self,
+        table: Proposals,
+        id: i64,
+        reviewer: &str,
+        to: AdjustmentState,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
         assert!(
             to != AdjustmentState::Pending,
             "a review ends the pending state"
         );
+        let sql = format!(
+            "UPDATE {} SET state = ?, reviewer = ?, reviewed_at_ms = ? \
+             WHERE id = ? AND state = 'pending' AND creator <> ?",
+            table.name()
+        );
         let affected = on_pool!(self, |pool, _d| {
-            sqlx::query(SQL)
+            sqlx::query(&sql)
                 .bind(to.as_str())
                 .bind(reviewer)
                 .bind(now_ms)
@@ -202,5 +221,24 @@ impl Store {
                 .rows_affected()
         });
         Ok(affected == 1)
+    }
+}
+
+/// The tables of four-eyes proposals (each with `id`, `state`, `creator`, `reviewer`,
+/// `reviewed_at_ms`): a closed set, so no table name is ever built from input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Proposals {
+    /// Manual balance adjustments.
+    Adjustments,
+    /// Fee changes.
+    FeeChanges,
+}
+
+impl Proposals {
+    fn name(self) -> &'static str {
+        match self {
+            Proposals::Adjustments => "adjustments",
+            Proposals::FeeChanges => "fee_changes",
+        }
     }
 }

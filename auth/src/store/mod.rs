@@ -10,6 +10,7 @@
 mod adjustments;
 mod api_keys;
 mod audit;
+mod fee_changes;
 mod kyc;
 mod second_factor;
 mod sessions;
@@ -30,6 +31,7 @@ use sqlx::sqlite::{
 pub use adjustments::{AdjustmentRow, AdjustmentState, NewAdjustment};
 pub use api_keys::{ApiKeyRow, KeyEvent, KeyEventKind, NewApiKey};
 pub use audit::{AuditFilter, AuditRow};
+pub use fee_changes::{FeeChangeRow, NewFeeChange};
 pub use kyc::{
     DocumentMeta, DocumentRow, LabelChange, LabelRow, NewDocument, ProfileFields, ProfileRow,
     ProfileState,
@@ -245,6 +247,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "operators",
         include_str!("../../migrations/mysql/0004_operators.sql"),
     ),
+    (
+        7,
+        "fee changes",
+        include_str!("../../migrations/mysql/0007_fee_changes.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -266,6 +273,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         4,
         "operators",
         include_str!("../../migrations/sqlite/0004_operators.sql"),
+    ),
+    (
+        7,
+        "fee changes",
+        include_str!("../../migrations/sqlite/0007_fee_changes.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());

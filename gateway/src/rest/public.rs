@@ -76,34 +76,45 @@ pub(crate) async fn markets(
 ) -> Result<Json<Vec<MarketJson>>, ApiError> {
     let per_page = limit(q.limit, 100, LIST_LIMIT_MAX)?;
     let page = page(q.page)?;
-    let selected: Vec<_> = bridge
+    let matching: Vec<_> = bridge
         .catalog
         .markets()
         .iter()
         .filter(|m| q.base_unit.as_ref().is_none_or(|b| *b == m.base))
         .filter(|m| q.quote_unit.as_ref().is_none_or(|u| *u == m.quote))
-        .skip((page - 1).saturating_mul(per_page))
-        .take(per_page)
         .collect();
-    // A halted market says so (the views follow halts and resumes as they are released).
-    let halted_in_views = bridge.read_views(|views| {
-        selected
+    // The views follow states and risk updates as they are released; a hidden or disabled
+    // market is left out before paging, so pages stay full.
+    let in_views = bridge.read_views(|views| {
+        matching
             .iter()
-            .map(|m| views.market(m.spec.market).is_some_and(|v| v.halted))
+            .filter_map(|m| {
+                let view = views.market(m.spec.market).unwrap_or_default();
+                view.state
+                    .listed()
+                    .then(|| MarketJson::new(m, view.state_name(), view.risk))
+            })
             .collect::<Vec<_>>()
     });
-    // A bridge node follows halts through the stream, into its market data.
-    let halted = halted_in_views.unwrap_or_else(|| {
+    // A bridge node follows halts (only) through the stream, into its market data.
+    let listed = in_views.unwrap_or_else(|| {
         let shared = bridge.lock();
-        selected
+        matching
             .iter()
-            .map(|m| shared.data.halted(m.spec.market))
+            .map(|m| {
+                let state = if shared.data.halted(m.spec.market) {
+                    "halted"
+                } else {
+                    "enabled"
+                };
+                MarketJson::new(m, state, None)
+            })
             .collect()
     });
-    let list = selected
-        .iter()
-        .zip(halted)
-        .map(|(m, halted)| MarketJson::new(m, halted))
+    let list = listed
+        .into_iter()
+        .skip((page - 1).saturating_mul(per_page))
+        .take(per_page)
         .collect();
     Ok(Json(list))
 }

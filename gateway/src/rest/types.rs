@@ -1,7 +1,7 @@
 //! The JSON shapes of the REST bridge (Peatio's field names where Peatio has them) and their
 //! rendering from engine units. Amounts and prices are decimal strings.
 
-use peregrine_hotpath::{Amount, Price, Qty, Side, TimeInForce};
+use peregrine_hotpath::{Amount, MarketRisk, Price, Qty, Side, TimeInForce};
 use rust_decimal::Decimal;
 use rust_decimal::prelude::FromPrimitive;
 use serde::{Deserialize, Serialize};
@@ -81,25 +81,28 @@ pub struct MarketJson {
     pub amount_precision: u32,
     /// Decimal places of prices.
     pub price_precision: u32,
-    /// `enabled`, or `halted` while an operator has halted it.
+    /// `enabled`, or `halted` while an operator has halted (locked) it: the list leaves
+    /// hidden and disabled markets out.
     pub state: String,
 }
 
 impl MarketJson {
-    /// From the catalog, and whether the market is halted now.
-    pub fn new(m: &Market, halted: bool) -> MarketJson {
+    /// From the catalog, the state's name and the risk parameters as last updated (the
+    /// catalog's when `None`).
+    pub fn new(m: &Market, state: &str, risk: Option<MarketRisk>) -> MarketJson {
+        let risk = risk.unwrap_or(m.spec.risk);
         MarketJson {
             id: m.name.clone(),
             name: format!("{}/{}", m.base.to_uppercase(), m.quote.to_uppercase()),
             base_unit: m.base.clone(),
             quote_unit: m.quote.clone(),
             min_price: dec(m.units.tick),
-            max_price: price(m, m.spec.risk.max_price),
+            max_price: price(m, risk.max_price),
             min_amount: dec(m.units.lot),
-            max_amount: qty(m, m.spec.risk.max_qty),
+            max_amount: qty(m, risk.max_qty),
             amount_precision: m.units.lot.normalize().scale(),
             price_precision: m.units.tick.normalize().scale(),
-            state: if halted { "halted" } else { "enabled" }.into(),
+            state: state.into(),
         }
     }
 }

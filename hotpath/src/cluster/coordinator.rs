@@ -226,6 +226,7 @@ impl Coordinator {
             }
             CommandKind::MarketHalt { market }
             | CommandKind::MarketResume { market }
+            | CommandKind::MarketStateSet { market, .. }
             | CommandKind::FeeScheduleUpdate { market, .. } => {
                 direct(bufs, by_market(*market), command.clone())
             }

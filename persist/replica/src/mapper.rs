@@ -66,6 +66,7 @@ pub fn command_name(kind: &CommandKind) -> &'static str {
         CommandKind::FeeScheduleUpdate { .. } => "fee_schedule",
         CommandKind::AccountFeeTier { .. } => "account_fee_tier",
         CommandKind::AuditAnchor(_) => "audit_anchor",
+        CommandKind::MarketStateSet { .. } => "market_state",
         _ => "other",
     }
 }
@@ -405,8 +406,14 @@ impl RowMapper {
                         );
                     }
                 },
-                Event::MarketHalted { market } | Event::MarketResumed { market } => {
-                    let halted = matches!(event, Event::MarketHalted { .. });
+                Event::MarketHalted { market }
+                | Event::MarketResumed { market }
+                | Event::MarketStateChanged { market, .. } => {
+                    // The replica keeps whether orders are refused (a lock or a disable).
+                    let halted = match event {
+                        Event::MarketStateChanged { state, .. } => state.refuses_orders(),
+                        _ => matches!(event, Event::MarketHalted { .. }),
+                    };
                     match batch.markets_new.get_mut(market) {
                         Some(row) => {
                             row.halted = halted;

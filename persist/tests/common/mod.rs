@@ -2,10 +2,11 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use peregrine_hotpath::sim::{Flow, FlowParams};
 use peregrine_hotpath::{Engine, EngineConfig, Envelope, Event};
-use peregrine_persist::JournalConfig;
+use peregrine_persist::{JournalConfig, Snapshotter};
 
 pub fn engine_config() -> EngineConfig {
     EngineConfig {
@@ -54,4 +55,19 @@ pub fn small_config(dir: &Path) -> JournalConfig {
     config.snapshot_every_commands = 0;
     config.snapshot_every = None;
     config
+}
+
+/// Waits (bounded) until the snapshot of `seq` is on disk, so a test's fast loop takes every
+/// due snapshot instead of skipping those due while one is in flight.
+pub fn wait_written(snapshotter: &Snapshotter, seq: u64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while snapshotter.written_seq() < seq {
+        assert!(Instant::now() < deadline, "snapshot {seq} not written");
+        assert!(
+            snapshotter.failure().is_none(),
+            "{:?}",
+            snapshotter.failure()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
