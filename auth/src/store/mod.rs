@@ -248,9 +248,9 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         include_str!("../../migrations/mysql/0004_operators.sql"),
     ),
     (
-        7,
+        5,
         "fee changes",
-        include_str!("../../migrations/mysql/0007_fee_changes.sql"),
+        include_str!("../../migrations/mysql/0005_fee_changes.sql"),
     ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
@@ -275,9 +275,9 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         include_str!("../../migrations/sqlite/0004_operators.sql"),
     ),
     (
-        7,
+        5,
         "fee changes",
-        include_str!("../../migrations/sqlite/0007_fee_changes.sql"),
+        include_str!("../../migrations/sqlite/0005_fee_changes.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
