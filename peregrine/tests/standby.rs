@@ -588,6 +588,19 @@ fn check_journal(journal: &Path, acked: &std::collections::HashMap<(u32, u64), u
     }
 }
 
+/// `child`'s exit status, polled every 5 ms; fails if it still runs after `bound`.
+async fn exit_within(child: &mut Child, bound: Duration, what: &str) -> std::process::ExitStatus {
+    let from = Instant::now();
+    // Bounded by `bound`.
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(from.elapsed() < bound, "{what} kept running");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A primary cut off from etcd (etcd killed: the partition every node sees alike) stops
 /// within its lease time: the process exits with code 4 and acknowledges nothing more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -609,16 +622,12 @@ async fn a_primary_that_loses_its_lease_stops_within_the_lease_time() {
     etcd.kill();
     let cut = Instant::now();
     let lease = Duration::from_secs(1);
-    let status = loop {
-        if let Some(status) = primary.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            cut.elapsed() < lease * 3,
-            "the primary kept running without its lease"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let status = exit_within(
+        &mut primary.child,
+        lease * 3,
+        "the primary without its lease",
+    )
+    .await;
     let stopped = cut.elapsed();
     assert_eq!(status.code(), Some(4), "{status:?}");
     // The fence counts from the last renewal's send, at most ACK_FENCE before the cut: the
@@ -952,16 +961,7 @@ async fn a_partitioned_primary_stops_within_its_lease_and_its_later_records_are_
     netns.cut();
     let cut = Instant::now();
     let lease = Duration::from_secs(1);
-    let status = loop {
-        if let Some(status) = primary.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            cut.elapsed() < lease * 3,
-            "the partitioned primary kept running"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let status = exit_within(&mut primary.child, lease * 3, "the partitioned primary").await;
     let exited = Instant::now();
     assert_eq!(status.code(), Some(4), "{status:?}");
     assert!(

@@ -100,7 +100,7 @@ pub fn encode(out: &mut Vec<u8>, seq: u64, term: u64, payload: &[u8]) {
 #[doc(hidden)]
 pub fn encode_format_2(out: &mut Vec<u8>, seq: u64, payload: &[u8]) {
     assert!(!payload.is_empty() && payload.len() <= RECORD_MAX_BYTES - HEADER_BYTES_V2);
-    assert!(seq > 0 && out.len() % RECORD_ALIGN_BYTES == 0);
+    assert!(seq > 0 && out.len().is_multiple_of(RECORD_ALIGN_BYTES));
     let start = out.len();
     // Lossless: bounded above (a compile-time assert keeps it in u16).
     let length_le = (payload.len() as u16).to_le_bytes();

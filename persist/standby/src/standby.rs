@@ -266,7 +266,7 @@ pub async fn run_until(
     loop {
         let pass = follow_journal(&config, &connector, &name, &metrics, stop.as_mut()).await?;
         let (seq, image) = match pass {
-            Pass::Stopped(stopped) => return Ok(stopped),
+            Pass::Stopped(stopped) => return Ok(*stopped),
             Pass::Snapshot { seq, image } => (seq, image),
         };
         let dir = config.journal.dir.clone();
@@ -284,8 +284,8 @@ pub async fn run_until(
 
 /// How one pass over the standby's journal ended.
 enum Pass {
-    /// Stopped (`stop`, or `stop_at`).
-    Stopped(Stopped),
+    /// Stopped (`stop`, or `stop_at`); boxed: the engine is large, and passes are few.
+    Stopped(Box<Stopped>),
     /// The primary sent the engine image of `seq`: the journal is to start there.
     Snapshot { seq: Seq, image: Vec<u8> },
 }
@@ -378,10 +378,10 @@ async fn follow_journal(
         (FollowEnd::Fatal(error), _) => Err(error),
         (_, Err(error)) => Err(error.into()),
         (FollowEnd::Snapshot { seq, image }, Ok(_)) => Ok(Pass::Snapshot { seq, image }),
-        (FollowEnd::Stopped, Ok(engine)) => Ok(Pass::Stopped(Stopped {
+        (FollowEnd::Stopped, Ok(engine)) => Ok(Pass::Stopped(Box::new(Stopped {
             engine,
             durable_seq,
-        })),
+        }))),
     }
 }
 

@@ -523,6 +523,21 @@ fn in_process_pair(
     (shipper, config)
 }
 
+/// Appends `commands` to the empty `journal` at sequences 1.. as records of `term` (another
+/// node's history, as a standby copies it).
+fn copy_as(
+    journal: &peregrine_persist::Journal,
+    commands: &[peregrine_hotpath::Envelope],
+    term: u64,
+) {
+    let mut scratch = peregrine_persist::payload::Scratch::new();
+    for (index, command) in commands.iter().enumerate() {
+        peregrine_persist::payload::encode(command, &mut scratch).unwrap();
+        let seq = index as u64 + 1;
+        assert_eq!(journal.append_sequenced(seq, term, &scratch).unwrap(), seq);
+    }
+}
+
 /// Polls `reached` every 10 ms until it holds or [`WAIT`] passes.
 fn wait_until(what: &str, reached: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -602,13 +617,8 @@ fn a_standby_whose_last_record_has_another_term_than_the_primarys_is_refused() {
     // The standby's journal holds records 1..=100 of term 5 (a newer leader's)...
     let standby_config = unsnapshotted(root.path().join("standby"));
     let (_, standby_writer) = peregrine_persist::open(&standby_config, node_engine()).unwrap();
+    copy_as(standby_writer.journal(), &commands[..100], 5);
     let mut scratch = peregrine_persist::payload::Scratch::new();
-    for (index, command) in commands[..100].iter().enumerate() {
-        peregrine_persist::payload::encode(command, &mut scratch).unwrap();
-        let seq = index as u64 + 1;
-        let appended = standby_writer.journal().append_sequenced(seq, 5, &scratch);
-        assert_eq!(appended.unwrap(), seq);
-    }
     // ... and its journal refuses an older term itself, appending nothing.
     peregrine_persist::payload::encode(&commands[100], &mut scratch).unwrap();
     assert!(matches!(
@@ -692,15 +702,7 @@ fn a_standby_added_after_retention_trimmed_the_primary_catches_up_from_its_snaps
     // The standby holds the primary's first 50 records: the snapshot replaces them.
     let standby_config = unsnapshotted(root.path().join("standby"));
     let (_, standby_writer) = peregrine_persist::open(&standby_config, node_engine()).unwrap();
-    let mut scratch = peregrine_persist::payload::Scratch::new();
-    for (index, command) in commands[..50].iter().enumerate() {
-        peregrine_persist::payload::encode(command, &mut scratch).unwrap();
-        let seq = index as u64 + 1;
-        standby_writer
-            .journal()
-            .append_sequenced(seq, 2, &scratch)
-            .unwrap();
-    }
+    copy_as(standby_writer.journal(), &commands[..50], 2);
     assert_eq!(standby_writer.shutdown().unwrap(), 50);
     let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (shipper, config) = in_process_pair(root.path(), &journal, 2, &floor);
