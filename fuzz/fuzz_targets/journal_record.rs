@@ -8,7 +8,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use peregrine_persist::payload::{self, Scratch};
-use peregrine_persist::record::{self, HEADER_BYTES, Parsed, RECORD_ALIGN_BYTES};
+use peregrine_persist::record::{self, HEADER_BYTES, HEADER_BYTES_V2, Parsed, RECORD_ALIGN_BYTES};
 use peregrine_persist::recovery::check_segment_header;
 use peregrine_persist::segment::SegmentHeader;
 
@@ -18,6 +18,7 @@ const RECORDS_MAX: usize = 1_024;
 fn check_record(bytes: &[u8], scratch: &mut Scratch) -> Option<usize> {
     let Parsed::Record {
         seq,
+        term,
         payload: body,
         record_bytes,
     } = record::parse(bytes)
@@ -26,9 +27,17 @@ fn check_record(bytes: &[u8], scratch: &mut Scratch) -> Option<usize> {
     };
     assert!(record_bytes <= bytes.len().next_multiple_of(RECORD_ALIGN_BYTES));
     assert_eq!(record_bytes % RECORD_ALIGN_BYTES, 0);
+    assert_eq!(record_bytes, record::encoded_record_bytes(bytes));
+    // A record re-encodes in its own format (byte 2 names it: 2 without a term, 3 with one).
     let mut encoded = Vec::with_capacity(record_bytes);
-    record::encode(&mut encoded, seq, body);
-    let framed_bytes = HEADER_BYTES + body.len();
+    let header_bytes = if bytes[2] == 2 {
+        record::encode_format_2(&mut encoded, seq, body);
+        HEADER_BYTES_V2
+    } else {
+        record::encode(&mut encoded, seq, term, body);
+        HEADER_BYTES
+    };
+    let framed_bytes = header_bytes + body.len();
     assert_eq!(
         encoded[..framed_bytes],
         bytes[..framed_bytes],

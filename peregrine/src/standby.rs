@@ -261,6 +261,8 @@ impl Shipping {
         registry.register(Box::new(m.lag_records.clone()))?;
         registry.register(Box::new(m.lag_seconds.clone()))?;
         registry.register(Box::new(m.ack_seconds.clone()))?;
+        registry.register(Box::new(m.snapshots.clone()))?;
+        registry.register(Box::new(m.snapshot_seconds.clone()))?;
         let (refuse, lag_max_s) = (self.refuse, self.lag_max_s);
         let checked = m.clone();
         readiness.register_check("replication", move || {

@@ -51,6 +51,17 @@ pub enum JournalError {
         /// The sequence offered.
         got: u64,
     },
+    /// A pre-sequenced record's term is older than the journal's newest (a deposed primary's
+    /// record, after records or a leadership of a newer term). Nothing was appended.
+    #[error("record {seq} of term {term} refused: the journal holds term {newest}")]
+    StaleTerm {
+        /// The sequence offered.
+        seq: u64,
+        /// The term offered.
+        term: u64,
+        /// The journal's newest term.
+        newest: u64,
+    },
     /// An I/O error while opening.
     #[error("journal I/O on {path}: {source}")]
     Io {

@@ -4,10 +4,11 @@
 //! versions supported, instead of being misread.
 
 /// The journal format this release writes: segment header + records (see [`crate::segment`] and
-/// [`crate::record`]). Version 1 had neither header nor a record version.
-pub const JOURNAL_FORMAT_VERSION: u16 = 2;
-/// Journal formats this release reads.
-pub const JOURNAL_FORMATS_READ: &[u16] = &[JOURNAL_FORMAT_VERSION];
+/// [`crate::record`]). Version 1 had neither header nor a record version; version 2 had no term
+/// in its records.
+pub const JOURNAL_FORMAT_VERSION: u16 = 3;
+/// Journal formats this release reads (format 2: records without a term, read as term 0).
+pub const JOURNAL_FORMATS_READ: &[u16] = &[2, JOURNAL_FORMAT_VERSION];
 /// The snapshot file format this release writes (see [`crate::snapshot`]). Version 1's header
 /// carried no engine image version and no release.
 pub const SNAPSHOT_FORMAT_VERSION: u16 = 2;

@@ -126,10 +126,14 @@ pub(crate) fn recover_locked(
     let mut scratch = Scratch::with_capacity(BLOCK_BYTES);
     let mut events: Vec<Event> = Vec::with_capacity(1_024);
     let mut last_seq: Option<Seq> = None;
+    // Terms never decrease along a journal (the writer stamps them so): one that does is
+    // corruption, or a deposed primary's records spliced in.
+    let mut last_term = 0_u64;
     let mut tail = Tail {
         segment_first_seq: None,
         offset_bytes: 0,
         last_seq: snapshot_seq,
+        last_term: None,
     };
     for (index, (first_seq, path)) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
@@ -158,6 +162,7 @@ pub(crate) fn recover_locked(
             match record::parse(&bytes[offset..]) {
                 Parsed::Record {
                     seq,
+                    term,
                     payload,
                     record_bytes,
                 } => {
@@ -170,6 +175,17 @@ pub(crate) fn recover_locked(
                             found: seq,
                         });
                     }
+                    if term < last_term {
+                        return Err(RecoveryError::Corrupt {
+                            path: path.clone(),
+                            offset: offset as u64,
+                            reason: format!(
+                                "record {seq} has term {term}, older than its predecessor's \
+                                 {last_term}"
+                            ),
+                        });
+                    }
+                    last_term = term;
                     if seq > snapshot_seq {
                         if seq != snapshot_seq.saturating_add(1) && report.replayed_count == 0 {
                             return Err(RecoveryError::Gap {
@@ -259,6 +275,10 @@ pub(crate) fn recover_locked(
             last_seq: last_seq
                 .unwrap_or(first_seq.saturating_sub(1))
                 .max(snapshot_seq),
+            // Known only if this segment's records reach the end (`last_seq` read here).
+            last_term: last_seq
+                .is_some_and(|last| last >= snapshot_seq)
+                .then_some(last_term),
         };
     }
     if tail.last_seq < snapshot_seq {

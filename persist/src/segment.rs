@@ -6,7 +6,9 @@
 //! (off the commit path, and before the spare gets any name a writer takes), so a named
 //! segment always has one and rotation costs no extra synced write; records follow at
 //! [`SEGMENT_HEADER_BYTES`]. The first sequence is in the name, and the first record must carry
-//! it (recovery checks).
+//! it (recovery checks). The format version is that of the release that created the segment;
+//! records name their own (a format-3 writer appends format-3 records to the format-2 segment
+//! it recovered, see [`crate::record`]).
 //!
 //! ```text
 //! offset 0   [u8; 8]  magic "PGJOURNL"

@@ -24,7 +24,7 @@ use crate::config::{AckMode, JournalConfig, WithoutStandby, WriterIdle};
 use crate::error::JournalError;
 use crate::io::{AlignedBuf, BLOCK_BYTES, FaultPlan, Uring, open_direct};
 use crate::payload::{self, Scratch};
-use crate::record::{self, HEADER_BYTES, PAYLOAD_MAX_BYTES};
+use crate::record::{self, PAYLOAD_MAX_BYTES};
 use crate::segment::{SEGMENT_HEADER_BYTES, activate_spare, prepare_spare, segment_path};
 
 /// A global sequence number: 1 for the first command ever, gap-free.
@@ -51,6 +51,11 @@ pub struct Tail {
     pub offset_bytes: u64,
     /// Sequence of the last valid record (0 if none).
     pub last_seq: Seq,
+    /// Term of the last valid record (0 if written without leadership), `None` when recovery
+    /// read no record at the journal's end (none yet, or all covered by a snapshot whose
+    /// segments retention deleted). Appends go on at this term (0 if unknown) until
+    /// [`Journal::raise_term`] or a sequenced append of a newer one.
+    pub last_term: Option<u64>,
 }
 
 /// Appended records waiting for the writer.
@@ -60,6 +65,8 @@ struct Pending {
     bytes: Vec<u8>,
     /// Sequence the next append gets.
     next_seq: Seq,
+    /// Term stamped on the next append: never decreases, so a journal's terms never do.
+    term: u64,
     /// Set by `shutdown`: no more appends; the writer drains and exits.
     closing: bool,
 }
@@ -180,22 +187,46 @@ impl Journal {
         })
     }
 
-    /// Appends an already serialised payload (an rkyv archive of a `Envelope`).
+    /// Appends an already serialised payload (an rkyv archive of a `Envelope`), stamped with
+    /// the journal's [`term`](Journal::term).
     pub fn append_payload(&self, payload: &[u8]) -> Result<Seq, JournalError> {
         self.append_at(None, payload)
     }
 
-    /// Appends a payload that another journal already sequenced as `seq` (a standby copying
-    /// its primary's records): it must be exactly the next sequence. A gap
-    /// ([`JournalError::SequenceGap`]) or a sequence already held
-    /// ([`JournalError::SequenceBehind`]) is refused and nothing is appended, so the copy stays
-    /// gap-free and in the primary's order. The caller checks that `payload` decodes.
-    pub fn append_sequenced(&self, seq: Seq, payload: &[u8]) -> Result<Seq, JournalError> {
-        self.append_at(Some(seq), payload)
+    /// Appends a payload that another journal already sequenced as `seq` under `term` (a
+    /// standby copying its primary's records): it must be exactly the next sequence, of a term
+    /// no older than the journal's. A gap ([`JournalError::SequenceGap`]), a sequence already
+    /// held ([`JournalError::SequenceBehind`]) or an older term ([`JournalError::StaleTerm`]:
+    /// a deposed primary's record) is refused and nothing is appended, so the copy stays
+    /// gap-free, in the primary's order, and fenced. A newer term raises the journal's. The
+    /// caller checks that `payload` decodes.
+    pub fn append_sequenced(
+        &self,
+        seq: Seq,
+        term: u64,
+        payload: &[u8],
+    ) -> Result<Seq, JournalError> {
+        self.append_at(Some((seq, term)), payload)
     }
 
-    /// Appends `payload` at the next sequence, which must equal `expected_seq` when given.
-    fn append_at(&self, expected_seq: Option<Seq>, payload: &[u8]) -> Result<Seq, JournalError> {
+    /// The term the next append is stamped with: the newest of the last recovered record's and
+    /// every [`raise_term`](Journal::raise_term) or sequenced append since.
+    pub fn term(&self) -> u64 {
+        lock(&self.shared.pending).term
+    }
+
+    /// Stamps every later append with `term` if it is newer than the journal's (a primary that
+    /// took the leadership of `term`); an older one changes nothing, so terms never decrease
+    /// along the journal. Returns the journal's term after the call.
+    pub fn raise_term(&self, term: u64) -> u64 {
+        let mut pending = lock(&self.shared.pending);
+        pending.term = pending.term.max(term);
+        pending.term
+    }
+
+    /// Appends `payload` at the next sequence, which must equal `expected`'s when given, of a
+    /// term no older than the journal's.
+    fn append_at(&self, expected: Option<(Seq, u64)>, payload: &[u8]) -> Result<Seq, JournalError> {
         if payload.is_empty() || payload.len() > PAYLOAD_MAX_BYTES {
             return Err(JournalError::TooLarge(payload.len()));
         }
@@ -216,17 +247,26 @@ impl Journal {
             });
         }
         let seq = pending.next_seq;
-        match expected_seq {
-            Some(got) if got > seq => {
+        match expected {
+            Some((got, _)) if got > seq => {
                 return Err(JournalError::SequenceGap { expected: seq, got });
             }
-            Some(got) if got < seq => {
+            Some((got, _)) if got < seq => {
                 return Err(JournalError::SequenceBehind { expected: seq, got });
             }
-            Some(_) | None => {}
+            Some((_, term)) if term < pending.term => {
+                return Err(JournalError::StaleTerm {
+                    seq,
+                    term,
+                    newest: pending.term,
+                });
+            }
+            Some((_, term)) => pending.term = term,
+            None => {}
         }
         pending.next_seq += 1;
-        record::encode(&mut pending.bytes, seq, payload);
+        let term = pending.term;
+        record::encode(&mut pending.bytes, seq, term, payload);
         // The queue never reallocates: the bound above keeps it within its capacity.
         assert!(pending.bytes.len() <= pending.bytes.capacity());
         let was_empty = queued_bytes == 0;
@@ -412,6 +452,7 @@ impl JournalWriter {
             pending: Mutex::new(Pending {
                 bytes: Vec::with_capacity(config.queue_bytes),
                 next_seq: tail.last_seq.saturating_add(1),
+                term: tail.last_term.unwrap_or(0),
                 closing: false,
             }),
             pending_ready: Condvar::new(),
@@ -731,7 +772,8 @@ impl WriterState {
             let rest = &batch[at..];
             let size = record::encoded_record_bytes(rest);
             let mut seq_le = [0_u8; 8];
-            seq_le.copy_from_slice(&rest[8..HEADER_BYTES]);
+            // Bytes 8..16 hold the sequence in every record format.
+            seq_le.copy_from_slice(&rest[8..16]);
             let seq = u64::from_le_bytes(seq_le);
             assert!(
                 last_seq == 0 || seq == last_seq + 1,

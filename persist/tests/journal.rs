@@ -222,7 +222,7 @@ fn torn_tail_is_truncated_and_reported() {
     assert_eq!(last, 500);
     // A record for 501 cut in the middle, as a crash during its write leaves it.
     let mut framed = Vec::new();
-    record::encode(&mut framed, 501, &[7_u8; 100]);
+    record::encode(&mut framed, 501, 0, &[7_u8; 100]);
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     file.write_all_at(&framed[..60], offset as u64).unwrap();
     drop(file);
@@ -693,11 +693,12 @@ fn bytes_after_a_lost_record_header_are_a_torn_tail_the_writer_can_append_after(
     writer.shutdown().unwrap();
     let (path, offset, last) = tail_of(dir.path());
     assert_eq!(last, 200);
-    // Record 201 with its 16-byte header lost: only its payload reached the disk.
+    // Record 201 with its header lost: only its payload reached the disk.
     let mut framed = Vec::new();
-    record::encode(&mut framed, 201, &[7_u8; 100]);
+    record::encode(&mut framed, 201, 0, &[7_u8; 100]);
+    let header_bytes = record::HEADER_BYTES;
     let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    file.write_all_at(&framed[16..], offset as u64 + 16)
+    file.write_all_at(&framed[header_bytes..], (offset + header_bytes) as u64)
         .unwrap();
     drop(file);
     let (recovered, writer) = open(&config, engine_config()).unwrap();
@@ -879,14 +880,14 @@ fn pre_sequenced_records_refuse_gaps_and_replays_and_copy_the_journal() {
         if seq == 10 {
             // A record two ahead is a gap, one already held is a replay: neither is appended.
             assert!(matches!(
-                journal.append_sequenced(seq + 1, &scratch),
+                journal.append_sequenced(seq + 1, tailer.term(), &scratch),
                 Err(JournalError::SequenceGap {
                     expected: 10,
                     got: 11
                 })
             ));
             assert!(matches!(
-                journal.append_sequenced(seq - 1, &scratch),
+                journal.append_sequenced(seq - 1, tailer.term(), &scratch),
                 Err(JournalError::SequenceBehind {
                     expected: 10,
                     got: 9
@@ -894,7 +895,12 @@ fn pre_sequenced_records_refuse_gaps_and_replays_and_copy_the_journal() {
             ));
             assert_eq!(journal.appended_seq(), 9);
         }
-        assert_eq!(journal.append_sequenced(seq, &scratch).unwrap(), seq);
+        assert_eq!(
+            journal
+                .append_sequenced(seq, tailer.term(), &scratch)
+                .unwrap(),
+            seq
+        );
         copied = seq;
     }
     assert_eq!(copied, commands.len() as u64);

@@ -268,7 +268,7 @@ fn journal_seeds(seeds: &mut Seeds) -> Result<()> {
     let mut records = Vec::new();
     for (index, (command, _)) in applied.iter().enumerate() {
         payload::encode(command, &mut scratch).map_err(|e| format!("payload: {e}"))?;
-        record::encode(&mut records, index as u64 + 1, &scratch);
+        record::encode(&mut records, index as u64 + 1, 1, &scratch);
     }
     // The setup (currencies, markets, deposits) and the trading that follows, separately.
     let setup_bytes = records.len() / 2 / record::RECORD_ALIGN_BYTES * record::RECORD_ALIGN_BYTES;

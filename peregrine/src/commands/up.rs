@@ -248,6 +248,14 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
     let (exchange, shipping) = tokio::task::spawn_blocking(move || {
         // Journal shipping to hot standbys (`[replication] listen`), from the journal's opening.
         Exchange::start_with(&core_config, |dir, journal| {
+            // Every record from here on carries this leader's term, the fencing token a standby
+            // checks (journal format 3); without leadership the journal's own term goes on.
+            if journal.raise_term(term) > term {
+                tracing::warn!(
+                    term,
+                    "the journal holds records of a newer term than this leader's"
+                );
+            }
             listeners
                 .shipping
                 .map(|l| {

@@ -89,6 +89,8 @@ impl OpenSegment {
 pub struct Tailer {
     dir: PathBuf,
     next_seq: Seq,
+    /// The last returned record's term.
+    term: u64,
     torn: TornRecord,
     segment: Option<OpenSegment>,
     scratch: Scratch,
@@ -101,6 +103,7 @@ impl Tailer {
         Tailer {
             dir: dir.into(),
             next_seq,
+            term: 0,
             torn,
             segment: None,
             scratch: Scratch::with_capacity(RECORD_MAX_BYTES),
@@ -110,6 +113,12 @@ impl Tailer {
     /// The sequence the next command will have.
     pub fn next_seq(&self) -> Seq {
         self.next_seq
+    }
+
+    /// The term of the last command [`next`](Tailer::next) returned (0 before the first, and
+    /// for format-2 records).
+    pub fn term(&self) -> u64 {
+        self.term
     }
 
     /// The next command if its sequence is at most `bound` and it is in the files; `None` when
@@ -136,6 +145,7 @@ impl Tailer {
             match record::parse(&segment.chunk[at..]) {
                 Parsed::Record {
                     seq,
+                    term,
                     payload,
                     record_bytes,
                 } => {
@@ -161,6 +171,7 @@ impl Tailer {
                         })?;
                     segment.offset += record_bytes as u64;
                     self.next_seq += 1;
+                    self.term = term;
                     return Ok(Some((seq, command)));
                 }
                 Parsed::Empty => {

@@ -54,9 +54,15 @@
 //! - A certificate the CA did not sign, or none: the TLS handshake fails; the primary counts
 //!   `ship_sessions_total{outcome="tls_refused"}`, the standby stops with
 //!   [`standby::StandbyError::Authentication`] (a configuration error, not retried).
-//! - A standby whose journal is ahead of the primary's (another history), or whose next record
-//!   the primary's retention already deleted: refused with a reason; the standby stops (catch-up
-//!   from a snapshot is not built yet).
+//! - A standby whose journal is ahead of the primary's, or whose last record has another term
+//!   than the primary's at that sequence (another history: a deposed primary rejoining with
+//!   the records it wrote after losing its lease): refused with a reason; the standby stops.
+//! - A standby whose next record the primary's retention already deleted (one added to a
+//!   primary that has traded for a while): the primary sends its newest snapshot
+//!   ([`wire::Frame::Snapshot`]), the standby closes its journal, makes that image its start
+//!   (its old segments and snapshots go) and follows from the record after it
+//!   (`ship_snapshots_total`, `standby_snapshots_installed_total`). Refused
+//!   ([`wire::RefuseReason::JournalGone`]) only when no snapshot covers the gap.
 //! - Silence: the primary heartbeats every `heartbeat_every` when idle; a standby that hears
 //!   nothing for [`standby::PRIMARY_SILENCE_MAX`] reconnects.
 //!
@@ -89,15 +95,18 @@
 //! 20 crates (tonic, prost, h2, petgraph, ...) and needs `protoc` on every build machine, for a
 //! handful of calls. Measured: `perf/RESULTS.md`.
 //!
+//! Every journal record carries the term that sequenced it (journal format 3; `up` raises the
+//! journal's term to its leadership's before any command), RECORD frames carry it (protocol
+//! version 3), and a standby checks it per record ([`standby::StaleTerm`]): a record older than
+//! its journal's newest term, or from a primary deposed while its session was open, is refused
+//! (`standby_stale_term_records_total`).
+//!
 //! # Not built yet
 //!
-//! - Terms in journal records (a record format bump): the term is checked per session, on the
-//!   wire, not per record, so a node's journal does not say which leader wrote each record;
-//!   a deposed primary therefore rejoins with an empty data directory (its journal may hold
-//!   records the new primary never had), not by truncating to the common prefix.
-//! - Catch-up from a snapshot sent by the primary when its journal no longer holds the
-//!   standby's start (refused with [`wire::RefuseReason::JournalGone`]; seed the standby with a
-//!   copy of the snapshot file), and a retention floor on the primary for connected standbys.
+//! - A deposed primary's journal is refused as another history ([`wire::RefuseReason::Diverged`])
+//!   but not truncated to the common prefix: it rejoins with an empty data directory.
+//! - A retention floor on the primary for connected standbys (one that falls behind past
+//!   retention takes a snapshot again).
 //! - The SDK's resume by client order id after a failover.
 
 pub mod etcd;

@@ -29,6 +29,10 @@ pub struct ShipMetrics {
     pub lag_seconds: Gauge,
     /// A batch's send to its acknowledgement (the standby's durable write included).
     pub ack_seconds: Histogram,
+    /// Snapshots sent to standbys whose start the journal no longer held.
+    pub snapshots: IntCounter,
+    /// Reading and sending one such snapshot.
+    pub snapshot_seconds: Histogram,
 }
 
 impl ShipMetrics {
@@ -82,6 +86,23 @@ impl ShipMetrics {
                     .buckets(prometheus::exponential_buckets(20e-6, 2.0, 18)?),
                 )?,
             )?,
+            snapshots: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "snapshots_total",
+                    "Snapshots sent to standbys whose start the journal no longer held.",
+                ))?,
+            )?,
+            snapshot_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "ship_snapshot_seconds",
+                        "Reading a snapshot and sending it to a standby that catches up.",
+                    )
+                    .buckets(prometheus::exponential_buckets(1e-3, 2.0, 16)?),
+                )?,
+            )?,
         })
     }
 }
@@ -105,6 +126,11 @@ pub struct StandbyMetrics {
     pub lag_seconds: Gauge,
     /// Sessions ended because the primary's term was older than one already seen.
     pub deposed_refused: IntCounter,
+    /// Records refused because their term, or their sender's, was older than one already
+    /// seen (each ends its session).
+    pub stale_term_records: IntCounter,
+    /// Snapshots taken from the primary (its journal no longer held this standby's start).
+    pub snapshots_installed: IntCounter,
 }
 
 impl StandbyMetrics {
@@ -148,6 +174,21 @@ impl StandbyMetrics {
                 IntCounter::with_opts(opts(
                     "deposed_refused_total",
                     "Sessions refused because the primary's term was older than one seen.",
+                ))?,
+            )?,
+            stale_term_records: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "stale_term_records_total",
+                    "Records refused because their term or their sender's was older than one seen.",
+                ))?,
+            )?,
+            snapshots_installed: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "snapshots_installed_total",
+                    "Snapshots taken from the primary to catch up (its journal no longer held \
+                     this standby's start).",
                 ))?,
             )?,
         })

@@ -1,6 +1,8 @@
 //! The primary's side: accepts standbys over mutual TLS and ships each one the durable records
 //! from the sequence it asks for, read back from the journal files by a [`Tailer`] (never from
-//! the hot path), and collects their durable acknowledgements into [`Replication`].
+//! the hot path), and collects their durable acknowledgements into [`Replication`]. A standby
+//! that asks for a sequence retention already deleted gets the newest snapshot first
+//! ([`Frame::Snapshot`]), then the records after it.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -20,7 +22,11 @@ use tokio_rustls::server::TlsStream;
 
 use crate::lag::LagClock;
 use crate::metrics::ShipMetrics;
-use crate::wire::{self, BODY_MAX_BYTES, Frame, PROTOCOL_VERSION, RefuseReason, WireError};
+use crate::wire::{
+    self, BODY_MAX_BYTES, Frame, PROTOCOL_VERSION, RefuseReason, SNAPSHOT_MAX_BYTES, WireError,
+};
+use peregrine_persist::segment::list_segments;
+use peregrine_persist::snapshot::{list_snapshots, read_snapshot};
 
 /// Bytes of records the tailer thread packs into one batch (one TLS write).
 pub const BATCH_BYTES_MAX: usize = 64 << 10;
@@ -186,6 +192,7 @@ async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<
                 Err(SessionError::Refused(RefuseReason::Ahead)) => "refused_ahead",
                 Err(SessionError::Refused(RefuseReason::JournalGone)) => "refused_journal_gone",
                 Err(SessionError::Refused(RefuseReason::Full)) => "refused_full",
+                Err(SessionError::Refused(RefuseReason::Diverged)) => "refused_diverged",
                 Err(SessionError::Refused(_)) => "refused",
                 Err(_) => "failed",
             };
@@ -238,9 +245,15 @@ async fn session(
         .map_err(|_| SessionError::HelloTimeout)??;
     let durable = context.journal.durable_seq();
     let refusal = match hello {
-        Frame::Hello { version, next_seq } if version == PROTOCOL_VERSION && next_seq > 0 => {
+        Frame::Hello {
+            version,
+            next_seq,
+            last_term,
+        } if version == PROTOCOL_VERSION && next_seq > 0 => {
             if next_seq > durable.saturating_add(1) {
                 Err(RefuseReason::Ahead)
+            } else if diverged(context, next_seq, last_term, durable).await {
+                Err(RefuseReason::Diverged)
             } else {
                 Ok(next_seq)
             }
@@ -267,7 +280,109 @@ async fn session(
         term: context.config.term,
     };
     wire::write_frame(&mut writer, &term).await?;
+    let next_seq = send_snapshot_if_gone(&mut writer, context, next_seq).await?;
     ship(reader, writer, next_seq, context).await
+}
+
+/// When the journal no longer holds `next_seq` (retention deleted it), sends the newest
+/// snapshot, whose next record it holds; returns the sequence to ship from.
+async fn send_snapshot_if_gone(
+    writer: &mut WriteHalf<TlsStream<TcpStream>>,
+    context: &Context,
+    next_seq: Seq,
+) -> Result<Seq, SessionError> {
+    let dir = context.config.journal_dir.clone();
+    let found = tokio::task::spawn_blocking(move || snapshot_for(&dir, next_seq))
+        .await
+        .map_err(|e| SessionError::Wire(WireError::Io(std::io::Error::other(e))))?;
+    let (seq, image) = match found {
+        Ok(None) => return Ok(next_seq),
+        Ok(Some(found)) => found,
+        Err(reason) => {
+            tracing::warn!(%reason, next_seq, "shipping: no snapshot for a standby");
+            let durable = context.journal.durable_seq();
+            return refuse(writer, RefuseReason::JournalGone, durable)
+                .await
+                .map(|()| next_seq);
+        }
+    };
+    let started = Instant::now();
+    let image_bytes = image.len() as u64;
+    let mut out = Vec::with_capacity(BATCH_BYTES_MAX);
+    wire::encode(&mut out, &Frame::Snapshot { seq, image_bytes });
+    // Bounded by the image: one frame per BODY_MAX_BYTES, written 64 KiB at a time.
+    for bytes in image.chunks(BODY_MAX_BYTES) {
+        if out.len() + wire::HEADER_BYTES + bytes.len() > BATCH_BYTES_MAX {
+            writer.write_all(&out).await.map_err(WireError::Io)?;
+            out.clear();
+        }
+        wire::encode(&mut out, &Frame::Chunk { bytes });
+    }
+    writer.write_all(&out).await.map_err(WireError::Io)?;
+    writer.flush().await.map_err(WireError::Io)?;
+    context.metrics.snapshots.inc();
+    context
+        .metrics
+        .snapshot_seconds
+        .observe(started.elapsed().as_secs_f64());
+    tracing::info!(
+        seq,
+        image_bytes,
+        "shipping: a standby catches up from a snapshot"
+    );
+    Ok(seq + 1)
+}
+
+/// `None` when the journal in `dir` holds `next_seq`; otherwise the newest snapshot (sequence
+/// and engine image) if the journal holds the record after it, or why there is none.
+fn snapshot_for(dir: &std::path::Path, next_seq: Seq) -> Result<Option<(Seq, Vec<u8>)>, String> {
+    let segments = list_segments(dir).map_err(|e| format!("listing {}: {e}", dir.display()))?;
+    let Some(&(oldest, _)) = segments.first() else {
+        return Ok(None);
+    };
+    if next_seq >= oldest {
+        return Ok(None);
+    }
+    let snapshots = list_snapshots(dir).map_err(|e| format!("listing snapshots: {e}"))?;
+    // Newest first; one retention is deleting is skipped for the next.
+    for (seq, path) in snapshots.into_iter().rev() {
+        if seq + 1 < oldest {
+            break;
+        }
+        match read_snapshot(&path) {
+            Ok((seq, image)) if image.len() as u64 <= SNAPSHOT_MAX_BYTES => {
+                return Ok(Some((seq, image)));
+            }
+            Ok((_, image)) => return Err(format!("snapshot of {} bytes", image.len())),
+            Err(error) => tracing::warn!(%error, path = %path.display(), "shipping: snapshot"),
+        }
+    }
+    Err(format!("no snapshot covers the records before {oldest}"))
+}
+
+/// Whether the standby's last record (`next_seq - 1`, of `last_term`) has another term in this
+/// journal: it then holds a deposed leader's records this primary never had.
+async fn diverged(context: &Context, next_seq: Seq, last_term: Option<u64>, durable: Seq) -> bool {
+    let (Some(term), Some(seq)) = (last_term, next_seq.checked_sub(1).filter(|&s| s > 0)) else {
+        return false;
+    };
+    let dir = context.config.journal_dir.clone();
+    let ours = tokio::task::spawn_blocking(move || term_at(dir, seq, durable))
+        .await
+        .ok()
+        .flatten();
+    // A record retention deleted cannot be compared: the standby is taken on its word.
+    ours.is_some_and(|ours| ours != term)
+}
+
+/// The term of record `seq` in the journal at `dir`, read no further than `durable`; `None`
+/// when the journal no longer holds it or cannot be read.
+fn term_at(dir: PathBuf, seq: Seq, durable: Seq) -> Option<u64> {
+    let mut tailer = Tailer::new(dir, seq, TornRecord::IsCorruption);
+    match tailer.next(durable) {
+        Ok(Some(_)) => Some(tailer.term()),
+        _ => None,
+    }
 }
 
 async fn refuse(
@@ -478,6 +593,7 @@ fn tail(dir: PathBuf, journal: Journal, next_seq: Seq, sender: mpsc::Sender<Ship
                 &mut batch,
                 &Frame::Record {
                     seq,
+                    term: tailer.term(),
                     primary_durable_seq: bound,
                     payload: &scratch,
                 },

@@ -15,6 +15,7 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct PrivateEtcd {
     child: Child,
     endpoint: String,
+    port: u16,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -28,13 +29,23 @@ impl PrivateEtcd {
     /// `data_dir`, a 20 ms heartbeat and a 200 ms election timeout (so one-second leases are
     /// allowed), and waits until it answers.
     pub async fn start(data_dir: &Path) -> std::io::Result<PrivateEtcd> {
+        PrivateEtcd::start_on(data_dir, &[]).await
+    }
+
+    /// [`PrivateEtcd::start`], also answering on each of `hosts` (IPv4 addresses of this
+    /// network namespace, e.g. a veth's, for a node in another namespace) on the same port.
+    pub async fn start_on(data_dir: &Path, hosts: &[&str]) -> std::io::Result<PrivateEtcd> {
         let (client, peer) = (free_port()?, free_port()?);
         let endpoint = format!("http://127.0.0.1:{client}");
+        let mut listen = endpoint.clone();
+        for host in hosts {
+            listen.push_str(&format!(",http://{host}:{client}"));
+        }
         let peer_url = format!("http://127.0.0.1:{peer}");
         let child = Command::new(std::env::var("ETCD_BIN").unwrap_or_else(|_| "etcd".into()))
             .args(["--name", "private", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen-client-urls", &endpoint])
+            .args(["--listen-client-urls", &listen])
             .args(["--advertise-client-urls", &endpoint])
             .args(["--listen-peer-urls", &peer_url])
             .args(["--initial-advertise-peer-urls", &peer_url])
@@ -43,7 +54,11 @@ impl PrivateEtcd {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let etcd = PrivateEtcd { child, endpoint };
+        let etcd = PrivateEtcd {
+            child,
+            endpoint,
+            port: client,
+        };
         let client = Etcd::new(&etcd.endpoint, Duration::from_secs(1))
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let deadline = Instant::now() + START_TIMEOUT;
@@ -60,6 +75,11 @@ impl PrivateEtcd {
     /// Its client endpoint, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Its client endpoint on `host` (one of those it was started on).
+    pub fn endpoint_on(&self, host: &str) -> String {
+        format!("http://{host}:{}", self.port)
     }
 
     /// SIGKILL (etcd gone: a partition of everyone from it).

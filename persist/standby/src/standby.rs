@@ -3,6 +3,13 @@
 //! ([`Journal::append_sequenced`](peregrine_persist::Journal::append_sequenced)), applies it to
 //! its engine (the same deterministic engine, recovered from its own journal at start), and
 //! acknowledges its own durable sequence.
+//!
+//! Fencing, per record: every record carries the term of the leader that sequenced it. A
+//! record is refused ([`StaleTerm`], counted in `standby_stale_term_records_total`, the
+//! session ends) when its term is older than the newest this standby's journal holds, or when
+//! its sender's term is older than the newest leadership term this standby has seen (a primary
+//! deposed while its session was open). The journal refuses it too
+//! ([`JournalError::StaleTerm`]), as a last line.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +29,9 @@ use crate::lag::LagClock;
 use crate::metrics::StandbyMetrics;
 use crate::primary::seq_gauge;
 use crate::tls::{TlsError, server_name};
-use crate::wire::{self, BODY_MAX_BYTES, Frame, PROTOCOL_VERSION, RefuseReason, WireError};
+use crate::wire::{
+    self, BODY_MAX_BYTES, Frame, PROTOCOL_VERSION, RefuseReason, SNAPSHOT_MAX_BYTES, WireError,
+};
 
 /// Records received but not yet journaled: back-pressure on the primary past it (the socket
 /// stops being read). ~4 k records is a few milliseconds of the target rate.
@@ -99,6 +108,69 @@ pub enum StandbyError {
     /// A thread could not start.
     #[error("standby thread: {0}")]
     Thread(std::io::Error),
+    /// The primary's snapshot could not be made the journal's start.
+    #[error("installing the primary's snapshot in {path}: {source}")]
+    Install {
+        /// The journal directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Why a record was refused for its term: a deposed primary's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StaleTerm {
+    /// The record's term is older than the newest this standby's journal holds.
+    #[error("record {seq} has term {term}, older than term {newest} this standby holds")]
+    Record {
+        /// Its sequence.
+        seq: Seq,
+        /// Its term.
+        term: u64,
+        /// The newest term in this standby's journal.
+        newest: u64,
+    },
+    /// The primary that sent it said a term older than one this standby has seen since.
+    #[error("record {seq} comes from a primary of term {sender}, deposed by term {seen}")]
+    Sender {
+        /// Its sequence.
+        seq: Seq,
+        /// The sender's term.
+        sender: u64,
+        /// The newest leadership term this standby has seen.
+        seen: u64,
+    },
+}
+
+/// Checks the term of record `seq` (of `term`, sent by a primary of `sender`) against the
+/// newest leadership term seen (`seen`) and the newest term the journal holds (`newest`).
+pub fn check_term(
+    seq: Seq,
+    term: u64,
+    sender: u64,
+    seen: u64,
+    newest: u64,
+) -> Result<(), StaleTerm> {
+    if sender < seen {
+        return Err(StaleTerm::Sender { seq, sender, seen });
+    }
+    if term < newest {
+        return Err(StaleTerm::Record { seq, term, newest });
+    }
+    Ok(())
+}
+
+/// Where a standby's copy ends: the next sequence it asks for and the newest term it holds
+/// (its last record's).
+#[derive(Clone, Copy, Debug)]
+struct Position {
+    next_seq: Seq,
+    term: u64,
+    /// Whether `term` is its record `next_seq - 1`'s (recovery may not know it: a journal
+    /// whose records a snapshot covers and retention deleted).
+    term_known: bool,
 }
 
 /// Why a received record was not journaled and applied.
@@ -141,6 +213,7 @@ pub struct Stopped {
 /// One received record on its way to the apply thread.
 struct Incoming {
     seq: Seq,
+    term: u64,
     payload: Vec<u8>,
 }
 
@@ -163,6 +236,9 @@ enum SessionEnd {
     Refusal(String),
     /// Stop the standby.
     Fatal(StandbyError),
+    /// The primary no longer holds this standby's next record and sent the engine image of
+    /// `seq` instead: start the journal there.
+    Snapshot { seq: Seq, image: Vec<u8> },
 }
 
 /// Runs a standby until `stop_at` (or forever, reconnecting after each failed session).
@@ -184,9 +260,80 @@ pub async fn run_until(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<Stopped, StandbyError> {
     let name = server_name(&config.primary_name)?;
+    let connector = TlsConnector::from(tls);
+    let mut stop = std::pin::pin!(stop);
+    // Bounded: each pass past the first starts from a snapshot newer than the journal held.
+    loop {
+        let pass = follow_journal(&config, &connector, &name, &metrics, stop.as_mut()).await?;
+        let (seq, image) = match pass {
+            Pass::Stopped(stopped) => return Ok(*stopped),
+            Pass::Snapshot { seq, image } => (seq, image),
+        };
+        let dir = config.journal.dir.clone();
+        tokio::task::spawn_blocking(move || install_snapshot(&dir, seq, &image))
+            .await
+            .map_err(|_| ApplyError::Panicked)?
+            .map_err(|source| StandbyError::Install {
+                path: config.journal.dir.clone(),
+                source,
+            })?;
+        metrics.snapshots_installed.inc();
+        tracing::info!(seq, "standby: caught up from the primary's snapshot");
+    }
+}
+
+/// How one pass over the standby's journal ended.
+enum Pass {
+    /// Stopped (`stop`, or `stop_at`); boxed: the engine is large, and passes are few.
+    Stopped(Box<Stopped>),
+    /// The primary sent the engine image of `seq`: the journal is to start there.
+    Snapshot { seq: Seq, image: Vec<u8> },
+}
+
+/// Makes the engine image of `seq` the start of the standby's journal in `dir` (its writer
+/// stopped): the durable tip goes first (a shorter journal must not read as lost commands),
+/// then the segments, newest first (a crash midway leaves a shorter journal that still
+/// recovers), then the image is written durably as the snapshot of `seq`, then older
+/// snapshots go.
+fn install_snapshot(dir: &std::path::Path, seq: Seq, image: &[u8]) -> std::io::Result<()> {
+    match std::fs::remove_file(dir.join(peregrine_persist::tip::TIP_FILE)) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        Ok(()) | Err(_) => {}
+    }
+    for (_, path) in peregrine_persist::segment::list_segments(dir)?
+        .into_iter()
+        .rev()
+    {
+        std::fs::remove_file(path)?;
+    }
+    peregrine_persist::snapshot::write_snapshot(dir, seq, image)?;
+    for (old, path) in peregrine_persist::snapshot::list_snapshots(dir)? {
+        if old != seq {
+            std::fs::remove_file(path)?;
+        }
+    }
+    peregrine_persist::io::sync_dir(dir)
+}
+
+/// One pass: opens the journal, follows the primary until `stop`, `stop_at`, a fatal error or
+/// a snapshot to start from, and closes the journal.
+async fn follow_journal(
+    config: &StandbyConfig,
+    connector: &TlsConnector,
+    name: &rustls::pki_types::ServerName<'static>,
+    metrics: &StandbyMetrics,
+    stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Result<Pass, StandbyError> {
     let (recovered, writer) = peregrine_persist::open(&config.journal, config.engine.clone())?;
     let journal = writer.journal().clone();
     let start_seq = recovered.last_seq;
+    let position = Position {
+        next_seq: start_seq + 1,
+        term: journal.term(),
+        term_known: recovered.tail.last_term.is_some(),
+    };
+    // A primary of an older term than this journal's records is deposed.
+    config.term_floor.fetch_max(position.term, Ordering::AcqRel);
     let (apply_tx, apply_rx) = mpsc::channel(APPLY_QUEUE_MAX);
     let apply_config = config.clone();
     let apply_journal = journal.clone();
@@ -208,14 +355,14 @@ pub async fn run_until(
         .name("standby-acks".to_owned())
         .spawn(move || publish_durable(&ack_journal, &durable_tx))
         .map_err(StandbyError::Thread)?;
-    let fatal = follow(
-        &config,
-        TlsConnector::from(tls),
-        name,
-        start_seq + 1,
+    let end = follow(
+        config,
+        connector,
+        name.clone(),
+        position,
         &apply_tx,
         &durable_rx,
-        &metrics,
+        metrics,
         stop,
     )
     .await;
@@ -227,48 +374,59 @@ pub async fn run_until(
     let durable_seq = writer
         .shutdown()
         .map_err(|source| ApplyError::Journal { seq: 0, source })?;
-    match (fatal, applied) {
-        (Some(error), _) => Err(error),
-        (None, Err(error)) => Err(error.into()),
-        (None, Ok(engine)) => Ok(Stopped {
+    match (end, applied) {
+        (FollowEnd::Fatal(error), _) => Err(error),
+        (_, Err(error)) => Err(error.into()),
+        (FollowEnd::Snapshot { seq, image }, Ok(_)) => Ok(Pass::Snapshot { seq, image }),
+        (FollowEnd::Stopped, Ok(engine)) => Ok(Pass::Stopped(Box::new(Stopped {
             engine,
             durable_seq,
-        }),
+        }))),
     }
 }
 
-/// Runs sessions with the primary, one after the other, until `stop`, the apply side stops, or
-/// a fatal error (returned).
+/// Why [`follow`] returned.
+enum FollowEnd {
+    /// `stop`, or the apply side stopped.
+    Stopped,
+    /// Stop the standby.
+    Fatal(StandbyError),
+    /// Start again from the primary's snapshot of `seq`.
+    Snapshot { seq: Seq, image: Vec<u8> },
+}
+
+/// Runs sessions with the primary, one after the other, until `stop`, the apply side stops, a
+/// fatal error, or a snapshot to start from.
 #[allow(clippy::too_many_arguments)]
 async fn follow(
     config: &StandbyConfig,
-    connector: TlsConnector,
+    connector: &TlsConnector,
     name: rustls::pki_types::ServerName<'static>,
-    mut next_seq: Seq,
+    mut position: Position,
     apply_tx: &mpsc::Sender<Incoming>,
     durable_rx: &watch::Receiver<Seq>,
     metrics: &StandbyMetrics,
-    stop: impl std::future::Future<Output = ()>,
-) -> Option<StandbyError> {
-    let mut stop = std::pin::pin!(stop);
+    mut stop: std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> FollowEnd {
     // Bounded by the standby's life: one pass per session.
     loop {
         let end = tokio::select! {
             end = session(
                 config,
-                &connector,
+                connector,
                 name.clone(),
-                &mut next_seq,
+                &mut position,
                 apply_tx,
                 durable_rx.clone(),
                 metrics,
             ) => end,
-            () = &mut stop => SessionEnd::ApplyStopped,
+            () = stop.as_mut() => SessionEnd::ApplyStopped,
         };
         metrics.connected.set(0);
         let pause = match end {
-            SessionEnd::ApplyStopped => return None,
-            SessionEnd::Fatal(error) => return Some(error),
+            SessionEnd::ApplyStopped => return FollowEnd::Stopped,
+            SessionEnd::Fatal(error) => return FollowEnd::Fatal(error),
+            SessionEnd::Snapshot { seq, image } => return FollowEnd::Snapshot { seq, image },
             SessionEnd::Lost(reason) => {
                 metrics.sessions_failed.inc();
                 tracing::warn!(%reason, "standby: session with the primary ended; reconnecting");
@@ -293,7 +451,7 @@ async fn follow(
         if pause {
             tokio::select! {
                 () = tokio::time::sleep(config.reconnect_every) => {}
-                () = &mut stop => return None,
+                () = stop.as_mut() => return FollowEnd::Stopped,
             }
         }
     }
@@ -332,7 +490,7 @@ fn apply_loop(
     let mut applied = start_seq;
     // Bounded by the channel: one pass per record, until the sessions stop or stop_at.
     while config.stop_at.is_none_or(|stop| applied < stop) {
-        let Some(Incoming { seq, payload }) = incoming.blocking_recv() else {
+        let Some(Incoming { seq, term, payload }) = incoming.blocking_recv() else {
             break;
         };
         // Validated before it is journaled: a record the engine cannot read never becomes
@@ -341,7 +499,7 @@ fn apply_loop(
             .map_err(|reason| ApplyError::Payload { seq, reason })?;
         // Bounded by the writer: Busy clears as soon as it commits.
         loop {
-            match journal.append_sequenced(seq, &payload) {
+            match journal.append_sequenced(seq, term, &payload) {
                 Ok(_) => break,
                 Err(JournalError::Busy { .. }) => {
                     let _ = journal.wait_durable_after(journal.durable_seq(), WAIT_SLICE);
@@ -387,7 +545,7 @@ async fn session(
     config: &StandbyConfig,
     connector: &TlsConnector,
     name: rustls::pki_types::ServerName<'static>,
-    next_seq: &mut Seq,
+    position: &mut Position,
     apply: &mpsc::Sender<Incoming>,
     durable: watch::Receiver<Seq>,
     metrics: &StandbyMetrics,
@@ -417,22 +575,26 @@ async fn session(
     let final_durable = durable.clone();
     let hello = Frame::Hello {
         version: PROTOCOL_VERSION,
-        next_seq: *next_seq,
+        next_seq: position.next_seq,
+        last_term: position.term_known.then_some(position.term),
     };
     if let Err(error) = wire::write_frame(&mut writer, &hello).await {
         return wire_end(error);
     }
     metrics.connected.set(1);
-    tracing::info!(next_seq = *next_seq, "standby: connected to the primary");
+    tracing::info!(
+        next_seq = position.next_seq,
+        "standby: connected to the primary"
+    );
     let end = tokio::select! {
-        end = receive(reader, config, next_seq, apply, durable.clone(), metrics) => end,
+        end = receive(reader, config, position, apply, durable.clone(), metrics) => end,
         end = acknowledge(&mut writer, durable, metrics) => end,
     };
     match end {
         Ok(()) => {
             // Applying stopped with everything durable: say so before leaving, or the primary
             // would never hear of the last commits.
-            let durable_seq = wait_published(final_durable, *next_seq - 1).await;
+            let durable_seq = wait_published(final_durable, position.next_seq - 1).await;
             let _ = wire::write_frame(&mut writer, &Frame::Ack { durable_seq }).await;
             SessionEnd::ApplyStopped
         }
@@ -477,17 +639,56 @@ async fn acknowledge(
     }
 }
 
+/// Reads the CHUNKs of the engine image of `seq` (`image_bytes` long) that the primary sends
+/// when its journal no longer holds this standby's next record.
+async fn receive_image(
+    reader: &mut ReadHalf<TlsStream<TcpStream>>,
+    buf: &mut Vec<u8>,
+    seq: Seq,
+    image_bytes: u64,
+    position: &Position,
+) -> Result<Vec<u8>, SessionEnd> {
+    // A snapshot never takes a standby backwards, and its size is bounded before any byte.
+    if seq < position.next_seq || image_bytes == 0 || image_bytes > SNAPSHOT_MAX_BYTES {
+        return Err(SessionEnd::Retry(format!(
+            "a snapshot of {image_bytes} bytes at sequence {seq} refused (next is {})",
+            position.next_seq
+        )));
+    }
+    // Grown as chunks arrive, never sized from the announcement alone.
+    let mut image = Vec::new();
+    // Bounded by image_bytes: each pass adds at least one byte.
+    while (image.len() as u64) < image_bytes {
+        let frame = tokio::time::timeout(PRIMARY_SILENCE_MAX, wire::read_frame(reader, buf))
+            .await
+            .map_err(|_| SessionEnd::Retry("the primary went silent".to_owned()))?
+            .map_err(wire_end)?;
+        let Frame::Chunk { bytes } = frame else {
+            return Err(SessionEnd::Retry("expected a snapshot chunk".to_owned()));
+        };
+        if (image.len() + bytes.len()) as u64 > image_bytes {
+            return Err(SessionEnd::Retry(
+                "a snapshot longer than announced".to_owned(),
+            ));
+        }
+        image.extend_from_slice(bytes);
+    }
+    Ok(image)
+}
+
 /// Reads the primary's frames and queues its records for the apply thread.
 async fn receive(
     mut reader: ReadHalf<TlsStream<TcpStream>>,
     config: &StandbyConfig,
-    next_seq: &mut Seq,
+    position: &mut Position,
     apply: &mpsc::Sender<Incoming>,
     durable: watch::Receiver<Seq>,
     metrics: &StandbyMetrics,
 ) -> Result<(), SessionEnd> {
     let mut buf = Vec::with_capacity(BODY_MAX_BYTES);
     let mut lag = LagClock::new();
+    // The primary says its term first; 0 until then (and without leadership).
+    let mut sender_term = 0;
     // Bounded by the session: one pass per frame.
     loop {
         let frame =
@@ -498,23 +699,34 @@ async fn receive(
         let primary_durable_seq = match frame {
             Frame::Record {
                 seq,
+                term,
                 primary_durable_seq,
                 payload,
             } => {
-                if seq != *next_seq || payload.len() > PAYLOAD_MAX_BYTES {
+                if seq != position.next_seq || payload.len() > PAYLOAD_MAX_BYTES {
                     return Err(SessionEnd::Retry(format!(
-                        "the primary sent sequence {seq}, expected {next_seq}"
+                        "the primary sent sequence {seq}, expected {}",
+                        position.next_seq
                     )));
+                }
+                let seen = config.term_floor.load(Ordering::Acquire);
+                if let Err(stale) = check_term(seq, term, sender_term, seen, position.term) {
+                    metrics.stale_term_records.inc();
+                    tracing::warn!(%stale, "standby: a deposed primary's record refused");
+                    return Err(SessionEnd::Deposed(stale.to_string()));
                 }
                 if config.stop_at.is_none_or(|stop| seq <= stop) {
                     let incoming = Incoming {
                         seq,
+                        term,
                         payload: payload.to_vec(),
                     };
                     if apply.send(incoming).await.is_err() {
                         return Ok(());
                     }
-                    *next_seq += 1;
+                    position.next_seq += 1;
+                    position.term = term;
+                    position.term_known = true;
                     metrics.records.inc();
                 }
                 primary_durable_seq
@@ -540,9 +752,15 @@ async fn receive(
                     )));
                 }
                 config.followed.term.store(term, Ordering::Release);
+                sender_term = term;
                 continue;
             }
-            Frame::Hello { .. } | Frame::Ack { .. } => {
+            Frame::Snapshot { seq, image_bytes } => {
+                let image =
+                    receive_image(&mut reader, &mut buf, seq, image_bytes, position).await?;
+                return Err(SessionEnd::Snapshot { seq, image });
+            }
+            Frame::Hello { .. } | Frame::Ack { .. } | Frame::Chunk { .. } => {
                 return Err(SessionEnd::Retry(
                     "unexpected frame from the primary".to_owned(),
                 ));
@@ -558,5 +776,33 @@ async fn receive(
             .set(seq_gauge(primary_durable_seq));
         metrics.lag_records.set(seq_gauge(records));
         metrics.lag_seconds.set(seconds);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_refused_for_an_older_term_or_a_deposed_sender() {
+        // (seq, term, sender, seen, newest)
+        assert_eq!(check_term(7, 3, 3, 3, 3), Ok(()));
+        assert_eq!(check_term(7, 4, 4, 3, 3), Ok(()), "a newer term is taken");
+        assert_eq!(
+            check_term(7, 2, 3, 3, 3),
+            Err(StaleTerm::Record {
+                seq: 7,
+                term: 2,
+                newest: 3
+            })
+        );
+        assert_eq!(
+            check_term(7, 3, 3, 5, 3),
+            Err(StaleTerm::Sender {
+                seq: 7,
+                sender: 3,
+                seen: 5
+            })
+        );
     }
 }

@@ -222,6 +222,7 @@ fn clients_without_the_pairs_certificate_are_refused_before_any_record() {
         let hello = Frame::Hello {
             version: PROTOCOL_VERSION,
             next_seq: 1,
+            last_term: None,
         };
         // The write may already fail; the read must.
         let _ = wire::write_frame(&mut writer, &hello).await;
@@ -414,4 +415,333 @@ fn a_standby_that_saw_a_newer_term_refuses_every_record_of_an_older_primary() {
         ))
         .unwrap();
     assert_eq!(stopped.durable_seq, 1_000);
+}
+
+/// The nodes' engine limits (the test node's).
+fn node_engine() -> peregrine_hotpath::EngineConfig {
+    peregrine_hotpath::EngineConfig {
+        max_accounts: 64,
+        max_currencies: 4,
+        max_markets: 2,
+        max_orders: 1 << 14,
+        max_levels_per_side: 1_024,
+        max_open_orders_per_account: 1_000,
+        ..peregrine_hotpath::EngineConfig::default()
+    }
+}
+
+/// The first `count` commands of the test node's seeded flow.
+fn node_flow(count: usize) -> Vec<peregrine_hotpath::Envelope> {
+    let mut flow = peregrine_hotpath::sim::Flow::new(peregrine_hotpath::sim::FlowParams {
+        seed: 42,
+        accounts: 50,
+        markets: 1,
+        tracked_orders: 10_000,
+        ..peregrine_hotpath::sim::FlowParams::default()
+    });
+    let mut out = flow.setup();
+    out.truncate(count);
+    while out.len() < count {
+        out.push(flow.next_command());
+    }
+    out
+}
+
+/// A journal in `dir` that takes no snapshot (so it keeps every record to read back).
+fn unsnapshotted(dir: std::path::PathBuf) -> peregrine_persist::JournalConfig {
+    let mut config = peregrine_persist::JournalConfig::new(dir);
+    config.snapshot_every_commands = 0;
+    config.snapshot_every = None;
+    config
+}
+
+/// Appends `commands` and waits until they are durable.
+fn append_durable(journal: &peregrine_persist::Journal, commands: &[peregrine_hotpath::Envelope]) {
+    let mut last = 0;
+    for command in commands {
+        last = journal.append(command).unwrap();
+    }
+    journal.wait_durable(last, WAIT).unwrap();
+}
+
+/// The terms of the records in the journal at `dir`, in sequence order.
+fn record_terms(dir: &Path) -> Vec<u64> {
+    let mut tailer = peregrine_persist::follow::Tailer::new(
+        dir,
+        1,
+        peregrine_persist::follow::TornRecord::IsEnd,
+    );
+    let mut terms = Vec::new();
+    while tailer.next(u64::MAX).unwrap().is_some() {
+        terms.push(tailer.term());
+    }
+    terms
+}
+
+/// An in-process pair on loopback: a shipper of `journal` saying `term`, and a standby's
+/// configuration for it in `root/standby` with the leadership term floor `floor`.
+fn in_process_pair(
+    root: &Path,
+    journal: &peregrine_persist::Journal,
+    term: u64,
+    floor: &Arc<std::sync::atomic::AtomicU64>,
+) -> (peregrine_standby::Shipper, peregrine_standby::StandbyConfig) {
+    let files = |identity: &str| peregrine_standby::TlsFiles {
+        ca_cert: root.join("certs/ca.pem"),
+        cert: root.join(format!("certs/{identity}.pem")),
+        key: root.join(format!("certs/{identity}.key")),
+    };
+    let listener = tokio::net::TcpListener::from_std({
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        listener
+    })
+    .unwrap();
+    let shipper = peregrine_standby::Shipper::start(
+        listener,
+        files("primary").server_config().unwrap(),
+        peregrine_standby::ShipperConfig {
+            journal_dir: root.join("primary"),
+            standbys_max: 2,
+            heartbeat_every: Duration::from_millis(50),
+            term,
+        },
+        journal.clone(),
+        peregrine_standby::metrics::ShipMetrics::register(&prometheus::Registry::new()).unwrap(),
+    )
+    .unwrap();
+    let config = peregrine_standby::StandbyConfig {
+        primary_addr: shipper.local_addr().to_string(),
+        primary_name: "localhost".to_owned(),
+        journal: unsnapshotted(root.join("standby")),
+        engine: node_engine(),
+        reconnect_every: Duration::from_millis(50),
+        stop_at: None,
+        term_floor: Arc::clone(floor),
+        followed: Default::default(),
+    };
+    (shipper, config)
+}
+
+/// Appends `commands` to the empty `journal` at sequences 1.. as records of `term` (another
+/// node's history, as a standby copies it).
+fn copy_as(
+    journal: &peregrine_persist::Journal,
+    commands: &[peregrine_hotpath::Envelope],
+    term: u64,
+) {
+    let mut scratch = peregrine_persist::payload::Scratch::new();
+    for (index, command) in commands.iter().enumerate() {
+        peregrine_persist::payload::encode(command, &mut scratch).unwrap();
+        let seq = index as u64 + 1;
+        assert_eq!(journal.append_sequenced(seq, term, &scratch).unwrap(), seq);
+    }
+}
+
+/// Polls `reached` every 10 ms until it holds or [`WAIT`] passes.
+fn wait_until(what: &str, reached: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !reached() {
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn records_keep_their_term_and_a_primary_deposed_mid_session_has_no_record_accepted() {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let commands = node_flow(700);
+    let primary_config = unsnapshotted(root.path().join("primary"));
+    let (_, writer) = peregrine_persist::open(&primary_config, node_engine()).unwrap();
+    let journal = writer.journal().clone();
+    // Records 1..=200 written without leadership (term 0), then the leader of term 3.
+    append_durable(&journal, &commands[..200]);
+    assert_eq!(journal.raise_term(3), 3);
+    append_durable(&journal, &commands[200..500]);
+    let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (_shipper, config) = in_process_pair(root.path(), &journal, 3, &floor);
+    let standby_dir = config.journal.dir.clone();
+    let metrics =
+        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let standby = runtime.spawn(peregrine_standby::standby::run_until(
+        config,
+        files_client(root.path()),
+        metrics.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    wait_until("the standby follows", || metrics.durable_seq.get() == 500);
+    // Its etcd candidacy sees the leadership of term 5: the term-3 primary, still connected
+    // and still writing, is deposed, and none of its later records may be accepted.
+    floor.store(5, std::sync::atomic::Ordering::Release);
+    append_durable(&journal, &commands[500..700]);
+    wait_until("a deposed primary's record refused", || {
+        metrics.stale_term_records.get() >= 1 && metrics.deposed_refused.get() >= 1
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.send(()).unwrap();
+    let stopped = runtime.block_on(standby).unwrap().unwrap();
+    assert_eq!(
+        stopped.durable_seq, 500,
+        "a deposed primary's record accepted"
+    );
+    let terms = record_terms(&standby_dir);
+    assert_eq!(terms.len(), 500);
+    assert!(terms[..200].iter().all(|&t| t == 0), "terms not kept");
+    assert!(terms[200..].iter().all(|&t| t == 3), "terms not kept");
+    assert_eq!(writer.shutdown().unwrap(), 700);
+}
+
+fn files_client(root: &Path) -> Arc<rustls::ClientConfig> {
+    peregrine_standby::TlsFiles {
+        ca_cert: root.join("certs/ca.pem"),
+        cert: root.join("certs/standby.pem"),
+        key: root.join("certs/standby.key"),
+    }
+    .client_config()
+    .unwrap()
+}
+
+#[test]
+fn a_standby_whose_last_record_has_another_term_than_the_primarys_is_refused() {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let commands = node_flow(300);
+    // The standby's journal holds records 1..=100 of term 5 (a newer leader's)...
+    let standby_config = unsnapshotted(root.path().join("standby"));
+    let (_, standby_writer) = peregrine_persist::open(&standby_config, node_engine()).unwrap();
+    copy_as(standby_writer.journal(), &commands[..100], 5);
+    let mut scratch = peregrine_persist::payload::Scratch::new();
+    // ... and its journal refuses an older term itself, appending nothing.
+    peregrine_persist::payload::encode(&commands[100], &mut scratch).unwrap();
+    assert!(matches!(
+        standby_writer.journal().append_sequenced(101, 4, &scratch),
+        Err(peregrine_persist::JournalError::StaleTerm {
+            seq: 101,
+            term: 4,
+            newest: 5
+        })
+    ));
+    assert_eq!(standby_writer.shutdown().unwrap(), 100);
+    // A primary whose records at those sequences have term 3: another history.
+    let primary_config = unsnapshotted(root.path().join("primary"));
+    let (_, writer) = peregrine_persist::open(&primary_config, node_engine()).unwrap();
+    writer.journal().raise_term(3);
+    append_durable(writer.journal(), &commands);
+    let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (_shipper, config) = in_process_pair(root.path(), writer.journal(), 5, &floor);
+    let metrics =
+        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let stopped = runtime.block_on(peregrine_standby::standby::run_until(
+        config,
+        files_client(root.path()),
+        metrics.clone(),
+        tokio::time::sleep(Duration::from_secs(5)),
+    ));
+    assert!(
+        matches!(
+            stopped,
+            Err(peregrine_standby::StandbyError::Refused(
+                peregrine_standby::wire::RefuseReason::Diverged
+            ))
+        ),
+        "{stopped:?}"
+    );
+    assert_eq!(record_terms(&root.path().join("standby")), vec![5; 100]);
+    assert_eq!(writer.shutdown().unwrap(), 300);
+}
+
+#[test]
+fn a_standby_added_after_retention_trimmed_the_primary_catches_up_from_its_snapshot() {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let commands = node_flow(3_000);
+    // Small segments, a snapshot every 500 commands, one kept: retention trims the journal.
+    let mut primary_config = unsnapshotted(root.path().join("primary"));
+    primary_config.segment_bytes = 16 << 10;
+    primary_config.snapshot_every_commands = 500;
+    primary_config.snapshots_kept = 1;
+    let (recovered, writer) = peregrine_persist::open(&primary_config, node_engine()).unwrap();
+    let journal = writer.journal().clone();
+    journal.raise_term(2);
+    let mut engine = recovered.engine;
+    let mut snapshotter =
+        peregrine_persist::Snapshotter::start(&primary_config, journal.clone(), 0);
+    let trade = |engine: &mut peregrine_hotpath::Engine,
+                 snapshotter: &mut peregrine_persist::Snapshotter,
+                 commands: &[peregrine_hotpath::Envelope]| {
+        let mut events = Vec::new();
+        for command in commands {
+            let seq = journal.append(command).unwrap();
+            engine.apply(command, &mut events);
+            events.clear();
+            snapshotter.maybe_take(engine, seq).unwrap();
+        }
+    };
+    trade(&mut engine, &mut snapshotter, &commands[..2_000]);
+    // A burst outruns the snapshot helper: take the one at 2 000 once it is free.
+    wait_until("the first snapshot", || snapshotter.written_seq() > 0);
+    snapshotter.take(&engine, 2_000).unwrap();
+    wait_until("the snapshot at 2 000", || {
+        snapshotter.written_seq() == 2_000
+    });
+    let primary_dir = root.path().join("primary");
+    wait_until("retention trims the primary's journal", || {
+        let segments = peregrine_persist::segment::list_segments(&primary_dir).unwrap();
+        segments.first().is_some_and(|&(first, _)| first > 500)
+    });
+    // The standby holds the primary's first 50 records: the snapshot replaces them.
+    let standby_config = unsnapshotted(root.path().join("standby"));
+    let (_, standby_writer) = peregrine_persist::open(&standby_config, node_engine()).unwrap();
+    copy_as(standby_writer.journal(), &commands[..50], 2);
+    assert_eq!(standby_writer.shutdown().unwrap(), 50);
+    let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (shipper, config) = in_process_pair(root.path(), &journal, 2, &floor);
+    let metrics =
+        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let standby = runtime.spawn(peregrine_standby::standby::run_until(
+        config,
+        files_client(root.path()),
+        metrics.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    wait_until("the standby catches up", || {
+        metrics.durable_seq.get() == 2_000
+    });
+    // Then it follows the primary's trading like any standby.
+    trade(&mut engine, &mut snapshotter, &commands[2_000..]);
+    wait_until("the standby follows", || metrics.durable_seq.get() == 3_000);
+    stop.send(()).unwrap();
+    let stopped = runtime.block_on(standby).unwrap().unwrap();
+    drop(shipper);
+    snapshotter.finish().unwrap();
+    assert_eq!(writer.shutdown().unwrap(), 3_000);
+    assert_eq!(metrics.snapshots_installed.get(), 1);
+    assert!(
+        stopped.engine.snapshot().unwrap() == engine.snapshot().unwrap(),
+        "the standby's engine differs from the primary's"
+    );
+    // Its journal starts at the snapshot, and recovers alone to the same state.
+    let standby_dir = root.path().join("standby");
+    let snapshots = peregrine_persist::snapshot::list_snapshots(&standby_dir).unwrap();
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let snapshot_seq = snapshots[0].0;
+    assert!(snapshot_seq >= 500, "snapshot at {snapshot_seq}");
+    let segments = peregrine_persist::segment::list_segments(&standby_dir).unwrap();
+    assert_eq!(segments[0].0, snapshot_seq + 1);
+    let recovered = peregrine_persist::recover(&standby_config, node_engine()).unwrap();
+    assert_eq!(recovered.last_seq, 3_000);
+    assert!(recovered.engine.snapshot().unwrap() == engine.snapshot().unwrap());
 }
