@@ -254,8 +254,8 @@ pub use cluster::{
 };
 pub use command::{
     Actor, AuditAnchor, CancelReplace, CommandKind, Envelope, FeeRates, MarketRisk, MarketSize,
-    MarketSpec, MarketState, MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention, Service,
-    TimeInForce,
+    MarketSpec, MarketState, MarketUpdate, NewOrder, OrderKind, OrderRef, SelfTradePrevention,
+    Service, TimeInForce,
 };
 pub use config::EngineConfig;
 pub use engine::{Engine, OrderView};
