@@ -102,11 +102,12 @@ mod tests {
                 "get",
                 &["200", "400", "401", "403", "503"],
             ),
-            // Path (400), own request (403), id (404), not awaiting or reviewed (409).
+            // Path (400), own request (403), id (404), not awaiting or reviewed (409), no
+            // wallets (422), wallet store down (503).
             (
                 "/control/v1/withdrawal-requests/{id}/{action}",
                 "post",
-                &["200", "400", "401", "403", "404", "409", "503"],
+                &["200", "400", "401", "403", "404", "409", "422", "503"],
             ),
             (
                 "/control/v1/users",

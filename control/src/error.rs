@@ -101,9 +101,10 @@ pub enum ControlError {
     /// The wallet store refused a withdrawal request's review, or has no such request.
     #[error(transparent)]
     Queue(#[from] crate::withdrawal_requests::QueueError),
-    /// `[wallets]` is off: there is no withdrawal queue.
+    /// `[wallets]` is off: nothing is withdrawn on a chain, so there is no request to review
+    /// (422, as the REST edge's `withdraw.unsupported`: a fact of this appliance, not an outage).
     #[error("the wallets are not configured: there are no withdrawal requests")]
-    WalletsUnavailable,
+    WalletsOff,
     /// No user with that uid.
     #[error("no user {0}")]
     UnknownUser(String),
@@ -167,7 +168,7 @@ impl ControlError {
                 return Cow::Owned(format!("control.command.{}", reason.name()));
             }
             Self::Queue(error) => error.code(),
-            Self::WalletsUnavailable => "control.wallets.unavailable",
+            Self::WalletsOff => "control.wallets.unsupported",
             Self::UnknownUser(_) => "control.user.doesnt_exist",
             Self::UserState { .. } => "control.user.wrong_state",
             Self::UnknownSession(_) => "control.session.doesnt_exist",
@@ -202,12 +203,11 @@ impl ControlError {
             Self::UnknownUser(_) | Self::UnknownSession(_) => StatusCode::NOT_FOUND,
             Self::UserState { .. } => StatusCode::CONFLICT,
             Self::Login { status, .. } => *status,
-            Self::WalletsUnavailable | Self::ReplicaUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::ReplicaUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Rejected(_)
             | Self::InvalidField { .. }
             | Self::Unprocessable(_)
+            | Self::WalletsOff
             | Self::WalletDepositId(_)
             | Self::ReservedDepositId(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Busy | Self::Unavailable | Self::StoreUnavailable => {

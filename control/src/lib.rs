@@ -33,7 +33,8 @@
 //! `control.deposit.reserved_id` (in the adjustments' range, 2^61 to 2^62), 422
 //! `control.command.<reason>` (the engine refused; `reason` and `reason_code` too), 503
 //! `control.server.busy`/`control.server.unavailable`/`control.store.unavailable`/
-//! `control.wallets.unavailable`/`control.replica.unavailable`. The login keeps identity's
+//! `control.wallets.unavailable`/`control.replica.unavailable`, 422 `control.wallets.unsupported` (no
+//! `[wallets]`). The login keeps identity's
 //! codes (`identity.session.invalid_otp`, ...).
 //!
 //! Every request counts in `peregrine_control_requests_total{route,status}` and

@@ -28,6 +28,7 @@ const NS_PER_MS: u64 = 1_000_000;
 #[into_params(parameter_in = Query)]
 pub(crate) struct SearchQuery {
     /// The account (required).
+    #[param(format = "uint32", minimum = 0, maximum = 4294967295_u64)]
     account: Option<u32>,
     /// Only this market, e.g. `btcusd`.
     market: Option<String>,

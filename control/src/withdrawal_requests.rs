@@ -10,8 +10,10 @@
 //! `withdrawal.funds` there).
 //!
 //! The wallet store lives in `peregrine-wallet`, which this crate does not depend on: the
-//! appliance hands in a [`WithdrawalQueue`] when `[wallets]` is on; without it these routes
-//! answer 503 `control.wallets.unavailable`. Four-eyes: the reviewer is an operator (never the
+//! appliance hands in a [`WithdrawalQueue`] when `[wallets]` is on; without it the list is
+//! empty and a review answers 422 `control.wallets.unsupported` (as the REST edge's
+//! `withdraw.unsupported`); a wallet store that does not answer is 503
+//! `control.wallets.unavailable`. Four-eyes: the reviewer is an operator (never the
 //! break-glass token), never the requester (checked through [`peregrine_auth::four_eyes`],
 //! audited, and again by the store inside its transaction), and reviews a request once.
 
@@ -159,7 +161,7 @@ fn queue(state: &ControlState) -> Result<&dyn WithdrawalQueue, ControlError> {
     state
         .withdrawal_queue
         .as_deref()
-        .ok_or(ControlError::WalletsUnavailable)
+        .ok_or(ControlError::WalletsOff)
 }
 
 fn decimal_of(state: &ControlState, request: QueuedWithdrawal) -> QueuedJson {
@@ -198,7 +200,11 @@ pub(crate) async fn list(
         .await?;
     let Query(query) = query.map_err(|e| ControlError::BadRequest(e.body_text()))?;
     let wanted = query.state.as_deref().unwrap_or("awaiting_approval");
-    let rows = queue(&state)?.list(wanted, QUEUE_ROWS_MAX).await?;
+    // No wallets, no requests (in any state).
+    let Some(queue) = state.withdrawal_queue.as_deref() else {
+        return Ok(Json(Vec::new()));
+    };
+    let rows = queue.list(wanted, QUEUE_ROWS_MAX).await?;
     Ok(Json(
         rows.into_iter().map(|r| decimal_of(&state, r)).collect(),
     ))
@@ -217,7 +223,7 @@ pub(crate) async fn list(
     responses((status = 200, body = ReviewedJson), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 503, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub(crate) async fn review(
     State(state): State<ControlState>,
     client: Client,

@@ -374,6 +374,21 @@ async fn an_adjustment_applies_once_after_a_second_operator_approves_it() {
     let (status, body) = control(&up, Method::POST, &approve, &creator, json!({})).await;
     assert_eq!(status, 403, "{body}");
     assert_eq!(body["errors"][0], "control.adjustment.own_proposal");
+    // Without [wallets] there is no withdrawal request: an empty queue, and a review is 422
+    // (a fact of this appliance, not an outage: never a 5xx).
+    let (status, queue) = control(
+        &up,
+        Method::GET,
+        "withdrawal-requests",
+        &approver,
+        Value::Null,
+    )
+    .await;
+    assert_eq!((status, queue.clone()), (200, json!([])), "{queue}");
+    let review = "withdrawal-requests/1/approve";
+    let (status, body) = control(&up, Method::POST, review, &approver, json!({})).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0], "control.wallets.unsupported");
     let (_, pending) = control(&up, Method::GET, "adjustments", &approver, Value::Null).await;
     assert!(
         pending.as_array().unwrap().iter().any(|a| a["id"] == id),
