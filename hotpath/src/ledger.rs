@@ -107,12 +107,13 @@ impl Ledger {
         unsafe { self.totals.get_unchecked_mut(currency.0 as usize) }
     }
 
-    /// The cell at `index` on a trade's settlement, without a bounds check (measured, session 12
-    /// in perf/RESULTS.md). Invariant: both accounts of a trade are below the engine's
-    /// `max_accounts` (a command's account is checked before it can place an order, a
-    /// snapshot's on restore) and its currency below `currencies`, so `index` is below
-    /// `accounts * currencies`, the table's length, which never changes. Checked in debug
-    /// builds.
+    /// The cell at `index` on a trade's settlement and an unlock, without a bounds check
+    /// (measured, session 12 in perf/RESULTS.md). Invariant: the account of every live order
+    /// and pending withdrawal, hence of every trade and unlock, is below the engine's
+    /// `max_accounts` (a command's account is checked before it can place an order or hold
+    /// funds, a snapshot's on restore), and its currency below `currencies`, so `index` is
+    /// below `accounts * currencies`, the table's length, which never changes. Checked in
+    /// debug builds.
     #[inline(always)]
     fn cell_mut(&mut self, index: usize) -> &mut Balance {
         debug_assert!(index < self.cells.len(), "balance cell beyond the table");
@@ -220,7 +221,7 @@ impl Ledger {
     #[inline]
     pub(crate) fn unlock(&mut self, account: AccountId, currency: CurrencyId, amount: u64) {
         let i = self.index(account, currency);
-        let cell = &mut self.cells[i];
+        let cell = self.cell_mut(i);
         assert!(cell.locked >= amount, "unlock beyond locked");
         cell.locked -= amount;
         cell.available += amount;
