@@ -898,9 +898,8 @@ impl Engine {
             Side::Buy => market.quote_amount(price, qty),
             Side::Sell => market.base_amount(qty),
         };
-        if needed > order.locked
-            && self.ledger.get(r.account, spend).available < needed - order.locked
-        {
+        let cell = self.ledger.cell(r.account, spend);
+        if needed > order.locked && self.ledger.available_at(cell) < needed - order.locked {
             return Err(rejected(RejectReason::InsufficientBalance));
         }
         let bucket = self.check_rate(r.account, ts)?;
@@ -908,7 +907,7 @@ impl Engine {
         // ---- execute ----
         self.commit_rate(r.account, bucket);
         if needed > order.locked {
-            let locked = self.ledger.lock(r.account, spend, needed - order.locked);
+            let locked = self.ledger.lock_at(cell, needed - order.locked);
             debug_assert!(locked.is_ok());
         } else if needed < order.locked {
             self.ledger.unlock(r.account, spend, order.locked - needed);
