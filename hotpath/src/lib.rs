@@ -89,14 +89,20 @@
 //!
 //! Everything is bounded by [`EngineConfig`] and allocated up front: an order slab with slot
 //! indices instead of pointers (order ids encode their slot, so cancel by id is O(1) with no
-//! hashing), a client-id index with open addressing (never rehashes), price levels in sorted
-//! vectors with the best price last, pending stops per market. A command that would exceed a
-//! limit is rejected (`OrderCapacity`, `BookFull`, `TooManyOpenOrders`, ...), never grown into.
+//! hashing), a client-id index with open addressing (never rehashes), price levels in a
+//! direct-indexed window near the touch over a sorted vector with the best price last, pending
+//! stops per market. A command that would exceed a limit is rejected (`OrderCapacity`,
+//! `BookFull`, `TooManyOpenOrders`, ...), never grown into.
 //!
 //! # Data structures, and why they won
 //!
 //! Measured by instructions per command (`scripts/instructions`, callgrind over `bench
-//! matching`'s seeded flow and its flash-crash variant; figures in `perf/RESULTS.md`):
+//! matching`'s seeded flow and its flash-crash variant; figures in `perf/RESULTS.md`), with risk
+//! and the ledger on: 980.3 on the realistic flow before issue #20 (session 6), 440.4 after
+//! session 12 (2.2x fewer); the flash crash 499.4 (857.8 before, when the band still refused
+//! the passive orders that now rest). Events and snapshots stayed byte-identical through every
+//! step after the band change (session 6) and the balance fields (event format 2, session 9).
+//! What each structure won:
 //!
 //! - **Client-id index**: open addressing over `(32-bit hash, slot)` entries. A probe compares
 //!   hashes and reads an order only on a hash match, and backward-shift deletion takes each
@@ -104,7 +110,10 @@
 //!   miss per probed entry when keys were compared through it). A cancel by client id removes
 //!   the entry where its lookup found it; the version counter that catches a stale vacancy is
 //!   kept in debug builds only (release builds check the position is still empty), which took
-//!   live values and spills off the new-order path (525.8 -> 516.2, session 10).
+//!   live values and spills off the new-order path (525.8 -> 516.2, session 10). Its three
+//!   walks (probe, position lookup, backward shift) are bounded by the prefix size, kept as a
+//!   `NonZeroUsize` next to the mask: bounded by `mask + 1`, each walk first tested whether
+//!   that wrapped to zero (450.7 -> 446.9, session 12).
 //! - **Price levels**: a vector sorted with the best level last (a match, a cancel at the touch
 //!   and a new order near it touch the end of the vector). A level that empties away from the
 //!   touch stays as an empty tombstone instead of shifting every better level down; a new
@@ -139,22 +148,33 @@
 //!   the stack and copied (593.1 -> 561.8 instructions per command, session 10). The match loop
 //!   reads the incoming order's fixed fields once per take (`Taker`), edits the resting order's
 //!   quantity and lock where it lies, and takes the trade off the best level and unlinks a
-//!   filled maker from its head in one call, without a search (`fill_best_head`). Each order keeps the currency it locks, so ending it needs no market
-//!   lookup. A hot/cold split (128 bytes, two cache lines) measured more instructions and no
-//!   fewer cache misses on these books, and removing whole-order copies changed nothing: the
-//!   compiler already loads only the fields used (`perf/RESULTS.md`, sessions 6 and 7).
+//!   filled maker from its head in one call, without a search (`fill_best_head`). Each order
+//!   keeps the currency it locks, so ending it needs no market lookup. A hot/cold split (128
+//!   bytes, two cache lines) measured more instructions and no fewer cache misses on these
+//!   books, and removing whole-order copies changed nothing: the compiler already loads only
+//!   the fields used (`perf/RESULTS.md`, sessions 6 and 7).
 //! - **Command path**: a GTC or post-only limit order (or a replace) that does not cross the
 //!   opposite best goes straight to the book without entering the match loop, whose setup
 //!   (the incoming order's fields, a large stack frame) it never needed (-4 %, session 8).
 //!   Such an order is built already resting (its lock is exactly what resting needs) and, with
 //!   no trade, skips the stop check (525.8 from 540.5, session 10). The band's limits are kept
 //!   per market and recomputed only when the last price or the risk changes, not per order
-//!   (540.5 from 561.8). The order and cancel paths were chains of small out-of-line calls (client-id probe and
-//!   removal, order lookup, cancel, finish, slab insert and removal, ledger lock and
-//!   settlement, rate check, capacity check), each saving and restoring registers; they are
-//!   forced inline, one at a time and kept only where the count fell (-10 % together; inlining
-//!   `take`, `rest` or `BookSide::unlink` measured worse or no better; the client index's insert
-//!   at a vacancy and a filled maker's unlink joined them in session 11).
+//!   (540.5 from 561.8). The order and cancel paths were chains of small out-of-line calls
+//!   (client-id probe and removal, order lookup, cancel, finish, slab insert and removal,
+//!   ledger lock and settlement, rate check, capacity check), each saving and restoring
+//!   registers; they are forced inline, one at a time and kept only where the count fell (-10 %
+//!   together; inlining `take`, `rest` or `BookSide::unlink` measured worse or no better; the
+//!   client index's insert at a vacancy and a filled maker's unlink joined them in session
+//!   11).
+//! - **Dispatch**: `Engine::apply` is one function with one `match` over every command kind,
+//!   every handler inlined, so each command pays one frame and one jump table. Moving the
+//!   rarely seen kinds (funds, markets, accounts, mass cancel) out of it measured worse every
+//!   way it was tried (one cold out-of-line function for all of them: 450.7 -> 461.9; each
+//!   rare handler out of line: 455.0, and 462.4 marked cold; session 12): what they change is
+//!   register allocation on the order paths, not the dispatch. For the same reason the event
+//!   vector's length that `apply`'s reject assertion compares is read in debug builds only:
+//!   read in every build, it was kept in a stack slot the event pushes then used (442.6 ->
+//!   440.4, session 12).
 //! - **Reject paths**: every reject reason is built by `rejected`, a cold function never
 //!   inlined, so each reject site is a cold block of its own. Funnelled into one block that
 //!   took the reason in a register, they made the compiler set that register before each check
@@ -169,9 +189,14 @@
 //!   per-currency totals) are read through small accessors without a bounds check; each states
 //!   why its index is in bounds and `debug_assert!`s it, so every (debug) test still checks it
 //!   (-7 %, session 8 round 2; the totals -6.6 and a known market read without checking it is
-//!   there -2.7, session 11). The ledger's cells keep their checks (unchecked measured worse),
-//!   except a new order's: its cell index is computed and checked once for the balance check
-//!   and the lock (516.2 -> 510.8, session 10).
+//!   there -2.7, session 11). The ledger's cells on the order path too (session 12): a new
+//!   order's and a replace's cell index is computed once for the balance check and the lock
+//!   (516.2 -> 510.8, session 10) and checked in debug builds only (-1.3); a trade's two
+//!   settlements (-1.2) and an unlock (-0.5) read their cells unchecked, the accounts being
+//!   those of live orders or pending withdrawals, checked when they entered. (Unchecked cells
+//!   measured worse three times in session 8, when `apply` spilled more; they won once the
+//!   spills had gone.) A settlement's overflow check sums the cell and the amount in `u128`
+//!   and compares once, where two checked `u64` adds kept a carry and two branches (-1.2).
 //! - **Balances in the events**: format 1 appended a `Balance` event per changed cell after each
 //!   command (the state after), which cost ~130 instructions a command: recording the touched
 //!   cells, sorting them (~22) and writing ~1.7 more events (~17 each); cheaper ways to build
