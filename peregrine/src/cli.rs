@@ -79,7 +79,8 @@ pub struct UpArgs {
     pub demo: bool,
 
     /// Run as a hot standby of the primary whose [replication] listen address is ADDR
-    /// (host:port): follow its journal, open no gateway (standby.of)
+    /// (host:port): follow its journal, open no gateway (standby.of). `leader`: lead if the
+    /// etcd lease is free, else follow its holder at [leadership] peer_address
     #[arg(long, value_name = "ADDR")]
     pub standby_of: Option<String>,
 }

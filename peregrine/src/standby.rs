@@ -128,6 +128,77 @@ pub async fn lead(config: &Config) -> Result<Option<Leadership>, StandbyUpError>
     }
 }
 
+/// What `standby.of = "leader"` chose at start.
+#[derive(Debug)]
+pub enum Role {
+    /// The lease was free and this node took it: it trades.
+    Lead(Leadership),
+    /// Another node holds the lease: follow it at this address (`leadership.peer_address`).
+    Follow {
+        /// The holder's node name.
+        node: String,
+        /// Its shipping address.
+        address: String,
+    },
+}
+
+/// `standby.of = "leader"`: takes the lease if it is free, or names its holder to follow.
+/// While the holder is this node's own previous run (its lease not expired yet), waits like
+/// [`lead`], bounded by two lease times.
+pub async fn choose_role(config: &Config) -> Result<Role, StandbyUpError> {
+    let Some(leader) = leader_config(config)? else {
+        return Err(StandbyUpError::Task(
+            "standby.of = \"leader\" needs leadership.etcd".to_owned(),
+        ));
+    };
+    let deadline = tokio::time::Instant::now() + leader.lease_ttl * 2 + Duration::from_secs(1);
+    // Bounded by the deadline.
+    loop {
+        let outcome = try_lead(&leader).await;
+        let late = tokio::time::Instant::now() >= deadline;
+        match outcome {
+            Ok(Ok(leadership)) => return Ok(Role::Lead(leadership)),
+            Ok(Err(Some(holder))) if holder.value != leader.node => {
+                let address = config.leadership.peer_of(&holder.value);
+                tracing::info!(node = %holder.value, %address, term = holder.term, "following the leader");
+                return Ok(Role::Follow {
+                    node: holder.value,
+                    address,
+                });
+            }
+            Ok(Err(Some(holder))) if late => {
+                return Err(StandbyUpError::Led {
+                    node: holder.value,
+                    term: holder.term,
+                });
+            }
+            Err(error) if late => return Err(error.into()),
+            Ok(Err(_)) => tracing::info!("leadership: waiting for the previous lease to expire"),
+            Err(error) => tracing::warn!(%error, "leadership: etcd not answering; retrying"),
+        }
+        tokio::time::sleep(leader.renew_every()).await;
+    }
+}
+
+/// The configuration `up` goes on with once [`choose_role`] chose: a leader is no standby; a
+/// follower follows the holder's address, and checks the holder's certificate against
+/// `standby.primary_name` with `{node}` replaced by the holder's name.
+pub fn with_role(loaded: &Loaded, role: &Role) -> Loaded {
+    let mut resolved = loaded.clone();
+    match role {
+        Role::Lead(_) => resolved.config.standby.of.clear(),
+        Role::Follow { node, address } => {
+            resolved.config.standby.of.clone_from(address);
+            resolved.config.standby.primary_name = resolved
+                .config
+                .standby
+                .primary_name
+                .replace(crate::config::replication::NODE_PLACEHOLDER, node);
+        }
+    }
+    resolved
+}
+
 /// Holds the leadership while `up` trades: the process exits ([`EXIT_DEPOSED`]) at its fence
 /// ([`peregrine_standby::leader::ACK_FENCE`] after the send of its last successful renewal, or
 /// as soon as etcd says the lease is gone), so a deposed primary acknowledges nothing more;
@@ -392,7 +463,8 @@ pub async fn serve_standby(
     let router = http::router(AppState {
         metrics,
         readiness: readiness.clone(),
-    });
+    })
+    .merge(http::serving_standby());
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(http::serve(listener, router, async move {
         let _ = http_stopped.await;

@@ -367,3 +367,54 @@ fn replay_prints_the_actors_of_the_journal() {
         "{stdout}"
     );
 }
+
+/// The appliance's configuration in the Kubernetes manifests is one the binary accepts, and
+/// it runs the pair as the README says: both pods choose their role through etcd's lease
+/// (`standby.of = "leader"`), acknowledge only what the standby has too, and name themselves
+/// by the pod name the StatefulSet gives (`PEREGRINE_LEADERSHIP__NODE`).
+#[test]
+fn the_kubernetes_appliance_configuration_loads_and_runs_a_leased_pair() {
+    let manifest =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/base/appliance/configmap.yaml");
+    let manifest = std::fs::read_to_string(manifest).unwrap();
+    // The block scalar under `peregrine.toml: |`, its four-space indent removed.
+    let toml: String = manifest
+        .lines()
+        .skip_while(|line| line.trim() != "peregrine.toml: |")
+        .skip(1)
+        .take_while(|line| line.is_empty() || line.starts_with("    "))
+        .map(|line| format!("{}\n", line.strip_prefix("    ").unwrap_or(line)))
+        .collect();
+    assert!(
+        toml.contains("[leadership]"),
+        "no configuration found:\n{toml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pod.toml"), toml).unwrap();
+    let output = peregrine(dir.path())
+        .args(["up", "--config", "pod.toml", "--print-config"])
+        .env("PEREGRINE_LEADERSHIP__NODE", "appliance-0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "refused: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "of = \"leader\"",
+        "node = \"appliance-0\"",
+        "ack = \"replicated\"",
+        "peer_address = \"{node}.appliance.peregrine-hotpath.svc:7100\"",
+    ] {
+        assert!(stdout.contains(expected), "{expected} missing:\n{stdout}");
+    }
+    // Without the pod's name the pair cannot tell its nodes apart: refused.
+    let output = peregrine(dir.path())
+        .args(["up", "--config", "pod.toml", "--print-config"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr_line(&output).contains("leadership.node"));
+}

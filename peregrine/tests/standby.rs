@@ -67,10 +67,15 @@ struct Standby {
 
 impl Standby {
     fn start(dir: &Path, primary: &str) -> Standby {
-        let (mut child, lines) = spawn(
+        Standby::start_with(
             dir,
             &["up", "--log-format", "json", "--standby-of", primary],
-        );
+        )
+    }
+
+    /// A node whose `up` (with `args`) is expected to start as a standby.
+    fn start_with(dir: &Path, args: &[&str]) -> Standby {
+        let (mut child, lines) = spawn(dir, args);
         let deadline = Instant::now() + PROCESS_TIMEOUT;
         let mut http = None;
         let mut seen = Vec::new();
@@ -589,6 +594,92 @@ fn check_journal(journal: &Path, acked: &std::collections::HashMap<(u32, u64), u
 }
 
 /// `child`'s exit status, polled every 5 ms; fails if it still runs after `bound`.
+/// One node of a pair whose role the lease chooses (`[standby] of = "leader"`): it ships on a
+/// fixed loopback port, which is also its node name, so `peer_address = "{node}"`.
+fn leader_node(root: &Path, etcd: &str, traders: &[Trader]) -> (Node, String) {
+    let address = format!("127.0.0.1:{}", free_port());
+    let dir = root.join(address.replace([':', '.'], "-"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let certs = |f: &str| root.join(f).display().to_string();
+    let extra = format!(
+        "[journal]\nack = \"replicated\"\nsnapshot_every_commands = 0\nsnapshot_every_ms = 0\n\n\
+         [replica]\nenabled = false\n\n\
+         [replication]\nlisten = \"{address}\"\nca_cert = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n\
+         heartbeat_every_ms = 20\nwithout_standby = \"degrade\"\n\n\
+         [standby]\nof = \"leader\"\nreconnect_every_ms = 50\n\n\
+         [leadership]\netcd = \"{etcd}\"\nprefix = \"/peregrine/roles/\"\nnode = \"{address}\"\n\
+         lease_ttl_ms = 1000\npeer_address = \"{{node}}\"\n",
+        certs("ca.pem"),
+        certs("node.pem"),
+        certs("node.key"),
+    );
+    write_config(&dir, traders, &extra);
+    (Node { dir }, address)
+}
+
+/// The status of `/health/serving` at the node whose operator plane is `http`.
+async fn serving(http: &str) -> u16 {
+    http_client()
+        .get(format!("{http}/health/serving"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// One configuration for both nodes (`[standby] of = "leader"`, as the Kubernetes StatefulSet
+/// runs them): the first node finds the lease free and trades; the second finds it held and
+/// follows its holder at `peer_address`; after the primary's SIGKILL the follower takes over,
+/// and the killed node, restarted with the same configuration and its journal, follows the new
+/// primary instead of refusing to start, and catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_follow_the_leader_take_their_roles_from_the_lease() {
+    let root = tempfile::tempdir().unwrap();
+    let etcd = PrivateEtcd::start(&root.path().join("etcd"))
+        .await
+        .expect("etcd (Debian's etcd-server) must be installed; ETCD_BIN names it otherwise");
+    write_certs(root.path());
+    let trader = Trader::new(1);
+    let (a, a_address) = leader_node(root.path(), etcd.endpoint(), &[trader]);
+    let (b, b_address) = leader_node(root.path(), etcd.endpoint(), &[trader]);
+    let args = ["up", "--log-format", "json"];
+    let primary = Up::start(&a.dir);
+    assert_eq!(shipping_addr(&primary), a_address);
+    primary.deposit(trader.account, "usd", "100000000", 1).await;
+    let standby = Standby::start_with(&b.dir, &args);
+    wait_in_sync(&primary, &standby).await;
+    // What a load balancer asks: only the primary serves, the standby keeps up but does not.
+    assert_eq!(serving(&primary.http).await, 200);
+    assert_eq!(serving(&standby.http).await, 503);
+    let client = primary.connect(&trader).await;
+    let before = place(&client, 1, 5).await;
+    drop(client);
+    wait_in_sync(&primary, &standby).await;
+
+    primary.kill();
+    let promoted = tokio::task::block_in_place(|| standby.promoted());
+    assert_eq!(shipping_addr(&promoted), b_address);
+    let client = promoted.connect(&trader).await;
+    let after = place(&client, 100, 5).await;
+    assert!(
+        after > before,
+        "the new primary goes on after {before}: {after}"
+    );
+    drop(client);
+
+    // The killed node keeps its journal (every record of it was shipped: `replicated`) and
+    // its configuration: the lease is b's, so it follows b.
+    let rejoined = Standby::start_with(&a.dir, &args);
+    wait_in_sync(&promoted, &rejoined).await;
+    assert_eq!(serving(&promoted.http).await, 200);
+    assert_eq!(serving(&rejoined.http).await, 503);
+    drop(rejoined);
+    promoted.stop();
+    let (a_seq, _) = engine_image(&a.dir.join("data/journal"));
+    assert!(a_seq >= after, "the rejoined node has {a_seq} of {after}");
+}
+
 async fn exit_within(child: &mut Child, bound: Duration, what: &str) -> std::process::ExitStatus {
     let from = Instant::now();
     // Bounded by `bound`.

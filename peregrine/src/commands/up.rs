@@ -214,13 +214,28 @@ async fn refuse_a_replica_ahead_of_the_journal(
 }
 
 async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), UpError> {
-    let (config, config_file) = (&loaded.config, loaded.file.as_deref());
     // Installed first: a SIGTERM during start-up then stops gracefully instead of killing.
     let mut signals = StopSignals::install().map_err(UpError::Signals)?;
+    // `standby.of = "leader"`: the lease decides which side this node starts as.
+    let (chosen, taken) = if loaded.config.standby.follows_leader() {
+        let role = crate::standby::choose_role(&loaded.config).await?;
+        let resolved = crate::standby::with_role(loaded, &role);
+        let taken = match role {
+            crate::standby::Role::Lead(leadership) => Some(leadership),
+            crate::standby::Role::Follow { .. } => None,
+        };
+        (Some(resolved), taken)
+    } else {
+        (None, None)
+    };
+    let loaded = chosen.as_ref().unwrap_or(loaded);
+    let (config, config_file) = (&loaded.config, loaded.file.as_deref());
     // A standby opens no gateway: it follows the primary until stopped, or until promoted
     // (`[leadership]`), when it goes on as the primary on the journal it kept. A primary with
     // `[leadership]` takes the lease before it opens the journal.
-    let leadership = if config.standby.is_standby() {
+    let leadership = if taken.is_some() {
+        taken
+    } else if config.standby.is_standby() {
         match crate::standby::serve_standby(loaded, &mut signals).await? {
             Some(leadership) => Some(leadership),
             None => return Ok(()),
@@ -548,10 +563,11 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         addr: config.http.listen,
         source,
     })?;
-    let mut router = http::router(AppState {
+    let state = AppState {
         metrics,
         readiness: readiness.clone(),
-    });
+    };
+    let mut router = http::router(state.clone()).merge(http::serving_primary(state));
     let control_on = control.is_some();
     let control_token_path = control.as_ref().and_then(|(_, path)| path.clone());
     if let Some((control_router, _)) = control {

@@ -99,8 +99,9 @@ impl WithoutStandbyName {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StandbySection {
-    /// The primary's shipping address (`host:port`); empty: this node is not a standby.
-    /// Flag: `up --standby-of ADDR`.
+    /// The primary's shipping address (`host:port`); empty: this node is not a standby;
+    /// [`FOLLOW_LEADER`]: lead if the lease is free, else follow its holder at
+    /// `leadership.peer_address`. Flag: `up --standby-of ADDR`.
     pub of: String,
     /// The DNS name or address the primary's certificate carries.
     pub primary_name: String,
@@ -119,10 +120,24 @@ impl Default for StandbySection {
     }
 }
 
+/// `standby.of` (`up --standby-of leader`) of a pair whose role is chosen by etcd at start:
+/// the node that finds the lease free takes it and trades; one that finds it held follows the
+/// holder, at the address `leadership.peer_address` gives for the holder's node name. The
+/// same configuration then serves both nodes (a Kubernetes StatefulSet's pods).
+pub const FOLLOW_LEADER: &str = "leader";
+
+/// The `{node}` placeholder of `leadership.peer_address` and `standby.primary_name`.
+pub const NODE_PLACEHOLDER: &str = "{node}";
+
 impl StandbySection {
-    /// Whether this node is a standby.
+    /// Whether this node is a standby (or, with [`FOLLOW_LEADER`], may be one).
     pub fn is_standby(&self) -> bool {
         !self.of.is_empty()
+    }
+
+    /// Whether the role is chosen at start through the leadership lease.
+    pub fn follows_leader(&self) -> bool {
+        self.of == FOLLOW_LEADER
     }
 }
 
@@ -172,6 +187,9 @@ pub struct LeadershipSection {
     /// standby.
     #[serde(deserialize_with = "lease_ttl_ms")]
     pub lease_ttl_ms: u64,
+    /// With `standby.of = "leader"`: the shipping address of the node named `{node}`, e.g.
+    /// `{node}.appliance.peregrine-hotpath.svc:7100`.
+    pub peer_address: String,
 }
 
 impl Default for LeadershipSection {
@@ -181,6 +199,7 @@ impl Default for LeadershipSection {
             prefix: "/peregrine/default/".to_owned(),
             node: String::new(),
             lease_ttl_ms: 2_000,
+            peer_address: String::new(),
         }
     }
 }
@@ -189,6 +208,11 @@ impl LeadershipSection {
     /// Whether leadership goes through etcd.
     pub fn enabled(&self) -> bool {
         !self.etcd.is_empty()
+    }
+
+    /// The shipping address of the pair's node `node` (`peer_address` with `{node}` replaced).
+    pub fn peer_of(&self, node: &str) -> String {
+        self.peer_address.replace(NODE_PLACEHOLDER, node)
     }
 }
 

@@ -163,7 +163,9 @@ pub fn replication(config: &Config, sources: &Sources) -> Result<(), ConfigError
             "\"replicated\" needs replication.listen (the address standbys connect to)".to_owned(),
         ));
     }
-    if config.standby.is_standby() && !config.standby.of.contains(':') {
+    if config.standby.follows_leader() {
+        follow_leader(config, sources)?;
+    } else if config.standby.is_standby() && !config.standby.of.contains(':') {
         return Err(sources.invalid(
             "standby.of".to_owned(),
             format!("{:?} is not host:port", config.standby.of),
@@ -201,6 +203,34 @@ pub fn replication(config: &Config, sources: &Sources) -> Result<(), ConfigError
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// `standby.of = "leader"`: the node may become either side, so it needs what both need.
+fn follow_leader(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
+    use super::replication::NODE_PLACEHOLDER;
+    if !config.leadership.enabled() {
+        return Err(sources.invalid(
+            "standby.of".to_owned(),
+            "\"leader\" needs leadership.etcd (the lease chooses the primary)".to_owned(),
+        ));
+    }
+    if !config.replication.ships() {
+        return Err(sources.invalid(
+            "standby.of".to_owned(),
+            "\"leader\" needs replication.listen (a node that leads ships its journal)".to_owned(),
+        ));
+    }
+    // The node name may itself be host:port (then the address is just "{node}").
+    if !config.leadership.peer_address.contains(NODE_PLACEHOLDER) {
+        return Err(sources.invalid(
+            "leadership.peer_address".to_owned(),
+            format!(
+                "{:?} must hold {NODE_PLACEHOLDER} where the holder's node name goes",
+                config.leadership.peer_address
+            ),
+        ));
     }
     Ok(())
 }
@@ -288,5 +318,31 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("whole seconds"), "{error}");
+    }
+
+    #[test]
+    fn a_node_that_follows_the_leader_needs_etcd_shipping_and_a_peer_address() {
+        let refusal = |vars: &[(&str, &str)]| {
+            load_with(vars, &Overrides::default())
+                .unwrap_err()
+                .to_string()
+        };
+        let follow = ("PEREGRINE_STANDBY__OF", "leader");
+        let etcd = ("PEREGRINE_LEADERSHIP__ETCD", "http://127.0.0.1:2379");
+        let node = ("PEREGRINE_LEADERSHIP__NODE", "a");
+        let listen = ("PEREGRINE_REPLICATION__LISTEN", "127.0.0.1:7100");
+        let error = refusal(&[follow]);
+        assert!(error.contains("needs leadership.etcd"), "{error}");
+        let error = refusal(&[follow, etcd, node]);
+        assert!(error.contains("needs replication.listen"), "{error}");
+        let error = refusal(&[follow, etcd, node, listen]);
+        assert!(error.contains("`leadership.peer_address`"), "{error}");
+        let no_placeholder = ("PEREGRINE_LEADERSHIP__PEER_ADDRESS", "b:7100");
+        let error = refusal(&[follow, etcd, node, listen, no_placeholder]);
+        assert!(error.contains("`leadership.peer_address`"), "{error}");
+        // With every piece, what remains missing is the pair's certificates.
+        let peer = ("PEREGRINE_LEADERSHIP__PEER_ADDRESS", "{node}.pair:7100");
+        let error = refusal(&[follow, etcd, node, listen, peer]);
+        assert!(error.contains("`replication.ca_cert`"), "{error}");
     }
 }

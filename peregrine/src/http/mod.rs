@@ -16,7 +16,9 @@ use axum::Router;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 
-pub use routes::{ALIVE_PATH, METRICS_PATH, READY_PATH};
+pub use routes::{
+    ALIVE_PATH, METRICS_PATH, READY_PATH, SERVING_PATH, serving_primary, serving_standby,
+};
 
 /// Why the HTTP server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,10 @@ pub const ALIVE_PATH: &str = "/health/alive";
 pub const READY_PATH: &str = "/health/ready";
 /// Prometheus text exposition.
 pub const METRICS_PATH: &str = "/metrics";
+/// Serving, what a load balancer asks of a node of a pair: on the primary, its readiness
+/// (`/health/ready`); on a standby, 503 however well it follows (its gateways are closed
+/// until it is promoted). A standby's `/health/ready` says whether it keeps up instead.
+pub const SERVING_PATH: &str = "/health/serving";
 
 /// Content type of the Prometheus text exposition format.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -23,6 +27,26 @@ pub(super) fn routes() -> Router<AppState> {
         .route(ALIVE_PATH, get(alive))
         .route(READY_PATH, get(ready))
         .route(METRICS_PATH, get(metrics))
+}
+
+/// [`SERVING_PATH`] on a node whose gateways are open: its readiness decides.
+pub fn serving_primary(state: AppState) -> Router {
+    Router::new()
+        .route(SERVING_PATH, get(ready))
+        .with_state(state)
+}
+
+/// [`SERVING_PATH`] on a standby: never serving.
+pub fn serving_standby() -> Router {
+    Router::new().route(SERVING_PATH, get(standby_serving))
+}
+
+async fn standby_serving() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "standby: its gateways open only once it is promoted\n",
+    )
+        .into_response()
 }
 
 async fn alive() -> &'static str {
