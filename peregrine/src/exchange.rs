@@ -98,6 +98,9 @@ pub struct Exchange {
     pub retention_floor: Option<RetentionFloor>,
     /// What the fan-out has published, which journal retention keeps (with `[fanout]` on).
     pub fanout_floor: Option<RetentionFloor>,
+    /// What connected standbys have not acknowledged, which journal retention keeps (with
+    /// `[replication] listen` set; the shipper sets it).
+    pub standby_floor: Option<RetentionFloor>,
     writer: JournalWriter,
     snapshots: SnapshotDriver,
 }
@@ -105,15 +108,20 @@ pub struct Exchange {
 impl Exchange {
     /// Starts the core from the data directory in `config`.
     pub fn start(config: &Config) -> Result<Exchange, ExchangeError> {
-        Exchange::start_with(config, |_, _| Ok(())).map(|(exchange, ())| exchange)
+        Exchange::start_with(config, |_, _, _| Ok(())).map(|(exchange, ())| exchange)
     }
 
-    /// [`Exchange::start`], running `on_journal` (with the journal directory and the journal)
-    /// once the journal is open and before the catalog's commands, which wait for their
-    /// acknowledgement: in `replicated` mode the standbys' shipping must run by then.
+    /// [`Exchange::start`], running `on_journal` (with the journal directory, the journal and
+    /// the standbys' retention floor) once the journal is open and before the catalog's
+    /// commands, which wait for their acknowledgement: in `replicated` mode the standbys'
+    /// shipping must run by then.
     pub fn start_with<T>(
         config: &Config,
-        on_journal: impl FnOnce(&Path, &peregrine_persist::Journal) -> Result<T, String>,
+        on_journal: impl FnOnce(
+            &Path,
+            &peregrine_persist::Journal,
+            Option<&RetentionFloor>,
+        ) -> Result<T, String>,
     ) -> Result<(Exchange, T), ExchangeError> {
         let catalog = Arc::new(Catalog::new(&config.currencies, &config.markets)?);
         let journal_dir = config.data.dir.join(JOURNAL_SUBDIR);
@@ -126,7 +134,18 @@ impl Exchange {
             Some(replica) => replica.sibling(0),
             None => RetentionFloor::new(0),
         });
-        journal_config.retention_floor = retention_floor.clone().or_else(|| fanout_floor.clone());
+        // Connected standbys are a third: the shipper sets it (at the maximum, nothing held
+        // back, while none is connected).
+        let standby_floor = config.replication.ships().then(|| {
+            match retention_floor.as_ref().or(fanout_floor.as_ref()) {
+                Some(reader) => reader.sibling(u64::MAX),
+                None => RetentionFloor::new(u64::MAX),
+            }
+        });
+        journal_config.retention_floor = retention_floor
+            .clone()
+            .or_else(|| fanout_floor.clone())
+            .or_else(|| standby_floor.clone());
         // Order statuses from the replayed commands: a client resending an order after the
         // restart gets the original's status, not a second order. This covers orders since the
         // snapshot used; an older order still live is refused by the engine as a duplicate.
@@ -161,7 +180,8 @@ impl Exchange {
         // market unit is refused here, not discovered in a mis-scaled price later.
         let missing = catalog.missing_in(&recovered.engine)?;
         let recovered_seq = recovered.last_seq;
-        let started = on_journal(&journal_dir, writer.journal()).map_err(ExchangeError::Started)?;
+        let started = on_journal(&journal_dir, writer.journal(), standby_floor.as_ref())
+            .map_err(ExchangeError::Started)?;
         let shard = Shard::start_at(
             recovered.engine,
             recovered_seq,
@@ -210,6 +230,7 @@ impl Exchange {
             recovered_seq,
             retention_floor,
             fanout_floor,
+            standby_floor,
             writer,
             snapshots,
         };

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use peregrine_persist::snapshot::RetentionFloor;
 use peregrine_persist::{AckMode, Journal, WithoutStandby};
 use peregrine_standby::etcd::Etcd;
 use peregrine_standby::leader::{Candidacy, LeaderConfig, Leadership, try_lead};
@@ -280,6 +281,7 @@ pub fn start_shipping(
     journal_dir: std::path::PathBuf,
     journal: &Journal,
     term: u64,
+    retention_floor: Option<RetentionFloor>,
 ) -> Result<Shipping, StandbyUpError> {
     let section = &config.replication;
     let tls = section.tls_files().server_config()?;
@@ -295,6 +297,8 @@ pub fn start_shipping(
         standbys_max: section.standbys_max,
         heartbeat_every: Duration::from_millis(section.heartbeat_every_ms),
         term,
+        retention_floor,
+        retention_records_max: section.standby_retention_records_max,
     };
     let shipper = Shipper::start(
         listener,
@@ -334,6 +338,8 @@ impl Shipping {
         registry.register(Box::new(m.ack_seconds.clone()))?;
         registry.register(Box::new(m.snapshots.clone()))?;
         registry.register(Box::new(m.snapshot_seconds.clone()))?;
+        registry.register(Box::new(m.retention_held_records.clone()))?;
+        registry.register(Box::new(m.retention_released.clone()))?;
         let (refuse, lag_max_s) = (self.refuse, self.lag_max_s);
         let checked = m.clone();
         readiness.register_check("replication", move || {

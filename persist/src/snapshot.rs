@@ -268,6 +268,13 @@ impl RetentionFloor {
     pub fn raise(&self, seq: Seq) {
         self.own.fetch_max(seq, Ordering::AcqRel);
     }
+
+    /// Sets this reader's floor to `seq`, lower or higher: for a reader that stands for a
+    /// changing set of consumers (the standby shipper: the slowest connected standby, or
+    /// [`Seq::MAX`] while none holds anything back).
+    pub fn set(&self, seq: Seq) {
+        self.own.store(seq, Ordering::Release);
+    }
 }
 
 /// Two floors are equal when they belong to the same set (for `JournalConfig: Eq`).
@@ -731,5 +738,27 @@ mod tests {
         fanout.raise(900);
         assert_eq!(replica.get(), 500);
         assert_eq!(replica, fanout, "one set");
+    }
+
+    #[test]
+    fn a_set_floor_moves_both_ways_and_max_holds_nothing_back() {
+        let replica = RetentionFloor::new(400);
+        let standbys = replica.sibling(Seq::MAX);
+        assert_eq!(replica.get(), 400, "no standby holds anything back");
+        standbys.set(120);
+        assert_eq!(
+            replica.get(),
+            120,
+            "a standby that joins low lowers the set"
+        );
+        standbys.set(Seq::MAX);
+        assert_eq!(replica.get(), 400);
+        let dir = journal_dir();
+        apply_retention_with_floor(dir.path(), 1, true, Some(Seq::MAX)).unwrap();
+        assert_eq!(
+            names(dir.path()),
+            (vec![201, 301], vec![250]),
+            "as with no floor"
+        );
     }
 }

@@ -262,7 +262,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
     let core_config = config.clone();
     let (exchange, shipping) = tokio::task::spawn_blocking(move || {
         // Journal shipping to hot standbys (`[replication] listen`), from the journal's opening.
-        Exchange::start_with(&core_config, |dir, journal| {
+        Exchange::start_with(&core_config, |dir, journal, standby_floor| {
             // Every record from here on carries this leader's term, the fencing token a standby
             // checks (journal format 3); without leadership the journal's own term goes on.
             if journal.raise_term(term) > term {
@@ -274,7 +274,9 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
             listeners
                 .shipping
                 .map(|l| {
-                    crate::standby::start_shipping(&core_config, l, dir.to_owned(), journal, term)
+                    let floor = standby_floor.cloned();
+                    let dir = dir.to_owned();
+                    crate::standby::start_shipping(&core_config, l, dir, journal, term, floor)
                 })
                 .transpose()
                 .map_err(|e| e.to_string())

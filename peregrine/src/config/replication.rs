@@ -17,6 +17,8 @@ pub const STANDBYS_MAX: usize = 16;
 pub const INTERVAL_MAX_MS: u64 = 60_000;
 /// Bound on `replication.ready_lag_max_ms`: a day.
 pub const READY_LAG_MAX_MS_MAX: u64 = 86_400_000;
+/// Bound on `replication.standby_retention_records_max`: about 100 to 200 GiB of journal.
+pub const STANDBY_RETENTION_RECORDS_MAX_MAX: u64 = 1_000_000_000;
 
 /// The `[replication]` section.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,6 +45,12 @@ pub struct ReplicationSection {
     /// older than this.
     #[serde(deserialize_with = "ready_lag_max_ms")]
     pub ready_lag_max_ms: u64,
+    /// Journal retention keeps every record a connected standby has not acknowledged, up to
+    /// this many records behind the primary's durable end; a standby further behind holds
+    /// nothing back (the disk does not fill for a stuck standby) and catches up from a
+    /// snapshot once retention deleted what it lacks.
+    #[serde(deserialize_with = "standby_retention_records_max")]
+    pub standby_retention_records_max: u64,
 }
 
 impl Default for ReplicationSection {
@@ -56,6 +64,8 @@ impl Default for ReplicationSection {
             heartbeat_every_ms: 100,
             without_standby: WithoutStandbyName::Degrade,
             ready_lag_max_ms: 10_000,
+            standby_retention_records_max:
+                peregrine_standby::primary::RETENTION_RECORDS_MAX_DEFAULT,
         }
     }
 }
@@ -163,6 +173,16 @@ fn interval_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Err
 
 fn ready_lag_max_ms<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     within(u64::deserialize(deserializer)?, 1, READY_LAG_MAX_MS_MAX)
+}
+
+fn standby_retention_records_max<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u64, D::Error> {
+    within(
+        u64::deserialize(deserializer)?,
+        1,
+        STANDBY_RETENTION_RECORDS_MAX_MAX,
+    )
 }
 
 /// Bound on `leadership.lease_ttl_ms`: a minute.

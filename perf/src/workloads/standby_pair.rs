@@ -93,6 +93,9 @@ pub fn start(
             standbys_max: 1,
             heartbeat_every: Duration::from_millis(100),
             term: 0,
+            // The bench's journal takes no snapshot: retention never runs.
+            retention_floor: None,
+            retention_records_max: peregrine_standby::primary::RETENTION_RECORDS_MAX_DEFAULT,
         };
         let metrics = ShipMetrics::register(&registry).map_err(bench_error)?;
         let server = tls.server_config().map_err(bench_error)?;

@@ -62,7 +62,15 @@
 //!   ([`wire::Frame::Snapshot`]), the standby closes its journal, makes that image its start
 //!   (its old segments and snapshots go) and follows from the record after it
 //!   (`ship_snapshots_total`, `standby_snapshots_installed_total`). Refused
-//!   ([`wire::RefuseReason::JournalGone`]) only when no snapshot covers the gap.
+//!   ([`wire::RefuseReason::JournalGone`]) when no snapshot covers the gap: the standby retries
+//!   every `reconnect_every` until one does.
+//! - A connected standby that falls behind: retention keeps every record after the last one it
+//!   acknowledged (the shipper's [`RetentionFloor`](peregrine_persist::snapshot::RetentionFloor)
+//!   reader, `ship_retention_held_records`), up to
+//!   [`ShipperConfig::retention_records_max`] records behind; past that it holds nothing back
+//!   (`ship_retention_released_total`: a stuck standby does not fill the disk), and once
+//!   retention deletes a record it lacks its session ends
+//!   ([`wire::RefuseReason::JournalGone`]) and it reconnects for the newest snapshot.
 //! - Silence: the primary heartbeats every `heartbeat_every` when idle; a standby that hears
 //!   nothing for [`standby::PRIMARY_SILENCE_MAX`] reconnects.
 //!
@@ -105,8 +113,6 @@
 //!
 //! - A deposed primary's journal is refused as another history ([`wire::RefuseReason::Diverged`])
 //!   but not truncated to the common prefix: it rejoins with an empty data directory.
-//! - A retention floor on the primary for connected standbys (one that falls behind past
-//!   retention takes a snapshot again).
 //! - The SDK's resume by client order id after a failover.
 
 pub mod etcd;

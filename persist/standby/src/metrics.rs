@@ -33,6 +33,11 @@ pub struct ShipMetrics {
     pub snapshots: IntCounter,
     /// Reading and sending one such snapshot.
     pub snapshot_seconds: Histogram,
+    /// Durable records retention keeps for the slowest connected standby (0: none held back).
+    pub retention_held_records: IntGauge,
+    /// Standbys that fell more than `retention_records_max` behind and stopped holding
+    /// retention back (each then catches up from a snapshot).
+    pub retention_released: IntCounter,
 }
 
 impl ShipMetrics {
@@ -102,6 +107,20 @@ impl ShipMetrics {
                     )
                     .buckets(prometheus::exponential_buckets(1e-3, 2.0, 16)?),
                 )?,
+            )?,
+            retention_held_records: register(
+                registry,
+                IntGauge::with_opts(opts(
+                    "retention_held_records",
+                    "Durable records retention keeps for the slowest connected standby.",
+                ))?,
+            )?,
+            retention_released: register(
+                registry,
+                IntCounter::with_opts(opts(
+                    "retention_released_total",
+                    "Standbys too far behind to hold retention back (they take a snapshot).",
+                ))?,
             )?,
         })
     }

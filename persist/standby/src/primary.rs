@@ -3,11 +3,19 @@
 //! the hot path), and collects their durable acknowledgements into [`Replication`]. A standby
 //! that asks for a sequence retention already deleted gets the newest snapshot first
 //! ([`Frame::Snapshot`]), then the records after it.
+//!
+//! Retention floor: each connected standby holds back the journal's retention from the last
+//! sequence it acknowledged ([`ShipperConfig::retention_floor`], one reader of the journal's
+//! [`RetentionFloor`] set), so a standby that is slow, not gone, never finds its next record
+//! deleted mid-session. A standby more than [`ShipperConfig::retention_records_max`] records
+//! behind stops holding it back (a stuck standby must not fill the primary's disk): retention
+//! may then delete what it lacks, its session ends
+//! [`JournalGone`](RefuseReason::JournalGone), and it comes back for the newest snapshot.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use peregrine_persist::follow::{FollowError, Tailer, TornRecord};
@@ -26,7 +34,7 @@ use crate::wire::{
     self, BODY_MAX_BYTES, Frame, PROTOCOL_VERSION, RefuseReason, SNAPSHOT_MAX_BYTES, WireError,
 };
 use peregrine_persist::segment::list_segments;
-use peregrine_persist::snapshot::{list_snapshots, read_snapshot};
+use peregrine_persist::snapshot::{RetentionFloor, list_snapshots, read_snapshot};
 
 /// Bytes of records the tailer thread packs into one batch (one TLS write).
 pub const BATCH_BYTES_MAX: usize = 64 << 10;
@@ -37,6 +45,9 @@ pub const BATCHES_QUEUED_MAX: usize = 16;
 pub const SENT_TIMES_MAX: usize = 1_024;
 /// A standby that has not said HELLO by then is dropped.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+/// [`ShipperConfig::retention_records_max`] unless configured: at ~100 to 200 bytes a record,
+/// one to two GiB of journal kept for a standby that fell behind.
+pub const RETENTION_RECORDS_MAX_DEFAULT: u64 = 10_000_000;
 const _: () = assert!(BATCH_BYTES_MAX >= wire::HEADER_BYTES + BODY_MAX_BYTES);
 
 /// The primary's shipping settings.
@@ -50,6 +61,13 @@ pub struct ShipperConfig {
     pub heartbeat_every: Duration,
     /// This primary's leadership term, told to every standby first (0: no etcd leadership).
     pub term: u64,
+    /// This shipper's reader in the journal's retention set (the same set as the journal's
+    /// `retention_floor`, created at [`Seq::MAX`]: nothing held back): set to the lowest
+    /// sequence a connected standby acknowledged, so retention keeps every record after it.
+    /// `None`: retention ignores standbys (one it overtakes catches up from a snapshot).
+    pub retention_floor: Option<RetentionFloor>,
+    /// A standby more than this many durable records behind holds retention back no longer.
+    pub retention_records_max: u64,
 }
 
 /// What the standbys have made durable: the durability gate reads [`Replication::replicated_seq`].
@@ -130,12 +148,16 @@ impl Shipper {
         assert!(config.standbys_max > 0 && !config.heartbeat_every.is_zero());
         let local_addr = listener.local_addr()?;
         let replication = Arc::new(Replication::default());
+        let holds = std::sync::Mutex::new(Vec::with_capacity(config.standbys_max));
         let context = Arc::new(Context {
             config,
             journal,
             metrics,
             replication: Arc::clone(&replication),
+            holds,
         });
+        // Nothing held back until a standby connects, whatever the floor was created at.
+        publish_floor(&context);
         tokio::spawn(lag_ticker(Arc::clone(&context)));
         let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), context));
         Ok(Shipper {
@@ -168,6 +190,98 @@ struct Context {
     journal: Journal,
     metrics: ShipMetrics,
     replication: Arc<Replication>,
+    /// One per connected standby (at most `standbys_max`).
+    holds: std::sync::Mutex<Vec<Arc<Hold>>>,
+}
+
+/// What one connected standby holds back from retention: every record after `acked`.
+#[derive(Debug)]
+struct Hold {
+    /// The last sequence it acknowledged as durable (or had when it said HELLO).
+    acked: AtomicU64,
+    /// Whether it is more than `retention_records_max` behind and holds nothing back (true
+    /// until the first publication: one that joins further behind never held anything).
+    released: AtomicBool,
+}
+
+/// A standby's [`Hold`] while its session lasts.
+struct HoldGuard<'a> {
+    context: &'a Context,
+    hold: Arc<Hold>,
+}
+
+impl<'a> HoldGuard<'a> {
+    /// Holds retention back from `acked` on (before anything is read for the standby).
+    fn register(context: &'a Context, acked: Seq) -> HoldGuard<'a> {
+        let hold = Arc::new(Hold {
+            acked: AtomicU64::new(acked),
+            released: AtomicBool::new(true),
+        });
+        {
+            let mut holds = lock(&context.holds);
+            assert!(holds.len() < context.config.standbys_max, "a hold per slot");
+            holds.push(Arc::clone(&hold));
+        }
+        publish_floor(context);
+        HoldGuard { context, hold }
+    }
+
+    /// The standby has everything up to `seq` durable (never lowers the hold).
+    fn raise(&self, seq: Seq) {
+        self.hold.acked.fetch_max(seq, Ordering::AcqRel);
+        publish_floor(self.context);
+    }
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.context.holds).retain(|hold| !Arc::ptr_eq(hold, &self.hold));
+        publish_floor(self.context);
+    }
+}
+
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Sets the shipper's retention floor to the lowest sequence a connected standby within
+/// `retention_records_max` of the durable end acknowledged ([`Seq::MAX`]: none), releasing
+/// standbys further behind. Under the holds' lock, so two publications never store out of order.
+fn publish_floor(context: &Context) {
+    let durable = context.journal.durable_seq();
+    let records_max = context.config.retention_records_max;
+    let holds = lock(&context.holds);
+    let mut floor = Seq::MAX;
+    for hold in holds.iter() {
+        let acked = hold.acked.load(Ordering::Acquire);
+        let behind = durable.saturating_sub(acked);
+        if behind > records_max {
+            if !hold.released.swap(true, Ordering::AcqRel) {
+                context.metrics.retention_released.inc();
+                tracing::warn!(
+                    acked,
+                    durable,
+                    records_max,
+                    "shipping: a standby fell too far behind; retention no longer waits for it \
+                     (it catches up from a snapshot)"
+                );
+            }
+            continue;
+        }
+        hold.released.store(false, Ordering::Release);
+        floor = floor.min(acked);
+    }
+    if let Some(retention) = &context.config.retention_floor {
+        retention.set(floor);
+    }
+    let held = if floor == Seq::MAX {
+        0
+    } else {
+        durable.saturating_sub(floor)
+    };
+    context.metrics.retention_held_records.set(seq_gauge(held));
 }
 
 async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, context: Arc<Context>) {
@@ -276,12 +390,15 @@ async fn session(
         .with_label_values(&["accepted"])
         .inc();
     tracing::info!(next_seq, durable, "standby connected");
+    // Before the journal is looked at for it: retention keeps what it lacks from here on.
+    let hold = HoldGuard::register(context, next_seq - 1);
     let term = Frame::Term {
         term: context.config.term,
     };
     wire::write_frame(&mut writer, &term).await?;
     let next_seq = send_snapshot_if_gone(&mut writer, context, next_seq).await?;
-    ship(reader, writer, next_seq, context).await
+    hold.raise(next_seq - 1);
+    ship(reader, writer, next_seq, context, &hold).await
 }
 
 /// When the journal no longer holds `next_seq` (retention deleted it), sends the newest
@@ -409,9 +526,10 @@ enum Shipment {
 }
 
 /// Per session: sent batches and acknowledgements.
-struct Progress {
+struct Progress<'a> {
     sent_seq: AtomicU64,
     sent_times: std::sync::Mutex<VecDeque<(Seq, Instant)>>,
+    hold: &'a HoldGuard<'a>,
 }
 
 async fn ship(
@@ -419,6 +537,7 @@ async fn ship(
     writer: WriteHalf<TlsStream<TcpStream>>,
     next_seq: Seq,
     context: &Context,
+    hold: &HoldGuard<'_>,
 ) -> Result<(), SessionError> {
     let (sender, receiver) = mpsc::channel(BATCHES_QUEUED_MAX);
     let dir = context.config.journal_dir.clone();
@@ -431,6 +550,7 @@ async fn ship(
     let progress = Progress {
         sent_seq: AtomicU64::new(next_seq - 1),
         sent_times: std::sync::Mutex::new(VecDeque::with_capacity(SENT_TIMES_MAX)),
+        hold,
     };
     let outcome = tokio::select! {
         sent = send(writer, receiver, context, &progress) => sent,
@@ -445,7 +565,7 @@ async fn send(
     mut writer: WriteHalf<TlsStream<TcpStream>>,
     mut receiver: mpsc::Receiver<Shipment>,
     context: &Context,
-    progress: &Progress,
+    progress: &Progress<'_>,
 ) -> Result<(), SessionError> {
     let mut heartbeat = Vec::with_capacity(wire::HEADER_BYTES + 8);
     // Bounded by the session: one pass per batch or heartbeat.
@@ -492,7 +612,7 @@ async fn send(
 async fn collect_acks(
     mut reader: ReadHalf<TlsStream<TcpStream>>,
     context: &Context,
-    progress: &Progress,
+    progress: &Progress<'_>,
 ) -> Result<(), SessionError> {
     let mut buf = Vec::with_capacity(BODY_MAX_BYTES);
     // A restarted standby may acknowledge below where it resumes (its queue was not durable yet).
@@ -511,6 +631,7 @@ async fn collect_acks(
             });
         }
         previous = durable_seq;
+        progress.hold.raise(durable_seq);
         let replication = &context.replication;
         let before = replication
             .replicated_seq
@@ -558,12 +679,20 @@ async fn lag_ticker(context: Arc<Context>) {
         );
         context.metrics.lag_records.set(seq_gauge(records));
         context.metrics.lag_seconds.set(seconds);
+        // A standby that stopped acknowledging is released here once too far behind.
+        publish_floor(&context);
     }
+}
+
+/// Whether the journal in `dir` starts after `seq` (retention deletes the oldest segments
+/// first): `false` when it cannot be listed (the tailer reports that itself).
+fn journal_lacks(dir: &std::path::Path, seq: Seq) -> bool {
+    list_segments(dir).is_ok_and(|segments| segments.first().is_some_and(|&(first, _)| first > seq))
 }
 
 /// The tailer thread: reads durable records from `next_seq` on and hands them over in batches.
 fn tail(dir: PathBuf, journal: Journal, next_seq: Seq, sender: mpsc::Sender<Shipment>) {
-    let mut tailer = Tailer::new(dir, next_seq, TornRecord::IsCorruption);
+    let mut tailer = Tailer::new(dir.clone(), next_seq, TornRecord::IsCorruption);
     let mut scratch = Scratch::with_capacity(PAYLOAD_MAX_BYTES);
     // Bounded by the session: each pass ships a batch or waits (bounded) for the journal.
     loop {
@@ -576,9 +705,14 @@ fn tail(dir: PathBuf, journal: Journal, next_seq: Seq, sender: mpsc::Sender<Ship
                 Ok(Some(next)) => next,
                 Ok(None) => break,
                 Err(error) => {
-                    let reason = match error {
-                        FollowError::SegmentMissing { .. } => RefuseReason::JournalGone,
-                        _ => RefuseReason::PrimaryJournal,
+                    // A segment retention deleted between its listing and its opening reads
+                    // as an I/O error: what decides is whether the journal still holds it.
+                    let gone = matches!(error, FollowError::SegmentMissing { .. })
+                        || journal_lacks(&dir, tailer.next_seq());
+                    let reason = if gone {
+                        RefuseReason::JournalGone
+                    } else {
+                        RefuseReason::PrimaryJournal
                     };
                     tracing::warn!(%error, "shipping: journal read failed");
                     let _ = sender.blocking_send(Shipment::Failed(reason));
@@ -615,7 +749,17 @@ fn tail(dir: PathBuf, journal: Journal, next_seq: Seq, sender: mpsc::Sender<Ship
         }
         let seen = tailer.next_seq() - 1;
         if bound > seen {
-            // Durable but not yet readable (cannot happen with a healthy writer): do not spin.
+            // Durable but not readable: retention deleted the segment that holds it (the
+            // tailer, at the end of the one it had open, finds no successor starting there).
+            if journal_lacks(&dir, seen + 1) {
+                tracing::warn!(
+                    seq = seen + 1,
+                    "shipping: retention deleted a standby's next record"
+                );
+                let _ = sender.blocking_send(Shipment::Failed(RefuseReason::JournalGone));
+                return;
+            }
+            // Otherwise a writer mid-rollover (not with a healthy one): do not spin.
             std::thread::sleep(Duration::from_millis(1));
         }
         if journal

@@ -231,8 +231,9 @@ enum SessionEnd {
     /// The primary said an older term than this standby has seen: retry after
     /// `reconnect_every` (another address may serve the new leader by then).
     Deposed(String),
-    /// The primary refused this standby for now (full, or its journal unreadable): retry after
-    /// `reconnect_every`, not at once like a lost session.
+    /// The primary refused this standby for now (full, its journal unreadable, or the records
+    /// it needs deleted by retention): retry after `reconnect_every`, not at once like a lost
+    /// session (a primary whose journal no longer holds them then sends its newest snapshot).
     Refusal(String),
     /// Stop the standby.
     Fatal(StandbyError),
@@ -736,9 +737,11 @@ async fn receive(
             } => primary_durable_seq,
             Frame::Refuse { reason, .. } => {
                 return Err(match reason {
-                    RefuseReason::Full | RefuseReason::PrimaryJournal => {
-                        SessionEnd::Refusal(reason.to_string())
-                    }
+                    // JournalGone: retention overtook this standby (one too far behind to hold
+                    // it back); the next session starts from the primary's newest snapshot.
+                    RefuseReason::Full
+                    | RefuseReason::PrimaryJournal
+                    | RefuseReason::JournalGone => SessionEnd::Refusal(reason.to_string()),
                     _ => SessionEnd::Fatal(StandbyError::Refused(reason)),
                 });
             }

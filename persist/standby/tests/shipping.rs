@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
-use peregrine_standby::wire::{self, Frame, PROTOCOL_VERSION};
+use peregrine_persist::snapshot::RetentionFloor;
+use peregrine_standby::primary::RETENTION_RECORDS_MAX_DEFAULT;
+use peregrine_standby::wire::{self, Frame, PROTOCOL_VERSION, RefuseReason};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
     KeyUsagePurpose,
@@ -486,6 +488,26 @@ fn in_process_pair(
     term: u64,
     floor: &Arc<std::sync::atomic::AtomicU64>,
 ) -> (peregrine_standby::Shipper, peregrine_standby::StandbyConfig) {
+    let metrics =
+        peregrine_standby::metrics::ShipMetrics::register(&prometheus::Registry::new()).unwrap();
+    in_process_pair_retaining(root, journal, term, floor, None, metrics)
+}
+
+/// [`in_process_pair`] whose shipper holds `retention` back for its standbys (the primary
+/// journal's floor set, and how far behind a standby may fall before it holds nothing back),
+/// with `metrics`.
+fn in_process_pair_retaining(
+    root: &Path,
+    journal: &peregrine_persist::Journal,
+    term: u64,
+    floor: &Arc<std::sync::atomic::AtomicU64>,
+    retention: Option<(RetentionFloor, u64)>,
+    metrics: peregrine_standby::metrics::ShipMetrics,
+) -> (peregrine_standby::Shipper, peregrine_standby::StandbyConfig) {
+    let (retention_floor, retention_records_max) = match retention {
+        Some((floor, max)) => (Some(floor), max),
+        None => (None, RETENTION_RECORDS_MAX_DEFAULT),
+    };
     let files = |identity: &str| peregrine_standby::TlsFiles {
         ca_cert: root.join("certs/ca.pem"),
         cert: root.join(format!("certs/{identity}.pem")),
@@ -505,9 +527,11 @@ fn in_process_pair(
             standbys_max: 2,
             heartbeat_every: Duration::from_millis(50),
             term,
+            retention_floor,
+            retention_records_max,
         },
         journal.clone(),
-        peregrine_standby::metrics::ShipMetrics::register(&prometheus::Registry::new()).unwrap(),
+        metrics,
     )
     .unwrap();
     let config = peregrine_standby::StandbyConfig {
@@ -538,6 +562,31 @@ fn copy_as(
     }
 }
 
+/// Runs a standby of `config` (with the pair's certificates under `root`) on `runtime` until
+/// the returned sender fires: its metrics, the sender, its task.
+fn spawn_standby(
+    runtime: &tokio::runtime::Runtime,
+    root: &Path,
+    config: peregrine_standby::StandbyConfig,
+) -> (
+    peregrine_standby::metrics::StandbyMetrics,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<peregrine_standby::Stopped, peregrine_standby::StandbyError>>,
+) {
+    let metrics =
+        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let standby = runtime.spawn(peregrine_standby::standby::run_until(
+        config,
+        files_client(root),
+        metrics.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    (metrics, stop, standby)
+}
+
 /// Polls `reached` every 10 ms until it holds or [`WAIT`] passes.
 fn wait_until(what: &str, reached: impl Fn() -> bool) {
     let deadline = Instant::now() + WAIT;
@@ -564,17 +613,7 @@ fn records_keep_their_term_and_a_primary_deposed_mid_session_has_no_record_accep
     let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let (_shipper, config) = in_process_pair(root.path(), &journal, 3, &floor);
     let standby_dir = config.journal.dir.clone();
-    let metrics =
-        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let standby = runtime.spawn(peregrine_standby::standby::run_until(
-        config,
-        files_client(root.path()),
-        metrics.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let (metrics, stop, standby) = spawn_standby(&runtime, root.path(), config);
     wait_until("the standby follows", || metrics.durable_seq.get() == 500);
     // Its etcd candidacy sees the leadership of term 5: the term-3 primary, still connected
     // and still writing, is deposed, and none of its later records may be accepted.
@@ -658,52 +697,97 @@ fn a_standby_whose_last_record_has_another_term_than_the_primarys_is_refused() {
     assert_eq!(writer.shutdown().unwrap(), 300);
 }
 
-// Ignored until the primary keeps a retention floor for connected standbys: under CPU load
-// (three busy loops beside it: 9 of 15 runs) the standby falls behind while the primary trades
-// 2 000..3 000, retention deletes records it has not received, the session ends `JournalGone`
-// (fatal for a standby today) and it never reaches 3 000. A real bug, not a slow test: it passes
-// in 0.5 s on a quiet machine. Run it with `--run-ignored only`.
+/// A primary trading the seeded flow in process, with a journal retention trims: 16 KiB
+/// segments, a snapshot every 500 commands, one kept, under `floor` when given.
+struct Trading {
+    config: peregrine_persist::JournalConfig,
+    writer: peregrine_persist::JournalWriter,
+    journal: peregrine_persist::Journal,
+    engine: peregrine_hotpath::Engine,
+    snapshotter: peregrine_persist::Snapshotter,
+    /// The sequence of the last snapshot taken.
+    taken: u64,
+}
+
+impl Trading {
+    fn open(dir: std::path::PathBuf, floor: Option<RetentionFloor>) -> Trading {
+        let mut config = unsnapshotted(dir);
+        config.segment_bytes = 16 << 10;
+        config.snapshot_every_commands = 500;
+        config.snapshots_kept = 1;
+        config.retention_floor = floor;
+        let (recovered, writer) = peregrine_persist::open(&config, node_engine()).unwrap();
+        let journal = writer.journal().clone();
+        journal.raise_term(2);
+        let snapshotter =
+            peregrine_persist::Snapshotter::start(&config, journal.clone(), recovered.last_seq);
+        Trading {
+            config,
+            writer,
+            journal,
+            engine: recovered.engine,
+            snapshotter,
+            taken: 0,
+        }
+    }
+
+    fn trade(&mut self, commands: &[peregrine_hotpath::Envelope]) {
+        let mut events = Vec::new();
+        for command in commands {
+            let seq = self.journal.append(command).unwrap();
+            self.engine.apply(command, &mut events);
+            events.clear();
+            if self
+                .snapshotter
+                .maybe_take(&self.engine, seq)
+                .unwrap()
+                .is_some()
+            {
+                self.taken = seq;
+            }
+        }
+    }
+
+    /// Takes the snapshot at `seq` (the last command traded) and waits until it is written and
+    /// retention has run after it. A burst outruns the snapshot helper: waits for it first.
+    fn snapshot_at(&mut self, seq: u64) {
+        let snapshotter = &mut self.snapshotter;
+        if self.taken != seq {
+            let taken = self.taken;
+            wait_until("the snapshot helper free", || {
+                snapshotter.written_seq() >= taken
+            });
+            snapshotter.take(&self.engine, seq).unwrap();
+            self.taken = seq;
+        }
+        wait_until("the snapshot written", || snapshotter.written_seq() == seq);
+    }
+
+    /// The first sequence the journal still holds.
+    fn first_seq(&self) -> u64 {
+        peregrine_persist::segment::list_segments(&self.config.dir).unwrap()[0].0
+    }
+
+    fn finish(self) -> u64 {
+        self.snapshotter.finish().unwrap();
+        self.writer.shutdown().unwrap()
+    }
+}
+
 #[test]
-#[ignore = "a standby that falls behind retention mid-session stops (no retention floor yet)"]
 fn a_standby_added_after_retention_trimmed_the_primary_catches_up_from_its_snapshot() {
     let root = tempfile::tempdir().unwrap();
     write_certs(root.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let _entered = runtime.enter();
     let commands = node_flow(3_000);
-    // Small segments, a snapshot every 500 commands, one kept: retention trims the journal.
-    let mut primary_config = unsnapshotted(root.path().join("primary"));
-    primary_config.segment_bytes = 16 << 10;
-    primary_config.snapshot_every_commands = 500;
-    primary_config.snapshots_kept = 1;
-    let (recovered, writer) = peregrine_persist::open(&primary_config, node_engine()).unwrap();
-    let journal = writer.journal().clone();
-    journal.raise_term(2);
-    let mut engine = recovered.engine;
-    let mut snapshotter =
-        peregrine_persist::Snapshotter::start(&primary_config, journal.clone(), 0);
-    let trade = |engine: &mut peregrine_hotpath::Engine,
-                 snapshotter: &mut peregrine_persist::Snapshotter,
-                 commands: &[peregrine_hotpath::Envelope]| {
-        let mut events = Vec::new();
-        for command in commands {
-            let seq = journal.append(command).unwrap();
-            engine.apply(command, &mut events);
-            events.clear();
-            snapshotter.maybe_take(engine, seq).unwrap();
-        }
-    };
-    trade(&mut engine, &mut snapshotter, &commands[..2_000]);
-    // A burst outruns the snapshot helper: take the one at 2 000 once it is free.
-    wait_until("the first snapshot", || snapshotter.written_seq() > 0);
-    snapshotter.take(&engine, 2_000).unwrap();
-    wait_until("the snapshot at 2 000", || {
-        snapshotter.written_seq() == 2_000
-    });
-    let primary_dir = root.path().join("primary");
+    // Retention trims the journal, keeping what connected standbys lack.
+    let retention = RetentionFloor::new(u64::MAX);
+    let mut primary = Trading::open(root.path().join("primary"), Some(retention.clone()));
+    primary.trade(&commands[..2_000]);
+    primary.snapshot_at(2_000);
     wait_until("retention trims the primary's journal", || {
-        let segments = peregrine_persist::segment::list_segments(&primary_dir).unwrap();
-        segments.first().is_some_and(|&(first, _)| first > 500)
+        primary.first_seq() > 500
     });
     // The standby holds the primary's first 50 records: the snapshot replaces them.
     let standby_config = unsnapshotted(root.path().join("standby"));
@@ -711,32 +795,32 @@ fn a_standby_added_after_retention_trimmed_the_primary_catches_up_from_its_snaps
     copy_as(standby_writer.journal(), &commands[..50], 2);
     assert_eq!(standby_writer.shutdown().unwrap(), 50);
     let floor = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let (shipper, config) = in_process_pair(root.path(), &journal, 2, &floor);
-    let metrics =
-        peregrine_standby::metrics::StandbyMetrics::register(&prometheus::Registry::new()).unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let standby = runtime.spawn(peregrine_standby::standby::run_until(
-        config,
-        files_client(root.path()),
-        metrics.clone(),
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let ship_metrics =
+        peregrine_standby::metrics::ShipMetrics::register(&prometheus::Registry::new()).unwrap();
+    let (shipper, config) = in_process_pair_retaining(
+        root.path(),
+        &primary.journal,
+        2,
+        &floor,
+        Some((retention, RETENTION_RECORDS_MAX_DEFAULT)),
+        ship_metrics,
+    );
+    let (metrics, stop, standby) = spawn_standby(&runtime, root.path(), config);
     wait_until("the standby catches up", || {
         metrics.durable_seq.get() == 2_000
     });
-    // Then it follows the primary's trading like any standby.
-    trade(&mut engine, &mut snapshotter, &commands[2_000..]);
+    // Then it follows the primary's trading like any standby: however far it falls behind,
+    // retention keeps what it lacks (one snapshot taken, never a second).
+    primary.trade(&commands[2_000..]);
     wait_until("the standby follows", || metrics.durable_seq.get() == 3_000);
     stop.send(()).unwrap();
     let stopped = runtime.block_on(standby).unwrap().unwrap();
     drop(shipper);
-    snapshotter.finish().unwrap();
-    assert_eq!(writer.shutdown().unwrap(), 3_000);
+    let image = primary.engine.snapshot().unwrap();
+    assert_eq!(primary.finish(), 3_000);
     assert_eq!(metrics.snapshots_installed.get(), 1);
     assert!(
-        stopped.engine.snapshot().unwrap() == engine.snapshot().unwrap(),
+        stopped.engine.snapshot().unwrap() == image,
         "the standby's engine differs from the primary's"
     );
     // Its journal starts at the snapshot, and recovers alone to the same state.
@@ -749,5 +833,242 @@ fn a_standby_added_after_retention_trimmed_the_primary_catches_up_from_its_snaps
     assert_eq!(segments[0].0, snapshot_seq + 1);
     let recovered = peregrine_persist::recover(&standby_config, node_engine()).unwrap();
     assert_eq!(recovered.last_seq, 3_000);
-    assert!(recovered.engine.snapshot().unwrap() == engine.snapshot().unwrap());
+    assert!(recovered.engine.snapshot().unwrap() == image);
+}
+
+type TlsRead = tokio::io::ReadHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+type TlsWrite = tokio::io::WriteHalf<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+/// A standby session by hand from `next_seq`, with a 256 KiB receive buffer: a standby exactly
+/// as slow as the test reads it (the primary's tailer stops once its queue and the socket
+/// fill). Not smaller: a window under two loopback segments (64 KiB each) may stay shut until
+/// the sender's zero-window probe, seconds later.
+/// Returns once the primary said its term: it holds retention back for the session by then.
+async fn raw_session(
+    root: &Path,
+    addr: std::net::SocketAddr,
+    next_seq: u64,
+) -> (TlsRead, TlsWrite) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(256 << 10).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(files_client(root));
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let hello = Frame::Hello {
+        version: PROTOCOL_VERSION,
+        next_seq,
+        last_term: None,
+    };
+    wire::write_frame(&mut writer, &hello).await.unwrap();
+    let mut buf = Vec::new();
+    let first = tokio::time::timeout(WAIT, wire::read_frame(&mut reader, &mut buf)).await;
+    assert!(
+        matches!(first, Ok(Ok(Frame::Term { .. }))),
+        "no TERM first: {first:?}"
+    );
+    (reader, writer)
+}
+
+/// How a hand-made session's reading ended.
+#[derive(Debug, PartialEq)]
+enum Read {
+    /// Record `until` arrived; every one before it in order.
+    Reached,
+    /// The primary refused the session after the record given (every one before it in order).
+    Refused(RefuseReason, u64),
+    /// The primary sent the snapshot of this sequence.
+    Snapshot(u64),
+}
+
+/// Reads frames until record `until`, a refusal or a snapshot; checks the records come in order
+/// from `first` (TERM and HEARTBEAT frames are skipped).
+async fn read_records(reader: &mut TlsRead, first: u64, until: u64) -> Read {
+    let mut buf = Vec::new();
+    let mut next = first;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // Bounded by the deadline (a primary that only heartbeats fails it).
+    loop {
+        let frame = tokio::time::timeout_at(deadline, wire::read_frame(reader, &mut buf))
+            .await
+            .unwrap_or_else(|_| panic!("no record {next} nor a refusal within {WAIT:?}"))
+            .unwrap();
+        match frame {
+            Frame::Record { seq, .. } => {
+                assert_eq!(seq, next, "records out of order");
+                if seq == until {
+                    return Read::Reached;
+                }
+                next += 1;
+            }
+            Frame::Refuse { reason, .. } => return Read::Refused(reason, next - 1),
+            Frame::Snapshot { seq, .. } => return Read::Snapshot(seq),
+            Frame::Term { .. } | Frame::Heartbeat { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// A trimmed primary ([`Trading`]) shipping on loopback, its shipper holding retention back
+/// for standbys up to `records_max` behind.
+struct Held {
+    root: tempfile::TempDir,
+    runtime: tokio::runtime::Runtime,
+    primary: Trading,
+    metrics: peregrine_standby::metrics::ShipMetrics,
+    shipper: peregrine_standby::Shipper,
+}
+
+fn held_primary(records_max: u64) -> Held {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let retention = RetentionFloor::new(u64::MAX);
+    let primary = Trading::open(root.path().join("primary"), Some(retention.clone()));
+    let metrics =
+        peregrine_standby::metrics::ShipMetrics::register(&prometheus::Registry::new()).unwrap();
+    let (shipper, _) = in_process_pair_retaining(
+        root.path(),
+        &primary.journal,
+        2,
+        &Arc::default(),
+        Some((retention, records_max)),
+        metrics.clone(),
+    );
+    drop(_entered);
+    Held {
+        root,
+        runtime,
+        primary,
+        metrics,
+        shipper,
+    }
+}
+
+/// Commands the primary trades past a stalled standby: several times what its tailer reads
+/// ahead into its queue (`BATCHES_QUEUED_MAX` × `BATCH_BYTES_MAX`, 1 MiB) and the socket.
+const STALLED_COMMANDS: usize = 24_000;
+
+#[test]
+fn a_slow_standby_holds_retention_back_and_never_finds_its_records_deleted() {
+    let Held {
+        root,
+        runtime,
+        mut primary,
+        metrics,
+        shipper,
+    } = held_primary(RETENTION_RECORDS_MAX_DEFAULT);
+    let addr = shipper.local_addr();
+    let (mut reader, mut writer) = runtime.block_on(raw_session(root.path(), addr, 1));
+    // It reads nothing while the primary trades on, snapshots, and retention runs.
+    let count = STALLED_COMMANDS as u64;
+    let commands = node_flow(STALLED_COMMANDS + 1_000);
+    primary.trade(&commands[..STALLED_COMMANDS]);
+    primary.snapshot_at(count);
+    assert_eq!(
+        primary.first_seq(),
+        1,
+        "retention deleted what the standby lacks"
+    );
+    wait_until("the hold shown", || {
+        metrics.retention_held_records.get() == count as i64
+    });
+    // Then it reads every record, in order: none was deleted under it.
+    let read = runtime.block_on(read_records(&mut reader, 1, count));
+    assert_eq!(read, Read::Reached, "a slow standby lost its records");
+    // Acknowledged, it holds nothing back: retention trims again.
+    let ack = Frame::Ack { durable_seq: count };
+    runtime
+        .block_on(wire::write_frame(&mut writer, &ack))
+        .unwrap();
+    wait_until("the hold released", || {
+        metrics.retention_held_records.get() == 0
+    });
+    primary.trade(&commands[STALLED_COMMANDS..]);
+    primary.snapshot_at(count + 1_000);
+    let first = primary.first_seq();
+    assert!(
+        first > 1 && first <= count + 1,
+        "retention after the acknowledgement of {count}: journal from {first}"
+    );
+    assert_eq!(metrics.retention_released.get(), 0);
+    drop(shipper);
+    primary.finish();
+}
+
+#[test]
+fn a_standby_too_far_behind_holds_nothing_back_and_comes_back_for_a_snapshot() {
+    // A stuck standby may hold back 1 000 records, no more.
+    let Held {
+        root,
+        runtime,
+        mut primary,
+        metrics,
+        shipper,
+    } = held_primary(1_000);
+    let addr = shipper.local_addr();
+    let (mut reader, _writer) = runtime.block_on(raw_session(root.path(), addr, 1));
+    let count = STALLED_COMMANDS as u64;
+    primary.trade(&node_flow(STALLED_COMMANDS));
+    wait_until("the stuck standby released", || {
+        metrics.retention_released.get() == 1
+    });
+    primary.snapshot_at(count);
+    assert!(
+        primary.first_seq() > 1,
+        "a stuck standby held retention back"
+    );
+    // Its session ends once the tailer reaches what retention deleted (unless the socket had
+    // taken every record before retention ran: then it reads them all) ...
+    let read = runtime.block_on(read_records(&mut reader, 1, count));
+    let resume = match read {
+        Read::Refused(RefuseReason::JournalGone, last) => last + 1,
+        Read::Reached => 2,
+        other => panic!("the stuck standby: {other:?}"),
+    };
+    eprintln!("the stuck standby's session ended {read:?}");
+    // ... and from where its journal ends it gets the newest snapshot.
+    let (mut reader, _writer) = runtime.block_on(raw_session(root.path(), addr, resume));
+    let read = runtime.block_on(read_records(&mut reader, resume, count));
+    assert_eq!(read, Read::Snapshot(count));
+    drop(shipper);
+    primary.finish();
+}
+
+#[test]
+fn a_standby_refused_for_a_deleted_journal_retries_until_a_snapshot_covers_it() {
+    let root = tempfile::tempdir().unwrap();
+    write_certs(root.path());
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _entered = runtime.enter();
+    let commands = node_flow(2_500);
+    let mut primary = Trading::open(root.path().join("primary"), None);
+    primary.trade(&commands[..2_000]);
+    primary.snapshot_at(2_000);
+    wait_until("retention trims the primary's journal", || {
+        primary.first_seq() > 500
+    });
+    // No snapshot covers the trimmed records any more: a new standby is refused JournalGone.
+    for (_, path) in peregrine_persist::snapshot::list_snapshots(&primary.config.dir).unwrap() {
+        std::fs::remove_file(path).unwrap();
+    }
+    let (shipper, config) = in_process_pair(root.path(), &primary.journal, 2, &Arc::default());
+    let (metrics, stop, standby) = spawn_standby(&runtime, root.path(), config);
+    // It retries, rather than stop ...
+    wait_until("the standby retries", || metrics.sessions_failed.get() >= 3);
+    assert!(!standby.is_finished(), "the standby stopped");
+    // ... and catches up from the primary's next snapshot.
+    primary.trade(&commands[2_000..]);
+    primary.snapshot_at(2_500);
+    wait_until("the standby catches up", || {
+        metrics.durable_seq.get() == 2_500
+    });
+    stop.send(()).unwrap();
+    let stopped = runtime.block_on(standby).unwrap().unwrap();
+    drop(shipper);
+    assert_eq!(metrics.snapshots_installed.get(), 1);
+    assert!(stopped.engine.snapshot().unwrap() == primary.engine.snapshot().unwrap());
+    assert_eq!(primary.finish(), 2_500);
 }

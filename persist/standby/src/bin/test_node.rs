@@ -115,6 +115,9 @@ fn primary(args: &[String]) -> Result<(), Error> {
             standbys_max: 2,
             heartbeat_every: Duration::from_millis(50),
             term: 0,
+            // The primary keeps its segments (see `journal_config`).
+            retention_floor: None,
+            retention_records_max: peregrine_standby::primary::RETENTION_RECORDS_MAX_DEFAULT,
         };
         let tls = tls_files(&certs, "primary").server_config()?;
         let metrics = ShipMetrics::register(&registry)?;
