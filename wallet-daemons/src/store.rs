@@ -253,6 +253,12 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "collection",
         include_str!("../migrations/mysql/0005_collection.sql"),
     ),
+    // 0006 is left free (reserved for another change).
+    (
+        7,
+        "fee_bumps",
+        include_str!("../migrations/mysql/0007_fee_bumps.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -279,6 +285,12 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         5,
         "collection",
         include_str!("../migrations/sqlite/0005_collection.sql"),
+    ),
+    // 0006 is left free (reserved for another change).
+    (
+        7,
+        "fee_bumps",
+        include_str!("../migrations/sqlite/0007_fee_bumps.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
