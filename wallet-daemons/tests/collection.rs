@@ -21,7 +21,6 @@ use peregrine_wallet::keys::{COIN_TYPE_ETH, DerivationPath, SeedVault};
 use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::{DepositState, WalletStore};
 use peregrine_wallet::transfers::{TransferKind, TransferState};
-use serde_json::{Value, json};
 use support::{OwnAnvil, accounts, mine, pay, unique_code as code};
 
 const MOUNT: &str = "peregrine-wallets-collect-test";
