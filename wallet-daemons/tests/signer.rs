@@ -371,19 +371,19 @@ async fn an_unmined_withdrawal_is_replaced_at_higher_fees_and_whichever_is_mined
         signer.drive(id, 1).await.unwrap(),
         WithdrawalState::Broadcast
     );
-    let (first, first_fee, _) = latest(&store, id).await;
+    let (first, first_fee, _) = latest(store, id).await;
 
     // One block without it: not due yet (the same bytes are sent again).
-    stuck_block(&rpc, first_fee).await;
+    stuck_block(rpc, first_fee).await;
     assert_eq!(
         signer.drive(id, 1).await.unwrap(),
         WithdrawalState::Broadcast
     );
-    assert_eq!(latest(&store, id).await, (first, first_fee, 0));
+    assert_eq!(latest(store, id).await, (first, first_fee, 0));
     // Two: replaced, same nonce, higher fee, recorded (the replaced id kept) and sent.
-    stuck_block(&rpc, first_fee).await;
+    stuck_block(rpc, first_fee).await;
     signer.drive(id, 1).await.unwrap();
-    let (second, second_fee, bumps) = latest(&store, id).await;
+    let (second, second_fee, bumps) = latest(store, id).await;
     assert_ne!(second, first);
     assert!(second_fee >= first_fee * 5 / 4, "{second_fee} {first_fee}");
     assert_eq!(bumps, 1);
@@ -398,16 +398,16 @@ async fn an_unmined_withdrawal_is_replaced_at_higher_fees_and_whichever_is_mined
         .unwrap();
     assert_eq!(pending.unwrap()["nonce"], "0x0", "the same nonce");
     // Bumped again after two more blocks, then never more than `bumps_max`.
-    stuck_block(&rpc, second_fee).await;
-    stuck_block(&rpc, second_fee).await;
+    stuck_block(rpc, second_fee).await;
+    stuck_block(rpc, second_fee).await;
     signer.drive(id, 1).await.unwrap();
-    let (third, third_fee, bumps) = latest(&store, id).await;
+    let (third, third_fee, bumps) = latest(store, id).await;
     assert_eq!(bumps, 2);
     for _ in 0..3 {
-        stuck_block(&rpc, third_fee).await;
+        stuck_block(rpc, third_fee).await;
         signer.drive(id, 1).await.unwrap();
     }
-    assert_eq!(latest(&store, id).await, (third, third_fee, 2), "bounded");
+    assert_eq!(latest(store, id).await, (third, third_fee, 2), "bounded");
     assert_eq!(store.replaced_attempts(id).await.unwrap().len(), 2);
 
     // The node mines the middle attempt (it never saw the last, say): recognised, settled.
@@ -427,11 +427,11 @@ async fn an_unmined_withdrawal_is_replaced_at_higher_fees_and_whichever_is_mined
         .unwrap();
     let second_raw = store.replaced_attempts(id).await.unwrap()[1].raw.clone();
     assert_eq!(rpc.send_raw(&second_raw).await.unwrap(), second);
-    support::mine(&rpc, 1).await;
+    support::mine(rpc, 1).await;
     assert_eq!(signer.drive(id, 1).await.unwrap(), WithdrawalState::Settled);
     let row = store.withdrawal(id).await.unwrap().unwrap();
     assert_eq!(row.signed.unwrap().1.txid, second, "the mined one is shown");
-    assert_eq!(rpc.nonce(&hot).await.unwrap(), 1, "one transaction");
+    assert_eq!(rpc.nonce(hot).await.unwrap(), 1, "one transaction");
     assert_eq!(rpc.balance(&payee).await.unwrap(), before + ETHER / 5);
     let balance = engine.read(|views| views.balance(account, ETH));
     assert_eq!(
@@ -467,16 +467,16 @@ async fn a_bump_above_the_fee_cap_is_not_sent_and_the_withdrawal_waits() {
     // The cap is the first offer: no replacement can be made.
     let signer = make(0).await;
     signer.drive(id, 1).await.unwrap();
-    let (first, first_fee, _) = latest(&store, id).await;
+    let (first, first_fee, _) = latest(store, id).await;
     let signer = make(first_fee).await;
     for _ in 0..3 {
-        stuck_block(&rpc, first_fee).await;
+        stuck_block(rpc, first_fee).await;
         assert_eq!(
             signer.drive(id, 1).await.unwrap(),
             WithdrawalState::Broadcast
         );
     }
-    assert_eq!(latest(&store, id).await, (first, first_fee, 0));
+    assert_eq!(latest(store, id).await, (first, first_fee, 0));
     assert!(store.replaced_attempts(id).await.unwrap().is_empty());
     let text = support::metrics_text(&registry);
     assert!(
@@ -491,7 +491,7 @@ async fn a_bump_above_the_fee_cap_is_not_sent_and_the_withdrawal_waits() {
         )
         .await
         .unwrap();
-    support::mine(&rpc, 1).await;
+    support::mine(rpc, 1).await;
     assert_eq!(signer.drive(id, 1).await.unwrap(), WithdrawalState::Settled);
-    assert_eq!(rpc.nonce(&hot).await.unwrap(), 1);
+    assert_eq!(rpc.nonce(hot).await.unwrap(), 1);
 }
