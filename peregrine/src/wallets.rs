@@ -31,6 +31,8 @@ use crate::config::Config;
 const _: () = assert!(
     peregrine_control::api::WALLET_DEPOSIT_IDS_FROM
         == peregrine_wallet::ledger::WALLET_DEPOSIT_ID_BASE
+        && peregrine_gateway::ws::hub::WALLET_DEPOSIT_IDS_FROM
+            == peregrine_wallet::ledger::WALLET_DEPOSIT_ID_BASE
 );
 
 /// Why the wallets' part of `up` could not start.

@@ -672,7 +672,6 @@ async fn orders_through_a_bridge_reach_every_book_and_survive_an_appliance_resta
 /// changes, to a subscriber authenticated by the bridge (a read key in its `[rest]`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_private_stream_on_a_bridge_sees_the_accounts_order() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let dir = tempfile::tempdir().unwrap();
     let (prefix, stream) = unique("private");
     let url = nats_url();
@@ -683,18 +682,7 @@ async fn a_private_stream_on_a_bridge_sees_the_accounts_order() {
     );
     let bridge = Bridge::start_with(&dir.path().join("b"), &url, &stream, &lines);
     converges(&up, &bridge, "markets/btcusd/order-book").await;
-    let path = "/api/v2/ranger/private?stream=order&stream=balance";
-    let nonce = support::now_ms() as u64;
-    let signature =
-        peregrine_gateway::rest::auth::sign_request(RELAY_SECRET, nonce, "GET", path, b"");
-    let mut request = format!("{}{path}", bridge.rest.replacen("http://", "ws://", 1))
-        .into_client_request()
-        .unwrap();
-    let headers = request.headers_mut();
-    headers.insert("x-auth-apikey", RELAY_KEY.parse().unwrap());
-    headers.insert("x-auth-nonce", nonce.to_string().parse().unwrap());
-    headers.insert("x-auth-signature", signature.parse().unwrap());
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut ws = relay_socket(&bridge, "stream=order&stream=balance").await;
     let subscribed = support::next_with(&mut ws, "success").await;
     assert_eq!(
         subscribed["streams"],
@@ -933,6 +921,59 @@ async fn orders_reach_a_tls_appliance_only_through_a_bridge_that_trusts_its_cert
         .and_then(|l| l.split_whitespace().last())
         .and_then(|n| n.parse::<u64>().ok());
     assert!(failed.is_some_and(|n| n >= 2), "{failed:?}");
+    up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+/// The relay key's private Ranger socket on `bridge`, subscribed by `query`.
+async fn relay_socket(
+    bridge: &Bridge,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let path = format!("/api/v2/ranger/private?{query}");
+    let nonce = support::now_ms() as u64;
+    let signature =
+        peregrine_gateway::rest::auth::sign_request(RELAY_SECRET, nonce, "GET", &path, b"");
+    let mut request = format!("{}{path}", bridge.rest.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("x-auth-apikey", RELAY_KEY.parse().unwrap());
+    headers.insert("x-auth-nonce", nonce.to_string().parse().unwrap());
+    headers.insert("x-auth-signature", signature.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+/// Ranger's private `deposit` stream on a bridge: an operator's credit on the appliance
+/// reaches the account's socket through the stream's `user.<account>.deposit` subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposit_reaches_the_accounts_deposit_stream_on_a_bridge() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("funds");
+    let url = nats_url();
+    let (up, port) = relay_appliance(dir.path(), &url, &stream, &prefix);
+    let lines = format!(
+        "orders_url = \"http://127.0.0.1:{port}\"\n\n[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n"
+    );
+    let bridge = Bridge::start_with(&dir.path().join("b"), &url, &stream, &lines);
+    converges(&up, &bridge, "markets/btcusd/order-book").await;
+    let mut ws = relay_socket(&bridge, "stream=deposit").await;
+    let subscribed = support::next_with(&mut ws, "success").await;
+    assert_eq!(subscribed["streams"], serde_json::json!(["deposit"]));
+    up.deposit(2, "usd", "9", 4).await;
+    up.deposit(1, "usd", "25", 5).await;
+    let deposit = support::next_with(&mut ws, "deposit").await;
+    assert_eq!(
+        (&deposit["id"], &deposit["currency"], &deposit["amount"]),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!("usd"),
+            &serde_json::json!("25")
+        ),
+        "{deposit}"
+    );
+    assert_eq!(deposit["state"], "credited", "{deposit}");
     up.stop();
     delete_stream(&url, &stream).await;
 }

@@ -7,10 +7,15 @@
 //! restarted: the daemon shows it on readiness, backs off and credits what was paid without
 //! loss. A user of identity with 2FA and the KYC level withdraws ether to an anvil address
 //! through a beneficiary, the policy and operators' approvals; the daemon holds, signs,
-//! broadcasts and settles it.
+//! broadcasts and settles it. The daemon SIGKILLed with a sweep and withdrawals sent and not
+//! mined, and with a hold in flight: each is one transaction on the chain, the same bytes, the
+//! ledger right. OpenBao (a private one) stopped and sealed: withdrawals wait held, deposits go
+//! on, readiness says the signer is degraded; back: the withdrawal goes, once. Ranger's private
+//! `deposit` and `withdraw` streams on a real WebSocket client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod bao_support;
 mod support;
 #[path = "support/users.rs"]
 mod users;
@@ -18,15 +23,22 @@ mod users;
 mod wallet_support;
 
 use std::process::Child;
+
+use bao_support::FileBao;
 use std::time::{Duration, Instant};
 
-use peregrine_wallet::chain::Address;
+use peregrine_hotpath::{AccountId, Amount, CurrencyId};
 use peregrine_wallet::chain::eth::EthRpc;
+use peregrine_wallet::chain::{Address, Chain};
+use peregrine_wallet::store::WalletStore;
+use peregrine_wallet::transfers::{TransferKind, TransferState};
+use peregrine_wallet::withdrawals::{NewWithdrawal, WithdrawalState};
 use ring::hmac;
 use serde_json::{Value, json};
 use support::{FreshDatabase, PROCESS_TIMEOUT, Up, http_client, now_ms, spawn, write_config};
 use wallet_support::{
-    OwnAnvil, accounts, deploy_token, mine, pay, required_env, token_transfer, wallet_openbao_token,
+    OwnAnvil, accounts, automine, deploy_token, mine, mined_count, pay, required_env,
+    token_transfer, wallet_openbao_token, wallet_openbao_token_on,
 };
 
 const KEY: &str = "wallet-user-key";
@@ -61,7 +73,7 @@ struct Stack {
 /// The `[wallets]` section: ether with `eth_confirmations` (and `eth_withdraw`, its
 /// withdrawal policy's table or nothing), the token as `usd` with 2.
 fn wallets_section(
-    anvil: &str,
+    (anvil, bao): (&str, &str),
     store: &str,
     mount: &str,
     token: &Address,
@@ -70,7 +82,7 @@ fn wallets_section(
 ) -> String {
     format!(
         "[wallets]\nenabled = true\nlisten = \"127.0.0.1:0\"\nrpc_url = \"{anvil}\"\n\
-         store_url = \"{store}\"\nopenbao_addr = \"{}\"\nseed_mount = \"{mount}\"\n\
+         store_url = \"{store}\"\nopenbao_addr = \"{bao}\"\nseed_mount = \"{mount}\"\n\
          control_url = \"{control_url}\"\ninterval_ms = 100\nbackoff_ms_max = 800\n\
          beneficiary_activation_delay_ms = 0\n\n\
          [[wallets.currencies]]\ncode = \"eth\"\ndecimals = 18\nconfirmations = {eth_confirmations}\n\n\
@@ -78,22 +90,23 @@ fn wallets_section(
          [[wallets.currencies]]\ncode = \"usd\"\ncontract = \"{token}\"\ndecimals = 18\n\
          confirmations = 2\n\n[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\n\
          account = {ACCOUNT}\n\n",
-        required_env("VAULT_ADDR"),
     )
 }
 
 impl Stack {
     async fn start(anvil: &OwnAnvil, name: &str, eth_confirmations: u32) -> Stack {
-        Stack::start_with(anvil, name, (eth_confirmations, ""), None).await
+        Stack::start_with(anvil, name, (eth_confirmations, ""), None, None).await
     }
 
     /// A stack whose ether has `eth_withdraw` (its withdrawal policy's table) and, with
-    /// `withdraw_level_min`, identity on the real OpenBao and SMTP.
+    /// `withdraw_level_min`, identity on the real OpenBao and SMTP; the seeds in `bao` (a
+    /// private OpenBao) if given, else in the suite's.
     async fn start_with(
         anvil: &OwnAnvil,
         name: &str,
         eth: (u32, &str),
         withdraw_level_min: Option<i64>,
+        bao: Option<&FileBao>,
     ) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let rpc = EthRpc::new(&anvil.url).unwrap();
@@ -101,9 +114,21 @@ impl Stack {
         let token = deploy_token(&rpc, &payer, 1_000_000 * TOKEN_UNIT).await;
         let database = FreshDatabase::new(name);
         let mount = unique("wallets-e2e");
-        wallet_openbao_token(&mount, &dir.path().join("data/wallets-openbao.token")).await;
+        let token_file = dir.path().join("data/wallets-openbao.token");
+        let bao_addr = match bao {
+            Some(bao) => {
+                let root = (bao.addr(), bao.root_token.clone());
+                wallet_openbao_token_on((&root.0, &root.1), &mount, &token_file).await;
+                bao.addr()
+            }
+            None => {
+                wallet_openbao_token(&mount, &token_file).await;
+                required_env("VAULT_ADDR")
+            }
+        };
         let section = |control: &str| {
-            wallets_section(&anvil.url, &database.url, &mount, &token, control, eth)
+            let urls = (anvil.url.as_str(), bao_addr.as_str());
+            wallets_section(urls, &database.url, &mount, &token, control, eth)
         };
         let auth = withdraw_level_min
             .map_or_else(String::new, |level| users::auth_section(dir.path(), level));
@@ -634,7 +659,8 @@ async fn eth_balance(rest: &str, key: (&str, &str)) -> (String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_with_2fa_and_kyc_withdraws_ether_to_an_anvil_address_exactly_once() {
     let anvil = OwnAnvil::start().await;
-    let stack = Stack::start_with(&anvil, "wallet_withdraw", (1, ETH_WITHDRAW), Some(2)).await;
+    let stack =
+        Stack::start_with(&anvil, "wallet_withdraw", (1, ETH_WITHDRAW), Some(2), None).await;
     let rest = stack.up.rest.clone();
     let (daemon, health) = stack.daemon();
     let email = format!("{}@example.com", users::unique("withdrawer"));
@@ -847,4 +873,370 @@ async fn a_user_with_2fa_and_kyc_withdraws_ether_to_an_anvil_address_exactly_onc
     store.close().await;
     kill(daemon);
     stack.up.stop();
+}
+
+/// The stored state of withdrawal `id`.
+async fn withdrawal_state(store: &WalletStore, id: u64) -> WithdrawalState {
+    store.withdrawal(id).await.unwrap().unwrap().state
+}
+
+/// Every stored wallet transaction: (kind, state, txid).
+async fn transfer_rows(store: &WalletStore) -> Vec<(TransferKind, TransferState, String)> {
+    let rows = store.transfers("eth", 100).await.unwrap();
+    rows.into_iter()
+        .map(|row| (row.transfer.kind, row.state, row.signed.txid.to_string()))
+        .collect()
+}
+
+/// Waits (bounded) until `done` holds, mining a block between looks when `mine_blocks`.
+async fn until<F, Fut>(rpc: &EthRpc, what: &str, mine_blocks: bool, done: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    while !done().await {
+        assert!(Instant::now() < deadline, "never {what}");
+        if mine_blocks {
+            mine(rpc, 1).await;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_with_a_sweep_and_withdrawals_in_flight_sends_each_once() {
+    const CONFIRMATIONS: u32 = 3;
+    let anvil = OwnAnvil::start().await;
+    let stack = Stack::start(&anvil, "wallet_sigkill", CONFIRMATIONS).await;
+    let rpc = &stack.rpc;
+    let (daemon, _) = stack.daemon();
+    let address = stack.address("eth").await;
+    let store = WalletStore::open(&stack.database.url).await.unwrap();
+    let (hot, hot_path) = store.hot_wallet("eth", "eth").await.unwrap().unwrap();
+    pay(rpc, &stack.payer, &hot, 1_000_000_000 * GWEI).await;
+    let payee = Address::parse_eth(&accounts(rpc).await[8]).unwrap();
+    let payee_before = rpc.balance(&payee).await.unwrap();
+
+    // Mining by hand from here: what the daemon sends stays pending until a block is mined.
+    automine(rpc, false).await;
+    let _: String = rpc
+        .call(
+            "eth_sendTransaction",
+            json!([{ "from": stack.payer, "to": address.as_str(),
+                "value": format!("0x{:x}", 500_000_000 * GWEI) }]),
+        )
+        .await
+        .unwrap();
+    let credited = || async {
+        let rows = store.account_deposits(ACCOUNT, 10).await.unwrap();
+        rows.len() == 1 && rows[0].state == peregrine_wallet::store::DepositState::Credited
+    };
+    until(rpc, "credited", true, credited).await;
+    // Credited, then swept: the sweep is signed, stored and sent, and stays unmined.
+    until(rpc, "a sweep sent", false, || async {
+        transfer_rows(&store).await.first().map(|t| (t.0, t.1))
+            == Some((TransferKind::Sweep, TransferState::Broadcast))
+    })
+    .await;
+    let withdrawal = |amount_gwei: u64| NewWithdrawal {
+        currency: "eth".to_owned(),
+        currency_id: CurrencyId(2),
+        account: AccountId(ACCOUNT),
+        amount_minor: Amount(amount_gwei),
+        from: hot.clone(),
+        path: hot_path.clone(),
+        to: payee.clone(),
+        amount_chain: u128::from(amount_gwei) * GWEI,
+    };
+    let first = store
+        .insert_withdrawal("eth", &withdrawal(100_000_000))
+        .await
+        .unwrap();
+    until(rpc, "the withdrawal sent", false, || async {
+        withdrawal_state(&store, first).await == WithdrawalState::Broadcast
+    })
+    .await;
+    let sent_before = store.withdrawal(first).await.unwrap().unwrap().signed;
+    let sweep_before = store.transfers("eth", 10).await.unwrap();
+
+    // Killed with both sent and unmined (no receipt recorded); a second withdrawal's hold in
+    // flight in the frozen appliance's socket.
+    signal(&stack.up.child, "-STOP");
+    let second = store
+        .insert_withdrawal("eth", &withdrawal(200_000_000))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    kill(daemon);
+    signal(&stack.up.child, "-CONT");
+    let daemon = stack.daemon().0;
+    until(rpc, "the second withdrawal sent", false, || async {
+        withdrawal_state(&store, second).await == WithdrawalState::Broadcast
+    })
+    .await;
+    // Mined, short of its confirmations: killed again before any receipt is recorded.
+    mine(rpc, 1).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        withdrawal_state(&store, first).await,
+        WithdrawalState::Broadcast
+    );
+    kill(daemon);
+    let daemon = stack.daemon().0;
+    until(rpc, "everything settled", true, || async {
+        withdrawal_state(&store, first).await == WithdrawalState::Settled
+            && withdrawal_state(&store, second).await == WithdrawalState::Settled
+            && transfer_rows(&store)
+                .await
+                .iter()
+                .all(|t| t.1 == TransferState::Mined)
+    })
+    .await;
+
+    // One transaction each: the sweep's and the first withdrawal's stored bytes, mined.
+    let sweeps = store.transfers("eth", 10).await.unwrap();
+    assert_eq!(sweeps.len(), 1, "{sweeps:?}");
+    assert_eq!(sweeps[0].signed, sweep_before[0].signed, "the same bytes");
+    assert_eq!(
+        store.withdrawal(first).await.unwrap().unwrap().signed,
+        sent_before,
+        "the same nonce and bytes"
+    );
+    for txid in [
+        &sweeps[0].signed.txid,
+        &sent_before.as_ref().unwrap().1.txid,
+    ] {
+        assert!(rpc.receipt(txid).await.unwrap().unwrap().success);
+    }
+    assert_eq!(mined_count(rpc, &address).await, 1, "one sweep");
+    assert_eq!(mined_count(rpc, &hot).await, 2, "one per withdrawal");
+    assert_eq!(
+        rpc.balance(&payee).await.unwrap(),
+        payee_before + 300_000_000 * GWEI
+    );
+    // Credited once, debited once per withdrawal, nothing left locked.
+    let (status, body) = stack.get("account/balances/eth").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (&body["balance"], &body["locked"]),
+        (&json!("0.2"), &json!("0"))
+    );
+    let (_, deposits) = stack.get("account/deposits").await;
+    assert_eq!(deposits.as_array().unwrap().len(), 1, "{deposits}");
+    store.close().await;
+    kill(daemon);
+    stack.up.stop();
+}
+
+/// The daemon's `/health/ready` line about `check` (e.g. `degraded signer: …`) once it
+/// starts with `want`, with the status; bounded.
+async fn ready_line(health: &str, check: &str, want: &str) -> (u16, String) {
+    let deadline = Instant::now() + CREDIT_TIMEOUT;
+    loop {
+        let (status, text) = plain_get(&format!("{health}/health/ready")).await;
+        let line = text
+            .lines()
+            .find(|l| l.split_whitespace().nth(1).map(|c| c.trim_end_matches(':')) == Some(check))
+            .unwrap_or_default()
+            .to_owned();
+        if line.starts_with(want) {
+            return (status, line);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "readiness never `{want}` for {check}: {status} {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A line of the daemon's metrics starting with `name` (its value), if exported.
+async fn metric(health: &str, name: &str) -> Option<String> {
+    let (_, text) = plain_get(&format!("{health}/metrics")).await;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_openbao_out_withdrawals_wait_deposits_go_on_and_the_signer_is_degraded() {
+    let anvil = OwnAnvil::start().await;
+    let bao_home = tempfile::tempdir().unwrap();
+    let mut bao = FileBao::start(bao_home.path()).await;
+    let stack = Stack::start_with(&anvil, "wallet_bao_out", (1, ""), None, Some(&bao)).await;
+    let rpc = &stack.rpc;
+    let (daemon, health) = stack.daemon();
+    let address = stack.address("eth").await;
+    let store = WalletStore::open(&stack.database.url).await.unwrap();
+    let (hot, hot_path) = store.hot_wallet("eth", "eth").await.unwrap().unwrap();
+    pay(rpc, &stack.payer, &hot, 1_000_000_000 * GWEI).await;
+    pay(rpc, &stack.payer, &address, 500_000_000 * GWEI).await;
+    stack.credited("eth", "0.5").await;
+    let up_metric = "peregrine_wallet_signer_up{chain=\"eth\"}";
+    assert_eq!(ready_line(&health, "signer", "ok").await.0, 200);
+    assert_eq!(metric(&health, up_metric).await.as_deref(), Some("1"));
+    let payee = Address::parse_eth(&accounts(rpc).await[7]).unwrap();
+    let payee_before = rpc.balance(&payee).await.unwrap();
+
+    // OpenBao stopped: the signer is degraded (the daemon still serves), a withdrawal waits.
+    bao.kill();
+    let (status, line) = ready_line(&health, "signer", "degraded").await;
+    assert_eq!(status, 200, "deposits go on: {line}");
+    assert!(line.contains("withdrawals wait for the keys"), "{line}");
+    assert_eq!(metric(&health, up_metric).await.as_deref(), Some("0"));
+    let request = NewWithdrawal {
+        currency: "eth".to_owned(),
+        currency_id: CurrencyId(2),
+        account: AccountId(ACCOUNT),
+        amount_minor: Amount(100_000_000),
+        from: hot.clone(),
+        path: hot_path,
+        to: payee.clone(),
+        amount_chain: 100_000_000 * GWEI,
+    };
+    let id = store.insert_withdrawal("eth", &request).await.unwrap();
+    // Deposits are still detected and credited meanwhile.
+    pay(rpc, &stack.payer, &address, 2_000_000 * GWEI).await;
+    stack.credited("eth", "0.402").await;
+    let waiting = store.withdrawal(id).await.unwrap().unwrap();
+    assert_eq!(
+        (waiting.state, waiting.signed),
+        (WithdrawalState::Held, None),
+        "held, queued, nothing signed"
+    );
+    assert_eq!(rpc.nonce(&hot).await.unwrap(), 0, "nothing sent");
+    let (_, body) = stack.get("account/balances/eth").await;
+    assert_eq!(body["locked"], "0.1", "{body}");
+    let errors = "peregrine_wallet_signer_errors_total{chain=\"eth\",kind=\"unavailable\"}";
+    assert!(metric(&health, errors).await.is_some());
+
+    // Started again, sealed: still waiting. Unsealed: the withdrawal goes, once.
+    bao.spawn().await;
+    let sealed = "degraded signer: withdrawals wait for the keys: OpenBao is sealed";
+    ready_line(&health, "signer", sealed).await;
+    bao.unseal().await;
+    ready_line(&health, "signer", "ok").await;
+    until(rpc, "settled", true, || async {
+        withdrawal_state(&store, id).await == WithdrawalState::Settled
+    })
+    .await;
+    assert_eq!(metric(&health, up_metric).await.as_deref(), Some("1"));
+    assert_eq!(mined_count(rpc, &hot).await, 1, "one transaction");
+    assert_eq!(
+        rpc.balance(&payee).await.unwrap(),
+        payee_before + 100_000_000 * GWEI
+    );
+    let (_, body) = stack.get("account/balances/eth").await;
+    assert_eq!(
+        (&body["balance"], &body["locked"]),
+        (&json!("0.402"), &json!("0"))
+    );
+    store.close().await;
+    kill(daemon);
+    stack.up.stop();
+}
+
+/// The account's private Ranger socket on `rest`, opened with the REST key, subscribed by
+/// `query` (e.g. `stream=deposit`).
+async fn private_socket(
+    rest: &str,
+    query: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let path = format!("/api/v2/ranger/private?{query}");
+    let nonce = now_ms() as u64;
+    let signature = peregrine_gateway::rest::auth::sign_request(SECRET, nonce, "GET", &path, b"");
+    let mut request = format!("{}{path}", rest.replacen("http://", "ws://", 1))
+        .into_client_request()
+        .unwrap();
+    let headers = request.headers_mut();
+    headers.insert("x-auth-apikey", KEY.parse().unwrap());
+    headers.insert("x-auth-nonce", nonce.to_string().parse().unwrap());
+    headers.insert("x-auth-signature", signature.parse().unwrap());
+    tokio_tungstenite::connect_async(request).await.unwrap().0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranger_private_deposit_and_withdraw_events_reach_the_accounts_socket_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        format!("[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\naccount = {ACCOUNT}\n\n");
+    write_config(dir.path(), &[], &key);
+    let up = Up::start(dir.path());
+    let mut ws = private_socket(&up.rest, "stream=deposit&stream=withdraw").await;
+    let subscribed = support::next_with(&mut ws, "success").await;
+    assert_eq!(subscribed["streams"], json!(["deposit", "withdraw"]));
+    let wallet_token = std::fs::read_to_string(dir.path().join("data/wallet.token")).unwrap();
+    let as_wallet = |path: &str, body: Value| {
+        let request = http_client()
+            .post(format!("{}/control/v1/{path}", up.http))
+            .bearer_auth(wallet_token.trim())
+            .json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        }
+    };
+    let fields = |event: &Value| {
+        (
+            event["id"].as_u64().unwrap(),
+            event["currency"].as_str().unwrap().to_owned(),
+            event["amount"].as_str().unwrap().to_owned(),
+            event["state"].as_str().unwrap().to_owned(),
+        )
+    };
+
+    // An operator's credit, another account's (never on this socket), the wallet's (its row).
+    up.deposit(ACCOUNT, "eth", "1.5", 41).await;
+    up.deposit(ACCOUNT + 1, "eth", "2", 42).await;
+    let chain = json!({"account": ACCOUNT, "currency": "eth", "amount": "0.25",
+        "deposit_id": (1u64 << 62) + 7});
+    as_wallet("deposits", chain).await;
+    let first = support::next_with(&mut ws, "deposit").await;
+    assert_eq!(
+        fields(&first),
+        (41, "eth".into(), "1.5".into(), "credited".into())
+    );
+    assert_eq!(first["source"], "operator", "{first}");
+    let second = support::next_with(&mut ws, "deposit").await;
+    assert_eq!(
+        fields(&second),
+        (7, "eth".into(), "0.25".into(), "credited".into())
+    );
+    assert_eq!(second["source"], "chain", "{second}");
+
+    // A withdrawal held then settled, another held then released.
+    let hold = |amount: &str| json!({"account": ACCOUNT, "currency": "eth", "amount": amount});
+    as_wallet("withdrawals/9/hold", hold("0.5")).await;
+    as_wallet("withdrawals/9/settle", json!({})).await;
+    as_wallet("withdrawals/10/hold", hold("0.25")).await;
+    as_wallet("withdrawals/10/release", json!({})).await;
+    let mut steps = Vec::new();
+    for _ in 0..4 {
+        steps.push(fields(&support::next_with(&mut ws, "withdraw").await));
+    }
+    assert_eq!(
+        steps,
+        [
+            (9, "eth".into(), "0.5".into(), "held".into()),
+            (9, "eth".into(), "0.5".into(), "settled".into()),
+            (10, "eth".into(), "0.25".into(), "held".into()),
+            (10, "eth".into(), "0.25".into(), "released".into()),
+        ]
+    );
+    // The public socket has no such stream.
+    let public = format!(
+        "{}/api/v2/ranger/public?stream=deposit",
+        up.rest.replacen("http://", "ws://", 1)
+    );
+    let refused = match tokio_tungstenite::connect_async(public).await {
+        Err(_) => true,
+        Ok((mut public, _)) => support::next_with(&mut public, "error")
+            .await
+            .to_string()
+            .contains("private"),
+    };
+    assert!(refused);
+    up.stop();
 }

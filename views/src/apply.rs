@@ -4,9 +4,67 @@ use peregrine_hotpath::{
     AccountId, Amount, Event, MarketId, MarketState, OrderId, Price, Qty, Side, Trade,
 };
 
-use crate::change::{Change, FillChange, TradeChange};
+use crate::change::{Change, FillChange, FundsChange, FundsKind, TradeChange};
 use crate::order::{OrderRecord, OrderState, OrderTerms, OrderType};
 use crate::{BalanceView, Views};
+
+/// The wallet step `event` records, if it is one (a deposit credited, a withdrawal held,
+/// settled or released).
+fn funds(ts_ns: u64, event: &Event) -> Option<FundsChange> {
+    let (kind, id, account, currency, amount) = match *event {
+        Event::Deposited {
+            account,
+            currency,
+            amount,
+            deposit,
+        } => (FundsKind::Deposited, deposit.0, account, currency, amount),
+        Event::WithdrawalHeld {
+            withdrawal,
+            account,
+            currency,
+            amount,
+        } => (
+            FundsKind::WithdrawalHeld,
+            withdrawal.0,
+            account,
+            currency,
+            amount,
+        ),
+        Event::WithdrawalSettled {
+            withdrawal,
+            account,
+            currency,
+            amount,
+        } => (
+            FundsKind::WithdrawalSettled,
+            withdrawal.0,
+            account,
+            currency,
+            amount,
+        ),
+        Event::WithdrawalReleased {
+            withdrawal,
+            account,
+            currency,
+            amount,
+        } => (
+            FundsKind::WithdrawalReleased,
+            withdrawal.0,
+            account,
+            currency,
+            amount,
+        ),
+        _ => return None,
+    };
+    Some(FundsChange {
+        kind,
+        id,
+        account,
+        currency,
+        amount,
+        ts_ns,
+    })
+}
 
 impl Views {
     /// Applies one event of command `seq` (stamped `ts`); appends what changed to `out`. Call
@@ -83,6 +141,12 @@ impl Views {
             Event::MarketStateChanged { market, state } => self.market_state(market, state, out),
             Event::KillSwitchSet { account, on } => {
                 self.kill_switches.insert(account, on);
+            }
+            Event::Deposited { .. }
+            | Event::WithdrawalHeld { .. }
+            | Event::WithdrawalSettled { .. }
+            | Event::WithdrawalReleased { .. } => {
+                out.extend(funds(ts_ns, event).map(Change::Funds))
             }
             _ => {}
         }

@@ -97,4 +97,44 @@ pub enum Change {
         /// Halted now.
         halted: bool,
     },
+    /// Funds entered or left an account through a wallet (its balance change follows).
+    Funds(FundsChange),
+}
+
+/// What a wallet did to an account's funds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[non_exhaustive]
+pub enum FundsKind {
+    /// A deposit was credited (`id` is its deposit id).
+    Deposited,
+    /// Funds were held for a withdrawal (`id` is the withdrawal's).
+    WithdrawalHeld,
+    /// The withdrawal left the exchange.
+    WithdrawalSettled,
+    /// The withdrawal's held funds returned to available.
+    WithdrawalReleased,
+}
+
+impl FundsKind {
+    /// Whether it is a withdrawal's step (else a deposit).
+    pub fn is_withdrawal(self) -> bool {
+        !matches!(self, FundsKind::Deposited)
+    }
+}
+
+/// A deposit credited or a withdrawal's step, from the journaled command's event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub struct FundsChange {
+    /// What happened.
+    pub kind: FundsKind,
+    /// The deposit's or the withdrawal's id.
+    pub id: u64,
+    /// Account.
+    pub account: AccountId,
+    /// Currency.
+    pub currency: CurrencyId,
+    /// Amount, minor units.
+    pub amount: Amount,
+    /// Sequencer time of the command, Unix ns.
+    pub ts_ns: u64,
 }

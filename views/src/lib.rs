@@ -31,7 +31,7 @@ use peregrine_hotpath::{
 };
 
 pub use book::{Book, BookSnapshot, LevelChange, SequenceGap};
-pub use change::{Change, FillChange, TradeChange};
+pub use change::{Change, FillChange, FundsChange, FundsKind, TradeChange};
 pub use order::{OrderRecord, OrderState, OrderTerms, OrderType};
 pub use orders::{DEDUP_WINDOW_ORDERS, OrderStatus, Orders, OrdersLimits};
 pub use window::{WINDOW_IMAGE_VERSION, WindowImageError};

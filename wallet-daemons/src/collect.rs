@@ -43,8 +43,9 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::bumps::Fee;
 use crate::chain::eth::EthRpc;
-use crate::chain::eth_tx::{Eip1559, SignedTx, TxError, erc20_transfer_data};
+use crate::chain::eth_tx::{SignedTx, TxError, erc20_transfer_data};
 use crate::chain::{Address, Asset, Chain, ChainError, FeeEstimate};
 use crate::keys::{DerivationPath, KeyError, SeedVault};
 use crate::metrics::WalletMetrics;
@@ -171,19 +172,6 @@ enum Gas {
     ToppedUp,
     /// A top-up is in flight (or the gas payer is short): collected at a later step.
     Waiting,
-}
-
-/// The fee offered at this step (EIP-1559).
-#[derive(Clone, Copy)]
-struct Fee {
-    max_fee_per_gas: u128,
-    max_priority_fee_per_gas: u128,
-}
-
-impl Fee {
-    fn cost(self, gas: u64) -> u128 {
-        self.max_fee_per_gas.saturating_mul(u128::from(gas))
-    }
 }
 
 /// Sweeps deposit addresses, tops up gas and rebalances one Ethereum chain's wallets.
@@ -571,7 +559,7 @@ impl Collector {
         let pending = self.rpc.nonce(&plan.from.address).await?;
         let stored = self.store.nonce_max(chain, &plan.from.address).await?;
         let nonce = stored.map_or(pending, |max| pending.max(max + 1));
-        let (to, value, data, gas_limit) = match &plan.currency.asset {
+        let payment = match &plan.currency.asset {
             Asset::Token(contract) => (
                 contract.clone(),
                 0,
@@ -580,16 +568,7 @@ impl Collector {
             ),
             _ => (plan.to.clone(), plan.amount, Vec::new(), GAS_LIMIT_ETHER),
         };
-        let tx = Eip1559 {
-            chain_id: self.chain_id,
-            nonce,
-            max_priority_fee_per_gas: fee.max_priority_fee_per_gas,
-            max_fee_per_gas: fee.max_fee_per_gas,
-            gas_limit,
-            to,
-            value,
-            data,
-        };
+        let tx = fee.transaction(self.chain_id, nonce, payment);
         let signed: SignedTx = self
             .vault
             .with_key(&plan.currency.code, &plan.from.path, |key| tx.sign(key))

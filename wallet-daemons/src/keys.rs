@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use k256::elliptic_curve::sec1::ToEncodedPoint;
 use k256::{NonZeroScalar, Scalar, SecretKey};
@@ -243,11 +244,21 @@ pub fn wallet_policy(mount: &str) -> String {
     format!("path \"{mount}/data/seeds/*\" {{\n  capabilities = [\"create\", \"read\"]\n}}\n")
 }
 
+/// Why the seeds cannot be read now, as the last look found: the last read of a seed and the
+/// last probe of OpenBao's health, each cleared by its own next success. Shared by a vault's
+/// clones (the signer's, the collector's, the address deriver's, readiness).
+#[derive(Debug, Default)]
+struct Availability {
+    read: Option<String>,
+    probe: Option<String>,
+}
+
 /// The seeds, through the wallet daemons' own OpenBao token.
 #[derive(Clone, Debug)]
 pub struct SeedVault {
     bao: OpenBao,
     mount: String,
+    availability: Arc<Mutex<Availability>>,
 }
 
 impl SeedVault {
@@ -256,7 +267,51 @@ impl SeedVault {
         SeedVault {
             bao,
             mount: mount.to_owned(),
+            availability: Arc::default(),
         }
+    }
+
+    /// Why nothing can be signed now (OpenBao unreachable, sealed, failing, the token
+    /// refused for now), as the last seed read or [`SeedVault::probe`] found; `None` while the
+    /// seeds can be read. Withdrawals wait meanwhile: each step tries again.
+    pub fn unavailable(&self) -> Option<String> {
+        let availability = self
+            .availability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        availability
+            .probe
+            .clone()
+            .or_else(|| availability.read.clone())
+    }
+
+    /// Asks OpenBao whether it serves now (reachable, unsealed, active; no seed is read) and
+    /// records the answer for [`SeedVault::unavailable`], which it returns.
+    pub async fn probe(&self) -> Option<String> {
+        let problem = match self.bao.health().await {
+            Ok(health) if health.sealed => Some("OpenBao is sealed".to_owned()),
+            Ok(health) if health.standby => Some("OpenBao answers as a standby".to_owned()),
+            Ok(_) => None,
+            Err(error) => Some(error.to_string()),
+        };
+        self.availability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .probe = problem;
+        self.unavailable()
+    }
+
+    /// Records the outcome of a seed read for [`SeedVault::unavailable`]: an unavailable
+    /// OpenBao sets it, any answer clears it.
+    fn note_read<T>(&self, outcome: &Result<T, KeyError>) {
+        let problem = match outcome {
+            Err(KeyError::Bao(error)) if error.is_unavailable() => Some(error.to_string()),
+            _ => None,
+        };
+        self.availability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .read = problem;
     }
 
     fn seed_path(currency: &str) -> String {
@@ -289,13 +344,15 @@ impl SeedVault {
         }
     }
 
-    /// Reads the seed into a buffer zeroed on drop.
+    /// Reads the seed into a buffer zeroed on drop (and notes whether OpenBao answered).
     async fn seed(&self, currency: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        let mut document = self
+        let read = self
             .bao
             .kv_get(&self.mount, &Self::seed_path(currency))
-            .await?
-            .ok_or_else(|| KeyError::NoSeed(currency.to_owned()))?;
+            .await
+            .map_err(KeyError::from);
+        self.note_read(&read);
+        let mut document = read?.ok_or_else(|| KeyError::NoSeed(currency.to_owned()))?;
         let Some(Value::String(mut text)) = document.remove("seed") else {
             return Err(KeyError::SeedMalformed(currency.to_owned()));
         };

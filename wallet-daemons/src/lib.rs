@@ -23,7 +23,8 @@
 //!   the requester, never one operator twice — under a per-(account, currency) lock);
 //! - withdrawals' chain side ([`withdrawals`]: the journaled hold before signing, the signed
 //!   bytes persisted before broadcast, settle or release only on a receipt; one transaction per
-//!   withdrawal whatever crashes), driven by [`withdrawals::Signer::step`]. The states and
+//!   withdrawal whatever crashes, replaced at a higher fee when stuck unmined: [`bumps`]),
+//!   driven by [`withdrawals::Signer::step`]. The states and
 //!   their transitions, request to settled, are drawn in [`withdrawals`]. Token withdrawals are
 //!   the same withdrawals paid by an ERC-20 `transfer` ([`withdrawals::Signer::with_tokens`]);
 //! - collection and hot / warm / cold ([`collect`], its transactions in [`transfers`]): sweeps
@@ -83,14 +84,16 @@
 //!
 //! An operator's rejection of a withdrawal awaiting approval and the control API's approval
 //! route (approval is [`store::WalletStore::approve_withdrawal`], taking the approver's uid),
-//! beneficiary activation by a mailed code, fee bumps (of withdrawals and of the collector's
-//! transactions stuck unmined), refilling the hot wallet from warm (an operator's transfer:
+//! beneficiary activation by a mailed code, fee bumps of the collector's transactions stuck
+//! unmined (an ether sweep sends the balance less the fee: its replacement must send less),
+//! refilling the hot wallet from warm (an operator's transfer:
 //! no warm key is on the host) and Ranger `deposit` events. The daemon process (`peregrine
 //! wallets run`) and the Peatio deposit and withdrawal routes (TOTP through identity, the KYC
 //! level, the `withdraw` scope) live in the `peregrine` and gateway crates.
 
 pub mod addresses;
 pub mod appliance;
+pub mod bumps;
 pub mod chain;
 pub mod collect;
 pub mod deposits;

@@ -33,6 +33,11 @@ pub struct WalletMetrics {
     pub withdrawal_transitions_total: IntCounterVec,
     /// Signer failures by kind (`unavailable`, `refused`, `rejected`, `store`, `state`).
     pub signer_errors_total: IntCounterVec,
+    /// 1 while the signer can read its keys (OpenBao answers), 0 while withdrawals wait.
+    pub signer_up: IntGaugeVec,
+    /// Fee bumps of unmined withdrawals by outcome (`bumped`: a replacement recorded and sent;
+    /// `capped`: due, but its fee would exceed the cap).
+    pub fee_bumps_total: IntCounterVec,
     /// Wallet transactions (top-ups, sweeps, rebalancing) entering each state.
     pub transfers_total: IntCounterVec,
     /// One collection step (advance open transactions, plan, send).
@@ -112,6 +117,20 @@ impl WalletMetrics {
                 Opts::new("wallet_signer_errors_total", "signer failures by kind"),
                 &["chain", "kind"],
             )?,
+            signer_up: IntGaugeVec::new(
+                Opts::new(
+                    "wallet_signer_up",
+                    "1 while the signer can read its keys (OpenBao answers), 0 while withdrawals wait",
+                ),
+                &["chain"],
+            )?,
+            fee_bumps_total: IntCounterVec::new(
+                Opts::new(
+                    "wallet_fee_bumps_total",
+                    "fee bumps of unmined withdrawals by outcome",
+                ),
+                &["chain", "outcome"],
+            )?,
             transfers_total: IntCounterVec::new(
                 Opts::new(
                     "wallet_transfers_total",
@@ -144,6 +163,8 @@ impl WalletMetrics {
         registry.register(Box::new(metrics.withdrawals.clone()))?;
         registry.register(Box::new(metrics.withdrawal_transitions_total.clone()))?;
         registry.register(Box::new(metrics.signer_errors_total.clone()))?;
+        registry.register(Box::new(metrics.signer_up.clone()))?;
+        registry.register(Box::new(metrics.fee_bumps_total.clone()))?;
         registry.register(Box::new(metrics.head_lag_blocks.clone()))?;
         registry.register(Box::new(metrics.head_lag_seconds.clone()))?;
         registry.register(Box::new(metrics.deposits.clone()))?;
@@ -166,6 +187,11 @@ impl WalletMetrics {
             &self.deep_reorg_deposits_total,
         ] {
             counter.with_label_values(&[chain]).inc_by(0);
+        }
+        for outcome in ["bumped", "capped"] {
+            self.fee_bumps_total
+                .with_label_values(&[chain, outcome])
+                .inc_by(0);
         }
         for kind in crate::transfers::TransferKind::ALL {
             for state in crate::transfers::TransferState::ALL {

@@ -12,7 +12,7 @@ use peregrine_hotpath::{AccountId, CurrencyId};
 use crate::chain::Address;
 use crate::keys::DerivationPath;
 use crate::policy::{PolicyRefusal, Verdict, WINDOW_24H_MS, WINDOW_30D_MS, WithdrawPolicy};
-use crate::store::{ROWS_MAX, StoreError, WalletStore, on_pool, to_i64, to_u64};
+use crate::store::{ROWS_MAX, StoreError, Tx, WalletStore, on_pool, on_tx, to_i64, to_u64};
 use crate::withdrawals::WithdrawalState;
 
 /// Live (not archived) beneficiaries one account may have in one currency.
@@ -516,20 +516,9 @@ impl WalletStore {
         request: &WithdrawRequest,
     ) -> Result<(), RequestError> {
         self.checked(chain, policy, request).await?;
-        let sql = used_sql(matches!(self.pool, crate::store::Pool::MySql(_)));
-        let mut used = [0u64; 2];
-        for (slot, window) in used.iter_mut().zip([WINDOW_24H_MS, WINDOW_30D_MS]) {
-            let (total,): (i64,) = on_pool!(self, |pool, _mysql| {
-                sqlx::query_as(&sql)
-                    .bind(i64::from(request.account.0))
-                    .bind(&request.currency)
-                    .bind(request.now_ms.saturating_sub(window))
-                    .fetch_one(pool)
-                    .await
-                    .map_err(StoreError::from)?
-            });
-            *slot = to_u64("sum", total)?;
-        }
+        // A read-only transaction, rolled back when dropped.
+        let mut tx = self.begin().await?;
+        let used = used_in_windows(&mut tx, request).await?;
         policy.decide(&request.currency, request.amount_minor, used[0], used[1])?;
         Ok(())
     }
@@ -568,90 +557,110 @@ impl WalletStore {
         Ok((beneficiary.address, from, path, amount_chain))
     }
 
-    /// The locked part of [`WalletStore::request_withdrawal`].
+    /// The locked part of [`WalletStore::request_withdrawal`]: take the (account, currency)
+    /// lock, sum what the account used under it, let the policy decide, insert the row.
     async fn decide_and_insert(
         &self,
         policy: &WithdrawPolicy,
         insert: &InsertRequest<'_>,
     ) -> Result<Recorded, RequestError> {
         let request = insert.request;
-        let account = i64::from(request.account.0);
-        on_pool!(self, |pool, mysql| {
-            let mut tx = pool.begin().await.map_err(StoreError::from)?;
-            // The write takes the row's lock (InnoDB) or the database's (SQLite) first: the
-            // sums below are read under it.
-            let lock = if mysql {
-                "INSERT INTO wallet_withdraw_locks (account, currency, requests) VALUES (?, ?, 1) \
-                 ON DUPLICATE KEY UPDATE requests = requests + 1"
-            } else {
-                "INSERT INTO wallet_withdraw_locks (account, currency, requests) VALUES (?, ?, 1) \
-                 ON CONFLICT (account, currency) DO UPDATE SET requests = requests + 1"
-            };
-            sqlx::query(lock)
-                .bind(account)
-                .bind(&request.currency)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-            let sum = used_sql(mysql);
-            let mut used = [0u64; 2];
-            for (slot, window) in used.iter_mut().zip([WINDOW_24H_MS, WINDOW_30D_MS]) {
-                let (total,): (i64,) = sqlx::query_as(&sum)
-                    .bind(account)
-                    .bind(&request.currency)
-                    .bind(request.now_ms.saturating_sub(window))
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(StoreError::from)?;
-                *slot = to_u64("sum", total)?;
-            }
-            let verdict =
-                policy.decide(&request.currency, request.amount_minor, used[0], used[1])?;
-            let (state, required) = match verdict {
-                Verdict::AwaitingApproval { required } => {
-                    (WithdrawalState::AwaitingApproval, i64::from(required))
-                }
-                _ => (WithdrawalState::Approved, 0),
-            };
-            sqlx::query(
-                "INSERT INTO wallet_withdrawals (chain, currency, currency_id, account, \
-                 amount_minor, from_address, path, to_address, amount_chain, state, \
-                 beneficiary_id, requested_by, created_at_ms, approvals_required) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(insert.chain)
-            .bind(&request.currency)
-            .bind(i64::from(request.currency_id.0))
-            .bind(account)
-            .bind(to_i64(request.amount_minor))
-            .bind(insert.from.as_str())
-            .bind(insert.path)
-            .bind(insert.to.as_str())
-            .bind(insert.amount_chain)
-            .bind(state.name())
-            .bind(to_i64(request.beneficiary_id))
-            .bind(&request.requested_by)
-            .bind(request.now_ms)
-            .bind(required)
-            .execute(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            let last = if mysql {
-                "SELECT CAST(LAST_INSERT_ID() AS SIGNED)"
-            } else {
-                "SELECT last_insert_rowid()"
-            };
-            let (id,): (i64,) = sqlx::query_as(last)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(StoreError::from)?;
-            tx.commit().await.map_err(StoreError::from)?;
-            Ok::<_, RequestError>(Recorded {
-                id: to_u64("id", id)?,
-                state,
-            })
-        })
+        let mut tx = self.begin().await?;
+        take_request_lock(&mut tx, request).await?;
+        let used = used_in_windows(&mut tx, request).await?;
+        let verdict = policy.decide(&request.currency, request.amount_minor, used[0], used[1])?;
+        let (state, required) = match verdict {
+            Verdict::AwaitingApproval { required } => (WithdrawalState::AwaitingApproval, required),
+            _ => (WithdrawalState::Approved, 0),
+        };
+        let id = insert_request_row(&mut tx, insert, state, required).await?;
+        tx.commit().await?;
+        Ok(Recorded { id, state })
     }
+}
+
+/// Takes the (account, currency) lock row of `request`: the write takes the row's lock
+/// (InnoDB) or the database's (SQLite) first, so the sums read after it are read under it.
+async fn take_request_lock(tx: &mut Tx, request: &WithdrawRequest) -> Result<(), StoreError> {
+    on_tx!(tx, |conn, mysql| {
+        let lock = if mysql {
+            "INSERT INTO wallet_withdraw_locks (account, currency, requests) VALUES (?, ?, 1) \
+             ON DUPLICATE KEY UPDATE requests = requests + 1"
+        } else {
+            "INSERT INTO wallet_withdraw_locks (account, currency, requests) VALUES (?, ?, 1) \
+             ON CONFLICT (account, currency) DO UPDATE SET requests = requests + 1"
+        };
+        sqlx::query(lock)
+            .bind(i64::from(request.account.0))
+            .bind(&request.currency)
+            .execute(&mut *conn)
+            .await?;
+    });
+    Ok(())
+}
+
+/// What the account of `request` used of its currency over the last 24 hours and 30 days
+/// (the states a limit counts), read in `tx`.
+async fn used_in_windows(tx: &mut Tx, request: &WithdrawRequest) -> Result<[u64; 2], StoreError> {
+    let mut used = [0u64; 2];
+    for (slot, window) in used.iter_mut().zip([WINDOW_24H_MS, WINDOW_30D_MS]) {
+        let (total,): (i64,) = on_tx!(tx, |conn, mysql| {
+            sqlx::query_as(&used_sql(mysql))
+                .bind(i64::from(request.account.0))
+                .bind(&request.currency)
+                .bind(request.now_ms.saturating_sub(window))
+                .fetch_one(&mut *conn)
+                .await?
+        });
+        *slot = to_u64("sum", total)?;
+    }
+    Ok(used)
+}
+
+/// Inserts the decided request in `state` (`approved` or `awaiting_approval`, needing
+/// `required` approvals); its id.
+async fn insert_request_row(
+    tx: &mut Tx,
+    insert: &InsertRequest<'_>,
+    state: WithdrawalState,
+    required: u8,
+) -> Result<u64, StoreError> {
+    debug_assert!(matches!(
+        state,
+        WithdrawalState::Approved | WithdrawalState::AwaitingApproval
+    ));
+    let request = insert.request;
+    let (id,): (i64,) = on_tx!(tx, |conn, mysql| {
+        sqlx::query(
+            "INSERT INTO wallet_withdrawals (chain, currency, currency_id, account, \
+             amount_minor, from_address, path, to_address, amount_chain, state, \
+             beneficiary_id, requested_by, created_at_ms, approvals_required) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(insert.chain)
+        .bind(&request.currency)
+        .bind(i64::from(request.currency_id.0))
+        .bind(i64::from(request.account.0))
+        .bind(to_i64(request.amount_minor))
+        .bind(insert.from.as_str())
+        .bind(insert.path)
+        .bind(insert.to.as_str())
+        .bind(insert.amount_chain)
+        .bind(state.name())
+        .bind(to_i64(request.beneficiary_id))
+        .bind(&request.requested_by)
+        .bind(request.now_ms)
+        .bind(i64::from(required))
+        .execute(&mut *conn)
+        .await?;
+        let last = if mysql {
+            "SELECT CAST(LAST_INSERT_ID() AS SIGNED)"
+        } else {
+            "SELECT last_insert_rowid()"
+        };
+        sqlx::query_as(last).fetch_one(&mut *conn).await?
+    });
+    to_u64("id", id)
 }
 
 /// The row [`WalletStore::decide_and_insert`] writes.

@@ -182,6 +182,44 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// A database transaction on either back end ([`WalletStore::begin`]): steps of one decision
+/// take it in turn, each a named function, and [`Tx::commit`] ends it (dropped: rolled back).
+pub(crate) enum Tx {
+    MySql(sqlx::Transaction<'static, sqlx::MySql>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection and `$mysql` true on MySQL.
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident, $mysql:ident| $body:expr) => {
+        match $tx {
+            $crate::store::Tx::MySql(tx) => {
+                let $conn = &mut **tx;
+                let $mysql = true;
+                $body
+            }
+            $crate::store::Tx::Sqlite(tx) => {
+                let $conn = &mut **tx;
+                let $mysql = false;
+                let _ = $mysql;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+impl Tx {
+    /// Commits the transaction.
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            Tx::MySql(tx) => tx.commit().await?,
+            Tx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
 /// The wallet store.
 #[derive(Clone, Debug)]
 pub struct WalletStore {
@@ -215,6 +253,12 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "collection",
         include_str!("../migrations/mysql/0005_collection.sql"),
     ),
+    // 0006 is left free (reserved for another change).
+    (
+        7,
+        "fee_bumps",
+        include_str!("../migrations/mysql/0007_fee_bumps.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -241,6 +285,12 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         5,
         "collection",
         include_str!("../migrations/sqlite/0005_collection.sql"),
+    ),
+    // 0006 is left free (reserved for another change).
+    (
+        7,
+        "fee_bumps",
+        include_str!("../migrations/sqlite/0007_fee_bumps.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
@@ -358,6 +408,14 @@ impl WalletStore {
             Pool::Sqlite(pool) => migrator(SQLITE_MIGRATIONS).run(pool).await?,
         }
         Ok(WalletStore { pool })
+    }
+
+    /// Begins a database transaction.
+    pub(crate) async fn begin(&self) -> Result<Tx, StoreError> {
+        Ok(match &self.pool {
+            Pool::MySql(pool) => Tx::MySql(pool.begin().await?),
+            Pool::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+        })
     }
 
     /// Closes the pool.

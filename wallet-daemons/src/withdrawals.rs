@@ -35,17 +35,30 @@
 //! A token withdrawal is the same withdrawal whose transaction calls the token's `transfer`
 //! ([`Signer::with_tokens`]); its hot wallet pays the gas in ether, topped up by the collector.
 //!
-//! Still to come: fee bumps (a replacement is a new signed state of the same withdrawal), an
-//! operator's rejection of a withdrawal awaiting approval, a receipt in a block
+//! While `broadcast` without a receipt, the stored bytes are sent again at each step (a node
+//! that restarted or evicted them has them again), and once [`crate::bumps::BumpPolicy`]'s
+//! blocks have passed they are replaced by the same payment with the same nonce at a higher
+//! fee, bounded in number and capped ([`Signer::with_bumps`]): the replacement is recorded
+//! before it is sent, every replaced id is kept, and whichever attempt is mined settles the
+//! withdrawal (they share the nonce: at most one is ever mined). See [`crate::bumps`].
+//!
+//! While OpenBao cannot give the key, a `held` withdrawal stays `held` (queued, its funds
+//! held, nothing signed) and each step tries again; [`SeedVault::unavailable`] says why, for
+//! the daemon's readiness.
+//!
+//! Still to come: an operator's rejection of a withdrawal awaiting approval, a receipt in a block
 //! that left the chain after settling (the deposit watcher's block chain will vouch for the
 //! receipt's block).
 
 use peregrine_secrets::BaoError;
 use serde_json::json;
 
+use crate::bumps::{BumpPolicy, Fee, Replacement};
 use crate::chain::eth::EthRpc;
-use crate::chain::eth_tx::{Eip1559, SignedTx, TxError, erc20_transfer_data};
-use crate::chain::{Address, Chain, ChainError, FeeEstimate, Hash32, decode_hex, encode_hex};
+use crate::chain::eth_tx::{SignedTx, TxError, erc20_transfer_data};
+use crate::chain::{
+    Address, Chain, ChainError, FeeEstimate, Hash32, Receipt, decode_hex, encode_hex,
+};
 use crate::keys::{DerivationPath, KeyError, SeedVault};
 use crate::ledger::{Answer, LedgerError, WithdrawalLedger};
 use crate::metrics::WalletMetrics;
@@ -364,16 +377,27 @@ impl WalletStore {
         row.0.map(|nonce| to_u64("nonce", nonce)).transpose()
     }
 
-    /// `held` → `signed` with the transaction; false when it was not `held` any more
-    /// (or the nonce was taken by another withdrawal: the unique key refuses it).
-    async fn record_signed(&self, id: u64, nonce: u64, tx: &SignedTx) -> Result<bool, StoreError> {
+    /// `held` → `signed` with the transaction, its fee and the head it was signed at (from
+    /// which a fee bump counts); false when it was not `held` any more (or the nonce was taken
+    /// by another withdrawal: the unique key refuses it).
+    async fn record_signed(
+        &self,
+        id: u64,
+        nonce: u64,
+        tx: &SignedTx,
+        (fee, head): (Fee, u64),
+    ) -> Result<bool, StoreError> {
         const SQL: &str = "UPDATE wallet_withdrawals SET state = 'signed', nonce = ?, txid = ?, \
-             raw_hex = ? WHERE id = ? AND state = 'held'";
+             raw_hex = ?, max_fee_per_gas = ?, max_priority_fee_per_gas = ?, \
+             signed_at_block = ?, bumps = 0 WHERE id = ? AND state = 'held'";
         let result = on_pool!(self, |pool, _mysql| {
             sqlx::query(SQL)
                 .bind(to_i64(nonce))
                 .bind(tx.txid.to_string())
                 .bind(encode_hex(&tx.raw))
+                .bind(fee.max_fee_per_gas.to_string())
+                .bind(fee.max_priority_fee_per_gas.to_string())
+                .bind(to_i64(head))
                 .bind(to_i64(id))
                 .execute(pool)
                 .await
@@ -419,6 +443,8 @@ pub struct Signer<L> {
     chain_id: u64,
     /// Token currencies (code, contract): their withdrawals are `transfer` calls.
     tokens: Vec<(String, Address)>,
+    /// When an unmined transaction is replaced at a higher fee.
+    bumps: BumpPolicy,
 }
 
 impl<L: WithdrawalLedger> Signer<L> {
@@ -427,6 +453,13 @@ impl<L: WithdrawalLedger> Signer<L> {
     /// it there, [`crate::collect`]). A currency not listed is the chain's coin.
     pub fn with_tokens(mut self, tokens: Vec<(String, Address)>) -> Signer<L> {
         self.tokens = tokens;
+        self
+    }
+
+    /// The same signer, replacing unmined transactions as `bumps` says (else
+    /// [`BumpPolicy::default`]).
+    pub fn with_bumps(mut self, bumps: BumpPolicy) -> Signer<L> {
+        self.bumps = bumps;
         self
     }
 
@@ -471,6 +504,7 @@ impl<L: WithdrawalLedger> Signer<L> {
             chain: chain.to_owned(),
             chain_id,
             tokens: Vec::new(),
+            bumps: BumpPolicy::default(),
         })
     }
 
@@ -509,12 +543,18 @@ impl<L: WithdrawalLedger> Signer<L> {
         confirmations: u64,
     ) -> Result<WithdrawalState, SignError> {
         let row = self.row(id).await?;
-        let (WithdrawalState::Broadcast, Some((_, signed))) = (row.state, row.signed) else {
+        let (WithdrawalState::Broadcast, Some((nonce, signed))) = (row.state, &row.signed) else {
             return Ok(row.state);
         };
-        let Some(receipt) = self.rpc.receipt(&signed.txid).await? else {
-            return Ok(row.state); // not mined (yet, or again after a reorg): broadcast again
+        let Some((receipt, mined)) = self.mined_attempt(id, signed).await? else {
+            // Not mined (yet, or again after a reorg): send again, or replace at a higher fee.
+            self.unmined(&row.request, id, (*nonce, signed)).await?;
+            return Ok(row.state);
         };
+        if mined != signed.txid {
+            // An attempt a bump replaced was mined: it is the withdrawal's transaction.
+            self.store.adopt_attempt(id, &mined).await?;
+        }
         let head = self.rpc.head().await?;
         if (head + 1).saturating_sub(receipt.block_number) < confirmations {
             return Ok(row.state);
@@ -538,6 +578,117 @@ impl<L: WithdrawalLedger> Signer<L> {
         }
         self.store.move_withdrawal(id, row.state, next).await?;
         Ok(next)
+    }
+
+    /// The receipt of whichever of withdrawal `id`'s attempts was mined (the latest, `signed`,
+    /// or one a bump replaced), with its id.
+    async fn mined_attempt(
+        &self,
+        id: u64,
+        signed: &SignedTx,
+    ) -> Result<Option<(Receipt, Hash32)>, SignError> {
+        if let Some(receipt) = self.rpc.receipt(&signed.txid).await? {
+            return Ok(Some((receipt, signed.txid)));
+        }
+        for attempt in self.store.replaced_attempts(id).await? {
+            if let Some(receipt) = self.rpc.receipt(&attempt.txid).await? {
+                return Ok(Some((receipt, attempt.txid)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Withdrawal `id`'s latest attempt `signed` (nonce `nonce`) has no receipt: replaced at a
+    /// higher fee when a bump is due ([`BumpPolicy`]), the replacement recorded before it is
+    /// sent; otherwise its bytes are sent again (a node that restarted or evicted it has it
+    /// again; one that has it says so).
+    async fn unmined(
+        &self,
+        request: &NewWithdrawal,
+        id: u64,
+        (nonce, signed): (u64, &SignedTx),
+    ) -> Result<(), SignError> {
+        let head = self.rpc.head().await?;
+        let last = self.store.last_attempt(id).await?;
+        let Some(last) = last.filter(|l| self.bumps.due(l.signed_at_block, l.bumps, head)) else {
+            return self.resend(id, signed).await;
+        };
+        let chain = self.chain.as_str();
+        let estimate = self.fee().await?;
+        let Some(fee) = self.bumps.bumped(last.fee, estimate) else {
+            tracing::warn!(
+                chain,
+                id,
+                cap = self.bumps.max_fee_per_gas_cap_wei,
+                "an unmined withdrawal's bump would exceed the fee cap: it waits"
+            );
+            self.metrics
+                .fee_bumps_total
+                .with_label_values(&[chain, "capped"])
+                .inc();
+            return self.resend(id, signed).await;
+        };
+        let next = self.signed_tx(request, nonce, fee).await?;
+        let replacement = Replacement {
+            chain,
+            id,
+            last: signed,
+            next: &next,
+            fee,
+            head,
+            bumps: last.bumps,
+        };
+        if !self.store.record_bump(&replacement).await? {
+            return Ok(()); // another signer replaced it first
+        }
+        self.metrics
+            .fee_bumps_total
+            .with_label_values(&[chain, "bumped"])
+            .inc();
+        tracing::info!(chain, id, nonce, txid = %next.txid, replaces = %signed.txid,
+            max_fee_per_gas = fee.max_fee_per_gas, "fee bump");
+        self.resend(id, &next).await
+    }
+
+    /// Sends `signed` again; a refusal is logged only (the bytes are known, or an attempt of
+    /// the same nonce was mined: the next look finds its receipt).
+    async fn resend(&self, id: u64, signed: &SignedTx) -> Result<(), SignError> {
+        match self.rpc.send_raw(&signed.raw).await {
+            Ok(_) => Ok(()),
+            Err(ChainError::Refused { message, .. }) => {
+                tracing::debug!(id, txid = %signed.txid, %message, "resend refused");
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The node's EIP-1559 fee estimate now.
+    async fn fee(&self) -> Result<Fee, SignError> {
+        match self.rpc.fee_estimate().await? {
+            FeeEstimate::Eip1559 {
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+            } => Ok(Fee {
+                max_fee_per_gas,
+                max_priority_fee_per_gas,
+            }),
+            _ => Err(ChainError::Unsupported("a fee other than EIP-1559").into()),
+        }
+    }
+
+    /// `request`'s transaction with `nonce` at `fee`, signed with its hot wallet's key.
+    async fn signed_tx(
+        &self,
+        request: &NewWithdrawal,
+        nonce: u64,
+        fee: Fee,
+    ) -> Result<SignedTx, SignError> {
+        let tx = fee.transaction(self.chain_id, nonce, self.payment(request)?);
+        Ok(self
+            .vault
+            .with_key(&request.currency, &request.path, |key| tx.sign(key))
+            .await??)
     }
 
     /// Holds the funds of withdrawal `id` in the engine (`approved` → `held`); a refusal makes
@@ -682,29 +833,14 @@ impl<L: WithdrawalLedger> Signer<L> {
         let pending = self.rpc.nonce(&request.from).await?;
         let stored = self.store.nonce_max(&self.chain, &request.from).await?;
         let nonce = stored.map_or(pending, |max| pending.max(max + 1));
-        let FeeEstimate::Eip1559 {
-            max_fee_per_gas,
-            max_priority_fee_per_gas,
-        } = self.rpc.fee_estimate().await?
-        else {
-            return Err(ChainError::Unsupported("a fee other than EIP-1559").into());
-        };
-        let (to, value, data, gas_limit) = self.payment(request)?;
-        let tx = Eip1559 {
-            chain_id: self.chain_id,
-            nonce,
-            max_priority_fee_per_gas,
-            max_fee_per_gas,
-            gas_limit,
-            to,
-            value,
-            data,
-        };
-        let signed = self
-            .vault
-            .with_key(&request.currency, &request.path, |key| tx.sign(key))
-            .await??;
-        if self.store.record_signed(id, nonce, &signed).await? {
+        let head = self.rpc.head().await?;
+        let fee = self.fee().await?;
+        let signed = self.signed_tx(request, nonce, fee).await?;
+        if self
+            .store
+            .record_signed(id, nonce, &signed, (fee, head))
+            .await?
+        {
             return Ok(signed);
         }
         // Another signer recorded first: its transaction is the one.

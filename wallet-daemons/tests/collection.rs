@@ -21,7 +21,6 @@ use peregrine_wallet::keys::{COIN_TYPE_ETH, DerivationPath, SeedVault};
 use peregrine_wallet::metrics::WalletMetrics;
 use peregrine_wallet::store::{DepositState, WalletStore};
 use peregrine_wallet::transfers::{TransferKind, TransferState};
-use serde_json::{Value, json};
 use support::{OwnAnvil, accounts, mine, pay, unique_code as code};
 
 const MOUNT: &str = "peregrine-wallets-collect-test";
@@ -155,7 +154,7 @@ impl Setup {
     }
 
     async fn automine(&self, on: bool) {
-        let _: Value = self.rpc.call("evm_setAutomine", json!([on])).await.unwrap();
+        support::automine(&self.rpc, on).await;
     }
 
     async fn token_balance(&self, address: &Address) -> u128 {
@@ -167,15 +166,7 @@ impl Setup {
 
     /// Transactions `address` sent, as the chain counts them (mined ones).
     async fn sent(&self, address: &Address) -> u64 {
-        let count: String = self
-            .rpc
-            .call(
-                "eth_getTransactionCount",
-                json!([address.as_str(), "latest"]),
-            )
-            .await
-            .unwrap();
-        u64::from_str_radix(count.trim_start_matches("0x"), 16).unwrap()
+        support::mined_count(&self.rpc, address).await
     }
 }
 

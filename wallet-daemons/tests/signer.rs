@@ -6,9 +6,10 @@
 mod support;
 
 use peregrine_hotpath::{AccountId, Amount, CurrencyId};
+use peregrine_wallet::bumps::BumpPolicy;
 use peregrine_wallet::chain::eth::EthRpc;
 use peregrine_wallet::chain::eth_tx::Eip1559;
-use peregrine_wallet::chain::{Address, Chain, ChainError, FeeEstimate};
+use peregrine_wallet::chain::{Address, Chain, ChainError, FeeEstimate, Hash32};
 use peregrine_wallet::keys::{DerivationPath, SeedVault};
 use peregrine_wallet::ledger::{CreditOutcome, Ledger, deposit_id};
 use peregrine_wallet::metrics::WalletMetrics;
@@ -251,4 +252,246 @@ async fn a_withdrawal_is_held_signed_once_across_a_crash_and_settled_on_its_rece
     let row = store.withdrawal(first).await.unwrap().unwrap();
     assert_eq!(row.state, WithdrawalState::Settled);
     assert_eq!(row.signed.unwrap().0, 0);
+}
+
+/// A private chain with a funded hot wallet, a store of the test's own, and an engine where
+/// the account holds one ether, with anvil mining only on request.
+struct Funded {
+    anvil: OwnAnvil,
+    rpc: EthRpc,
+    hot: Hot,
+    store: WalletStore,
+    engine: std::sync::Arc<peregrine_core::EngineHandle>,
+    account: AccountId,
+}
+
+async fn funded(prefix: &str, database: &str) -> Funded {
+    let anvil = OwnAnvil::start().await;
+    let rpc = EthRpc::new(&anvil.url).unwrap();
+    let hot = hot_wallet(&rpc, prefix).await;
+    let store = WalletStore::open(&support::mysql_url(database).await)
+        .await
+        .unwrap();
+    let engine = support::engine(1).await;
+    let account = AccountId(4);
+    engine
+        .credit(account, ETH, Amount(GWEI_PER_ETHER), deposit_id(1))
+        .await
+        .unwrap();
+    support::automine(&rpc, false).await;
+    Funded {
+        anvil,
+        rpc,
+        hot,
+        store,
+        engine,
+        account,
+    }
+}
+
+impl Funded {
+    /// A signer of this chain and store with `policy`, counting in `metrics`.
+    async fn signer(
+        &self,
+        metrics: &WalletMetrics,
+        policy: BumpPolicy,
+    ) -> Signer<std::sync::Arc<peregrine_core::EngineHandle>> {
+        let rpc = EthRpc::new(&self.anvil.url).unwrap();
+        let (vault, store) = (self.hot.vault.clone(), self.store.clone());
+        Signer::new(
+            rpc,
+            vault,
+            store,
+            self.engine.clone(),
+            metrics.clone(),
+            "eth",
+        )
+        .await
+        .unwrap()
+        .with_bumps(policy)
+    }
+
+    /// A withdrawal of `1 / fraction` ether from the account to sender `payee` of anvil.
+    fn withdrawal(&self, payee: usize, fraction: u64) -> NewWithdrawal {
+        NewWithdrawal {
+            currency: self.hot.currency.clone(),
+            currency_id: ETH,
+            account: self.account,
+            amount_minor: Amount(GWEI_PER_ETHER / fraction),
+            from: self.hot.address.clone(),
+            path: self.hot.path.clone(),
+            to: Address::parse_eth(&self.hot.senders[payee]).unwrap(),
+            amount_chain: ETHER / u128::from(fraction),
+        }
+    }
+}
+
+/// Mines one block whose base fee is above `offered` (wei per gas): nothing offering at most
+/// that is included.
+async fn stuck_block(rpc: &EthRpc, offered: u128) {
+    let base = format!("0x{:x}", offered + 1);
+    let _: serde_json::Value = rpc
+        .call("anvil_setNextBlockBaseFeePerGas", serde_json::json!([base]))
+        .await
+        .unwrap();
+    support::mine(rpc, 1).await;
+}
+
+/// What the store says of withdrawal `id`'s latest attempt: its id and its fee.
+async fn latest(store: &WalletStore, id: u64) -> (Hash32, u128, u32) {
+    let row = store.withdrawal(id).await.unwrap().unwrap();
+    let last = store.last_attempt(id).await.unwrap().unwrap();
+    (
+        row.signed.unwrap().1.txid,
+        last.fee.max_fee_per_gas,
+        last.bumps,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unmined_withdrawal_is_replaced_at_higher_fees_and_whichever_is_mined_settles_it() {
+    const GWEI: u128 = 1_000_000_000;
+    let f = funded("b", "wallet_bumps").await;
+    let (rpc, store, engine, account) = (&f.rpc, &f.store, &f.engine, f.account);
+    let hot = &f.hot.address;
+    let request = f.withdrawal(5, 5);
+    let payee = request.to.clone();
+    let before = rpc.balance(&payee).await.unwrap();
+    let registry = prometheus::Registry::new();
+    let policy = BumpPolicy {
+        after_blocks: 2,
+        bumps_max: 2,
+        max_fee_per_gas_cap_wei: 1_000 * GWEI,
+    };
+    let signer = f
+        .signer(&WalletMetrics::new(&registry).unwrap(), policy)
+        .await;
+    let id = store.insert_withdrawal("eth", &request).await.unwrap();
+    assert_eq!(
+        signer.drive(id, 1).await.unwrap(),
+        WithdrawalState::Broadcast
+    );
+    let (first, first_fee, _) = latest(store, id).await;
+
+    // One block without it: not due yet (the same bytes are sent again).
+    stuck_block(rpc, first_fee).await;
+    assert_eq!(
+        signer.drive(id, 1).await.unwrap(),
+        WithdrawalState::Broadcast
+    );
+    assert_eq!(latest(store, id).await, (first, first_fee, 0));
+    // Two: replaced, same nonce, higher fee, recorded (the replaced id kept) and sent.
+    stuck_block(rpc, first_fee).await;
+    signer.drive(id, 1).await.unwrap();
+    let (second, second_fee, bumps) = latest(store, id).await;
+    assert_ne!(second, first);
+    assert!(second_fee >= first_fee * 5 / 4, "{second_fee} {first_fee}");
+    assert_eq!(bumps, 1);
+    let kept = store.replaced_attempts(id).await.unwrap();
+    assert_eq!(kept.iter().map(|a| a.txid).collect::<Vec<_>>(), [first]);
+    let pending: Option<serde_json::Value> = rpc
+        .call(
+            "eth_getTransactionByHash",
+            serde_json::json!([second.to_string()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(pending.unwrap()["nonce"], "0x0", "the same nonce");
+    // Bumped again after two more blocks, then never more than `bumps_max`.
+    stuck_block(rpc, second_fee).await;
+    stuck_block(rpc, second_fee).await;
+    signer.drive(id, 1).await.unwrap();
+    let (third, third_fee, bumps) = latest(store, id).await;
+    assert_eq!(bumps, 2);
+    for _ in 0..3 {
+        stuck_block(rpc, third_fee).await;
+        signer.drive(id, 1).await.unwrap();
+    }
+    assert_eq!(latest(store, id).await, (third, third_fee, 2), "bounded");
+    assert_eq!(store.replaced_attempts(id).await.unwrap().len(), 2);
+
+    // The node mines the middle attempt (it never saw the last, say): recognised, settled.
+    let _: serde_json::Value = rpc
+        .call(
+            "anvil_dropTransaction",
+            serde_json::json!([third.to_string()]),
+        )
+        .await
+        .unwrap();
+    let _: serde_json::Value = rpc
+        .call(
+            "anvil_setNextBlockBaseFeePerGas",
+            serde_json::json!([format!("0x{GWEI:x}")]),
+        )
+        .await
+        .unwrap();
+    let second_raw = store.replaced_attempts(id).await.unwrap()[1].raw.clone();
+    assert_eq!(rpc.send_raw(&second_raw).await.unwrap(), second);
+    support::mine(rpc, 1).await;
+    assert_eq!(signer.drive(id, 1).await.unwrap(), WithdrawalState::Settled);
+    let row = store.withdrawal(id).await.unwrap().unwrap();
+    assert_eq!(row.signed.unwrap().1.txid, second, "the mined one is shown");
+    assert_eq!(rpc.nonce(hot).await.unwrap(), 1, "one transaction");
+    assert_eq!(rpc.balance(&payee).await.unwrap(), before + ETHER / 5);
+    let balance = engine.read(|views| views.balance(account, ETH));
+    assert_eq!(
+        (balance.available.0, balance.locked.0),
+        (GWEI_PER_ETHER / 5 * 4, 0)
+    );
+    let text = support::metrics_text(&registry);
+    assert!(
+        text.contains("wallet_fee_bumps_total{chain=\"eth\",outcome=\"bumped\"} 2"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bump_above_the_fee_cap_is_not_sent_and_the_withdrawal_waits() {
+    let f = funded("c", "wallet_bump_cap").await;
+    let (rpc, store) = (&f.rpc, &f.store);
+    let hot = &f.hot.address;
+    let registry = prometheus::Registry::new();
+    let metrics = WalletMetrics::new(&registry).unwrap();
+    let make = |cap: u128| {
+        f.signer(
+            &metrics,
+            BumpPolicy {
+                after_blocks: 1,
+                bumps_max: 3,
+                max_fee_per_gas_cap_wei: cap,
+            },
+        )
+    };
+    let request = f.withdrawal(4, 10);
+    let id = store.insert_withdrawal("eth", &request).await.unwrap();
+    // The cap is the first offer: no replacement can be made.
+    let signer = make(0).await;
+    signer.drive(id, 1).await.unwrap();
+    let (first, first_fee, _) = latest(store, id).await;
+    let signer = make(first_fee).await;
+    for _ in 0..3 {
+        stuck_block(rpc, first_fee).await;
+        assert_eq!(
+            signer.drive(id, 1).await.unwrap(),
+            WithdrawalState::Broadcast
+        );
+    }
+    assert_eq!(latest(store, id).await, (first, first_fee, 0));
+    assert!(store.replaced_attempts(id).await.unwrap().is_empty());
+    let text = support::metrics_text(&registry);
+    assert!(
+        text.contains("wallet_fee_bumps_total{chain=\"eth\",outcome=\"capped\"} 3"),
+        "{text}"
+    );
+    // The fee falls back: it is mined as it was signed.
+    let _: serde_json::Value = rpc
+        .call(
+            "anvil_setNextBlockBaseFeePerGas",
+            serde_json::json!(["0x1"]),
+        )
+        .await
+        .unwrap();
+    support::mine(rpc, 1).await;
+    assert_eq!(signer.drive(id, 1).await.unwrap(), WithdrawalState::Settled);
+    assert_eq!(rpc.nonce(hot).await.unwrap(), 1);
 }

@@ -9,7 +9,7 @@
 //! - the [`Publisher`]: a journal follower of its own (like the SQL replica's), so the hot path
 //!   hands nothing over and can never be slowed by NATS; it publishes only what is durable;
 //! - the subjects ([`subject`]): `md.<market>.ob-inc`, `md.<market>.trades`,
-//!   `md.<market>.state` for market data, `user.<account>.order|trade|balance` for private
+//!   `md.<market>.state` for market data, `user.<account>.order|trade|balance|deposit|withdraw` for private
 //!   changes — one message per command and subject, holding that command's changes for it in
 //!   the order the views made them;
 //! - the message format ([`message`]): the views' own [`peregrine_views::Change`]s, archived

@@ -2,7 +2,9 @@
 //!
 //! Market data: `md.<market>.ob-inc` (book level changes, each with the book's sequence),
 //! `md.<market>.trades`, `md.<market>.state` (halted or not). Private: `user.<account>.order`
-//! (order records), `user.<account>.trade` (fills), `user.<account>.balance`. A subscriber
+//! (order records), `user.<account>.trade` (fills), `user.<account>.balance`,
+//! `user.<account>.deposit` (credits) and `user.<account>.withdraw` (a withdrawal held,
+//! settled or released). A subscriber
 //! takes `md.btcusd.>` or `user.42.>`; a bridge takes `md.>` and `user.>`.
 
 use std::collections::BTreeMap;
@@ -102,6 +104,10 @@ impl MarketNames {
             Change::Order(record) => format!("{p}user.{}.order", record.account.0),
             Change::Fill(fill) => format!("{p}user.{}.trade", fill.account.0),
             Change::Balance { account, .. } => format!("{p}user.{}.balance", account.0),
+            Change::Funds(funds) if funds.kind.is_withdrawal() => {
+                format!("{p}user.{}.withdraw", funds.account.0)
+            }
+            Change::Funds(funds) => format!("{p}user.{}.deposit", funds.account.0),
             // A change newer than this fan-out: not published until it learns it.
             _ => return None,
         };
@@ -209,5 +215,30 @@ mod tests {
         assert_eq!(out[0].0, "a1.md.btcusd.ob-inc");
         assert_eq!(prefixed.filters(), ["a1.md.>", "a1.user.>"]);
         assert!(MarketNames::default().with_prefix("a.b").is_err());
+    }
+
+    #[test]
+    fn deposits_and_withdrawals_go_to_the_accounts_own_subjects() {
+        use peregrine_views::{FundsChange, FundsKind};
+        let funds = |kind| {
+            Change::Funds(FundsChange {
+                kind,
+                id: 3,
+                account: AccountId(7),
+                currency: CurrencyId(1),
+                amount: Amount(5),
+                ts_ns: 1,
+            })
+        };
+        let names = MarketNames::default();
+        let subject = |kind| names.subject(&funds(kind)).unwrap();
+        assert_eq!(subject(FundsKind::Deposited), "user.7.deposit");
+        for kind in [
+            FundsKind::WithdrawalHeld,
+            FundsKind::WithdrawalSettled,
+            FundsKind::WithdrawalReleased,
+        ] {
+            assert_eq!(subject(kind), "user.7.withdraw");
+        }
     }
 }

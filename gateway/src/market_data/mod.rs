@@ -115,6 +115,9 @@ pub enum Update {
         /// Locked.
         locked: Amount,
     },
+    /// A deposit credited, or a withdrawal held, settled or released (the private `deposit`
+    /// and `withdraw` streams).
+    Funds(peregrine_views::FundsChange),
 }
 
 /// The book and recent trades of one market, with its candles.
@@ -331,6 +334,7 @@ impl MarketData {
                 available: *available,
                 locked: *locked,
             }),
+            Change::Funds(funds) => out.push(Update::Funds(*funds)),
             _ => {}
         }
     }

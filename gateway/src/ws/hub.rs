@@ -19,9 +19,14 @@ use crate::rest::config::RestConfig;
 use crate::rest::metrics::Metrics;
 use crate::rest::time::now_ms;
 use crate::rest::types::{self, BalanceJson, OrderJson, OwnTradeJson, TickerJson};
+use peregrine_views::{FundsChange, FundsKind};
 
 /// A connection id.
 pub type ConnId = u64;
+
+/// Deposit ids from here on are the wallet daemon's (`2^62 + its row id`; the control API and
+/// the wallet crate say the same).
+pub const WALLET_DEPOSIT_IDS_FROM: u64 = 1 << 62;
 
 /// Tells a connection task to close, with which WebSocket close code, and why.
 #[derive(Debug, Default)]
@@ -336,8 +341,46 @@ impl Hub {
                         self.send_all(key, &message(&json!({ "balance": balance })));
                     }
                 }
+                Update::Funds(funds) => self.publish_funds(funds, catalog),
             }
         }
+    }
+
+    /// A deposit credited to the account's `deposit` stream, a withdrawal's step to its
+    /// `withdraw` stream, shaped like the REST lists' entries (`account/deposits`,
+    /// `account/withdraws`) as far as the journal knows them.
+    fn publish_funds(&mut self, funds: &FundsChange, catalog: &Catalog) {
+        let (stream, state) = match funds.kind {
+            FundsKind::Deposited => (Stream::Deposit, "credited"),
+            FundsKind::WithdrawalHeld => (Stream::Withdraw, "held"),
+            FundsKind::WithdrawalSettled => (Stream::Withdraw, "settled"),
+            FundsKind::WithdrawalReleased => (Stream::Withdraw, "released"),
+            _ => return,
+        };
+        let key = (Some(funds.account), stream);
+        let Some(currency) = catalog.currency_by_id(funds.currency) else {
+            return;
+        };
+        if !self.has(&key) {
+            return;
+        }
+        let mut entry = json!({
+            "id": funds.id,
+            "currency": currency.code,
+            "amount": types::amount(Some(currency), funds.amount),
+            "fee": types::amount(Some(currency), peregrine_hotpath::Amount(0)),
+            "state": state,
+            "at": funds.ts_ns / 1_000_000,
+        });
+        if funds.kind == FundsKind::Deposited {
+            // A chain deposit's id in `account/deposits` is the wallet's row: the journal's
+            // id less the wallet's range bit; an operator's credit keeps its own.
+            let chain = funds.id & WALLET_DEPOSIT_IDS_FROM != 0;
+            entry["id"] = json!(funds.id & !WALLET_DEPOSIT_IDS_FROM);
+            entry["source"] = json!(if chain { "chain" } else { "operator" });
+        }
+        let name = stream.name(catalog);
+        self.send_all(key, &message(&json!({ name: entry })));
     }
 
     /// Pushes every market's ticker to `global.tickers`.

@@ -105,8 +105,9 @@ pub(crate) async fn public_stream(
     accept(bridge, None, None, query, upgrade)
 }
 
-/// Public and private (`order`, `trade`, `balance`) streams (`GET /api/v2/ranger/private`, a
-/// WebSocket upgrade); an access JWT or API-key headers required on the upgrade request.
+/// Public and private (`order`, `trade`, `balance`, `deposit`, `withdraw`) streams
+/// (`GET /api/v2/ranger/private`, a WebSocket upgrade); an access JWT or API-key headers
+/// required on the upgrade request.
 pub(crate) async fn private_stream(
     State(bridge): State<Arc<Bridge>>,
     headers: HeaderMap,

@@ -1,5 +1,6 @@
 //! Ranger's stream names: `<market>.trades`, `<market>.ob-snap`, `<market>.ob-inc`,
-//! `<market>.kline-<period>`, `global.tickers`, and the private `order`, `trade`, `balance`.
+//! `<market>.kline-<period>`, `global.tickers`, and the private `order`, `trade`, `balance`,
+//! `deposit` and `withdraw`.
 
 use peregrine_hotpath::MarketId;
 
@@ -29,6 +30,10 @@ pub enum Stream {
     Trade,
     /// The account's balance changes.
     Balance,
+    /// The account's deposits, as they are credited.
+    Deposit,
+    /// The account's withdrawals, as their funds are held, settled or released.
+    Withdraw,
 }
 
 impl Stream {
@@ -39,7 +44,7 @@ impl Stream {
         }
         match name {
             "global.tickers" => return Ok(Stream::Tickers),
-            "order" | "trade" | "balance" if !private => {
+            "order" | "trade" | "balance" | "deposit" | "withdraw" if !private => {
                 return Err(format!(
                     "stream `{name}` is private: use /api/v2/ranger/private with an access token or API-key headers"
                 ));
@@ -47,6 +52,8 @@ impl Stream {
             "order" => return Ok(Stream::Order),
             "trade" => return Ok(Stream::Trade),
             "balance" => return Ok(Stream::Balance),
+            "deposit" => return Ok(Stream::Deposit),
+            "withdraw" => return Ok(Stream::Withdraw),
             _ => {}
         }
         let unknown = || format!("unknown stream `{name}`");
@@ -86,11 +93,16 @@ impl Stream {
             Stream::Order => "order".to_owned(),
             Stream::Trade => "trade".to_owned(),
             Stream::Balance => "balance".to_owned(),
+            Stream::Deposit => "deposit".to_owned(),
+            Stream::Withdraw => "withdraw".to_owned(),
         }
     }
 
     /// Whether the stream is an account's.
     pub fn is_private(self) -> bool {
-        matches!(self, Stream::Order | Stream::Trade | Stream::Balance)
+        matches!(
+            self,
+            Stream::Order | Stream::Trade | Stream::Balance | Stream::Deposit | Stream::Withdraw
+        )
     }
 }

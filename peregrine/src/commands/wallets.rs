@@ -22,6 +22,7 @@ use peregrine_hotpath::CurrencyId;
 use peregrine_secrets::{BaoToken, OpenBao};
 use peregrine_wallet::addresses::DepositAddresses;
 use peregrine_wallet::appliance::{ApplianceCurrency, ApplianceLedger};
+use peregrine_wallet::bumps::BumpPolicy;
 use peregrine_wallet::chain::eth::EthRpc;
 use peregrine_wallet::chain::{Address, Asset, Chain};
 use peregrine_wallet::collect::{CollectedCurrency, Collector, CollectorConfig, HotWallet, Tiers};
@@ -331,7 +332,12 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
     });
     let collected = collected(config, &watched, &hot);
     let signing = tokio::spawn(signer_loop(
-        (wallets.rpc_url.clone(), vault.clone(), store.clone()),
+        (
+            wallets.rpc_url.clone(),
+            vault.clone(),
+            store.clone(),
+            wallets.bump_policy(),
+        ),
         collected,
         ledger.clone(),
         (wallets.chain.clone(), wallet_metrics.clone()),
@@ -369,8 +375,17 @@ async fn daemon(config: &Config) -> Result<(), WalletsError> {
         Duration::from_millis(wallets.reconcile_interval_ms),
         stop_rx.clone(),
     ));
+    // Deposits go on without OpenBao: the signer is degraded, not the daemon.
+    readiness.register_check("signer", {
+        let vault = vault.clone();
+        move || match vault.unavailable() {
+            None => CheckStatus::Ready,
+            Some(why) => CheckStatus::Degraded(format!("withdrawals wait for the keys: {why}")),
+        }
+    })?;
     let side = tokio::spawn(side_loop(
-        DepositAddresses::new(vault, store.clone()),
+        DepositAddresses::new(vault.clone(), store.clone()),
+        vault,
         ledger,
         watched.iter().map(|c| c.code.clone()).collect(),
         (wallets.chain.clone(), wallet_metrics),
@@ -440,7 +455,7 @@ async fn hot_wallets(
 /// sign, broadcast and settle or release ([`Signer::step`]). The signer is made once the node
 /// answers (it reads the chain id); a failed step is counted and retried at the next.
 async fn signer_loop(
-    (rpc_url, vault, store): (String, SeedVault, WalletStore),
+    (rpc_url, vault, store, bumps): (String, SeedVault, WalletStore, BumpPolicy),
     collected: Vec<CollectedCurrency>,
     ledger: ApplianceLedger,
     (chain, metrics): (String, WalletMetrics),
@@ -461,7 +476,7 @@ async fn signer_loop(
                     let parts = (vault.clone(), store.clone(), ledger.clone());
                     Signer::new(rpc, parts.0, parts.1, parts.2, metrics.clone(), &chain)
                         .await
-                        .map(|signer| signer.with_tokens(tokens(&collected)))
+                        .map(|signer| signer.with_tokens(tokens(&collected)).with_bumps(bumps))
                 }
                 Err(error) => Err(error.into()),
             };
@@ -741,9 +756,11 @@ fn collected(
 }
 
 /// Every interval until `stop`: derive the deposit addresses asked for on the REST bridge, and
-/// probe the appliance (so readiness shows it gone even while no credit is due).
+/// probe the appliance and OpenBao (so readiness shows either gone even while no credit is due
+/// and nothing is to be signed; `wallet_signer_up` follows OpenBao).
 async fn side_loop(
     addresses: DepositAddresses,
+    vault: SeedVault,
     ledger: ApplianceLedger,
     codes: Vec<String>,
     (chain, metrics): (String, WalletMetrics),
@@ -766,6 +783,14 @@ async fn side_loop(
         if let Some(problem) = ledger.probe().await {
             tracing::warn!(%problem, "appliance probe");
         }
+        let keys = vault.probe().await;
+        if let Some(problem) = &keys {
+            tracing::warn!(%problem, "the signer cannot read its keys: withdrawals wait");
+        }
+        metrics
+            .signer_up
+            .with_label_values(&[chain.as_str()])
+            .set(i64::from(keys.is_none()));
         tokio::select! {
             () = tokio::time::sleep(interval) => {}
             changed = stop.changed() => if changed.is_err() { return; },

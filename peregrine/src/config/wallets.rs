@@ -14,6 +14,16 @@ pub const CURRENCIES_MAX: usize = 64;
 pub const BENEFICIARY_ACTIVATION_DELAY_MS_DEFAULT: u64 = 86_400_000;
 /// The longest wait accepted: 30 days.
 pub const BENEFICIARY_ACTIVATION_DELAY_MS_MAX: u64 = 30 * 86_400_000;
+/// The fee bumps' cap by default, gwei (the wallet crate's default).
+pub const MAX_FEE_PER_GAS_GWEI_DEFAULT: u64 = 500;
+/// Most blocks `fee_bump_after_blocks` accepts (about a day of Ethereum blocks).
+pub const FEE_BUMP_AFTER_BLOCKS_MAX: u64 = 7_200;
+const WEI_PER_GWEI: u128 = 1_000_000_000;
+
+const _: () = assert!(
+    MAX_FEE_PER_GAS_GWEI_DEFAULT as u128 * WEI_PER_GWEI
+        == peregrine_wallet::bumps::MAX_FEE_PER_GAS_CAP_WEI_DEFAULT
+);
 
 /// One `[[wallets.currencies]]` entry: a catalog currency deposited on the chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +133,13 @@ pub struct WalletsSection {
     /// Between two reconciliations of the chain with the ledger by the daemon.
     #[serde(deserialize_with = "interval_ms")]
     pub reconcile_interval_ms: u64,
+    /// Blocks past the head a withdrawal's transaction was signed at, with no receipt, before
+    /// it is replaced with the same nonce at a higher fee.
+    pub fee_bump_after_blocks: u64,
+    /// Replacements of one withdrawal's transaction at most (0: never).
+    pub fee_bumps_max: u32,
+    /// The highest `maxFeePerGas` a replacement offers, in gwei: a bump needing more waits.
+    pub max_fee_per_gas_gwei: u64,
     /// The currencies deposited on the chain.
     pub currencies: Vec<WalletCurrency>,
 }
@@ -145,12 +162,25 @@ impl Default for WalletsSection {
             backoff_ms_max: 30_000,
             beneficiary_activation_delay_ms: BENEFICIARY_ACTIVATION_DELAY_MS_DEFAULT,
             reconcile_interval_ms: 60_000,
+            fee_bump_after_blocks: peregrine_wallet::bumps::BUMP_AFTER_BLOCKS_DEFAULT,
+            fee_bumps_max: peregrine_wallet::bumps::FEE_BUMPS_MAX_DEFAULT,
+            max_fee_per_gas_gwei: MAX_FEE_PER_GAS_GWEI_DEFAULT,
             currencies: Vec::new(),
         }
     }
 }
 
 impl WalletsSection {
+    /// The signer's fee bumps (validated: at least one block, at most
+    /// [`peregrine_wallet::bumps::FEE_BUMPS_LIMIT`] bumps, a cap above 0).
+    pub fn bump_policy(&self) -> peregrine_wallet::bumps::BumpPolicy {
+        peregrine_wallet::bumps::BumpPolicy {
+            after_blocks: self.fee_bump_after_blocks,
+            bumps_max: self.fee_bumps_max,
+            max_fee_per_gas_cap_wei: u128::from(self.max_fee_per_gas_gwei) * WEI_PER_GWEI,
+        }
+    }
+
     /// The store URL, with the embedded default resolved against `data_dir`.
     pub fn store_url(&self, data_dir: &Path) -> String {
         if self.store_url.is_empty() {
@@ -243,6 +273,27 @@ pub fn validate(
         return invalid(
             "wallets.beneficiary_activation_delay_ms".to_owned(),
             format!("at most {BENEFICIARY_ACTIVATION_DELAY_MS_MAX}"),
+        );
+    }
+    if wallets.fee_bump_after_blocks == 0
+        || wallets.fee_bump_after_blocks > FEE_BUMP_AFTER_BLOCKS_MAX
+    {
+        return invalid(
+            "wallets.fee_bump_after_blocks".to_owned(),
+            format!("outside 1 to {FEE_BUMP_AFTER_BLOCKS_MAX}"),
+        );
+    }
+    let bumps_limit = peregrine_wallet::bumps::FEE_BUMPS_LIMIT;
+    if wallets.fee_bumps_max > bumps_limit {
+        return invalid(
+            "wallets.fee_bumps_max".to_owned(),
+            format!("at most {bumps_limit}"),
+        );
+    }
+    if wallets.max_fee_per_gas_gwei == 0 {
+        return invalid(
+            "wallets.max_fee_per_gas_gwei".to_owned(),
+            "must be above 0".to_owned(),
         );
     }
     if wallets.backoff_ms_max < wallets.interval_ms {

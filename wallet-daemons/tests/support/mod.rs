@@ -67,7 +67,13 @@ pub async fn wallet_vault_on(root: OpenBao, mount: &str, policy: &str) -> SeedVa
 
 /// Makes the seed mount and a token with the wallet policy only; writes the token to `file`.
 pub async fn wallet_openbao_token(mount: &str, file: &Path) {
-    let root = bao_root();
+    let (addr, root_token) = (required_env("VAULT_ADDR"), required_env("VAULT_TOKEN"));
+    wallet_openbao_token_on((&addr, &root_token), mount, file).await;
+}
+
+/// [`wallet_openbao_token`] on the OpenBao at `addr` with its `root_token`.
+pub async fn wallet_openbao_token_on((addr, root_token): (&str, &str), mount: &str, file: &Path) {
+    let root = OpenBao::new(addr, BaoToken::new(root_token)).unwrap();
     root.ensure_engine(mount, peregrine_secrets::sys::Engine::KvV2)
         .await
         .unwrap();
@@ -77,11 +83,8 @@ pub async fn wallet_openbao_token(mount: &str, file: &Path) {
     // The token's text is needed for the daemon's file: asked over HTTP (the client keeps it
     // private).
     let created: Value = reqwest::Client::new()
-        .post(format!(
-            "{}/v1/auth/token/create",
-            required_env("VAULT_ADDR")
-        ))
-        .header("X-Vault-Token", required_env("VAULT_TOKEN"))
+        .post(format!("{addr}/v1/auth/token/create"))
+        .header("X-Vault-Token", root_token)
         .json(&json!({"policies": [mount], "ttl": "1h"}))
         .send()
         .await
@@ -278,6 +281,23 @@ pub async fn pay(rpc: &EthRpc, from: &str, to: &Address, wei: u128) -> String {
         json!({ "from": from, "to": to.as_str(), "value": format!("0x{wei:x}") }),
     )
     .await
+}
+
+/// Switches anvil's mining on every transaction on or off (blocks then come from [`mine`]).
+pub async fn automine(rpc: &EthRpc, on: bool) {
+    let _: Value = rpc.call("evm_setAutomine", json!([on])).await.unwrap();
+}
+
+/// Transactions `address` sent that the chain mined.
+pub async fn mined_count(rpc: &EthRpc, address: &Address) -> u64 {
+    let count: String = rpc
+        .call(
+            "eth_getTransactionCount",
+            json!([address.as_str(), "latest"]),
+        )
+        .await
+        .unwrap();
+    u64::from_str_radix(count.trim_start_matches("0x"), 16).unwrap()
 }
 
 /// Mines `blocks` empty blocks.
