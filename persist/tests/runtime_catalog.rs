@@ -123,6 +123,7 @@ fn a_replay_from_zero_rebuilds_the_created_entries() {
     let commands = commands(2_000);
     let engine = reference(&commands);
     assert_eq!(engine.runtime_reference().currencies, vec![currency()]);
+    assert_eq!(engine.runtime_reference().markets, vec![market()]);
     let dir = tempfile::tempdir().unwrap();
     let config = small_config(dir.path());
     let (_, writer) = open(&config, engine_config()).unwrap();
