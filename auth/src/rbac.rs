@@ -57,11 +57,14 @@ pub enum Permission {
     FeeCreate,
     /// Approve or reject another operator's pending fee change.
     FeeApprove,
+    /// Create currencies and markets at runtime. Granted by this build to superadmin, admin
+    /// and technical (see [`CODE_GRANTS`]), not by a table row.
+    ReferenceCreate,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -84,6 +87,7 @@ impl Permission {
         Permission::ReferenceManage,
         Permission::FeeCreate,
         Permission::FeeApprove,
+        Permission::ReferenceCreate,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -111,6 +115,7 @@ impl Permission {
             Permission::ReferenceManage => "reference.manage",
             Permission::FeeCreate => "fee.create",
             Permission::FeeApprove => "fee.approve",
+            Permission::ReferenceCreate => "reference.create",
         }
     }
 
@@ -131,6 +136,14 @@ impl Permission {
 
 // A role's permissions are one u32 bit set.
 const _: () = assert!(Permission::ALL.len() <= 32);
+
+/// Grants this build adds to the table's rows: permissions introduced without a migration.
+/// A row granting the same is harmless (a bit set twice).
+pub const CODE_GRANTS: [(Role, Permission); 3] = [
+    (Role::Superadmin, Permission::ReferenceCreate),
+    (Role::Admin, Permission::ReferenceCreate),
+    (Role::Technical, Permission::ReferenceCreate),
+];
 
 fn role_index(role: Role) -> usize {
     let index = Role::ALL
@@ -198,6 +211,7 @@ impl Rbac {
             })?;
             parsed.push((role_parsed, permission));
         }
+        parsed.extend(CODE_GRANTS);
         Ok(Rbac::from_rows(parsed))
     }
 

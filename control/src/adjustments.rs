@@ -122,7 +122,9 @@ struct Movement {
 fn movement(state: &ControlState, currency: &str, amount: &str) -> Result<Movement, ControlError> {
     let currency = state
         .catalog
+        .load()
         .currency(currency)
+        .cloned()
         .ok_or_else(|| ControlError::UnknownCurrency(currency.to_owned()))?;
     let (debit, magnitude) = match amount.strip_prefix('-') {
         Some(rest) => (true, rest),

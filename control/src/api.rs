@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::{any, get, patch, post};
 use peregrine_auth::rbac::Permission;
-use peregrine_core::catalog::Catalog;
+use peregrine_core::catalog::SharedCatalog;
 use peregrine_core::{EngineHandle, Executed, Request, SubmitError};
 use peregrine_hotpath::edge::{EDGE_INTEGER_MAX, parse_decimal};
 use peregrine_hotpath::{AccountId, Actor, CommandKind, DepositId, Side};
@@ -45,8 +45,8 @@ const _: () = assert!(ADJUSTMENT_KEYS_FROM < WALLET_DEPOSIT_IDS_FROM);
 pub struct ControlState {
     /// The sequencer.
     pub engine: Arc<EngineHandle>,
-    /// Names and units.
-    pub catalog: Arc<Catalog>,
+    /// Names and units: each request loads it once; a creation publishes a new one.
+    pub catalog: SharedCatalog,
     /// The credentials accepted and how each call is decided and audited: operators' access
     /// tokens, the host-only break-glass token, the wallet daemons' token (which may only
     /// credit chain deposits, ids from [`WALLET_DEPOSIT_IDS_FROM`]).
@@ -103,6 +103,7 @@ pub fn router(state: ControlState) -> Router {
             post(crate::adjustments::review),
         )
         .merge(crate::console_api::routes())
+        .merge(crate::catalog_api::routes())
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .route("/control/v1", any(not_found))
         .route("/control/v1/{*rest}", any(not_found))
@@ -265,6 +266,7 @@ pub(crate) async fn status(
     let status = state.engine.read(|views| {
         let markets = state
             .catalog
+            .load()
             .markets()
             .iter()
             .map(|market| {
@@ -283,6 +285,7 @@ pub(crate) async fn status(
         kill_switches.sort_unstable();
         let liabilities = state
             .catalog
+            .load()
             .currencies()
             .iter()
             .map(|currency| LiabilityJson {
@@ -326,7 +329,9 @@ pub(crate) async fn deposit(
     let request: DepositRequest = parse_body(body).await?;
     let currency = state
         .catalog
+        .load()
         .currency(&request.currency)
+        .cloned()
         .ok_or_else(|| ControlError::UnknownCurrency(request.currency.clone()))?;
     let amount: Decimal = parse_decimal(&request.amount).map_err(|error| {
         ControlError::Unprocessable(format!("amount `{}` {error}", request.amount))
@@ -517,6 +522,7 @@ fn market_id(
 ) -> Result<peregrine_hotpath::MarketId, ControlError> {
     state
         .catalog
+        .load()
         .market(name)
         .map(|m| m.spec.market)
         .ok_or_else(|| ControlError::UnknownMarket(name.to_owned()))

@@ -1,7 +1,8 @@
 //! Peregrine's operations control API: deposits credited by operators, market halts and
 //! resumes, account kill switches, mass cancels, status, manual balance adjustments under
 //! four-eyes, market states and risk parameters and fee changes under four-eyes
-//! ([`reference`]), under `/control/v1` on the operator HTTP listener; and the wallet daemons' door
+//! ([`reference`]), currencies and markets created at runtime (`catalog_api`), under
+//! `/control/v1` on the operator HTTP listener; and the wallet daemons' door
 //! for chain deposits and withdrawals' holds, settles and releases ([`withdrawals`]), their
 //! token's only routes. For the operator console (`peregrine-web`'s `/console`, on the same
 //! listener): operators' login and token renewal ([`login`]), the audit chain paged and
@@ -44,6 +45,7 @@ pub mod access;
 pub mod adjustments;
 pub mod api;
 pub mod audit_log;
+mod catalog_api;
 mod console_api;
 pub mod error;
 pub mod login;

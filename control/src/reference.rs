@@ -119,6 +119,7 @@ pub(crate) async fn patch_market(
     let Path(name) = path.map_err(path_error)?;
     let market = state
         .catalog
+        .load()
         .market(&name)
         .ok_or_else(|| ControlError::UnknownMarket(name.clone()))?
         .clone();
@@ -182,7 +183,7 @@ impl MarketRefJson {
         seq: u64,
     ) -> MarketRefJson {
         let units = &market.units;
-        let notional = state.catalog.currency(&market.quote).map_or_else(
+        let notional = state.catalog.load().currency(&market.quote).map_or_else(
             || Decimal::from(risk.max_notional.0),
             |c| c.scale.to_decimal(risk.max_notional),
         );
@@ -236,7 +237,9 @@ fn patched_risk(
     if let Some(text) = &patch.max_notional {
         let quote = state
             .catalog
+            .load()
             .currency(&market.quote)
+            .cloned()
             .ok_or_else(|| ControlError::UnknownCurrency(market.quote.clone()))?;
         risk.max_notional = quote
             .scale
@@ -350,7 +353,7 @@ fn rate_text(ppm: u32) -> String {
 }
 
 /// Parses a rate (decimal fraction) into parts per million: exact, at most `MAX_FEE_PPM`.
-fn parse_rate(field: &'static str, text: &str) -> Result<u32, ControlError> {
+pub(crate) fn parse_rate(field: &'static str, text: &str) -> Result<u32, ControlError> {
     let value = parse_decimal(text).map_err(|e| invalid(field, &e.to_string()))?;
     let ppm = value * Decimal::from(PPM);
     if value.is_sign_negative() || ppm.fract() != Decimal::ZERO {
@@ -394,7 +397,7 @@ pub(crate) async fn propose_fee(
         .await?;
     let creator = uid_of(&caller, Permission::FeeCreate)?;
     let request: FeeChangeRequest = parse_body(body).await?;
-    if state.catalog.market(&request.market).is_none() {
+    if state.catalog.load().market(&request.market).is_none() {
         return Err(ControlError::UnknownMarket(request.market));
     }
     if usize::from(request.group) >= MAX_FEE_TIERS {
@@ -554,7 +557,9 @@ async fn apply(
     }
     let market = state
         .catalog
+        .load()
         .market(&row.market)
+        .cloned()
         .ok_or_else(|| ControlError::UnknownMarket(row.market.clone()))?;
     let command = CommandKind::FeeScheduleUpdate {
         market: market.spec.market,

@@ -121,6 +121,7 @@ fn parse(state: &ControlState, query: SearchQuery) -> Result<Search, ControlErro
         Some(name) => Some(
             state
                 .catalog
+                .load()
                 .market(name)
                 .ok_or_else(|| ControlError::UnknownMarket(name.to_owned()))?
                 .spec
@@ -183,8 +184,9 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
-fn market_of(state: &ControlState, id: MarketId) -> Option<&Market> {
-    state.catalog.market_by_id(id)
+/// The market of `id` in the catalog as it is now (a copy: the catalog may change).
+fn market_of(state: &ControlState, id: MarketId) -> Option<Market> {
+    state.catalog.load().market_by_id(id).cloned()
 }
 
 /// An account's orders, newest first.

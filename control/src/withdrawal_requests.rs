@@ -165,13 +165,17 @@ fn queue(state: &ControlState) -> Result<&dyn WithdrawalQueue, ControlError> {
 }
 
 fn decimal_of(state: &ControlState, request: QueuedWithdrawal) -> QueuedJson {
-    let amount = state.catalog.currency(&request.currency).map_or_else(
-        || request.amount_minor.to_string(),
-        |currency| {
-            let amount = peregrine_hotpath::Amount(request.amount_minor);
-            currency.scale.to_decimal(amount).normalize().to_string()
-        },
-    );
+    let amount = state
+        .catalog
+        .load()
+        .currency(&request.currency)
+        .map_or_else(
+            || request.amount_minor.to_string(),
+            |currency| {
+                let amount = peregrine_hotpath::Amount(request.amount_minor);
+                currency.scale.to_decimal(amount).normalize().to_string()
+            },
+        );
     QueuedJson { request, amount }
 }
 

@@ -100,7 +100,9 @@ fn hold(
     let text = request.amount.ok_or_else(|| missing("amount"))?;
     let currency = state
         .catalog
+        .load()
         .currency(&code)
+        .cloned()
         .ok_or_else(|| ControlError::UnknownCurrency(code.clone()))?;
     let amount: Decimal = parse_decimal(&text)
         .map_err(|error| ControlError::Unprocessable(format!("amount `{text}` {error}")))?;

@@ -5,21 +5,40 @@
 //!
 //! Parse, don't validate: a [`Catalog`] that exists has unique names and ids, markets whose
 //! currencies exist, and units that convert exactly to engine units.
+//!
+//! Currencies and markets may also be created at runtime (`CommandKind::CurrencyCreate`,
+//! `MarketCreate`, carrying their names and units): the engine keeps them
+//! ([`Engine::runtime_reference`], in its snapshots too), [`Catalog::with_runtime`] adds them
+//! to the configured ones at start, and a [`SharedCatalog`] is what every reader holds: each
+//! request loads the current catalog once, and a creation publishes a new one.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
+use peregrine_hotpath::config::{MAX_CURRENCIES_DEFAULT, MAX_MARKETS_DEFAULT};
 use peregrine_hotpath::edge::{CurrencyScale, MarketUnits};
 use peregrine_hotpath::{
-    Amount, BAND_BPS_MAX, CommandKind, CurrencyId, Engine, FeeRates, MarketId, MarketRisk,
-    MarketSpec, Price, Qty,
+    Amount, BAND_BPS_MAX, CURRENCY_PRECISION_MAX, CommandKind, CurrencyCreate, CurrencyId, Engine,
+    FeeRates, MarketCreate, MarketId, MarketRisk, MarketSpec, Price, Qty, REFERENCE_NAME_BYTES_MAX,
+    RuntimeReference,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Longest currency code or market name.
-pub const NAME_BYTES_MAX: usize = 16;
+pub const NAME_BYTES_MAX: usize = REFERENCE_NAME_BYTES_MAX;
 /// Decimal places of a currency's minor unit, at most (u64 minor units stay meaningful).
-pub const PRECISION_MAX: u32 = 18;
+pub const PRECISION_MAX: u32 = CURRENCY_PRECISION_MAX as u32;
+/// Most currencies a catalog holds (configured and created at runtime): ids are below it.
+pub const CURRENCIES_MAX: usize = 64;
+/// Most markets a catalog holds (configured and created at runtime): ids are below it.
+pub const MARKETS_MAX: usize = 256;
+
+// Every id the catalog hands out must be one the appliance's engine has room for.
+const _: () = assert!(CURRENCIES_MAX <= MAX_CURRENCIES_DEFAULT as usize);
+const _: () = assert!(MARKETS_MAX <= MAX_MARKETS_DEFAULT as usize);
 
 /// A currency as configured (`[[currencies]]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +117,15 @@ pub enum CatalogError {
         /// The code.
         currency: String,
     },
+    /// The catalog would hold more currencies or markets than [`CURRENCIES_MAX`] or
+    /// [`MARKETS_MAX`] (or an id at or above it).
+    #[error("{what}: at most {limit}")]
+    Full {
+        /// "currencies" or "markets".
+        what: &'static str,
+        /// The limit.
+        limit: usize,
+    },
     /// A value does not convert to engine units.
     #[error("{entry}: {reason}")]
     Invalid {
@@ -119,6 +147,8 @@ pub enum CatalogError {
 pub struct Currency {
     /// Code.
     pub code: String,
+    /// For people (`BTC` for a configured `btc`; as given when created at runtime).
+    pub display_name: String,
     /// Engine id.
     pub id: CurrencyId,
     /// Minor-unit scale.
@@ -152,6 +182,24 @@ pub struct Catalog {
 impl Catalog {
     /// Parses the configured definitions.
     pub fn new(currencies: &[CurrencyDef], markets: &[MarketDef]) -> Result<Catalog, CatalogError> {
+        let currencies_fit = currencies.len() <= CURRENCIES_MAX
+            && currencies
+                .iter()
+                .all(|c| usize::from(c.id) < CURRENCIES_MAX);
+        if !currencies_fit {
+            return Err(CatalogError::Full {
+                what: "currencies",
+                limit: CURRENCIES_MAX,
+            });
+        }
+        let markets_fit =
+            markets.len() <= MARKETS_MAX && markets.iter().all(|m| (m.id as usize) < MARKETS_MAX);
+        if !markets_fit {
+            return Err(CatalogError::Full {
+                what: "markets",
+                limit: MARKETS_MAX,
+            });
+        }
         let mut catalog = Catalog::default();
         let mut currency_ids = HashMap::new();
         for def in currencies {
@@ -175,6 +223,7 @@ impl Catalog {
             }
             catalog.currencies.push(Currency {
                 code: def.code.clone(),
+                display_name: def.code.to_uppercase(),
                 id: CurrencyId(def.id),
                 scale: CurrencyScale {
                     scale: def.precision,
@@ -306,6 +355,129 @@ impl Catalog {
         self.markets.iter().find(|m| m.spec.market == id)
     }
 
+    /// This catalog with the entries `reference` holds (the engine's runtime-created ones, in
+    /// the order they were created). A configured entry with the same code, name or id as one
+    /// of them is refused: the journal already gave it to another.
+    pub fn with_runtime(mut self, reference: &RuntimeReference) -> Result<Catalog, CatalogError> {
+        for currency in &reference.currencies {
+            self.add_currency(currency)?;
+        }
+        for market in &reference.markets {
+            self.add_market(market)?;
+        }
+        Ok(self)
+    }
+
+    /// Adds a currency created at runtime, checked as configuration is.
+    pub fn add_currency(&mut self, create: &CurrencyCreate) -> Result<(), CatalogError> {
+        check_name(&create.code)?;
+        if self.currencies.len() >= CURRENCIES_MAX
+            || usize::from(create.currency.0) >= CURRENCIES_MAX
+        {
+            return Err(CatalogError::Full {
+                what: "currencies",
+                limit: CURRENCIES_MAX,
+            });
+        }
+        if u32::from(create.precision) > PRECISION_MAX {
+            return Err(invalid(&create.code, "precision is above 18"));
+        }
+        if self.currency_by_id(create.currency).is_some() {
+            return Err(duplicate("currency id", create.currency.0));
+        }
+        if self.currency(&create.code).is_some() {
+            return Err(duplicate("currency code", &create.code));
+        }
+        self.currency_by_code
+            .insert(create.code.clone(), self.currencies.len());
+        self.currencies.push(Currency {
+            code: create.code.clone(),
+            display_name: create.display_name.clone(),
+            id: create.currency,
+            scale: CurrencyScale {
+                scale: u32::from(create.precision),
+            },
+        });
+        Ok(())
+    }
+
+    /// Adds a market created at runtime: its currencies must be in the catalog and its decimal
+    /// tick and lot must give exactly the engine units its specification carries.
+    pub fn add_market(&mut self, create: &MarketCreate) -> Result<(), CatalogError> {
+        check_name(&create.name)?;
+        let spec = &create.spec;
+        if self.markets.len() >= MARKETS_MAX || spec.market.0 as usize >= MARKETS_MAX {
+            return Err(CatalogError::Full {
+                what: "markets",
+                limit: MARKETS_MAX,
+            });
+        }
+        if self.market_by_id(spec.market).is_some() {
+            return Err(duplicate("market id", spec.market.0));
+        }
+        if self.market(&create.name).is_some() {
+            return Err(duplicate("market name", &create.name));
+        }
+        let currency = |id: CurrencyId| {
+            self.currency_by_id(id)
+                .cloned()
+                .ok_or_else(|| CatalogError::UnknownCurrency {
+                    market: create.name.clone(),
+                    currency: id.0.to_string(),
+                })
+        };
+        let (base, quote) = (currency(spec.base)?, currency(spec.quote)?);
+        let (Some(tick), Some(lot)) = (create.tick.decimal(), create.lot.decimal()) else {
+            return Err(invalid(&create.name, "tick or lot out of range"));
+        };
+        let units = MarketUnits {
+            tick,
+            lot,
+            base: base.scale,
+            quote: quote.scale,
+        };
+        let engine_units = units
+            .engine_units()
+            .map_err(|e| invalid(&create.name, &e.to_string()))?;
+        if engine_units != (spec.base_per_lot, spec.quote_per_tick_lot) {
+            return Err(CatalogError::Conflict(create.name.clone()));
+        }
+        self.market_by_name
+            .insert(create.name.clone(), self.markets.len());
+        self.markets.push(Market {
+            name: create.name.clone(),
+            base: base.code,
+            quote: quote.code,
+            units,
+            spec: spec.clone(),
+        });
+        Ok(())
+    }
+
+    /// The id the next currency created gets (one above the highest), if there is room.
+    pub fn next_currency_id(&self) -> Option<CurrencyId> {
+        let next = self
+            .currencies
+            .iter()
+            .map(|c| usize::from(c.id.0) + 1)
+            .max()
+            .unwrap_or(0);
+        let room = self.currencies.len() < CURRENCIES_MAX && next < CURRENCIES_MAX;
+        room.then(|| CurrencyId(u16::try_from(next).unwrap_or(u16::MAX)))
+    }
+
+    /// The id the next market created gets (one above the highest), if there is room.
+    pub fn next_market_id(&self) -> Option<MarketId> {
+        let next = self
+            .markets
+            .iter()
+            .map(|m| m.spec.market.0 as usize + 1)
+            .max()
+            .unwrap_or(0);
+        let room = self.markets.len() < MARKETS_MAX && next < MARKETS_MAX;
+        room.then(|| MarketId(u32::try_from(next).unwrap_or(u32::MAX)))
+    }
+
     /// The commands that bring `engine` up to this catalog (currencies first, then markets), in
     /// configuration order. A market the engine has with another specification is a conflict.
     pub fn missing_in(&self, engine: &Engine) -> Result<Vec<CommandKind>, CatalogError> {
@@ -333,6 +505,41 @@ impl Catalog {
             }
         }
         Ok(commands)
+    }
+}
+
+/// The catalog every reader shares: each request [`SharedCatalog::load`]s it once and reads
+/// that snapshot throughout (a creation in between is seen by the next request, never half
+/// way through one); a creation [`SharedCatalog::store`]s a new one. Loads take no lock.
+#[derive(Clone, Debug)]
+pub struct SharedCatalog(Arc<ArcSwap<Catalog>>);
+
+impl SharedCatalog {
+    /// Shares `catalog`.
+    pub fn new(catalog: Catalog) -> SharedCatalog {
+        SharedCatalog(Arc::new(ArcSwap::from_pointee(catalog)))
+    }
+
+    /// The current catalog.
+    pub fn load(&self) -> Arc<Catalog> {
+        self.0.load_full()
+    }
+
+    /// Publishes `catalog`: every later load sees it.
+    pub fn store(&self, catalog: Catalog) {
+        self.0.store(Arc::new(catalog));
+    }
+}
+
+impl From<Arc<Catalog>> for SharedCatalog {
+    fn from(catalog: Arc<Catalog>) -> SharedCatalog {
+        SharedCatalog(Arc::new(ArcSwap::new(catalog)))
+    }
+}
+
+impl From<Catalog> for SharedCatalog {
+    fn from(catalog: Catalog) -> SharedCatalog {
+        SharedCatalog::new(catalog)
     }
 }
 

@@ -182,6 +182,14 @@ pub enum CommandKind {
         /// The new state.
         state: MarketState,
     },
+    /// Create a currency at runtime: registered as `CurrencyAdd` registers it, with its code,
+    /// display name and precision kept in the engine (and its snapshots), so replaying the
+    /// journal or restoring a snapshot rebuilds the catalog. Boxed: rare, and larger than the
+    /// commands of the hot path.
+    CurrencyCreate(Box<crate::reference::CurrencyCreate>),
+    /// Create a market at runtime: added as `MarketAdd` adds it, in its initial state, with its
+    /// name and decimal tick and lot kept in the engine (and its snapshots).
+    MarketCreate(Box<crate::reference::MarketCreate>),
 }
 
 /// An audit chain head as identity read it (actor `service:identity`). Its idempotency key is

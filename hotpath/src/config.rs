@@ -34,13 +34,17 @@ pub struct EngineConfig {
 /// The default idempotency window: a million deposits and as many withdrawals, about 80 MiB
 /// when full, enough for months of a busy exchange's deposits between two key floors.
 pub const IDEMPOTENCY_KEYS_MAX_DEFAULT: u32 = 1 << 20;
+/// The default currency capacity: what an appliance's catalog may hold at most.
+pub const MAX_CURRENCIES_DEFAULT: u16 = 64;
+/// The default market capacity: what an appliance's catalog may hold at most.
+pub const MAX_MARKETS_DEFAULT: u32 = 256;
 
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             max_accounts: 1 << 16,
-            max_currencies: 64,
-            max_markets: 256,
+            max_currencies: MAX_CURRENCIES_DEFAULT,
+            max_markets: MAX_MARKETS_DEFAULT,
             max_orders: 1 << 20,
             max_levels_per_side: 4096,
             max_pending_withdrawals: 1 << 16,

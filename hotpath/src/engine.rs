@@ -18,6 +18,7 @@ use crate::ids::{
 use crate::ledger::{Ledger, LedgerError};
 use crate::market::{MAX_FEE_PPM, MAX_FEE_TIERS, Market, StopEntry};
 use crate::orders::{ClientPosition, Kind, NIL, Order, OrderState, Orders};
+use crate::reference::RuntimeReference;
 use crate::risk::{AccountRisk, account_risk, account_risk_mut, take_token};
 
 /// Pending stops per market side: enough for real use, bounded so a flood is rejected.
@@ -48,6 +49,8 @@ pub struct Engine {
     pub(crate) next_order_seq: u64,
     pub(crate) next_trade_id: u64,
     pub(crate) commands_applied: u64,
+    /// Currencies and markets created at runtime, with their names (see `reference`).
+    pub(crate) reference: RuntimeReference,
 }
 
 /// What the match loop keeps of the incoming order: read once, not per trade.
@@ -91,6 +94,7 @@ impl Engine {
             next_order_seq: 1,
             next_trade_id: 1,
             commands_applied: 0,
+            reference: RuntimeReference::default(),
             config,
         })
     }
@@ -160,6 +164,8 @@ impl Engine {
             CommandKind::MarketStateSet { market, state } => {
                 self.market_state_set(*market, *state, out)
             }
+            CommandKind::CurrencyCreate(create) => self.currency_create(create, out),
+            CommandKind::MarketCreate(create) => self.market_create(create, out),
         };
         match result {
             Ok(()) => {}
@@ -974,7 +980,7 @@ impl Engine {
 
     // ---- funds ----
 
-    fn currency_add(
+    pub(crate) fn currency_add(
         &mut self,
         currency: CurrencyId,
         out: &mut Vec<Event>,
@@ -1096,7 +1102,11 @@ impl Engine {
 
     // ---- markets and accounts ----
 
-    fn market_add(&mut self, spec: &MarketSpec, out: &mut Vec<Event>) -> Result<(), RejectReason> {
+    pub(crate) fn market_add(
+        &mut self,
+        spec: &MarketSpec,
+        out: &mut Vec<Event>,
+    ) -> Result<(), RejectReason> {
         let Some(entry) = self.markets.get(spec.market.0 as usize) else {
             return Err(rejected(RejectReason::InvalidMarketSpec));
         };
@@ -1167,7 +1177,7 @@ impl Engine {
         Ok(())
     }
 
-    fn market_state_set(
+    pub(crate) fn market_state_set(
         &mut self,
         market: MarketId,
         state: MarketState,

@@ -26,6 +26,7 @@
 //! | `CurrencyAdd`, `Deposit`, `WithdrawalHold/Settle/Release` | `CurrencyAdded`, `Deposited`, `WithdrawalHeld/Settled/Released` |
 //! | `MarketAdd/Update/Halt/Resume`, `FeeScheduleUpdate`, `AccountFeeTier` | the matching `Market*`/`Fee*` event |
 //! | `MarketStateSet` | `MarketStateChanged` |
+//! | `CurrencyCreate`, `MarketCreate` (runtime, with names: [`reference`]) | `CurrencyAdded`; `MarketAdded`, then `MarketStateChanged` unless it starts `Enabled` |
 //!
 //! # Market states
 //!
@@ -266,6 +267,7 @@ pub mod latency;
 pub mod ledger;
 mod market;
 mod orders;
+pub mod reference;
 pub mod reject_text;
 mod risk;
 pub mod runtime;
@@ -289,4 +291,8 @@ pub use event::{
 };
 pub use ids::*;
 pub use market::{BAND_BPS_MAX, MAX_FEE_PPM, MAX_FEE_TIERS, SpecField, check_risk, check_spec};
+pub use reference::{
+    CURRENCY_PRECISION_MAX, CurrencyCreate, DISPLAY_NAME_BYTES_MAX, MarketCreate,
+    REFERENCE_NAME_BYTES_MAX, RuntimeReference, UnitDecimal, reference_name_ok,
+};
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};

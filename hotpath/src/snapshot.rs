@@ -20,9 +20,10 @@ use crate::ids::{
 use crate::ledger::{Balance, CurrencyTotals};
 use crate::market::{MAX_FEE_TIERS, Market, StopEntry};
 use crate::orders::{Kind, NIL, Order, OrderState};
+use crate::reference::RuntimeReference;
 
 /// Format version; bumped on any change of the layout below.
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +73,8 @@ struct Image {
     deposit_keys: KeysImage,
     withdrawal_keys: KeysImage,
     withdrawals: Vec<(u64, u32, u16, u64)>,
+    /// Currencies and markets created at runtime, with their names (version 4).
+    reference: RuntimeReference,
 }
 
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -247,6 +250,7 @@ impl Engine {
             withdrawals,
             deposit_keys: KeysImage::of(&self.deposit_keys),
             withdrawal_keys: KeysImage::of(&self.withdrawal_keys),
+            reference: self.reference.clone(),
         };
         rkyv::to_bytes::<rkyv::rancor::Error>(&image)
             .map(|b| b.to_vec())
@@ -486,6 +490,17 @@ impl Engine {
         engine.withdrawals = withdrawals;
         engine.deposit_keys = image.deposit_keys.restore(cfg.idempotency_keys_max)?;
         engine.withdrawal_keys = image.withdrawal_keys.restore(cfg.idempotency_keys_max)?;
+        if image.reference.currencies.len() > usize::from(cfg.max_currencies)
+            || image.reference.markets.len() > cfg.max_markets as usize
+        {
+            return Err(Inconsistent("more runtime reference entries than capacity"));
+        }
+        engine.reference = image.reference;
+        if !engine.reference_consistent() {
+            return Err(Inconsistent(
+                "runtime reference entry without its currency or market",
+            ));
+        }
         // A snapshot that does not pass the full audit is not restored.
         engine
             .audit()

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use peregrine_core::catalog::{Catalog, CatalogError};
+use peregrine_core::catalog::{Catalog, CatalogError, SharedCatalog};
 use peregrine_core::{EngineError, EngineHandle, Request, RouterPlacement, Ticket, Views};
 use peregrine_hotpath::Actor;
 use peregrine_hotpath::runtime::{RuntimeError, Shard};
@@ -86,8 +86,9 @@ pub fn journal_config(config: &Config, dir: &Path) -> JournalConfig {
 pub struct Exchange {
     /// The sequencer and router (shared with the gateways).
     pub engine: Arc<EngineHandle>,
-    /// Names and units.
-    pub catalog: Arc<Catalog>,
+    /// Names and units: the configured ones and those created at runtime (from the journal
+    /// and snapshots); the control API publishes each new one here.
+    pub catalog: SharedCatalog,
     /// The journal directory.
     pub journal_dir: PathBuf,
     /// What recovery found.
@@ -123,7 +124,7 @@ impl Exchange {
             Option<&RetentionFloor>,
         ) -> Result<T, String>,
     ) -> Result<(Exchange, T), ExchangeError> {
-        let catalog = Arc::new(Catalog::new(&config.currencies, &config.markets)?);
+        let configured = Catalog::new(&config.currencies, &config.markets)?;
         let journal_dir = config.data.dir.join(JOURNAL_SUBDIR);
         let mut journal_config = journal_config(config, &journal_dir);
         // With a replicator, retention keeps every segment it has not consumed; it starts at 0
@@ -178,7 +179,18 @@ impl Exchange {
             replayed = recovered.report.replayed_count, "journal recovered");
         // The catalog is checked against the recovered engine before anything runs: a changed
         // market unit is refused here, not discovered in a mis-scaled price later.
-        let missing = catalog.missing_in(&recovered.engine)?;
+        let missing = configured.missing_in(&recovered.engine)?;
+        // Entries created at runtime come from the engine (its snapshot and the commands
+        // replayed): a configured entry that reuses one of their codes, names or ids is refused.
+        let catalog = configured.with_runtime(recovered.engine.runtime_reference())?;
+        tracing::info!(
+            currencies = catalog.currencies().len(),
+            markets = catalog.markets().len(),
+            runtime_created = recovered.engine.runtime_reference().currencies.len()
+                + recovered.engine.runtime_reference().markets.len(),
+            "catalog loaded"
+        );
+        let catalog = SharedCatalog::new(catalog);
         let recovered_seq = recovered.last_seq;
         let started = on_journal(&journal_dir, writer.journal(), standby_floor.as_ref())
             .map_err(ExchangeError::Started)?;

@@ -23,6 +23,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 
 use super::auth::{ApiKeyConfig, KeyError, KeyRegistry};
+use super::directory::DirectorySource;
 use super::metrics::{Ended, OpenConnection, QuicMetrics};
 use super::report;
 use super::tls::{Identity, TlsError, TlsSource};
@@ -167,7 +168,7 @@ struct Shared {
     next_session: AtomicU64,
     random: SystemRandom,
     epoch: Instant,
-    directory: Arc<Directory>,
+    directory: DirectorySource,
     metrics: QuicMetrics,
     /// New orders pass it (when set).
     levels: Arc<OnceLock<Arc<LevelGate>>>,
@@ -195,6 +196,18 @@ impl Server {
         config: ServerConfig,
         engine: Arc<EngineHandle>,
         directory: Arc<Directory>,
+        registry: &prometheus::Registry,
+    ) -> Result<Server, ServerError> {
+        let source = DirectorySource::Fixed(directory);
+        Server::start_with_directory_source(config, engine, source, registry)
+    }
+
+    /// As [`Server::start_with_directory`], the directory of each logon taken from `source`
+    /// (a [`super::directory::LiveDirectory`] lists what the catalog holds at that logon).
+    pub fn start_with_directory_source(
+        config: ServerConfig,
+        engine: Arc<EngineHandle>,
+        directory: DirectorySource,
         registry: &prometheus::Registry,
     ) -> Result<Server, ServerError> {
         if config.sessions_per_key == 0 {
@@ -440,7 +453,7 @@ impl EngineSide {
         Ok(LoggedOn {
             account,
             session: self.session,
-            directory: Arc::clone(&self.shared.directory),
+            directory: self.shared.directory.current(),
         })
     }
 

@@ -151,7 +151,7 @@ fn unavailable(error: BookError) -> ApiError {
 /// The book of the catalog's currency `code`, which must be deposited on a chain (with
 /// `[wallets]` off, none is).
 fn chain_currency<'a>(bridge: &'a Bridge, code: &str) -> Result<&'a dyn DepositBook, ApiError> {
-    if bridge.catalog.currency(code).is_none() {
+    if bridge.catalog.load().currency(code).is_none() {
         return Err(ApiError::not_found(
             "account.currency.doesnt_exist",
             format!("no currency `{code}`"),
@@ -228,7 +228,8 @@ pub(crate) async fn deposits(
     let list = rows
         .into_iter()
         .map(|row| {
-            let currency = bridge.catalog.currency(&row.currency);
+            let catalog = bridge.catalog.load();
+            let currency = catalog.currency(&row.currency);
             DepositJson {
                 id: row.id,
                 amount: super::types::amount(currency, Amount(row.amount_minor)),

@@ -77,7 +77,7 @@ pub(crate) async fn run_stream(bridge: Arc<Bridge>, mut feed: StreamFeed) {
                 let mut shared = bridge.lock();
                 let shared = &mut *shared;
                 if shared.data.take_tickers_changed() {
-                    shared.hub.publish_tickers(&shared.data, &bridge.catalog);
+                    shared.hub.publish_tickers(&shared.data, &bridge.catalog.load());
                 }
                 continue;
             }
@@ -134,9 +134,12 @@ fn apply_locked(
     let mut shared = bridge.lock();
     let shared = &mut *shared;
     apply(&mut shared.data, updates);
-    shared
-        .hub
-        .publish(updates, &shared.data, &bridge.catalog, &bridge.config);
+    shared.hub.publish(
+        updates,
+        &shared.data,
+        &bridge.catalog.load(),
+        &bridge.config,
+    );
     updates.clear();
     shared.data.inconsistencies()
 }
@@ -180,9 +183,12 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
             let mut shared = bridge.lock();
             let shared = &mut *shared;
             shared.data.reseed(&seed, &mut updates);
-            shared
-                .hub
-                .publish(&updates, &shared.data, &bridge.catalog, &bridge.config);
+            shared.hub.publish(
+                &updates,
+                &shared.data,
+                &bridge.catalog.load(),
+                &bridge.config,
+            );
         }
         updates.clear();
         bridge.applied.send_replace(seed.seq);
@@ -222,7 +228,7 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                     }
                     shared
                         .hub
-                        .publish(&updates, &shared.data, &bridge.catalog, &bridge.config);
+                        .publish(&updates, &shared.data, &bridge.catalog.load(), &bridge.config);
                     updates.clear();
                     bridge.applied.send_replace(last_seq);
                     if shared.data.inconsistencies() > 0 {
@@ -238,7 +244,7 @@ pub(crate) async fn run(bridge: Arc<Bridge>) {
                     let mut shared = bridge.lock();
                     let shared = &mut *shared;
                     if shared.data.take_tickers_changed() {
-                        shared.hub.publish_tickers(&shared.data, &bridge.catalog);
+                        shared.hub.publish_tickers(&shared.data, &bridge.catalog.load());
                     }
                 }
             }

@@ -370,6 +370,7 @@ fn apply_fills(bridge: &Bridge, record: &mut OrderRecord, row: &OrderHistory) {
     let fills = row.fills;
     let quote_per_tick_lot = bridge
         .catalog
+        .load()
         .market_by_id(record.market)
         .map_or(1, |m| m.spec.quote_per_tick_lot.max(1));
     record.executed_qty = fills.executed_qty;

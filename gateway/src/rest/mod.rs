@@ -54,7 +54,7 @@ pub use config::{ConfigError, RestConfig, RestKey};
 use error::ApiError;
 pub use feed::{FeedItem, StreamFeed};
 
-use crate::catalog::Catalog;
+use crate::catalog::SharedCatalog;
 use crate::market_data::history::HistoryLimits;
 use crate::market_data::{MarketData, MarketDataLimits};
 use crate::ws::hub::Hub;
@@ -112,7 +112,9 @@ pub struct Bridge {
     /// The engine, on the appliance; `None` on a bridge node fed from the stream, which takes
     /// no orders and reads accounts only from the replica.
     pub(crate) engine: Option<Arc<EngineHandle>>,
-    pub(crate) catalog: Arc<Catalog>,
+    /// Names and units: each request loads it once (a market created at runtime shows in
+    /// the next one).
+    pub(crate) catalog: SharedCatalog,
     pub(crate) config: RestConfig,
     pub(crate) keys: auth::KeyStore,
     pub(crate) metrics: metrics::Metrics,
@@ -149,7 +151,7 @@ impl Bridge {
     pub fn new(
         config: RestConfig,
         engine: Option<Arc<EngineHandle>>,
-        catalog: Arc<Catalog>,
+        catalog: impl Into<SharedCatalog>,
         registry: &prometheus::Registry,
     ) -> Result<Arc<Bridge>, RestError> {
         config.validate()?;
@@ -172,7 +174,7 @@ impl Bridge {
         Ok(Arc::new(Bridge {
             keys: auth::KeyStore::with_floor(&config.keys, config.nonce_window_ms, floor),
             engine,
-            catalog,
+            catalog: catalog.into(),
             config,
             metrics,
             shared: Mutex::new(Shared {
@@ -411,7 +413,7 @@ pub struct RestServer {
 pub async fn serve(
     config: RestConfig,
     engine: Arc<EngineHandle>,
-    catalog: Arc<Catalog>,
+    catalog: impl Into<SharedCatalog>,
     registry: &prometheus::Registry,
 ) -> Result<RestServer, RestError> {
     serve_with_replica(config, engine, catalog, registry, None).await
@@ -421,7 +423,7 @@ pub async fn serve(
 pub async fn serve_with_replica(
     config: RestConfig,
     engine: Arc<EngineHandle>,
-    catalog: Arc<Catalog>,
+    catalog: impl Into<SharedCatalog>,
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {
@@ -441,7 +443,7 @@ pub async fn serve_on(
     listener: tokio::net::TcpListener,
     config: RestConfig,
     engine: Arc<EngineHandle>,
-    catalog: Arc<Catalog>,
+    catalog: impl Into<SharedCatalog>,
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {
@@ -466,7 +468,7 @@ pub async fn serve_on_with_routes(
     listener: tokio::net::TcpListener,
     config: RestConfig,
     engine: Arc<EngineHandle>,
-    catalog: Arc<Catalog>,
+    catalog: impl Into<SharedCatalog>,
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
     extra: Router,
@@ -487,7 +489,7 @@ pub async fn serve_fed(
     listener: tokio::net::TcpListener,
     config: RestConfig,
     feed: StreamFeed,
-    catalog: Arc<Catalog>,
+    catalog: impl Into<SharedCatalog>,
     registry: &prometheus::Registry,
     replica: Option<Arc<peregrine_replica::ReplicaReader>>,
 ) -> Result<RestServer, RestError> {

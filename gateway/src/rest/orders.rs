@@ -81,7 +81,7 @@ fn build_order(
     account: AccountId,
     req: &CreateOrder,
 ) -> Result<NewOrder, ApiError> {
-    let m = market(bridge, &req.market)?;
+    let m = &market(bridge, &req.market)?;
     let side = parse_side(&req.side)?;
     let kind = match req.ord_type.as_deref().unwrap_or("limit") {
         "limit" => OrderType::Limit,
@@ -125,7 +125,8 @@ fn build_order(
         None => None,
         Some(text) => {
             let value = decimal("quote_amount", "market.order.invalid_quote_amount", text)?;
-            let quote = bridge.catalog.currency(&m.quote).ok_or_else(|| {
+            let catalog = bridge.catalog.load();
+            let quote = catalog.currency(&m.quote).ok_or_else(|| {
                 ApiError::unavailable("server.catalog", "the market's quote currency is missing")
             })?;
             let amount = quote.scale.to_minor(value).map_err(|e| {
@@ -258,7 +259,8 @@ fn touched_order(executed: &Executed, id: OrderId) -> Option<OrderRecord> {
 }
 
 fn render(bridge: &Bridge, record: &OrderRecord) -> Result<OrderJson, ApiError> {
-    let m = bridge.catalog.market_by_id(record.market).ok_or_else(|| {
+    let catalog = bridge.catalog.load();
+    let m = catalog.market_by_id(record.market).ok_or_else(|| {
         ApiError::not_found(
             "market.market.doesnt_exist",
             "the order's market is not listed",
@@ -536,12 +538,13 @@ pub(crate) async fn own_trades(
         (q.time_from, q.time_to),
     )?;
     let found = history::trades(&bridge, account, &window).await?;
+    let catalog = bridge.catalog.load();
     let list = found
         .rows
         .iter()
         .filter_map(|t| {
-            let m = bridge.catalog.market_by_id(t.market)?;
-            Some(OwnTradeJson::new(m, &bridge.catalog, t))
+            let m = catalog.market_by_id(t.market)?;
+            Some(OwnTradeJson::new(m, &catalog, t))
         })
         .collect();
     Ok((found.headers(), Json(list)))
@@ -563,7 +566,8 @@ fn read_balances(
 }
 
 fn balance_json(bridge: &Bridge, code: &str, b: BalanceView) -> BalanceJson {
-    let currency = bridge.catalog.currency(code);
+    let catalog = bridge.catalog.load();
+    let currency = catalog.currency(code);
     BalanceJson {
         currency: code.to_owned(),
         balance: amount(currency, b.available),
@@ -581,6 +585,7 @@ pub(crate) async fn balances(
 ) -> Result<Json<Vec<BalanceJson>>, ApiError> {
     let currencies = bridge
         .catalog
+        .load()
         .currencies()
         .iter()
         .map(|c| (c.code.clone(), c.id))
@@ -603,7 +608,8 @@ pub(crate) async fn balance(
     Authenticated(account, _): Authenticated,
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<BalanceJson>, ApiError> {
-    let currency = bridge.catalog.currency(&code).ok_or_else(|| {
+    let catalog = bridge.catalog.load();
+    let currency = catalog.currency(&code).ok_or_else(|| {
         ApiError::not_found(
             "account.currency.doesnt_exist",
             format!("no currency `{code}`"),

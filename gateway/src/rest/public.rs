@@ -23,10 +23,13 @@ pub(crate) const LIST_LIMIT_MAX: usize = 1_000;
 /// Largest `limit` of k-lines.
 const KLINE_LIMIT_MAX: usize = 10_000;
 
-pub(crate) fn market<'a>(bridge: &'a Bridge, name: &str) -> Result<&'a Market, ApiError> {
+/// The market named `name` in the catalog as it is now (a copy: the catalog may change).
+pub(crate) fn market(bridge: &Bridge, name: &str) -> Result<Market, ApiError> {
     bridge
         .catalog
+        .load()
         .market(name)
+        .cloned()
         .ok_or_else(|| ApiError::unknown_market(name))
 }
 
@@ -76,8 +79,8 @@ pub(crate) async fn markets(
 ) -> Result<Json<Vec<MarketJson>>, ApiError> {
     let per_page = limit(q.limit, 100, LIST_LIMIT_MAX)?;
     let page = page(q.page)?;
-    let matching: Vec<_> = bridge
-        .catalog
+    let catalog = bridge.catalog.load();
+    let matching: Vec<_> = catalog
         .markets()
         .iter()
         .filter(|m| q.base_unit.as_ref().is_none_or(|b| *b == m.base))
@@ -126,6 +129,7 @@ pub(crate) async fn currencies(State(bridge): State<Arc<Bridge>>) -> Json<Vec<Cu
     Json(
         bridge
             .catalog
+            .load()
             .currencies()
             .iter()
             .map(CurrencyJson::new)
@@ -143,6 +147,7 @@ pub(crate) async fn currency(
 ) -> Result<Json<CurrencyJson>, ApiError> {
     bridge
         .catalog
+        .load()
         .currency(&id)
         .map(|c| Json(CurrencyJson::new(c)))
         .ok_or_else(|| {
@@ -164,6 +169,7 @@ pub(crate) async fn tickers(
     Json(
         bridge
             .catalog
+            .load()
             .markets()
             .iter()
             .map(|m| {
@@ -182,7 +188,7 @@ pub(crate) async fn ticker(
     State(bridge): State<Arc<Bridge>>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<TickerJson>, ApiError> {
-    let m = market(&bridge, &name)?;
+    let m = &market(&bridge, &name)?;
     let now_s = now_ms() / 1_000;
     let stats = bridge.lock().data.ticker(m.spec.market, now_s);
     Ok(Json(TickerJson::new(m, &stats, now_s)))
@@ -197,7 +203,7 @@ pub(crate) async fn order_book(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<OrderBookQuery>,
 ) -> Result<Json<OrderBookJson>, ApiError> {
-    let m = market(&bridge, &name)?;
+    let m = &market(&bridge, &name)?;
     let asks = limit(q.asks_limit, 20, LIST_LIMIT_MAX)?;
     let bids = limit(q.bids_limit, 20, LIST_LIMIT_MAX)?;
     let book = bridge
@@ -230,7 +236,7 @@ pub(crate) async fn depth(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<DepthQuery>,
 ) -> Result<Json<DepthJson>, ApiError> {
-    let m = market(&bridge, &name)?;
+    let m = &market(&bridge, &name)?;
     let n = limit(q.limit, 300, LIST_LIMIT_MAX)?;
     let book = bridge
         .lock()
@@ -260,7 +266,7 @@ pub(crate) async fn trades(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<TradesQuery>,
 ) -> Result<Json<Vec<TradeJson>>, ApiError> {
-    let m = market(&bridge, &name)?;
+    let m = &market(&bridge, &name)?;
     let n = limit(q.limit, 100, LIST_LIMIT_MAX)?;
     let asc = ascending(q.order_by.as_deref())?;
     let before_ns = q.timestamp.map(|s| s.saturating_mul(1_000_000_000));
@@ -272,7 +278,7 @@ pub(crate) async fn trades(
         .iter()
         .filter(|t| before_ns.is_none_or(|b| t.ts_ns < b))
         .take(n)
-        .map(|t| TradeJson::new(m, &bridge.catalog, t))
+        .map(|t| TradeJson::new(m, &bridge.catalog.load(), t))
         .collect();
     if asc {
         list.reverse();
@@ -291,7 +297,7 @@ pub(crate) async fn k_line(
     ApiPath(name): ApiPath<String>,
     ApiQuery(q): ApiQuery<KlineQuery>,
 ) -> Result<Json<Vec<KlineJson>>, ApiError> {
-    let m = market(&bridge, &name)?;
+    let m = &market(&bridge, &name)?;
     let minutes = q.period.unwrap_or(1);
     let period = Period::from_minutes(minutes).ok_or_else(|| {
         ApiError::unprocessable(
@@ -362,6 +368,7 @@ pub(crate) async fn trading_fees(State(bridge): State<Arc<Bridge>>) -> Json<Vec<
     Json(
         bridge
             .catalog
+            .load()
             .markets()
             .iter()
             .map(|m| TradingFeeJson {

@@ -72,12 +72,19 @@ pub(crate) async fn transactions(
     let asc = ascending(q.order_by.as_deref())?;
     let currency = match q.currency.as_deref() {
         None => None,
-        Some(code) => Some(bridge.catalog.currency(code).map(|c| c.id).ok_or_else(|| {
-            ApiError::not_found(
-                "account.currency.not_found",
-                format!("no currency `{code}`"),
-            )
-        })?),
+        Some(code) => Some(
+            bridge
+                .catalog
+                .load()
+                .currency(code)
+                .map(|c| c.id)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "account.currency.not_found",
+                        format!("no currency `{code}`"),
+                    )
+                })?,
+        ),
     };
     // As deep as the other lists go: a page far past the end would make the database skip
     // (or fail on) an offset it cannot hold.
@@ -106,7 +113,8 @@ pub(crate) async fn transactions(
         .entries
         .iter()
         .filter_map(|entry| {
-            let currency = bridge.catalog.currency_by_id(entry.currency)?;
+            let catalog = bridge.catalog.load();
+            let currency = catalog.currency_by_id(entry.currency)?;
             let decimal = |minor: i128| {
                 Decimal::try_from_i128_with_scale(minor, currency.scale.scale)
                     .map(|d| d.normalize().to_string())

@@ -112,7 +112,8 @@ impl MarketJson {
 pub struct CurrencyJson {
     /// Code, e.g. `btc`.
     pub id: String,
-    /// Upper-case code.
+    /// For people: the upper-case code of a configured currency, the name given to one created
+    /// at runtime.
     pub name: String,
     /// Decimal places of the minor unit.
     pub precision: u32,
@@ -126,7 +127,7 @@ impl CurrencyJson {
     pub fn new(c: &Currency) -> CurrencyJson {
         CurrencyJson {
             id: c.code.clone(),
-            name: c.code.to_uppercase(),
+            name: c.display_name.clone(),
             precision: c.scale.scale,
             kind: "coin".into(),
         }

@@ -261,7 +261,7 @@ fn desk(bridge: &Bridge) -> Result<&dyn WithdrawDesk, ApiError> {
 
 /// The desk, when the catalog's `code` is withdrawn on a chain (has a policy).
 fn chain_currency<'a>(bridge: &'a Bridge, code: &str) -> Result<&'a dyn WithdrawDesk, ApiError> {
-    if bridge.catalog.currency(code).is_none() {
+    if bridge.catalog.load().currency(code).is_none() {
         return Err(ApiError::not_found(
             "account.currency.doesnt_exist",
             format!("no currency `{code}`"),
@@ -291,7 +291,8 @@ fn beneficiary_json(record: BeneficiaryRecord) -> BeneficiaryJson {
 }
 
 fn withdraw_json(bridge: &Bridge, record: WithdrawRecord) -> WithdrawJson {
-    let currency = bridge.catalog.currency(&record.currency);
+    let catalog = bridge.catalog.load();
+    let currency = catalog.currency(&record.currency);
     WithdrawJson {
         id: record.id,
         amount: super::types::amount(currency, Amount(record.amount_minor)),
@@ -387,6 +388,7 @@ pub(crate) async fn create_withdraw(
         .map_err(|error| invalid(format!("amount `{}` {error}", &*body.amount)))?;
     let amount = bridge
         .catalog
+        .load()
         .currency(&body.currency)
         .map(|currency| currency.scale.to_minor(value))
         .transpose()

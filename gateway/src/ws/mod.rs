@@ -211,7 +211,7 @@ fn query_streams(
             continue;
         }
         for name in value.split(',').filter(|n| !n.is_empty()) {
-            streams.push(Stream::parse(&bridge.catalog, name, private)?);
+            streams.push(Stream::parse(&bridge.catalog.load(), name, private)?);
         }
     }
     if streams.len() > bridge.config.ws_streams_max {
@@ -327,7 +327,7 @@ fn on_message(
         let streams = msg
             .streams
             .iter()
-            .map(|name| Stream::parse(&bridge.catalog, name, private))
+            .map(|name| Stream::parse(&bridge.catalog.load(), name, private))
             .collect::<Result<Vec<_>, _>>()?;
         match msg.event.as_str() {
             "subscribe" => {
@@ -335,7 +335,10 @@ fn on_message(
                 Ok(())
             }
             "unsubscribe" => {
-                bridge.lock().hub.unsubscribe(id, &streams, &bridge.catalog);
+                bridge
+                    .lock()
+                    .hub
+                    .unsubscribe(id, &streams, &bridge.catalog.load());
                 Ok(())
             }
             other => Err(format!(
@@ -402,7 +405,7 @@ fn subscribe(bridge: &Bridge, id: ConnId, streams: &[Stream]) {
         streams,
         bridge.config.ws_streams_max,
         &shared.data,
-        &bridge.catalog,
+        &bridge.catalog.load(),
         bridge.config.ws_snapshot_levels,
     );
     if let Err(reason) = result {

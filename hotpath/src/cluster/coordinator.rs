@@ -12,7 +12,7 @@
 //!   market: the market's matching shard; `MassCancel` of all markets, `KillSwitch` and
 //!   `AccountFeeTier`: every matching shard, merged into one outcome (one `MassCancelled` with the
 //!   total count, one `KillSwitchSet`, one `AccountFeeTierSet`);
-//! - `CurrencyAdd`: every engine; the outcome is the first risk shard's.
+//! - `CurrencyAdd`, `CurrencyCreate`: every engine; the outcome is the first risk shard's.
 
 use std::collections::BTreeMap;
 
@@ -53,7 +53,7 @@ impl Merge {
             CommandKind::MassCancel { market: None, .. }
             | CommandKind::KillSwitch { .. }
             | CommandKind::AccountFeeTier { .. } => Merge::Broadcast,
-            CommandKind::CurrencyAdd { .. } => Merge::Primary,
+            CommandKind::CurrencyAdd { .. } | CommandKind::CurrencyCreate(_) => Merge::Primary,
             _ => Merge::Chain,
         }
     }
@@ -201,7 +201,7 @@ impl Coordinator {
                     .ok_or(RejectReason::UnknownWithdrawal)?;
                 to_risk(bufs, shard.0 as usize);
             }
-            CommandKind::CurrencyAdd { .. } => {
+            CommandKind::CurrencyAdd { .. } | CommandKind::CurrencyCreate(_) => {
                 for shard in 0..self.risk_shards as usize {
                     to_risk(bufs, shard);
                 }
@@ -221,6 +221,9 @@ impl Coordinator {
                 }
             }
             CommandKind::MarketAdd(spec) => direct(bufs, by_market(spec.market), command.clone()),
+            CommandKind::MarketCreate(create) => {
+                direct(bufs, by_market(create.spec.market), command.clone())
+            }
             CommandKind::MarketUpdate(update) => {
                 direct(bufs, by_market(update.market), command.clone())
             }

@@ -200,7 +200,12 @@ impl MatchingShard {
                 }
                 Event::Trade(ref trade) => last_trade = Some((trade.market, trade.price)),
                 Event::MarketAdded { .. } => {
-                    if let CommandKind::MarketAdd(spec) = &work.command.kind {
+                    let spec = match &work.command.kind {
+                        CommandKind::MarketAdd(spec) => Some(spec),
+                        CommandKind::MarketCreate(create) => Some(&create.spec),
+                        _ => None,
+                    };
+                    if let Some(spec) = spec {
                         self.push_news(out, seq, ReturnKind::MarketAdded(spec.clone()));
                     }
                 }

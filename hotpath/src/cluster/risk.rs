@@ -142,6 +142,7 @@ impl RiskShard {
                 } => self.cancel_by_client(item.seq, &item.command, *account, *client, out),
                 CommandKind::CancelReplace(r) => self.replace(item.seq, &item.command, r, out),
                 CommandKind::CurrencyAdd { .. }
+                | CommandKind::CurrencyCreate(_)
                 | CommandKind::Deposit { .. }
                 | CommandKind::WithdrawalHold { .. }
                 | CommandKind::WithdrawalSettle { .. }

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
-use peregrine_gateway::quic::directory::directory_of;
+use peregrine_gateway::quic::directory::{DirectorySource, LiveDirectory};
 use peregrine_gateway::quic::server::{Server as QuicServer, ServerConfig};
 use peregrine_gateway::quic::tls::{TlsSource, ensure_dev_certificate};
 
@@ -353,6 +353,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         replica_config.retention_floor = exchange.retention_floor.clone();
         replica_config.currency_scales = exchange
             .catalog
+            .load()
             .currencies()
             .iter()
             .map(|c| (c.id, u8::try_from(c.scale.scale).unwrap_or(u8::MAX)))
@@ -427,11 +428,12 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
             transport: config.quic.transport,
         };
         Some(
-            QuicServer::start_with_directory(
+            QuicServer::start_with_directory_source(
                 server_config,
                 Arc::clone(&engine),
-                Arc::new(
-                    directory_of(&exchange.catalog).map_err(|e| UpError::Quic(e.to_string()))?,
+                DirectorySource::Live(
+                    LiveDirectory::new(exchange.catalog.clone())
+                        .map_err(|e| UpError::Quic(e.to_string()))?,
                 ),
                 metrics.registry(),
             )
@@ -479,7 +481,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         listeners.rest,
         rest_config,
         Arc::clone(&engine),
-        Arc::clone(&exchange.catalog),
+        exchange.catalog.clone(),
         metrics.registry(),
         replica_reader,
         identity_routes,
@@ -545,7 +547,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
         Some((
             peregrine_control::router(peregrine_control::ControlState {
                 engine: Arc::clone(&engine),
-                catalog: Arc::clone(&exchange.catalog),
+                catalog: exchange.catalog.clone(),
                 access: Arc::new(access),
                 metrics: peregrine_control::ControlMetrics::new(metrics.registry())
                     .map_err(MetricsError::from)?,
@@ -713,12 +715,12 @@ async fn start_demo(
     exchange: &Exchange,
     metrics: &Metrics,
 ) -> Result<crate::demo::Running, UpError> {
-    crate::demo::fund(&exchange.engine, &exchange.catalog).await?;
+    crate::demo::fund(&exchange.engine, &exchange.catalog.load()).await?;
     let running = crate::demo::spawn(
         keys,
         server.local_addr(),
         server.fingerprint_sha256(),
-        &exchange.catalog,
+        &exchange.catalog.load(),
         metrics.registry(),
     )
     .await?;
@@ -1011,13 +1013,8 @@ impl Summary<'_> {
                 "replication  {addr}  (standbys: up --standby-of {addr})"
             )?;
         }
-        let markets: Vec<&str> = self
-            .exchange
-            .catalog
-            .markets()
-            .iter()
-            .map(|m| m.name.as_str())
-            .collect();
+        let catalog = self.exchange.catalog.load();
+        let markets: Vec<&str> = catalog.markets().iter().map(|m| m.name.as_str()).collect();
         writeln!(stdout, "markets  {}", markets.join(" "))?;
         if self.demo {
             let [maker, taker] = crate::demo::DEMO_ACCOUNTS;

@@ -67,6 +67,8 @@ pub fn command_name(kind: &CommandKind) -> &'static str {
         CommandKind::AccountFeeTier { .. } => "account_fee_tier",
         CommandKind::AuditAnchor(_) => "audit_anchor",
         CommandKind::MarketStateSet { .. } => "market_state",
+        CommandKind::CurrencyCreate(_) => "currency_create",
+        CommandKind::MarketCreate(_) => "market_create",
         _ => "other",
     }
 }
@@ -312,7 +314,12 @@ impl RowMapper {
                 } => history(*order, "replaced", *price, *qty, None),
                 Event::CurrencyAdded { currency } => batch.currencies.push(CurrencyRow {
                     currency: *currency,
-                    scale: self.scales.get(currency).copied(),
+                    // A currency created at runtime carries its scale; a configured one's is
+                    // the configuration's.
+                    scale: match &command.kind {
+                        CommandKind::CurrencyCreate(create) => Some(create.precision),
+                        _ => self.scales.get(currency).copied(),
+                    },
                     added_seq: seq,
                 }),
                 Event::Deposited {
@@ -377,7 +384,12 @@ impl RowMapper {
                     ts_ns,
                 }),
                 Event::MarketAdded { market } => {
-                    if let CommandKind::MarketAdd(spec) = &command.kind
+                    let spec = match &command.kind {
+                        CommandKind::MarketAdd(spec) => Some(spec),
+                        CommandKind::MarketCreate(create) => Some(&create.spec),
+                        _ => None,
+                    };
+                    if let Some(spec) = spec
                         && spec.market == *market
                     {
                         batch.markets_new.insert(
