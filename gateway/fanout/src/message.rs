@@ -4,8 +4,10 @@
 
 use peregrine_views::Change;
 
-/// Version of the message layout; a bridge refuses others by name.
-pub const MESSAGE_FORMAT: u16 = 1;
+/// Version of the message layout; a bridge refuses others by name. 2: `Change::Funds`
+/// (deposits and withdrawals on the accounts' private subjects), which a format-1 reader
+/// cannot decode.
+pub const MESSAGE_FORMAT: u16 = 2;
 /// Largest message accepted for decoding, checked before anything is parsed. A command's
 /// changes for one subject are bounded by the engine (one sweep's levels and fills); this is
 /// NATS's default `max_payload`.
