@@ -57,11 +57,14 @@ pub enum Permission {
     FeeCreate,
     /// Approve or reject another operator's pending fee change.
     FeeApprove,
+    /// Read the financial reports (balances and liabilities, on-chain assets against them,
+    /// fee revenue, daily volume).
+    ReportRead,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 23] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -84,6 +87,7 @@ impl Permission {
         Permission::ReferenceManage,
         Permission::FeeCreate,
         Permission::FeeApprove,
+        Permission::ReportRead,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -111,6 +115,7 @@ impl Permission {
             Permission::ReferenceManage => "reference.manage",
             Permission::FeeCreate => "fee.create",
             Permission::FeeApprove => "fee.approve",
+            Permission::ReportRead => "report.read",
         }
     }
 
@@ -128,6 +133,15 @@ impl Permission {
         1 << index
     }
 }
+
+/// Grants held by every store, beside its `permissions` rows: permissions added without an
+/// auth migration of their own (the table's seeds are migrations 0003 to 0005). A store may
+/// also carry them as rows (a later migration): granting twice is one bit.
+pub const BUILT_IN_GRANTS: [(Role, Permission); 3] = [
+    (Role::Superadmin, Permission::ReportRead),
+    (Role::Admin, Permission::ReportRead),
+    (Role::Accountant, Permission::ReportRead),
+];
 
 // A role's permissions are one u32 bit set.
 const _: () = assert!(Permission::ALL.len() <= 32);
@@ -182,7 +196,7 @@ impl Rbac {
         rbac
     }
 
-    /// Reads the table from the store. A row naming a role or a permission this build does
+    /// Reads the table from the store, plus [`BUILT_IN_GRANTS`]. A row naming a role or a permission this build does
     /// not know is an error, not skipped: the table is then not what the operator thinks.
     pub async fn load(store: &Store) -> Result<Rbac, StoreError> {
         let rows = store.role_permissions().await?;
@@ -198,6 +212,7 @@ impl Rbac {
             })?;
             parsed.push((role_parsed, permission));
         }
+        parsed.extend(BUILT_IN_GRANTS);
         Ok(Rbac::from_rows(parsed))
     }
 
