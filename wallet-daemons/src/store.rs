@@ -215,6 +215,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "collection",
         include_str!("../migrations/mysql/0005_collection.sql"),
     ),
+    (
+        6,
+        "reconciliations",
+        include_str!("../migrations/mysql/0006_reconciliations.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -241,6 +246,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         5,
         "collection",
         include_str!("../migrations/sqlite/0005_collection.sql"),
+    ),
+    (
+        6,
+        "reconciliations",
+        include_str!("../migrations/sqlite/0006_reconciliations.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());
