@@ -74,6 +74,7 @@ fn openapi_json() {}
 pub fn document() -> Document {
     let mut document = ControlDoc::openapi();
     document.merge(crate::console_api::ConsoleDoc::openapi());
+    document.merge(crate::reports::ReportsDoc::openapi());
     document
 }
 
