@@ -58,13 +58,16 @@ pub enum Permission {
     /// Approve or reject another operator's pending fee change.
     FeeApprove,
     /// Create currencies and markets at runtime. Granted by this build to superadmin, admin
-    /// and technical (see [`CODE_GRANTS`]), not by a table row.
+    /// and technical (see [`BUILT_IN_GRANTS`]), not by a table row.
     ReferenceCreate,
+    /// Read the financial reports (balances and liabilities, on-chain assets against them,
+    /// fee revenue, daily volume).
+    ReportRead,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 23] = [
+    pub const ALL: [Permission; 24] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -88,6 +91,7 @@ impl Permission {
         Permission::FeeCreate,
         Permission::FeeApprove,
         Permission::ReferenceCreate,
+        Permission::ReportRead,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -116,6 +120,7 @@ impl Permission {
             Permission::FeeCreate => "fee.create",
             Permission::FeeApprove => "fee.approve",
             Permission::ReferenceCreate => "reference.create",
+            Permission::ReportRead => "report.read",
         }
     }
 
@@ -134,16 +139,20 @@ impl Permission {
     }
 }
 
-// A role's permissions are one u32 bit set.
-const _: () = assert!(Permission::ALL.len() <= 32);
-
-/// Grants this build adds to the table's rows: permissions introduced without a migration.
-/// A row granting the same is harmless (a bit set twice).
-pub const CODE_GRANTS: [(Role, Permission); 3] = [
+/// Grants held by every store, beside its `permissions` rows: permissions added without an
+/// auth migration of their own (the table's seeds are migrations 0003 to 0005). A store may
+/// also carry them as rows (a later migration): granting twice is one bit.
+pub const BUILT_IN_GRANTS: [(Role, Permission); 6] = [
+    (Role::Superadmin, Permission::ReportRead),
+    (Role::Admin, Permission::ReportRead),
+    (Role::Accountant, Permission::ReportRead),
     (Role::Superadmin, Permission::ReferenceCreate),
     (Role::Admin, Permission::ReferenceCreate),
     (Role::Technical, Permission::ReferenceCreate),
 ];
+
+// A role's permissions are one u32 bit set.
+const _: () = assert!(Permission::ALL.len() <= 32);
 
 fn role_index(role: Role) -> usize {
     let index = Role::ALL
@@ -195,7 +204,7 @@ impl Rbac {
         rbac
     }
 
-    /// Reads the table from the store. A row naming a role or a permission this build does
+    /// Reads the table from the store, plus [`BUILT_IN_GRANTS`]. A row naming a role or a permission this build does
     /// not know is an error, not skipped: the table is then not what the operator thinks.
     pub async fn load(store: &Store) -> Result<Rbac, StoreError> {
         let rows = store.role_permissions().await?;
@@ -211,7 +220,7 @@ impl Rbac {
             })?;
             parsed.push((role_parsed, permission));
         }
-        parsed.extend(CODE_GRANTS);
+        parsed.extend(BUILT_IN_GRANTS);
         Ok(Rbac::from_rows(parsed))
     }
 

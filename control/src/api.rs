@@ -58,6 +58,9 @@ pub struct ControlState {
     pub withdrawal_queue: Option<Arc<dyn crate::withdrawal_requests::WithdrawalQueue>>,
     /// The replica, for orders and trades search, when `[replica]` is on.
     pub replica: Option<Arc<peregrine_replica::ReplicaReader>>,
+    /// The wallets' last reconciliations (the wallet store), for the assets report, when
+    /// `[wallets]` is on.
+    pub reconciliations: Option<Arc<dyn crate::reports::ReconciliationBook>>,
 }
 
 /// The routes, to be merged into the operator HTTP server. Unknown routes under `/control/v1`
@@ -104,6 +107,7 @@ pub fn router(state: ControlState) -> Router {
         )
         .merge(crate::console_api::routes())
         .merge(crate::catalog_api::routes())
+        .merge(crate::reports::routes())
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .route("/control/v1", any(not_found))
         .route("/control/v1/{*rest}", any(not_found))

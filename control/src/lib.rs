@@ -7,7 +7,8 @@
 //! token's only routes. For the operator console (`peregrine-web`'s `/console`, on the same
 //! listener): operators' login and token renewal ([`login`]), the audit chain paged and
 //! verified ([`audit_log`]), withdrawal requests awaiting approval ([`withdrawal_requests`]),
-//! users, their locks and sessions ([`users`]), orders and trades by account ([`search`]).
+//! users, their locks and sessions ([`users`]), orders and trades by account ([`search`]);
+//! the financial reports, JSON or CSV ([`reports`]).
 //!
 //! Owns: the ops-facing surface and the decision on each call ([`access`]: operators' access
 //! JWTs verified from memory, each route one typed permission of identity's RBAC, every call
@@ -52,6 +53,7 @@ pub mod login;
 pub mod metrics;
 pub mod openapi;
 pub mod reference;
+pub mod reports;
 pub mod search;
 pub mod users;
 pub mod withdrawal_requests;
@@ -61,4 +63,5 @@ pub use access::{Access, Caller, Operators};
 pub use api::{BODY_BYTES_MAX, ControlState, router};
 pub use error::ControlError;
 pub use metrics::ControlMetrics;
+pub use reports::{ReconciliationBook, RecordedAssets};
 pub use withdrawal_requests::{QueueError, QueueFuture, QueuedWithdrawal, WithdrawalQueue};

@@ -75,6 +75,7 @@ pub fn document() -> Document {
     let mut document = ControlDoc::openapi();
     document.merge(crate::console_api::ConsoleDoc::openapi());
     document.merge(crate::catalog_api::CatalogDoc::openapi());
+    document.merge(crate::reports::ReportsDoc::openapi());
     document
 }
 

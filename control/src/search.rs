@@ -1,6 +1,6 @@
 //! Orders and trades of any account for operators, from the replica (never the matching
-//! thread): `GET /control/v1/orders` and `GET /control/v1/trades` by account, market and time,
-//! newest first, under `balance.read_any` (reading any account's records). Without a replica
+//! thread): `GET /control/v1/orders` and `GET /control/v1/trades` by account, market and time
+//! (and orders by state), newest first, under `balance.read_any` (reading any account's records). Without a replica
 //! (`[replica] enabled = false`) both answer 503 `control.replica.unavailable`.
 
 use axum::Json;
@@ -10,6 +10,7 @@ use axum::http::HeaderMap;
 use peregrine_auth::rbac::Permission;
 use peregrine_core::catalog::Market;
 use peregrine_hotpath::{AccountId, MarketId, Side};
+use peregrine_replica::rows::OrderStatus;
 use peregrine_replica::{OrderFilter, ReplicaReader, TradeFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -38,6 +39,34 @@ pub(crate) struct SearchQuery {
     to_ms: Option<u64>,
     /// 1 to 200; 50 by default.
     limit: Option<usize>,
+    /// Orders only: only orders in this state now (trades refuse it with 400).
+    #[param(inline)]
+    state: Option<OrderStateParam>,
+}
+
+/// An order's state, as the search filters by it.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum OrderStateParam {
+    /// Resting in the book.
+    Open,
+    /// A stop waiting for its trigger.
+    PendingStop,
+    /// Fully filled.
+    Filled,
+    /// Cancelled (by its owner, a mass cancel, the kill switch, an IOC or market remainder).
+    Cancelled,
+}
+
+impl OrderStateParam {
+    fn status(self) -> OrderStatus {
+        match self {
+            OrderStateParam::Open => OrderStatus::Open,
+            OrderStateParam::PendingStop => OrderStatus::PendingStop,
+            OrderStateParam::Filled => OrderStatus::Filled,
+            OrderStateParam::Cancelled => OrderStatus::Cancelled,
+        }
+    }
 }
 
 /// An order.
@@ -109,6 +138,7 @@ struct Search {
     from_ns: u64,
     to_ns: u64,
     limit: usize,
+    state: Option<OrderStatus>,
 }
 
 fn parse(state: &ControlState, query: SearchQuery) -> Result<Search, ControlError> {
@@ -150,6 +180,7 @@ fn parse(state: &ControlState, query: SearchQuery) -> Result<Search, ControlErro
         from_ns,
         to_ns: until_ns,
         limit,
+        state: query.state.map(OrderStateParam::status),
     })
 }
 
@@ -206,7 +237,7 @@ pub(crate) async fn orders(
         account: search.account,
         market: search.market,
         side: None,
-        status: None,
+        status: search.state,
         created_from_ns: search.from_ns,
         created_to_ns: search.to_ns,
         ascending: false,
@@ -265,6 +296,11 @@ pub(crate) async fn trades(
     query: Result<Query<SearchQuery>, QueryRejection>,
 ) -> Result<Json<TradesJson>, ControlError> {
     let (replica, search) = admitted(&state, &client, &headers, query).await?;
+    if search.state.is_some() {
+        return Err(ControlError::BadRequest(
+            "state: trades have none (orders only)".to_owned(),
+        ));
+    }
     let filter = TradeFilter {
         account: search.account,
         market: search.market,

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use peregrine_auth::Identity;
-use peregrine_control::{QueueError, QueueFuture, QueuedWithdrawal, WithdrawalQueue};
+use peregrine_control::{
+    QueueError, QueueFuture, QueuedWithdrawal, ReconciliationBook, RecordedAssets, WithdrawalQueue,
+};
 use peregrine_gateway::rest::deposits::{BookError, BookFuture, DepositBook, DepositRecord};
 use peregrine_gateway::rest::withdraws::{
     BeneficiaryRecord, DeskError, DeskFuture, WithdrawAsk, WithdrawDesk, WithdrawRecord,
@@ -545,6 +547,67 @@ impl DepositBook for StoreBook {
                     address: row.address,
                     block_number: row.block_number,
                     state: row.state.name().to_owned(),
+                })
+                .collect())
+        })
+    }
+}
+
+/// The wallet store's last reconciliations (read only), for the control API's assets report,
+/// when `[wallets]` is on: the daemon records one per currency after every run.
+pub async fn reconciliation_book(
+    config: &Config,
+    data_dir: &Path,
+) -> Result<Option<Arc<dyn ReconciliationBook>>, WalletsError> {
+    if !config.wallets.enabled {
+        return Ok(None);
+    }
+    let store = WalletStore::open(&config.wallets.store_url(data_dir)).await?;
+    Ok(Some(Arc::new(LastReconciliations {
+        store,
+        chain: config.wallets.chain.clone(),
+    })))
+}
+
+/// The wallet store as the control API's [`ReconciliationBook`].
+struct LastReconciliations {
+    store: WalletStore,
+    chain: String,
+}
+
+impl std::fmt::Debug for LastReconciliations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LastReconciliations")
+    }
+}
+
+impl ReconciliationBook for LastReconciliations {
+    fn last(&self) -> QueueFuture<'_, Vec<RecordedAssets>> {
+        Box::pin(async move {
+            let list = self
+                .store
+                .reconciliations(&self.chain)
+                .await
+                .map_err(|error| {
+                    tracing::warn!(%error, "the wallet store's reconciliations cannot be read");
+                    QueueError::Unavailable
+                })?;
+            Ok(list
+                .into_iter()
+                .map(|recorded| {
+                    let report = recorded.report;
+                    RecordedAssets {
+                        currency: report.currency,
+                        chain_decimals: report.chain_decimals,
+                        hot: report.hot,
+                        warm: report.warm,
+                        cold: report.cold,
+                        deposit_addresses: report.deposits,
+                        liabilities: report.liabilities,
+                        difference: report.difference,
+                        tolerance: report.tolerance,
+                        reconciled_at_ms: recorded.reconciled_at_ms,
+                    }
                 })
                 .collect())
         })

@@ -7,7 +7,8 @@
 //! password and TOTP code, halts and resumes a market, approves a withdrawal request that a
 //! second operator (an accountant) asked for above the approval threshold and an adjustment
 //! that the accountant proposed — neither of which the accountant may approve (refused here
-//! over HTTP first) — and finds the four actions in the audit log page, whose chain verifies.
+//! over HTTP first) — finds the four actions in the audit log page, whose chain verifies, and
+//! the credited amount in the Reports page's liabilities (table and CSV download).
 //! Screenshots go to `<CARGO_TARGET_TMPDIR>/console/`.
 //!
 //! The withdrawal request is recorded in the wallet store as the REST bridge records one (the
@@ -320,6 +321,7 @@ async fn an_operator_reviews_on_the_console_what_a_second_operator_proposed() {
         "console-status.png",
         "console-withdrawals.png",
         "console-audit.png",
+        "console-reports.png",
     ] {
         let size = std::fs::metadata(out_dir.join(name)).unwrap().len();
         assert!(size > 10_000, "{name} is {size} bytes");

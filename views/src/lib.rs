@@ -310,6 +310,14 @@ impl Views {
             .filter(|(_, on)| **on)
             .map(|(account, _)| *account)
     }
+
+    /// Every balance cell ever changed (zero ones included), in no order: for operators'
+    /// reports (a walk of every cell), not the hot path.
+    pub fn balances(&self) -> impl Iterator<Item = (AccountId, CurrencyId, BalanceView)> + '_ {
+        self.balances
+            .iter()
+            .map(|((account, currency), balance)| (*account, *currency, *balance))
+    }
 }
 
 mod apply;

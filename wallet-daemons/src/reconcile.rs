@@ -13,7 +13,7 @@
 //! deposit (or a deposit not yet credited) makes it positive. Beyond the currency's tolerance
 //! the daemon's readiness says so (degraded: it keeps serving).
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use peregrine_hotpath::CurrencyId;
 use serde_json::{Value, json};
@@ -22,7 +22,11 @@ use crate::chain::eth::EthRpc;
 use crate::chain::{Address, Asset, ChainError};
 use crate::ledger::{LedgerError, Liabilities};
 use crate::metrics::WalletMetrics;
-use crate::store::{StoreError, WalletStore};
+use crate::store::{StoreError, WalletStore, on_pool};
+
+/// Reconciled currencies one read of the last reconciliations returns at most (a chain has a
+/// few: its coin and its tokens).
+pub const RECORDED_CURRENCIES_MAX: u32 = 1_024;
 
 /// Deposit addresses read per currency at most (a read per address: a larger exchange
 /// reconciles from an indexer, not from per-address balance calls).
@@ -150,7 +154,8 @@ pub enum ReconcileError {
 }
 
 /// Compares the chain with the ledger for `currencies`; sets
-/// `wallet_reconciliation_difference` per currency and times the run in
+/// `wallet_reconciliation_difference` per currency, records each outcome as the currency's last
+/// reconciliation in the store (for the control API's report), and times the run in
 /// `wallet_reconciliation_seconds`.
 pub async fn reconcile<L: Liabilities>(
     rpc: &EthRpc,
@@ -163,6 +168,9 @@ pub async fn reconcile<L: Liabilities>(
     let mut outcome = Vec::with_capacity(currencies.len());
     for currency in currencies {
         let report = reconcile_one(rpc, store, ledger, currencies, currency).await?;
+        store
+            .record_reconciliation(chain, &report, unix_ms())
+            .await?;
         metrics
             .reconciliation_difference
             .with_label_values(&[chain, currency.code.as_str()])
@@ -256,6 +264,133 @@ async fn asset_balance(rpc: &EthRpc, asset: &Asset, address: &Address) -> Result
     match asset {
         Asset::Token(contract) => rpc.token_balance(contract, address).await,
         _ => rpc.balance(address).await,
+    }
+}
+
+/// The wall clock, Unix ms (0 before 1970: a clock that wrong is not worth failing a run).
+fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| {
+            i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// A currency's last reconciliation as the store keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedReconciliation {
+    /// The outcome.
+    pub report: Reconciliation,
+    /// When it ran, Unix ms.
+    pub reconciled_at_ms: i64,
+}
+
+type ReconciliationTuple = (
+    String,
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+);
+
+const RECONCILIATION_COLUMNS: &str = "currency, chain_decimals, hot, warm, cold, \
+     deposit_addresses, liabilities, difference, tolerance, reconciled_at_ms";
+
+fn parsed<T: std::str::FromStr>(column: &'static str, text: &str) -> Result<T, StoreError> {
+    text.parse().map_err(|_| StoreError::UnknownValue {
+        column,
+        value: text.to_owned(),
+    })
+}
+
+fn recorded(tuple: ReconciliationTuple) -> Result<RecordedReconciliation, StoreError> {
+    let (currency, decimals, hot, warm, cold, deposits, liabilities, difference, tolerance, at) =
+        tuple;
+    let report = Reconciliation {
+        currency,
+        chain_decimals: u32::try_from(decimals).map_err(|_| StoreError::UnknownValue {
+            column: "chain_decimals",
+            value: decimals.to_string(),
+        })?,
+        hot: parsed("hot", &hot)?,
+        warm: parsed("warm", &warm)?,
+        cold: parsed("cold", &cold)?,
+        deposits: parsed("deposit_addresses", &deposits)?,
+        liabilities: parsed("liabilities", &liabilities)?,
+        difference: parsed("difference", &difference)?,
+        tolerance: parsed("tolerance", &tolerance)?,
+    };
+    Ok(RecordedReconciliation {
+        report,
+        reconciled_at_ms: at,
+    })
+}
+
+impl WalletStore {
+    /// Records `report` as `chain`'s last reconciliation of its currency (replacing the one
+    /// before).
+    pub async fn record_reconciliation(
+        &self,
+        chain: &str,
+        report: &Reconciliation,
+        at_ms: i64,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, |pool, mysql| {
+            let tail = if mysql {
+                " ON DUPLICATE KEY UPDATE chain_decimals = VALUES(chain_decimals), \
+                 hot = VALUES(hot), warm = VALUES(warm), cold = VALUES(cold), \
+                 deposit_addresses = VALUES(deposit_addresses), \
+                 liabilities = VALUES(liabilities), difference = VALUES(difference), \
+                 tolerance = VALUES(tolerance), reconciled_at_ms = VALUES(reconciled_at_ms)"
+            } else {
+                " ON CONFLICT (chain, currency) DO UPDATE SET \
+                 chain_decimals = excluded.chain_decimals, hot = excluded.hot, \
+                 warm = excluded.warm, cold = excluded.cold, \
+                 deposit_addresses = excluded.deposit_addresses, \
+                 liabilities = excluded.liabilities, difference = excluded.difference, \
+                 tolerance = excluded.tolerance, reconciled_at_ms = excluded.reconciled_at_ms"
+            };
+            let sql = format!(
+                "INSERT INTO wallet_reconciliations (chain, {RECONCILIATION_COLUMNS}) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?){tail}"
+            );
+            sqlx::query(&sql)
+                .bind(chain)
+                .bind(report.currency.as_str())
+                .bind(i64::from(report.chain_decimals))
+                .bind(report.hot.to_string())
+                .bind(report.warm.to_string())
+                .bind(report.cold.to_string())
+                .bind(report.deposits.to_string())
+                .bind(report.liabilities.to_string())
+                .bind(report.difference.to_string())
+                .bind(report.tolerance.to_string())
+                .bind(at_ms)
+                .execute(pool)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// `chain`'s last reconciliation of each currency, by currency (at most
+    /// [`RECORDED_CURRENCIES_MAX`]). Read only.
+    pub async fn reconciliations(
+        &self,
+        chain: &str,
+    ) -> Result<Vec<RecordedReconciliation>, StoreError> {
+        let sql = format!(
+            "SELECT {RECONCILIATION_COLUMNS} FROM wallet_reconciliations WHERE chain = ? \
+             ORDER BY currency LIMIT {RECORDED_CURRENCIES_MAX}"
+        );
+        let rows: Vec<ReconciliationTuple> = on_pool!(self, |pool, _mysql| {
+            sqlx::query_as(&sql).bind(chain).fetch_all(pool).await?
+        });
+        rows.into_iter().map(recorded).collect()
     }
 }
 

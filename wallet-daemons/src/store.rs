@@ -253,7 +253,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "collection",
         include_str!("../migrations/mysql/0005_collection.sql"),
     ),
-    // 0006 is left free (reserved for another change).
+    (
+        6,
+        "reconciliations",
+        include_str!("../migrations/mysql/0006_reconciliations.sql"),
+    ),
     (
         7,
         "fee_bumps",
@@ -286,7 +290,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         "collection",
         include_str!("../migrations/sqlite/0005_collection.sql"),
     ),
-    // 0006 is left free (reserved for another change).
+    (
+        6,
+        "reconciliations",
+        include_str!("../migrations/sqlite/0006_reconciliations.sql"),
+    ),
     (
         7,
         "fee_bumps",

@@ -507,6 +507,10 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
     )
     .await
     .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
+    // The assets report reads the wallets' last reconciliations from the same store.
+    let reconciliations = crate::wallets::reconciliation_book(config, &data_dir)
+        .await
+        .map_err(|e| UpError::Rest(format!("wallets: {e}")))?;
     let demo_bot = match (demo_keys, quic.as_ref()) {
         (Some(keys), Some(server)) => Some(start_demo(keys, server, &exchange, &metrics).await?),
         _ => None,
@@ -553,6 +557,7 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
                     .map_err(MetricsError::from)?,
                 withdrawal_queue,
                 replica: control_replica,
+                reconciliations,
             })
             // The operator console, on the control API's origin (see `peregrine-web`).
             .merge(peregrine_web::console::router(web)),

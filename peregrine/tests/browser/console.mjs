@@ -1,8 +1,9 @@
 // The operator console in real Chromium (Debian's, driven by playwright-core), run by
 // peregrine/tests/console.rs against a live `peregrine up`. A superadmin logs in with e-mail,
 // password and TOTP code, halts and resumes btcusd, approves a withdrawal request and an
-// adjustment that a second operator made, and finds the four actions in the audit log, whose
-// chain verifies. Screenshots go to OUT_DIR.
+// adjustment that a second operator made, finds the four actions in the audit log, whose
+// chain verifies, and the credited 250 usd in the Reports page's liabilities (its table and
+// the CSV it offers for download). Screenshots go to OUT_DIR.
 //
 // The TOTP code is asked for on stdout (`ASK otp`) and read on stdin: the test knows the
 // secret and which codes are spent. Logs go to stderr. Any failed step exits non-zero.
@@ -10,6 +11,7 @@
 // Environment: CONSOLE_URL, OUT_DIR, EMAIL, UID (the operator's), WITHDRAWAL and ADJUSTMENT
 // (their ids), PLAYWRIGHT_CORE_DIR, CHROMIUM_BIN.
 
+import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -104,6 +106,24 @@ async function auditShowsItAll(page) {
   log('the audit log shows the actions and the chain verifies');
 }
 
+// The approved adjustment's 250 usd (6 decimals) is what the exchange owes in usd: the
+// balances report's table shows it, and its CSV download says the same.
+async function reportsShowTheCredit(page) {
+  await page.getByRole('button', { name: 'Reports' }).click();
+  await row(page, '#reports', ['usd', '1', '250.000000', '0.000000']);
+  const link = page.locator('#reports-csv');
+  await link.waitFor({ timeout: STEP_MS });
+  const [download] = await Promise.all([page.waitForEvent('download', { timeout: STEP_MS }),
+    link.click()]);
+  const csv = await readFile(await download.path(), 'utf8');
+  const lines = csv.split('\r\n');
+  if (lines[0] !== 'currency,precision,accounts,available,held,total'
+    || !lines.includes('usd,6,1,250.000000,0.000000,250.000000')) {
+    throw new Error(`the balances CSV does not show the credit: ${JSON.stringify(csv)}`);
+  }
+  log('the reports show the credited usd');
+}
+
 async function main() {
   // launch() runs Chromium on a fresh --user-data-dir of its own (a temporary directory it
   // removes at close): Playwright refuses that flag from callers.
@@ -114,7 +134,8 @@ async function main() {
       '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
   try {
-    const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
+    const context = await browser.newContext({ viewport: { width: 1400, height: 900 },
+      acceptDownloads: true });
     const page = await context.newPage();
     const errors = [];
     page.on('pageerror', (error) => { errors.push(error.message); log('page error:', error.message); });
@@ -125,6 +146,8 @@ async function main() {
     await approveAdjustment(page);
     await auditShowsItAll(page);
     await page.screenshot({ path: join(OUT_DIR, 'console-audit.png'), fullPage: true });
+    await reportsShowTheCredit(page);
+    await page.screenshot({ path: join(OUT_DIR, 'console-reports.png'), fullPage: true });
     if (errors.length) throw new Error(`page errors: ${errors.join('; ')}`);
     process.stdout.write('DONE\n');
   } finally {

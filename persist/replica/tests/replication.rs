@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{
     Exchange, TestDb, assert_market_trades_match, assert_reader_matches, assert_replica_matches,
-    floor, metric, sqlite_url, wait_replicated,
+    assert_report_sums_match, floor, metric, sqlite_url, wait_replicated,
 };
 use peregrine_persist::segment::list_segments;
 use peregrine_replica::{DurableSource, Replicator, migrate};
@@ -47,6 +47,7 @@ fn replicate_random_run(database_url: &str, exchange: &mut Exchange) {
     assert_replica_matches(database_url, exchange);
     assert_reader_matches(database_url, exchange);
     assert_market_trades_match(database_url, exchange);
+    assert_report_sums_match(database_url, exchange);
     eprintln!(
         "replicated {} commands, {} trades",
         exchange.last_seq,

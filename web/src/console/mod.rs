@@ -8,7 +8,9 @@
 //!
 //! Pages: status with live market state (polled every 3 s), halt and resume; the withdrawal
 //! requests awaiting approval; adjustments (propose, approve, reject); users (search, lock,
-//! unlock, sessions); orders and trades by account; the audit log with "verify chain".
+//! unlock, sessions); orders and trades by account; the audit log with "verify chain"; the
+//! reports (balances and liabilities, on-chain assets against them, fee revenue, daily volume),
+//! each with a CSV download (fetched with the token, offered as a `blob:` link).
 //!
 //! Stack: as the retail page (`crate`'s docs): one HTML file, one stylesheet, one vanilla ES
 //! module, embedded with `include_str!`; no npm build, so the workspace still builds offline

@@ -144,7 +144,7 @@ function formValue(id) {
 
 // ---------------------------------------------------------------- pages
 
-const pages = ['login', 'status', 'withdrawals', 'adjustments', 'users', 'search', 'audit'];
+const pages = ['login', 'status', 'withdrawals', 'adjustments', 'users', 'search', 'audit', 'reports'];
 const loaders = {
   status: loadStatus,
   withdrawals: loadWithdrawals,
@@ -152,6 +152,7 @@ const loaders = {
   users: () => {},
   search: () => {},
   audit: () => loadAudit(true),
+  reports: () => loadReport(null),
 };
 
 function show(page) {
@@ -504,6 +505,135 @@ $('audit-verify').addEventListener('click', async () => {
     out.className = 'chain-broken';
   }
 });
+
+// ---------------------------------------------------------------- reports
+
+/** Milliseconds in a day. */
+const DAY_MS = 86400000;
+/** Days a range form shows by default (today and the days before). */
+const REPORT_DEFAULT_DAYS = 30;
+
+/** Each report: its path, its query from the form, and its table (columns; numeric ones). */
+const REPORTS = {
+  balances: {
+    path: () => 'balances',
+    head: ['Currency', 'Accounts', 'Available', 'Held', 'Liabilities'],
+    rows: (r) => r.currencies.map((c) => [c.currency, c.accounts, c.available, c.held, c.total]),
+  },
+  accounts: {
+    path: (q, after) => {
+      if (formValue('reports-account')) q.set('account', formValue('reports-account'));
+      if (formValue('reports-filter')) q.set('currency', formValue('reports-filter'));
+      if (after !== null) q.set('after', String(after));
+      return 'balances/accounts';
+    },
+    head: ['Account', 'Currency', 'Available', 'Held', 'Total'],
+    rows: (r) => r.rows.map((b) => [b.account, b.currency, b.available, b.held, b.total]),
+  },
+  assets: {
+    path: () => 'assets',
+    head: ['Currency', 'Liabilities', 'Assets', 'On chain', 'Owed then', 'Difference', 'Reconciled'],
+    rows: (r) => r.currencies.map((c) => [c.currency, c.liabilities, c.assets,
+      c.on_chain ?? '—', c.reconciled_liabilities ?? '—',
+      c.difference === null ? '—' : `${c.difference}${c.exceeds ? ' (beyond tolerance)' : ''}`,
+      time(c.reconciled_at_ms)]),
+  },
+  fees: {
+    path: (q) => {
+      const [from, to] = reportDates();
+      q.set('from_ms', String(Date.parse(from)));
+      q.set('to_ms', String(Date.parse(to) + DAY_MS));
+      if (formValue('reports-filter')) q.set('market', formValue('reports-filter'));
+      return 'fees';
+    },
+    head: ['Market', 'Currency', 'Trades', 'Fees'],
+    rows: (r) => [
+      ...r.markets.flatMap((m) => [[m.market, m.base, m.trades, m.base_fees],
+        [m.market, m.quote, m.trades, m.quote_fees]]),
+      ...r.currencies.map((c) => ['all markets', c.currency, '', c.fees]),
+    ],
+  },
+  volume: {
+    path: (q) => {
+      const [from, to] = reportDates();
+      q.set('from', from);
+      q.set('to', to);
+      if (formValue('reports-filter')) q.set('market', formValue('reports-filter'));
+      return 'volume';
+    },
+    head: ['Date', 'Market', 'Trades', 'Base volume', 'Quote volume'],
+    rows: (r) => r.rows.map((d) => [d.date, d.market, d.trades,
+      `${d.base_volume} ${d.base}`, `${d.quote_volume} ${d.quote}`]),
+  },
+};
+/** The first column of each report that is text; the others are numbers (right-aligned). */
+const REPORT_TEXT_COLUMNS = 2;
+let reportCsvUrl = null;
+
+/** The form's dates, `YYYY-MM-DD`, filled with the last days when empty. */
+function reportDates() {
+  if (!$('reports-to').value) $('reports-to').value = new Date().toISOString().slice(0, 10);
+  if (!$('reports-from').value) {
+    const from = Date.parse($('reports-to').value) - (REPORT_DEFAULT_DAYS - 1) * DAY_MS;
+    $('reports-from').value = new Date(from).toISOString().slice(0, 10);
+  }
+  return [$('reports-from').value, $('reports-to').value];
+}
+
+/** The CSV of the same report, fetched with the token, offered as a download. */
+async function offerCsv(path, name) {
+  const link = $('reports-csv');
+  if (reportCsvUrl) URL.revokeObjectURL(reportCsvUrl);
+  reportCsvUrl = null;
+  link.hidden = true;
+  const response = await fetch(path, {
+    headers: { Accept: 'text/csv', Authorization: `Bearer ${auth.token}` },
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+  if (!response.ok) return;
+  reportCsvUrl = URL.createObjectURL(await response.blob());
+  link.href = reportCsvUrl;
+  link.download = `${name}.csv`;
+  link.hidden = false;
+}
+
+async function loadReport(after) {
+  const kind = $('reports-kind').value;
+  const report = REPORTS[kind];
+  const query = new URLSearchParams();
+  const path = `/control/v1/reports/${report.path(query, after)}?${query}`;
+  const head = $('reports').querySelector('thead tr');
+  head.replaceChildren(...report.head.map((name) => {
+    const th = document.createElement('th');
+    th.scope = 'col';
+    th.textContent = name;
+    return th;
+  }));
+  try {
+    const answer = await api('GET', path);
+    const rows = report.rows(answer).map((fields) => row(fields.map((value, i) =>
+      cell(value, i < REPORT_TEXT_COLUMNS ? undefined : 'num'))));
+    if (after === null) fill('reports', rows, 'Nothing to report.');
+    else $('reports').querySelector('tbody').append(...rows);
+    $('reports-next').hidden = answer.next_after === undefined || answer.next_after === null;
+    $('reports-next').dataset.after = answer.next_after ?? '';
+    const seq = answer.applied_seq ?? answer.high_water_seq;
+    $('reports-note').textContent = `As of journal seq ${seq}.${answer.note ? ` ${answer.note}.` : ''}`;
+    say('reports-msg', '');
+    await offerCsv(path, kind);
+  } catch (error) {
+    fill('reports', []);
+    sayError('reports-msg', error);
+  }
+}
+
+$('reports-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  loadReport(null);
+});
+$('reports-kind').addEventListener('change', () => loadReport(null));
+$('reports-next').addEventListener('click', () => loadReport(Number($('reports-next').dataset.after)));
 
 // ---------------------------------------------------------------- navigation
 

@@ -6,6 +6,7 @@
 mod ledger;
 mod market;
 mod orders;
+mod reports;
 mod row;
 mod trades;
 
@@ -18,6 +19,9 @@ use crate::error::ReplicaError;
 pub use ledger::{LedgerEntry, LedgerPage};
 pub use market::MarketTradeRow;
 pub use orders::{OrderFills, OrderFilter, OrderHistory, OrdersPage};
+pub use reports::{
+    DAILY_ROWS_MAX, DailyVolume, MARKET_ROWS_MAX, MarketTotals, NS_PER_DAY, Summed, TradeRange,
+};
 pub use trades::{OwnTradeRow, TradeFilter, TradesPage};
 
 /// Rows one query may return, at most.
@@ -143,6 +147,26 @@ impl ReplicaReader {
         newer: usize,
     ) -> Result<Option<TradeId>, ReplicaError> {
         self.with_conn(async |conn| market::id_below_newest(conn, through_seq, newer).await)
+            .await
+    }
+
+    /// Each market's trades in `range` summed (count, volumes, fees by currency), by market,
+    /// as of the high-water mark: for the operators' fee revenue report.
+    pub async fn market_totals(
+        &self,
+        range: TradeRange,
+    ) -> Result<Summed<MarketTotals>, ReplicaError> {
+        self.with_conn(async |conn| reports::market_totals(conn, range).await)
+            .await
+    }
+
+    /// [`ReplicaReader::market_totals`] per UTC day, by day then market (at most
+    /// [`DAILY_ROWS_MAX`] groups): for the operators' daily volume report.
+    pub async fn daily_volume(
+        &self,
+        range: TradeRange,
+    ) -> Result<Summed<DailyVolume>, ReplicaError> {
+        self.with_conn(async |conn| reports::daily_volume(conn, range).await)
             .await
     }
 

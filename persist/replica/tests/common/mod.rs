@@ -770,3 +770,71 @@ pub fn assert_market_trades_match(database_url: &str, exchange: &Exchange) {
     assert_eq!(older.iter().map(|t| t.id.0).collect::<Vec<_>>(), want);
     assert!(exchange.last_seq > through_seq);
 }
+
+/// The reports' sums ([`peregrine_replica::ReplicaReader::market_totals`] and
+/// `daily_volume`) equal the reference's trades summed per market: count, base and quote
+/// volume, buyers' fees (base) and sellers' fees (quote); the days add up to the totals, and
+/// an empty range sums nothing.
+pub fn assert_report_sums_match(database_url: &str, exchange: &Exchange) {
+    use peregrine_hotpath::{MarketId, Side};
+    use peregrine_replica::{MarketTotals, ReplicaReader, TradeRange};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let reader = ReplicaReader::new(database_url);
+    let mut want: BTreeMap<u32, MarketTotals> = BTreeMap::new();
+    for t in &exchange.reference.trades {
+        let sums = want.entry(t.market.0).or_default();
+        sums.market = t.market;
+        sums.trades += 1;
+        sums.base_volume += u128::from(t.base_amount.0);
+        sums.quote_volume += u128::from(t.quote_amount.0);
+        let (buyer_fee, seller_fee) = match t.taker_side {
+            Side::Buy => (t.taker_fee.0, t.maker_fee.0),
+            _ => (t.maker_fee.0, t.taker_fee.0),
+        };
+        sums.base_fees += u128::from(buyer_fee);
+        sums.quote_fees += u128::from(seller_fee);
+    }
+    assert!(want.len() > 1, "the flow trades in several markets");
+    let everything = TradeRange {
+        market: None,
+        from_ns: 0,
+        to_ns: u64::MAX,
+    };
+    let totals = runtime.block_on(reader.market_totals(everything)).unwrap();
+    assert_eq!(totals.high_water_seq, exchange.last_seq);
+    let want: Vec<MarketTotals> = want.into_values().collect();
+    assert_eq!(totals.rows, want, "per market");
+    let one = TradeRange {
+        market: Some(want[1].market),
+        ..everything
+    };
+    let only = runtime.block_on(reader.market_totals(one)).unwrap();
+    assert_eq!(only.rows, [want[1]], "one market");
+    let days = runtime.block_on(reader.daily_volume(everything)).unwrap();
+    let mut added: BTreeMap<u32, MarketTotals> = BTreeMap::new();
+    for day in &days.rows {
+        let sums = added.entry(day.totals.market.0).or_default();
+        sums.market = day.totals.market;
+        sums.trades += day.totals.trades;
+        sums.base_volume += day.totals.base_volume;
+        sums.quote_volume += day.totals.quote_volume;
+        sums.base_fees += day.totals.base_fees;
+        sums.quote_fees += day.totals.quote_fees;
+    }
+    assert_eq!(
+        added.into_values().collect::<Vec<_>>(),
+        want,
+        "the days add up"
+    );
+    let nothing = TradeRange {
+        market: Some(MarketId(want[0].market.0)),
+        from_ns: 1,
+        to_ns: 2,
+    };
+    let empty = runtime.block_on(reader.daily_volume(nothing)).unwrap();
+    assert!(empty.rows.is_empty(), "{:?}", empty.rows);
+}
