@@ -316,7 +316,7 @@ pub(crate) async fn balances(
     let format = Format::wanted(parameters(format)?.format, &headers);
     let report = state
         .engine
-        .read(|views| balances_json(catalog(&state), views));
+        .read(|views| balances_json(&catalog(&state), views));
     Ok(reply(format, report))
 }
 
@@ -406,6 +406,7 @@ pub(crate) async fn accounts(
     let params = parameters(params)?;
     let format = Format::wanted(params.format, &headers);
     let catalog = catalog(&state);
+    let catalog = &*catalog;
     let page = account_page(catalog, &params)?;
     let (applied_seq, cells, next_after) = state.engine.read(|views| {
         let (cells, next) = page_of(views, &page);

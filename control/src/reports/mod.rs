@@ -86,8 +86,10 @@ fn parameters<T>(
 }
 
 /// The catalog the reports name currencies and markets from.
-fn catalog(state: &ControlState) -> &Catalog {
-    &state.catalog
+/// The catalog as it is now (currencies and markets may be created at runtime): one load per
+/// request, so a report never mixes two versions.
+fn catalog(state: &ControlState) -> std::sync::Arc<Catalog> {
+    state.catalog.load()
 }
 
 /// The reports' routes (state still to be given).

@@ -314,6 +314,7 @@ pub(crate) async fn fees(
     let q = parameters(query)?;
     let format = Format::wanted(q.format, &headers);
     let catalog = catalog(&state);
+    let catalog = &*catalog;
     let range = fee_range(&q, market_filter(catalog, q.market.as_deref())?)?;
     let summed = replica(&state)?
         .market_totals(range)
@@ -373,6 +374,7 @@ pub(crate) async fn volume(
     let q = parameters(query)?;
     let format = Format::wanted(q.format, &headers);
     let catalog = catalog(&state);
+    let catalog = &*catalog;
     let (first, last, range) = volume_range(&q, market_filter(catalog, q.market.as_deref())?)?;
     let summed = replica(&state)?
         .daily_volume(range)
