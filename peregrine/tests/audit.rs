@@ -9,7 +9,7 @@ use std::process::Command;
 use peregrine_auth::{Clock, Identity, IdentityConfig, Role, Store};
 use sqlx::Connection;
 
-mod support;
+use crate::support;
 
 fn verify(url: &str) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_peregrine"))

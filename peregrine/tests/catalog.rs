@@ -9,10 +9,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-#[path = "support/users.rs"]
+use crate::support;
 #[allow(unused_imports, dead_code)]
-mod users;
+use crate::users;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

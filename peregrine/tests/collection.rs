@@ -6,9 +6,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
-#[path = "../../wallet-daemons/tests/support/mod.rs"]
-mod wallet_support;
+use crate::support;
+use crate::wallet_support;
 
 use std::path::Path;
 use std::process::Child;

@@ -16,8 +16,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod bao_support;
-mod support;
+use crate::bao_support;
+use crate::support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

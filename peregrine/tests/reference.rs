@@ -10,11 +10,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 // Shared with wallets.rs, which uses the rest of what it re-exports.
-#[path = "support/users.rs"]
 #[allow(unused_imports)]
-mod users;
+use crate::users;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

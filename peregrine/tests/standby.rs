@@ -4,7 +4,7 @@
 //! on both sides' `/metrics` and `/health/ready`, and a standby killed while the primary trades.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Child;

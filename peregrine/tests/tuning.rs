@@ -2,7 +2,7 @@
 //! (`--root`, where apply and revert write) and against this host; and `up`'s one warning.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -15,12 +15,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-mod bao_support;
-mod support;
-#[path = "support/users.rs"]
-mod users;
-#[path = "../../wallet-daemons/tests/support/mod.rs"]
-mod wallet_support;
+use crate::bao_support;
+use crate::support;
+use crate::users;
+use crate::wallet_support;
 
 use std::process::Child;
 
