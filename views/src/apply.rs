@@ -84,6 +84,20 @@ impl Views {
             Event::KillSwitchSet { account, on } => {
                 self.kill_switches.insert(account, on);
             }
+            Event::AccountFeeTierSet { account, tier } => {
+                if tier == 0 {
+                    self.fee_tiers.remove(&account);
+                } else {
+                    self.fee_tiers.insert(account, tier);
+                }
+            }
+            Event::FeeScheduleUpdated {
+                market,
+                tier,
+                rates,
+            } => {
+                self.fee_updates.insert((market, tier), (rates, seq));
+            }
             _ => {}
         }
     }
