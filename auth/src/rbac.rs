@@ -57,11 +57,15 @@ pub enum Permission {
     FeeCreate,
     /// Approve or reject another operator's pending fee change.
     FeeApprove,
+    /// Propose withdrawal limits of a KYC level (pending until a second operator approves).
+    LimitCreate,
+    /// Approve or reject another operator's pending withdrawal limits.
+    LimitApprove,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 22] = [
+    pub const ALL: [Permission; 24] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -84,6 +88,8 @@ impl Permission {
         Permission::ReferenceManage,
         Permission::FeeCreate,
         Permission::FeeApprove,
+        Permission::LimitCreate,
+        Permission::LimitApprove,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -111,6 +117,8 @@ impl Permission {
             Permission::ReferenceManage => "reference.manage",
             Permission::FeeCreate => "fee.create",
             Permission::FeeApprove => "fee.approve",
+            Permission::LimitCreate => "limit.create",
+            Permission::LimitApprove => "limit.approve",
         }
     }
 
