@@ -103,6 +103,7 @@ pub fn router(state: ControlState) -> Router {
             post(crate::adjustments::review),
         )
         .merge(crate::console_api::routes())
+        .merge(crate::rules::routes())
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .route("/control/v1", any(not_found))
         .route("/control/v1/{*rest}", any(not_found))

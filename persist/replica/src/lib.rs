@@ -115,7 +115,7 @@ pub use config::ReplicaConfig;
 pub use dialect::Dialect;
 pub use error::ReplicaError;
 pub use reader::{
-    LedgerEntry, LedgerPage, MarketTradeRow, OrderFilter, OrderHistory, OrdersPage, OwnTradeRow,
-    ReplicaReader, TradeFilter, TradesPage,
+    AccountVolume, LedgerEntry, LedgerPage, MarketTradeRow, OrderFilter, OrderHistory, OrdersPage,
+    OwnTradeRow, ReplicaReader, TradeFilter, TradesPage,
 };
 pub use replicator::{DurableSource, Lag, Replicator, ReplicatorHandle, migrate};

@@ -8,6 +8,7 @@ mod market;
 mod orders;
 mod row;
 mod trades;
+mod volumes;
 
 use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, MarketId, OrderId, TradeId};
 use tokio::sync::{Mutex, MutexGuard};
@@ -19,6 +20,7 @@ pub use ledger::{LedgerEntry, LedgerPage};
 pub use market::MarketTradeRow;
 pub use orders::{OrderFills, OrderFilter, OrderHistory, OrdersPage};
 pub use trades::{OwnTradeRow, TradeFilter, TradesPage};
+pub use volumes::AccountVolume;
 
 /// Rows one query may return, at most.
 pub const PAGE_ROWS_MAX: usize = 1_000;
@@ -144,6 +146,21 @@ impl ReplicaReader {
     ) -> Result<Option<TradeId>, ReplicaError> {
         self.with_conn(async |conn| market::id_below_newest(conn, through_seq, newer).await)
             .await
+    }
+
+    /// The traded volume of each account above `after` in `markets` since `since_ns` (maker and
+    /// taker both count), by account, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
+    pub async fn account_volumes(
+        &self,
+        markets: &[MarketId],
+        since_ns: u64,
+        after: AccountId,
+        limit: usize,
+    ) -> Result<Vec<AccountVolume>, ReplicaError> {
+        self.with_conn(async |conn| {
+            volumes::by_account(conn, markets, since_ns, after, limit).await
+        })
+        .await
     }
 
     /// Runs `query` on the connection (opened first if needed); drops the connection when it
