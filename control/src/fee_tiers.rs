@@ -33,7 +33,7 @@ pub const GROUP_ROWS_MAX: i64 = 10_000;
 /// `AccountFeeTier` commands one run journals, at most.
 pub const CHANGES_PER_RUN_MAX: usize = 1_000;
 
-/// The job's metrics.
+/// The job's metrics (the registry's namespace prefixes them: `peregrine_fee_tier_*`).
 #[derive(Clone, Debug)]
 pub struct FeeTierMetrics {
     /// Runs, by outcome (`ok`, `no_schedule`, `error`).
@@ -49,18 +49,15 @@ impl FeeTierMetrics {
     pub fn new(registry: &Registry) -> Result<FeeTierMetrics, prometheus::Error> {
         let metrics = FeeTierMetrics {
             runs_total: IntCounterVec::new(
-                Opts::new(
-                    "peregrine_fee_tier_runs_total",
-                    "fee-tier job runs, by outcome",
-                ),
+                Opts::new("fee_tier_runs_total", "fee-tier job runs, by outcome"),
                 &["outcome"],
             )?,
             changes_total: IntCounter::new(
-                "peregrine_fee_tier_changes_total",
+                "fee_tier_changes_total",
                 "AccountFeeTier commands the fee-tier job journaled",
             )?,
             run_duration_seconds: Histogram::with_opts(HistogramOpts::new(
-                "peregrine_fee_tier_run_duration_seconds",
+                "fee_tier_run_duration_seconds",
                 "how long one fee-tier job run took",
             ))?,
         };
