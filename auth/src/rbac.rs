@@ -63,11 +63,15 @@ pub enum Permission {
     /// Read the financial reports (balances and liabilities, on-chain assets against them,
     /// fee revenue, daily volume).
     ReportRead,
+    /// Propose withdrawal limits of a KYC level (pending until a second operator approves).
+    LimitCreate,
+    /// Approve or reject another operator's pending withdrawal limits.
+    LimitApprove,
 }
 
 impl Permission {
     /// Every permission, in bit order.
-    pub const ALL: [Permission; 24] = [
+    pub const ALL: [Permission; 26] = [
         Permission::UserRead,
         Permission::UserManage,
         Permission::KycProfileReview,
@@ -92,6 +96,8 @@ impl Permission {
         Permission::FeeApprove,
         Permission::ReferenceCreate,
         Permission::ReportRead,
+        Permission::LimitCreate,
+        Permission::LimitApprove,
     ];
 
     /// The stored name (the `permissions.action` column and the audit record's action).
@@ -121,6 +127,8 @@ impl Permission {
             Permission::FeeApprove => "fee.approve",
             Permission::ReferenceCreate => "reference.create",
             Permission::ReportRead => "report.read",
+            Permission::LimitCreate => "limit.create",
+            Permission::LimitApprove => "limit.approve",
         }
     }
 

@@ -21,7 +21,9 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use peregrine_auth::rbac::Permission;
-use peregrine_auth::store::{AdjustmentRow, AdjustmentState, NewAdjustment};
+use peregrine_auth::store::{
+    AdjustmentRow, AdjustmentState, NewAdjustment, ProposalKind, ProposalState,
+};
 use peregrine_hotpath::edge::parse_decimal;
 use peregrine_hotpath::{
     AccountId, Actor, Amount, CommandKind, CurrencyId, DepositId, RejectReason, WithdrawalId,
@@ -162,10 +164,7 @@ pub(crate) fn now_ms() -> i64 {
 
 /// The uid of an operator caller (the four-eyes steps admit no other).
 fn uid_of(caller: &Caller) -> Result<&str, ControlError> {
-    match caller {
-        Caller::Operator { uid, .. } => Ok(uid),
-        _ => Err(ControlError::Forbidden(Permission::AdjustmentApprove)),
-    }
+    crate::proposals::uid_of(caller, Permission::AdjustmentApprove)
 }
 
 /// Proposes an adjustment; it is pending until a second operator approves it.
@@ -232,13 +231,8 @@ pub(crate) async fn list(
     access
         .admit(&headers, &client, Permission::AdjustmentRead, "adjustments")
         .await?;
-    let Query(query) = query.map_err(|e| ControlError::BadRequest(e.body_text()))?;
-    let wanted = query.state.as_deref().unwrap_or("pending");
-    let wanted = AdjustmentState::parse(wanted).ok_or_else(|| {
-        ControlError::BadRequest(format!(
-            "state `{wanted}`: expected pending, approved or rejected"
-        ))
-    })?;
+    let Query(query) = query.map_err(crate::proposals::query_error)?;
+    let wanted = crate::proposals::listed_state(query.state.as_deref())?;
     let rows = operators(&state)?
         .identity()
         .store()
@@ -270,48 +264,24 @@ pub(crate) enum ReviewAction {
     Reject,
 }
 
-/// Admits a reviewer of adjustment `id`: the approve permission (audited), an operator, and
-/// not its creator (audited as a four-eyes refusal). The action and the adjustment as it
-/// stands.
+/// Admits a reviewer of the adjustment the path names (see
+/// [`crate::proposals::admit_review`]): the action and the adjustment as it stands.
 async fn admit_reviewer(
     state: &ControlState,
     client: &Client,
     headers: &HeaderMap,
     path: Result<Path<(i64, String)>, PathRejection>,
 ) -> Result<(Caller, ReviewAction, AdjustmentRow), ControlError> {
-    let target = path.as_ref().map_or_else(
-        |_| "adjustment".to_owned(),
-        |p| format!("adjustment:{}", p.0.0),
-    );
-    let access = &state.access;
-    let caller = access
-        .admit(headers, client, Permission::AdjustmentApprove, &target)
-        .await?;
-    let reviewer = uid_of(&caller)?;
-    let Path((id, action)) =
-        path.map_err(|e| ControlError::BadRequest(format!("path: {}", e.body_text())))?;
-    let action = match action.as_str() {
-        "approve" => ReviewAction::Approve,
-        "reject" => ReviewAction::Reject,
-        other => {
-            return Err(ControlError::BadRequest(format!(
-                "adjustment action `{other}`: expected approve or reject"
-            )));
-        }
+    let kind = ProposalKind::Adjustment;
+    let permission = Permission::AdjustmentApprove;
+    let admitted =
+        crate::proposals::admit_review(state, client, headers, path, kind, permission).await?;
+    let action = match admitted.to {
+        ProposalState::Approved => ReviewAction::Approve,
+        _ => ReviewAction::Reject,
     };
-    let row = load(state, id).await?;
-    let operators = operators(state)?;
-    peregrine_auth::four_eyes::refuse_own_proposal(
-        operators.identity(),
-        reviewer,
-        &row.creator,
-        Permission::AdjustmentApprove,
-        &target,
-        &client.source(),
-    )
-    .await
-    .map_err(|_| ControlError::OwnProposal)?;
-    Ok((caller, action, row))
+    let row = load(state, admitted.row.id).await?;
+    Ok((admitted.caller, action, row))
 }
 
 /// Approves another operator's pending adjustment and applies it, as the approver (retried on

@@ -108,6 +108,7 @@ pub fn router(state: ControlState) -> Router {
         .merge(crate::console_api::routes())
         .merge(crate::catalog_api::routes())
         .merge(crate::reports::routes())
+        .merge(crate::rules::routes())
         .route(crate::openapi::OPENAPI_PATH, get(crate::openapi::serve))
         .route("/control/v1", any(not_found))
         .route("/control/v1/{*rest}", any(not_found))

@@ -64,6 +64,34 @@ pub enum ControlError {
         /// Its state.
         state: &'static str,
     },
+    /// No proposal of this kind with this id (withdrawal limits, fee volume tiers).
+    #[error("no {kind} proposal {id}")]
+    UnknownProposal {
+        /// The kind.
+        kind: &'static str,
+        /// Which.
+        id: i64,
+    },
+    /// The proposal was reviewed already (its state is named): nothing changed.
+    #[error("{kind} proposal {id} is {state}, not pending")]
+    ProposalNotPending {
+        /// The kind.
+        kind: &'static str,
+        /// Which.
+        id: i64,
+        /// Its state.
+        state: &'static str,
+    },
+    /// An approved fee change whose command was submitted but not recorded, with a newer change
+    /// of the same market and group applied since: journaling it again would undo the newer
+    /// one, so it is not (nothing changed).
+    #[error("fee change {id} was superseded by fee change {by} before it was recorded")]
+    FeeChangeSuperseded {
+        /// Which.
+        id: i64,
+        /// The newer change.
+        by: i64,
+    },
     /// Identity's store (audit, operators, adjustments) cannot answer now.
     #[error("the identity store is unavailable; nothing was done, retry")]
     StoreUnavailable,
@@ -156,6 +184,9 @@ impl ControlError {
             Self::InvalidField { .. } => "control.reference.invalid_field",
             Self::UnknownFeeChange(_) => "control.fee_change.doesnt_exist",
             Self::FeeChangeNotPending { .. } => "control.fee_change.not_pending",
+            Self::UnknownProposal { .. } => "control.proposal.doesnt_exist",
+            Self::ProposalNotPending { .. } => "control.proposal.not_pending",
+            Self::FeeChangeSuperseded { .. } => "control.fee_change.superseded",
             Self::StoreUnavailable => "control.store.unavailable",
             Self::WalletDepositId(_) => "control.deposit.wallet_id",
             Self::ReservedDepositId(_) => "control.deposit.reserved_id",
@@ -190,13 +221,17 @@ impl ControlError {
             | Self::NotOperator
             | Self::SecondFactorRequired
             | Self::OwnProposal => StatusCode::FORBIDDEN,
-            Self::NotPending { .. } | Self::FeeChangeNotPending { .. } => StatusCode::CONFLICT,
+            Self::NotPending { .. }
+            | Self::FeeChangeNotPending { .. }
+            | Self::ProposalNotPending { .. }
+            | Self::FeeChangeSuperseded { .. } => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnknownMarket(_)
             | Self::UnknownCurrency(_)
             | Self::UnknownAdjustment(_)
             | Self::UnknownFeeChange(_)
+            | Self::UnknownProposal { .. }
             | Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Queue(error) => error.status(),

@@ -76,6 +76,7 @@ pub fn document() -> Document {
     document.merge(crate::console_api::ConsoleDoc::openapi());
     document.merge(crate::catalog_api::CatalogDoc::openapi());
     document.merge(crate::reports::ReportsDoc::openapi());
+    document.merge(crate::rules::RulesDoc::openapi());
     document
 }
 
@@ -86,7 +87,7 @@ pub(crate) async fn serve() -> Json<Document> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// The statuses documented for `method path`, ascending.
@@ -187,10 +188,16 @@ mod tests {
             ),
             ("/control/v1/openapi.json", "get", &["200"]),
         ];
+        assert_cases(&document, &cases);
+    }
+
+    /// Each of `cases` (path, method, statuses) is documented with exactly its statuses, and
+    /// `document` has no other operation.
+    pub(crate) fn assert_cases(document: &serde_json::Value, cases: &[(&str, &str, &[&str])]) {
         for (path, method, statuses) in cases {
             assert_eq!(
-                documented(&document, path, method),
-                statuses,
+                documented(document, path, method),
+                *statuses,
                 "{method} {path}"
             );
         }

@@ -33,7 +33,7 @@ use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use peregrine_auth::rbac::Permission;
-use peregrine_auth::store::{AdjustmentState, FeeChangeRow, NewFeeChange};
+use peregrine_auth::store::{FeeChangeRow, NewFeeChange, ProposalKind, ProposalState};
 use peregrine_core::catalog::Market;
 use peregrine_hotpath::edge::parse_decimal;
 use peregrine_hotpath::{
@@ -48,6 +48,7 @@ use crate::access::{Caller, Client};
 use crate::adjustments::{now_ms, operators};
 use crate::api::{ControlState, execute_as, parse_body, path_error};
 use crate::error::{ControlError, ErrorBody};
+use crate::proposals::{self, uid_of};
 
 /// Most fee changes one list answers.
 pub const FEE_LIST_ROWS_MAX: i64 = 500;
@@ -369,15 +370,6 @@ pub(crate) fn parse_rate(field: &'static str, text: &str) -> Result<u32, Control
     Ok(ppm)
 }
 
-/// The uid of an operator caller (the four-eyes steps admit no other: not the break-glass
-/// token, which names no person).
-fn uid_of(caller: &Caller, permission: Permission) -> Result<&str, ControlError> {
-    match caller {
-        Caller::Operator { uid, .. } => Ok(uid),
-        _ => Err(ControlError::Forbidden(permission)),
-    }
-}
-
 /// Proposes a fee change; it is pending until a second operator approves it.
 #[utoipa::path(post, path = "/control/v1/fees", tag = "control",
     request_body = FeeChangeRequest, security(("bearer" = [])),
@@ -436,13 +428,8 @@ pub(crate) async fn list_fees(
         .access
         .admit(&headers, &client, Permission::ExchangeRead, "fees")
         .await?;
-    let Query(query) = query.map_err(|e| ControlError::BadRequest(e.body_text()))?;
-    let wanted = query.state.as_deref().unwrap_or("pending");
-    let wanted = AdjustmentState::parse(wanted).ok_or_else(|| {
-        ControlError::BadRequest(format!(
-            "state `{wanted}`: expected pending, approved or rejected"
-        ))
-    })?;
+    let Query(query) = query.map_err(proposals::query_error)?;
+    let wanted = proposals::listed_state(query.state.as_deref())?;
     let rows = operators(&state)?
         .identity()
         .store()
@@ -479,79 +466,39 @@ pub(crate) async fn review_fee(
     headers: HeaderMap,
     path: Result<Path<(i64, String)>, PathRejection>,
 ) -> Result<Json<FeeChangeJson>, ControlError> {
-    let target = path.as_ref().map_or_else(
-        |_| "fee_change".to_owned(),
-        |p| format!("fee_change:{}", p.0.0),
-    );
-    let caller = state
-        .access
-        .admit(&headers, &client, Permission::FeeApprove, &target)
-        .await?;
-    let reviewer = uid_of(&caller, Permission::FeeApprove)?;
-    let Path((id, action)) = path.map_err(path_error)?;
-    let to = match action.as_str() {
-        "approve" => AdjustmentState::Approved,
-        "reject" => AdjustmentState::Rejected,
-        other => {
-            return Err(ControlError::BadRequest(format!(
-                "fee change action `{other}`: expected approve or reject"
-            )));
-        }
-    };
-    let row = load(&state, id).await?;
-    peregrine_auth::four_eyes::refuse_own_proposal(
-        operators(&state)?.identity(),
-        reviewer,
-        &row.creator,
+    let kind = ProposalKind::FeeChange;
+    let admitted = proposals::admit_review(
+        &state,
+        &client,
+        &headers,
+        path,
+        kind,
         Permission::FeeApprove,
-        &target,
-        &client.source(),
     )
-    .await
-    .map_err(|_| ControlError::OwnProposal)?;
-    let row = review(&state, reviewer, row, to).await?;
-    if to == AdjustmentState::Approved {
-        return apply(&state, &caller, row).await.map(Json);
+    .await?;
+    let reviewer = proposals::uid_of(&admitted.caller, Permission::FeeApprove)?;
+    let reviewed = proposals::review(&state, reviewer, admitted.row, admitted.to).await?;
+    let row = load(&state, reviewed.id).await?;
+    if admitted.to == ProposalState::Approved {
+        return apply(&state, &admitted.caller, row).await.map(Json);
     }
     Ok(Json(FeeChangeJson::of(row)))
 }
 
-/// Moves a pending change to `to` (conditionally: never by its creator); the row as it now
-/// stands, or why it did not move. An approval of an approved change passes (to apply it, if a
-/// crash left it unapplied).
-async fn review(
-    state: &ControlState,
-    reviewer: &str,
-    row: FeeChangeRow,
-    to: AdjustmentState,
-) -> Result<FeeChangeRow, ControlError> {
-    let store = operators(state)?.identity().store();
-    let moved = row.state == AdjustmentState::Pending
-        && store
-            .review_fee_change(row.id, reviewer, to, now_ms())
-            .await
-            .map_err(|_| ControlError::StoreUnavailable)?;
-    let now = load(state, row.id).await?;
-    match (to, now.state) {
-        (AdjustmentState::Approved, AdjustmentState::Approved) => Ok(now),
-        (AdjustmentState::Rejected, AdjustmentState::Rejected) if moved => Ok(now),
-        // The store's own four-eyes condition refused it.
-        (_, AdjustmentState::Pending) => Err(ControlError::OwnProposal),
-        _ => Err(ControlError::FeeChangeNotPending {
-            id: now.id,
-            state: now.state.as_str(),
-        }),
-    }
-}
-
 /// Journals an approved change's `FeeScheduleUpdate` (as the approver) unless it was applied
 /// already, and records the sequence it became.
+///
+/// The crash window between the journal and the store: the change is claimed first (the
+/// sequence the views had applied is recorded). A retry that finds a claim and no sequence
+/// does not journal again when the views saw this (market, group) updated to these rates after
+/// the claim (it records that sequence), nor when a newer change of the same market and group
+/// was claimed since (journaling this one would undo it: 409 `control.fee_change.superseded`).
 async fn apply(
     state: &ControlState,
     caller: &Caller,
     row: FeeChangeRow,
 ) -> Result<FeeChangeJson, ControlError> {
-    assert_eq!(row.state, AdjustmentState::Approved);
+    assert_eq!(row.state, ProposalState::Approved);
     if row.applied_seq.is_some() {
         return Ok(FeeChangeJson::of(row));
     }
@@ -561,21 +508,53 @@ async fn apply(
         .market(&row.market)
         .cloned()
         .ok_or_else(|| ControlError::UnknownMarket(row.market.clone()))?;
-    let command = CommandKind::FeeScheduleUpdate {
-        market: market.spec.market,
-        tier: row.group,
-        rates: FeeRates {
+    let (market_id, rates) = (
+        market.spec.market,
+        FeeRates {
             maker_ppm: row.maker_ppm,
             taker_ppm: row.taker_ppm,
         },
+    );
+    let store = operators(state)?.identity().store();
+    let unavailable = |_| ControlError::StoreUnavailable;
+    let floor = state.engine.read(|views| views.applied_seq());
+    let claimed = store
+        .claim_fee_change(row.id, floor)
+        .await
+        .map_err(unavailable)?;
+    if let (Some(_), Some(claimed)) = (row.claimed_seq, claimed) {
+        if let Some(newer) = store
+            .fee_change_superseded_by(&row)
+            .await
+            .map_err(unavailable)?
+        {
+            return Err(ControlError::FeeChangeSuperseded {
+                id: row.id,
+                by: newer.id,
+            });
+        }
+        let seen = state
+            .engine
+            .read(|views| views.fee_update(market_id, row.group))
+            .filter(|(seen, seq)| *seen == rates && *seq > claimed);
+        if let Some((_, seq)) = seen {
+            store
+                .fee_change_applied(row.id, seq)
+                .await
+                .map_err(unavailable)?;
+            return Ok(FeeChangeJson::of(load(state, row.id).await?));
+        }
+    }
+    let command = CommandKind::FeeScheduleUpdate {
+        market: market_id,
+        tier: row.group,
+        rates,
     };
     let executed = execute_as(state, caller.actor(), command).await?;
-    operators(state)?
-        .identity()
-        .store()
+    store
         .fee_change_applied(row.id, executed.seq)
         .await
-        .map_err(|_| ControlError::StoreUnavailable)?;
+        .map_err(unavailable)?;
     let row = load(state, row.id).await?;
     Ok(FeeChangeJson::of(row))
 }

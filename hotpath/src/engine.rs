@@ -1554,6 +1554,17 @@ impl Engine {
             .and_then(|m| m.fees.get(usize::from(tier)).copied())
     }
 
+    /// Accounts in a fee tier other than 0, with their tier, by account (a scan of every
+    /// account: for seeding views at start, never on the hot path).
+    pub fn fee_tiered_accounts(&self) -> Vec<(AccountId, u8)> {
+        self.accounts
+            .iter()
+            .enumerate()
+            .filter(|(_, risk)| risk.fee_tier != 0)
+            .map(|(index, risk)| (AccountId(index as u32), risk.fee_tier))
+            .collect()
+    }
+
     /// Ids of the markets that exist.
     pub fn market_ids(&self) -> Vec<MarketId> {
         (0..self.markets.len())

@@ -37,3 +37,4 @@ pub mod shutdown;
 pub mod standby;
 pub mod supervisor;
 pub mod wallets;
+pub mod withdraw_limits;

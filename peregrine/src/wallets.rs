@@ -187,6 +187,8 @@ struct DeskCurrency {
     id: CurrencyId,
     /// Chain units per minor unit.
     chain_per_minor: u128,
+    /// Decimals of the minor unit.
+    precision: u32,
 }
 
 /// The wallet store and identity as the bridge's withdrawal desk.
@@ -239,6 +241,7 @@ impl StoreDesk {
                 code: currency.code.clone(),
                 id: CurrencyId(def.id),
                 chain_per_minor,
+                precision: def.precision,
             });
         }
         Ok(StoreDesk {
@@ -260,6 +263,43 @@ impl StoreDesk {
             code,
             message,
         }
+    }
+
+    /// The KYC limits of `account`'s user in `currency`, when the currency has some in force
+    /// (none without identity: no user can then give a code, every request is refused).
+    async fn level_limits(
+        &self,
+        account: AccountId,
+        currency: &DeskCurrency,
+    ) -> Result<Option<crate::withdraw_limits::LevelLimits>, DeskError> {
+        let Some(identity) = self.identity.as_deref() else {
+            return Ok(None);
+        };
+        crate::withdraw_limits::of_account(identity, account, &currency.code, currency.precision)
+            .await
+            .map_err(unavailable_desk)
+    }
+
+    /// The desk's answer to a refused request: a KYC limit's `withdraw.limit_exceeded`, or the
+    /// store's own refusal.
+    fn refusal(
+        &self,
+        error: &peregrine_wallet::requests::RequestError,
+        limits: Option<crate::withdraw_limits::LevelLimits>,
+        currency: &DeskCurrency,
+    ) -> DeskError {
+        let exceeded = limits.and_then(|limits| {
+            crate::withdraw_limits::exceeded(error, limits, &currency.code, currency.precision)
+        });
+        if let Some(message) = exceeded {
+            let code = crate::withdraw_limits::LIMIT_EXCEEDED_CODE;
+            return self.refused(422, code, message);
+        }
+        let status = match error {
+            peregrine_wallet::requests::RequestError::NoHotWallet(_) => 503,
+            _ => 422,
+        };
+        self.refused(status, error.code(), error.to_string())
     }
 
     /// The uid of the account's user once its TOTP code checks out.
@@ -401,16 +441,21 @@ impl WithdrawDesk for StoreDesk {
                 beneficiary_id: ask.beneficiary_id,
                 now_ms: now_ms(),
             };
+            // The KYC level's limits tighten the policy for this request.
+            let limits = self.level_limits(ask.account, currency).await?;
+            let policy = limits
+                .and_then(|l| crate::withdraw_limits::tightened(&self.policy, &currency.code, l));
+            let policy = policy.as_ref().unwrap_or(&self.policy);
             // What the policy refuses is refused before the code is spent.
             let checked = self
                 .store
-                .check_withdrawal(&self.chain, &self.policy, &request)
+                .check_withdrawal(&self.chain, policy, &request)
                 .await;
             let recorded = match checked {
                 Ok(()) => {
                     request.requested_by = self.check_otp(ask.account, ask.otp).await?;
                     self.store
-                        .request_withdrawal(&self.chain, &self.policy, &request)
+                        .request_withdrawal(&self.chain, policy, &request)
                         .await
                 }
                 Err(error) => Err(error),
@@ -420,13 +465,7 @@ impl WithdrawDesk for StoreDesk {
                 Err(peregrine_wallet::requests::RequestError::Store(error)) => {
                     return Err(unavailable_desk(error));
                 }
-                Err(error) => {
-                    let status = match error {
-                        peregrine_wallet::requests::RequestError::NoHotWallet(_) => 503,
-                        _ => 422,
-                    };
-                    return Err(self.refused(status, error.code(), error.to_string()));
-                }
+                Err(error) => return Err(self.refusal(&error, limits, currency)),
             };
             self.metrics
                 .requests_total

@@ -25,6 +25,7 @@ mod dashboard;
 mod demo;
 mod deploy_policies;
 mod fanout;
+mod four_eyes_rules;
 mod layering;
 mod logging;
 mod metrics;

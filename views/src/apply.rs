@@ -147,6 +147,19 @@ impl Views {
             | Event::WithdrawalSettled { .. }
             | Event::WithdrawalReleased { .. } => {
                 out.extend(funds(ts_ns, event).map(Change::Funds))
+            Event::AccountFeeTierSet { account, tier } => {
+                if tier == 0 {
+                    self.fee_tiers.remove(&account);
+                } else {
+                    self.fee_tiers.insert(account, tier);
+                }
+            }
+            Event::FeeScheduleUpdated {
+                market,
+                tier,
+                rates,
+            } => {
+                self.fee_updates.insert((market, tier), (rates, seq));
             }
             _ => {}
         }

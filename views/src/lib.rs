@@ -26,8 +26,8 @@ mod window;
 use std::collections::HashMap;
 
 use peregrine_hotpath::{
-    AccountId, Amount, CommandKind, CurrencyId, Engine, Envelope, Event, MarketId, MarketRisk,
-    MarketState, NewOrder, Price, Qty, Side, TimestampNs,
+    AccountId, Amount, CommandKind, CurrencyId, Engine, Envelope, Event, FeeRates, MarketId,
+    MarketRisk, MarketState, NewOrder, Price, Qty, Side, TimestampNs,
 };
 
 pub use book::{Book, BookSnapshot, LevelChange, SequenceGap};
@@ -77,6 +77,11 @@ pub struct Views {
     orders: Orders,
     balances: HashMap<(AccountId, CurrencyId), BalanceView>,
     kill_switches: HashMap<AccountId, bool>,
+    /// Accounts in a fee tier other than 0 (seeded from the engine, then its events).
+    fee_tiers: HashMap<AccountId, u8>,
+    /// The last fee schedule update of each (market, tier) these views saw: its rates and
+    /// sequence (a four-eyes retry reads it to tell whether its command was journaled).
+    fee_updates: HashMap<(MarketId, u8), (FeeRates, u64)>,
     applied_seq: u64,
     /// Orders the command being applied touched, by the sequence that placed them.
     touched: Vec<u64>,
@@ -105,6 +110,8 @@ impl Views {
             orders: Orders::new(limits),
             balances: HashMap::new(),
             kill_switches: HashMap::new(),
+            fee_tiers: HashMap::new(),
+            fee_updates: HashMap::new(),
             applied_seq: 0,
             touched: Vec::with_capacity(TOUCHED_INITIAL),
             balances_touched: Vec::with_capacity(TOUCHED_INITIAL),
@@ -145,6 +152,7 @@ impl Views {
                 }
             }
         }
+        self.fee_tiers = engine.fee_tiered_accounts().into_iter().collect();
         self.balances.clear();
         self.balances_touched.clear();
         for (account, currency, balance) in engine.ledger().nonzero() {
@@ -194,6 +202,25 @@ impl Views {
     /// is recognised before the engine answers.
     pub fn sequenced(&mut self, seq: u64, ts: TimestampNs, order: &NewOrder) {
         self.orders.insert(OrderRecord::sequenced(seq, ts.0, order));
+    }
+
+    /// `account`'s fee tier (0 unless moved).
+    pub fn fee_tier(&self, account: AccountId) -> u8 {
+        self.fee_tiers.get(&account).copied().unwrap_or(0)
+    }
+
+    /// Accounts in a fee tier other than 0, by account.
+    pub fn fee_tiered(&self) -> Vec<(AccountId, u8)> {
+        let mut tiered: Vec<(AccountId, u8)> =
+            self.fee_tiers.iter().map(|(a, t)| (*a, *t)).collect();
+        tiered.sort_unstable();
+        tiered
+    }
+
+    /// The rates and sequence of the last update of `tier` in `market` these views saw
+    /// (`None`: none since they started, or since the snapshot recovery started from).
+    pub fn fee_update(&self, market: MarketId, tier: u8) -> Option<(FeeRates, u64)> {
+        self.fee_updates.get(&(market, tier)).copied()
     }
 
     /// The last command applied.

@@ -1,10 +1,13 @@
-//! Fee changes awaiting a second operator (four-eyes): one market's maker and taker rates for
-//! one fee group, proposed, then approved or rejected once (the review is the adjustments'
-//! conditional update), and the journal sequence of the `FeeScheduleUpdate` an approved one
-//! became, so an approval retried after a crash applies it exactly once.
+//! Fee changes awaiting a second operator (four-eyes), proposals of kind
+//! [`ProposalKind::FeeChange`]: one market's maker and taker rates for one fee group, proposed,
+//! then approved or rejected once, and the journal sequence of the `FeeScheduleUpdate` an
+//! approved one became (see [`super::proposals`] for the claim that keeps a retried approval
+//! from journaling it twice).
 
-use super::adjustments::Proposals;
-use super::{AdjustmentState, Store, StoreError, on_pool};
+use serde::{Deserialize, Serialize};
+
+use super::proposals::{ProposalKind, ProposalRow};
+use super::{AdjustmentState, Store, StoreError};
 
 /// A fee change to insert.
 #[derive(Clone, Debug)]
@@ -21,6 +24,15 @@ pub struct NewFeeChange<'a> {
     pub creator: &'a str,
     /// Now, Unix ms.
     pub now_ms: i64,
+}
+
+/// A fee change's payload.
+#[derive(Debug, Serialize, Deserialize)]
+struct Payload {
+    market: String,
+    group: u8,
+    maker_ppm: u32,
+    taker_ppm: u32,
 }
 
 /// A stored fee change.
@@ -47,92 +59,52 @@ pub struct FeeChangeRow {
     pub reviewer: Option<String>,
     /// Reviewed, Unix ms.
     pub reviewed_at_ms: Option<i64>,
+    /// The journal sequence the appliance had applied when its command was first submitted.
+    pub claimed_seq: Option<u64>,
     /// The journal sequence of the command it became, once applied.
     pub applied_seq: Option<u64>,
 }
 
-const COLUMNS: &str = "id, market, fee_group, maker_ppm, taker_ppm, state, creator, \
-                       created_at_ms, reviewer, reviewed_at_ms, applied_seq";
-
-type FeeChangeTuple = (
-    i64,
-    String,
-    i64,
-    i64,
-    i64,
-    String,
-    String,
-    i64,
-    Option<String>,
-    Option<i64>,
-    Option<i64>,
-);
-
-fn column<T: TryFrom<i64>>(column: &'static str, value: i64) -> Result<T, StoreError> {
-    T::try_from(value).map_err(|_| StoreError::UnknownValue {
-        column,
-        value: value.to_string(),
-    })
-}
-
-fn from_tuple(row: FeeChangeTuple) -> Result<FeeChangeRow, StoreError> {
-    let (id, market, group, maker, taker, state, creator, created_at_ms, reviewer, at, seq) = row;
-    let state = AdjustmentState::parse(&state).ok_or(StoreError::UnknownValue {
-        column: "fee_changes.state",
-        value: state,
-    })?;
+fn from_proposal(row: ProposalRow) -> Result<FeeChangeRow, StoreError> {
+    let payload: Payload = super::proposals::payload_of(&row)?;
     Ok(FeeChangeRow {
-        id,
-        market,
-        group: column("fee_changes.fee_group", group)?,
-        maker_ppm: column("fee_changes.maker_ppm", maker)?,
-        taker_ppm: column("fee_changes.taker_ppm", taker)?,
-        state,
-        creator,
-        created_at_ms,
-        reviewer,
-        reviewed_at_ms: at,
-        applied_seq: seq
-            .map(|s| column("fee_changes.applied_seq", s))
-            .transpose()?,
+        id: row.id,
+        market: payload.market,
+        group: payload.group,
+        maker_ppm: payload.maker_ppm,
+        taker_ppm: payload.taker_ppm,
+        state: row.state,
+        creator: row.creator,
+        created_at_ms: row.created_at_ms,
+        reviewer: row.reviewer,
+        reviewed_at_ms: row.reviewed_at_ms,
+        claimed_seq: row.claimed_seq,
+        applied_seq: row.applied_seq,
     })
 }
+
+const KIND: ProposalKind = ProposalKind::FeeChange;
+/// Newer claimed fee changes one supersession check reads, at most.
+const NEWER_ROWS_MAX: i64 = 1_000;
 
 impl Store {
     /// Stores a pending fee change; its id.
     pub async fn insert_fee_change(&self, new: &NewFeeChange<'_>) -> Result<i64, StoreError> {
-        const INSERT: &str = "INSERT INTO fee_changes (market, fee_group, maker_ppm, taker_ppm, \
-                              state, creator, created_at_ms) VALUES (?, ?, ?, ?, 'pending', ?, ?)";
-        let id: i64 = on_pool!(self, |pool, d| {
-            // The id is read on the inserting connection, in the same transaction.
-            let mut tx = pool.begin_with(d.begin).await?;
-            sqlx::query(INSERT)
-                .bind(new.market)
-                .bind(i64::from(new.group))
-                .bind(i64::from(new.maker_ppm))
-                .bind(i64::from(new.taker_ppm))
-                .bind(new.creator)
-                .bind(new.now_ms)
-                .execute(&mut *tx)
-                .await?;
-            let id: i64 = sqlx::query_scalar(d.last_insert_id)
-                .fetch_one(&mut *tx)
-                .await?;
-            tx.commit().await?;
-            id
-        });
-        assert!(id > 0, "auto-increment keys start at 1");
-        Ok(id)
+        let payload = Payload {
+            market: new.market.to_owned(),
+            group: new.group,
+            maker_ppm: new.maker_ppm,
+            taker_ppm: new.taker_ppm,
+        };
+        self.propose(KIND, &payload, new.creator, new.now_ms).await
     }
 
     /// The fee change with this id.
     pub async fn fee_change(&self, id: i64) -> Result<Option<FeeChangeRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM fee_changes WHERE id = ?");
-        on_pool!(self, |pool, _d| {
-            let row: Option<FeeChangeTuple> =
-                sqlx::query_as(&sql).bind(id).fetch_optional(pool).await?;
-            row.map(from_tuple).transpose()
-        })
+        self.proposal(KIND, id)
+            .await?
+            .map(from_proposal)
+            .transpose()
     }
 
     /// At most `limit` fee changes in `state`, oldest first.
@@ -141,15 +113,8 @@ impl Store {
         state: AdjustmentState,
         limit: i64,
     ) -> Result<Vec<FeeChangeRow>, StoreError> {
-        let sql = format!("SELECT {COLUMNS} FROM fee_changes WHERE state = ? ORDER BY id LIMIT ?");
-        let rows: Vec<FeeChangeTuple> = on_pool!(self, |pool, _d| {
-            sqlx::query_as(&sql)
-                .bind(state.as_str())
-                .bind(limit)
-                .fetch_all(pool)
-                .await?
-        });
-        rows.into_iter().map(from_tuple).collect()
+        let rows = self.proposals_in(KIND, state, limit).await?;
+        rows.into_iter().map(from_proposal).collect()
     }
 
     /// Moves a pending fee change to `to` as reviewed by `reviewer`, unless the reviewer is its
@@ -161,27 +126,39 @@ impl Store {
         to: AdjustmentState,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        self.review_proposal(Proposals::FeeChanges, id, reviewer, to, now_ms)
-            .await
+        self.review_proposal(KIND, id, reviewer, to, now_ms).await
     }
 
-    /// Records the journal sequence an approved fee change became (once: a second write, from
-    /// an approval that raced this one, changes nothing); whether it was recorded now.
+    /// Records the journal sequence an approved fee change became (once); whether it was
+    /// recorded now.
     pub async fn fee_change_applied(&self, id: i64, seq: u64) -> Result<bool, StoreError> {
-        const SQL: &str = "UPDATE fee_changes SET applied_seq = ? \
-                           WHERE id = ? AND state = 'approved' AND applied_seq IS NULL";
-        let seq = i64::try_from(seq).map_err(|_| StoreError::UnknownValue {
-            column: "fee_changes.applied_seq",
-            value: seq.to_string(),
-        })?;
-        let affected = on_pool!(self, |pool, _d| {
-            sqlx::query(SQL)
-                .bind(seq)
-                .bind(id)
-                .execute(pool)
-                .await?
-                .rows_affected()
-        });
-        Ok(affected == 1)
+        self.proposal_applied(KIND, id, seq).await
+    }
+
+    /// Claims fee change `id` for journaling at `floor_seq` (see [`Store::claim_proposal`]).
+    pub async fn claim_fee_change(
+        &self,
+        id: i64,
+        floor_seq: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        self.claim_proposal(KIND, id, floor_seq).await
+    }
+
+    /// The newest fee change of the same market and group as `row` approved and claimed after
+    /// it, if any: its values are in force (or on their way), so `row` must never be journaled
+    /// again over them.
+    pub async fn fee_change_superseded_by(
+        &self,
+        row: &FeeChangeRow,
+    ) -> Result<Option<FeeChangeRow>, StoreError> {
+        let newer = self.claimed_after(KIND, row.id, NEWER_ROWS_MAX).await?;
+        let mut found = None;
+        for proposal in newer {
+            let change = from_proposal(proposal)?;
+            if change.market == row.market && change.group == row.group {
+                found = Some(change);
+            }
+        }
+        Ok(found)
     }
 }

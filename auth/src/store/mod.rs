@@ -11,7 +11,10 @@ mod adjustments;
 mod api_keys;
 mod audit;
 mod fee_changes;
+mod fee_groups;
 mod kyc;
+mod proposals;
+mod schedules;
 mod second_factor;
 mod sessions;
 mod throttle;
@@ -32,10 +35,15 @@ pub use adjustments::{AdjustmentRow, AdjustmentState, NewAdjustment};
 pub use api_keys::{ApiKeyRow, KeyEvent, KeyEventKind, NewApiKey};
 pub use audit::{AuditFilter, AuditRow};
 pub use fee_changes::{FeeChangeRow, NewFeeChange};
+pub use fee_groups::{FEE_GROUP_LABEL, GroupMember};
 pub use kyc::{
     DocumentMeta, DocumentRow, LabelChange, LabelRow, NewDocument, ProfileFields, ProfileRow,
     ProfileState,
 };
+pub use proposals::{
+    NewProposal, PAYLOAD_BYTES_MAX, Proposal, ProposalKind, ProposalRow, ProposalState,
+};
+pub use schedules::{FeeTierSchedule, GroupTier, IN_FORCE_ROWS_MAX, VolumeTier, WithdrawLimit};
 pub use sessions::{NewSession, SessionRow};
 pub use throttle::Throttle;
 pub use users::{CodePurpose, CodeRow, NewUser, Role, User, UserState};
@@ -125,22 +133,17 @@ pub(crate) struct Spelling {
     /// Appended to a SELECT that the transaction will update from (row locks on MySQL; the
     /// IMMEDIATE transaction already serialises SQLite).
     pub for_update: &'static str,
-    /// Reads the key the connection's last insert gave (MySQL's is unsigned: cast, so both
-    /// decode as `i64`).
-    pub last_insert_id: &'static str,
 }
 
 pub(crate) const MYSQL: Spelling = Spelling {
     name: "mysql",
     begin: "START TRANSACTION",
     for_update: " FOR UPDATE",
-    last_insert_id: "SELECT CAST(LAST_INSERT_ID() AS SIGNED)",
 };
 pub(crate) const SQLITE: Spelling = Spelling {
     name: "sqlite",
     begin: "BEGIN IMMEDIATE",
     for_update: "",
-    last_insert_id: "SELECT last_insert_rowid()",
 };
 
 impl Spelling {
@@ -252,6 +255,11 @@ const MYSQL_MIGRATIONS: MigrationFiles = &[
         "fee changes",
         include_str!("../../migrations/mysql/0005_fee_changes.sql"),
     ),
+    (
+        6,
+        "proposals",
+        include_str!("../../migrations/mysql/0006_proposals.sql"),
+    ),
 ];
 const SQLITE_MIGRATIONS: MigrationFiles = &[
     (
@@ -278,6 +286,11 @@ const SQLITE_MIGRATIONS: MigrationFiles = &[
         5,
         "fee changes",
         include_str!("../../migrations/sqlite/0005_fee_changes.sql"),
+    ),
+    (
+        6,
+        "proposals",
+        include_str!("../../migrations/sqlite/0006_proposals.sql"),
     ),
 ];
 const _: () = assert!(MYSQL_MIGRATIONS.len() == SQLITE_MIGRATIONS.len());

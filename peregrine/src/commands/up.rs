@@ -548,19 +548,21 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
             break_glass,
             wallet: wallet_token,
         };
+        let control_state = peregrine_control::ControlState {
+            engine: Arc::clone(&engine),
+            catalog: exchange.catalog.clone(),
+            access: Arc::new(access),
+            metrics: peregrine_control::ControlMetrics::new(metrics.registry())
+                .map_err(MetricsError::from)?,
+            withdrawal_queue,
+            replica: control_replica,
+            reconciliations,
+        };
+        start_fee_tier_job(config, &control_state, metrics.registry())?;
         Some((
-            peregrine_control::router(peregrine_control::ControlState {
-                engine: Arc::clone(&engine),
-                catalog: exchange.catalog.clone(),
-                access: Arc::new(access),
-                metrics: peregrine_control::ControlMetrics::new(metrics.registry())
-                    .map_err(MetricsError::from)?,
-                withdrawal_queue,
-                replica: control_replica,
-                reconciliations,
-            })
-            // The operator console, on the control API's origin (see `peregrine-web`).
-            .merge(peregrine_web::console::router(web)),
+            peregrine_control::router(control_state)
+                // The operator console, on the control API's origin (see `peregrine-web`).
+                .merge(peregrine_web::console::router(web)),
             token_path,
         ))
     } else {
@@ -711,6 +713,26 @@ fn demo_keys(config: &Config) -> Result<crate::demo::DemoKeys, UpError> {
         .enabled
         .then_some(config.auth.account_id_first..config.auth.account_id_end);
     Ok(crate::demo::DemoKeys::generate(identity)?)
+}
+
+/// Starts the fee-tier job (`[control] fee_tier_interval_ms`) when it can run: identity for
+/// the schedule and the groups, the replica for the volumes.
+fn start_fee_tier_job(
+    config: &Config,
+    state: &peregrine_control::ControlState,
+    registry: &prometheus::Registry,
+) -> Result<(), UpError> {
+    let interval_ms = config.control.fee_tier_interval_ms;
+    let operators_on = state.access.operators.is_some();
+    if interval_ms == 0 || !operators_on || state.replica.is_none() {
+        return Ok(());
+    }
+    let metrics =
+        peregrine_control::fee_tiers::FeeTierMetrics::new(registry).map_err(MetricsError::from)?;
+    let interval = std::time::Duration::from_millis(interval_ms);
+    peregrine_control::fee_tiers::spawn(state.clone(), interval, metrics);
+    tracing::info!(interval_ms, "fee-tier job started");
+    Ok(())
 }
 
 /// Funds the demo's accounts (journaled, once) and starts its bot on `server`.

@@ -20,6 +20,9 @@ pub struct ControlConfig {
     /// from 2^62). Relative to the data directory; made like the break-glass token. Empty: no
     /// wallet token, the appliance takes no chain deposits.
     pub wallet_token_file: PathBuf,
+    /// How often the fee-tier job places accounts in the fee volume tiers in force
+    /// (`/control/v1/fee-tiers`), ms; it needs `[replica]` and identity. 0: never.
+    pub fee_tier_interval_ms: u64,
 }
 
 impl Default for ControlConfig {
@@ -28,6 +31,7 @@ impl Default for ControlConfig {
             enabled: true,
             break_glass_token_file: PathBuf::from("break-glass.token"),
             wallet_token_file: PathBuf::from("wallet.token"),
+            fee_tier_interval_ms: 60_000,
         }
     }
 }

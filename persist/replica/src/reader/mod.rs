@@ -9,6 +9,7 @@ mod orders;
 mod reports;
 mod row;
 mod trades;
+mod volumes;
 
 use peregrine_hotpath::{AccountId, ClientOrderId, CurrencyId, MarketId, OrderId, TradeId};
 use tokio::sync::{Mutex, MutexGuard};
@@ -23,6 +24,7 @@ pub use reports::{
     DAILY_ROWS_MAX, DailyVolume, MARKET_ROWS_MAX, MarketTotals, NS_PER_DAY, Summed, TradeRange,
 };
 pub use trades::{OwnTradeRow, TradeFilter, TradesPage};
+pub use volumes::AccountVolume;
 
 /// Rows one query may return, at most.
 pub const PAGE_ROWS_MAX: usize = 1_000;
@@ -168,6 +170,19 @@ impl ReplicaReader {
     ) -> Result<Summed<DailyVolume>, ReplicaError> {
         self.with_conn(async |conn| reports::daily_volume(conn, range).await)
             .await
+    /// The traded volume of each account above `after` in `markets` since `since_ns` (maker and
+    /// taker both count), by account, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
+    pub async fn account_volumes(
+        &self,
+        markets: &[MarketId],
+        since_ns: u64,
+        after: AccountId,
+        limit: usize,
+    ) -> Result<Vec<AccountVolume>, ReplicaError> {
+        self.with_conn(async |conn| {
+            volumes::by_account(conn, markets, since_ns, after, limit).await
+        })
+        .await
     }
 
     /// Runs `query` on the connection (opened first if needed); drops the connection when it
