@@ -58,7 +58,9 @@ const RANGER_DESCRIPTION: &str = "Ranger-style WebSocket streams. Not HTTP opera
             strings (JSON numbers are accepted in requests, read exactly; no exponents). \
             Authenticated routes take X-Auth-Apikey, X-Auth-Nonce (Unix ms, strictly \
             increasing per key, within the server's window) and X-Auth-Signature = \
-            hex(HMAC-SHA256(secret, nonce + key)). Errors are \
+            hex(HMAC-SHA256(secret, nonce + METHOD + path-and-query + \
+            hex(SHA-256(body)))); Barong's nonce + key only from a key created or configured \
+            legacy. Errors are \
             `{\"errors\":[code],\"error\":{\"code\",\"message\"}}`."
     ),
     servers((url = "/", description = "this server (paths are absolute)")),
