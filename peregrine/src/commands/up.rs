@@ -757,6 +757,10 @@ fn start_fanout(
     fanout_config.retention_floor = exchange.fanout_floor.clone();
     fanout_config.snapshot_interval = Duration::from_millis(section.snapshot_interval_ms);
     fanout_config.replicas = section.replicas;
+    fanout_config.access = config
+        .nats
+        .access()
+        .map_err(|e| UpError::Fanout(e.to_string()))?;
     let handle = peregrine_fanout::Publisher::start(
         fanout_config,
         peregrine_persist::follow::DurableSource::Journal(exchange.journal().clone()),
