@@ -70,10 +70,11 @@ fn check_auth(headers_text: &[u8]) {
         key: rest::KEY.to_owned(),
         secret: rest::SECRET.to_owned(),
         account: 1,
+        legacy_signature: false,
     };
     let store = KeyStore::new(&[key], rest::WINDOW_MS);
-    // The request the headers came with: bootstrap keys also take Barong's legacy signature
-    // (nonce + key), which is what the seeds sign.
+    // The request the headers came with, which the seeds sign (nonce + method + path +
+    // SHA-256 of the body).
     let facts = RequestFacts {
         method: "POST",
         path: "/api/v2/peatio/market/orders",

@@ -94,6 +94,8 @@ async fn every_route_is_documented_and_every_documented_route_is_served() {
                     "{method} {path}: {security:?}"
                 );
                 assert!(operation["responses"]["401"].is_object(), "{method} {path}");
+                // A key's scopes or allowlist can refuse any signed request.
+                assert!(operation["responses"]["403"].is_object(), "{method} {path}");
             }
         }
     }

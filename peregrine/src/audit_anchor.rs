@@ -18,9 +18,17 @@ use prometheus::{IntCounterVec, Opts, Registry};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// How long an anchor's submission may wait for its outcome (a journal commit); below the
-/// 2 s identity's `stop` gives each task, so the anchor at shutdown lands or is abandoned.
+/// How long a periodic anchor's submission may wait for its outcome (a journal commit); a
+/// late one is retried at the next tick.
 const ANCHOR_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long the anchor at shutdown may wait for its commit: nothing retries it, so it gets
+/// longer (a loaded machine's fsync), and identity's `stop` waits for it ([`STOP_WAIT`]).
+const SHUTDOWN_ANCHOR_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long identity's `stop` waits for this task: the shutdown anchor's timeout, and the
+/// head's read, with room.
+pub const STOP_WAIT: Duration = Duration::from_secs(7);
+const _: () = assert!(SHUTDOWN_ANCHOR_TIMEOUT.as_secs() < STOP_WAIT.as_secs());
+const _: () = assert!(ANCHOR_TIMEOUT.as_secs() <= SHUTDOWN_ANCHOR_TIMEOUT.as_secs());
 
 /// Why an anchor was not journaled.
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +78,13 @@ impl AnchorMetrics {
     }
 }
 
-/// Journals the head if it moved past `last` (updated on success).
+/// Journals the head if it moved past `last` (updated on success), waiting at most
+/// `timeout` for the commit.
 pub async fn anchor_once(
     store: &Store,
     engine: &EngineHandle,
     last: &mut Option<i64>,
+    timeout: Duration,
 ) -> Result<Anchored, AnchorError> {
     let Some((seq, hash)) = store.audit_head().await? else {
         return Ok(Anchored::Unchanged);
@@ -94,7 +104,7 @@ pub async fn anchor_once(
     let ticket = engine
         .submit(request)
         .map_err(|e| AnchorError::Submit(e.to_string()))?;
-    let executed = tokio::time::timeout(ANCHOR_TIMEOUT, ticket)
+    let executed = tokio::time::timeout(timeout, ticket)
         .await
         .map_err(|_| AnchorError::Submit("no outcome in time".to_owned()))?
         .map_err(|e| AnchorError::Submit(e.to_string()))?;
@@ -123,12 +133,25 @@ pub fn spawn(
                 _ = ticks.tick() => false,
                 _ = stop.wait_for(|&stop| stop) => true,
             };
-            let outcome = match anchor_once(&store, &engine, &mut last).await {
+            let timeout = if stopping {
+                SHUTDOWN_ANCHOR_TIMEOUT
+            } else {
+                ANCHOR_TIMEOUT
+            };
+            let outcome = match anchor_once(&store, &engine, &mut last, timeout).await {
+                Ok(Anchored::Journaled(seq)) if stopping => {
+                    tracing::info!(seq, "audit head anchored in the journal at shutdown");
+                    "journaled"
+                }
                 Ok(Anchored::Journaled(seq)) => {
                     tracing::debug!(seq, "audit head anchored in the journal");
                     "journaled"
                 }
                 Ok(Anchored::Unchanged) => "unchanged",
+                Err(error) if stopping => {
+                    tracing::error!(%error, "audit head not anchored at shutdown");
+                    "failed"
+                }
                 Err(error) => {
                     tracing::warn!(%error, "audit head not anchored");
                     "failed"

@@ -481,7 +481,7 @@ impl Running {
         let interval = Duration::from_millis(self.section.audit_anchor_interval_ms);
         let stop = self.stop.subscribe();
         let task = crate::audit_anchor::spawn(self.store.clone(), engine, interval, stop, metrics);
-        self.push_task("audit anchor", task);
+        self.push_task(AUDIT_ANCHOR_TASK, task);
         Ok(())
     }
 
@@ -502,10 +502,13 @@ impl Running {
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
         for (name, task) in tasks {
-            if tokio::time::timeout(Duration::from_secs(2), task)
-                .await
-                .is_err()
-            {
+            // The audit anchor's last submission waits for a journal commit: longer.
+            let wait = if name == AUDIT_ANCHOR_TASK {
+                crate::audit_anchor::STOP_WAIT
+            } else {
+                Duration::from_secs(2)
+            };
+            if tokio::time::timeout(wait, task).await.is_err() {
                 tracing::warn!(task = name, "identity task did not stop in time");
             }
         }
@@ -515,6 +518,9 @@ impl Running {
         }
     }
 }
+
+/// The audit anchor's task name (readiness and [`Running::stop`] name it).
+const AUDIT_ANCHOR_TASK: &str = "audit anchor";
 
 /// Ready while every task runs: a task never ends on its own before `stop` (a follower
 /// retries a failed poll), so one that ended panicked, and its cache or verifier is stale.

@@ -977,3 +977,247 @@ async fn a_deposit_reaches_the_accounts_deposit_stream_on_a_bridge() {
     up.stop();
     delete_stream(&url, &stream).await;
 }
+/// The `tokens` line of `/health/ready` of the node at `http` (status and whole text).
+async fn readiness(http: &str) -> (u16, String) {
+    let response = http_client()
+        .get(format!("{http}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        response.text().await.unwrap_or_default(),
+    )
+}
+
+/// Identity's JWKS fetched over `https://` (`[bridge] jwks_url` with `appliance_ca_pem`, the
+/// appliance on `[rest.tls]`): a bridge that trusts the appliance's certificate loads the keys
+/// and serves a user's private stream and order entry with the user's access JWT; a bridge
+/// that trusts another certificate has no keys, refuses the token 401, and its readiness says
+/// why (the certificate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_loads_the_jwks_over_https_only_from_an_appliance_it_trusts() {
+    use support::identity::{Session, identity_section, new_verified_user, unique as named};
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, stream) = unique("jwkstls");
+    let url = nats_url();
+    let (cert, key) = write_certificate(dir.path(), "appliance");
+    let (other, _) = write_certificate(dir.path(), "other");
+    let sections = format!(
+        "{}\n[rest.tls]\nsource = \"files\"\ncert_chain_pem = \"{}\"\nprivate_key_pem = \"{}\"\n",
+        identity_section(dir.path()),
+        cert.display(),
+        key.display()
+    );
+    let (up, port) = relay_appliance_with(dir.path(), &url, &stream, &prefix, &sections);
+    assert!(up.rest.starts_with("https://"), "{:?}", up.lines);
+    support::trust_also(&cert);
+    let lines = |trusted: &Path| {
+        format!(
+            "orders_url = \"https://127.0.0.1:{port}\"\n\
+             jwks_url = \"https://127.0.0.1:{port}/api/v2/barong/identity/jwks\"\n\
+             appliance_ca_pem = \"{}\"\n",
+            trusted.display()
+        )
+    };
+    // Both bridges start while the user signs up (an unready one waits out its start bound).
+    let starting = |name: &str, trusted: &Path| {
+        let (dir, url, stream, lines) = (
+            dir.path().join(name),
+            url.clone(),
+            stream.clone(),
+            lines(trusted),
+        );
+        std::thread::spawn(move || Bridge::start_with(&dir, &url, &stream, &lines))
+    };
+    let (trusting, fooled) = (starting("b1", &cert), starting("b2", &other));
+    let email = format!("{}@example.com", named("jwks-tls"));
+    let (session, account, _uid): (Session, u32, String) =
+        new_verified_user(&up.rest, &email).await;
+    up.deposit(account, "usd", "1000000", 1).await;
+    let (status, issued) = session
+        .post("/resource/tokens", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 201, "{issued}");
+    let token = issued["token"].as_str().unwrap().to_owned();
+    let (trusting, fooled) = (trusting.join().unwrap(), fooled.join().unwrap());
+
+    // Trusted: the keys are loaded, the token opens the private stream and places an order
+    // (relayed over https), which the stream then carries.
+    let (status, text) = readiness(&trusting.http).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ok tokens"), "{text}");
+    let mut orders = trusting.private_ws(&token).await;
+    let placed = http_client()
+        .post(format!("{}{ORDERS}", trusting.rest))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(bid("48000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        placed.status().as_u16(),
+        201,
+        "{}",
+        placed.text().await.unwrap()
+    );
+    let pushed = next_with(&mut orders, "order").await;
+    assert_eq!(pushed["price"], "48000", "{pushed}");
+
+    // Another certificate: no keys, the token refused, and readiness names the cause.
+    let (status, text) = readiness(&fooled.http).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("not ready tokens: identity's JWKS ([bridge] jwks_url) not loaded: ")
+            && text.contains("certificate"),
+        "{text}"
+    );
+    let private = format!(
+        "{}/api/v2/ranger/private?stream=order",
+        fooled.rest.replacen("http://", "ws://", 1)
+    );
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(private)
+            .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 401, "{response:?}");
+        }
+        other => panic!("the untrusting bridge opened a private stream: {other:?}"),
+    }
+    up.stop();
+    delete_stream(&url, &stream).await;
+}
+
+/// The NATS user and password of [`SecureNats`].
+const NATS_USER: (&str, &str) = ("peregrine", "nats-password-of-the-test-0000");
+
+/// A `nats-server -js` of the test's own that takes only TLS (with `cert`) and [`NATS_USER`].
+struct SecureNats {
+    child: Child,
+    port: u16,
+}
+
+impl SecureNats {
+    fn start(dir: &Path, cert: &Path, key: &Path) -> SecureNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("nats-secure.conf");
+        let (user, password) = NATS_USER;
+        std::fs::write(
+            &config,
+            format!(
+                "listen: \"127.0.0.1:{port}\"\njetstream {{ store_dir: \"{}\" }}\n\
+                 tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n\
+                 authorization {{ users: [ {{ user: \"{user}\", password: \"{password}\" }} ] }}\n",
+                dir.join("nats-secure").display(),
+                cert.display(),
+                key.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server (Debian package nats-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SecureNats { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SecureNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `[nats]` TLS and credentials, on a NATS that requires both: the appliance publishes and a
+/// bridge with the CA and the password follows; a bridge without credentials, and one that
+/// trusts another certificate, are refused, and their readiness says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_with_tls_and_a_password_serves_only_clients_that_have_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = write_certificate(dir.path(), "nats");
+    let (other, _) = write_certificate(dir.path(), "other");
+    let nats = SecureNats::start(dir.path(), &cert, &key);
+    let url = nats.url();
+    let password_file = dir.path().join("nats-password");
+    std::fs::write(&password_file, format!("{}\n", NATS_USER.1)).unwrap();
+    let nats_section = |ca: &Path, user: &str| {
+        let credentials = if user.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "user = \"{user}\"\npassword_file = \"{}\"\n",
+                password_file.display()
+            )
+        };
+        format!("[nats]\ntls_ca_pem = \"{}\"\n{credentials}", ca.display())
+    };
+    let (prefix, stream) = unique("natstls");
+    let appliance = format!(
+        "[[rest.keys]]\nkey = \"{RELAY_KEY}\"\nsecret = \"{RELAY_SECRET}\"\naccount = 1\n\n{}",
+        nats_section(&cert, NATS_USER.0)
+    );
+    let (up, _) = relay_appliance_with(dir.path(), &url, &stream, &prefix, &appliance);
+    // Bridges after the sections of their own (`[nats]` must follow `[bridge]`'s lines).
+    let starting = |name: &str, ca: &Path, user: &str| {
+        let lines = format!("\n{}", nats_section(ca, user));
+        let (dir, url, stream) = (dir.path().join(name), url.clone(), stream.clone());
+        std::thread::spawn(move || Bridge::start_with(&dir, &url, &stream, &lines))
+    };
+    let following = starting("b1", &cert, NATS_USER.0);
+    let anonymous = starting("b2", &cert, "");
+    let fooled = starting("b3", &other, NATS_USER.0);
+    up.deposit(1, "usd", "1000000", 1).await;
+    let (status, body) = signed(&up.rest, "POST", ORDERS, &bid("49000"), RELAY_SECRET).await;
+    assert_eq!(status, 201, "{body}");
+
+    // The appliance publishes over TLS with the password; a bridge with both follows.
+    let following = following.join().unwrap();
+    let bids = bids_when(&following, 1).await;
+    assert_eq!(bids[0]["price"], "49000", "{bids:?}");
+    let (status, text) = readiness(&following.http).await;
+    assert_eq!(status, 200, "{text}");
+    let (status, text) = readiness(&up.http).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("ok fanout"), "{text}");
+
+    let anonymous = anonymous.join().unwrap();
+    let (status, text) = readiness(&anonymous.http).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("not ready stream: bridge not following the stream: ")
+            && text.to_lowercase().contains("authorization"),
+        "{text}"
+    );
+    let fooled = fooled.join().unwrap();
+    let (status, text) = readiness(&fooled.http).await;
+    assert_eq!(status, 503, "{text}");
+    assert!(
+        text.contains("not ready stream: bridge not following the stream: ")
+            && text.contains("certificate"),
+        "{text}"
+    );
+    up.stop();
+    drop(nats);
+}

@@ -19,11 +19,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use ring::hmac;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use support::identity::identity_section;
-use support::{Up, http_client, now_ms, write_config};
+use support::{Up, http_client, now_ms, signed_rest, write_config};
 use users::{Session, enable_2fa, operator};
 
 /// The static REST keys of the two traders: (key, secret, account).
@@ -44,7 +43,8 @@ fn config(dir: &Path) {
     write_config(dir, &[], &format!("{keys}{}", identity_section(dir)));
 }
 
-/// A REST request signed with a static key (Barong's nonce + key HMAC); status and JSON.
+/// A REST request signed with a static key (over nonce, method, path and the body's SHA-256);
+/// status and JSON.
 async fn rest(
     up: &Up,
     (key, secret, _): (&str, &str, u32),
@@ -52,18 +52,16 @@ async fn rest(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let nonce = now_ms();
-    let mac = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&mac, format!("{nonce}{key}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let mut request = http_client()
-        .request(method, format!("{}/api/v2/peatio{path}", up.rest))
-        .header("X-Auth-Apikey", key)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
+    let url = format!("{}/api/v2/peatio{path}", up.rest);
+    let client = http_client();
+    let request = signed_rest(
+        &client,
+        method,
+        &url,
+        (key, secret),
+        now_ms(),
+        body.as_ref(),
+    );
     let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))

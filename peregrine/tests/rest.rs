@@ -5,27 +5,12 @@
 
 use crate::support;
 
-use ring::hmac;
+use reqwest::Method;
 use serde_json::json;
-use support::{Trader, Up, http_client, next_with, now_ms, write_config};
+use support::{Trader, Up, http_client, next_with, now_ms, signed_rest, write_config};
 
 const KEY: &str = "retail-key-1";
 const SECRET: &str = "retail-secret-of-32-bytes-000000";
-
-/// Barong's headers: nonce in ms, signature = hex HMAC-SHA256(secret, nonce + key).
-fn signed(
-    request: reqwest::RequestBuilder,
-    nonce_ms: u128,
-    secret: &str,
-) -> reqwest::RequestBuilder {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&key, format!("{nonce_ms}{KEY}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    request
-        .header("X-Auth-Apikey", KEY)
-        .header("X-Auth-Nonce", nonce_ms.to_string())
-        .header("X-Auth-Signature", signature)
-}
 
 /// The REST base URL `up`'s summary printed.
 fn rest_url(up: &Up) -> String {
@@ -52,23 +37,28 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
     let client = http_client();
     let order = json!({"market": "btcusd", "side": "buy", "volume": "0.25", "price": "49000"});
 
-    let refused = signed(
-        client.post(format!("{rest}/peatio/market/orders")),
+    let orders = format!("{rest}/peatio/market/orders");
+    let refused = signed_rest(
+        &client,
+        Method::POST,
+        &orders,
+        (KEY, "wrong-secret-wrong-secret-000000"),
         now_ms(),
-        "wrong-secret-wrong-secret-000000",
+        Some(&order),
     )
-    .json(&order)
     .send()
     .await
     .unwrap();
     assert_eq!(refused.status(), 401);
 
-    let placed = signed(
-        client.post(format!("{rest}/peatio/market/orders")),
+    let placed = signed_rest(
+        &client,
+        Method::POST,
+        &orders,
+        (KEY, SECRET),
         now_ms(),
-        SECRET,
+        Some(&order),
     )
-    .json(&order)
     .send()
     .await
     .unwrap();
@@ -101,12 +91,14 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
     assert_eq!(snapshot["bids"], json!([["49000", "0.25"]]), "{snapshot}");
     let sequence = snapshot["sequence"].as_u64().unwrap();
     let second = json!({"market": "btcusd", "side": "buy", "volume": "0.5", "price": "48000"});
-    let placed = signed(
-        client.post(format!("{rest}/peatio/market/orders")),
+    let placed = signed_rest(
+        &client,
+        Method::POST,
+        &orders,
+        (KEY, SECRET),
         now_ms(),
-        SECRET,
+        Some(&second),
     )
-    .json(&second)
     .send()
     .await
     .unwrap();
@@ -124,12 +116,13 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
     // caught up: the deposit, then the locks of the two orders, summing to the deposit.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let transactions = loop {
-        let response = signed(
-            client.get(format!(
-                "{rest}/peatio/account/transactions?currency=usd&order_by=asc"
-            )),
+        let response = signed_rest(
+            &client,
+            Method::GET,
+            &format!("{rest}/peatio/account/transactions?currency=usd&order_by=asc"),
+            (KEY, SECRET),
             now_ms(),
-            SECRET,
+            None,
         )
         .send()
         .await
@@ -187,20 +180,86 @@ async fn a_signed_rest_order_rests_in_the_book_of_a_running_up() {
     up.stop();
 }
 
+/// Barong's signature, `hex(HMAC-SHA256(secret, nonce + key))`: method, path and body unsigned.
+fn barong_signature(secret: &str, nonce_ms: u128, key: &str) -> String {
+    peregrine_gateway::rest::auth::sign(secret, u64::try_from(nonce_ms).unwrap(), key)
+}
+
+/// A `[[rest.keys]]` bootstrap key takes Barong's `nonce + key` signature only when it says
+/// `legacy_signature = true`: then `up` warns about the key at start and counts each request
+/// signed that way. By default the weak signature is a bad signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bootstrap_key_refuses_barongs_signature_unless_configured_legacy() {
+    const LEGACY: (&str, &str) = ("old-client-key", "old-client-secret-of-32-bytes-00");
+    let dir = tempfile::tempdir().unwrap();
+    write_config(
+        dir.path(),
+        &[],
+        &format!(
+            "[[rest.keys]]\nkey = \"{KEY}\"\nsecret = \"{SECRET}\"\naccount = 3\n\n\
+             [[rest.keys]]\nkey = \"{}\"\nsecret = \"{}\"\naccount = 4\n\
+             legacy_signature = true\n",
+            LEGACY.0, LEGACY.1
+        ),
+    );
+    let up = Up::start(dir.path());
+    let balances = format!("{}/peatio/account/balances", rest_url(&up));
+    let weak = |(key, secret): (&str, &str)| {
+        let nonce = now_ms();
+        http_client()
+            .get(&balances)
+            .header("X-Auth-Apikey", key)
+            .header("X-Auth-Nonce", nonce.to_string())
+            .header("X-Auth-Signature", barong_signature(secret, nonce, key))
+            .send()
+    };
+    let refused = weak((KEY, SECRET)).await.unwrap();
+    let status = refused.status();
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["errors"][0], "authz.invalid_signature", "{body}");
+    // The same key, the whole request signed: accepted.
+    let client = http_client();
+    let strong = signed_rest(
+        &client,
+        Method::GET,
+        &balances,
+        (KEY, SECRET),
+        now_ms(),
+        None,
+    );
+    assert_eq!(strong.send().await.unwrap().status(), 200);
+
+    let accepted = weak(LEGACY).await.unwrap();
+    assert_eq!(accepted.status(), 200, "{:?}", accepted.text().await);
+    let strong = signed_rest(&client, Method::GET, &balances, LEGACY, now_ms(), None);
+    assert_eq!(strong.send().await.unwrap().status(), 200);
+    // One request signed the weak way: counted once.
+    let metrics = up.metrics().await;
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line == "peregrine_rest_legacy_signatures_total 1"),
+        "{metrics}"
+    );
+    let log = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("legacy_signature = true")
+                && line.contains(LEGACY.0)
+                && line.contains("WARN")),
+        "no warning about the legacy key: {log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("legacy_signature = true") && line.contains(KEY)),
+        "a key without the flag was warned about: {log}"
+    );
+    up.stop();
+}
+
 const MAKER_KEY: &str = "retail-key-maker";
 const MAKER_SECRET: &str = "retail-secret-of-maker-000000000";
-
-/// [`signed`] for any key.
-fn signed_as(request: reqwest::RequestBuilder, key: &str, secret: &str) -> reqwest::RequestBuilder {
-    let nonce_ms = now_ms();
-    let mac = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&mac, format!("{nonce_ms}{key}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    request
-        .header("X-Auth-Apikey", key)
-        .header("X-Auth-Nonce", nonce_ms.to_string())
-        .header("X-Auth-Signature", signature)
-}
 
 /// A signed GET as `key`: status, replica high-water header, JSON body.
 async fn get_as(
@@ -209,7 +268,7 @@ async fn get_as(
     key: &str,
     secret: &str,
 ) -> (u16, Option<u64>, serde_json::Value) {
-    let response = signed_as(client.get(url), key, secret)
+    let response = signed_rest(client, Method::GET, &url, (key, secret), now_ms(), None)
         .send()
         .await
         .unwrap();
@@ -230,11 +289,17 @@ async fn post_as(
     secret: &str,
     body: serde_json::Value,
 ) -> (u16, serde_json::Value) {
-    let response = signed_as(client.post(url), key, secret)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let response = signed_rest(
+        client,
+        Method::POST,
+        &url,
+        (key, secret),
+        now_ms(),
+        Some(&body),
+    )
+    .send()
+    .await
+    .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
@@ -546,12 +611,14 @@ async fn a_request_replayed_after_a_restart_is_refused() {
     let order = json!({"market": "btcusd", "side": "buy", "volume": "0.25", "price": "49000"});
     let nonce = now_ms();
     let send = |rest: String, nonce: u128| {
-        signed(
-            client.post(format!("{rest}/peatio/market/orders")),
+        signed_rest(
+            &client,
+            Method::POST,
+            &format!("{rest}/peatio/market/orders"),
+            (KEY, SECRET),
             nonce,
-            SECRET,
+            Some(&order),
         )
-        .json(&order)
         .send()
     };
     let placed = send(rest.clone(), nonce).await.unwrap();
@@ -572,10 +639,13 @@ async fn a_request_replayed_after_a_restart_is_refused() {
     // listed from the replica, which may lag a moment.)
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let response = signed(
-            client.get(format!("{rest}/peatio/market/orders?state=wait")),
+        let response = signed_rest(
+            &client,
+            Method::GET,
+            &format!("{rest}/peatio/market/orders?state=wait"),
+            (KEY, SECRET),
             now_ms(),
-            SECRET,
+            None,
         )
         .send()
         .await

@@ -7,9 +7,8 @@
 
 use crate::support;
 
-use ring::hmac;
 use serde_json::{Value, json};
-use support::{FreshDatabase, Up, http_client, next_with, now_ms, write_config};
+use support::{FreshDatabase, Up, http_client, next_with, now_ms, signed_rest, write_config};
 
 /// The buyer's and the seller's REST keys (accounts 3 and 4).
 const BUYER: (&str, &str) = ("history-buyer", "history-buyer-secret-0000");
@@ -26,21 +25,20 @@ fn keys_toml() -> String {
 }
 
 async fn place(up: &Up, (key, secret): (&str, &str), side: &str, volume: &str, price: &str) {
-    let nonce = now_ms();
-    let tag = hmac::sign(
-        &hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
-        format!("{nonce}{key}").as_bytes(),
-    );
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let response = http_client()
-        .post(format!("{}/api/v2/peatio/market/orders", up.rest))
-        .header("X-Auth-Apikey", key)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature)
-        .json(&json!({"market": "btcusd", "side": side, "volume": volume, "price": price}))
-        .send()
-        .await
-        .unwrap();
+    let client = http_client();
+    let url = format!("{}/api/v2/peatio/market/orders", up.rest);
+    let body = json!({"market": "btcusd", "side": side, "volume": volume, "price": price});
+    let response = signed_rest(
+        &client,
+        reqwest::Method::POST,
+        &url,
+        (key, secret),
+        now_ms(),
+        Some(&body),
+    )
+    .send()
+    .await
+    .unwrap();
     let status = response.status();
     assert_eq!(status, 201, "{}", response.text().await.unwrap());
 }

@@ -10,7 +10,6 @@ use std::process::Command;
 
 use peregrine_client::{Client, KeyId, Placed, ServerTrust, SigningKey};
 use peregrine_hotpath::Side;
-use ring::hmac;
 use rust_decimal::Decimal;
 use support::{Up, http_client, write_config};
 
@@ -36,21 +35,19 @@ fn keygen() -> (String, String) {
 
 /// `GET {rest}/peatio/account/balances/{currency}`, signed for account 3.
 async fn rest_balance(rest: &str, currency: &str) -> serde_json::Value {
-    let nonce = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, REST_SECRET.as_bytes());
-    let tag = hmac::sign(&key, format!("{nonce}{REST_KEY}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let response = http_client()
-        .get(format!("{rest}/peatio/account/balances/{currency}"))
-        .header("X-Auth-Apikey", REST_KEY)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature)
-        .send()
-        .await
-        .unwrap();
+    let client = http_client();
+    let url = format!("{rest}/peatio/account/balances/{currency}");
+    let response = support::signed_rest(
+        &client,
+        reqwest::Method::GET,
+        &url,
+        (REST_KEY, REST_SECRET),
+        support::now_ms(),
+        None,
+    )
+    .send()
+    .await
+    .unwrap();
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
 }

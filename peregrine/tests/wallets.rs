@@ -180,18 +180,19 @@ impl Stack {
 
     /// A signed GET on the REST bridge: status and body.
     async fn get(&self, path: &str) -> (u16, Value) {
-        let nonce_ms = now_ms();
-        let mac = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
-        let tag = hmac::sign(&mac, format!("{nonce_ms}{KEY}").as_bytes());
-        let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        let response = http_client()
-            .get(format!("{}/api/v2/peatio/{path}", self.up.rest))
-            .header("X-Auth-Apikey", KEY)
-            .header("X-Auth-Nonce", nonce_ms.to_string())
-            .header("X-Auth-Signature", signature)
-            .send()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v2/peatio/{path}", self.up.rest);
+        let client = http_client();
+        let response = support::signed_rest(
+            &client,
+            reqwest::Method::GET,
+            &url,
+            (KEY, SECRET),
+            now_ms(),
+            None,
+        )
+        .send()
+        .await
+        .unwrap();
         (response.status().as_u16(), response.json().await.unwrap())
     }
 

@@ -105,7 +105,7 @@ pub const OPERATIONS: &[Operation] = &[
     op("put", "/api/v2/barong/resource/users/password", "change the password", SessionCsrf, Json("ChangePassword"), (201, Some("Empty")), &[400]),
     op("get", "/api/v2/barong/resource/sessions", "the user's sessions", Session, NoBody, (200, Some("Sessions")), &[]),
     op("delete", "/api/v2/barong/resource/sessions/{id}", "revoke one of the user's sessions", SessionCsrf, NoBody, (200, Some("Empty")), &[404]),
-    op("post", "/api/v2/barong/resource/otp/generate_qrcode", "a new TOTP key: otpauth URL and QR PNG", SessionCsrf, NoBody, (201, Some("Enrolment")), &[]),
+    op("post", "/api/v2/barong/resource/otp/generate_qrcode", "a new TOTP key: otpauth URL and QR PNG", SessionCsrf, NoBody, (201, Some("Enrolment")), &[422]),
     op("post", "/api/v2/barong/resource/otp/enable", "turn 2FA on with a code of the new key", SessionCsrf, Json("Code"), (201, Some("Empty")), &[403]),
     op("post", "/api/v2/barong/resource/otp/disable", "turn 2FA off with a current code", SessionCsrf, Json("Code"), (201, Some("Empty")), &[403]),
     op("post", "/api/v2/barong/resource/tokens", "a short-lived access JWT for the REST bridge", SessionCsrf, NoBody, (201, Some("AccessToken")), &[]),
@@ -263,6 +263,7 @@ fn reason(status: u16) -> &'static str {
         }
         404 => "no such resource (of this user)",
         409 => "a replayed webhook delivery",
+        422 => "refused in the current state (e.g. 2FA already on)",
         411 => "no Content-Length",
         413 => "the document is larger than the limit",
         415 => "a document type that is not accepted",
@@ -605,4 +606,98 @@ fn kyc_schemas() -> Vec<(&'static str, Value)> {
         ),
         ("Webhook", json!({ "type": "object" })),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::AuthError;
+    use crate::kyc::KycError;
+    use crate::store::ProfileState;
+
+    /// The statuses `document` lists for `method path`.
+    fn documented(method: &str, path: &str) -> Vec<u16> {
+        let document = document();
+        let responses = document["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no {method} {path}"));
+        responses.keys().map(|k| k.parse().unwrap()).collect()
+    }
+
+    fn assert_documented(method: &str, path: &str, answers: &[u16]) {
+        let listed = documented(method, path);
+        for status in answers {
+            assert!(
+                listed.contains(status),
+                "{method} {path} answers {status}, not in its document ({listed:?})"
+            );
+        }
+    }
+
+    /// Each status of the errors the route's handler returns, by the errors' own mapping (a
+    /// changed mapping shows here): what schemathesis would find undocumented.
+    #[test]
+    fn every_refusal_a_route_can_give_is_documented() {
+        let webhook = [
+            KycError::WebhookOff,
+            KycError::WebhookSignature,
+            KycError::WebhookStale,
+            KycError::WebhookReplay,
+            KycError::VaultUnavailable,
+            KycError::InvalidParams { field: "labels" },
+            KycError::ProfileTransition {
+                from: ProfileState::Verified,
+                to: ProfileState::Rejected,
+            },
+        ];
+        let statuses: Vec<u16> = webhook.iter().map(|e| e.status().as_u16()).collect();
+        assert_documented("post", "/api/v2/barong/identity/kyc/webhook", &statuses);
+
+        let session = [
+            AuthError::InvalidSession,
+            AuthError::MissingCsrf,
+            AuthError::CsrfMismatch,
+            AuthError::VaultUnavailable,
+        ];
+        let otp_generate = [AuthError::OtpAlreadyEnabled];
+        let statuses: Vec<u16> = session
+            .iter()
+            .chain(&otp_generate)
+            .map(|e| e.status().as_u16())
+            .collect();
+        assert_documented(
+            "post",
+            "/api/v2/barong/resource/otp/generate_qrcode",
+            &statuses,
+        );
+        let login = [
+            AuthError::InvalidCredentials,
+            AuthError::NotActive,
+            AuthError::Disabled,
+            AuthError::MissingOtp,
+            AuthError::InvalidOtp,
+            AuthError::LockedOut { retry_after_s: 1 },
+            AuthError::VaultUnavailable,
+            AuthError::InvalidParams { field: "body" },
+        ];
+        let statuses: Vec<u16> = login.iter().map(|e| e.status().as_u16()).collect();
+        assert_documented("post", "/api/v2/barong/identity/sessions", &statuses);
+        let create_key = [
+            AuthError::OtpNotEnabled,
+            AuthError::InvalidOtp,
+            AuthError::OtpAlreadyUsed,
+            AuthError::TooManyKeys,
+            AuthError::VaultUnavailable,
+        ];
+        let statuses: Vec<u16> = session
+            .iter()
+            .chain(&create_key)
+            .map(|e| e.status().as_u16())
+            .collect();
+        assert_documented("post", "/api/v2/barong/resource/api_keys", &statuses);
+        // Every route: the store or OpenBao unavailable.
+        for operation in OPERATIONS {
+            assert_documented(operation.method, operation.path, &[503]);
+        }
+    }
 }

@@ -254,7 +254,14 @@ fn rest_seeds(seeds: &mut Seeds) -> Result<()> {
         seeds.write("rest_order", &format!("order-{name}"), &seed)?;
     }
     let nonce_ms = rest::NOW_MS;
-    let signature = peregrine_gateway::rest::auth::sign(rest::SECRET, nonce_ms, rest::KEY);
+    // The request the fuzz target checks the headers against: an empty order POST.
+    let signature = peregrine_gateway::rest::auth::sign_request(
+        rest::SECRET,
+        nonce_ms,
+        "POST",
+        "/api/v2/peatio/market/orders",
+        b"",
+    );
     let headers = format!("{}\n{nonce_ms}\n{signature}\n", rest::KEY);
     let mut seed = vec![rest::MODE_AUTH];
     seed.extend_from_slice(headers.as_bytes());

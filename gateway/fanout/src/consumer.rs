@@ -40,6 +40,8 @@ const STOP_WAIT: Duration = Duration::from_secs(2);
 pub struct ConsumerConfig {
     /// NATS server(s).
     pub nats_url: String,
+    /// TLS trust and credentials for it (none by default).
+    pub access: crate::NatsAccess,
     /// The stream the appliance publishes to.
     pub stream: String,
     /// Events queued for the edge, at most (the consumer waits, and NATS holds the rest).
@@ -59,6 +61,7 @@ impl ConsumerConfig {
     pub fn new(nats_url: impl Into<String>, stream: impl Into<String>) -> ConsumerConfig {
         ConsumerConfig {
             nats_url: nats_url.into(),
+            access: crate::NatsAccess::default(),
             stream: stream.into(),
             channel_capacity: 4_096,
             operation_timeout: Duration::from_secs(5),
@@ -396,8 +399,10 @@ impl Consumer {
         self.shared.reconnected.store(false, Ordering::Release);
         self.shared.disconnected.store(false, Ordering::Release);
         let events = Arc::clone(&self.shared);
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(timeout)
+        let client = self
+            .config
+            .access
+            .options(timeout)
             .event_callback(move |event| {
                 let shared = Arc::clone(&events);
                 async move { connection_event(&shared, &event) }

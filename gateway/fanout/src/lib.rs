@@ -24,6 +24,7 @@
 //! Never does: write the journal, block or slow the engine, interpret an engine event itself
 //! (the views do), or serve clients (bridges do).
 
+pub mod access;
 pub mod consumer;
 pub mod message;
 mod metrics;
@@ -31,6 +32,7 @@ mod publisher;
 pub mod snapshot;
 pub mod subject;
 
+pub use access::{NatsAccess, UserPassword};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerError, ConsumerHandle, FeedEvent};
 pub use message::{DecodeError, MESSAGE_BYTES_MAX, MESSAGE_FORMAT, Part, Published};
 pub use publisher::{FanoutConfig, FanoutError, Publisher, PublisherHandle};

@@ -38,6 +38,8 @@ const EVENTS_INITIAL: usize = 256;
 pub struct FanoutConfig {
     /// NATS server(s), e.g. `nats://127.0.0.1:4222`.
     pub nats_url: String,
+    /// TLS trust and credentials for it (none by default).
+    pub access: crate::NatsAccess,
     /// The JetStream stream (created if absent, with the subject filters of `markets`).
     pub stream: String,
     /// The journal directory.
@@ -81,6 +83,7 @@ impl FanoutConfig {
     ) -> FanoutConfig {
         FanoutConfig {
             nats_url: nats_url.into(),
+            access: crate::NatsAccess::default(),
             stream: "PEREGRINE".to_owned(),
             journal_dir: journal_dir.into(),
             engine_config,
@@ -301,8 +304,10 @@ impl Publisher {
     /// or failed.
     async fn session(&mut self) -> Result<(), FanoutError> {
         let timeout = self.config.operation_timeout;
-        let client = async_nats::ConnectOptions::new()
-            .connection_timeout(timeout)
+        let client = self
+            .config
+            .access
+            .options(timeout)
             .connect(self.config.nats_url.as_str())
             .await?;
         let context = jetstream::new(client);

@@ -2,7 +2,9 @@
 //! `X-Auth-Signature = hex(HMAC-SHA256(secret, nonce + METHOD + path + hex(SHA-256(body))))`
 //! ([`sign_request`]): a signature fits one request only. Barong's own `nonce + key`
 //! ([`sign`]), which fits any request with that nonce, is accepted only from a key marked
-//! legacy (a self-service key created with `legacy: true`, or a configured bootstrap key).
+//! legacy: a self-service key created with `legacy: true`, or a bootstrap key configured with
+//! `legacy_signature = true` (warned about at start; each use counts in
+//! `rest_legacy_signatures_total`). Nothing is legacy by default.
 //!
 //! Keys come from two places: the `[[rest.keys]]` configuration (a bootstrap, every scope) and
 //! identity's self-service keys, loaded and kept current by [`KeyStore::apply`] from the
@@ -22,6 +24,7 @@ use axum::http::HeaderMap;
 use peregrine_auth::api_keys::Scopes;
 use peregrine_auth::key_feed::{KeyChange, ResolvedKey};
 use peregrine_hotpath::{AccountId, Actor, ApiKeyId};
+use prometheus::IntCounter;
 use ring::digest::{SHA256, digest};
 use ring::hmac;
 
@@ -91,6 +94,8 @@ pub struct KeyStore {
     window_ms: u64,
     /// At or above every nonce ever accepted, also before a restart.
     floor: NonceFloor,
+    /// Requests accepted on Barong's `nonce + key` signature (`rest_legacy_signatures_total`).
+    legacy_signatures: Option<IntCounter>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -188,28 +193,20 @@ impl KeyStore {
         KeyStore {
             keys: keys
                 .iter()
-                .map(|k| {
-                    // A bootstrap key: every scope, Barong's signature accepted (the clients
-                    // configured so far sign that way).
-                    let entry = KeyEntry {
-                        key: hmac::Key::new(hmac::HMAC_SHA256, k.secret.as_bytes()),
-                        account: AccountId(k.account),
-                        actor: Actor::ApiKey(ApiKeyId::of_key(k.key.as_bytes())),
-                        last_nonce_ms: Mutex::new(start_ms),
-                        scopes: Scopes::from_names(&["read", "trade", "withdraw"])
-                            .unwrap_or_default(),
-                        legacy: true,
-                        allowed_ips: Vec::new(),
-                        expires_at_ms: None,
-                    };
-                    (k.key.clone(), Arc::new(entry))
-                })
+                .map(|k| (k.key.clone(), Arc::new(bootstrap_entry(k, start_ms))))
                 .collect(),
             dynamic: RwLock::new(HashMap::new()),
             pending: RwLock::new(HashSet::new()),
             window_ms,
             floor,
+            legacy_signatures: None,
         }
+    }
+
+    /// Counts each request accepted on Barong's `nonce + key` signature in `counter`.
+    pub fn count_legacy_signatures(mut self, counter: IntCounter) -> KeyStore {
+        self.legacy_signatures = Some(counter);
+        self
     }
 
     /// Adds, replaces or drops one of identity's self-service keys (a key without a secret
@@ -300,10 +297,11 @@ impl KeyStore {
         let tag = decode_hex(signature).ok_or(AuthError::BadSignature)?;
         // Constant time, each.
         let message = request_message(nonce, facts);
-        let signed = hmac::verify(&entry.key, message.as_bytes(), &tag).is_ok()
-            || (entry.legacy
-                && hmac::verify(&entry.key, format!("{nonce}{key}").as_bytes(), &tag).is_ok());
-        if !signed {
+        let strong = hmac::verify(&entry.key, message.as_bytes(), &tag).is_ok();
+        let legacy = !strong
+            && entry.legacy
+            && hmac::verify(&entry.key, format!("{nonce}{key}").as_bytes(), &tag).is_ok();
+        if !strong && !legacy {
             return Err(AuthError::BadSignature);
         }
         if nonce_ms.abs_diff(now_ms) > self.window_ms {
@@ -334,7 +332,34 @@ impl KeyStore {
             AuthError::NonceFloor
         })?;
         *last = nonce_ms;
+        if legacy && let Some(counter) = &self.legacy_signatures {
+            counter.inc();
+        }
         Ok((entry.account, entry.actor))
+    }
+}
+
+/// A `[[rest.keys]]` bootstrap key: every scope; Barong's signature only when the key opts in,
+/// loudly (see [`RestKey::legacy_signature`]).
+fn bootstrap_entry(key: &RestKey, start_ms: u64) -> KeyEntry {
+    if key.legacy_signature {
+        tracing::warn!(
+            key = %key.key,
+            "rest.keys: legacy_signature = true: this key also accepts Barong's nonce + key \
+             signature, which does not cover the method, path or body (a captured request's \
+             headers fit any other request); sign nonce + method + path + SHA-256(body) and \
+             remove the flag"
+        );
+    }
+    KeyEntry {
+        key: hmac::Key::new(hmac::HMAC_SHA256, key.secret.as_bytes()),
+        account: AccountId(key.account),
+        actor: Actor::ApiKey(ApiKeyId::of_key(key.key.as_bytes())),
+        last_nonce_ms: Mutex::new(start_ms),
+        scopes: Scopes::from_names(&["read", "trade", "withdraw"]).unwrap_or_default(),
+        legacy: key.legacy_signature,
+        allowed_ips: Vec::new(),
+        expires_at_ms: None,
     }
 }
 
@@ -417,14 +442,28 @@ mod tests {
         );
     }
 
+    const SECRET: &str = "0123456789abcdef";
+
+    fn bootstrap(legacy_signature: bool) -> RestKey {
+        RestKey {
+            key: "k1".into(),
+            secret: SECRET.into(),
+            account: 7,
+            legacy_signature,
+        }
+    }
+
     fn store() -> KeyStore {
-        KeyStore::new(
-            &[RestKey {
-                key: "k1".into(),
-                secret: "0123456789abcdef".into(),
-                account: 7,
-            }],
-            5_000,
+        KeyStore::new(&[bootstrap(false)], 5_000)
+    }
+
+    /// `k1`'s headers for [`facts`]'s request, signed in full.
+    fn signed(secret: &str, nonce: u64) -> HeaderMap {
+        let f = facts();
+        headers(
+            "k1",
+            nonce,
+            &sign_request(secret, nonce, f.method, f.path, b"{}"),
         )
     }
 
@@ -524,7 +563,7 @@ mod tests {
     fn accepts_a_signed_fresh_nonce_once() {
         let s = store();
         let now = 1_000_000;
-        let good = headers("k1", now, &sign("0123456789abcdef", now, "k1"));
+        let good = signed(SECRET, now);
         assert_eq!(
             s.authenticate(&good, &facts(), now),
             Ok((AccountId(7), Actor::ApiKey(ApiKeyId::of_key(b"k1"))))
@@ -533,7 +572,7 @@ mod tests {
             s.authenticate(&good, &facts(), now),
             Err(AuthError::ReplayedNonce)
         );
-        let older = headers("k1", now - 1, &sign("0123456789abcdef", now - 1, "k1"));
+        let older = signed(SECRET, now - 1);
         assert_eq!(
             s.authenticate(&older, &facts(), now),
             Err(AuthError::ReplayedNonce)
@@ -541,10 +580,45 @@ mod tests {
     }
 
     #[test]
+    fn a_bootstrap_key_takes_barongs_signature_only_when_configured_to_and_counts_it() {
+        let now = 1_000_000;
+        let weak = |nonce: u64| headers("k1", nonce, &sign(SECRET, nonce, "k1"));
+        // By default: refused as a bad signature, and the key's nonce does not move.
+        let strict = store();
+        assert_eq!(
+            strict.authenticate(&weak(now), &facts(), now),
+            Err(AuthError::BadSignature)
+        );
+        assert!(
+            strict
+                .authenticate(&signed(SECRET, now), &facts(), now)
+                .is_ok()
+        );
+        // Opted in: accepted, and counted; a whole-request signature is not counted.
+        let counter = IntCounter::new("rest_legacy_signatures_total", "test").unwrap();
+        let legacy =
+            KeyStore::new(&[bootstrap(true)], 5_000).count_legacy_signatures(counter.clone());
+        assert!(legacy.authenticate(&weak(now), &facts(), now).is_ok());
+        assert_eq!(counter.get(), 1);
+        assert!(
+            legacy
+                .authenticate(&signed(SECRET, now + 1), &facts(), now)
+                .is_ok()
+        );
+        assert_eq!(counter.get(), 1);
+        // A weak signature is still one use per nonce.
+        assert_eq!(
+            legacy.authenticate(&weak(now + 1), &facts(), now),
+            Err(AuthError::ReplayedNonce)
+        );
+        assert_eq!(counter.get(), 1);
+    }
+
+    #[test]
     fn refuses_bad_signature_stale_nonce_unknown_key_and_missing_headers() {
         let s = store();
         let now = 1_000_000;
-        let wrong = headers("k1", now, &sign("another secret!!", now, "k1"));
+        let wrong = signed("another secret!!", now);
         assert_eq!(
             s.authenticate(&wrong, &facts(), now),
             Err(AuthError::BadSignature)
@@ -555,12 +629,17 @@ mod tests {
             Err(AuthError::BadSignature)
         );
         let stale = now - 5_001;
-        let old = headers("k1", stale, &sign("0123456789abcdef", stale, "k1"));
+        let old = signed(SECRET, stale);
         assert_eq!(
             s.authenticate(&old, &facts(), now),
             Err(AuthError::StaleNonce)
         );
-        let unknown = headers("k2", now, &sign("0123456789abcdef", now, "k2"));
+        let f = facts();
+        let unknown = headers(
+            "k2",
+            now,
+            &sign_request(SECRET, now, f.method, f.path, b"{}"),
+        );
         assert_eq!(
             s.authenticate(&unknown, &facts(), now),
             Err(AuthError::UnknownKey)
@@ -570,7 +649,7 @@ mod tests {
             Err(AuthError::MissingHeaders)
         );
         // None of the failures advanced the nonce.
-        let good = headers("k1", now - 10, &sign("0123456789abcdef", now - 10, "k1"));
+        let good = signed(SECRET, now - 10);
         assert_eq!(
             s.authenticate(&good, &facts(), now),
             Ok((AccountId(7), Actor::ApiKey(ApiKeyId::of_key(b"k1"))))

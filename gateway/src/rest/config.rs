@@ -4,8 +4,9 @@ use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// One API key (Barong's scheme): requests carry `X-Auth-Apikey: key`, `X-Auth-Nonce` and
-/// `X-Auth-Signature = hex(HMAC-SHA256(secret, nonce + key))`.
+/// One bootstrap API key: requests carry `X-Auth-Apikey: key`, `X-Auth-Nonce` (Unix ms, above
+/// the last one accepted) and `X-Auth-Signature = hex(HMAC-SHA256(secret, nonce + METHOD +
+/// path + hex(SHA-256(body))))`: a signature fits one request only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RestKey {
@@ -15,6 +16,14 @@ pub struct RestKey {
     pub secret: String,
     /// The trading account it acts for.
     pub account: u32,
+    /// Also accept Barong's weaker signature, `hex(HMAC-SHA256(secret, nonce + key))`. It
+    /// covers neither the method, the path nor the body, so whoever sees a signed request in
+    /// flight (a proxy, a log) can send any other request with its headers before it lands.
+    /// Only for clients that cannot sign the whole request yet. Off unless set; a key that
+    /// sets it is warned about at start, and each request signed that way counts in
+    /// `rest_legacy_signatures_total`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub legacy_signature: bool,
 }
 
 impl std::fmt::Debug for RestKey {
@@ -23,6 +32,7 @@ impl std::fmt::Debug for RestKey {
         f.debug_struct("RestKey")
             .field("key", &self.key)
             .field("account", &self.account)
+            .field("legacy_signature", &self.legacy_signature)
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +197,7 @@ mod tests {
             key: "k1".into(),
             secret: "0123456789abcdef".into(),
             account: 1,
+            legacy_signature: false,
         };
         let mut config = RestConfig {
             keys: vec![key.clone(), key.clone()],

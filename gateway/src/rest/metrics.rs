@@ -13,6 +13,8 @@ pub struct Metrics {
     pub request_duration_seconds: HistogramVec,
     /// Authentication failures by code.
     pub auth_failures_total: IntCounterVec,
+    /// Requests accepted on Barong's weaker `nonce + key` signature (a legacy key's).
+    pub legacy_signatures_total: IntCounter,
     /// Open WebSocket connections.
     pub ws_connections: IntGauge,
     /// WebSocket messages queued to clients.
@@ -57,6 +59,10 @@ impl Metrics {
                     "requests refused by API-key authentication",
                 ),
                 &["code"],
+            )?,
+            legacy_signatures_total: IntCounter::new(
+                "rest_legacy_signatures_total",
+                "requests accepted on Barong's nonce + key signature (legacy keys only)",
             )?,
             ws_connections: IntGauge::new("ws_connections", "open WebSocket connections")?,
             ws_messages_total: IntCounter::new(
@@ -115,6 +121,7 @@ impl Metrics {
         registry.register(Box::new(metrics.requests_total.clone()))?;
         registry.register(Box::new(metrics.request_duration_seconds.clone()))?;
         registry.register(Box::new(metrics.auth_failures_total.clone()))?;
+        registry.register(Box::new(metrics.legacy_signatures_total.clone()))?;
         registry.register(Box::new(metrics.ws_connections.clone()))?;
         registry.register(Box::new(metrics.ws_messages_total.clone()))?;
         registry.register(Box::new(metrics.ws_slow_consumers_total.clone()))?;

@@ -172,7 +172,8 @@ impl Bridge {
             None => nonce_floor::NonceFloor::in_memory(),
         };
         Ok(Arc::new(Bridge {
-            keys: auth::KeyStore::with_floor(&config.keys, config.nonce_window_ms, floor),
+            keys: auth::KeyStore::with_floor(&config.keys, config.nonce_window_ms, floor)
+                .count_legacy_signatures(metrics.legacy_signatures_total.clone()),
             engine,
             catalog: catalog.into(),
             config,

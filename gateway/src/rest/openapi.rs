@@ -58,7 +58,9 @@ const RANGER_DESCRIPTION: &str = "Ranger-style WebSocket streams. Not HTTP opera
             strings (JSON numbers are accepted in requests, read exactly; no exponents). \
             Authenticated routes take X-Auth-Apikey, X-Auth-Nonce (Unix ms, strictly \
             increasing per key, within the server's window) and X-Auth-Signature = \
-            hex(HMAC-SHA256(secret, nonce + key)). Errors are \
+            hex(HMAC-SHA256(secret, nonce + METHOD + path-and-query + \
+            hex(SHA-256(body)))); Barong's nonce + key only from a key created or configured \
+            legacy. Errors are \
             `{\"errors\":[code],\"error\":{\"code\",\"message\"}}`."
     ),
     servers((url = "/", description = "this server (paths are absolute)")),
@@ -146,8 +148,8 @@ pub fn document() -> Document {
 }
 
 /// Adds to every operation the answers the server gives it outside its handler: `503` (too
-/// many requests in flight) and `408` (a request over the time limit) to all; `401` to signed
-/// ones; `400` (an unknown or malformed parameter) and `422` (a value out of range) to those
+/// many requests in flight) and `408` (a request over the time limit) to all; `401` and `403`
+/// (a key's scopes or address allowlist) to signed ones; `400` (an unknown or malformed parameter) and `422` (a value out of range) to those
 /// with parameters, `404` to those naming a resource (a path parameter, or a `market` or
 /// `currency` filter); `400`, `413`, `415` and `422` to those with a JSON body. Unsigned
 /// integer parameters get the maximum of their Rust type (above it the server cannot parse
@@ -209,6 +211,11 @@ fn complete_operation(operation: &mut Operation) {
     add(
         "401",
         "missing, unknown or badly signed API-key headers",
+        signed,
+    );
+    add(
+        "403",
+        "the API key's scopes or address allowlist do not allow this request",
         signed,
     );
     add("400", "a parameter is unknown or malformed", has_parameters);

@@ -58,6 +58,8 @@ const READY_WAIT: Duration = Duration::from_secs(10);
 const JWKS_RETRY: Duration = Duration::from_secs(1);
 /// Longest the health server gets to finish in-flight requests at stop.
 const HTTP_DRAIN: Duration = Duration::from_secs(2);
+/// Causes of an error shown at most (readiness, logs).
+const CAUSES_MAX: usize = 8;
 
 /// Why `bridge` failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +75,8 @@ pub enum BridgeError {
     Signals(std::io::Error),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Nats(#[from] config::nats::NatsError),
     #[error(transparent)]
     Readiness(#[from] ReadinessError),
     #[error(transparent)]
@@ -97,6 +101,7 @@ impl BridgeError {
             Self::Config(_)
                 | Self::Logging(LoggingError::Filter(_))
                 | Self::Catalog(_)
+                | Self::Nats(_)
                 | Self::Relay(
                     RelayError::BadUrl(_)
                         | RelayError::TrustMissing(_)
@@ -159,6 +164,7 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), BridgeError>
 
     let mut consumer_config = ConsumerConfig::new(&config.bridge.url, &config.bridge.stream);
     consumer_config.ready_lag_max = config.bridge.ready_lag_max_messages;
+    consumer_config.access = config.nats.access()?;
     let (consumer, events) = Consumer::start(consumer_config, metrics.registry())?;
     let consumer = Arc::new(consumer);
     let checked = Arc::clone(&consumer);
@@ -169,14 +175,8 @@ async fn serve_until_stopped(loaded: &config::Loaded) -> Result<(), BridgeError>
     let rest = start_rest(config, rest_listener, &consumer, events, catalog, &metrics).await?;
     if !config.bridge.jwks_url.is_empty() {
         let client = relay::appliance_client(trust.as_deref())?;
-        let loaded = accept_tokens(&rest, config.bridge.jwks_url.clone(), client);
-        readiness.register_check("tokens", move || {
-            if loaded.load(std::sync::atomic::Ordering::Acquire) {
-                CheckStatus::Ready
-            } else {
-                CheckStatus::NotReady("identity's JWKS ([bridge] jwks_url) not loaded yet".into())
-            }
-        })?;
+        let loading = accept_tokens(&rest, config.bridge.jwks_url.clone(), client);
+        readiness.register_check("tokens", move || loading.status())?;
     }
     let feed_live = rest.readiness_probe();
     readiness.register_check("rest", move || {
@@ -280,17 +280,63 @@ fn appliance_trust(config: &config::Config) -> Option<std::path::PathBuf> {
     (!path.is_empty()).then(|| std::path::PathBuf::from(path))
 }
 
+/// Where loading identity's JWKS stands, for readiness: loaded, or why not yet (the last
+/// failure, e.g. a certificate the bridge does not trust).
+#[derive(Debug, Default)]
+struct JwksLoading {
+    loaded: std::sync::atomic::AtomicBool,
+    last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl JwksLoading {
+    fn status(&self) -> CheckStatus {
+        if self.loaded.load(std::sync::atomic::Ordering::Acquire) {
+            return CheckStatus::Ready;
+        }
+        let last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        CheckStatus::NotReady(match last_error.as_deref() {
+            Some(why) => format!("identity's JWKS ([bridge] jwks_url) not loaded: {why}"),
+            None => "identity's JWKS ([bridge] jwks_url) not loaded yet".to_owned(),
+        })
+    }
+
+    fn failed(&self, why: String) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
+    }
+}
+
+/// An error and its causes, `: `-separated (a TLS refusal is a cause of a cause of reqwest's
+/// "error sending request").
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    // Bounded: error chains are short; a cycle cannot be built from owned sources.
+    for _ in 0..CAUSES_MAX {
+        let Some(cause) = source else { break };
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Loads identity's JWKS from `url` until it succeeds, retrying every [`JWKS_RETRY`], then lets
-/// the edge accept access JWTs (kept fresh by the refresher). The flag turns true once loaded.
-/// Why not fail the start: a bridge may come up before the appliance; it serves market data
-/// meanwhile and answers token-authenticated requests 401 until the keys are known.
+/// the edge accept access JWTs (kept fresh by the refresher); readiness reads the returned
+/// state. Why not fail the start: a bridge may come up before the appliance; it serves market
+/// data meanwhile and answers token-authenticated requests 401 until the keys are known.
 fn accept_tokens(
     rest: &RestServer,
     url: String,
     client: relay::ApplianceClient,
-) -> Arc<std::sync::atomic::AtomicBool> {
-    let loaded = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&loaded);
+) -> Arc<JwksLoading> {
+    let loading = Arc::new(JwksLoading::default());
+    let state = Arc::clone(&loading);
     let bridge = Arc::clone(rest.bridge());
     tokio::spawn(async move {
         let reload = Duration::from_secs(config::bridge::JWKS_RELOAD_S);
@@ -306,16 +352,22 @@ fn accept_tokens(
             match started.await {
                 Ok(refresher) => {
                     bridge.accept_tokens(refresher);
-                    flag.store(true, std::sync::atomic::Ordering::Release);
+                    state
+                        .loaded
+                        .store(true, std::sync::atomic::Ordering::Release);
                     tracing::info!(%url, "identity's JWKS loaded: access tokens accepted");
                     return;
                 }
-                Err(error) => tracing::warn!(%url, %error, "cannot load identity's JWKS; retrying"),
+                Err(error) => {
+                    let why = causes(&error);
+                    tracing::warn!(%url, error = %why, "cannot load identity's JWKS; retrying");
+                    state.failed(why);
+                }
             }
             tokio::time::sleep(JWKS_RETRY).await;
         }
     });
-    loaded
+    loading
 }
 
 /// The edge's view of one event of the stream (`None` for kinds this build does not know).

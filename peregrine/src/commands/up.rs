@@ -645,27 +645,36 @@ async fn serve_until_stopped(loaded: &config::Loaded, demo: bool) -> Result<(), 
     if let Some(quic) = quic {
         quic.shutdown(QUIC_GRACE).await;
     }
-    if let Some(running) = identity {
-        running.stop().await;
-    }
     let _ = stop_sender.send(());
 
     let drain_timeout = Duration::from_millis(config.http.shutdown_timeout_ms);
-    tokio::select! {
+    let drained = tokio::select! {
         joined = &mut server => match joined {
-            Ok(Ok(())) => tracing::info!("http stopped"),
-            other => return Err(server_ended(other)),
+            Ok(Ok(())) => {
+                tracing::info!("http stopped");
+                Ok(())
+            }
+            other => Err(server_ended(other)),
         },
         () = tokio::time::sleep(drain_timeout) => {
             tracing::warn!(timeout_ms = config.http.shutdown_timeout_ms,
                 "in-flight requests did not finish in time; closing them");
             server.abort();
+            Ok(())
         }
         signal = signals.recv() => {
             tracing::warn!(%signal, "second stop signal; closing in-flight requests now");
             server.abort();
+            Ok(())
         }
+    };
+    // Identity after every edge that writes its audit chain (the REST listener's identity
+    // routes, the control API's operator decisions) has stopped, and before the engine does:
+    // its last anchor is then the chain's final head, and the journal still takes it.
+    if let Some(running) = identity {
+        running.stop().await;
     }
+    drained?;
     journal_refresh.abort();
     engine_refresh.abort();
     drop(engine);
@@ -795,6 +804,10 @@ fn start_fanout(
     fanout_config.retention_floor = exchange.fanout_floor.clone();
     fanout_config.snapshot_interval = Duration::from_millis(section.snapshot_interval_ms);
     fanout_config.replicas = section.replicas;
+    fanout_config.access = config
+        .nats
+        .access()
+        .map_err(|e| UpError::Fanout(e.to_string()))?;
     let handle = peregrine_fanout::Publisher::start(
         fanout_config,
         peregrine_persist::follow::DurableSource::Journal(exchange.journal().clone()),

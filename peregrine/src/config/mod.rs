@@ -31,6 +31,7 @@ pub mod hotpath;
 pub mod http;
 pub mod journal;
 pub mod log;
+pub mod nats;
 pub mod quic;
 pub mod replica;
 pub mod replication;
@@ -54,6 +55,7 @@ pub use hotpath::HotpathConfig;
 pub use http::HttpConfig;
 pub use journal::JournalSection;
 pub use log::{LogConfig, LogFormat, LogLevel};
+pub use nats::NatsSection;
 pub use quic::QuicConfig;
 pub use replica::ReplicaSection;
 pub use replication::{LeadershipSection, ReplicationSection, StandbySection};
@@ -88,6 +90,8 @@ pub struct Config {
     pub fanout: FanoutSection,
     /// `[bridge]`: a bridge node fed by the stream (see [`bridge`]).
     pub bridge: BridgeSection,
+    /// `[nats]`: TLS and credentials for `[fanout]` and `[bridge]` (see [`nats`]).
+    pub nats: NatsSection,
     /// `[rest]`: the retail REST/WebSocket bridge (see `peregrine_gateway::rest`).
     pub rest: peregrine_gateway::rest::RestConfig,
     /// `[auth]`: the identity service (see [`auth`]).
@@ -116,6 +120,7 @@ impl Default for Config {
             leadership: LeadershipSection::default(),
             fanout: FanoutSection::default(),
             bridge: BridgeSection::default(),
+            nats: NatsSection::default(),
             rest: peregrine_gateway::rest::RestConfig::default(),
             auth: AuthSection::default(),
             currencies: catalog::default_currencies(),
@@ -518,8 +523,8 @@ mod tests {
         assert!(
             err.to_string().contains(
                 "unknown key `jornal` (expected one of: data, http, log, journal, hotpath, \
-                 quic, control, replica, replication, standby, leadership, fanout, bridge, rest, \
-                 auth, currencies, markets, wallets)"
+                 quic, control, replica, replication, standby, leadership, fanout, bridge, nats, \
+                 rest, auth, currencies, markets, wallets)"
             ),
             "{err}"
         );

@@ -93,6 +93,10 @@ pub fn validate(config: &Config, sources: &Sources) -> Result<(), ConfigError> {
             .map_err(|reason| sources.invalid("auth".to_owned(), reason.to_owned()))?;
     }
     replication(config, sources)?;
+    config
+        .nats
+        .validate()
+        .map_err(|e| sources.invalid("nats.user".to_owned(), e.to_string()))?;
     peregrine_core::catalog::Catalog::new(&config.currencies, &config.markets)
         .map_err(|e| sources.invalid("markets".to_owned(), e.to_string()))?;
     super::wallets::validate(config, sources)?;

@@ -279,12 +279,60 @@ impl Drop for Up {
     }
 }
 
+/// A certificate (PEM) [`http_client`] trusts besides the public roots, set once by a test
+/// whose appliance serves `[rest.tls]` (nextest runs each test in a process of its own).
+static EXTRA_ROOT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+
+/// Makes [`http_client`] trust the certificate in `pem` too (for an `https://` appliance).
+pub fn trust_also(pem: &Path) {
+    let bytes = std::fs::read(pem).unwrap();
+    assert!(
+        EXTRA_ROOT.set(bytes.clone()).is_ok() || EXTRA_ROOT.get() == Some(&bytes),
+        "another certificate is trusted already"
+    );
+}
+
 pub fn http_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
+        .timeout(Duration::from_secs(30));
+    if let Some(pem) = EXTRA_ROOT.get() {
+        builder = builder.add_root_certificate(reqwest::Certificate::from_pem(pem).unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// A REST request with an API key's headers, signed over the whole request (nonce, method,
+/// path and query, SHA-256 of `body`, which is sent as JSON). `nonce_ms`: `now_ms()` unless a
+/// test needs a given one.
+pub fn signed_rest(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    (key, secret): (&str, &str),
+    nonce_ms: u128,
+    body: Option<&serde_json::Value>,
+) -> reqwest::RequestBuilder {
+    let parsed = reqwest::Url::parse(url).unwrap();
+    let path = match parsed.query() {
+        Some(query) => format!("{}?{query}", parsed.path()),
+        None => parsed.path().to_owned(),
+    };
+    let bytes = body.map_or_else(Vec::new, |body| serde_json::to_vec(body).unwrap());
+    let nonce = u64::try_from(nonce_ms).unwrap();
+    let signature =
+        peregrine_gateway::rest::auth::sign_request(secret, nonce, method.as_str(), &path, &bytes);
+    let mut request = client
+        .request(method, parsed)
+        .header("X-Auth-Apikey", key)
+        .header("X-Auth-Nonce", nonce.to_string())
+        .header("X-Auth-Signature", signature);
+    if body.is_some() {
+        request = request
+            .header("content-type", "application/json")
+            .body(bytes);
+    }
+    request
 }
 
 /// A MariaDB database of its own for one test, `<DATABASE_URL's database>_<suffix>_<pid>`,

@@ -120,6 +120,7 @@ fn hmac_requests(config: &OpenLoopConfig) -> Result<crate::open_loop::OpenLoopOu
             key: API_KEY.into(),
             secret: API_SECRET.into(),
             account: 7,
+            legacy_signature: false,
         }],
         window_ms,
     );

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use peregrine_core::{EngineHandle, Request};
 use peregrine_gateway::catalog::{Catalog, CurrencyDef, MarketDef};
-use peregrine_gateway::rest::auth::sign;
+use peregrine_gateway::rest::auth::sign_request;
 use peregrine_gateway::rest::{RestConfig, RestKey, RestServer, serve};
 use peregrine_hotpath::runtime::{IdlePolicy, Shard, ShardConfig};
 use peregrine_hotpath::{
@@ -48,6 +48,8 @@ const LANES: u32 = 32;
 const LANE_QUEUE: usize = 4_096;
 /// Round trips for the floor.
 const PING_SAMPLES: usize = 500;
+/// Where orders go; each is signed over nonce, method, this path and the body's SHA-256.
+const ORDERS_PATH: &str = "/api/v2/peatio/market/orders";
 /// Tokio workers for server and clients together (see `e2e`: the shard and router threads
 /// need the other core).
 pub(crate) const TOKIO_WORKERS: usize = 1;
@@ -166,6 +168,7 @@ pub(crate) async fn start(name: &'static str, accounts: u32) -> Result<Fixture, 
                 key: key_name(lane),
                 secret: secret(lane),
                 account: lane,
+                legacy_signature: false,
             })
             .collect(),
         ..RestConfig::default()
@@ -282,7 +285,7 @@ fn open_loop(
         let (tx, mut rx) = mpsc::channel::<Instant>(LANE_QUEUE);
         lanes.push(tx);
         let (http, done_tx, counters) = (http.clone(), done_tx.clone(), counters.clone());
-        let url = format!("{base}/api/v2/peatio/market/orders");
+        let url = format!("{base}{ORDERS_PATH}");
         let side = if lane % 2 == 0 { "sell" } else { "buy" };
         let body = format!(
             r#"{{"market":"{MARKET}","side":"{side}","volume":"0.0001","price":"{PRICE}"}}"#
@@ -297,7 +300,10 @@ fn open_loop(
                     .header("content-type", "application/json")
                     .header("X-Auth-Apikey", &key)
                     .header("X-Auth-Nonce", nonce.to_string())
-                    .header("X-Auth-Signature", sign(&secret, nonce, &key))
+                    .header(
+                        "X-Auth-Signature",
+                        sign_request(&secret, nonce, "POST", ORDERS_PATH, body.as_bytes()),
+                    )
                     .body(body.clone())
                     .send()
                     .await;
