@@ -31,7 +31,6 @@ use peregrine_wallet::chain::{Address, Chain};
 use peregrine_wallet::store::WalletStore;
 use peregrine_wallet::transfers::{TransferKind, TransferState};
 use peregrine_wallet::withdrawals::{NewWithdrawal, WithdrawalState};
-use ring::hmac;
 use serde_json::{Value, json};
 use support::{FreshDatabase, PROCESS_TIMEOUT, Up, http_client, now_ms, spawn, write_config};
 use wallet_support::{
