@@ -57,7 +57,9 @@ fn every_test_file_is_a_module() {
     let declared = include_str!("e2e.rs");
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
         if path.extension().is_some_and(|e| e == "rs") && stem != "e2e" {
             assert!(
                 declared.contains(&format!("\nmod {stem};\n")),

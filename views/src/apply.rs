@@ -147,6 +147,7 @@ impl Views {
             | Event::WithdrawalSettled { .. }
             | Event::WithdrawalReleased { .. } => {
                 out.extend(funds(ts_ns, event).map(Change::Funds))
+            }
             Event::AccountFeeTierSet { account, tier } => {
                 if tier == 0 {
                     self.fee_tiers.remove(&account);

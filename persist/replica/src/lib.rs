@@ -115,8 +115,8 @@ pub use config::ReplicaConfig;
 pub use dialect::Dialect;
 pub use error::ReplicaError;
 pub use reader::{
-    AccountVolume, DailyVolume, LedgerEntry, LedgerPage, MarketTotals, MarketTradeRow,
-    OrderFilter, OrderHistory, OrdersPage, OwnTradeRow, ReplicaReader, Summed, TradeFilter,
-    TradeRange, TradesPage,
+    AccountVolume, DailyVolume, LedgerEntry, LedgerPage, MarketTotals, MarketTradeRow, OrderFilter,
+    OrderHistory, OrdersPage, OwnTradeRow, ReplicaReader, Summed, TradeFilter, TradeRange,
+    TradesPage,
 };
 pub use replicator::{DurableSource, Lag, Replicator, ReplicatorHandle, migrate};

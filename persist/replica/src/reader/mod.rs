@@ -170,6 +170,8 @@ impl ReplicaReader {
     ) -> Result<Summed<DailyVolume>, ReplicaError> {
         self.with_conn(async |conn| reports::daily_volume(conn, range).await)
             .await
+    }
+
     /// The traded volume of each account above `after` in `markets` since `since_ns` (maker and
     /// taker both count), by account, at most `limit` (capped at [`QUERY_ROWS_MAX`]).
     pub async fn account_volumes(
