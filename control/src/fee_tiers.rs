@@ -182,6 +182,7 @@ async fn wanted_tiers(
     let thresholds = thresholds(state, schedule)?;
     let markets: Vec<MarketId> = state
         .catalog
+        .load()
         .markets()
         .iter()
         .filter(|m| m.quote == schedule.currency)
@@ -222,8 +223,8 @@ fn thresholds(
     state: &ControlState,
     schedule: &FeeTierSchedule,
 ) -> Result<Vec<(Amount, u8)>, ControlError> {
-    let currency = state
-        .catalog
+    let catalog = state.catalog.load();
+    let currency = catalog
         .currency(&schedule.currency)
         .ok_or_else(|| ControlError::UnknownCurrency(schedule.currency.clone()))?;
     schedule

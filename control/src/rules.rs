@@ -251,10 +251,13 @@ pub(crate) fn amount_of(
         .map_err(|e| invalid(field, &e.to_string()))
 }
 
-fn currency<'a>(state: &'a ControlState, code: &str) -> Result<&'a Currency, ControlError> {
+/// The currency as the catalog holds it now (it may have been created at runtime).
+fn currency(state: &ControlState, code: &str) -> Result<Currency, ControlError> {
     state
         .catalog
+        .load()
         .currency(code)
+        .cloned()
         .ok_or_else(|| ControlError::UnknownCurrency(code.to_owned()))
 }
 
@@ -269,8 +272,8 @@ fn checked_limit(
         ));
     }
     let unit = currency(state, &request.currency)?;
-    let day = amount_of(unit, "limit_24h", &request.limit_24h)?;
-    let month = amount_of(unit, "limit_30d", &request.limit_30d)?;
+    let day = amount_of(&unit, "limit_24h", &request.limit_24h)?;
+    let month = amount_of(&unit, "limit_30d", &request.limit_30d)?;
     if month < day {
         return Err(invalid("limit_30d", "must be at least limit_24h"));
     }
@@ -292,7 +295,7 @@ fn checked_tiers(
     }
     let mut previous: Option<Amount> = None;
     for threshold in &request.thresholds {
-        let volume = amount_of(unit, "thresholds", &threshold.volume)?;
+        let volume = amount_of(&unit, "thresholds", &threshold.volume)?;
         if previous.is_some_and(|p| p >= volume) {
             return Err(invalid("thresholds", "volumes must ascend"));
         }
