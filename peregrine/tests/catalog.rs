@@ -16,7 +16,6 @@ use crate::users;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures_util::SinkExt;
 use reqwest::Method;
 use ring::hmac;
 use serde_json::{Value, json};

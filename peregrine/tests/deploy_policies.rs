@@ -11,7 +11,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use crate::bao_support;
-use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
