@@ -1245,10 +1245,16 @@ fn a_market_whose_largest_amount_overflows_u128_is_refused_not_a_panic() {
 
 /// An engine image the `snapshot_restore` fuzz target found (kept in `data/`), restored within
 /// the fuzz target's limits (`fuzz/src/lib.rs`, `engine_limits`): refused, never a panic.
+/// The images predate snapshot version 4 (runtime-created currencies and markets): their
+/// bytes now fail the archive's own check before the consistency check they were found
+/// against, so either refusal passes until they are regenerated in the new layout.
 fn assert_found_image_is_refused(image: &[u8]) {
     let restored = Engine::restore_within(image, &EngineConfig::small());
     assert!(
-        matches!(restored, Err(SnapshotError::Inconsistent(_))),
+        matches!(
+            restored,
+            Err(SnapshotError::Inconsistent(_) | SnapshotError::Invalid(_))
+        ),
         "{:?}",
         restored.err()
     );

@@ -17,10 +17,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use ring::hmac;
 use serde_json::{Value, json};
 use support::identity::identity_section;
-use support::{Up, http_client, next_with, now_ms, write_config};
+use support::{Up, http_client, next_with, write_config};
 use users::{Session, enable_2fa, operator};
 
 /// The static REST keys of the two traders: (key, secret, account).
@@ -49,30 +48,7 @@ fn config(dir: &Path, snapshot_every: u64) {
     );
 }
 
-/// A REST request signed with a static key; status and JSON.
-async fn rest(
-    up: &Up,
-    (key, secret, _): (&str, &str, u32),
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let nonce = now_ms();
-    let mac = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&mac, format!("{nonce}{key}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let mut request = http_client()
-        .request(method, format!("{}/api/v2/peatio{path}", up.rest))
-        .header("X-Auth-Apikey", key)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use support::peatio_rest as rest;
 
 /// A public GET's JSON.
 async fn public(up: &Up, path: &str) -> Value {

@@ -24,7 +24,6 @@ use peregrine_wallet::chain::Address;
 use peregrine_wallet::keys::DerivationPath;
 use peregrine_wallet::store::WalletStore;
 use reqwest::Method;
-use ring::hmac;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use support::{Up, http_client, now_ms, write_config};
@@ -262,30 +261,7 @@ async fn a_level_one_user_over_its_limit_is_refused_and_a_level_two_user_passes(
 const MAKER: (&str, &str, u32) = ("tier-maker", "tier-maker-secret-of-32-bytes-000", 3);
 const TAKER: (&str, &str, u32) = ("tier-taker", "tier-taker-secret-of-32-bytes-000", 4);
 
-/// A REST request signed with a static key (Barong's nonce + key HMAC); status and JSON.
-async fn rest(
-    up: &Up,
-    (key, secret, _): (&str, &str, u32),
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let nonce = now_ms();
-    let mac = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&mac, format!("{nonce}{key}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let mut request = http_client()
-        .request(method, format!("{}/api/v2/peatio{path}", up.rest))
-        .header("X-Auth-Apikey", key)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use support::peatio_rest as rest;
 
 /// The maker sells 0.01 btc at 50 000 and the taker buys it: 500 usd of volume each.
 async fn trade(up: &Up) {

@@ -22,7 +22,7 @@ use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use support::identity::identity_section;
-use support::{Up, http_client, now_ms, signed_rest, write_config};
+use support::{Up, http_client, write_config};
 use users::{Session, enable_2fa, operator};
 
 /// The static REST keys of the two traders: (key, secret, account).
@@ -43,29 +43,7 @@ fn config(dir: &Path) {
     write_config(dir, &[], &format!("{keys}{}", identity_section(dir)));
 }
 
-/// A REST request signed with a static key (over nonce, method, path and the body's SHA-256);
-/// status and JSON.
-async fn rest(
-    up: &Up,
-    (key, secret, _): (&str, &str, u32),
-    method: Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let url = format!("{}/api/v2/peatio{path}", up.rest);
-    let client = http_client();
-    let request = signed_rest(
-        &client,
-        method,
-        &url,
-        (key, secret),
-        now_ms(),
-        body.as_ref(),
-    );
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use support::peatio_rest as rest;
 
 async fn order(up: &Up, who: (&str, &str, u32), side: &str, price: &str) -> (u16, Value) {
     let body = json!({"market": "btcusd", "side": side, "volume": "0.01", "price": price});

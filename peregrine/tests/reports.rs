@@ -27,10 +27,9 @@ use peregrine_wallet::chain::eth::EthRpc;
 use peregrine_wallet::keys::DerivationPath;
 use peregrine_wallet::store::WalletStore;
 use reqwest::Method;
-use ring::hmac;
 use serde_json::{Value, json};
 use support::identity::{identity_section, new_verified_user, unique};
-use support::{FreshDatabase, Up, http_client, now_ms, write_config};
+use support::{FreshDatabase, Up, http_client, write_config};
 use users::{Session, enable_2fa, operator};
 
 /// The static REST keys of the two traders: (key, secret, account).
@@ -52,24 +51,9 @@ fn rest_keys() -> String {
         .collect()
 }
 
-/// A REST request signed with a static key (Barong's nonce + key HMAC); status and JSON.
+/// A signed REST request that must succeed; its JSON.
 async fn rest(up: &Up, who: (&str, &str, u32), method: Method, path: &str, body: Value) -> Value {
-    let (key, secret, _) = who;
-    let nonce = now_ms();
-    let mac = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    let tag = hmac::sign(&mac, format!("{nonce}{key}").as_bytes());
-    let signature: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    let response = http_client()
-        .request(method, format!("{}/api/v2/peatio{path}", up.rest))
-        .header("X-Auth-Apikey", key)
-        .header("X-Auth-Nonce", nonce.to_string())
-        .header("X-Auth-Signature", signature)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let (status, body) = support::peatio_rest(up, who, method, path, Some(body)).await;
     assert!(status < 300, "{path}: {status} {body}");
     body
 }

@@ -335,6 +335,33 @@ pub fn signed_rest(
     request
 }
 
+/// A signed REST request of Peatio's API on `up` as a static key (`[[rest.keys]]`: key id,
+/// secret, account), signed over the whole request; its status and JSON (null when none).
+pub async fn peatio_rest(
+    up: &Up,
+    (key, secret, _): (&str, &str, u32),
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let url = format!("{}/api/v2/peatio{path}", up.rest);
+    let client = http_client();
+    let request = signed_rest(
+        &client,
+        method,
+        &url,
+        (key, secret),
+        now_ms(),
+        body.as_ref(),
+    );
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
 /// A MariaDB database of its own for one test, `<DATABASE_URL's database>_<suffix>_<pid>`,
 /// created empty (dropped first if a crashed run left it); dropped again when this is dropped.
 pub struct FreshDatabase {
