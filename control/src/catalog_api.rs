@@ -476,10 +476,13 @@ mod tests {
         assert_eq!(next.market("btcusd2").unwrap().base, "btc");
     }
 
+    /// A field's name and how to spoil it.
+    type BadMarket = (&'static str, fn(&mut MarketRequest));
+
     #[test]
     fn each_bad_market_value_names_its_field() {
         let catalog = catalog();
-        let cases: [(&str, fn(&mut MarketRequest)); 10] = [
+        let cases: [BadMarket; 10] = [
             ("name", |r| r.name = "btcusd".into()),
             ("name", |r| r.name = "BTC-USD".into()),
             ("base", |r| r.base = "doge".into()),

@@ -10,7 +10,6 @@ mod support;
 #[allow(unused_imports)]
 mod users;
 #[path = "../../wallet-daemons/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod wallet_support;
 
 mod admin;
