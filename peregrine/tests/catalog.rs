@@ -20,7 +20,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use support::identity::identity_section;
 use support::{Up, http_client, next_with, write_config};
-use users::{Session, enable_2fa, operator};
 
 /// The static REST keys of the two traders: (key, secret, account).
 const MAKER: (&str, &str, u32) = ("cat-maker", "cat-maker-secret-of-32-bytes-0000", 3);
@@ -69,27 +68,7 @@ async fn order(up: &Up, who: (&str, &str, u32), side: &str, volume: &str, price:
     body
 }
 
-/// `method {http}/control/v1/{path}` with an operator's access token.
-async fn control(up: &Up, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = http_client()
-        .request(method, format!("{}/control/v1/{path}", up.http))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// An operator with `role` and 2FA; a fresh access token.
-async fn operator_token(up: &Up, dir: &Path, role: &str) -> String {
-    let (session, _uid): (Session, String) = operator(dir, &up.rest, role).await;
-    enable_2fa(&session).await;
-    let (status, body) = session.post("/resource/tokens", &json!({})).await;
-    assert_eq!(status, 201, "token: {body}");
-    body["token"].as_str().unwrap().to_owned()
-}
+use crate::users::{control, operator_token};
 
 /// The last command the engine applied (a refusal before the journal leaves it).
 async fn engine_seq(up: &Up) -> u64 {

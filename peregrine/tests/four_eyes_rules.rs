@@ -17,7 +17,6 @@ use crate::support;
 #[allow(unused_imports)]
 use crate::users;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use peregrine_wallet::chain::Address;
@@ -26,33 +25,13 @@ use peregrine_wallet::store::WalletStore;
 use reqwest::Method;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
-use support::{Up, http_client, now_ms, write_config};
-use users::{Session, enable_2fa, operator};
+use support::{Up, now_ms, write_config};
+use users::{enable_2fa, operator};
 
 /// How long a read waits for a change to show.
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// `method {http}/control/v1/{path}` with an operator's access token.
-async fn control(up: &Up, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = http_client()
-        .request(method, format!("{}/control/v1/{path}", up.http))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// An operator with `role` and 2FA; a fresh access token.
-async fn operator_token(up: &Up, dir: &Path, role: &str) -> String {
-    let (session, _uid): (Session, String) = operator(dir, &up.rest, role).await;
-    enable_2fa(&session).await;
-    let (status, body) = session.post("/resource/tokens", &json!({})).await;
-    assert_eq!(status, 201, "token: {body}");
-    body["token"].as_str().unwrap().to_owned()
-}
+use crate::users::{control, operator_token};
 
 /// Proposes `body` at `route` as `proposer`, sees the proposer's own approval refused, and
 /// approves it as `approver`; the approved proposal.

@@ -23,7 +23,6 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use support::identity::identity_section;
 use support::{Up, http_client, write_config};
-use users::{Session, enable_2fa, operator};
 
 /// The static REST keys of the two traders: (key, secret, account).
 const MAKER: (&str, &str, u32) = ("ref-maker", "ref-maker-secret-of-32-bytes-0000", 3);
@@ -50,27 +49,7 @@ async fn order(up: &Up, who: (&str, &str, u32), side: &str, price: &str) -> (u16
     rest(up, who, Method::POST, "/market/orders", Some(body)).await
 }
 
-/// `method {http}/control/v1/{path}` with an operator's access token.
-async fn control(up: &Up, method: Method, path: &str, token: &str, body: Value) -> (u16, Value) {
-    let response = http_client()
-        .request(method, format!("{}/control/v1/{path}", up.http))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
-/// An operator with `role` and 2FA; a fresh access token.
-async fn operator_token(up: &Up, dir: &Path, role: &str) -> String {
-    let (session, _uid): (Session, String) = operator(dir, &up.rest, role).await;
-    enable_2fa(&session).await;
-    let (status, body) = session.post("/resource/tokens", &json!({})).await;
-    assert_eq!(status, 201, "token: {body}");
-    body["token"].as_str().unwrap().to_owned()
-}
+use crate::users::{control, operator_token};
 
 /// The public market list's entry of `name` (None: not listed).
 async fn listed(up: &Up, name: &str) -> Option<Value> {

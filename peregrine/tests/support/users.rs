@@ -52,3 +52,34 @@ pub async fn operator(dir: &Path, rest: &str, role: &str) -> (Session, String) {
     let uid = me["uid"].as_str().unwrap().to_owned();
     (session, uid)
 }
+
+/// `method {http}/control/v1/{path}` with an operator's access token.
+pub async fn control(
+    up: &crate::support::Up,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = crate::support::http_client()
+        .request(method, format!("{}/control/v1/{path}", up.http))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (
+        status,
+        response.json().await.unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// An operator with `role` and 2FA; a fresh access token.
+pub async fn operator_token(up: &crate::support::Up, dir: &Path, role: &str) -> String {
+    let (session, _uid): (Session, String) = operator(dir, &up.rest, role).await;
+    enable_2fa(&session).await;
+    let (status, body) = session.post("/resource/tokens", &json!({})).await;
+    assert_eq!(status, 201, "token: {body}");
+    body["token"].as_str().unwrap().to_owned()
+}
